@@ -1,0 +1,203 @@
+/*
+ * http: FastCGI request fields, capped body reading and responses (see http.h).
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "http.h"
+
+static const char *
+param(FCGX_Request *f, const char *name)
+{
+	return FCGX_GetParam(name, f->envp);
+}
+
+/* Request ids are echoed in headers and logs: keep printable ASCII without spaces. */
+static void
+set_request_id(struct http_req *r, const char *given)
+{
+	size_t i, n = 0;
+
+	if (given != NULL) {
+		for (i = 0; given[i] != '\0' && n < HTTP_REQUEST_ID_MAX; i++) {
+			unsigned char ch = (unsigned char)given[i];
+
+			if (ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+				r->request_id[n++] = (char)ch;
+		}
+	}
+	if (n == 0) {
+		unsigned char rnd[16];
+
+		randombytes_buf(rnd, sizeof(rnd));
+		sodium_bin2hex(r->request_id, sizeof(r->request_id), rnd, sizeof(rnd));
+		return;
+	}
+	r->request_id[n] = '\0';
+}
+
+void
+http_req_init(struct http_req *r, FCGX_Request *fcgi)
+{
+	memset(r, 0, sizeof(*r));
+	r->fcgi = fcgi;
+	r->method = param(fcgi, "REQUEST_METHOD");
+	if (r->method == NULL)
+		r->method = "";
+	r->path = param(fcgi, "DOCUMENT_URI");
+	if (r->path == NULL)
+		r->path = param(fcgi, "SCRIPT_NAME");
+	if (r->path == NULL)
+		r->path = "";
+	r->query = param(fcgi, "QUERY_STRING");
+	if (r->query == NULL)
+		r->query = "";
+	r->content_type = param(fcgi, "CONTENT_TYPE");
+	r->content_length = param(fcgi, "CONTENT_LENGTH");
+	r->authorization = param(fcgi, "HTTP_AUTHORIZATION");
+	set_request_id(r, param(fcgi, "HTTP_X_REQUEST_ID"));
+}
+
+void
+http_req_free(struct http_req *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+int
+http_read_body(struct http_req *r, size_t max)
+{
+	const char *cl = r->content_length;
+	size_t want = 0, got = 0;
+	int n;
+
+	if (cl == NULL || *cl == '\0')
+		return 411;
+	for (; *cl != '\0'; cl++) {
+		if (*cl < '0' || *cl > '9')
+			return 400;
+		if (want > (max + 1) / 10 + 1)
+			return 413;
+		want = want * 10 + (size_t)(*cl - '0');
+	}
+	if (want > max)
+		return 413;
+	r->body = malloc(want + 1);
+	if (r->body == NULL)
+		abort();
+	while (got < want) {
+		n = FCGX_GetStr(r->body + got, (int)(want - got), r->fcgi->in);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	r->body[got] = '\0';
+	r->body_len = got;
+	return got == want ? 0 : 400;
+}
+
+const char *
+http_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Status";
+	}
+}
+
+void
+http_respond(struct http_req *r, int status, const char *extra_headers, const char *body,
+             size_t len)
+{
+	char head[1024];
+	int n;
+
+	/* libfcgi's own FCGX_FPrintF knows no %zu: format here, write bytes. */
+	n = snprintf(head, sizeof(head),
+	             "Status: %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+	             "X-Request-Id: %s\r\n%s\r\n",
+	             status, http_reason(status), len, r->request_id,
+	             extra_headers ? extra_headers : "");
+	if (n < 0 || (size_t)n >= sizeof(head))
+		abort();
+	FCGX_PutStr(head, n, r->fcgi->out);
+	FCGX_PutStr(body, (int)len, r->fcgi->out);
+}
+
+/* Appends s to d as a JSON string body (without quotes); d has 6*strlen(s)+1 room. */
+static size_t
+json_escape(char *d, const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\') {
+			d[n++] = '\\';
+			d[n++] = (char)ch;
+		} else if (ch < 0x20) {
+			n += (size_t)sprintf(d + n, "\\u%04x", ch);
+		} else {
+			d[n++] = (char)ch;
+		}
+	}
+	d[n] = '\0';
+	return n;
+}
+
+void
+http_error(struct http_req *r, int status, int code, const char *message,
+           const char *extra_headers)
+{
+	size_t mlen = strlen(message);
+	char *esc = malloc(6 * mlen + 1), *body;
+	int n;
+
+	if (esc == NULL)
+		abort();
+	json_escape(esc, message);
+	body = malloc(6 * mlen + 128);
+	if (body == NULL)
+		abort();
+	n = sprintf(body, "{\"errors\":[{\"status\":false,\"code\":%d,\"message\":\"%s\"}],\"warnings\":[]}",
+	            code, esc);
+	http_respond(r, status, extra_headers, body, (size_t)n);
+	free(esc);
+	free(body);
+}
+
+int
+http_is_json(const char *ct)
+{
+	size_t n = strlen("application/json");
+
+	if (ct == NULL)
+		return 0;
+	while (*ct == ' ')
+		ct++;
+	if (strncasecmp(ct, "application/json", n) != 0)
+		return 0;
+	ct += n;
+	while (*ct == ' ')
+		ct++;
+	return *ct == '\0' || *ct == ';';
+}

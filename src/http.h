@@ -1,0 +1,53 @@
+/*
+ * http: one FastCGI request as partnerd sees it (method, path, headers, capped body)
+ * and the writing of its response.
+ */
+#ifndef PARTNERD_HTTP_H
+#define PARTNERD_HTTP_H
+
+#include <stddef.h>
+
+#include <fcgiapp.h>
+
+#define HTTP_REQUEST_ID_MAX 128
+
+struct http_req {
+	FCGX_Request *fcgi;
+	const char *method;             /* borrowed from the FastCGI params: valid until finish */
+	const char *path;               /* DOCUMENT_URI (no query string) */
+	const char *query;              /* QUERY_STRING or "" */
+	const char *content_type;       /* or NULL */
+	const char *content_length;     /* or NULL */
+	const char *authorization;      /* or NULL */
+	char request_id[HTTP_REQUEST_ID_MAX + 1];  /* from X-Request-Id (sanitised) or generated */
+	char *body;                     /* owned, NUL-terminated after len bytes */
+	size_t body_len;
+};
+
+/* Fills the header fields of r from the FastCGI params and sets the request id. */
+void http_req_init(struct http_req *r, FCGX_Request *fcgi);
+void http_req_free(struct http_req *r);
+
+/*
+ * Reads the body: CONTENT_LENGTH must be digits only and at most max bytes.
+ * Returns 0, or the HTTP status to answer (411 no length, 413 too large, 400 short body).
+ */
+int http_read_body(struct http_req *r, size_t max);
+
+/*
+ * Writes a complete response. extra_headers: "Name: value\r\n" lines or NULL.
+ * Content-Type is application/json.
+ */
+void http_respond(struct http_req *r, int status, const char *extra_headers,
+                  const char *body, size_t len);
+
+/* Writes the error envelope {"errors":[{"status":false,"code":C,"message":M}],"warnings":[]}. */
+void http_error(struct http_req *r, int status, int code, const char *message,
+                const char *extra_headers);
+
+/* 1 when the content type is application/json (parameters such as charset allowed). */
+int http_is_json(const char *content_type);
+
+const char *http_reason(int status);
+
+#endif

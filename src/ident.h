@@ -1,0 +1,22 @@
+/* ident: customer identifier rules shared by partnerd and partnerctl. Pure. */
+#ifndef PARTNERD_IDENT_H
+#define PARTNERD_IDENT_H
+
+#include <stddef.h>
+
+#define IDENT_MOBILE_MAX 15   /* digits after normalisation */
+
+/*
+ * Normalises a mobile number: drops ' ', '+', '-', '.', '(' and ')'; what remains must be
+ * 6 to 15 ASCII digits. If exactly national_len digits remain, country_code (digits) is
+ * prefixed. out must hold IDENT_MOBILE_MAX + 16 + 1 bytes (the country code may make the
+ * result longer than 15; it is NUL-terminated).
+ * Returns the length written, or -1 when the input is not a valid mobile number.
+ */
+int ident_normalize_mobile(const char *in, size_t len, const char *country_code,
+                           int national_len, char *out, size_t outsz);
+
+/* 1 when an org id is acceptable in a key name: [A-Za-z0-9_.-]{1,64}, else 0. */
+int ident_valid_org(const char *s);
+
+#endif

@@ -1,0 +1,19 @@
+/* keys: the Redis key space of docs/DATA-MODEL.md, in one place. */
+#ifndef PARTNERD_KEYS_H
+#define PARTNERD_KEYS_H
+
+#define KEYS_ORGS  "pp:orgs"
+#define KEYS_CREDS "pp:creds"
+
+/* printf formats; ORG is validated by ident_valid_org, CID is an int64, PID an int. */
+#define KEYS_ORG_FMT        "pp:{%s}:org"
+#define KEYS_PROGS_FMT      "pp:{%s}:progs"
+#define KEYS_PSEQ_FMT       "pp:{%s}:pseq"
+#define KEYS_IX_FMT         "pp:{%s}:ix:%s"        /* org, "mobile"|"email"|"externalId" */
+#define KEYS_MID_FMT        "pp:{%s}:mid:%d"       /* org, pid */
+#define KEYS_CUST_FMT       "pp:{%s:%lld}:c"       /* org, cid */
+#define KEYS_LOCK_FMT       "pp:{%s:%lld}:lock"    /* org, cid */
+
+#define KEYS_MEMBERSHIP_FIELD_FMT "m:%d"           /* pid */
+
+#endif

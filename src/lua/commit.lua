@@ -1,0 +1,55 @@
+-- commit: the fenced write of every locked customer of a request, in one call.
+-- ARGV: token, n_customers, then per customer:
+--   customer_key, lock_key, version_read, cid,
+--   n_set, (field, value)*, n_del, field*,
+--   n_claim, (mid_index_key, membership_id)*, n_release, (mid_index_key, membership_id)*
+-- For each customer, atomically: the lock must still hold our token and the version must
+-- be the one read (else "FENCED": nothing written); every claimed membership id must be
+-- free or already ours (else "CONFLICT": nothing written, lock released, the caller
+-- retries); then the writes, the version bump and the lock release ("OK").
+local token = ARGV[1]
+local n = tonumber(ARGV[2])
+local i = 3
+local out = {}
+for c = 1, n do
+  local ck, lk, ver, cid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  i = i + 4
+  local nset = tonumber(ARGV[i]); local sset = i + 1; i = sset + 2 * nset
+  local ndel = tonumber(ARGV[i]); local sdel = i + 1; i = sdel + ndel
+  local ncl = tonumber(ARGV[i]); local scl = i + 1; i = scl + 2 * ncl
+  local nrel = tonumber(ARGV[i]); local srel = i + 1; i = srel + 2 * nrel
+  if redis.call('GET', lk) ~= token then
+    out[c] = 'FENCED'
+  elseif (redis.call('HGET', ck, 'v') or '') ~= ver then
+    redis.call('DEL', lk)
+    out[c] = 'FENCED'
+  else
+    local free = true
+    for j = 0, ncl - 1 do
+      local h = redis.call('HGET', ARGV[scl + 2 * j], ARGV[scl + 2 * j + 1])
+      if h and h ~= cid then free = false; break end
+    end
+    if not free then
+      redis.call('DEL', lk)
+      out[c] = 'CONFLICT'
+    else
+      for j = 0, nrel - 1 do
+        local key, mid = ARGV[srel + 2 * j], ARGV[srel + 2 * j + 1]
+        if redis.call('HGET', key, mid) == cid then redis.call('HDEL', key, mid) end
+      end
+      for j = 0, ncl - 1 do
+        redis.call('HSET', ARGV[scl + 2 * j], ARGV[scl + 2 * j + 1], cid)
+      end
+      for j = 0, nset - 1 do
+        redis.call('HSET', ck, ARGV[sset + 2 * j], ARGV[sset + 2 * j + 1])
+      end
+      for j = 0, ndel - 1 do
+        redis.call('HDEL', ck, ARGV[sdel + j])
+      end
+      if nset + ndel > 0 then redis.call('HINCRBY', ck, 'v', 1) end
+      redis.call('DEL', lk)
+      out[c] = 'OK'
+    end
+  end
+end
+return out

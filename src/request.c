@@ -1,0 +1,485 @@
+/*
+ * request: JSON request bodies -> validated request structs (see request.h).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "dates.h"
+#include "request.h"
+
+const struct req_names req_names[3] = {
+	[REQ_LINK] = { .top = "linkCustomers", .items = "linkToPartnerPrograms",
+	               .item_status = "partnerLinkStatus" },
+	[REQ_UPDATE] = { .top = "customersPartnerUpdates", .items = "partnerProgramUpdates",
+	                 .item_status = "updateStatus" },
+	[REQ_DELINK] = { .top = "deLinkCustomers", .items = "deLinkFromPartnerPrograms",
+	                 .item_status = "partnerDeLinkStatus" },
+};
+
+static int fail(struct req_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int
+fail(struct req_error *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->http = 400;
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* ---- the text scan: what json-c lets through --------------------------------------- */
+
+struct counts {
+	size_t *v;
+	size_t n, cap;
+};
+
+static void
+counts_push(struct counts *c, size_t x)
+{
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 32;
+		c->v = realloc(c->v, c->cap * sizeof(*c->v));
+		if (c->v == NULL)
+			abort();
+	}
+	c->v[c->n++] = x;
+}
+
+/* Member counts of every object of the tree, in document (pre-)order. */
+static void
+tree_counts(const struct json_object *o, struct counts *c)
+{
+	size_t i, n;
+
+	switch (json_object_get_type(o)) {
+	case json_type_object: {
+		counts_push(c, (size_t)json_object_object_length(o));
+		json_object_object_foreach((struct json_object *)o, k, v) {
+			(void)k;
+			tree_counts(v, c);
+		}
+		break;
+	}
+	case json_type_array:
+		n = json_object_array_length(o);
+		for (i = 0; i < n; i++)
+			tree_counts(json_object_array_get_idx(o, i), c);
+		break;
+	default:
+		break;
+	}
+}
+
+/* 1 when the digits d[0..n) (no sign) exceed the int64 range for the given sign. */
+static int
+int_overflows(const char *d, size_t n, int negative)
+{
+	const char *lim = negative ? "9223372036854775808" : "9223372036854775807";
+
+	while (n > 1 && *d == '0') {
+		d++;
+		n--;
+	}
+	if (n != 19)
+		return n > 19;
+	return memcmp(d, lim, 19) > 0;
+}
+
+int
+req_json_scan(const char *t, size_t len, const void *tree, char *msg, size_t msgsz)
+{
+	struct counts text = { 0 }, parsed = { 0 };
+	size_t *stack = NULL, depth = 0, stackcap = 0, i = 0, k;
+	int rc = -1;
+
+	while (i < len) {
+		unsigned char ch = (unsigned char)t[i];
+
+		if (ch == '"') {
+			for (i++; i < len && t[i] != '"'; i++) {
+				if ((unsigned char)t[i] < 0x20) {
+					snprintf(msg, msgsz, "raw control character inside a string at byte %zu", i);
+					goto out;
+				}
+				if (t[i] == '\\')
+					i++;
+			}
+			i++;
+		} else if (ch == '{') {
+			if (depth == stackcap) {
+				stackcap = stackcap ? stackcap * 2 : 16;
+				stack = realloc(stack, stackcap * sizeof(*stack));
+				if (stack == NULL)
+					abort();
+			}
+			stack[depth++] = text.n;
+			counts_push(&text, 0);
+			i++;
+		} else if (ch == '}') {
+			if (depth > 0)
+				depth--;
+			i++;
+		} else if (ch == ':') {
+			if (depth > 0)
+				text.v[stack[depth - 1]]++;
+			i++;
+		} else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+			size_t start = i, digits;
+			int negative = ch == '-', integer = 1;
+
+			if (negative)
+				i++;
+			digits = i;
+			while (i < len && ((t[i] >= '0' && t[i] <= '9') || t[i] == '.' || t[i] == 'e' ||
+			                   t[i] == 'E' || t[i] == '+' || t[i] == '-')) {
+				if (t[i] == '.' || t[i] == 'e' || t[i] == 'E')
+					integer = 0;
+				i++;
+			}
+			if (integer && int_overflows(t + digits, i - digits, negative)) {
+				snprintf(msg, msgsz, "integer at byte %zu does not fit in 64 bits", start);
+				goto out;
+			}
+		} else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) {
+			if (len - i >= 4 && (memcmp(t + i, "true", 4) == 0 || memcmp(t + i, "null", 4) == 0)) {
+				i += 4;
+			} else if (len - i >= 5 && memcmp(t + i, "false", 5) == 0) {
+				i += 5;
+			} else {
+				snprintf(msg, msgsz, "invalid literal at byte %zu (NaN and Infinity are not JSON)", i);
+				goto out;
+			}
+		} else {
+			i++;
+		}
+	}
+
+	/* json-c keeps the last of duplicated keys: fewer members than the text has. */
+	tree_counts(tree, &parsed);
+	for (k = 0; k < text.n && k < parsed.n; k++) {
+		if (text.v[k] != parsed.v[k]) {
+			snprintf(msg, msgsz, "an object has a duplicated key");
+			goto out;
+		}
+	}
+	if (text.n != parsed.n) {
+		snprintf(msg, msgsz, "an object has a duplicated key");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(text.v);
+	free(parsed.v);
+	free(stack);
+	return rc;
+}
+
+/* ---- fields -------------------------------------------------------------------------- */
+
+static struct json_object *
+member(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return NULL;
+	return v;
+}
+
+/* A string field: absent/null/"" -> F_ABSENT, string -> F_OK, other -> F_BADTYPE. */
+static void
+string_field(struct json_object *o, const char *key, struct req_field *f)
+{
+	struct json_object *v = o ? member(o, key) : NULL;
+
+	memset(f, 0, sizeof(*f));
+	if (v == NULL)
+		return;
+	if (!json_object_is_type(v, json_type_string)) {
+		f->st = F_BADTYPE;
+		return;
+	}
+	f->s.p = json_object_get_string(v);
+	f->s.len = (size_t)json_object_get_string_len(v);
+	f->st = f->s.len == 0 ? F_ABSENT : F_OK;
+	if (f->st == F_ABSENT)
+		f->s.p = NULL;
+}
+
+/* A date-time field: like a string, then parsed; unparsable or mistyped -> F_BADVALUE. */
+static void
+date_field(struct json_object *o, const char *key, struct req_field *f)
+{
+	string_field(o, key, f);
+	if (f->st == F_BADTYPE)
+		f->st = F_BADVALUE;
+	else if (f->st == F_OK && dates_parse(f->s.p, f->s.len, &f->ms) != 0)
+		f->st = F_BADVALUE;
+}
+
+static enum fstate
+object_field(struct json_object *o, const char *key, struct json_object **out)
+{
+	struct json_object *v = member(o, key);
+
+	*out = NULL;
+	if (v == NULL)
+		return F_ABSENT;
+	if (!json_object_is_type(v, json_type_object))
+		return F_BADTYPE;
+	*out = v;
+	return F_OK;
+}
+
+static enum update_type
+parse_update_type(const struct str *s)
+{
+	static const struct { const char *name; enum update_type t; } types[] = {
+		{ "UPGRADE", UPD_UPGRADE },
+		{ "DOWNGRADE", UPD_DOWNGRADE },
+		{ "RENEWAL", UPD_RENEWAL },
+		{ "RENEW", UPD_RENEWAL },
+		{ "MEMBERSHIP_RELINKING_CANCELLED", UPD_RELINK_CANCEL },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (strlen(types[i].name) == s->len && memcmp(types[i].name, s->p, s->len) == 0)
+			return types[i].t;
+	return UPD_NONE;
+}
+
+static void
+parse_item(struct json_object *o, enum req_kind kind, struct req_item *it)
+{
+	struct json_object *sub;
+
+	memset(it, 0, sizeof(*it));
+	string_field(o, "partnerProgramName", &it->program);
+	switch (kind) {
+	case REQ_LINK:
+		it->reference = object_field(o, "customerPartnerReference", &sub);
+		string_field(sub, "partnerMembershipId", &it->mid);
+		string_field(sub, "partnerTierName", &it->tier);
+		date_field(sub, "partnerTierExpiryDate", &it->expiry);
+		date_field(sub, "membershipStartDate", &it->start);
+		break;
+	case REQ_UPDATE:
+		string_field(o, "updateType", &it->update_type);
+		if (it->update_type.st == F_OK)
+			it->utype = parse_update_type(&it->update_type.s);
+		it->details = object_field(o, "updateDetails", &sub);
+		string_field(sub, "updatedTierName", &it->new_tier);
+		date_field(sub, "updatedTierExpiryDate", &it->new_expiry);
+		break;
+	case REQ_DELINK:
+		break;
+	}
+}
+
+/* Identifier fields: absent/null/"" are "not given"; anything else of the wrong form is bad. */
+static void
+parse_customer(struct json_object *o, struct req_customer *c)
+{
+	struct json_object *v;
+
+	memset(c, 0, sizeof(*c));
+	c->echo = o;
+
+	v = member(o, "id");
+	if (v != NULL) {
+		if (json_object_is_type(v, json_type_int)) {
+			c->id = json_object_get_int64(v);
+			if (c->id <= 0)
+				c->bad = 1;
+			else
+				c->has_id = 1;
+		} else if (!(json_object_is_type(v, json_type_string) &&
+		             json_object_get_string_len(v) == 0)) {
+			c->bad = 1;
+		}
+	}
+
+	v = member(o, "mobile");
+	if (v != NULL) {
+		if (json_object_is_type(v, json_type_string)) {
+			c->mobile.p = json_object_get_string(v);
+			c->mobile.len = (size_t)json_object_get_string_len(v);
+			if (c->mobile.len == 0)
+				c->mobile.p = NULL;
+		} else if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) > 0) {
+			int n = snprintf(c->mobile_num, sizeof(c->mobile_num), "%lld",
+			                 (long long)json_object_get_int64(v));
+			c->mobile.p = c->mobile_num;
+			c->mobile.len = (size_t)n;
+		} else {
+			c->bad = 1;
+		}
+	}
+
+	v = member(o, "email");
+	if (v != NULL) {
+		if (json_object_is_type(v, json_type_string)) {
+			c->email.p = json_object_get_string(v);
+			c->email.len = (size_t)json_object_get_string_len(v);
+			if (c->email.len == 0)
+				c->email.p = NULL;
+		} else {
+			c->bad = 1;
+		}
+	}
+
+	v = member(o, "externalId");
+	if (v != NULL) {
+		if (json_object_is_type(v, json_type_string)) {
+			c->external_id.p = json_object_get_string(v);
+			c->external_id.len = (size_t)json_object_get_string_len(v);
+			if (c->external_id.len == 0)
+				c->external_id.p = NULL;
+		} else {
+			c->bad = 1;
+		}
+	}
+}
+
+/* ---- the request ---------------------------------------------------------------------- */
+
+int
+req_parse(const char *body, size_t len, enum req_kind kind, struct req *out,
+          struct req_error *err)
+{
+	const struct req_names *names = &req_names[kind];
+	struct json_tokener *tok;
+	struct json_object *root, *top, *entry, *cust, *items;
+	enum json_tokener_error jerr;
+	size_t end, n, e, k;
+	char msg[120];
+
+	memset(out, 0, sizeof(*out));
+	out->kind = kind;
+
+	tok = json_tokener_new_ex(REQ_MAX_DEPTH);
+	if (tok == NULL)
+		abort();
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	root = json_tokener_parse_ex(tok, body, (int)len);
+	jerr = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (root == NULL || jerr != json_tokener_success) {
+		json_object_put(root);
+		if (jerr == json_tokener_error_depth)
+			return fail(err, 400, "the request body nests deeper than %d levels", REQ_MAX_DEPTH);
+		if (jerr == json_tokener_continue)
+			return fail(err, 400, "the request body is not valid JSON: it ends too early");
+		return fail(err, 400, "the request body is not valid JSON: %s at byte %zu",
+		            json_tokener_error_desc(jerr), end);
+	}
+	while (end < len && (body[end] == ' ' || body[end] == '\t' || body[end] == '\r' ||
+	                     body[end] == '\n'))
+		end++;
+	if (end != len) {
+		json_object_put(root);
+		return fail(err, 400, "the request body has unexpected bytes after the JSON value (byte %zu)", end);
+	}
+	if (req_json_scan(body, len, root, msg, sizeof(msg)) != 0) {
+		json_object_put(root);
+		return fail(err, 400, "the request body is not acceptable JSON: %s", msg);
+	}
+	out->tree = root;
+
+	if (!json_object_is_type(root, json_type_object)) {
+		req_free(out);
+		return fail(err, 400, "the request body must be a JSON object with a \"%s\" array", names->top);
+	}
+	top = member(root, names->top);
+	if (top == NULL || !json_object_is_type(top, json_type_array)) {
+		req_free(out);
+		return fail(err, 400, "\"%s\" is missing or not an array", names->top);
+	}
+	n = json_object_array_length(top);
+	if (n == 0) {
+		req_free(out);
+		return fail(err, 400, "\"%s\" is empty: send 1 to %d customer entries", names->top, REQ_MAX_ENTRIES);
+	}
+	if (n > REQ_MAX_ENTRIES) {
+		req_free(out);
+		return fail(err, 2008, "\"%s\" has %zu entries: at most %d customers per request",
+		            names->top, n, REQ_MAX_ENTRIES);
+	}
+	out->entries = calloc(n, sizeof(*out->entries));
+	if (out->entries == NULL)
+		abort();
+	out->nentries = n;
+
+	for (e = 0; e < n; e++) {
+		struct req_entry *re = &out->entries[e];
+
+		entry = json_object_array_get_idx(top, e);
+		if (!json_object_is_type(entry, json_type_object)) {
+			req_free(out);
+			return fail(err, 400, "\"%s\"[%zu] is not an object", names->top, e);
+		}
+		cust = member(entry, "customer");
+		if (cust == NULL || !json_object_is_type(cust, json_type_object)) {
+			req_free(out);
+			return fail(err, 400, "\"%s\"[%zu].customer is missing or not an object", names->top, e);
+		}
+		items = member(entry, names->items);
+		if (items == NULL || !json_object_is_type(items, json_type_array)) {
+			req_free(out);
+			return fail(err, 400, "\"%s\"[%zu].%s is missing or not an array", names->top, e, names->items);
+		}
+		re->nitems = json_object_array_length(items);
+		if (re->nitems == 0) {
+			req_free(out);
+			return fail(err, 400, "\"%s\"[%zu].%s is empty: send 1 to %d items",
+			            names->top, e, names->items, REQ_MAX_ITEMS);
+		}
+		if (re->nitems > REQ_MAX_ITEMS) {
+			size_t ni = re->nitems;
+
+			req_free(out);
+			return fail(err, 2008, "\"%s\"[%zu].%s has %zu items: at most %d per customer",
+			            names->top, e, names->items, ni, REQ_MAX_ITEMS);
+		}
+		re->items = calloc(re->nitems, sizeof(*re->items));
+		if (re->items == NULL)
+			abort();
+		for (k = 0; k < re->nitems; k++) {
+			struct json_object *it = json_object_array_get_idx(items, k);
+
+			if (!json_object_is_type(it, json_type_object)) {
+				req_free(out);
+				return fail(err, 400, "\"%s\"[%zu].%s[%zu] is not an object",
+				            names->top, e, names->items, k);
+			}
+			parse_item(it, kind, &re->items[k]);
+		}
+		parse_customer(cust, &re->customer);
+	}
+	return 0;
+}
+
+void
+req_free(struct req *r)
+{
+	size_t e;
+
+	if (r->tree != NULL)
+		json_object_put(r->tree);
+	for (e = 0; r->entries != NULL && e < r->nentries; e++)
+		free(r->entries[e].items);
+	free(r->entries);
+	memset(r, 0, sizeof(*r));
+}

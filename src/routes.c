@@ -1,0 +1,834 @@
+/*
+ * routes: the route table, the write pipeline and the small routes (see routes.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <sodium.h>
+
+#include "auth.h"
+#include "dates.h"
+#include "ident.h"
+#include "keys.h"
+#include "request.h"
+#include "routes.h"
+#include "rules.h"
+
+#define COMMIT_CONFLICT_RETRIES 5
+
+struct route {
+	const char *method;
+	const char *path;
+	const char *name;               /* for logs and metrics */
+	int kind;                       /* enum req_kind, for write routes */
+	void (*handler)(const struct routes_cfg *, struct store *, struct http_req *,
+	                const struct route *, struct routes_outcome *);
+};
+
+static void handle_write(const struct routes_cfg *, struct store *, struct http_req *,
+                         const struct route *, struct routes_outcome *);
+static void handle_health(const struct routes_cfg *, struct store *, struct http_req *,
+                          const struct route *, struct routes_outcome *);
+
+static const struct route route_table[] = {
+	{ .method = "POST", .path = "/v2/partnerProgram/linkCustomer", .name = "linkCustomer",
+	  .kind = REQ_LINK, .handler = handle_write },
+	{ .method = "POST", .path = "/v2/partnerProgram/customerPartnerProgramUpdate",
+	  .name = "customerPartnerProgramUpdate", .kind = REQ_UPDATE, .handler = handle_write },
+	{ .method = "POST", .path = "/v2/partnerProgram/deLinkCustomer", .name = "deLinkCustomer",
+	  .kind = REQ_DELINK, .handler = handle_write },
+	{ .method = "GET", .path = "/v2/partnerProgram/health", .name = "health",
+	  .handler = handle_health },
+};
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- per-entry state of a write request -------------------------------------------- */
+
+enum { IDK_ID, IDK_MOBILE, IDK_EMAIL, IDK_EXTERNAL };
+static const char *const idk_name[] = { "id", "mobile", "email", "externalId" };
+
+struct entry_state {
+	const struct req_entry *e;
+	int decided;                    /* customer-level outcome is final */
+	int cust_code;                  /* 1000, 400, 8015, 8016 */
+	const char *cust_message;
+	size_t nidents;
+	int ident_kind[4];
+	char ident_val_buf[4][40];      /* id and normalised mobile */
+	const char *ident_val[4];
+	size_t ident_len[4];
+	int found;                      /* the stored identifiers below are known */
+	int64_t cid;
+	char *stored[4];                /* owned: id, mobile, email, externalId from the store */
+	struct rules_result *results;   /* nitems */
+	int conflicts;                  /* commit retries for membership-id races */
+};
+
+/* One customer locked in this round (entries of the same customer share it). */
+struct locked {
+	int64_t cid;
+	char version[24];
+	struct rules_customer cust;
+	struct entry_state **entries;   /* entries applied to this customer, in order */
+	size_t nentries;
+	int outcome;                    /* 0 OK, 1 FENCED, 2 CONFLICT, 3 store failure */
+};
+
+static void
+entry_fail_items(struct entry_state *es, int code, const char *message)
+{
+	size_t k;
+
+	for (k = 0; k < es->e->nitems; k++) {
+		es->results[k].code = code;
+		es->results[k].message = message ? message : rules_message(code);
+	}
+}
+
+/* Validates and normalises the entry's identifiers; decides 400 when one is bad. */
+static void
+entry_identify(struct entry_state *es, const struct auth_org *org)
+{
+	const struct req_customer *c = &es->e->customer;
+	int n;
+
+	if (c->bad) {
+		es->decided = 1;
+		es->cust_code = 400;
+		es->cust_message = "a customer identifier has the wrong type: id is a positive integer; mobile, email and externalId are strings (mobile may be a number)";
+		return;
+	}
+	if (c->has_id) {
+		snprintf(es->ident_val_buf[es->nidents], sizeof(es->ident_val_buf[0]), "%lld",
+		         (long long)c->id);
+		es->ident_kind[es->nidents] = IDK_ID;
+		es->ident_val[es->nidents] = es->ident_val_buf[es->nidents];
+		es->ident_len[es->nidents] = strlen(es->ident_val_buf[es->nidents]);
+		es->nidents++;
+	}
+	if (c->mobile.p != NULL) {
+		n = ident_normalize_mobile(c->mobile.p, c->mobile.len, org->country_code,
+		                           org->national_len, es->ident_val_buf[es->nidents],
+		                           sizeof(es->ident_val_buf[0]));
+		if (n < 0) {
+			es->decided = 1;
+			es->cust_code = 400;
+			es->cust_message = "mobile is not a valid mobile number: 6 to 15 digits, optionally with spaces, +, -, ., ( and )";
+			return;
+		}
+		es->ident_kind[es->nidents] = IDK_MOBILE;
+		es->ident_val[es->nidents] = es->ident_val_buf[es->nidents];
+		es->ident_len[es->nidents] = (size_t)n;
+		es->nidents++;
+	}
+	if (c->email.p != NULL) {
+		es->ident_kind[es->nidents] = IDK_EMAIL;
+		es->ident_val[es->nidents] = c->email.p;
+		es->ident_len[es->nidents] = c->email.len;
+		es->nidents++;
+	}
+	if (c->external_id.p != NULL) {
+		es->ident_kind[es->nidents] = IDK_EXTERNAL;
+		es->ident_val[es->nidents] = c->external_id.p;
+		es->ident_len[es->nidents] = c->external_id.len;
+		es->nidents++;
+	}
+	if (es->nidents == 0) {
+		es->decided = 1;
+		es->cust_code = 400;
+		es->cust_message = "no customer identifier given: send one of id, mobile, email or externalId";
+	}
+}
+
+static const char *
+reply_str(const redisReply *r, size_t *len)
+{
+	if (r == NULL || r->type != REDIS_REPLY_STRING) {
+		*len = 0;
+		return NULL;
+	}
+	*len = r->len;
+	return r->str;
+}
+
+static char *
+dupn(const char *p, size_t n)
+{
+	char *s = malloc(n + 1);
+
+	if (s == NULL)
+		abort();
+	memcpy(s, p, n);
+	s[n] = '\0';
+	return s;
+}
+
+/*
+ * Loads a customer from its HGETALL reply. Returns 0, or -1 when a stored membership
+ * cannot be parsed (the data is then not ours to change).
+ */
+static int
+load_customer(struct locked *lk, struct entry_state *es, const redisReply *h)
+{
+	size_t i;
+
+	lk->version[0] = '\0';
+	for (i = 0; i + 1 < h->elements; i += 2) {
+		const redisReply *f = h->element[i], *v = h->element[i + 1];
+
+		if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+			continue;
+		if (f->len > 2 && f->str[0] == 'm' && f->str[1] == ':') {
+			if (rules_customer_load_slot(&lk->cust, atoi(f->str + 2), v->str, v->len) != 0)
+				return -1;
+		} else if (strcmp(f->str, "v") == 0) {
+			snprintf(lk->version, sizeof(lk->version), "%.*s", (int)v->len, v->str);
+		} else if (strcmp(f->str, "id") == 0) {
+			es->stored[0] = dupn(v->str, v->len);
+		} else if (strcmp(f->str, "mobile") == 0) {
+			es->stored[1] = dupn(v->str, v->len);
+		} else if (strcmp(f->str, "email") == 0) {
+			es->stored[2] = dupn(v->str, v->len);
+		} else if (strcmp(f->str, "externalId") == 0) {
+			es->stored[3] = dupn(v->str, v->len);
+		}
+	}
+	es->found = 1;
+	return 0;
+}
+
+static void
+copy_stored(struct entry_state *dst, const struct entry_state *src)
+{
+	int k;
+
+	for (k = 0; k < 4; k++)
+		if (dst->stored[k] == NULL && src->stored[k] != NULL)
+			dst->stored[k] = dupn(src->stored[k], strlen(src->stored[k]));
+	dst->found = 1;
+}
+
+/* ---- one round: begin (resolve, lock, read), rules, commit -------------------------- */
+
+static void
+add_begin_entry(struct store_argv *a, const struct entry_state *es, enum req_kind kind)
+{
+	size_t k;
+
+	store_argv_addf(a, "%zu", es->nidents);
+	for (k = 0; k < es->nidents; k++) {
+		store_argv_add(a, idk_name[es->ident_kind[k]], strlen(idk_name[es->ident_kind[k]]));
+		store_argv_add(a, es->ident_val[k], es->ident_len[k]);
+	}
+	store_argv_addf(a, "%zu", es->e->nitems);
+	for (k = 0; k < es->e->nitems; k++) {
+		const struct req_item *it = &es->e->items[k];
+
+		if (it->program.st == F_OK)
+			store_argv_add(a, it->program.s.p, it->program.s.len);
+		else
+			store_argv_add(a, "", 0);
+		if (kind == REQ_LINK && it->mid.st == F_OK)
+			store_argv_add(a, it->mid.s.p, it->mid.s.len);
+		else
+			store_argv_add(a, "", 0);
+	}
+}
+
+/* Adds the commit arguments of one locked customer. */
+static void
+add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, char **owned,
+                    size_t *nowned)
+{
+	struct rules_customer *c = &lk->cust;
+	size_t i, nset = 0, ndel = 0, ncl = 0, nrel = 0;
+
+	store_argv_addf(a, KEYS_CUST_FMT, org, (long long)lk->cid);
+	store_argv_addf(a, KEYS_LOCK_FMT, org, (long long)lk->cid);
+	store_argv_add(a, lk->version, strlen(lk->version));
+	store_argv_addf(a, "%lld", (long long)lk->cid);
+
+	for (i = 0; i < c->nslots; i++)
+		if (c->slots[i].dirty && c->slots[i].present)
+			nset++;
+	store_argv_addf(a, "%zu", nset);
+	for (i = 0; i < c->nslots; i++) {
+		struct rules_slot *s = &c->slots[i];
+		size_t len;
+		char *json;
+
+		if (!s->dirty || !s->present)
+			continue;
+		json = rules_membership_json(&s->m, &len);
+		owned[(*nowned)++] = json;
+		store_argv_addf(a, KEYS_MEMBERSHIP_FIELD_FMT, s->pid);
+		store_argv_add(a, json, len);
+	}
+	for (i = 0; i < c->nslots; i++)
+		if (c->slots[i].dirty && !c->slots[i].present && c->slots[i].was_present)
+			ndel++;
+	store_argv_addf(a, "%zu", ndel);
+	for (i = 0; i < c->nslots; i++)
+		if (c->slots[i].dirty && !c->slots[i].present && c->slots[i].was_present)
+			store_argv_addf(a, KEYS_MEMBERSHIP_FIELD_FMT, c->slots[i].pid);
+
+	/*
+	 * Membership-id index: every id the customer holds now (current and pending relink)
+	 * that it did not hold before is claimed; every id it held and holds no more is released.
+	 */
+#define HOLDS(s, p, n) (((s)->present && (s)->m.v.mid && (s)->m.v.mid_len == (n) && \
+                        memcmp((s)->m.v.mid, (p), (n)) == 0) || \
+                       ((s)->present && (s)->m.has_relink && (s)->m.rl.mid_len == (n) && \
+                        memcmp((s)->m.rl.mid, (p), (n)) == 0))
+#define HELD(s, p, n) (((s)->orig_mid && (s)->orig_mid_len == (n) && \
+                       memcmp((s)->orig_mid, (p), (n)) == 0) || \
+                      ((s)->orig_rl_mid && (s)->orig_rl_mid_len == (n) && \
+                       memcmp((s)->orig_rl_mid, (p), (n)) == 0))
+	for (i = 0; i < c->nslots; i++) {
+		struct rules_slot *s = &c->slots[i];
+
+		if (!s->dirty || !s->present)
+			continue;
+		if (!HELD(s, s->m.v.mid, s->m.v.mid_len))
+			ncl++;
+		if (s->m.has_relink && !HELD(s, s->m.rl.mid, s->m.rl.mid_len) &&
+		    !(s->m.rl.mid_len == s->m.v.mid_len && memcmp(s->m.rl.mid, s->m.v.mid, s->m.v.mid_len) == 0))
+			ncl++;
+	}
+	store_argv_addf(a, "%zu", ncl);
+	for (i = 0; i < c->nslots; i++) {
+		struct rules_slot *s = &c->slots[i];
+
+		if (!s->dirty || !s->present)
+			continue;
+		if (!HELD(s, s->m.v.mid, s->m.v.mid_len)) {
+			store_argv_addf(a, KEYS_MID_FMT, org, s->pid);
+			store_argv_add(a, s->m.v.mid, s->m.v.mid_len);
+		}
+		if (s->m.has_relink && !HELD(s, s->m.rl.mid, s->m.rl.mid_len) &&
+		    !(s->m.rl.mid_len == s->m.v.mid_len && memcmp(s->m.rl.mid, s->m.v.mid, s->m.v.mid_len) == 0)) {
+			store_argv_addf(a, KEYS_MID_FMT, org, s->pid);
+			store_argv_add(a, s->m.rl.mid, s->m.rl.mid_len);
+		}
+	}
+	for (i = 0; i < c->nslots; i++) {
+		struct rules_slot *s = &c->slots[i];
+
+		if (!s->dirty)
+			continue;
+		if (s->orig_mid && !HOLDS(s, s->orig_mid, s->orig_mid_len))
+			nrel++;
+		if (s->orig_rl_mid && !HOLDS(s, s->orig_rl_mid, s->orig_rl_mid_len) &&
+		    !(s->orig_mid && s->orig_mid_len == s->orig_rl_mid_len &&
+		      memcmp(s->orig_mid, s->orig_rl_mid, s->orig_mid_len) == 0))
+			nrel++;
+	}
+	store_argv_addf(a, "%zu", nrel);
+	for (i = 0; i < c->nslots; i++) {
+		struct rules_slot *s = &c->slots[i];
+
+		if (!s->dirty)
+			continue;
+		if (s->orig_mid && !HOLDS(s, s->orig_mid, s->orig_mid_len)) {
+			store_argv_addf(a, KEYS_MID_FMT, org, s->pid);
+			store_argv_add(a, s->orig_mid, s->orig_mid_len);
+		}
+		if (s->orig_rl_mid && !HOLDS(s, s->orig_rl_mid, s->orig_rl_mid_len) &&
+		    !(s->orig_mid && s->orig_mid_len == s->orig_rl_mid_len &&
+		      memcmp(s->orig_mid, s->orig_rl_mid, s->orig_mid_len) == 0)) {
+			store_argv_addf(a, KEYS_MID_FMT, org, s->pid);
+			store_argv_add(a, s->orig_rl_mid, s->orig_rl_mid_len);
+		}
+	}
+#undef HOLDS
+#undef HELD
+}
+
+/*
+ * Runs one round over the pending entries (those not decided yet). Returns 0 when the
+ * round ran (some entries may still be pending: busy locks or id races), -1 when Redis
+ * failed before anything of this round was applied.
+ */
+static int
+run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org *org,
+          enum req_kind kind, struct entry_state *es, size_t n, const char *token,
+          int64_t now_ms)
+{
+	struct store_argv a;
+	redisReply *rep = NULL, *crep = NULL;
+	struct entry_state **pend;
+	struct locked *locks;
+	size_t np = 0, nl = 0, i, k, nowned = 0, maxowned = 0;
+	struct rules_program *progs = NULL;
+	struct rules_item_ctx *ctx = NULL;
+	char **owned = NULL;
+	int rc = -1;
+
+	pend = calloc(n, sizeof(*pend));
+	locks = calloc(n, sizeof(*locks));
+	if (pend == NULL || locks == NULL)
+		abort();
+	for (i = 0; i < n; i++)
+		if (!es[i].decided)
+			pend[np++] = &es[i];
+
+	store_argv_init(&a);
+	store_argv_add(&a, org->org, strlen(org->org));
+	store_argv_add(&a, token, strlen(token));
+	store_argv_addf(&a, "%d", cfg->lock_ttl_ms);
+	store_argv_addf(&a, "%zu", np);
+	for (i = 0; i < np; i++)
+		add_begin_entry(&a, pend[i], kind);
+	rep = store_eval(st, STORE_BEGIN, &a);
+	store_argv_free(&a);
+	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != np)
+		goto out;
+
+	/* Customers, in entry order; entries of one customer share its state. */
+	for (i = 0; i < np; i++) {
+		redisReply *r = rep->element[i];
+		const char *status = r->element[0]->str;
+		struct entry_state *e = pend[i];
+
+		if (strcmp(status, "NOTFOUND") == 0) {
+			e->decided = 1;
+			e->cust_code = 8015;
+		} else if (strcmp(status, "MISMATCH") == 0) {
+			e->decided = 1;
+			e->cust_code = 8016;
+		} else if (strcmp(status, "BUSY") == 0) {
+			e->cid = strtoll(r->element[1]->str, NULL, 10);
+		} else if (strcmp(status, "OK") == 0) {
+			struct locked *lk = &locks[nl++];
+
+			lk->cid = e->cid = strtoll(r->element[1]->str, NULL, 10);
+			lk->cust.cid = lk->cid;
+			lk->entries = calloc(n, sizeof(*lk->entries));
+			if (lk->entries == NULL)
+				abort();
+			lk->entries[lk->nentries++] = e;
+			if (load_customer(lk, e, r->element[2]) != 0)
+				lk->outcome = 3;
+		} else if (strcmp(status, "DUP") == 0) {
+			e->cid = strtoll(r->element[1]->str, NULL, 10);
+			for (k = 0; k < nl; k++) {
+				if (locks[k].cid == e->cid) {
+					locks[k].entries[locks[k].nentries++] = e;
+					copy_stored(e, locks[k].entries[0]);
+					break;
+				}
+			}
+		}
+	}
+
+	/* The rules, per customer, entries in request order. */
+	for (k = 0; k < nl; k++) {
+		struct locked *lk = &locks[k];
+		size_t j, it;
+
+		for (j = 0; j < lk->nentries && lk->outcome == 0; j++) {
+			struct entry_state *e = lk->entries[j];
+			redisReply *r = NULL;
+
+			for (i = 0; i < np; i++)
+				if (pend[i] == e)
+					r = rep->element[i];
+			progs = calloc(e->e->nitems, sizeof(*progs));
+			ctx = calloc(e->e->nitems, sizeof(*ctx));
+			if (progs == NULL || ctx == NULL)
+				abort();
+			for (it = 0; it < e->e->nitems; it++) {
+				size_t dlen = 0;
+				const char *def = reply_str(r->element[3]->element[it], &dlen);
+				const redisReply *h = r->element[4]->element[it];
+
+				if (def != NULL && rules_program_parse(def, dlen, &progs[it]) != 0)
+					progs[it].found = 0;
+				if (h->type == REDIS_REPLY_STRING)
+					ctx[it].mid_holder = strtoll(h->str, NULL, 10);
+				ctx[it].prog = &progs[it];
+			}
+			e->decided = 1;
+			e->cust_code = 1000;
+			rules_apply(kind, &lk->cust, e->e, ctx, now_ms, e->results);
+			for (it = 0; it < e->e->nitems; it++)
+				rules_program_free(&progs[it]);
+			free(progs);
+			free(ctx);
+			progs = NULL;
+			ctx = NULL;
+		}
+		for (; j < lk->nentries; j++) {
+			lk->entries[j]->decided = 1;
+			lk->entries[j]->cust_code = 1000;
+		}
+	}
+
+	/* The commit: every locked customer, changed or not (its lock is released). */
+	store_argv_init(&a);
+	store_argv_add(&a, token, strlen(token));
+	store_argv_addf(&a, "%zu", nl);
+	for (k = 0; k < nl; k++)
+		maxowned += locks[k].cust.nslots;
+	owned = calloc(maxowned + 1, sizeof(*owned));
+	if (owned == NULL)
+		abort();
+	for (k = 0; k < nl; k++) {
+		if (locks[k].outcome == 3) {
+			/* unreadable stored data: release the lock, change nothing */
+			struct rules_customer empty = { .cid = locks[k].cid };
+			struct rules_customer keep = locks[k].cust;
+
+			locks[k].cust = empty;
+			add_commit_customer(&a, org->org, &locks[k], owned, &nowned);
+			locks[k].cust = keep;
+		} else {
+			add_commit_customer(&a, org->org, &locks[k], owned, &nowned);
+		}
+	}
+	crep = nl > 0 ? store_eval(st, STORE_COMMIT, &a) : NULL;
+	store_argv_free(&a);
+	for (k = 0; k < nowned; k++)
+		free(owned[k]);
+	free(owned);
+
+	for (k = 0; k < nl; k++) {
+		struct locked *lk = &locks[k];
+		const char *res = NULL;
+		size_t j;
+
+		if (crep != NULL && crep->type == REDIS_REPLY_ARRAY && k < crep->elements)
+			res = crep->element[k]->str;
+		for (j = 0; j < lk->nentries; j++) {
+			struct entry_state *e = lk->entries[j];
+
+			if (!e->decided)
+				continue;
+			if (lk->outcome == 3) {
+				entry_fail_items(e, 2001, "the customer's stored data could not be read; nothing was applied");
+			} else if (res == NULL) {
+				/* The commit did not answer: we cannot know whether it applied. */
+				size_t it;
+
+				for (it = 0; it < e->e->nitems; it++)
+					if (e->results[it].code == 200) {
+						e->results[it].code = 2001;
+						e->results[it].message = "the store did not confirm the change: read the customer to see whether it applied";
+					}
+			} else if (strcmp(res, "FENCED") == 0) {
+				size_t it;
+
+				for (it = 0; it < e->e->nitems; it++)
+					if (e->results[it].code == 200) {
+						e->results[it].code = 2010;
+						e->results[it].message = "the customer's lock expired before the change was stored; nothing was applied: retry";
+					}
+			} else if (strcmp(res, "CONFLICT") == 0) {
+				/* A membership id was claimed meanwhile by another customer: run again. */
+				e->conflicts++;
+				if (e->conflicts > COMMIT_CONFLICT_RETRIES) {
+					entry_fail_items(e, 2010, "concurrent changes kept conflicting with this one: retry");
+				} else {
+					e->decided = 0;
+					e->cust_code = 0;
+				}
+			}
+		}
+	}
+	rc = 0;
+out:
+	if (rep != NULL)
+		freeReplyObject(rep);
+	if (crep != NULL)
+		freeReplyObject(crep);
+	for (k = 0; k < nl; k++) {
+		rules_customer_free(&locks[k].cust);
+		free(locks[k].entries);
+	}
+	free(locks);
+	free(pend);
+	return rc;
+}
+
+/* ---- the response ---------------------------------------------------------------------- */
+
+static struct json_object *
+status_obj(int code, const char *message)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "status", json_object_new_boolean(code == 200 || code == 1000));
+	json_object_object_add(o, "message", json_object_new_string(message ? message : rules_message(code)));
+	json_object_object_add(o, "code", json_object_new_int(code));
+	return o;
+}
+
+static struct json_object *
+str_or_null(const struct req_field *f)
+{
+	if (f->s.p == NULL)
+		return NULL;
+	return json_object_new_string_len(f->s.p, (int)f->s.len);
+}
+
+static struct json_object *
+customer_obj(const struct entry_state *es)
+{
+	static const char *const keys[4] = { "id", "mobile", "email", "externalId" };
+	struct json_object *o = json_object_new_object(), *sent, *v;
+	int k;
+
+	if (es->found) {
+		long long id = es->stored[0] ? strtoll(es->stored[0], NULL, 10) : es->cid;
+
+		json_object_object_add(o, "id", json_object_new_int64(id));
+		for (k = 1; k < 4; k++)
+			json_object_object_add(o, keys[k], json_object_new_string(es->stored[k] ? es->stored[k] : ""));
+	} else {
+		/* Not found: echo the identifiers as they were sent. */
+		sent = (struct json_object *)es->e->customer.echo;
+		for (k = 0; k < 4; k++)
+			if (json_object_object_get_ex(sent, keys[k], &v))
+				json_object_object_add(o, keys[k], json_object_get(v));
+	}
+	json_object_object_add(o, "status", status_obj(es->cust_code, es->cust_message));
+	return o;
+}
+
+static char *
+build_response(enum req_kind kind, const struct entry_state *es, size_t n, size_t *len,
+               int *ok, int *failed)
+{
+	const struct req_names *names = &req_names[kind];
+	struct json_object *root = json_object_new_object(), *list = json_object_new_array();
+	const char *text;
+	size_t i, k, tlen;
+	char *out;
+
+	for (i = 0; i < n; i++) {
+		struct json_object *entry = json_object_new_object(), *items = json_object_new_array();
+
+		json_object_object_add(entry, "customer", customer_obj(&es[i]));
+		for (k = 0; k < es[i].e->nitems; k++) {
+			const struct req_item *it = &es[i].e->items[k];
+			struct json_object *io = json_object_new_object();
+			int code = es[i].results[k].code;
+
+			json_object_object_add(io, "partnerProgramName", str_or_null(&it->program));
+			if (kind == REQ_UPDATE)
+				json_object_object_add(io, "updateType", str_or_null(&it->update_type));
+			json_object_object_add(io, names->item_status, status_obj(code, es[i].results[k].message));
+			json_object_array_add(items, io);
+			if (code == 200)
+				(*ok)++;
+			else
+				(*failed)++;
+		}
+		json_object_object_add(entry, names->items, items);
+		json_object_array_add(list, entry);
+	}
+	json_object_object_add(root, names->top, list);
+	json_object_object_add(root, "warnings", json_object_new_array());
+	text = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &tlen);
+	out = dupn(text, tlen);
+	*len = tlen;
+	json_object_put(root);
+	return out;
+}
+
+/* ---- handlers -------------------------------------------------------------------------- */
+
+static void
+handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
+             const struct route *route, struct routes_outcome *out)
+{
+	enum req_kind kind = (enum req_kind)route->kind;
+	struct auth_org org;
+	struct req req;
+	struct req_error err;
+	struct entry_state *es = NULL;
+	unsigned char rnd[16];
+	char token[33], msg[200];
+	int64_t deadline, now_ms;
+	size_t i, k, pending;
+	int rc, round, committed_any = 0, ok = 0, failed = 0;
+	char *body;
+	size_t blen;
+
+	rc = auth_check(st, r->authorization, &org);
+	if (rc == 401) {
+		out->status = 401;
+		http_error(r, 401, 401, "missing or wrong credentials: use HTTP Basic auth with your API username and password",
+		           "WWW-Authenticate: Basic realm=\"partnerProgram\"\r\n");
+		return;
+	}
+	if (rc != 0) {
+		out->status = 503;
+		http_error(r, 503, 503, "the data store is unavailable: retry shortly", "Retry-After: 1\r\n");
+		return;
+	}
+	snprintf(out->org, sizeof(out->org), "%s", org.org);
+	if (!http_is_json(r->content_type)) {
+		out->status = 415;
+		http_error(r, 415, 415, "Content-Type must be application/json", NULL);
+		return;
+	}
+	rc = http_read_body(r, cfg->max_body);
+	if (rc != 0) {
+		out->status = rc;
+		snprintf(msg, sizeof(msg), rc == 411 ? "Content-Length is required" :
+		         rc == 413 ? "the request body is larger than %zu bytes" :
+		         "the request body is shorter than its Content-Length", cfg->max_body);
+		http_error(r, rc, rc, msg, NULL);
+		return;
+	}
+	if (req_parse(r->body, r->body_len, kind, &req, &err) != 0) {
+		out->status = err.http;
+		http_error(r, err.http, err.code, err.message, NULL);
+		return;
+	}
+
+	es = calloc(req.nentries, sizeof(*es));
+	if (es == NULL)
+		abort();
+	for (i = 0; i < req.nentries; i++) {
+		es[i].e = &req.entries[i];
+		es[i].results = calloc(req.entries[i].nitems, sizeof(*es[i].results));
+		if (es[i].results == NULL)
+			abort();
+		entry_identify(&es[i], &org);
+	}
+
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(token, sizeof(token), rnd, sizeof(rnd));
+	deadline = mono_ms() + cfg->lock_wait_ms;
+	for (round = 0;; round++) {
+		for (pending = 0, i = 0; i < req.nentries; i++)
+			if (!es[i].decided)
+				pending++;
+		if (pending == 0)
+			break;
+		now_ms = dates_now_ms();
+		if (run_round(cfg, st, &org, kind, es, req.nentries, token, now_ms) != 0) {
+			if (!committed_any) {
+				out->status = 503;
+				http_error(r, 503, 503, "the data store is unavailable: nothing was applied; retry shortly",
+				           "Retry-After: 1\r\n");
+				goto out;
+			}
+			for (i = 0; i < req.nentries; i++) {
+				if (es[i].decided)
+					continue;
+				es[i].decided = 1;
+				es[i].cust_code = es[i].found ? 1000 : 1000;
+				entry_fail_items(&es[i], 2001, "the data store became unavailable; nothing of this customer was applied");
+			}
+			break;
+		}
+		committed_any = 1;
+		for (pending = 0, i = 0; i < req.nentries; i++)
+			if (!es[i].decided)
+				pending++;
+		if (pending == 0)
+			break;
+		if (mono_ms() >= deadline) {
+			for (i = 0; i < req.nentries; i++) {
+				if (es[i].decided)
+					continue;
+				es[i].decided = 1;
+				es[i].cust_code = 1000;
+				entry_fail_items(&es[i], 2010, NULL);
+			}
+			break;
+		}
+		/* A busy lock: back off briefly with jitter, growing up to 16 ms. */
+		{
+			int cap = 1 << (round < 4 ? round : 4);
+			struct timespec ts = { 0, (long)(1 + randombytes_uniform((uint32_t)cap)) * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+
+	/* Customers refused at customer level report their code on every item. */
+	for (i = 0; i < req.nentries; i++)
+		if (es[i].cust_code != 1000)
+			entry_fail_items(&es[i], es[i].cust_code, es[i].cust_message ? es[i].cust_message : rules_message(es[i].cust_code));
+
+	body = build_response(kind, es, req.nentries, &blen, &ok, &failed);
+	out->status = 200;
+	out->items_ok = ok;
+	out->items_failed = failed;
+	http_respond(r, 200, NULL, body, blen);
+	free(body);
+out:
+	for (i = 0; i < req.nentries; i++) {
+		free(es[i].results);
+		for (k = 0; k < 4; k++)
+			free(es[i].stored[k]);
+	}
+	free(es);
+	req_free(&req);
+}
+
+static void
+handle_health(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
+              const struct route *route, struct routes_outcome *out)
+{
+	static const char ok[] = "{\"status\":\"ok\",\"redis\":\"ok\"}";
+	static const char down[] = "{\"status\":\"unavailable\",\"redis\":\"unreachable\"}";
+
+	(void)cfg;
+	(void)route;
+	if (store_ping(st) == 0) {
+		out->status = 200;
+		http_respond(r, 200, NULL, ok, sizeof(ok) - 1);
+	} else {
+		out->status = 503;
+		http_respond(r, 503, "Retry-After: 1\r\n", down, sizeof(down) - 1);
+	}
+}
+
+void
+routes_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
+              struct routes_outcome *out)
+{
+	const struct route *match = NULL;
+	char allow[64] = "";
+	size_t i;
+
+	out->route = "-";
+	out->status = 0;
+	snprintf(out->org, sizeof(out->org), "-");
+	for (i = 0; i < sizeof(route_table) / sizeof(route_table[0]); i++) {
+		if (strcmp(route_table[i].path, r->path) != 0)
+			continue;
+		snprintf(allow, sizeof(allow), "Allow: %s\r\n", route_table[i].method);
+		if (strcmp(route_table[i].method, r->method) == 0 ||
+		    (strcmp(route_table[i].method, "GET") == 0 && strcmp(r->method, "HEAD") == 0))
+			match = &route_table[i];
+	}
+	if (match == NULL) {
+		if (allow[0] != '\0') {
+			out->status = 405;
+			http_error(r, 405, 405, "method not allowed on this route", allow);
+		} else {
+			out->status = 404;
+			http_error(r, 404, 404, "no such route", NULL);
+		}
+		return;
+	}
+	out->route = match->name;
+	match->handler(cfg, st, r, match, out);
+}

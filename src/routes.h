@@ -1,0 +1,33 @@
+/*
+ * routes: the route table and the handlers. The three write routes are one pipeline
+ * (parse, auth, resolve+lock+read, rules, fenced commit, respond) driven by a
+ * description of each route's field names (request.h req_names).
+ */
+#ifndef PARTNERD_ROUTES_H
+#define PARTNERD_ROUTES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "store.h"
+
+struct routes_cfg {
+	size_t max_body;                /* request body cap, bytes */
+	int lock_ttl_ms;                /* expiry of a customer lock */
+	int lock_wait_ms;               /* bound on waiting for a busy lock (then 2010) */
+};
+
+/* What one request did, for the log line. */
+struct routes_outcome {
+	const char *route;              /* route name or "-" */
+	int status;                     /* HTTP status answered */
+	char org[65];                   /* org of the credential, or "-" */
+	int items_ok, items_failed;
+};
+
+/* Serves one request on a worker's store. */
+void routes_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
+                   struct routes_outcome *out);
+
+#endif

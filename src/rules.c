@@ -1,0 +1,647 @@
+/*
+ * rules: the business rules on one customer's snapshot (see rules.h). Pure.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "rules.h"
+
+/* ---- messages --------------------------------------------------------------------------- */
+
+const char *
+rules_message(int code)
+{
+	switch (code) {
+	case 200: return "Success";
+	case 400: return "the request is not valid";
+	case 1000: return "Customer successfully retrieved";
+	case 2001: return "the change could not be stored; nothing of it was applied: retry";
+	case 2002: return "a required field is missing or empty";
+	case 2003: return "the tier expiry date must be in the future";
+	case 2004: return "the customer is not linked to this partner program";
+	case 2005: return "the customer is already linked to this partner program";
+	case 2006: return "no such partner program in this org";
+	case 2007: return "no such tier in this partner program";
+	case 2008: return "too many entries: at most 50 customers per request and 50 programs per customer";
+	case 2009: return "updateType must be UPGRADE, DOWNGRADE, RENEWAL or MEMBERSHIP_RELINKING_CANCELLED";
+	case 2010: return "another change to this customer is in progress and did not finish in time: retry";
+	case 2101: return "this partnerMembershipId is already held by another customer in this partner program";
+	case 2102: return "this partner program appears more than once for the customer; only the first is processed";
+	case 2103: return "not a valid date-time: use YYYY-MM-DDThh:mm:ss[.fff] followed by Z or +hh:mm";
+	case 2104: return "the tier change contradicts updateType";
+	case 2105: return "there is no pending relink to cancel";
+	case 8015: return "no customer of this org matches the identifiers";
+	case 8016: return "the identifiers do not all name the same customer";
+	default: return "error";
+	}
+}
+
+static void
+set(struct rules_result *r, int code, const char *message)
+{
+	r->code = code;
+	r->message = message ? message : rules_message(code);
+}
+
+/* ---- small helpers -------------------------------------------------------------------- */
+
+static char *
+dup_bytes(const char *p, size_t n)
+{
+	char *s = malloc(n + 1);
+
+	if (s == NULL)
+		abort();
+	memcpy(s, p, n);
+	s[n] = '\0';
+	return s;
+}
+
+static int
+bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+static void
+values_free(struct rules_values *v)
+{
+	free(v->mid);
+	free(v->tier);
+	memset(v, 0, sizeof(*v));
+}
+
+static void
+membership_free(struct rules_membership *m)
+{
+	values_free(&m->v);
+	values_free(&m->rl);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ---- programs ----------------------------------------------------------------------- */
+
+static int64_t
+get_ms(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL ||
+	    !json_object_is_type(v, json_type_int))
+		return RULES_NONE;
+	return json_object_get_int64(v);
+}
+
+int
+rules_program_parse(const char *json, size_t len, struct rules_program *p)
+{
+	struct json_object *root, *v, *c;
+	size_t i, n;
+	int rc = -1;
+
+	memset(p, 0, sizeof(*p));
+	p->expires_at = RULES_NONE;
+	struct json_tokener *tok = json_tokener_new();
+
+	if (tok == NULL)
+		abort();
+	root = json_tokener_parse_ex(tok, json, (int)len);
+	json_tokener_free(tok);
+	if (root == NULL || !json_object_is_type(root, json_type_object))
+		goto out;
+	if (!json_object_object_get_ex(root, "pid", &v) || !json_object_is_type(v, json_type_int))
+		goto out;
+	p->pid = json_object_get_int(v);
+	if (json_object_object_get_ex(root, "type", &v) && json_object_is_type(v, json_type_string))
+		p->supplementary = strcmp(json_object_get_string(v), "SUPPLEMENTARY") == 0;
+	if (json_object_object_get_ex(root, "tiers", &v) && json_object_is_type(v, json_type_array)) {
+		n = json_object_array_length(v);
+		for (i = 0; i < n && i < RULES_MAX_TIERS; i++) {
+			struct json_object *t = json_object_array_get_idx(v, i);
+
+			p->tier_len[i] = (size_t)json_object_get_string_len(t);
+			p->tiers[i] = dup_bytes(json_object_get_string(t), p->tier_len[i]);
+		}
+		p->ntiers = i;
+	}
+	if (json_object_object_get_ex(root, "cycle", &c) && c != NULL &&
+	    json_object_is_type(c, json_type_object)) {
+		const char *unit = "";
+
+		if (json_object_object_get_ex(c, "unit", &v))
+			unit = json_object_get_string(v);
+		p->cycle_unit = strcmp(unit, "DAYS") == 0 ? DATES_DAYS : DATES_MONTHS;
+		if (json_object_object_get_ex(c, "value", &v))
+			p->cycle_n = json_object_get_int(v);
+		p->has_cycle = p->cycle_n > 0;
+	}
+	p->expires_at = get_ms(root, "expiresAt");
+	p->found = 1;
+	rc = 0;
+out:
+	json_object_put(root);
+	return rc;
+}
+
+void
+rules_program_free(struct rules_program *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->ntiers; i++)
+		free(p->tiers[i]);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Index of a tier in the program, or -1. */
+static int
+tier_index(const struct rules_program *p, const char *t, size_t tlen)
+{
+	size_t i;
+
+	if (t == NULL)
+		return -1;
+	for (i = 0; i < p->ntiers; i++)
+		if (bytes_eq(p->tiers[i], p->tier_len[i], t, tlen))
+			return (int)i;
+	return -1;
+}
+
+/* ---- memberships: stored JSON <-> struct ----------------------------------------------- */
+
+static int
+get_str(struct json_object *o, const char *key, char **out, size_t *len)
+{
+	struct json_object *v;
+
+	*out = NULL;
+	*len = 0;
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return -1;
+	*len = (size_t)json_object_get_string_len(v);
+	*out = dup_bytes(json_object_get_string(v), *len);
+	return 0;
+}
+
+static int
+values_parse(struct json_object *o, struct rules_values *v)
+{
+	if (get_str(o, "mid", &v->mid, &v->mid_len) != 0 || v->mid == NULL)
+		return -1;
+	if (get_str(o, "tier", &v->tier, &v->tier_len) != 0)
+		return -1;
+	v->exp = get_ms(o, "exp");
+	v->start = get_ms(o, "start");
+	v->end = get_ms(o, "end");
+	return v->start == RULES_NONE ? -1 : 0;
+}
+
+int
+rules_membership_parse(const char *json, size_t len, struct rules_membership *m)
+{
+	struct json_tokener *tok;
+	struct json_object *root, *rl;
+	int rc = -1;
+
+	memset(m, 0, sizeof(*m));
+	tok = json_tokener_new();
+	if (tok == NULL)
+		abort();
+	root = json_tokener_parse_ex(tok, json, (int)len);
+	json_tokener_free(tok);
+	if (root == NULL || !json_object_is_type(root, json_type_object))
+		goto out;
+	if (values_parse(root, &m->v) != 0)
+		goto out;
+	m->linked_on = get_ms(root, "lk");
+	m->updated_on = get_ms(root, "up");
+	if (json_object_object_get_ex(root, "rl", &rl) && rl != NULL) {
+		if (!json_object_is_type(rl, json_type_object) || values_parse(rl, &m->rl) != 0)
+			goto out;
+		m->has_relink = 1;
+	}
+	rc = 0;
+out:
+	if (rc != 0)
+		membership_free(m);
+	json_object_put(root);
+	return rc;
+}
+
+/* Appends a JSON string literal (escaped) to *p; dst has room (6 bytes per input byte + 2). */
+static char *
+put_json_string(char *d, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i;
+
+	*d++ = '"';
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '"' || ch == '\\') {
+			*d++ = '\\';
+			*d++ = (char)ch;
+		} else if (ch < 0x20 || ch == 0x7f) {
+			*d++ = '\\';
+			*d++ = 'u';
+			*d++ = '0';
+			*d++ = '0';
+			*d++ = hex[ch >> 4];
+			*d++ = hex[ch & 15];
+		} else {
+			*d++ = (char)ch;
+		}
+	}
+	*d++ = '"';
+	return d;
+}
+
+static char *
+put_ms(char *d, const char *key, int64_t ms)
+{
+	if (ms == RULES_NONE)
+		return d + sprintf(d, ",\"%s\":null", key);
+	return d + sprintf(d, ",\"%s\":%lld", key, (long long)ms);
+}
+
+static char *
+put_values(char *d, const struct rules_values *v)
+{
+	d += sprintf(d, "{\"mid\":");
+	d = put_json_string(d, v->mid, v->mid_len);
+	d += sprintf(d, ",\"tier\":");
+	if (v->tier != NULL)
+		d = put_json_string(d, v->tier, v->tier_len);
+	else
+		d += sprintf(d, "null");
+	d = put_ms(d, "exp", v->exp);
+	d = put_ms(d, "start", v->start);
+	d = put_ms(d, "end", v->end);
+	return d;
+}
+
+char *
+rules_membership_json(const struct rules_membership *m, size_t *len_out)
+{
+	size_t cap = 6 * (m->v.mid_len + m->v.tier_len + m->rl.mid_len + m->rl.tier_len) + 400;
+	char *out = malloc(cap), *d;
+
+	if (out == NULL)
+		abort();
+	d = put_values(out, &m->v);
+	d = put_ms(d, "lk", m->linked_on);
+	d = put_ms(d, "up", m->updated_on);
+	d += sprintf(d, ",\"rl\":");
+	if (m->has_relink) {
+		d = put_values(d, &m->rl);
+		*d++ = '}';
+	} else {
+		d += sprintf(d, "null");
+	}
+	*d++ = '}';
+	*d = '\0';
+	*len_out = (size_t)(d - out);
+	return out;
+}
+
+/* ---- customers ------------------------------------------------------------------------ */
+
+struct rules_slot *
+rules_customer_slot(struct rules_customer *c, int pid, int create)
+{
+	struct rules_slot *s;
+	size_t i;
+
+	for (i = 0; i < c->nslots; i++)
+		if (c->slots[i].pid == pid)
+			return &c->slots[i];
+	if (!create)
+		return NULL;
+	if (c->nslots == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 8;
+		c->slots = realloc(c->slots, c->cap * sizeof(*c->slots));
+		if (c->slots == NULL)
+			abort();
+	}
+	s = &c->slots[c->nslots++];
+	memset(s, 0, sizeof(*s));
+	s->pid = pid;
+	return s;
+}
+
+int
+rules_customer_load_slot(struct rules_customer *c, int pid, const char *json, size_t len)
+{
+	struct rules_membership m;
+	struct rules_slot *s;
+
+	if (rules_membership_parse(json, len, &m) != 0)
+		return -1;
+	s = rules_customer_slot(c, pid, 1);
+	membership_free(&s->m);
+	s->m = m;
+	s->present = s->was_present = 1;
+	s->orig_mid = dup_bytes(m.v.mid, m.v.mid_len);
+	s->orig_mid_len = m.v.mid_len;
+	if (m.has_relink) {
+		s->orig_rl_mid = dup_bytes(m.rl.mid, m.rl.mid_len);
+		s->orig_rl_mid_len = m.rl.mid_len;
+	}
+	return 0;
+}
+
+void
+rules_customer_free(struct rules_customer *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nslots; i++) {
+		membership_free(&c->slots[i].m);
+		free(c->slots[i].orig_mid);
+		free(c->slots[i].orig_rl_mid);
+	}
+	free(c->slots);
+	memset(c, 0, sizeof(*c));
+}
+
+int
+rules_settle(struct rules_customer *c, int64_t now_ms)
+{
+	size_t i;
+	int n = 0;
+
+	for (i = 0; i < c->nslots; i++) {
+		struct rules_slot *s = &c->slots[i];
+
+		if (s->present && s->m.has_relink && s->m.rl.start <= now_ms) {
+			values_free(&s->m.v);
+			s->m.v = s->m.rl;
+			memset(&s->m.rl, 0, sizeof(s->m.rl));
+			s->m.has_relink = 0;
+			s->m.updated_on = s->m.v.start;
+			s->dirty = 1;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* ---- the rules, one route each -------------------------------------------------------- */
+
+/* 1 when an earlier item of the entry names the same program. */
+static int
+repeated_program(const struct req_entry *e, size_t k)
+{
+	const struct str *p = &e->items[k].program.s;
+	size_t j;
+
+	for (j = 0; j < k; j++) {
+		const struct req_field *q = &e->items[j].program;
+
+		if (q->st == F_OK && bytes_eq(q->s.p, q->s.len, p->p, p->len))
+			return 1;
+	}
+	return 0;
+}
+
+/* Checks common to every route: name given, not repeated, program exists. */
+static int
+check_program(const struct req_entry *e, size_t k, const struct rules_program *p,
+              int refuse_expired, int64_t now, struct rules_result *r)
+{
+	if (e->items[k].program.st != F_OK) {
+		set(r, 2002, "partnerProgramName is required (a non-empty string)");
+		return -1;
+	}
+	if (repeated_program(e, k)) {
+		set(r, 2102, NULL);
+		return -1;
+	}
+	if (!p->found) {
+		set(r, 2006, NULL);
+		return -1;
+	}
+	if (refuse_expired && p->expires_at != RULES_NONE && p->expires_at <= now) {
+		set(r, 2006, "the partner program has expired: no new links are accepted");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+link_item(struct rules_customer *c, const struct req_entry *e, size_t k,
+          const struct rules_item_ctx *ctx, int64_t now, struct rules_result *r)
+{
+	const struct req_item *it = &e->items[k];
+	const struct rules_program *p = ctx->prog;
+	struct rules_slot *s;
+	struct rules_values v;
+	int relink = 0;
+
+	if (check_program(e, k, p, 1, now, r) != 0)
+		return;
+	if (it->reference != F_OK) {
+		set(r, 2002, "customerPartnerReference is required (an object)");
+		return;
+	}
+	if (it->expiry.st == F_BADVALUE) {
+		set(r, 2103, "partnerTierExpiryDate is not a valid date-time: use YYYY-MM-DDThh:mm:ss[.fff] followed by Z or +hh:mm");
+		return;
+	}
+	if (it->start.st == F_BADVALUE) {
+		set(r, 2103, "membershipStartDate is not a valid date-time: use YYYY-MM-DDThh:mm:ss[.fff] followed by Z or +hh:mm");
+		return;
+	}
+	s = rules_customer_slot(c, p->pid, 0);
+	if (s != NULL && s->present) {
+		if (!p->supplementary || it->start.st != F_OK || it->start.ms <= now) {
+			set(r, 2005, NULL);
+			return;
+		}
+		if (s->m.has_relink) {
+			set(r, 2005, "a relink is already pending for this partner program");
+			return;
+		}
+		relink = 1;
+	}
+	if (it->mid.st != F_OK) {
+		set(r, 2002, "partnerMembershipId is required (a non-empty string)");
+		return;
+	}
+	if (ctx->mid_holder != 0 && ctx->mid_holder != c->cid) {
+		set(r, 2101, NULL);
+		return;
+	}
+	if (p->ntiers > 0) {
+		if (it->tier.st != F_OK) {
+			set(r, 2002, "partnerTierName is required for a tier-based partner program");
+			return;
+		}
+		if (tier_index(p, it->tier.s.p, it->tier.s.len) < 0) {
+			set(r, 2007, NULL);
+			return;
+		}
+	} else if (it->tier.st != F_ABSENT) {
+		set(r, 2007, "this partner program has no tiers: leave partnerTierName out");
+		return;
+	}
+	if (it->expiry.st == F_OK && it->expiry.ms <= now) {
+		set(r, 2003, "partnerTierExpiryDate must be in the future");
+		return;
+	}
+
+	memset(&v, 0, sizeof(v));
+	v.mid = dup_bytes(it->mid.s.p, it->mid.s.len);
+	v.mid_len = it->mid.s.len;
+	if (p->ntiers > 0) {
+		v.tier = dup_bytes(it->tier.s.p, it->tier.s.len);
+		v.tier_len = it->tier.s.len;
+	}
+	v.exp = it->expiry.st == F_OK ? it->expiry.ms : RULES_NONE;
+	v.start = it->start.st == F_OK ? it->start.ms : now;
+	v.end = p->has_cycle ? dates_add_cycle(v.start, p->cycle_unit, p->cycle_n) : RULES_NONE;
+
+	if (s == NULL)
+		s = rules_customer_slot(c, p->pid, 1);
+	if (relink) {
+		s->m.rl = v;
+		s->m.has_relink = 1;
+	} else {
+		membership_free(&s->m);
+		s->m.v = v;
+		s->m.linked_on = now;
+		s->present = 1;
+	}
+	s->m.updated_on = now;
+	s->dirty = 1;
+	set(r, 200, NULL);
+}
+
+static void
+update_item(struct rules_customer *c, const struct req_entry *e, size_t k,
+            const struct rules_item_ctx *ctx, int64_t now, struct rules_result *r)
+{
+	const struct req_item *it = &e->items[k];
+	const struct rules_program *p = ctx->prog;
+	struct rules_slot *s;
+	int cur, next;
+
+	if (check_program(e, k, p, 0, now, r) != 0)
+		return;
+	s = rules_customer_slot(c, p->pid, 0);
+	if (s == NULL || !s->present) {
+		set(r, 2004, NULL);
+		return;
+	}
+	if (it->update_type.st != F_OK) {
+		set(r, 2002, "updateType is required (a non-empty string)");
+		return;
+	}
+	if (it->utype == UPD_NONE) {
+		set(r, 2009, NULL);
+		return;
+	}
+	if (it->utype == UPD_RELINK_CANCEL) {
+		if (!s->m.has_relink) {
+			set(r, 2105, NULL);
+			return;
+		}
+		values_free(&s->m.rl);
+		s->m.has_relink = 0;
+		s->m.updated_on = now;
+		s->dirty = 1;
+		set(r, 200, NULL);
+		return;
+	}
+	if (it->details != F_OK) {
+		set(r, 2002, "updateDetails is required (an object) for a tier change");
+		return;
+	}
+	if (it->new_tier.st != F_OK) {
+		set(r, 2002, "updateDetails.updatedTierName is required (a non-empty string)");
+		return;
+	}
+	if (p->ntiers == 0) {
+		set(r, 2007, "this partner program has no tiers");
+		return;
+	}
+	next = tier_index(p, it->new_tier.s.p, it->new_tier.s.len);
+	if (next < 0) {
+		set(r, 2007, NULL);
+		return;
+	}
+	cur = tier_index(p, s->m.v.tier, s->m.v.tier_len);
+	if ((it->utype == UPD_UPGRADE && next <= cur) ||
+	    (it->utype == UPD_DOWNGRADE && (cur < 0 || next >= cur)) ||
+	    (it->utype == UPD_RENEWAL && next != cur)) {
+		set(r, 2104, it->utype == UPD_UPGRADE ? "an UPGRADE must move to a higher tier than the current one" :
+		             it->utype == UPD_DOWNGRADE ? "a DOWNGRADE must move to a lower tier than the current one" :
+		             "a RENEWAL must keep the current tier");
+		return;
+	}
+	if (it->new_expiry.st == F_BADVALUE) {
+		set(r, 2103, "updatedTierExpiryDate is not a valid date-time: use YYYY-MM-DDThh:mm:ss[.fff] followed by Z or +hh:mm");
+		return;
+	}
+	if (it->new_expiry.st == F_OK && it->new_expiry.ms <= now) {
+		set(r, 2003, "updatedTierExpiryDate must be in the future");
+		return;
+	}
+	free(s->m.v.tier);
+	s->m.v.tier = dup_bytes(p->tiers[next], p->tier_len[next]);
+	s->m.v.tier_len = p->tier_len[next];
+	if (it->new_expiry.st == F_OK)
+		s->m.v.exp = it->new_expiry.ms;
+	s->m.updated_on = now;
+	s->dirty = 1;
+	set(r, 200, NULL);
+}
+
+static void
+delink_item(struct rules_customer *c, const struct req_entry *e, size_t k,
+            const struct rules_item_ctx *ctx, int64_t now, struct rules_result *r)
+{
+	const struct rules_program *p = ctx->prog;
+	struct rules_slot *s;
+
+	if (check_program(e, k, p, 0, now, r) != 0)
+		return;
+	s = rules_customer_slot(c, p->pid, 0);
+	if (s == NULL || !s->present) {
+		set(r, 2004, NULL);
+		return;
+	}
+	membership_free(&s->m);
+	s->present = 0;
+	s->dirty = 1;
+	set(r, 200, NULL);
+}
+
+void
+rules_apply(enum req_kind kind, struct rules_customer *c, const struct req_entry *entry,
+            const struct rules_item_ctx *ctx, int64_t now_ms, struct rules_result *results)
+{
+	size_t k;
+
+	rules_settle(c, now_ms);
+	for (k = 0; k < entry->nitems; k++) {
+		switch (kind) {
+		case REQ_LINK:
+			link_item(c, entry, k, &ctx[k], now_ms, &results[k]);
+			break;
+		case REQ_UPDATE:
+			update_item(c, entry, k, &ctx[k], now_ms, &results[k]);
+			break;
+		case REQ_DELINK:
+			delink_item(c, entry, k, &ctx[k], now_ms, &results[k]);
+			break;
+		}
+	}
+}
+

@@ -1,0 +1,113 @@
+/*
+ * rules: the business rules of the three write routes, applied to one customer's
+ * snapshot. Pure: no FastCGI, no Redis, no clock (the time is an argument).
+ *
+ * The shell (routes.c) reads the customer's snapshot under its lock, calls rules_apply
+ * for each of the customer's entries in request order, and commits the slots the rules
+ * marked dirty in one fenced step.
+ */
+#ifndef PARTNERD_RULES_H
+#define PARTNERD_RULES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dates.h"
+#include "request.h"
+
+#define RULES_NONE INT64_MIN    /* an absent date */
+#define RULES_MAX_TIERS 64
+
+/* A partner program definition (docs/DATA-MODEL.md), parsed from its stored JSON. */
+struct rules_program {
+	int found;                      /* 0: no such program in the org */
+	int pid;
+	int supplementary;              /* type SUPPLEMENTARY (else EXTERNAL) */
+	size_t ntiers;                  /* 0: not tier based */
+	char *tiers[RULES_MAX_TIERS];   /* owned, lowest first */
+	size_t tier_len[RULES_MAX_TIERS];
+	int has_cycle;
+	enum dates_unit cycle_unit;
+	int cycle_n;
+	int64_t expires_at;             /* RULES_NONE: never */
+};
+
+/* Parses a stored program definition. Returns 0, or -1 when it is not one. */
+int rules_program_parse(const char *json, size_t len, struct rules_program *p);
+void rules_program_free(struct rules_program *p);
+
+/* The values of one membership, or of a pending relink. */
+struct rules_values {
+	char *mid;                      /* owned */
+	size_t mid_len;
+	char *tier;                     /* owned; NULL for no tier */
+	size_t tier_len;
+	int64_t exp;                    /* tier expiry, RULES_NONE when none */
+	int64_t start;                  /* membership start */
+	int64_t end;                    /* membership end, RULES_NONE when none */
+};
+
+struct rules_membership {
+	struct rules_values v;
+	int64_t linked_on;              /* lk */
+	int64_t updated_on;             /* up */
+	int has_relink;
+	struct rules_values rl;         /* pending relink, when has_relink */
+};
+
+/* One program slot of a customer: present or not, before and after the rules. */
+struct rules_slot {
+	int pid;
+	int present;                    /* a membership exists now */
+	struct rules_membership m;
+	int dirty;                      /* changed since the snapshot */
+	/* As read from the store, for working out index changes at commit time: */
+	int was_present;
+	char *orig_mid, *orig_rl_mid;   /* owned copies, NULL when none */
+	size_t orig_mid_len, orig_rl_mid_len;
+};
+
+struct rules_customer {
+	int64_t cid;
+	size_t nslots, cap;
+	struct rules_slot *slots;       /* owned */
+};
+
+/* Parses a stored membership value into m (owned strings). Returns 0 or -1. */
+int rules_membership_parse(const char *json, size_t len, struct rules_membership *m);
+/* Serialises m as the stored JSON; the caller frees the result with free(). */
+char *rules_membership_json(const struct rules_membership *m, size_t *len_out);
+
+/* Adds a slot for pid from the snapshot (json = the stored membership). Returns 0/-1. */
+int rules_customer_load_slot(struct rules_customer *c, int pid, const char *json, size_t len);
+void rules_customer_free(struct rules_customer *c);
+struct rules_slot *rules_customer_slot(struct rules_customer *c, int pid, int create);
+
+struct rules_result {
+	int code;                       /* 200 or an error code of SPEC §4 */
+	const char *message;            /* static text */
+};
+
+/* Inputs for one item that come from the store. */
+struct rules_item_ctx {
+	const struct rules_program *prog;   /* never NULL; prog->found 0 when unknown */
+	int64_t mid_holder;                 /* link: customer holding the item's membership id
+	                                     * in that program, 0 when free */
+};
+
+/*
+ * Applies one customer entry of the given kind to c, item by item in order: each item is
+ * checked against c as changed by the items before it; a failing item changes nothing.
+ * Writes one result per item. Pending relinks whose start has passed are made current
+ * first (that also marks the slot dirty).
+ */
+void rules_apply(enum req_kind kind, struct rules_customer *c, const struct req_entry *entry,
+                 const struct rules_item_ctx *ctx, int64_t now_ms, struct rules_result *results);
+
+/* Makes due pending relinks current; returns the number of slots changed. */
+int rules_settle(struct rules_customer *c, int64_t now_ms);
+
+/* The default message for a code (also used for customer-level and whole-request codes). */
+const char *rules_message(int code);
+
+#endif

@@ -1,0 +1,328 @@
+/*
+ * store: Redis connection handling, scripts and pipelines for partnerd (see store.h).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dates.h"
+#include "lua_scripts.h"
+#include "store.h"
+
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+
+struct store {
+	struct rconn_cfg cfg;
+	redisContext *c;        /* NULL while disconnected */
+	int64_t retry_at;       /* monotonic ms before which no reconnect is tried */
+	int backoff_ms;
+	uint64_t trips;
+	char err[256];
+	char sha[2][41];        /* SHA1 of each script, hex */
+};
+
+static const char *const script_text[2] = {
+	[STORE_BEGIN] = lua_begin,
+	[STORE_COMMIT] = lua_commit,
+};
+
+/* ---- argv --------------------------------------------------------------------------- */
+
+void
+store_argv_init(struct store_argv *a)
+{
+	memset(a, 0, sizeof(*a));
+}
+
+void
+store_argv_free(struct store_argv *a)
+{
+	free(a->v);
+	free(a->len);
+	free(a->off);
+	free(a->owned);
+	memset(a, 0, sizeof(*a));
+}
+
+static void
+argv_push(struct store_argv *a, const char *p, size_t len, size_t off)
+{
+	if (a->n == a->cap) {
+		a->cap = a->cap ? a->cap * 2 : 16;
+		a->v = realloc(a->v, a->cap * sizeof(*a->v));
+		a->len = realloc(a->len, a->cap * sizeof(*a->len));
+		a->off = realloc(a->off, a->cap * sizeof(*a->off));
+		if (a->v == NULL || a->len == NULL || a->off == NULL)
+			abort();
+	}
+	a->v[a->n] = p;
+	a->len[a->n] = len;
+	a->off[a->n] = off;
+	a->n++;
+}
+
+void
+store_argv_add(struct store_argv *a, const char *p, size_t len)
+{
+	argv_push(a, p != NULL ? p : "", len, 0);
+}
+
+/* Formatted arguments live in an arena that may move as it grows: they are kept as offsets. */
+void
+store_argv_addf(struct store_argv *a, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		size_t room = a->owned_cap - a->owned_len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(a->owned ? a->owned + a->owned_len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			abort();
+		if ((size_t)n < room)
+			break;
+		a->owned_cap = a->owned_cap ? a->owned_cap * 2 : 256;
+		while (a->owned_cap - a->owned_len <= (size_t)n)
+			a->owned_cap *= 2;
+		a->owned = realloc(a->owned, a->owned_cap);
+		if (a->owned == NULL)
+			abort();
+	}
+	argv_push(a, NULL, (size_t)n, a->owned_len);
+	a->owned_len += (size_t)n + 1;
+}
+
+/* The argument pointers, with arena offsets turned into pointers. */
+static void
+argv_resolve(const struct store_argv *a, const char **out)
+{
+	size_t i;
+
+	for (i = 0; i < a->n; i++)
+		out[i] = a->v[i] != NULL ? a->v[i] : a->owned + a->off[i];
+}
+
+/* ---- connection --------------------------------------------------------------------- */
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct store *
+store_new(const struct rconn_cfg *cfg)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	int k;
+
+	if (s == NULL)
+		abort();
+	s->cfg = *cfg;
+	s->backoff_ms = BACKOFF_MIN_MS;
+	for (k = 0; k < 2; k++)
+		s->sha[k][0] = '\0';
+	return s;
+}
+
+void
+store_free(struct store *s)
+{
+	if (s == NULL)
+		return;
+	if (s->c != NULL)
+		redisFree(s->c);
+	free(s);
+}
+
+const char *
+store_error(const struct store *s)
+{
+	return s->err;
+}
+
+uint64_t
+store_round_trips(const struct store *s)
+{
+	return s->trips;
+}
+
+static void
+drop(struct store *s, const char *why)
+{
+	if (s->c != NULL) {
+		snprintf(s->err, sizeof(s->err), "redis: %s", why);
+		redisFree(s->c);
+		s->c = NULL;
+	}
+	s->retry_at = mono_ms() + s->backoff_ms;
+	s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+}
+
+/* Makes sure there is a connection; -1 while Redis cannot be reached (fail fast). */
+static int
+ensure(struct store *s)
+{
+	char err[200];
+
+	if (s->c != NULL)
+		return 0;
+	if (mono_ms() < s->retry_at)
+		return -1;
+	s->c = rconn_connect(&s->cfg, err, sizeof(err));
+	if (s->c == NULL) {
+		snprintf(s->err, sizeof(s->err), "redis: %s", err);
+		s->retry_at = mono_ms() + s->backoff_ms;
+		s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+		return -1;
+	}
+	s->backoff_ms = BACKOFF_MIN_MS;
+	return 0;
+}
+
+/* One command, one round trip; NULL on an I/O error (the connection is dropped). */
+static redisReply *
+command(struct store *s, size_t argc, const char **argv, const size_t *lens)
+{
+	redisReply *r;
+
+	if (ensure(s) != 0)
+		return NULL;
+	s->trips++;
+	r = redisCommandArgv(s->c, (int)argc, argv, lens);
+	if (r == NULL) {
+		drop(s, s->c->errstr[0] ? s->c->errstr : "I/O error");
+		return NULL;
+	}
+	return r;
+}
+
+redisReply *
+store_eval(struct store *s, enum store_script which, struct store_argv *a)
+{
+	const char **argv;
+	size_t *lens, i;
+	redisReply *r = NULL;
+	int attempt;
+
+	argv = malloc((a->n + 3) * sizeof(*argv));
+	lens = malloc((a->n + 3) * sizeof(*lens));
+	if (argv == NULL || lens == NULL)
+		abort();
+	argv_resolve(a, argv + 3);
+	for (i = 0; i < a->n; i++)
+		lens[i + 3] = a->len[i];
+	argv[2] = "0";
+	lens[2] = 1;
+
+	for (attempt = 0; attempt < 2; attempt++) {
+		if (s->sha[which][0] == '\0') {
+			const char *load[3] = { "SCRIPT", "LOAD", script_text[which] };
+			size_t loadlen[3] = { 6, 4, strlen(script_text[which]) };
+			redisReply *lr = command(s, 3, load, loadlen);
+
+			if (lr == NULL)
+				goto out;
+			if (lr->type != REDIS_REPLY_STRING || lr->len != 40) {
+				snprintf(s->err, sizeof(s->err), "redis: SCRIPT LOAD failed: %s",
+				         lr->type == REDIS_REPLY_ERROR ? lr->str : "unexpected reply");
+				freeReplyObject(lr);
+				goto out;
+			}
+			memcpy(s->sha[which], lr->str, 40);
+			s->sha[which][40] = '\0';
+			freeReplyObject(lr);
+		}
+		argv[0] = "EVALSHA";
+		lens[0] = 7;
+		argv[1] = s->sha[which];
+		lens[1] = 40;
+		r = command(s, a->n + 3, argv, lens);
+		if (r == NULL)
+			goto out;
+		if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+			/* The script cache was emptied (restart, failover, SCRIPT FLUSH): load again. */
+			freeReplyObject(r);
+			r = NULL;
+			s->sha[which][0] = '\0';
+			continue;
+		}
+		if (r->type == REDIS_REPLY_ERROR) {
+			snprintf(s->err, sizeof(s->err), "redis: script error: %.200s", r->str);
+			freeReplyObject(r);
+			r = NULL;
+		}
+		break;
+	}
+out:
+	free(argv);
+	free(lens);
+	return r;
+}
+
+int
+store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply ***replies)
+{
+	redisReply **out;
+	size_t i, maxn = 0;
+	const char **argv;
+
+	*replies = NULL;
+	if (ensure(s) != 0)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (cmds[i].n > maxn)
+			maxn = cmds[i].n;
+	argv = malloc((maxn + 1) * sizeof(*argv));
+	out = calloc(n, sizeof(*out));
+	if (argv == NULL || out == NULL)
+		abort();
+	for (i = 0; i < n; i++) {
+		argv_resolve(&cmds[i], argv);
+		if (redisAppendCommandArgv(s->c, (int)cmds[i].n, argv, cmds[i].len) != REDIS_OK)
+			goto fail;
+	}
+	s->trips++;
+	for (i = 0; i < n; i++) {
+		void *r = NULL;
+
+		if (redisGetReply(s->c, &r) != REDIS_OK || r == NULL)
+			goto fail;
+		out[i] = r;
+	}
+	free(argv);
+	*replies = out;
+	return 0;
+fail:
+	drop(s, s->c && s->c->errstr[0] ? s->c->errstr : "I/O error");
+	for (i = 0; i < n; i++)
+		if (out[i] != NULL)
+			freeReplyObject(out[i]);
+	free(out);
+	free(argv);
+	return -1;
+}
+
+int
+store_ping(struct store *s)
+{
+	const char *argv[1] = { "PING" };
+	size_t len[1] = { 4 };
+	redisReply *r = command(s, 1, argv, len);
+	int ok;
+
+	if (r == NULL)
+		return -1;
+	ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+	freeReplyObject(r);
+	return ok ? 0 : -1;
+}

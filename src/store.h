@@ -1,0 +1,62 @@
+/*
+ * store: partnerd's Redis side. One struct store per worker thread (hiredis contexts are
+ * not thread-safe). A broken connection is thrown away and reconnected, with a backoff
+ * during which calls fail at once (the caller answers 503).
+ */
+#ifndef PARTNERD_STORE_H
+#define PARTNERD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "rconn.h"
+
+struct store;
+
+/* A growable argv for one Redis command (borrowed pointers plus lengths). */
+struct store_argv {
+	size_t n, cap;
+	const char **v;         /* borrowed arguments (NULL for an arena one) */
+	size_t *len;
+	size_t *off;            /* offset in the arena of a formatted argument */
+	char *owned;            /* arena for numbers and keys formatted here */
+	size_t owned_len, owned_cap;
+};
+
+void store_argv_init(struct store_argv *a);
+void store_argv_free(struct store_argv *a);
+void store_argv_add(struct store_argv *a, const char *p, size_t len);  /* borrowed */
+void store_argv_addf(struct store_argv *a, const char *fmt, ...)        /* copied */
+	__attribute__((format(printf, 2, 3)));
+
+struct store *store_new(const struct rconn_cfg *cfg);
+void store_free(struct store *s);
+
+/* Last error text (valid until the next call). */
+const char *store_error(const struct store *s);
+
+/* Number of Redis round trips this store has made (for metrics and tests). */
+uint64_t store_round_trips(const struct store *s);
+
+enum store_script { STORE_BEGIN = 0, STORE_COMMIT = 1 };
+
+/*
+ * Runs one of the embedded scripts with the given ARGV (no KEYS), by EVALSHA, loading it
+ * on NOSCRIPT. Returns the reply (free with freeReplyObject) or NULL when Redis is not
+ * reachable or answered an error (see store_error).
+ */
+redisReply *store_eval(struct store *s, enum store_script which, struct store_argv *argv);
+
+/*
+ * Sends the commands (each an argv) in one pipelined round trip and returns their
+ * replies in *replies (an array of n, each freed by the caller with freeReplyObject,
+ * the array with free). Returns 0, or -1 when Redis is not reachable.
+ */
+int store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply ***replies);
+
+/* PING; 0 when Redis answers. */
+int store_ping(struct store *s);
+
+#endif

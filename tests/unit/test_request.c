@@ -1,0 +1,191 @@
+/* Unit tests for src/request.c: structure checks, field states, the JSON scan. */
+#include <string.h>
+
+#include "request.h"
+#include "test.h"
+
+static struct req r;
+static struct req_error err;
+
+static int parse(enum req_kind kind, const char *body)
+{
+	return req_parse(body, strlen(body), kind, &r, &err);
+}
+
+#define LINK1(item) "{\"linkCustomers\":[{\"customer\":{\"mobile\":\"6215000000\"}," \
+                    "\"linkToPartnerPrograms\":[" item "]}]}"
+
+int main(void)
+{
+	char big[64 * 1024];
+	size_t i, n;
+
+	TEST("a well-formed link request parses with its fields") {
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"P\",\"customerPartnerReference\":"
+		                   "{\"partnerMembershipId\":\"M1\",\"partnerTierName\":\"Gold\","
+		                   "\"partnerTierExpiryDate\":\"2030-01-01T00:00:00Z\"}}")), 0);
+		CHECK_EQ_INT(r.nentries, 1);
+		CHECK_EQ_INT(r.entries[0].nitems, 1);
+		CHECK_EQ_INT(r.entries[0].items[0].program.st, F_OK);
+		CHECK_EQ_INT(r.entries[0].items[0].mid.st, F_OK);
+		CHECK_EQ_INT(r.entries[0].items[0].expiry.st, F_OK);
+		CHECK_EQ_INT(r.entries[0].items[0].expiry.ms, 1893456000000LL);
+		CHECK_EQ_INT(r.entries[0].items[0].start.st, F_ABSENT);
+		CHECK(r.entries[0].customer.mobile.len == 10);
+		req_free(&r);
+	}
+	TEST("invalid JSON is refused with 400") {
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":["), -1);
+		CHECK_EQ_INT(err.http, 400);
+		CHECK_EQ_INT(err.code, 400);
+	}
+	TEST("trailing bytes after the JSON value are refused") {
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{}") " x"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{}") "{}"), -1);
+	}
+	TEST("trailing whitespace is fine") {
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{}") " \n"), 0);
+		req_free(&r);
+	}
+	TEST("an embedded NUL ends nothing early: the body is refused") {
+		const char body[] = LINK1("{}") "\0garbage";
+
+		CHECK_EQ_INT(req_parse(body, sizeof(body) - 1, REQ_LINK, &r, &err), -1);
+	}
+	TEST("a duplicated key is refused, also nested, also when spelled with an escape") {
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[],\"linkCustomers\":[]}"), -1);
+		CHECK(strstr(err.message, "duplicated") != NULL);
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"A\",\"partnerProgramName\":\"B\"}")), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"A\",\"partnerProgram\\u004eame\":\"B\"}")), -1);
+	}
+	TEST("NaN and Infinity are refused") {
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{\"id\":NaN},\"linkToPartnerPrograms\":[{}]}]}"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{\"id\":-Infinity},\"linkToPartnerPrograms\":[{}]}]}"), -1);
+	}
+	TEST("raw control characters inside strings are refused") {
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"a\tb\"}")), -1);
+	}
+	TEST("integers beyond 64 bits are refused; the int64 limits are accepted") {
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{\"id\":9223372036854775808},\"linkToPartnerPrograms\":[{}]}]}"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{\"id\":9223372036854775807},\"linkToPartnerPrograms\":[{}]}]}"), 0);
+		req_free(&r);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{\"x\":-9223372036854775808},\"linkToPartnerPrograms\":[{}]}]}"), 0);
+		req_free(&r);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{\"x\":-9223372036854775809},\"linkToPartnerPrograms\":[{}]}]}"), -1);
+	}
+	TEST("invalid UTF-8 is refused") {
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"\xff\xfe\"}")), -1);
+	}
+	TEST("nesting deeper than 32 levels is refused, 32 is fine") {
+		n = 0;
+		n += (size_t)sprintf(big + n, "{\"linkCustomers\":[{\"customer\":{\"id\":1},\"linkToPartnerPrograms\":[{\"x\":");
+		for (i = 0; i < 40; i++)
+			big[n++] = '[';
+		for (i = 0; i < 40; i++)
+			big[n++] = ']';
+		n += (size_t)sprintf(big + n, "}]}]}");
+		CHECK_EQ_INT(req_parse(big, n, REQ_LINK, &r, &err), -1);
+		CHECK(strstr(err.message, "deeper") != NULL);
+		n = 0;
+		n += (size_t)sprintf(big + n, "{\"linkCustomers\":[{\"customer\":{\"id\":1},\"linkToPartnerPrograms\":[{\"x\":");
+		for (i = 0; i < 26; i++)
+			big[n++] = '[';
+		for (i = 0; i < 26; i++)
+			big[n++] = ']';
+		n += (size_t)sprintf(big + n, "}]}]}");
+		CHECK_EQ_INT(req_parse(big, n, REQ_LINK, &r, &err), 0);
+		req_free(&r);
+	}
+	TEST("structural faults refuse the whole request with 400") {
+		CHECK_EQ_INT(parse(REQ_LINK, "[]"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{}"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":{}}"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[]}"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[1]}"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"linkToPartnerPrograms\":[{}]}]}"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":null,\"linkToPartnerPrograms\":[{}]}]}"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":\"x\",\"linkToPartnerPrograms\":[{}]}]}"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{}}]}"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{},\"linkToPartnerPrograms\":[]}]}"), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{},\"linkToPartnerPrograms\":[3]}]}"), -1);
+		CHECK_EQ_INT(err.code, 400);
+	}
+	TEST("51 customers or 51 items are refused with code 2008, 50 are fine") {
+		for (int items = 0; items < 2; items++) {
+			for (int count = 50; count <= 51; count++) {
+				n = (size_t)sprintf(big, "{\"linkCustomers\":[");
+				for (i = 0; i < (size_t)(items ? 1 : count); i++) {
+					n += (size_t)sprintf(big + n, "%s{\"customer\":{\"id\":1},\"linkToPartnerPrograms\":[", i ? "," : "");
+					for (size_t k = 0; k < (size_t)(items ? count : 1); k++)
+						n += (size_t)sprintf(big + n, "%s{}", k ? "," : "");
+					n += (size_t)sprintf(big + n, "]}");
+				}
+				n += (size_t)sprintf(big + n, "]}");
+				if (count == 50) {
+					CHECK_EQ_INT(req_parse(big, n, REQ_LINK, &r, &err), 0);
+					req_free(&r);
+				} else {
+					CHECK_EQ_INT(req_parse(big, n, REQ_LINK, &r, &err), -1);
+					CHECK_EQ_INT(err.code, 2008);
+					CHECK_EQ_INT(err.http, 400);
+				}
+			}
+		}
+	}
+	TEST("null and empty identifiers count as not given; wrong types are bad") {
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{\"mobile\":null,\"email\":\"\",\"id\":null},\"linkToPartnerPrograms\":[{}]}]}"), 0);
+		CHECK(!r.entries[0].customer.bad);
+		CHECK(r.entries[0].customer.mobile.p == NULL);
+		CHECK(r.entries[0].customer.email.p == NULL);
+		CHECK(!r.entries[0].customer.has_id);
+		req_free(&r);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{\"id\":\"12\"},\"linkToPartnerPrograms\":[{}]}]}"), 0);
+		CHECK(r.entries[0].customer.bad);
+		req_free(&r);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{\"email\":5},\"linkToPartnerPrograms\":[{}]}]}"), 0);
+		CHECK(r.entries[0].customer.bad);
+		req_free(&r);
+		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{\"mobile\":9.5},\"linkToPartnerPrograms\":[{}]}]}"), 0);
+		CHECK(r.entries[0].customer.bad);
+		req_free(&r);
+	}
+	TEST("a mobile sent as a JSON number becomes its digits") {
+		CHECK_EQ_INT(parse(REQ_DELINK, "{\"deLinkCustomers\":[{\"customer\":{\"mobile\":919800000000},\"deLinkFromPartnerPrograms\":[{\"partnerProgramName\":\"p\"}]}]}"), 0);
+		CHECK_EQ_INT(r.entries[0].customer.mobile.len, 12);
+		CHECK(memcmp(r.entries[0].customer.mobile.p, "919800000000", 12) == 0);
+		req_free(&r);
+	}
+	TEST("item fields record absent, bad type and bad date states") {
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":7,\"customerPartnerReference\":"
+		                   "{\"partnerMembershipId\":12,\"partnerTierExpiryDate\":\"2030-02-30T00:00:00Z\","
+		                   "\"membershipStartDate\":5}}")), 0);
+		CHECK_EQ_INT(r.entries[0].items[0].program.st, F_BADTYPE);
+		CHECK_EQ_INT(r.entries[0].items[0].mid.st, F_BADTYPE);
+		CHECK_EQ_INT(r.entries[0].items[0].expiry.st, F_BADVALUE);
+		CHECK_EQ_INT(r.entries[0].items[0].start.st, F_BADVALUE);
+		CHECK_EQ_INT(r.entries[0].items[0].tier.st, F_ABSENT);
+		req_free(&r);
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"customerPartnerReference\":[]}")), 0);
+		CHECK_EQ_INT(r.entries[0].items[0].reference, F_BADTYPE);
+		CHECK_EQ_INT(r.entries[0].items[0].program.st, F_ABSENT);
+		req_free(&r);
+	}
+	TEST("updateType values map, RENEW is RENEWAL, unknown ones are UPD_NONE") {
+		CHECK_EQ_INT(parse(REQ_UPDATE, "{\"customersPartnerUpdates\":[{\"customer\":{\"id\":1},\"partnerProgramUpdates\":["
+		                   "{\"updateType\":\"UPGRADE\"},{\"updateType\":\"RENEW\"},{\"updateType\":\"upgrade\"},"
+		                   "{\"updateType\":\"MEMBERSHIP_RELINKING_CANCELLED\"},{\"updateType\":1}]}]}"), 0);
+		CHECK_EQ_INT(r.entries[0].items[0].utype, UPD_UPGRADE);
+		CHECK_EQ_INT(r.entries[0].items[1].utype, UPD_RENEWAL);
+		CHECK_EQ_INT(r.entries[0].items[2].utype, UPD_NONE);
+		CHECK_EQ_INT(r.entries[0].items[2].update_type.st, F_OK);
+		CHECK_EQ_INT(r.entries[0].items[3].utype, UPD_RELINK_CANCEL);
+		CHECK_EQ_INT(r.entries[0].items[4].update_type.st, F_BADTYPE);
+		req_free(&r);
+	}
+	TEST("strings carry their length, so \\u0000 inside a value is kept") {
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"a\\u0000b\"}")), 0);
+		CHECK_EQ_INT(r.entries[0].items[0].program.s.len, 3);
+		req_free(&r);
+	}
+	TEST_MAIN_END();
+}
