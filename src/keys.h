@@ -13,6 +13,8 @@
 #define KEYS_MID_FMT        "pp:{%s}:mid:%d"       /* org, pid */
 #define KEYS_CUST_FMT       "pp:{%s:%lld}:c"       /* org, cid */
 #define KEYS_LOCK_FMT       "pp:{%s:%lld}:lock"    /* org, cid */
+#define KEYS_HIST_FMT       "pp:{%s:%lld}:h"       /* org, cid */
+#define KEYS_FEED_FMT       "pp:{%s}:feed"         /* org */
 
 #define KEYS_MEMBERSHIP_FIELD_FMT "m:%d"           /* pid */
 

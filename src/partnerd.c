@@ -71,6 +71,8 @@ usage(FILE *f)
 	        "  --lock-wait-ms N       wait for a busy customer before 2010 (PARTNERD_LOCK_WAIT_MS, 1000)\n"
 	        "  --auth-cache-s N       trust a verified credential for N s (PARTNERD_AUTH_CACHE_S, 60)\n"
 	        "  --log FILE             append request logs to FILE (PARTNERD_LOG; default stderr)\n"
+	        "  --history-max N        history entries kept per customer (PARTNERD_HISTORY_MAX, 100)\n"
+	        "  --feed-max N           approximate length of each org's change feed (PARTNERD_FEED_MAX, 100000)\n"
 	        "  --help, --version\n");
 }
 
@@ -111,6 +113,8 @@ load_settings(int argc, char **argv)
 		{ "lock-wait-ms", required_argument, NULL, 'W' },
 		{ "auth-cache-s", required_argument, NULL, 'a' },
 		{ "log", required_argument, NULL, 'l' },
+		{ "history-max", required_argument, NULL, 'H' },
+		{ "feed-max", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -122,6 +126,8 @@ load_settings(int argc, char **argv)
 	const char *ttl = env_or("PARTNERD_LOCK_TTL_MS", "5000");
 	const char *wait = env_or("PARTNERD_LOCK_WAIT_MS", "1000");
 	const char *cache = env_or("PARTNERD_AUTH_CACHE_S", "60");
+	const char *hist = env_or("PARTNERD_HISTORY_MAX", "100");
+	const char *feed = env_or("PARTNERD_FEED_MAX", "100000");
 	char err[200];
 	int c;
 
@@ -140,6 +146,8 @@ load_settings(int argc, char **argv)
 		case 'W': wait = optarg; break;
 		case 'a': cache = optarg; break;
 		case 'l': cfg.log_path = optarg; break;
+		case 'H': hist = optarg; break;
+		case 'F': feed = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf("partnerd %s\n", PACKAGE_VERSION); exit(0);
 		default: usage(stderr); exit(2);
@@ -157,6 +165,8 @@ load_settings(int argc, char **argv)
 	cfg.routes.lock_ttl_ms = parse_int("--lock-ttl-ms", ttl, 10, 100, 600000);
 	cfg.routes.lock_wait_ms = parse_int("--lock-wait-ms", wait, 10, 0, 60000);
 	cfg.auth_cache_s = parse_int("--auth-cache-s", cache, 10, 0, 86400);
+	cfg.routes.history_max = parse_int("--history-max", hist, 10, 1, 100000);
+	cfg.routes.feed_max = parse_int("--feed-max", feed, 10, 100, 100000000);
 	if (rconn_parse_url(cfg.redis_url, &cfg.redis, err, sizeof(err)) != 0) {
 		fprintf(stderr, "partnerd: --redis: %s\n", err);
 		exit(2);

@@ -91,6 +91,7 @@ entry_fail_items(struct entry_state *es, int code, const char *message)
 	size_t k;
 
 	for (k = 0; k < es->e->nitems; k++) {
+		rules_result_free(&es->results[k]);
 		es->results[k].code = code;
 		es->results[k].message = message ? message : rules_message(code);
 	}
@@ -246,18 +247,67 @@ add_begin_entry(struct store_argv *a, const struct entry_state *es, enum req_kin
 	}
 }
 
+/* The API form of membership values (SPEC §5 before/after), or NULL. */
+static struct json_object *
+values_obj(const struct rules_values *v)
+{
+	struct json_object *o = json_object_new_object();
+	char d[DATES_FMT_LEN + 1];
+
+	json_object_object_add(o, "partnerMembershipId", json_object_new_string_len(v->mid, (int)v->mid_len));
+	json_object_object_add(o, "partnerTierName",
+	                       v->tier ? json_object_new_string_len(v->tier, (int)v->tier_len) : NULL);
+	json_object_object_add(o, "partnerTierExpiryDate",
+	                       v->exp != RULES_NONE ? json_object_new_string(dates_format(v->exp, d)) : NULL);
+	json_object_object_add(o, "membershipStartDate",
+	                       v->start != RULES_NONE ? json_object_new_string(dates_format(v->start, d)) : NULL);
+	json_object_object_add(o, "membershipEndDate",
+	                       v->end != RULES_NONE ? json_object_new_string(dates_format(v->end, d)) : NULL);
+	return o;
+}
+
+/* The history entry / change-feed event of an applied item (owned string). */
+static char *
+event_json(const struct rules_result *res, const struct req_item *it, enum req_kind kind,
+           int64_t cid, const char *rid, int64_t now_ms, size_t *len)
+{
+	struct json_object *o = json_object_new_object();
+	char d[DATES_FMT_LEN + 1];
+	const char *text;
+	size_t tlen;
+	char *out;
+
+	json_object_object_add(o, "activityType", json_object_new_string(rules_event_name[res->event]));
+	json_object_object_add(o, "activityDate", json_object_new_string(dates_format(now_ms, d)));
+	json_object_object_add(o, "partnerProgramName",
+	                       json_object_new_string_len(it->program.s.p, (int)it->program.s.len));
+	json_object_object_add(o, "updateType",
+	                       kind == REQ_UPDATE && it->update_type.st == F_OK ?
+	                       json_object_new_string_len(it->update_type.s.p, (int)it->update_type.s.len) : NULL);
+	json_object_object_add(o, "before", res->has_before ? values_obj(&res->before) : NULL);
+	json_object_object_add(o, "after", res->has_after ? values_obj(&res->after) : NULL);
+	json_object_object_add(o, "requestId", json_object_new_string(rid));
+	json_object_object_add(o, "customerId", json_object_new_int64(cid));
+	text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &tlen);
+	out = dupn(text, tlen);
+	*len = tlen;
+	json_object_put(o);
+	return out;
+}
+
 /* Adds the commit arguments of one locked customer. */
 static void
 add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, char **owned,
-                    size_t *nowned)
+                    size_t *nowned, enum req_kind kind, const char *rid, int64_t now_ms)
 {
 	struct rules_customer *c = &lk->cust;
-	size_t i, nset = 0, ndel = 0, ncl = 0, nrel = 0;
+	size_t i, j, k, nset = 0, ndel = 0, ncl = 0, nrel = 0, nev = 0;
 
 	store_argv_addf(a, KEYS_CUST_FMT, org, (long long)lk->cid);
 	store_argv_addf(a, KEYS_LOCK_FMT, org, (long long)lk->cid);
 	store_argv_add(a, lk->version, strlen(lk->version));
 	store_argv_addf(a, "%lld", (long long)lk->cid);
+	store_argv_addf(a, KEYS_HIST_FMT, org, (long long)lk->cid);
 
 	for (i = 0; i < c->nslots; i++)
 		if (c->slots[i].dirty && c->slots[i].present)
@@ -353,6 +403,29 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, ch
 	}
 #undef HOLDS
 #undef HELD
+
+	/* History and change feed: one event per applied item, in request order. */
+	for (j = 0; j < lk->nentries; j++)
+		for (k = 0; k < lk->entries[j]->e->nitems; k++)
+			if (lk->entries[j]->results[k].code == 200)
+				nev++;
+	store_argv_addf(a, "%zu", nev);
+	for (j = 0; j < lk->nentries; j++) {
+		struct entry_state *e = lk->entries[j];
+
+		for (k = 0; k < e->e->nitems; k++) {
+			size_t len;
+			char *json;
+
+			if (e->results[k].code != 200)
+				continue;
+			json = event_json(&e->results[k], &e->e->items[k], kind, lk->cid, rid, now_ms, &len);
+			owned[(*nowned)++] = json;
+			store_argv_add(a, rules_event_name[e->results[k].event],
+			               strlen(rules_event_name[e->results[k].event]));
+			store_argv_add(a, json, len);
+		}
+	}
 }
 
 /*
@@ -363,7 +436,7 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, ch
 static int
 run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org *org,
           enum req_kind kind, struct entry_state *es, size_t n, const char *token,
-          int64_t now_ms)
+          const char *rid, int64_t now_ms)
 {
 	struct store_argv a;
 	redisReply *rep = NULL, *crep = NULL;
@@ -479,8 +552,16 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	store_argv_init(&a);
 	store_argv_add(&a, token, strlen(token));
 	store_argv_addf(&a, "%zu", nl);
-	for (k = 0; k < nl; k++)
+	store_argv_addf(&a, "%d", cfg->history_max);
+	store_argv_addf(&a, KEYS_FEED_FMT, org->org);
+	store_argv_addf(&a, "%d", cfg->feed_max);
+	for (k = 0; k < nl; k++) {
+		size_t j;
+
 		maxowned += locks[k].cust.nslots;
+		for (j = 0; j < locks[k].nentries; j++)
+			maxowned += locks[k].entries[j]->e->nitems;
+	}
 	owned = calloc(maxowned + 1, sizeof(*owned));
 	if (owned == NULL)
 		abort();
@@ -491,10 +572,12 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 			struct rules_customer keep = locks[k].cust;
 
 			locks[k].cust = empty;
-			add_commit_customer(&a, org->org, &locks[k], owned, &nowned);
+			for (i = 0; i < locks[k].nentries; i++)
+				entry_fail_items(locks[k].entries[i], 2001, "the customer's stored data could not be read; nothing was applied");
+			add_commit_customer(&a, org->org, &locks[k], owned, &nowned, kind, rid, now_ms);
 			locks[k].cust = keep;
 		} else {
-			add_commit_customer(&a, org->org, &locks[k], owned, &nowned);
+			add_commit_customer(&a, org->org, &locks[k], owned, &nowned, kind, rid, now_ms);
 		}
 	}
 	crep = nl > 0 ? store_eval(st, STORE_COMMIT, &a) : NULL;
@@ -523,6 +606,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 
 				for (it = 0; it < e->e->nitems; it++)
 					if (e->results[it].code == 200) {
+						rules_result_free(&e->results[it]);
 						e->results[it].code = 2001;
 						e->results[it].message = "the store did not confirm the change: read the customer to see whether it applied";
 					}
@@ -531,6 +615,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 
 				for (it = 0; it < e->e->nitems; it++)
 					if (e->results[it].code == 200) {
+						rules_result_free(&e->results[it]);
 						e->results[it].code = 2010;
 						e->results[it].message = "the customer's lock expired before the change was stored; nothing was applied: retry";
 					}
@@ -720,7 +805,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		if (pending == 0)
 			break;
 		now_ms = dates_now_ms();
-		if (run_round(cfg, st, &org, kind, es, req.nentries, token, now_ms) != 0) {
+		if (run_round(cfg, st, &org, kind, es, req.nentries, token, r->request_id, now_ms) != 0) {
 			if (!committed_any) {
 				out->status = 503;
 				http_error(r, 503, 503, "the data store is unavailable: nothing was applied; retry shortly",
@@ -774,6 +859,8 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	free(body);
 out:
 	for (i = 0; i < req.nentries; i++) {
+		for (k = 0; k < req.entries[i].nitems; k++)
+			rules_result_free(&es[i].results[k]);
 		free(es[i].results);
 		for (k = 0; k < 4; k++)
 			free(es[i].stored[k]);

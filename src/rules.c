@@ -39,9 +39,17 @@ rules_message(int code)
 	}
 }
 
+const char *const rules_event_name[] = {
+	[EV_NONE] = "NONE", [EV_LINK] = "LINK", [EV_UPDATE] = "UPDATE", [EV_DELINK] = "DELINK",
+	[EV_RELINK_SCHEDULED] = "RELINK_SCHEDULED", [EV_RELINK_CANCELLED] = "RELINK_CANCELLED",
+};
+
+void rules_result_free(struct rules_result *r);
+
 static void
 set(struct rules_result *r, int code, const char *message)
 {
+	rules_result_free(r);
 	r->code = code;
 	r->message = message ? message : rules_message(code);
 }
@@ -80,6 +88,43 @@ membership_free(struct rules_membership *m)
 	values_free(&m->v);
 	values_free(&m->rl);
 	memset(m, 0, sizeof(*m));
+}
+
+static void
+values_copy(struct rules_values *dst, const struct rules_values *src)
+{
+	*dst = *src;
+	dst->mid = src->mid ? dup_bytes(src->mid, src->mid_len) : NULL;
+	dst->tier = src->tier ? dup_bytes(src->tier, src->tier_len) : NULL;
+}
+
+void
+rules_result_free(struct rules_result *r)
+{
+	if (r->has_before)
+		values_free(&r->before);
+	if (r->has_after)
+		values_free(&r->after);
+	r->has_before = r->has_after = 0;
+	r->event = EV_NONE;
+}
+
+/* Records a success with its event; before/after may be NULL. */
+static void
+success(struct rules_result *r, enum rules_event ev, const struct rules_values *before,
+        const struct rules_values *after)
+{
+	rules_result_free(r);
+	set(r, 200, NULL);
+	r->event = ev;
+	if (before != NULL) {
+		values_copy(&r->before, before);
+		r->has_before = 1;
+	}
+	if (after != NULL) {
+		values_copy(&r->after, after);
+		r->has_after = 1;
+	}
 }
 
 /* ---- programs ----------------------------------------------------------------------- */
@@ -512,15 +557,16 @@ link_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 	if (relink) {
 		s->m.rl = v;
 		s->m.has_relink = 1;
+		success(r, EV_RELINK_SCHEDULED, &s->m.v, &s->m.rl);
 	} else {
 		membership_free(&s->m);
 		s->m.v = v;
 		s->m.linked_on = now;
 		s->present = 1;
+		success(r, EV_LINK, NULL, &s->m.v);
 	}
 	s->m.updated_on = now;
 	s->dirty = 1;
-	set(r, 200, NULL);
 }
 
 static void
@@ -552,11 +598,11 @@ update_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 			set(r, 2105, NULL);
 			return;
 		}
+		success(r, EV_RELINK_CANCELLED, &s->m.rl, NULL);
 		values_free(&s->m.rl);
 		s->m.has_relink = 0;
 		s->m.updated_on = now;
 		s->dirty = 1;
-		set(r, 200, NULL);
 		return;
 	}
 	if (it->details != F_OK) {
@@ -593,14 +639,20 @@ update_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 		set(r, 2003, "updatedTierExpiryDate must be in the future");
 		return;
 	}
-	free(s->m.v.tier);
-	s->m.v.tier = dup_bytes(p->tiers[next], p->tier_len[next]);
-	s->m.v.tier_len = p->tier_len[next];
-	if (it->new_expiry.st == F_OK)
-		s->m.v.exp = it->new_expiry.ms;
+	{
+		struct rules_values before;
+
+		values_copy(&before, &s->m.v);
+		free(s->m.v.tier);
+		s->m.v.tier = dup_bytes(p->tiers[next], p->tier_len[next]);
+		s->m.v.tier_len = p->tier_len[next];
+		if (it->new_expiry.st == F_OK)
+			s->m.v.exp = it->new_expiry.ms;
+		success(r, EV_UPDATE, &before, &s->m.v);
+		values_free(&before);
+	}
 	s->m.updated_on = now;
 	s->dirty = 1;
-	set(r, 200, NULL);
 }
 
 static void
@@ -617,10 +669,10 @@ delink_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 		set(r, 2004, NULL);
 		return;
 	}
+	success(r, EV_DELINK, &s->m.v, NULL);
 	membership_free(&s->m);
 	s->present = 0;
 	s->dirty = 1;
-	set(r, 200, NULL);
 }
 
 void

@@ -83,10 +83,23 @@ int rules_customer_load_slot(struct rules_customer *c, int pid, const char *json
 void rules_customer_free(struct rules_customer *c);
 struct rules_slot *rules_customer_slot(struct rules_customer *c, int pid, int create);
 
+/* What an applied item changed, for the history and the change feed. */
+enum rules_event {
+	EV_NONE = 0, EV_LINK, EV_UPDATE, EV_DELINK, EV_RELINK_SCHEDULED, EV_RELINK_CANCELLED
+};
+extern const char *const rules_event_name[];
+
 struct rules_result {
 	int code;                       /* 200 or an error code of SPEC §4 */
 	const char *message;            /* static text */
+	enum rules_event event;         /* EV_NONE unless code == 200 */
+	int has_before, has_after;
+	struct rules_values before;     /* owned copies: the membership before and after */
+	struct rules_values after;
 };
+
+/* Frees the owned parts of a result (its event values). */
+void rules_result_free(struct rules_result *r);
 
 /* Inputs for one item that come from the store. */
 struct rules_item_ctx {

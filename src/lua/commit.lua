@@ -1,23 +1,29 @@
 -- commit: the fenced write of every locked customer of a request, in one call.
--- ARGV: token, n_customers, then per customer:
---   customer_key, lock_key, version_read, cid,
+-- ARGV: token, n_customers, history_max, feed_key, feed_max, then per customer:
+--   customer_key, lock_key, version_read, cid, history_key,
 --   n_set, (field, value)*, n_del, field*,
---   n_claim, (mid_index_key, membership_id)*, n_release, (mid_index_key, membership_id)*
+--   n_claim, (mid_index_key, membership_id)*, n_release, (mid_index_key, membership_id)*,
+--   n_events, (activity_type, activity_json)*
+-- Each event is pushed on the customer's history (newest first, trimmed to history_max)
+-- and appended to the org's change feed (XADD, trimmed to about feed_max entries), in the
+-- same atomic step as the change itself.
 -- For each customer, atomically: the lock must still hold our token and the version must
 -- be the one read (else "FENCED": nothing written); every claimed membership id must be
 -- free or already ours (else "CONFLICT": nothing written, lock released, the caller
 -- retries); then the writes, the version bump and the lock release ("OK").
 local token = ARGV[1]
 local n = tonumber(ARGV[2])
-local i = 3
+local hmax, feed, fmax = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local i = 6
 local out = {}
 for c = 1, n do
-  local ck, lk, ver, cid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  i = i + 4
+  local ck, lk, ver, cid, hk = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  i = i + 5
   local nset = tonumber(ARGV[i]); local sset = i + 1; i = sset + 2 * nset
   local ndel = tonumber(ARGV[i]); local sdel = i + 1; i = sdel + ndel
   local ncl = tonumber(ARGV[i]); local scl = i + 1; i = scl + 2 * ncl
   local nrel = tonumber(ARGV[i]); local srel = i + 1; i = srel + 2 * nrel
+  local nev = tonumber(ARGV[i]); local sev = i + 1; i = sev + 2 * nev
   if redis.call('GET', lk) ~= token then
     out[c] = 'FENCED'
   elseif (redis.call('HGET', ck, 'v') or '') ~= ver then
@@ -47,6 +53,12 @@ for c = 1, n do
         redis.call('HDEL', ck, ARGV[sdel + j])
       end
       if nset + ndel > 0 then redis.call('HINCRBY', ck, 'v', 1) end
+      for j = 0, nev - 1 do
+        local typ, ev = ARGV[sev + 2 * j], ARGV[sev + 2 * j + 1]
+        redis.call('LPUSH', hk, ev)
+        redis.call('XADD', feed, 'MAXLEN', '~', fmax, '*', 'v', '1', 'type', typ, 'customerId', cid, 'event', ev)
+      end
+      if nev > 0 then redis.call('LTRIM', hk, 0, hmax - 1) end
       redis.call('DEL', lk)
       out[c] = 'OK'
     end
