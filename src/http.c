@@ -201,3 +201,60 @@ http_is_json(const char *ct)
 		ct++;
 	return *ct == '\0' || *ct == ';';
 }
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+http_query_param(const char *q, const char *name, char *out, size_t outsz)
+{
+	size_t nlen = strlen(name);
+	int found = -1;
+
+	while (q != NULL && *q != '\0') {
+		const char *amp = strchr(q, '&'), *end = amp ? amp : q + strlen(q);
+
+		if ((size_t)(end - q) > nlen && strncmp(q, name, nlen) == 0 && q[nlen] == '=') {
+			const char *p = q + nlen + 1;
+			size_t n = 0;
+
+			if (found >= 0)
+				return -2;
+			for (; p < end; p++) {
+				char ch = *p;
+
+				if (ch == '%') {
+					int hi, lo;
+
+					if (end - p < 3 || (hi = hexval(p[1])) < 0 || (lo = hexval(p[2])) < 0)
+						return -2;
+					ch = (char)(hi * 16 + lo);
+					p += 2;
+				} else if (ch == '+') {
+					ch = ' ';
+				}
+				if (ch == '\0' || n + 1 >= outsz)
+					return -2;
+				out[n++] = ch;
+			}
+			out[n] = '\0';
+			found = (int)n;
+		} else if ((size_t)(end - q) == nlen && strncmp(q, name, nlen) == 0) {
+			if (found >= 0)
+				return -2;
+			out[0] = '\0';
+			found = 0;
+		}
+		q = amp ? amp + 1 : end;
+	}
+	return found;
+}

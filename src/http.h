@@ -50,4 +50,11 @@ int http_is_json(const char *content_type);
 
 const char *http_reason(int status);
 
+/*
+ * Finds parameter name in a query string and URL-decodes its value (%XX, '+' as space)
+ * into out. Returns the decoded length, -1 when absent, -2 when malformed (bad escape,
+ * NUL, repeated parameter) or longer than outsz - 1.
+ */
+int http_query_param(const char *query, const char *name, char *out, size_t outsz);
+
 #endif

@@ -13,6 +13,7 @@
 #include "dates.h"
 #include "ident.h"
 #include "keys.h"
+#include "reads.h"
 #include "request.h"
 #include "routes.h"
 #include "rules.h"
@@ -23,15 +24,15 @@ struct route {
 	const char *method;
 	const char *path;
 	const char *name;               /* for logs and metrics */
-	int kind;                       /* enum req_kind, for write routes */
-	void (*handler)(const struct routes_cfg *, struct store *, struct http_req *,
-	                const struct route *, struct routes_outcome *);
+	int kind;                       /* handler-specific: enum req_kind, enum reads_kind */
+	void (*handler)(const struct routes_cfg *, struct store *, struct http_req *, int kind,
+	                struct routes_outcome *);
 };
 
-static void handle_write(const struct routes_cfg *, struct store *, struct http_req *,
-                         const struct route *, struct routes_outcome *);
-static void handle_health(const struct routes_cfg *, struct store *, struct http_req *,
-                          const struct route *, struct routes_outcome *);
+static void handle_write(const struct routes_cfg *, struct store *, struct http_req *, int,
+                         struct routes_outcome *);
+static void handle_health(const struct routes_cfg *, struct store *, struct http_req *, int,
+                          struct routes_outcome *);
 
 static const struct route route_table[] = {
 	{ .method = "POST", .path = "/v2/partnerProgram/linkCustomer", .name = "linkCustomer",
@@ -40,6 +41,10 @@ static const struct route route_table[] = {
 	  .name = "customerPartnerProgramUpdate", .kind = REQ_UPDATE, .handler = handle_write },
 	{ .method = "POST", .path = "/v2/partnerProgram/deLinkCustomer", .name = "deLinkCustomer",
 	  .kind = REQ_DELINK, .handler = handle_write },
+	{ .method = "GET", .path = "/v2/partnerProgram/customerPartnerPrograms",
+	  .name = "customerPartnerPrograms", .kind = READS_PROGRAMS, .handler = reads_handle },
+	{ .method = "GET", .path = "/v2/partnerProgram/customerActivityHistory",
+	  .name = "customerActivityHistory", .kind = READS_HISTORY, .handler = reads_handle },
 	{ .method = "GET", .path = "/v2/partnerProgram/health", .name = "health",
 	  .handler = handle_health },
 };
@@ -734,11 +739,32 @@ build_response(enum req_kind kind, const struct entry_state *es, size_t n, size_
 
 /* ---- handlers -------------------------------------------------------------------------- */
 
-static void
-handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
-             const struct route *route, struct routes_outcome *out)
+int
+routes_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
+                    struct routes_outcome *out)
 {
-	enum req_kind kind = (enum req_kind)route->kind;
+	int rc = auth_check(st, r->authorization, org);
+
+	if (rc == 401) {
+		out->status = 401;
+		http_error(r, 401, 401, "missing or wrong credentials: use HTTP Basic auth with your API username and password",
+		           "WWW-Authenticate: Basic realm=\"partnerProgram\"\r\n");
+		return -1;
+	}
+	if (rc != 0) {
+		out->status = 503;
+		http_error(r, 503, 503, "the data store is unavailable: retry shortly", "Retry-After: 1\r\n");
+		return -1;
+	}
+	snprintf(out->org, sizeof(out->org), "%s", org->org);
+	return 0;
+}
+
+static void
+handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r, int kindi,
+             struct routes_outcome *out)
+{
+	enum req_kind kind = (enum req_kind)kindi;
 	struct auth_org org;
 	struct req req;
 	struct req_error err;
@@ -751,19 +777,8 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	char *body;
 	size_t blen;
 
-	rc = auth_check(st, r->authorization, &org);
-	if (rc == 401) {
-		out->status = 401;
-		http_error(r, 401, 401, "missing or wrong credentials: use HTTP Basic auth with your API username and password",
-		           "WWW-Authenticate: Basic realm=\"partnerProgram\"\r\n");
+	if (routes_authenticate(st, r, &org, out) != 0)
 		return;
-	}
-	if (rc != 0) {
-		out->status = 503;
-		http_error(r, 503, 503, "the data store is unavailable: retry shortly", "Retry-After: 1\r\n");
-		return;
-	}
-	snprintf(out->org, sizeof(out->org), "%s", org.org);
 	if (!http_is_json(r->content_type)) {
 		out->status = 415;
 		http_error(r, 415, 415, "Content-Type must be application/json", NULL);
@@ -870,14 +885,14 @@ out:
 }
 
 static void
-handle_health(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
-              const struct route *route, struct routes_outcome *out)
+handle_health(const struct routes_cfg *cfg, struct store *st, struct http_req *r, int kind,
+              struct routes_outcome *out)
 {
 	static const char ok[] = "{\"status\":\"ok\",\"redis\":\"ok\"}";
 	static const char down[] = "{\"status\":\"unavailable\",\"redis\":\"unreachable\"}";
 
 	(void)cfg;
-	(void)route;
+	(void)kind;
 	if (store_ping(st) == 0) {
 		out->status = 200;
 		http_respond(r, 200, NULL, ok, sizeof(ok) - 1);
@@ -917,5 +932,5 @@ routes_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r
 		return;
 	}
 	out->route = match->name;
-	match->handler(cfg, st, r, match, out);
+	match->handler(cfg, st, r, match->kind, out);
 }

@@ -28,6 +28,15 @@ struct routes_outcome {
 	int items_ok, items_failed;
 };
 
+struct auth_org;
+
+/*
+ * Authenticates the request. Returns 0 with *org filled, or -1 after answering it
+ * (401 with WWW-Authenticate, or 503 when Redis cannot be asked).
+ */
+int routes_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
+                        struct routes_outcome *out);
+
 /* Serves one request on a worker's store. */
 void routes_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
                    struct routes_outcome *out);

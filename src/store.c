@@ -21,12 +21,13 @@ struct store {
 	int backoff_ms;
 	uint64_t trips;
 	char err[256];
-	char sha[2][41];        /* SHA1 of each script, hex */
+	char sha[STORE_NSCRIPTS][41];   /* SHA1 of each loaded script, hex; "" until loaded */
 };
 
-static const char *const script_text[2] = {
+static const char *const script_text[STORE_NSCRIPTS] = {
 	[STORE_BEGIN] = lua_begin,
 	[STORE_COMMIT] = lua_commit,
+	[STORE_READ] = lua_read,
 };
 
 /* ---- argv --------------------------------------------------------------------------- */
@@ -123,14 +124,10 @@ struct store *
 store_new(const struct rconn_cfg *cfg)
 {
 	struct store *s = calloc(1, sizeof(*s));
-	int k;
-
 	if (s == NULL)
 		abort();
 	s->cfg = *cfg;
 	s->backoff_ms = BACKOFF_MIN_MS;
-	for (k = 0; k < 2; k++)
-		s->sha[k][0] = '\0';
 	return s;
 }
 

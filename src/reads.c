@@ -1,0 +1,326 @@
+/*
+ * reads: GET customerPartnerPrograms and customerActivityHistory (see reads.h).
+ * One Redis round trip each (the read script); state is computed from stored dates and
+ * the current time, so a relink whose start has passed reads as the current membership.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "auth.h"
+#include "dates.h"
+#include "ident.h"
+#include "reads.h"
+#include "rules.h"
+
+#define VALUE_MAX 512
+#define HISTORY_LIMIT_MAX 100
+
+static void
+bad_query(struct http_req *r, struct routes_outcome *out, const char *message)
+{
+	out->status = 400;
+	http_error(r, 400, 400, message, NULL);
+}
+
+static struct json_object *
+date_or_null(int64_t ms)
+{
+	char d[DATES_FMT_LEN + 1];
+
+	return ms == RULES_NONE ? NULL : json_object_new_string(dates_format(ms, d));
+}
+
+static struct json_object *
+values_obj(const struct rules_values *v)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "partnerMembershipId", json_object_new_string_len(v->mid, (int)v->mid_len));
+	json_object_object_add(o, "partnerTierName",
+	                       v->tier ? json_object_new_string_len(v->tier, (int)v->tier_len) : NULL);
+	json_object_object_add(o, "partnerTierExpiryDate", date_or_null(v->exp));
+	json_object_object_add(o, "membershipStartDate", date_or_null(v->start));
+	json_object_object_add(o, "membershipEndDate", date_or_null(v->end));
+	return o;
+}
+
+static struct json_object *
+status_obj(int code)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "status", json_object_new_boolean(code == 1000));
+	json_object_object_add(o, "message", json_object_new_string(rules_message(code)));
+	json_object_object_add(o, "code", json_object_new_int(code));
+	return o;
+}
+
+/* The customer object: stored identifiers, or the query's identifier when not found. */
+static struct json_object *
+customer_obj(const redisReply *h, const char *idname, const char *idvalue)
+{
+	static const char *const keys[4] = { "id", "mobile", "email", "externalId" };
+	struct json_object *o = json_object_new_object();
+	size_t i;
+	int k;
+
+	if (h == NULL) {
+		json_object_object_add(o, idname, json_object_new_string(idvalue));
+		json_object_object_add(o, "status", status_obj(8015));
+		return o;
+	}
+	for (k = 0; k < 4; k++) {
+		const char *v = "";
+		size_t vlen = 0;
+
+		for (i = 0; i + 1 < h->elements; i += 2) {
+			if (strcmp(h->element[i]->str, keys[k]) == 0) {
+				v = h->element[i + 1]->str;
+				vlen = h->element[i + 1]->len;
+			}
+		}
+		if (k == 0)
+			json_object_object_add(o, "id", json_object_new_int64(strtoll(v, NULL, 10)));
+		else
+			json_object_object_add(o, keys[k], json_object_new_string_len(v, (int)vlen));
+	}
+	json_object_object_add(o, "status", status_obj(1000));
+	return o;
+}
+
+static const char *
+membership_state(const struct rules_membership *m, int64_t now)
+{
+	if (m->v.start > now)
+		return "PENDING";
+	if (m->v.exp != RULES_NONE && m->v.exp <= now)
+		return "TIER_EXPIRED";
+	return "ACTIVE";
+}
+
+static void
+programs_list(struct json_object *list, const redisReply *cust, const redisReply *progs,
+              int64_t cid, int64_t now)
+{
+	struct rules_customer c = { .cid = cid };
+	size_t i, j;
+
+	for (i = 0; i + 1 < cust->elements; i += 2) {
+		const redisReply *f = cust->element[i], *v = cust->element[i + 1];
+
+		if (f->len > 2 && f->str[0] == 'm' && f->str[1] == ':')
+			rules_customer_load_slot(&c, atoi(f->str + 2), v->str, v->len);
+	}
+	rules_settle(&c, now);
+	/* Programs in the order of their ids: the order they were loaded. */
+	for (;;) {
+		struct rules_slot *best = NULL;
+
+		for (j = 0; j < c.nslots; j++)
+			if (c.slots[j].present && !c.slots[j].dirty && (best == NULL || c.slots[j].pid < best->pid))
+				best = &c.slots[j];
+		if (best == NULL)
+			break;
+		best->dirty = 1;   /* used here as "listed" */
+		{
+			struct json_object *o = json_object_new_object();
+			struct rules_program p = { 0 };
+			const char *name = NULL;
+			size_t nlen = 0;
+
+			for (i = 0; i + 1 < progs->elements; i += 2) {
+				struct rules_program q;
+
+				if (rules_program_parse(progs->element[i + 1]->str, progs->element[i + 1]->len, &q) == 0) {
+					if (q.pid == best->pid) {
+						name = progs->element[i]->str;
+						nlen = progs->element[i]->len;
+						p = q;
+					} else {
+						rules_program_free(&q);
+					}
+				}
+			}
+			json_object_object_add(o, "partnerProgramName", name ? json_object_new_string_len(name, (int)nlen) : NULL);
+			json_object_object_add(o, "partnerProgramType",
+			                       json_object_new_string(!p.found ? "UNKNOWN" : p.supplementary ? "SUPPLEMENTARY" : "EXTERNAL"));
+			json_object_object_add(o, "partnerMembershipId",
+			                       json_object_new_string_len(best->m.v.mid, (int)best->m.v.mid_len));
+			json_object_object_add(o, "partnerTierName",
+			                       best->m.v.tier ? json_object_new_string_len(best->m.v.tier, (int)best->m.v.tier_len) : NULL);
+			json_object_object_add(o, "partnerTierExpiryDate", date_or_null(best->m.v.exp));
+			json_object_object_add(o, "membershipStartDate", date_or_null(best->m.v.start));
+			json_object_object_add(o, "membershipEndDate", date_or_null(best->m.v.end));
+			json_object_object_add(o, "state", json_object_new_string(membership_state(&best->m, now)));
+			json_object_object_add(o, "pendingRelink", best->m.has_relink ? values_obj(&best->m.rl) : NULL);
+			json_object_object_add(o, "linkedOn", date_or_null(best->m.linked_on));
+			json_object_object_add(o, "lastUpdatedOn", date_or_null(best->m.updated_on));
+			json_object_array_add(list, o);
+			rules_program_free(&p);
+		}
+	}
+	rules_customer_free(&c);
+}
+
+/* Appends the history page; returns the number of activities matching the filter. */
+static int
+history_list(struct json_object *list, const redisReply *h, const char *program, int limit,
+             int offset)
+{
+	size_t i;
+	int total = 0;
+
+	for (i = 0; i < h->elements; i++) {
+		struct json_object *a = json_tokener_parse(h->element[i]->str), *pn;
+
+		if (a == NULL)
+			continue;
+		if (program != NULL &&
+		    !(json_object_object_get_ex(a, "partnerProgramName", &pn) &&
+		      strcmp(json_object_get_string(pn), program) == 0)) {
+			json_object_put(a);
+			continue;
+		}
+		if (total >= offset && total < offset + limit)
+			json_object_array_add(list, a);
+		else
+			json_object_put(a);
+		total++;
+	}
+	return total;
+}
+
+/* Parses a non-negative integer query value; -1 when it is not one. */
+static int
+query_int(const char *s, int max)
+{
+	long v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+		if (v > max)
+			return -1;
+	}
+	return (int)v;
+}
+
+void
+reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r, int kind,
+             struct routes_outcome *out)
+{
+	static const char *const names[] = { "mobile", "email", "externalId", "id" };
+	char idname[32], value[VALUE_MAX], norm[VALUE_MAX], program[VALUE_MAX], num[32];
+	const char *lookup = value;
+	struct auth_org org;
+	struct store_argv a;
+	struct json_object *root, *list;
+	redisReply *rep;
+	int n, limit = 10, offset = 0, has_program = 0, known = 0;
+	size_t i;
+	const char *text;
+	size_t tlen;
+
+	(void)cfg;
+	if (routes_authenticate(st, r, &org, out) != 0)
+		return;
+	n = http_query_param(r->query, "identifierName", idname, sizeof(idname));
+	for (i = 0; n > 0 && i < 4; i++)
+		if (strcmp(idname, names[i]) == 0)
+			known = 1;
+	if (!known)
+		{
+			bad_query(r, out, "identifierName is required: one of mobile, email, externalId, id");
+			return;
+		}
+	n = http_query_param(r->query, "identifierValue", value, sizeof(value));
+	if (n <= 0)
+		{
+			bad_query(r, out, "identifierValue is required and must not be empty");
+			return;
+		}
+	if (strcmp(idname, "mobile") == 0) {
+		if (ident_normalize_mobile(value, (size_t)n, org.country_code, org.national_len, norm, sizeof(norm)) < 0)
+			{
+			bad_query(r, out, "identifierValue is not a valid mobile number: 6 to 15 digits");
+			return;
+		}
+		lookup = norm;
+	} else if (strcmp(idname, "id") == 0) {
+		if (value[0] == '0' || strspn(value, "0123456789") != strlen(value) || strlen(value) > 18)
+			{
+			bad_query(r, out, "identifierValue must be a positive integer customer id");
+			return;
+		}
+	}
+	if (kind == READS_HISTORY) {
+		n = http_query_param(r->query, "limit", num, sizeof(num));
+		if (n == -2 || (n >= 0 && ((limit = query_int(num, HISTORY_LIMIT_MAX)) < 1)))
+			{
+			bad_query(r, out, "limit must be an integer from 1 to 100");
+			return;
+		}
+		n = http_query_param(r->query, "offset", num, sizeof(num));
+		if (n == -2 || (n >= 0 && (offset = query_int(num, 1000000000)) < 0))
+			{
+			bad_query(r, out, "offset must be a non-negative integer");
+			return;
+		}
+		n = http_query_param(r->query, "partnerProgramName", program, sizeof(program));
+		if (n == -2)
+			{
+			bad_query(r, out, "partnerProgramName is malformed");
+			return;
+		}
+		has_program = n > 0;
+	}
+
+	store_argv_init(&a);
+	store_argv_add(&a, org.org, strlen(org.org));
+	store_argv_add(&a, idname, strlen(idname));
+	store_argv_add(&a, lookup, strlen(lookup));
+	store_argv_add(&a, kind == READS_HISTORY ? "history" : "programs", kind == READS_HISTORY ? 7 : 8);
+	rep = store_eval(st, STORE_READ, &a);
+	store_argv_free(&a);
+	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+		if (rep != NULL)
+			freeReplyObject(rep);
+		out->status = 503;
+		http_error(r, 503, 503, "the data store is unavailable: retry shortly", "Retry-After: 1\r\n");
+		return;
+	}
+
+	root = json_object_new_object();
+	list = json_object_new_array();
+	if (rep->elements < 3) {
+		json_object_object_add(root, "customer", customer_obj(NULL, idname, value));
+		json_object_object_add(root, kind == READS_HISTORY ? "activities" : "partnerPrograms", list);
+		if (kind == READS_HISTORY)
+			json_object_object_add(root, "total", json_object_new_int(0));
+	} else {
+		int64_t cid = strtoll(rep->element[0]->str, NULL, 10);
+
+		json_object_object_add(root, "customer", customer_obj(rep->element[1], NULL, NULL));
+		if (kind == READS_HISTORY) {
+			int total = history_list(list, rep->element[2], has_program ? program : NULL, limit, offset);
+
+			json_object_object_add(root, "activities", list);
+			json_object_object_add(root, "total", json_object_new_int(total));
+		} else {
+			programs_list(list, rep->element[1], rep->element[2], cid, dates_now_ms());
+			json_object_object_add(root, "partnerPrograms", list);
+		}
+	}
+	json_object_object_add(root, "warnings", json_object_new_array());
+	text = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &tlen);
+	out->status = 200;
+	http_respond(r, 200, NULL, text, tlen);
+	json_object_put(root);
+	freeReplyObject(rep);
+}
