@@ -292,7 +292,7 @@ int main(void)
 		size_t len;
 		char *json;
 
-		m.v.mid = "a\"b\\c\0d";
+		m.v.mid = (char *)"a\"b\\c\0d";
 		m.v.mid_len = 7;
 		m.v.tier = NULL;
 		m.v.exp = RULES_NONE;
