@@ -38,6 +38,55 @@ fail(struct req_error *err, int code, const char *fmt, ...)
 
 /* ---- the text scan: what json-c lets through --------------------------------------- */
 
+/*
+ * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF.
+ * json-c's own check accepts some of those byte patterns. Returns the offset of the first
+ * bad byte, or len when all is well.
+ */
+size_t
+req_utf8_check(const char *text, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t n;
+		unsigned char lo = 0x80, hi = 0xbf;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			if (c == 0xe0)
+				lo = 0xa0;
+			else if (c == 0xed)
+				hi = 0x9f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			if (c == 0xf0)
+				lo = 0x90;
+			else if (c == 0xf4)
+				hi = 0x8f;
+		} else {
+			return i;
+		}
+		if (len - i <= n)
+			return i;
+		if (s[i + 1] < lo || s[i + 1] > hi)
+			return i;
+		for (size_t k = 2; k <= n; k++)
+			if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+				return i;
+		i += n + 1;
+	}
+	return len;
+}
+
 struct counts {
 	size_t *v;
 	size_t n, cap;
@@ -368,6 +417,9 @@ req_parse(const char *body, size_t len, enum req_kind kind, struct req *out,
 	memset(out, 0, sizeof(*out));
 	out->kind = kind;
 
+	end = req_utf8_check(body, len);
+	if (end != len)
+		return fail(err, 400, "the request body is not valid UTF-8 (byte %zu)", end);
 	tok = json_tokener_new_ex(REQ_MAX_DEPTH);
 	if (tok == NULL)
 		abort();

@@ -114,6 +114,9 @@ void req_free(struct req *r);
  * duplicated object keys, NaN/Infinity literals, raw control characters inside strings,
  * and integers beyond 64 bits. Returns 0 when clean, else -1 with a message in msg.
  */
+/* Strict UTF-8 check: the offset of the first invalid byte, or len when valid. */
+size_t req_utf8_check(const char *text, size_t len);
+
 int req_json_scan(const char *text, size_t len, const void *tree, char *msg, size_t msgsz);
 
 #endif

@@ -485,6 +485,10 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 		} else if (strcmp(status, "MISMATCH") == 0) {
 			e->decided = 1;
 			e->cust_code = 8016;
+		} else if (strcmp(status, "ERROR") == 0) {
+			e->decided = 1;
+			e->cust_code = 1000;
+			entry_fail_items(e, 2001, "this customer's stored data could not be read; nothing was applied");
 		} else if (strcmp(status, "BUSY") == 0) {
 			e->cid = strtoll(r->element[1]->str, NULL, 10);
 		} else if (strcmp(status, "OK") == 0) {
@@ -615,6 +619,8 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 						e->results[it].code = 2001;
 						e->results[it].message = "the store did not confirm the change: read the customer to see whether it applied";
 					}
+			} else if (strcmp(res, "BROKEN") == 0) {
+				entry_fail_items(e, 2001, "the change could not be stored (a stored key has an unexpected type); nothing was applied");
 			} else if (strcmp(res, "FENCED") == 0) {
 				size_t it;
 

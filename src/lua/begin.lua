@@ -9,17 +9,21 @@
 --   {"BUSY", cid}                    another request holds the customer's lock
 --   {"NOTFOUND"}                     no identifier names a customer (8015)
 --   {"MISMATCH"}                     the identifiers name different customers, or some none (8016)
+--   {"ERROR", message}               this entry's stored data could not be read (a key of
+--                                    the wrong type): nothing is locked for it
+-- Every read of an entry happens before its lock is taken, and a failing entry does not
+-- affect the others: a script error would otherwise leave earlier entries' locks behind.
 local org, token, ttl = ARGV[1], ARGV[2], ARGV[3]
 local n = tonumber(ARGV[4])
 local i = 5
 local out = {}
 local locked = {}
 local prefix = 'pp:{' .. org .. '}:'
-for e = 1, n do
-  local ni = tonumber(ARGV[i]); i = i + 1
-  local cid, found, missing, differ = nil, false, false, false
-  for _ = 1, ni do
-    local kind, val = ARGV[i], ARGV[i + 1]; i = i + 2
+
+local function entry(e, at, ni, items_at, np)
+  local cid, missing, differ = nil, false, false
+  for k = 0, ni - 1 do
+    local kind, val = ARGV[at + 2 * k], ARGV[at + 2 * k + 1]
     local c
     if kind == 'id' then
       if redis.call('EXISTS', 'pp:{' .. org .. ':' .. val .. '}:c') == 1 then c = val end
@@ -34,34 +38,40 @@ for e = 1, n do
       differ = true
     end
   end
-  local np = tonumber(ARGV[i]); i = i + 1
-  local items_at = i
-  i = i + 2 * np
-  if cid == nil then
-    out[e] = {'NOTFOUND'}
-  elseif missing or differ then
-    out[e] = {'MISMATCH'}
+  if cid == nil then return {'NOTFOUND'} end
+  if missing or differ then return {'MISMATCH'} end
+  local defs, holders = {}, {}
+  for k = 0, np - 1 do
+    local name, mid = ARGV[items_at + 2 * k], ARGV[items_at + 2 * k + 1]
+    local def = redis.call('HGET', prefix .. 'progs', name)
+    defs[k + 1] = def
+    holders[k + 1] = false
+    if def and mid ~= '' then
+      local pid = string.match(def, '^{"pid":(%d+)')
+      if pid then holders[k + 1] = redis.call('HGET', prefix .. 'mid:' .. pid, mid) end
+    end
+  end
+  if locked[cid] then return {'DUP', cid, locked[cid], defs, holders} end
+  local tag = 'pp:{' .. org .. ':' .. cid .. '}:'
+  local snapshot = redis.call('HGETALL', tag .. 'c')
+  local lt = redis.call('TYPE', tag .. 'lock').ok
+  if lt ~= 'none' and lt ~= 'string' then error('lock key has type ' .. lt) end
+  if not redis.call('SET', tag .. 'lock', token, 'NX', 'PX', ttl) then return {'BUSY', cid} end
+  locked[cid] = e
+  return {'OK', cid, snapshot, defs, holders}
+end
+
+for e = 1, n do
+  local ni = tonumber(ARGV[i])
+  local at = i + 1
+  local np = tonumber(ARGV[at + 2 * ni])
+  local items_at = at + 2 * ni + 1
+  i = items_at + 2 * np
+  local ok, res = pcall(entry, e, at, ni, items_at, np)
+  if ok then
+    out[e] = res
   else
-    local defs, holders = {}, {}
-    for k = 0, np - 1 do
-      local name, mid = ARGV[items_at + 2 * k], ARGV[items_at + 2 * k + 1]
-      local def = redis.call('HGET', prefix .. 'progs', name)
-      defs[k + 1] = def
-      holders[k + 1] = false
-      if def and mid ~= '' then
-        local pid = string.match(def, '^{"pid":(%d+)')
-        if pid then holders[k + 1] = redis.call('HGET', prefix .. 'mid:' .. pid, mid) end
-      end
-    end
-    local tag = 'pp:{' .. org .. ':' .. cid .. '}:'
-    if locked[cid] then
-      out[e] = {'DUP', cid, locked[cid], defs, holders}
-    elseif not redis.call('SET', tag .. 'lock', token, 'NX', 'PX', ttl) then
-      out[e] = {'BUSY', cid}
-    else
-      locked[cid] = e
-      out[e] = {'OK', cid, redis.call('HGETALL', tag .. 'c'), defs, holders}
-    end
+    out[e] = {'ERROR', tostring(res)}
   end
 end
 return out

@@ -8,9 +8,12 @@
 -- and appended to the org's change feed (XADD, trimmed to about feed_max entries), in the
 -- same atomic step as the change itself.
 -- For each customer, atomically: the lock must still hold our token and the version must
--- be the one read (else "FENCED": nothing written); every claimed membership id must be
--- free or already ours (else "CONFLICT": nothing written, lock released, the caller
--- retries); then the writes, the version bump and the lock release ("OK").
+-- be the one read (else "FENCED": nothing written); every key it writes must have the
+-- expected type (else "BROKEN": nothing written, lock released; a write failing half-way
+-- would break the customer's atomicity, as Redis does not undo a script's writes);
+-- every claimed membership id must be free or already ours (else "CONFLICT": nothing
+-- written, lock released, the caller retries); then the writes, the version bump and the
+-- lock release ("OK").
 local token = ARGV[1]
 local n = tonumber(ARGV[2])
 local hmax, feed, fmax = tonumber(ARGV[3]), ARGV[4], ARGV[5]
@@ -30,12 +33,25 @@ for c = 1, n do
     redis.call('DEL', lk)
     out[c] = 'FENCED'
   else
+    local broken = false
+    local function want(key, typ)
+      local t = redis.call('TYPE', key).ok
+      if t ~= 'none' and t ~= typ then broken = true end
+    end
+    want(ck, 'hash')
+    if nev > 0 then want(hk, 'list'); want(feed, 'stream') end
+    for j = 0, ncl - 1 do want(ARGV[scl + 2 * j], 'hash') end
+    for j = 0, nrel - 1 do want(ARGV[srel + 2 * j], 'hash') end
     local free = true
     for j = 0, ncl - 1 do
+      if broken then break end
       local h = redis.call('HGET', ARGV[scl + 2 * j], ARGV[scl + 2 * j + 1])
       if h and h ~= cid then free = false; break end
     end
-    if not free then
+    if broken then
+      redis.call('DEL', lk)
+      out[c] = 'BROKEN'
+    elseif not free then
       redis.call('DEL', lk)
       out[c] = 'CONFLICT'
     else

@@ -76,6 +76,18 @@ int main(void)
 	TEST("invalid UTF-8 is refused") {
 		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"\xff\xfe\"}")), -1);
 	}
+	TEST("strict UTF-8: overlong forms, surrogates and code points past U+10FFFF are refused") {
+		CHECK_EQ_INT(req_utf8_check("a\xc3\xa9" "b", 4), 4);
+		CHECK_EQ_INT(req_utf8_check("\xf0\x9f\x98\x80", 4), 4);
+		CHECK_EQ_INT(req_utf8_check("\xc0\xaf", 2), 0);
+		CHECK_EQ_INT(req_utf8_check("\xe0\x80\xaf", 3), 0);
+		CHECK_EQ_INT(req_utf8_check("\xed\xa0\x80", 3), 0);
+		CHECK_EQ_INT(req_utf8_check("\xf4\x90\x80\x80", 4), 0);
+		CHECK_EQ_INT(req_utf8_check("\xf5\x80\x80\x80", 4), 0);
+		CHECK_EQ_INT(req_utf8_check("ab\xc3", 3), 2);
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"Acme\xc0\xafShop\"}")), -1);
+		CHECK(strstr(err.message, "UTF-8") != NULL);
+	}
 	TEST("nesting deeper than 32 levels is refused, 32 is fine") {
 		n = 0;
 		n += (size_t)sprintf(big + n, "{\"linkCustomers\":[{\"customer\":{\"id\":1},\"linkToPartnerPrograms\":[{\"x\":");
