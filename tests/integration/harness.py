@@ -1,0 +1,658 @@
+"""Black-box test harness: a private redis-server + partnerd(s) + nginx stack.
+
+A Stack lives in a fresh temporary directory and owns every process it starts
+(as Popen children, stopped by their own pid, never by name). Servers listen on
+127.0.0.1 (or unix sockets inside the directory) on free ports.
+
+Environment (all optional; `make check` sets them):
+  PARTNERD_BIN, PARTNERCTL_BIN   the binaries under test
+                                 (default: build/src/X, then src/X, from the repo top)
+  PARTNERD_SRCDIR                the repo top (default: two directories above this file)
+  REDIS_SERVER, NGINX            server binaries (default: looked up in PATH, /usr/sbin)
+  PARTNERD_NGINX_TEMPLATE        an nginx.conf.in to use instead of the repo's
+  PARTNERD_TEST_KEEP=1           keep the temporary directory after stop()
+
+Run `python3 tests/integration/harness.py --hold` to start a stack with the fixture
+data and keep it up until Ctrl-C (prints the port and credentials), for poking at by hand.
+"""
+
+import atexit
+import base64
+import ctypes
+import grp
+import hashlib
+import http.client
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA_DIR = os.path.join(HERE, "data")
+FIXTURES = os.path.join(DATA_DIR, "orgs.json")
+
+ACME = ("acme_api", "acme_secret")
+GLOBEX = ("globex_api", "globex_secret")
+DEMO = ("demo_api", "demo_secret")
+
+LINK = "/v2/partnerProgram/linkCustomer"
+
+# Customer ids of data/orgs.json that Stack.customers() hands out, one test each.
+# acme 1001-1010 and their globex twins (4001-4010: same mobiles and emails) are kept
+# for the org-scoping tests; acme 1998 (email only) and 1999 (mobile only) are special.
+POOLS = {"acme": (1011, 1300), "globex": (5011, 5060)}
+HEALTH = "/v2/partnerProgram/health"
+
+
+class StackError(Exception):
+    pass
+
+
+class RedisError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- locating things
+
+def srcdir():
+    return os.environ.get("PARTNERD_SRCDIR") or os.path.dirname(os.path.dirname(HERE))
+
+
+def _find_built(envname, name):
+    v = os.environ.get(envname)
+    if v:
+        return v
+    top = srcdir()
+    for cand in (os.path.join(top, "build", "src", name), os.path.join(top, "src", name)):
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    return os.path.join(top, "src", name)
+
+
+def partnerd_bin():
+    return _find_built("PARTNERD_BIN", "partnerd")
+
+
+def partnerctl_bin():
+    return _find_built("PARTNERCTL_BIN", "partnerctl")
+
+
+def _find_tool(envname, name):
+    v = os.environ.get(envname)
+    if v and v != "no":
+        return v
+    found = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/local/sbin")
+    if not found:
+        raise StackError("%s not found (set %s)" % (name, envname))
+    return found
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def _die_with_parent():
+    """preexec_fn: the child gets SIGTERM if the test runner dies without cleaning up."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def tail(path, n=40):
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError as e:
+        return "(%s: %s)" % (path, e)
+    return "\n".join(lines[-n:]) if lines else "(empty)"
+
+
+def basic(user, pw):
+    raw = ("%s:%s" % (user, pw)).encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+# ---------------------------------------------------------------- a minimal RESP client
+
+class Redis:
+    """Enough of RESP2 to drive a test: one connection, one command at a time."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RedisError("connection closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(max(65536, n + 2 - len(self.buf)))
+            if not chunk:
+                raise RedisError("connection closed")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def _reply(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            return RedisError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply() for _ in range(n)]
+        raise RedisError("bad reply type %r" % line)
+
+    @staticmethod
+    def _encode(args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            if isinstance(a, str):
+                a = a.encode()
+            elif isinstance(a, int):
+                a = str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        return b"".join(out)
+
+    def __call__(self, *args):
+        self.sock.sendall(self._encode(args))
+        r = self._reply()
+        if isinstance(r, RedisError):
+            raise r
+        return r
+
+    def pipeline(self, commands):
+        """Sends every command, then reads every reply; error replies come back as
+        RedisError objects in the list instead of being raised."""
+        if not commands:
+            return []
+        self.sock.sendall(b"".join(self._encode(c) for c in commands))
+        return [self._reply() for _ in commands]
+
+
+def _s(v):
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+
+
+# ---------------------------------------------------------------- the stack
+
+class Stack:
+    """redis-server + N partnerd + nginx in a private temporary directory."""
+
+    def __init__(self, partnerds=1, partnerd_args=(), partnerd_env=None, fixtures=FIXTURES,
+                 workers=8, require_partnerd=True, load=True):
+        self.n_partnerd = partnerds
+        self.partnerd_args = list(partnerd_args)
+        self.partnerd_env = dict(partnerd_env or {})
+        self.fixtures = fixtures
+        self.workers = workers
+        self.require_partnerd = require_partnerd
+        self.load_fixtures = load
+        self.procs = []          # (name, Popen) in start order
+        self.dir = None
+        self.redis_port = None
+        self.http_port = None
+        self._redis = None
+        self._uid = 0
+        self._pool = None
+        self.keep = os.environ.get("PARTNERD_TEST_KEEP") == "1"
+        self._stopped = False
+        self.exit_status = {}    # name -> (returncode, seconds to exit), filled by stop()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self):
+        atexit.register(self.stop)
+        self.dir = tempfile.mkdtemp(prefix="partnerd-it-")
+        os.chmod(self.dir, 0o755)
+        try:
+            self._start_redis()
+            for k in range(self.n_partnerd):
+                self._start_partnerd(k)
+            self._start_nginx()
+            if self.load_fixtures and self.fixtures:
+                self.load(self.fixtures)
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def redis_url(self):
+        return "redis://127.0.0.1:%d" % self.redis_port
+
+    def _spawn(self, name, argv, logname, env=None):
+        log = open(os.path.join(self.dir, logname), "ab")
+        try:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                 cwd=self.dir, env=env, start_new_session=True,
+                                 preexec_fn=_die_with_parent)
+        finally:
+            log.close()
+        self.procs.append((name, p))
+        return p
+
+    def _check_alive(self, name, p, logname):
+        if p.poll() is not None:
+            raise StackError("%s exited with status %s during start-up; %s:\n%s"
+                             % (name, p.returncode, logname, tail(os.path.join(self.dir, logname))))
+
+    def _start_redis(self, port=None):
+        self.redis_port = port or free_port()
+        argv = [_find_tool("REDIS_SERVER", "redis-server"),
+                "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--dir", self.dir, "--logfile", "", "--protected-mode", "yes"]
+        p = self._spawn("redis-server", argv, "redis.log")
+        deadline = time.monotonic() + 10
+        while True:
+            self._check_alive("redis-server", p, "redis.log")
+            try:
+                r = Redis(self.redis_port, timeout=1)
+                try:
+                    if r("PING") == "PONG":
+                        return
+                finally:
+                    r.close()
+            except (OSError, RedisError):
+                pass
+            if time.monotonic() > deadline:
+                raise StackError("redis-server did not answer PING within 10 s:\n"
+                                 + tail(os.path.join(self.dir, "redis.log")))
+            time.sleep(0.05)
+
+    def sock_path(self, k):
+        return os.path.join(self.dir, "partnerd-%d.sock" % k)
+
+    def _start_partnerd(self, k):
+        binary = partnerd_bin()
+        if not os.access(binary, os.X_OK):
+            if self.require_partnerd:
+                raise StackError("partnerd binary not found: %s" % binary)
+            return
+        argv = [binary, "--socket", self.sock_path(k), "--socket-mode", "0666",
+                "--workers", str(self.workers), "--redis", self.redis_url] + self.partnerd_args
+        env = dict(os.environ)
+        env.update(self.partnerd_env)
+        logname = "partnerd-%d.log" % k
+        p = self._spawn("partnerd-%d" % k, argv, logname, env=env)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.sock_path(k)):
+            self._check_alive("partnerd-%d" % k, p, logname)
+            if time.monotonic() > deadline:
+                raise StackError("partnerd-%d did not create its socket within 10 s:\n%s"
+                                 % (k, tail(os.path.join(self.dir, logname))))
+            time.sleep(0.02)
+
+    def _nginx_template(self):
+        t = os.environ.get("PARTNERD_NGINX_TEMPLATE") or os.path.join(srcdir(), "nginx", "nginx.conf.in")
+        if not os.path.exists(t):
+            raise StackError("nginx template not found: %s" % t)
+        return t
+
+    def _start_nginx(self):
+        self.http_port = free_port()
+        with open(self._nginx_template()) as f:
+            conf = f.read()
+        # One line: the template also names its placeholders in comments.
+        upstreams = " ".join("server unix:%s;" % self.sock_path(k) for k in range(self.n_partnerd))
+        if os.geteuid() == 0:
+            user_line = "user %s %s;" % (pwd.getpwuid(os.geteuid()).pw_name,
+                                         grp.getgrgid(os.getegid()).gr_name)
+        else:
+            user_line = ""
+        snippet_dir = os.path.join(srcdir(), "nginx")
+        if os.environ.get("PARTNERD_NGINX_TEMPLATE"):
+            snippet_dir = os.path.dirname(os.path.abspath(os.environ["PARTNERD_NGINX_TEMPLATE"]))
+        for k, v in (("@HTTP_PORT@", str(self.http_port)), ("@STATE_DIR@", self.dir),
+                     ("@UPSTREAM_SERVERS@", upstreams), ("@SNIPPET_DIR@", snippet_dir),
+                     ("@USER_LINE@", user_line)):
+            conf = conf.replace(k, v)
+        if "@" in conf:
+            import re
+            left = sorted(set(re.findall(r"@[A-Z_]+@", conf)))
+            if left:
+                raise StackError("nginx template has unknown placeholders: %s" % ", ".join(left))
+        conf_path = os.path.join(self.dir, "nginx.conf")
+        with open(conf_path, "w") as f:
+            f.write(conf)
+        argv = [_find_tool("NGINX", "nginx"), "-c", conf_path, "-p", self.dir + "/",
+                "-e", os.path.join(self.dir, "nginx-error.log"), "-g", "daemon off;"]
+        p = self._spawn("nginx", argv, "nginx-stderr.log")
+        deadline = time.monotonic() + 10
+        while True:
+            if p.poll() is not None:
+                raise StackError("nginx exited with status %s during start-up:\n%s\n%s"
+                                 % (p.returncode, tail(os.path.join(self.dir, "nginx-stderr.log")),
+                                    tail(os.path.join(self.dir, "nginx-error.log"))))
+            try:
+                socket.create_connection(("127.0.0.1", self.http_port), timeout=1).close()
+                return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise StackError("nginx did not accept on port %d within 10 s:\n%s"
+                                 % (self.http_port, tail(os.path.join(self.dir, "nginx-error.log"))))
+            time.sleep(0.05)
+
+    def _wait_ready(self):
+        want = 200 if self.n_partnerd and self.require_partnerd else None
+        deadline = time.monotonic() + 10
+        last = None
+        while True:
+            for name, p in self.procs:
+                if p.poll() is not None:
+                    raise StackError("%s exited (status %s) before the stack was ready\n%s"
+                                     % (name, p.returncode, self.logs()))
+            try:
+                st, _, body = self.get(HEALTH, auth=None)
+                last = (st, body)
+                if want is None or st == want:
+                    return
+            except OSError as e:
+                last = e
+            if time.monotonic() > deadline:
+                raise StackError("GET %s did not answer 200 within 10 s (last: %r)\n%s"
+                                 % (HEALTH, last, self.logs()))
+            time.sleep(0.05)
+
+    def logs(self, n=15):
+        out = []
+        for name in sorted(os.listdir(self.dir)) if self.dir and os.path.isdir(self.dir) else []:
+            if name.endswith(".log") and name != "nginx-access.log":
+                out.append("--- %s (last %d lines) ---\n%s" % (name, n, tail(os.path.join(self.dir, name), n)))
+        return "\n".join(out)
+
+    def proc(self, name):
+        for n, p in self.procs:
+            if n == name:
+                return p
+        raise KeyError(name)
+
+    def stop_proc(self, name, timeout=5.0):
+        """SIGTERM one child by its pid, wait (bounded), then SIGKILL. Returns its status."""
+        for i, (n, p) in enumerate(self.procs):
+            if n == name:
+                rc = _terminate(p, timeout)
+                del self.procs[i]
+                return rc
+        raise KeyError(name)
+
+    def dead(self):
+        """Names (and log tails) of children that exited although nobody stopped them."""
+        out = []
+        for name, p in self.procs:
+            if p.poll() is not None:
+                log = "%s.log" % name if name.startswith("partnerd") else \
+                      ("redis.log" if name == "redis-server" else "nginx-error.log")
+                out.append("%s exited with status %s:\n%s" % (name, p.returncode, tail(os.path.join(self.dir, log), 20)))
+        return out
+
+    def restart_redis(self):
+        """Start a fresh (empty) redis-server on the same port after stop_proc('redis-server')."""
+        self._start_redis(port=self.redis_port)
+        if self._redis:
+            self._redis.close()
+            self._redis = None
+
+    def stop(self):
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._redis:
+            self._redis.close()
+            self._redis = None
+        self.exit_status = {}
+        for name, p in reversed(self.procs):
+            t0 = time.monotonic()
+            rc = _terminate(p, 5.0)
+            self.exit_status[name] = (rc, time.monotonic() - t0)
+        self.procs = []
+        if self.dir and not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- data --------------------------------------------------------------
+
+    def load(self, path):
+        rc, out, err = self.ctl("load", path)
+        if rc != 0:
+            raise StackError("partnerctl load %s failed (rc %d):\n%s%s" % (path, rc, out, err))
+
+    def reset(self):
+        """FLUSHALL and reload the fixtures (slow-ish: hashes passwords again)."""
+        self.redis("FLUSHALL")
+        self.load(self.fixtures)
+        self._pool = None
+
+    def fixture(self):
+        with open(self.fixtures) as f:
+            return json.load(f)
+
+    def customers(self, n=1, org="acme"):
+        """n customers of the fixture org that no other test of this stack has been given."""
+        if self._pool is None:
+            self._pool = {}
+            for o in self.fixture()["orgs"]:
+                lo, hi = POOLS.get(o["id"], (1, 0))
+                self._pool[o["id"]] = [c for c in o["customers"] if lo <= c["id"] <= hi]
+        pool = self._pool.get(org, [])
+        if len(pool) < n:
+            raise StackError("fixture customer pool of %s exhausted: add customers to %s" % (org, self.fixtures))
+        got, self._pool[org] = pool[:n], pool[n:]
+        return [dict(c) for c in got]
+
+    def customer(self, org="acme"):
+        return self.customers(1, org)[0]
+
+    def uid(self, prefix="M"):
+        """A string no other call of this stack returns: for membership ids."""
+        self._uid += 1
+        return "%s-%d-%d" % (prefix, os.getpid(), self._uid)
+
+    def ctl(self, *args, timeout=120):
+        argv = [partnerctl_bin(), "--redis", self.redis_url] + [str(a) for a in args]
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+    # -- redis -------------------------------------------------------------
+
+    def redis(self, *args):
+        if self._redis is None:
+            self._redis = Redis(self.redis_port)
+        try:
+            return self._redis(*args)
+        except (OSError, RedisError) as e:
+            if isinstance(e, RedisError) and "connection closed" not in str(e):
+                raise
+            self._redis.close()
+            self._redis = None
+            raise
+
+    def keys(self, pattern="pp:*"):
+        out, cursor = set(), b"0"
+        while True:
+            cursor, batch = self.redis("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            out.update(_s(k) for k in batch)
+            if cursor in (b"0", "0"):
+                return sorted(out)
+
+    _READERS = {"string": ("GET",), "hash": ("HGETALL",), "set": ("SMEMBERS",),
+                "list": ("LRANGE", 0, -1), "zset": ("ZRANGE", 0, -1, "WITHSCORES"),
+                "stream": ("XRANGE", "-", "+")}
+
+    def snapshot(self, pattern="pp:*"):
+        """{key: (type, content)} for every key matching pattern (pipelined: a digest of
+        the whole fixture key space costs a few round trips)."""
+        keys = self.keys(pattern)
+        self.redis("PING")                      # (re)connects if needed
+        r = self._redis
+        types = r.pipeline([("TYPE", k) for k in keys])
+        cmds = [(self._READERS.get(t, ("DUMP",))[0], k) + self._READERS.get(t, ("DUMP",))[1:]
+                for k, t in zip(keys, types)]
+        values = r.pipeline(cmds)
+        snap = {}
+        for k, t, v in zip(keys, types, values):
+            if t == "none":
+                continue                        # gone between SCAN and TYPE
+            if t == "hash":
+                v = tuple(sorted((_s(v[i]), _s(v[i + 1])) for i in range(0, len(v), 2)))
+            elif t in ("set",):
+                v = tuple(sorted(_s(m) for m in v))
+            elif t in ("list", "zset"):
+                v = tuple(_s(m) for m in v)
+            elif t == "string":
+                v = _s(v)
+            else:
+                v = repr(v)
+            snap[k] = (t, v)
+        return snap
+
+    def digest(self, pattern="pp:*"):
+        snap = self.snapshot(pattern)
+        return hashlib.sha256(repr(sorted(snap.items())).encode()).hexdigest(), snap
+
+    def pid(self, program, org="acme"):
+        raw = self.redis("HGET", "pp:{%s}:progs" % org, program)
+        if raw is None:
+            raise AssertionError("program %r not in pp:{%s}:progs" % (program, org))
+        return json.loads(raw)["pid"]
+
+    def membership(self, cid, program, org="acme"):
+        """The stored membership JSON of customer cid in program, or None."""
+        raw = self.redis("HGET", "pp:{%s:%d}:c" % (org, cid), "m:%d" % self.pid(program, org))
+        return None if raw is None else json.loads(raw)
+
+    def mid_holder(self, program, mid, org="acme"):
+        """The customer id that pp:{ORG}:mid:PID maps membership id mid to, or None."""
+        raw = self.redis("HGET", "pp:{%s}:mid:%d" % (org, self.pid(program, org)), mid)
+        return None if raw is None else int(raw)
+
+    # -- http --------------------------------------------------------------
+
+    def request(self, method, path, body=None, auth=ACME, headers=None,
+                content_type="application/json", timeout=15):
+        """Returns (status, headers, body): body is parsed JSON when it parses, else bytes.
+        headers is an http.client.HTTPMessage (case-insensitive .get)."""
+        h = {}
+        if auth is not None:
+            h["Authorization"] = basic(*auth)
+        if body is not None and not isinstance(body, (bytes, bytearray)):
+            body = json.dumps(body).encode()
+        if body is not None and content_type is not None:
+            h["Content-Type"] = content_type
+        h.update(headers or {})
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=h)
+            resp = conn.getresponse()
+            raw = resp.read()
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = raw
+            return resp.status, resp.headers, parsed
+        finally:
+            conn.close()
+
+    def post(self, path, body, auth=ACME, headers=None, content_type="application/json", **kw):
+        return self.request("POST", path, body, auth=auth, headers=headers,
+                            content_type=content_type, **kw)
+
+    def get(self, path, auth=ACME, headers=None, **kw):
+        return self.request("GET", path, None, auth=auth, headers=headers, content_type=None, **kw)
+
+    def raw(self, data, timeout=10):
+        """Sends raw bytes on a fresh connection; returns (status, HTTPMessage headers, body bytes)."""
+        s = socket.create_connection(("127.0.0.1", self.http_port), timeout=timeout)
+        try:
+            s.sendall(data)
+            resp = http.client.HTTPResponse(s, method="POST")
+            resp.begin()
+            body = resp.read()
+            return resp.status, resp.headers, body
+        finally:
+            s.close()
+
+
+def _terminate(p, timeout):
+    if p.poll() is None:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                p.kill()
+            except ProcessLookupError:
+                pass
+            p.wait(5)
+    return p.returncode
+
+
+# ---------------------------------------------------------------- by hand
+
+def main(argv):
+    hold = "--hold" in argv
+    no_partnerd = "--no-partnerd" in argv
+    st = Stack(require_partnerd=not no_partnerd, load=not no_partnerd)
+    st.keep = st.keep or hold
+    try:
+        st.start()
+        print("stack up in %s: http://127.0.0.1:%d  redis %s" % (st.dir, st.http_port, st.redis_url))
+        print("health:", st.get(HEALTH, auth=None)[::2])
+        if hold:
+            print("credentials acme_api:acme_secret globex_api:globex_secret demo_api:demo_secret; Ctrl-C stops")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        st.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,156 @@
+"""Request builders and assertions shared by the test modules (SPEC §4)."""
+
+import contextlib
+import datetime
+import json
+
+from harness import ACME, LINK
+
+FUTURE = "2030-12-31T23:59:59+05:30"
+PAST = "2020-01-01T00:00:00Z"
+
+CUSTOMER_OK = {"status": True, "message": "Customer successfully retrieved", "code": 1000}
+SUCCESS = {"status": True, "message": "Success", "code": 200}
+
+
+def ms(iso):
+    """Milliseconds since the epoch of an ISO date-time Python can read (test side)."""
+    return int(datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def item(program, mid=None, tier=None, exp=None, start=None, ref=True, **extra):
+    """One linkToPartnerPrograms item; None leaves a field out, ref=False leaves out
+    customerPartnerReference, ref=<anything else> sends that value as it."""
+    it = {}
+    if program is not None:
+        it["partnerProgramName"] = program
+    if ref is True:
+        r = {}
+        for k, v in (("partnerMembershipId", mid), ("partnerTierName", tier),
+                     ("partnerTierExpiryDate", exp), ("membershipStartDate", start)):
+            if v is not None:
+                r[k] = v
+        r.update(extra)
+        it["customerPartnerReference"] = r
+    elif ref is not False:
+        it["customerPartnerReference"] = ref
+    return it
+
+
+def entry(customer, *items):
+    return {"customer": customer, "linkToPartnerPrograms": list(items)}
+
+
+def by_mobile(c):
+    return {"mobile": c["mobile"]}
+
+
+def stored_view(c):
+    """The customer object a successful response shows for fixture customer c."""
+    return {"id": c["id"], "mobile": c.get("mobile", ""), "email": c.get("email", ""),
+            "externalId": c.get("externalId", ""), "status": CUSTOMER_OK}
+
+
+def post_link(stack, entries, auth=ACME, **kw):
+    """POSTs linkCustomer and checks the 200 response's shape; returns the body."""
+    st, hdrs, body = stack.post(LINK, {"linkCustomers": entries}, auth=auth, **kw)
+    assert st == 200, "HTTP %s, body %r" % (st, body)
+    assert (hdrs.get("Content-Type") or "").startswith("application/json"), hdrs.get("Content-Type")
+    assert isinstance(body, dict), "body is not JSON: %r" % (body,)
+    assert set(body) == {"linkCustomers", "warnings"}, "top-level keys %r" % sorted(body)
+    assert body["warnings"] == [], body["warnings"]
+    out = body["linkCustomers"]
+    assert isinstance(out, list) and len(out) == len(entries), \
+        "%d entries sent, %r answered" % (len(entries), out)
+    for sent, got in zip(entries, out):
+        assert set(got) == {"customer", "linkToPartnerPrograms"}, "entry keys %r" % sorted(got)
+        assert isinstance(got["customer"], dict) and "status" in got["customer"], got["customer"]
+        assert_status(got["customer"]["status"])
+        items = got["linkToPartnerPrograms"]
+        assert isinstance(items, list) and len(items) == len(sent["linkToPartnerPrograms"]), \
+            "%d items sent, answered %r" % (len(sent["linkToPartnerPrograms"]), items)
+        for s_it, g_it in zip(sent["linkToPartnerPrograms"], items):
+            assert set(g_it) == {"partnerProgramName", "partnerLinkStatus"}, "item keys %r" % sorted(g_it)
+            # SPEC shows the name echoed; what stands in for a missing or empty one is open
+            if isinstance(s_it, dict) and isinstance(s_it.get("partnerProgramName"), str) \
+                    and s_it["partnerProgramName"]:
+                assert g_it["partnerProgramName"] == s_it["partnerProgramName"], \
+                    "partnerProgramName %r echoed as %r" % (s_it["partnerProgramName"], g_it["partnerProgramName"])
+            assert_status(g_it["partnerLinkStatus"])
+    return body
+
+
+def link1(stack, customer, *items, auth=ACME):
+    """One entry; returns (customer object, [partnerLinkStatus...])."""
+    body = post_link(stack, [entry(customer, *items)], auth=auth)
+    e = body["linkCustomers"][0]
+    return e["customer"], [i["partnerLinkStatus"] for i in e["linkToPartnerPrograms"]]
+
+
+def assert_status(s):
+    assert isinstance(s, dict) and set(s) == {"status", "message", "code"}, "status object %r" % (s,)
+    assert isinstance(s["status"], bool), s
+    assert isinstance(s["code"], int) and not isinstance(s["code"], bool), s
+    assert isinstance(s["message"], str) and s["message"].strip(), "empty message in %r" % (s,)
+    assert s["status"] == (s["code"] in (200, 1000)), "status flag disagrees with code: %r" % (s,)
+
+
+def assert_code(s, code, what=""):
+    assert_status(s)
+    assert s["code"] == code, "%sexpected code %d, got %r" % (what + ": " if what else "", code, s)
+    if code == 200:
+        assert s == SUCCESS, "success status must be exactly %r, got %r" % (SUCCESS, s)
+    if code == 1000:
+        assert s == CUSTOMER_OK, "found-customer status must be exactly %r, got %r" % (CUSTOMER_OK, s)
+
+
+def assert_codes(statuses, codes):
+    got = [s.get("code") for s in statuses]
+    assert got == list(codes), "item codes %r, expected %r (statuses %r)" % (got, list(codes), statuses)
+    for s, c in zip(statuses, codes):
+        assert_code(s, c)
+
+
+def assert_error(resp, http_status, code=None):
+    """A whole-request error: HTTP status, JSON content type and the error envelope."""
+    st, hdrs, body = resp
+    code = http_status if code is None else code
+    assert st == http_status, "HTTP %s (expected %s), body %r" % (st, http_status, body)
+    ctype = hdrs.get("Content-Type") or ""
+    assert ctype.split(";")[0].strip().lower() == "application/json", "Content-Type %r" % ctype
+    assert isinstance(body, dict), "error body is not JSON: %r" % (body,)
+    assert set(body) == {"errors", "warnings"}, "envelope keys %r in %r" % (sorted(body), body)
+    assert body["warnings"] == [], body
+    errs = body["errors"]
+    assert isinstance(errs, list) and len(errs) >= 1, body
+    e = errs[0]
+    assert set(e) == {"status", "code", "message"}, "error keys %r" % sorted(e)
+    assert e["status"] is False, e
+    assert e["code"] == code, "error code %r (expected %d): %r" % (e["code"], code, body)
+    assert isinstance(e["message"], str) and e["message"].strip(), "empty message: %r" % body
+    return body
+
+
+@contextlib.contextmanager
+def unchanged(stack, pattern="pp:*"):
+    """Asserts that the block leaves every key matching pattern exactly as it was."""
+    before_digest, before = stack.digest(pattern)
+    yield
+    after_digest, after = stack.digest(pattern)
+    if before_digest != after_digest:
+        diff = []
+        for k in sorted(set(before) | set(after)):
+            if before.get(k) != after.get(k):
+                diff.append("%s:\n      before %s\n      after  %s"
+                            % (k, _short(before.get(k)), _short(after.get(k))))
+        raise AssertionError("Redis changed under %s (%d keys):\n    %s"
+                             % (pattern, len(diff), "\n    ".join(diff[:10])))
+
+
+def _short(v, n=300):
+    s = repr(v)
+    return s if len(s) <= n else s[:n] + "..."
+
+
+def dumps(obj):
+    return json.dumps(obj).encode()
