@@ -62,7 +62,7 @@ usage(FILE *f)
 	        "  --socket PATH          unix socket to listen on (env PARTNERD_SOCKET);\n"
 	        "                         without it, the socket on fd 0 (spawn-fcgi, systemd)\n"
 	        "  --socket-mode MODE     octal mode of the socket (PARTNERD_SOCKET_MODE, 0660)\n"
-	        "  --workers N            worker threads (PARTNERD_WORKERS, 16)\n"
+	        "  --workers N            worker threads (PARTNERD_WORKERS, 64)\n"
 	        "  --redis URL            redis://[:pw@]host[:port][/db] or unix:///path\n"
 	        "                         (PARTNERD_REDIS_URL, redis://127.0.0.1:6379)\n"
 	        "  --redis-timeout-ms N   connect and read/write timeout (PARTNERD_REDIS_TIMEOUT_MS, 1000)\n"
@@ -120,7 +120,7 @@ load_settings(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *socket_mode = env_or("PARTNERD_SOCKET_MODE", "0660");
-	const char *workers = env_or("PARTNERD_WORKERS", "16");
+	const char *workers = env_or("PARTNERD_WORKERS", "64");
 	const char *timeout = env_or("PARTNERD_REDIS_TIMEOUT_MS", "1000");
 	const char *max_body = env_or("PARTNERD_MAX_BODY", "1048576");
 	const char *ttl = env_or("PARTNERD_LOCK_TTL_MS", "5000");
@@ -167,6 +167,8 @@ load_settings(int argc, char **argv)
 	cfg.auth_cache_s = parse_int("--auth-cache-s", cache, 10, 0, 86400);
 	cfg.routes.history_max = parse_int("--history-max", hist, 10, 1, 100000);
 	cfg.routes.feed_max = parse_int("--feed-max", feed, 10, 100, 100000000);
+	cfg.routes.test_stall_ms = parse_int("PARTNERD_TEST_STALL_BEFORE_COMMIT_MS",
+	                                     env_or("PARTNERD_TEST_STALL_BEFORE_COMMIT_MS", "0"), 10, 0, 600000);
 	if (rconn_parse_url(cfg.redis_url, &cfg.redis, err, sizeof(err)) != 0) {
 		fprintf(stderr, "partnerd: --redis: %s\n", err);
 		exit(2);

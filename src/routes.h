@@ -18,6 +18,7 @@ struct routes_cfg {
 	int lock_wait_ms;               /* bound on waiting for a busy lock (then 2010) */
 	int history_max;                /* history entries kept per customer */
 	int feed_max;                   /* approximate length bound of an org's change feed */
+	int test_stall_ms;              /* tests only: sleep between lock and commit (0: never) */
 };
 
 /* What one request did, for the log line. */
