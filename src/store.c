@@ -12,7 +12,7 @@
 #include "store.h"
 
 #define BACKOFF_MIN_MS 50
-#define BACKOFF_MAX_MS 2000
+#define BACKOFF_MAX_MS 1000
 
 struct store {
 	struct rconn_cfg cfg;

@@ -718,6 +718,7 @@ def test_store_failure_releases_every_customer_lock_the_request_took(stack):
     # failure must not leave the first entry's customer locked until the lock expires.
     a, b = stack.customers(2)
     idx = "pp:{acme}:mid:%d" % stack.pid("AcmeSpare")
+    saved = stack.redis("DUMP", idx)   # the test above may have left real entries in it
     stack.redis("SET", idx, "not-a-hash")
     try:
         st, _, body = stack.post(LINK, {"linkCustomers": [entry(by_mobile(a), item("AcmeShop", stack.uid())),
@@ -726,6 +727,8 @@ def test_store_failure_releases_every_customer_lock_the_request_took(stack):
         left = [c["id"] for c in (a, b) if stack.redis("EXISTS", "pp:{acme:%d}:lock" % c["id"])]
     finally:
         stack.redis("DEL", idx)
+        if saved is not None:
+            stack.redis("RESTORE", idx, "0", saved)
     assert not left, "customer lock(s) of %r left behind after the store failure (HTTP %s)" % (left, st)
     _, st = link1(stack, by_mobile(a), item("AcmeAir", stack.uid(), "Gold"))
     assert_codes(st, [200])

@@ -1,0 +1,47 @@
+/* buf: a small growable byte buffer with a hard size cap. */
+#ifndef PARTNERD_BUF_H
+#define PARTNERD_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+/*
+ * p holds len bytes followed by a NUL (once anything was appended; p is NULL before),
+ * so text can be used as a C string. max caps len: it is fixed when the buffer is made,
+ * and an append that would go over it fails without changing the buffer (the caller turns
+ * that into its own "too big" error, e.g. 413). Out-of-memory policy: growing the
+ * allocation aborts the process on malloc failure; the cap is what bounds client-sized
+ * data.
+ */
+struct buf {
+	char *p;    /* contents, NUL-terminated, or NULL while empty */
+	size_t len; /* bytes used, excluding the NUL */
+	size_t cap; /* bytes allocated */
+	size_t max; /* hard cap on len */
+};
+
+/* Makes b an empty buffer holding at most max bytes. Allocates nothing. */
+void buf_init(struct buf *b, size_t max);
+
+/* Appends n bytes. Returns 0, or -1 (b unchanged) when len would exceed max. */
+int buf_append(struct buf *b, const void *p, size_t n);
+
+/* Appends printf-formatted text. Returns 0, or -1 (b unchanged) over the cap. */
+int buf_appendf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
+/* Empties b, keeping its allocation and cap. */
+void buf_reset(struct buf *b);
+
+/*
+ * Hands the contents over: returns p (the caller frees it with free(); never NULL: an
+ * empty buffer yields an allocated "") and leaves b empty, ready for reuse.
+ */
+char *buf_take(struct buf *b);
+
+/* Frees the contents; b is empty afterwards and may be reused. */
+void buf_free(struct buf *b);
+
+#endif

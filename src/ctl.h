@@ -1,0 +1,172 @@
+/*
+ * ctl: what partnerctl's verbs share: the command table entry points, a Redis pipeline
+ * with one callback per reply, an argv builder that carries lengths (client data never
+ * goes through a format string), and parsers for the stored values of docs/DATA-MODEL.md.
+ */
+#ifndef PARTNERD_CTL_H
+#define PARTNERD_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <hiredis/hiredis.h>
+#include <json-c/json.h>
+
+#define CTL_EXIT_OK    0
+#define CTL_EXIT_FAIL  1   /* the data is wrong, or an operation failed */
+#define CTL_EXIT_USAGE 2   /* bad command line, or Redis unreachable */
+
+#define CTL_REDIS_TIMEOUT_MS 30000   /* generous: HGETALL of a big index is slow */
+#define CTL_PIPE_MAX 1000            /* commands in flight at a time */
+
+/* What every verb gets: the global options (a verb may also take --redis itself). */
+struct ctl {
+	const char *redis_url; /* --redis, $PARTNERD_REDIS_URL, or the default */
+};
+
+/*
+ * A verb's entry point: argv[0] is the verb, getopt is reset (optind = 0) so the verb can
+ * parse its own options with getopt_long. Returns a CTL_EXIT_* code.
+ */
+int ctl_load_main(struct ctl *ctl, int argc, char **argv);
+int ctl_show_main(struct ctl *ctl, int argc, char **argv);
+int ctl_check_main(struct ctl *ctl, int argc, char **argv);
+
+/* Prints the usage of one verb ("usage: partnerctl [--redis URL] ...") to f. */
+void ctl_verb_usage(FILE *f, const char *verb);
+
+/* Prints "partnerctl: " + message + newline on stderr. */
+void ctl_errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Connects to ctl->redis_url with CTL_REDIS_TIMEOUT_MS. On failure prints why (never the
+ * password) and returns NULL. The caller frees the context with redisFree.
+ */
+redisContext *ctl_connect(const struct ctl *ctl);
+
+/*
+ * Quotes s[0..len) for a message: at most 80 bytes shown, non-printable bytes as \xNN, in
+ * double quotes. Returns a pointer into one of 4 rotating static buffers, so up to 4
+ * quotes may appear in one printf.
+ */
+const char *ctl_quote(const char *s, size_t len);
+
+/* ---- argv builder -------------------------------------------------------------------- */
+
+#define CTL_ARG_SCRATCH 128   /* room for a formatted key name or a number */
+
+/*
+ * A command under construction. Arguments are (pointer, length) pairs; data added with
+ * ctl_argv_add is borrowed and must live until the command is sent, formatted arguments
+ * (ctl_argv_addf, ctl_argv_addll) live in the builder. Growth aborts on OOM.
+ */
+struct ctl_argv {
+	int argc;               /* arguments so far */
+	int cap;                /* allocated slots */
+	const char **argv;      /* argument pointers */
+	size_t *lens;           /* argument lengths */
+	char (*scratch)[CTL_ARG_SCRATCH]; /* per-slot storage for formatted arguments */
+};
+
+void ctl_argv_init(struct ctl_argv *a);
+void ctl_argv_reset(struct ctl_argv *a);
+void ctl_argv_free(struct ctl_argv *a);
+void ctl_argv_add(struct ctl_argv *a, const char *p, size_t len);
+void ctl_argv_addstr(struct ctl_argv *a, const char *s);
+void ctl_argv_addll(struct ctl_argv *a, long long v);
+/* Formats from trusted values only (key names from validated org ids and numbers). */
+void ctl_argv_addf(struct ctl_argv *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- pipeline ------------------------------------------------------------------------ */
+
+/*
+ * Called with each reply, in order (r is freed after the call; never NULL). Returns 0, or
+ * -1 to mark the pipeline failed (the callback has printed why). The remaining replies
+ * are still read so that the connection stays in step.
+ */
+typedef int (*ctl_reply_fn)(redisReply *r, void *arg);
+
+struct ctl_pipe_slot {
+	ctl_reply_fn fn;   /* NULL: only an error reply matters */
+	void *arg;
+};
+
+struct ctl_pipe {
+	redisContext *c;     /* borrowed */
+	size_t n;            /* commands in flight */
+	int failed;          /* a reply was an error or a callback failed */
+	int broken;          /* I/O error: the context is unusable */
+	unsigned long sent;  /* commands sent so far */
+	struct ctl_pipe_slot slot[CTL_PIPE_MAX];
+};
+
+void ctl_pipe_init(struct ctl_pipe *p, redisContext *c);
+
+/*
+ * Queues the command in a; when CTL_PIPE_MAX are in flight, first reads all their
+ * replies. Returns 0, or -1 once the connection is broken (message printed).
+ */
+int ctl_pipe_cmd(struct ctl_pipe *p, const struct ctl_argv *a, ctl_reply_fn fn, void *arg);
+
+/* Reads every outstanding reply. Returns 0, or -1 if anything failed since init. */
+int ctl_pipe_flush(struct ctl_pipe *p);
+
+/* Sends one command and waits: returns the reply (caller frees) or NULL (message printed). */
+redisReply *ctl_command(redisContext *c, const struct ctl_argv *a);
+
+/* ---- stored values ------------------------------------------------------------------- */
+
+/*
+ * Parses stored JSON s[0..len) strictly (UTF-8 validated, whole input consumed). Returns
+ * a new tree (caller puts) or NULL.
+ */
+json_object *ctl_json_parse(const char *s, size_t len);
+
+/*
+ * Looks key up in obj: returns 1 when present (*val borrowed; NULL for a JSON null), 0 when
+ * absent or obj is not an object.
+ */
+int ctl_json_member(json_object *obj, const char *key, json_object **val);
+
+/* 1 when o is a JSON integer (not a double, string or bool). */
+int ctl_json_is_int(json_object *o);
+
+/* Serialises o compactly with '/' unescaped: the form written to Redis. Borrowed string. */
+const char *ctl_json_plain(json_object *o, size_t *len);
+
+enum ctl_prog_type { CTL_PROG_EXTERNAL = 1, CTL_PROG_SUPPLEMENTARY = 2 };
+
+/* A program definition as stored in pp:{ORG}:progs. */
+struct ctl_prog {
+	char *name;               /* field name (owned, NUL-terminated; may not hold NUL) */
+	size_t name_len;
+	int pid;                  /* > 0 */
+	enum ctl_prog_type type;
+	json_object *def;         /* the parsed value (owned): tiers, cycle, expiresAt */
+};
+
+/*
+ * Parses a stored program value: exactly the keys pid, type, tiers, cycle, expiresAt with
+ * the types of docs/DATA-MODEL.md. Fills pid, type and def (on success the caller owns
+ * def); on failure returns -1 with the reason in why.
+ */
+int ctl_prog_parse(const char *s, size_t len, struct ctl_prog *p, char *why, size_t whysz);
+
+/* 1 when tier (len bytes) is one of p's tiers. */
+int ctl_prog_has_tier(const struct ctl_prog *p, const char *tier, size_t len);
+
+/* Frees what ctl_prog_parse and the caller stored in p (name and def). */
+void ctl_prog_free(struct ctl_prog *p);
+
+/*
+ * Checks a parsed membership value against docs/DATA-MODEL.md: keys mid, tier, exp,
+ * start, end, lk, up, rl with their types; tier valid for program p; rl only on
+ * SUPPLEMENTARY programs. Returns 0, or -1 with the reason in why.
+ */
+int ctl_mship_validate(json_object *m, const struct ctl_prog *p, char *why, size_t whysz);
+
+/* Parses a decimal customer id ("1".."9223372036854775807", no sign, no leading 0). */
+int ctl_parse_cid(const char *s, size_t len, int64_t *out);
+
+#endif

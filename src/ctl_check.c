@@ -1,0 +1,833 @@
+/*
+ * ctl_check: `partnerctl check [--org ORG]`: verifies the invariants of docs/DATA-MODEL.md
+ * (SPEC §7) on the stored data. Every key under pp: is classified by its name (SCAN with
+ * MATCH pp:*); keys that fit no pattern are violations. Then, per org, the indexes and the
+ * membership-id hashes are read into sorted tables, every customer hash is checked against
+ * them, and entries no customer confirmed are reported. One "VIOLATION: ..." line per
+ * fault on stdout, then "checked N customers, M memberships: K violations".
+ *
+ * Pending relinks: an entry of pp:{ORG}:mid:PID is accepted when it names a customer whose
+ * membership or pending relink in PID has that membership id (DATA-MODEL.md does not say
+ * whether a queued relink reserves its id; both readings pass).
+ *
+ * Memory: the index tables of one org are held at once (about 100 bytes an entry).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "ident.h"
+#include "keys.h"
+
+#define CK_SCAN_COUNT "1000"
+#define CK_NIX 3
+static const char *const ck_ix_name[CK_NIX] = { "mobile", "email", "externalId" };
+
+/* An index entry: field -> customer id; seen once a customer confirmed it. */
+struct ck_entry {
+	char *key;        /* owned */
+	size_t len;
+	int64_t cid;      /* -1 when the value is not a customer id */
+	int seen;
+};
+
+struct ck_map {
+	struct ck_entry *v;
+	size_t n, cap;
+};
+
+struct ck_mid {
+	int pid;
+	struct ck_map map;
+};
+
+struct ck_org {
+	char id[65];
+	int listed;              /* in pp:orgs */
+	int keys;                /* keys of this org were found */
+	int has_ix[CK_NIX];      /* pp:{ORG}:ix:* exists */
+	int *mid_pids;           /* PIDs of pp:{ORG}:mid:PID keys */
+	size_t nmid_pids;
+	int64_t *custs;          /* CIDs of pp:{ORG:CID}:c keys */
+	size_t ncusts, ccap;
+	int64_t *locks;          /* CIDs of pp:{ORG:CID}:lock keys */
+	size_t nlocks, lcap;
+};
+
+struct ck {
+	redisContext *c;
+	const char *only;        /* --org, or NULL */
+	struct ck_org *orgs;
+	size_t norgs;
+	unsigned long violations, customers, memberships;
+	struct ctl_argv a;
+	/* While checking one org: */
+	struct ck_org *cur;
+	struct ctl_prog *progs;
+	size_t nprogs;
+	struct ck_map ix[CK_NIX];
+	struct ck_mid *mids;
+	size_t nmids;
+};
+
+static void ck_violation(struct ck *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void ck_violation(struct ck *ck, const char *fmt, ...)
+{
+	va_list ap;
+
+	ck->violations++;
+	fputs("VIOLATION: ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+}
+
+static void *ck_realloc(void *p, size_t n)
+{
+	void *np = realloc(p, n ? n : 1);
+
+	if (np == NULL) {
+		fprintf(stderr, "partnerctl: out of memory\n");
+		abort();
+	}
+	return np;
+}
+
+static int ck_i64_cmp(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* ---- key classification -------------------------------------------------------------- */
+
+static struct ck_org *ck_org_get(struct ck *ck, const char *id, size_t len)
+{
+	for (size_t i = 0; i < ck->norgs; i++)
+		if (strlen(ck->orgs[i].id) == len && memcmp(ck->orgs[i].id, id, len) == 0)
+			return &ck->orgs[i];
+	ck->orgs = ck_realloc(ck->orgs, sizeof *ck->orgs * (ck->norgs + 1));
+	memset(&ck->orgs[ck->norgs], 0, sizeof *ck->orgs);
+	memcpy(ck->orgs[ck->norgs].id, id, len);
+	return &ck->orgs[ck->norgs++];
+}
+
+static void ck_push(int64_t **v, size_t *n, size_t *cap, int64_t x)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		*v = ck_realloc(*v, sizeof **v * *cap);
+	}
+	(*v)[(*n)++] = x;
+}
+
+/* 1 when s[0..len) is a decimal PID (1..2^31-1, no leading zero). */
+static int ck_parse_pid(const char *s, size_t len, int *pid)
+{
+	int64_t v;
+
+	if (ctl_parse_cid(s, len, &v) < 0 || v > 0x7fffffff)
+		return 0;
+	*pid = (int)v;
+	return 1;
+}
+
+/* Files one key name under its org, or reports it as stray. */
+static void ck_classify(struct ck *ck, const char *k, size_t len)
+{
+	const char *tag, *close, *colon, *rest;
+	size_t orglen, restlen;
+	char org[65];
+	struct ck_org *o;
+	int64_t cid = 0;
+	int pid;
+
+	if ((len == 7 && memcmp(k, KEYS_ORGS, 7) == 0) || (len == 8 && memcmp(k, KEYS_CREDS, 8) == 0))
+		return;
+	if (len < 5 || memcmp(k, "pp:{", 4) != 0 ||
+	    (close = memchr(k, '}', len)) == NULL || close + 1 == k + len || close[1] != ':')
+		goto stray;
+	tag = k + 4;
+	colon = memchr(tag, ':', (size_t)(close - tag));
+	orglen = (size_t)((colon ? colon : close) - tag);
+	if (orglen == 0 || orglen >= sizeof org)
+		goto stray;
+	memcpy(org, tag, orglen);
+	org[orglen] = '\0';
+	if (!ident_valid_org(org))
+		goto stray;
+	if (colon != NULL && ctl_parse_cid(colon + 1, (size_t)(close - colon - 1), &cid) < 0)
+		goto stray;
+	if (ck->only != NULL && strcmp(ck->only, org) != 0)
+		return;
+	rest = close + 2;
+	restlen = (size_t)(k + len - rest);
+	o = ck_org_get(ck, org, orglen);
+	if (colon != NULL) {
+		if (restlen == 1 && rest[0] == 'c')
+			ck_push(&o->custs, &o->ncusts, &o->ccap, cid);
+		else if (restlen == 4 && memcmp(rest, "lock", 4) == 0)
+			ck_push(&o->locks, &o->nlocks, &o->lcap, cid);
+		else if (restlen == 1 && rest[0] == 'h')
+			;       /* history (docs/CHANGE-FEED.md) */
+		else
+			goto stray;
+		o->keys = 1;
+		return;
+	}
+	if ((restlen == 3 && memcmp(rest, "org", 3) == 0) ||
+	    (restlen == 5 && memcmp(rest, "progs", 5) == 0) ||
+	    (restlen == 4 && memcmp(rest, "feed", 4) == 0) ||
+	    (restlen == 4 && memcmp(rest, "pseq", 4) == 0)) {
+		o->keys = 1;
+		return;
+	}
+	for (int i = 0; i < CK_NIX; i++) {
+		size_t n = strlen(ck_ix_name[i]);
+
+		if (restlen == 3 + n && memcmp(rest, "ix:", 3) == 0 &&
+		    memcmp(rest + 3, ck_ix_name[i], n) == 0) {
+			o->has_ix[i] = 1;
+			o->keys = 1;
+			return;
+		}
+	}
+	if (restlen > 4 && memcmp(rest, "mid:", 4) == 0 && ck_parse_pid(rest + 4, restlen - 4, &pid)) {
+		o->mid_pids = ck_realloc(o->mid_pids, sizeof *o->mid_pids * (o->nmid_pids + 1));
+		o->mid_pids[o->nmid_pids++] = pid;
+		o->keys = 1;
+		return;
+	}
+stray:
+	ck_violation(ck, "stray key %s outside the documented key space", ctl_quote(k, len));
+}
+
+/* SCAN every pp:* key. */
+static int ck_scan(struct ck *ck)
+{
+	char cursor[32] = "0";
+
+	do {
+		redisReply *r, *keys;
+
+		ctl_argv_reset(&ck->a);
+		ctl_argv_addstr(&ck->a, "SCAN");
+		ctl_argv_addstr(&ck->a, cursor);
+		ctl_argv_addstr(&ck->a, "MATCH");
+		ctl_argv_addstr(&ck->a, "pp:*");
+		ctl_argv_addstr(&ck->a, "COUNT");
+		ctl_argv_addstr(&ck->a, CK_SCAN_COUNT);
+		if ((r = ctl_command(ck->c, &ck->a)) == NULL)
+			return -1;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor) {
+			ctl_errf("check: unexpected reply to SCAN");
+			freeReplyObject(r);
+			return -1;
+		}
+		memcpy(cursor, r->element[0]->str, r->element[0]->len);
+		cursor[r->element[0]->len] = '\0';
+		keys = r->element[1];
+		for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++)
+			ck_classify(ck, keys->element[i]->str, keys->element[i]->len);
+		freeReplyObject(r);
+	} while (strcmp(cursor, "0") != 0);
+	return 0;
+}
+
+/* ---- global keys --------------------------------------------------------------------- */
+
+static int ck_globals(struct ck *ck)
+{
+	redisReply *r;
+
+	ctl_argv_reset(&ck->a);
+	ctl_argv_addstr(&ck->a, "SMEMBERS");
+	ctl_argv_addstr(&ck->a, KEYS_ORGS);
+	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL) {
+		ctl_errf("check: redis: %s", ck->c->errstr);
+		return -1;
+	}
+	if (r->type != REDIS_REPLY_ARRAY) {
+		ck_violation(ck, "%s is not a set", KEYS_ORGS);
+	} else {
+		for (size_t i = 0; i < r->elements; i++) {
+			redisReply *e = r->element[i];
+			char org[65];
+
+			if (e->len == 0 || e->len >= sizeof org) {
+				ck_violation(ck, "%s holds an invalid org id %s", KEYS_ORGS,
+				             ctl_quote(e->str, e->len));
+				continue;
+			}
+			memcpy(org, e->str, e->len);
+			org[e->len] = '\0';
+			if (!ident_valid_org(org) || strlen(org) != e->len) {
+				ck_violation(ck, "%s holds an invalid org id %s", KEYS_ORGS,
+				             ctl_quote(e->str, e->len));
+				continue;
+			}
+			if (ck->only == NULL || strcmp(ck->only, org) == 0)
+				ck_org_get(ck, org, e->len)->listed = 1;
+		}
+	}
+	freeReplyObject(r);
+
+	ctl_argv_reset(&ck->a);
+	ctl_argv_addstr(&ck->a, "HGETALL");
+	ctl_argv_addstr(&ck->a, KEYS_CREDS);
+	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL) {
+		ctl_errf("check: redis: %s", ck->c->errstr);
+		return -1;
+	}
+	if (r->type != REDIS_REPLY_ARRAY) {
+		ck_violation(ck, "%s is not a hash", KEYS_CREDS);
+		freeReplyObject(r);
+		return 0;
+	}
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		redisReply *f = r->element[i], *v = r->element[i + 1];
+		json_object *o = ctl_json_parse(v->str, v->len), *org, *hash;
+		const char *os;
+
+		if (!ctl_json_member(o, "org", &org) || !json_object_is_type(org, json_type_string) ||
+		    !ctl_json_member(o, "hash", &hash) || !json_object_is_type(hash, json_type_string) ||
+		    json_object_object_length(o) != 2 ||
+		    strncmp(json_object_get_string(hash), "$argon2id$", 10) != 0) {
+			if (ck->only == NULL)
+				ck_violation(ck, "credential %s: the value is not {\"org\",\"hash\"} with "
+				             "an argon2id hash", ctl_quote(f->str, f->len));
+			json_object_put(o);
+			continue;
+		}
+		os = json_object_get_string(org);
+		if (ck->only != NULL && strcmp(os, ck->only) != 0) {
+			json_object_put(o);
+			continue;
+		}
+		{
+			int found = 0;
+
+			for (size_t j = 0; j < ck->norgs; j++)
+				if (strcmp(ck->orgs[j].id, os) == 0 && ck->orgs[j].listed)
+					found = 1;
+			if (!found)
+				ck_violation(ck, "credential %s belongs to org %s, which is not in %s",
+				             ctl_quote(f->str, f->len),
+				             ctl_quote(os, (size_t)json_object_get_string_len(org)), KEYS_ORGS);
+		}
+		json_object_put(o);
+	}
+	freeReplyObject(r);
+	return 0;
+}
+
+/* ---- one org ------------------------------------------------------------------------- */
+
+static int ck_entry_cmp(const void *a, const void *b)
+{
+	const struct ck_entry *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(x->key, y->key, n);
+
+	return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static struct ck_entry *ck_map_find(struct ck_map *m, const char *key, size_t len)
+{
+	struct ck_entry k = { .key = (char *)(uintptr_t)key, .len = len };
+
+	return bsearch(&k, m->v, m->n, sizeof k, ck_entry_cmp);
+}
+
+static void ck_map_free(struct ck_map *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		free(m->v[i].key);
+	free(m->v);
+	memset(m, 0, sizeof *m);
+}
+
+/* Reads a whole hash (field -> customer id) with HSCAN into m, sorted. */
+static int ck_map_load(struct ck *ck, const char *key, struct ck_map *m)
+{
+	char cursor[32] = "0";
+
+	do {
+		redisReply *r, *e;
+
+		ctl_argv_reset(&ck->a);
+		ctl_argv_addstr(&ck->a, "HSCAN");
+		ctl_argv_addstr(&ck->a, key);
+		ctl_argv_addstr(&ck->a, cursor);
+		ctl_argv_addstr(&ck->a, "COUNT");
+		ctl_argv_addstr(&ck->a, CK_SCAN_COUNT);
+		r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens);
+		if (r == NULL) {
+			ctl_errf("check: redis: %s", ck->c->errstr);
+			return -1;
+		}
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->len >= sizeof cursor) {
+			ck_violation(ck, "%s is not a hash", key);
+			freeReplyObject(r);
+			return 0;
+		}
+		memcpy(cursor, r->element[0]->str, r->element[0]->len);
+		cursor[r->element[0]->len] = '\0';
+		e = r->element[1];
+		for (size_t i = 0; i + 1 < e->elements; i += 2) {
+			struct ck_entry *x;
+
+			if (m->n == m->cap) {
+				m->cap = m->cap ? m->cap * 2 : 256;
+				m->v = ck_realloc(m->v, sizeof *m->v * m->cap);
+			}
+			x = &m->v[m->n++];
+			x->key = ck_realloc(NULL, e->element[i]->len + 1);
+			memcpy(x->key, e->element[i]->str, e->element[i]->len + 1);
+			x->len = e->element[i]->len;
+			x->seen = 0;
+			if (ctl_parse_cid(e->element[i + 1]->str, e->element[i + 1]->len, &x->cid) < 0) {
+				ck_violation(ck, "%s: entry %s holds %s, not a customer id", key,
+				             ctl_quote(x->key, x->len),
+				             ctl_quote(e->element[i + 1]->str, e->element[i + 1]->len));
+				x->cid = -1;
+			}
+		}
+		freeReplyObject(r);
+	} while (strcmp(cursor, "0") != 0);
+	/* HSCAN may return an entry twice: keep one. */
+	qsort(m->v, m->n, sizeof *m->v, ck_entry_cmp);
+	if (m->n > 1) {
+		size_t w = 1;
+
+		for (size_t i = 1; i < m->n; i++) {
+			if (ck_entry_cmp(&m->v[i], &m->v[w - 1]) == 0)
+				free(m->v[i].key);
+			else
+				m->v[w++] = m->v[i];
+		}
+		m->n = w;
+	}
+	return 0;
+}
+
+/* The org hash, the programs and the program sequence. */
+static int ck_org_meta(struct ck *ck, struct ck_org *o)
+{
+	char key[CTL_ARG_SCRATCH];
+	redisReply *r;
+	int maxpid = 0;
+
+	if (!o->listed)
+		ck_violation(ck, "org %s has keys but is not in %s", o->id, KEYS_ORGS);
+
+	snprintf(key, sizeof key, KEYS_ORG_FMT, o->id);
+	ctl_argv_reset(&ck->a);
+	ctl_argv_addstr(&ck->a, "HGETALL");
+	ctl_argv_addstr(&ck->a, key);
+	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL)
+		goto ioerr;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+		ck_violation(ck, "org %s: %s is missing or not a hash", o->id, key);
+	} else {
+		int cc = 0, nl = 0;
+
+		for (size_t i = 0; i + 1 < r->elements; i += 2) {
+			redisReply *f = r->element[i], *v = r->element[i + 1];
+
+			if (strcmp(f->str, "defaultCountryCode") == 0 && v->len >= 1 && v->len <= 4 &&
+			    strspn(v->str, "0123456789") == v->len)
+				cc = 1;
+			else if (strcmp(f->str, "nationalNumberLength") == 0 &&
+			         atoi(v->str) >= 4 && atoi(v->str) <= 15 &&
+			         strspn(v->str, "0123456789") == v->len)
+				nl = 1;
+			else
+				ck_violation(ck, "org %s: %s has a bad or unknown field %s", o->id, key,
+				             ctl_quote(f->str, f->len));
+		}
+		if (!cc || !nl)
+			ck_violation(ck, "org %s: %s lacks a valid defaultCountryCode or "
+			             "nationalNumberLength", o->id, key);
+	}
+	freeReplyObject(r);
+
+	snprintf(key, sizeof key, KEYS_PROGS_FMT, o->id);
+	ctl_argv_reset(&ck->a);
+	ctl_argv_addstr(&ck->a, "HGETALL");
+	ctl_argv_addstr(&ck->a, key);
+	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL)
+		goto ioerr;
+	if (r->type != REDIS_REPLY_ARRAY) {
+		ck_violation(ck, "org %s: %s is not a hash", o->id, key);
+	} else {
+		ck->progs = ck_realloc(NULL, sizeof *ck->progs * (r->elements / 2 + 1));
+		for (size_t i = 0; i + 1 < r->elements; i += 2) {
+			redisReply *f = r->element[i], *v = r->element[i + 1];
+			struct ctl_prog *p = &ck->progs[ck->nprogs];
+			char why[200];
+
+			memset(p, 0, sizeof *p);
+			if (ctl_prog_parse(v->str, v->len, p, why, sizeof why) < 0) {
+				ck_violation(ck, "org %s: program %s: the definition %s", o->id,
+				             ctl_quote(f->str, f->len), why);
+				continue;
+			}
+			for (size_t j = 0; j < ck->nprogs; j++)
+				if (ck->progs[j].pid == p->pid)
+					ck_violation(ck, "org %s: programs %s and %s share pid %d", o->id,
+					             ctl_quote(ck->progs[j].name, ck->progs[j].name_len),
+					             ctl_quote(f->str, f->len), p->pid);
+			p->name = ck_realloc(NULL, f->len + 1);
+			memcpy(p->name, f->str, f->len + 1);
+			p->name_len = f->len;
+			if (p->pid > maxpid)
+				maxpid = p->pid;
+			ck->nprogs++;
+		}
+	}
+	freeReplyObject(r);
+
+	snprintf(key, sizeof key, KEYS_PSEQ_FMT, o->id);
+	ctl_argv_reset(&ck->a);
+	ctl_argv_addstr(&ck->a, "GET");
+	ctl_argv_addstr(&ck->a, key);
+	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL)
+		goto ioerr;
+	if (maxpid > 0 && (r->type != REDIS_REPLY_STRING || atoll(r->str) < maxpid))
+		ck_violation(ck, "org %s: %s is missing or below the highest pid %d", o->id, key,
+		             maxpid);
+	freeReplyObject(r);
+	return 0;
+ioerr:
+	ctl_errf("check: redis: %s", ck->c->errstr);
+	return -1;
+}
+
+static const struct ctl_prog *ck_prog(struct ck *ck, int pid)
+{
+	for (size_t i = 0; i < ck->nprogs; i++)
+		if (ck->progs[i].pid == pid)
+			return &ck->progs[i];
+	return NULL;
+}
+
+static struct ck_mid *ck_mid(struct ck *ck, int pid)
+{
+	for (size_t i = 0; i < ck->nmids; i++)
+		if (ck->mids[i].pid == pid)
+			return &ck->mids[i];
+	return NULL;
+}
+
+struct ck_cust {
+	struct ck *ck;
+	int64_t cid;
+};
+
+/* Checks one membership field m:PID of customer cid. */
+static void ck_membership(struct ck *ck, int64_t cid, int pid, const char *val, size_t len)
+{
+	const struct ctl_prog *p = ck_prog(ck, pid);
+	struct ck_mid *mi = ck_mid(ck, pid);
+	const char *org = ck->cur->id;
+	json_object *m, *mid, *rl, *rmid;
+	struct ck_entry *e;
+	char why[300];
+
+	ck->memberships++;
+	if (p == NULL) {
+		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d names no program",
+		             org, cid, pid);
+		return;
+	}
+	if ((m = ctl_json_parse(val, len)) == NULL) {
+		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d is not valid JSON",
+		             org, cid, pid);
+		return;
+	}
+	if (ctl_mship_validate(m, p, why, sizeof why) < 0) {
+		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d (program %s) %s",
+		             org, cid, pid, ctl_quote(p->name, p->name_len), why);
+		json_object_put(m);
+		return;
+	}
+	ctl_json_member(m, "mid", &mid);
+	e = mi ? ck_map_find(&mi->map, json_object_get_string(mid),
+	                     (size_t)json_object_get_string_len(mid)) : NULL;
+	if (e == NULL || e->cid != cid)
+		ck_violation(ck, "org %s: customer %" PRId64 ": membership id %s of program %s is "
+		             "not indexed to it in " KEYS_MID_FMT, org, cid,
+		             ctl_quote(json_object_get_string(mid),
+		                       (size_t)json_object_get_string_len(mid)),
+		             ctl_quote(p->name, p->name_len), org, pid);
+	else
+		e->seen = 1;
+	if (ctl_json_member(m, "rl", &rl) && rl != NULL && ctl_json_member(rl, "mid", &rmid) &&
+	    mi != NULL &&
+	    (e = ck_map_find(&mi->map, json_object_get_string(rmid),
+	                     (size_t)json_object_get_string_len(rmid))) != NULL && e->cid == cid)
+		e->seen = 1;
+	json_object_put(m);
+}
+
+/* Reply to HGETALL pp:{ORG:CID}:c. */
+static int ck_on_customer(redisReply *r, void *arg)
+{
+	struct ck_cust *cc = arg;
+	struct ck *ck = cc->ck;
+	const char *org = ck->cur->id;
+	int64_t cid = cc->cid;
+	int has_id = 0, has_v = 0, pid;
+
+	free(cc);
+	ck->customers++;
+	if (r->type != REDIS_REPLY_ARRAY) {
+		ck_violation(ck, "org %s: customer %" PRId64 ": " KEYS_CUST_FMT " is not a hash",
+		             org, cid, org, (long long)cid);
+		return 0;
+	}
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		redisReply *f = r->element[i], *v = r->element[i + 1];
+		int kind = -1;
+		int64_t x;
+
+		for (int k = 0; k < CK_NIX; k++)
+			if (strcmp(f->str, ck_ix_name[k]) == 0)
+				kind = k;
+		if (strcmp(f->str, "id") == 0) {
+			has_id = 1;
+			if (ctl_parse_cid(v->str, v->len, &x) < 0 || x != cid)
+				ck_violation(ck, "org %s: customer %" PRId64 ": the id field holds %s",
+				             org, cid, ctl_quote(v->str, v->len));
+		} else if (strcmp(f->str, "v") == 0) {
+			has_v = 1;
+			if (v->len == 0 || strspn(v->str, "0123456789") != v->len)
+				ck_violation(ck, "org %s: customer %" PRId64 ": version v is %s, not an "
+				             "integer >= 0", org, cid, ctl_quote(v->str, v->len));
+		} else if (kind >= 0) {
+			struct ck_entry *e = ck_map_find(&ck->ix[kind], v->str, v->len);
+
+			if (kind == 0 && (v->len < 6 || v->len > IDENT_MOBILE_MAX + 16 ||
+			                  strspn(v->str, "0123456789") != v->len))
+				ck_violation(ck, "org %s: customer %" PRId64 ": mobile %s is not normalised",
+				             org, cid, ctl_quote(v->str, v->len));
+			if (e == NULL || e->cid != cid)
+				ck_violation(ck, "org %s: customer %" PRId64 ": %s %s is not indexed to it "
+				             "(index says %s)", org, cid, f->str, ctl_quote(v->str, v->len),
+				             e == NULL ? "nothing" : "another customer");
+			else
+				e->seen = 1;
+		} else if (f->len > 2 && memcmp(f->str, "m:", 2) == 0 &&
+		           ck_parse_pid(f->str + 2, f->len - 2, &pid)) {
+			ck_membership(ck, cid, pid, v->str, v->len);
+		} else {
+			ck_violation(ck, "org %s: customer %" PRId64 ": unknown field %s", org, cid,
+			             ctl_quote(f->str, f->len));
+		}
+	}
+	if (!has_id)
+		ck_violation(ck, "org %s: customer %" PRId64 ": the hash has no id field", org, cid);
+	if (!has_v)
+		ck_violation(ck, "org %s: customer %" PRId64 ": the hash has no version v", org, cid);
+	return 0;
+}
+
+static int ck_has_cust(const struct ck_org *o, int64_t cid)
+{
+	return bsearch(&cid, o->custs, o->ncusts, sizeof cid, ck_i64_cmp) != NULL;
+}
+
+static void ck_org_free(struct ck *ck)
+{
+	for (size_t i = 0; i < ck->nprogs; i++)
+		ctl_prog_free(&ck->progs[i]);
+	free(ck->progs);
+	ck->progs = NULL;
+	ck->nprogs = 0;
+	for (int k = 0; k < CK_NIX; k++)
+		ck_map_free(&ck->ix[k]);
+	for (size_t i = 0; i < ck->nmids; i++)
+		ck_map_free(&ck->mids[i].map);
+	free(ck->mids);
+	ck->mids = NULL;
+	ck->nmids = 0;
+}
+
+static int ck_org(struct ck *ck, struct ck_org *o)
+{
+	char key[CTL_ARG_SCRATCH];
+	struct ctl_pipe *p;
+	int rc = -1;
+
+	ck->cur = o;
+	if (ck_org_meta(ck, o) < 0)
+		goto out;
+	for (int k = 0; k < CK_NIX; k++) {
+		snprintf(key, sizeof key, KEYS_IX_FMT, o->id, ck_ix_name[k]);
+		if (o->has_ix[k] && ck_map_load(ck, key, &ck->ix[k]) < 0)
+			goto out;
+	}
+	ck->mids = ck_realloc(NULL, sizeof *ck->mids * (o->nmid_pids + 1));
+	for (size_t i = 0; i < o->nmid_pids; i++) {
+		struct ck_mid *mi = &ck->mids[ck->nmids];
+
+		if (ck_mid(ck, o->mid_pids[i]) != NULL)
+			continue;   /* SCAN may name a key twice */
+		memset(mi, 0, sizeof *mi);
+		mi->pid = o->mid_pids[i];
+		ck->nmids++;
+		snprintf(key, sizeof key, KEYS_MID_FMT, o->id, mi->pid);
+		if (ck_prog(ck, mi->pid) == NULL)
+			ck_violation(ck, "org %s: %s names no program", o->id, key);
+		if (ck_map_load(ck, key, &mi->map) < 0)
+			goto out;
+	}
+
+	/* Customers, pipelined; SCAN may have named a key twice. */
+	qsort(o->custs, o->ncusts, sizeof *o->custs, ck_i64_cmp);
+	if (o->ncusts > 1) {
+		size_t w = 1;
+
+		for (size_t i = 1; i < o->ncusts; i++)
+			if (o->custs[i] != o->custs[w - 1])
+				o->custs[w++] = o->custs[i];
+		o->ncusts = w;
+	}
+	p = ck_realloc(NULL, sizeof *p);
+	ctl_pipe_init(p, ck->c);
+	for (size_t i = 0; i < o->ncusts; i++) {
+		struct ck_cust *cc = ck_realloc(NULL, sizeof *cc);
+
+		cc->ck = ck;
+		cc->cid = o->custs[i];
+		ctl_argv_reset(&ck->a);
+		ctl_argv_addstr(&ck->a, "HGETALL");
+		ctl_argv_addf(&ck->a, KEYS_CUST_FMT, o->id, (long long)o->custs[i]);
+		if (ctl_pipe_cmd(p, &ck->a, ck_on_customer, cc) < 0) {
+			free(cc);
+			break;
+		}
+	}
+	rc = ctl_pipe_flush(p);
+	free(p);
+	if (rc < 0)
+		goto out;
+
+	/* Entries no customer confirmed. */
+	for (int k = 0; k < CK_NIX; k++)
+		for (size_t i = 0; i < ck->ix[k].n; i++) {
+			struct ck_entry *e = &ck->ix[k].v[i];
+
+			if (!e->seen && e->cid > 0)
+				ck_violation(ck, "org %s: " KEYS_IX_FMT " maps %s to customer %" PRId64
+				             ", which %s", o->id, o->id, ck_ix_name[k],
+				             ctl_quote(e->key, e->len), e->cid,
+				             ck_has_cust(o, e->cid) ? "does not hold it" : "does not exist");
+		}
+	for (size_t j = 0; j < ck->nmids; j++)
+		for (size_t i = 0; i < ck->mids[j].map.n; i++) {
+			struct ck_entry *e = &ck->mids[j].map.v[i];
+
+			if (!e->seen && e->cid > 0)
+				ck_violation(ck, "org %s: " KEYS_MID_FMT " maps %s to customer %" PRId64
+				             ", which %s", o->id, o->id, ck->mids[j].pid,
+				             ctl_quote(e->key, e->len), e->cid,
+				             ck_has_cust(o, e->cid) ? "has no such membership"
+				                                    : "does not exist");
+		}
+	for (size_t i = 0; i < o->nlocks; i++)
+		if (!ck_has_cust(o, o->locks[i]))
+			ck_violation(ck, "org %s: lock " KEYS_LOCK_FMT " of a customer that does not "
+			             "exist", o->id, o->id, (long long)o->locks[i]);
+	rc = 0;
+out:
+	ck_org_free(ck);
+	return rc;
+}
+
+int ctl_check_main(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "redis", required_argument, NULL, 'r' },
+		{ "org", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ck ck = { 0 };
+	int c, rc = CTL_EXIT_USAGE;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			ctl->redis_url = optarg;
+			break;
+		case 'o':
+			ck.only = optarg;
+			break;
+		case 'h':
+			ctl_verb_usage(stdout, "check");
+			return CTL_EXIT_OK;
+		default:
+			ctl_verb_usage(stderr, "check");
+			return CTL_EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		ctl_verb_usage(stderr, "check");
+		return CTL_EXIT_USAGE;
+	}
+	if (ck.only != NULL && !ident_valid_org(ck.only)) {
+		ctl_errf("check: %s is not a valid org id", ctl_quote(ck.only, strlen(ck.only)));
+		return CTL_EXIT_USAGE;
+	}
+	if ((ck.c = ctl_connect(ctl)) == NULL)
+		return CTL_EXIT_USAGE;
+	ctl_argv_init(&ck.a);
+	if (ck.only != NULL) {
+		redisReply *r;
+
+		ctl_argv_addstr(&ck.a, "SISMEMBER");
+		ctl_argv_addstr(&ck.a, KEYS_ORGS);
+		ctl_argv_addstr(&ck.a, ck.only);
+		if ((r = ctl_command(ck.c, &ck.a)) == NULL)
+			goto out;
+		c = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+		freeReplyObject(r);
+		if (!c) {
+			/* Keys of an unlisted org are still checked (and reported). */
+			ctl_errf("check: note: org %s is not in %s", ck.only, KEYS_ORGS);
+		}
+	}
+	if (ck_scan(&ck) < 0 || ck_globals(&ck) < 0)
+		goto out;
+	if (ck.only != NULL && ck.norgs == 0) {
+		ctl_errf("check: no org %s: nothing to check", ck.only);
+		goto out;
+	}
+	for (size_t i = 0; i < ck.norgs; i++)
+		if (ck_org(&ck, &ck.orgs[i]) < 0)
+			goto out;
+	printf("checked %lu customers, %lu memberships: %lu violations\n", ck.customers,
+	       ck.memberships, ck.violations);
+	rc = ck.violations == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+out:
+	for (size_t i = 0; i < ck.norgs; i++) {
+		free(ck.orgs[i].mid_pids);
+		free(ck.orgs[i].custs);
+		free(ck.orgs[i].locks);
+	}
+	free(ck.orgs);
+	ctl_argv_free(&ck.a);
+	redisFree(ck.c);
+	return rc;
+}

@@ -1,0 +1,1314 @@
+/*
+ * ctl_load: `partnerctl load FILE` (SPEC §3). Validates the whole document, reads what is
+ * stored, checks the document against it, and only then writes, pipelined. Nothing is
+ * written when anything is wrong. Loading an unchanged file again writes nothing that
+ * changes a byte: unchanged programs, credentials and customers are skipped, and a stored
+ * password hash that still verifies is kept.
+ *
+ * Semantics (upsert):
+ * - orgs, programs and customers not in the file are left as they are;
+ * - an org's credentials are the file's list: a stored credential of an org in the file
+ *   whose username the file no longer lists is removed (that is how a key is revoked);
+ * - a username names one credential across all orgs; it may move to another org only
+ *   when the file also lists its old org;
+ * - an identifier (mobile, email, externalId) may move from one customer to another only
+ *   when the file lists both (the old holder with another value or none); old index
+ *   entries are removed before new ones are written;
+ * - an existing customer whose identifiers change gets v bumped (fencing a concurrent
+ *   partnerd commit); its memberships and v are otherwise untouched; new customers get
+ *   v = 0.
+ * - string values may not contain NUL (a password may); "" and null count as absent;
+ *   unknown keys are errors; a duplicated JSON key keeps its last value (json-c).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "buf.h"
+#include "ctl.h"
+#include "dates.h"
+#include "ident.h"
+#include "keys.h"
+
+/* Password hashing: argon2id through libsodium, with these costs (19 MiB, 2 passes). */
+#define LD_PWHASH_OPSLIMIT 2ULL
+#define LD_PWHASH_MEMLIMIT ((size_t)19 * 1024 * 1024)
+
+#define LD_MAX_FILE ((size_t)1 << 30)   /* largest document we read */
+#define LD_MAX_ERRORS 50                /* errors printed before we only count */
+#define LD_BATCH 500                    /* fields per batched HMGET / HSET of an index */
+
+enum ld_kind { LD_MOBILE, LD_EMAIL, LD_EXT, LD_NKINDS };
+static const char *const ld_kind_name[LD_NKINDS] = { "mobile", "email", "externalId" };
+
+/* A string borrowed from the document (or from a struct member); p NULL means absent. */
+struct ld_str {
+	const char *p;
+	size_t len;
+};
+
+struct ld_org;
+
+struct ld_cust {
+	int64_t id;                       /* customer id (> 0) */
+	struct ld_org *org;               /* the org listing it */
+	struct ld_str val[LD_NKINDS];     /* identifiers in the file (mobile: normalised) */
+	char mob[IDENT_MOBILE_MAX + 16 + 1]; /* storage of the normalised mobile */
+	/* What is stored: */
+	int stored;                       /* the customer hash has an id or a v field */
+	int has_v;                        /* it has a v field */
+	char *old[LD_NKINDS];             /* stored identifiers (owned), NULL when absent */
+	size_t oldlen[LD_NKINDS];
+	int64_t holder[LD_NKINDS];        /* index holder of val[k]: 0 none, -1 not a number */
+};
+
+struct ld_prog {
+	struct ld_str name;
+	enum ctl_prog_type type;
+	json_object *tiers;               /* borrowed array of strings, or NULL for [] */
+	const char *cycle_unit;           /* "DAYS"/"MONTHS", or NULL: no cycle */
+	int cycle_value;
+	int has_exp;
+	int64_t exp;                      /* expiresAt in ms */
+	int pid;                          /* stored pid, or 0 until one is handed out */
+	char *stored;                     /* stored value (owned), or NULL: a new program */
+	size_t stored_len;
+	char *value;                      /* value to write (owned), NULL: unchanged */
+	size_t value_len;
+};
+
+struct ld_cred {
+	struct ld_str user, pw;
+	struct ld_org *org;
+	char *value;                      /* value to write (owned), or NULL: keep stored */
+};
+
+struct ld_org {
+	const char *id;
+	const char *cc;                   /* defaultCountryCode */
+	int nlen;                         /* nationalNumberLength */
+	struct ld_cred *creds;
+	size_t ncreds;
+	struct ld_prog *progs;
+	size_t nprogs;
+	struct ld_cust *custs;
+	size_t ncusts;
+	int64_t *ids;                     /* sorted customer ids of the file */
+};
+
+/* A credential as stored in pp:creds. */
+struct ld_scred {
+	char *user;                       /* owned */
+	size_t user_len;
+	char *org;                        /* owned, or NULL when the value is corrupt */
+	char *hash;                       /* owned, or NULL */
+	int listed;                       /* the file lists this username */
+};
+
+struct ld {
+	json_object *root;
+	struct ld_org *orgs;
+	size_t norgs;
+	struct ld_scred *screds;          /* sorted by user */
+	size_t nscreds;
+	int errors;
+	redisContext *c;
+	struct ctl_argv cmd;              /* the command being built */
+};
+
+/* ---- messages ------------------------------------------------------------------------ */
+
+static void ld_err(struct ld *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void ld_err(struct ld *ld, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ld->errors++ >= LD_MAX_ERRORS)
+		return;
+	fputs("partnerctl: load: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static const char *ld_q(struct ld_str s)
+{
+	return ctl_quote(s.p, s.len);
+}
+
+static void *ld_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+
+	if (p == NULL) {
+		fprintf(stderr, "partnerctl: out of memory\n");
+		abort();
+	}
+	return p;
+}
+
+static char *ld_memdup(const char *p, size_t len)
+{
+	char *d = ld_calloc(len + 1, 1);
+
+	memcpy(d, p, len);
+	return d;
+}
+
+static int ld_str_eq(struct ld_str a, const char *p, size_t len)
+{
+	return a.len == len && memcmp(a.p, p, len) == 0;
+}
+
+/* ---- reading and checking the document ----------------------------------------------- */
+
+/* Reads FILE ("-": stdin) into b. Returns 0, or -1 with a message. */
+static int ld_read_file(const char *path, struct buf *b)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	char chunk[65536];
+	size_t n;
+
+	if (f == NULL) {
+		ctl_errf("load: cannot open %s: %m", path);
+		return -1;
+	}
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+		if (buf_append(b, chunk, n) < 0) {
+			ctl_errf("load: %s is larger than %zu bytes", path, LD_MAX_FILE);
+			if (f != stdin)
+				fclose(f);
+			return -1;
+		}
+	}
+	if (ferror(f)) {
+		ctl_errf("load: cannot read %s", path);
+		if (f != stdin)
+			fclose(f);
+		return -1;
+	}
+	if (f != stdin)
+		fclose(f);
+	return 0;
+}
+
+/* Parses the document: strict JSON, UTF-8, trailing whitespace only. NULL on error. */
+static json_object *ld_parse(const char *path, const struct buf *b)
+{
+	json_tokener *tok = json_tokener_new_ex(32);
+	json_object *o;
+	size_t end;
+
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, b->p ? b->p : "", (int)b->len);
+	end = json_tokener_get_parse_end(tok);
+	if (o == NULL) {
+		enum json_tokener_error e = json_tokener_get_error(tok);
+
+		ctl_errf("load: %s: not valid JSON at byte %zu: %s", path, end,
+		         e == json_tokener_continue ? "unexpected end of file"
+		                                    : json_tokener_error_desc(e));
+		json_tokener_free(tok);
+		return NULL;
+	}
+	json_tokener_free(tok);
+	for (; end < b->len; end++) {
+		char ch = b->p[end];
+
+		if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') {
+			ctl_errf("load: %s: unexpected data after the document at byte %zu", path, end);
+			json_object_put(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+/* Reports keys of obj that are not in allowed (NULL-terminated). */
+static void ld_known_keys(struct ld *ld, json_object *obj, const char *const *allowed,
+                          const char *ctx)
+{
+	json_object_object_foreach(obj, key, val) {
+		int ok = 0;
+
+		(void)val;
+		for (const char *const *a = allowed; *a != NULL; a++)
+			if (strcmp(*a, key) == 0)
+				ok = 1;
+		if (!ok)
+			ld_err(ld, "%s: unknown key %s", ctx, ctl_quote(key, strlen(key)));
+	}
+}
+
+/*
+ * Gets member key of obj as a string into *out. A missing, null or "" member leaves *out
+ * absent (and is an error when required). Other types, and NUL bytes unless allow_nul,
+ * are errors. Returns 0 when fine.
+ */
+static int ld_get_str(struct ld *ld, json_object *obj, const char *key, int required,
+                      int allow_nul, const char *ctx, struct ld_str *out)
+{
+	json_object *v;
+
+	out->p = NULL;
+	out->len = 0;
+	if (!ctl_json_member(obj, key, &v) || v == NULL ||
+	    (json_object_is_type(v, json_type_string) && json_object_get_string_len(v) == 0)) {
+		if (required) {
+			ld_err(ld, "%s: %s is missing or empty", ctx, key);
+			return -1;
+		}
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string)) {
+		ld_err(ld, "%s: %s is not a string", ctx, key);
+		return -1;
+	}
+	out->p = json_object_get_string(v);
+	out->len = (size_t)json_object_get_string_len(v);
+	if (!allow_nul && memchr(out->p, '\0', out->len) != NULL) {
+		ld_err(ld, "%s: %s contains a NUL character", ctx, key);
+		out->p = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Gets an optional array member; NULL when absent or null. Reports other types. */
+static json_object *ld_get_array(struct ld *ld, json_object *obj, const char *key,
+                                 const char *ctx)
+{
+	json_object *v;
+
+	if (!ctl_json_member(obj, key, &v) || v == NULL)
+		return NULL;
+	if (!json_object_is_type(v, json_type_array)) {
+		ld_err(ld, "%s: %s is not an array", ctx, key);
+		return NULL;
+	}
+	return v;
+}
+
+static void ld_check_credential(struct ld *ld, struct ld_org *org, json_object *o,
+                                struct ld_cred *cr, size_t i)
+{
+	static const char *const keys[] = { "username", "password", NULL };
+	char ctx[256];
+
+	cr->org = org;
+	snprintf(ctx, sizeof ctx, "org %s: credential #%zu", org->id, i + 1);
+	if (!json_object_is_type(o, json_type_object)) {
+		ld_err(ld, "%s: not an object", ctx);
+		return;
+	}
+	ld_known_keys(ld, o, keys, ctx);
+	ld_get_str(ld, o, "username", 1, 0, ctx, &cr->user);
+	ld_get_str(ld, o, "password", 1, 1, ctx, &cr->pw);
+}
+
+static void ld_check_program(struct ld *ld, struct ld_org *org, json_object *o,
+                             struct ld_prog *p, size_t i)
+{
+	static const char *const keys[] = { "name", "type", "tiers", "membershipCycle",
+	                                    "expiresAt", NULL };
+	static const char *const ckeys[] = { "type", "value", NULL };
+	struct ld_str type, exp;
+	json_object *cycle;
+	char ctx[256];
+
+	snprintf(ctx, sizeof ctx, "org %s: program #%zu", org->id, i + 1);
+	if (!json_object_is_type(o, json_type_object)) {
+		ld_err(ld, "%s: not an object", ctx);
+		return;
+	}
+	if (ld_get_str(ld, o, "name", 1, 0, ctx, &p->name) == 0)
+		snprintf(ctx, sizeof ctx, "org %s: program %s", org->id, ld_q(p->name));
+	ld_known_keys(ld, o, keys, ctx);
+
+	if (ld_get_str(ld, o, "type", 1, 0, ctx, &type) == 0) {
+		if (ld_str_eq(type, "EXTERNAL", 8))
+			p->type = CTL_PROG_EXTERNAL;
+		else if (ld_str_eq(type, "SUPPLEMENTARY", 13))
+			p->type = CTL_PROG_SUPPLEMENTARY;
+		else
+			ld_err(ld, "%s: type must be EXTERNAL or SUPPLEMENTARY", ctx);
+	}
+
+	p->tiers = ld_get_array(ld, o, "tiers", ctx);
+	for (size_t t = 0; p->tiers != NULL && t < json_object_array_length(p->tiers); t++) {
+		json_object *v = json_object_array_get_idx(p->tiers, t);
+		const char *s = json_object_get_string(v);
+		size_t len = (size_t)json_object_get_string_len(v);
+
+		if (!json_object_is_type(v, json_type_string) || len == 0 ||
+		    memchr(s, '\0', len) != NULL) {
+			ld_err(ld, "%s: tier #%zu is not a non-empty string", ctx, t + 1);
+			continue;
+		}
+		for (size_t u = 0; u < t; u++) {
+			json_object *w = json_object_array_get_idx(p->tiers, u);
+
+			if (json_object_is_type(w, json_type_string) &&
+			    (size_t)json_object_get_string_len(w) == len &&
+			    memcmp(json_object_get_string(w), s, len) == 0)
+				ld_err(ld, "%s: tier %s appears twice", ctx, ctl_quote(s, len));
+		}
+	}
+
+	if (ctl_json_member(o, "membershipCycle", &cycle) && cycle != NULL) {
+		json_object *value;
+		struct ld_str unit;
+
+		if (p->type == CTL_PROG_EXTERNAL)
+			ld_err(ld, "%s: membershipCycle applies only to SUPPLEMENTARY programs", ctx);
+		if (!json_object_is_type(cycle, json_type_object)) {
+			ld_err(ld, "%s: membershipCycle is not an object", ctx);
+		} else {
+			ld_known_keys(ld, cycle, ckeys, ctx);
+			if (ld_get_str(ld, cycle, "type", 1, 0, ctx, &unit) == 0) {
+				if (ld_str_eq(unit, "DAYS", 4))
+					p->cycle_unit = "DAYS";
+				else if (ld_str_eq(unit, "MONTHS", 6))
+					p->cycle_unit = "MONTHS";
+				else
+					ld_err(ld, "%s: membershipCycle type must be DAYS or MONTHS", ctx);
+			}
+			if (!ctl_json_member(cycle, "value", &value) || !ctl_json_is_int(value) ||
+			    json_object_get_int64(value) < 1 ||
+			    json_object_get_int64(value) > 0x7fffffff) {
+				ld_err(ld, "%s: membershipCycle value must be an integer >= 1", ctx);
+				p->cycle_unit = NULL;
+			} else {
+				p->cycle_value = (int)json_object_get_int64(value);
+			}
+		}
+	}
+
+	if (ld_get_str(ld, o, "expiresAt", 0, 0, ctx, &exp) == 0 && exp.p != NULL) {
+		if (dates_parse(exp.p, exp.len, &p->exp) < 0)
+			ld_err(ld, "%s: expiresAt %s is not a date-time (YYYY-MM-DDThh:mm:ss[.f]"
+			       "(Z|+hh:mm))", ctx, ld_q(exp));
+		else
+			p->has_exp = 1;
+	}
+}
+
+static void ld_check_customer(struct ld *ld, struct ld_org *org, json_object *o,
+                              struct ld_cust *cu, size_t i)
+{
+	static const char *const keys[] = { "id", "mobile", "email", "externalId", NULL };
+	json_object *id, *mob;
+	char ctx[256];
+
+	cu->org = org;
+	snprintf(ctx, sizeof ctx, "org %s: customer #%zu", org->id, i + 1);
+	if (!json_object_is_type(o, json_type_object)) {
+		ld_err(ld, "%s: not an object", ctx);
+		return;
+	}
+	if (!ctl_json_member(o, "id", &id) || !ctl_json_is_int(id) ||
+	    json_object_get_int64(id) < 1 || json_object_get_int64(id) == INT64_MAX) {
+		ld_err(ld, "%s: id must be an integer > 0", ctx);
+	} else {
+		cu->id = json_object_get_int64(id);
+		snprintf(ctx, sizeof ctx, "org %s: customer %" PRId64, org->id, cu->id);
+	}
+	ld_known_keys(ld, o, keys, ctx);
+
+	if (ctl_json_member(o, "mobile", &mob) && ctl_json_is_int(mob)) {
+		char digits[32];
+		int64_t v = json_object_get_int64(mob);
+		int n;
+
+		snprintf(digits, sizeof digits, "%" PRId64, v);
+		n = v < 0 ? -1 : ident_normalize_mobile(digits, strlen(digits), org->cc, org->nlen,
+		                                         cu->mob, sizeof cu->mob);
+		if (n < 0)
+			ld_err(ld, "%s: mobile %s is not a valid mobile number", ctx, digits);
+		else
+			cu->val[LD_MOBILE] = (struct ld_str){ cu->mob, (size_t)n };
+	} else if (ld_get_str(ld, o, "mobile", 0, 0, ctx, &cu->val[LD_MOBILE]) == 0 &&
+	           cu->val[LD_MOBILE].p != NULL) {
+		struct ld_str raw = cu->val[LD_MOBILE];
+		int n = ident_normalize_mobile(raw.p, raw.len, org->cc, org->nlen, cu->mob,
+		                               sizeof cu->mob);
+
+		cu->val[LD_MOBILE].p = NULL;
+		if (n < 0)
+			ld_err(ld, "%s: mobile %s is not a valid mobile number", ctx, ld_q(raw));
+		else
+			cu->val[LD_MOBILE] = (struct ld_str){ cu->mob, (size_t)n };
+	}
+	ld_get_str(ld, o, "email", 0, 0, ctx, &cu->val[LD_EMAIL]);
+	ld_get_str(ld, o, "externalId", 0, 0, ctx, &cu->val[LD_EXT]);
+}
+
+/* A string with the index of its owner, for finding duplicates by sorting. */
+struct ld_sref {
+	struct ld_str s;
+	size_t i;
+};
+
+static int ld_sref_cmp(const void *a, const void *b)
+{
+	const struct ld_sref *x = a, *y = b;
+	size_t n = x->s.len < y->s.len ? x->s.len : y->s.len;
+	int c = memcmp(x->s.p, y->s.p, n);
+
+	if (c != 0)
+		return c;
+	if (x->s.len != y->s.len)
+		return x->s.len < y->s.len ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int ld_i64_cmp(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int ld_has_id(const struct ld_org *org, int64_t id)
+{
+	return bsearch(&id, org->ids, org->ncusts, sizeof *org->ids, ld_i64_cmp) != NULL;
+}
+
+/* Uniqueness within an org: customer ids, identifiers, program names. */
+static void ld_check_unique_org(struct ld *ld, struct ld_org *org)
+{
+	struct ld_sref *v = ld_calloc(org->ncusts + org->nprogs, sizeof *v);
+	size_t n;
+
+	org->ids = ld_calloc(org->ncusts, sizeof *org->ids);
+	for (size_t i = 0; i < org->ncusts; i++)
+		org->ids[i] = org->custs[i].id;
+	qsort(org->ids, org->ncusts, sizeof *org->ids, ld_i64_cmp);
+	for (size_t i = 1; i < org->ncusts; i++)
+		if (org->ids[i] == org->ids[i - 1] && org->ids[i] != 0)
+			ld_err(ld, "org %s: customer %" PRId64 " appears twice", org->id, org->ids[i]);
+
+	for (int k = 0; k < LD_NKINDS; k++) {
+		n = 0;
+		for (size_t i = 0; i < org->ncusts; i++)
+			if (org->custs[i].val[k].p != NULL)
+				v[n++] = (struct ld_sref){ org->custs[i].val[k], i };
+		qsort(v, n, sizeof *v, ld_sref_cmp);
+		for (size_t i = 1; i < n; i++)
+			if (ld_sref_cmp(&(struct ld_sref){ v[i].s, 0 }, &(struct ld_sref){ v[i - 1].s, 0 }) == 0)
+				ld_err(ld, "org %s: %s %s is given to customers %" PRId64 " and %" PRId64,
+				       org->id, ld_kind_name[k], ld_q(v[i].s), org->custs[v[i - 1].i].id,
+				       org->custs[v[i].i].id);
+	}
+
+	n = 0;
+	for (size_t i = 0; i < org->nprogs; i++)
+		if (org->progs[i].name.p != NULL)
+			v[n++] = (struct ld_sref){ org->progs[i].name, i };
+	qsort(v, n, sizeof *v, ld_sref_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (ld_str_eq(v[i].s, v[i - 1].s.p, v[i - 1].s.len))
+			ld_err(ld, "org %s: program %s appears twice", org->id, ld_q(v[i].s));
+	free(v);
+}
+
+static void ld_check_org(struct ld *ld, json_object *o, struct ld_org *org, size_t i)
+{
+	static const char *const keys[] = { "id", "defaultCountryCode", "nationalNumberLength",
+	                                    "credentials", "programs", "customers", NULL };
+	struct ld_str id, cc;
+	json_object *nlen, *arr;
+	char ctx[256];
+	int ccok = 0;
+
+	snprintf(ctx, sizeof ctx, "org #%zu", i + 1);
+	if (!json_object_is_type(o, json_type_object)) {
+		ld_err(ld, "%s: not an object", ctx);
+		return;
+	}
+	if (ld_get_str(ld, o, "id", 1, 0, ctx, &id) == 0) {
+		if (!ident_valid_org(id.p))
+			ld_err(ld, "%s: id %s is not [A-Za-z0-9_.-]{1,64}", ctx, ld_q(id));
+		else
+			snprintf(ctx, sizeof ctx, "org %s", id.p);
+	}
+	org->id = id.p != NULL && ident_valid_org(id.p) ? id.p : "(invalid id)";
+	ld_known_keys(ld, o, keys, ctx);
+
+	if (ld_get_str(ld, o, "defaultCountryCode", 1, 0, ctx, &cc) == 0) {
+		ccok = cc.len >= 1 && cc.len <= 4 && strspn(cc.p, "0123456789") == cc.len;
+		if (!ccok)
+			ld_err(ld, "%s: defaultCountryCode must be 1 to 4 digits", ctx);
+	}
+	org->cc = ccok ? cc.p : "";
+	if (!ctl_json_member(o, "nationalNumberLength", &nlen) || !ctl_json_is_int(nlen) ||
+	    json_object_get_int64(nlen) < 4 || json_object_get_int64(nlen) > 15)
+		ld_err(ld, "%s: nationalNumberLength must be an integer from 4 to 15", ctx);
+	else
+		org->nlen = (int)json_object_get_int64(nlen);
+
+	if ((arr = ld_get_array(ld, o, "credentials", ctx)) != NULL) {
+		org->ncreds = json_object_array_length(arr);
+		org->creds = ld_calloc(org->ncreds, sizeof *org->creds);
+		for (size_t j = 0; j < org->ncreds; j++)
+			ld_check_credential(ld, org, json_object_array_get_idx(arr, j),
+			                    &org->creds[j], j);
+	}
+	if ((arr = ld_get_array(ld, o, "programs", ctx)) != NULL) {
+		org->nprogs = json_object_array_length(arr);
+		org->progs = ld_calloc(org->nprogs, sizeof *org->progs);
+		for (size_t j = 0; j < org->nprogs; j++)
+			ld_check_program(ld, org, json_object_array_get_idx(arr, j),
+			                 &org->progs[j], j);
+	}
+	if ((arr = ld_get_array(ld, o, "customers", ctx)) != NULL) {
+		org->ncusts = json_object_array_length(arr);
+		org->custs = ld_calloc(org->ncusts, sizeof *org->custs);
+		for (size_t j = 0; j < org->ncusts; j++)
+			ld_check_customer(ld, org, json_object_array_get_idx(arr, j),
+			                  &org->custs[j], j);
+	}
+	ld_check_unique_org(ld, org);
+}
+
+/* Checks the whole document without touching Redis. */
+static void ld_check_document(struct ld *ld)
+{
+	static const char *const keys[] = { "orgs", NULL };
+	struct ld_sref *v;
+	json_object *orgs;
+	size_t n = 0, nc = 0;
+
+	if (!json_object_is_type(ld->root, json_type_object) ||
+	    !ctl_json_member(ld->root, "orgs", &orgs) ||
+	    !json_object_is_type(orgs, json_type_array)) {
+		ld_err(ld, "the document must be an object with an array \"orgs\"");
+		return;
+	}
+	ld_known_keys(ld, ld->root, keys, "document");
+	ld->norgs = json_object_array_length(orgs);
+	ld->orgs = ld_calloc(ld->norgs, sizeof *ld->orgs);
+	for (size_t i = 0; i < ld->norgs; i++) {
+		ld_check_org(ld, json_object_array_get_idx(orgs, i), &ld->orgs[i], i);
+		nc += ld->orgs[i].ncreds;
+	}
+
+	/* Org ids and usernames are unique across the document. */
+	v = ld_calloc(ld->norgs + nc, sizeof *v);
+	for (size_t i = 0; i < ld->norgs; i++)
+		v[n++] = (struct ld_sref){ { ld->orgs[i].id, strlen(ld->orgs[i].id) }, i };
+	qsort(v, n, sizeof *v, ld_sref_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (ld_str_eq(v[i].s, v[i - 1].s.p, v[i - 1].s.len))
+			ld_err(ld, "org %s appears twice", v[i].s.p);
+	n = 0;
+	for (size_t i = 0; i < ld->norgs; i++)
+		for (size_t j = 0; j < ld->orgs[i].ncreds; j++)
+			if (ld->orgs[i].creds[j].user.p != NULL)
+				v[n++] = (struct ld_sref){ ld->orgs[i].creds[j].user, i };
+	qsort(v, n, sizeof *v, ld_sref_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (ld_str_eq(v[i].s, v[i - 1].s.p, v[i - 1].s.len))
+			ld_err(ld, "username %s is listed twice (orgs %s and %s); usernames are global",
+			       ld_q(v[i].s), ld->orgs[v[i - 1].i].id, ld->orgs[v[i].i].id);
+	free(v);
+}
+
+/* ---- reading what is stored ---------------------------------------------------------- */
+
+static struct ld_org *ld_find_org(struct ld *ld, const char *id)
+{
+	for (size_t i = 0; i < ld->norgs; i++)
+		if (strcmp(ld->orgs[i].id, id) == 0)
+			return &ld->orgs[i];
+	return NULL;
+}
+
+static int ld_scred_cmp(const void *a, const void *b)
+{
+	const struct ld_scred *x = a, *y = b;
+	size_t n = x->user_len < y->user_len ? x->user_len : y->user_len;
+	int c = memcmp(x->user, y->user, n);
+
+	return c != 0 ? c : (x->user_len > y->user_len) - (x->user_len < y->user_len);
+}
+
+static struct ld_scred *ld_find_scred(struct ld *ld, struct ld_str user)
+{
+	struct ld_scred key = { .user = (char *)(uintptr_t)user.p, .user_len = user.len };
+
+	return bsearch(&key, ld->screds, ld->nscreds, sizeof key, ld_scred_cmp);
+}
+
+/* HGETALL pp:creds into ld->screds. */
+static int ld_read_creds(struct ld *ld)
+{
+	struct ctl_argv *a = &ld->cmd;
+	redisReply *r;
+
+	ctl_argv_reset(a);
+	ctl_argv_addstr(a, "HGETALL");
+	ctl_argv_addstr(a, KEYS_CREDS);
+	if ((r = ctl_command(ld->c, a)) == NULL)
+		return -1;
+	if (r->type != REDIS_REPLY_ARRAY) {
+		ctl_errf("load: %s is not a hash", KEYS_CREDS);
+		freeReplyObject(r);
+		return -1;
+	}
+	ld->nscreds = r->elements / 2;
+	ld->screds = ld_calloc(ld->nscreds, sizeof *ld->screds);
+	for (size_t i = 0; i < ld->nscreds; i++) {
+		struct ld_scred *s = &ld->screds[i];
+		redisReply *f = r->element[2 * i], *v = r->element[2 * i + 1];
+		json_object *o = ctl_json_parse(v->str, v->len), *org, *hash;
+
+		s->user = ld_memdup(f->str, f->len);
+		s->user_len = f->len;
+		if (ctl_json_member(o, "org", &org) && json_object_is_type(org, json_type_string) &&
+		    ctl_json_member(o, "hash", &hash) && json_object_is_type(hash, json_type_string)) {
+			s->org = ld_memdup(json_object_get_string(org),
+			                   (size_t)json_object_get_string_len(org));
+			s->hash = ld_memdup(json_object_get_string(hash),
+			                    (size_t)json_object_get_string_len(hash));
+		}
+		json_object_put(o);
+	}
+	freeReplyObject(r);
+	qsort(ld->screds, ld->nscreds, sizeof *ld->screds, ld_scred_cmp);
+	return 0;
+}
+
+/* HGETALL pp:{ORG}:progs: the stored value and pid of each program of the file. */
+static int ld_read_progs(struct ld *ld, struct ld_org *org)
+{
+	struct ctl_argv *a = &ld->cmd;
+	redisReply *r;
+
+	ctl_argv_reset(a);
+	ctl_argv_addstr(a, "HGETALL");
+	ctl_argv_addf(a, KEYS_PROGS_FMT, org->id);
+	if ((r = ctl_command(ld->c, a)) == NULL)
+		return -1;
+	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+		redisReply *f = r->element[i], *v = r->element[i + 1];
+
+		for (size_t j = 0; j < org->nprogs; j++) {
+			struct ld_prog *p = &org->progs[j];
+			struct ctl_prog sp = { 0 };
+			char why[200];
+
+			if (!ld_str_eq(p->name, f->str, f->len))
+				continue;
+			if (ctl_prog_parse(v->str, v->len, &sp, why, sizeof why) < 0) {
+				ld_err(ld, "org %s: program %s: the stored definition %s; fix or delete "
+				       "it first", org->id, ld_q(p->name), why);
+				continue;
+			}
+			p->pid = sp.pid;
+			p->stored = ld_memdup(v->str, v->len);
+			p->stored_len = v->len;
+			ctl_prog_free(&sp);
+		}
+	}
+	freeReplyObject(r);
+	return 0;
+}
+
+/* Reply to HMGET pp:{ORG:CID}:c id mobile email externalId v. */
+static int ld_on_customer(redisReply *r, void *arg)
+{
+	struct ld_cust *cu = arg;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+		ctl_errf("load: org %s: customer %" PRId64 ": unexpected reply to HMGET: %s",
+		         cu->org->id, cu->id, r->type == REDIS_REPLY_ERROR ? r->str : "?");
+		return -1;
+	}
+	cu->has_v = r->element[4]->type == REDIS_REPLY_STRING;
+	cu->stored = cu->has_v || r->element[0]->type == REDIS_REPLY_STRING;
+	for (int k = 0; k < LD_NKINDS; k++) {
+		redisReply *e = r->element[1 + k];
+
+		if (e->type == REDIS_REPLY_STRING) {
+			cu->old[k] = ld_memdup(e->str, e->len);
+			cu->oldlen[k] = e->len;
+		}
+	}
+	return 0;
+}
+
+/* A batch of index lookups: HMGET pp:{ORG}:ix:KIND v1 v2 ... */
+struct ld_ixbatch {
+	struct ld_org *org;
+	int kind;
+	size_t n;
+	struct ld_cust *cust[LD_BATCH];
+};
+
+static int ld_on_ixbatch(redisReply *r, void *arg)
+{
+	struct ld_ixbatch *b = arg;
+	int rc = 0;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != b->n) {
+		ctl_errf("load: org %s: unexpected reply to HMGET of the %s index: %s", b->org->id,
+		         ld_kind_name[b->kind], r->type == REDIS_REPLY_ERROR ? r->str : "?");
+		rc = -1;
+	} else {
+		for (size_t i = 0; i < b->n; i++) {
+			redisReply *e = r->element[i];
+			int64_t h = 0;
+
+			if (e->type == REDIS_REPLY_STRING && ctl_parse_cid(e->str, e->len, &h) < 0)
+				h = -1;
+			b->cust[i]->holder[b->kind] = h;
+		}
+	}
+	free(b);
+	return rc;
+}
+
+/* Reads every customer's stored hash fields and the index holders of its identifiers. */
+static int ld_read_customers(struct ld *ld)
+{
+	struct ctl_argv *a = &ld->cmd;
+	struct ctl_pipe *p = ld_calloc(1, sizeof *p);
+	int rc;
+
+	ctl_pipe_init(p, ld->c);
+	for (size_t o = 0; o < ld->norgs; o++) {
+		struct ld_org *org = &ld->orgs[o];
+
+		for (size_t i = 0; i < org->ncusts; i++) {
+			ctl_argv_reset(a);
+			ctl_argv_addstr(a, "HMGET");
+			ctl_argv_addf(a, KEYS_CUST_FMT, org->id, (long long)org->custs[i].id);
+			ctl_argv_addstr(a, "id");
+			for (int k = 0; k < LD_NKINDS; k++)
+				ctl_argv_addstr(a, ld_kind_name[k]);
+			ctl_argv_addstr(a, "v");
+			if (ctl_pipe_cmd(p, a, ld_on_customer, &org->custs[i]) < 0)
+				goto out;
+		}
+		for (int k = 0; k < LD_NKINDS; k++) {
+			struct ld_ixbatch *b = NULL;
+
+			for (size_t i = 0; i <= org->ncusts; i++) {
+				if (b != NULL && (i == org->ncusts || b->n == LD_BATCH)) {
+					ctl_argv_reset(a);
+					ctl_argv_addstr(a, "HMGET");
+					ctl_argv_addf(a, KEYS_IX_FMT, org->id, ld_kind_name[k]);
+					for (size_t j = 0; j < b->n; j++)
+						ctl_argv_add(a, b->cust[j]->val[k].p, b->cust[j]->val[k].len);
+					if (ctl_pipe_cmd(p, a, ld_on_ixbatch, b) < 0) {
+						free(b);
+						goto out;
+					}
+					b = NULL;
+				}
+				if (i == org->ncusts || org->custs[i].val[k].p == NULL)
+					continue;
+				if (b == NULL) {
+					b = ld_calloc(1, sizeof *b);
+					b->org = org;
+					b->kind = k;
+				}
+				b->cust[b->n++] = &org->custs[i];
+			}
+		}
+	}
+out:
+	rc = ctl_pipe_flush(p);
+	free(p);
+	return rc;
+}
+
+/* Checks the document against what is stored (credential owners, identifier holders). */
+static void ld_check_against_store(struct ld *ld)
+{
+	for (size_t o = 0; o < ld->norgs; o++) {
+		struct ld_org *org = &ld->orgs[o];
+
+		for (size_t i = 0; i < org->ncreds; i++) {
+			struct ld_cred *cr = &org->creds[i];
+			struct ld_scred *s = ld_find_scred(ld, cr->user);
+
+			if (s == NULL)
+				continue;
+			s->listed = 1;
+			if (s->org != NULL && strcmp(s->org, org->id) != 0 && ld_find_org(ld, s->org) == NULL)
+				ld_err(ld, "org %s: username %s already belongs to org %s (list that org "
+				       "in the file without it to move the username)", org->id,
+				       ld_q(cr->user), s->org);
+		}
+		for (size_t i = 0; i < org->ncusts; i++) {
+			struct ld_cust *cu = &org->custs[i];
+
+			for (int k = 0; k < LD_NKINDS; k++) {
+				int64_t h = cu->holder[k];
+
+				if (cu->val[k].p == NULL || h == 0 || h == cu->id)
+					continue;
+				if (h < 0)
+					ld_err(ld, "org %s: customer %" PRId64 ": the stored %s index entry "
+					       "for %s is not a customer id (run partnerctl check)", org->id,
+					       cu->id, ld_kind_name[k], ld_q(cu->val[k]));
+				else if (!ld_has_id(org, h))
+					ld_err(ld, "org %s: customer %" PRId64 ": %s %s is already held by "
+					       "customer %" PRId64, org->id, cu->id, ld_kind_name[k],
+					       ld_q(cu->val[k]), h);
+			}
+		}
+	}
+}
+
+/* ---- preparing values ---------------------------------------------------------------- */
+
+/* The program value of docs/DATA-MODEL.md, keys in its order. Caller frees. */
+static char *ld_prog_value(const struct ld_prog *p, int pid, size_t *len)
+{
+	json_object *o = json_object_new_object(), *tiers = json_object_new_array();
+	json_object *cycle = NULL;
+	const char *txt;
+	char *s;
+
+	json_object_object_add(o, "pid", json_object_new_int64(pid));
+	json_object_object_add(o, "type", json_object_new_string(
+		p->type == CTL_PROG_SUPPLEMENTARY ? "SUPPLEMENTARY" : "EXTERNAL"));
+	for (size_t t = 0; p->tiers != NULL && t < json_object_array_length(p->tiers); t++) {
+		json_object *v = json_object_array_get_idx(p->tiers, t);
+
+		json_object_array_add(tiers, json_object_new_string_len(
+			json_object_get_string(v), json_object_get_string_len(v)));
+	}
+	json_object_object_add(o, "tiers", tiers);
+	if (p->cycle_unit != NULL) {
+		cycle = json_object_new_object();
+		json_object_object_add(cycle, "unit", json_object_new_string(p->cycle_unit));
+		json_object_object_add(cycle, "value", json_object_new_int64(p->cycle_value));
+	}
+	json_object_object_add(o, "cycle", cycle);
+	json_object_object_add(o, "expiresAt", p->has_exp ? json_object_new_int64(p->exp) : NULL);
+	txt = ctl_json_plain(o, len);
+	s = ld_memdup(txt, *len);
+	json_object_put(o);
+	return s;
+}
+
+/* Hashes passwords that need it: a stored hash of the same org that verifies is kept. */
+static int ld_prepare_creds(struct ld *ld)
+{
+	for (size_t o = 0; o < ld->norgs; o++) {
+		struct ld_org *org = &ld->orgs[o];
+
+		for (size_t i = 0; i < org->ncreds; i++) {
+			struct ld_cred *cr = &org->creds[i];
+			struct ld_scred *s = ld_find_scred(ld, cr->user);
+			char hash[crypto_pwhash_STRBYTES];
+			const char *txt;
+			json_object *v;
+			size_t len;
+
+			if (s != NULL && s->org != NULL && s->hash != NULL &&
+			    strcmp(s->org, org->id) == 0 &&
+			    crypto_pwhash_str_verify(s->hash, cr->pw.p, cr->pw.len) == 0 &&
+			    crypto_pwhash_str_needs_rehash(s->hash, LD_PWHASH_OPSLIMIT,
+			                                   LD_PWHASH_MEMLIMIT) == 0)
+				continue;
+			if (crypto_pwhash_str_alg(hash, cr->pw.p, cr->pw.len, LD_PWHASH_OPSLIMIT,
+			                          LD_PWHASH_MEMLIMIT, crypto_pwhash_ALG_ARGON2ID13) != 0) {
+				ctl_errf("load: out of memory hashing a password");
+				return -1;
+			}
+			v = json_object_new_object();
+			json_object_object_add(v, "org", json_object_new_string(org->id));
+			json_object_object_add(v, "hash", json_object_new_string(hash));
+			txt = ctl_json_plain(v, &len);
+			cr->value = ld_memdup(txt, len);
+			json_object_put(v);
+			sodium_memzero(hash, sizeof hash);
+		}
+	}
+	return 0;
+}
+
+/* ---- writing ------------------------------------------------------------------------- */
+
+static int ld_on_pid(redisReply *r, void *arg)
+{
+	struct ld_prog *p = arg;
+
+	if (r->type != REDIS_REPLY_INTEGER || r->integer < 1 || r->integer > 0x7fffffff) {
+		ctl_errf("load: INCR of the program sequence failed: %s",
+		         r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+		return -1;
+	}
+	p->pid = (int)r->integer;
+	return 0;
+}
+
+/* 1 when the stored identifier k of cu differs from the file's. */
+static int ld_changed(const struct ld_cust *cu, int k)
+{
+	if ((cu->old[k] == NULL) != (cu->val[k].p == NULL))
+		return 1;
+	return cu->old[k] != NULL && !ld_str_eq(cu->val[k], cu->old[k], cu->oldlen[k]);
+}
+
+/* Removes field -> cid from an index only if it still points at this customer. */
+static const char ld_lua_hdel_if[] =
+	"if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+	"return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
+
+struct ld_stats {
+	size_t progs_new, progs_changed, creds_changed, creds_removed;
+	size_t custs_new, custs_changed;
+};
+
+/* Org hash, program ids and definitions. */
+static int ld_write_orgs(struct ld *ld, struct ctl_pipe *p, struct ld_stats *st)
+{
+	struct ctl_argv *a = &ld->cmd;
+
+	for (size_t o = 0; o < ld->norgs; o++) {
+		struct ld_org *org = &ld->orgs[o];
+		char nlen[16];
+
+		snprintf(nlen, sizeof nlen, "%d", org->nlen);
+		ctl_argv_reset(a);
+		ctl_argv_addstr(a, "SADD");
+		ctl_argv_addstr(a, KEYS_ORGS);
+		ctl_argv_addstr(a, org->id);
+		ctl_pipe_cmd(p, a, NULL, NULL);
+		ctl_argv_reset(a);
+		ctl_argv_addstr(a, "HSET");
+		ctl_argv_addf(a, KEYS_ORG_FMT, org->id);
+		ctl_argv_addstr(a, "defaultCountryCode");
+		ctl_argv_addstr(a, org->cc);
+		ctl_argv_addstr(a, "nationalNumberLength");
+		ctl_argv_addstr(a, nlen);
+		ctl_pipe_cmd(p, a, NULL, NULL);
+		for (size_t i = 0; i < org->nprogs; i++) {
+			if (org->progs[i].stored != NULL)
+				continue;
+			ctl_argv_reset(a);
+			ctl_argv_addstr(a, "INCR");
+			ctl_argv_addf(a, KEYS_PSEQ_FMT, org->id);
+			ctl_pipe_cmd(p, a, ld_on_pid, &org->progs[i]);
+		}
+	}
+	if (ctl_pipe_flush(p) < 0)
+		return -1;
+	for (size_t o = 0; o < ld->norgs; o++) {
+		struct ld_org *org = &ld->orgs[o];
+
+		for (size_t i = 0; i < org->nprogs; i++) {
+			struct ld_prog *pr = &org->progs[i];
+
+			pr->value = ld_prog_value(pr, pr->pid, &pr->value_len);
+			if (pr->stored != NULL && pr->stored_len == pr->value_len &&
+			    memcmp(pr->stored, pr->value, pr->value_len) == 0)
+				continue;
+			if (pr->stored == NULL)
+				st->progs_new++;
+			else
+				st->progs_changed++;
+			ctl_argv_reset(a);
+			ctl_argv_addstr(a, "HSET");
+			ctl_argv_addf(a, KEYS_PROGS_FMT, org->id);
+			ctl_argv_add(a, pr->name.p, pr->name.len);
+			ctl_argv_add(a, pr->value, pr->value_len);
+			ctl_pipe_cmd(p, a, NULL, NULL);
+		}
+	}
+	return ctl_pipe_flush(p);
+}
+
+static void ld_write_creds(struct ld *ld, struct ctl_pipe *p, struct ld_stats *st)
+{
+	struct ctl_argv *a = &ld->cmd;
+
+	for (size_t o = 0; o < ld->norgs; o++) {
+		for (size_t i = 0; i < ld->orgs[o].ncreds; i++) {
+			struct ld_cred *cr = &ld->orgs[o].creds[i];
+
+			if (cr->value == NULL)
+				continue;
+			st->creds_changed++;
+			ctl_argv_reset(a);
+			ctl_argv_addstr(a, "HSET");
+			ctl_argv_addstr(a, KEYS_CREDS);
+			ctl_argv_add(a, cr->user.p, cr->user.len);
+			ctl_argv_addstr(a, cr->value);
+			ctl_pipe_cmd(p, a, NULL, NULL);
+		}
+	}
+	/* Revoked: stored for an org of the file, not listed any more. */
+	for (size_t i = 0; i < ld->nscreds; i++) {
+		struct ld_scred *s = &ld->screds[i];
+
+		if (s->listed || s->org == NULL || ld_find_org(ld, s->org) == NULL)
+			continue;
+		st->creds_removed++;
+		ctl_argv_reset(a);
+		ctl_argv_addstr(a, "HDEL");
+		ctl_argv_addstr(a, KEYS_CREDS);
+		ctl_argv_add(a, s->user, s->user_len);
+		ctl_pipe_cmd(p, a, NULL, NULL);
+	}
+}
+
+/* Customer hashes and identifier indexes: old entries out first, then new ones in. */
+static void ld_write_customers(struct ld *ld, struct ctl_pipe *p, struct ld_stats *st)
+{
+	struct ctl_argv *a = &ld->cmd;
+
+	/* Phase 1: conditional removal of index entries of changed identifiers. */
+	for (size_t o = 0; o < ld->norgs; o++) {
+		struct ld_org *org = &ld->orgs[o];
+
+		for (size_t i = 0; i < org->ncusts; i++) {
+			struct ld_cust *cu = &org->custs[i];
+
+			for (int k = 0; k < LD_NKINDS; k++) {
+				if (cu->old[k] == NULL || !ld_changed(cu, k))
+					continue;
+				ctl_argv_reset(a);
+				ctl_argv_addstr(a, "EVAL");
+				ctl_argv_addstr(a, ld_lua_hdel_if);
+				ctl_argv_addstr(a, "1");
+				ctl_argv_addf(a, KEYS_IX_FMT, org->id, ld_kind_name[k]);
+				ctl_argv_add(a, cu->old[k], cu->oldlen[k]);
+				ctl_argv_addll(a, (long long)cu->id);
+				ctl_pipe_cmd(p, a, NULL, NULL);
+			}
+		}
+	}
+
+	/* Phase 2: the customer hashes. */
+	for (size_t o = 0; o < ld->norgs; o++) {
+		struct ld_org *org = &ld->orgs[o];
+
+		for (size_t i = 0; i < org->ncusts; i++) {
+			struct ld_cust *cu = &org->custs[i];
+			int changed = 0, removed = 0;
+
+			ctl_argv_reset(a);
+			ctl_argv_addstr(a, "HSET");
+			ctl_argv_addf(a, KEYS_CUST_FMT, org->id, (long long)cu->id);
+			if (!cu->stored) {
+				ctl_argv_addstr(a, "id");
+				ctl_argv_addll(a, (long long)cu->id);
+			}
+			for (int k = 0; k < LD_NKINDS; k++) {
+				if (!ld_changed(cu, k))
+					continue;
+				changed = 1;
+				if (cu->val[k].p == NULL) {
+					removed = 1;
+					continue;
+				}
+				ctl_argv_addstr(a, ld_kind_name[k]);
+				ctl_argv_add(a, cu->val[k].p, cu->val[k].len);
+			}
+			if (!cu->has_v) {
+				ctl_argv_addstr(a, "v");
+				ctl_argv_addstr(a, "0");
+			}
+			if (a->argc > 2)
+				ctl_pipe_cmd(p, a, NULL, NULL);
+			if (removed) {
+				ctl_argv_reset(a);
+				ctl_argv_addstr(a, "HDEL");
+				ctl_argv_addf(a, KEYS_CUST_FMT, org->id, (long long)cu->id);
+				for (int k = 0; k < LD_NKINDS; k++)
+					if (cu->val[k].p == NULL && cu->old[k] != NULL)
+						ctl_argv_addstr(a, ld_kind_name[k]);
+				ctl_pipe_cmd(p, a, NULL, NULL);
+			}
+			if (cu->stored && changed) {
+				ctl_argv_reset(a);
+				ctl_argv_addstr(a, "HINCRBY");
+				ctl_argv_addf(a, KEYS_CUST_FMT, org->id, (long long)cu->id);
+				ctl_argv_addstr(a, "v");
+				ctl_argv_addstr(a, "1");
+				ctl_pipe_cmd(p, a, NULL, NULL);
+			}
+			if (!cu->stored)
+				st->custs_new++;
+			else if (changed)
+				st->custs_changed++;
+		}
+	}
+
+	/* Phase 3: index entries that are new or point elsewhere, batched per index. */
+	for (size_t o = 0; o < ld->norgs; o++) {
+		struct ld_org *org = &ld->orgs[o];
+
+		for (int k = 0; k < LD_NKINDS; k++) {
+			ctl_argv_reset(a);
+			for (size_t i = 0; i <= org->ncusts; i++) {
+				struct ld_cust *cu = i < org->ncusts ? &org->custs[i] : NULL;
+
+				if (a->argc > 0 && (cu == NULL || a->argc >= 2 + 2 * LD_BATCH)) {
+					ctl_pipe_cmd(p, a, NULL, NULL);
+					ctl_argv_reset(a);
+				}
+				if (cu == NULL || cu->val[k].p == NULL ||
+				    (cu->holder[k] == cu->id && !ld_changed(cu, k)))
+					continue;
+				if (a->argc == 0) {
+					ctl_argv_addstr(a, "HSET");
+					ctl_argv_addf(a, KEYS_IX_FMT, org->id, ld_kind_name[k]);
+				}
+				ctl_argv_add(a, cu->val[k].p, cu->val[k].len);
+				ctl_argv_addll(a, (long long)cu->id);
+			}
+		}
+	}
+}
+
+/* ---- the verb ------------------------------------------------------------------------ */
+
+static void ld_free(struct ld *ld)
+{
+	for (size_t o = 0; o < ld->norgs; o++) {
+		struct ld_org *org = &ld->orgs[o];
+
+		for (size_t i = 0; i < org->ncreds; i++)
+			free(org->creds[i].value);
+		for (size_t i = 0; i < org->nprogs; i++) {
+			free(org->progs[i].stored);
+			free(org->progs[i].value);
+		}
+		for (size_t i = 0; i < org->ncusts; i++)
+			for (int k = 0; k < LD_NKINDS; k++)
+				free(org->custs[i].old[k]);
+		free(org->creds);
+		free(org->progs);
+		free(org->custs);
+		free(org->ids);
+	}
+	free(ld->orgs);
+	for (size_t i = 0; i < ld->nscreds; i++) {
+		free(ld->screds[i].user);
+		free(ld->screds[i].org);
+		if (ld->screds[i].hash != NULL)
+			sodium_memzero(ld->screds[i].hash, strlen(ld->screds[i].hash));
+		free(ld->screds[i].hash);
+	}
+	free(ld->screds);
+	ctl_argv_free(&ld->cmd);
+	json_object_put(ld->root);
+	if (ld->c != NULL)
+		redisFree(ld->c);
+}
+
+/* Everything after the document checked out: read the store, check, write. */
+static int ld_run(struct ld *ld, const struct ctl *ctl)
+{
+	struct ld_stats st = { 0 };
+	struct ctl_pipe *p;
+	size_t ncust = 0, nprog = 0, ncred = 0;
+	int rc;
+
+	if ((ld->c = ctl_connect(ctl)) == NULL)
+		return CTL_EXIT_USAGE;
+	if (ld_read_creds(ld) < 0)
+		return CTL_EXIT_FAIL;
+	for (size_t o = 0; o < ld->norgs; o++)
+		if (ld_read_progs(ld, &ld->orgs[o]) < 0)
+			return CTL_EXIT_FAIL;
+	if (ld_read_customers(ld) < 0)
+		return CTL_EXIT_FAIL;
+	ld_check_against_store(ld);
+	if (ld->errors > 0) {
+		ctl_errf("load: %d error(s); nothing was written", ld->errors);
+		return CTL_EXIT_FAIL;
+	}
+	if (ld_prepare_creds(ld) < 0)
+		return CTL_EXIT_FAIL;
+
+	p = ld_calloc(1, sizeof *p);
+	ctl_pipe_init(p, ld->c);
+	rc = ld_write_orgs(ld, p, &st);
+	if (rc == 0) {
+		ld_write_creds(ld, p, &st);
+		ld_write_customers(ld, p, &st);
+		rc = ctl_pipe_flush(p);
+	}
+	free(p);
+	if (rc < 0) {
+		ctl_errf("load: writing failed part way; the load is idempotent: fix the cause "
+		         "and run it again");
+		return CTL_EXIT_FAIL;
+	}
+	for (size_t o = 0; o < ld->norgs; o++) {
+		ncust += ld->orgs[o].ncusts;
+		nprog += ld->orgs[o].nprogs;
+		ncred += ld->orgs[o].ncreds;
+	}
+	printf("loaded %zu org(s): %zu program(s) (%zu new, %zu changed), %zu credential(s) "
+	       "(%zu written, %zu revoked), %zu customer(s) (%zu new, %zu changed)\n",
+	       ld->norgs, nprog, st.progs_new, st.progs_changed, ncred, st.creds_changed,
+	       st.creds_removed, ncust, st.custs_new, st.custs_changed);
+	return CTL_EXIT_OK;
+}
+
+int ctl_load_main(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "redis", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ld ld = { 0 };
+	struct buf b;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			ctl->redis_url = optarg;
+			break;
+		case 'h':
+			ctl_verb_usage(stdout, "load");
+			return CTL_EXIT_OK;
+		default:
+			ctl_verb_usage(stderr, "load");
+			return CTL_EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		ctl_verb_usage(stderr, "load");
+		return CTL_EXIT_USAGE;
+	}
+	buf_init(&b, LD_MAX_FILE);
+	if (ld_read_file(argv[optind], &b) < 0) {
+		buf_free(&b);
+		return CTL_EXIT_FAIL;
+	}
+	ld.root = ld_parse(argv[optind], &b);
+	buf_free(&b);
+	if (ld.root == NULL)
+		return CTL_EXIT_FAIL;
+	ctl_argv_init(&ld.cmd);
+
+	ld_check_document(&ld);
+	if (ld.errors > 0) {
+		ctl_errf("load: %d error(s) in %s; nothing was written", ld.errors, argv[optind]);
+		rc = CTL_EXIT_FAIL;
+	} else {
+		rc = ld_run(&ld, ctl);
+	}
+	ld_free(&ld);
+	return rc;
+}

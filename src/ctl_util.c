@@ -1,0 +1,500 @@
+/*
+ * ctl_util: the plumbing partnerctl's verbs share (see ctl.h): messages, connecting, the
+ * argv builder, the reply pipeline and the parsers of stored values.
+ */
+#include "ctl.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rconn.h"
+
+/* ---- messages and connecting --------------------------------------------------------- */
+
+void ctl_errf(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("partnerctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+redisContext *ctl_connect(const struct ctl *ctl)
+{
+	struct rconn_cfg cfg = { .timeout_ms = CTL_REDIS_TIMEOUT_MS };
+	char err[512];
+	redisContext *c;
+
+	if (rconn_parse_url(ctl->redis_url, &cfg, err, sizeof err) < 0) {
+		ctl_errf("%s", err);
+		return NULL;
+	}
+	c = rconn_connect(&cfg, err, sizeof err);
+	if (c == NULL)
+		ctl_errf("%s", err);
+	return c;
+}
+
+const char *ctl_quote(const char *s, size_t len)
+{
+	static char bufs[4][80 * 4 + 8];
+	static int next;
+	char *out = bufs[next], *o = out;
+
+	next = (next + 1) % 4;
+	*o++ = '"';
+	for (size_t i = 0; i < len && i < 80; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+			o += sprintf(o, "\\x%02x", c);
+		else
+			*o++ = (char)c;
+	}
+	if (len > 80) {
+		memcpy(o, "...", 3);
+		o += 3;
+	}
+	*o++ = '"';
+	*o = '\0';
+	return out;
+}
+
+/* ---- argv builder -------------------------------------------------------------------- */
+
+static void *ctl_realloc(void *p, size_t n)
+{
+	void *np = realloc(p, n);
+
+	if (np == NULL) {
+		fprintf(stderr, "partnerctl: out of memory allocating %zu bytes\n", n);
+		abort();
+	}
+	return np;
+}
+
+void ctl_argv_init(struct ctl_argv *a)
+{
+	memset(a, 0, sizeof *a);
+}
+
+void ctl_argv_reset(struct ctl_argv *a)
+{
+	a->argc = 0;
+}
+
+void ctl_argv_free(struct ctl_argv *a)
+{
+	free(a->argv);
+	free(a->lens);
+	free(a->scratch);
+	memset(a, 0, sizeof *a);
+}
+
+/* Makes room for one more argument and returns its index. */
+static int ctl_argv_slot(struct ctl_argv *a)
+{
+	if (a->argc == a->cap) {
+		int ncap = a->cap ? a->cap * 2 : 16;
+		const char **old = a->argv;
+		char (*olds)[CTL_ARG_SCRATCH] = a->scratch;
+
+		a->argv = ctl_realloc(NULL, sizeof *a->argv * (size_t)ncap);
+		a->lens = ctl_realloc(a->lens, sizeof *a->lens * (size_t)ncap);
+		a->scratch = ctl_realloc(NULL, sizeof *a->scratch * (size_t)ncap);
+		/* Formatted arguments point into the scratch area: move them along. */
+		for (int i = 0; i < a->argc; i++) {
+			if (old[i] == olds[i]) {
+				memcpy(a->scratch[i], olds[i], CTL_ARG_SCRATCH);
+				a->argv[i] = a->scratch[i];
+			} else {
+				a->argv[i] = old[i];
+			}
+		}
+		free(old);
+		free(olds);
+		a->cap = ncap;
+	}
+	return a->argc++;
+}
+
+void ctl_argv_add(struct ctl_argv *a, const char *p, size_t len)
+{
+	int i = ctl_argv_slot(a);
+
+	a->argv[i] = p;
+	a->lens[i] = len;
+}
+
+void ctl_argv_addstr(struct ctl_argv *a, const char *s)
+{
+	ctl_argv_add(a, s, strlen(s));
+}
+
+void ctl_argv_addf(struct ctl_argv *a, const char *fmt, ...)
+{
+	int i = ctl_argv_slot(a), n;
+	va_list ap;
+
+	va_start(ap, fmt);
+	n = vsnprintf(a->scratch[i], CTL_ARG_SCRATCH, fmt, ap);
+	va_end(ap);
+	if (n < 0 || n >= CTL_ARG_SCRATCH) {
+		/* Only validated org ids and numbers are formatted: this cannot happen. */
+		fprintf(stderr, "partnerctl: internal error: argument too long\n");
+		abort();
+	}
+	a->argv[i] = a->scratch[i];
+	a->lens[i] = (size_t)n;
+}
+
+void ctl_argv_addll(struct ctl_argv *a, long long v)
+{
+	ctl_argv_addf(a, "%lld", v);
+}
+
+/* ---- pipeline ------------------------------------------------------------------------ */
+
+void ctl_pipe_init(struct ctl_pipe *p, redisContext *c)
+{
+	p->c = c;
+	p->n = 0;
+	p->failed = 0;
+	p->broken = 0;
+	p->sent = 0;
+}
+
+/* Reads the replies of everything in flight, in order. */
+static int ctl_pipe_drain(struct ctl_pipe *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		struct ctl_pipe_slot *s = &p->slot[i];
+		void *rv = NULL;
+		redisReply *r;
+
+		if (p->broken)
+			break;
+		if (redisGetReply(p->c, &rv) != REDIS_OK || rv == NULL) {
+			ctl_errf("redis: %s", p->c->errstr[0] ? p->c->errstr : "connection lost");
+			p->broken = 1;
+			p->failed = 1;
+			break;
+		}
+		r = rv;
+		if (s->fn != NULL) {
+			if (s->fn(r, s->arg) < 0)
+				p->failed = 1;
+		} else if (r->type == REDIS_REPLY_ERROR) {
+			ctl_errf("redis refused a command: %s", r->str);
+			p->failed = 1;
+		}
+		freeReplyObject(r);
+	}
+	p->n = 0;
+	return p->broken ? -1 : 0;
+}
+
+int ctl_pipe_cmd(struct ctl_pipe *p, const struct ctl_argv *a, ctl_reply_fn fn, void *arg)
+{
+	if (p->broken)
+		return -1;
+	if (p->n == CTL_PIPE_MAX && ctl_pipe_drain(p) < 0)
+		return -1;
+	if (redisAppendCommandArgv(p->c, a->argc, a->argv, a->lens) != REDIS_OK) {
+		ctl_errf("redis: %s", p->c->errstr);
+		p->broken = 1;
+		p->failed = 1;
+		return -1;
+	}
+	p->slot[p->n].fn = fn;
+	p->slot[p->n].arg = arg;
+	p->n++;
+	p->sent++;
+	return 0;
+}
+
+int ctl_pipe_flush(struct ctl_pipe *p)
+{
+	if (ctl_pipe_drain(p) < 0)
+		return -1;
+	return p->failed ? -1 : 0;
+}
+
+redisReply *ctl_command(redisContext *c, const struct ctl_argv *a)
+{
+	redisReply *r = redisCommandArgv(c, a->argc, a->argv, a->lens);
+
+	if (r == NULL) {
+		ctl_errf("redis: %s", c->errstr[0] ? c->errstr : "connection lost");
+		return NULL;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		ctl_errf("redis refused %.*s: %s", (int)a->lens[0], a->argv[0], r->str);
+		freeReplyObject(r);
+		return NULL;
+	}
+	return r;
+}
+
+/* ---- stored values ------------------------------------------------------------------- */
+
+json_object *ctl_json_parse(const char *s, size_t len)
+{
+	json_tokener *tok = json_tokener_new_ex(32);
+	json_object *o;
+
+	if (tok == NULL || len > (size_t)0x7fffffff) {
+		json_tokener_free(tok);
+		return NULL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, s, (int)len);
+	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
+	                  json_tokener_get_parse_end(tok) != len)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
+}
+
+int ctl_json_member(json_object *obj, const char *key, json_object **val)
+{
+	*val = NULL;
+	if (!json_object_is_type(obj, json_type_object))
+		return 0;
+	return json_object_object_get_ex(obj, key, val) ? 1 : 0;
+}
+
+int ctl_json_is_int(json_object *o)
+{
+	return o != NULL && json_object_is_type(o, json_type_int);
+}
+
+const char *ctl_json_plain(json_object *o, size_t *len)
+{
+	return json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+	                                         JSON_C_TO_STRING_NOSLASHESCAPE, len);
+}
+
+/* 1 when obj has exactly the n given keys (in any order). */
+static int ctl_json_keys_exactly(json_object *obj, const char *const *keys, int n)
+{
+	json_object *v;
+
+	if (!json_object_is_type(obj, json_type_object) || json_object_object_length(obj) != n)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (!ctl_json_member(obj, keys[i], &v))
+			return 0;
+	return 1;
+}
+
+/* 1 when o is null or a JSON integer. */
+static int ctl_json_null_or_int(json_object *o)
+{
+	return o == NULL || ctl_json_is_int(o);
+}
+
+int ctl_prog_parse(const char *s, size_t len, struct ctl_prog *p, char *why, size_t whysz)
+{
+	static const char *const keys[] = { "pid", "type", "tiers", "cycle", "expiresAt" };
+	static const char *const ckeys[] = { "unit", "value" };
+	json_object *o = ctl_json_parse(s, len), *pid, *type, *tiers, *cycle, *exp, *v;
+	const char *ts;
+
+	if (o == NULL) {
+		snprintf(why, whysz, "is not valid JSON");
+		return -1;
+	}
+	if (!ctl_json_keys_exactly(o, keys, 5)) {
+		snprintf(why, whysz, "does not have exactly the keys pid, type, tiers, cycle, expiresAt");
+		goto fail;
+	}
+	ctl_json_member(o, "pid", &pid);
+	ctl_json_member(o, "type", &type);
+	ctl_json_member(o, "tiers", &tiers);
+	ctl_json_member(o, "cycle", &cycle);
+	ctl_json_member(o, "expiresAt", &exp);
+	if (!ctl_json_is_int(pid) || json_object_get_int64(pid) < 1 ||
+	    json_object_get_int64(pid) > 0x7fffffff) {
+		snprintf(why, whysz, "has a bad pid");
+		goto fail;
+	}
+	ts = json_object_is_type(type, json_type_string) ? json_object_get_string(type) : "";
+	if (strcmp(ts, "EXTERNAL") == 0) {
+		p->type = CTL_PROG_EXTERNAL;
+	} else if (strcmp(ts, "SUPPLEMENTARY") == 0) {
+		p->type = CTL_PROG_SUPPLEMENTARY;
+	} else {
+		snprintf(why, whysz, "has a bad type");
+		goto fail;
+	}
+	if (!json_object_is_type(tiers, json_type_array)) {
+		snprintf(why, whysz, "has tiers that are not an array");
+		goto fail;
+	}
+	for (size_t i = 0; i < json_object_array_length(tiers); i++) {
+		v = json_object_array_get_idx(tiers, i);
+		if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0) {
+			snprintf(why, whysz, "has a tier that is not a non-empty string");
+			goto fail;
+		}
+	}
+	if (cycle != NULL) {
+		json_object *unit, *value;
+		const char *us;
+
+		if (!ctl_json_keys_exactly(cycle, ckeys, 2)) {
+			snprintf(why, whysz, "has a cycle without exactly the keys unit, value");
+			goto fail;
+		}
+		ctl_json_member(cycle, "unit", &unit);
+		ctl_json_member(cycle, "value", &value);
+		us = json_object_is_type(unit, json_type_string) ? json_object_get_string(unit) : "";
+		if ((strcmp(us, "DAYS") != 0 && strcmp(us, "MONTHS") != 0) ||
+		    !ctl_json_is_int(value) || json_object_get_int64(value) < 1 ||
+		    json_object_get_int64(value) > 0x7fffffff) {
+			snprintf(why, whysz, "has a bad cycle");
+			goto fail;
+		}
+		if (p->type != CTL_PROG_SUPPLEMENTARY) {
+			snprintf(why, whysz, "has a cycle but is not SUPPLEMENTARY");
+			goto fail;
+		}
+	}
+	if (!ctl_json_null_or_int(exp)) {
+		snprintf(why, whysz, "has an expiresAt that is neither null nor an integer");
+		goto fail;
+	}
+	p->pid = (int)json_object_get_int64(pid);
+	p->def = o;
+	return 0;
+fail:
+	json_object_put(o);
+	return -1;
+}
+
+int ctl_prog_has_tier(const struct ctl_prog *p, const char *tier, size_t len)
+{
+	json_object *tiers, *v;
+
+	if (!ctl_json_member(p->def, "tiers", &tiers))
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(tiers); i++) {
+		v = json_object_array_get_idx(tiers, i);
+		if ((size_t)json_object_get_string_len(v) == len &&
+		    memcmp(json_object_get_string(v), tier, len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+void ctl_prog_free(struct ctl_prog *p)
+{
+	free(p->name);
+	json_object_put(p->def);
+	p->name = NULL;
+	p->def = NULL;
+}
+
+/* Checks mid and tier of a membership or pending relink object o. */
+static int ctl_mship_mid_tier(json_object *o, const struct ctl_prog *p, const char *what,
+                              char *why, size_t whysz)
+{
+	json_object *mid, *tier, *tiers;
+	int tiered;
+
+	ctl_json_member(o, "mid", &mid);
+	ctl_json_member(o, "tier", &tier);
+	if (!json_object_is_type(mid, json_type_string) || json_object_get_string_len(mid) == 0) {
+		snprintf(why, whysz, "%s: mid is not a non-empty string", what);
+		return -1;
+	}
+	ctl_json_member(p->def, "tiers", &tiers);
+	tiered = json_object_array_length(tiers) > 0;
+	if (tiered && !json_object_is_type(tier, json_type_string)) {
+		snprintf(why, whysz, "%s: no tier, but the program is tier based", what);
+		return -1;
+	}
+	if (!tiered && tier != NULL) {
+		snprintf(why, whysz, "%s: a tier, but the program has no tiers", what);
+		return -1;
+	}
+	if (tiered && !ctl_prog_has_tier(p, json_object_get_string(tier),
+	                                 (size_t)json_object_get_string_len(tier))) {
+		snprintf(why, whysz, "%s: tier %s is not a tier of the program", what,
+		         ctl_quote(json_object_get_string(tier),
+		                   (size_t)json_object_get_string_len(tier)));
+		return -1;
+	}
+	return 0;
+}
+
+int ctl_mship_validate(json_object *m, const struct ctl_prog *p, char *why, size_t whysz)
+{
+	static const char *const keys[] = { "mid", "tier", "exp", "start", "end", "lk", "up", "rl" };
+	static const char *const rkeys[] = { "mid", "tier", "exp", "start", "end" };
+	json_object *exp, *start, *end, *lk, *up, *rl;
+
+	if (!ctl_json_keys_exactly(m, keys, 8)) {
+		snprintf(why, whysz, "does not have exactly the keys mid, tier, exp, start, end, lk, up, rl");
+		return -1;
+	}
+	if (ctl_mship_mid_tier(m, p, "membership", why, whysz) < 0)
+		return -1;
+	ctl_json_member(m, "exp", &exp);
+	ctl_json_member(m, "start", &start);
+	ctl_json_member(m, "end", &end);
+	ctl_json_member(m, "lk", &lk);
+	ctl_json_member(m, "up", &up);
+	ctl_json_member(m, "rl", &rl);
+	if (!ctl_json_null_or_int(exp) || !ctl_json_is_int(start) || !ctl_json_null_or_int(end) ||
+	    !ctl_json_is_int(lk) || !ctl_json_is_int(up)) {
+		snprintf(why, whysz, "has a time that is not an integer (exp, start, end, lk, up)");
+		return -1;
+	}
+	if (rl == NULL)
+		return 0;
+	if (p->type != CTL_PROG_SUPPLEMENTARY) {
+		snprintf(why, whysz, "has a pending relink, but the program is not SUPPLEMENTARY");
+		return -1;
+	}
+	if (!ctl_json_keys_exactly(rl, rkeys, 5)) {
+		snprintf(why, whysz, "has a pending relink without exactly the keys mid, tier, exp, start, end");
+		return -1;
+	}
+	if (ctl_mship_mid_tier(rl, p, "pending relink", why, whysz) < 0)
+		return -1;
+	ctl_json_member(rl, "exp", &exp);
+	ctl_json_member(rl, "start", &start);
+	ctl_json_member(rl, "end", &end);
+	if (!ctl_json_null_or_int(exp) || !ctl_json_is_int(start) || !ctl_json_null_or_int(end)) {
+		snprintf(why, whysz, "has a pending relink time that is not an integer");
+		return -1;
+	}
+	return 0;
+}
+
+int ctl_parse_cid(const char *s, size_t len, int64_t *out)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 19 || s[0] == '0')
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v > (uint64_t)INT64_MAX)
+		return -1;
+	*out = (int64_t)v;
+	return 0;
+}

@@ -1,0 +1,184 @@
+/*
+ * dates: the one date-time grammar of the API (SPEC §4, code 2103) and the arithmetic on
+ * stored times. Everything is UTC milliseconds since the epoch; the offset is parsed here
+ * and the calendar conversion is left to timegm/gmtime_r.
+ */
+#include "dates.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#define DATES_MS_PER_DAY INT64_C(86400000)
+
+/* 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: what dates_format can show. */
+#define DATES_MIN_MS INT64_C(-62167219200000)
+#define DATES_MAX_MS INT64_C(253402300799999)
+
+static int dates_leap(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int dates_mdays(int y, int m)
+{
+	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	return m == 2 && dates_leap(y) ? 29 : days[m - 1];
+}
+
+/* Reads exactly n ASCII digits at s as a number; -1 when one of them is not a digit. */
+static int dates_num(const char *s, int n)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/* Seconds since the epoch of a valid UTC calendar time. */
+static int64_t dates_epoch(int y, int mo, int d, int h, int mi, int sec)
+{
+	struct tm tm = { 0 };
+
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	return (int64_t)timegm(&tm);
+}
+
+int dates_parse(const char *s, size_t len, int64_t *ms_out)
+{
+	int y, mo, d, h, mi, sec, frac_ms = 0, off = 0;
+	size_t i;
+
+	/* The fixed part: YYYY-MM-DDThh:mm:ss (19 bytes). */
+	if (s == NULL || len < 20)
+		return -1;
+	if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
+		return -1;
+	y = dates_num(s, 4);
+	mo = dates_num(s + 5, 2);
+	d = dates_num(s + 8, 2);
+	h = dates_num(s + 11, 2);
+	mi = dates_num(s + 14, 2);
+	sec = dates_num(s + 17, 2);
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+	    sec < 0 || sec > 59 || d > dates_mdays(y, mo))
+		return -1;
+
+	/* Optional fraction: 1 to 9 digits, truncated to milliseconds. */
+	i = 19;
+	if (s[i] == '.') {
+		size_t n = 0;
+
+		i++;
+		while (i < len && s[i] >= '0' && s[i] <= '9') {
+			if (n < 3)
+				frac_ms = frac_ms * 10 + (s[i] - '0');
+			n++;
+			i++;
+		}
+		if (n < 1 || n > 9)
+			return -1;
+		for (; n < 3; n++)
+			frac_ms *= 10;
+	}
+
+	/* Zone: Z, or [one space]+hh:mm / -hh:mm. */
+	if (i < len && s[i] == 'Z') {
+		i++;
+	} else {
+		int oh, om;
+
+		if (i < len && s[i] == ' ')
+			i++;
+		if (len - i != 6 || (s[i] != '+' && s[i] != '-') || s[i + 3] != ':')
+			return -1;
+		oh = dates_num(s + i + 1, 2);
+		om = dates_num(s + i + 4, 2);
+		if (oh < 0 || oh > 23 || om < 0 || om > 59)
+			return -1;
+		off = (oh * 60 + om) * 60;
+		if (s[i] == '-')
+			off = -off;
+		i += 6;
+	}
+	if (i != len)
+		return -1;
+
+	*ms_out = (dates_epoch(y, mo, d, h, mi, sec) - off) * 1000 + frac_ms;
+	return 0;
+}
+
+char *dates_format(int64_t ms, char *out)
+{
+	struct tm tm;
+	time_t secs;
+	int64_t rem;
+
+	if (ms < DATES_MIN_MS)
+		ms = DATES_MIN_MS;
+	if (ms > DATES_MAX_MS)
+		ms = DATES_MAX_MS;
+	/* Floor division: -1 ms is 1969-12-31T23:59:59.999Z. */
+	rem = ms % 1000;
+	if (rem < 0)
+		rem += 1000;
+	secs = (time_t)((ms - rem) / 1000);
+	gmtime_r(&secs, &tm);
+	/* The clamp keeps every field in range, so this writes exactly 24 bytes. */
+	snprintf(out, DATES_FMT_LEN + 1, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
+	         (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+	         (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
+	         (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u, (unsigned)rem % 1000u);
+	return out;
+}
+
+int64_t dates_add_cycle(int64_t start_ms, enum dates_unit unit, int n)
+{
+	struct tm tm;
+	time_t secs;
+	int64_t rem, r, months;
+	int y, m, mdays;
+
+	if (n < 1)
+		return start_ms;
+	if (unit == DATES_DAYS) {
+		if (__builtin_mul_overflow((int64_t)n, DATES_MS_PER_DAY, &r) ||
+		    __builtin_add_overflow(start_ms, r, &r))
+			return INT64_MAX;
+		return r;
+	}
+
+	rem = start_ms % 1000;
+	if (rem < 0)
+		rem += 1000;
+	secs = (time_t)((start_ms - rem) / 1000);
+	if (gmtime_r(&secs, &tm) == NULL)
+		return INT64_MAX;
+	months = (int64_t)tm.tm_year * 12 + tm.tm_mon + n;
+	if (months / 12 > 100000 - 1900)   /* far beyond any date the API can express */
+		return INT64_MAX;
+	y = (int)(months / 12) + 1900;
+	m = (int)(months % 12) + 1;
+	mdays = dates_mdays(y, m);
+	if (tm.tm_mday > mdays)
+		tm.tm_mday = mdays;
+	return dates_epoch(y, m, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec) * 1000 + rem;
+}
+
+int64_t dates_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,101 @@
+/*
+ * partnerctl: the admin CLI of partnerd (SPEC §3, §7). This file holds main, the global
+ * options and the verb table; each verb lives in its own ctl_*.c file (load, show, check),
+ * on the plumbing of ctl_util.c.
+ *
+ *     partnerctl [--redis URL] load FILE
+ *     partnerctl [--redis URL] show --org ORG (--id N | --mobile M | --email E | --external-id X)
+ *     partnerctl [--redis URL] check [--org ORG]
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "ctl.h"
+
+#define CTL_DEFAULT_REDIS "redis://127.0.0.1:6379"
+
+struct ctl_verb {
+	const char *name;                                   /* argv word */
+	const char *usage;                                  /* its synopsis line(s) */
+	int (*run)(struct ctl *, int, char **);             /* entry point */
+};
+
+static const struct ctl_verb ctl_verbs[] = {
+	{ .name = "load", .run = ctl_load_main,
+	  .usage = "load FILE     upsert orgs, credentials, programs and customers (SPEC §3)" },
+	{ .name = "show", .run = ctl_show_main,
+	  .usage = "show --org ORG (--id N | --mobile M | --email E | --external-id X)\n"
+	           "              print a customer and its memberships as JSON" },
+	{ .name = "check", .run = ctl_check_main,
+	  .usage = "check [--org ORG]\n"
+	           "              verify the stored-data invariants (exit 0 ok, 1 violations)" },
+};
+
+static void ctl_usage(FILE *f)
+{
+	fputs("usage: partnerctl [--redis URL] VERB [ARGS]\n\n"
+	      "  --redis URL   redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N]\n"
+	      "                (default: $PARTNERD_REDIS_URL, then " CTL_DEFAULT_REDIS ")\n"
+	      "  --help        this text; 'partnerctl VERB --help' for one verb\n\nverbs:\n", f);
+	for (size_t i = 0; i < sizeof ctl_verbs / sizeof ctl_verbs[0]; i++)
+		fprintf(f, "  %s\n", ctl_verbs[i].usage);
+}
+
+void ctl_verb_usage(FILE *f, const char *verb)
+{
+	for (size_t i = 0; i < sizeof ctl_verbs / sizeof ctl_verbs[0]; i++)
+		if (strcmp(ctl_verbs[i].name, verb) == 0)
+			fprintf(f, "usage: partnerctl [--redis URL] %s\n", ctl_verbs[i].usage);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "redis", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl ctl = { .redis_url = getenv("PARTNERD_REDIS_URL") };
+	int c;
+
+	if (ctl.redis_url == NULL || ctl.redis_url[0] == '\0')
+		ctl.redis_url = CTL_DEFAULT_REDIS;
+	/* '+': stop at the verb, whose options are its own. */
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			ctl.redis_url = optarg;
+			break;
+		case 'h':
+			ctl_usage(stdout);
+			return CTL_EXIT_OK;
+		default:
+			ctl_usage(stderr);
+			return CTL_EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		ctl_usage(stderr);
+		return CTL_EXIT_USAGE;
+	}
+	if (sodium_init() < 0) {
+		ctl_errf("cannot initialise libsodium");
+		return CTL_EXIT_FAIL;
+	}
+	for (size_t i = 0; i < sizeof ctl_verbs / sizeof ctl_verbs[0]; i++) {
+		if (strcmp(argv[optind], ctl_verbs[i].name) == 0) {
+			int vargc = argc - optind;
+			char **vargv = argv + optind;
+
+			optind = 0;   /* glibc: restart getopt from scratch for the verb */
+			return ctl_verbs[i].run(&ctl, vargc, vargv);
+		}
+	}
+	ctl_errf("unknown verb '%s'", argv[optind]);
+	ctl_usage(stderr);
+	return CTL_EXIT_USAGE;
+}
