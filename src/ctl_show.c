@@ -221,6 +221,32 @@ static int sh_pid_cmp(const void *a, const void *b)
 }
 
 /* Prints the customer; 0 shown, 1 not found, -1 error. */
+/* The newest SH_HISTORY activities of the customer (docs/CHANGE-FEED.md), newest first. */
+#define SH_HISTORY 10
+static json_object *sh_history(redisContext *c, struct ctl_argv *a, const char *org, int64_t cid)
+{
+	json_object *list = json_object_new_array();
+	redisReply *r;
+
+	ctl_argv_reset(a);
+	ctl_argv_addstr(a, "LRANGE");
+	ctl_argv_addf(a, KEYS_HIST_FMT, org, (long long)cid);
+	ctl_argv_addstr(a, "0");
+	ctl_argv_addf(a, "%d", SH_HISTORY - 1);
+	r = redisCommandArgv(c, a->argc, a->argv, a->lens);
+	if (r != NULL && r->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < r->elements; i++) {
+			json_object *e = json_tokener_parse(r->element[i]->str);
+
+			json_object_array_add(list, e != NULL ? e :
+			                      json_object_new_string_len(r->element[i]->str, (int)r->element[i]->len));
+		}
+	}
+	if (r != NULL)
+		freeReplyObject(r);
+	return list;
+}
+
 static int sh_show(redisContext *c, const char *org, int64_t cid)
 {
 	struct ctl_argv a;
@@ -276,6 +302,7 @@ static int sh_show(redisContext *c, const char *org, int64_t cid)
 	}
 	json_object_array_sort(ms, sh_pid_cmp);
 	json_object_object_add(out, "memberships", ms);
+	json_object_object_add(out, "recentHistory", sh_history(c, &a, org, cid));
 	printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY |
 	                                              JSON_C_TO_STRING_SPACED |
 	                                              JSON_C_TO_STRING_NOSLASHESCAPE));
