@@ -229,6 +229,7 @@ worker(void *arg)
 	FCGX_Request fr;
 
 	(void)arg;
+	store_warm(st);         /* a Redis that is down now is retried at the first request */
 	FCGX_InitRequest(&fr, listen_fd, 0);
 	while (!atomic_load(&stopping)) {
 		struct http_req r;

@@ -115,6 +115,8 @@ programs_list(struct json_object *list, const redisReply *cust, const redisReply
 			rules_customer_load_slot(&c, atoi(f->str + 2), v->str, v->len);
 	}
 	rules_settle(&c, now);
+	for (j = 0; j < c.nslots; j++)
+		c.slots[j].dirty = 0;  /* reused below as "listed" */
 	/* Programs in the order of their ids: the order they were loaded. */
 	for (;;) {
 		struct rules_slot *best = NULL;

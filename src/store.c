@@ -165,6 +165,39 @@ drop(struct store *s, const char *why)
 	s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
 }
 
+/*
+ * Loads every script on a new connection (one pipelined round trip per connection, not
+ * per request) and keeps their SHA1s, so that requests only ever send EVALSHA.
+ */
+static int
+load_scripts(struct store *s)
+{
+	int k;
+
+	for (k = 0; k < STORE_NSCRIPTS; k++)
+		if (redisAppendCommand(s->c, "SCRIPT LOAD %s", script_text[k]) != REDIS_OK)
+			return -1;
+	s->trips++;
+	for (k = 0; k < STORE_NSCRIPTS; k++) {
+		redisReply *r = NULL;
+
+		if (redisGetReply(s->c, (void **)&r) != REDIS_OK || r == NULL) {
+			snprintf(s->err, sizeof(s->err), "redis: SCRIPT LOAD: %s", s->c->errstr);
+			return -1;
+		}
+		if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+			snprintf(s->err, sizeof(s->err), "redis: SCRIPT LOAD failed: %.150s",
+			         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+			freeReplyObject(r);
+			return -1;
+		}
+		memcpy(s->sha[k], r->str, 40);
+		s->sha[k][40] = '\0';
+		freeReplyObject(r);
+	}
+	return 0;
+}
+
 /* Makes sure there is a connection; -1 while Redis cannot be reached (fail fast). */
 static int
 ensure(struct store *s)
@@ -180,6 +213,13 @@ ensure(struct store *s)
 		snprintf(s->err, sizeof(s->err), "redis: %s", err);
 		s->retry_at = mono_ms() + s->backoff_ms;
 		s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+		return -1;
+	}
+	if (load_scripts(s) != 0) {
+		char why[sizeof(s->err)];
+
+		memcpy(why, s->err, sizeof(why));
+		drop(s, why);
 		return -1;
 	}
 	s->backoff_ms = BACKOFF_MIN_MS;
@@ -209,8 +249,9 @@ store_eval(struct store *s, enum store_script which, struct store_argv *a)
 	const char **argv;
 	size_t *lens, i;
 	redisReply *r = NULL;
-	int attempt;
 
+	if (ensure(s) != 0)
+		return NULL;
 	argv = malloc((a->n + 3) * sizeof(*argv));
 	lens = malloc((a->n + 3) * sizeof(*lens));
 	if (argv == NULL || lens == NULL)
@@ -221,46 +262,28 @@ store_eval(struct store *s, enum store_script which, struct store_argv *a)
 	argv[2] = "0";
 	lens[2] = 1;
 
-	for (attempt = 0; attempt < 2; attempt++) {
-		if (s->sha[which][0] == '\0') {
-			const char *load[3] = { "SCRIPT", "LOAD", script_text[which] };
-			size_t loadlen[3] = { 6, 4, strlen(script_text[which]) };
-			redisReply *lr = command(s, 3, load, loadlen);
-
-			if (lr == NULL)
-				goto out;
-			if (lr->type != REDIS_REPLY_STRING || lr->len != 40) {
-				snprintf(s->err, sizeof(s->err), "redis: SCRIPT LOAD failed: %s",
-				         lr->type == REDIS_REPLY_ERROR ? lr->str : "unexpected reply");
-				freeReplyObject(lr);
-				goto out;
-			}
-			memcpy(s->sha[which], lr->str, 40);
-			s->sha[which][40] = '\0';
-			freeReplyObject(lr);
-		}
-		argv[0] = "EVALSHA";
-		lens[0] = 7;
-		argv[1] = s->sha[which];
-		lens[1] = 40;
+	argv[0] = "EVALSHA";
+	lens[0] = 7;
+	argv[1] = s->sha[which];
+	lens[1] = 40;
+	r = command(s, a->n + 3, argv, lens);
+	if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+		/*
+		 * The script cache was emptied (restart, failover, SCRIPT FLUSH): send the text.
+		 * EVAL caches it again under the same SHA1, so later calls are EVALSHA again.
+		 */
+		freeReplyObject(r);
+		argv[0] = "EVAL";
+		lens[0] = 4;
+		argv[1] = script_text[which];
+		lens[1] = strlen(script_text[which]);
 		r = command(s, a->n + 3, argv, lens);
-		if (r == NULL)
-			goto out;
-		if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-			/* The script cache was emptied (restart, failover, SCRIPT FLUSH): load again. */
-			freeReplyObject(r);
-			r = NULL;
-			s->sha[which][0] = '\0';
-			continue;
-		}
-		if (r->type == REDIS_REPLY_ERROR) {
-			snprintf(s->err, sizeof(s->err), "redis: script error: %.200s", r->str);
-			freeReplyObject(r);
-			r = NULL;
-		}
-		break;
 	}
-out:
+	if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+		snprintf(s->err, sizeof(s->err), "redis: script error: %.200s", r->str);
+		freeReplyObject(r);
+		r = NULL;
+	}
 	free(argv);
 	free(lens);
 	return r;
@@ -307,6 +330,12 @@ fail:
 	free(out);
 	free(argv);
 	return -1;
+}
+
+int
+store_warm(struct store *s)
+{
+	return ensure(s);
 }
 
 int

@@ -56,6 +56,9 @@ redisReply *store_eval(struct store *s, enum store_script which, struct store_ar
  */
 int store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply ***replies);
 
+/* Connects now (and loads the scripts) rather than at the first request; 0 when connected. */
+int store_warm(struct store *s);
+
 /* PING; 0 when Redis answers. */
 int store_ping(struct store *s);
 
