@@ -127,14 +127,21 @@ void
 http_respond(struct http_req *r, int status, const char *extra_headers, const char *body,
              size_t len)
 {
+	http_respond_type(r, status, "application/json", extra_headers, body, len);
+}
+
+void
+http_respond_type(struct http_req *r, int status, const char *content_type,
+                  const char *extra_headers, const char *body, size_t len)
+{
 	char head[1024];
 	int n;
 
 	/* libfcgi's own FCGX_FPrintF knows no %zu: format here, write bytes. */
 	n = snprintf(head, sizeof(head),
-	             "Status: %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+	             "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 	             "X-Request-Id: %s\r\n%s\r\n",
-	             status, http_reason(status), len, r->request_id,
+	             status, http_reason(status), content_type, len, r->request_id,
 	             extra_headers ? extra_headers : "");
 	if (n < 0 || (size_t)n >= sizeof(head))
 		abort();

@@ -41,6 +41,10 @@ int http_read_body(struct http_req *r, size_t max);
 void http_respond(struct http_req *r, int status, const char *extra_headers,
                   const char *body, size_t len);
 
+/* Like http_respond with another Content-Type. */
+void http_respond_type(struct http_req *r, int status, const char *content_type,
+                       const char *extra_headers, const char *body, size_t len);
+
 /* Writes the error envelope {"errors":[{"status":false,"code":C,"message":M}],"warnings":[]}. */
 void http_error(struct http_req *r, int status, int code, const char *message,
                 const char *extra_headers);

@@ -24,6 +24,7 @@
 #include "auth.h"
 #include "dates.h"
 #include "http.h"
+#include "metrics.h"
 #include "rconn.h"
 #include "routes.h"
 #include "store.h"
@@ -243,7 +244,12 @@ worker(void *arg)
 		memset(&o, 0, sizeof(o));
 		http_req_init(&r, &fr);
 		routes_handle(&cfg.routes, st, &r, &o);
-		log_request(&r, &o, elapsed_ms(&t0));
+		{
+			double ms = elapsed_ms(&t0);
+
+			metrics_request(o.route, o.status, ms / 1000.0);
+			log_request(&r, &o, ms);
+		}
 		http_req_free(&r);
 		FCGX_Finish_r(&fr);
 		atomic_fetch_sub(&in_flight, 1);

@@ -13,6 +13,7 @@
 #include "dates.h"
 #include "ident.h"
 #include "keys.h"
+#include "metrics.h"
 #include "reads.h"
 #include "request.h"
 #include "routes.h"
@@ -33,6 +34,8 @@ static void handle_write(const struct routes_cfg *, struct store *, struct http_
                          struct routes_outcome *);
 static void handle_health(const struct routes_cfg *, struct store *, struct http_req *, int,
                           struct routes_outcome *);
+static void handle_metrics(const struct routes_cfg *, struct store *, struct http_req *, int,
+                           struct routes_outcome *);
 
 static const struct route route_table[] = {
 	{ .method = "POST", .path = "/v2/partnerProgram/linkCustomer", .name = "linkCustomer",
@@ -47,6 +50,8 @@ static const struct route route_table[] = {
 	  .name = "customerActivityHistory", .kind = READS_HISTORY, .handler = reads_handle },
 	{ .method = "GET", .path = "/v2/partnerProgram/health", .name = "health",
 	  .handler = handle_health },
+	{ .method = "GET", .path = "/v2/partnerProgram/metrics", .name = "metrics",
+	  .handler = handle_metrics },
 };
 
 static int64_t
@@ -634,6 +639,8 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 			} else if (strcmp(res, "FENCED") == 0) {
 				size_t it;
 
+				if (j == 0)
+					metrics_fenced();
 				for (it = 0; it < e->e->nitems; it++)
 					if (e->results[it].code == 200) {
 						rules_result_free(&e->results[it]);
@@ -736,6 +743,7 @@ build_response(enum req_kind kind, const struct entry_state *es, size_t n, size_
 				json_object_object_add(io, "updateType", str_or_null(&it->update_type));
 			json_object_object_add(io, names->item_status, status_obj(code, es[i].results[k].message));
 			json_object_array_add(items, io);
+			metrics_item(code);
 			if (code == 200)
 				(*ok)++;
 			else
@@ -862,6 +870,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 			for (i = 0; i < req.nentries; i++) {
 				if (es[i].decided)
 					continue;
+				metrics_lock_timeout();
 				es[i].decided = 1;
 				es[i].cust_code = 1000;
 				entry_fail_items(&es[i], 2010, NULL);
@@ -869,6 +878,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 			break;
 		}
 		/* A busy lock: back off briefly with jitter, growing up to 16 ms. */
+		metrics_lock_wait();
 		{
 			int cap = 1 << (round < 4 ? round : 4);
 			struct timespec ts = { 0, (long)(1 + randombytes_uniform((uint32_t)cap)) * 1000000L };
@@ -916,6 +926,21 @@ handle_health(const struct routes_cfg *cfg, struct store *st, struct http_req *r
 		out->status = 503;
 		http_respond(r, 503, "Retry-After: 1\r\n", down, sizeof(down) - 1);
 	}
+}
+
+static void
+handle_metrics(const struct routes_cfg *cfg, struct store *st, struct http_req *r, int kind,
+               struct routes_outcome *out)
+{
+	size_t len;
+	char *text = metrics_render(&len);
+
+	(void)cfg;
+	(void)st;
+	(void)kind;
+	out->status = 200;
+	http_respond_type(r, 200, "text/plain; version=0.0.4", NULL, text, len);
+	free(text);
 }
 
 void

@@ -9,6 +9,7 @@
 
 #include "dates.h"
 #include "lua_scripts.h"
+#include "metrics.h"
 #include "store.h"
 
 #define BACKOFF_MIN_MS 50
@@ -156,6 +157,7 @@ store_round_trips(const struct store *s)
 static void
 drop(struct store *s, const char *why)
 {
+	metrics_redis_error();
 	if (s->c != NULL) {
 		snprintf(s->err, sizeof(s->err), "redis: %s", why);
 		redisFree(s->c);
@@ -210,6 +212,7 @@ ensure(struct store *s)
 		return -1;
 	s->c = rconn_connect(&s->cfg, err, sizeof(err));
 	if (s->c == NULL) {
+		metrics_redis_error();
 		snprintf(s->err, sizeof(s->err), "redis: %s", err);
 		s->retry_at = mono_ms() + s->backoff_ms;
 		s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
@@ -280,6 +283,7 @@ store_eval(struct store *s, enum store_script which, struct store_argv *a)
 		r = command(s, a->n + 3, argv, lens);
 	}
 	if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+		metrics_redis_error();
 		snprintf(s->err, sizeof(s->err), "redis: script error: %.200s", r->str);
 		freeReplyObject(r);
 		r = NULL;

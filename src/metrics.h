@@ -1,0 +1,28 @@
+/*
+ * metrics: process-wide counters in Prometheus text format (SPEC §6). Every worker
+ * thread updates them with relaxed atomics; the metrics route renders a snapshot.
+ */
+#ifndef PARTNERD_METRICS_H
+#define PARTNERD_METRICS_H
+
+#include <stddef.h>
+
+/* Counts a finished request: its route name ("-" for none), HTTP status and duration. */
+void metrics_request(const char *route, int status, double seconds);
+
+/* Counts one item outcome (200, 2002, ...) or customer-level code (8015, ...). */
+void metrics_item(int code);
+
+/* Redis: a call that failed (connection, timeout, script error). */
+void metrics_redis_error(void);
+
+/* Locks: a retry round because a customer was busy; a customer given up with 2010. */
+void metrics_lock_wait(void);
+void metrics_lock_timeout(void);
+/* A commit refused by the fence (token or version changed). */
+void metrics_fenced(void);
+
+/* Renders all metrics; the caller frees the result. */
+char *metrics_render(size_t *len);
+
+#endif
