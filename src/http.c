@@ -60,6 +60,7 @@ http_req_init(struct http_req *r, FCGX_Request *fcgi)
 	r->content_type = param(fcgi, "CONTENT_TYPE");
 	r->content_length = param(fcgi, "CONTENT_LENGTH");
 	r->authorization = param(fcgi, "HTTP_AUTHORIZATION");
+	r->idempotency_key = param(fcgi, "HTTP_IDEMPOTENCY_KEY");
 	set_request_id(r, param(fcgi, "HTTP_X_REQUEST_ID"));
 }
 

@@ -20,6 +20,9 @@
 #include "rules.h"
 
 #define COMMIT_CONFLICT_RETRIES 5
+#define IDEM_KEY_MAX 255
+#define IDEM_RUNNING_TTL_MS 30000             /* a claim whose worker died frees itself */
+#define IDEM_DONE_TTL_MS (24LL * 3600 * 1000)  /* SPEC §6: replays within 24 h */
 
 struct route {
 	const char *method;
@@ -763,6 +766,121 @@ build_response(enum req_kind kind, const struct entry_state *es, size_t n, size_
 
 /* ---- handlers -------------------------------------------------------------------------- */
 
+/* ---- Idempotency-Key (SPEC §6) -------------------------------------------------------- */
+
+enum idem_state { IDEM_NONE, IDEM_CLAIMED, IDEM_ANSWERED };
+
+static int
+idem_key_valid(const char *k)
+{
+	size_t n = 0;
+
+	for (; k[n] != '\0'; n++)
+		if ((unsigned char)k[n] < 0x20 || (unsigned char)k[n] > 0x7e)
+			return 0;
+	return n >= 1 && n <= IDEM_KEY_MAX;
+}
+
+/*
+ * Claims the request's Idempotency-Key (keyname receives the Redis key). Returns
+ * IDEM_NONE when the request has no key, IDEM_CLAIMED when the caller must process it and
+ * then call idem_finish, IDEM_ANSWERED when this function already answered (replay, 409,
+ * 422 or 503).
+ */
+static enum idem_state
+idem_claim(struct store *st, struct http_req *r, const char *org, const char *route,
+           char *keyname, size_t keynamesz, struct routes_outcome *out)
+{
+	unsigned char h[16], fp[32];
+	char hex[33], fphex[65];
+	crypto_generichash_state gs;
+	struct store_argv a;
+	redisReply *rep;
+	enum idem_state result = IDEM_ANSWERED;
+
+	if (r->idempotency_key == NULL)
+		return IDEM_NONE;
+	crypto_generichash(h, sizeof(h), (const unsigned char *)r->idempotency_key,
+	                   strlen(r->idempotency_key), NULL, 0);
+	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+	snprintf(keyname, keynamesz, KEYS_IDEM_FMT, org, hex);
+	crypto_generichash_init(&gs, NULL, 0, sizeof(fp));
+	crypto_generichash_update(&gs, (const unsigned char *)route, strlen(route) + 1);
+	crypto_generichash_update(&gs, (const unsigned char *)r->body, r->body_len);
+	crypto_generichash_final(&gs, fp, sizeof(fp));
+	sodium_bin2hex(fphex, sizeof(fphex), fp, sizeof(fp));
+
+	store_argv_init(&a);
+	store_argv_add(&a, keyname, strlen(keyname));
+	store_argv_add(&a, fphex, 64);
+	store_argv_addf(&a, "%d", IDEM_RUNNING_TTL_MS);
+	rep = store_eval(st, STORE_IDEM, &a);
+	store_argv_free(&a);
+	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
+		out->status = 503;
+		http_error(r, 503, 503, "the data store is unavailable: nothing was applied; retry shortly",
+		           "Retry-After: 1\r\n");
+	} else if (strcmp(rep->element[0]->str, "NEW") == 0) {
+		result = IDEM_CLAIMED;
+	} else if (strcmp(rep->element[0]->str, "MISMATCH") == 0) {
+		out->status = 422;
+		http_error(r, 422, 422, "this Idempotency-Key was already used with another request body or route", NULL);
+	} else if (strcmp(rep->element[0]->str, "RUNNING") == 0) {
+		out->status = 409;
+		http_error(r, 409, 409, "the first request with this Idempotency-Key is still being processed: retry shortly",
+		           "Retry-After: 1\r\n");
+	} else if (rep->elements == 3 && rep->element[1]->type == REDIS_REPLY_STRING &&
+	           rep->element[2]->type == REDIS_REPLY_STRING) {
+		out->status = atoi(rep->element[1]->str);
+		http_respond(r, out->status, "Idempotent-Replayed: true\r\n", rep->element[2]->str,
+		             rep->element[2]->len);
+	} else {
+		out->status = 503;
+		http_error(r, 503, 503, "the stored response of this Idempotency-Key is unreadable; retry shortly",
+		           "Retry-After: 1\r\n");
+	}
+	if (rep != NULL)
+		freeReplyObject(rep);
+	return result;
+}
+
+/* Stores the processed request's response for replays, or frees the claim (status != 200). */
+static void
+idem_finish(struct store *st, const char *keyname, int status, const char *body, size_t len)
+{
+	struct store_argv cmds[2];
+	redisReply **rep = NULL;
+	size_t i, n;
+
+	store_argv_init(&cmds[0]);
+	store_argv_init(&cmds[1]);
+	if (status == 200) {
+		store_argv_add(&cmds[0], "HSET", 4);
+		store_argv_add(&cmds[0], keyname, strlen(keyname));
+		store_argv_add(&cmds[0], "s", 1);
+		store_argv_add(&cmds[0], "done", 4);
+		store_argv_add(&cmds[0], "st", 2);
+		store_argv_addf(&cmds[0], "%d", status);
+		store_argv_add(&cmds[0], "b", 1);
+		store_argv_add(&cmds[0], body, len);
+		store_argv_add(&cmds[1], "PEXPIRE", 7);
+		store_argv_add(&cmds[1], keyname, strlen(keyname));
+		store_argv_addf(&cmds[1], "%lld", IDEM_DONE_TTL_MS);
+		n = 2;
+	} else {
+		store_argv_add(&cmds[0], "DEL", 3);
+		store_argv_add(&cmds[0], keyname, strlen(keyname));
+		n = 1;
+	}
+	if (store_pipeline(st, cmds, n, &rep) == 0) {
+		for (i = 0; i < n; i++)
+			freeReplyObject(rep[i]);
+		free(rep);
+	}
+	store_argv_free(&cmds[0]);
+	store_argv_free(&cmds[1]);
+}
+
 int
 routes_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
                     struct routes_outcome *out)
@@ -800,9 +918,16 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	int rc, round, committed_any = 0, ok = 0, failed = 0;
 	char *body;
 	size_t blen;
+	enum idem_state idem;
+	char idem_keyname[128];
 
 	if (routes_authenticate(st, r, &org, out) != 0)
 		return;
+	if (r->idempotency_key != NULL && !idem_key_valid(r->idempotency_key)) {
+		out->status = 400;
+		http_error(r, 400, 400, "Idempotency-Key must be 1 to 255 printable ASCII characters", NULL);
+		return;
+	}
 	if (!http_is_json(r->content_type)) {
 		out->status = 415;
 		http_error(r, 415, 415, "Content-Type must be application/json", NULL);
@@ -820,6 +945,12 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	if (req_parse(r->body, r->body_len, kind, &req, &err) != 0) {
 		out->status = err.http;
 		http_error(r, err.http, err.code, err.message, NULL);
+		return;
+	}
+
+	idem = idem_claim(st, r, org.org, req_names[kind].top, idem_keyname, sizeof(idem_keyname), out);
+	if (idem == IDEM_ANSWERED) {
+		req_free(&req);
 		return;
 	}
 
@@ -849,6 +980,8 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 				out->status = 503;
 				http_error(r, 503, 503, "the data store is unavailable: nothing was applied; retry shortly",
 				           "Retry-After: 1\r\n");
+				if (idem == IDEM_CLAIMED)
+					idem_finish(st, idem_keyname, 503, NULL, 0);
 				goto out;
 			}
 			for (i = 0; i < req.nentries; i++) {
@@ -896,6 +1029,8 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	out->status = 200;
 	out->items_ok = ok;
 	out->items_failed = failed;
+	if (idem == IDEM_CLAIMED)
+		idem_finish(st, idem_keyname, 200, body, blen);
 	http_respond(r, 200, NULL, body, blen);
 	free(body);
 out:

@@ -29,6 +29,7 @@ static const char *const script_text[STORE_NSCRIPTS] = {
 	[STORE_BEGIN] = lua_begin,
 	[STORE_COMMIT] = lua_commit,
 	[STORE_READ] = lua_read,
+	[STORE_IDEM] = lua_idem,
 };
 
 /* ---- argv --------------------------------------------------------------------------- */
