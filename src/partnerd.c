@@ -33,7 +33,8 @@
 #define PACKAGE_VERSION "dev"
 #endif
 
-#define DRAIN_SECONDS 10
+#define DRAIN_SECONDS 10         /* hard bound on the drain after SIGTERM */
+#define DRAIN_GRACE_MS 2000       /* keep serving kept-alive connections this long */
 
 struct settings {
 	const char *socket_path;        /* NULL: serve fd 0 */
@@ -51,6 +52,7 @@ static struct settings cfg;
 static int listen_fd;
 static atomic_int stopping;
 static atomic_int in_flight;
+static atomic_int *holding;     /* per worker: 1 while it keeps an nginx connection open */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_file;
 
@@ -223,23 +225,38 @@ elapsed_ms(const struct timespec *t0)
 	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/*
+ * A worker serves requests until the process exits. After SIGTERM the listening socket is
+ * shut down (no new connections), but nginx may still send requests on connections it
+ * keeps alive (fastcgi_keep_conn): those are answered, and their connection is closed
+ * after the answer so that nginx stops reusing it.
+ */
 static void *
 worker(void *arg)
 {
 	struct store *st = store_new(&cfg.redis);
+	atomic_int *held = arg;
 	FCGX_Request fr;
 
-	(void)arg;
 	store_warm(st);         /* a Redis that is down now is retried at the first request */
 	FCGX_InitRequest(&fr, listen_fd, 0);
-	while (!atomic_load(&stopping)) {
+	for (;;) {
 		struct http_req r;
 		struct routes_outcome o;
 		struct timespec t0;
 
-		if (FCGX_Accept_r(&fr) < 0)
-			break;
+		if (FCGX_Accept_r(&fr) < 0) {
+			struct timespec ts = { 0, 10 * 1000000L };
+
+			atomic_store(held, 0);
+			if (atomic_load(&stopping))
+				break;
+			nanosleep(&ts, NULL);   /* e.g. EMFILE: do not spin */
+			continue;
+		}
 		atomic_fetch_add(&in_flight, 1);
+		if (atomic_load(&stopping))
+			fr.keepConnection = 0;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		memset(&o, 0, sizeof(o));
 		http_req_init(&r, &fr);
@@ -252,11 +269,25 @@ worker(void *arg)
 		}
 		http_req_free(&r);
 		FCGX_Finish_r(&fr);
+		atomic_store(held, fr.ipcFd >= 0);
 		atomic_fetch_sub(&in_flight, 1);
 	}
-	FCGX_Free(&fr, 1);
 	store_free(st);
 	return NULL;
+}
+
+/* 1 while a request is being served or a worker keeps an nginx connection open. */
+static int
+busy(void)
+{
+	int i;
+
+	if (atomic_load(&in_flight) > 0)
+		return 1;
+	for (i = 0; i < cfg.workers; i++)
+		if (atomic_load(&holding[i]))
+			return 1;
+	return 0;
 }
 
 static void *
@@ -330,10 +361,11 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	threads = calloc((size_t)cfg.workers, sizeof(*threads));
-	if (threads == NULL)
+	holding = calloc((size_t)cfg.workers, sizeof(*holding));
+	if (threads == NULL || holding == NULL)
 		abort();
 	for (i = 0; i < cfg.workers; i++) {
-		if (pthread_create(&threads[i], NULL, worker, NULL) != 0) {
+		if (pthread_create(&threads[i], NULL, worker, &holding[i]) != 0) {
 			fprintf(stderr, "partnerd: cannot start worker %d\n", i);
 			return 1;
 		}
@@ -344,13 +376,16 @@ main(int argc, char **argv)
 	pthread_join(sigthr, NULL);
 
 	/*
-	 * Drain: requests already accepted finish with their real answer. Threads idle on a
-	 * kept-alive nginx connection would wait for nginx to close it, so they are not joined;
-	 * the process exits once nothing is in flight (or after DRAIN_SECONDS).
+	 * Drain: requests already accepted finish with their real answer; requests nginx still
+	 * sends on kept-alive connections are answered and their connections closed. Exit when
+	 * nothing is in flight and no connection is held, or, when nginx keeps idle connections
+	 * open, after DRAIN_GRACE_MS with nothing in flight (DRAIN_SECONDS at the most).
 	 */
-	for (i = 0; i < DRAIN_SECONDS * 100 && atomic_load(&in_flight) > 0; i++) {
+	for (i = 0; i < DRAIN_SECONDS * 100; i++) {
 		struct timespec ts = { 0, 10 * 1000000L };
 
+		if (!busy() || (i * 10 >= DRAIN_GRACE_MS && atomic_load(&in_flight) == 0))
+			break;
 		nanosleep(&ts, NULL);
 	}
 	if (cfg.socket_path != NULL)

@@ -233,6 +233,53 @@ copy_stored(struct entry_state *dst, const struct entry_state *src)
 	dst->found = 1;
 }
 
+/* ---- membership ids claimed within one round ------------------------------------------ */
+
+struct claim {
+	int pid;
+	const char *mid;                /* borrowed from a result that outlives the round */
+	size_t len;
+	int64_t cid;                    /* holder after the entry; 0: given up */
+};
+
+struct claims {
+	struct claim *v;
+	size_t n, cap;
+};
+
+/* The newest claim of (pid, mid) in this round overrides what the snapshot said. */
+static void
+claims_lookup(const struct claims *c, int pid, const char *mid, size_t len, int64_t *holder)
+{
+	size_t i;
+
+	for (i = c->n; i-- > 0;) {
+		if (c->v[i].pid == pid && c->v[i].len == len && memcmp(c->v[i].mid, mid, len) == 0) {
+			*holder = c->v[i].cid;
+			return;
+		}
+	}
+}
+
+static void
+claims_set(struct claims *c, int pid, const char *mid, size_t len, int64_t cid)
+{
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 16;
+		c->v = realloc(c->v, c->cap * sizeof(*c->v));
+		if (c->v == NULL)
+			abort();
+	}
+	c->v[c->n++] = (struct claim){ .pid = pid, .mid = mid, .len = len, .cid = cid };
+}
+
+static void
+claims_free(struct claims *c)
+{
+	free(c->v);
+	memset(c, 0, sizeof(*c));
+}
+
 /* ---- one round: begin (resolve, lock, read), rules, commit -------------------------- */
 
 static void
@@ -281,8 +328,7 @@ values_obj(const struct rules_values *v)
 
 /* The history entry / change-feed event of an applied item (owned string). */
 static char *
-event_json(const struct rules_result *res, const struct req_item *it, enum req_kind kind,
-           int64_t cid, const char *rid, int64_t now_ms, size_t *len)
+event_json(const struct rules_result *res, const struct req_item *it, int64_t cid, const char *rid, int64_t now_ms, size_t *len)
 {
 	struct json_object *o = json_object_new_object();
 	char d[DATES_FMT_LEN + 1];
@@ -295,7 +341,7 @@ event_json(const struct rules_result *res, const struct req_item *it, enum req_k
 	json_object_object_add(o, "partnerProgramName",
 	                       json_object_new_string_len(it->program.s.p, (int)it->program.s.len));
 	json_object_object_add(o, "updateType",
-	                       kind == REQ_UPDATE && it->update_type.st == F_OK ?
+	                       res->event == EV_UPDATE && it->update_type.st == F_OK ?
 	                       json_object_new_string_len(it->update_type.s.p, (int)it->update_type.s.len) : NULL);
 	json_object_object_add(o, "before", res->has_before ? values_obj(&res->before) : NULL);
 	json_object_object_add(o, "after", res->has_after ? values_obj(&res->after) : NULL);
@@ -311,7 +357,7 @@ event_json(const struct rules_result *res, const struct req_item *it, enum req_k
 /* Adds the commit arguments of one locked customer. */
 static void
 add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, char **owned,
-                    size_t *nowned, enum req_kind kind, const char *rid, int64_t now_ms)
+                    size_t *nowned, const char *rid, int64_t now_ms)
 {
 	struct rules_customer *c = &lk->cust;
 	size_t i, j, k, nset = 0, ndel = 0, ncl = 0, nrel = 0, nev = 0;
@@ -432,7 +478,7 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, ch
 
 			if (e->results[k].code != 200)
 				continue;
-			json = event_json(&e->results[k], &e->e->items[k], kind, lk->cid, rid, now_ms, &len);
+			json = event_json(&e->results[k], &e->e->items[k], lk->cid, rid, now_ms, &len);
 			owned[(*nowned)++] = json;
 			store_argv_add(a, rules_event_name[e->results[k].event],
 			               strlen(rules_event_name[e->results[k].event]));
@@ -459,6 +505,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	struct rules_program *progs = NULL;
 	struct rules_item_ctx *ctx = NULL;
 	char **owned = NULL;
+	struct claims claims = { 0 };
 	int rc = -1;
 
 	pend = calloc(n, sizeof(*pend));
@@ -522,48 +569,63 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 		}
 	}
 
-	/* The rules, per customer, entries in request order. */
-	for (k = 0; k < nl; k++) {
-		struct locked *lk = &locks[k];
-		size_t j, it;
+	/*
+	 * The rules, entries in request order (also across customers). Membership ids claimed
+	 * or given up by earlier entries of this round are tracked in claims, so that a later
+	 * entry sees them in the order of SPEC §4.1 (2101 before the tier checks) and the
+	 * earlier entry wins, as in a serial execution of the request.
+	 */
+	for (i = 0; i < np; i++) {
+		struct entry_state *e = pend[i];
+		redisReply *r = rep->element[i];
+		struct locked *lk = NULL;
+		size_t it, j;
 
-		for (j = 0; j < lk->nentries && lk->outcome == 0; j++) {
-			struct entry_state *e = lk->entries[j];
-			redisReply *r = NULL;
+		for (k = 0; k < nl && lk == NULL; k++)
+			for (j = 0; j < locks[k].nentries; j++)
+				if (locks[k].entries[j] == e)
+					lk = &locks[k];
+		if (lk == NULL)
+			continue;
+		e->decided = 1;
+		e->cust_code = 1000;
+		if (lk->outcome != 0)
+			continue;
+		progs = calloc(e->e->nitems, sizeof(*progs));
+		ctx = calloc(e->e->nitems, sizeof(*ctx));
+		if (progs == NULL || ctx == NULL)
+			abort();
+		for (it = 0; it < e->e->nitems; it++) {
+			const struct req_item *item = &e->e->items[it];
+			size_t dlen = 0;
+			const char *def = reply_str(r->element[3]->element[it], &dlen);
+			const redisReply *h = r->element[4]->element[it];
 
-			for (i = 0; i < np; i++)
-				if (pend[i] == e)
-					r = rep->element[i];
-			progs = calloc(e->e->nitems, sizeof(*progs));
-			ctx = calloc(e->e->nitems, sizeof(*ctx));
-			if (progs == NULL || ctx == NULL)
-				abort();
-			for (it = 0; it < e->e->nitems; it++) {
-				size_t dlen = 0;
-				const char *def = reply_str(r->element[3]->element[it], &dlen);
-				const redisReply *h = r->element[4]->element[it];
-
-				if (def != NULL && rules_program_parse(def, dlen, &progs[it]) != 0)
-					progs[it].found = 0;
-				if (h->type == REDIS_REPLY_STRING)
-					ctx[it].mid_holder = strtoll(h->str, NULL, 10);
-				ctx[it].prog = &progs[it];
-			}
-			e->decided = 1;
-			e->cust_code = 1000;
-			rules_apply(kind, &lk->cust, e->e, ctx, now_ms, e->results);
-			for (it = 0; it < e->e->nitems; it++)
-				rules_program_free(&progs[it]);
-			free(progs);
-			free(ctx);
-			progs = NULL;
-			ctx = NULL;
+			if (def != NULL && rules_program_parse(def, dlen, &progs[it]) != 0)
+				progs[it].found = 0;
+			if (h->type == REDIS_REPLY_STRING)
+				ctx[it].mid_holder = strtoll(h->str, NULL, 10);
+			if (progs[it].found && item->mid.st == F_OK)
+				claims_lookup(&claims, progs[it].pid, item->mid.s.p, item->mid.s.len,
+				              &ctx[it].mid_holder);
+			ctx[it].prog = &progs[it];
 		}
-		for (; j < lk->nentries; j++) {
-			lk->entries[j]->decided = 1;
-			lk->entries[j]->cust_code = 1000;
+		rules_apply(kind, &lk->cust, e->e, ctx, now_ms, e->results);
+		for (it = 0; it < e->e->nitems; it++) {
+			const struct rules_result *res = &e->results[it];
+
+			if (res->code == 200 && (res->event == EV_LINK || res->event == EV_RELINK_SCHEDULED))
+				claims_set(&claims, progs[it].pid, res->after.mid, res->after.mid_len, lk->cid);
+			else if (res->code == 200 && res->event == EV_DELINK)
+				claims_set(&claims, progs[it].pid, res->before.mid, res->before.mid_len, 0);
+			rules_program_free(&progs[it]);
 		}
+		free(progs);
+		free(ctx);
+		progs = NULL;
+		ctx = NULL;
 	}
+	claims_free(&claims);
 
 	/*
 	 * Tests of the fence (docs/CONSISTENCY.md) need a worker that stalls while it holds
@@ -601,10 +663,10 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 			locks[k].cust = empty;
 			for (i = 0; i < locks[k].nentries; i++)
 				entry_fail_items(locks[k].entries[i], 2001, "the customer's stored data could not be read; nothing was applied");
-			add_commit_customer(&a, org->org, &locks[k], owned, &nowned, kind, rid, now_ms);
+			add_commit_customer(&a, org->org, &locks[k], owned, &nowned, rid, now_ms);
 			locks[k].cust = keep;
 		} else {
-			add_commit_customer(&a, org->org, &locks[k], owned, &nowned, kind, rid, now_ms);
+			add_commit_customer(&a, org->org, &locks[k], owned, &nowned, rid, now_ms);
 		}
 	}
 	crep = nl > 0 ? store_eval(st, STORE_COMMIT, &a) : NULL;
