@@ -199,7 +199,12 @@ auth_check(struct store *st, const char *header, struct auth_org *out)
 	}
 	rc = lookup(st, user, pass, out);
 	sodium_memzero(pass, sizeof(pass));
-	if (rc == 0)
+	if (rc == 0) {
+		unsigned char uh[16];
+
+		crypto_generichash(uh, sizeof(uh), (const unsigned char *)user, strlen(user), NULL, 0);
+		sodium_bin2hex(out->cred, sizeof(out->cred), uh, sizeof(uh));
 		cache_put(key, out);
+	}
 	return rc;
 }

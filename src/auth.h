@@ -17,6 +17,7 @@ struct auth_org {
 	char org[AUTH_ORG_MAX + 1];
 	char country_code[8];           /* defaultCountryCode digits */
 	int national_len;               /* nationalNumberLength */
+	char cred[33];                  /* hex BLAKE2b-128 of the username: names its rate window */
 };
 
 /* Sets the cache lifetime; call once before the workers start. 0 disables the cache. */

@@ -15,6 +15,7 @@
 #define KEYS_LOCK_FMT       "pp:{%s:%lld}:lock"    /* org, cid */
 #define KEYS_HIST_FMT       "pp:{%s:%lld}:h"       /* org, cid */
 #define KEYS_FEED_FMT       "pp:{%s}:feed"         /* org */
+#define KEYS_RATE_FMT       "pp:{%s}:rate:%s"      /* org, hex BLAKE2b of the username; ":MINUTE" follows */
 #define KEYS_IDEM_FMT       "pp:{%s}:idem:%s"      /* org, hex BLAKE2b of the Idempotency-Key */
 
 #define KEYS_MEMBERSHIP_FIELD_FMT "m:%d"           /* pid */

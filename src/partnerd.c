@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -39,6 +41,8 @@
 struct settings {
 	const char *socket_path;        /* NULL: serve fd 0 */
 	int socket_mode;
+	const char *socket_group;       /* NULL: leave the socket's group as created */
+	const char *user;               /* NULL: keep the user partnerd was started as */
 	int workers;
 	const char *redis_url;
 	int redis_timeout_ms;
@@ -56,27 +60,136 @@ static atomic_int *holding;     /* per worker: 1 while it keeps an nginx connect
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_file;
 
+/* ---- settings: flag > environment > config file > default ---------------------------- */
+
+struct setting {
+	const char *name;               /* long flag, and key in the config file */
+	const char *env;
+	const char *dflt;               /* NULL: unset */
+	const char *arg;                /* argument name in --help */
+	const char *help;
+	const char *value;              /* the value chosen */
+};
+
+static struct setting settings[] = {
+	{ .name = "socket", .env = "PARTNERD_SOCKET", .dflt = NULL, .arg = "PATH",
+	  .help = "unix socket to listen on; without it, the socket on fd 0 (spawn-fcgi, systemd)" },
+	{ .name = "socket-mode", .env = "PARTNERD_SOCKET_MODE", .dflt = "0660", .arg = "MODE",
+	  .help = "octal permissions of the socket" },
+	{ .name = "socket-group", .env = "PARTNERD_SOCKET_GROUP", .dflt = NULL, .arg = "GROUP",
+	  .help = "group of the socket (nginx's user must be in it)" },
+	{ .name = "user", .env = "PARTNERD_USER", .dflt = NULL, .arg = "USER",
+	  .help = "when started as root: run as this user (and its group)" },
+	{ .name = "workers", .env = "PARTNERD_WORKERS", .dflt = "64", .arg = "N",
+	  .help = "worker threads, each with its own Redis connection" },
+	{ .name = "redis", .env = "PARTNERD_REDIS_URL", .dflt = "redis://127.0.0.1:6379", .arg = "URL",
+	  .help = "redis://[user:pw@]host[:port][/db] or unix:///path" },
+	{ .name = "redis-timeout-ms", .env = "PARTNERD_REDIS_TIMEOUT_MS", .dflt = "1000", .arg = "N",
+	  .help = "connect and read/write timeout of every Redis call" },
+	{ .name = "max-body", .env = "PARTNERD_MAX_BODY", .dflt = "1048576", .arg = "BYTES",
+	  .help = "request body limit (413 above it)" },
+	{ .name = "lock-ttl-ms", .env = "PARTNERD_LOCK_TTL_MS", .dflt = "5000", .arg = "N",
+	  .help = "expiry of a customer lock" },
+	{ .name = "lock-wait-ms", .env = "PARTNERD_LOCK_WAIT_MS", .dflt = "1000", .arg = "N",
+	  .help = "wait for a busy customer before answering 2010" },
+	{ .name = "auth-cache-s", .env = "PARTNERD_AUTH_CACHE_S", .dflt = "60", .arg = "N",
+	  .help = "trust a verified credential for N seconds" },
+	{ .name = "rate-limit", .env = "PARTNERD_RATE_LIMIT", .dflt = "0", .arg = "N",
+	  .help = "requests per minute per credential, shared by all instances (0: off)" },
+	{ .name = "history-max", .env = "PARTNERD_HISTORY_MAX", .dflt = "100", .arg = "N",
+	  .help = "history entries kept per customer" },
+	{ .name = "feed-max", .env = "PARTNERD_FEED_MAX", .dflt = "100000", .arg = "N",
+	  .help = "approximate length of each org's change feed" },
+	{ .name = "log", .env = "PARTNERD_LOG", .dflt = NULL, .arg = "FILE",
+	  .help = "append request logs to FILE (default stderr); SIGHUP reopens it" },
+};
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-	        "Usage: partnerd [options]\n"
-	        "Serves the v2 partnerProgram API as a FastCGI responder (behind nginx).\n\n"
-	        "  --socket PATH          unix socket to listen on (env PARTNERD_SOCKET);\n"
-	        "                         without it, the socket on fd 0 (spawn-fcgi, systemd)\n"
-	        "  --socket-mode MODE     octal mode of the socket (PARTNERD_SOCKET_MODE, 0660)\n"
-	        "  --workers N            worker threads (PARTNERD_WORKERS, 64)\n"
-	        "  --redis URL            redis://[:pw@]host[:port][/db] or unix:///path\n"
-	        "                         (PARTNERD_REDIS_URL, redis://127.0.0.1:6379)\n"
-	        "  --redis-timeout-ms N   connect and read/write timeout (PARTNERD_REDIS_TIMEOUT_MS, 1000)\n"
-	        "  --max-body BYTES       request body limit (PARTNERD_MAX_BODY, 1048576)\n"
-	        "  --lock-ttl-ms N        customer lock expiry (PARTNERD_LOCK_TTL_MS, 5000)\n"
-	        "  --lock-wait-ms N       wait for a busy customer before 2010 (PARTNERD_LOCK_WAIT_MS, 1000)\n"
-	        "  --auth-cache-s N       trust a verified credential for N s (PARTNERD_AUTH_CACHE_S, 60)\n"
-	        "  --log FILE             append request logs to FILE (PARTNERD_LOG; default stderr)\n"
-	        "  --history-max N        history entries kept per customer (PARTNERD_HISTORY_MAX, 100)\n"
-	        "  --feed-max N           approximate length of each org's change feed (PARTNERD_FEED_MAX, 100000)\n"
-	        "  --help, --version\n");
+	size_t i;
+
+	fprintf(f, "Usage: partnerd [--config FILE] [options]\n"
+	           "Serves the v2 partnerProgram API as a FastCGI responder (behind nginx).\n"
+	           "Each option can also be set by its environment variable or, as 'name = value',\n"
+	           "in the config file (--config or PARTNERD_CONFIG); a flag wins over the\n"
+	           "environment, which wins over the file.\n\n");
+	for (i = 0; i < NSETTINGS; i++) {
+		char flag[64];
+
+		snprintf(flag, sizeof(flag), "--%s %s", settings[i].name, settings[i].arg);
+		fprintf(f, "  %-24s %s\n  %-24s (%s%s%s)\n", flag, settings[i].help, "", settings[i].env,
+		        settings[i].dflt ? ", default " : "", settings[i].dflt ? settings[i].dflt : "");
+	}
+	fprintf(f, "  %-24s %s\n  %-24s %s\n", "--config FILE", "read settings from FILE (PARTNERD_CONFIG)",
+	        "--help, --version", "");
+}
+
+static struct setting *
+setting_named(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < NSETTINGS; i++)
+		if (strlen(settings[i].name) == len && strncmp(settings[i].name, name, len) == 0)
+			return &settings[i];
+	return NULL;
+}
+
+static const char *
+get(const char *name)
+{
+	return setting_named(name, strlen(name))->value;
+}
+
+/*
+ * Reads "name = value" lines ('#' starts a comment; blank lines are fine). Unknown names
+ * are an error, so that a typo does not go unnoticed. Values are kept for the process.
+ */
+static void
+read_config(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	int lineno = 0;
+
+	if (f == NULL) {
+		fprintf(stderr, "partnerd: cannot read config %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *p = line, *eq, *end, *v;
+		struct setting *st;
+
+		lineno++;
+		p[strcspn(p, "#\r\n")] = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			continue;
+		eq = strchr(p, '=');
+		if (eq == NULL) {
+			fprintf(stderr, "partnerd: %s:%d: expected 'name = value'\n", path, lineno);
+			exit(2);
+		}
+		for (end = eq; end > p && (end[-1] == ' ' || end[-1] == '\t'); end--)
+			;
+		st = setting_named(p, (size_t)(end - p));
+		if (st == NULL) {
+			fprintf(stderr, "partnerd: %s:%d: unknown setting '%.*s'\n", path, lineno, (int)(end - p), p);
+			exit(2);
+		}
+		for (v = eq + 1; *v == ' ' || *v == '\t'; v++)
+			;
+		for (end = v + strlen(v); end > v && (end[-1] == ' ' || end[-1] == '\t'); end--)
+			;
+		*end = '\0';
+		st->value = strdup(v);
+		if (st->value == NULL)
+			abort();
+	}
+	fclose(f);
 }
 
 static const char *
@@ -105,55 +218,33 @@ parse_int(const char *what, const char *s, int base, int min, int max)
 static void
 load_settings(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "socket-mode", required_argument, NULL, 'm' },
-		{ "workers", required_argument, NULL, 'w' },
-		{ "redis", required_argument, NULL, 'r' },
-		{ "redis-timeout-ms", required_argument, NULL, 't' },
-		{ "max-body", required_argument, NULL, 'b' },
-		{ "lock-ttl-ms", required_argument, NULL, 'L' },
-		{ "lock-wait-ms", required_argument, NULL, 'W' },
-		{ "auth-cache-s", required_argument, NULL, 'a' },
-		{ "log", required_argument, NULL, 'l' },
-		{ "history-max", required_argument, NULL, 'H' },
-		{ "feed-max", required_argument, NULL, 'F' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *socket_mode = env_or("PARTNERD_SOCKET_MODE", "0660");
-	const char *workers = env_or("PARTNERD_WORKERS", "64");
-	const char *timeout = env_or("PARTNERD_REDIS_TIMEOUT_MS", "1000");
-	const char *max_body = env_or("PARTNERD_MAX_BODY", "1048576");
-	const char *ttl = env_or("PARTNERD_LOCK_TTL_MS", "5000");
-	const char *wait = env_or("PARTNERD_LOCK_WAIT_MS", "1000");
-	const char *cache = env_or("PARTNERD_AUTH_CACHE_S", "60");
-	const char *hist = env_or("PARTNERD_HISTORY_MAX", "100");
-	const char *feed = env_or("PARTNERD_FEED_MAX", "100000");
+	struct option opts[NSETTINGS + 4];
+	const char *config = getenv("PARTNERD_CONFIG");
 	char err[200];
-	int c;
+	size_t i;
+	int c, idx;
 
-	cfg.socket_path = env_or("PARTNERD_SOCKET", NULL);
-	cfg.redis_url = env_or("PARTNERD_REDIS_URL", "redis://127.0.0.1:6379");
-	cfg.log_path = env_or("PARTNERD_LOG", NULL);
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 's': cfg.socket_path = optarg; break;
-		case 'm': socket_mode = optarg; break;
-		case 'w': workers = optarg; break;
-		case 'r': cfg.redis_url = optarg; break;
-		case 't': timeout = optarg; break;
-		case 'b': max_body = optarg; break;
-		case 'L': ttl = optarg; break;
-		case 'W': wait = optarg; break;
-		case 'a': cache = optarg; break;
-		case 'l': cfg.log_path = optarg; break;
-		case 'H': hist = optarg; break;
-		case 'F': feed = optarg; break;
-		case 'h': usage(stdout); exit(0);
-		case 'V': printf("partnerd %s\n", PACKAGE_VERSION); exit(0);
-		default: usage(stderr); exit(2);
+	for (i = 0; i < NSETTINGS; i++)
+		opts[i] = (struct option){ settings[i].name, required_argument, NULL, 0 };
+	opts[NSETTINGS] = (struct option){ "config", required_argument, NULL, 'c' };
+	opts[NSETTINGS + 1] = (struct option){ "help", no_argument, NULL, 'h' };
+	opts[NSETTINGS + 2] = (struct option){ "version", no_argument, NULL, 'V' };
+	opts[NSETTINGS + 3] = (struct option){ NULL, 0, NULL, 0 };
+
+	/* First pass: --config, --help, --version, and that every flag is known. */
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
+		if (c == 'c')
+			config = optarg;
+		else if (c == 'h') {
+			usage(stdout);
+			exit(0);
+		} else if (c == 'V') {
+			printf("partnerd %s\n", PACKAGE_VERSION);
+			exit(0);
+		} else if (c != 0) {
+			usage(stderr);
+			exit(2);
 		}
 	}
 	if (optind < argc) {
@@ -161,15 +252,36 @@ load_settings(int argc, char **argv)
 		usage(stderr);
 		exit(2);
 	}
-	cfg.socket_mode = parse_int("--socket-mode", socket_mode, 8, 0, 0777);
-	cfg.workers = parse_int("--workers", workers, 10, 1, 1024);
-	cfg.redis_timeout_ms = parse_int("--redis-timeout-ms", timeout, 10, 10, 60000);
-	cfg.routes.max_body = (size_t)parse_int("--max-body", max_body, 10, 1024, 64 << 20);
-	cfg.routes.lock_ttl_ms = parse_int("--lock-ttl-ms", ttl, 10, 100, 600000);
-	cfg.routes.lock_wait_ms = parse_int("--lock-wait-ms", wait, 10, 0, 60000);
-	cfg.auth_cache_s = parse_int("--auth-cache-s", cache, 10, 0, 86400);
-	cfg.routes.history_max = parse_int("--history-max", hist, 10, 1, 100000);
-	cfg.routes.feed_max = parse_int("--feed-max", feed, 10, 100, 100000000);
+	for (i = 0; i < NSETTINGS; i++)
+		settings[i].value = settings[i].dflt;
+	if (config != NULL && *config != '\0')
+		read_config(config);
+	for (i = 0; i < NSETTINGS; i++) {
+		const char *e = getenv(settings[i].env);
+
+		if (e != NULL && *e != '\0')
+			settings[i].value = e;
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1)
+		if (c == 0)
+			settings[idx].value = optarg;
+
+	cfg.socket_path = get("socket");
+	cfg.socket_mode = parse_int("socket-mode", get("socket-mode"), 8, 0, 0777);
+	cfg.socket_group = get("socket-group");
+	cfg.user = get("user");
+	cfg.workers = parse_int("workers", get("workers"), 10, 1, 1024);
+	cfg.redis_url = get("redis");
+	cfg.redis_timeout_ms = parse_int("redis-timeout-ms", get("redis-timeout-ms"), 10, 10, 60000);
+	cfg.routes.max_body = (size_t)parse_int("max-body", get("max-body"), 10, 1024, 64 << 20);
+	cfg.routes.lock_ttl_ms = parse_int("lock-ttl-ms", get("lock-ttl-ms"), 10, 100, 600000);
+	cfg.routes.lock_wait_ms = parse_int("lock-wait-ms", get("lock-wait-ms"), 10, 0, 60000);
+	cfg.auth_cache_s = parse_int("auth-cache-s", get("auth-cache-s"), 10, 0, 86400);
+	cfg.routes.rate_limit = parse_int("rate-limit", get("rate-limit"), 10, 0, 100000000);
+	cfg.routes.history_max = parse_int("history-max", get("history-max"), 10, 1, 100000);
+	cfg.routes.feed_max = parse_int("feed-max", get("feed-max"), 10, 100, 100000000);
+	cfg.log_path = get("log");
 	cfg.routes.test_stall_ms = parse_int("PARTNERD_TEST_STALL_BEFORE_COMMIT_MS",
 	                                     env_or("PARTNERD_TEST_STALL_BEFORE_COMMIT_MS", "0"), 10, 0, 600000);
 	if (rconn_parse_url(cfg.redis_url, &cfg.redis, err, sizeof(err)) != 0) {
@@ -276,6 +388,43 @@ worker(void *arg)
 	return NULL;
 }
 
+/*
+ * With --user, after the socket is open: leave root for that user and its groups. A
+ * partnerd started as root without --user keeps running as root (and says so).
+ */
+static int
+drop_privileges(void)
+{
+	struct passwd *pw;
+
+	if (cfg.user == NULL) {
+		if (geteuid() == 0)
+			fprintf(stderr, "partnerd: running as root: consider --user\n");
+		return 0;
+	}
+	pw = getpwnam(cfg.user);
+	if (pw == NULL) {
+		fprintf(stderr, "partnerd: --user %s: no such user\n", cfg.user);
+		return -1;
+	}
+	if (geteuid() != 0) {
+		if (geteuid() == pw->pw_uid)
+			return 0;
+		fprintf(stderr, "partnerd: --user %s needs partnerd to be started as root\n", cfg.user);
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0) {
+		fprintf(stderr, "partnerd: cannot become %s: %s\n", cfg.user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		fprintf(stderr, "partnerd: could regain root after dropping it: refusing to run\n");
+		return -1;
+	}
+	return 0;
+}
+
 /* 1 while a request is being served or a worker keeps an nginx connection open. */
 static int
 busy(void)
@@ -342,6 +491,15 @@ main(int argc, char **argv)
 			fprintf(stderr, "partnerd: chmod %s: %s\n", cfg.socket_path, strerror(errno));
 			return 1;
 		}
+		if (cfg.socket_group != NULL) {
+			struct group *g = getgrnam(cfg.socket_group);
+
+			if (g == NULL || chown(cfg.socket_path, (uid_t)-1, g->gr_gid) != 0) {
+				fprintf(stderr, "partnerd: cannot give %s to group %s: %s\n", cfg.socket_path,
+				        cfg.socket_group, g == NULL ? "no such group" : strerror(errno));
+				return 1;
+			}
+		}
 	} else {
 		struct stat sb;
 
@@ -352,6 +510,9 @@ main(int argc, char **argv)
 		}
 		listen_fd = 0;
 	}
+
+	if (drop_privileges() != 0)
+		return 1;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);

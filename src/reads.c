@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "dates.h"
 #include "ident.h"
+#include "keys.h"
 #include "reads.h"
 #include "rules.h"
 
@@ -229,7 +230,6 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	const char *text;
 	size_t tlen;
 
-	(void)cfg;
 	if (routes_authenticate(st, r, &org, out) != 0)
 		return;
 	n = http_query_param(r->query, "identifierName", idname, sizeof(idname));
@@ -288,8 +288,20 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	store_argv_add(&a, idname, strlen(idname));
 	store_argv_add(&a, lookup, strlen(lookup));
 	store_argv_add(&a, kind == READS_HISTORY ? "history" : "programs", kind == READS_HISTORY ? 7 : 8);
+	store_argv_addf(&a, KEYS_RATE_FMT, org.org, org.cred);
+	store_argv_addf(&a, "%d", cfg->rate_limit);
 	rep = store_eval(st, STORE_READ, &a);
 	store_argv_free(&a);
+	if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+	    rep->element[0]->type == REDIS_REPLY_STRING && strcmp(rep->element[0]->str, "LIMITED") == 0) {
+		char hdr[48];
+
+		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", atoi(rep->element[1]->str) > 0 ? atoi(rep->element[1]->str) : 1);
+		freeReplyObject(rep);
+		out->status = 429;
+		http_error(r, 429, 429, "too many requests for this credential: retry after the time in Retry-After", hdr);
+		return;
+	}
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
 		if (rep != NULL)
 			freeReplyObject(rep);

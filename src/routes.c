@@ -495,7 +495,7 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, ch
 static int
 run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org *org,
           enum req_kind kind, struct entry_state *es, size_t n, const char *token,
-          const char *rid, int64_t now_ms)
+          const char *rid, int64_t now_ms, int count_rate, int *limited)
 {
 	struct store_argv a;
 	redisReply *rep = NULL, *crep = NULL;
@@ -520,11 +520,21 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	store_argv_add(&a, org->org, strlen(org->org));
 	store_argv_add(&a, token, strlen(token));
 	store_argv_addf(&a, "%d", cfg->lock_ttl_ms);
+	store_argv_addf(&a, KEYS_RATE_FMT, org->org, org->cred);
+	store_argv_addf(&a, "%d", count_rate ? cfg->rate_limit : 0);
 	store_argv_addf(&a, "%zu", np);
 	for (i = 0; i < np; i++)
 		add_begin_entry(&a, pend[i], kind);
 	rep = store_eval(st, STORE_BEGIN, &a);
 	store_argv_free(&a);
+	if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+	    rep->element[0]->type == REDIS_REPLY_STRING && strcmp(rep->element[0]->str, "LIMITED") == 0) {
+		*limited = atoi(rep->element[1]->str);
+		if (*limited < 1)
+			*limited = 1;
+		rc = 0;
+		goto out;
+	}
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != np)
 		goto out;
 
@@ -982,6 +992,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	size_t blen;
 	enum idem_state idem;
 	char idem_keyname[128];
+	int limited;
 
 	if (routes_authenticate(st, r, &org, out) != 0)
 		return;
@@ -1037,7 +1048,9 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		if (pending == 0)
 			break;
 		now_ms = dates_now_ms();
-		if (run_round(cfg, st, &org, kind, es, req.nentries, token, r->request_id, now_ms) != 0) {
+		limited = 0;
+		if (run_round(cfg, st, &org, kind, es, req.nentries, token, r->request_id, now_ms,
+		              round == 0, &limited) != 0) {
 			if (!committed_any) {
 				out->status = 503;
 				http_error(r, 503, 503, "the data store is unavailable: nothing was applied; retry shortly",
@@ -1054,6 +1067,16 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 				entry_fail_items(&es[i], 2001, "the data store became unavailable; nothing of this customer was applied");
 			}
 			break;
+		}
+		if (limited > 0) {
+			char hdr[48];
+
+			snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", limited);
+			out->status = 429;
+			http_error(r, 429, 429, "too many requests for this credential: retry after the time in Retry-After", hdr);
+			if (idem == IDEM_CLAIMED)
+				idem_finish(st, idem_keyname, 429, NULL, 0);
+			goto out;
 		}
 		committed_any = 1;
 		for (pending = 0, i = 0; i < req.nentries; i++)

@@ -16,6 +16,7 @@ struct routes_cfg {
 	size_t max_body;                /* request body cap, bytes */
 	int lock_ttl_ms;                /* expiry of a customer lock */
 	int lock_wait_ms;               /* bound on waiting for a busy lock (then 2010) */
+	int rate_limit;                 /* requests per minute per credential; 0: no limit */
 	int history_max;                /* history entries kept per customer */
 	int feed_max;                   /* approximate length bound of an org's change feed */
 	int test_stall_ms;              /* tests only: sleep between lock and commit (0: never) */

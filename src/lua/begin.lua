@@ -1,5 +1,5 @@
 -- begin: resolve, lock and read every customer entry of a request in one call.
--- ARGV: org, token, lock_ttl_ms, n_entries, then per entry:
+-- ARGV: org, token, lock_ttl_ms, rate_key, rate_limit, n_entries, then per entry:
 --   n_idents, (kind, value)*   kind: id | mobile | email | externalId (values normalised)
 --   n_items, (program_name, membership_id_or_empty)*
 -- Returns one array per entry:
@@ -11,11 +11,14 @@
 --   {"MISMATCH"}                     the identifiers name different customers, or some none (8016)
 --   {"ERROR", message}               this entry's stored data could not be read (a key of
 --                                    the wrong type): nothing is locked for it
+-- With rate_limit > 0 the request is first counted in the credential's window of the
+-- current minute (Redis's clock): over the limit, the whole reply is {"LIMITED", seconds
+-- until the window ends} and nothing else is done.
 -- Every read of an entry happens before its lock is taken, and a failing entry does not
 -- affect the others: a script error would otherwise leave earlier entries' locks behind.
 local org, token, ttl = ARGV[1], ARGV[2], ARGV[3]
-local n = tonumber(ARGV[4])
-local i = 5
+local n = tonumber(ARGV[6])
+local i = 7
 local out = {}
 local locked = {}
 local prefix = 'pp:{' .. org .. '}:'
@@ -60,6 +63,19 @@ local function entry(e, at, ni, items_at, np)
   locked[cid] = e
   return {'OK', cid, snapshot, defs, holders}
 end
+
+local function over_limit(rk, limit)
+  if limit <= 0 then return false end
+  local now = tonumber(redis.call('TIME')[1])
+  local key = rk .. ':' .. math.floor(now / 60)
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, 120) end
+  if count > limit then return 60 - now % 60 end
+  return false
+end
+
+local wait = over_limit(ARGV[4], tonumber(ARGV[5]))
+if wait then return {'LIMITED', tostring(wait)} end
 
 for e = 1, n do
   local ni = tonumber(ARGV[i])
