@@ -13,6 +13,8 @@
 #include <hiredis/hiredis.h>
 #include <json-c/json.h>
 
+#include "ident.h"
+
 #define CTL_EXIT_OK    0
 #define CTL_EXIT_FAIL  1   /* the data is wrong, or an operation failed */
 #define CTL_EXIT_USAGE 2   /* bad command line, or Redis unreachable */
@@ -32,6 +34,7 @@ struct ctl {
 int ctl_load_main(struct ctl *ctl, int argc, char **argv);
 int ctl_show_main(struct ctl *ctl, int argc, char **argv);
 int ctl_check_main(struct ctl *ctl, int argc, char **argv);
+int ctl_import_main(struct ctl *ctl, int argc, char **argv);
 
 /* Prints the usage of one verb ("usage: partnerctl [--redis URL] ...") to f. */
 void ctl_verb_usage(FILE *f, const char *verb);
@@ -124,6 +127,12 @@ redisReply *ctl_command(redisContext *c, const struct ctl_argv *a);
 json_object *ctl_json_parse(const char *s, size_t len);
 
 /*
+ * The same with a tokener the caller made once (json_tokener_new_ex(32)) and reuses for
+ * many values (it is reset before each parse): saves an allocation per value.
+ */
+json_object *ctl_json_parse_tok(json_tokener *tok, const char *s, size_t len);
+
+/*
  * Looks key up in obj: returns 1 when present (*val borrowed; NULL for a JSON null), 0 when
  * absent or obj is not an object.
  */
@@ -168,5 +177,45 @@ int ctl_mship_validate(json_object *m, const struct ctl_prog *p, char *why, size
 
 /* Parses a decimal customer id ("1".."9223372036854775807", no sign, no leading 0). */
 int ctl_parse_cid(const char *s, size_t len, int64_t *out);
+
+/* ---- customers as load and import-customers take them (SPEC §3) ---------------------- */
+
+/* The identifiers, in the order of the customer hash fields and index key names. */
+enum ctl_ident { CTL_IDENT_MOBILE, CTL_IDENT_EMAIL, CTL_IDENT_EXTERNAL_ID, CTL_NIDENTS };
+
+/* "mobile", "email", "externalId": field names and the KIND of pp:{ORG}:ix:KIND. */
+extern const char *const ctl_ident_name[CTL_NIDENTS];
+
+/* One customer object, validated; see ctl_cust_parse. */
+struct ctl_cust_in {
+	int64_t id;                      /* > 0; 0 while the id is missing or invalid */
+	const char *val[CTL_NIDENTS];    /* NULL: absent; else borrowed from the JSON object,
+	                                    or mob for the mobile */
+	size_t len[CTL_NIDENTS];
+	char mob[IDENT_MOBILE_MAX + 16 + 1]; /* the normalised mobile */
+};
+
+/* Receives one problem of a customer object (msg has no context; cu->id is set once the
+   id was valid, 0 before). */
+typedef void (*ctl_cust_problem_fn)(void *arg, const struct ctl_cust_in *cu, const char *msg);
+
+/*
+ * Validates a customer object exactly as `partnerctl load` does: an object with only the
+ * keys id, mobile, email, externalId; id a JSON integer > 0; mobile a string or a JSON
+ * integer, normalised (ident_normalize_mobile) with the org's defaultCountryCode cc and
+ * nationalNumberLength nlen; email and externalId strings without NUL bytes; "" and null
+ * count as absent. Every problem is handed to fn, in that order. The strings in cu are
+ * borrowed from o (and cu->mob): o must outlive their use, and cu must not be copied
+ * while val[CTL_IDENT_MOBILE] points into it. Returns the number of problems (0: cu is
+ * complete and valid).
+ */
+int ctl_cust_parse(json_object *o, const char *cc, int nlen, struct ctl_cust_in *cu,
+                   ctl_cust_problem_fn fn, void *arg);
+
+/*
+ * Lua, 1 key (an index hash), ARGV value, cid: removes the index entry value -> cid only
+ * if it still points at that customer. How load and import take an old identifier out.
+ */
+extern const char ctl_lua_hdel_if[];
 
 #endif

@@ -10,6 +10,15 @@
  * membership or pending relink in PID has that membership id (DATA-MODEL.md does not say
  * whether a queued relink reserves its id; both readings pass).
  *
+ * History (docs/CHANGE-FEED.md): every pp:{ORG:CID}:h must belong to an existing customer
+ * and be a LIST of activity JSON objects of that customer naming a program of the org. It
+ * is read in the same pipelined pass as the customer hash (HGETALL then LRANGE 0 -1, for
+ * customers that have a history key), and the newest activity of each program must agree
+ * with the membership the customer holds (ck_hist_match). A list of --history-max entries
+ * or more (default $PARTNERD_HISTORY_MAX, then 100, as partnerd) may have been trimmed.
+ * The change feed pp:{ORG}:feed, when present, must be a STREAM; its newest
+ * CK_FEED_COUNT entries are checked.
+ *
  * Memory: the index tables of one org are held at once (about 100 bytes an entry).
  */
 #include <getopt.h>
@@ -26,6 +35,14 @@
 #define CK_SCAN_COUNT "1000"
 #define CK_NIX 3
 static const char *const ck_ix_name[CK_NIX] = { "mobile", "email", "externalId" };
+#define CK_FEED_COUNT "1000"      /* newest change-feed entries checked per org */
+#define CK_HISTORY_MAX_DEFAULT 100 /* partnerd's --history-max default */
+
+/* Activity types (docs/CHANGE-FEED.md). */
+enum ck_act { CK_LINK, CK_UPDATE, CK_DELINK, CK_RELINK_SCHEDULED, CK_RELINK_CANCELLED, CK_NACT };
+static const char *const ck_act_name[CK_NACT] = {
+	"LINK", "UPDATE", "DELINK", "RELINK_SCHEDULED", "RELINK_CANCELLED",
+};
 
 /* An index entry: field -> customer id; seen once a customer confirmed it. */
 struct ck_entry {
@@ -56,6 +73,9 @@ struct ck_org {
 	size_t ncusts, ccap;
 	int64_t *locks;          /* CIDs of pp:{ORG:CID}:lock keys */
 	size_t nlocks, lcap;
+	int64_t *hists;          /* CIDs of pp:{ORG:CID}:h keys */
+	size_t nhists, hcap;
+	int has_feed;            /* pp:{ORG}:feed exists */
 };
 
 struct ck {
@@ -63,7 +83,9 @@ struct ck {
 	const char *only;        /* --org, or NULL */
 	struct ck_org *orgs;
 	size_t norgs;
-	unsigned long violations, customers, memberships;
+	unsigned long violations, customers, memberships, activities;
+	long history_max;        /* a history this long may have been trimmed */
+	json_tokener *tok;       /* reused for every stored JSON value */
 	struct ctl_argv a;
 	/* While checking one org: */
 	struct ck_org *cur;
@@ -72,6 +94,7 @@ struct ck {
 	struct ck_map ix[CK_NIX];
 	struct ck_mid *mids;
 	size_t nmids;
+	int *newest;             /* per program (index into progs): newest activity, or -1 */
 };
 
 static void ck_violation(struct ck *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -140,6 +163,16 @@ static int ck_parse_pid(const char *s, size_t len, int *pid)
 }
 
 /* Files one key name under its org, or reports it as stray. */
+static int ck_is_hex(const char *s, size_t n)
+{
+	return n > 0 && strspn(s, "0123456789abcdef") >= n;
+}
+
+static int ck_is_digits(const char *s, size_t n)
+{
+	return n > 0 && strspn(s, "0123456789") >= n;
+}
+
 static void ck_classify(struct ck *ck, const char *k, size_t len)
 {
 	const char *tag, *close, *colon, *rest;
@@ -176,16 +209,29 @@ static void ck_classify(struct ck *ck, const char *k, size_t len)
 		else if (restlen == 4 && memcmp(rest, "lock", 4) == 0)
 			ck_push(&o->locks, &o->nlocks, &o->lcap, cid);
 		else if (restlen == 1 && rest[0] == 'h')
-			;       /* history (docs/CHANGE-FEED.md) */
+			ck_push(&o->hists, &o->nhists, &o->hcap, cid);  /* docs/CHANGE-FEED.md */
 		else
 			goto stray;
 		o->keys = 1;
 		return;
 	}
+	if (restlen == 4 && memcmp(rest, "feed", 4) == 0) {
+		o->has_feed = 1;
+		o->keys = 1;
+		return;
+	}
 	if ((restlen == 3 && memcmp(rest, "org", 3) == 0) ||
 	    (restlen == 5 && memcmp(rest, "progs", 5) == 0) ||
-	    (restlen == 4 && memcmp(rest, "feed", 4) == 0) ||
 	    (restlen == 4 && memcmp(rest, "pseq", 4) == 0)) {
+		o->keys = 1;
+		return;
+	}
+	/* Operational keys (docs/DATA-MODEL.md): Idempotency-Key records, rate windows,
+	 * import checkpoints. Their names carry hex digests, never client text. */
+	if ((restlen == 5 + 32 && memcmp(rest, "idem:", 5) == 0 && ck_is_hex(rest + 5, 32)) ||
+	    (restlen > 5 + 32 + 1 && memcmp(rest, "rate:", 5) == 0 && ck_is_hex(rest + 5, 32) &&
+	     rest[5 + 32] == ':' && ck_is_digits(rest + 5 + 33, restlen - 5 - 33)) ||
+	    (restlen > 7 && memcmp(rest, "import:", 7) == 0 && ck_is_hex(rest + 7, restlen - 7))) {
 		o->keys = 1;
 		return;
 	}
@@ -529,13 +575,35 @@ static struct ck_mid *ck_mid(struct ck *ck, int pid)
 	return NULL;
 }
 
+/* A membership of the customer being checked, kept for the history pass. */
+struct ck_ms {
+	int pid;
+	json_object *m;          /* owned; NULL when the value is invalid (already reported) */
+};
+
 struct ck_cust {
 	struct ck *ck;
 	int64_t cid;
+	int has_hist;            /* an LRANGE of its history follows the HGETALL */
+	int bad;                 /* the customer key is not a hash */
+	struct ck_ms *ms;
+	size_t nms;
 };
 
-/* Checks one membership field m:PID of customer cid. */
-static void ck_membership(struct ck *ck, int64_t cid, int pid, const char *val, size_t len)
+static void ck_cust_free(struct ck_cust *cc)
+{
+	for (size_t i = 0; i < cc->nms; i++)
+		json_object_put(cc->ms[i].m);
+	free(cc->ms);
+	free(cc);
+}
+
+/*
+ * Checks one membership field m:PID of customer cid. Returns the parsed value when it is
+ * valid (caller puts), else NULL.
+ */
+static json_object *ck_membership(struct ck *ck, int64_t cid, int pid, const char *val,
+                                  size_t len)
 {
 	const struct ctl_prog *p = ck_prog(ck, pid);
 	struct ck_mid *mi = ck_mid(ck, pid);
@@ -548,18 +616,19 @@ static void ck_membership(struct ck *ck, int64_t cid, int pid, const char *val, 
 	if (p == NULL) {
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d names no program",
 		             org, cid, pid);
-		return;
+		return NULL;
 	}
-	if ((m = ctl_json_parse(val, len)) == NULL) {
+	if ((m = ctl_json_parse_tok(ck->tok, val, len)) == NULL) {
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d is not valid JSON",
 		             org, cid, pid);
-		return;
+		return NULL;
 	}
+	/* ctl_mship_validate also enforces: a pending relink only on a SUPPLEMENTARY program. */
 	if (ctl_mship_validate(m, p, why, sizeof why) < 0) {
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d (program %s) %s",
 		             org, cid, pid, ctl_quote(p->name, p->name_len), why);
 		json_object_put(m);
-		return;
+		return NULL;
 	}
 	ctl_json_member(m, "mid", &mid);
 	e = mi ? ck_map_find(&mi->map, json_object_get_string(mid),
@@ -577,7 +646,7 @@ static void ck_membership(struct ck *ck, int64_t cid, int pid, const char *val, 
 	    (e = ck_map_find(&mi->map, json_object_get_string(rmid),
 	                     (size_t)json_object_get_string_len(rmid))) != NULL && e->cid == cid)
 		e->seen = 1;
-	json_object_put(m);
+	return m;
 }
 
 /* Reply to HGETALL pp:{ORG:CID}:c. */
@@ -589,11 +658,13 @@ static int ck_on_customer(redisReply *r, void *arg)
 	int64_t cid = cc->cid;
 	int has_id = 0, has_v = 0, pid;
 
-	free(cc);
 	ck->customers++;
 	if (r->type != REDIS_REPLY_ARRAY) {
 		ck_violation(ck, "org %s: customer %" PRId64 ": " KEYS_CUST_FMT " is not a hash",
 		             org, cid, org, (long long)cid);
+		cc->bad = 1;
+		if (!cc->has_hist)
+			ck_cust_free(cc);
 		return 0;
 	}
 	for (size_t i = 0; i + 1 < r->elements; i += 2) {
@@ -629,7 +700,16 @@ static int ck_on_customer(redisReply *r, void *arg)
 				e->seen = 1;
 		} else if (f->len > 2 && memcmp(f->str, "m:", 2) == 0 &&
 		           ck_parse_pid(f->str + 2, f->len - 2, &pid)) {
-			ck_membership(ck, cid, pid, v->str, v->len);
+			json_object *m = ck_membership(ck, cid, pid, v->str, v->len);
+
+			if (cc->has_hist && ck_prog(ck, pid) != NULL) {
+				/* Kept for the history pass (invalid ones as NULL: not compared). */
+				cc->ms = ck_realloc(cc->ms, sizeof *cc->ms * (cc->nms + 1));
+				cc->ms[cc->nms].pid = pid;
+				cc->ms[cc->nms++].m = m;
+			} else {
+				json_object_put(m);
+			}
 		} else {
 			ck_violation(ck, "org %s: customer %" PRId64 ": unknown field %s", org, cid,
 			             ctl_quote(f->str, f->len));
@@ -639,6 +719,382 @@ static int ck_on_customer(redisReply *r, void *arg)
 		ck_violation(ck, "org %s: customer %" PRId64 ": the hash has no id field", org, cid);
 	if (!has_v)
 		ck_violation(ck, "org %s: customer %" PRId64 ": the hash has no version v", org, cid);
+	/*
+	 * Without a history key, memberships need no activity (data loaded, or a history
+	 * never written): nothing more to check. Otherwise ck_on_history finishes cc.
+	 */
+	if (!cc->has_hist)
+		ck_cust_free(cc);
+	return 0;
+}
+
+/* ---- history ------------------------------------------------------------------------- */
+
+static const struct ctl_prog *ck_prog_named(struct ck *ck, const char *name, size_t len,
+                                            size_t *idx)
+{
+	for (size_t i = 0; i < ck->nprogs; i++)
+		if (ck->progs[i].name_len == len && memcmp(ck->progs[i].name, name, len) == 0) {
+			*idx = i;
+			return &ck->progs[i];
+		}
+	return NULL;
+}
+
+static int ck_act_parse(json_object *t)
+{
+	if (!json_object_is_type(t, json_type_string))
+		return -1;
+	for (int i = 0; i < CK_NACT; i++)
+		if (strcmp(json_object_get_string(t), ck_act_name[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* The (mid, tier) an activity's after (or a membership, or a relink) names. */
+struct ck_mt {
+	const char *mid, *tier;  /* borrowed; tier NULL for none */
+	size_t mid_len, tier_len;
+};
+
+/* From an activity's "after": 0, or -1 when it lacks a partnerMembershipId string. */
+static int ck_mt_after(json_object *ev, struct ck_mt *mt)
+{
+	json_object *after, *mid, *tier;
+
+	if (!ctl_json_member(ev, "after", &after) ||
+	    !ctl_json_member(after, "partnerMembershipId", &mid) ||
+	    !json_object_is_type(mid, json_type_string))
+		return -1;
+	ctl_json_member(after, "partnerTierName", &tier);
+	if (tier != NULL && !json_object_is_type(tier, json_type_string))
+		return -1;
+	mt->mid = json_object_get_string(mid);
+	mt->mid_len = (size_t)json_object_get_string_len(mid);
+	mt->tier = tier ? json_object_get_string(tier) : NULL;
+	mt->tier_len = tier ? (size_t)json_object_get_string_len(tier) : 0;
+	return 0;
+}
+
+/* From a stored membership or relink object (validated: mid a string, tier string/null). */
+static void ck_mt_stored(json_object *m, struct ck_mt *mt)
+{
+	json_object *mid, *tier;
+
+	ctl_json_member(m, "mid", &mid);
+	ctl_json_member(m, "tier", &tier);
+	mt->mid = json_object_get_string(mid);
+	mt->mid_len = (size_t)json_object_get_string_len(mid);
+	mt->tier = tier ? json_object_get_string(tier) : NULL;
+	mt->tier_len = tier ? (size_t)json_object_get_string_len(tier) : 0;
+}
+
+static int ck_mt_eq(const struct ck_mt *a, const struct ck_mt *b)
+{
+	if (a->mid_len != b->mid_len || memcmp(a->mid, b->mid, a->mid_len) != 0)
+		return 0;
+	if ((a->tier == NULL) != (b->tier == NULL))
+		return 0;
+	return a->tier == NULL ||
+	       (a->tier_len == b->tier_len && memcmp(a->tier, b->tier, a->tier_len) == 0);
+}
+
+/* "mid \"X\" tier \"Y\"" for a message (uses two ctl_quote buffers). */
+static const char *ck_mt_str(const struct ck_mt *mt, char *buf, size_t sz)
+{
+	snprintf(buf, sz, "mid %s tier %s", ctl_quote(mt->mid, mt->mid_len),
+	         mt->tier ? ctl_quote(mt->tier, mt->tier_len) : "null");
+	return buf;
+}
+
+/* One parsed history entry. */
+struct ck_act_ev {
+	json_object *o;          /* owned; NULL when the entry is invalid (reported) */
+	int type;                /* enum ck_act */
+	size_t prog;             /* index into ck->progs */
+};
+
+/*
+ * The newest activity of program j (entry i of evs, newest first) against the membership
+ * the customer holds in it (m: NULL for none). trimmed: the list may have lost older
+ * entries.
+ */
+static void ck_hist_match(struct ck *ck, int64_t cid, size_t j, const struct ck_act_ev *evs,
+                          size_t nev, size_t i, json_object *m, int trimmed)
+{
+	const struct ctl_prog *p = &ck->progs[j];
+	const char *org = ck->cur->id, *tn = ck_act_name[evs[i].type];
+	struct ck_mt act, cur, rlv;
+	json_object *rl = NULL;
+	char b1[800], b2[800], pn[400];
+
+	/* Copied: ck_mt_str uses ctl_quote's rotating buffers too. */
+	snprintf(pn, sizeof pn, "%s", ctl_quote(p->name, p->name_len));
+
+	if (m != NULL) {
+		ck_mt_stored(m, &cur);
+		ctl_json_member(m, "rl", &rl);
+		if (rl != NULL)
+			ck_mt_stored(rl, &rlv);
+	}
+	switch (evs[i].type) {
+	case CK_DELINK:
+		if (m != NULL)
+			ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity "
+			             "(history entry %zu) is DELINK, but the customer holds a membership "
+			             "(%s)", org, cid, pn, i,
+			             ck_mt_str(&cur, b1, sizeof b1));
+		return;
+	case CK_RELINK_CANCELLED:
+		if (m == NULL)
+			ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity "
+			             "(history entry %zu) is RELINK_CANCELLED, but the customer holds no "
+			             "membership", org, cid, pn, i);
+		else if (rl != NULL)
+			ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity "
+			             "(history entry %zu) is RELINK_CANCELLED, but a relink is pending "
+			             "(%s)", org, cid, pn, i,
+			             ck_mt_str(&rlv, b1, sizeof b1));
+		return;
+	default:
+		break;
+	}
+	if (ck_mt_after(evs[i].o, &act) < 0) {
+		ck_violation(ck, "org %s: customer %" PRId64 ": program %s: history entry %zu (%s) "
+		             "has no after.partnerMembershipId", org, cid,
+		             pn, i, tn);
+		return;
+	}
+	if (m == NULL) {
+		ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity "
+		             "(history entry %zu) is %s to %s, but the customer holds no membership",
+		             org, cid, pn, i, tn,
+		             ck_mt_str(&act, b1, sizeof b1));
+		return;
+	}
+	if (evs[i].type == CK_RELINK_SCHEDULED) {
+		/* Still pending, or made current (lazily, by a later write: DATA-MODEL.md). */
+		if ((rl != NULL && ck_mt_eq(&rlv, &act)) || ck_mt_eq(&cur, &act))
+			return;
+		ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity "
+		             "(history entry %zu) is RELINK_SCHEDULED to %s, but the membership "
+		             "holds %s with %s pending", org, cid, pn,
+		             i, ck_mt_str(&act, b1, sizeof b1), ck_mt_str(&cur, b2, sizeof b2),
+		             rl != NULL ? "a different relink" : "no relink");
+		return;
+	}
+	/* LINK or UPDATE. */
+	if (ck_mt_eq(&cur, &act))
+		return;
+	if (evs[i].type == CK_UPDATE) {
+		/*
+		 * A relink scheduled before the update(s) may have taken effect since: a write of
+		 * the customer makes a due relink current without an activity of its own. Then
+		 * the first older activity of the program that is not an UPDATE is that
+		 * RELINK_SCHEDULED, naming what is current now, and no relink is pending.
+		 */
+		size_t k;
+
+		for (k = i + 1; k < nev; k++)
+			if (evs[k].o != NULL && evs[k].prog == j && evs[k].type != CK_UPDATE)
+				break;
+		if (k == nev && trimmed)
+			return;         /* the schedule may have been trimmed away */
+		if (k < nev && evs[k].type == CK_RELINK_SCHEDULED && rl == NULL &&
+		    ck_mt_after(evs[k].o, &act) == 0 && ck_mt_eq(&cur, &act))
+			return;
+		ck_mt_after(evs[i].o, &act);
+	}
+	ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity (history "
+	             "entry %zu) is %s to %s, but the membership holds %s", org, cid,
+	             pn, i, tn, ck_mt_str(&act, b1, sizeof b1),
+	             ck_mt_str(&cur, b2, sizeof b2));
+}
+
+/* Reply to LRANGE pp:{ORG:CID}:h 0 -1, after the customer's HGETALL. */
+static int ck_on_history(redisReply *r, void *arg)
+{
+	struct ck_cust *cc = arg;
+	struct ck *ck = cc->ck;
+	const char *org = ck->cur->id;
+	int64_t cid = cc->cid;
+	struct ck_act_ev *evs;
+	size_t n;
+	int trimmed;
+
+	if (r->type != REDIS_REPLY_ARRAY) {
+		ck_violation(ck, "org %s: customer %" PRId64 ": history " KEYS_HIST_FMT " is not a "
+		             "list", org, cid, org, (long long)cid);
+		ck_cust_free(cc);
+		return 0;
+	}
+	n = r->elements;
+	trimmed = (long)n >= ck->history_max;
+	evs = ck_realloc(NULL, sizeof *evs * n);
+	for (size_t i = 0; i < ck->nprogs; i++)
+		ck->newest[i] = -1;
+	for (size_t i = 0; i < n; i++) {
+		redisReply *e = r->element[i];
+		json_object *o = NULL, *t, *c, *pn;
+		const struct ctl_prog *p = NULL;
+		const char *why = NULL;
+
+		evs[i].o = NULL;
+		ck->activities++;
+		if (e->type != REDIS_REPLY_STRING || (o = ctl_json_parse_tok(ck->tok, e->str, e->len)) == NULL ||
+		    !json_object_is_type(o, json_type_object))
+			why = "is not an activity JSON object";
+		else if ((evs[i].type = ck_act_parse(ctl_json_member(o, "activityType", &t) ? t
+		                                     : NULL)) < 0)
+			why = "has no valid activityType (LINK, UPDATE, DELINK, RELINK_SCHEDULED, "
+			      "RELINK_CANCELLED)";
+		else if (!ctl_json_member(o, "customerId", &c) || !ctl_json_is_int(c) ||
+		         json_object_get_int64(c) != cid)
+			why = "has a customerId that is not the customer's";
+		else if (!ctl_json_member(o, "partnerProgramName", &pn) ||
+		         !json_object_is_type(pn, json_type_string) ||
+		         (p = ck_prog_named(ck, json_object_get_string(pn),
+		                            (size_t)json_object_get_string_len(pn),
+		                            &evs[i].prog)) == NULL)
+			why = "names no program of the org";
+		if (why != NULL) {
+			ck_violation(ck, "org %s: customer %" PRId64 ": program %s: history entry %zu %s",
+			             org, cid, o != NULL && ctl_json_member(o, "partnerProgramName", &pn) &&
+			             json_object_is_type(pn, json_type_string) ?
+			             ctl_quote(json_object_get_string(pn),
+			                       (size_t)json_object_get_string_len(pn)) : "(none)",
+			             i, why);
+			json_object_put(o);
+			continue;
+		}
+		evs[i].o = o;
+		if (ck->newest[evs[i].prog] < 0)
+			ck->newest[evs[i].prog] = (int)i;
+	}
+	if (!cc->bad) {
+		for (size_t j = 0; j < ck->nprogs; j++) {
+			const struct ctl_prog *p = &ck->progs[j];
+			struct ck_ms *ms = NULL;
+
+			for (size_t k = 0; k < cc->nms; k++)
+				if (cc->ms[k].pid == p->pid)
+					ms = &cc->ms[k];
+			if (ms != NULL && ms->m == NULL)
+				continue;       /* invalid membership: already reported */
+			if (ck->newest[j] < 0) {
+				/*
+				 * A membership with no activity for its program is allowed only when the
+				 * history may have lost it: the list is at its trim limit (--history-max)
+				 * or absent (data loaded; see ck_on_customer).
+				 */
+				if (ms != NULL && !trimmed)
+					ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the "
+					             "customer holds a membership but its history (%zu "
+					             "entries, not trimmed) has no activity for the program",
+					             org, cid, ctl_quote(p->name, p->name_len), n);
+				continue;
+			}
+			ck_hist_match(ck, cid, j, evs, n, (size_t)ck->newest[j], ms ? ms->m : NULL,
+			              trimmed);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		json_object_put(evs[i].o);
+	free(evs);
+	ck_cust_free(cc);
+	return 0;
+}
+
+/* ---- change feed --------------------------------------------------------------------- */
+
+/* XREVRANGE pp:{ORG}:feed + - COUNT CK_FEED_COUNT: the newest entries. */
+static int ck_feed(struct ck *ck, struct ck_org *o)
+{
+	char key[CTL_ARG_SCRATCH];
+	redisReply *r;
+
+	snprintf(key, sizeof key, KEYS_FEED_FMT, o->id);
+	ctl_argv_reset(&ck->a);
+	ctl_argv_addstr(&ck->a, "XREVRANGE");
+	ctl_argv_addstr(&ck->a, key);
+	ctl_argv_addstr(&ck->a, "+");
+	ctl_argv_addstr(&ck->a, "-");
+	ctl_argv_addstr(&ck->a, "COUNT");
+	ctl_argv_addstr(&ck->a, CK_FEED_COUNT);
+	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL) {
+		ctl_errf("check: redis: %s", ck->c->errstr);
+		return -1;
+	}
+	if (r->type != REDIS_REPLY_ARRAY) {
+		ck_violation(ck, "org %s: change feed %s is not a stream", o->id, key);
+		freeReplyObject(r);
+		return 0;
+	}
+	for (size_t i = 0; i < r->elements; i++) {
+		redisReply *e = r->element[i], *f;
+		const char *id = "?", *why = NULL;
+		size_t idlen = 1;
+		redisReply *v = NULL, *type = NULL, *cidf = NULL, *event = NULL;
+		json_object *ev = NULL, *t, *c, *pn;
+		int64_t cid = 0;
+		int extra = 0;
+
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING ||
+		    e->element[1]->type != REDIS_REPLY_ARRAY) {
+			ck_violation(ck, "org %s: change feed %s: entry %zu is malformed", o->id, key, i);
+			continue;
+		}
+		id = e->element[0]->str;
+		idlen = e->element[0]->len;
+		f = e->element[1];
+		for (size_t k = 0; k + 1 < f->elements; k += 2) {
+			redisReply *fn = f->element[k], **slot = NULL;
+
+			if (strcmp(fn->str, "v") == 0)
+				slot = &v;
+			else if (strcmp(fn->str, "type") == 0)
+				slot = &type;
+			else if (strcmp(fn->str, "customerId") == 0)
+				slot = &cidf;
+			else if (strcmp(fn->str, "event") == 0)
+				slot = &event;
+			if (slot == NULL || *slot != NULL)
+				extra = 1;
+			else
+				*slot = f->element[k + 1];
+		}
+		if (event != NULL)
+			ev = ctl_json_parse_tok(ck->tok, event->str, event->len);   /* names the program */
+		if (extra || v == NULL || type == NULL || cidf == NULL || event == NULL ||
+		    f->elements % 2 != 0)
+			why = "does not have exactly the fields v, type, customerId, event";
+		else if (v->len != 1 || v->str[0] != '1')
+			why = "has a version v that is not 1";
+		else if (ctl_parse_cid(cidf->str, cidf->len, &cid) < 0)
+			why = "has a customerId that is not a customer id";
+		else if (ev == NULL || !json_object_is_type(ev, json_type_object))
+			why = "has an event that is not a JSON object";
+		else if (!ctl_json_member(ev, "activityType", &t) || ck_act_parse(t) < 0 ||
+		         strlen(json_object_get_string(t)) != type->len ||
+		         memcmp(json_object_get_string(t), type->str, type->len) != 0)
+			why = "has a type that is not the event's (valid) activityType";
+		else if (!ctl_json_member(ev, "customerId", &c) || !ctl_json_is_int(c) ||
+		         json_object_get_int64(c) != cid)
+			why = "has an event whose customerId is not the entry's";
+		if (why != NULL)
+			ck_violation(ck, "org %s: customer %s: program %s: change feed %s entry %s %s",
+			             o->id, cidf == NULL ? "(none)" :
+			             ctl_parse_cid(cidf->str, cidf->len, &cid) == 0 ? cidf->str :
+			             ctl_quote(cidf->str, cidf->len),
+			             ev != NULL && ctl_json_member(ev, "partnerProgramName", &pn) &&
+			             json_object_is_type(pn, json_type_string) ?
+			             ctl_quote(json_object_get_string(pn),
+			                       (size_t)json_object_get_string_len(pn)) : "(unknown)",
+			             key, ctl_quote(id, idlen), why);
+		json_object_put(ev);
+	}
+	freeReplyObject(r);
 	return 0;
 }
 
@@ -661,6 +1117,22 @@ static void ck_org_free(struct ck *ck)
 	free(ck->mids);
 	ck->mids = NULL;
 	ck->nmids = 0;
+	free(ck->newest);
+	ck->newest = NULL;
+}
+
+/* Sorts v[0..*n) and drops duplicates (SCAN may name a key twice). */
+static void ck_sort_uniq(int64_t *v, size_t *n)
+{
+	size_t w = 1;
+
+	if (*n <= 1)
+		return;
+	qsort(v, *n, sizeof *v, ck_i64_cmp);
+	for (size_t i = 1; i < *n; i++)
+		if (v[i] != v[w - 1])
+			v[w++] = v[i];
+	*n = w;
 }
 
 static int ck_org(struct ck *ck, struct ck_org *o)
@@ -693,23 +1165,26 @@ static int ck_org(struct ck *ck, struct ck_org *o)
 			goto out;
 	}
 
-	/* Customers, pipelined; SCAN may have named a key twice. */
-	qsort(o->custs, o->ncusts, sizeof *o->custs, ck_i64_cmp);
-	if (o->ncusts > 1) {
-		size_t w = 1;
-
-		for (size_t i = 1; i < o->ncusts; i++)
-			if (o->custs[i] != o->custs[w - 1])
-				o->custs[w++] = o->custs[i];
-		o->ncusts = w;
-	}
+	/*
+	 * Customers, pipelined: HGETALL of the hash, then (when the customer has a history
+	 * key) LRANGE of its history, checked against the memberships the HGETALL read.
+	 */
+	ck_sort_uniq(o->custs, &o->ncusts);
+	ck_sort_uniq(o->hists, &o->nhists);
+	ck->newest = ck_realloc(NULL, sizeof *ck->newest * (ck->nprogs + 1));
 	p = ck_realloc(NULL, sizeof *p);
 	ctl_pipe_init(p, ck->c);
-	for (size_t i = 0; i < o->ncusts; i++) {
+	for (size_t i = 0, h = 0; i < o->ncusts; i++) {
 		struct ck_cust *cc = ck_realloc(NULL, sizeof *cc);
+		int has_hist;
 
+		while (h < o->nhists && o->hists[h] < o->custs[i])
+			h++;
+		has_hist = h < o->nhists && o->hists[h] == o->custs[i];
+		memset(cc, 0, sizeof *cc);
 		cc->ck = ck;
 		cc->cid = o->custs[i];
+		cc->has_hist = has_hist;
 		ctl_argv_reset(&ck->a);
 		ctl_argv_addstr(&ck->a, "HGETALL");
 		ctl_argv_addf(&ck->a, KEYS_CUST_FMT, o->id, (long long)o->custs[i]);
@@ -717,10 +1192,29 @@ static int ck_org(struct ck *ck, struct ck_org *o)
 			free(cc);
 			break;
 		}
+		if (!has_hist)
+			continue;
+		ctl_argv_reset(&ck->a);
+		ctl_argv_addstr(&ck->a, "LRANGE");
+		ctl_argv_addf(&ck->a, KEYS_HIST_FMT, o->id, (long long)o->custs[i]);
+		ctl_argv_addstr(&ck->a, "0");
+		ctl_argv_addstr(&ck->a, "-1");
+		if (ctl_pipe_cmd(p, &ck->a, ck_on_history, cc) < 0) {
+			/* The pipe is broken: the HGETALL reply will never come either. */
+			break;
+		}
 	}
 	rc = ctl_pipe_flush(p);
 	free(p);
 	if (rc < 0)
+		goto out;
+	rc = -1;
+	for (size_t i = 0; i < o->nhists; i++)
+		if (!ck_has_cust(o, o->hists[i]))
+			ck_violation(ck, "org %s: customer %" PRId64 ": history " KEYS_HIST_FMT " of a "
+			             "customer that does not exist", o->id, o->hists[i], o->id,
+			             (long long)o->hists[i]);
+	if (o->has_feed && ck_feed(ck, o) < 0)
 		goto out;
 
 	/* Entries no customer confirmed. */
@@ -760,11 +1254,23 @@ int ctl_check_main(struct ctl *ctl, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "redis", required_argument, NULL, 'r' },
 		{ "org", required_argument, NULL, 'o' },
+		{ "history-max", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ck ck = { 0 };
 	int c, rc = CTL_EXIT_USAGE;
+	const char *hmax = getenv("PARTNERD_HISTORY_MAX");
+	char *end;
+
+	ck.history_max = CK_HISTORY_MAX_DEFAULT;
+	if (hmax != NULL && *hmax != '\0') {
+		ck.history_max = strtol(hmax, &end, 10);
+		if (*end != '\0' || ck.history_max < 1 || ck.history_max > 100000) {
+			ctl_errf("check: PARTNERD_HISTORY_MAX must be an integer 1..100000");
+			return CTL_EXIT_USAGE;
+		}
+	}
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -773,6 +1279,14 @@ int ctl_check_main(struct ctl *ctl, int argc, char **argv)
 			break;
 		case 'o':
 			ck.only = optarg;
+			break;
+		case 'H':
+			ck.history_max = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || ck.history_max < 1 ||
+			    ck.history_max > 100000) {
+				ctl_errf("check: --history-max must be an integer 1..100000");
+				return CTL_EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			ctl_verb_usage(stdout, "check");
@@ -790,8 +1304,14 @@ int ctl_check_main(struct ctl *ctl, int argc, char **argv)
 		ctl_errf("check: %s is not a valid org id", ctl_quote(ck.only, strlen(ck.only)));
 		return CTL_EXIT_USAGE;
 	}
-	if ((ck.c = ctl_connect(ctl)) == NULL)
+	if ((ck.tok = json_tokener_new_ex(32)) == NULL) {
+		ctl_errf("check: out of memory");
 		return CTL_EXIT_USAGE;
+	}
+	if ((ck.c = ctl_connect(ctl)) == NULL) {
+		json_tokener_free(ck.tok);
+		return CTL_EXIT_USAGE;
+	}
 	ctl_argv_init(&ck.a);
 	if (ck.only != NULL) {
 		redisReply *r;
@@ -817,17 +1337,19 @@ int ctl_check_main(struct ctl *ctl, int argc, char **argv)
 	for (size_t i = 0; i < ck.norgs; i++)
 		if (ck_org(&ck, &ck.orgs[i]) < 0)
 			goto out;
-	printf("checked %lu customers, %lu memberships: %lu violations\n", ck.customers,
-	       ck.memberships, ck.violations);
+	printf("checked %lu customers, %lu memberships, %lu history entries: %lu violations\n",
+	       ck.customers, ck.memberships, ck.activities, ck.violations);
 	rc = ck.violations == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 out:
 	for (size_t i = 0; i < ck.norgs; i++) {
 		free(ck.orgs[i].mid_pids);
 		free(ck.orgs[i].custs);
 		free(ck.orgs[i].locks);
+		free(ck.orgs[i].hists);
 	}
 	free(ck.orgs);
 	ctl_argv_free(&ck.a);
 	redisFree(ck.c);
+	json_tokener_free(ck.tok);
 	return rc;
 }

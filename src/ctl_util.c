@@ -249,10 +249,20 @@ json_object *ctl_json_parse(const char *s, size_t len)
 	json_tokener *tok = json_tokener_new_ex(32);
 	json_object *o;
 
-	if (tok == NULL || len > (size_t)0x7fffffff) {
-		json_tokener_free(tok);
+	if (tok == NULL)
 		return NULL;
-	}
+	o = ctl_json_parse_tok(tok, s, len);
+	json_tokener_free(tok);
+	return o;
+}
+
+json_object *ctl_json_parse_tok(json_tokener *tok, const char *s, size_t len)
+{
+	json_object *o;
+
+	if (len > (size_t)0x7fffffff)
+		return NULL;
+	json_tokener_reset(tok);
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	o = json_tokener_parse_ex(tok, s, (int)len);
 	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
@@ -260,7 +270,6 @@ json_object *ctl_json_parse(const char *s, size_t len)
 		json_object_put(o);
 		o = NULL;
 	}
-	json_tokener_free(tok);
 	return o;
 }
 
@@ -497,4 +506,127 @@ int ctl_parse_cid(const char *s, size_t len, int64_t *out)
 		return -1;
 	*out = (int64_t)v;
 	return 0;
+}
+
+/* ---- customers as load and import-customers take them -------------------------------- */
+
+const char *const ctl_ident_name[CTL_NIDENTS] = { "mobile", "email", "externalId" };
+
+const char ctl_lua_hdel_if[] =
+	"if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+	"return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
+
+/* Reports a problem of a customer object: formats it and hands it to fn. */
+static void ctl_cust_problem(ctl_cust_problem_fn fn, void *arg, const struct ctl_cust_in *cu,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void ctl_cust_problem(ctl_cust_problem_fn fn, void *arg, const struct ctl_cust_in *cu,
+                             const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fn(arg, cu, msg);
+}
+
+/*
+ * Identifier k of a customer object as a string: missing, null and "" leave it absent;
+ * another type or a NUL byte is a problem. Returns the number of problems (0 or 1).
+ */
+static int ctl_cust_str(json_object *o, int k, struct ctl_cust_in *cu,
+                        ctl_cust_problem_fn fn, void *arg)
+{
+	const char *key = ctl_ident_name[k];
+	json_object *v;
+	size_t len;
+
+	if (!ctl_json_member(o, key, &v) || v == NULL)
+		return 0;
+	if (!json_object_is_type(v, json_type_string)) {
+		ctl_cust_problem(fn, arg, cu, "%s is not a string", key);
+		return 1;
+	}
+	len = (size_t)json_object_get_string_len(v);
+	if (len == 0)
+		return 0;
+	if (memchr(json_object_get_string(v), '\0', len) != NULL) {
+		ctl_cust_problem(fn, arg, cu, "%s contains a NUL character", key);
+		return 1;
+	}
+	cu->val[k] = json_object_get_string(v);
+	cu->len[k] = len;
+	return 0;
+}
+
+int ctl_cust_parse(json_object *o, const char *cc, int nlen, struct ctl_cust_in *cu,
+                   ctl_cust_problem_fn fn, void *arg)
+{
+	static const char *const keys[] = { "id", "mobile", "email", "externalId" };
+	json_object *id, *mob;
+	int problems = 0;
+
+	memset(cu, 0, sizeof *cu);
+	if (!json_object_is_type(o, json_type_object)) {
+		ctl_cust_problem(fn, arg, cu, "not an object");
+		return 1;
+	}
+	if (!ctl_json_member(o, "id", &id) || !ctl_json_is_int(id) ||
+	    json_object_get_int64(id) < 1 || json_object_get_int64(id) == INT64_MAX) {
+		ctl_cust_problem(fn, arg, cu, "id must be an integer > 0");
+		problems++;
+	} else {
+		cu->id = json_object_get_int64(id);
+	}
+	json_object_object_foreach(o, key, val) {
+		size_t i = 0;
+
+		(void)val;
+		while (i < sizeof keys / sizeof keys[0] && strcmp(keys[i], key) != 0)
+			i++;
+		if (i == sizeof keys / sizeof keys[0]) {
+			ctl_cust_problem(fn, arg, cu, "unknown key %s", ctl_quote(key, strlen(key)));
+			problems++;
+		}
+	}
+
+	/* A mobile may come as a JSON number (SPEC §3); its digits are normalised alike. */
+	if (ctl_json_member(o, "mobile", &mob) && ctl_json_is_int(mob)) {
+		char digits[32];
+		int64_t v = json_object_get_int64(mob);
+		int n;
+
+		snprintf(digits, sizeof digits, "%lld", (long long)v);
+		n = v < 0 ? -1 : ident_normalize_mobile(digits, strlen(digits), cc, nlen, cu->mob,
+		                                         sizeof cu->mob);
+		if (n < 0) {
+			ctl_cust_problem(fn, arg, cu, "mobile %s is not a valid mobile number", digits);
+			problems++;
+		} else {
+			cu->val[CTL_IDENT_MOBILE] = cu->mob;
+			cu->len[CTL_IDENT_MOBILE] = (size_t)n;
+		}
+	} else if (ctl_cust_str(o, CTL_IDENT_MOBILE, cu, fn, arg) != 0) {
+		problems++;
+	} else if (cu->val[CTL_IDENT_MOBILE] != NULL) {
+		const char *raw = cu->val[CTL_IDENT_MOBILE];
+		size_t rawlen = cu->len[CTL_IDENT_MOBILE];
+		int n = ident_normalize_mobile(raw, rawlen, cc, nlen, cu->mob, sizeof cu->mob);
+
+		cu->val[CTL_IDENT_MOBILE] = NULL;
+		cu->len[CTL_IDENT_MOBILE] = 0;
+		if (n < 0) {
+			ctl_cust_problem(fn, arg, cu, "mobile %s is not a valid mobile number",
+			                 ctl_quote(raw, rawlen));
+			problems++;
+		} else {
+			cu->val[CTL_IDENT_MOBILE] = cu->mob;
+			cu->len[CTL_IDENT_MOBILE] = (size_t)n;
+		}
+	}
+	problems += ctl_cust_str(o, CTL_IDENT_EMAIL, cu, fn, arg);
+	problems += ctl_cust_str(o, CTL_IDENT_EXTERNAL_ID, cu, fn, arg);
+	return problems;
 }

@@ -34,8 +34,8 @@ date_or_null(int64_t ms)
 	return ms == RULES_NONE ? NULL : json_object_new_string(dates_format(ms, d));
 }
 
-static struct json_object *
-values_obj(const struct rules_values *v)
+struct json_object *
+reads_values_json(const struct rules_values *v)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -158,7 +158,7 @@ programs_list(struct json_object *list, const redisReply *cust, const redisReply
 			json_object_object_add(o, "membershipStartDate", date_or_null(best->m.v.start));
 			json_object_object_add(o, "membershipEndDate", date_or_null(best->m.v.end));
 			json_object_object_add(o, "state", json_object_new_string(membership_state(&best->m, now)));
-			json_object_object_add(o, "pendingRelink", best->m.has_relink ? values_obj(&best->m.rl) : NULL);
+			json_object_object_add(o, "pendingRelink", best->m.has_relink ? reads_values_json(&best->m.rl) : NULL);
 			json_object_object_add(o, "linkedOn", date_or_null(best->m.linked_on));
 			json_object_object_add(o, "lastUpdatedOn", date_or_null(best->m.updated_on));
 			json_object_array_add(list, o);

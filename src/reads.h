@@ -8,6 +8,12 @@
 #include "routes.h"
 #include "store.h"
 
+struct json_object;
+struct rules_values;
+
+/* The API form of membership values (SPEC §5 before/after, pendingRelink): a new object. */
+struct json_object *reads_values_json(const struct rules_values *v);
+
 enum reads_kind { READS_PROGRAMS = 1, READS_HISTORY = 2 };
 
 /* GET customerPartnerPrograms / customerActivityHistory (kind is an enum reads_kind). */

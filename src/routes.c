@@ -307,25 +307,6 @@ add_begin_entry(struct store_argv *a, const struct entry_state *es, enum req_kin
 	}
 }
 
-/* The API form of membership values (SPEC §5 before/after), or NULL. */
-static struct json_object *
-values_obj(const struct rules_values *v)
-{
-	struct json_object *o = json_object_new_object();
-	char d[DATES_FMT_LEN + 1];
-
-	json_object_object_add(o, "partnerMembershipId", json_object_new_string_len(v->mid, (int)v->mid_len));
-	json_object_object_add(o, "partnerTierName",
-	                       v->tier ? json_object_new_string_len(v->tier, (int)v->tier_len) : NULL);
-	json_object_object_add(o, "partnerTierExpiryDate",
-	                       v->exp != RULES_NONE ? json_object_new_string(dates_format(v->exp, d)) : NULL);
-	json_object_object_add(o, "membershipStartDate",
-	                       v->start != RULES_NONE ? json_object_new_string(dates_format(v->start, d)) : NULL);
-	json_object_object_add(o, "membershipEndDate",
-	                       v->end != RULES_NONE ? json_object_new_string(dates_format(v->end, d)) : NULL);
-	return o;
-}
-
 /* The history entry / change-feed event of an applied item (owned string). */
 static char *
 event_json(const struct rules_result *res, const struct req_item *it, int64_t cid, const char *rid, int64_t now_ms, size_t *len)
@@ -343,8 +324,8 @@ event_json(const struct rules_result *res, const struct req_item *it, int64_t ci
 	json_object_object_add(o, "updateType",
 	                       res->event == EV_UPDATE && it->update_type.st == F_OK ?
 	                       json_object_new_string_len(it->update_type.s.p, (int)it->update_type.s.len) : NULL);
-	json_object_object_add(o, "before", res->has_before ? values_obj(&res->before) : NULL);
-	json_object_object_add(o, "after", res->has_after ? values_obj(&res->after) : NULL);
+	json_object_object_add(o, "before", res->has_before ? reads_values_json(&res->before) : NULL);
+	json_object_object_add(o, "after", res->has_after ? reads_values_json(&res->after) : NULL);
 	json_object_object_add(o, "requestId", json_object_new_string(rid));
 	json_object_object_add(o, "customerId", json_object_new_int64(cid));
 	text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &tlen);

@@ -1,0 +1,371 @@
+"""partnerctl check: the history and change-feed invariants of docs/DATA-MODEL.md.
+
+Each test links its own customers through the API, then plants one kind of fault directly
+in Redis, runs `partnerctl check` (exit 1 and the specific VIOLATION line, naming org,
+customer and program), then restores every planted key to its exact previous value
+(DUMP/RESTORE, or DEL for a key that did not exist) and runs it again (exit 0), so the
+suite's final `partnerctl check` still passes. One test runs the normal flow (link, update,
+relink, cancel, delink, a relink taking effect) and expects exit 0 throughout.
+"""
+
+import contextlib
+import json
+import time
+
+from helpers import assert_codes, by_mobile, item, link1
+from support_model import FUT1, cancel, delink1, iso, update1, upd
+
+
+# ---------------------------------------------------------------- helpers
+
+def run_check(stack, *args):
+    """(exit status, [VIOLATION lines], whole output)."""
+    rc, out, err = stack.ctl("check", *args)
+    viol = [l for l in out.splitlines() if l.startswith("VIOLATION: ")]
+    return rc, viol, out + err
+
+
+def expect_violation(stack, *needles, args=()):
+    """check exits 1 with a VIOLATION line holding every needle; returns the lines."""
+    rc, viol, text = run_check(stack, *args)
+    assert rc == 1, "partnerctl check exited %d, expected 1:\n%s" % (rc, text)
+    hits = [l for l in viol if all(n in l for n in needles)]
+    assert hits, "no VIOLATION line with %r in:\n%s" % (needles, text)
+    return viol
+
+
+def expect_clean(stack, *args):
+    rc, _, text = run_check(stack, *args)
+    assert rc == 0, "partnerctl check exited %d, expected 0:\n%s" % (rc, text)
+
+
+def about(viol, cid):
+    """The violation lines that name customer cid."""
+    return [l for l in viol if "customer %d:" % cid in l]
+
+
+@contextlib.contextmanager
+def planted(stack, *keys):
+    """Saves keys with DUMP; on the way out puts back exactly what was there (or nothing)."""
+    saved = [(k, stack.redis("DUMP", k)) for k in keys]
+    try:
+        yield
+    finally:
+        for k, v in saved:
+            stack.redis("DEL", k)
+            if v is not None:
+                stack.redis("RESTORE", k, 0, v)
+
+
+def ckey(cid):
+    return "pp:{acme:%d}:c" % cid
+
+
+def hkey(cid):
+    return "pp:{acme:%d}:h" % cid
+
+
+FEED = "pp:{acme}:feed"
+
+
+def history(stack, cid):
+    return [json.loads(x) for x in stack.redis("LRANGE", hkey(cid), 0, -1)]
+
+
+def enc(obj):
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def activity(stack, cid, program, typ, mid=None, tier=None):
+    """An activity JSON (as partnerd writes it) for a planted history entry."""
+    after = None if mid is None else {
+        "partnerMembershipId": mid, "partnerTierName": tier, "partnerTierExpiryDate": None,
+        "membershipStartDate": "2026-01-01T00:00:00.000Z", "membershipEndDate": None}
+    return {"activityType": typ, "activityDate": "2026-01-01T00:00:00.000Z",
+            "partnerProgramName": program, "updateType": None, "before": None, "after": after,
+            "requestId": "0" * 32, "customerId": cid}
+
+
+def linked(stack, *items):
+    """A fresh customer linked with items (all must answer 200)."""
+    c = stack.customer()
+    _, st = link1(stack, by_mobile(c), *items)
+    assert_codes(st, [200] * len(items))
+    return c
+
+
+# ---------------------------------------------------------------- the normal flow
+
+def test_check_passes_after_link_update_relink_cancel_delink(stack):
+    expect_clean(stack)
+    a, b, d = stack.customers(3)
+    # link, update, relink, cancel, relink again (left pending), delink
+    _, st = link1(stack, by_mobile(a), item("AcmeAir", stack.uid(), "Bronze", FUT1),
+                  item("AcmeShop", stack.uid()), item("AcmePlus", stack.uid()))
+    assert_codes(st, [200, 200, 200])
+    _, st = update1(stack, by_mobile(a), upd("AcmeAir", "UPGRADE", "Silver", FUT1))
+    assert_codes(st, [200])
+    _, st = link1(stack, by_mobile(a), item("AcmePlus", stack.uid(), start=FUT1))
+    assert_codes(st, [200])
+    _, st = update1(stack, by_mobile(a), cancel("AcmePlus"))
+    assert_codes(st, [200])
+    expect_clean(stack)
+    _, st = link1(stack, by_mobile(a), item("AcmePlus", stack.uid(), start="2031-09-01T00:00:00Z"))
+    assert_codes(st, [200])
+    _, st = delink1(stack, by_mobile(a), "AcmeShop")
+    assert_codes(st, [200])
+    _, st = link1(stack, by_mobile(a), item("AcmeShop", stack.uid()))
+    assert_codes(st, [200])
+    _, st = delink1(stack, by_mobile(a), "AcmeShop")
+    assert_codes(st, [200])
+    expect_clean(stack)
+
+    # relinks that fall due: b is updated while its relink is pending, and the relink is
+    # made current (by a write of another program) after the update; d's relink is due but
+    # nothing wrote the customer since
+    m1, m2, m3, m4 = stack.uid(), stack.uid(), stack.uid(), stack.uid()
+    _, st = link1(stack, by_mobile(b), item("AcmeDays", m1, "Basic"))
+    assert_codes(st, [200])
+    _, st = link1(stack, by_mobile(d), item("AcmePlus", m3))
+    assert_codes(st, [200])
+    start_ms = (int(time.time() * 1000) // 1000 + 2) * 1000
+    _, st = link1(stack, by_mobile(b), item("AcmeDays", m2, "Premium", FUT1, start=iso(start_ms)))
+    assert_codes(st, [200])
+    _, st = link1(stack, by_mobile(d), item("AcmePlus", m4, start=iso(start_ms)))
+    assert_codes(st, [200])
+    _, st = update1(stack, by_mobile(b), upd("AcmeDays", "UPGRADE", "Premium", FUT1))
+    assert_codes(st, [200])
+    expect_clean(stack)
+    while time.time() * 1000 < start_ms + 300:
+        time.sleep(0.1)
+    expect_clean(stack)                      # due, not yet written
+    _, st = link1(stack, by_mobile(b), item("AcmeShop", stack.uid()))
+    assert_codes(st, [200])
+    m = stack.membership(b["id"], "AcmeDays")
+    assert m["mid"] == m2 and m["rl"] is None, "the relink was not made current by the write: %r" % m
+    assert history(stack, b["id"])[1]["activityType"] == "UPDATE", history(stack, b["id"])
+    expect_clean(stack)
+    assert stack.membership(d["id"], "AcmePlus")["rl"]["mid"] == m4
+    expect_clean(stack, "--org", "acme")
+
+
+# ---------------------------------------------------------------- history keys
+
+def test_check_reports_a_history_of_a_customer_that_does_not_exist(stack):
+    ghost = 987654321
+    assert stack.redis("EXISTS", ckey(ghost)) == 0
+    with planted(stack, hkey(ghost)):
+        stack.redis("LPUSH", hkey(ghost), enc(activity(stack, ghost, "AcmeShop", "LINK", "x")))
+        expect_violation(stack, "org acme: customer %d:" % ghost, "does not exist")
+    expect_clean(stack)
+
+
+def test_check_reports_a_history_that_is_not_a_list(stack):
+    c = linked(stack, item("AcmeShop", stack.uid()))
+    with planted(stack, hkey(c["id"])):
+        stack.redis("DEL", hkey(c["id"]))
+        stack.redis("SET", hkey(c["id"]), "not a list")
+        expect_violation(stack, "org acme: customer %d:" % c["id"], "is not a list")
+    expect_clean(stack)
+
+
+def test_check_reports_history_entries_that_are_not_activities_of_the_customer(stack):
+    c = linked(stack, item("AcmeAir", stack.uid(), "Gold", FUT1), item("AcmeShop", stack.uid()))
+    cid = c["id"]
+    good = activity(stack, cid, "AcmeShop", "LINK", "old-mid")
+    cases = [
+        ("not json {", 'program (none): history entry 2 is not an activity JSON object'),
+        (enc([1, 2]), 'program (none): history entry 2 is not an activity JSON object'),
+        (enc(dict(good, activityType="RENAME")), 'program "AcmeShop": history entry 2 has no valid activityType'),
+        (enc(dict(good, activityType=None)), 'program "AcmeShop": history entry 2 has no valid activityType'),
+        (enc(dict(good, customerId=cid + 1)), 'program "AcmeShop": history entry 2 has a customerId that is not'),
+        (enc(dict(good, customerId=str(cid))), 'program "AcmeShop": history entry 2 has a customerId that is not'),
+        (enc(dict(good, partnerProgramName="NoSuchProgram")),
+         'program "NoSuchProgram": history entry 2 names no program of the org'),
+        (enc(dict(good, partnerProgramName="GlobexOnly")),       # another org's program
+         'program "GlobexOnly": history entry 2 names no program of the org'),
+    ]
+    assert len(history(stack, cid)) == 2
+    for bad, text in cases:
+        with planted(stack, hkey(cid)):
+            stack.redis("RPUSH", hkey(cid), bad)        # the oldest entry: matching unaffected
+            viol = expect_violation(stack, "org acme: customer %d:" % cid, text)
+            assert len(about(viol, cid)) == 1, about(viol, cid)
+        expect_clean(stack)
+
+
+# ---------------------------------------------------------------- history vs memberships
+
+def test_check_reports_a_membership_that_differs_from_the_newest_link_or_update(stack):
+    mid = stack.uid()
+    c = linked(stack, item("AcmeAir", mid, "Bronze", FUT1))
+    cid = c["id"]
+    field = "m:%d" % stack.pid("AcmeAir")
+    # the stored tier changed behind partnerd's back
+    with planted(stack, ckey(cid)):
+        m = stack.membership(cid, "AcmeAir")
+        m["tier"] = "Gold"
+        stack.redis("HSET", ckey(cid), field, enc(m))
+        expect_violation(stack, 'org acme: customer %d: program "AcmeAir": the newest activity '
+                         '(history entry 0) is LINK to mid "%s" tier "Bronze", but the membership '
+                         'holds mid "%s" tier "Gold"' % (cid, mid, mid))
+    expect_clean(stack)
+    # the newest activity an UPDATE that is not what the membership holds (and no relink)
+    _, st = update1(stack, by_mobile(c), upd("AcmeAir", "UPGRADE", "Silver", FUT1))
+    assert_codes(st, [200])
+    with planted(stack, hkey(cid)):
+        ev = history(stack, cid)[0]
+        ev["after"]["partnerTierName"] = "Gold"
+        stack.redis("LSET", hkey(cid), 0, enc(ev))
+        viol = expect_violation(stack, 'org acme: customer %d: program "AcmeAir"' % cid,
+                                'is UPDATE to mid "%s" tier "Gold"' % mid, 'holds mid "%s" tier "Silver"' % mid)
+        assert len(about(viol, cid)) == 1, about(viol, cid)
+    expect_clean(stack)
+
+
+def test_check_reports_a_link_activity_without_the_membership(stack):
+    c = linked(stack, item("AcmeShop", stack.uid()))
+    with planted(stack, hkey(c["id"])):
+        stack.redis("LPUSH", hkey(c["id"]), enc(activity(stack, c["id"], "AcmeAir", "LINK", "ghost-mid", "Gold")))
+        expect_violation(stack, 'org acme: customer %d: program "AcmeAir"' % c["id"],
+                         'is LINK to mid "ghost-mid" tier "Gold", but the customer holds no membership')
+    expect_clean(stack)
+
+
+def test_check_reports_a_membership_whose_newest_activity_is_a_delink(stack):
+    mid = stack.uid()
+    c = linked(stack, item("AcmeShop", mid))
+    with planted(stack, hkey(c["id"])):
+        stack.redis("LPUSH", hkey(c["id"]), enc(activity(stack, c["id"], "AcmeShop", "DELINK")))
+        expect_violation(stack, 'org acme: customer %d: program "AcmeShop"' % c["id"],
+                         'is DELINK, but the customer holds a membership (mid "%s" tier null)' % mid)
+    expect_clean(stack)
+
+
+def test_check_reports_a_membership_without_activity_unless_the_history_may_be_trimmed(stack):
+    c = stack.customer()
+    cid = c["id"]
+    for it in (item("AcmeAir", stack.uid(), "Silver", FUT1), item("AcmeShop", stack.uid()),
+               item("AcmePlus", stack.uid())):
+        _, st = link1(stack, by_mobile(c), it)
+        assert_codes(st, [200])
+    with planted(stack, hkey(cid)):
+        oldest = stack.redis("LINDEX", hkey(cid), -1)
+        assert json.loads(oldest)["partnerProgramName"] == "AcmeAir"
+        stack.redis("LREM", hkey(cid), 1, oldest)
+        viol = expect_violation(stack, 'org acme: customer %d: program "AcmeAir": the customer holds a '
+                                'membership but its history (2 entries, not trimmed) has no activity' % cid)
+        assert len(about(viol, cid)) == 1, about(viol, cid)
+        # a list at its trim limit may have lost the activity: allowed
+        rc, viol, text = run_check(stack, "--history-max", "2")
+        assert not about(viol, cid), text
+        # no history at all (data loaded): allowed
+        stack.redis("DEL", hkey(cid))
+        rc, viol, text = run_check(stack)
+        assert not about(viol, cid), text
+    expect_clean(stack)
+
+
+def test_check_reports_relink_activities_the_membership_does_not_match(stack):
+    m1, m2 = stack.uid(), stack.uid()
+    c = linked(stack, item("AcmeDays", m1, "Basic"))
+    cid = c["id"]
+    _, st = link1(stack, by_mobile(c), item("AcmeDays", m2, "Premium", start="2031-04-01T00:00:00Z"))
+    assert_codes(st, [200])
+    expect_clean(stack)
+    field = "m:%d" % stack.pid("AcmeDays")
+    # the queued relink is not the scheduled one
+    with planted(stack, ckey(cid)):
+        m = stack.membership(cid, "AcmeDays")
+        m["rl"]["tier"] = "Basic"
+        stack.redis("HSET", ckey(cid), field, enc(m))
+        expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
+                         'is RELINK_SCHEDULED to mid "%s" tier "Premium", but the membership holds '
+                         'mid "%s" tier "Basic" with a different relink pending' % (m2, m1))
+    expect_clean(stack)
+    # the relink vanished without a cancel
+    with planted(stack, ckey(cid)):
+        m = stack.membership(cid, "AcmeDays")
+        m["rl"] = None
+        stack.redis("HSET", ckey(cid), field, enc(m))
+        expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
+                         'is RELINK_SCHEDULED to mid "%s"' % m2, "with no relink pending")
+    expect_clean(stack)
+    # a cancel recorded, but the relink still pending
+    with planted(stack, hkey(cid)):
+        stack.redis("LPUSH", hkey(cid), enc(activity(stack, cid, "AcmeDays", "RELINK_CANCELLED")))
+        expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
+                         'is RELINK_CANCELLED, but a relink is pending (mid "%s" tier "Premium")' % m2)
+    expect_clean(stack)
+    # cancelled through the API, then a relink put back by hand
+    _, st = update1(stack, by_mobile(c), cancel("AcmeDays"))
+    assert_codes(st, [200])
+    expect_clean(stack)
+    with planted(stack, ckey(cid), "pp:{acme}:mid:%d" % stack.pid("AcmeDays")):
+        m = stack.membership(cid, "AcmeDays")
+        m["rl"] = {"mid": m2, "tier": "Premium", "exp": None, "start": 1932000000000, "end": None}
+        stack.redis("HSET", ckey(cid), field, enc(m))
+        stack.redis("HSET", "pp:{acme}:mid:%d" % stack.pid("AcmeDays"), m2, str(cid))
+        viol = expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
+                                'is RELINK_CANCELLED, but a relink is pending')
+        assert len(about(viol, cid)) == 1, about(viol, cid)
+    expect_clean(stack)
+    # delinked through the API, then the membership put back by hand
+    saved = stack.redis("HGET", ckey(cid), field)
+    _, st = delink1(stack, by_mobile(c), "AcmeDays")
+    assert_codes(st, [200])
+    expect_clean(stack)
+    with planted(stack, ckey(cid), "pp:{acme}:mid:%d" % stack.pid("AcmeDays")):
+        stack.redis("HSET", ckey(cid), field, saved)
+        stack.redis("HSET", "pp:{acme}:mid:%d" % stack.pid("AcmeDays"), m1, str(cid))
+        viol = expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
+                                'is DELINK, but the customer holds a membership (mid "%s" tier "Basic")' % m1)
+        assert len(about(viol, cid)) == 1, about(viol, cid)
+    expect_clean(stack)
+
+
+def test_check_reports_a_pending_relink_on_an_external_program(stack):
+    mid = stack.uid()
+    c = linked(stack, item("AcmeAir", mid, "Bronze", FUT1))
+    with planted(stack, ckey(c["id"])):
+        m = stack.membership(c["id"], "AcmeAir")
+        m["rl"] = {"mid": mid, "tier": "Gold", "exp": None, "start": 1932000000000, "end": None}
+        stack.redis("HSET", ckey(c["id"]), "m:%d" % stack.pid("AcmeAir"), enc(m))
+        expect_violation(stack, "org acme: customer %d:" % c["id"], '(program "AcmeAir")',
+                         "pending relink, but the program is not SUPPLEMENTARY")
+    expect_clean(stack)
+
+
+# ---------------------------------------------------------------- the change feed
+
+def test_check_reports_change_feed_entries_that_break_the_format(stack):
+    c = linked(stack, item("AcmeShop", stack.uid()))
+    cid = c["id"]
+    ev = history(stack, cid)[0]
+    assert stack.redis("TYPE", FEED) == "stream"
+    good = ["v", "1", "type", "LINK", "customerId", str(cid), "event", enc(ev)]
+    cases = [
+        (["v", "2"] + good[2:], "has a version v that is not 1"),
+        (good[:2] + ["type", "UPDATE"] + good[4:], "has a type that is not the event's (valid) activityType"),
+        (good[:2] + ["type", "LINKED"] + good[4:], "has a type that is not the event's (valid) activityType"),
+        (good[:6], "does not have exactly the fields v, type, customerId, event"),
+        (good + ["extra", "x"], "does not have exactly the fields v, type, customerId, event"),
+        (good[:6] + ["event", "{not json"], "has an event that is not a JSON object"),
+        (good[:4] + ["customerId", "x1"] + good[6:], "has a customerId that is not a customer id"),
+        (good[:4] + ["customerId", str(cid + 1)] + good[6:], "has an event whose customerId is not the entry's"),
+    ]
+    for fields, text in cases:
+        with planted(stack, FEED):
+            stack.redis("XADD", FEED, "*", *fields)
+            expect_violation(stack, "org acme: customer", text, "change feed pp:{acme}:feed entry")
+        expect_clean(stack)
+    with planted(stack, FEED):
+        stack.redis("XADD", FEED, "*", *(["v", "2"] + good[2:]))
+        expect_violation(stack, 'org acme: customer %d: program "AcmeShop": change feed' % cid,
+                         "has a version v that is not 1")
+    expect_clean(stack)
+    with planted(stack, FEED):
+        stack.redis("DEL", FEED)
+        stack.redis("SET", FEED, "not a stream")
+        expect_violation(stack, "org acme: change feed pp:{acme}:feed is not a stream")
+    expect_clean(stack)
