@@ -167,8 +167,9 @@ int64_t dates_add_cycle(int64_t start_ms, enum dates_unit unit, int n)
 	months = (int64_t)tm.tm_year * 12 + tm.tm_mon + n;
 	if (months / 12 > 100000 - 1900)   /* far beyond any date the API can express */
 		return INT64_MAX;
-	y = (int)(months / 12) + 1900;
-	m = (int)(months % 12) + 1;
+	/* Floor division: before 1900 tm_year is negative, and C's / and % round to zero. */
+	y = (int)((months >= 0 ? months : months - 11) / 12) + 1900;
+	m = (int)(((months % 12) + 12) % 12) + 1;
 	mdays = dates_mdays(y, m);
 	if (tm.tm_mday > mdays)
 		tm.tm_mday = mdays;

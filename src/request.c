@@ -129,6 +129,31 @@ tree_counts(const struct json_object *o, struct counts *c)
 	}
 }
 
+/* The value of 4 hex digits at p (n bytes available), or -1. */
+static int
+hex4(const char *p, size_t n)
+{
+	int v = 0;
+	size_t k;
+
+	if (n < 4)
+		return -1;
+	for (k = 0; k < 4; k++) {
+		char c = p[k];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
 /* 1 when the digits d[0..n) (no sign) exceed the int64 range for the given sign. */
 static int
 int_overflows(const char *d, size_t n, int negative)
@@ -160,8 +185,28 @@ req_json_scan(const char *t, size_t len, const void *tree, char *msg, size_t msg
 					snprintf(msg, msgsz, "raw control character inside a string at byte %zu", i);
 					goto out;
 				}
-				if (t[i] == '\\')
+				if (t[i] == '\\' && i + 1 < len && t[i + 1] == 'u') {
+					/* A \u escape of a UTF-16 surrogate must be a complete pair. */
+					int cu = hex4(t + i + 2, len - i - 2);
+
+					if (cu >= 0xdc00 && cu <= 0xdfff) {
+						snprintf(msg, msgsz, "lone UTF-16 surrogate escape at byte %zu", i);
+						goto out;
+					}
+					if (cu >= 0xd800 && cu <= 0xdbff) {
+						int lo = len - i >= 12 && t[i + 6] == '\\' && t[i + 7] == 'u' ?
+						         hex4(t + i + 8, len - i - 8) : -1;
+
+						if (lo < 0xdc00 || lo > 0xdfff) {
+							snprintf(msg, msgsz, "lone UTF-16 surrogate escape at byte %zu", i);
+							goto out;
+						}
+						i += 6;
+					}
 					i++;
+				} else if (t[i] == '\\') {
+					i++;
+				}
 			}
 			i++;
 		} else if (ch == '{') {

@@ -222,5 +222,17 @@ int main(void)
 		CHECK(a > D2024_01_01);
 		CHECK(b >= a);
 	}
+	TEST("a month cycle before 1900 keeps the calendar (floor division of months)") {
+		int64_t start, end;
+
+		CHECK(dates_parse("1016-12-31T23:59:59Z", 20, &start) == 0);
+		end = dates_add_cycle(start, DATES_MONTHS, 12);
+		CHECK(dates_parse("1017-12-31T23:59:59Z", 20, &start) == 0);
+		CHECK_EQ_INT(end, start);
+		CHECK(dates_parse("1899-01-31T00:00:00Z", 20, &start) == 0);
+		end = dates_add_cycle(start, DATES_MONTHS, 1);
+		CHECK(dates_parse("1899-02-28T00:00:00Z", 20, &start) == 0);
+		CHECK_EQ_INT(end, start);
+	}
 	TEST_MAIN_END();
 }

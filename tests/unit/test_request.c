@@ -88,6 +88,14 @@ int main(void)
 		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"Acme\xc0\xafShop\"}")), -1);
 		CHECK(strstr(err.message, "UTF-8") != NULL);
 	}
+	TEST("lone UTF-16 surrogate escapes are refused; a complete pair is fine") {
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"a\\ud800b\"}")), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"a\\udc00\"}")), -1);
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"\\ud83d\\ude00\"}")), 0);
+		req_free(&r);
+		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"\\\\ud800\"}")), 0);
+		req_free(&r);
+	}
 	TEST("nesting deeper than 32 levels is refused, 32 is fine") {
 		n = 0;
 		n += (size_t)sprintf(big + n, "{\"linkCustomers\":[{\"customer\":{\"id\":1},\"linkToPartnerPrograms\":[{\"x\":");
