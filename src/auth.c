@@ -2,6 +2,7 @@
  * auth: Basic auth, verification against stored argon2id hashes, and the credential cache.
  */
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,16 @@ struct cache_slot {
 	unsigned char key[crypto_generichash_BYTES];
 	int64_t expires;                /* monotonic ms; 0 = empty */
 	struct auth_org org;
+	int busy;                       /* a thread is verifying this key (miss or refresh) */
 };
 
 static struct cache_slot cache[CACHE_SLOTS];
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cache_cond = PTHREAD_COND_INITIALIZER;   /* a verification ended */
 static int cache_ms = 60000;
 static unsigned char cache_salt[crypto_generichash_KEYBYTES];
+#define PWHASH_CONCURRENCY 4
+static sem_t pwhash_slots;      /* password checks allowed to run at once */
 
 static int64_t
 mono_ms(void)
@@ -42,6 +47,7 @@ void
 auth_init(int cache_seconds)
 {
 	cache_ms = cache_seconds * 1000;
+	sem_init(&pwhash_slots, 0, PWHASH_CONCURRENCY);
 	randombytes_buf(cache_salt, sizeof(cache_salt));
 }
 
@@ -80,32 +86,73 @@ auth_parse_basic(const char *h, char *user, size_t usersz, char *pass, size_t pa
 	return 0;
 }
 
-static int
-cache_get(const unsigned char *key, struct auth_org *out)
-{
-	struct cache_slot *s = &cache[(key[0] | (key[1] << 8)) % CACHE_SLOTS];
-	int hit = 0;
+/*
+ * The cache, with single flight: of the requests that present the same credential while
+ * it is not cached, one verifies it and the others wait for its answer (Argon2id costs
+ * ~20 ms and 19 MiB; a burst of requests at start or at expiry must not pay it N times).
+ * An entry is refreshed by one request in the last tenth of its life while the others
+ * keep using it, so a busy credential never expires under load.
+ */
+enum cache_verdict { CACHE_HIT, CACHE_VERIFY, CACHE_REFRESH };
 
-	pthread_mutex_lock(&cache_lock);
-	if (s->expires > mono_ms() && sodium_memcmp(s->key, key, sizeof(s->key)) == 0) {
-		*out = s->org;
-		hit = 1;
-	}
-	pthread_mutex_unlock(&cache_lock);
-	return hit;
+static struct cache_slot *
+slot_of(const unsigned char *key)
+{
+	return &cache[(key[0] | (key[1] << 8)) % CACHE_SLOTS];
 }
 
-static void
-cache_put(const unsigned char *key, const struct auth_org *org)
+static enum cache_verdict
+cache_get(const unsigned char *key, struct auth_org *out)
 {
-	struct cache_slot *s = &cache[(key[0] | (key[1] << 8)) % CACHE_SLOTS];
+	struct cache_slot *s = slot_of(key);
+	enum cache_verdict v;
 
-	if (cache_ms <= 0)
-		return;
 	pthread_mutex_lock(&cache_lock);
-	memcpy(s->key, key, sizeof(s->key));
-	s->org = *org;
-	s->expires = mono_ms() + cache_ms;
+	for (;;) {
+		int64_t now = mono_ms();
+		int same = sodium_memcmp(s->key, key, sizeof(s->key)) == 0;
+
+		if (same && s->expires > now) {
+			*out = s->org;
+			if (!s->busy && s->expires - now < cache_ms / 10) {
+				s->busy = 1;
+				v = CACHE_REFRESH;
+			} else {
+				v = CACHE_HIT;
+			}
+			break;
+		}
+		if (!s->busy) {
+			/* This thread verifies; the slot is claimed for this key meanwhile. */
+			memcpy(s->key, key, sizeof(s->key));
+			s->expires = 0;
+			s->busy = 1;
+			v = CACHE_VERIFY;
+			break;
+		}
+		/* Another thread verifies this slot's key (ours or a colliding one): wait. */
+		pthread_cond_wait(&cache_cond, &cache_lock);
+	}
+	pthread_mutex_unlock(&cache_lock);
+	return v;
+}
+
+/* Ends a verification: org != NULL caches it; NULL leaves the slot empty (or as it was). */
+static void
+cache_done(const unsigned char *key, const struct auth_org *org, int keep_old)
+{
+	struct cache_slot *s = slot_of(key);
+
+	pthread_mutex_lock(&cache_lock);
+	if (org != NULL && cache_ms > 0) {
+		memcpy(s->key, key, sizeof(s->key));
+		s->org = *org;
+		s->expires = mono_ms() + cache_ms;
+	} else if (!keep_old) {
+		s->expires = 0;
+	}
+	s->busy = 0;
+	pthread_cond_broadcast(&cache_cond);
 	pthread_mutex_unlock(&cache_lock);
 }
 
@@ -117,7 +164,7 @@ lookup(struct store *st, const char *user, const char *pass, struct auth_org *ou
 	redisReply **rep = NULL, *r;
 	struct json_object *cred = NULL, *v;
 	const char *org, *hash;
-	int rc = 401;
+	int rc = 401, verified;
 	size_t i;
 
 	store_argv_init(&cmd);
@@ -141,26 +188,48 @@ lookup(struct store *st, const char *user, const char *pass, struct auth_org *ou
 	hash = json_object_get_string(v);
 	if (!ident_valid_org(org))
 		goto out;
-	if (crypto_pwhash_str_verify(hash, pass, strlen(pass)) != 0)
+	/*
+	 * Argon2id needs its memlimit of memory per check: bound how many run at once, so
+	 * that a flood of wrong passwords cannot take gigabytes (a wrong password is never
+	 * cached, every attempt pays the check).
+	 */
+	sem_wait(&pwhash_slots);
+	verified = crypto_pwhash_str_verify(hash, pass, strlen(pass)) == 0;
+	sem_post(&pwhash_slots);
+	if (!verified)
 		goto out;
 	snprintf(out->org, sizeof(out->org), "%s", org);
 	freeReplyObject(r);
 	free(rep);
 	rep = NULL;
 
-	/* The org must still exist: a deleted org's credentials are refused. */
-	store_argv_init(&cmd);
-	store_argv_add(&cmd, "HGETALL", 7);
-	store_argv_addf(&cmd, KEYS_ORG_FMT, out->org);
-	if (store_pipeline(st, &cmd, 1, &rep) != 0) {
-		store_argv_free(&cmd);
-		json_object_put(cred);
-		return 503;
+	/* The org must still exist (its settings and its place in pp:orgs): a removed org's
+	 * credentials are refused. */
+	{
+		struct store_argv cmds[2];
+		int member;
+
+		store_argv_init(&cmds[0]);
+		store_argv_init(&cmds[1]);
+		store_argv_add(&cmds[0], "HGETALL", 7);
+		store_argv_addf(&cmds[0], KEYS_ORG_FMT, out->org);
+		store_argv_add(&cmds[1], "SISMEMBER", 9);
+		store_argv_add(&cmds[1], KEYS_ORGS, strlen(KEYS_ORGS));
+		store_argv_add(&cmds[1], out->org, strlen(out->org));
+		rc = store_pipeline(st, cmds, 2, &rep);
+		store_argv_free(&cmds[0]);
+		store_argv_free(&cmds[1]);
+		if (rc != 0) {
+			json_object_put(cred);
+			return 503;
+		}
+		rc = 401;
+		member = rep[1]->type == REDIS_REPLY_INTEGER && rep[1]->integer == 1;
+		freeReplyObject(rep[1]);
+		r = rep[0];
+		if (!member || r->type != REDIS_REPLY_ARRAY || r->elements == 0)
+			goto out;
 	}
-	store_argv_free(&cmd);
-	r = rep[0];
-	if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
-		goto out;
 	out->country_code[0] = '\0';
 	out->national_len = 0;
 	for (i = 0; i + 1 < r->elements; i += 2) {
@@ -185,6 +254,8 @@ auth_check(struct store *st, const char *header, struct auth_org *out)
 	char user[CRED_MAX + 1], pass[CRED_MAX + 1];
 	unsigned char key[crypto_generichash_BYTES];
 	crypto_generichash_state h;
+	struct auth_org cached;
+	enum cache_verdict v;
 	int rc;
 
 	if (auth_parse_basic(header, user, sizeof(user), pass, sizeof(pass)) != 0)
@@ -193,8 +264,10 @@ auth_check(struct store *st, const char *header, struct auth_org *out)
 	crypto_generichash_update(&h, (const unsigned char *)user, strlen(user) + 1);
 	crypto_generichash_update(&h, (const unsigned char *)pass, strlen(pass));
 	crypto_generichash_final(&h, key, sizeof(key));
-	if (cache_get(key, out)) {
+	v = cache_get(key, &cached);
+	if (v == CACHE_HIT) {
 		sodium_memzero(pass, sizeof(pass));
+		*out = cached;
 		return 0;
 	}
 	rc = lookup(st, user, pass, out);
@@ -204,7 +277,15 @@ auth_check(struct store *st, const char *header, struct auth_org *out)
 
 		crypto_generichash(uh, sizeof(uh), (const unsigned char *)user, strlen(user), NULL, 0);
 		sodium_bin2hex(out->cred, sizeof(out->cred), uh, sizeof(uh));
-		cache_put(key, out);
+		cache_done(key, out, 0);
+		return 0;
 	}
+	if (v == CACHE_REFRESH && rc == 503) {
+		/* Redis is away: the credential was valid a moment ago; keep serving it. */
+		cache_done(key, NULL, 1);
+		*out = cached;
+		return 0;
+	}
+	cache_done(key, NULL, 0);
 	return rc;
 }
