@@ -57,8 +57,6 @@ local function entry(e, at, ni, items_at, np)
   if locked[cid] then return {'DUP', cid, locked[cid], defs, holders} end
   local tag = 'pp:{' .. org .. ':' .. cid .. '}:'
   local snapshot = redis.call('HGETALL', tag .. 'c')
-  local lt = redis.call('TYPE', tag .. 'lock').ok
-  if lt ~= 'none' and lt ~= 'string' then error('lock key has type ' .. lt) end
   if not redis.call('SET', tag .. 'lock', token, 'NX', 'PX', ttl) then return {'BUSY', cid} end
   locked[cid] = e
   return {'OK', cid, snapshot, defs, holders}

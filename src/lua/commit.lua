@@ -19,6 +19,10 @@ local n = tonumber(ARGV[2])
 local hmax, feed, fmax = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local i = 6
 local out = {}
+-- The feed's type is checked once per call; the customer hash's type was checked by the
+-- HGETALL of begin.lua under the same lock (and the HGET of v below fails before any write).
+local feed_ok = redis.call('TYPE', feed).ok
+feed_ok = feed_ok == 'none' or feed_ok == 'stream'
 for c = 1, n do
   local ck, lk, ver, cid, hk = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   i = i + 5
@@ -38,8 +42,10 @@ for c = 1, n do
       local t = redis.call('TYPE', key).ok
       if t ~= 'none' and t ~= typ then broken = true end
     end
-    want(ck, 'hash')
-    if nev > 0 then want(hk, 'list'); want(feed, 'stream') end
+    if nev > 0 then
+      want(hk, 'list')
+      if not feed_ok then broken = true end
+    end
     for j = 0, ncl - 1 do want(ARGV[scl + 2 * j], 'hash') end
     for j = 0, nrel - 1 do want(ARGV[srel + 2 * j], 'hash') end
     local free = true
@@ -62,19 +68,20 @@ for c = 1, n do
       for j = 0, ncl - 1 do
         redis.call('HSET', ARGV[scl + 2 * j], ARGV[scl + 2 * j + 1], cid)
       end
-      for j = 0, nset - 1 do
-        redis.call('HSET', ck, ARGV[sset + 2 * j], ARGV[sset + 2 * j + 1])
+      if ndel > 0 then
+        redis.call('HDEL', ck, unpack(ARGV, sdel, sdel + ndel - 1))
       end
-      for j = 0, ndel - 1 do
-        redis.call('HDEL', ck, ARGV[sdel + j])
+      if nset + ndel > 0 then
+        -- one HSET for every field and the new version
+        redis.call('HSET', ck, 'v', (tonumber(ver) or 0) + 1, unpack(ARGV, sset, sset + 2 * nset - 1))
       end
-      if nset + ndel > 0 then redis.call('HINCRBY', ck, 'v', 1) end
+      local hlen = 0
       for j = 0, nev - 1 do
         local typ, ev = ARGV[sev + 2 * j], ARGV[sev + 2 * j + 1]
-        redis.call('LPUSH', hk, ev)
+        hlen = redis.call('LPUSH', hk, ev)
         redis.call('XADD', feed, 'MAXLEN', '~', fmax, '*', 'v', '1', 'type', typ, 'customerId', cid, 'event', ev)
       end
-      if nev > 0 then redis.call('LTRIM', hk, 0, hmax - 1) end
+      if hlen > hmax then redis.call('LTRIM', hk, 0, hmax - 1) end
       redis.call('DEL', lk)
       out[c] = 'OK'
     end
