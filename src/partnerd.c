@@ -6,7 +6,10 @@
  * new requests, in-flight ones finish, then exit) and SIGHUP (reopen the log file).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <grp.h>
 #include <pwd.h>
 #include <pthread.h>
@@ -57,6 +60,7 @@ static int listen_fd;
 static atomic_int stopping;
 static atomic_int in_flight;
 static atomic_int *holding;     /* per worker: 1 while it keeps an nginx connection open */
+static int wake_fd = -1;        /* eventfd, readable once SIGTERM arrived */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_file;
 
@@ -357,13 +361,27 @@ worker(void *arg)
 		struct routes_outcome o;
 		struct timespec t0;
 
-		if (FCGX_Accept_r(&fr) < 0) {
-			struct timespec ts = { 0, 10 * 1000000L };
+		/*
+		 * Without a kept connection, wait for a new one or for the stop. The listening
+		 * socket is non-blocking: a thread that loses the race for a connection gets
+		 * EAGAIN from libfcgi's accept and comes back here instead of blocking in accept,
+		 * where a stop could not reach it (a socket inherited on fd 0 may be shared with
+		 * other processes, so it must not be shut down).
+		 */
+		if (fr.ipcFd < 0) {
+			struct pollfd p[2] = { { .fd = listen_fd, .events = POLLIN },
+			                       { .fd = wake_fd, .events = POLLIN } };
 
+			atomic_store(held, 0);
+			if (poll(p, 2, -1) < 0)
+				continue;
+			if (p[1].revents != 0)
+				break;
+		}
+		if (FCGX_Accept_r(&fr) < 0) {
 			atomic_store(held, 0);
 			if (atomic_load(&stopping))
 				break;
-			nanosleep(&ts, NULL);   /* e.g. EMFILE: do not spin */
 			continue;
 		}
 		atomic_fetch_add(&in_flight, 1);
@@ -453,8 +471,12 @@ signal_thread(void *arg)
 			continue;
 		}
 		atomic_store(&stopping, 1);
-		/* Wake the threads blocked in accept: they see the error and leave. */
-		shutdown(listen_fd, SHUT_RDWR);
+		/* Wake the threads waiting for a connection: they leave. */
+		if (write(wake_fd, &(uint64_t){ 1 }, sizeof(uint64_t)) < 0)
+			perror("partnerd: eventfd");
+		/* Our own socket: refuse new connections at once, so nginx tries another upstream. */
+		if (cfg.socket_path != NULL)
+			shutdown(listen_fd, SHUT_RDWR);
 		return NULL;
 	}
 }
@@ -513,6 +535,11 @@ main(int argc, char **argv)
 
 	if (drop_privileges() != 0)
 		return 1;
+	wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (wake_fd < 0 || fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK) != 0) {
+		fprintf(stderr, "partnerd: cannot set up the listening socket: %s\n", strerror(errno));
+		return 1;
+	}
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
