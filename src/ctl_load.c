@@ -44,6 +44,9 @@
 #define LD_BATCH 500                    /* fields per batched HMGET / HSET of an index */
 
 enum ld_kind { LD_MOBILE, LD_EMAIL, LD_EXT, LD_NKINDS };
+_Static_assert((int)LD_MOBILE == (int)CTL_IDENT_MOBILE && (int)LD_EMAIL == (int)CTL_IDENT_EMAIL &&
+               (int)LD_EXT == (int)CTL_IDENT_EXTERNAL_ID && (int)LD_NKINDS == (int)CTL_NIDENTS,
+               "ld_kind follows ctl_ident");
 static const char *const ld_kind_name[LD_NKINDS] = { "mobile", "email", "externalId" };
 
 /* A string borrowed from the document (or from a struct member); p NULL means absent. */
@@ -400,54 +403,38 @@ static void ld_check_program(struct ld *ld, struct ld_org *org, json_object *o,
 	}
 }
 
+/* Where ld_check_customer's problems go: ld_err with the customer's context. */
+struct ld_cust_ctx {
+	struct ld *ld;
+	const struct ld_org *org;
+	size_t i;                         /* position in the org's customers */
+};
+
+static void ld_cust_problem(void *arg, const struct ctl_cust_in *in, const char *msg)
+{
+	struct ld_cust_ctx *x = arg;
+
+	if (in->id > 0)
+		ld_err(x->ld, "org %s: customer %" PRId64 ": %s", x->org->id, in->id, msg);
+	else
+		ld_err(x->ld, "org %s: customer #%zu: %s", x->org->id, x->i + 1, msg);
+}
+
+/* Validates one customer (ctl_cust_parse, shared with import-customers) into cu. */
 static void ld_check_customer(struct ld *ld, struct ld_org *org, json_object *o,
                               struct ld_cust *cu, size_t i)
 {
-	static const char *const keys[] = { "id", "mobile", "email", "externalId", NULL };
-	json_object *id, *mob;
-	char ctx[256];
+	struct ld_cust_ctx x = { .ld = ld, .org = org, .i = i };
+	struct ctl_cust_in in;
 
 	cu->org = org;
-	snprintf(ctx, sizeof ctx, "org %s: customer #%zu", org->id, i + 1);
-	if (!json_object_is_type(o, json_type_object)) {
-		ld_err(ld, "%s: not an object", ctx);
-		return;
+	ctl_cust_parse(o, org->cc, org->nlen, &in, ld_cust_problem, &x);
+	cu->id = in.id;
+	memcpy(cu->mob, in.mob, sizeof cu->mob);
+	for (int k = 0; k < LD_NKINDS; k++) {
+		cu->val[k].p = in.val[k] == in.mob ? cu->mob : in.val[k];
+		cu->val[k].len = in.len[k];
 	}
-	if (!ctl_json_member(o, "id", &id) || !ctl_json_is_int(id) ||
-	    json_object_get_int64(id) < 1 || json_object_get_int64(id) == INT64_MAX) {
-		ld_err(ld, "%s: id must be an integer > 0", ctx);
-	} else {
-		cu->id = json_object_get_int64(id);
-		snprintf(ctx, sizeof ctx, "org %s: customer %" PRId64, org->id, cu->id);
-	}
-	ld_known_keys(ld, o, keys, ctx);
-
-	if (ctl_json_member(o, "mobile", &mob) && ctl_json_is_int(mob)) {
-		char digits[32];
-		int64_t v = json_object_get_int64(mob);
-		int n;
-
-		snprintf(digits, sizeof digits, "%" PRId64, v);
-		n = v < 0 ? -1 : ident_normalize_mobile(digits, strlen(digits), org->cc, org->nlen,
-		                                         cu->mob, sizeof cu->mob);
-		if (n < 0)
-			ld_err(ld, "%s: mobile %s is not a valid mobile number", ctx, digits);
-		else
-			cu->val[LD_MOBILE] = (struct ld_str){ cu->mob, (size_t)n };
-	} else if (ld_get_str(ld, o, "mobile", 0, 0, ctx, &cu->val[LD_MOBILE]) == 0 &&
-	           cu->val[LD_MOBILE].p != NULL) {
-		struct ld_str raw = cu->val[LD_MOBILE];
-		int n = ident_normalize_mobile(raw.p, raw.len, org->cc, org->nlen, cu->mob,
-		                               sizeof cu->mob);
-
-		cu->val[LD_MOBILE].p = NULL;
-		if (n < 0)
-			ld_err(ld, "%s: mobile %s is not a valid mobile number", ctx, ld_q(raw));
-		else
-			cu->val[LD_MOBILE] = (struct ld_str){ cu->mob, (size_t)n };
-	}
-	ld_get_str(ld, o, "email", 0, 0, ctx, &cu->val[LD_EMAIL]);
-	ld_get_str(ld, o, "externalId", 0, 0, ctx, &cu->val[LD_EXT]);
 }
 
 /* A string with the index of its owner, for finding duplicates by sorting. */
@@ -963,11 +950,6 @@ static int ld_changed(const struct ld_cust *cu, int k)
 	return cu->old[k] != NULL && !ld_str_eq(cu->val[k], cu->old[k], cu->oldlen[k]);
 }
 
-/* Removes field -> cid from an index only if it still points at this customer. */
-static const char ld_lua_hdel_if[] =
-	"if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
-	"return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
-
 struct ld_stats {
 	size_t progs_new, progs_changed, creds_changed, creds_removed;
 	size_t custs_new, custs_changed;
@@ -1083,7 +1065,7 @@ static void ld_write_customers(struct ld *ld, struct ctl_pipe *p, struct ld_stat
 					continue;
 				ctl_argv_reset(a);
 				ctl_argv_addstr(a, "EVAL");
-				ctl_argv_addstr(a, ld_lua_hdel_if);
+				ctl_argv_addstr(a, ctl_lua_hdel_if);
 				ctl_argv_addstr(a, "1");
 				ctl_argv_addf(a, KEYS_IX_FMT, org->id, ld_kind_name[k]);
 				ctl_argv_add(a, cu->old[k], cu->oldlen[k]);

@@ -17,6 +17,7 @@
 #define KEYS_FEED_FMT       "pp:{%s}:feed"         /* org */
 #define KEYS_RATE_FMT       "pp:{%s}:rate:%s"      /* org, hex BLAKE2b of the username; ":MINUTE" follows */
 #define KEYS_IDEM_FMT       "pp:{%s}:idem:%s"      /* org, hex BLAKE2b of the Idempotency-Key */
+#define KEYS_IMPORT_FMT     "pp:{%s}:import:%s"    /* org, hex BLAKE2b of path, size, mtime */
 
 #define KEYS_MEMBERSHIP_FIELD_FMT "m:%d"           /* pid */
 

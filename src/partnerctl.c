@@ -1,11 +1,12 @@
 /*
  * partnerctl: the admin CLI of partnerd (SPEC §3, §7). This file holds main, the global
- * options and the verb table; each verb lives in its own ctl_*.c file (load, show, check),
- * on the plumbing of ctl_util.c.
+ * options and the verb table; each verb lives in its own ctl_*.c file (load, show, check,
+ * import), on the plumbing of ctl_util.c.
  *
  *     partnerctl [--redis URL] load FILE
  *     partnerctl [--redis URL] show --org ORG (--id N | --mobile M | --email E | --external-id X)
  *     partnerctl [--redis URL] check [--org ORG]
+ *     partnerctl [--redis URL] import-customers --org ORG [--resume] [--batch N] FILE
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -30,6 +31,11 @@ static const struct ctl_verb ctl_verbs[] = {
 	{ .name = "show", .run = ctl_show_main,
 	  .usage = "show --org ORG (--id N | --mobile M | --email E | --external-id X)\n"
 	           "              print a customer and its memberships as JSON" },
+	{ .name = "import-customers", .run = ctl_import_main,
+	  .usage = "import-customers --org ORG [--resume] [--batch N] FILE\n"
+	           "              bulk-upsert customers from JSON Lines or CSV (FILE '-': stdin),\n"
+	           "              streamed; bad lines rejected (exit 1); --resume continues\n"
+	           "              after the last committed batch of an interrupted import" },
 	{ .name = "check", .run = ctl_check_main,
 	  .usage = "check [--org ORG]\n"
 	           "              verify the stored-data invariants (exit 0 ok, 1 violations)" },
