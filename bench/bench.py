@@ -1,0 +1,1023 @@
+#!/usr/bin/env python3
+"""scripts/bench: partnerd's throughput against the ceilings of its own stack.
+
+Run through scripts/bench (which builds build-bench/ and installs wrk when missing);
+docs/PERFORMANCE.md describes the method and the results. Everything runs on a private
+stack on free loopback ports in a temporary directory; every process it starts is
+stopped by its own pid at the end.
+"""
+
+import argparse
+import base64
+import json
+import os
+import pwd
+import grp
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import http.client
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+from harness import Redis, free_port  # noqa: E402  (a RESP client and free ports)
+
+BENCH = os.path.join(TOP, "bench")
+ORG = "bench"
+USER, SECRET = "bench_api", "bench_secret"
+AUTH = "Basic " + base64.b64encode(("%s:%s" % (USER, SECRET)).encode()).decode()
+
+N_CUSTOMERS = 100000
+# Customer ranges (ids): what each benchmark touches. See docs/PERFORMANCE.md.
+UPD = (1, 40000)          # linked to UpdProg (Silver) and MixProg: update targets, ceilings
+DEL = (40001, 80000)      # linked to D1..D4 and MixProg: the delink walk (160k pairs)
+FRESH = (80001, 100000)   # linked to nothing: the link walk over L1..L8 (160k pairs)
+MIXR = (1, 100000)        # the mix: MixProg over every customer
+L_PROGS = ["L%d" % k for k in range(1, 9)]
+D_PROGS = ["D%d" % k for k in range(1, 5)]
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def mobile(cid):
+    return "917%09d" % cid
+
+
+# ------------------------------------------------------------------ the stack
+
+class Stack:
+    def __init__(self, args, builddir):
+        self.args = args
+        self.builddir = builddir
+        self.dir = tempfile.mkdtemp(prefix="partnerd-bench-")
+        os.chmod(self.dir, 0o755)
+        self.procs = {}             # name -> Popen
+        self.redis_port = free_port()
+        self.http_port = free_port()
+        self.nproc = args.processes
+        self.workers = args.workers
+        self.keepalive = args.keepalive
+        self.r = None
+
+    # -- processes
+    def spawn(self, name, argv, env=None):
+        logf = open(os.path.join(self.dir, name + ".log"), "ab")
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                             cwd=self.dir, env=env, start_new_session=True)
+        logf.close()
+        self.procs[name] = p
+        return p
+
+    def stop(self, name, sig=signal.SIGTERM, timeout=15):
+        p = self.procs.pop(name, None)
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(sig)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+    def stop_all(self):
+        for name in ["nginx"] + [n for n in list(self.procs) if n != "redis" and n != "nginx"] + ["redis"]:
+            self.stop(name, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
+        if not self.args.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            log("kept %s" % self.dir)
+
+    def wait_socket(self, path, name, timeout=20):
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path):
+            if self.procs[name].poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("bench: %s did not create %s; log:\n%s" % (
+                    name, path, open(os.path.join(self.dir, name + ".log"), errors="replace").read()[-2000:]))
+            time.sleep(0.02)
+
+    def start_redis(self):
+        argv = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", self.dir,
+                "--logfile", "", "--protected-mode", "yes"]
+        self.spawn("redis", argv)
+        for _ in range(200):
+            try:
+                self.r = Redis(self.redis_port, timeout=60)
+                if self.r("PING") == "PONG":
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("bench: redis-server did not start")
+
+    @property
+    def redis_url(self):
+        return "redis://127.0.0.1:%d" % self.redis_port
+
+    def sock(self, k):
+        return os.path.join(self.dir, "partnerd-%s.sock" % k)
+
+    def start_partnerd(self, k, valgrind=None):
+        argv = [os.path.join(self.builddir, "src", "partnerd"), "--socket", self.sock(k),
+                "--socket-mode", "0666", "--workers", str(self.workers if valgrind is None else 4),
+                "--redis", self.redis_url, "--log", os.path.join(self.dir, "partnerd-%s.requests" % k)]
+        if valgrind:
+            # One argon2id verification per thread and hour: not part of the per-request cost.
+            argv = valgrind + argv + ["--auth-cache-s", "3600"]
+        name = "partnerd-%s" % k
+        self.spawn(name, argv)
+        self.wait_socket(self.sock(k), name, timeout=60)
+
+    def start_partnerds(self):
+        for k in range(self.nproc):
+            self.start_partnerd(k)
+
+    def stop_partnerds(self):
+        for k in range(self.nproc):
+            self.stop("partnerd-%d" % k)
+
+    def start_ceilings(self):
+        exe = os.path.join(self.builddir, "bench", "ceiling")
+        for mode in ("fcgi", "rt1", "floor"):
+            path = os.path.join(self.dir, "ceil-%s.sock" % mode)
+            self.spawn("ceil-" + mode, [exe, "--mode", mode, "--socket", path,
+                                        "--threads", str(self.workers * self.nproc),
+                                        "--redis", "127.0.0.1:%d" % self.redis_port, "--org", ORG])
+            self.wait_socket(path, "ceil-" + mode)
+
+    def write_nginx_conf(self):
+        with open(os.path.join(BENCH, "nginx.conf.in")) as f:
+            conf = f.read()
+        user_line = ""
+        if os.geteuid() == 0:
+            user_line = "user %s %s;" % (pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name)
+        ka = "keepalive 16;" if self.keepalive else ""
+        per, locs = [], []
+        for k in [str(i) for i in range(self.nproc)] + ["cg"]:
+            per.append("    upstream pd_%s {\n        server unix:%s;\n        %s\n    }" % (k, self.sock(k), ka))
+            locs.append("        location ^~ /pd/%s/ {\n            rewrite ^/pd/%s(/.*)$ $1 break;\n"
+                        "            include %s/fastcgi.conf;\n            fastcgi_pass pd_%s;\n        }"
+                        % (k, k, BENCH, k))
+        servers = " ".join("server unix:%s;" % self.sock(k) for k in range(self.nproc))
+        for key, val in (("@USER_LINE@", user_line), ("@STATE_DIR@", self.dir),
+                         ("@HTTP_PORT@", str(self.http_port)), ("@SNIPPET_DIR@", os.path.join(TOP, "nginx")),
+                         ("@BENCH_DIR@", BENCH), ("@KEEPALIVE@", ka), ("@PARTNERD_SERVERS@", servers),
+                         ("@PER_PROCESS@", "\n".join(per)), ("@PER_PROCESS_LOCATIONS@", "\n".join(locs))):
+            # Not in comments: the template's header names its placeholders.
+            conf = "\n".join(ln if ln.lstrip().startswith("#") else ln.replace(key, val)
+                              for ln in conf.split("\n"))
+        path = os.path.join(self.dir, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        return path
+
+    def start_nginx(self):
+        path = self.write_nginx_conf()
+        nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or "nginx"
+        self.spawn("nginx", [nginx, "-c", path, "-p", self.dir + "/", "-e",
+                             os.path.join(self.dir, "nginx-error.log"), "-g", "daemon off;"])
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.http_port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.wait_health()
+
+    def wait_health(self):
+        for _ in range(300):
+            try:
+                if self.http("GET", "/v2/partnerProgram/health", auth=False)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise SystemExit("bench: partnerd health did not answer 200")
+
+    def restart_front(self, nproc, workers, keepalive):
+        """A new worker model: partnerd processes and nginx restarted (ceilings too)."""
+        self.stop("nginx", signal.SIGQUIT)
+        self.stop_partnerds()
+        for mode in ("fcgi", "rt1", "floor"):
+            self.stop("ceil-" + mode)
+        self.nproc, self.workers, self.keepalive = nproc, workers, keepalive
+        self.start_partnerds()
+        self.start_ceilings()
+        self.start_nginx()
+
+    # -- http
+    def http(self, method, path, body=None, auth=True, conn=None):
+        h = {}
+        if auth:
+            h["Authorization"] = AUTH
+        if body is not None:
+            h["Content-Type"] = "application/json"
+            if not isinstance(body, bytes):
+                body = json.dumps(body).encode()
+        own = conn is None
+        c = conn or http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=60)
+        try:
+            c.request(method, path, body=body, headers=h)
+            resp = c.getresponse()
+            data = resp.read()
+            return resp.status, data
+        finally:
+            if own:
+                c.close()
+
+    def metrics(self):
+        """Item codes and request counts summed over the partnerd processes."""
+        items, reqs = {}, 0
+        for k in range(self.nproc):
+            st, data = self.http("GET", "/pd/%d/v2/partnerProgram/metrics" % k, auth=False)
+            for line in data.decode().splitlines():
+                m = re.match(r'partnerd_items_total\{code="([^"]+)"\} (\d+)', line)
+                if m:
+                    items[m.group(1)] = items.get(m.group(1), 0) + int(m.group(2))
+                m = re.match(r'partnerd_requests_total\{route="([^"]+)",status="([^"]+)"\} (\d+)', line)
+                if m and m.group(1) != "metrics":
+                    reqs += int(m.group(3))
+        return items, reqs
+
+    def commandstats(self):
+        out = {}
+        for line in self.r("INFO", "commandstats").decode().splitlines():
+            m = re.match(r"cmdstat_([^:]+):calls=(\d+)", line)
+            if m:
+                out[m.group(1)] = int(m.group(2))
+        return out
+
+    def cpu(self):
+        """CPU seconds (user + system) so far of redis, partnerd, the ceilings and nginx's workers."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def stat(pid):
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                return fields[1], (int(fields[11]) + int(fields[12])) / tick   # ppid, utime+stime
+            except (OSError, IndexError, ValueError):
+                return None, 0.0
+        out = {}
+        for name, p in self.procs.items():
+            key = "partnerd" if name.startswith("partnerd-") and name != "partnerd-cg" else name
+            if name != "nginx":
+                out[key] = out.get(key, 0.0) + stat(p.pid)[1]
+        if "nginx" in self.procs:
+            master = str(self.procs["nginx"].pid)
+            total = 0.0
+            for d in os.listdir("/proc"):
+                if d.isdigit():
+                    ppid, t = stat(int(d))
+                    if ppid == master:
+                        total += t
+            out["nginx"] = total
+        return out
+
+    def rss_kb(self, name):
+        p = self.procs[name]
+        with open("/proc/%d/status" % p.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+# ------------------------------------------------------------------ data
+
+def load_data(st, ctl):
+    doc = {"orgs": [{
+        "id": ORG, "defaultCountryCode": "91", "nationalNumberLength": 10,
+        "credentials": [{"username": USER, "password": SECRET}],
+        "programs": [{"name": n, "type": "EXTERNAL", "tiers": ["Bronze", "Silver", "Gold"]}
+                     for n in ["UpdProg", "MixProg"] + L_PROGS + D_PROGS] + [
+            {"name": "NoTier", "type": "EXTERNAL", "tiers": []},
+            {"name": "Supp", "type": "SUPPLEMENTARY", "tiers": [],
+             "membershipCycle": {"type": "MONTHS", "value": 12}}],
+        "customers": []}]}
+    t0 = time.monotonic()
+    usage = subprocess.run([ctl, "--help"], capture_output=True, text=True)
+    use_import = "import-customers" in usage.stdout + usage.stderr
+    customers = ({"id": c, "mobile": mobile(c), "email": "c%d@bench.example" % c,
+                  "externalId": "X%d" % c} for c in range(1, N_CUSTOMERS + 1))
+    if use_import:
+        with open(os.path.join(st.dir, "org.json"), "w") as f:
+            json.dump(doc, f)
+        subprocess.run([ctl, "--redis", st.redis_url, "load", os.path.join(st.dir, "org.json")], check=True,
+                       stdout=subprocess.DEVNULL)
+        path = os.path.join(st.dir, "customers.jsonl")
+        with open(path, "w") as f:
+            for c in customers:
+                f.write(json.dumps(c) + "\n")
+        subprocess.run([ctl, "--redis", st.redis_url, "import-customers", "--org", ORG, path],
+                       check=True, stdout=subprocess.DEVNULL)
+        how = "partnerctl import-customers"
+    else:
+        doc["orgs"][0]["customers"] = list(customers)
+        path = os.path.join(st.dir, "org.json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        subprocess.run([ctl, "--redis", st.redis_url, "load", path], check=True, stdout=subprocess.DEVNULL)
+        how = "partnerctl load"
+    log("loaded %d customers with %s in %.1f s" % (N_CUSTOMERS, how, time.monotonic() - t0))
+    return how
+
+
+def prelink(st):
+    """Links the update and delink pools through the API: 50 customers a request."""
+    t0 = time.monotonic()
+    jobs = []
+    for lo, hi, progs in ((UPD[0], UPD[1], ["UpdProg", "MixProg"]),
+                          (DEL[0], DEL[1], D_PROGS + ["MixProg"])):
+        for start in range(lo, hi + 1, 50):
+            entries = []
+            for cid in range(start, min(start + 50, hi + 1)):
+                entries.append({"customer": {"id": cid}, "linkToPartnerPrograms": [
+                    {"partnerProgramName": p, "customerPartnerReference": {
+                        "partnerMembershipId": "%s-%d" % (p, cid), "partnerTierName": "Silver",
+                        "partnerTierExpiryDate": "2030-12-31T23:59:59+05:30"}} for p in progs]})
+            jobs.append(json.dumps({"linkCustomers": entries}).encode())
+    errors = []
+    lock = threading.Lock()
+
+    def run(part):
+        c = http.client.HTTPConnection("127.0.0.1", st.http_port, timeout=60)
+        for body in part:
+            status, data = st.http("POST", "/v2/partnerProgram/linkCustomer", body, conn=c)
+            if status != 200 or b'"code":200' not in data or re.search(rb'"code":(?!200\b|1000\b)\d+', data):
+                with lock:
+                    errors.append((status, data[:300]))
+        c.close()
+    threads = [threading.Thread(target=run, args=(jobs[k::4],)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit("bench: pre-linking failed: %r" % (errors[:3],))
+    n = (UPD[1] - UPD[0] + 1) * 2 + (DEL[1] - DEL[0] + 1) * 5
+    dt = time.monotonic() - t0
+    log("pre-linked %d memberships in %d requests of 50 customers in %.1f s (%.0f memberships/s)"
+        % (n, len(jobs), dt, n / dt))
+
+
+def ceiling_copies(st):
+    """pc:{bench:CID}:c: copies of the update pool's customer hashes for the ceilings."""
+    r = st.r
+    for start in range(UPD[0], UPD[1] + 1, 1000):
+        cids = range(start, min(start + 1000, UPD[1] + 1))
+        hashes = r.pipeline([("HGETALL", "pp:{%s:%d}:c" % (ORG, c)) for c in cids])
+        r.pipeline([("HSET", "pc:{%s:%d}:c" % (ORG, c)) + tuple(h) for c, h in zip(cids, hashes)])
+
+
+# ------------------------------------------------------------------ wrk
+
+def unit(v):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
+
+
+def wrk(st, script, env, duration, conns, threads=1):
+    e = dict(os.environ)
+    e.update({"BENCH_AUTH": AUTH, "BENCH_WRK_DIR": os.path.join(BENCH, "wrk")})
+    e.update({k: str(v) for k, v in env.items()})
+    argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency", "--timeout", "5s",
+            "-s", os.path.join(BENCH, "wrk", script), "http://127.0.0.1:%d" % st.http_port]
+    out = subprocess.run(argv, capture_output=True, text=True, env=e, timeout=duration + 60).stdout
+    res = {"rps": 0.0, "p50": float("nan"), "p99": float("nan"), "non2xx": 0, "errors": 0, "sent": 0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        res["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50"), ("99", "p99")):
+        m = re.search(r"^\s+%s%%\s+(\S+)" % pct, out, re.M)
+        if m:
+            res[key] = unit(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        res["errors"] = sum(int(x) for x in m.groups())
+    m = re.search(r"(\d+) requests in", out)
+    res["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"^BENCH (\{.*\})$", out, re.M)
+    if m:
+        res["sent"] = json.loads(m.group(1))["sent"]
+    if res["rps"] == 0:
+        log("wrk %s gave no figure:\n%s" % (script, out))
+    return res
+
+
+class Targets:
+    """The benchmark targets and the walk offsets carried from round to round."""
+
+    def __init__(self, st, args):
+        self.st, self.args = st, args
+        self.link_off = 0
+        self.del_off = 0
+
+    def env_range(self, rng):
+        return {"BENCH_LO": rng[0], "BENCH_N": rng[1] - rng[0] + 1}
+
+    def ceiling(self, path, batch):
+        def run():
+            env = self.env_range(UPD)
+            env.update({"BENCH_PATH": path, "BENCH_BATCH": batch})
+            return wrk(self.st, "ceiling.lua", env, self.args.duration, self.args.connections)
+        return run
+
+    def update(self, batch):
+        def run():
+            env = self.env_range(UPD)
+            env.update({"BENCH_BATCH": batch, "BENCH_PROGRAMS": "UpdProg"})
+            return wrk(self.st, "update.lua", env, self.args.duration, self.args.connections)
+        return run
+
+    def link(self):
+        env = self.env_range(FRESH)
+        env.update({"BENCH_OFFSET": self.link_off, "BENCH_PROGRAMS": ",".join(L_PROGS)})
+        res = wrk(self.st, "link.lua", env, self.args.duration, self.args.connections)
+        self.link_off += res["sent"]
+        if self.link_off > (FRESH[1] - FRESH[0] + 1) * len(L_PROGS):
+            log("warning: the link walk is exhausted: later links answer 2005")
+        return res
+
+    def delink(self):
+        env = self.env_range(DEL)
+        env.update({"BENCH_OFFSET": self.del_off, "BENCH_PROGRAMS": ",".join(D_PROGS)})
+        res = wrk(self.st, "delink.lua", env, self.args.duration, self.args.connections)
+        self.del_off += res["sent"]
+        if self.del_off > (DEL[1] - DEL[0] + 1) * len(D_PROGS):
+            log("warning: the delink walk is exhausted: later delinks answer 2004")
+        return res
+
+    def mix(self):
+        env = self.env_range(MIXR)
+        env.update({"BENCH_PROGRAMS": "MixProg"})
+        return wrk(self.st, "mix.lua", env, self.args.duration, self.args.connections)
+
+
+# (name, batch, kind, floor to compare with)
+TARGETS = [
+    ("(1) nginx alone", 1, "ceil", None),
+    ("(2) fastcgi hop", 1, "ceil", None),
+    ("(3) one round trip", 1, "ceil", None),
+    ("(4) protocol floor", 1, "ceil", None),
+    ("(4b) protocol floor x50", 50, "ceil", None),
+    ("link", 1, "pd", "(4) protocol floor"),
+    ("update", 1, "pd", "(4) protocol floor"),
+    ("delink", 1, "pd", "(4) protocol floor"),
+    ("update x50", 50, "pd", "(4b) protocol floor x50"),
+    ("mix 70/20/10", 1, "pd", "(4) protocol floor"),
+]
+
+
+def target_runs(t):
+    return {
+        "(1) nginx alone": t.ceiling("/ceil/nginx", 1),
+        "(2) fastcgi hop": t.ceiling("/ceil/fcgi", 1),
+        "(3) one round trip": t.ceiling("/ceil/rt1", 1),
+        "(4) protocol floor": t.ceiling("/ceil/floor", 1),
+        "(4b) protocol floor x50": t.ceiling("/ceil/floor", 50),
+        "link": t.link,
+        "update": t.update(1),
+        "delink": t.delink,
+        "update x50": t.update(50),
+        "mix 70/20/10": t.mix,
+    }
+
+
+def run_rounds(st, args, names, rounds):
+    t = Targets(st, args)
+    runs = target_runs(t)
+    results = {n: [] for n in names}
+    for rnd in range(rounds):
+        for name in names:
+            batch = next(b for n, b, _, _ in TARGETS if n == name)
+            kind = next(k for n, _, k, _ in TARGETS if n == name)
+            if kind == "pd":
+                items0, req0 = st.metrics()
+                cs0 = st.commandstats()
+            cpu0 = st.cpu()
+            res = runs[name]()
+            cpu1 = st.cpu()
+            # CPU microseconds per request of each component during the run.
+            res["cpu_us"] = {k: round(1e6 * (cpu1.get(k, 0) - cpu0.get(k, 0)) / max(1, res["requests"]), 1)
+                             for k in cpu1 if cpu1.get(k, 0) - cpu0.get(k, 0) > 0.005}
+            if kind == "pd":
+                items1, req1 = st.metrics()
+                cs1 = st.commandstats()
+                res["items"] = {c: items1.get(c, 0) - items0.get(c, 0) for c in items1
+                                if items1.get(c, 0) != items0.get(c, 0)}
+                res["pd_requests"] = req1 - req0 - st.nproc  # minus the metrics calls
+                res["evals"] = sum(cs1.get(c, 0) - cs0.get(c, 0) for c in ("evalsha", "eval"))
+            res["entries"] = res["rps"] * batch
+            results[name].append(res)
+            extra = " cpu us/req %s" % json.dumps(res["cpu_us"], sort_keys=True)
+            if kind == "pd":
+                extra += " items %s" % json.dumps(res["items"], sort_keys=True)
+            log("round %d %-24s %9.0f req/s %9.0f entries/s p50 %6.2f ms p99 %7.2f ms non-2xx %d err %d%s"
+                % (rnd + 1, name, res["rps"], res["entries"], res["p50"], res["p99"],
+                   res["non2xx"], res["errors"], extra))
+    return results
+
+
+def med(xs):
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def table(results, names):
+    rows = []
+    hdr = ("target", "req/s", "entries/s", "p50 ms", "p99 ms", "non-2xx/err",
+           "2010 items", "x (3)", "x floor")
+    for name in names:
+        rs = results[name]
+        _, batch, kind, floor = next(x for x in TARGETS if x[0] == name)
+        r3 = results.get("(3) one round trip")
+        fl = results.get(floor) if floor else None
+        x3 = med([r["entries"] / r3[i]["rps"] for i, r in enumerate(rs)]) if r3 else None
+        xf = med([r["entries"] / fl[i]["entries"] for i, r in enumerate(rs)]) if fl else None
+        if kind == "pd":
+            items = sum(sum(r["items"].values()) for r in rs)
+            c2010 = sum(r["items"].get("2010", 0) for r in rs)
+            i2010 = "%d/%d" % (c2010, items)
+        else:
+            i2010 = "-"
+        rows.append((name, "%.0f" % med([r["rps"] for r in rs]), "%.0f" % med([r["entries"] for r in rs]),
+                     "%.2f" % med([r["p50"] for r in rs]), "%.2f" % med([r["p99"] for r in rs]),
+                     "%d/%d" % (sum(r["non2xx"] for r in rs), sum(r["errors"] for r in rs)), i2010,
+                     "-" if x3 is None else "%.2f" % x3, "-" if xf is None else "%.2f" % xf))
+    return fmt_table(hdr, rows)
+
+
+def cpu_table(results, names):
+    """Median CPU microseconds per request of each component (all cores together)."""
+    comps = ["nginx", "ceil-fcgi", "ceil-rt1", "ceil-floor", "partnerd", "redis"]
+    hdr = ("target",) + tuple(comps) + ("total",)
+    rows = []
+    for name in names:
+        rs = results[name]
+        vals = [med([r["cpu_us"].get(c, 0.0) for r in rs]) for c in comps]
+        rows.append((name,) + tuple("%.0f" % v if v else "-" for v in vals) + ("%.0f" % sum(vals),))
+    return fmt_table(hdr, rows)
+
+
+def fmt_table(hdr, rows):
+    widths = [max(len(str(row[i])) for row in rows + [hdr]) for i in range(len(hdr))]
+    lines = ["| " + " | ".join(str(c).ljust(widths[i]) for i, c in enumerate(hdr)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c).ljust(widths[i]) for i, c in enumerate(row)) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ round trips (MONITOR)
+
+def round_trips(st, n_single=200, n_batch=40):
+    """Top-level Redis commands per request, counted with MONITOR (commands a script runs
+    show as [... lua]; partnerd's own show with its connection's address)."""
+    mon = socket.create_connection(("127.0.0.1", st.redis_port))
+    mon.sendall(b"MONITOR\r\n")
+    lines = []
+    stop = threading.Event()
+
+    def reader():
+        buf = b""
+        mon.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                chunk = mon.recv(1 << 20)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            buf += chunk
+            *done, buf = buf.split(b"\r\n")
+            lines.extend(done)
+    th = threading.Thread(target=reader)
+    th.start()
+    time.sleep(0.3)
+    out = {}
+    c = http.client.HTTPConnection("127.0.0.1", st.http_port, timeout=30)
+    for label, n, batch in (("update", n_single, 1), ("update x50", n_batch, 50)):
+        del lines[:]
+        time.sleep(0.2)
+        for i in range(n):
+            entries = [{"customer": {"mobile": "7%09d" % (UPD[0] + (i * 50 + k) * 37 % 40000)},
+                        "partnerProgramUpdates": [{"partnerProgramName": "UpdProg", "updateType": "RENEWAL",
+                                                   "updateDetails": {"updatedTierName": "Silver",
+                                                                     "updatedTierExpiryDate": "2033-01-0%dT00:00:00Z" % (1 + i % 9)}}]}
+                       for k in range(batch)]
+            status, data = st.http("POST", "/v2/partnerProgram/customerPartnerProgramUpdate",
+                                   {"customersPartnerUpdates": entries}, conn=c)
+            assert status == 200, data[:200]
+        time.sleep(0.5)
+        cmds = {}
+        for ln in lines:
+            m = re.match(rb'^\+?[\d.]+ \[\d+ ([^\]]+)\] "([^"]+)"', ln)
+            if not m or m.group(1) == b"lua":
+                continue
+            cmd = m.group(2).decode().upper()
+            if cmd in ("MONITOR",):
+                continue
+            cmds[cmd] = cmds.get(cmd, 0) + 1
+        out[label] = (sum(cmds.values()) / n, cmds)
+    c.close()
+    stop.set()
+    th.join()
+    mon.close()
+    return out
+
+
+# ------------------------------------------------------------------ callgrind
+
+def callgrind(st, counts=(1000, 3000), what="partnerd"):
+    """Instructions per single-customer update: two runs under callgrind that differ only
+    in the number of requests; the difference divided by the extra requests. what:
+    "partnerd" (a partnerd process of its own, reached through /pd/cg/) or "floor" (the
+    protocol-floor responder, in place of the running one)."""
+    if not shutil.which("valgrind"):
+        log("valgrind missing: no instruction count")
+        return None
+    totals, files = {}, {}
+    vg = ["valgrind", "--tool=callgrind"]
+    for n in counts:
+        out = os.path.join(st.dir, "callgrind.%s.%d.out" % (what, n))
+        if what == "partnerd":
+            st.start_partnerd("cg", valgrind=vg + ["--callgrind-out-file=" + out])
+            name, path = "partnerd-cg", "/pd/cg/v2/partnerProgram/customerPartnerProgramUpdate"
+        else:
+            st.stop("ceil-floor")
+            sock = os.path.join(st.dir, "ceil-floor.sock")
+            st.spawn("ceil-floor", vg + ["--callgrind-out-file=" + out,
+                                         os.path.join(st.builddir, "bench", "ceiling"), "--mode", "floor",
+                                         "--socket", sock, "--threads", "4",
+                                         "--redis", "127.0.0.1:%d" % st.redis_port, "--org", ORG])
+            st.wait_socket(sock, "ceil-floor", timeout=60)
+            name = "ceil-floor"
+        c = http.client.HTTPConnection("127.0.0.1", st.http_port, timeout=60)
+        for i in range(n):
+            cid = UPD[0] + (i * 7919) % 40000
+            body = {"customersPartnerUpdates": [{"customer": {"mobile": "7%09d" % cid}, "partnerProgramUpdates": [
+                {"partnerProgramName": "UpdProg", "updateType": "RENEWAL", "updateDetails": {
+                    "updatedTierName": "Silver", "updatedTierExpiryDate": "2034-02-%02dT10:00:00Z" % (1 + i % 28)}}]}]}
+            if what != "partnerd":
+                path = "/ceil/floor?c=%d" % cid
+            status, data = st.http("POST", path, body, conn=c)
+            if status != 200:
+                raise SystemExit("bench: callgrind run: %d %r" % (status, data[:200]))
+        c.close()
+        st.stop(name, timeout=120)
+        ann = subprocess.run(["callgrind_annotate", out], capture_output=True, text=True).stdout
+        m = re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", ann) or re.search(r"([\d,]+)\s+PROGRAM TOTALS", ann)
+        totals[n] = int(m.group(1).replace(",", "")) if m else None
+        files[n] = out
+    if what != "partnerd":   # the normal floor responder back
+        sock = os.path.join(st.dir, "ceil-floor.sock")
+        st.spawn("ceil-floor", [os.path.join(st.builddir, "bench", "ceiling"), "--mode", "floor", "--socket", sock,
+                                "--threads", str(st.workers * st.nproc),
+                                "--redis", "127.0.0.1:%d" % st.redis_port, "--org", ORG])
+        st.wait_socket(sock, "ceil-floor")
+    a, b = counts
+    if totals[a] is None or totals[b] is None:
+        return None
+    per = (totals[b] - totals[a]) / (b - a)
+    for incl in ("no", "yes"):
+        top = subprocess.run(["callgrind_annotate", "--inclusive=" + incl, "--threshold=99", files[b]],
+                             capture_output=True, text=True).stdout
+        with open(os.path.join(st.args.outdir, "callgrind-%s-%s.txt" % (what, "inclusive" if incl == "yes" else "self")),
+                  "w") as f:
+            f.write(top)
+    shutil.copy(files[b], os.path.join(st.args.outdir, "callgrind.%s.out" % what))
+    return per, totals
+
+
+# ------------------------------------------------------------------ memory per membership
+
+MEM_N = 1000000
+
+# Server-side loader: writes customers cid = ARGV[2] .. ARGV[3] of org ARGV[1] in the
+# stored format of docs/DATA-MODEL.md, one part at a time (ARGV[4]): the customer hash,
+# the identifier indexes, a membership of program ARGV[5] (m:PID field), or its
+# membership-id index entry. Batches of 10000 customers a call.
+MEM_LOADER = """
+local org, lo, hi, part, pid = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+for c = lo, hi do
+  local key = 'pp:{' .. org .. ':' .. c .. '}:c'
+  local mob = string.format('917%09d', c)
+  if part == 'customer' then
+    redis.call('HSET', key, 'id', c, 'mobile', mob, 'email', 'c' .. c .. '@bench.example',
+               'externalId', 'X' .. c, 'v', 1)
+  elseif part == 'ix' then
+    redis.call('HSET', 'pp:{' .. org .. '}:ix:mobile', mob, c)
+    redis.call('HSET', 'pp:{' .. org .. '}:ix:email', 'c' .. c .. '@bench.example', c)
+    redis.call('HSET', 'pp:{' .. org .. '}:ix:externalId', 'X' .. c, c)
+  elseif part == 'membership' then
+    redis.call('HSET', key, 'm:' .. pid, '{"mid":"P' .. pid .. '-' .. c ..
+      '","tier":"Silver","exp":1767225599000,"start":1700000000000,"end":null,' ..
+      '"lk":1700000000000,"up":1700000000000,"rl":null}')
+  elseif part == 'mid' then
+    redis.call('HSET', 'pp:{' .. org .. '}:mid:' .. pid, 'P' .. pid .. '-' .. c, c)
+  end
+end
+return hi - lo + 1
+"""
+
+
+def membership_memory(config=()):
+    """A separate Redis (with extra `config` settings): 1M customers in the stored format
+    (customer hash + the three identifier indexes), then 1M memberships (an m:PID field in
+    each customer hash and the membership-id index entry), then a second membership per
+    customer. used_memory after each step; the differences divided by 1M."""
+    port = free_port()
+    d = tempfile.mkdtemp(prefix="partnerd-bench-mem-")
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", d, "--logfile", ""]
+    for k, v in config:
+        argv += ["--" + k, str(v)]
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(100):
+            try:
+                r = Redis(port, timeout=120)
+                r("PING")
+                break
+            except OSError:
+                time.sleep(0.05)
+
+        def used():
+            for line in r("INFO", "memory").decode().splitlines():
+                if line.startswith("used_memory:"):
+                    return int(line.split(":")[1])
+        sha = r("SCRIPT", "LOAD", MEM_LOADER).decode()
+        org = "memorg"
+
+        def load(part, pid=0):
+            for lo in range(1, MEM_N + 1, 10000):
+                r("EVALSHA", sha, 0, org, lo, min(MEM_N, lo + 9999), part, pid)
+            return used()
+        t0 = time.monotonic()
+        base = used()
+        after_hash = load("customer")
+        enc0 = r("OBJECT", "ENCODING", "pp:{%s:1}:c" % org)
+        after_ix = load("ix")
+        after_m = load("membership", 1)
+        enc1 = r("OBJECT", "ENCODING", "pp:{%s:1}:c" % org)
+        after_mid = load("mid", 1)
+        load("membership", 2)
+        after_2 = load("mid", 2)
+        enc = lambda x: x.decode() if isinstance(x, bytes) else x  # noqa: E731
+        return {
+            "config": dict(config), "customers": MEM_N, "load_seconds": round(time.monotonic() - t0, 1),
+            "customer_hash_bytes": (after_hash - base) / MEM_N,
+            "identifier_index_bytes": (after_ix - after_hash) / MEM_N,
+            "membership_field_bytes": (after_m - after_ix) / MEM_N,
+            "mid_index_bytes": (after_mid - after_m) / MEM_N,
+            "per_membership_bytes": (after_mid - after_ix) / MEM_N,
+            "second_membership_bytes": (after_2 - after_mid) / MEM_N,
+            "encoding_without_membership": enc(enc0),
+            "encoding_with_membership": enc(enc1),
+            "used_memory_total": after_2,
+        }
+    finally:
+        p.terminate()
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ soak
+
+def soak(st, args, seconds):
+    """The mix for `seconds`, RSS of every partnerd process after 1 minute and at the end."""
+    t = Targets(st, args)
+    rss = []
+    start = time.monotonic()
+    samples = []
+    env = t.env_range(MIXR)
+    env.update({"BENCH_PROGRAMS": "MixProg"})
+    chunk = 30
+    while time.monotonic() - start < seconds:
+        d = min(chunk, max(1, int(seconds - (time.monotonic() - start))))
+        res = wrk(st, "mix.lua", env, d, args.connections)
+        el = time.monotonic() - start
+        rss = [st.rss_kb("partnerd-%d" % k) for k in range(st.nproc)]
+        samples.append((round(el), sum(rss), res["rps"]))
+        log("soak %4.0f s: partnerd RSS %d kB, %.0f req/s" % (el, sum(rss), res["rps"]))
+    return samples
+
+
+# ------------------------------------------------------------------ main
+
+def main():
+    ap = argparse.ArgumentParser(prog="scripts/bench")
+    ap.add_argument("--builddir", required=True)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per target per round")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=64, help="partnerd threads per process")
+    ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--no-keepalive", dest="keepalive", action="store_false")
+    ap.add_argument("--soak", type=int, default=0, help="seconds of the mix for the RSS check (e.g. 300)")
+    ap.add_argument("--worker-model", action="store_true", help="compare worker models instead")
+    ap.add_argument("--only", default="", help="comma-separated target names or first words of them "
+                    "(\"update\" selects update and update x50; default: all)")
+    ap.add_argument("--skip", default="", help="comma-separated: callgrind,memory,roundtrips")
+    ap.add_argument("--outdir", default=None, help="where results.json etc. go (default: bench-out/)")
+    ap.add_argument("--keep", action="store_true", help="keep the state dir")
+    ap.add_argument("--memory-variants", action="store_true",
+                    help="also measure memory with hash-max-listpack-value 256 (one more minute)")
+    args = ap.parse_args()
+    args.outdir = args.outdir or os.path.join(TOP, "bench-out")
+    os.makedirs(args.outdir, exist_ok=True)
+    skip = set(filter(None, args.skip.split(",")))
+    t_start = time.monotonic()
+
+    st = Stack(args, args.builddir)
+    report = {"args": vars(args)}
+    try:
+        st.start_redis()
+        report["load"] = load_data(st, os.path.join(args.builddir, "src", "partnerctl"))
+        st.start_partnerds()
+        st.start_ceilings()
+        st.start_nginx()
+        prelink(st)
+        ceiling_copies(st)
+
+        if args.worker_model:
+            worker_model(st, args, report)
+            return 0
+
+        names = [n for n, _, _, _ in TARGETS]
+        if args.only:
+            want = set(args.only.split(","))
+            names = [n for n in names if n in want or n.split()[0] in want]
+        results = run_rounds(st, args, names, args.rounds)
+        report["results"] = results
+        tab = table(results, names)
+        report["table"] = tab
+        report["cpu_table"] = cpu_table(results, names)
+
+        if "roundtrips" not in skip:
+            rt = round_trips(st)
+            report["round_trips"] = rt
+            # commandstats: script calls per request over the timed runs
+            for n in ("update", "update x50", "mix 70/20/10"):
+                if n in results:
+                    rs = results[n]
+                    report.setdefault("evals_per_request", {})[n] = (
+                        sum(r["evals"] for r in rs) / max(1, sum(r["pd_requests"] for r in rs)))
+        if "callgrind" not in skip:
+            report["callgrind"] = callgrind(st)
+            report["callgrind_floor"] = callgrind(st, what="floor")
+        if args.soak:
+            report["soak"] = soak(st, args, args.soak)
+        report["partnerd_rss_kb"] = sum(st.rss_kb("partnerd-%d" % k) for k in range(st.nproc))
+    finally:
+        st.stop_all()
+    if "memory" not in skip:
+        log("memory per membership at %d: loading a separate Redis" % MEM_N)
+        report["memory"] = membership_memory()
+        # --memory-variants: what the encoding costs: the same data with hash-max-listpack-value raised so that
+        # a customer hash holding membership JSON stays a listpack.
+        if args.memory_variants:
+            report["memory_listpack"] = membership_memory([("hash-max-listpack-value", 256)])
+
+    print_report(report, args, time.monotonic() - t_start)
+    with open(os.path.join(args.outdir, "results.json"), "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    return 0
+
+
+def print_report(report, args, elapsed):
+    print()
+    print("partnerd bench: %d rounds x %d s per target, wrk -t1 -c%d, %d partnerd process(es) x %d threads, "
+          "keepalive %s; medians over rounds; ratios per round, then the median"
+          % (args.rounds, args.duration, args.connections, args.processes, args.workers,
+             "16" if args.keepalive else "off"))
+    print()
+    print(report.get("table", ""))
+    print()
+    if report.get("cpu_table"):
+        print("CPU microseconds per request by process (user+system, from /proc; medians over rounds):")
+        print()
+        print(report["cpu_table"])
+        print()
+    rt = report.get("round_trips")
+    if rt:
+        for k, (per, cmds) in rt.items():
+            print("Redis round trips per request (%s, MONITOR, uncontended): %.2f  %s" % (k, per, cmds))
+        for k, v in report.get("evals_per_request", {}).items():
+            print("script calls per request over the timed %s runs (INFO commandstats): %.3f" % (k, v))
+    cg, cgf = report.get("callgrind"), report.get("callgrind_floor")
+    if cg:
+        print("CPU instructions per single-customer update request (callgrind, (Ir@3000 - Ir@1000)/2000): "
+              "partnerd %.0f%s" % (cg[0], ", protocol-floor responder %.0f" % cgf[0] if cgf else ""))
+        print("  profiles: bench-out/callgrind-partnerd-{self,inclusive}.txt, bench-out/callgrind.partnerd.out")
+    for key in ("memory", "memory_listpack"):
+        mem = report.get(key)
+        if not mem:
+            continue
+        print("Redis memory at %d memberships (stored format, server-side Lua loader%s): %.0f bytes per membership "
+              "(membership field %.0f + membership-id index %.0f); a second membership per customer %.0f bytes; "
+              "customer hash %.0f + identifier indexes %.0f bytes per customer; customer hash encoding %s -> %s"
+              % (mem["customers"], "".join(", %s %s" % kv for kv in mem["config"].items()) or ", Redis defaults",
+                 mem["per_membership_bytes"], mem["membership_field_bytes"], mem["mid_index_bytes"],
+                 mem["second_membership_bytes"], mem["customer_hash_bytes"], mem["identifier_index_bytes"],
+                 mem["encoding_without_membership"], mem["encoding_with_membership"]))
+    if report.get("soak"):
+        s = report["soak"]
+        one = min(s, key=lambda x: abs(x[0] - 60))
+        print("partnerd RSS under the mix: %d kB after ~%d s, %d kB after %d s" % (one[1], one[0], s[-1][1], s[-1][0]))
+    elif report.get("partnerd_rss_kb"):
+        print("partnerd RSS at the end of the run: %d kB" % report["partnerd_rss_kb"])
+    targets = check_targets(report)
+    if targets:
+        print()
+        print("Targets of the issue:")
+        for what, fig, ok in targets:
+            print("  %-8s %-62s %s" % ("MET" if ok else ("NOT MET" if ok is not None else "n/a"), what, fig))
+        report["targets"] = targets
+    print("bench took %.0f s" % elapsed)
+
+
+def check_targets(report):
+    res = report.get("results") or {}
+    out = []
+
+    def per_round(a, b, key_a="entries", key_b="entries"):
+        if a not in res or b not in res:
+            return None
+        return med([x[key_a] / y[key_b] for x, y in zip(res[a], res[b]) if y[key_b]])
+    x = per_round("update", "(4) protocol floor")
+    if x is not None:
+        out.append(("update >= 0.9x protocol floor", "%.2fx" % x, x >= 0.9))
+    if "update" in res:
+        p50, p99 = med([r["p50"] for r in res["update"]]), med([r["p99"] for r in res["update"]])
+        out.append(("update p99 <= 3x p50", "p50 %.2f ms, p99 %.2f ms (%.1fx)" % (p50, p99, p99 / p50),
+                    p99 <= 3 * p50))
+    x = per_round("update x50", "(4b) protocol floor x50")
+    if x is not None:
+        out.append(("update x50 >= 0.8x batch floor (entries/s)", "%.2fx" % x, x >= 0.8))
+    x = per_round("update x50", "update")
+    if x is not None:
+        out.append(("update x50 >= 4x single update (entries/s)", "%.2fx" % x, x >= 4))
+    rt = report.get("round_trips")
+    if rt:
+        worst = max(v[0] for v in rt.values())
+        out.append(("<= 2 Redis round trips per request (single and x50)",
+                    ", ".join("%s %.2f" % (k, v[0]) for k, v in rt.items()), worst <= 2.0))
+    mem = report.get("memory")
+    if mem:
+        out.append(("Redis memory <= 200 bytes per membership at 1M",
+                    "%.0f bytes" % mem["per_membership_bytes"], mem["per_membership_bytes"] <= 200))
+    if "mix 70/20/10" in res:
+        rs = res["mix 70/20/10"]
+        items = sum(sum(r["items"].values()) for r in rs)
+        c2010 = sum(r["items"].get("2010", 0) for r in rs)
+        bad = sum(r["non2xx"] + r["errors"] for r in rs)
+        share = 100.0 * c2010 / items if items else float("nan")
+        out.append(("mix: < 0.01% items 2010, no non-2xx",
+                    "2010: %d of %d items (%.4f%%), non-2xx+errors %d" % (c2010, items, share, bad),
+                    share < 0.01 and bad == 0))
+    return out
+
+
+def worker_model(st, args, report):
+    models = [(1, 64, True), (2, 32, True), (1, 64, False), (2, 32, False), (1, 16, True)]
+    names = ["(3) one round trip", "update", "update x50"]
+    out = []
+    for nproc, workers, ka in models:
+        st.restart_front(nproc, workers, ka)
+        res = run_rounds(st, args, names, args.rounds)
+        out.append(((nproc, workers, ka), res))
+    print()
+    print("worker models: %d rounds x %d s, wrk -t1 -c%d; medians" % (args.rounds, args.duration, args.connections))
+    print("| processes x threads | keepalive | (3) req/s | update req/s | update p99 ms | update x (3) | update x50 entries/s | x50 p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (nproc, workers, ka), res in out:
+        r3, u, u50 = res["(3) one round trip"], res["update"], res["update x50"]
+        print("| %d x %d | %s | %.0f | %.0f | %.2f | %.2f | %.0f | %.2f |" % (
+            nproc, workers, "16" if ka else "off", med([r["rps"] for r in r3]), med([r["rps"] for r in u]),
+            med([r["p99"] for r in u]), med([u[i]["rps"] / r3[i]["rps"] for i in range(len(u))]),
+            med([r["entries"] for r in u50]), med([r["p99"] for r in u50])))
+    report["worker_model"] = [(m, r) for m, r in out]
+    with open(os.path.join(args.outdir, "worker-model.json"), "w") as f:
+        json.dump(report["worker_model"], f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
