@@ -65,7 +65,8 @@ def run_one(name, fn, stack, results):
     dead = stack.dead() if stack is not None else []
     if err is None and not dead:
         results.append(True)
-        say("PASS: %s" % name)
+        took = time.monotonic() - t0
+        say("PASS: %s" % name + (" (%.1f s)" % took if took >= 2 else ""))
         return
     results.append(False)
     say("FAIL: %s" % name)
