@@ -528,7 +528,12 @@ def test_guarantee_sigkilled_worker_leaves_no_partial_customer_and_locks_clear_w
         say("killed worker: %d batch requests of 50 customers x 2 items, 3 SIGKILLs (locks left by each: %s); "
             "HTTP %s; items %s; fenced %d", len(results), [k[0] for k in kills], dict(by_status),
             dict(sorted(by_code.items())), fenced)
-        bad = [r for r in results if r.error is not None or r.status not in (200, 502)]
+        # A response nginx was already relaying when its partnerd was killed is cut off
+        # (IncompleteRead): like a 502, the client cannot know the outcome; the customers'
+        # atomicity is checked below either way.
+        bad = [r for r in results
+               if (r.error is not None and "IncompleteRead" not in str(r.error))
+               or (r.error is None and r.status not in (200, 502))]
         if bad:
             problems.append("(A) requests with neither 200 nor 502: %d, e.g. %r" % (len(bad), bad[:3]))
         problems += _pairs_whole(st, cids + held, nthreads)

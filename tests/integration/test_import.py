@@ -15,8 +15,21 @@ import signal
 import subprocess
 import time
 
-from harness import partnerctl_bin
+from harness import Stack, partnerctl_bin
 from helpers import assert_codes, item, link1, unchanged
+
+# The imports add tens of thousands of customers: they get a stack of their own, so that
+# the shared stack's key space (compared around every refused request of other modules)
+# stays small. Started at the first test of this module, stopped at exit.
+_own = None
+
+
+def _stack():
+    global _own
+    if _own is None:
+        _own = Stack()
+        _own.start()
+    return _own
 
 ORG = "imports"
 AUTH = ("imports_api", "imports_secret")
@@ -98,7 +111,8 @@ def checkpoint_key(path):
 
 # ---------------------------------------------------------------- formats
 
-def test_import_jsonl_creates_customers_with_indexes_and_no_checkpoint_left(stack):
+def test_import_jsonl_creates_customers_with_indexes_and_no_checkpoint_left():
+    stack = _stack()
     lines = [cust(100000 + i) for i in range(1, 3001)]
     lines[5]["mobile"] = int(lines[5]["mobile"])            # a mobile as a JSON number
     lines[6]["mobile"] = "+91 " + lines[6]["mobile"]        # with country code and spaces
@@ -114,7 +128,8 @@ def test_import_jsonl_creates_customers_with_indexes_and_no_checkpoint_left(stac
     assert stack.redis("EXISTS", checkpoint_key(path)) == 0
 
 
-def test_import_csv_with_header_in_any_order_and_quoted_fields(stack):
+def test_import_csv_with_header_in_any_order_and_quoted_fields():
+    stack = _stack()
     rows = [cust(200000 + i) for i in range(1, 2001)]
     rows[0]["email"] = 'odd,"quoted"@imp.example'
     rows[1].pop("mobile")
@@ -130,7 +145,8 @@ def test_import_csv_with_header_in_any_order_and_quoted_fields(stack):
     assert_imported(stack, rows)
 
 
-def test_import_from_stdin_reads_json_lines(stack):
+def test_import_from_stdin_reads_json_lines():
+    stack = _stack()
     lines = [cust(210000 + i) for i in range(1, 11)]
     import json
     p = subprocess.run([partnerctl_bin(), "--redis", stack.redis_url, "import-customers",
@@ -143,7 +159,8 @@ def test_import_from_stdin_reads_json_lines(stack):
 
 # ---------------------------------------------------------------- rejected lines
 
-def test_import_rejects_bad_lines_with_line_number_and_reason_and_exits_1(stack):
+def test_import_rejects_bad_lines_with_line_number_and_reason_and_exits_1():
+    stack = _stack()
     good = [cust(300000 + i) for i in range(1, 2001)]
     lines = list(good)
     bad = {                     # line number -> (line, words the reason must contain)
@@ -172,7 +189,8 @@ def test_import_rejects_bad_lines_with_line_number_and_reason_and_exits_1(stack)
     assert holder(stack, "email", "held1@imports.example") == 1
 
 
-def test_import_rejects_a_later_line_reusing_an_identifier_of_the_file(stack):
+def test_import_rejects_a_later_line_reusing_an_identifier_of_the_file():
+    stack = _stack()
     a, b, c = cust(400001), cust(400002), cust(400003)
     lines = [a, dict(b, email=a["email"]),                     # line 2: a's email
              c, cust(400004, externalId=c["externalId"]),      # line 4: c's externalId
@@ -191,7 +209,8 @@ def test_import_rejects_a_later_line_reusing_an_identifier_of_the_file(stack):
 
 # ---------------------------------------------------------------- upsert semantics
 
-def test_reimporting_the_same_file_writes_nothing(stack):
+def test_reimporting_the_same_file_writes_nothing():
+    stack = _stack()
     lines = [cust(500000 + i) for i in range(1, 2001)]
     path = write(stack, "t5.jsonl", lines)
     rc, counts, out, err = run_import(stack, path)
@@ -202,7 +221,8 @@ def test_reimporting_the_same_file_writes_nothing(stack):
     assert counts == (2000, 2000, 0, 0, 2000, 0), out
 
 
-def test_import_identifier_change_bumps_v_and_moves_the_index_entries(stack):
+def test_import_identifier_change_bumps_v_and_moves_the_index_entries():
+    stack = _stack()
     a, b, c, d = (cust(600000 + i) for i in range(1, 5))
     path = write(stack, "t6a.jsonl", [a, b, c, d])
     assert run_import(stack, path)[0] == 0
@@ -221,7 +241,8 @@ def test_import_identifier_change_bumps_v_and_moves_the_index_entries(stack):
     assert "mobile" not in chash(stack, b["id"])
 
 
-def test_import_line_cannot_take_an_identifier_a_later_line_frees(stack):
+def test_import_line_cannot_take_an_identifier_a_later_line_frees():
+    stack = _stack()
     a = cust(610001)
     assert run_import(stack, write(stack, "t7a.jsonl", [a]))[0] == 0
     early = cust(610002, email=a["email"])                       # a still holds it here
@@ -235,7 +256,8 @@ def test_import_line_cannot_take_an_identifier_a_later_line_frees(stack):
 
 # ---------------------------------------------------------------- resume
 
-def test_failed_import_resumes_after_the_last_committed_batch(stack):
+def test_failed_import_resumes_after_the_last_committed_batch():
+    stack = _stack()
     lines = [cust(700000 + i) for i in range(1, 1001)]
     path = write(stack, "t8.jsonl", lines)
     trap = "pp:{%s:%d}:c" % (ORG, 700450)
@@ -258,7 +280,8 @@ def test_failed_import_resumes_after_the_last_committed_batch(stack):
     assert stack.redis("EXISTS", checkpoint_key(path)) == 0
 
 
-def test_killed_import_resumes_to_the_state_of_a_full_import(stack):
+def test_killed_import_resumes_to_the_state_of_a_full_import():
+    stack = _stack()
     lines = [cust(800000 + i) for i in range(1, 20001)]
     path = write(stack, "t9.jsonl", lines)
     key = checkpoint_key(path)
@@ -301,7 +324,8 @@ def test_killed_import_resumes_to_the_state_of_a_full_import(stack):
 
 # ---------------------------------------------------------------- the rest
 
-def test_imported_customer_is_linked_through_the_api(stack):
+def test_imported_customer_is_linked_through_the_api():
+    stack = _stack()
     c = cust(900001)
     assert run_import(stack, write(stack, "t10.jsonl", [c]))[0] == 0
     mid = stack.uid()
@@ -315,7 +339,8 @@ def test_imported_customer_is_linked_through_the_api(stack):
     assert chash(stack, c["id"])["v"] == "2"                     # link 1, identifier change 2
 
 
-def test_import_progress_bar_only_on_a_terminal(stack):
+def test_import_progress_bar_only_on_a_terminal():
+    stack = _stack()
     path = write(stack, "t11.jsonl", [cust(910000 + i) for i in range(1, 501)])
     master, slave = pty.openpty()
     try:
@@ -340,7 +365,8 @@ def test_import_progress_bar_only_on_a_terminal(stack):
     assert b"\r" in tty and b"lines/s" in tty and b"100%" in tty, tty
 
 
-def test_import_unknown_org_usage_and_help(stack):
+def test_import_unknown_org_usage_and_help():
+    stack = _stack()
     path = write(stack, "t12.jsonl", [cust(920001)])
     rc, out, err = stack.ctl("import-customers", "--org", "no-such-org", path)
     assert rc == 2 and "unknown org" in err, out + err
@@ -353,6 +379,7 @@ def test_import_unknown_org_usage_and_help(stack):
     assert chash(stack, 920001) == {}
 
 
-def test_check_passes_after_the_imports(stack):
+def test_check_passes_after_the_imports():
+    stack = _stack()
     rc, out, err = stack.ctl("check", "--org", ORG)
     assert rc == 0, out + err
