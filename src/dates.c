@@ -118,27 +118,71 @@ int dates_parse(const char *s, size_t len, int64_t *ms_out)
 	return 0;
 }
 
+/* Writes v (0 <= v < 10^n) as exactly n digits. */
+static char *dates_digits(char *d, unsigned v, int n)
+{
+	for (int i = n - 1; i >= 0; i--) {
+		d[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return d + n;
+}
+
+/*
+ * Civil date of a day count since 1970-01-01 (proleptic Gregorian), after Howard
+ * Hinnant's days_from_civil inverse: no libc call, no locale, no lock (this runs for
+ * every date of every response and history entry).
+ */
+static void dates_civil(int64_t days, int *y, unsigned *m, unsigned *d)
+{
+	int64_t z = days + 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+
+	*d = doy - (153 * mp + 2) / 5 + 1;
+	*m = mp < 10 ? mp + 3 : mp - 9;
+	*y = (int)(yoe + era * 400) + (*m <= 2);
+}
+
 char *dates_format(int64_t ms, char *out)
 {
-	struct tm tm;
-	time_t secs;
-	int64_t rem;
+	int64_t days, rem;
+	unsigned mon, day, sod;
+	int year;
+	char *d = out;
 
 	if (ms < DATES_MIN_MS)
 		ms = DATES_MIN_MS;
 	if (ms > DATES_MAX_MS)
 		ms = DATES_MAX_MS;
 	/* Floor division: -1 ms is 1969-12-31T23:59:59.999Z. */
-	rem = ms % 1000;
-	if (rem < 0)
-		rem += 1000;
-	secs = (time_t)((ms - rem) / 1000);
-	gmtime_r(&secs, &tm);
+	days = ms / DATES_MS_PER_DAY;
+	rem = ms % DATES_MS_PER_DAY;
+	if (rem < 0) {
+		rem += DATES_MS_PER_DAY;
+		days--;
+	}
+	dates_civil(days, &year, &mon, &day);
+	sod = (unsigned)(rem / 1000);
 	/* The clamp keeps every field in range, so this writes exactly 24 bytes. */
-	snprintf(out, DATES_FMT_LEN + 1, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
-	         (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
-	         (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
-	         (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u, (unsigned)rem % 1000u);
+	d = dates_digits(d, (unsigned)year, 4);
+	*d++ = '-';
+	d = dates_digits(d, mon, 2);
+	*d++ = '-';
+	d = dates_digits(d, day, 2);
+	*d++ = 'T';
+	d = dates_digits(d, sod / 3600, 2);
+	*d++ = ':';
+	d = dates_digits(d, sod / 60 % 60, 2);
+	*d++ = ':';
+	d = dates_digits(d, sod % 60, 2);
+	*d++ = '.';
+	d = dates_digits(d, (unsigned)(rem % 1000), 3);
+	*d++ = 'Z';
+	*d = '\0';
 	return out;
 }
 

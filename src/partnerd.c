@@ -402,6 +402,7 @@ worker(void *arg)
 		atomic_store(held, fr.ipcFd >= 0);
 		atomic_fetch_sub(&in_flight, 1);
 	}
+	routes_thread_exit();
 	store_free(st);
 	return NULL;
 }

@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "dates.h"
 #include "ident.h"
+#include "jout.h"
 #include "keys.h"
 #include "reads.h"
 #include "rules.h"
@@ -46,6 +47,18 @@ reads_values_json(const struct rules_values *v)
 	json_object_object_add(o, "membershipStartDate", date_or_null(v->start));
 	json_object_object_add(o, "membershipEndDate", date_or_null(v->end));
 	return o;
+}
+
+int
+reads_values_put(struct buf *b, const struct rules_values *v)
+{
+	if (jout_lit(b, "{\"partnerMembershipId\":") != 0 || jout_str(b, v->mid, v->mid_len) != 0 ||
+	    jout_lit(b, ",\"partnerTierName\":") != 0 || jout_str_or_null(b, v->tier, v->tier_len) != 0 ||
+	    jout_lit(b, ",\"partnerTierExpiryDate\":") != 0 || jout_date_or_null(b, v->exp, RULES_NONE) != 0 ||
+	    jout_lit(b, ",\"membershipStartDate\":") != 0 || jout_date_or_null(b, v->start, RULES_NONE) != 0 ||
+	    jout_lit(b, ",\"membershipEndDate\":") != 0 || jout_date_or_null(b, v->end, RULES_NONE) != 0)
+		return -1;
+	return jout_lit(b, "}");
 }
 
 static struct json_object *

@@ -448,6 +448,29 @@ parse_customer(struct json_object *o, struct req_customer *c)
 
 /* ---- the request ---------------------------------------------------------------------- */
 
+/* One tokener per thread, reset after each use (making one per request cost ~3 k instructions). */
+static __thread struct json_tokener *req_tok;
+
+static struct json_tokener *
+thread_tokener(void)
+{
+	if (req_tok == NULL) {
+		req_tok = json_tokener_new_ex(REQ_MAX_DEPTH);
+		if (req_tok == NULL)
+			abort();
+		json_tokener_set_flags(req_tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	}
+	return req_tok;
+}
+
+void
+req_thread_exit(void)
+{
+	if (req_tok != NULL)
+		json_tokener_free(req_tok);
+	req_tok = NULL;
+}
+
 int
 req_parse(const char *body, size_t len, enum req_kind kind, struct req *out,
           struct req_error *err)
@@ -465,14 +488,11 @@ req_parse(const char *body, size_t len, enum req_kind kind, struct req *out,
 	end = req_utf8_check(body, len);
 	if (end != len)
 		return fail(err, 400, "the request body is not valid UTF-8 (byte %zu)", end);
-	tok = json_tokener_new_ex(REQ_MAX_DEPTH);
-	if (tok == NULL)
-		abort();
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	tok = thread_tokener();
 	root = json_tokener_parse_ex(tok, body, (int)len);
 	jerr = json_tokener_get_error(tok);
 	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
+	json_tokener_reset(tok);
 	if (root == NULL || jerr != json_tokener_success) {
 		json_object_put(root);
 		if (jerr == json_tokener_error_depth)

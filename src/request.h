@@ -108,6 +108,8 @@ extern const struct req_names req_names[3];
 int req_parse(const char *body, size_t len, enum req_kind kind, struct req *out,
               struct req_error *err);
 void req_free(struct req *r);
+/* Frees the calling thread's JSON tokener (req_parse keeps one per thread). */
+void req_thread_exit(void);
 
 /*
  * Checks JSON text that json-c has already accepted for what json-c lets through:

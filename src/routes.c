@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "dates.h"
 #include "ident.h"
+#include "jout.h"
 #include "keys.h"
 #include "metrics.h"
 #include "reads.h"
@@ -307,32 +308,44 @@ add_begin_entry(struct store_argv *a, const struct entry_state *es, enum req_kin
 	}
 }
 
-/* The history entry / change-feed event of an applied item (owned string). */
+/*
+ * The history entry / change-feed event of an applied item (owned string): written as
+ * text (jout.h), in the key order of docs/CHANGE-FEED.md.
+ */
 static char *
 event_json(const struct rules_result *res, const struct req_item *it, int64_t cid, const char *rid, int64_t now_ms, size_t *len)
 {
-	struct json_object *o = json_object_new_object();
-	char d[DATES_FMT_LEN + 1];
-	const char *text;
-	size_t tlen;
-	char *out;
+	struct buf b;
 
-	json_object_object_add(o, "activityType", json_object_new_string(rules_event_name[res->event]));
-	json_object_object_add(o, "activityDate", json_object_new_string(dates_format(now_ms, d)));
-	json_object_object_add(o, "partnerProgramName",
-	                       json_object_new_string_len(it->program.s.p, (int)it->program.s.len));
-	json_object_object_add(o, "updateType",
-	                       res->event == EV_UPDATE && it->update_type.st == F_OK ?
-	                       json_object_new_string_len(it->update_type.s.p, (int)it->update_type.s.len) : NULL);
-	json_object_object_add(o, "before", res->has_before ? reads_values_json(&res->before) : NULL);
-	json_object_object_add(o, "after", res->has_after ? reads_values_json(&res->after) : NULL);
-	json_object_object_add(o, "requestId", json_object_new_string(rid));
-	json_object_object_add(o, "customerId", json_object_new_int64(cid));
-	text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &tlen);
-	out = dupn(text, tlen);
-	*len = tlen;
-	json_object_put(o);
-	return out;
+	buf_init(&b, (size_t)-1);
+	jout_lit(&b, "{\"activityType\":");
+	jout_cstr(&b, rules_event_name[res->event]);
+	jout_lit(&b, ",\"activityDate\":");
+	jout_date_or_null(&b, now_ms, RULES_NONE);
+	jout_lit(&b, ",\"partnerProgramName\":");
+	jout_str(&b, it->program.s.p, it->program.s.len);
+	jout_lit(&b, ",\"updateType\":");
+	if (res->event == EV_UPDATE && it->update_type.st == F_OK)
+		jout_str(&b, it->update_type.s.p, it->update_type.s.len);
+	else
+		jout_lit(&b, "null");
+	jout_lit(&b, ",\"before\":");
+	if (res->has_before)
+		reads_values_put(&b, &res->before);
+	else
+		jout_lit(&b, "null");
+	jout_lit(&b, ",\"after\":");
+	if (res->has_after)
+		reads_values_put(&b, &res->after);
+	else
+		jout_lit(&b, "null");
+	jout_lit(&b, ",\"requestId\":");
+	jout_cstr(&b, rid);
+	jout_lit(&b, ",\"customerId\":");
+	jout_i64(&b, cid);
+	jout_lit(&b, "}");
+	*len = b.len;
+	return buf_take(&b);
 }
 
 /* Adds the commit arguments of one locked customer. */
@@ -469,6 +482,58 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, ch
 }
 
 /*
+ * Program definitions parsed by this worker thread, keyed by their exact stored bytes:
+ * the same few definitions come back in every request, and parsing one with json-c cost
+ * more than a Redis call. A changed definition (partnerctl load) has other bytes, so it
+ * is parsed afresh; the cache holds no more than PROG_CACHE entries per thread.
+ */
+#define PROG_CACHE 16
+struct prog_cache_entry {
+	char *def;
+	size_t len;
+	struct rules_program p;
+};
+static __thread struct prog_cache_entry prog_cache[PROG_CACHE];
+static __thread unsigned prog_cache_next;
+
+static int
+program_parse_cached(const char *def, size_t len, struct rules_program *out)
+{
+	struct prog_cache_entry *e;
+	size_t i;
+
+	for (i = 0; i < PROG_CACHE; i++) {
+		e = &prog_cache[i];
+		if (e->def != NULL && e->len == len && memcmp(e->def, def, len) == 0) {
+			rules_program_copy(out, &e->p);
+			return 0;
+		}
+	}
+	if (rules_program_parse(def, len, out) != 0)
+		return -1;
+	e = &prog_cache[prog_cache_next++ % PROG_CACHE];
+	free(e->def);
+	rules_program_free(&e->p);
+	e->def = dupn(def, len);
+	e->len = len;
+	rules_program_copy(&e->p, out);
+	return 0;
+}
+
+void
+routes_thread_exit(void)
+{
+	size_t i;
+
+	req_thread_exit();
+	for (i = 0; i < PROG_CACHE; i++) {
+		free(prog_cache[i].def);
+		rules_program_free(&prog_cache[i].p);
+		prog_cache[i].def = NULL;
+	}
+}
+
+/*
  * Runs one round over the pending entries (those not decided yet). Returns 0 when the
  * round ran (some entries may still be pending: busy locks or id races), -1 when Redis
  * failed before anything of this round was applied.
@@ -592,7 +657,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 			const char *def = reply_str(r->element[3]->element[it], &dlen);
 			const redisReply *h = r->element[4]->element[it];
 
-			if (def != NULL && rules_program_parse(def, dlen, &progs[it]) != 0)
+			if (def != NULL && program_parse_cached(def, dlen, &progs[it]) != 0)
 				progs[it].found = 0;
 			if (h->type == REDIS_REPLY_STRING)
 				ctx[it].mid_holder = strtoll(h->str, NULL, 10);
@@ -732,47 +797,59 @@ out:
 
 /* ---- the response ---------------------------------------------------------------------- */
 
-static struct json_object *
-status_obj(int code, const char *message)
+/* The response is written as text (jout.h): a json-c tree cost more than the rules. */
+static void
+put_status(struct buf *b, int code, const char *message)
 {
-	struct json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "status", json_object_new_boolean(code == 200 || code == 1000));
-	json_object_object_add(o, "message", json_object_new_string(message ? message : rules_message(code)));
-	json_object_object_add(o, "code", json_object_new_int(code));
-	return o;
+	jout_lit(b, code == 200 || code == 1000 ? "{\"status\":true,\"message\":" : "{\"status\":false,\"message\":");
+	jout_cstr(b, message ? message : rules_message(code));
+	jout_lit(b, ",\"code\":");
+	jout_i64(b, code);
+	jout_lit(b, "}");
 }
 
-static struct json_object *
-str_or_null(const struct req_field *f)
+static void
+put_field(struct buf *b, const struct req_field *f)
 {
-	if (f->s.p == NULL)
-		return NULL;
-	return json_object_new_string_len(f->s.p, (int)f->s.len);
+	jout_str_or_null(b, f->s.p, f->s.len);
 }
 
-static struct json_object *
-customer_obj(const struct entry_state *es)
+static void
+put_customer(struct buf *b, const struct entry_state *es)
 {
 	static const char *const keys[4] = { "id", "mobile", "email", "externalId" };
-	struct json_object *o = json_object_new_object(), *sent, *v;
-	int k;
+	static const char *const lead[4] = { "\"id\":", "\"mobile\":", "\"email\":", "\"externalId\":" };
+	struct json_object *sent, *v;
+	int k, first = 1;
 
+	jout_lit(b, "{");
 	if (es->found) {
 		long long id = es->stored[0] ? strtoll(es->stored[0], NULL, 10) : es->cid;
 
-		json_object_object_add(o, "id", json_object_new_int64(id));
-		for (k = 1; k < 4; k++)
-			json_object_object_add(o, keys[k], json_object_new_string(es->stored[k] ? es->stored[k] : ""));
+		jout_lit(b, lead[0]);
+		jout_i64(b, id);
+		for (k = 1; k < 4; k++) {
+			jout_lit(b, ",");
+			jout_lit(b, lead[k]);
+			jout_cstr(b, es->stored[k] ? es->stored[k] : "");
+		}
+		first = 0;
 	} else {
-		/* Not found: echo the identifiers as they were sent. */
+		/* Not found: echo the identifiers as they were sent (any JSON type). */
 		sent = (struct json_object *)es->e->customer.echo;
-		for (k = 0; k < 4; k++)
-			if (json_object_object_get_ex(sent, keys[k], &v))
-				json_object_object_add(o, keys[k], json_object_get(v));
+		for (k = 0; k < 4; k++) {
+			if (!json_object_object_get_ex(sent, keys[k], &v))
+				continue;
+			if (!first)
+				jout_lit(b, ",");
+			jout_lit(b, lead[k]);
+			jout_lit(b, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+			first = 0;
+		}
 	}
-	json_object_object_add(o, "status", status_obj(es->cust_code, es->cust_message));
-	return o;
+	jout_lit(b, first ? "\"status\":" : ",\"status\":");
+	put_status(b, es->cust_code, es->cust_message);
+	jout_lit(b, "}");
 }
 
 static char *
@@ -780,41 +857,45 @@ build_response(enum req_kind kind, const struct entry_state *es, size_t n, size_
                int *ok, int *failed)
 {
 	const struct req_names *names = &req_names[kind];
-	struct json_object *root = json_object_new_object(), *list = json_object_new_array();
-	const char *text;
-	size_t i, k, tlen;
-	char *out;
+	struct buf b;
+	size_t i, k;
 
+	buf_init(&b, (size_t)-1);
+	jout_lit(&b, "{\"");
+	jout_lit(&b, names->top);
+	jout_lit(&b, "\":[");
 	for (i = 0; i < n; i++) {
-		struct json_object *entry = json_object_new_object(), *items = json_object_new_array();
-
-		json_object_object_add(entry, "customer", customer_obj(&es[i]));
+		jout_lit(&b, i ? ",{\"customer\":" : "{\"customer\":");
+		put_customer(&b, &es[i]);
+		jout_lit(&b, ",\"");
+		jout_lit(&b, names->items);
+		jout_lit(&b, "\":[");
 		for (k = 0; k < es[i].e->nitems; k++) {
 			const struct req_item *it = &es[i].e->items[k];
-			struct json_object *io = json_object_new_object();
 			int code = es[i].results[k].code;
 
-			json_object_object_add(io, "partnerProgramName", str_or_null(&it->program));
-			if (kind == REQ_UPDATE)
-				json_object_object_add(io, "updateType", str_or_null(&it->update_type));
-			json_object_object_add(io, names->item_status, status_obj(code, es[i].results[k].message));
-			json_object_array_add(items, io);
+			jout_lit(&b, k ? ",{\"partnerProgramName\":" : "{\"partnerProgramName\":");
+			put_field(&b, &it->program);
+			if (kind == REQ_UPDATE) {
+				jout_lit(&b, ",\"updateType\":");
+				put_field(&b, &it->update_type);
+			}
+			jout_lit(&b, ",\"");
+			jout_lit(&b, names->item_status);
+			jout_lit(&b, "\":");
+			put_status(&b, code, es[i].results[k].message);
+			jout_lit(&b, "}");
 			metrics_item(code);
 			if (code == 200)
 				(*ok)++;
 			else
 				(*failed)++;
 		}
-		json_object_object_add(entry, names->items, items);
-		json_object_array_add(list, entry);
+		jout_lit(&b, "]}");
 	}
-	json_object_object_add(root, names->top, list);
-	json_object_object_add(root, "warnings", json_object_new_array());
-	text = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &tlen);
-	out = dupn(text, tlen);
-	*len = tlen;
-	json_object_put(root);
-	return out;
+	jout_lit(&b, "],\"warnings\":[]}");
+	*len = b.len;
+	return buf_take(&b);
 }
 
 /* ---- handlers -------------------------------------------------------------------------- */

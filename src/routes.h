@@ -40,6 +40,9 @@ int routes_authenticate(struct store *st, struct http_req *r, struct auth_org *o
                         struct routes_outcome *out);
 
 /* Serves one request on a worker's store. */
+/* Frees what the calling worker thread cached (program definitions); call before it exits. */
+void routes_thread_exit(void);
+
 void routes_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
                    struct routes_outcome *out);
 

@@ -201,6 +201,16 @@ rules_program_free(struct rules_program *p)
 	memset(p, 0, sizeof(*p));
 }
 
+void
+rules_program_copy(struct rules_program *dst, const struct rules_program *src)
+{
+	size_t i;
+
+	*dst = *src;
+	for (i = 0; i < src->ntiers; i++)
+		dst->tiers[i] = dup_bytes(src->tiers[i], src->tier_len[i]);
+}
+
 /* Index of a tier in the program, or -1. */
 static int
 tier_index(const struct rules_program *p, const char *t, size_t tlen)

@@ -35,6 +35,8 @@ struct rules_program {
 /* Parses a stored program definition. Returns 0, or -1 when it is not one. */
 int rules_program_parse(const char *json, size_t len, struct rules_program *p);
 void rules_program_free(struct rules_program *p);
+/* A deep copy of src (dst owns its tiers; free it with rules_program_free). */
+void rules_program_copy(struct rules_program *dst, const struct rules_program *src);
 
 /* The values of one membership, or of a pending relink. */
 struct rules_values {

@@ -1,6 +1,8 @@
 /* Unit tests for src/dates.c: the 2103 date-time grammar and cycle arithmetic. */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "dates.h"
 #include "test.h"
@@ -169,6 +171,39 @@ int main(void)
 			CHECK(parses(out, &ms));
 			CHECK_EQ_INT(ms, v[i]);
 		}
+	}
+	TEST("dates_format agrees with gmtime_r over 0000..9999 (every day boundary kind)") {
+		/* A deterministic walk over the whole range, plus both sides of each midnight. */
+		uint64_t x = 88172645463325252u;
+		int bad = 0;
+
+		for (int i = 0; i < 200000 && bad < 3; i++) {
+			int64_t v, rem;
+			time_t secs;
+			struct tm tm;
+			char want[64];
+
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			v = INT64_C(-62167219200000) + (int64_t)(x % UINT64_C(315569520000000));
+			if (i % 3 == 1)
+				v -= v % DAY;           /* midnight */
+			else if (i % 3 == 2)
+				v -= v % DAY + 1;       /* the millisecond before */
+			if (v < INT64_C(-62167219200000))
+				v = INT64_C(-62167219200000);
+			rem = ((v % 1000) + 1000) % 1000;
+			secs = (time_t)((v - rem) / 1000);
+			gmtime_r(&secs, &tm);
+			snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+			         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)rem);
+			if (strcmp(dates_format(v, out), want) != 0) {
+				fprintf(stderr, "  %lld: got %s, gmtime_r says %s\n", (long long)v, out, want);
+				bad++;
+			}
+		}
+		CHECK_EQ_INT(bad, 0);
 	}
 	TEST("a DAYS cycle adds whole days") {
 		CHECK_EQ_INT(dates_add_cycle(D2024_01_01, DATES_DAYS, 1), D2024_01_01 + DAY);
