@@ -247,12 +247,14 @@ class Stack:
                     reqs += int(m.group(3))
         return items, reqs
 
-    def commandstats(self):
+    def commandstats(self, usec=False):
+        """Calls per command (or, with usec, (calls, microseconds)) from INFO commandstats.
+        Commands run by scripts count too: their time is also inside evalsha's."""
         out = {}
         for line in self.r("INFO", "commandstats").decode().splitlines():
-            m = re.match(r"cmdstat_([^:]+):calls=(\d+)", line)
+            m = re.match(r"cmdstat_([^:]+):calls=(\d+),usec=(\d+)", line)
             if m:
-                out[m.group(1)] = int(m.group(2))
+                out[m.group(1)] = (int(m.group(2)), int(m.group(3))) if usec else int(m.group(2))
         return out
 
     def cpu(self):
@@ -507,23 +509,29 @@ def run_rounds(st, args, names, rounds):
             kind = next(k for n, _, k, _ in TARGETS if n == name)
             if kind == "pd":
                 items0, req0 = st.metrics()
-                cs0 = st.commandstats()
+            cs0 = st.commandstats(usec=True)
             cpu0 = st.cpu()
             res = runs[name]()
             cpu1 = st.cpu()
             # CPU microseconds per request of each component during the run.
             res["cpu_us"] = {k: round(1e6 * (cpu1.get(k, 0) - cpu0.get(k, 0)) / max(1, res["requests"]), 1)
                              for k in cpu1 if cpu1.get(k, 0) - cpu0.get(k, 0) > 0.005}
+            cs1 = st.commandstats(usec=True)
+            # Redis's own time per request by command (scripts' inner commands included,
+            # and also inside evalsha's figure): where Redis's CPU goes.
+            res["redis_cmd_us"] = {c: round((cs1[c][1] - cs0.get(c, (0, 0))[1]) / max(1, res["requests"]), 2)
+                                   for c in cs1 if cs1[c][1] - cs0.get(c, (0, 0))[1] > 0}
             if kind == "pd":
                 items1, req1 = st.metrics()
-                cs1 = st.commandstats()
                 res["items"] = {c: items1.get(c, 0) - items0.get(c, 0) for c in items1
                                 if items1.get(c, 0) != items0.get(c, 0)}
                 res["pd_requests"] = req1 - req0 - st.nproc  # minus the metrics calls
-                res["evals"] = sum(cs1.get(c, 0) - cs0.get(c, 0) for c in ("evalsha", "eval"))
+                res["evals"] = sum(cs1.get(c, (0, 0))[0] - cs0.get(c, (0, 0))[0] for c in ("evalsha", "eval"))
             res["entries"] = res["rps"] * batch
             results[name].append(res)
-            extra = " cpu us/req %s" % json.dumps(res["cpu_us"], sort_keys=True)
+            extra = " cpu us/req %s redis us/req by command %s" % (
+                json.dumps(res["cpu_us"], sort_keys=True),
+                json.dumps(dict(sorted(res["redis_cmd_us"].items(), key=lambda kv: -kv[1])[:8])))
             if kind == "pd":
                 extra += " items %s" % json.dumps(res["items"], sort_keys=True)
             log("round %d %-24s %9.0f req/s %9.0f entries/s p50 %6.2f ms p99 %7.2f ms non-2xx %d err %d%s"

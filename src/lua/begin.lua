@@ -22,6 +22,8 @@ local i = 7
 local out = {}
 local locked = {}
 local prefix = 'pp:{' .. org .. '}:'
+-- Program definitions read once per call: a batch names the same programs again and again.
+local defcache = {}
 
 local function entry(e, at, ni, items_at, np)
   local cid, missing, differ = nil, false, false
@@ -46,7 +48,11 @@ local function entry(e, at, ni, items_at, np)
   local defs, holders = {}, {}
   for k = 0, np - 1 do
     local name, mid = ARGV[items_at + 2 * k], ARGV[items_at + 2 * k + 1]
-    local def = redis.call('HGET', prefix .. 'progs', name)
+    local def = defcache[name]
+    if def == nil then
+      def = redis.call('HGET', prefix .. 'progs', name)
+      defcache[name] = def
+    end
     defs[k + 1] = def
     holders[k + 1] = false
     if def and mid ~= '' then

@@ -42,10 +42,7 @@ for c = 1, n do
       local t = redis.call('TYPE', key).ok
       if t ~= 'none' and t ~= typ then broken = true end
     end
-    if nev > 0 then
-      want(hk, 'list')
-      if not feed_ok then broken = true end
-    end
+    if nev > 0 and not feed_ok then broken = true end
     for j = 0, ncl - 1 do want(ARGV[scl + 2 * j], 'hash') end
     for j = 0, nrel - 1 do want(ARGV[srel + 2 * j], 'hash') end
     local free = true
@@ -53,6 +50,13 @@ for c = 1, n do
       if broken then break end
       local h = redis.call('HGET', ARGV[scl + 2 * j], ARGV[scl + 2 * j + 1])
       if h and h ~= cid then free = false; break end
+    end
+    -- The history key's type is checked by its first LPUSH, made before any other write:
+    -- on a key of another type it fails and writes nothing (redis.pcall: no abort).
+    local hlen = 0
+    if not broken and free and nev > 0 then
+      hlen = redis.pcall('LPUSH', hk, ARGV[sev + 1])
+      if type(hlen) == 'table' then broken = true; hlen = 0 end
     end
     if broken then
       redis.call('DEL', lk)
@@ -75,10 +79,9 @@ for c = 1, n do
         -- one HSET for every field and the new version
         redis.call('HSET', ck, 'v', (tonumber(ver) or 0) + 1, unpack(ARGV, sset, sset + 2 * nset - 1))
       end
-      local hlen = 0
       for j = 0, nev - 1 do
         local typ, ev = ARGV[sev + 2 * j], ARGV[sev + 2 * j + 1]
-        hlen = redis.call('LPUSH', hk, ev)
+        if j > 0 then hlen = redis.call('LPUSH', hk, ev) end
         redis.call('XADD', feed, 'MAXLEN', '~', fmax, '*', 'v', '1', 'type', typ, 'customerId', cid, 'event', ev)
       end
       if hlen > hmax then redis.call('LTRIM', hk, 0, hmax - 1) end

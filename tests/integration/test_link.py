@@ -734,6 +734,29 @@ def test_store_failure_releases_every_customer_lock_the_request_took(stack):
     assert_codes(st, [200])
 
 
+def test_history_key_of_another_type_fails_the_item_and_writes_nothing(stack):
+    # The commit script checks the history list's type with its first LPUSH, before any
+    # other write of the customer: a history key that is not a list must leave the
+    # membership, the membership-id index and the change feed exactly as they were.
+    c = stack.customer()
+    hist = "pp:{acme:%d}:h" % c["id"]
+    stack.redis("DEL", hist)
+    stack.redis("SET", hist, "not-a-list")
+    mid = stack.uid()
+    try:
+        with unchanged(stack):
+            _, st = link1(stack, by_mobile(c), item("AcmeShop", mid))
+        assert_codes(st, [2001])
+    finally:
+        stack.redis("DEL", hist)
+    assert stack.membership(c["id"], "AcmeShop") is None
+    assert stack.mid_holder("AcmeShop", mid) is None
+    assert stack.redis("EXISTS", "pp:{acme:%d}:lock" % c["id"]) == 0, "lock left behind"
+    _, st = link1(stack, by_mobile(c), item("AcmeShop", mid))
+    assert_codes(st, [200])
+    assert stack.redis("LLEN", hist) == 1
+
+
 def test_store_refusing_all_writes_applies_nothing_and_answers_2001_or_503(stack):
     # With Redis out of memory even the customer lock cannot be taken: nothing may be
     # applied, and the answer is either per-item 2001 or a whole-request 503 (nothing
