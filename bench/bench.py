@@ -27,6 +27,7 @@ import http.client
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+import harness  # noqa: E402  (b36: the stored membership's time encoding)
 from harness import Redis, free_port  # noqa: E402  (a RESP client and free ports)
 
 BENCH = os.path.join(TOP, "bench")
@@ -718,9 +719,13 @@ MEM_N = 1000000
 # Server-side loader: writes customers cid = ARGV[2] .. ARGV[3] of org ARGV[1] in the
 # stored format of docs/DATA-MODEL.md, one part at a time (ARGV[4]): the customer hash,
 # the identifier indexes, a membership of program ARGV[5] (m:PID field), or its
-# membership-id index entry. Batches of 10000 customers a call.
+# membership-id index entry. Batches of 10000 customers a call. The membership is the
+# compact value partnerd writes for mid P<PID>-<CID>, tier Silver, an expiry, start =
+# linked = updated, no end, no relink: "LEN:MID,6:Silver,EXP,,,LK,UP" with the base-36
+# times EXP, LK, UP precomputed in ARGV[6..8] (MEM_TIMES).
 MEM_LOADER = """
 local org, lo, hi, part, pid = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local exp, lk, up = ARGV[6], ARGV[7], ARGV[8]
 for c = lo, hi do
   local key = 'pp:{' .. org .. ':' .. c .. '}:c'
   local mob = string.format('917%09d', c)
@@ -732,15 +737,19 @@ for c = lo, hi do
     redis.call('HSET', 'pp:{' .. org .. '}:ix:email', 'c' .. c .. '@bench.example', c)
     redis.call('HSET', 'pp:{' .. org .. '}:ix:externalId', 'X' .. c, c)
   elseif part == 'membership' then
-    redis.call('HSET', key, 'm:' .. pid, '{"mid":"P' .. pid .. '-' .. c ..
-      '","tier":"Silver","exp":1767225599000,"start":1700000000000,"end":null,' ..
-      '"lk":1700000000000,"up":1700000000000,"rl":null}')
+    local mid = 'P' .. pid .. '-' .. c
+    redis.call('HSET', key, 'm:' .. pid, #mid .. ':' .. mid .. ',6:Silver,' .. exp .. ',,,' ..
+      lk .. ',' .. up)
   elseif part == 'mid' then
     redis.call('HSET', 'pp:{' .. org .. '}:mid:' .. pid, 'P' .. pid .. '-' .. c, c)
   end
 end
 return hi - lo + 1
 """
+
+
+# exp, lk (= start), up of the loaded memberships, in base 36 as the compact value holds them.
+MEM_TIMES = [harness.b36(1767225599000), harness.b36(1700000000000), harness.b36(1700000000000)]
 
 
 def membership_memory(config=()):
@@ -773,7 +782,7 @@ def membership_memory(config=()):
 
         def load(part, pid=0):
             for lo in range(1, MEM_N + 1, 10000):
-                r("EVALSHA", sha, 0, org, lo, min(MEM_N, lo + 9999), part, pid)
+                r("EVALSHA", sha, 0, org, lo, min(MEM_N, lo + 9999), part, pid, *MEM_TIMES)
             return used()
         t0 = time.monotonic()
         base = used()
@@ -899,8 +908,8 @@ def main():
     if "memory" not in skip:
         log("memory per membership at %d: loading a separate Redis" % MEM_N)
         report["memory"] = membership_memory()
-        # --memory-variants: what the encoding costs: the same data with hash-max-listpack-value raised so that
-        # a customer hash holding membership JSON stays a listpack.
+        # --memory-variants: the same data with hash-max-listpack-value raised (what it would save
+        # if a membership value ever grew past the default 64 bytes).
         if args.memory_variants:
             report["memory_listpack"] = membership_memory([("hash-max-listpack-value", 256)])
 

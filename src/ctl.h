@@ -15,6 +15,8 @@
 
 #include "ident.h"
 
+struct rules_membership;   /* rules.h (not included here: its F_OK clashes with unistd.h) */
+
 #define CTL_EXIT_OK    0
 #define CTL_EXIT_FAIL  1   /* the data is wrong, or an operation failed */
 #define CTL_EXIT_USAGE 2   /* bad command line, or Redis unreachable */
@@ -169,11 +171,22 @@ int ctl_prog_has_tier(const struct ctl_prog *p, const char *tier, size_t len);
 void ctl_prog_free(struct ctl_prog *p);
 
 /*
- * Checks a parsed membership value against docs/DATA-MODEL.md: keys mid, tier, exp,
- * start, end, lk, up, rl with their types; tier valid for program p; rl only on
- * SUPPLEMENTARY programs. Returns 0, or -1 with the reason in why.
+ * Decodes a stored membership value (docs/DATA-MODEL.md): the compact format, or the JSON
+ * of an older partnerd, which must then also be strict JSON with exactly the keys mid,
+ * tier, exp, start, end, lk, up, rl and their types. tok: a reusable tokener, or NULL.
+ * Returns 0 with m filled (free it with rules_membership_free); -1 when the value decodes
+ * as neither format, -2 when it is JSON of the wrong shape (the reason in why); m is
+ * empty then.
  */
-int ctl_mship_validate(json_object *m, const struct ctl_prog *p, char *why, size_t whysz);
+int ctl_mship_decode(json_tokener *tok, const char *val, size_t len, struct rules_membership *m,
+                     char *why, size_t whysz);
+
+/*
+ * Checks a decoded membership against program p: tiers valid for p, lk and up set, a
+ * pending relink only on a SUPPLEMENTARY program. Returns 0, or -1 with the reason in why.
+ */
+int ctl_mship_validate(const struct rules_membership *m, const struct ctl_prog *p, char *why,
+                       size_t whysz);
 
 /* Parses a decimal customer id ("1".."9223372036854775807", no sign, no leading 0). */
 int ctl_parse_cid(const char *s, size_t len, int64_t *out);

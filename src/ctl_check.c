@@ -31,6 +31,7 @@
 #include "ctl.h"
 #include "ident.h"
 #include "keys.h"
+#include "rules.h"
 
 #define CK_SCAN_COUNT "1000"
 #define CK_NIX 3
@@ -578,7 +579,7 @@ static struct ck_mid *ck_mid(struct ck *ck, int pid)
 /* A membership of the customer being checked, kept for the history pass. */
 struct ck_ms {
 	int pid;
-	json_object *m;          /* owned; NULL when the value is invalid (already reported) */
+	struct rules_membership *m; /* owned; NULL when the value is invalid (already reported) */
 };
 
 struct ck_cust {
@@ -590,27 +591,36 @@ struct ck_cust {
 	size_t nms;
 };
 
+static void ck_ms_free(struct rules_membership *m)
+{
+	if (m != NULL) {
+		rules_membership_free(m);
+		free(m);
+	}
+}
+
 static void ck_cust_free(struct ck_cust *cc)
 {
 	for (size_t i = 0; i < cc->nms; i++)
-		json_object_put(cc->ms[i].m);
+		ck_ms_free(cc->ms[i].m);
 	free(cc->ms);
 	free(cc);
 }
 
 /*
- * Checks one membership field m:PID of customer cid. Returns the parsed value when it is
- * valid (caller puts), else NULL.
+ * Checks one membership field m:PID of customer cid. Returns the decoded value when it is
+ * valid (caller frees with ck_ms_free), else NULL.
  */
-static json_object *ck_membership(struct ck *ck, int64_t cid, int pid, const char *val,
-                                  size_t len)
+static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pid,
+                                              const char *val, size_t len)
 {
 	const struct ctl_prog *p = ck_prog(ck, pid);
 	struct ck_mid *mi = ck_mid(ck, pid);
 	const char *org = ck->cur->id;
-	json_object *m, *mid, *rl, *rmid;
+	struct rules_membership *m;
 	struct ck_entry *e;
 	char why[300];
+	int rc;
 
 	ck->memberships++;
 	if (p == NULL) {
@@ -618,33 +628,30 @@ static json_object *ck_membership(struct ck *ck, int64_t cid, int pid, const cha
 		             org, cid, pid);
 		return NULL;
 	}
-	if ((m = ctl_json_parse_tok(ck->tok, val, len)) == NULL) {
-		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d is not valid JSON",
-		             org, cid, pid);
+	m = ck_realloc(NULL, sizeof *m);
+	if ((rc = ctl_mship_decode(ck->tok, val, len, m, why, sizeof why)) == -1) {
+		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d is not a valid "
+		             "membership value (neither the compact format nor JSON)", org, cid, pid);
+		free(m);
 		return NULL;
 	}
 	/* ctl_mship_validate also enforces: a pending relink only on a SUPPLEMENTARY program. */
-	if (ctl_mship_validate(m, p, why, sizeof why) < 0) {
+	if (rc < 0 || ctl_mship_validate(m, p, why, sizeof why) < 0) {
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d (program %s) %s",
 		             org, cid, pid, ctl_quote(p->name, p->name_len), why);
-		json_object_put(m);
+		ck_ms_free(m);
 		return NULL;
 	}
-	ctl_json_member(m, "mid", &mid);
-	e = mi ? ck_map_find(&mi->map, json_object_get_string(mid),
-	                     (size_t)json_object_get_string_len(mid)) : NULL;
+	e = mi ? ck_map_find(&mi->map, m->v.mid, m->v.mid_len) : NULL;
 	if (e == NULL || e->cid != cid)
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership id %s of program %s is "
 		             "not indexed to it in " KEYS_MID_FMT, org, cid,
-		             ctl_quote(json_object_get_string(mid),
-		                       (size_t)json_object_get_string_len(mid)),
+		             ctl_quote(m->v.mid, m->v.mid_len),
 		             ctl_quote(p->name, p->name_len), org, pid);
 	else
 		e->seen = 1;
-	if (ctl_json_member(m, "rl", &rl) && rl != NULL && ctl_json_member(rl, "mid", &rmid) &&
-	    mi != NULL &&
-	    (e = ck_map_find(&mi->map, json_object_get_string(rmid),
-	                     (size_t)json_object_get_string_len(rmid))) != NULL && e->cid == cid)
+	if (m->has_relink && mi != NULL &&
+	    (e = ck_map_find(&mi->map, m->rl.mid, m->rl.mid_len)) != NULL && e->cid == cid)
 		e->seen = 1;
 	return m;
 }
@@ -700,7 +707,7 @@ static int ck_on_customer(redisReply *r, void *arg)
 				e->seen = 1;
 		} else if (f->len > 2 && memcmp(f->str, "m:", 2) == 0 &&
 		           ck_parse_pid(f->str + 2, f->len - 2, &pid)) {
-			json_object *m = ck_membership(ck, cid, pid, v->str, v->len);
+			struct rules_membership *m = ck_membership(ck, cid, pid, v->str, v->len);
 
 			if (cc->has_hist && ck_prog(ck, pid) != NULL) {
 				/* Kept for the history pass (invalid ones as NULL: not compared). */
@@ -708,7 +715,7 @@ static int ck_on_customer(redisReply *r, void *arg)
 				cc->ms[cc->nms].pid = pid;
 				cc->ms[cc->nms++].m = m;
 			} else {
-				json_object_put(m);
+				ck_ms_free(m);
 			}
 		} else {
 			ck_violation(ck, "org %s: customer %" PRId64 ": unknown field %s", org, cid,
@@ -776,17 +783,13 @@ static int ck_mt_after(json_object *ev, struct ck_mt *mt)
 	return 0;
 }
 
-/* From a stored membership or relink object (validated: mid a string, tier string/null). */
-static void ck_mt_stored(json_object *m, struct ck_mt *mt)
+/* From a decoded membership or pending relink. */
+static void ck_mt_stored(const struct rules_values *v, struct ck_mt *mt)
 {
-	json_object *mid, *tier;
-
-	ctl_json_member(m, "mid", &mid);
-	ctl_json_member(m, "tier", &tier);
-	mt->mid = json_object_get_string(mid);
-	mt->mid_len = (size_t)json_object_get_string_len(mid);
-	mt->tier = tier ? json_object_get_string(tier) : NULL;
-	mt->tier_len = tier ? (size_t)json_object_get_string_len(tier) : 0;
+	mt->mid = v->mid;
+	mt->mid_len = v->mid_len;
+	mt->tier = v->tier;
+	mt->tier_len = v->tier_len;
 }
 
 static int ck_mt_eq(const struct ck_mt *a, const struct ck_mt *b)
@@ -820,22 +823,24 @@ struct ck_act_ev {
  * entries.
  */
 static void ck_hist_match(struct ck *ck, int64_t cid, size_t j, const struct ck_act_ev *evs,
-                          size_t nev, size_t i, json_object *m, int trimmed)
+                          size_t nev, size_t i, const struct rules_membership *m,
+                          int trimmed)
 {
 	const struct ctl_prog *p = &ck->progs[j];
 	const char *org = ck->cur->id, *tn = ck_act_name[evs[i].type];
 	struct ck_mt act, cur, rlv;
-	json_object *rl = NULL;
+	const struct rules_values *rl = NULL;
 	char b1[800], b2[800], pn[400];
 
 	/* Copied: ck_mt_str uses ctl_quote's rotating buffers too. */
 	snprintf(pn, sizeof pn, "%s", ctl_quote(p->name, p->name_len));
 
 	if (m != NULL) {
-		ck_mt_stored(m, &cur);
-		ctl_json_member(m, "rl", &rl);
-		if (rl != NULL)
+		ck_mt_stored(&m->v, &cur);
+		if (m->has_relink) {
+			rl = &m->rl;
 			ck_mt_stored(rl, &rlv);
+		}
 	}
 	switch (evs[i].type) {
 	case CK_DELINK:

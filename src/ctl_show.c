@@ -14,55 +14,40 @@
 #include "dates.h"
 #include "ident.h"
 #include "keys.h"
+#include "rules.h"
 
 enum sh_by { SH_NONE, SH_ID, SH_MOBILE, SH_EMAIL, SH_EXT };
 static const char *const sh_by_name[] = { [SH_ID] = "id", [SH_MOBILE] = "mobile",
                                           [SH_EMAIL] = "email", [SH_EXT] = "externalId" };
 
-/* An ms value or null, as a date-time string. New reference. */
-static json_object *sh_date(json_object *ms)
+/* An ms value or null (RULES_NONE), as a date-time string. New reference. */
+static json_object *sh_date(int64_t ms)
 {
 	char out[DATES_FMT_LEN + 1];
 
-	if (!ctl_json_is_int(ms))
+	if (ms == RULES_NONE)
 		return NULL;
-	return json_object_new_string(dates_format(json_object_get_int64(ms), out));
-}
-
-/* A copy of member key of o (null when absent). New reference. */
-static json_object *sh_copy(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (!ctl_json_member(o, key, &v) || v == NULL)
-		return NULL;
-	return json_object_get(v);
-}
-
-static json_object *sh_member_date(json_object *o, const char *key)
-{
-	json_object *v;
-
-	ctl_json_member(o, key, &v);
-	return sh_date(v);
+	return json_object_new_string(dates_format(ms, out));
 }
 
 /* The membership part shared by a membership and its pending relink. */
-static void sh_add_terms(json_object *out, json_object *m)
+static void sh_add_terms(json_object *out, const struct rules_values *v)
 {
-	json_object_object_add(out, "partnerMembershipId", sh_copy(m, "mid"));
-	json_object_object_add(out, "partnerTierName", sh_copy(m, "tier"));
-	json_object_object_add(out, "partnerTierExpiryDate", sh_member_date(m, "exp"));
-	json_object_object_add(out, "membershipStartDate", sh_member_date(m, "start"));
-	json_object_object_add(out, "membershipEndDate", sh_member_date(m, "end"));
+	json_object_object_add(out, "partnerMembershipId",
+	                       json_object_new_string_len(v->mid, (int)v->mid_len));
+	json_object_object_add(out, "partnerTierName", v->tier == NULL ? NULL :
+	                       json_object_new_string_len(v->tier, (int)v->tier_len));
+	json_object_object_add(out, "partnerTierExpiryDate", sh_date(v->exp));
+	json_object_object_add(out, "membershipStartDate", sh_date(v->start));
+	json_object_object_add(out, "membershipEndDate", sh_date(v->end));
 }
 
 /* One membership as the read API shows it. New reference. */
 static json_object *sh_membership(int pid, const struct ctl_prog *prog, const char *val,
                                   size_t len, int64_t now)
 {
-	json_object *out = json_object_new_object(), *m = ctl_json_parse(val, len);
-	json_object *start, *exp, *rl;
+	json_object *out = json_object_new_object();
+	struct rules_membership m;
 	const char *state = "ACTIVE";
 
 	json_object_object_add(out, "pid", json_object_new_int(pid));
@@ -73,31 +58,28 @@ static json_object *sh_membership(int pid, const struct ctl_prog *prog, const ch
 	                       prog == NULL ? NULL : json_object_new_string(
 	                               prog->type == CTL_PROG_SUPPLEMENTARY ? "SUPPLEMENTARY"
 	                                                                    : "EXTERNAL"));
-	if (!json_object_is_type(m, json_type_object)) {
-		json_object_object_add(out, "error",
-		                       json_object_new_string("the stored value is not valid JSON"));
-		json_object_put(m);
+	if (rules_membership_parse(val, len, &m) != 0) {
+		json_object_object_add(out, "error", json_object_new_string(
+		                               "the stored value is not a valid membership value"));
 		return out;
 	}
-	sh_add_terms(out, m);
-	ctl_json_member(m, "start", &start);
-	ctl_json_member(m, "exp", &exp);
-	if (ctl_json_is_int(start) && json_object_get_int64(start) > now)
+	sh_add_terms(out, &m.v);
+	if (m.v.start > now)
 		state = "PENDING";
-	else if (ctl_json_is_int(exp) && json_object_get_int64(exp) <= now)
+	else if (m.v.exp != RULES_NONE && m.v.exp <= now)
 		state = "TIER_EXPIRED";
 	json_object_object_add(out, "state", json_object_new_string(state));
-	if (ctl_json_member(m, "rl", &rl) && json_object_is_type(rl, json_type_object)) {
+	if (m.has_relink) {
 		json_object *r = json_object_new_object();
 
-		sh_add_terms(r, rl);
+		sh_add_terms(r, &m.rl);
 		json_object_object_add(out, "pendingRelink", r);
 	} else {
 		json_object_object_add(out, "pendingRelink", NULL);
 	}
-	json_object_object_add(out, "linkedOn", sh_member_date(m, "lk"));
-	json_object_object_add(out, "lastUpdatedOn", sh_member_date(m, "up"));
-	json_object_put(m);
+	json_object_object_add(out, "linkedOn", sh_date(m.linked_on));
+	json_object_object_add(out, "lastUpdatedOn", sh_date(m.updated_on));
+	rules_membership_free(&m);
 	return out;
 }
 

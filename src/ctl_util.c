@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "rconn.h"
+#include "rules.h"
 
 /* ---- messages and connecting --------------------------------------------------------- */
 
@@ -413,40 +414,33 @@ void ctl_prog_free(struct ctl_prog *p)
 	p->def = NULL;
 }
 
-/* Checks mid and tier of a membership or pending relink object o. */
-static int ctl_mship_mid_tier(json_object *o, const struct ctl_prog *p, const char *what,
-                              char *why, size_t whysz)
+/* Checks the tier of a membership or pending relink against the program. */
+static int ctl_mship_tier(const struct rules_values *v, const struct ctl_prog *p,
+                          const char *what, char *why, size_t whysz)
 {
-	json_object *mid, *tier, *tiers;
+	json_object *tiers;
 	int tiered;
 
-	ctl_json_member(o, "mid", &mid);
-	ctl_json_member(o, "tier", &tier);
-	if (!json_object_is_type(mid, json_type_string) || json_object_get_string_len(mid) == 0) {
-		snprintf(why, whysz, "%s: mid is not a non-empty string", what);
-		return -1;
-	}
 	ctl_json_member(p->def, "tiers", &tiers);
 	tiered = json_object_array_length(tiers) > 0;
-	if (tiered && !json_object_is_type(tier, json_type_string)) {
+	if (tiered && v->tier == NULL) {
 		snprintf(why, whysz, "%s: no tier, but the program is tier based", what);
 		return -1;
 	}
-	if (!tiered && tier != NULL) {
+	if (!tiered && v->tier != NULL) {
 		snprintf(why, whysz, "%s: a tier, but the program has no tiers", what);
 		return -1;
 	}
-	if (tiered && !ctl_prog_has_tier(p, json_object_get_string(tier),
-	                                 (size_t)json_object_get_string_len(tier))) {
+	if (tiered && !ctl_prog_has_tier(p, v->tier, v->tier_len)) {
 		snprintf(why, whysz, "%s: tier %s is not a tier of the program", what,
-		         ctl_quote(json_object_get_string(tier),
-		                   (size_t)json_object_get_string_len(tier)));
+		         ctl_quote(v->tier, v->tier_len));
 		return -1;
 	}
 	return 0;
 }
 
-int ctl_mship_validate(json_object *m, const struct ctl_prog *p, char *why, size_t whysz)
+/* A legacy JSON value: exactly the keys of the old format, with their types. */
+static int ctl_mship_json_shape(json_object *m, char *why, size_t whysz)
 {
 	static const char *const keys[] = { "mid", "tier", "exp", "start", "end", "lk", "up", "rl" };
 	static const char *const rkeys[] = { "mid", "tier", "exp", "start", "end" };
@@ -456,8 +450,6 @@ int ctl_mship_validate(json_object *m, const struct ctl_prog *p, char *why, size
 		snprintf(why, whysz, "does not have exactly the keys mid, tier, exp, start, end, lk, up, rl");
 		return -1;
 	}
-	if (ctl_mship_mid_tier(m, p, "membership", why, whysz) < 0)
-		return -1;
 	ctl_json_member(m, "exp", &exp);
 	ctl_json_member(m, "start", &start);
 	ctl_json_member(m, "end", &end);
@@ -471,16 +463,10 @@ int ctl_mship_validate(json_object *m, const struct ctl_prog *p, char *why, size
 	}
 	if (rl == NULL)
 		return 0;
-	if (p->type != CTL_PROG_SUPPLEMENTARY) {
-		snprintf(why, whysz, "has a pending relink, but the program is not SUPPLEMENTARY");
-		return -1;
-	}
 	if (!ctl_json_keys_exactly(rl, rkeys, 5)) {
 		snprintf(why, whysz, "has a pending relink without exactly the keys mid, tier, exp, start, end");
 		return -1;
 	}
-	if (ctl_mship_mid_tier(rl, p, "pending relink", why, whysz) < 0)
-		return -1;
 	ctl_json_member(rl, "exp", &exp);
 	ctl_json_member(rl, "start", &start);
 	ctl_json_member(rl, "end", &end);
@@ -489,6 +475,46 @@ int ctl_mship_validate(json_object *m, const struct ctl_prog *p, char *why, size
 		return -1;
 	}
 	return 0;
+}
+
+int ctl_mship_decode(json_tokener *tok, const char *val, size_t len, struct rules_membership *m,
+                     char *why, size_t whysz)
+{
+	json_object *o;
+	int rc = 0;
+
+	if (rules_membership_parse(val, len, m) != 0)
+		return -1;
+	if (len == 0 || val[0] != '{')
+		return 0;
+	/* Legacy JSON: also the strict syntax (UTF-8, no trailing bytes) and the old shape. */
+	o = tok != NULL ? ctl_json_parse_tok(tok, val, len) : ctl_json_parse(val, len);
+	if (o == NULL)
+		rc = -1;
+	else if (ctl_mship_json_shape(o, why, whysz) < 0)
+		rc = -2;
+	json_object_put(o);
+	if (rc != 0)
+		rules_membership_free(m);
+	return rc;
+}
+
+int ctl_mship_validate(const struct rules_membership *m, const struct ctl_prog *p, char *why,
+                       size_t whysz)
+{
+	if (ctl_mship_tier(&m->v, p, "membership", why, whysz) < 0)
+		return -1;
+	if (m->linked_on == RULES_NONE || m->updated_on == RULES_NONE) {
+		snprintf(why, whysz, "has no link time or no last-update time (lk, up)");
+		return -1;
+	}
+	if (!m->has_relink)
+		return 0;
+	if (p->type != CTL_PROG_SUPPLEMENTARY) {
+		snprintf(why, whysz, "has a pending relink, but the program is not SUPPLEMENTARY");
+		return -1;
+	}
+	return ctl_mship_tier(&m->rl, p, "pending relink", why, whysz);
 }
 
 int ctl_parse_cid(const char *s, size_t len, int64_t *out)

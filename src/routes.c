@@ -373,7 +373,7 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, ch
 
 		if (!s->dirty || !s->present)
 			continue;
-		json = rules_membership_json(&s->m, &len);
+		json = rules_membership_encode(&s->m, &len);
 		owned[(*nowned)++] = json;
 		store_argv_addf(a, KEYS_MEMBERSHIP_FIELD_FMT, s->pid);
 		store_argv_add(a, json, len);

@@ -82,8 +82,8 @@ values_free(struct rules_values *v)
 	memset(v, 0, sizeof(*v));
 }
 
-static void
-membership_free(struct rules_membership *m)
+void
+rules_membership_free(struct rules_membership *m)
 {
 	values_free(&m->v);
 	values_free(&m->rl);
@@ -225,7 +225,161 @@ tier_index(const struct rules_program *p, const char *t, size_t tlen)
 	return -1;
 }
 
-/* ---- memberships: stored JSON <-> struct ----------------------------------------------- */
+/* ---- memberships: stored value <-> struct --------------------------------------------- */
+
+/*
+ * The stored value is the compact text of docs/DATA-MODEL.md ("Membership value"):
+ *
+ *     LEN:MID,TIER,EXP,START,END,LK,UP[,LEN:MID,TIER,EXP,START,END]
+ *
+ * TIER is "-" (none) or LEN:bytes; times are base-36 ms, empty for none; the top-level
+ * START is empty when it equals LK. Values written by an older partnerd are JSON objects
+ * (first byte '{') and are still read.
+ */
+
+/* A decoding position: the bytes p..end are left. */
+struct dec {
+	const char *p, *end;
+};
+
+/* Consumes the byte c; -1 when the next byte is something else or there is none. */
+static int
+dec_sep(struct dec *d, char c)
+{
+	if (d->p == d->end || *d->p != c)
+		return -1;
+	d->p++;
+	return 0;
+}
+
+/* LEN ":" bytes: decimal length without leading zeros (but "0"), then that many bytes. */
+static int
+dec_str(struct dec *d, const char **s, size_t *n)
+{
+	const char *q = d->p;
+	size_t len = 0;
+
+	if (q == d->end || *q < '0' || *q > '9')
+		return -1;
+	if (*q == '0' && q + 1 < d->end && q[1] >= '0' && q[1] <= '9')
+		return -1;
+	while (q < d->end && *q >= '0' && *q <= '9') {
+		len = len * 10 + (size_t)(*q - '0');
+		if (len > (size_t)(d->end - d->p))
+			return -1;      /* longer than the whole rest: runs past the end */
+		q++;
+	}
+	d->p = q;
+	if (dec_sep(d, ':') != 0 || len > (size_t)(d->end - d->p))
+		return -1;
+	*s = d->p;
+	*n = len;
+	d->p += len;
+	return 0;
+}
+
+static int
+b36_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/*
+ * A base-36 number up to the next ',' or the end (not consumed): *v = RULES_NONE when
+ * empty. Only the encoder's form: lowercase, no leading zeros, no "-0", and within
+ * -(2^63 - 1) .. 2^63 - 1 (INT64_MIN is RULES_NONE).
+ */
+static int
+dec_num(struct dec *d, int64_t *v)
+{
+	const char *q = d->p;
+	uint64_t u = 0;
+	int neg = 0, digit;
+
+	if (q == d->end || *q == ',') {
+		*v = RULES_NONE;
+		return 0;
+	}
+	if (*q == '-') {
+		neg = 1;
+		q++;
+	}
+	if (q == d->end || b36_digit(*q) < 0 || (*q == '0' && (neg ||
+	    (q + 1 < d->end && b36_digit(q[1]) >= 0))))
+		return -1;
+	for (; q < d->end && *q != ','; q++) {
+		if ((digit = b36_digit(*q)) < 0)
+			return -1;
+		if (u > ((uint64_t)INT64_MAX - (uint64_t)digit) / 36)
+			return -1;
+		u = u * 36 + (uint64_t)digit;
+	}
+	d->p = q;
+	*v = neg ? -(int64_t)u : (int64_t)u;
+	return 0;
+}
+
+/*
+ * LEN:MID,TIER,EXP,START,END into v (owned strings). top: START may be empty, which sets
+ * *start_omitted (the caller fills it in from LK); in a relink START is required.
+ */
+static int
+dec_values(struct dec *d, struct rules_values *v, int top, int *start_omitted)
+{
+	const char *s;
+	size_t n;
+
+	if (dec_str(d, &s, &n) != 0 || n == 0 || dec_sep(d, ',') != 0)
+		return -1;
+	v->mid = dup_bytes(s, n);
+	v->mid_len = n;
+	if (d->p < d->end && *d->p == '-') {
+		d->p++;
+	} else {
+		if (dec_str(d, &s, &n) != 0)
+			return -1;
+		v->tier = dup_bytes(s, n);
+		v->tier_len = n;
+	}
+	if (dec_sep(d, ',') != 0 || dec_num(d, &v->exp) != 0 || dec_sep(d, ',') != 0 ||
+	    dec_num(d, &v->start) != 0 || dec_sep(d, ',') != 0 || dec_num(d, &v->end) != 0)
+		return -1;
+	if (v->start == RULES_NONE) {
+		if (!top)
+			return -1;
+		*start_omitted = 1;
+	}
+	return 0;
+}
+
+static int
+membership_decode(const char *val, size_t len, struct rules_membership *m)
+{
+	struct dec d = { val, val + len };
+	int omitted = 0;
+
+	if (dec_values(&d, &m->v, 1, &omitted) != 0 || dec_sep(&d, ',') != 0 ||
+	    dec_num(&d, &m->linked_on) != 0 || dec_sep(&d, ',') != 0 ||
+	    dec_num(&d, &m->updated_on) != 0)
+		return -1;
+	if (omitted) {
+		if (m->linked_on == RULES_NONE)
+			return -1;
+		m->v.start = m->linked_on;
+	}
+	if (d.p == d.end)
+		return 0;
+	if (dec_sep(&d, ',') != 0 || dec_values(&d, &m->rl, 0, NULL) != 0 || d.p != d.end)
+		return -1;
+	m->has_relink = 1;
+	return 0;
+}
+
+/* ---- the JSON of an older partnerd (read only) ---- */
 
 static int
 get_str(struct json_object *o, const char *key, char **out, size_t *len)
@@ -246,7 +400,8 @@ get_str(struct json_object *o, const char *key, char **out, size_t *len)
 static int
 values_parse(struct json_object *o, struct rules_values *v)
 {
-	if (get_str(o, "mid", &v->mid, &v->mid_len) != 0 || v->mid == NULL)
+	/* mid non-empty, as in the compact format, so that every value read re-encodes. */
+	if (get_str(o, "mid", &v->mid, &v->mid_len) != 0 || v->mid == NULL || v->mid_len == 0)
 		return -1;
 	if (get_str(o, "tier", &v->tier, &v->tier_len) != 0)
 		return -1;
@@ -256,14 +411,15 @@ values_parse(struct json_object *o, struct rules_values *v)
 	return v->start == RULES_NONE ? -1 : 0;
 }
 
-int
-rules_membership_parse(const char *json, size_t len, struct rules_membership *m)
+static int
+membership_parse_json(const char *json, size_t len, struct rules_membership *m)
 {
 	struct json_tokener *tok;
 	struct json_object *root, *rl;
 	int rc = -1;
 
-	memset(m, 0, sizeof(*m));
+	if (len > INT32_MAX)
+		return -1;
 	tok = json_tokener_new();
 	if (tok == NULL)
 		abort();
@@ -282,84 +438,100 @@ rules_membership_parse(const char *json, size_t len, struct rules_membership *m)
 	}
 	rc = 0;
 out:
-	if (rc != 0)
-		membership_free(m);
 	json_object_put(root);
 	return rc;
 }
 
-/* Appends a JSON string literal (escaped) to *p; dst has room (6 bytes per input byte + 2). */
-static char *
-put_json_string(char *d, const char *s, size_t n)
+int
+rules_membership_parse(const char *val, size_t len, struct rules_membership *m)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t i;
+	int rc;
 
-	*d++ = '"';
-	for (i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch == '"' || ch == '\\') {
-			*d++ = '\\';
-			*d++ = (char)ch;
-		} else if (ch < 0x20 || ch == 0x7f) {
-			*d++ = '\\';
-			*d++ = 'u';
-			*d++ = '0';
-			*d++ = '0';
-			*d++ = hex[ch >> 4];
-			*d++ = hex[ch & 15];
-		} else {
-			*d++ = (char)ch;
-		}
-	}
-	*d++ = '"';
-	return d;
-}
-
-static char *
-put_ms(char *d, const char *key, int64_t ms)
-{
-	if (ms == RULES_NONE)
-		return d + sprintf(d, ",\"%s\":null", key);
-	return d + sprintf(d, ",\"%s\":%lld", key, (long long)ms);
-}
-
-static char *
-put_values(char *d, const struct rules_values *v)
-{
-	d += sprintf(d, "{\"mid\":");
-	d = put_json_string(d, v->mid, v->mid_len);
-	d += sprintf(d, ",\"tier\":");
-	if (v->tier != NULL)
-		d = put_json_string(d, v->tier, v->tier_len);
+	memset(m, 0, sizeof(*m));
+	m->v.exp = m->v.start = m->v.end = RULES_NONE;
+	m->linked_on = m->updated_on = RULES_NONE;
+	if (len > 0 && val[0] == '{')
+		rc = membership_parse_json(val, len, m);
 	else
-		d += sprintf(d, "null");
-	d = put_ms(d, "exp", v->exp);
-	d = put_ms(d, "start", v->start);
-	d = put_ms(d, "end", v->end);
+		rc = membership_decode(val, len, m);
+	if (rc != 0)
+		rules_membership_free(m);
+	return rc;
+}
+
+/* Appends ms in base 36 (nothing for RULES_NONE). */
+static char *
+put_b36(char *d, int64_t ms)
+{
+	static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	char tmp[16];
+	size_t n = 0;
+	uint64_t u;
+
+	if (ms == RULES_NONE)
+		return d;
+	if (ms < 0) {
+		*d++ = '-';
+		u = (uint64_t)0 - (uint64_t)ms;
+	} else {
+		u = (uint64_t)ms;
+	}
+	do {
+		tmp[n++] = digits[u % 36];
+		u /= 36;
+	} while (u != 0);
+	while (n > 0)
+		*d++ = tmp[--n];
 	return d;
+}
+
+/* Appends LEN ":" bytes. */
+static char *
+put_str(char *d, const char *s, size_t n)
+{
+	d += sprintf(d, "%zu:", n);
+	if (n > 0)
+		memcpy(d, s, n);
+	return d + n;
+}
+
+/* LEN:MID,TIER,EXP,START,END; START left empty when omit_start. */
+static char *
+put_values(char *d, const struct rules_values *v, int omit_start)
+{
+	d = put_str(d, v->mid, v->mid_len);
+	*d++ = ',';
+	if (v->tier != NULL)
+		d = put_str(d, v->tier, v->tier_len);
+	else
+		*d++ = '-';
+	*d++ = ',';
+	d = put_b36(d, v->exp);
+	*d++ = ',';
+	if (!omit_start)
+		d = put_b36(d, v->start);
+	*d++ = ',';
+	return put_b36(d, v->end);
 }
 
 char *
-rules_membership_json(const struct rules_membership *m, size_t *len_out)
+rules_membership_encode(const struct rules_membership *m, size_t *len_out)
 {
-	size_t cap = 6 * (m->v.mid_len + m->v.tier_len + m->rl.mid_len + m->rl.tier_len) + 400;
+	/* Per values: 2 lengths (20 digits + ':') and 3 times (14) with separators. */
+	size_t cap = m->v.mid_len + m->v.tier_len + m->rl.mid_len + m->rl.tier_len + 256;
 	char *out = malloc(cap), *d;
 
 	if (out == NULL)
 		abort();
-	d = put_values(out, &m->v);
-	d = put_ms(d, "lk", m->linked_on);
-	d = put_ms(d, "up", m->updated_on);
-	d += sprintf(d, ",\"rl\":");
+	d = put_values(out, &m->v, m->linked_on != RULES_NONE && m->v.start == m->linked_on);
+	*d++ = ',';
+	d = put_b36(d, m->linked_on);
+	*d++ = ',';
+	d = put_b36(d, m->updated_on);
 	if (m->has_relink) {
-		d = put_values(d, &m->rl);
-		*d++ = '}';
-	} else {
-		d += sprintf(d, "null");
+		*d++ = ',';
+		d = put_values(d, &m->rl, 0);
 	}
-	*d++ = '}';
 	*d = '\0';
 	*len_out = (size_t)(d - out);
 	return out;
@@ -391,15 +563,15 @@ rules_customer_slot(struct rules_customer *c, int pid, int create)
 }
 
 int
-rules_customer_load_slot(struct rules_customer *c, int pid, const char *json, size_t len)
+rules_customer_load_slot(struct rules_customer *c, int pid, const char *val, size_t len)
 {
 	struct rules_membership m;
 	struct rules_slot *s;
 
-	if (rules_membership_parse(json, len, &m) != 0)
+	if (rules_membership_parse(val, len, &m) != 0)
 		return -1;
 	s = rules_customer_slot(c, pid, 1);
-	membership_free(&s->m);
+	rules_membership_free(&s->m);
 	s->m = m;
 	s->present = s->was_present = 1;
 	s->orig_mid = dup_bytes(m.v.mid, m.v.mid_len);
@@ -417,7 +589,7 @@ rules_customer_free(struct rules_customer *c)
 	size_t i;
 
 	for (i = 0; i < c->nslots; i++) {
-		membership_free(&c->slots[i].m);
+		rules_membership_free(&c->slots[i].m);
 		free(c->slots[i].orig_mid);
 		free(c->slots[i].orig_rl_mid);
 	}
@@ -569,7 +741,7 @@ link_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 		s->m.has_relink = 1;
 		success(r, EV_RELINK_SCHEDULED, &s->m.v, &s->m.rl);
 	} else {
-		membership_free(&s->m);
+		rules_membership_free(&s->m);
 		s->m.v = v;
 		s->m.linked_on = now;
 		s->present = 1;
@@ -680,7 +852,7 @@ delink_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 		return;
 	}
 	success(r, EV_DELINK, &s->m.v, NULL);
-	membership_free(&s->m);
+	rules_membership_free(&s->m);
 	s->present = 0;
 	s->dirty = 1;
 }

@@ -75,13 +75,23 @@ struct rules_customer {
 	struct rules_slot *slots;       /* owned */
 };
 
-/* Parses a stored membership value into m (owned strings). Returns 0 or -1. */
-int rules_membership_parse(const char *json, size_t len, struct rules_membership *m);
-/* Serialises m as the stored JSON; the caller frees the result with free(). */
-char *rules_membership_json(const struct rules_membership *m, size_t *len_out);
+/*
+ * Parses a stored membership value into m (owned strings): the compact format of
+ * docs/DATA-MODEL.md, or, when the first byte is '{', the JSON an older partnerd wrote.
+ * Strict: anything else, trailing bytes included, is refused. Returns 0 or -1 (m is then
+ * empty, nothing to free).
+ */
+int rules_membership_parse(const char *val, size_t len, struct rules_membership *m);
+/*
+ * Serialises m in the compact stored format (NUL-terminated, *len_out excludes the NUL;
+ * the value may hold NUL bytes of mid or tier); the caller frees the result with free().
+ */
+char *rules_membership_encode(const struct rules_membership *m, size_t *len_out);
+/* Frees the owned strings of m and empties it. */
+void rules_membership_free(struct rules_membership *m);
 
-/* Adds a slot for pid from the snapshot (json = the stored membership). Returns 0/-1. */
-int rules_customer_load_slot(struct rules_customer *c, int pid, const char *json, size_t len);
+/* Adds a slot for pid from the snapshot (val = the stored membership). Returns 0/-1. */
+int rules_customer_load_slot(struct rules_customer *c, int pid, const char *val, size_t len);
 void rules_customer_free(struct rules_customer *c);
 struct rules_slot *rules_customer_slot(struct rules_customer *c, int pid, int create);
 

@@ -207,6 +207,127 @@ def _s(v):
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
 
 
+# ---------------------------------------------------------------- stored memberships
+
+# The stored membership value (docs/DATA-MODEL.md "Membership value"): compact text
+#     LEN:MID,TIER,EXP,START,END,LK,UP[,LEN:MID,TIER,EXP,START,END]
+# or, written by an older partnerd, a JSON object. Both decode to the dict
+# {"mid","tier","exp","start","end","lk","up","rl"} (rl: None or {"mid","tier","exp","start","end"}).
+
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def b36(n):
+    """Base-36 text of an integer (lowercase, '-' for negatives); '' for None."""
+    if n is None:
+        return ""
+    if n < 0:
+        return "-" + b36(-n)
+    out = ""
+    while True:
+        n, d = divmod(n, 36)
+        out = _B36[d] + out
+        if n == 0:
+            return out
+
+
+def _enc_str(s):
+    b = s.encode("utf-8", "surrogateescape") if isinstance(s, str) else bytes(s)
+    return str(len(b)).encode() + b":" + b
+
+
+def _enc_values(v, omit_start):
+    tier = b"-" if v["tier"] is None else _enc_str(v["tier"])
+    start = b"" if omit_start else b36(v["start"]).encode()
+    return b",".join([_enc_str(v["mid"]), tier, b36(v["exp"]).encode(), start,
+                      b36(v["end"]).encode()])
+
+
+def encode_membership(m):
+    """The compact stored value (bytes) of a membership dict, as partnerd writes it."""
+    lk = m["lk"]
+    out = b",".join([_enc_values(m, lk is not None and m["start"] == lk),
+                     b36(lk).encode(), b36(m["up"]).encode()])
+    if m.get("rl") is not None:
+        out += b"," + _enc_values(m["rl"], False)
+    return out
+
+
+def decode_membership(raw):
+    """The membership dict of a stored value (compact, or legacy JSON when it starts
+    with '{'). Raises ValueError when it is neither."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    if raw[:1] == b"{":
+        return json.loads(raw)
+    pos = 0
+
+    def text(b):
+        return b.decode("utf-8", "surrogateescape")
+
+    def lenstr():
+        nonlocal pos
+        colon = raw.index(b":", pos)
+        digits = raw[pos:colon]
+        if not digits.isdigit() or (len(digits) > 1 and digits[:1] == b"0"):
+            raise ValueError("bad length %r" % digits)
+        n = int(digits)
+        if colon + 1 + n > len(raw):
+            raise ValueError("length runs past the end")
+        pos = colon + 1 + n
+        return text(raw[colon + 1:pos])
+
+    def sep():
+        nonlocal pos
+        if raw[pos:pos + 1] != b",":
+            raise ValueError("expected ',' at %d in %r" % (pos, raw))
+        pos += 1
+
+    def num():
+        nonlocal pos
+        end = raw.find(b",", pos)
+        end = len(raw) if end < 0 else end
+        s = text(raw[pos:end])
+        pos = end
+        return None if s == "" else int(s, 36)
+
+    def values(top):
+        nonlocal pos
+        mid = lenstr()
+        sep()
+        if raw[pos:pos + 1] == b"-":
+            pos += 1
+            tier = None
+        else:
+            tier = lenstr()
+        sep()
+        exp = num()
+        sep()
+        start = num()
+        sep()
+        end = num()
+        if not mid or (start is None and not top):
+            raise ValueError("empty mid or start in %r" % raw)
+        return {"mid": mid, "tier": tier, "exp": exp, "start": start, "end": end}
+
+    m = values(True)
+    sep()
+    m["lk"] = num()
+    sep()
+    m["up"] = num()
+    if m["start"] is None:
+        if m["lk"] is None:
+            raise ValueError("no start in %r" % raw)
+        m["start"] = m["lk"]
+    m["rl"] = None
+    if pos < len(raw):
+        sep()
+        m["rl"] = values(False)
+    if pos != len(raw):
+        raise ValueError("trailing bytes in %r" % raw)
+    return m
+
+
 # ---------------------------------------------------------------- the stack
 
 class Stack:
@@ -572,9 +693,15 @@ class Stack:
         return json.loads(raw)["pid"]
 
     def membership(self, cid, program, org="acme"):
-        """The stored membership JSON of customer cid in program, or None."""
+        """The stored membership of customer cid in program as a dict (decode_membership),
+        or None."""
         raw = self.redis("HGET", "pp:{%s:%d}:c" % (org, cid), "m:%d" % self.pid(program, org))
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else decode_membership(raw)
+
+    def set_membership(self, cid, program, m, org="acme"):
+        """Writes membership dict m (compact, encode_membership) as customer cid's value."""
+        self.redis("HSET", "pp:{%s:%d}:c" % (org, cid), "m:%d" % self.pid(program, org),
+                   encode_membership(m))
 
     def mid_holder(self, program, mid, org="acme"):
         """The customer id that pp:{ORG}:mid:PID maps membership id mid to, or None."""

@@ -546,7 +546,7 @@ def memberships(stack, cid, org=ORG):
     for i in range(0, len(h), 2):
         f = h[i].decode()
         if f.startswith("m:"):
-            out[by_pid[int(f[2:])]] = json.loads(h[i + 1])
+            out[by_pid[int(f[2:])]] = harness.decode_membership(h[i + 1])
     return out
 
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 
+import harness
 from helpers import assert_codes, by_mobile, item, link1
 from support_model import FUT1, cancel, delink1, iso, update1, upd
 
@@ -205,7 +206,7 @@ def test_check_reports_a_membership_that_differs_from_the_newest_link_or_update(
     with planted(stack, ckey(cid)):
         m = stack.membership(cid, "AcmeAir")
         m["tier"] = "Gold"
-        stack.redis("HSET", ckey(cid), field, enc(m))
+        stack.redis("HSET", ckey(cid), field, harness.encode_membership(m))
         expect_violation(stack, 'org acme: customer %d: program "AcmeAir": the newest activity '
                          '(history entry 0) is LINK to mid "%s" tier "Bronze", but the membership '
                          'holds mid "%s" tier "Gold"' % (cid, mid, mid))
@@ -278,7 +279,7 @@ def test_check_reports_relink_activities_the_membership_does_not_match(stack):
     with planted(stack, ckey(cid)):
         m = stack.membership(cid, "AcmeDays")
         m["rl"]["tier"] = "Basic"
-        stack.redis("HSET", ckey(cid), field, enc(m))
+        stack.redis("HSET", ckey(cid), field, harness.encode_membership(m))
         expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
                          'is RELINK_SCHEDULED to mid "%s" tier "Premium", but the membership holds '
                          'mid "%s" tier "Basic" with a different relink pending' % (m2, m1))
@@ -287,7 +288,7 @@ def test_check_reports_relink_activities_the_membership_does_not_match(stack):
     with planted(stack, ckey(cid)):
         m = stack.membership(cid, "AcmeDays")
         m["rl"] = None
-        stack.redis("HSET", ckey(cid), field, enc(m))
+        stack.redis("HSET", ckey(cid), field, harness.encode_membership(m))
         expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
                          'is RELINK_SCHEDULED to mid "%s"' % m2, "with no relink pending")
     expect_clean(stack)
@@ -304,7 +305,7 @@ def test_check_reports_relink_activities_the_membership_does_not_match(stack):
     with planted(stack, ckey(cid), "pp:{acme}:mid:%d" % stack.pid("AcmeDays")):
         m = stack.membership(cid, "AcmeDays")
         m["rl"] = {"mid": m2, "tier": "Premium", "exp": None, "start": 1932000000000, "end": None}
-        stack.redis("HSET", ckey(cid), field, enc(m))
+        stack.redis("HSET", ckey(cid), field, harness.encode_membership(m))
         stack.redis("HSET", "pp:{acme}:mid:%d" % stack.pid("AcmeDays"), m2, str(cid))
         viol = expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
                                 'is RELINK_CANCELLED, but a relink is pending')
@@ -330,7 +331,7 @@ def test_check_reports_a_pending_relink_on_an_external_program(stack):
     with planted(stack, ckey(c["id"])):
         m = stack.membership(c["id"], "AcmeAir")
         m["rl"] = {"mid": mid, "tier": "Gold", "exp": None, "start": 1932000000000, "end": None}
-        stack.redis("HSET", ckey(c["id"]), "m:%d" % stack.pid("AcmeAir"), enc(m))
+        stack.redis("HSET", ckey(c["id"]), "m:%d" % stack.pid("AcmeAir"), harness.encode_membership(m))
         expect_violation(stack, "org acme: customer %d:" % c["id"], '(program "AcmeAir")',
                          "pending relink, but the program is not SUPPLEMENTARY")
     expect_clean(stack)

@@ -77,7 +77,7 @@ def test_programs_state_is_tier_expired_once_the_stored_expiry_passed(stack):
     m = stack.membership(c["id"], "AcmeAir")
     past = int(time.time() * 1000) - 86400000
     m["exp"] = past
-    stack.redis("HSET", "pp:{acme:%d}:c" % c["id"], "m:%d" % stack.pid("AcmeAir"), json.dumps(m, separators=(",", ":")))
+    stack.set_membership(c["id"], "AcmeAir", m)
     got = programs_of(stack, c["id"])
     assert got["AcmeAir"]["state"] == "TIER_EXPIRED", got["AcmeAir"]
     assert iso_ms(got["AcmeAir"]["partnerTierExpiryDate"]) == past, got["AcmeAir"]

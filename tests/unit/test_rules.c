@@ -79,6 +79,269 @@ static struct rules_customer fresh(void)
 	return c;
 }
 
+
+/* ---- stored membership values ---- */
+
+static void mship_free(struct rules_membership *m)
+{
+	free(m->v.mid);
+	free(m->v.tier);
+	free(m->rl.mid);
+	free(m->rl.tier);
+	memset(m, 0, sizeof(*m));
+}
+
+static int values_eq(const struct rules_values *a, const struct rules_values *b)
+{
+	return a->mid_len == b->mid_len && memcmp(a->mid, b->mid, a->mid_len) == 0 &&
+	       (a->tier == NULL) == (b->tier == NULL) &&
+	       (a->tier == NULL || (a->tier_len == b->tier_len &&
+	                            memcmp(a->tier, b->tier, a->tier_len) == 0)) &&
+	       a->exp == b->exp && a->start == b->start && a->end == b->end;
+}
+
+static int mship_eq(const struct rules_membership *a, const struct rules_membership *b)
+{
+	return values_eq(&a->v, &b->v) && a->linked_on == b->linked_on &&
+	       a->updated_on == b->updated_on && a->has_relink == b->has_relink &&
+	       (!a->has_relink || values_eq(&a->rl, &b->rl));
+}
+
+/*
+ * Encodes m, checks the bytes when want is not NULL (want_len bytes), decodes them back
+ * and compares. Returns 1 when everything agrees.
+ */
+static int roundtrip(const struct rules_membership *m, const char *want, size_t want_len)
+{
+	struct rules_membership back;
+	size_t len;
+	char *enc = rules_membership_encode(m, &len);
+	int ok = 1;
+
+	if (want != NULL && (len != want_len || memcmp(enc, want, len) != 0)) {
+		printf("  encoded %zu bytes: \"%.*s\", want \"%.*s\"\n", len, (int)len, enc,
+		       (int)want_len, want);
+		ok = 0;
+	}
+	if (enc[len] != '\0')
+		ok = 0;
+	if (rules_membership_parse(enc, len, &back) != 0) {
+		printf("  \"%.*s\" does not decode\n", (int)len, enc);
+		ok = 0;
+	} else {
+		ok = ok && mship_eq(m, &back);
+		mship_free(&back);
+	}
+	free(enc);
+	return ok;
+}
+
+/* 1 when the value s (len bytes) is refused, and m left empty. */
+static int refused(const char *s, size_t len)
+{
+	struct rules_membership m;
+	int rc = rules_membership_parse(s, len, &m);
+
+	if (rc == 0) {
+		printf("  \"%.*s\" was accepted\n", (int)len, s);
+		mship_free(&m);
+		return 0;
+	}
+	return m.v.mid == NULL && m.v.tier == NULL && m.rl.mid == NULL && m.rl.tier == NULL;
+}
+
+#define REFUSED(lit) refused(lit, sizeof(lit) - 1)
+#define RT(m, lit) roundtrip(m, lit, sizeof(lit) - 1)
+
+/* loyw3v28 = 1700000000000, mjuohr88 = 1767225599000, mywpiww0 = 1800000000000 (NOW) */
+#define T1700 "loyw3v28"
+#define T1767 "mjuohr88"
+#define TNOW "mywpiww0"
+
+static struct rules_membership mship(const char *mid, size_t mid_len, const char *tier)
+{
+	struct rules_membership m = { 0 };
+
+	m.v.mid = (char *)mid;
+	m.v.mid_len = mid_len;
+	m.v.tier = (char *)tier;
+	m.v.tier_len = tier ? strlen(tier) : 0;
+	m.v.exp = RULES_NONE;
+	m.v.start = NOW;
+	m.v.end = RULES_NONE;
+	m.linked_on = NOW;
+	m.updated_on = NOW;
+	return m;
+}
+
+static void membership_value_tests(void)
+{
+	struct rules_membership m, back;
+
+	TEST("compact value: the documented example, and typical values within 64 bytes") {
+		m = mship("P1-123456", 9, "Silver");
+		m.v.exp = 1767225599000LL;
+		m.v.start = m.linked_on = m.updated_on = 1700000000000LL;
+		CHECK(RT(&m, "9:P1-123456,6:Silver," T1767 ",,," T1700 "," T1700));
+		CHECK(strlen("9:P1-123456,6:Silver," T1767 ",,," T1700 "," T1700) < 64);
+		/* a 20-byte mid, an 8-byte tier, an expiry and up != lk still fit in 64 bytes */
+		m = mship("ABCDEFGHIJ0123456789", 20, "Platinum");
+		m.v.exp = 1767225599000LL;
+		m.updated_on = NOW + DAY;
+		{
+			size_t len;
+			char *e = rules_membership_encode(&m, &len);
+
+			CHECK(len <= 64);
+			free(e);
+		}
+		CHECK(roundtrip(&m, NULL, 0));
+	}
+	TEST("compact value: null tier, exp, end, lk and up round-trip") {
+		m = mship("M", 1, NULL);
+		CHECK(RT(&m, "1:M,-,,,," TNOW "," TNOW));
+		m.linked_on = RULES_NONE;
+		m.updated_on = RULES_NONE;
+		CHECK(RT(&m, "1:M,-,," TNOW ",,,"));
+		m.linked_on = NOW;
+		m.v.tier = (char *)"";
+		m.v.tier_len = 0;
+		CHECK(RT(&m, "1:M,0:,,,," TNOW ","));
+	}
+	TEST("compact value: start written when it is not lk, omitted when it is") {
+		m = mship("M", 1, "T");
+		m.v.start = NOW + DAY;
+		CHECK(RT(&m, "1:M,1:T,,myy4yrk0,," TNOW "," TNOW));
+		m.v.start = NOW;
+		CHECK(RT(&m, "1:M,1:T,,,," TNOW "," TNOW));
+		/* an explicit START equal to LK is read too */
+		CHECK(rules_membership_parse("1:M,1:T,," TNOW ",," TNOW "," TNOW,
+		                             strlen("1:M,1:T,," TNOW ",," TNOW "," TNOW), &back) == 0);
+		CHECK(back.v.start == NOW && back.linked_on == NOW);
+		mship_free(&back);
+	}
+	TEST("compact value: negative, zero and extreme times round-trip") {
+		m = mship("M", 1, NULL);
+		m.v.exp = -1;
+		m.v.start = -36;
+		m.v.end = 0;
+		m.linked_on = INT64_MAX;
+		m.updated_on = -INT64_MAX;
+		CHECK(RT(&m, "1:M,-,-1,-10,0,1y2p0ij32e8e7,-1y2p0ij32e8e7"));
+		m.v.start = m.linked_on = -1700000000000LL;
+		CHECK(RT(&m, "1:M,-,-1,,0,-" T1700 ",-1y2p0ij32e8e7"));
+	}
+	TEST("compact value: a pending relink round-trips, its start always written") {
+		m = mship("OLD", 3, "A");
+		m.has_relink = 1;
+		m.rl.mid = (char *)"NEW";
+		m.rl.mid_len = 3;
+		m.rl.tier = NULL;
+		m.rl.exp = RULES_NONE;
+		m.rl.start = NOW;
+		m.rl.end = NOW + DAY;
+		CHECK(RT(&m, "3:OLD,1:A,,,," TNOW "," TNOW ",3:NEW,-,," TNOW ",myy4yrk0"));
+		m.rl.tier = (char *)"Gold";
+		m.rl.tier_len = 4;
+		m.rl.exp = 5;
+		CHECK(RT(&m, "3:OLD,1:A,,,," TNOW "," TNOW ",3:NEW,4:Gold,5," TNOW ",myy4yrk0"));
+	}
+	TEST("compact value: mids and tiers holding , : - digits NUL and control bytes") {
+		static const char mid[] = "a,b:c-d,9:x\0\x1f,";
+		static const char tier[] = "-,1:";
+
+		m = mship(mid, sizeof(mid) - 1, tier);
+		CHECK(RT(&m, "14:a,b:c-d,9:x\0\x1f,,4:-,1:,,,," TNOW "," TNOW));
+		m.has_relink = 1;
+		m.rl.mid = (char *)"\0";
+		m.rl.mid_len = 1;
+		m.rl.tier = (char *)",";
+		m.rl.tier_len = 1;
+		m.rl.exp = m.rl.end = RULES_NONE;
+		m.rl.start = 1;
+		CHECK(RT(&m, "14:a,b:c-d,9:x\0\x1f,,4:-,1:,,,," TNOW "," TNOW ",1:\0,1:,,,1,"));
+		/* a 1000-byte mid: a length of several digits */
+		{
+			char big[1000];
+
+			memset(big, ',', sizeof(big));
+			m = mship(big, sizeof(big), NULL);
+			CHECK(roundtrip(&m, NULL, 0));
+		}
+	}
+	TEST("compact value: malformed values are refused") {
+		CHECK(REFUSED(""));
+		CHECK(REFUSED("1:M,-,,,," TNOW "," TNOW "!"));           /* trailing byte */
+		CHECK(REFUSED("1:M,-,,,," TNOW "," TNOW ","));           /* trailing comma */
+		CHECK(REFUSED("1:M,-,,,," TNOW "," TNOW ",1:N,-,,1,,")); /* relink too long */
+		CHECK(REFUSED("99:M,-,,,,1,1"));                        /* length past the end */
+		CHECK(REFUSED("99999999999999999999999:M,-,,,,1,1"));  /* huge length */
+		CHECK(REFUSED("2:M"));
+		CHECK(REFUSED("1:M"));
+		CHECK(REFUSED("1:M,-,,,,1"));                           /* no UP */
+		CHECK(REFUSED("1:M,-,,,1"));                            /* a field short */
+		CHECK(REFUSED("1:M-,,,,1,1"));                          /* missing separator */
+		CHECK(REFUSED("1M,-,,,,1,1"));                          /* LEN without ':' */
+		CHECK(REFUSED("x:M,-,,,,1,1"));                         /* non-digit LEN */
+		CHECK(REFUSED(":M,-,,,,1,1"));                          /* empty LEN */
+		CHECK(REFUSED("-1:M,-,,,,1,1"));
+		CHECK(REFUSED("01:M,-,,,,1,1"));                        /* leading zero */
+		CHECK(REFUSED("0:,-,,,,1,1"));                          /* empty MID */
+		CHECK(REFUSED("1:M,-,,,,1,1,0:,-,,1,"));                /* empty relink MID */
+		CHECK(REFUSED("1:M,x,,,,1,1"));                         /* TIER neither - nor LEN */
+		CHECK(REFUSED("1:M,--,,,,1,1"));
+		CHECK(REFUSED("1:M,1:T,,,,,1"));                        /* START omitted, LK null */
+		CHECK(REFUSED("1:M,-,,,,1,1,1:N,-,,,"));                /* relink without START */
+		CHECK(REFUSED("1:M,-,1y2p0ij32e8e8,,,1,1"));           /* 2^63: overflow */
+		CHECK(REFUSED("1:M,-,-1y2p0ij32e8e8,,,1,1"));          /* -2^63 */
+		CHECK(REFUSED("1:M,-,zzzzzzzzzzzzzzzzzz,,,1,1"));
+		CHECK(REFUSED("1:M,-,A,,,1,1"));                        /* uppercase */
+		CHECK(REFUSED("1:M,-,01,,,1,1"));                       /* leading zero */
+		CHECK(REFUSED("1:M,-,-0,,,1,1"));
+		CHECK(REFUSED("1:M,-,-,,,1,1"));                        /* a sign alone */
+		CHECK(REFUSED("1:M,-,+1,,,1,1"));
+		CHECK(REFUSED("1:M,-, 1,,,1,1"));
+		CHECK(REFUSED("1:M,-,1 ,,,1,1"));
+		CHECK(REFUSED("1:M,-,,,,1,1,"));
+		CHECK(REFUSED("1:M,-,,,,1,1,,"));
+		CHECK(REFUSED("1:M,-,,,,1,1\0"));
+		/* the smallest accepted values, for contrast */
+		CHECK(rules_membership_parse("1:M,-,,,,1,", 11, &back) == 0 && back.v.start == 1);
+		mship_free(&back);
+		CHECK(rules_membership_parse("1:M,-,,0,,,", 11, &back) == 0 && back.v.start == 0 &&
+		      back.linked_on == RULES_NONE);
+		mship_free(&back);
+	}
+	TEST("legacy JSON values are still read") {
+		static const char json[] = "{\"mid\":\"App-1\",\"tier\":\"Bronze\",\"exp\":1767225599000,"
+		                           "\"start\":1700000000000,\"end\":null,\"lk\":1700000000000,"
+		                           "\"up\":1700000000001,\"rl\":{\"mid\":\"a\\\"b\\u0000\","
+		                           "\"tier\":null,\"exp\":null,\"start\":1800000000000,\"end\":null}}";
+		size_t len;
+		char *enc;
+
+		CHECK(rules_membership_parse(json, sizeof(json) - 1, &back) == 0);
+		CHECK(back.v.mid_len == 5 && memcmp(back.v.mid, "App-1", 5) == 0);
+		CHECK(back.v.tier_len == 6 && memcmp(back.v.tier, "Bronze", 6) == 0);
+		CHECK(back.v.exp == 1767225599000LL && back.v.start == 1700000000000LL);
+		CHECK(back.v.end == RULES_NONE && back.linked_on == 1700000000000LL);
+		CHECK(back.updated_on == 1700000000001LL && back.has_relink);
+		CHECK(back.rl.mid_len == 4 && memcmp(back.rl.mid, "a\"b\0", 4) == 0);
+		CHECK(back.rl.tier == NULL && back.rl.start == NOW);
+		/* ...and written back compact */
+		enc = rules_membership_encode(&back, &len);
+		CHECK(len == sizeof("5:App-1,6:Bronze," T1767 ",,," T1700 ",loyw3v29,4:a\"b\0,-,," TNOW ",") - 1 &&
+		      memcmp(enc, "5:App-1,6:Bronze," T1767 ",,," T1700 ",loyw3v29,4:a\"b\0,-,," TNOW ",", len) == 0);
+		free(enc);
+		mship_free(&back);
+		CHECK(REFUSED("{\"mid\":\"\",\"tier\":null,\"start\":1}"));  /* empty mid */
+		CHECK(REFUSED("{\"mid\":\"M\",\"tier\":null}"));             /* no start */
+		CHECK(REFUSED("{\"mid\":\"M\",\"start\":1,\"rl\":5}"));
+		CHECK(REFUSED("{\"mid\":\"M\",\"start\":1"));
+		CHECK(REFUSED("{"));
+	}
+}
+
 int main(void)
 {
 	struct rules_customer c;
@@ -287,29 +550,7 @@ int main(void)
 		CHECK(!rules_customer_slot(&c, 2, 0)->present);
 		rules_customer_free(&c);
 	}
-	TEST("membership JSON round-trips, including NUL and quotes in values") {
-		struct rules_membership m = { 0 }, back;
-		size_t len;
-		char *json;
-
-		m.v.mid = (char *)"a\"b\\c\0d";
-		m.v.mid_len = 7;
-		m.v.tier = NULL;
-		m.v.exp = RULES_NONE;
-		m.v.start = NOW;
-		m.v.end = NOW + DAY;
-		m.linked_on = NOW;
-		m.updated_on = NOW + 1;
-		json = rules_membership_json(&m, &len);
-		CHECK(rules_membership_parse(json, len, &back) == 0);
-		CHECK_EQ_INT(back.v.mid_len, 7);
-		CHECK(memcmp(back.v.mid, m.v.mid, 7) == 0);
-		CHECK(back.v.tier == NULL && back.v.exp == RULES_NONE && back.v.end == NOW + DAY);
-		CHECK(back.updated_on == NOW + 1 && !back.has_relink);
-		free(json);
-		free(back.v.mid);
-		free(back.v.tier);
-	}
+	membership_value_tests();
 	TEST("a stored program definition parses") {
 		struct rules_program p;
 		const char *def = "{\"pid\":3,\"type\":\"SUPPLEMENTARY\",\"tiers\":[\"A\",\"B\"],\"cycle\":{\"unit\":\"DAYS\",\"value\":30},\"expiresAt\":null}";
