@@ -170,12 +170,21 @@ parse_ids(const char *qs, long *ids)
 static void
 membership_value(struct worker *w, char *out, size_t outsz)
 {
-	/* The shape partnerd stores (docs/DATA-MODEL.md), with a new expiry. */
+	/*
+	 * The shape partnerd stores (docs/DATA-MODEL.md, compact value): membership id, tier,
+	 * a new expiry, start = linked = 1700000000000, no end, updated 1700000000000; times
+	 * in base 36. Same size as partnerd's value, so the hash keeps its encoding alike.
+	 */
 	long long exp = 1893456000000LL + (long long)(xorshift(&w->rng) % 157680000) * 1000;
+	char e[16], *p = e + sizeof(e);
 
-	snprintf(out, outsz,
-		 "{\"mid\":\"U-bench\",\"tier\":\"Silver\",\"exp\":%lld,\"start\":1700000000000,"
-		 "\"end\":null,\"lk\":1700000000000,\"up\":1700000000000,\"rl\":null}", exp);
+	*--p = '\0';
+	do {
+		*--p = "0123456789abcdefghijklmnopqrstuvwxyz"[exp % 36];
+		exp /= 36;
+	} while (exp > 0);
+	/* 1700000000000 in base 36 is "loyw3v28" */
+	snprintf(out, outsz, "7:U-bench,6:Silver,%s,,,loyw3v28,loyw3v28", p);
 }
 
 static int

@@ -68,7 +68,7 @@ jout_cstr(struct buf *b, const char *s)
 int
 jout_str_or_null(struct buf *b, const char *s, size_t n)
 {
-	return s == NULL ? jout_lit(b, "null") : jout_str(b, s, n);
+	return s == NULL ? JOUT_LIT(b, "null") : jout_str(b, s, n);
 }
 
 int
@@ -92,7 +92,7 @@ jout_date_or_null(struct buf *b, int64_t ms, int64_t none)
 	char d[DATES_FMT_LEN + 3];
 
 	if (ms == none)
-		return jout_lit(b, "null");
+		return JOUT_LIT(b, "null");
 	d[0] = '"';
 	dates_format(ms, d + 1);
 	d[DATES_FMT_LEN + 1] = '"';

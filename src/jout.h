@@ -21,6 +21,8 @@ int jout_str(struct buf *b, const char *s, size_t n);       /* "..." escaped */
 int jout_cstr(struct buf *b, const char *s);                /* same, NUL-terminated */
 int jout_str_or_null(struct buf *b, const char *s, size_t n); /* null when s is NULL */
 int jout_lit(struct buf *b, const char *text);              /* raw text, no escaping */
+/* jout_lit of a string literal, without the strlen (a non-literal does not compile). */
+#define JOUT_LIT(b, lit) buf_append((b), "" lit, sizeof("" lit) - 1)
 int jout_i64(struct buf *b, int64_t v);                     /* decimal */
 /* A date as dates_format writes it (a JSON string), or null when ms == none. */
 int jout_date_or_null(struct buf *b, int64_t ms, int64_t none);

@@ -52,13 +52,13 @@ reads_values_json(const struct rules_values *v)
 int
 reads_values_put(struct buf *b, const struct rules_values *v)
 {
-	if (jout_lit(b, "{\"partnerMembershipId\":") != 0 || jout_str(b, v->mid, v->mid_len) != 0 ||
-	    jout_lit(b, ",\"partnerTierName\":") != 0 || jout_str_or_null(b, v->tier, v->tier_len) != 0 ||
-	    jout_lit(b, ",\"partnerTierExpiryDate\":") != 0 || jout_date_or_null(b, v->exp, RULES_NONE) != 0 ||
-	    jout_lit(b, ",\"membershipStartDate\":") != 0 || jout_date_or_null(b, v->start, RULES_NONE) != 0 ||
-	    jout_lit(b, ",\"membershipEndDate\":") != 0 || jout_date_or_null(b, v->end, RULES_NONE) != 0)
+	if (JOUT_LIT(b, "{\"partnerMembershipId\":") != 0 || jout_str(b, v->mid, v->mid_len) != 0 ||
+	    JOUT_LIT(b, ",\"partnerTierName\":") != 0 || jout_str_or_null(b, v->tier, v->tier_len) != 0 ||
+	    JOUT_LIT(b, ",\"partnerTierExpiryDate\":") != 0 || jout_date_or_null(b, v->exp, RULES_NONE) != 0 ||
+	    JOUT_LIT(b, ",\"membershipStartDate\":") != 0 || jout_date_or_null(b, v->start, RULES_NONE) != 0 ||
+	    JOUT_LIT(b, ",\"membershipEndDate\":") != 0 || jout_date_or_null(b, v->end, RULES_NONE) != 0)
 		return -1;
-	return jout_lit(b, "}");
+	return JOUT_LIT(b, "}");
 }
 
 static struct json_object *

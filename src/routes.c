@@ -318,32 +318,32 @@ event_json(const struct rules_result *res, const struct req_item *it, int64_t ci
 	struct buf b;
 
 	buf_init(&b, (size_t)-1);
-	jout_lit(&b, "{\"activityType\":");
+	JOUT_LIT(&b, "{\"activityType\":");
 	jout_cstr(&b, rules_event_name[res->event]);
-	jout_lit(&b, ",\"activityDate\":");
+	JOUT_LIT(&b, ",\"activityDate\":");
 	jout_date_or_null(&b, now_ms, RULES_NONE);
-	jout_lit(&b, ",\"partnerProgramName\":");
+	JOUT_LIT(&b, ",\"partnerProgramName\":");
 	jout_str(&b, it->program.s.p, it->program.s.len);
-	jout_lit(&b, ",\"updateType\":");
+	JOUT_LIT(&b, ",\"updateType\":");
 	if (res->event == EV_UPDATE && it->update_type.st == F_OK)
 		jout_str(&b, it->update_type.s.p, it->update_type.s.len);
 	else
-		jout_lit(&b, "null");
-	jout_lit(&b, ",\"before\":");
+		JOUT_LIT(&b, "null");
+	JOUT_LIT(&b, ",\"before\":");
 	if (res->has_before)
 		reads_values_put(&b, &res->before);
 	else
-		jout_lit(&b, "null");
-	jout_lit(&b, ",\"after\":");
+		JOUT_LIT(&b, "null");
+	JOUT_LIT(&b, ",\"after\":");
 	if (res->has_after)
 		reads_values_put(&b, &res->after);
 	else
-		jout_lit(&b, "null");
-	jout_lit(&b, ",\"requestId\":");
+		JOUT_LIT(&b, "null");
+	JOUT_LIT(&b, ",\"requestId\":");
 	jout_cstr(&b, rid);
-	jout_lit(&b, ",\"customerId\":");
+	JOUT_LIT(&b, ",\"customerId\":");
 	jout_i64(&b, cid);
-	jout_lit(&b, "}");
+	JOUT_LIT(&b, "}");
 	*len = b.len;
 	return buf_take(&b);
 }
@@ -803,9 +803,9 @@ put_status(struct buf *b, int code, const char *message)
 {
 	jout_lit(b, code == 200 || code == 1000 ? "{\"status\":true,\"message\":" : "{\"status\":false,\"message\":");
 	jout_cstr(b, message ? message : rules_message(code));
-	jout_lit(b, ",\"code\":");
+	JOUT_LIT(b, ",\"code\":");
 	jout_i64(b, code);
-	jout_lit(b, "}");
+	JOUT_LIT(b, "}");
 }
 
 static void
@@ -822,14 +822,14 @@ put_customer(struct buf *b, const struct entry_state *es)
 	struct json_object *sent, *v;
 	int k, first = 1;
 
-	jout_lit(b, "{");
+	JOUT_LIT(b, "{");
 	if (es->found) {
 		long long id = es->stored[0] ? strtoll(es->stored[0], NULL, 10) : es->cid;
 
 		jout_lit(b, lead[0]);
 		jout_i64(b, id);
 		for (k = 1; k < 4; k++) {
-			jout_lit(b, ",");
+			JOUT_LIT(b, ",");
 			jout_lit(b, lead[k]);
 			jout_cstr(b, es->stored[k] ? es->stored[k] : "");
 		}
@@ -841,7 +841,7 @@ put_customer(struct buf *b, const struct entry_state *es)
 			if (!json_object_object_get_ex(sent, keys[k], &v))
 				continue;
 			if (!first)
-				jout_lit(b, ",");
+				JOUT_LIT(b, ",");
 			jout_lit(b, lead[k]);
 			jout_lit(b, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 			first = 0;
@@ -849,7 +849,7 @@ put_customer(struct buf *b, const struct entry_state *es)
 	}
 	jout_lit(b, first ? "\"status\":" : ",\"status\":");
 	put_status(b, es->cust_code, es->cust_message);
-	jout_lit(b, "}");
+	JOUT_LIT(b, "}");
 }
 
 static char *
@@ -861,15 +861,15 @@ build_response(enum req_kind kind, const struct entry_state *es, size_t n, size_
 	size_t i, k;
 
 	buf_init(&b, (size_t)-1);
-	jout_lit(&b, "{\"");
+	JOUT_LIT(&b, "{\"");
 	jout_lit(&b, names->top);
-	jout_lit(&b, "\":[");
+	JOUT_LIT(&b, "\":[");
 	for (i = 0; i < n; i++) {
 		jout_lit(&b, i ? ",{\"customer\":" : "{\"customer\":");
 		put_customer(&b, &es[i]);
-		jout_lit(&b, ",\"");
+		JOUT_LIT(&b, ",\"");
 		jout_lit(&b, names->items);
-		jout_lit(&b, "\":[");
+		JOUT_LIT(&b, "\":[");
 		for (k = 0; k < es[i].e->nitems; k++) {
 			const struct req_item *it = &es[i].e->items[k];
 			int code = es[i].results[k].code;
@@ -877,23 +877,23 @@ build_response(enum req_kind kind, const struct entry_state *es, size_t n, size_
 			jout_lit(&b, k ? ",{\"partnerProgramName\":" : "{\"partnerProgramName\":");
 			put_field(&b, &it->program);
 			if (kind == REQ_UPDATE) {
-				jout_lit(&b, ",\"updateType\":");
+				JOUT_LIT(&b, ",\"updateType\":");
 				put_field(&b, &it->update_type);
 			}
-			jout_lit(&b, ",\"");
+			JOUT_LIT(&b, ",\"");
 			jout_lit(&b, names->item_status);
-			jout_lit(&b, "\":");
+			JOUT_LIT(&b, "\":");
 			put_status(&b, code, es[i].results[k].message);
-			jout_lit(&b, "}");
+			JOUT_LIT(&b, "}");
 			metrics_item(code);
 			if (code == 200)
 				(*ok)++;
 			else
 				(*failed)++;
 		}
-		jout_lit(&b, "]}");
+		JOUT_LIT(&b, "]}");
 	}
-	jout_lit(&b, "],\"warnings\":[]}");
+	JOUT_LIT(&b, "],\"warnings\":[]}");
 	*len = b.len;
 	return buf_take(&b);
 }
