@@ -651,9 +651,9 @@ def round_trips(st, n_single=200, n_batch=40):
 
 # ------------------------------------------------------------------ callgrind
 
-def callgrind(st, counts=(1000, 3000), what="partnerd"):
-    """Instructions per single-customer update: two runs under callgrind that differ only
-    in the number of requests; the difference divided by the extra requests. what:
+def callgrind(st, counts=(1000, 3000), what="partnerd", batch=1):
+    """Instructions per update request of `batch` customers: two runs under callgrind that
+    differ only in the number of requests; the difference divided by the extra requests. what:
     "partnerd" (a partnerd process of its own, reached through /pd/cg/) or "floor" (the
     protocol-floor responder, in place of the running one)."""
     if not shutil.which("valgrind"):
@@ -662,7 +662,7 @@ def callgrind(st, counts=(1000, 3000), what="partnerd"):
     totals, files = {}, {}
     vg = ["valgrind", "--tool=callgrind"]
     for n in counts:
-        out = os.path.join(st.dir, "callgrind.%s.%d.out" % (what, n))
+        out = os.path.join(st.dir, "callgrind.%s.x%d.%d.out" % (what, batch, n))
         if what == "partnerd":
             st.start_partnerd("cg", valgrind=vg + ["--callgrind-out-file=" + out])
             name, path = "partnerd-cg", "/pd/cg/v2/partnerProgram/customerPartnerProgramUpdate"
@@ -677,12 +677,13 @@ def callgrind(st, counts=(1000, 3000), what="partnerd"):
             name = "ceil-floor"
         c = http.client.HTTPConnection("127.0.0.1", st.http_port, timeout=60)
         for i in range(n):
-            cid = UPD[0] + (i * 7919) % 40000
+            cids = [UPD[0] + ((i * batch + j) * 7919) % 40000 for j in range(batch)]
             body = {"customersPartnerUpdates": [{"customer": {"mobile": "7%09d" % cid}, "partnerProgramUpdates": [
                 {"partnerProgramName": "UpdProg", "updateType": "RENEWAL", "updateDetails": {
-                    "updatedTierName": "Silver", "updatedTierExpiryDate": "2034-02-%02dT10:00:00Z" % (1 + i % 28)}}]}]}
+                    "updatedTierName": "Silver", "updatedTierExpiryDate": "2034-02-%02dT10:00:00Z" % (1 + i % 28)}}]}
+                for cid in cids]}
             if what != "partnerd":
-                path = "/ceil/floor?c=%d" % cid
+                path = "/ceil/floor?c=%s" % ",".join(str(c) for c in cids)
             status, data = st.http("POST", path, body, conn=c)
             if status != 200:
                 raise SystemExit("bench: callgrind run: %d %r" % (status, data[:200]))
@@ -705,10 +706,11 @@ def callgrind(st, counts=(1000, 3000), what="partnerd"):
     for incl in ("no", "yes"):
         top = subprocess.run(["callgrind_annotate", "--inclusive=" + incl, "--threshold=99", files[b]],
                              capture_output=True, text=True).stdout
-        with open(os.path.join(st.args.outdir, "callgrind-%s-%s.txt" % (what, "inclusive" if incl == "yes" else "self")),
+        sfx = "" if batch == 1 else "-x%d" % batch
+        with open(os.path.join(st.args.outdir, "callgrind-%s%s-%s.txt" % (what, sfx, "inclusive" if incl == "yes" else "self")),
                   "w") as f:
             f.write(top)
-    shutil.copy(files[b], os.path.join(st.args.outdir, "callgrind.%s.out" % what))
+    shutil.copy(files[b], os.path.join(st.args.outdir, "callgrind.%s%s.out" % (what, "" if batch == 1 else "-x%d" % batch)))
     return per, totals
 
 
@@ -900,6 +902,8 @@ def main():
         if "callgrind" not in skip:
             report["callgrind"] = callgrind(st)
             report["callgrind_floor"] = callgrind(st, what="floor")
+            report["callgrind_x50"] = callgrind(st, counts=(20, 60), batch=50)
+            report["callgrind_floor_x50"] = callgrind(st, counts=(20, 60), what="floor", batch=50)
         if args.soak:
             report["soak"] = soak(st, args, args.soak)
         report["partnerd_rss_kb"] = sum(st.rss_kb("partnerd-%d" % k) for k in range(st.nproc))
@@ -944,6 +948,13 @@ def print_report(report, args, elapsed):
         print("CPU instructions per single-customer update request (callgrind, (Ir@3000 - Ir@1000)/2000): "
               "partnerd %.0f%s" % (cg[0], ", protocol-floor responder %.0f" % cgf[0] if cgf else ""))
         print("  profiles: bench-out/callgrind-partnerd-{self,inclusive}.txt, bench-out/callgrind.partnerd.out")
+    cg, cgf = report.get("callgrind_x50"), report.get("callgrind_floor_x50")
+    if cg:
+        print("CPU instructions per 50-customer update request (callgrind, (Ir@60 - Ir@20)/40): "
+              "partnerd %.0f (%.0f per customer)%s" % (cg[0], cg[0] / 50,
+                                                       ", protocol-floor responder %.0f (%.0f per customer)"
+                                                       % (cgf[0], cgf[0] / 50) if cgf else ""))
+        print("  profiles: bench-out/callgrind-partnerd-x50-{self,inclusive}.txt")
     for key in ("memory", "memory_listpack"):
         mem = report.get(key)
         if not mem:
