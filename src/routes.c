@@ -312,12 +312,10 @@ add_begin_entry(struct store_argv *a, const struct entry_state *es, enum req_kin
  * The history entry / change-feed event of an applied item (owned string): written as
  * text (jout.h), in the key order of docs/CHANGE-FEED.md.
  */
-static char *
-event_json(const struct rules_result *res, const struct req_item *it, int64_t cid, const char *rid, int64_t now_ms, size_t *len)
+static void
+event_json(struct buf *out, const struct rules_result *res, const struct req_item *it, int64_t cid, const char *rid, int64_t now_ms)
 {
-	struct buf b;
-
-	buf_init(&b, (size_t)-1);
+#define b (*out)
 	JOUT_LIT(&b, "{\"activityType\":");
 	jout_cstr(&b, rules_event_name[res->event]);
 	JOUT_LIT(&b, ",\"activityDate\":");
@@ -344,14 +342,13 @@ event_json(const struct rules_result *res, const struct req_item *it, int64_t ci
 	JOUT_LIT(&b, ",\"customerId\":");
 	jout_i64(&b, cid);
 	JOUT_LIT(&b, "}");
-	*len = b.len;
-	return buf_take(&b);
+#undef b
 }
 
 /* Adds the commit arguments of one locked customer. */
 static void
-add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, char **owned,
-                    size_t *nowned, const char *rid, int64_t now_ms)
+add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, struct buf *scratch,
+                    const char *rid, int64_t now_ms)
 {
 	struct rules_customer *c = &lk->cust;
 	size_t i, j, k, nset = 0, ndel = 0, ncl = 0, nrel = 0, nev = 0;
@@ -374,9 +371,9 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, ch
 		if (!s->dirty || !s->present)
 			continue;
 		json = rules_membership_encode(&s->m, &len);
-		owned[(*nowned)++] = json;
 		store_argv_addf(a, KEYS_MEMBERSHIP_FIELD_FMT, s->pid);
-		store_argv_add(a, json, len);
+		store_argv_addcopy(a, json, len);
+		free(json);
 	}
 	for (i = 0; i < c->nslots; i++)
 		if (c->slots[i].dirty && !c->slots[i].present && c->slots[i].was_present)
@@ -467,16 +464,13 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, ch
 		struct entry_state *e = lk->entries[j];
 
 		for (k = 0; k < e->e->nitems; k++) {
-			size_t len;
-			char *json;
-
 			if (e->results[k].code != 200)
 				continue;
-			json = event_json(&e->results[k], &e->e->items[k], lk->cid, rid, now_ms, &len);
-			owned[(*nowned)++] = json;
+			buf_reset(scratch);
+			event_json(scratch, &e->results[k], &e->e->items[k], lk->cid, rid, now_ms);
 			store_argv_add(a, rules_event_name[e->results[k].event],
 			               strlen(rules_event_name[e->results[k].event]));
-			store_argv_add(a, json, len);
+			store_argv_addcopy(a, scratch->p, scratch->len);
 		}
 	}
 }
@@ -547,10 +541,10 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	redisReply *rep = NULL, *crep = NULL;
 	struct entry_state **pend;
 	struct locked *locks;
-	size_t np = 0, nl = 0, i, k, nowned = 0, maxowned = 0;
+	size_t np = 0, nl = 0, i, k;
 	struct rules_program *progs = NULL;
 	struct rules_item_ctx *ctx = NULL;
-	char **owned = NULL;
+	struct buf scratch;
 	struct claims claims = { 0 };
 	int rc = -1;
 
@@ -700,16 +694,8 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	store_argv_addf(&a, "%d", cfg->history_max);
 	store_argv_addf(&a, KEYS_FEED_FMT, org->org);
 	store_argv_addf(&a, "%d", cfg->feed_max);
-	for (k = 0; k < nl; k++) {
-		size_t j;
-
-		maxowned += locks[k].cust.nslots;
-		for (j = 0; j < locks[k].nentries; j++)
-			maxowned += locks[k].entries[j]->e->nitems;
-	}
-	owned = calloc(maxowned + 1, sizeof(*owned));
-	if (owned == NULL)
-		abort();
+	/* The events are written into one scratch buffer, then copied into the argv's arena. */
+	buf_init(&scratch, (size_t)-1);
 	for (k = 0; k < nl; k++) {
 		if (locks[k].outcome == 3) {
 			/* unreadable stored data: release the lock, change nothing */
@@ -719,17 +705,15 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 			locks[k].cust = empty;
 			for (i = 0; i < locks[k].nentries; i++)
 				entry_fail_items(locks[k].entries[i], 2001, "the customer's stored data could not be read; nothing was applied");
-			add_commit_customer(&a, org->org, &locks[k], owned, &nowned, rid, now_ms);
+			add_commit_customer(&a, org->org, &locks[k], &scratch, rid, now_ms);
 			locks[k].cust = keep;
 		} else {
-			add_commit_customer(&a, org->org, &locks[k], owned, &nowned, rid, now_ms);
+			add_commit_customer(&a, org->org, &locks[k], &scratch, rid, now_ms);
 		}
 	}
 	crep = nl > 0 ? store_eval(st, STORE_COMMIT, &a) : NULL;
 	store_argv_free(&a);
-	for (k = 0; k < nowned; k++)
-		free(owned[k]);
-	free(owned);
+	buf_free(&scratch);
 
 	for (k = 0; k < nl; k++) {
 		struct locked *lk = &locks[k];

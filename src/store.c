@@ -162,6 +162,17 @@ fast_format(struct store_argv *a, const char *fmt, va_list ap)
 	return (int)len;
 }
 
+void
+store_argv_addcopy(struct store_argv *a, const char *p, size_t len)
+{
+	arena_reserve(a, len);
+	if (len > 0)
+		memcpy(a->owned + a->owned_len, p, len);
+	a->owned[a->owned_len + len] = '\0';
+	argv_push(a, NULL, len, a->owned_len);
+	a->owned_len += len + 1;
+}
+
 /* Formatted arguments live in an arena that may move as it grows: they are kept as offsets. */
 void
 store_argv_addf(struct store_argv *a, const char *fmt, ...)

@@ -28,6 +28,7 @@ struct store_argv {
 void store_argv_init(struct store_argv *a);
 void store_argv_free(struct store_argv *a);
 void store_argv_add(struct store_argv *a, const char *p, size_t len);  /* borrowed */
+void store_argv_addcopy(struct store_argv *a, const char *p, size_t len); /* copied */
 void store_argv_addf(struct store_argv *a, const char *fmt, ...)        /* copied */
 	__attribute__((format(printf, 2, 3)));
 
