@@ -38,11 +38,11 @@ AUTH = "Basic " + base64.b64encode(("%s:%s" % (USER, SECRET)).encode()).decode()
 N_CUSTOMERS = 100000
 # Customer ranges (ids): what each benchmark touches. See docs/PERFORMANCE.md.
 UPD = (1, 40000)          # linked to UpdProg (Silver) and MixProg: update targets, ceilings
-DEL = (40001, 80000)      # linked to D1..D4 and MixProg: the delink walk (160k pairs)
-FRESH = (80001, 100000)   # linked to nothing: the link walk over L1..L8 (160k pairs)
+DEL = (40001, 80000)      # linked to D1..D8 and MixProg: the delink walk (320k pairs)
+FRESH = (80001, 100000)   # linked to nothing: the link walk over L1..L16 (320k pairs)
 MIXR = (1, 100000)        # the mix: MixProg over every customer
-L_PROGS = ["L%d" % k for k in range(1, 9)]
-D_PROGS = ["D%d" % k for k in range(1, 5)]
+L_PROGS = ["L%d" % k for k in range(1, 17)]
+D_PROGS = ["D%d" % k for k in range(1, 9)]
 
 
 def log(msg):
