@@ -366,7 +366,7 @@ def prelink(st):
         t.join()
     if errors:
         raise SystemExit("bench: pre-linking failed: %r" % (errors[:3],))
-    n = (UPD[1] - UPD[0] + 1) * 2 + (DEL[1] - DEL[0] + 1) * 5
+    n = (UPD[1] - UPD[0] + 1) * 2 + (DEL[1] - DEL[0] + 1) * (len(D_PROGS) + 1)
     dt = time.monotonic() - t0
     log("pre-linked %d memberships in %d requests of 50 customers in %.1f s (%.0f memberships/s)"
         % (n, len(jobs), dt, n / dt))

@@ -41,6 +41,16 @@ static void buf_reserve(struct buf *b, size_t extra)
 	b->cap = ncap;
 }
 
+void buf_presize(struct buf *b, size_t n)
+{
+	if (n > b->max)
+		n = b->max;
+	if (n > b->len)
+		buf_reserve(b, n - b->len);
+	if (b->p != NULL && b->len == 0)
+		b->p[0] = '\0';
+}
+
 void buf_init(struct buf *b, size_t max)
 {
 	b->p = NULL;

@@ -32,6 +32,12 @@ int buf_appendf(struct buf *b, const char *fmt, ...)
 int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 
+/*
+ * Allocates room for n bytes now (at most max), so that appending up to n bytes does not
+ * reallocate: for outputs whose size is known roughly in advance. Never shrinks.
+ */
+void buf_presize(struct buf *b, size_t n);
+
 /* Empties b, keeping its allocation and cap. */
 void buf_reset(struct buf *b);
 

@@ -52,6 +52,25 @@ store_argv_free(struct store_argv *a)
 	memset(a, 0, sizeof(*a));
 }
 
+void
+store_argv_presize(struct store_argv *a, size_t nargs, size_t nbytes)
+{
+	if (nargs > a->cap) {
+		a->cap = nargs;
+		a->v = realloc(a->v, a->cap * sizeof(*a->v));
+		a->len = realloc(a->len, a->cap * sizeof(*a->len));
+		a->off = realloc(a->off, a->cap * sizeof(*a->off));
+		if (a->v == NULL || a->len == NULL || a->off == NULL)
+			abort();
+	}
+	if (nbytes > a->owned_cap - a->owned_len) {
+		a->owned_cap = a->owned_len + nbytes;
+		a->owned = realloc(a->owned, a->owned_cap);
+		if (a->owned == NULL)
+			abort();
+	}
+}
+
 static void
 argv_push(struct store_argv *a, const char *p, size_t len, size_t off)
 {

@@ -27,6 +27,8 @@ struct store_argv {
 
 void store_argv_init(struct store_argv *a);
 void store_argv_free(struct store_argv *a);
+/* Room for about nargs arguments and nbytes of copied ones, allocated at once (a hint). */
+void store_argv_presize(struct store_argv *a, size_t nargs, size_t nbytes);
 void store_argv_add(struct store_argv *a, const char *p, size_t len);  /* borrowed */
 void store_argv_addcopy(struct store_argv *a, const char *p, size_t len); /* copied */
 void store_argv_addf(struct store_argv *a, const char *fmt, ...)        /* copied */

@@ -88,6 +88,23 @@ int main(void)
 		CHECK_EQ_INT(jout_i64(&s, 1), -1);
 		buf_free(&s);
 	}
+	TEST("buf_presize: appends within the presized room keep the allocation; the cap still holds") {
+		struct buf s;
+		char *p0;
+
+		buf_init(&s, 100);
+		buf_presize(&s, 64);
+		CHECK(s.p != NULL && s.len == 0 && s.p[0] == '\0' && s.cap >= 65);
+		p0 = s.p;
+		for (int i = 0; i < 8; i++)
+			CHECK_EQ_INT(jout_cstr(&s, "abcdef"), 0);
+		CHECK(s.p == p0);
+		CHECK_EQ_INT(s.len, 64);
+		buf_presize(&s, 1000);          /* capped at max */
+		CHECK(s.cap <= 101 + 64);
+		CHECK_EQ_STR(s.p + 56, "\"abcdef\"");
+		buf_free(&s);
+	}
 	buf_free(&b);
 	TEST_MAIN_END();
 }
