@@ -82,15 +82,6 @@ static struct rules_customer fresh(void)
 
 /* ---- stored membership values ---- */
 
-static void mship_free(struct rules_membership *m)
-{
-	free(m->v.mid);
-	free(m->v.tier);
-	free(m->rl.mid);
-	free(m->rl.tier);
-	memset(m, 0, sizeof(*m));
-}
-
 static int values_eq(const struct rules_values *a, const struct rules_values *b)
 {
 	return a->mid_len == b->mid_len && memcmp(a->mid, b->mid, a->mid_len) == 0 &&
@@ -130,7 +121,7 @@ static int roundtrip(const struct rules_membership *m, const char *want, size_t 
 		ok = 0;
 	} else {
 		ok = ok && mship_eq(m, &back);
-		mship_free(&back);
+		rules_membership_free(&back);
 	}
 	free(enc);
 	return ok;
@@ -144,7 +135,7 @@ static int refused(const char *s, size_t len)
 
 	if (rc == 0) {
 		printf("  \"%.*s\" was accepted\n", (int)len, s);
-		mship_free(&m);
+		rules_membership_free(&m);
 		return 0;
 	}
 	return m.v.mid == NULL && m.v.tier == NULL && m.rl.mid == NULL && m.rl.tier == NULL;
@@ -218,7 +209,7 @@ static void membership_value_tests(void)
 		CHECK(rules_membership_parse("1:M,1:T,," TNOW ",," TNOW "," TNOW,
 		                             strlen("1:M,1:T,," TNOW ",," TNOW "," TNOW), &back) == 0);
 		CHECK(back.v.start == NOW && back.linked_on == NOW);
-		mship_free(&back);
+		rules_membership_free(&back);
 	}
 	TEST("compact value: negative, zero and extreme times round-trip") {
 		m = mship("M", 1, NULL);
@@ -307,10 +298,10 @@ static void membership_value_tests(void)
 		CHECK(REFUSED("1:M,-,,,,1,1\0"));
 		/* the smallest accepted values, for contrast */
 		CHECK(rules_membership_parse("1:M,-,,,,1,", 11, &back) == 0 && back.v.start == 1);
-		mship_free(&back);
+		rules_membership_free(&back);
 		CHECK(rules_membership_parse("1:M,-,,0,,,", 11, &back) == 0 && back.v.start == 0 &&
 		      back.linked_on == RULES_NONE);
-		mship_free(&back);
+		rules_membership_free(&back);
 	}
 	TEST("legacy JSON values are still read") {
 		static const char json[] = "{\"mid\":\"App-1\",\"tier\":\"Bronze\",\"exp\":1767225599000,"
@@ -333,7 +324,7 @@ static void membership_value_tests(void)
 		CHECK(len == sizeof("5:App-1,6:Bronze," T1767 ",,," T1700 ",loyw3v29,4:a\"b\0,-,," TNOW ",") - 1 &&
 		      memcmp(enc, "5:App-1,6:Bronze," T1767 ",,," T1700 ",loyw3v29,4:a\"b\0,-,," TNOW ",", len) == 0);
 		free(enc);
-		mship_free(&back);
+		rules_membership_free(&back);
 		CHECK(REFUSED("{\"mid\":\"\",\"tier\":null,\"start\":1}"));  /* empty mid */
 		CHECK(REFUSED("{\"mid\":\"M\",\"tier\":null}"));             /* no start */
 		CHECK(REFUSED("{\"mid\":\"M\",\"start\":1,\"rl\":5}"));
