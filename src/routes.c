@@ -309,40 +309,38 @@ add_begin_entry(struct store_argv *a, const struct entry_state *es, enum req_kin
 }
 
 /*
- * The history entry / change-feed event of an applied item (owned string): written as
- * text (jout.h), in the key order of docs/CHANGE-FEED.md.
+ * Appends the history entry / change-feed event of an applied item to out, as JSON text
+ * (jout.h) in the key order of docs/CHANGE-FEED.md.
  */
 static void
 event_json(struct buf *out, const struct rules_result *res, const struct req_item *it, int64_t cid, const char *rid, int64_t now_ms)
 {
-#define b (*out)
-	JOUT_LIT(&b, "{\"activityType\":");
-	jout_cstr(&b, rules_event_name[res->event]);
-	JOUT_LIT(&b, ",\"activityDate\":");
-	jout_date_or_null(&b, now_ms, RULES_NONE);
-	JOUT_LIT(&b, ",\"partnerProgramName\":");
-	jout_str(&b, it->program.s.p, it->program.s.len);
-	JOUT_LIT(&b, ",\"updateType\":");
+	JOUT_LIT(out, "{\"activityType\":");
+	jout_cstr(out, rules_event_name[res->event]);
+	JOUT_LIT(out, ",\"activityDate\":");
+	jout_date_or_null(out, now_ms, RULES_NONE);
+	JOUT_LIT(out, ",\"partnerProgramName\":");
+	jout_str(out, it->program.s.p, it->program.s.len);
+	JOUT_LIT(out, ",\"updateType\":");
 	if (res->event == EV_UPDATE && it->update_type.st == F_OK)
-		jout_str(&b, it->update_type.s.p, it->update_type.s.len);
+		jout_str(out, it->update_type.s.p, it->update_type.s.len);
 	else
-		JOUT_LIT(&b, "null");
-	JOUT_LIT(&b, ",\"before\":");
+		JOUT_LIT(out, "null");
+	JOUT_LIT(out, ",\"before\":");
 	if (res->has_before)
-		reads_values_put(&b, &res->before);
+		reads_values_put(out, &res->before);
 	else
-		JOUT_LIT(&b, "null");
-	JOUT_LIT(&b, ",\"after\":");
+		JOUT_LIT(out, "null");
+	JOUT_LIT(out, ",\"after\":");
 	if (res->has_after)
-		reads_values_put(&b, &res->after);
+		reads_values_put(out, &res->after);
 	else
-		JOUT_LIT(&b, "null");
-	JOUT_LIT(&b, ",\"requestId\":");
-	jout_cstr(&b, rid);
-	JOUT_LIT(&b, ",\"customerId\":");
-	jout_i64(&b, cid);
-	JOUT_LIT(&b, "}");
-#undef b
+		JOUT_LIT(out, "null");
+	JOUT_LIT(out, ",\"requestId\":");
+	jout_cstr(out, rid);
+	JOUT_LIT(out, ",\"customerId\":");
+	jout_i64(out, cid);
+	JOUT_LIT(out, "}");
 }
 
 /* Adds the commit arguments of one locked customer. */
@@ -796,12 +794,6 @@ put_status(struct buf *b, int code, const char *message)
 }
 
 static void
-put_field(struct buf *b, const struct req_field *f)
-{
-	jout_str_or_null(b, f->s.p, f->s.len);
-}
-
-static void
 put_customer(struct buf *b, const struct entry_state *es)
 {
 	static const char *const keys[4] = { "id", "mobile", "email", "externalId" };
@@ -866,10 +858,10 @@ build_response(enum req_kind kind, const struct entry_state *es, size_t n, size_
 			int code = es[i].results[k].code;
 
 			jout_lit(&b, k ? ",{\"partnerProgramName\":" : "{\"partnerProgramName\":");
-			put_field(&b, &it->program);
+			jout_str_or_null(&b, it->program.s.p, it->program.s.len);
 			if (kind == REQ_UPDATE) {
 				JOUT_LIT(&b, ",\"updateType\":");
-				put_field(&b, &it->update_type);
+				jout_str_or_null(&b, it->update_type.s.p, it->update_type.s.len);
 			}
 			JOUT_LIT(&b, ",\"");
 			jout_lit(&b, names->item_status);

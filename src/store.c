@@ -52,36 +52,33 @@ store_argv_free(struct store_argv *a)
 	memset(a, 0, sizeof(*a));
 }
 
+/* Makes the argument arrays hold cap entries. */
+static void
+argv_grow(struct store_argv *a, size_t cap)
+{
+	a->cap = cap;
+	a->v = realloc(a->v, a->cap * sizeof(*a->v));
+	a->len = realloc(a->len, a->cap * sizeof(*a->len));
+	a->off = realloc(a->off, a->cap * sizeof(*a->off));
+	if (a->v == NULL || a->len == NULL || a->off == NULL)
+		abort();
+}
+
+static void arena_reserve(struct store_argv *a, size_t n);
+
 void
 store_argv_presize(struct store_argv *a, size_t nargs, size_t nbytes)
 {
-	if (nargs > a->cap) {
-		a->cap = nargs;
-		a->v = realloc(a->v, a->cap * sizeof(*a->v));
-		a->len = realloc(a->len, a->cap * sizeof(*a->len));
-		a->off = realloc(a->off, a->cap * sizeof(*a->off));
-		if (a->v == NULL || a->len == NULL || a->off == NULL)
-			abort();
-	}
-	if (nbytes > a->owned_cap - a->owned_len) {
-		a->owned_cap = a->owned_len + nbytes;
-		a->owned = realloc(a->owned, a->owned_cap);
-		if (a->owned == NULL)
-			abort();
-	}
+	if (nargs > a->cap)
+		argv_grow(a, nargs);
+	arena_reserve(a, nbytes);
 }
 
 static void
 argv_push(struct store_argv *a, const char *p, size_t len, size_t off)
 {
-	if (a->n == a->cap) {
-		a->cap = a->cap ? a->cap * 2 : 16;
-		a->v = realloc(a->v, a->cap * sizeof(*a->v));
-		a->len = realloc(a->len, a->cap * sizeof(*a->len));
-		a->off = realloc(a->off, a->cap * sizeof(*a->off));
-		if (a->v == NULL || a->len == NULL || a->off == NULL)
-			abort();
-	}
+	if (a->n == a->cap)
+		argv_grow(a, a->cap ? a->cap * 2 : 16);
 	a->v[a->n] = p;
 	a->len[a->n] = len;
 	a->off[a->n] = off;
@@ -108,7 +105,7 @@ arena_reserve(struct store_argv *a, size_t n)
 		abort();
 }
 
-/* Appends a decimal number to the arena (room was reserved). */
+/* Writes u in decimal (with a '-' before it when neg) at d, which has room for 21 bytes. */
 static size_t
 put_u64(char *d, uint64_t u, int neg)
 {
@@ -219,6 +216,13 @@ store_argv_addf(struct store_argv *a, const char *fmt, ...)
 	a->owned_len += (size_t)n + 1;
 }
 
+/* Argument i: borrowed, or an arena offset turned into a pointer. */
+static const char *
+argv_at(const struct store_argv *a, size_t i)
+{
+	return a->v[i] != NULL ? a->v[i] : a->owned + a->off[i];
+}
+
 /* The argument pointers, with arena offsets turned into pointers. */
 static void
 argv_resolve(const struct store_argv *a, const char **out)
@@ -226,7 +230,7 @@ argv_resolve(const struct store_argv *a, const char **out)
 	size_t i;
 
 	for (i = 0; i < a->n; i++)
-		out[i] = a->v[i] != NULL ? a->v[i] : a->owned + a->off[i];
+		out[i] = argv_at(a, i);
 }
 
 /* ---- connection --------------------------------------------------------------------- */
@@ -387,18 +391,11 @@ out_reserve(struct store *s, size_t n)
 static void
 out_count(struct store *s, char kind, size_t n)
 {
-	char tmp[24], *p = tmp + sizeof(tmp);
-
-	*--p = '\n';
-	*--p = '\r';
-	do {
-		*--p = (char)('0' + n % 10);
-		n /= 10;
-	} while (n != 0);
-	*--p = kind;
-	out_reserve(s, (size_t)(tmp + sizeof(tmp) - p));
-	memcpy(s->out + s->out_len, p, (size_t)(tmp + sizeof(tmp) - p));
-	s->out_len += (size_t)(tmp + sizeof(tmp) - p);
+	out_reserve(s, 24);
+	s->out[s->out_len++] = kind;
+	s->out_len += put_u64(s->out + s->out_len, (uint64_t)n, 0);
+	s->out[s->out_len++] = '\r';
+	s->out[s->out_len++] = '\n';
 }
 
 static void
@@ -444,7 +441,7 @@ format_eval(struct store *s, enum store_script which, const struct store_argv *a
 	}
 	out_arg(s, "0", 1);
 	for (i = 0; i < a->n; i++)
-		out_arg(s, a->v[i] != NULL ? a->v[i] : a->owned + a->off[i], a->len[i]);
+		out_arg(s, argv_at(a, i), a->len[i]);
 }
 
 redisReply *
