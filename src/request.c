@@ -458,7 +458,10 @@ thread_tokener(void)
 		req_tok = json_tokener_new_ex(REQ_MAX_DEPTH);
 		if (req_tok == NULL)
 			abort();
-		json_tokener_set_flags(req_tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+		/* No JSON_TOKENER_VALIDATE_UTF8: req_parse runs req_utf8_check (stricter than
+		 * json-c's check) on the whole body before the tokener sees it, and json-c's
+		 * check is a function call per byte (~7 % of the parse). */
+		json_tokener_set_flags(req_tok, JSON_TOKENER_STRICT);
 	}
 	return req_tok;
 }
