@@ -43,6 +43,8 @@ FRESH = (80001, 100000)   # linked to nothing: the link walk over L1..L16 (320k 
 MIXR = (1, 100000)        # the mix: MixProg over every customer
 L_PROGS = ["L%d" % k for k in range(1, 17)]
 D_PROGS = ["D%d" % k for k in range(1, 9)]
+CEIL_MODES = ("fcgi", "rt1", "floor", "contract")   # bench/ceiling.c --mode
+CONTRACT_FEED = "pk:{%s}:feed" % ORG   # the contract floor's change feed (ceiling.c)
 
 
 def log(msg):
@@ -147,7 +149,7 @@ class Stack:
 
     def start_ceilings(self):
         exe = os.path.join(self.builddir, "bench", "ceiling")
-        for mode in ("fcgi", "rt1", "floor"):
+        for mode in CEIL_MODES:
             path = os.path.join(self.dir, "ceil-%s.sock" % mode)
             self.spawn("ceil-" + mode, [exe, "--mode", mode, "--socket", path,
                                         "--threads", str(self.workers * self.nproc),
@@ -207,7 +209,7 @@ class Stack:
         """A new worker model: partnerd processes and nginx restarted (ceilings too)."""
         self.stop("nginx", signal.SIGQUIT)
         self.stop_partnerds()
-        for mode in ("fcgi", "rt1", "floor"):
+        for mode in CEIL_MODES:
             self.stop("ceil-" + mode)
         self.nproc, self.workers, self.keepalive = nproc, workers, keepalive
         self.start_partnerds()
@@ -381,6 +383,36 @@ def ceiling_copies(st):
         r.pipeline([("HSET", "pc:{%s:%d}:c" % (ORG, c)) + tuple(h) for c, h in zip(cids, hashes)])
 
 
+def contract_copies(st):
+    """pk:...: the contract floor's copy of partnerd's data after the pre-linking (COPY, so
+    the same sizes and encodings): every customer hash (100 000, ~4.4 memberships each) and
+    history list, the mobile index, the program definitions and the change feed."""
+    r = st.r
+    t0 = time.monotonic()
+    for start in range(1, N_CUSTOMERS + 1, 1000):
+        cmds = []
+        for c in range(start, min(start + 1000, N_CUSTOMERS + 1)):
+            for k in ("c", "h"):
+                cmds.append(("COPY", "pp:{%s:%d}:%s" % (ORG, c, k), "pk:{%s:%d}:%s" % (ORG, c, k)))
+        for x in r.pipeline(cmds):
+            if not isinstance(x, int):
+                raise SystemExit("bench: COPY failed: %r" % (x,))
+    for k in ("ix:mobile", "progs", "feed"):
+        r("COPY", "pp:{%s}:%s" % (ORG, k), "pk:{%s}:%s" % (ORG, k))
+    hist = sum(r.pipeline([("LLEN", "pk:{%s:%d}:h" % (ORG, c)) for c in range(UPD[0], UPD[1] + 1)]))
+    log("contract floor data: %d customers copied in %.1f s; update pool history %.1f events per "
+        "customer, feed %d entries" % (N_CUSTOMERS, time.monotonic() - t0, hist / (UPD[1] - UPD[0] + 1),
+                                      r("XLEN", CONTRACT_FEED)))
+
+
+def feed_added(st):
+    """Entries ever added to the contract floor's change feed (XINFO STREAM entries-added):
+    one per customer the contract responder committed."""
+    info = st.r("XINFO", "STREAM", CONTRACT_FEED)
+    d = dict(zip(info[0::2], info[1::2]))
+    return d.get(b"entries-added", d.get("entries-added"))
+
+
 # ------------------------------------------------------------------ wrk
 
 def unit(v):
@@ -477,12 +509,19 @@ TARGETS = [
     ("(3) one round trip", 1, "ceil", None),
     ("(4) protocol floor", 1, "ceil", None),
     ("(4b) protocol floor x50", 50, "ceil", None),
+    ("(4c) contract floor", 1, "ceil", "(4) protocol floor"),
+    ("(4d) contract floor x50", 50, "ceil", "(4b) protocol floor x50"),
     ("link", 1, "pd", "(4) protocol floor"),
     ("update", 1, "pd", "(4) protocol floor"),
     ("delink", 1, "pd", "(4) protocol floor"),
     ("update x50", 50, "pd", "(4b) protocol floor x50"),
     ("mix 70/20/10", 1, "pd", "(4) protocol floor"),
 ]
+
+# The contract floor of each protocol floor: partnerd's single-customer targets are also
+# given as a ratio to (4c), update x50 to (4d) (column "x contract"), besides "x floor".
+CONTRACT = {"(4) protocol floor": "(4c) contract floor",
+            "(4b) protocol floor x50": "(4d) contract floor x50"}
 
 
 def target_runs(t):
@@ -492,6 +531,8 @@ def target_runs(t):
         "(3) one round trip": t.ceiling("/ceil/rt1", 1),
         "(4) protocol floor": t.ceiling("/ceil/floor", 1),
         "(4b) protocol floor x50": t.ceiling("/ceil/floor", 50),
+        "(4c) contract floor": t.ceiling("/ceil/contract", 1),
+        "(4d) contract floor x50": t.ceiling("/ceil/contract", 50),
         "link": t.link,
         "update": t.update(1),
         "delink": t.delink,
@@ -510,6 +551,8 @@ def run_rounds(st, args, names, rounds):
             kind = next(k for n, _, k, _ in TARGETS if n == name)
             if kind == "pd":
                 items0, req0 = st.metrics()
+            if name in CONTRACT.values():
+                fa0 = feed_added(st)
             cs0 = st.commandstats(usec=True)
             cpu0 = st.cpu()
             res = runs[name]()
@@ -529,12 +572,20 @@ def run_rounds(st, args, names, rounds):
                 res["pd_requests"] = req1 - req0 - st.nproc  # minus the metrics calls
                 res["evals"] = sum(cs1.get(c, (0, 0))[0] - cs0.get(c, (0, 0))[0] for c in ("evalsha", "eval"))
             res["entries"] = res["rps"] * batch
+            if name in CONTRACT.values():
+                # The contract floor's writes happened: one feed entry per committed customer
+                # (requests still in flight when wrk stops may add a few more).
+                res["feed_added"] = feed_added(st) - fa0
+                extra_w = " feed +%d for %d entries" % (res["feed_added"], res["requests"] * batch)
+            else:
+                extra_w = ""
             results[name].append(res)
             extra = " cpu us/req %s redis us/req by command %s" % (
                 json.dumps(res["cpu_us"], sort_keys=True),
                 json.dumps(dict(sorted(res["redis_cmd_us"].items(), key=lambda kv: -kv[1])[:8])))
             if kind == "pd":
                 extra += " items %s" % json.dumps(res["items"], sort_keys=True)
+            extra += extra_w
             log("round %d %-24s %9.0f req/s %9.0f entries/s p50 %6.2f ms p99 %7.2f ms non-2xx %d err %d%s"
                 % (rnd + 1, name, res["rps"], res["entries"], res["p50"], res["p99"],
                    res["non2xx"], res["errors"], extra))
@@ -549,14 +600,16 @@ def med(xs):
 def table(results, names):
     rows = []
     hdr = ("target", "req/s", "entries/s", "p50 ms", "p99 ms", "non-2xx/err",
-           "2010 items", "x (3)", "x floor")
+           "2010 items", "x (3)", "x floor", "x contract")
     for name in names:
         rs = results[name]
         _, batch, kind, floor = next(x for x in TARGETS if x[0] == name)
         r3 = results.get("(3) one round trip")
         fl = results.get(floor) if floor else None
+        ct = results.get(CONTRACT.get(floor)) if kind == "pd" else None
         x3 = med([r["entries"] / r3[i]["rps"] for i, r in enumerate(rs)]) if r3 else None
         xf = med([r["entries"] / fl[i]["entries"] for i, r in enumerate(rs)]) if fl else None
+        xc = med([r["entries"] / ct[i]["entries"] for i, r in enumerate(rs)]) if ct else None
         if kind == "pd":
             items = sum(sum(r["items"].values()) for r in rs)
             c2010 = sum(r["items"].get("2010", 0) for r in rs)
@@ -566,19 +619,40 @@ def table(results, names):
         rows.append((name, "%.0f" % med([r["rps"] for r in rs]), "%.0f" % med([r["entries"] for r in rs]),
                      "%.2f" % med([r["p50"] for r in rs]), "%.2f" % med([r["p99"] for r in rs]),
                      "%d/%d" % (sum(r["non2xx"] for r in rs), sum(r["errors"] for r in rs)), i2010,
-                     "-" if x3 is None else "%.2f" % x3, "-" if xf is None else "%.2f" % xf))
+                     "-" if x3 is None else "%.2f" % x3, "-" if xf is None else "%.2f" % xf,
+                     "-" if xc is None else "%.2f" % xc))
     return fmt_table(hdr, rows)
 
 
 def cpu_table(results, names):
     """Median CPU microseconds per request of each component (all cores together)."""
-    comps = ["nginx", "ceil-fcgi", "ceil-rt1", "ceil-floor", "partnerd", "redis"]
+    comps = ["nginx"] + ["ceil-" + m for m in CEIL_MODES] + ["partnerd", "redis"]
     hdr = ("target",) + tuple(comps) + ("total",)
     rows = []
     for name in names:
         rs = results[name]
         vals = [med([r["cpu_us"].get(c, 0.0) for r in rs]) for c in comps]
         rows.append((name,) + tuple("%.0f" % v if v else "-" for v in vals) + ("%.0f" % sum(vals),))
+    return fmt_table(hdr, rows)
+
+
+def redis_table(results, names):
+    """Redis's own microseconds per customer entry by command (INFO commandstats, medians
+    over rounds) of the floors, the contract floors and the updates: evalsha includes the
+    commands its scripts ran, which are also counted by name."""
+    rows_of = [n for n in ("(4) protocol floor", "(4c) contract floor", "update", "(4b) protocol floor x50",
+                           "(4d) contract floor x50", "update x50") if n in names]
+    if not rows_of:
+        return ""
+    per = {}
+    for name in rows_of:
+        batch = next(b for n, b, _, _ in TARGETS if n == name)
+        cmds = set(c for r in results[name] for c in r["redis_cmd_us"])
+        per[name] = {c: med([r["redis_cmd_us"].get(c, 0.0) / batch for r in results[name]]) for c in cmds}
+    top = sorted(set(c for v in per.values() for c in v), key=lambda c: -max(v.get(c, 0.0) for v in per.values()))
+    top = [c for c in top if max(v.get(c, 0.0) for v in per.values()) >= 0.05][:12]
+    hdr = ("target",) + tuple(top)
+    rows = [(name,) + tuple("%.1f" % per[name][c] if per[name].get(c) else "-" for c in top) for name in rows_of]
     return fmt_table(hdr, rows)
 
 
@@ -654,8 +728,8 @@ def round_trips(st, n_single=200, n_batch=40):
 def callgrind(st, counts=(1000, 3000), what="partnerd", batch=1):
     """Instructions per update request of `batch` customers: two runs under callgrind that
     differ only in the number of requests; the difference divided by the extra requests. what:
-    "partnerd" (a partnerd process of its own, reached through /pd/cg/) or "floor" (the
-    protocol-floor responder, in place of the running one)."""
+    "partnerd" (a partnerd process of its own, reached through /pd/cg/), "floor" or "contract"
+    (that ceiling responder, in place of the running one)."""
     if not shutil.which("valgrind"):
         log("valgrind missing: no instruction count")
         return None
@@ -667,14 +741,14 @@ def callgrind(st, counts=(1000, 3000), what="partnerd", batch=1):
             st.start_partnerd("cg", valgrind=vg + ["--callgrind-out-file=" + out])
             name, path = "partnerd-cg", "/pd/cg/v2/partnerProgram/customerPartnerProgramUpdate"
         else:
-            st.stop("ceil-floor")
-            sock = os.path.join(st.dir, "ceil-floor.sock")
-            st.spawn("ceil-floor", vg + ["--callgrind-out-file=" + out,
-                                         os.path.join(st.builddir, "bench", "ceiling"), "--mode", "floor",
-                                         "--socket", sock, "--threads", "4",
-                                         "--redis", "127.0.0.1:%d" % st.redis_port, "--org", ORG])
-            st.wait_socket(sock, "ceil-floor", timeout=60)
-            name = "ceil-floor"
+            name = "ceil-" + what
+            st.stop(name)
+            sock = os.path.join(st.dir, name + ".sock")
+            st.spawn(name, vg + ["--callgrind-out-file=" + out,
+                                 os.path.join(st.builddir, "bench", "ceiling"), "--mode", what,
+                                 "--socket", sock, "--threads", "4",
+                                 "--redis", "127.0.0.1:%d" % st.redis_port, "--org", ORG])
+            st.wait_socket(sock, name, timeout=60)
         c = http.client.HTTPConnection("127.0.0.1", st.http_port, timeout=60)
         for i in range(n):
             cids = [UPD[0] + ((i * batch + j) * 7919) % 40000 for j in range(batch)]
@@ -683,7 +757,7 @@ def callgrind(st, counts=(1000, 3000), what="partnerd", batch=1):
                     "updatedTierName": "Silver", "updatedTierExpiryDate": "2034-02-%02dT10:00:00Z" % (1 + i % 28)}}]}
                 for cid in cids]}
             if what != "partnerd":
-                path = "/ceil/floor?c=%s" % ",".join(str(c) for c in cids)
+                path = "/ceil/%s?c=%s" % (what, ",".join(str(c) for c in cids))
             status, data = st.http("POST", path, body, conn=c)
             if status != 200:
                 raise SystemExit("bench: callgrind run: %d %r" % (status, data[:200]))
@@ -693,12 +767,13 @@ def callgrind(st, counts=(1000, 3000), what="partnerd", batch=1):
         m = re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", ann) or re.search(r"([\d,]+)\s+PROGRAM TOTALS", ann)
         totals[n] = int(m.group(1).replace(",", "")) if m else None
         files[n] = out
-    if what != "partnerd":   # the normal floor responder back
-        sock = os.path.join(st.dir, "ceil-floor.sock")
-        st.spawn("ceil-floor", [os.path.join(st.builddir, "bench", "ceiling"), "--mode", "floor", "--socket", sock,
-                                "--threads", str(st.workers * st.nproc),
-                                "--redis", "127.0.0.1:%d" % st.redis_port, "--org", ORG])
-        st.wait_socket(sock, "ceil-floor")
+    if what != "partnerd":   # the normal responder back
+        name = "ceil-" + what
+        sock = os.path.join(st.dir, name + ".sock")
+        st.spawn(name, [os.path.join(st.builddir, "bench", "ceiling"), "--mode", what, "--socket", sock,
+                        "--threads", str(st.workers * st.nproc),
+                        "--redis", "127.0.0.1:%d" % st.redis_port, "--org", ORG])
+        st.wait_socket(sock, name)
     a, b = counts
     if totals[a] is None or totals[b] is None:
         return None
@@ -875,6 +950,7 @@ def main():
         st.start_nginx()
         prelink(st)
         ceiling_copies(st)
+        contract_copies(st)
 
         if args.worker_model:
             worker_model(st, args, report)
@@ -889,6 +965,7 @@ def main():
         tab = table(results, names)
         report["table"] = tab
         report["cpu_table"] = cpu_table(results, names)
+        report["redis_table"] = redis_table(results, names)
 
         if "roundtrips" not in skip:
             rt = round_trips(st)
@@ -904,6 +981,8 @@ def main():
             report["callgrind_floor"] = callgrind(st, what="floor")
             report["callgrind_x50"] = callgrind(st, counts=(20, 60), batch=50)
             report["callgrind_floor_x50"] = callgrind(st, counts=(20, 60), what="floor", batch=50)
+            report["callgrind_contract"] = callgrind(st, what="contract")
+            report["callgrind_contract_x50"] = callgrind(st, counts=(20, 60), what="contract", batch=50)
         if args.soak:
             report["soak"] = soak(st, args, args.soak)
         report["partnerd_rss_kb"] = sum(st.rss_kb("partnerd-%d" % k) for k in range(st.nproc))
@@ -931,11 +1010,19 @@ def print_report(report, args, elapsed):
              "16" if args.keepalive else "off"))
     print()
     print(report.get("table", ""))
+    print("(x floor: entries/s over the protocol floor's, (4) for single-customer rows, (4b) for x50; x contract: "
+          "over the contract floor's, (4c) and (4d) alike)")
     print()
     if report.get("cpu_table"):
         print("CPU microseconds per request by process (user+system, from /proc; medians over rounds):")
         print()
         print(report["cpu_table"])
+        print()
+    if report.get("redis_table"):
+        print("Redis microseconds per customer entry by command (INFO commandstats usec, medians over rounds; "
+              "evalsha includes the commands its scripts ran, also listed by name):")
+        print()
+        print(report["redis_table"])
         print()
     rt = report.get("round_trips")
     if rt:
@@ -943,17 +1030,20 @@ def print_report(report, args, elapsed):
             print("Redis round trips per request (%s, MONITOR, uncontended): %.2f  %s" % (k, per, cmds))
         for k, v in report.get("evals_per_request", {}).items():
             print("script calls per request over the timed %s runs (INFO commandstats): %.3f" % (k, v))
-    cg, cgf = report.get("callgrind"), report.get("callgrind_floor")
+    cg, cgf, cgc = report.get("callgrind"), report.get("callgrind_floor"), report.get("callgrind_contract")
     if cg:
         print("CPU instructions per single-customer update request (callgrind, (Ir@3000 - Ir@1000)/2000): "
-              "partnerd %.0f%s" % (cg[0], ", protocol-floor responder %.0f" % cgf[0] if cgf else ""))
+              "partnerd %.0f%s%s" % (cg[0], ", protocol-floor responder %.0f" % cgf[0] if cgf else "",
+                                     ", contract-floor responder %.0f" % cgc[0] if cgc else ""))
         print("  profiles: bench-out/callgrind-partnerd-{self,inclusive}.txt, bench-out/callgrind.partnerd.out")
-    cg, cgf = report.get("callgrind_x50"), report.get("callgrind_floor_x50")
+    cg, cgf, cgc = report.get("callgrind_x50"), report.get("callgrind_floor_x50"), report.get("callgrind_contract_x50")
     if cg:
         print("CPU instructions per 50-customer update request (callgrind, (Ir@60 - Ir@20)/40): "
-              "partnerd %.0f (%.0f per customer)%s" % (cg[0], cg[0] / 50,
-                                                       ", protocol-floor responder %.0f (%.0f per customer)"
-                                                       % (cgf[0], cgf[0] / 50) if cgf else ""))
+              "partnerd %.0f (%.0f per customer)%s%s" % (cg[0], cg[0] / 50,
+                                                         ", protocol-floor responder %.0f (%.0f per customer)"
+                                                         % (cgf[0], cgf[0] / 50) if cgf else "",
+                                                         ", contract-floor responder %.0f (%.0f per customer)"
+                                                         % (cgc[0], cgc[0] / 50) if cgc else ""))
         print("  profiles: bench-out/callgrind-partnerd-x50-{self,inclusive}.txt")
     for key in ("memory", "memory_listpack"):
         mem = report.get(key)

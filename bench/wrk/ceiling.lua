@@ -1,6 +1,7 @@
--- The ceilings: POST to BENCH_PATH (/ceil/nginx, /ceil/fcgi, /ceil/rt1, /ceil/floor) the
--- same body a partnerd update of BENCH_BATCH random customers sends, with the customer
--- ids in the query string (c=ID,...) so that the responders need no JSON parser.
+-- The ceilings: POST to BENCH_PATH (/ceil/nginx, /ceil/fcgi, /ceil/rt1, /ceil/floor,
+-- /ceil/contract) the same body a partnerd update of BENCH_BATCH random customers sends,
+-- with the customer ids in the query string (c=ID,...) so that the responders need no
+-- JSON parser.
 package.path = (os.getenv("BENCH_WRK_DIR") or "bench/wrk") .. "/?.lua;" .. package.path
 local B = require "common"
 B.install()
