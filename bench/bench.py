@@ -1035,7 +1035,8 @@ def print_report(report, args, elapsed):
         print("CPU instructions per single-customer update request (callgrind, (Ir@3000 - Ir@1000)/2000): "
               "partnerd %.0f%s%s" % (cg[0], ", protocol-floor responder %.0f" % cgf[0] if cgf else "",
                                      ", contract-floor responder %.0f" % cgc[0] if cgc else ""))
-        print("  profiles: bench-out/callgrind-partnerd-{self,inclusive}.txt, bench-out/callgrind.partnerd.out")
+        print("  profiles: %s/callgrind-partnerd-{self,inclusive}.txt, %s/callgrind.partnerd.out"
+              % (args.outdir, args.outdir))
     cg, cgf, cgc = report.get("callgrind_x50"), report.get("callgrind_floor_x50"), report.get("callgrind_contract_x50")
     if cg:
         print("CPU instructions per 50-customer update request (callgrind, (Ir@60 - Ir@20)/40): "
@@ -1044,7 +1045,7 @@ def print_report(report, args, elapsed):
                                                          % (cgf[0], cgf[0] / 50) if cgf else "",
                                                          ", contract-floor responder %.0f (%.0f per customer)"
                                                          % (cgc[0], cgc[0] / 50) if cgc else ""))
-        print("  profiles: bench-out/callgrind-partnerd-x50-{self,inclusive}.txt")
+        print("  profiles: %s/callgrind-partnerd-x50-{self,inclusive}.txt" % args.outdir)
     for key in ("memory", "memory_listpack"):
         mem = report.get(key)
         if not mem:
