@@ -88,12 +88,24 @@ alloc_own(struct rarena *a, size_t n)
 	return c->data;
 }
 
-/* The chunk being filled has no room for need bytes. */
+/* The chunk being filled has no room for need bytes (n rounded up), or need is 0. */
 static void *
-alloc_slow(struct rarena *a, size_t need)
+alloc_slow(struct rarena *a, size_t n, size_t need)
 {
 	struct rarena_chunk *c;
 	char *p;
+
+	if (n == 0) {
+		need = RARENA_ALIGN;    /* a distinct pointer, as malloc(0) may give */
+		if (need <= a->left) {
+			p = a->p;
+			a->p += need;
+			a->left -= need;
+			return p;
+		}
+	} else if (need == 0) {
+		return NULL;            /* n + RARENA_ALIGN - 1 wrapped around */
+	}
 
 	/* A large allocation gets its own chunk: the room left in the current one stays usable. */
 	if (need > a->chunk / 4)
@@ -125,10 +137,8 @@ rarena_alloc(struct rarena *a, size_t n)
 
 	if (RARENA_EACH_MALLOC)
 		return alloc_own(a, n);         /* exactly n bytes: ASan sees an overrun */
-	if (need < n)
-		return NULL;
-	if (need > a->left)
-		return alloc_slow(a, need);
+	if (need == 0 || need > a->left)
+		return alloc_slow(a, n, need);
 	p = a->p;
 	a->p += need;
 	a->left -= need;

@@ -122,6 +122,14 @@ int main(void)
 		rarena_reset(&a);
 	}
 
+	TEST("zero bytes give a usable pointer, distinct from the next one") {
+		void *p0 = rarena_alloc(&a, 0);
+
+		CHECK(p0 != NULL);
+		CHECK(p0 != rarena_alloc(&a, 1));
+		rarena_reset(&a);
+	}
+
 	TEST("strings, statuses, errors, integers and nils are built as hiredis builds them") {
 		static const char s1[] = "$5\r\nhello\r\n";
 		static const char s2[] = "+OK\r\n";
