@@ -1,9 +1,9 @@
 /*
  * rarena: an arena for hiredis reply objects. hiredis's default reader functions make
  * one malloc per reply object and one per string, and freeReplyObject walks the tree to
- * free them again: for a begin-script reply of 30 to 60 objects that was about a tenth
- * of a write request's CPU. Here the objects are carved from chunks with a bump pointer
- * and all released together by rarena_reset.
+ * free them again: callgrind counted 33k of the 152k instructions of a single-customer
+ * update there. Here a reply and its string (or its element array) are carved from a
+ * chunk with a bump pointer, and all are released together by rarena_reset.
  *
  * Memory: the first chunk (its size given to rarena_init) is kept across resets; chunks
  * added for a bigger reply, and any allocation larger than a quarter of a chunk (which
