@@ -156,7 +156,10 @@ cache_done(const unsigned char *key, const struct auth_org *org, int keep_old)
 	pthread_mutex_unlock(&cache_lock);
 }
 
-/* Reads the credential and the org settings; 0 found, 401 unknown, 503 Redis down. */
+/*
+ * Reads the credential and the org settings; 0 found, 401 unknown, 503 Redis down. The
+ * replies are the store's, released when the request is done (store.h).
+ */
 static int
 lookup(struct store *st, const char *user, const char *pass, struct auth_org *out)
 {
@@ -199,9 +202,6 @@ lookup(struct store *st, const char *user, const char *pass, struct auth_org *ou
 	if (!verified)
 		goto out;
 	snprintf(out->org, sizeof(out->org), "%s", org);
-	freeReplyObject(r);
-	free(rep);
-	rep = NULL;
 
 	/* The org must still exist (its settings and its place in pp:orgs): a removed org's
 	 * credentials are refused. */
@@ -225,7 +225,6 @@ lookup(struct store *st, const char *user, const char *pass, struct auth_org *ou
 		}
 		rc = 401;
 		member = rep[1]->type == REDIS_REPLY_INTEGER && rep[1]->integer == 1;
-		freeReplyObject(rep[1]);
 		r = rep[0];
 		if (!member || r->type != REDIS_REPLY_ARRAY || r->elements == 0)
 			goto out;
@@ -240,10 +239,6 @@ lookup(struct store *st, const char *user, const char *pass, struct auth_org *ou
 	}
 	rc = 0;
 out:
-	if (rep != NULL) {
-		freeReplyObject(rep[0]);
-		free(rep);
-	}
 	json_object_put(cred);
 	return rc;
 }

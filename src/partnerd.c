@@ -391,6 +391,11 @@ worker(void *arg)
 		memset(&o, 0, sizeof(o));
 		http_req_init(&r, &fr);
 		routes_handle(&cfg.routes, st, &r, &o);
+		/*
+		 * The one place Redis replies are released (store.h): the request is answered,
+		 * so none of its replies is in use any more.
+		 */
+		store_replies_release(st);
 		{
 			double ms = elapsed_ms(&t0);
 

@@ -310,14 +310,11 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		char hdr[48];
 
 		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", atoi(rep->element[1]->str) > 0 ? atoi(rep->element[1]->str) : 1);
-		freeReplyObject(rep);
 		out->status = 429;
 		http_error(r, 429, 429, "too many requests for this credential: retry after the time in Retry-After", hdr);
 		return;
 	}
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
-		if (rep != NULL)
-			freeReplyObject(rep);
 		out->status = 503;
 		http_error(r, 503, 503, "the data store is unavailable: retry shortly", "Retry-After: 1\r\n");
 		return;
@@ -349,5 +346,5 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	out->status = 200;
 	http_respond(r, 200, NULL, text, tlen);
 	json_object_put(root);
-	freeReplyObject(rep);
+	/* rep is the store's, released when the request is done. */
 }

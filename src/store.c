@@ -10,10 +10,17 @@
 #include "dates.h"
 #include "lua_scripts.h"
 #include "metrics.h"
+#include "rarena.h"
 #include "store.h"
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
+/*
+ * The reply arena's kept chunk: a single-customer write's replies (a begin reply with a
+ * customer's HGETALL, the commit's) take a few KiB; a 50-customer batch takes a few chunks
+ * more, which are freed when the request is done.
+ */
+#define REPLY_CHUNK (64 * 1024)
 
 struct store {
 	struct rconn_cfg cfg;
@@ -25,6 +32,7 @@ struct store {
 	char sha[STORE_NSCRIPTS][41];   /* SHA1 of each loaded script, hex; "" until loaded */
 	char *out;              /* the RESP text of the command being sent (reused) */
 	size_t out_len, out_cap;
+	struct rarena replies;  /* every reply read on c, until store_replies_release */
 };
 
 static const char *const script_text[STORE_NSCRIPTS] = {
@@ -252,6 +260,7 @@ store_new(const struct rconn_cfg *cfg)
 		abort();
 	s->cfg = *cfg;
 	s->backoff_ms = BACKOFF_MIN_MS;
+	rarena_init(&s->replies, REPLY_CHUNK);
 	return s;
 }
 
@@ -263,7 +272,14 @@ store_free(struct store *s)
 	if (s->c != NULL)
 		redisFree(s->c);
 	free(s->out);
+	rarena_free(&s->replies);
 	free(s);
+}
+
+void
+store_replies_release(struct store *s)
+{
+	rarena_reset(&s->replies);
 }
 
 const char *
@@ -293,7 +309,8 @@ drop(struct store *s, const char *why)
 
 /*
  * Loads every script on a new connection (one pipelined round trip per connection, not
- * per request) and keeps their SHA1s, so that requests only ever send EVALSHA.
+ * per request) and keeps their SHA1s, so that requests only ever send EVALSHA. The
+ * replies are the arena's, like every reply read on s->c.
  */
 static int
 load_scripts(struct store *s)
@@ -314,12 +331,10 @@ load_scripts(struct store *s)
 		if (r->type != REDIS_REPLY_STRING || r->len != 40) {
 			snprintf(s->err, sizeof(s->err), "redis: SCRIPT LOAD failed: %.150s",
 			         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-			freeReplyObject(r);
 			return -1;
 		}
 		memcpy(s->sha[k], r->str, 40);
 		s->sha[k][40] = '\0';
-		freeReplyObject(r);
 	}
 	return 0;
 }
@@ -342,6 +357,12 @@ ensure(struct store *s)
 		s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
 		return -1;
 	}
+	/*
+	 * From here on every reply of this context is built in the arena (the AUTH and SELECT
+	 * replies of rconn_connect were hiredis's own, freed there by freeReplyObject). A new
+	 * context is the only place a reader is made: a dropped one is never reconnected.
+	 */
+	rarena_attach(s->c->reader, &s->replies);
 	if (load_scripts(s) != 0) {
 		char why[sizeof(s->err)];
 
@@ -457,15 +478,14 @@ store_eval(struct store *s, enum store_script which, struct store_argv *a)
 		/*
 		 * The script cache was emptied (restart, failover, SCRIPT FLUSH): send the text.
 		 * EVAL caches it again under the same SHA1, so later calls are EVALSHA again.
+		 * (The NOSCRIPT reply stays in the arena until the request is done.)
 		 */
-		freeReplyObject(r);
 		format_eval(s, which, a, 1);
 		r = send_out(s);
 	}
 	if (r != NULL && r->type == REDIS_REPLY_ERROR) {
 		metrics_redis_error();
 		snprintf(s->err, sizeof(s->err), "redis: script error: %.200s", r->str);
-		freeReplyObject(r);
 		r = NULL;
 	}
 	if (s->out_cap > (1u << 20)) {
@@ -491,7 +511,7 @@ store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply **
 		if (cmds[i].n > maxn)
 			maxn = cmds[i].n;
 	argv = malloc((maxn + 1) * sizeof(*argv));
-	out = calloc(n, sizeof(*out));
+	out = rarena_alloc(&s->replies, (n + 1) * sizeof(*out));
 	if (argv == NULL || out == NULL)
 		abort();
 	for (i = 0; i < n; i++) {
@@ -511,11 +531,8 @@ store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply **
 	*replies = out;
 	return 0;
 fail:
+	/* The replies read so far stay in the arena until the request is done. */
 	drop(s, s->c && s->c->errstr[0] ? s->c->errstr : "I/O error");
-	for (i = 0; i < n; i++)
-		if (out[i] != NULL)
-			freeReplyObject(out[i]);
-	free(out);
 	free(argv);
 	return -1;
 }
@@ -537,6 +554,5 @@ store_ping(struct store *s)
 	if (r == NULL)
 		return -1;
 	ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
-	freeReplyObject(r);
 	return ok ? 0 : -1;
 }

@@ -2,6 +2,12 @@
  * store: partnerd's Redis side. One struct store per worker thread (hiredis contexts are
  * not thread-safe). A broken connection is thrown away and reconnected, with a backoff
  * during which calls fail at once (the caller answers 503).
+ *
+ * Replies: every reply the store returns (store_eval, store_pipeline) is built in the
+ * store's reply arena (rarena.h) and stays valid, across later calls and reconnects, until
+ * store_replies_release. Never give one to freeReplyObject. The worker calls
+ * store_replies_release once per request, after the request is answered, and nothing else
+ * does: a handler may keep any reply of its request (and auth's) for as long as it runs.
  */
 #ifndef PARTNERD_STORE_H
 #define PARTNERD_STORE_H
@@ -47,17 +53,25 @@ enum store_script { STORE_BEGIN = 0, STORE_COMMIT = 1, STORE_READ = 2, STORE_IDE
 
 /*
  * Runs one of the embedded scripts with the given ARGV (no KEYS), by EVALSHA, loading it
- * on NOSCRIPT. Returns the reply (free with freeReplyObject) or NULL when Redis is not
- * reachable or answered an error (see store_error).
+ * on NOSCRIPT. Returns the reply (valid until store_replies_release) or NULL when Redis is
+ * not reachable or answered an error (see store_error).
  */
 redisReply *store_eval(struct store *s, enum store_script which, struct store_argv *argv);
 
 /*
  * Sends the commands (each an argv) in one pipelined round trip and returns their
- * replies in *replies (an array of n, each freed by the caller with freeReplyObject,
- * the array with free). Returns 0, or -1 when Redis is not reachable.
+ * replies in *replies (an array of n; the array and the replies are valid until
+ * store_replies_release, neither is freed by the caller). Returns 0, or -1 when Redis is
+ * not reachable.
  */
 int store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply ***replies);
+
+/*
+ * Ends the life of every reply returned since the last call (see the top of this file):
+ * once per request, when no reply of it is used any more. Keeps the arena's first chunk
+ * for the next request and frees the rest; cheap when the request read no reply.
+ */
+void store_replies_release(struct store *s);
 
 /* Connects now (and loads the scripts) rather than at the first request; 0 when connected. */
 int store_warm(struct store *s);
