@@ -362,9 +362,11 @@ class RedisProxy:
                         if not self.released.is_set():
                             # the client went away while its command was held
                             if self.on_close == "forward":
-                                s.sendall(buf[pos:end])
-                                s.settimeout(5)
+                                # the outcome first: _down records the reply only under
+                                # it, and Redis may answer before sendall returns here
                                 self.outcome = "forwarded-after-close"
+                                s.settimeout(5)
+                                s.sendall(buf[pos:end])
                             else:
                                 self.outcome = "dropped"
                             raise _Gone()
