@@ -147,14 +147,19 @@ class Stack:
         for k in range(self.nproc):
             self.stop("partnerd-%d" % k)
 
+    def start_ceiling(self, mode, threads=None, wrapper=(), timeout=20):
+        """The ceiling responder of `mode` (process "ceil-MODE"), with as many threads as
+        partnerd has unless told; `wrapper` runs it under another program (valgrind)."""
+        name = "ceil-" + mode
+        path = os.path.join(self.dir, name + ".sock")
+        self.spawn(name, list(wrapper) + [os.path.join(self.builddir, "bench", "ceiling"), "--mode", mode,
+                                          "--socket", path, "--threads", str(threads or self.workers * self.nproc),
+                                          "--redis", "127.0.0.1:%d" % self.redis_port, "--org", ORG])
+        self.wait_socket(path, name, timeout=timeout)
+
     def start_ceilings(self):
-        exe = os.path.join(self.builddir, "bench", "ceiling")
         for mode in CEIL_MODES:
-            path = os.path.join(self.dir, "ceil-%s.sock" % mode)
-            self.spawn("ceil-" + mode, [exe, "--mode", mode, "--socket", path,
-                                        "--threads", str(self.workers * self.nproc),
-                                        "--redis", "127.0.0.1:%d" % self.redis_port, "--org", ORG])
-            self.wait_socket(path, "ceil-" + mode)
+            self.start_ceiling(mode)
 
     def write_nginx_conf(self):
         with open(os.path.join(BENCH, "nginx.conf.in")) as f:
@@ -743,12 +748,7 @@ def callgrind(st, counts=(1000, 3000), what="partnerd", batch=1):
         else:
             name = "ceil-" + what
             st.stop(name)
-            sock = os.path.join(st.dir, name + ".sock")
-            st.spawn(name, vg + ["--callgrind-out-file=" + out,
-                                 os.path.join(st.builddir, "bench", "ceiling"), "--mode", what,
-                                 "--socket", sock, "--threads", "4",
-                                 "--redis", "127.0.0.1:%d" % st.redis_port, "--org", ORG])
-            st.wait_socket(sock, name, timeout=60)
+            st.start_ceiling(what, threads=4, wrapper=vg + ["--callgrind-out-file=" + out], timeout=60)
         c = http.client.HTTPConnection("127.0.0.1", st.http_port, timeout=60)
         for i in range(n):
             cids = [UPD[0] + ((i * batch + j) * 7919) % 40000 for j in range(batch)]
@@ -768,12 +768,7 @@ def callgrind(st, counts=(1000, 3000), what="partnerd", batch=1):
         totals[n] = int(m.group(1).replace(",", "")) if m else None
         files[n] = out
     if what != "partnerd":   # the normal responder back
-        name = "ceil-" + what
-        sock = os.path.join(st.dir, name + ".sock")
-        st.spawn(name, [os.path.join(st.builddir, "bench", "ceiling"), "--mode", what, "--socket", sock,
-                        "--threads", str(st.workers * st.nproc),
-                        "--redis", "127.0.0.1:%d" % st.redis_port, "--org", ORG])
-        st.wait_socket(sock, name)
+        st.start_ceiling(what)
     a, b = counts
     if totals[a] is None or totals[b] is None:
         return None
