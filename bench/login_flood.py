@@ -21,11 +21,8 @@ alone).
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IT = os.path.join(TOP, "tests", "integration")
@@ -33,15 +30,6 @@ sys.path.insert(0, IT)
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
 import test_login_flood as lf  # noqa: E402
-
-FLOOD = """
-import json, sys
-sys.path.insert(0, %r)
-sys.dont_write_bytecode = True
-import test_login_flood as lf
-res = lf.flood(%d, %d, seed=%d)
-print(json.dumps([[r[1], r[4]] for r in res]))
-"""
 
 
 def pct(xs, p):
@@ -71,31 +59,16 @@ def main():
     all_cached, all_health, statuses = [], [], {}
     with harness.Stack(partnerd_args=args, workers=a.workers) as stack:
         print("partnerd %s, --workers %d %s" % (harness.partnerd_bin(), a.workers, " ".join(args)))
-        st, _, body = stack.get(lf.PROGRAMS % 1011, auth=harness.ACME)
-        assert st == 200, (st, body)
         for rnd in range(a.rounds):
             for k in stack.keys("pp:login:*"):
                 stack.redis("DEL", k)
-            cached = lf.Poller(stack.http_port, lf.PROGRAMS % 1011, auth=lf._auth(*harness.ACME))
-            health = lf.Poller(stack.http_port, harness.HEALTH)
-            cached.thread.start()
-            health.thread.start()
-            time.sleep(0.3)
-            t0 = time.monotonic()
-            out = subprocess.run([sys.executable, "-c", FLOOD % (IT, stack.http_port, a.requests, rnd + 1)],
-                                 capture_output=True, timeout=300, check=True)
-            t1 = time.monotonic()
-            cached.stop.set()
-            health.stop.set()
-            cached.thread.join(30)
-            health.thread.join(30)
-            res = json.loads(out.stdout)
+            res, cached, health, t0, t1 = lf.run_flood(stack, a.requests, seed=rnd + 1)
             st = {}
-            for s, _ in res:
+            for _, s, _, _, _ in res:
                 st[s] = st.get(s, 0) + 1
                 statuses[s] = statuses.get(s, 0) + 1
-            c = [r for r in cached.results if t0 <= r[2] <= t1]
-            h = [r for r in health.results if t0 <= r[2] <= t1]
+            c = [r for r in cached if t0 <= r[2] <= t1]
+            h = [r for r in health if t0 <= r[2] <= t1]
             all_cached += c
             all_health += h
             print("round %d: flood %d requests in %.2f s, statuses %s" % (rnd + 1, len(res), t1 - t0, dict(sorted(st.items()))))
