@@ -185,6 +185,10 @@ static void ck_classify(struct ck *ck, const char *k, size_t len)
 
 	if ((len == 7 && memcmp(k, KEYS_ORGS, 7) == 0) || (len == 8 && memcmp(k, KEYS_CREDS, 8) == 0))
 		return;
+	/* Failed-login counters (KEYS_LOGIN_FAIL_*_FMT): pp:login:u:HEX and pp:login:a:HEX. */
+	if (len == 11 + 32 && (memcmp(k, "pp:login:u:", 11) == 0 || memcmp(k, "pp:login:a:", 11) == 0) &&
+	    ck_is_hex(k + 11, 32))
+		return;
 	if (len < 5 || memcmp(k, "pp:{", 4) != 0 ||
 	    (close = memchr(k, '}', len)) == NULL || close + 1 == k + len || close[1] != ':')
 		goto stray;

@@ -5,6 +5,13 @@
 #define KEYS_ORGS  "pp:orgs"
 #define KEYS_CREDS "pp:creds"
 
+/* Failed-login counters (STRING, INCR by partnerd after a failed password check, expiring
+ * AUTH_FAIL_WINDOW_S after the window's first failure); HEX is the hex BLAKE2b-128 of the
+ * username, or of the client address (IPv6: its /64, auth_addr_bucket). No hash tag: they
+ * belong to no org (an unknown username has none) and spread over a cluster's slots. */
+#define KEYS_LOGIN_FAIL_USER_FMT "pp:login:u:%s"   /* hex BLAKE2b-128 of the username */
+#define KEYS_LOGIN_FAIL_ADDR_FMT "pp:login:a:%s"   /* hex BLAKE2b-128 of the address bucket */
+
 /* printf formats; ORG is validated by ident_valid_org, CID is an int64, PID an int. */
 #define KEYS_ORG_FMT        "pp:{%s}:org"
 #define KEYS_PROGS_FMT      "pp:{%s}:progs"

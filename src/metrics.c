@@ -31,6 +31,7 @@ static atomic_ulong latency[NROUTES][NBUCKETS + 1];
 static atomic_ulong latency_sum_us[NROUTES];
 static atomic_ulong items[NCODES + 1];
 static atomic_ulong redis_errors, lock_waits, lock_timeouts, fenced;
+static atomic_ulong login_failed, login_limited_user, login_limited_addr, login_busy;
 
 static size_t
 route_index(const char *route)
@@ -71,6 +72,14 @@ void metrics_redis_error(void) { atomic_fetch_add_explicit(&redis_errors, 1, mem
 void metrics_lock_wait(void) { atomic_fetch_add_explicit(&lock_waits, 1, memory_order_relaxed); }
 void metrics_lock_timeout(void) { atomic_fetch_add_explicit(&lock_timeouts, 1, memory_order_relaxed); }
 void metrics_fenced(void) { atomic_fetch_add_explicit(&fenced, 1, memory_order_relaxed); }
+void metrics_login_failed(void) { atomic_fetch_add_explicit(&login_failed, 1, memory_order_relaxed); }
+void metrics_login_busy(void) { atomic_fetch_add_explicit(&login_busy, 1, memory_order_relaxed); }
+
+void
+metrics_login_limited(int by_addr)
+{
+	atomic_fetch_add_explicit(by_addr ? &login_limited_addr : &login_limited_user, 1, memory_order_relaxed);
+}
 
 static unsigned long
 get(atomic_ulong *v)
@@ -150,6 +159,17 @@ metrics_render(size_t *len)
 	                "# TYPE partnerd_commits_fenced_total counter\n"
 	                "partnerd_commits_fenced_total %lu\n",
 	            get(&redis_errors), get(&lock_waits), get(&lock_timeouts), get(&fenced));
+	buf_appendf(&b, "# HELP partnerd_login_failures_total Failed logins: wrong password or unknown username.\n"
+	                "# TYPE partnerd_login_failures_total counter\n"
+	                "partnerd_login_failures_total %lu\n"
+	                "# HELP partnerd_login_limited_total Logins refused with 429 for too many failures, without a password check.\n"
+	                "# TYPE partnerd_login_limited_total counter\n"
+	                "partnerd_login_limited_total{by=\"username\"} %lu\n"
+	                "partnerd_login_limited_total{by=\"address\"} %lu\n"
+	                "# HELP partnerd_login_busy_total Logins answered 503 because no password check could start in time.\n"
+	                "# TYPE partnerd_login_busy_total counter\n"
+	                "partnerd_login_busy_total %lu\n",
+	            get(&login_failed), get(&login_limited_user), get(&login_limited_addr), get(&login_busy));
 	*len = b.len;
 	out = buf_take(&b);
 	return out;

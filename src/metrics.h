@@ -22,6 +22,12 @@ void metrics_lock_timeout(void);
 /* A commit refused by the fence (token or version changed). */
 void metrics_fenced(void);
 
+/* Logins: a failed password check (or unknown username); a 429 for too many failures (by
+ * address or by username) without hashing; a 503 because no password check could start. */
+void metrics_login_failed(void);
+void metrics_login_limited(int by_addr);
+void metrics_login_busy(void);
+
 /* Renders all metrics; the caller frees the result. */
 char *metrics_render(size_t *len);
 

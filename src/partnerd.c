@@ -50,6 +50,8 @@ struct settings {
 	const char *redis_url;
 	int redis_timeout_ms;
 	int auth_cache_s;
+	int login_fail_limit;           /* failed logins per username per window; 0: off */
+	int login_fail_limit_addr;      /* failed logins per client address per window; 0: off */
 	const char *log_path;           /* NULL: stderr */
 	struct routes_cfg routes;
 	struct rconn_cfg redis;
@@ -100,6 +102,10 @@ static struct setting settings[] = {
 	  .help = "trust a verified credential for N seconds" },
 	{ .name = "rate-limit", .env = "PARTNERD_RATE_LIMIT", .dflt = "0", .arg = "N",
 	  .help = "requests per minute per credential, shared by all instances (0: off)" },
+	{ .name = "login-fail-limit", .env = "PARTNERD_LOGIN_FAIL_LIMIT", .dflt = "20", .arg = "N",
+	  .help = "failed logins per username per minute, shared by all instances; then 429 (0: off)" },
+	{ .name = "login-fail-limit-addr", .env = "PARTNERD_LOGIN_FAIL_LIMIT_ADDR", .dflt = "100", .arg = "N",
+	  .help = "failed logins per client address (REMOTE_ADDR) per minute; then 429 (0: off)" },
 	{ .name = "history-max", .env = "PARTNERD_HISTORY_MAX", .dflt = "100", .arg = "N",
 	  .help = "history entries kept per customer" },
 	{ .name = "feed-max", .env = "PARTNERD_FEED_MAX", .dflt = "100000", .arg = "N",
@@ -282,6 +288,8 @@ load_settings(int argc, char **argv)
 	cfg.routes.lock_ttl_ms = parse_int("lock-ttl-ms", get("lock-ttl-ms"), 10, 100, 600000);
 	cfg.routes.lock_wait_ms = parse_int("lock-wait-ms", get("lock-wait-ms"), 10, 0, 60000);
 	cfg.auth_cache_s = parse_int("auth-cache-s", get("auth-cache-s"), 10, 0, 86400);
+	cfg.login_fail_limit = parse_int("login-fail-limit", get("login-fail-limit"), 10, 0, 100000000);
+	cfg.login_fail_limit_addr = parse_int("login-fail-limit-addr", get("login-fail-limit-addr"), 10, 0, 100000000);
 	cfg.routes.rate_limit = parse_int("rate-limit", get("rate-limit"), 10, 0, 100000000);
 	cfg.routes.history_max = parse_int("history-max", get("history-max"), 10, 1, 100000);
 	cfg.routes.feed_max = parse_int("feed-max", get("feed-max"), 10, 100, 100000000);
@@ -504,7 +512,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "partnerd: FCGX_Init failed\n");
 		return 1;
 	}
-	auth_init(cfg.auth_cache_s);
+	auth_init(&(struct auth_cfg){ .cache_seconds = cfg.auth_cache_s,
+	                              .fail_limit_user = cfg.login_fail_limit,
+	                              .fail_limit_addr = cfg.login_fail_limit_addr,
+	                              .workers = cfg.workers });
 
 	if (cfg.socket_path != NULL) {
 		mode_t old = umask(0177);

@@ -1021,21 +1021,42 @@ int
 routes_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
                     struct routes_outcome *out)
 {
-	int rc = auth_check(st, r->authorization, org);
+	int retry_after = 0;
+	enum auth_result rc = auth_check(st, r->authorization, FCGX_GetParam("REMOTE_ADDR", r->fcgi->envp),
+	                                 org, &retry_after);
+	char hdr[48];
 
-	if (rc == 401) {
+	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", retry_after > 0 ? retry_after : 1);
+	switch (rc) {
+	case AUTH_OK:
+		snprintf(out->org, sizeof(out->org), "%s", org->org);
+		return 0;
+	case AUTH_DENIED:
 		out->status = 401;
 		http_error(r, 401, 401, "missing or wrong credentials: use HTTP Basic auth with your API username and password",
 		           "WWW-Authenticate: Basic realm=\"partnerProgram\"\r\n");
-		return -1;
-	}
-	if (rc != 0) {
+		break;
+	case AUTH_LIMITED_USER:
+		out->status = 429;
+		http_error(r, 429, 429, "too many failed logins for this username: retry after the time in Retry-After, "
+		           "with the right password", hdr);
+		break;
+	case AUTH_LIMITED_ADDR:
+		out->status = 429;
+		http_error(r, 429, 429, "too many failed logins from this client address: retry after the time in "
+		           "Retry-After, with the right password", hdr);
+		break;
+	case AUTH_BUSY:
+		out->status = 503;
+		http_error(r, 503, 503, "too many password checks at once: retry after the time in Retry-After", hdr);
+		break;
+	case AUTH_STORE_DOWN:
+	default:
 		out->status = 503;
 		http_error(r, 503, 503, "the data store is unavailable: retry shortly", "Retry-After: 1\r\n");
-		return -1;
+		break;
 	}
-	snprintf(out->org, sizeof(out->org), "%s", org->org);
-	return 0;
+	return -1;
 }
 
 static void

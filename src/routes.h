@@ -33,8 +33,11 @@ struct routes_outcome {
 struct auth_org;
 
 /*
- * Authenticates the request. Returns 0 with *org filled, or -1 after answering it
- * (401 with WWW-Authenticate, or 503 when Redis cannot be asked).
+ * Authenticates the request (auth_check, with the client address nginx passes as
+ * REMOTE_ADDR). Returns 0 with *org filled, or -1 after answering it: 401 with
+ * WWW-Authenticate; 429 with Retry-After (too many failed logins for the username or
+ * from the address); 503 with Retry-After (too many password checks at once, or Redis
+ * cannot be asked).
  */
 int routes_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
                         struct routes_outcome *out);
