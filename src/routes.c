@@ -1021,7 +1021,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	struct req_error err;
 	struct entry_state *es = NULL;
 	unsigned char rnd[16];
-	char token[33], msg[200];
+	char token[33], msg[200], enc[48];
 	int64_t deadline, now_ms;
 	size_t i, k, pending;
 	int rc, round, committed_any = 0, ok = 0, failed = 0;
@@ -1041,6 +1041,12 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	if (!http_is_json(r->content_type)) {
 		out->status = 415;
 		http_error(r, 415, 415, "Content-Type must be application/json", NULL);
+		return;
+	}
+	if (http_check_encoding(r, enc, sizeof(enc)) != 0) {
+		out->status = 415;
+		snprintf(msg, sizeof(msg), "Content-Encoding \"%s\" is not supported: send the request body uncompressed (no Content-Encoding, or identity)", enc);
+		http_error(r, 415, 415, msg, NULL);
 		return;
 	}
 	rc = http_read_body(r, cfg->max_body);

@@ -84,3 +84,36 @@ def test_supplementary_membership_whose_end_has_passed_reads_ENDED(stack):
     assert rc == 0, (out, err)
     shown = [m for m in json.loads(out)["memberships"] if m["partnerProgramName"] == "AcmeDays"]
     assert shown and shown[0]["state"] == "ENDED", out
+
+
+# ---------------------------------------------------------------- Content-Encoding (SPEC §4, 415)
+
+def test_request_body_with_a_content_encoding_other_than_identity_is_415(stack):
+    c = stack.customer()
+    body = json.dumps({"linkCustomers": [entry(by_mobile(c), item("AcmeShop", stack.uid()))]}).encode()
+    cases = [(gzip.compress(body), "gzip"),       # really compressed: was 400 "not valid UTF-8"
+             (body, "gzip"),                      # labelled only: was processed
+             (body, "br"), (body, "deflate"), (body, "identity, gzip"), (body, "x-unknown")]
+    for data, enc in cases:
+        with unchanged(stack):
+            resp = stack.post(LINK, data, headers={"Content-Encoding": enc})
+        b = assert_error(resp, 415)
+        msg = b["errors"][0]["message"]
+        shown = enc.split(",")[-1].strip()
+        assert shown in msg and "uncompressed" in msg, "%s: %r" % (enc, msg)
+    # a repeated header: every one counts
+    raw = (b"POST " + LINK.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+           b"Authorization: Basic " + base64.b64encode(("%s:%s" % ACME).encode()) + b"\r\n"
+           b"Content-Type: application/json\r\nContent-Encoding: identity\r\nContent-Encoding: gzip\r\n"
+           b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    with unchanged(stack):
+        st, _, rb = stack.raw(raw)
+    assert st == 415, (st, rb)
+    # identity, in any case, is no encoding at all
+    for enc in ("identity", "IDENTITY", " Identity "):
+        data = json.dumps({"linkCustomers": [entry(by_mobile(c), item("AcmeAir", stack.uid(), "Gold"))]}).encode()
+        st, _, rb = stack.post(LINK, data, headers={"Content-Encoding": enc})
+        assert st == 200, (enc, st, rb)
+        assert_codes([rb["linkCustomers"][0]["linkToPartnerPrograms"][0]["partnerLinkStatus"]], [200])
+        _, sts = delink1(stack, by_mobile(c), "AcmeAir")
+        assert_codes(sts, [200])
