@@ -117,3 +117,14 @@ def test_request_body_with_a_content_encoding_other_than_identity_is_415(stack):
         assert_codes([rb["linkCustomers"][0]["linkToPartnerPrograms"][0]["partnerLinkStatus"]], [200])
         _, sts = delink1(stack, by_mobile(c), "AcmeAir")
         assert_codes(sts, [200])
+
+
+# ---------------------------------------------------------------- the API prefix without its slash
+
+def test_api_prefix_without_slash_is_the_json_404(stack):
+    for method in ("POST", "GET", "PUT"):
+        for path in ("/v2/partnerProgram", "/v2/partnerProgram?x=1"):
+            body = b"{}" if method != "GET" else None
+            resp = stack.request(method, path, body)
+            assert resp[1].get("Location") is None, (method, path, resp[1].get("Location"))
+            assert_error(resp, 404)
