@@ -128,3 +128,55 @@ def test_api_prefix_without_slash_is_the_json_404(stack):
             resp = stack.request(method, path, body)
             assert resp[1].get("Location") is None, (method, path, resp[1].get("Location"))
             assert_error(resp, 404)
+
+
+# ---------------------------------------------------------------- customer id 2^63 - 1
+
+MAX_ID = 9223372036854775807
+
+
+def test_customer_id_int64_max_loads_shows_reads_and_links():
+    doc = {"orgs": [{"id": "edges", "defaultCountryCode": "91", "nationalNumberLength": 10,
+                     "credentials": [{"username": "edges_api", "password": "edges_secret"}],
+                     "programs": [{"name": "P", "type": "EXTERNAL", "tiers": []}],
+                     "customers": [{"id": MAX_ID, "mobile": "919555000001", "email": "max@edges.example"}]}]}
+    st = Stack(fixtures=None)
+    try:
+        st.start()
+        path = os.path.join(st.dir, "edges.json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        rc, out, err = st.ctl("load", path)
+        assert rc == 0, "load refused id 2^63-1: %s%s" % (out, err)
+        before = st.digest()[0]
+        rc, out, err = st.ctl("load", path)
+        assert rc == 0 and st.digest()[0] == before, (out, err)
+        rc, out, err = st.ctl("show", "--org", "edges", "--id", str(MAX_ID))
+        assert rc == 0 and json.loads(out)["id"] == MAX_ID, (rc, out, err)
+        auth = ("edges_api", "edges_secret")
+        body = read_programs(st, "id", str(MAX_ID), auth=auth)
+        assert body["customer"]["id"] == MAX_ID and body["customer"]["status"]["code"] == 1000, body
+        _, sts = link1(st, {"id": MAX_ID}, item("P", "MAXID-1"), auth=auth)
+        assert_codes(sts, [200])
+        assert [p["partnerProgramName"] for p in read_programs(st, "mobile", "919555000001", auth=auth)
+                ["partnerPrograms"]] == ["P"]
+        # one more is beyond int64: still refused, by load and by import-customers
+        for bad in ("9223372036854775808", "18446744073709551616"):
+            with open(path, "w") as f:
+                f.write(json.dumps(doc).replace(str(MAX_ID), bad))
+            before = st.digest()[0]
+            rc, out, err = st.ctl("load", path)
+            assert rc != 0 and "9223372036854775807" in out + err, (bad, rc, out, err)
+            assert st.digest()[0] == before
+        lines = os.path.join(st.dir, "imp.jsonl")
+        with open(lines, "w") as f:
+            f.write('{"id": %d, "email": "max2@edges.example"}\n' % (MAX_ID - 1))
+            f.write('{"id": 9223372036854775808, "email": "over@edges.example"}\n')
+        rc, out, err = st.ctl("import-customers", "--org", "edges", lines)
+        assert rc == 1 and "imp.jsonl:2: rejected" in err and "1 imported" in out, (rc, out, err)
+        assert read_programs(st, "id", str(MAX_ID - 1), auth=auth)["customer"]["status"]["code"] == 1000
+        st_, _, b = st.get(query(PROGRAMS, identifierName="id", identifierValue="9223372036854775808"), auth=auth)
+        assert_error((st_, _, b), 400)
+        check_passes(st)
+    finally:
+        st.stop()
