@@ -307,8 +307,7 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		return;
 	}
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
-		out->status = 503;
-		http_error(r, 503, 503, "the data store is unavailable: retry shortly", "Retry-After: 1\r\n");
+		routes_store_unavailable(st, r, out, "the data store is unavailable: retry shortly");
 		return;
 	}
 

@@ -180,3 +180,65 @@ def test_customer_id_int64_max_loads_shows_reads_and_links():
         check_passes(st)
     finally:
         st.stop()
+
+
+# ---------------------------------------------------------------- a store out of memory
+
+def _used_memory(st):
+    info = st.redis("INFO", "memory").decode()
+    return int([l for l in info.split("\r\n") if l.startswith("used_memory:")][0].split(":")[1])
+
+
+def _oom_said(msg):
+    return "out of memory" in msg and "retry later" in msg and "maxmemory" in msg
+
+
+def test_store_out_of_memory_is_said_on_writes_and_reads():
+    """Redis at maxmemory (noeviction) refuses writes with -OOM: the answers say so instead
+    of "stored data could not be read" (begin), "a stored key has an unexpected type"
+    (commit) or "unavailable" (Idempotency-Key claim, rate-limited read)."""
+    for args in ([], ["--rate-limit", "100000"]):
+        st = Stack(partnerd_args=args, partnerd_env={"PARTNERD_TEST_STALL_BEFORE_COMMIT_MS": "1500"})
+        try:
+            st.start()
+            st.redis("CONFIG", "SET", "maxmemory-policy", "noeviction")
+            # (a) memory runs out between begin and commit: the commit's write is refused
+            got = {}
+
+            def stalled():
+                got["r"] = st.post(LINK, {"linkCustomers": [entry({"id": 1011}, item("AcmeShop", "OOM-1"))]})
+            t = threading.Thread(target=stalled)
+            t.start()
+            time.sleep(0.7)
+            st.redis("CONFIG", "SET", "maxmemory", str(_used_memory(st) // 2))
+            t.join()
+            s, _, b = got["r"]
+            assert s == 200, (args, s, b)
+            it = b["linkCustomers"][0]["linkToPartnerPrograms"][0]["partnerLinkStatus"]
+            assert it["code"] == 2001 and _oom_said(it["message"]), (args, it)
+            with unchanged(st):
+                # (b) a write while at maxmemory
+                s, _, b = st.post(LINK, {"linkCustomers": [entry({"id": 1012}, item("AcmeShop", "OOM-2"))]})
+                if s == 200:
+                    it = b["linkCustomers"][0]["linkToPartnerPrograms"][0]["partnerLinkStatus"]
+                    assert it["code"] == 2001 and _oom_said(it["message"]), (args, it)
+                else:
+                    e = assert_error((s, _, b), 503)
+                    assert _oom_said(e["errors"][0]["message"]), (args, e)
+                # (c) with an Idempotency-Key (its claim is a write)
+                resp = st.post(LINK, {"linkCustomers": [entry({"id": 1012}, item("AcmeShop", "OOM-3"))]},
+                               headers={"Idempotency-Key": "oom-k1"})
+                e = assert_error(resp, 503)
+                assert _oom_said(e["errors"][0]["message"]) and resp[1].get("Retry-After"), (args, e)
+                # (d) a read: without a rate limit it writes nothing and is served
+                resp = st.get(query(PROGRAMS, identifierName="id", identifierValue="1011"))
+                if args:
+                    e = assert_error(resp, 503)
+                    assert _oom_said(e["errors"][0]["message"]), (args, e)
+                else:
+                    assert resp[0] == 200 and resp[2]["customer"]["status"]["code"] == 1000, resp
+            st.redis("CONFIG", "SET", "maxmemory", "0")
+            _, sts = link1(st, {"id": 1012}, item("AcmeShop", "OOM-4"))
+            assert_codes(sts, [200])
+        finally:
+            st.stop()
