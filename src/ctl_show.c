@@ -48,7 +48,6 @@ static json_object *sh_membership(int pid, const struct ctl_prog *prog, const ch
 {
 	json_object *out = json_object_new_object();
 	struct rules_membership m;
-	const char *state = "ACTIVE";
 
 	json_object_object_add(out, "pid", json_object_new_int(pid));
 	json_object_object_add(out, "partnerProgramName",
@@ -64,11 +63,7 @@ static json_object *sh_membership(int pid, const struct ctl_prog *prog, const ch
 		return out;
 	}
 	sh_add_terms(out, &m.v);
-	if (m.v.start > now)
-		state = "PENDING";
-	else if (m.v.exp != RULES_NONE && m.v.exp <= now)
-		state = "TIER_EXPIRED";
-	json_object_object_add(out, "state", json_object_new_string(state));
+	json_object_object_add(out, "state", json_object_new_string(rules_state(&m, now)));
 	if (m.has_relink) {
 		json_object *r = json_object_new_object();
 

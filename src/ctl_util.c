@@ -599,9 +599,14 @@ int ctl_cust_parse(json_object *o, const char *cc, int nlen, struct ctl_cust_in 
 		ctl_cust_problem(fn, arg, cu, "not an object");
 		return 1;
 	}
+	/*
+	 * json-c saturates an integer beyond int64 to INT64_MAX (or keeps it as a uint64):
+	 * json_object_get_uint64 tells such a value from a real 9223372036854775807.
+	 */
 	if (!ctl_json_member(o, "id", &id) || !ctl_json_is_int(id) ||
-	    json_object_get_int64(id) < 1 || json_object_get_int64(id) == INT64_MAX) {
-		ctl_cust_problem(fn, arg, cu, "id must be an integer > 0");
+	    json_object_get_int64(id) < 1 || (json_object_get_int64(id) == INT64_MAX &&
+	    json_object_get_uint64(id) != (uint64_t)INT64_MAX)) {
+		ctl_cust_problem(fn, arg, cu, "id must be an integer from 1 to 9223372036854775807");
 		problems++;
 	} else {
 		cu->id = json_object_get_int64(id);

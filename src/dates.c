@@ -11,9 +11,13 @@
 
 #define DATES_MS_PER_DAY INT64_C(86400000)
 
-/* 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: what dates_format can show. */
-#define DATES_MIN_MS INT64_C(-62167219200000)
-#define DATES_MAX_MS INT64_C(253402300799999)
+/*
+ * 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: what dates_format can show in 24
+ * characters. dates_parse accepts only DATES_MIN_MS.. (from year 0001), so a stored date
+ * is never outside; the bound keeps a corrupt stored value from overrunning the buffer.
+ */
+#define DATES_FMT_MIN_MS INT64_C(-62167219200000)
+#define DATES_FMT_MAX_MS DATES_MAX_MS
 
 static int dates_leap(int y)
 {
@@ -57,6 +61,7 @@ static int64_t dates_epoch(int y, int mo, int d, int h, int mi, int sec)
 int dates_parse(const char *s, size_t len, int64_t *ms_out)
 {
 	int y, mo, d, h, mi, sec, frac_ms = 0, off = 0;
+	int64_t ms;
 	size_t i;
 
 	/* The fixed part: YYYY-MM-DDThh:mm:ss (19 bytes). */
@@ -114,7 +119,11 @@ int dates_parse(const char *s, size_t len, int64_t *ms_out)
 	if (i != len)
 		return -1;
 
-	*ms_out = (dates_epoch(y, mo, d, h, mi, sec) - off) * 1000 + frac_ms;
+	ms = (dates_epoch(y, mo, d, h, mi, sec) - off) * 1000 + frac_ms;
+	/* The offset can move a date of year 0001 or 9999 out of the range: refused, not clamped. */
+	if (ms < DATES_MIN_MS || ms > DATES_MAX_MS)
+		return -1;
+	*ms_out = ms;
 	return 0;
 }
 
@@ -154,10 +163,10 @@ char *dates_format(int64_t ms, char *out)
 	int year;
 	char *d = out;
 
-	if (ms < DATES_MIN_MS)
-		ms = DATES_MIN_MS;
-	if (ms > DATES_MAX_MS)
-		ms = DATES_MAX_MS;
+	if (ms < DATES_FMT_MIN_MS)
+		ms = DATES_FMT_MIN_MS;
+	if (ms > DATES_FMT_MAX_MS)
+		ms = DATES_FMT_MAX_MS;
 	/* Floor division: -1 ms is 1969-12-31T23:59:59.999Z. */
 	days = ms / DATES_MS_PER_DAY;
 	rem = ms % DATES_MS_PER_DAY;

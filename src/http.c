@@ -210,6 +210,44 @@ http_is_json(const char *ct)
 	return *ct == '\0' || *ct == ';';
 }
 
+int
+http_check_encoding(const struct http_req *r, char *name, size_t namesz)
+{
+	static const char key[] = "HTTP_CONTENT_ENCODING=";
+	char **env;
+
+	if (r->fcgi == NULL || r->fcgi->envp == NULL)
+		return 0;
+	for (env = r->fcgi->envp; *env != NULL; env++) {
+		const char *p;
+
+		if (strncmp(*env, key, sizeof(key) - 1) != 0)
+			continue;
+		for (p = *env + sizeof(key) - 1; *p != '\0';) {
+			size_t n, i;
+
+			while (*p == ' ' || *p == '\t' || *p == ',')
+				p++;
+			n = strcspn(p, ",");
+			/* the coding without trailing blanks */
+			i = n;
+			while (i > 0 && (p[i - 1] == ' ' || p[i - 1] == '\t'))
+				i--;
+			if (i > 0 && !(i == 8 && strncasecmp(p, "identity", 8) == 0)) {
+				size_t k;
+
+				for (k = 0; k < i && k + 1 < namesz; k++)
+					name[k] = p[k] > 0x20 && p[k] < 0x7f ? p[k] : '?';
+				if (namesz > 0)
+					name[k] = '\0';
+				return -1;
+			}
+			p += n;
+		}
+	}
+	return 0;
+}
+
 static int
 hexval(char c)
 {

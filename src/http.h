@@ -50,6 +50,15 @@ void http_respond_type(struct http_req *r, int status, const char *content_type,
 void http_error(struct http_req *r, int status, int code, const char *message,
                 const char *extra_headers);
 
+/*
+ * Checks the request's Content-Encoding (SPEC §4: only identity). Every HTTP_CONTENT_ENCODING
+ * param is read (a repeated header may arrive as repeated params), and each coding of its
+ * comma-separated list must be "identity" in any case; empty elements are ignored. Returns 0,
+ * or -1 with the first other coding in name (printable ASCII, '?' for anything else, cut to
+ * namesz - 1 bytes) for the 415 message.
+ */
+int http_check_encoding(const struct http_req *r, char *name, size_t namesz);
+
 /* 1 when the content type is application/json (parameters such as charset allowed). */
 int http_is_json(const char *content_type);
 

@@ -105,16 +105,6 @@ customer_obj(const redisReply *h, const char *idname, const char *idvalue)
 	return o;
 }
 
-static const char *
-membership_state(const struct rules_membership *m, int64_t now)
-{
-	if (m->v.start > now)
-		return "PENDING";
-	if (m->v.exp != RULES_NONE && m->v.exp <= now)
-		return "TIER_EXPIRED";
-	return "ACTIVE";
-}
-
 static void
 programs_list(struct json_object *list, const redisReply *cust, const redisReply *progs,
               int64_t cid, int64_t now)
@@ -170,7 +160,7 @@ programs_list(struct json_object *list, const redisReply *cust, const redisReply
 			json_object_object_add(o, "partnerTierExpiryDate", date_or_null(best->m.v.exp));
 			json_object_object_add(o, "membershipStartDate", date_or_null(best->m.v.start));
 			json_object_object_add(o, "membershipEndDate", date_or_null(best->m.v.end));
-			json_object_object_add(o, "state", json_object_new_string(membership_state(&best->m, now)));
+			json_object_object_add(o, "state", json_object_new_string(rules_state(&best->m, now)));
 			json_object_object_add(o, "pendingRelink", best->m.has_relink ? reads_values_json(&best->m.rl) : NULL);
 			json_object_object_add(o, "linkedOn", date_or_null(best->m.linked_on));
 			json_object_object_add(o, "lastUpdatedOn", date_or_null(best->m.updated_on));
@@ -268,7 +258,9 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		}
 		lookup = norm;
 	} else if (strcmp(idname, "id") == 0) {
-		if (value[0] == '0' || strspn(value, "0123456789") != strlen(value) || strlen(value) > 18)
+		/* 1 .. 9223372036854775807 (INT64_MAX), as partnerctl load takes customer ids */
+		if (value[0] == '0' || strspn(value, "0123456789") != strlen(value) || strlen(value) > 19 ||
+		    (strlen(value) == 19 && strcmp(value, "9223372036854775807") > 0))
 			{
 			bad_query(r, out, "identifierValue must be a positive integer customer id");
 			return;
@@ -315,8 +307,7 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		return;
 	}
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
-		out->status = 503;
-		http_error(r, 503, 503, "the data store is unavailable: retry shortly", "Retry-After: 1\r\n");
+		routes_store_unavailable(st, r, out, "the data store is unavailable: retry shortly");
 		return;
 	}
 

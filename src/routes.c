@@ -292,6 +292,58 @@ claims_free(struct claims *c)
 	memset(c, 0, sizeof(*c));
 }
 
+/* ---- a store out of memory (Redis at maxmemory) ------------------------------------------ */
+
+/*
+ * Redis refuses a write that needs memory beyond maxmemory with "-OOM command not allowed
+ * when used memory > 'maxmemory'" (a script gets it from its first such write). The answers
+ * then say so, instead of a read error or a broken key: nothing was applied, the client can
+ * only retry later, and an operator has to free memory or raise maxmemory.
+ */
+#define OOM_TEXT "OOM command not allowed"
+#define OOM_ITEM_MESSAGE "the data store is out of memory (Redis maxmemory reached) and refused the change; nothing of it was applied: retry later (an operator must free memory or raise maxmemory)"
+
+static int
+is_oom(const char *text)
+{
+	return text != NULL && strstr(text, OOM_TEXT) != NULL;
+}
+
+void
+routes_store_unavailable(struct store *st, struct http_req *r, struct routes_outcome *out,
+                         const char *message)
+{
+	out->status = 503;
+	http_error(r, 503, 503, is_oom(store_error(st)) ?
+	           "the data store is out of memory (Redis maxmemory reached) and refuses writes; nothing was applied: retry later (an operator must free memory or raise maxmemory)" :
+	           message, "Retry-After: 1\r\n");
+}
+
+/*
+ * After a commit answered BROKEN (commit.lua's one answer for a write Redis refused, a key
+ * of another type or maxmemory): 1 when Redis refuses writes for memory now. The probe is a
+ * write command Redis checks against maxmemory (denyoom) that changes nothing: SETRANGE of
+ * an empty value leaves a missing key missing and an existing string as it is. lock_key is
+ * the customer's lock key (a string or none), in the customer's slot.
+ */
+static int
+store_refuses_writes(struct store *st, const char *lock_key)
+{
+	struct store_argv cmd;
+	redisReply **rep = NULL;
+	int oom;
+
+	store_argv_init(&cmd);
+	store_argv_add(&cmd, "SETRANGE", 8);
+	store_argv_add(&cmd, lock_key, strlen(lock_key));
+	store_argv_add(&cmd, "0", 1);
+	store_argv_add(&cmd, "", 0);
+	oom = store_pipeline(st, &cmd, 1, &rep) == 0 && rep[0] != NULL &&
+	      rep[0]->type == REDIS_REPLY_ERROR && is_oom(rep[0]->str);
+	store_argv_free(&cmd);
+	return oom;
+}
+
 /* ---- one round: begin (resolve, lock, read), rules, commit -------------------------- */
 
 static void
@@ -555,7 +607,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	struct rules_item_ctx *ctx = NULL;
 	struct buf scratch;
 	struct claims claims = { 0 };
-	int rc = -1;
+	int rc = -1, oom_probe = 0;     /* after a BROKEN commit: 1 out of memory, -1 not */
 
 	pend = calloc(n, sizeof(*pend));
 	locks = calloc(n, sizeof(*locks));
@@ -603,7 +655,9 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 		} else if (strcmp(status, "ERROR") == 0) {
 			e->decided = 1;
 			e->cust_code = 1000;
-			entry_fail_items(e, 2001, "this customer's stored data could not be read; nothing was applied");
+			entry_fail_items(e, 2001, r->elements > 1 && r->element[1]->type == REDIS_REPLY_STRING &&
+			                 is_oom(r->element[1]->str) ? OOM_ITEM_MESSAGE :
+			                 "this customer's stored data could not be read; nothing was applied");
 		} else if (strcmp(status, "BUSY") == 0) {
 			e->cid = strtoll(r->element[1]->str, NULL, 10);
 		} else if (strcmp(status, "OK") == 0) {
@@ -761,7 +815,14 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 						e->results[it].message = "the store did not confirm the change: read the customer to see whether it applied";
 					}
 			} else if (strcmp(res, "BROKEN") == 0) {
-				entry_fail_items(e, 2001, "the change could not be stored (a stored key has an unexpected type); nothing was applied");
+				if (oom_probe == 0) {
+					char lock_key[160];
+
+					snprintf(lock_key, sizeof(lock_key), KEYS_LOCK_FMT, org->org, (long long)lk->cid);
+					oom_probe = store_refuses_writes(st, lock_key) ? 1 : -1;
+				}
+				entry_fail_items(e, 2001, oom_probe > 0 ? OOM_ITEM_MESSAGE :
+				                 "the change could not be stored (a stored key has an unexpected type); nothing was applied");
 			} else if (strcmp(res, "FENCED") == 0) {
 				size_t it;
 
@@ -970,9 +1031,7 @@ idem_claim(const struct routes_cfg *cfg, struct store *st, struct http_req *r, c
 	rep = store_eval(st, STORE_IDEM, &a);
 	store_argv_free(&a);
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
-		out->status = 503;
-		http_error(r, 503, 503, "the data store is unavailable: nothing was applied; retry shortly",
-		           "Retry-After: 1\r\n");
+		routes_store_unavailable(st, r, out, "the data store is unavailable: nothing was applied; retry shortly");
 	} else if (strcmp(rep->element[0]->str, "NEW") == 0) {
 		result = IDEM_CLAIMED;
 	} else if (strcmp(rep->element[0]->str, "MISMATCH") == 0) {
@@ -1052,8 +1111,7 @@ routes_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
 		break;
 	case AUTH_STORE_DOWN:
 	default:
-		out->status = 503;
-		http_error(r, 503, 503, "the data store is unavailable: retry shortly", "Retry-After: 1\r\n");
+		routes_store_unavailable(st, r, out, "the data store is unavailable: retry shortly");
 		break;
 	}
 	return -1;
@@ -1069,7 +1127,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	struct req_error err;
 	struct entry_state *es = NULL;
 	unsigned char rnd[16];
-	char token[33], msg[200];
+	char token[33], msg[200], enc[48];
 	int64_t deadline, now_ms;
 	size_t i, k, pending;
 	int rc, round, committed_any = 0, ok = 0, failed = 0;
@@ -1089,6 +1147,12 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	if (!http_is_json(r->content_type)) {
 		out->status = 415;
 		http_error(r, 415, 415, "Content-Type must be application/json", NULL);
+		return;
+	}
+	if (http_check_encoding(r, enc, sizeof(enc)) != 0) {
+		out->status = 415;
+		snprintf(msg, sizeof(msg), "Content-Encoding \"%s\" is not supported: send the request body uncompressed (no Content-Encoding, or identity)", enc);
+		http_error(r, 415, 415, msg, NULL);
 		return;
 	}
 	rc = http_read_body(r, cfg->max_body);
@@ -1137,9 +1201,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		if (run_round(cfg, st, &org, kind, es, req.nentries, token, r->request_id, now_ms,
 		              round == 0, &limited, idem == IDEM_CLAIMED ? &ic : NULL) != 0) {
 			if (!committed_any) {
-				out->status = 503;
-				http_error(r, 503, 503, "the data store is unavailable: nothing was applied; retry shortly",
-				           "Retry-After: 1\r\n");
+				routes_store_unavailable(st, r, out, "the data store is unavailable: nothing was applied; retry shortly");
 				if (idem == IDEM_CLAIMED)
 					idem_finish(st, &ic, 503, NULL, 0);
 				goto out;

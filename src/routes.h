@@ -42,6 +42,14 @@ struct auth_org;
 int routes_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
                         struct routes_outcome *out);
 
+/*
+ * Answers 503 (with Retry-After) for a store failure before anything was applied: says that
+ * the store is out of memory when Redis refused a write at maxmemory (store_error holds its
+ * OOM reply), else gives message.
+ */
+void routes_store_unavailable(struct store *st, struct http_req *r, struct routes_outcome *out,
+                              const char *message);
+
 /* Serves one request on a worker's store. */
 /* Frees what the calling worker thread cached (program definitions); call before it exits. */
 void routes_thread_exit(void);

@@ -619,6 +619,18 @@ rules_settle(struct rules_customer *c, int64_t now_ms)
 	return n;
 }
 
+const char *
+rules_state(const struct rules_membership *m, int64_t now_ms)
+{
+	if (m->v.start > now_ms)
+		return "PENDING";
+	if (m->v.end != RULES_NONE && m->v.end <= now_ms)
+		return "ENDED";
+	if (m->v.exp != RULES_NONE && m->v.exp <= now_ms)
+		return "TIER_EXPIRED";
+	return "ACTIVE";
+}
+
 /* ---- the rules, one route each -------------------------------------------------------- */
 
 /* 1 when an earlier item of the entry names the same program. */
@@ -685,6 +697,12 @@ link_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 		set(r, 2103, "membershipStartDate is not a valid date-time: use YYYY-MM-DDThh:mm:ss[.fff] followed by Z or +hh:mm");
 		return;
 	}
+	/* start + cycle past 9999-12-31 cannot be stored or shown: refused, never clamped. */
+	if (it->start.st == F_OK && p->has_cycle &&
+	    dates_add_cycle(it->start.ms, p->cycle_unit, p->cycle_n) > DATES_MAX_MS) {
+		set(r, 2103, "membershipStartDate is too late: the membership would end (start + the program's membership cycle) after 9999-12-31T23:59:59.999Z");
+		return;
+	}
 	s = rules_customer_slot(c, p->pid, 0);
 	if (s != NULL && s->present) {
 		if (!p->supplementary || it->start.st != F_OK || it->start.ms <= now) {
@@ -720,6 +738,12 @@ link_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 	}
 	if (it->expiry.st == F_OK && it->expiry.ms <= now) {
 		set(r, 2003, "partnerTierExpiryDate must be in the future");
+		return;
+	}
+	/* A membership that would be ENDED the moment it is stored is refused (SPEC §5). */
+	if (p->has_cycle && it->start.st == F_OK &&
+	    dates_add_cycle(it->start.ms, p->cycle_unit, p->cycle_n) <= now) {
+		set(r, 2003, "the membership would already have ended: membershipStartDate plus the program's membership cycle must be in the future");
 		return;
 	}
 

@@ -132,6 +132,13 @@ void rules_apply(enum req_kind kind, struct rules_customer *c, const struct req_
 /* Makes due pending relinks current; returns the number of slots changed. */
 int rules_settle(struct rules_customer *c, int64_t now_ms);
 
+/*
+ * The state of SPEC §5 of a membership at now_ms (settle relinks first): "PENDING" (start
+ * in the future), "ENDED" (its membershipEndDate has passed: a supplementary membership
+ * whose cycle ran out), "TIER_EXPIRED" (tier expiry passed) or "ACTIVE". Static text.
+ */
+const char *rules_state(const struct rules_membership *m, int64_t now_ms);
+
 /* The default message for a code (also used for customer-level and whole-request codes). */
 const char *rules_message(int code);
 

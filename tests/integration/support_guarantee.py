@@ -580,21 +580,10 @@ def check_history_chains(stack, cids, org=ORG):
     return bad
 
 
-_STRAY_HIST = re.compile(r'^VIOLATION: stray key "pp:\{[^}]*\}:(h|feed)" outside the documented key space$')
-
-
 def check_ctl(stack):
-    """partnerctl check -> (rc, report). A failure that consists ONLY of "stray key"
-    violations for the history lists (:h) and change feed (:feed) -- keys partnerctl does
-    not know yet (it is being updated) -- counts as a pass: rc 0 and a note in the report."""
+    """partnerctl check -> (rc, report)."""
     rc, out, err = stack.ctl("check")
-    text = (out + err).strip()
-    if rc == 1:
-        viol = [l for l in text.splitlines() if l.startswith("VIOLATION")]
-        if viol and all(_STRAY_HIST.match(l) for l in viol):
-            return 0, "NOTE: partnerctl check failed only on %d stray :h/:feed keys (ignored): %s" % (
-                len(viol), viol[0])
-    return rc, text
+    return rc, (out + err).strip()
 
 
 def metrics(client):

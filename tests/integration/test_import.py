@@ -164,13 +164,13 @@ def test_import_rejects_bad_lines_with_line_number_and_reason_and_exits_1():
     good = [cust(300000 + i) for i in range(1, 2001)]
     lines = list(good)
     bad = {                     # line number -> (line, words the reason must contain)
-        3: ('{"id": 0, "email": "z0@imp.example"}', "id must be an integer > 0"),
+        3: ('{"id": 0, "email": "z0@imp.example"}', "id must be an integer from 1 to 9223372036854775807"),
         10: ('{"id": 399001, "mobile": "12ab"}', "mobile"),
         20: ('not json', "JSON"),
         30: ('{"id": 399002, "email": 5}', "email is not a string"),
         40: ('{"id": 399003, "nickname": "x"}', "unknown key"),
         50: ('{"id": 399004, "email": "held1@imports.example"}', "held by customer 1"),
-        60: ('{"id": "399005"}', "id must be an integer > 0"),
+        60: ('{"id": "399005"}', "id must be an integer from 1 to 9223372036854775807"),
         1500: ('[1, 2]', "not an object"),
     }
     for n in sorted(bad):

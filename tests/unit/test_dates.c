@@ -151,6 +151,35 @@ int main(void)
 		CHECK(dates_parse("2024-01-01T00:00:00ZZ", 21, &ms) == -1);
 		CHECK(dates_parse("2024-01-01T00:00:00Z", 19, &ms) == -1);
 	}
+	TEST("an instant outside 0001-01-01..9999-12-31 (UTC) is refused, not clamped") {
+		CHECK(refused("9999-12-31T23:59:59-23:59"));
+		CHECK(refused("9999-12-31T23:59:59.999-00:01"));
+		CHECK(refused("9999-12-31T23:00:00 -01:00"));
+		CHECK(refused("0001-01-01T00:00:00+23:59"));
+		CHECK(refused("0001-01-01T00:00:00.999+00:01"));
+		CHECK(refused("0001-01-01T23:58:59+23:59"));
+	}
+	TEST("the first and last instants of years 0001 and 9999 parse, with or without offset") {
+		CHECK(parses("0001-01-01T00:00:00Z", &ms));
+		CHECK_EQ_INT(ms, DATES_MIN_MS);
+		CHECK(parses("0001-01-01T23:59:00+23:59", &ms));
+		CHECK_EQ_INT(ms, DATES_MIN_MS);
+		CHECK(parses("9999-12-31T23:59:59.999Z", &ms));
+		CHECK_EQ_INT(ms, DATES_MAX_MS);
+		CHECK(parses("9999-12-31T00:00:59.999-23:59", &ms));
+		CHECK_EQ_INT(ms, DATES_MAX_MS);
+		CHECK(parses("0001-01-01T00:00:00-23:59", &ms));
+		CHECK_EQ_INT(ms, DATES_MIN_MS + (23 * 60 + 59) * INT64_C(60000));
+	}
+	TEST("a cycle ending after 9999-12-31 is not clamped into range") {
+		int64_t s;
+
+		CHECK(parses("9999-06-01T00:00:00Z", &s));
+		CHECK(dates_add_cycle(s, DATES_MONTHS, 12) > DATES_MAX_MS);
+		CHECK(dates_add_cycle(s, DATES_DAYS, 214) > DATES_MAX_MS);
+		CHECK(dates_add_cycle(s, DATES_DAYS, 213) <= DATES_MAX_MS);
+		CHECK(dates_add_cycle(s, DATES_MONTHS, 6) <= DATES_MAX_MS);
+	}
 	TEST("dates_format prints 24 chars of UTC with milliseconds") {
 		CHECK_EQ_STR(dates_format(D2024_01_01, out), "2024-01-01T00:00:00.000Z");
 		CHECK_EQ_STR(dates_format(D2024_01_01 + 123, out), "2024-01-01T00:00:00.123Z");

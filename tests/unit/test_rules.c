@@ -438,6 +438,68 @@ int main(void)
 		CHECK(s != NULL && s->m.v.end == dates_add_cycle(s->m.v.start, DATES_MONTHS, 12));
 		rules_customer_free(&c);
 	}
+	TEST("a supplementary link whose end (start + cycle) has already passed is 2003, nothing stored") {
+		c = fresh();
+		progs(&supp, NULL);
+		apply(REQ_LINK, &c, LINK("{\"partnerProgramName\":\"S\"" REF("\"partnerMembershipId\":\"M\",\"membershipStartDate\":\"2020-01-01T00:00:00Z\"") "}"), P1, NULL);
+		CHECK_EQ_INT(res[0].code, 2003);
+		CHECK(strstr(res[0].message, "ended") != NULL);
+		s = rules_customer_slot(&c, 3, 0);
+		CHECK(s == NULL || (!s->present && !s->dirty));
+		/* a past start whose cycle still runs (2026-02-01 + 12 months > NOW) is linked */
+		apply(REQ_LINK, &c, LINK("{\"partnerProgramName\":\"S\"" REF("\"partnerMembershipId\":\"M\",\"membershipStartDate\":\"2026-02-01T00:00:00Z\"") "}"), P1, NULL);
+		CHECK_EQ_INT(res[0].code, 200);
+		s = rules_customer_slot(&c, 3, 0);
+		CHECK(s != NULL && s->present && strcmp(rules_state(&s->m, NOW), "ACTIVE") == 0);
+		rules_customer_free(&c);
+	}
+	TEST("a supplementary link ending after 9999-12-31 is 2103 (the end is not clamped)") {
+		c = fresh();
+		progs(&supp, NULL);
+		apply(REQ_LINK, &c, LINK("{\"partnerProgramName\":\"S\"" REF("\"partnerMembershipId\":\"M\",\"membershipStartDate\":\"9999-06-01T00:00:00Z\"") "}"), P1, NULL);
+		CHECK_EQ_INT(res[0].code, 2103);
+		CHECK(strstr(res[0].message, "9999-12-31") != NULL);
+		CHECK(rules_customer_slot(&c, 3, 0) == NULL);
+		/* the last start whose end is representable: 9998-12-31T23:59:59.999Z + 12 months */
+		apply(REQ_LINK, &c, LINK("{\"partnerProgramName\":\"S\"" REF("\"partnerMembershipId\":\"M\",\"membershipStartDate\":\"9998-12-31T23:59:59.999Z\"") "}"), P1, NULL);
+		CHECK_EQ_INT(res[0].code, 200);
+		s = rules_customer_slot(&c, 3, 0);
+		CHECK(s != NULL && s->m.v.end == DATES_MAX_MS);
+		rules_customer_free(&c);
+	}
+	TEST("state: PENDING before the start, ENDED once the end passed, then TIER_EXPIRED, else ACTIVE") {
+		struct rules_membership m = { 0 };
+
+		m.v.start = NOW - DAY;
+		m.v.end = RULES_NONE;
+		m.v.exp = RULES_NONE;
+		CHECK_EQ_STR(rules_state(&m, NOW), "ACTIVE");
+		m.v.exp = NOW;
+		CHECK_EQ_STR(rules_state(&m, NOW), "TIER_EXPIRED");
+		m.v.end = NOW;
+		CHECK_EQ_STR(rules_state(&m, NOW), "ENDED");
+		m.v.end = NOW + 1;
+		CHECK_EQ_STR(rules_state(&m, NOW), "TIER_EXPIRED");
+		m.v.exp = RULES_NONE;
+		CHECK_EQ_STR(rules_state(&m, NOW), "ACTIVE");
+		m.v.start = NOW + 1;
+		CHECK_EQ_STR(rules_state(&m, NOW), "PENDING");
+	}
+	TEST("a due relink whose own cycle has also run out settles as an ENDED membership") {
+		c = fresh();
+		progs(&supp, NULL);
+		apply(REQ_LINK, &c, LINK("{\"partnerProgramName\":\"S\"" REF("\"partnerMembershipId\":\"M\"") "}"), P1, NULL);
+		CHECK_EQ_INT(res[0].code, 200);
+		apply(REQ_LINK, &c, LINK("{\"partnerProgramName\":\"S\"" REF("\"partnerMembershipId\":\"R\",\"membershipStartDate\":\"2027-02-01T00:00:00Z\"") "}"), P1, NULL);
+		CHECK_EQ_INT(res[0].code, 200);
+		s = rules_customer_slot(&c, 3, 0);
+		CHECK(s != NULL && s->m.has_relink);
+		/* two years later: the relink (2027-02-01 .. 2028-02-01) started and ended */
+		CHECK_EQ_INT(rules_settle(&c, NOW + 730 * DAY), 1);
+		CHECK(s->m.v.mid_len == 1 && s->m.v.mid[0] == 'R');
+		CHECK_EQ_STR(rules_state(&s->m, NOW + 730 * DAY), "ENDED");
+		rules_customer_free(&c);
+	}
 	TEST("a future-dated supplementary link of a linked customer queues one relink, a second is 2005") {
 		c = fresh();
 		progs(&supp, NULL);
