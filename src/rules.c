@@ -865,6 +865,11 @@ rules_apply(enum req_kind kind, struct rules_customer *c, const struct req_entry
 
 	rules_settle(c, now_ms);
 	for (k = 0; k < entry->nitems; k++) {
+		/* A field over its byte limit (request.h) fails the item before any rule. */
+		if (entry->items[k].too_long != NULL) {
+			set(&results[k], 2002, entry->items[k].too_long);
+			continue;
+		}
 		switch (kind) {
 		case REQ_LINK:
 			link_item(c, entry, k, &ctx[k], now_ms, &results[k]);
