@@ -8,9 +8,12 @@ Org `bounds` (loaded here, not in data/orgs.json) has names of exactly 128 bytes
 
 import json
 import os
+import time
 
-from helpers import assert_code, assert_codes, by_mobile, item, link1, unchanged
-from support_model import delink1, history_of, read_history, update1, upd
+from harness import ACME, HEALTH
+from helpers import assert_code, assert_codes, assert_error, by_mobile, item, link1, unchanged
+from support_model import (HISTORY, PROGRAMS, delink1, history_of, query, read_history,
+                           update1, upd)
 
 BOUNDS = ("bounds_api", "bounds_secret")
 P128 = "P" * 127 + "X"                      # a program name of 128 bytes
@@ -151,3 +154,83 @@ def test_bounds_partnerctl_load_and_import_refuse_identifiers_and_names_over_the
     assert stack.redis("EXISTS", "pp:{bounds:9102}:c") == 0 and stack.redis("EXISTS", "pp:{bounds:9103}:c") == 0
     assert stack.redis("HGET", "pp:{bounds:9104}:c", "email") == b"e" * 254
 
+
+def test_bounds_history_read_reads_only_its_page_of_a_huge_history_and_the_worker_stays_healthy(stack):
+    c = stack.customer()
+    _, st = link1(stack, by_mobile(c), item("AcmeAir", stack.uid(), "Gold"))
+    assert_codes(st, [200])
+    _, st = delink1(stack, by_mobile(c), "AcmeAir")
+    assert_codes(st, [200])
+    key = "pp:{acme:%d}:h" % c["id"]
+    newest = [json.loads(x) for x in stack.redis("LRANGE", key, 0, -1)]
+    # Older than the history's trim (--history-max 100): 5000 activities of ~20 KB, as an
+    # old partnerd without field limits stored them (~100 MB).
+    big = dict(newest[1], partnerProgramName="AcmeShop")
+    big["after"] = dict(big["after"], partnerMembershipId="m" * 20000, partnerTierName=None)
+    big = json.dumps(big, separators=(",", ":"))
+    for _ in range(50):
+        stack.redis("RPUSH", key, *([big] * 100))
+    try:
+        assert stack.redis("LLEN", key) == 5002
+        for k in range(3):
+            t0 = time.monotonic()
+            h = history_of(stack, c["id"], limit=1)
+            took = time.monotonic() - t0
+            assert h["total"] == 5002 and len(h["activities"]) == 1, (h["total"], len(h["activities"]))
+            assert h["activities"][0] == newest[0], h["activities"][0]
+            assert took < 0.5, "limit=1 took %.3f s" % took
+        h = history_of(stack, c["id"], limit=2, offset=4000)
+        assert [a["partnerProgramName"] for a in h["activities"]] == ["AcmeShop"] * 2 and h["total"] == 5002
+        # a program filter scans at most --history-max (100) entries: total counts those
+        h = history_of(stack, c["id"], limit=1, partnerProgramName="AcmeShop")
+        assert h["total"] == 98 and len(h["activities"]) == 1, h["total"]
+        h = history_of(stack, c["id"], limit=100, partnerProgramName="AcmeAir")
+        assert h["total"] == 2 and h["activities"] == newest, h
+        # every worker still answers (a timed-out read used to leave its connection broken)
+        for _ in range(20):
+            st, _, body = stack.get(HEALTH, auth=None)
+            assert st == 200 and body == {"status": "ok", "redis": "ok"}, (st, body)
+            history_of(stack, c["id"], limit=1)
+    finally:
+        stack.redis("LTRIM", key, 0, 1)
+
+
+def test_bounds_read_routes_say_why_an_identifier_value_is_refused(stack):
+    _org(stack)
+    cases = [
+        ("email", "e" * 600, "identifierValue is too long for an email: at most 254 bytes (UTF-8)"),
+        ("email", EMAIL254 + "m", "identifierValue is too long for an email: at most 254 bytes (UTF-8)"),
+        ("externalId", EXT128 + "9", "identifierValue is too long for an externalId: at most 128 bytes (UTF-8)"),
+        ("externalId", "x" * 600, "identifierValue is too long for an externalId: at most 128 bytes (UTF-8)"),
+        ("email", "a\x00b@bounds.example", "identifierValue contains a NUL byte (%00)"),
+        ("mobile", "9190000\x0009001", "identifierValue contains a NUL byte (%00)"),
+        ("id", "9" * 600, "identifierValue must be a positive integer customer id"),
+        ("mobile", "9" * 600, "identifierValue is not a valid mobile number: 6 to 15 digits"),
+        ("email", "", "identifierValue is required and must not be empty"),
+    ]
+    bad = []
+    for path in (PROGRAMS, HISTORY):
+        for name, value, msg in cases:
+            resp = stack.get(query(path, identifierName=name, identifierValue=value), auth=BOUNDS)
+            try:
+                assert_error(resp, 400)
+                assert resp[2]["errors"][0]["message"] == msg, resp[2]["errors"][0]["message"]
+            except AssertionError as e:
+                bad.append("%s %s=%r...: %s" % (path, name, value[:20], e))
+        for params, msg in (({"partnerProgramName": P128 + "Y"}, "partnerProgramName is too long: at most 128 bytes (UTF-8)"),
+                            ({"partnerProgramName": "a\x00"}, "partnerProgramName contains a NUL byte (%00)")):
+            if path != HISTORY:
+                continue
+            resp = stack.get(query(path, identifierName="id", identifierValue="9001", **params), auth=BOUNDS)
+            try:
+                assert_error(resp, 400)
+                assert resp[2]["errors"][0]["message"] == msg, resp[2]["errors"][0]["message"]
+            except AssertionError as e:
+                bad.append("%s %r: %s" % (path, params, e))
+    assert not bad, "\n".join(bad)
+    # at the limits the customer is found
+    for name, value in (("email", EMAIL254), ("externalId", EXT128)):
+        st, _, body = stack.get(query(PROGRAMS, identifierName=name, identifierValue=value), auth=BOUNDS)
+        assert st == 200 and body["customer"]["id"] == 9001, (st, body)
+        h = read_history(stack, name, value, auth=BOUNDS, partnerProgramName=P128)
+        assert h["customer"]["id"] == 9001, h
