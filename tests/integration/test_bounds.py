@@ -63,6 +63,31 @@ def test_bounds_membership_id_of_129_bytes_is_2002_naming_the_field_and_128_noth
     assert history_of(stack, c["id"])["activities"][0]["after"]["partnerMembershipId"] == mid
 
 
+def test_bounds_a_membership_stored_before_the_limits_accepts_only_a_delink(stack):
+    c = stack.customer()
+    _, st = link1(stack, by_mobile(c), item("AcmeAir", stack.uid(), "Bronze"))
+    assert_codes(st, [200])
+    m = stack.membership(c["id"], "AcmeAir")
+    ix = "pp:{acme}:mid:%d" % stack.pid("AcmeAir")
+    stack.redis("HDEL", ix, m["mid"])
+    m["mid"] = "L" * 100000                 # as a partnerd without limits stored it
+    stack.set_membership(c["id"], "AcmeAir", m)
+    stack.redis("HSET", ix, m["mid"], c["id"])
+    with unchanged(stack):
+        _, st = update1(stack, by_mobile(c), upd("AcmeAir", "UPGRADE", "Gold"))
+        assert_codes(st, [2002])
+        assert "over 128 bytes" in st[0]["message"] and "delink" in st[0]["message"], st
+        _, st = link1(stack, by_mobile(c), item("AcmeAir", stack.uid(), "Gold"))
+        assert_codes(st, [2002])
+    _, st = delink1(stack, by_mobile(c), "AcmeAir")
+    assert_codes(st, [200])
+    assert stack.mid_holder("AcmeAir", m["mid"]) is None
+    h = history_of(stack, c["id"])
+    assert [a["activityType"] for a in h["activities"]] == ["DELINK", "LINK"], h
+    assert h["activities"][0]["before"]["partnerMembershipId"] == m["mid"]
+    _, st = link1(stack, by_mobile(c), item("AcmeAir", stack.uid(), "Gold"))
+    assert_codes(st, [200])
+
 def test_bounds_tier_names_over_128_bytes_are_2002_in_link_and_update_128_accepted(stack):
     cid = _org(stack)
     cust = {"id": cid}
