@@ -302,7 +302,9 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		}
 		lookup = norm;
 	} else if (strcmp(idname, "id") == 0) {
-		if (value[0] == '0' || strspn(value, "0123456789") != strlen(value) || strlen(value) > 18)
+		/* 1 .. INT64_MAX, as the write routes take a JSON integer id */
+		if (value[0] == '0' || strspn(value, "0123456789") != strlen(value) || strlen(value) > 19 ||
+		    (strlen(value) == 19 && strcmp(value, "9223372036854775807") > 0))
 			{
 			bad_query(r, out, "identifierValue must be a positive integer customer id");
 			return;

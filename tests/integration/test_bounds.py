@@ -230,6 +230,7 @@ def test_bounds_read_routes_say_why_an_identifier_value_is_refused(stack):
         ("email", "a\x00b@bounds.example", "identifierValue contains a NUL byte (%00)"),
         ("mobile", "9190000\x0009001", "identifierValue contains a NUL byte (%00)"),
         ("id", "9" * 600, "identifierValue must be a positive integer customer id"),
+        ("id", "9223372036854775808", "identifierValue must be a positive integer customer id"),
         ("mobile", "9" * 600, "identifierValue is not a valid mobile number: 6 to 15 digits"),
         ("email", "", "identifierValue is required and must not be empty"),
     ]
@@ -253,6 +254,10 @@ def test_bounds_read_routes_say_why_an_identifier_value_is_refused(stack):
             except AssertionError as e:
                 bad.append("%s %r: %s" % (path, params, e))
     assert not bad, "\n".join(bad)
+    # the largest id the write routes take is read too (an unknown customer: 8015)
+    for path in (PROGRAMS, HISTORY):
+        st, _, body = stack.get(query(path, identifierName="id", identifierValue="9223372036854775807"), auth=BOUNDS)
+        assert st == 200 and body["customer"]["status"]["code"] == 8015, (st, body)
     # at the limits the customer is found
     for name, value in (("email", EMAIL254), ("externalId", EXT128)):
         st, _, body = stack.get(query(PROGRAMS, identifierName=name, identifierValue=value), auth=BOUNDS)
