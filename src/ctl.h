@@ -216,7 +216,8 @@ typedef void (*ctl_cust_problem_fn)(void *arg, const struct ctl_cust_in *cu, con
  * Validates a customer object exactly as `partnerctl load` does: an object with only the
  * keys id, mobile, email, externalId; id a JSON integer 1..INT64_MAX; mobile a string or a JSON
  * integer, normalised (ident_normalize_mobile) with the org's defaultCountryCode cc and
- * nationalNumberLength nlen; email and externalId strings without NUL bytes; "" and null
+ * nationalNumberLength nlen; email and externalId strings without NUL bytes, of at most
+ * IDENT_EMAIL_MAX and IDENT_EXTERNAL_ID_MAX bytes (what partnerd accepts); "" and null
  * count as absent. Every problem is handed to fn, in that order. The strings in cu are
  * borrowed from o (and cu->mob): o must outlive their use, and cu must not be copied
  * while val[CTL_IDENT_MOBILE] points into it. Returns the number of problems (0: cu is

@@ -34,6 +34,7 @@
 #include "dates.h"
 #include "ident.h"
 #include "keys.h"
+#include "request.h"
 
 /* Password hashing: argon2id through libsodium, with these costs (19 MiB, 2 passes). */
 #define LD_PWHASH_OPSLIMIT 2ULL
@@ -333,6 +334,9 @@ static void ld_check_program(struct ld *ld, struct ld_org *org, json_object *o,
 	}
 	if (ld_get_str(ld, o, "name", 1, 0, ctx, &p->name) == 0)
 		snprintf(ctx, sizeof ctx, "org %s: program %s", org->id, ld_q(p->name));
+	/* partnerd refuses longer names in requests (SPEC §4): such a program could not be used. */
+	if (p->name.p != NULL && p->name.len > REQ_NAME_MAX)
+		ld_err(ld, "%s: name is %zu bytes long: at most %d", ctx, p->name.len, REQ_NAME_MAX);
 	ld_known_keys(ld, o, keys, ctx);
 
 	if (ld_get_str(ld, o, "type", 1, 0, ctx, &type) == 0) {
@@ -353,6 +357,11 @@ static void ld_check_program(struct ld *ld, struct ld_org *org, json_object *o,
 		if (!json_object_is_type(v, json_type_string) || len == 0 ||
 		    memchr(s, '\0', len) != NULL) {
 			ld_err(ld, "%s: tier #%zu is not a non-empty string", ctx, t + 1);
+			continue;
+		}
+		if (len > REQ_NAME_MAX) {
+			ld_err(ld, "%s: tier #%zu is %zu bytes long: at most %d", ctx, t + 1, len,
+			       REQ_NAME_MAX);
 			continue;
 		}
 		for (size_t u = 0; u < t; u++) {

@@ -560,7 +560,7 @@ static void ctl_cust_problem(ctl_cust_problem_fn fn, void *arg, const struct ctl
 
 /*
  * Identifier k of a customer object as a string: missing, null and "" leave it absent;
- * another type or a NUL byte is a problem. Returns the number of problems (0 or 1).
+ * another type, a NUL byte or more bytes than partnerd accepts (ident.h) is a problem. Returns the number of problems (0 or 1).
  */
 static int ctl_cust_str(json_object *o, int k, struct ctl_cust_in *cu,
                         ctl_cust_problem_fn fn, void *arg)
@@ -580,6 +580,16 @@ static int ctl_cust_str(json_object *o, int k, struct ctl_cust_in *cu,
 		return 0;
 	if (memchr(json_object_get_string(v), '\0', len) != NULL) {
 		ctl_cust_problem(fn, arg, cu, "%s contains a NUL character", key);
+		return 1;
+	}
+	/* partnerd refuses longer identifiers (SPEC §4): such a customer could not be named. */
+	if (k == CTL_IDENT_EMAIL && len > IDENT_EMAIL_MAX) {
+		ctl_cust_problem(fn, arg, cu, "email is %zu bytes long: at most %d", len, IDENT_EMAIL_MAX);
+		return 1;
+	}
+	if (k == CTL_IDENT_EXTERNAL_ID && len > IDENT_EXTERNAL_ID_MAX) {
+		ctl_cust_problem(fn, arg, cu, "externalId is %zu bytes long: at most %d", len,
+		                 IDENT_EXTERNAL_ID_MAX);
 		return 1;
 	}
 	cu->val[k] = json_object_get_string(v);

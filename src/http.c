@@ -274,7 +274,7 @@ http_query_param(const char *q, const char *name, char *out, size_t outsz)
 			size_t n = 0;
 
 			if (found >= 0)
-				return -2;
+				return HTTP_QP_MALFORMED;
 			for (; p < end; p++) {
 				char ch = *p;
 
@@ -282,21 +282,23 @@ http_query_param(const char *q, const char *name, char *out, size_t outsz)
 					int hi, lo;
 
 					if (end - p < 3 || (hi = hexval(p[1])) < 0 || (lo = hexval(p[2])) < 0)
-						return -2;
+						return HTTP_QP_MALFORMED;
 					ch = (char)(hi * 16 + lo);
 					p += 2;
 				} else if (ch == '+') {
 					ch = ' ';
 				}
-				if (ch == '\0' || n + 1 >= outsz)
-					return -2;
+				if (ch == '\0')
+					return HTTP_QP_NUL;
+				if (n + 1 >= outsz)
+					return HTTP_QP_TOO_LONG;
 				out[n++] = ch;
 			}
 			out[n] = '\0';
 			found = (int)n;
 		} else if ((size_t)(end - q) == nlen && strncmp(q, name, nlen) == 0) {
 			if (found >= 0)
-				return -2;
+				return HTTP_QP_MALFORMED;
 			out[0] = '\0';
 			found = 0;
 		}

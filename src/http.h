@@ -66,9 +66,15 @@ const char *http_reason(int status);
 
 /*
  * Finds parameter name in a query string and URL-decodes its value (%XX, '+' as space)
- * into out. Returns the decoded length, -1 when absent, -2 when malformed (bad escape,
- * NUL, repeated parameter) or longer than outsz - 1.
+ * into out. Returns the decoded length, or HTTP_QP_ABSENT (-1), HTTP_QP_MALFORMED (-2: a
+ * bad escape or a repeated parameter), HTTP_QP_TOO_LONG (-3: longer than outsz - 1
+ * decoded bytes), HTTP_QP_NUL (-4: the value holds a NUL byte, %00). Every value below -1
+ * is a refusal.
  */
+#define HTTP_QP_ABSENT    (-1)
+#define HTTP_QP_MALFORMED (-2)
+#define HTTP_QP_TOO_LONG  (-3)
+#define HTTP_QP_NUL       (-4)
 int http_query_param(const char *query, const char *name, char *out, size_t outsz);
 
 #endif

@@ -5,6 +5,10 @@
 #include <stddef.h>
 
 #define IDENT_MOBILE_MAX 15   /* digits after normalisation */
+/* Longest email and externalId, in bytes (SPEC §4 "Sizes and encodings"): partnerd refuses
+ * longer ones (the customer's 400, or the read routes' 400), partnerctl does not store them. */
+#define IDENT_EMAIL_MAX 254
+#define IDENT_EXTERNAL_ID_MAX 128
 
 /*
  * Normalises a mobile number: drops ' ', '+', '-', '.', '(' and ')'; what remains must be

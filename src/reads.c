@@ -15,6 +15,7 @@
 #include "jout.h"
 #include "keys.h"
 #include "reads.h"
+#include "request.h"
 #include "rules.h"
 
 #define VALUE_MAX 512
@@ -171,32 +172,68 @@ programs_list(struct json_object *list, const redisReply *cust, const redisReply
 	rules_customer_free(&c);
 }
 
-/* Appends the history page; returns the number of activities matching the filter. */
-static int
-history_list(struct json_object *list, const redisReply *h, const char *program, int limit,
-             int offset)
+/* Appends the history page (the read script's, already filtered and cut to the page). */
+static void
+history_list(struct json_object *list, const redisReply *page)
 {
 	size_t i;
-	int total = 0;
 
-	for (i = 0; i < h->elements; i++) {
-		struct json_object *a = json_tokener_parse(h->element[i]->str), *pn;
+	for (i = 0; i < page->elements; i++) {
+		struct json_object *a;
 
-		if (a == NULL)
+		if (page->element[i]->type != REDIS_REPLY_STRING)
 			continue;
-		if (program != NULL &&
-		    !(json_object_object_get_ex(a, "partnerProgramName", &pn) &&
-		      strcmp(json_object_get_string(pn), program) == 0)) {
-			json_object_put(a);
-			continue;
-		}
-		if (total >= offset && total < offset + limit)
+		a = json_tokener_parse(page->element[i]->str);
+		if (a != NULL)
 			json_object_array_add(list, a);
-		else
-			json_object_put(a);
-		total++;
 	}
-	return total;
+}
+
+#define READS_STR(x) #x
+#define READS_XSTR(x) READS_STR(x)
+
+/*
+ * Checks identifierValue as http_query_param returned it (n) against the limits of the
+ * write routes for the identifier named idname (email 254 bytes, externalId 128: ident.h;
+ * mobile and id are checked by the caller). Answers the 400 and returns -1 when it fails.
+ */
+static int
+ident_value_check(struct http_req *r, struct routes_outcome *out, const char *idname,
+                  const char *value, int n)
+{
+	int email = strcmp(idname, "email") == 0, external = strcmp(idname, "externalId") == 0;
+
+	if (n == HTTP_QP_NUL) {
+		bad_query(r, out, "identifierValue contains a NUL byte (%00)");
+		return -1;
+	}
+	if (n == HTTP_QP_MALFORMED) {
+		bad_query(r, out, "identifierValue is malformed: a bad %-escape, or given twice");
+		return -1;
+	}
+	if (email && (n == HTTP_QP_TOO_LONG || n > IDENT_EMAIL_MAX)) {
+		bad_query(r, out, "identifierValue is too long for an email: at most " READS_XSTR(IDENT_EMAIL_MAX) " bytes (UTF-8)");
+		return -1;
+	}
+	if (external && (n == HTTP_QP_TOO_LONG || n > IDENT_EXTERNAL_ID_MAX)) {
+		bad_query(r, out, "identifierValue is too long for an externalId: at most " READS_XSTR(IDENT_EXTERNAL_ID_MAX) " bytes (UTF-8)");
+		return -1;
+	}
+	if (n == HTTP_QP_TOO_LONG) {
+		bad_query(r, out, strcmp(idname, "mobile") == 0 ?
+		          "identifierValue is not a valid mobile number: 6 to 15 digits" :
+		          "identifierValue must be a positive integer customer id");
+		return -1;
+	}
+	if (n <= 0) {
+		bad_query(r, out, "identifierValue is required and must not be empty");
+		return -1;
+	}
+	if (req_utf8_check(value, (size_t)n) != (size_t)n) {
+		bad_query(r, out, "identifierValue is not valid UTF-8");
+		return -1;
+	}
+	return 0;
 }
 
 /* Parses a non-negative integer query value; -1 when it is not one. */
@@ -245,11 +282,8 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 			return;
 		}
 	n = http_query_param(r->query, "identifierValue", value, sizeof(value));
-	if (n <= 0)
-		{
-			bad_query(r, out, "identifierValue is required and must not be empty");
-			return;
-		}
+	if (ident_value_check(r, out, idname, value, n) != 0)
+		return;
 	if (strcmp(idname, "mobile") == 0) {
 		if (ident_normalize_mobile(value, (size_t)n, org.country_code, org.national_len, norm, sizeof(norm)) < 0)
 			{
@@ -268,21 +302,28 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	}
 	if (kind == READS_HISTORY) {
 		n = http_query_param(r->query, "limit", num, sizeof(num));
-		if (n == -2 || (n >= 0 && ((limit = query_int(num, HISTORY_LIMIT_MAX)) < 1)))
+		if (n < HTTP_QP_ABSENT || (n >= 0 && ((limit = query_int(num, HISTORY_LIMIT_MAX)) < 1)))
 			{
 			bad_query(r, out, "limit must be an integer from 1 to 100");
 			return;
 		}
 		n = http_query_param(r->query, "offset", num, sizeof(num));
-		if (n == -2 || (n >= 0 && (offset = query_int(num, 1000000000)) < 0))
+		if (n < HTTP_QP_ABSENT || (n >= 0 && (offset = query_int(num, 1000000000)) < 0))
 			{
 			bad_query(r, out, "offset must be a non-negative integer");
 			return;
 		}
 		n = http_query_param(r->query, "partnerProgramName", program, sizeof(program));
-		if (n == -2)
-			{
-			bad_query(r, out, "partnerProgramName is malformed");
+		if (n == HTTP_QP_TOO_LONG || n > REQ_NAME_MAX) {
+			bad_query(r, out, "partnerProgramName is too long: at most " READS_XSTR(REQ_NAME_MAX) " bytes (UTF-8)");
+			return;
+		}
+		if (n == HTTP_QP_NUL) {
+			bad_query(r, out, "partnerProgramName contains a NUL byte (%00)");
+			return;
+		}
+		if (n < HTTP_QP_ABSENT) {
+			bad_query(r, out, "partnerProgramName is malformed: a bad %-escape, or given twice");
 			return;
 		}
 		has_program = n > 0;
@@ -295,6 +336,14 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	store_argv_add(&a, kind == READS_HISTORY ? "history" : "programs", kind == READS_HISTORY ? 7 : 8);
 	store_argv_addf(&a, KEYS_RATE_FMT, org.org, org.cred);
 	store_argv_addf(&a, "%d", cfg->rate_limit);
+	if (kind == READS_HISTORY) {
+		/* The script reads the page only, or scans at most history_max entries for a
+		 * program filter (read.lua). */
+		store_argv_addf(&a, "%d", offset);
+		store_argv_addf(&a, "%d", limit);
+		store_argv_add(&a, program, has_program ? strlen(program) : 0);
+		store_argv_addf(&a, "%d", cfg->history_max);
+	}
 	rep = store_eval(st, STORE_READ, &a);
 	store_argv_free(&a);
 	if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
@@ -311,6 +360,14 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		return;
 	}
 
+	if (kind == READS_HISTORY && rep->elements >= 3 &&
+	    (rep->elements != 4 || rep->element[2]->type != REDIS_REPLY_ARRAY ||
+	     rep->element[3]->type != REDIS_REPLY_INTEGER)) {
+		out->status = 503;
+		http_error(r, 503, 503, "the data store is unavailable: retry shortly", "Retry-After: 1\r\n");
+		return;
+	}
+
 	root = json_object_new_object();
 	list = json_object_new_array();
 	if (rep->elements < 3) {
@@ -323,10 +380,9 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 
 		json_object_object_add(root, "customer", customer_obj(rep->element[1], NULL, NULL));
 		if (kind == READS_HISTORY) {
-			int total = history_list(list, rep->element[2], has_program ? program : NULL, limit, offset);
-
+			history_list(list, rep->element[2]);
 			json_object_object_add(root, "activities", list);
-			json_object_object_add(root, "total", json_object_new_int(total));
+			json_object_object_add(root, "total", json_object_new_int64(rep->element[3]->integer));
 		} else {
 			programs_list(list, rep->element[1], rep->element[2], cid, dates_now_ms());
 			json_object_object_add(root, "partnerPrograms", list);

@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "dates.h"
+#include "ident.h"
 #include "request.h"
 
 const struct req_names req_names[3] = {
@@ -321,6 +322,27 @@ date_field(struct json_object *o, const char *key, struct req_field *f)
 		f->st = F_BADVALUE;
 }
 
+/*
+ * A name field (a string of at most REQ_NAME_MAX bytes): like string_field; a longer one is
+ * F_TOOLONG and, when it is the item's first such field, *too_long gets msg.
+ */
+static void
+name_field(struct json_object *o, const char *key, struct req_field *f, const char **too_long,
+           const char *msg)
+{
+	string_field(o, key, f);
+	if (f->st == F_OK && f->s.len > REQ_NAME_MAX) {
+		f->st = F_TOOLONG;
+		if (*too_long == NULL)
+			*too_long = msg;
+	}
+}
+
+#define REQ_STR(x) #x
+#define REQ_XSTR(x) REQ_STR(x)
+/* "FIELD is too long: at most 128 bytes (UTF-8)", the limit spelled from REQ_NAME_MAX. */
+#define TOO_LONG(field) field " is too long: at most " REQ_XSTR(REQ_NAME_MAX) " bytes (UTF-8)"
+
 static enum fstate
 object_field(struct json_object *o, const char *key, struct json_object **out)
 {
@@ -359,12 +381,15 @@ parse_item(struct json_object *o, enum req_kind kind, struct req_item *it)
 	struct json_object *sub;
 
 	memset(it, 0, sizeof(*it));
-	string_field(o, "partnerProgramName", &it->program);
+	name_field(o, "partnerProgramName", &it->program, &it->too_long,
+	           TOO_LONG("partnerProgramName"));
 	switch (kind) {
 	case REQ_LINK:
 		it->reference = object_field(o, "customerPartnerReference", &sub);
-		string_field(sub, "partnerMembershipId", &it->mid);
-		string_field(sub, "partnerTierName", &it->tier);
+		name_field(sub, "partnerMembershipId", &it->mid, &it->too_long,
+		           TOO_LONG("partnerMembershipId"));
+		name_field(sub, "partnerTierName", &it->tier, &it->too_long,
+		           TOO_LONG("partnerTierName"));
 		date_field(sub, "partnerTierExpiryDate", &it->expiry);
 		date_field(sub, "membershipStartDate", &it->start);
 		break;
@@ -373,12 +398,53 @@ parse_item(struct json_object *o, enum req_kind kind, struct req_item *it)
 		if (it->update_type.st == F_OK)
 			it->utype = parse_update_type(&it->update_type.s);
 		it->details = object_field(o, "updateDetails", &sub);
-		string_field(sub, "updatedTierName", &it->new_tier);
+		name_field(sub, "updatedTierName", &it->new_tier, &it->too_long,
+		           TOO_LONG("updateDetails.updatedTierName"));
 		date_field(sub, "updatedTierExpiryDate", &it->new_expiry);
 		break;
 	case REQ_DELINK:
 		break;
 	}
+}
+
+/* Why a customer is refused (the customer's 400); request.h: req_customer.bad_msg. */
+static const char cust_badtype[] =
+	"a customer identifier has the wrong type: id is a positive integer; mobile, email and externalId are strings (mobile may be a number)";
+static const char cust_email_long[] =
+	"email is too long: at most " REQ_XSTR(IDENT_EMAIL_MAX) " bytes (UTF-8)";
+static const char cust_external_long[] =
+	"externalId is too long: at most " REQ_XSTR(IDENT_EXTERNAL_ID_MAX) " bytes (UTF-8)";
+
+static void
+customer_bad(struct req_customer *c, const char *msg)
+{
+	if (!c->bad)
+		c->bad_msg = msg;
+	c->bad = 1;
+}
+
+/*
+ * A string identifier: absent/null/"" are "not given"; another type is bad, and so is a
+ * string over max bytes (too_long names it and the limit).
+ */
+static void
+customer_string(struct json_object *o, const char *key, size_t max, const char *too_long,
+                struct req_customer *c, struct str *out)
+{
+	struct json_object *v = member(o, key);
+
+	if (v == NULL)
+		return;
+	if (!json_object_is_type(v, json_type_string)) {
+		customer_bad(c, cust_badtype);
+		return;
+	}
+	out->p = json_object_get_string(v);
+	out->len = (size_t)json_object_get_string_len(v);
+	if (out->len == 0)
+		out->p = NULL;
+	else if (out->len > max)
+		customer_bad(c, too_long);
 }
 
 /* Identifier fields: absent/null/"" are "not given"; anything else of the wrong form is bad. */
@@ -395,15 +461,16 @@ parse_customer(struct json_object *o, struct req_customer *c)
 		if (json_object_is_type(v, json_type_int)) {
 			c->id = json_object_get_int64(v);
 			if (c->id <= 0)
-				c->bad = 1;
+				customer_bad(c, cust_badtype);
 			else
 				c->has_id = 1;
 		} else if (!(json_object_is_type(v, json_type_string) &&
 		             json_object_get_string_len(v) == 0)) {
-			c->bad = 1;
+			customer_bad(c, cust_badtype);
 		}
 	}
 
+	/* A mobile of any length is normalised (ident.h), which bounds what is looked up. */
 	v = member(o, "mobile");
 	if (v != NULL) {
 		if (json_object_is_type(v, json_type_string)) {
@@ -417,33 +484,13 @@ parse_customer(struct json_object *o, struct req_customer *c)
 			c->mobile.p = c->mobile_num;
 			c->mobile.len = (size_t)n;
 		} else {
-			c->bad = 1;
+			customer_bad(c, cust_badtype);
 		}
 	}
 
-	v = member(o, "email");
-	if (v != NULL) {
-		if (json_object_is_type(v, json_type_string)) {
-			c->email.p = json_object_get_string(v);
-			c->email.len = (size_t)json_object_get_string_len(v);
-			if (c->email.len == 0)
-				c->email.p = NULL;
-		} else {
-			c->bad = 1;
-		}
-	}
-
-	v = member(o, "externalId");
-	if (v != NULL) {
-		if (json_object_is_type(v, json_type_string)) {
-			c->external_id.p = json_object_get_string(v);
-			c->external_id.len = (size_t)json_object_get_string_len(v);
-			if (c->external_id.len == 0)
-				c->external_id.p = NULL;
-		} else {
-			c->bad = 1;
-		}
-	}
+	customer_string(o, "email", IDENT_EMAIL_MAX, cust_email_long, c, &c->email);
+	customer_string(o, "externalId", IDENT_EXTERNAL_ID_MAX, cust_external_long, c,
+	                &c->external_id);
 }
 
 /* ---- the request ---------------------------------------------------------------------- */

@@ -19,6 +19,14 @@
 #define REQ_MAX_ITEMS   50
 #define REQ_MAX_DEPTH   32
 
+/*
+ * Longest partnerMembershipId, partnerTierName, updatedTierName and partnerProgramName, in
+ * bytes (SPEC §4 "Sizes and encodings"). A longer one fails its item with 2002; with these
+ * bounds every stored value, and so every history entry and change-feed event, is bounded
+ * in bytes (docs/CHANGE-FEED.md). The customer identifiers' limits are in ident.h.
+ */
+#define REQ_NAME_MAX 128
+
 enum req_kind { REQ_LINK = 0, REQ_UPDATE = 1, REQ_DELINK = 2 };
 
 struct str {
@@ -31,7 +39,8 @@ enum fstate {
 	F_ABSENT = 0,           /* missing, null or "" */
 	F_OK,                   /* present with the right type (and, for dates, parsed) */
 	F_BADTYPE,              /* present with the wrong JSON type */
-	F_BADVALUE              /* right type, invalid value (an unparsable date) */
+	F_BADVALUE,             /* right type, invalid value (an unparsable date) */
+	F_TOOLONG               /* a string over its byte limit (REQ_NAME_MAX): see too_long */
 };
 
 struct req_field {
@@ -45,6 +54,8 @@ enum update_type {
 };
 
 struct req_item {
+	const char *too_long;           /* static message naming the first field over its limit
+	                                   (the item fails with 2002), or NULL */
 	struct req_field program;       /* partnerProgramName */
 	/* link */
 	enum fstate reference;          /* customerPartnerReference object */
@@ -62,7 +73,8 @@ struct req_item {
 
 /* Customer identifiers as sent. Normalisation needs the org's settings: see ident.h. */
 struct req_customer {
-	int bad;                        /* an identifier of the wrong JSON type or form */
+	int bad;                        /* an identifier of the wrong JSON type or form, or too long */
+	const char *bad_msg;            /* static message saying why, when bad (the customer's 400) */
 	int has_id;
 	int64_t id;
 	struct str mobile;              /* digits/punctuation as sent (from a string or number) */

@@ -132,7 +132,7 @@ entry_identify(struct entry_state *es, const struct auth_org *org)
 	if (c->bad) {
 		es->decided = 1;
 		es->cust_code = 400;
-		es->cust_message = "a customer identifier has the wrong type: id is a positive integer; mobile, email and externalId are strings (mobile may be a number)";
+		es->cust_message = c->bad_msg;
 		return;
 	}
 	if (c->has_id) {

@@ -881,6 +881,19 @@ delink_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 	s->dirty = 1;
 }
 
+/* 1 when the customer's membership of program pid (or its pending relink) holds a
+ * membership id or tier name over REQ_NAME_MAX bytes: stored before that limit. */
+static int
+oversized_membership(struct rules_customer *c, int pid)
+{
+	const struct rules_slot *s = rules_customer_slot(c, pid, 0);
+
+	if (s == NULL || !s->present)
+		return 0;
+	return s->m.v.mid_len > REQ_NAME_MAX || s->m.v.tier_len > REQ_NAME_MAX ||
+	       (s->m.has_relink && (s->m.rl.mid_len > REQ_NAME_MAX || s->m.rl.tier_len > REQ_NAME_MAX));
+}
+
 void
 rules_apply(enum req_kind kind, struct rules_customer *c, const struct req_entry *entry,
             const struct rules_item_ctx *ctx, int64_t now_ms, struct rules_result *results)
@@ -889,6 +902,23 @@ rules_apply(enum req_kind kind, struct rules_customer *c, const struct req_entry
 
 	rules_settle(c, now_ms);
 	for (k = 0; k < entry->nitems; k++) {
+		/* A field over its byte limit (request.h) fails the item before any rule. */
+		if (entry->items[k].too_long != NULL) {
+			set(&results[k], 2002, entry->items[k].too_long);
+			continue;
+		}
+		/*
+		 * A membership stored before the limits with a value over them would put that
+		 * value into the history and the feed (an UPDATE twice) at every change: only a
+		 * delink, which writes it once more and frees it, is applied to it.
+		 */
+		if (kind != REQ_DELINK && ctx[k].prog != NULL && ctx[k].prog->found &&
+		    oversized_membership(c, ctx[k].prog->pid)) {
+			set(&results[k], 2002, "the stored membership of this partner program has a "
+			    "partnerMembershipId or partnerTierName over 128 bytes (stored before that "
+			    "limit): delink it, then link it again");
+			continue;
+		}
 		switch (kind) {
 		case REQ_LINK:
 			link_item(c, entry, k, &ctx[k], now_ms, &results[k]);

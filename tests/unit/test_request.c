@@ -207,5 +207,87 @@ int main(void)
 		CHECK_EQ_INT(r.entries[0].items[0].program.s.len, 3);
 		req_free(&r);
 	}
+	TEST("name fields of 128 bytes are fine; 129 bytes are F_TOOLONG with a 2002 message naming field and limit") {
+		static const struct {
+			enum req_kind kind;
+			const char *fmt;      /* %s: the value */
+			const char *message;  /* item.too_long */
+		} cases[] = {
+			{ REQ_LINK, LINK1("{\"partnerProgramName\":\"%s\"}"),
+			  "partnerProgramName is too long: at most 128 bytes (UTF-8)" },
+			{ REQ_LINK, LINK1("{\"partnerProgramName\":\"P\",\"customerPartnerReference\":{\"partnerMembershipId\":\"%s\"}}"),
+			  "partnerMembershipId is too long: at most 128 bytes (UTF-8)" },
+			{ REQ_LINK, LINK1("{\"partnerProgramName\":\"P\",\"customerPartnerReference\":{\"partnerMembershipId\":\"M\",\"partnerTierName\":\"%s\"}}"),
+			  "partnerTierName is too long: at most 128 bytes (UTF-8)" },
+			{ REQ_UPDATE, "{\"customersPartnerUpdates\":[{\"customer\":{\"id\":1},\"partnerProgramUpdates\":["
+			  "{\"partnerProgramName\":\"P\",\"updateType\":\"UPGRADE\",\"updateDetails\":{\"updatedTierName\":\"%s\"}}]}]}",
+			  "updateDetails.updatedTierName is too long: at most 128 bytes (UTF-8)" },
+			{ REQ_DELINK, "{\"deLinkCustomers\":[{\"customer\":{\"id\":1},\"deLinkFromPartnerPrograms\":[{\"partnerProgramName\":\"%s\"}]}]}",
+			  "partnerProgramName is too long: at most 128 bytes (UTF-8)" },
+		};
+		char value[200], body[1024];
+		size_t c;
+
+		for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+			memset(value, 'x', 128);
+			value[128] = '\0';
+			snprintf(body, sizeof(body), cases[c].fmt, value);
+			CHECK_EQ_INT(parse(cases[c].kind, body), 0);
+			CHECK(r.entries[0].items[0].too_long == NULL);
+			req_free(&r);
+			/* 127 ASCII bytes and a 2-byte character: 129 bytes, 128 characters */
+			memcpy(value + 127, "\xc3\xa9", 3);
+			snprintf(body, sizeof(body), cases[c].fmt, value);
+			CHECK_EQ_INT(parse(cases[c].kind, body), 0);
+			CHECK(r.entries[0].items[0].too_long != NULL &&
+			      strcmp(r.entries[0].items[0].too_long, cases[c].message) == 0);
+			req_free(&r);
+		}
+		/* The first field over its limit is the one named; the state of each is F_TOOLONG. */
+		memset(value, 'x', 129);
+		value[129] = '\0';
+		snprintf(body, sizeof(body), LINK1("{\"partnerProgramName\":\"P\",\"customerPartnerReference\":"
+		         "{\"partnerMembershipId\":\"%s\",\"partnerTierName\":\"%s\"}}"), value, value);
+		CHECK_EQ_INT(parse(REQ_LINK, body), 0);
+		CHECK(strcmp(r.entries[0].items[0].too_long, "partnerMembershipId is too long: at most 128 bytes (UTF-8)") == 0);
+		CHECK_EQ_INT(r.entries[0].items[0].mid.st, F_TOOLONG);
+		CHECK_EQ_INT(r.entries[0].items[0].tier.st, F_TOOLONG);
+		CHECK_EQ_INT(r.entries[0].items[0].program.st, F_OK);
+		req_free(&r);
+	}
+	TEST("email over 254 bytes and externalId over 128 bytes make the customer bad, naming the limit") {
+		char value[300], body[1024];
+
+		memset(value, 'e', 254);
+		value[254] = '\0';
+		snprintf(body, sizeof(body), "{\"deLinkCustomers\":[{\"customer\":{\"email\":\"%s\"},\"deLinkFromPartnerPrograms\":[{\"partnerProgramName\":\"p\"}]}]}", value);
+		CHECK_EQ_INT(parse(REQ_DELINK, body), 0);
+		CHECK_EQ_INT(r.entries[0].customer.bad, 0);
+		CHECK_EQ_INT(r.entries[0].customer.email.len, 254);
+		req_free(&r);
+		strcpy(value + 254, "e");
+		snprintf(body, sizeof(body), "{\"deLinkCustomers\":[{\"customer\":{\"email\":\"%s\"},\"deLinkFromPartnerPrograms\":[{\"partnerProgramName\":\"p\"}]}]}", value);
+		CHECK_EQ_INT(parse(REQ_DELINK, body), 0);
+		CHECK_EQ_INT(r.entries[0].customer.bad, 1);
+		CHECK(strcmp(r.entries[0].customer.bad_msg, "email is too long: at most 254 bytes (UTF-8)") == 0);
+		req_free(&r);
+		value[128] = '\0';
+		snprintf(body, sizeof(body), "{\"deLinkCustomers\":[{\"customer\":{\"externalId\":\"%s\"},\"deLinkFromPartnerPrograms\":[{\"partnerProgramName\":\"p\"}]}]}", value);
+		CHECK_EQ_INT(parse(REQ_DELINK, body), 0);
+		CHECK_EQ_INT(r.entries[0].customer.bad, 0);
+		req_free(&r);
+		strcpy(value + 128, "e");
+		snprintf(body, sizeof(body), "{\"deLinkCustomers\":[{\"customer\":{\"externalId\":\"%s\"},\"deLinkFromPartnerPrograms\":[{\"partnerProgramName\":\"p\"}]}]}", value);
+		CHECK_EQ_INT(parse(REQ_DELINK, body), 0);
+		CHECK_EQ_INT(r.entries[0].customer.bad, 1);
+		CHECK(strcmp(r.entries[0].customer.bad_msg, "externalId is too long: at most 128 bytes (UTF-8)") == 0);
+		req_free(&r);
+		/* a wrong type keeps its own message, also next to a long value */
+		snprintf(body, sizeof(body), "{\"deLinkCustomers\":[{\"customer\":{\"id\":\"7\",\"externalId\":\"%s\"},\"deLinkFromPartnerPrograms\":[{\"partnerProgramName\":\"p\"}]}]}", value);
+		CHECK_EQ_INT(parse(REQ_DELINK, body), 0);
+		CHECK_EQ_INT(r.entries[0].customer.bad, 1);
+		CHECK(strstr(r.entries[0].customer.bad_msg, "wrong type") != NULL);
+		req_free(&r);
+	}
 	TEST_MAIN_END();
 }

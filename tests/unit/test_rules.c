@@ -421,6 +421,50 @@ int main(void)
 		CHECK_EQ_INT(c.nslots, 0);
 		rules_customer_free(&c);
 	}
+	TEST("a field over its byte limit fails its item with 2002 before any rule; siblings go on") {
+		c = fresh();
+		progs(&tierless, &unknown);
+		/* 129-byte membership id on an existing program, then a 129-byte name of no program */
+		apply(REQ_LINK, &c, LINK("{\"partnerProgramName\":\"B\"" REF("\"partnerMembershipId\":\"MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM\"") "},"
+		      "{\"partnerProgramName\":\"MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM\"}"), P2, NULL);
+		CHECK_EQ_INT(res[0].code, 2002);
+		CHECK(strcmp(res[0].message, "partnerMembershipId is too long: at most 128 bytes (UTF-8)") == 0);
+		CHECK_EQ_INT(res[1].code, 2002);
+		CHECK(strcmp(res[1].message, "partnerProgramName is too long: at most 128 bytes (UTF-8)") == 0);
+		CHECK_EQ_INT(c.nslots, 0);
+		progs(&tierless, &tiered);
+		apply(REQ_LINK, &c, LINK("{\"partnerProgramName\":\"B\"" REF("\"partnerMembershipId\":\"MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM\"") "},"
+		      "{\"partnerProgramName\":\"A\"" REF("\"partnerMembershipId\":\"M\",\"partnerTierName\":\"Gold\"") "}"), P2, NULL);
+		CHECK_EQ_INT(res[0].code, 2002);
+		CHECK_EQ_INT(res[1].code, 200);
+		progs(&tiered, NULL);
+		apply(REQ_UPDATE, &c, UPD("{\"partnerProgramName\":\"A\",\"updateType\":\"UPGRADE\",\"updateDetails\":{\"updatedTierName\":\"MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM\"}}"), P1, NULL);
+		CHECK_EQ_INT(res[0].code, 2002);
+		CHECK(strcmp(res[0].message, "updateDetails.updatedTierName is too long: at most 128 bytes (UTF-8)") == 0);
+		rules_customer_free(&c);
+	}
+	TEST("a membership stored with a value over the limits accepts only a delink (2002 otherwise)") {
+		char json[512];
+
+		c = fresh();
+		snprintf(json, sizeof(json), "{\"mid\":\"%0200d\",\"tier\":\"Bronze\",\"exp\":null,"
+		         "\"start\":1700000000000,\"end\":null,\"lk\":1700000000000,\"up\":1700000000000}", 7);
+		CHECK(rules_customer_load_slot(&c, tiered.pid, json, strlen(json)) == 0);
+		progs(&tiered, NULL);
+		apply(REQ_UPDATE, &c, UPD("{\"partnerProgramName\":\"A\",\"updateType\":\"UPGRADE\",\"updateDetails\":{\"updatedTierName\":\"Gold\"}}"), P1, NULL);
+		CHECK_EQ_INT(res[0].code, 2002);
+		CHECK(strstr(res[0].message, "over 128 bytes") != NULL);
+		apply(REQ_LINK, &c, LINK("{\"partnerProgramName\":\"A\"" REF("\"partnerMembershipId\":\"M\",\"partnerTierName\":\"Gold\"") "}"), P1, NULL);
+		CHECK_EQ_INT(res[0].code, 2002);
+		apply(REQ_DELINK, &c, DEL("{\"partnerProgramName\":\"A\"}"), P1, NULL);
+		CHECK_EQ_INT(res[0].code, 200);
+		CHECK(res[0].has_before && res[0].before.mid_len == 200);
+		rules_result_free(&res[0]);
+		apply(REQ_LINK, &c, LINK("{\"partnerProgramName\":\"A\"" REF("\"partnerMembershipId\":\"M\",\"partnerTierName\":\"Gold\"") "}"), P1, NULL);
+		CHECK_EQ_INT(res[0].code, 200);
+		rules_result_free(&res[0]);
+		rules_customer_free(&c);
+	}
 	TEST("an expiry not in the future is 2003") {
 		c = fresh();
 		progs(&tiered, NULL);
