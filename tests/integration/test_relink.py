@@ -1,5 +1,6 @@
 """Pending relinks of SUPPLEMENTARY programs (SPEC §4.1, §4.2): queue, refuse a second one,
-cancel, and the relink taking effect at its start date without any write."""
+cancel, the relink taking effect at its start date without any write, and the old membership
+id it leaves behind (held while pending, free to others once the relink took effect)."""
 
 import time
 
@@ -204,3 +205,69 @@ def test_cancel_of_a_relink_in_the_same_entry_as_other_updates(stack):
     assert_codes(st, [200, 200, 2102])
     assert stack.membership(c["id"], "AcmePlus")["rl"] is None
     assert stack.membership(c["id"], "AcmeAir")["tier"] == "Silver"
+
+
+# ---- the old membership id of a relink that took effect (issue 12, defect 10) ------------
+
+def _relink_soon(stack, c, program, tier=None, exp=None, start_ms=None, ids=None):
+    """Links c to program with a new id, then queues a relink to another id starting at
+    start_ms (default: about two seconds from now); returns (old id, new id, start_ms)."""
+    old, new = ids or (stack.uid(), stack.uid())
+    _, st = link1(stack, by_mobile(c), item(program, old, tier))
+    assert_codes(st, [200])
+    if start_ms is None:
+        start_ms = (int(time.time() * 1000) // 1000 + 3) * 1000 + 250
+    _, st = link1(stack, by_mobile(c), item(program, new, tier, exp, start=iso(start_ms)))
+    assert_codes(st, [200])
+    return old, new, start_ms
+
+
+def _wait_past(start_ms):
+    while time.time() * 1000 < start_ms + 300:
+        time.sleep(0.1)
+
+
+def test_relinked_away_id_is_2101_while_the_relink_is_pending_and_free_once_it_took_effect(stack):
+    x1, x2, y, z = stack.customers(4)
+    start_ms = (int(time.time() * 1000) // 1000 + 3) * 1000 + 250
+    # a program without tiers, and one with tiers, expiries and ids that hold the
+    # separators of the stored value (',', ':', '-')
+    cases = [(x1, "AcmePlus", None) + _relink_soon(stack, x1, "AcmePlus", start_ms=start_ms),
+             (x2, "AcmeDays", "Basic") + _relink_soon(stack, x2, "AcmeDays", "Premium", FUT1, start_ms,
+                                                      (stack.uid("1:a,-") + ",", stack.uid("2:b,-,")))]
+    # pending: both ids stay X's, whatever reads it; another customer gets 2101 for either
+    for x, prog, tier, a, b, _ in cases:
+        assert programs_of(stack, x["id"])[prog]["partnerMembershipId"] == a
+        history_of(stack, x["id"])
+        for mid in (a, b):
+            with unchanged(stack):
+                _, st = link1(stack, by_mobile(y), item(prog, mid, tier))
+            assert_codes(st, [2101])
+            assert stack.mid_holder(prog, mid) == x["id"]
+        assert stack.membership(x["id"], prog)["rl"]["mid"] == b
+    check_passes(stack, "acme")
+
+    _wait_past(start_ms)
+    for x, prog, tier, a, b, _ in cases:
+        # X is neither read nor written: its stored value still carries the relink
+        assert stack.membership(x["id"], prog)["rl"]["mid"] == b
+        # the claim finds that X no longer holds A (its relink is due) and takes A over
+        _, st = link1(stack, by_mobile(y), item(prog, a, tier))
+        assert_codes(st, [200])
+        assert stack.mid_holder(prog, a) == y["id"]
+        assert stack.mid_holder(prog, b) == x["id"]
+        # B is X's current membership now: still held
+        with unchanged(stack):
+            _, st = link1(stack, by_mobile(z), item(prog, b, tier))
+        assert_codes(st, [2101])
+    # the stored data agrees (X's due relink is its current membership)
+    check_passes(stack, "acme")
+    for x, prog, tier, a, b, _ in cases:
+        # a later write of X settles it and leaves Y's claim on A alone
+        _, st = update1(stack, by_mobile(x), cancel(prog))
+        assert_codes(st, [2105])
+        m = stack.membership(x["id"], prog)
+        assert m["mid"] == b and m["rl"] is None and m["start"] == start_ms, m
+        assert stack.mid_holder(prog, a) == y["id"] and stack.mid_holder(prog, b) == x["id"]
+        assert programs_of(stack, y["id"])[prog]["partnerMembershipId"] == a
+    check_passes(stack, "acme")
