@@ -1,12 +1,13 @@
 """Pending relinks of SUPPLEMENTARY programs (SPEC §4.1, §4.2): queue, refuse a second one,
 cancel, the relink taking effect at its start date without any write, and the old membership
-id it leaves behind (held while pending, free to others once the relink took effect)."""
+id it leaves behind (held while pending, free once the relink took effect)."""
 
+import json
 import time
 
 from helpers import assert_codes, by_mobile, item, link1, ms, unchanged
 from support_model import (CANCEL, FUT1, add_months, cancel, check_passes, delink1, history_of, iso,
-                           iso_ms, programs_of, read_programs, update1, upd)
+                           iso_ms, now_ms, programs_of, read_programs, update1, upd)
 
 
 def test_supplementary_relink_walkthrough_queue_refuse_cancel(stack):
@@ -270,4 +271,84 @@ def test_relinked_away_id_is_2101_while_the_relink_is_pending_and_free_once_it_t
         assert m["mid"] == b and m["rl"] is None and m["start"] == start_ms, m
         assert stack.mid_holder(prog, a) == y["id"] and stack.mid_holder(prog, b) == x["id"]
         assert programs_of(stack, y["id"])[prog]["partnerMembershipId"] == a
+    check_passes(stack, "acme")
+
+
+def test_a_read_after_a_relinks_start_settles_it_and_frees_the_old_id(stack):
+    x, y = stack.customers(2)
+    a, b, start_ms = _relink_soon(stack, x, "AcmeDays", "Basic", FUT1)
+    v = stack.redis("HGET", "pp:{acme:%d}:c" % x["id"], "v")
+    _wait_past(start_ms)
+    p = programs_of(stack, x["id"])["AcmeDays"]
+    assert p["partnerMembershipId"] == b and p["pendingRelink"] is None and p["state"] == "ACTIVE", p
+    # the read wrote the settled membership and released A; B stays X's
+    m = stack.membership(x["id"], "AcmeDays")
+    assert m["mid"] == b and m["tier"] == "Basic" and m["rl"] is None, m
+    assert m["start"] == start_ms and m["end"] == start_ms + 30 * 86400000 and m["up"] == start_ms, m
+    assert stack.mid_holder("AcmeDays", a) is None, "the read did not release the relinked-away id"
+    assert stack.mid_holder("AcmeDays", b) == x["id"]
+    # a settle is no change of the customer's state: its version stays (docs/DATA-MODEL.md)
+    assert stack.redis("HGET", "pp:{acme:%d}:c" % x["id"], "v") == v
+    check_passes(stack, "acme")
+    # reading again changes nothing
+    with unchanged(stack):
+        assert programs_of(stack, x["id"])["AcmeDays"]["partnerMembershipId"] == b
+    _, st = link1(stack, by_mobile(y), item("AcmeDays", a, "Premium"))
+    assert_codes(st, [200])
+    assert stack.mid_holder("AcmeDays", a) == y["id"]
+    check_passes(stack, "acme")
+
+
+def test_a_history_read_after_a_relinks_start_settles_it_too(stack):
+    x = stack.customer()
+    a, b, start_ms = _relink_soon(stack, x, "AcmePlus")
+    _wait_past(start_ms)
+    acts = history_of(stack, x["id"])["activities"]
+    assert [t["activityType"] for t in acts] == ["RELINK_SCHEDULED", "LINK"], acts
+    m = stack.membership(x["id"], "AcmePlus")
+    assert m["mid"] == b and m["rl"] is None, m
+    assert stack.mid_holder("AcmePlus", a) is None and stack.mid_holder("AcmePlus", b) == x["id"]
+    check_passes(stack, "acme")
+
+
+def test_a_read_does_not_settle_while_the_customer_is_locked(stack):
+    x = stack.customer()
+    a, b, start_ms = _relink_soon(stack, x, "AcmePlus")
+    _wait_past(start_ms)
+    lock = "pp:{acme:%d}:lock" % x["id"]
+    stack.redis("SET", lock, "0123456789abcdef0123456789abcdef", "PX", 10000)
+    try:
+        with unchanged(stack):
+            # the read shows the relink in effect, but a writer holds the customer: no write
+            assert programs_of(stack, x["id"])["AcmePlus"]["partnerMembershipId"] == b
+    finally:
+        stack.redis("DEL", lock)
+    assert stack.mid_holder("AcmePlus", a) == x["id"]
+    assert programs_of(stack, x["id"])["AcmePlus"]["partnerMembershipId"] == b
+    assert stack.mid_holder("AcmePlus", a) is None, "the read after the lock went did not release the old id"
+    assert stack.membership(x["id"], "AcmePlus")["rl"] is None
+    check_passes(stack, "acme")
+
+
+def test_a_due_relink_in_an_older_partnerds_json_value_frees_its_old_id_too(stack):
+    x, y = stack.customers(2)
+    a, b = stack.uid(), stack.uid()
+    t0 = now_ms() - 86400000
+    start = now_ms() - 1000
+    # a value as an older partnerd wrote it, with a relink that is already due
+    m = {"mid": a, "tier": None, "exp": None, "start": t0, "end": add_months(t0, 12), "lk": t0, "up": t0,
+         "rl": {"mid": b, "tier": None, "exp": None, "start": start, "end": add_months(start, 12)}}
+    pid = stack.pid("AcmePlus")
+    stack.redis("HSET", "pp:{acme:%d}:c" % x["id"], "m:%d" % pid, json.dumps(m, separators=(",", ":")))
+    stack.redis("HSET", "pp:{acme}:mid:%d" % pid, a, str(x["id"]), b, str(x["id"]))
+    check_passes(stack, "acme")
+    _, st = link1(stack, by_mobile(y), item("AcmePlus", a))
+    assert_codes(st, [200])
+    assert stack.mid_holder("AcmePlus", a) == y["id"]
+    p = programs_of(stack, x["id"])["AcmePlus"]
+    assert p["partnerMembershipId"] == b and p["pendingRelink"] is None, p
+    got = stack.membership(x["id"], "AcmePlus")
+    assert got["mid"] == b and got["rl"] is None and got["start"] == start and got["lk"] == t0, got
+    assert not stack.redis("HGET", "pp:{acme:%d}:c" % x["id"], "m:%d" % pid).startswith(b"{")
+    assert stack.mid_holder("AcmePlus", a) == y["id"] and stack.mid_holder("AcmePlus", b) == x["id"]
     check_passes(stack, "acme")
