@@ -3,6 +3,7 @@ cancel, the relink taking effect at its start date without any write, and the ol
 id it leaves behind (held while pending, free once the relink took effect)."""
 
 import json
+import re
 import time
 
 from helpers import assert_codes, by_mobile, item, link1, ms, unchanged
@@ -274,12 +275,25 @@ def test_relinked_away_id_is_2101_while_the_relink_is_pending_and_free_once_it_t
     check_passes(stack, "acme")
 
 
+def _script_calls(stack):
+    """EVALSHA calls Redis has served so far (INFO commandstats)."""
+    info = stack.redis("INFO", "commandstats").decode()
+    m = re.search(r"^cmdstat_evalsha:calls=(\d+)", info, re.M)
+    return int(m.group(1)) if m else 0
+
+
 def test_a_read_after_a_relinks_start_settles_it_and_frees_the_old_id(stack):
     x, y = stack.customers(2)
     a, b, start_ms = _relink_soon(stack, x, "AcmeDays", "Basic", FUT1)
     v = stack.redis("HGET", "pp:{acme:%d}:c" % x["id"], "v")
+    # nothing due: a read is one script call, as before
+    n = _script_calls(stack)
+    programs_of(stack, x["id"])
+    assert _script_calls(stack) - n == 1, "a read with nothing due made %d script calls" % (_script_calls(stack) - n)
     _wait_past(start_ms)
+    n = _script_calls(stack)
     p = programs_of(stack, x["id"])["AcmeDays"]
+    assert _script_calls(stack) - n == 2, "the settling read made %d script calls" % (_script_calls(stack) - n)
     assert p["partnerMembershipId"] == b and p["pendingRelink"] is None and p["state"] == "ACTIVE", p
     # the read wrote the settled membership and released A; B stays X's
     m = stack.membership(x["id"], "AcmeDays")
@@ -290,9 +304,11 @@ def test_a_read_after_a_relinks_start_settles_it_and_frees_the_old_id(stack):
     # a settle is no change of the customer's state: its version stays (docs/DATA-MODEL.md)
     assert stack.redis("HGET", "pp:{acme:%d}:c" % x["id"], "v") == v
     check_passes(stack, "acme")
-    # reading again changes nothing
+    # reading again changes nothing, with one script call
+    n = _script_calls(stack)
     with unchanged(stack):
         assert programs_of(stack, x["id"])["AcmeDays"]["partnerMembershipId"] == b
+    assert _script_calls(stack) - n == 1
     _, st = link1(stack, by_mobile(y), item("AcmeDays", a, "Premium"))
     assert_codes(st, [200])
     assert stack.mid_holder("AcmeDays", a) == y["id"]
