@@ -8,7 +8,11 @@
  *
  * Pending relinks: an entry of pp:{ORG}:mid:PID is accepted when it names a customer whose
  * membership or pending relink in PID has that membership id (DATA-MODEL.md does not say
- * whether a queued relink reserves its id; both readings pass).
+ * whether a queued relink reserves its id; both readings pass). A relink whose start has
+ * passed (Redis's clock when the org's customers are read) is the current membership, as
+ * partnerd reads it: its id must be indexed to the customer, and the old id may still be
+ * (until partnerd next reads or writes the customer) or may have been taken over by
+ * another customer (partnerd's claims check whether the holder still holds an id).
  *
  * History (docs/CHANGE-FEED.md): every pp:{ORG:CID}:h must belong to an existing customer
  * and be a LIST of activity JSON objects of that customer naming a program of the org. It
@@ -96,6 +100,7 @@ struct ck {
 	struct ck_mid *mids;
 	size_t nmids;
 	int *newest;             /* per program (index into progs): newest activity, or -1 */
+	int64_t now_ms;          /* Redis's clock before the org's customers were read */
 };
 
 static void ck_violation(struct ck *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -622,9 +627,10 @@ static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pi
 	struct ck_mid *mi = ck_mid(ck, pid);
 	const char *org = ck->cur->id;
 	struct rules_membership *m;
+	const struct rules_values *cur, *other;
 	struct ck_entry *e;
 	char why[300];
-	int rc;
+	int rc, due;
 
 	ck->memberships++;
 	if (p == NULL) {
@@ -646,16 +652,20 @@ static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pi
 		ck_ms_free(m);
 		return NULL;
 	}
-	e = mi ? ck_map_find(&mi->map, m->v.mid, m->v.mid_len) : NULL;
+	/* The current id (a due relink's, see the top of this file) must be indexed to cid. */
+	due = m->has_relink && m->rl.start <= ck->now_ms;
+	cur = due ? &m->rl : &m->v;
+	other = due ? &m->v : m->has_relink ? &m->rl : NULL;
+	e = mi ? ck_map_find(&mi->map, cur->mid, cur->mid_len) : NULL;
 	if (e == NULL || e->cid != cid)
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership id %s of program %s is "
 		             "not indexed to it in " KEYS_MID_FMT, org, cid,
-		             ctl_quote(m->v.mid, m->v.mid_len),
+		             ctl_quote(cur->mid, cur->mid_len),
 		             ctl_quote(p->name, p->name_len), org, pid);
 	else
 		e->seen = 1;
-	if (m->has_relink && mi != NULL &&
-	    (e = ck_map_find(&mi->map, m->rl.mid, m->rl.mid_len)) != NULL && e->cid == cid)
+	if (other != NULL && mi != NULL &&
+	    (e = ck_map_find(&mi->map, other->mid, other->mid_len)) != NULL && e->cid == cid)
 		e->seen = 1;
 	return m;
 }
@@ -1144,6 +1154,28 @@ static void ck_sort_uniq(int64_t *v, size_t *n)
 	*n = w;
 }
 
+/* Sets ck->now_ms from Redis's clock (TIME), the clock partnerd's claims go by. */
+static int ck_redis_now(struct ck *ck)
+{
+	redisReply *r;
+	int rc = -1;
+
+	ctl_argv_reset(&ck->a);
+	ctl_argv_addstr(&ck->a, "TIME");
+	if ((r = ctl_command(ck->c, &ck->a)) == NULL)
+		return -1;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
+		ck->now_ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
+		             strtoll(r->element[1]->str, NULL, 10) / 1000;
+		rc = 0;
+	} else {
+		ctl_errf("check: TIME: unexpected reply");
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
 static int ck_org(struct ck *ck, struct ck_org *o)
 {
 	char key[CTL_ARG_SCRATCH];
@@ -1180,6 +1212,8 @@ static int ck_org(struct ck *ck, struct ck_org *o)
 	 */
 	ck_sort_uniq(o->custs, &o->ncusts);
 	ck_sort_uniq(o->hists, &o->nhists);
+	if (ck_redis_now(ck) < 0)
+		goto out;
 	ck->newest = ck_realloc(NULL, sizeof *ck->newest * (ck->nprogs + 1));
 	p = ck_realloc(NULL, sizeof *p);
 	ctl_pipe_init(p, ck->c);

@@ -2,6 +2,8 @@
  * reads: GET customerPartnerPrograms and customerActivityHistory (see reads.h).
  * One Redis round trip each (the read script); state is computed from stored dates and
  * the current time, so a relink whose start has passed reads as the current membership.
+ * When such a relink is still stored as pending, the read writes it back as settled and
+ * releases the old membership id (settle_back: a second round trip, only then).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,29 +108,110 @@ customer_obj(const redisReply *h, const char *idname, const char *idvalue)
 	return o;
 }
 
-static void
-programs_list(struct json_object *list, const redisReply *cust, const redisReply *progs,
-              int64_t cid, int64_t now)
+/*
+ * Loads the memberships of the customer hash cust into c (values that do not decode are
+ * left out) and makes its due relinks current (rules_settle: those slots are dirty).
+ * Returns the number of slots settled.
+ */
+static int
+load_settled(struct rules_customer *c, const redisReply *cust, int64_t now)
 {
-	struct rules_customer c = { .cid = cid };
-	size_t i, j;
+	size_t i;
 
 	for (i = 0; i + 1 < cust->elements; i += 2) {
 		const redisReply *f = cust->element[i], *v = cust->element[i + 1];
 
 		if (f->len > 2 && f->str[0] == 'm' && f->str[1] == ':')
-			rules_customer_load_slot(&c, atoi(f->str + 2), v->str, v->len);
+			rules_customer_load_slot(c, atoi(f->str + 2), v->str, v->len);
 	}
-	rules_settle(&c, now);
-	for (j = 0; j < c.nslots; j++)
-		c.slots[j].dirty = 0;  /* reused below as "listed" */
+	return rules_settle(c, now);
+}
+
+/*
+ * Writes the settled memberships of c (its dirty slots) back, releases the ids they no
+ * longer hold and makes sure the new ones are indexed (settle.lua): fenced by the version
+ * in cust and by the customer's lock, so that it never overwrites a writer's change. Its
+ * outcome is not looked at: the answer is computed from the clock either way, a writer
+ * holding the lock settles the customer in its own commit, and a failed write-back is
+ * tried again by the next read.
+ */
+static void
+settle_back(struct store *st, const char *org, const struct rules_customer *c,
+            const redisReply *cust)
+{
+	struct store_argv a;
+	const char *ver = "";
+	size_t i, n = 0, vlen = 0;
+
+	for (i = 0; i + 1 < cust->elements; i += 2)
+		if (strcmp(cust->element[i]->str, "v") == 0) {
+			ver = cust->element[i + 1]->str;
+			vlen = cust->element[i + 1]->len;
+		}
+	store_argv_init(&a);
+	store_argv_addf(&a, KEYS_LOCK_FMT, org, (long long)c->cid);
+	store_argv_addf(&a, KEYS_CUST_FMT, org, (long long)c->cid);
+	store_argv_add(&a, ver, vlen);
+	store_argv_addf(&a, "%lld", (long long)c->cid);
+	for (i = 0; i < c->nslots; i++)
+		if (c->slots[i].dirty && c->slots[i].present)
+			n++;
+	store_argv_addf(&a, "%zu", n);
+	for (i = 0; i < c->nslots; i++) {
+		const struct rules_slot *s = &c->slots[i];
+		size_t len;
+		char *val;
+
+		if (!s->dirty || !s->present)
+			continue;
+		val = rules_membership_encode(&s->m, &len);
+		store_argv_addf(&a, KEYS_MEMBERSHIP_FIELD_FMT, s->pid);
+		store_argv_addcopy(&a, val, len);
+		free(val);
+	}
+#define LEFT_ID(s) ((s)->dirty && (s)->present && (s)->orig_mid != NULL && \
+                  !((s)->orig_mid_len == (s)->m.v.mid_len && memcmp((s)->orig_mid, (s)->m.v.mid, (s)->m.v.mid_len) == 0))
+	for (i = 0, n = 0; i < c->nslots; i++)
+		if (LEFT_ID(&c->slots[i]))
+			n++;
+	store_argv_addf(&a, "%zu", n);
+	for (i = 0; i < c->nslots; i++) {
+		if (!LEFT_ID(&c->slots[i]))
+			continue;
+		store_argv_addf(&a, KEYS_MID_FMT, org, c->slots[i].pid);
+		store_argv_add(&a, c->slots[i].orig_mid, c->slots[i].orig_mid_len);
+	}
+	for (i = 0, n = 0; i < c->nslots; i++)
+		if (LEFT_ID(&c->slots[i]))
+			n++;
+	store_argv_addf(&a, "%zu", n);
+	for (i = 0; i < c->nslots; i++) {
+		if (!LEFT_ID(&c->slots[i]))
+			continue;
+		store_argv_addf(&a, KEYS_MID_FMT, org, c->slots[i].pid);
+		store_argv_add(&a, c->slots[i].m.v.mid, c->slots[i].m.v.mid_len);
+	}
+#undef LEFT_ID
+	(void)store_eval(st, STORE_SETTLE, &a);
+	store_argv_free(&a);
+}
+
+/* The memberships of c (loaded and settled), in program id order. */
+static void
+programs_list(struct json_object *list, struct rules_customer *c, const redisReply *progs,
+              int64_t now)
+{
+	size_t i, j;
+
+	for (j = 0; j < c->nslots; j++)
+		c->slots[j].dirty = 0;  /* reused below as "listed" */
 	/* Programs in the order of their ids: the order they were loaded. */
 	for (;;) {
 		struct rules_slot *best = NULL;
 
-		for (j = 0; j < c.nslots; j++)
-			if (c.slots[j].present && !c.slots[j].dirty && (best == NULL || c.slots[j].pid < best->pid))
-				best = &c.slots[j];
+		for (j = 0; j < c->nslots; j++)
+			if (c->slots[j].present && !c->slots[j].dirty && (best == NULL || c->slots[j].pid < best->pid))
+				best = &c->slots[j];
 		if (best == NULL)
 			break;
 		best->dirty = 1;   /* used here as "listed" */
@@ -169,7 +252,6 @@ programs_list(struct json_object *list, const redisReply *cust, const redisReply
 			rules_program_free(&p);
 		}
 	}
-	rules_customer_free(&c);
 }
 
 /* Appends the history page (the read script's, already filtered and cut to the page). */
@@ -376,17 +458,21 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		if (kind == READS_HISTORY)
 			json_object_object_add(root, "total", json_object_new_int(0));
 	} else {
-		int64_t cid = strtoll(rep->element[0]->str, NULL, 10);
+		struct rules_customer c = { .cid = strtoll(rep->element[0]->str, NULL, 10) };
+		int64_t now = dates_now_ms();
 
 		json_object_object_add(root, "customer", customer_obj(rep->element[1], NULL, NULL));
+		if (load_settled(&c, rep->element[1], now) > 0)
+			settle_back(st, org.org, &c, rep->element[1]);
 		if (kind == READS_HISTORY) {
 			history_list(list, rep->element[2]);
 			json_object_object_add(root, "activities", list);
 			json_object_object_add(root, "total", json_object_new_int64(rep->element[3]->integer));
 		} else {
-			programs_list(list, rep->element[1], rep->element[2], cid, dates_now_ms());
+			programs_list(list, &c, rep->element[2], now);
 			json_object_object_add(root, "partnerPrograms", list);
 		}
+		rules_customer_free(&c);
 	}
 	json_object_object_add(root, "warnings", json_object_new_array());
 	text = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &tlen);

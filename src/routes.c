@@ -447,6 +447,10 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, st
 	/*
 	 * Membership-id index: every id the customer holds now (current and pending relink)
 	 * that it did not hold before is claimed; every id it held and holds no more is released.
+	 * The current id of a membership that had a pending relink when read is claimed again
+	 * (a no-op when the index still names the customer): if Redis's clock found the relink
+	 * due before ours and another customer took the id over (holds.lua), the commit answers
+	 * CONFLICT instead of leaving the id held twice.
 	 */
 #define HOLDS(s, p, n) (((s)->present && (s)->m.v.mid && (s)->m.v.mid_len == (n) && \
                         memcmp((s)->m.v.mid, (p), (n)) == 0) || \
@@ -461,7 +465,7 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, st
 
 		if (!s->dirty || !s->present)
 			continue;
-		if (!HELD(s, s->m.v.mid, s->m.v.mid_len))
+		if (!HELD(s, s->m.v.mid, s->m.v.mid_len) || s->orig_rl_mid != NULL)
 			ncl++;
 		if (s->m.has_relink && !HELD(s, s->m.rl.mid, s->m.rl.mid_len) &&
 		    !(s->m.rl.mid_len == s->m.v.mid_len && memcmp(s->m.rl.mid, s->m.v.mid, s->m.v.mid_len) == 0))
@@ -473,7 +477,7 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, st
 
 		if (!s->dirty || !s->present)
 			continue;
-		if (!HELD(s, s->m.v.mid, s->m.v.mid_len)) {
+		if (!HELD(s, s->m.v.mid, s->m.v.mid_len) || s->orig_rl_mid != NULL) {
 			store_argv_addf(a, KEYS_MID_FMT, org, s->pid);
 			store_argv_add(a, s->m.v.mid, s->m.v.mid_len);
 		}

@@ -40,6 +40,7 @@ static const char *const script_text[STORE_NSCRIPTS] = {
 	[STORE_COMMIT] = lua_commit,
 	[STORE_READ] = lua_read,
 	[STORE_IDEM] = lua_idem,
+	[STORE_SETTLE] = lua_settle,
 };
 
 /* ---- argv --------------------------------------------------------------------------- */

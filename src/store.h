@@ -49,7 +49,8 @@ const char *store_error(const struct store *s);
 /* Number of Redis round trips this store has made (for metrics and tests). */
 uint64_t store_round_trips(const struct store *s);
 
-enum store_script { STORE_BEGIN = 0, STORE_COMMIT = 1, STORE_READ = 2, STORE_IDEM = 3, STORE_NSCRIPTS };
+enum store_script { STORE_BEGIN = 0, STORE_COMMIT = 1, STORE_READ = 2, STORE_IDEM = 3, STORE_SETTLE = 4,
+                    STORE_NSCRIPTS };
 
 /*
  * Runs one of the embedded scripts with the given ARGV (no KEYS), by EVALSHA, loading it

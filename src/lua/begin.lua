@@ -5,6 +5,8 @@
 -- Returns one array per entry:
 --   {"OK", cid, {hgetall of the customer hash}, {program def or false per item},
 --    {membership-id holder or false per item}}
+--   (a holder other than the customer that no longer holds the id, its relink having taken
+--   effect, is reported as false: the claim will take the id over; holds.lua)
 --   {"DUP", cid, first_entry_index, defs, holders}   already locked by an earlier entry
 --   {"BUSY", cid}                    another request holds the customer's lock
 --   {"NOTFOUND"}                     no identifier names a customer (8015)
@@ -22,6 +24,8 @@ local i = 7
 local out = {}
 local locked = {}
 local prefix = 'pp:{' .. org .. '}:'
+local now_ms = nil   -- Redis's clock, read when a holder must be checked
+--#include holds.lua
 -- Program definitions read once per call: a batch names the same programs again and again.
 local defcache = {}
 
@@ -57,7 +61,12 @@ local function entry(e, at, ni, items_at, np)
     holders[k + 1] = false
     if def and mid ~= '' then
       local pid = string.match(def, '^{"pid":(%d+)')
-      if pid then holders[k + 1] = redis.call('HGET', prefix .. 'mid:' .. pid, mid) end
+      local h = pid and redis.call('HGET', prefix .. 'mid:' .. pid, mid)
+      if h and h ~= cid then
+        now_ms = now_ms or holds_now_ms()
+        if not mid_holds(org, h, pid, mid, now_ms) then h = false end
+      end
+      holders[k + 1] = h or false
     end
   end
   if locked[cid] then return {'DUP', cid, locked[cid], defs, holders} end

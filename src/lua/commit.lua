@@ -15,7 +15,8 @@
 -- would break the customer's atomicity, as Redis does not undo a script's writes);
 -- every claimed membership id must be free or already ours (else "CONFLICT": nothing
 -- written, lock released, the caller retries); then the writes, the version bump and the
--- lock release ("OK").
+-- lock release ("OK"). A claimed id whose index entry names another customer that no longer
+-- holds it (its relink took effect: holds.lua) counts as free, and the claim takes it over.
 -- With an Idempotency-Key, first of all: its claim (idem.lua) must still be 'running' with
 -- idem_token, else every customer is "IDEM_FENCED": nothing written, our locks released (the
 -- claim expired or a repeat of the request took it over: that one applies the key). While
@@ -40,6 +41,8 @@ local out = {}
 -- HGETALL of begin.lua under the same lock (and the HGET of v below fails before any write).
 local feed_ok = redis.call('TYPE', feed).ok
 feed_ok = feed_ok == 'none' or feed_ok == 'stream'
+--#include holds.lua
+local now_ms = nil   -- Redis's clock, read when a holder must be checked
 for c = 1, n do
   local ck, lk, ver, cid, hk = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   i = i + 5
@@ -68,8 +71,14 @@ for c = 1, n do
     local free = true
     for j = 0, ncl - 1 do
       if broken then break end
-      local h = redis.call('HGET', ARGV[scl + 2 * j], ARGV[scl + 2 * j + 1])
-      if h and h ~= cid then free = false; break end
+      local key, mid = ARGV[scl + 2 * j], ARGV[scl + 2 * j + 1]
+      local h = redis.call('HGET', key, mid)
+      if h and h ~= cid then
+        -- the org and the pid are in the index key's name: pp:{ORG}:mid:PID (keys.h)
+        local org, pid = string.match(key, '^pp:{([^}]*)}:mid:(%d+)$')
+        now_ms = now_ms or holds_now_ms()
+        if not org or mid_holds(org, h, pid, mid, now_ms) then free = false; break end
+      end
     end
     -- The history key's type is checked by its first LPUSH, made before any other write:
     -- on a key of another type it fails and writes nothing (redis.pcall: no abort).

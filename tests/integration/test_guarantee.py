@@ -376,6 +376,60 @@ def test_guarantee_stalled_lock_holder_cannot_commit_after_its_lock_expired():
             proxy.close()
 
 
+def test_guarantee_writer_stalled_across_a_relinks_start_never_leaves_the_old_id_held_twice():
+    """A writer reads customer X while its relink (id A -> B) is pending and stalls (its
+    commit held) until after the relink's start; meanwhile customer Y claims A, which the
+    claim finds X no longer holds (the relink is due by Redis's clock). The stalled writer
+    cancels the relink: committed as read, X would hold A again, as Y does. Its commit must
+    find A taken (CONFLICT) and run again on the settled membership: 2105."""
+    with own_stack(partnerds=1, args=["--lock-ttl-ms", "10000"]) as st:
+        direct = HttpClient(st.http_port)
+        proxy = RedisProxy(st.redis_port)
+        try:
+            slow = add_partnerd(st, "partnerd-stall", ["--lock-ttl-ms", "10000", "--lock-wait-ms", "10000",
+                                                 "--redis-timeout-ms", "8000"],
+                                redis_url=proxy.url)
+            A = HttpClient(add_front(st, "nginx-stall", [slow]))
+            wait_health(A)
+            x, y = 7031, 7032
+            a, b = "RS-%d-A" % os.getpid(), "RS-%d-B" % os.getpid()
+            r = direct.post(LINK, body_of(LINK, [(x, [link_item("Supp", a, "Basic")])]))
+            assert r.status == 200 and [i[2] for i in items_of(r)] == [200], r
+            start_ms = (int(time.time() * 1000) // 1000 + 3) * 1000
+            start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start_ms // 1000))
+            rl = link_item("Supp", b, "Basic")
+            rl["customerPartnerReference"]["membershipStartDate"] = start
+            r = direct.post(LINK, body_of(LINK, [(x, [rl])]))
+            assert r.status == 200 and [i[2] for i in items_of(r)] == [200], r
+            cancel = {"partnerProgramName": "Supp", "updateType": "MEMBERSHIP_RELINKING_CANCELLED"}
+            t, out = _stalled_update(proxy, A, x, [cancel])
+            assert time.time() * 1000 < start_ms, "the cancel was not read before the relink's start"
+            while time.time() * 1000 < start_ms + 300:
+                time.sleep(0.05)
+            r = direct.post(LINK, body_of(LINK, [(y, [link_item("Supp", a, "Basic")])]))
+            assert r.status == 200 and [i[2] for i in items_of(r)] == [200], "Y's claim on A: %r" % r
+            proxy.release()
+            t.join(15)
+            ra = out.get("r")
+            problems = []
+            codes = [i[2] for i in items_of(ra)] if ra and ra.status == 200 else None
+            say("stalled cancel across the relink's start: answered %r", ra and ra.status == 200 and
+                [(i[2], i[3]) for i in items_of(ra)])
+            if codes != [2105]:
+                problems.append("stalled cancel: want 2105 (the relink had taken effect), got %r" % ra)
+            m = memberships(st, x)["Supp"]
+            if m["mid"] != b or m["rl"] is not None:
+                problems.append("X should hold B with no relink pending: %r" % m)
+            holders = [st.redis("HGET", "pp:{%s}:mid:%d" % (ORG, json.loads(
+                st.redis("HGET", "pp:{%s}:progs" % ORG, "Supp"))["pid"]), mid) for mid in (a, b)]
+            if holders != [str(y).encode(), str(x).encode()]:
+                problems.append("index of A, B: want Y, X, got %r" % holders)
+            ctl_check(st, problems)
+            assert not problems, "\n".join(problems)
+        finally:
+            proxy.close()
+
+
 # ---------------------------------------------------------------- 4. killed worker
 
 def _pair_loop(client, t, cids, results, stop):

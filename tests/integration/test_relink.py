@@ -1,11 +1,14 @@
 """Pending relinks of SUPPLEMENTARY programs (SPEC §4.1, §4.2): queue, refuse a second one,
-cancel, and the relink taking effect at its start date without any write."""
+cancel, the relink taking effect at its start date without any write, and the old membership
+id it leaves behind (held while pending, free once the relink took effect)."""
 
+import json
+import re
 import time
 
 from helpers import assert_codes, by_mobile, item, link1, ms, unchanged
 from support_model import (CANCEL, FUT1, add_months, cancel, check_passes, delink1, history_of, iso,
-                           iso_ms, programs_of, read_programs, update1, upd)
+                           iso_ms, now_ms, programs_of, read_programs, update1, upd)
 
 
 def test_supplementary_relink_walkthrough_queue_refuse_cancel(stack):
@@ -204,3 +207,164 @@ def test_cancel_of_a_relink_in_the_same_entry_as_other_updates(stack):
     assert_codes(st, [200, 200, 2102])
     assert stack.membership(c["id"], "AcmePlus")["rl"] is None
     assert stack.membership(c["id"], "AcmeAir")["tier"] == "Silver"
+
+
+# ---- the old membership id of a relink that took effect (issue 12, defect 10) ------------
+
+def _relink_soon(stack, c, program, tier=None, exp=None, start_ms=None, ids=None):
+    """Links c to program with a new id, then queues a relink to another id starting at
+    start_ms (default: about two seconds from now); returns (old id, new id, start_ms)."""
+    old, new = ids or (stack.uid(), stack.uid())
+    _, st = link1(stack, by_mobile(c), item(program, old, tier))
+    assert_codes(st, [200])
+    if start_ms is None:
+        start_ms = (int(time.time() * 1000) // 1000 + 3) * 1000 + 250
+    _, st = link1(stack, by_mobile(c), item(program, new, tier, exp, start=iso(start_ms)))
+    assert_codes(st, [200])
+    return old, new, start_ms
+
+
+def _wait_past(start_ms):
+    while time.time() * 1000 < start_ms + 300:
+        time.sleep(0.1)
+
+
+def test_relinked_away_id_is_2101_while_the_relink_is_pending_and_free_once_it_took_effect(stack):
+    x1, x2, y, z = stack.customers(4)
+    start_ms = (int(time.time() * 1000) // 1000 + 3) * 1000 + 250
+    # a program without tiers, and one with tiers, expiries and ids that hold the
+    # separators of the stored value (',', ':', '-')
+    cases = [(x1, "AcmePlus", None) + _relink_soon(stack, x1, "AcmePlus", start_ms=start_ms),
+             (x2, "AcmeDays", "Basic") + _relink_soon(stack, x2, "AcmeDays", "Premium", FUT1, start_ms,
+                                                      (stack.uid("1:a,-") + ",", stack.uid("2:b,-,")))]
+    # pending: both ids stay X's, whatever reads it; another customer gets 2101 for either
+    for x, prog, tier, a, b, _ in cases:
+        assert programs_of(stack, x["id"])[prog]["partnerMembershipId"] == a
+        history_of(stack, x["id"])
+        for mid in (a, b):
+            with unchanged(stack):
+                _, st = link1(stack, by_mobile(y), item(prog, mid, tier))
+            assert_codes(st, [2101])
+            assert stack.mid_holder(prog, mid) == x["id"]
+        assert stack.membership(x["id"], prog)["rl"]["mid"] == b
+    check_passes(stack, "acme")
+
+    _wait_past(start_ms)
+    for x, prog, tier, a, b, _ in cases:
+        # X is neither read nor written: its stored value still carries the relink
+        assert stack.membership(x["id"], prog)["rl"]["mid"] == b
+        # the claim finds that X no longer holds A (its relink is due) and takes A over
+        _, st = link1(stack, by_mobile(y), item(prog, a, tier))
+        assert_codes(st, [200])
+        assert stack.mid_holder(prog, a) == y["id"]
+        assert stack.mid_holder(prog, b) == x["id"]
+        # B is X's current membership now: still held
+        with unchanged(stack):
+            _, st = link1(stack, by_mobile(z), item(prog, b, tier))
+        assert_codes(st, [2101])
+    # the stored data agrees (X's due relink is its current membership)
+    check_passes(stack, "acme")
+    for x, prog, tier, a, b, _ in cases:
+        # a later write of X settles it and leaves Y's claim on A alone
+        _, st = update1(stack, by_mobile(x), cancel(prog))
+        assert_codes(st, [2105])
+        m = stack.membership(x["id"], prog)
+        assert m["mid"] == b and m["rl"] is None and m["start"] == start_ms, m
+        assert stack.mid_holder(prog, a) == y["id"] and stack.mid_holder(prog, b) == x["id"]
+        assert programs_of(stack, y["id"])[prog]["partnerMembershipId"] == a
+    check_passes(stack, "acme")
+
+
+def _script_calls(stack):
+    """EVALSHA calls Redis has served so far (INFO commandstats)."""
+    info = stack.redis("INFO", "commandstats").decode()
+    m = re.search(r"^cmdstat_evalsha:calls=(\d+)", info, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def test_a_read_after_a_relinks_start_settles_it_and_frees_the_old_id(stack):
+    x, y = stack.customers(2)
+    a, b, start_ms = _relink_soon(stack, x, "AcmeDays", "Basic", FUT1)
+    v = stack.redis("HGET", "pp:{acme:%d}:c" % x["id"], "v")
+    # nothing due: a read is one script call, as before
+    n = _script_calls(stack)
+    programs_of(stack, x["id"])
+    assert _script_calls(stack) - n == 1, "a read with nothing due made %d script calls" % (_script_calls(stack) - n)
+    _wait_past(start_ms)
+    n = _script_calls(stack)
+    p = programs_of(stack, x["id"])["AcmeDays"]
+    assert _script_calls(stack) - n == 2, "the settling read made %d script calls" % (_script_calls(stack) - n)
+    assert p["partnerMembershipId"] == b and p["pendingRelink"] is None and p["state"] == "ACTIVE", p
+    # the read wrote the settled membership and released A; B stays X's
+    m = stack.membership(x["id"], "AcmeDays")
+    assert m["mid"] == b and m["tier"] == "Basic" and m["rl"] is None, m
+    assert m["start"] == start_ms and m["end"] == start_ms + 30 * 86400000 and m["up"] == start_ms, m
+    assert stack.mid_holder("AcmeDays", a) is None, "the read did not release the relinked-away id"
+    assert stack.mid_holder("AcmeDays", b) == x["id"]
+    # a settle is no change of the customer's state: its version stays (docs/DATA-MODEL.md)
+    assert stack.redis("HGET", "pp:{acme:%d}:c" % x["id"], "v") == v
+    check_passes(stack, "acme")
+    # reading again changes nothing, with one script call
+    n = _script_calls(stack)
+    with unchanged(stack):
+        assert programs_of(stack, x["id"])["AcmeDays"]["partnerMembershipId"] == b
+    assert _script_calls(stack) - n == 1
+    _, st = link1(stack, by_mobile(y), item("AcmeDays", a, "Premium"))
+    assert_codes(st, [200])
+    assert stack.mid_holder("AcmeDays", a) == y["id"]
+    check_passes(stack, "acme")
+
+
+def test_a_history_read_after_a_relinks_start_settles_it_too(stack):
+    x = stack.customer()
+    a, b, start_ms = _relink_soon(stack, x, "AcmePlus")
+    _wait_past(start_ms)
+    acts = history_of(stack, x["id"])["activities"]
+    assert [t["activityType"] for t in acts] == ["RELINK_SCHEDULED", "LINK"], acts
+    m = stack.membership(x["id"], "AcmePlus")
+    assert m["mid"] == b and m["rl"] is None, m
+    assert stack.mid_holder("AcmePlus", a) is None and stack.mid_holder("AcmePlus", b) == x["id"]
+    check_passes(stack, "acme")
+
+
+def test_a_read_does_not_settle_while_the_customer_is_locked(stack):
+    x = stack.customer()
+    a, b, start_ms = _relink_soon(stack, x, "AcmePlus")
+    _wait_past(start_ms)
+    lock = "pp:{acme:%d}:lock" % x["id"]
+    stack.redis("SET", lock, "0123456789abcdef0123456789abcdef", "PX", 10000)
+    try:
+        with unchanged(stack):
+            # the read shows the relink in effect, but a writer holds the customer: no write
+            assert programs_of(stack, x["id"])["AcmePlus"]["partnerMembershipId"] == b
+    finally:
+        stack.redis("DEL", lock)
+    assert stack.mid_holder("AcmePlus", a) == x["id"]
+    assert programs_of(stack, x["id"])["AcmePlus"]["partnerMembershipId"] == b
+    assert stack.mid_holder("AcmePlus", a) is None, "the read after the lock went did not release the old id"
+    assert stack.membership(x["id"], "AcmePlus")["rl"] is None
+    check_passes(stack, "acme")
+
+
+def test_a_due_relink_in_an_older_partnerds_json_value_frees_its_old_id_too(stack):
+    x, y = stack.customers(2)
+    a, b = stack.uid(), stack.uid()
+    t0 = now_ms() - 86400000
+    start = now_ms() - 1000
+    # a value as an older partnerd wrote it, with a relink that is already due
+    m = {"mid": a, "tier": None, "exp": None, "start": t0, "end": add_months(t0, 12), "lk": t0, "up": t0,
+         "rl": {"mid": b, "tier": None, "exp": None, "start": start, "end": add_months(start, 12)}}
+    pid = stack.pid("AcmePlus")
+    stack.redis("HSET", "pp:{acme:%d}:c" % x["id"], "m:%d" % pid, json.dumps(m, separators=(",", ":")))
+    stack.redis("HSET", "pp:{acme}:mid:%d" % pid, a, str(x["id"]), b, str(x["id"]))
+    check_passes(stack, "acme")
+    _, st = link1(stack, by_mobile(y), item("AcmePlus", a))
+    assert_codes(st, [200])
+    assert stack.mid_holder("AcmePlus", a) == y["id"]
+    p = programs_of(stack, x["id"])["AcmePlus"]
+    assert p["partnerMembershipId"] == b and p["pendingRelink"] is None, p
+    got = stack.membership(x["id"], "AcmePlus")
+    assert got["mid"] == b and got["rl"] is None and got["start"] == start and got["lk"] == t0, got
+    assert not stack.redis("HGET", "pp:{acme:%d}:c" % x["id"], "m:%d" % pid).startswith(b"{")
+    assert stack.mid_holder("AcmePlus", a) == y["id"] and stack.mid_holder("AcmePlus", b) == x["id"]
+    check_passes(stack, "acme")
