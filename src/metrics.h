@@ -22,6 +22,13 @@ void metrics_lock_timeout(void);
 /* A commit refused by the fence (token or version changed). */
 void metrics_fenced(void);
 
+/* A connection found closed before a command was sent on it, replaced at once. */
+void metrics_redis_reconnect(void);
+
+/* Outcomes of resolving a commit whose reply was lost (per customer). */
+enum metrics_in_doubt { MI_APPLIED, MI_NOT_APPLIED, MI_UNKNOWN, MI_FAILED, MI_N };
+void metrics_in_doubt(enum metrics_in_doubt outcome);
+
 /* Renders all metrics; the caller frees the result. */
 char *metrics_render(size_t *len);
 

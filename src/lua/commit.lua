@@ -12,8 +12,8 @@
 -- expected type (else "BROKEN": nothing written, lock released; a write failing half-way
 -- would break the customer's atomicity, as Redis does not undo a script's writes);
 -- every claimed membership id must be free or already ours (else "CONFLICT": nothing
--- written, lock released, the caller retries); then the writes, the version bump and the
--- lock release ("OK").
+-- written, lock released, the caller retries); then the writes, the version bump (with our
+-- token in the hash's `w`) and the lock release ("OK").
 local token = ARGV[1]
 local n = tonumber(ARGV[2])
 local hmax, feed, fmax = tonumber(ARGV[3]), ARGV[4], ARGV[5]
@@ -76,8 +76,9 @@ for c = 1, n do
         redis.call('HDEL', ck, unpack(ARGV, sdel, sdel + ndel - 1))
       end
       if nset + ndel > 0 then
-        -- one HSET for every field and the new version
-        redis.call('HSET', ck, 'v', (tonumber(ver) or 0) + 1, unpack(ARGV, sset, sset + 2 * nset - 1))
+        -- one HSET for every field, the new version and the writer's token (`w`: how
+        -- resolve.lua tells whether a commit whose reply was lost applied)
+        redis.call('HSET', ck, 'v', (tonumber(ver) or 0) + 1, 'w', token, unpack(ARGV, sset, sset + 2 * nset - 1))
       end
       for j = 0, nev - 1 do
         local typ, ev = ARGV[sev + 2 * j], ARGV[sev + 2 * j + 1]
