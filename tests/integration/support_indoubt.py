@@ -121,10 +121,12 @@ class FaultProxy:
     def url(self):
         return "redis://127.0.0.1:%d" % self.port
 
-    def add_rule(self, pred, action):
+    def add_rule(self, pred, action, before=None):
+        """The next command matching pred (after the earlier rules fired) is muted or held;
+        before(), when given, runs just before (e.g. to SIGSTOP Redis)."""
         assert action in ("mute", "hold")
         with self.lock:
-            self.rules.append((pred, action))
+            self.rules.append((pred, action, before))
 
     def forward_held(self, k=0, timeout=5.0):
         """Sends held command k to Redis on a new connection; returns Redis's raw reply."""
@@ -188,8 +190,10 @@ class FaultProxy:
     def _rule(self, args):
         with self.lock:
             if self.rules and self.rules[0][0](args):
-                action = self.rules.pop(0)[1]
+                _, action, before = self.rules.pop(0)
                 self.fired.append((action, args))
+                if before is not None:
+                    before()
                 return action
         return None
 

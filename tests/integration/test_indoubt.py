@@ -8,6 +8,8 @@ connection goes through support_indoubt.FaultProxy, talked to over FastCGI direc
 nginx: its kept connections would pin the only worker). Org `stress` of data/orgs.json.
 """
 
+import os
+import signal
 import threading
 import time
 
@@ -137,6 +139,48 @@ def test_indoubt_commit_whose_resolution_cannot_reach_redis_in_time_answers_2011
         assert _customer_state(st, cid)["pp:{%s:%d}:c" % (ORG, cid)] == before["pp:{%s:%d}:c" % (ORG, cid)]
         assert _metric(sock, 'partnerd_commits_in_doubt_total{outcome="failed"}') == 1
     finally:
+        proxy.close()
+        st.stop()
+
+
+def test_indoubt_redis_stopped_while_a_commit_is_in_flight_answers_what_happened():
+    # The issue's case: Redis is SIGSTOPped with the commit in its socket buffer; partnerd's
+    # read times out; Redis resumes while partnerd resolves, and runs the old commit and the
+    # resolution in some order. Whatever the order, the answer must be true: 200 only when
+    # stored, 2001 only when not (and never later), 2011 either way.
+    st, proxy, sock = _stack_with_proxy(["--redis-timeout-ms", "500"])
+    redis_pid = st.proc("redis-server").pid
+    try:
+        seen = []
+        for k, cid in enumerate((7007, 7008, 7009)):
+            before = memberships(st, cid)
+            proxy.event.clear()
+            proxy.add_rule(commit_call(ORG, cid), "mute", before=lambda: os.kill(redis_pid, signal.SIGSTOP))
+            out = {}
+            t = threading.Thread(target=lambda: out.update(codes=_write(
+                sock, LINK, [(cid, [link_item("Tiered", "IDS-%d" % cid, "Bronze")])])))
+            t.start()
+            try:
+                assert proxy.event.wait(10), "the commit was not seen"
+                time.sleep(0.5 + 0.15 * k)   # past the read timeout, while partnerd resolves
+            finally:
+                os.kill(redis_pid, signal.SIGCONT)
+            t.join(15)
+            time.sleep(0.3)                  # anything still queued in Redis has run
+            codes = out.get("codes")
+            assert codes is not None and len(codes) == 1, codes
+            stored = "Tiered" in memberships(st, cid)
+            seen.append((codes[0][0], stored))
+            assert "Tiered" not in before
+            if codes[0][0] == 200:
+                assert stored, "answered 200 but nothing is stored"
+            elif codes[0][0] == 2001:
+                assert not stored, "answered 2001 but the membership is stored: %r" % memberships(st, cid)
+            else:
+                assert codes[0][0] == 2011, codes
+        print("    # SIGSTOP while the commit was in flight: (code, stored) %r" % seen)
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
         proxy.close()
         st.stop()
 
