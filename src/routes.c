@@ -22,7 +22,8 @@
 
 #define COMMIT_CONFLICT_RETRIES 5
 #define IDEM_KEY_MAX 255
-#define IDEM_RUNNING_TTL_MS 30000             /* a claim whose worker died frees itself */
+#define IDEM_RUNNING_TTL_MS 30000             /* a claim whose worker died frees itself
+                                                (plus --lock-wait-ms: see idem_claim) */
 #define IDEM_DONE_TTL_MS (24LL * 3600 * 1000)  /* SPEC §6: replays within 24 h */
 
 struct route {
@@ -102,6 +103,16 @@ struct locked {
 
 /* What resolving a commit whose reply was lost found for one customer (commit_resolve). */
 enum { LOST_NO = 0, LOST_APPLIED, LOST_NOT_APPLIED, LOST_UNKNOWN };
+
+/* The Idempotency-Key claim a request holds (SPEC §6); every commit checks it (commit.lua). */
+struct idem_claim {
+	char key[128];                  /* the claim's Redis key */
+	char token[33];                 /* this request's claim: 128 random bits, hex */
+	int ttl_ms;                     /* the claim's expiry while running, renewed by commits */
+	int lost;                       /* a commit found it expired or taken over: IDEM_FENCED */
+};
+
+#define IDEM_FENCED_ITEM_MSG "this request's Idempotency-Key claim expired or was taken over by a repeat of the request before this change was stored; nothing of it was applied: repeat the request with the same Idempotency-Key to get its outcome"
 
 static void
 entry_fail_items(struct entry_state *es, int code, const char *message)
@@ -603,7 +614,7 @@ commit_resolve(struct store *st, const char *org, const char *token, struct lock
 static int
 run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org *org,
           enum req_kind kind, struct entry_state *es, size_t n, const char *token,
-          const char *rid, int64_t now_ms, int count_rate, int *limited)
+          const char *rid, int64_t now_ms, int count_rate, int *limited, struct idem_claim *ic)
 {
 	struct store_argv a;
 	redisReply *rep = NULL, *crep = NULL;
@@ -782,6 +793,15 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 			add_commit_customer(&a, org->org, &locks[k], &scratch, rid, now_ms);
 		}
 	}
+	if (ic != NULL) {
+		store_argv_add(&a, ic->key, strlen(ic->key));
+		store_argv_add(&a, ic->token, strlen(ic->token));
+		store_argv_addf(&a, "%d", ic->ttl_ms);
+	} else {
+		store_argv_add(&a, "", 0);
+		store_argv_add(&a, "", 0);
+		store_argv_add(&a, "", 0);
+	}
 	crep = nl > 0 ? store_eval(st, STORE_COMMIT, &a) : NULL;
 	store_argv_free(&a);
 	buf_free(&scratch);
@@ -820,6 +840,17 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 						rules_result_free(&e->results[it]);
 						e->results[it].code = 2010;
 						e->results[it].message = "the customer's lock expired before the change was stored; nothing was applied: retry";
+					}
+			} else if (strcmp(res, "IDEM_FENCED") == 0) {
+				size_t it;
+
+				if (ic != NULL)
+					ic->lost = 1;
+				for (it = 0; it < e->e->nitems; it++)
+					if (e->results[it].code == 200) {
+						rules_result_free(&e->results[it]);
+						e->results[it].code = 2001;
+						e->results[it].message = IDEM_FENCED_ITEM_MSG;
 					}
 			} else if (strcmp(res, "CONFLICT") == 0) {
 				/* A membership id was claimed meanwhile by another customer: run again. */
@@ -964,16 +995,18 @@ idem_key_valid(const char *k)
 }
 
 /*
- * Claims the request's Idempotency-Key (keyname receives the Redis key). Returns
- * IDEM_NONE when the request has no key, IDEM_CLAIMED when the caller must process it and
- * then call idem_finish, IDEM_ANSWERED when this function already answered (replay, 409,
- * 422 or 503).
+ * Claims the request's Idempotency-Key for a new random token (ic receives the claim).
+ * Returns IDEM_NONE when the request has no key, IDEM_CLAIMED when the caller must process
+ * it, passing ic to every commit, and then call idem_finish, IDEM_ANSWERED when this
+ * function already answered (replay, 409, 422 or 503).
+ * The claim expires IDEM_RUNNING_TTL_MS plus --lock-wait-ms after it was taken or after the
+ * request's last commit, so that a live request waiting for busy locks keeps it.
  */
 static enum idem_state
-idem_claim(struct store *st, struct http_req *r, const char *org, const char *route,
-           char *keyname, size_t keynamesz, struct routes_outcome *out)
+idem_claim(const struct routes_cfg *cfg, struct store *st, struct http_req *r, const char *org,
+           const char *route, struct idem_claim *ic, struct routes_outcome *out)
 {
-	unsigned char h[16], fp[32];
+	unsigned char h[16], fp[32], rnd[16];
 	char hex[33], fphex[65];
 	crypto_generichash_state gs;
 	struct store_argv a;
@@ -985,7 +1018,11 @@ idem_claim(struct store *st, struct http_req *r, const char *org, const char *ro
 	crypto_generichash(h, sizeof(h), (const unsigned char *)r->idempotency_key,
 	                   strlen(r->idempotency_key), NULL, 0);
 	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-	snprintf(keyname, keynamesz, KEYS_IDEM_FMT, org, hex);
+	snprintf(ic->key, sizeof(ic->key), KEYS_IDEM_FMT, org, hex);
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(ic->token, sizeof(ic->token), rnd, sizeof(rnd));
+	ic->ttl_ms = IDEM_RUNNING_TTL_MS + cfg->lock_wait_ms;
+	ic->lost = 0;
 	crypto_generichash_init(&gs, NULL, 0, sizeof(fp));
 	crypto_generichash_update(&gs, (const unsigned char *)route, strlen(route) + 1);
 	crypto_generichash_update(&gs, (const unsigned char *)r->body, r->body_len);
@@ -993,9 +1030,11 @@ idem_claim(struct store *st, struct http_req *r, const char *org, const char *ro
 	sodium_bin2hex(fphex, sizeof(fphex), fp, sizeof(fp));
 
 	store_argv_init(&a);
-	store_argv_add(&a, keyname, strlen(keyname));
+	store_argv_add(&a, "claim", 5);
+	store_argv_add(&a, ic->key, strlen(ic->key));
 	store_argv_add(&a, fphex, 64);
-	store_argv_addf(&a, "%d", IDEM_RUNNING_TTL_MS);
+	store_argv_add(&a, ic->token, strlen(ic->token));
+	store_argv_addf(&a, "%d", ic->ttl_ms);
 	rep = store_eval(st, STORE_IDEM, &a);
 	store_argv_free(&a);
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
@@ -1024,38 +1063,26 @@ idem_claim(struct store *st, struct http_req *r, const char *org, const char *ro
 	return result;
 }
 
-/* Stores the processed request's response for replays, or frees the claim (status != 200). */
+/*
+ * Stores the processed request's response for replays (status 200), or frees the claim
+ * (any other status) so that a repeat is processed anew; both only while the claim is
+ * still this request's (idem.lua "finish"): a request whose claim expired or was taken
+ * over stores nothing. The reply is not looked at: if this fails, the claim expires.
+ */
 static void
-idem_finish(struct store *st, const char *keyname, int status, const char *body, size_t len)
+idem_finish(struct store *st, const struct idem_claim *ic, int status, const char *body, size_t len)
 {
-	struct store_argv cmds[2];
-	redisReply **rep = NULL;
-	size_t n;
+	struct store_argv a;
 
-	store_argv_init(&cmds[0]);
-	store_argv_init(&cmds[1]);
-	if (status == 200) {
-		store_argv_add(&cmds[0], "HSET", 4);
-		store_argv_add(&cmds[0], keyname, strlen(keyname));
-		store_argv_add(&cmds[0], "s", 1);
-		store_argv_add(&cmds[0], "done", 4);
-		store_argv_add(&cmds[0], "st", 2);
-		store_argv_addf(&cmds[0], "%d", status);
-		store_argv_add(&cmds[0], "b", 1);
-		store_argv_add(&cmds[0], body, len);
-		store_argv_add(&cmds[1], "PEXPIRE", 7);
-		store_argv_add(&cmds[1], keyname, strlen(keyname));
-		store_argv_addf(&cmds[1], "%lld", IDEM_DONE_TTL_MS);
-		n = 2;
-	} else {
-		store_argv_add(&cmds[0], "DEL", 3);
-		store_argv_add(&cmds[0], keyname, strlen(keyname));
-		n = 1;
-	}
-	/* The replies are not looked at: if this fails, the claim expires (IDEM_RUNNING_TTL_MS). */
-	(void)store_pipeline(st, cmds, n, &rep);
-	store_argv_free(&cmds[0]);
-	store_argv_free(&cmds[1]);
+	store_argv_init(&a);
+	store_argv_add(&a, "finish", 6);
+	store_argv_add(&a, ic->key, strlen(ic->key));
+	store_argv_add(&a, ic->token, strlen(ic->token));
+	store_argv_addf(&a, "%d", status);
+	store_argv_add(&a, body != NULL ? body : "", body != NULL ? len : 0);
+	store_argv_addf(&a, "%lld", IDEM_DONE_TTL_MS);
+	(void)store_eval(st, STORE_IDEM, &a);
+	store_argv_free(&a);
 }
 
 int
@@ -1096,7 +1123,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	char *body;
 	size_t blen;
 	enum idem_state idem;
-	char idem_keyname[128];
+	struct idem_claim ic;
 	int limited;
 
 	if (routes_authenticate(st, r, &org, out) != 0)
@@ -1126,7 +1153,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		return;
 	}
 
-	idem = idem_claim(st, r, org.org, req_names[kind].top, idem_keyname, sizeof(idem_keyname), out);
+	idem = idem_claim(cfg, st, r, org.org, req_names[kind].top, &ic, out);
 	if (idem == IDEM_ANSWERED) {
 		req_free(&req);
 		return;
@@ -1155,13 +1182,13 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		now_ms = dates_now_ms();
 		limited = 0;
 		if (run_round(cfg, st, &org, kind, es, req.nentries, token, r->request_id, now_ms,
-		              round == 0, &limited) != 0) {
+		              round == 0, &limited, idem == IDEM_CLAIMED ? &ic : NULL) != 0) {
 			if (!committed_any) {
 				out->status = 503;
 				http_error(r, 503, 503, "the data store is unavailable: nothing was applied; retry shortly",
 				           "Retry-After: 1\r\n");
 				if (idem == IDEM_CLAIMED)
-					idem_finish(st, idem_keyname, 503, NULL, 0);
+					idem_finish(st, &ic, 503, NULL, 0);
 				goto out;
 			}
 			for (i = 0; i < req.nentries; i++) {
@@ -1180,10 +1207,21 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 			out->status = 429;
 			http_error(r, 429, 429, "too many requests for this credential: retry after the time in Retry-After", hdr);
 			if (idem == IDEM_CLAIMED)
-				idem_finish(st, idem_keyname, 429, NULL, 0);
+				idem_finish(st, &ic, 429, NULL, 0);
 			goto out;
 		}
 		committed_any = 1;
+		if (idem == IDEM_CLAIMED && ic.lost) {
+			/* The key belongs to another request now: nothing more is applied. */
+			for (i = 0; i < req.nentries; i++) {
+				if (es[i].decided)
+					continue;
+				es[i].decided = 1;
+				es[i].cust_code = 1000;
+				entry_fail_items(&es[i], 2001, IDEM_FENCED_ITEM_MSG);
+			}
+			break;
+		}
 		for (pending = 0, i = 0; i < req.nentries; i++)
 			if (!es[i].decided)
 				pending++;
@@ -1210,6 +1248,26 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		}
 	}
 
+	/*
+	 * A request fenced by its Idempotency-Key claim stores no response. When it applied
+	 * nothing (no earlier round committed a change), it answers 409 as a request that
+	 * found the key taken would: the repeat that holds the key has the outcome.
+	 */
+	if (idem == IDEM_CLAIMED && ic.lost) {
+		int applied = 0;
+
+		for (i = 0; i < req.nentries; i++)
+			for (k = 0; k < req.entries[i].nitems; k++)
+				if (es[i].results[k].code == 200)
+					applied = 1;
+		if (!applied) {
+			out->status = 409;
+			http_error(r, 409, 409, "this request's Idempotency-Key claim expired or was taken over by a repeat of the request before its changes were stored; nothing was applied: repeat the request with the same Idempotency-Key to get its outcome",
+			           "Retry-After: 1\r\n");
+			goto out;
+		}
+	}
+
 	/* Customers refused at customer level report their code on every item. */
 	for (i = 0; i < req.nentries; i++)
 		if (es[i].cust_code != 1000)
@@ -1219,8 +1277,8 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	out->status = 200;
 	out->items_ok = ok;
 	out->items_failed = failed;
-	if (idem == IDEM_CLAIMED)
-		idem_finish(st, idem_keyname, 200, body, blen);
+	if (idem == IDEM_CLAIMED && !ic.lost)
+		idem_finish(st, &ic, 200, body, blen);
 	http_respond(r, 200, NULL, body, blen);
 	free(body);
 out:

@@ -4,6 +4,8 @@
 --   n_set, (field, value)*, n_del, field*,
 --   n_claim, (mid_index_key, membership_id)*, n_release, (mid_index_key, membership_id)*,
 --   n_events, (activity_type, activity_json)*
+-- and, always the last three: idem_key, idem_token, idem_ttl_ms (all '' when the request has
+-- no Idempotency-Key).
 -- Each event is pushed on the customer's history (newest first, trimmed to history_max)
 -- and appended to the org's change feed (XADD, trimmed to about feed_max entries), in the
 -- same atomic step as the change itself.
@@ -14,7 +16,22 @@
 -- every claimed membership id must be free or already ours (else "CONFLICT": nothing
 -- written, lock released, the caller retries); then the writes, the version bump (with our
 -- token in the hash's `w`) and the lock release ("OK").
+-- With an Idempotency-Key, first of all: its claim (idem.lua) must still be 'running' with
+-- idem_token, else every customer is "IDEM_FENCED": nothing written, our locks released (the
+-- claim expired or a repeat of the request took it over: that one applies the key). While
+-- the claim holds, its expiry is set to idem_ttl_ms again (a request working across several
+-- rounds keeps its claim).
 local token = ARGV[1]
+local idem_key, idem_token = ARGV[#ARGV - 2], ARGV[#ARGV - 1]
+local idem_fenced = false
+if idem_key ~= '' then
+  local cl = redis.pcall('HMGET', idem_key, 's', 't')
+  if not cl.err and cl[1] == 'running' and cl[2] == idem_token then
+    redis.call('PEXPIRE', idem_key, ARGV[#ARGV])
+  else
+    idem_fenced = true
+  end
+end
 local n = tonumber(ARGV[2])
 local hmax, feed, fmax = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local i = 6
@@ -31,7 +48,10 @@ for c = 1, n do
   local ncl = tonumber(ARGV[i]); local scl = i + 1; i = scl + 2 * ncl
   local nrel = tonumber(ARGV[i]); local srel = i + 1; i = srel + 2 * nrel
   local nev = tonumber(ARGV[i]); local sev = i + 1; i = sev + 2 * nev
-  if redis.call('GET', lk) ~= token then
+  if idem_fenced then
+    if redis.call('GET', lk) == token then redis.call('DEL', lk) end
+    out[c] = 'IDEM_FENCED'
+  elseif redis.call('GET', lk) ~= token then
     out[c] = 'FENCED'
   elseif (redis.call('HGET', ck, 'v') or '') ~= ver then
     redis.call('DEL', lk)

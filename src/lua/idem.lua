@@ -1,13 +1,35 @@
--- idem: claim an Idempotency-Key for a request, or find what an earlier request left.
--- KEYS: none. ARGV: key, fingerprint (route + body hash), running_ttl_ms
--- Returns {"NEW"} (claimed: the caller processes the request and stores its response),
--- {"MISMATCH"} (the key was used with another route or body: 422),
--- {"RUNNING"} (the first request with this key has not finished: 409),
--- {"DONE", status, body} (replay the stored response).
-local key, fp, ttl = ARGV[1], ARGV[2], ARGV[3]
+-- idem: the claim of an Idempotency-Key (SPEC §6), fenced like a customer lock.
+-- KEYS: none. ARGV[1] is the operation:
+--
+--   "claim", key, fingerprint (route + body hash), token, running_ttl_ms
+--     Returns {"NEW"} (claimed for this token: the caller processes the request, its commits
+--     check the claim, see commit.lua, and it then calls "finish"),
+--     {"MISMATCH"} (the key was used with another route or body: 422),
+--     {"RUNNING"} (the first request with this key has not finished: 409),
+--     {"DONE", status, body} (replay the stored response).
+--
+--   "finish", key, token, status, body, done_ttl_ms
+--     Only while the claim is still 'running' and holds this token: status 200 stores the
+--     response (s = done, kept done_ttl_ms), any other status deletes the claim (a repeat is
+--     processed anew). Returns "OK", or "FENCED" when the claim expired or was taken over
+--     by a repeat of the request: then nothing is written, the other request owns the key.
+local op, key = ARGV[1], ARGV[2]
+if op == 'finish' then
+  local cur = redis.call('HMGET', key, 's', 't')
+  if cur[1] ~= 'running' or cur[2] ~= ARGV[3] then return 'FENCED' end
+  if ARGV[4] == '200' then
+    redis.call('HSET', key, 's', 'done', 'st', ARGV[4], 'b', ARGV[5])
+    redis.call('PEXPIRE', key, ARGV[6])
+  else
+    redis.call('DEL', key)
+  end
+  return 'OK'
+end
+if op ~= 'claim' then return redis.error_reply('idem: unknown operation') end
+local fp, token, ttl = ARGV[3], ARGV[4], ARGV[5]
 local cur = redis.call('HMGET', key, 'f', 's', 'st', 'b')
 if not cur[1] then
-  redis.call('HSET', key, 'f', fp, 's', 'running')
+  redis.call('HSET', key, 'f', fp, 's', 'running', 't', token)
   redis.call('PEXPIRE', key, ttl)
   return {'NEW'}
 end

@@ -12,6 +12,7 @@ python3-yaml, in a child process: the tests themselves may run under another pyt
 running interpreter is used. A missing validator is a failure, never a skip.
 """
 
+import gzip
 import json
 import os
 import subprocess
@@ -29,6 +30,7 @@ SPEC = os.path.join(harness.srcdir(), "docs", "openapi.yaml")
 # error strings per case as JSON on stdout.
 VALIDATOR = r'''
 import json, sys
+from urllib.parse import parse_qsl
 try:
     import yaml
     import jsonschema
@@ -36,6 +38,7 @@ try:
 except ImportError as e:
     print("MISSING: %s (Debian: apt-get install python3-jsonschema python3-yaml)" % e)
     sys.exit(3)
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 spec_path, cases = json.load(sys.stdin)
 with open(spec_path) as f:
     doc = yaml.safe_load(f)
@@ -54,7 +57,9 @@ def check(schema, value):
 out = []
 for c in cases:
     errs = []
-    op = doc["paths"].get(c["path"], {}).get("get" if c["method"] == "HEAD" else c["method"].lower())
+    item = doc["paths"].get(c["path"], {})
+    # HEAD: the path's own head operation (every GET route has one).
+    op = item.get(c["method"].lower()) if c["method"].lower() in METHODS else None
     if c["path"] not in doc["paths"]:
         resp = doc["components"]["responses"]["NotFound"] if c["status"] == 404 else None
         if resp is None:
@@ -67,6 +72,27 @@ for c in cases:
         resp = op["responses"].get(str(c["status"]))
         if resp is None:
             errs.append("status %s is not documented for %s %s" % (c["status"], c["method"], c["path"]))
+        if 200 <= c["status"] < 300:
+            # What the service accepted, the document must allow: each header and query
+            # parameter sent against its schema (path-level and operation parameters).
+            query = dict(parse_qsl(c.get("query", ""), keep_blank_values=True))
+            sent = {"header": dict((k.lower(), v) for k, v in c.get("request_headers", {}).items()),
+                    "query": query}
+            for prm in item.get("parameters", []) + op.get("parameters", []):
+                prm = deref(prm)
+                where = sent.get(prm["in"], {})
+                key = prm["name"].lower() if prm["in"] == "header" else prm["name"]
+                if key not in where:
+                    continue
+                val = where[key]
+                schema = deref(prm.get("schema", {}))
+                if schema.get("type") == "integer":
+                    try:
+                        val = int(val)
+                    except ValueError:
+                        pass
+                errs += ["accepted %s parameter %s=%r is refused by the document: %s"
+                         % (prm["in"], prm["name"], where[key], e) for e in check(schema, val)]
     if resp is not None:
         resp = deref(resp)
         ctype = (c["headers"].get("content-type") or "")
@@ -75,7 +101,11 @@ for c in cases:
         for k, m in resp.get("content", {}).items():
             if k.split(";")[0].strip().lower() == base:
                 media = m
-        if media is None:
+        if c["method"] == "HEAD" and not resp.get("content"):
+            # A response documented without content: HEAD's own 200, no body.
+            if c["body"]:
+                errs.append("HEAD answered a body: %r" % c["body"][:200])
+        elif media is None:
             errs.append("content type %r not documented (%s)" % (ctype, sorted(resp.get("content", {}))))
         elif c["method"] != "HEAD":
             body = c["body"]
@@ -119,12 +149,9 @@ class Recorder:
 
     def call(self, method, path, body=None, auth=ACME, headers=None, content_type="application/json",
              expect=None):
-        query = ""
         st, hdrs, parsed = self.stack.request(method, path, body, auth=auth, headers=headers,
                                               content_type=content_type if body is not None else None)
-        if "?" in path:
-            path, query = path.split("?", 1)
-        self._add(method, path, st, hdrs, parsed, expect)
+        self._add(method, path, st, hdrs, parsed, expect, headers)
         return st, hdrs, parsed
 
     def raw(self, method, path, data, expect=None):
@@ -132,14 +159,16 @@ class Recorder:
         self._add(method, path, st, hdrs, body, expect)
         return st, hdrs, body
 
-    def _add(self, method, path, st, hdrs, parsed, expect):
+    def _add(self, method, path, st, hdrs, parsed, expect, request_headers=None):
         if expect is not None:
             assert st == expect, "%s %s: HTTP %s, expected %s: %r" % (method, path, st, expect, parsed)
         if isinstance(parsed, (bytes, bytearray)):
             text = parsed.decode("utf-8", "replace")
         else:
             text = json.dumps(parsed)
-        self.cases.append({"method": method, "path": path.split("?")[0], "status": st,
+        path, _, query = path.partition("?")
+        self.cases.append({"method": method, "path": path, "query": query, "status": st,
+                           "request_headers": dict(request_headers or {}),
                            "headers": dict((k.lower(), v) for k, v in hdrs.items()), "body": text})
 
     def validate(self):
@@ -178,7 +207,8 @@ doc = yaml.safe_load(open(sys.argv[1]))
 assert doc["openapi"].startswith("3.1"), doc["openapi"]
 for name, s in doc["components"]["schemas"].items():
     Draft202012Validator.check_schema(s)
-print(json.dumps(sorted("%s %s" % (m.upper(), p) for p, ops in doc["paths"].items() for m in ops)))
+methods = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+print(json.dumps(sorted("%s %s" % (m.upper(), p) for p, ops in doc["paths"].items() for m in ops if m in methods)))
 '''
     p = subprocess.run([validator_python(), "-I", "-B", "-c", code, SPEC], capture_output=True, timeout=60)
     assert p.returncode == 0, p.stderr.decode("utf-8", "replace")[-2000:]
@@ -186,7 +216,10 @@ print(json.dumps(sorted("%s %s" % (m.upper(), p) for p, ops in doc["paths"].item
     base = "/v2/partnerProgram/"
     want = sorted(["POST %slinkCustomer" % base, "POST %scustomerPartnerProgramUpdate" % base,
                    "POST %sdeLinkCustomer" % base, "GET %scustomerPartnerPrograms" % base,
-                   "GET %scustomerActivityHistory" % base, "GET %shealth" % base, "GET %smetrics" % base])
+                   "GET %scustomerActivityHistory" % base, "GET %shealth" % base, "GET %smetrics" % base,
+                   # every GET route answers HEAD (SPEC §6 health "GET only" means: no write method)
+                   "HEAD %scustomerPartnerPrograms" % base, "HEAD %scustomerActivityHistory" % base,
+                   "HEAD %shealth" % base, "HEAD %smetrics" % base])
     assert ops == want, "operations in docs/openapi.yaml: %r, expected %r" % (ops, want)
 
 
@@ -238,6 +271,14 @@ def test_openapi_idempotency_matches_spec():
         r.call("POST", DELINK, {"deLinkCustomers": [{"customer": by_mobile(c1), "deLinkFromPartnerPrograms": [
             {"partnerProgramName": "AcmeAir"}]}]}, headers={"Idempotency-Key": key}, expect=422)
         r.call("POST", LINK, {"linkCustomers": []}, headers={"Idempotency-Key": "bad key"}, expect=400)
+        # A key with a space inside is a valid key (printable ASCII, 0x20-0x7e): applied, then replayed.
+        spaced = "openapi spaced " + stack.uid()
+        body = {"linkCustomers": [entry(by_mobile(c1), item("AcmeShop", stack.uid()))]}
+        r.call("POST", LINK, body, headers={"Idempotency-Key": spaced}, expect=200)
+        _, hdrs, _ = r.call("POST", LINK, body, headers={"Idempotency-Key": spaced}, expect=200)
+        assert hdrs.get("Idempotent-Replayed") == "true", dict(hdrs)
+        # Over 255 characters: 400, whatever the body.
+        r.call("POST", LINK, body, headers={"Idempotency-Key": "k" * 256}, expect=400)
         r.validate()
 
 
@@ -257,13 +298,24 @@ def test_openapi_whole_request_errors_match_spec(stack):
     r.raw("POST", LINK, b"POST " + LINK.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: "
           + basic(*ACME).encode() + b"\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
           expect=411)
+    # A chunked body is no 411: nginx decodes it and the request is processed (200).
+    c2 = stack.customer()
+    raw = json.dumps({"linkCustomers": [entry(by_mobile(c2), item("AcmeShop", stack.uid()))]}).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(raw[i:i + 40]), raw[i:i + 40]) for i in range(0, len(raw), 40))
+    r.raw("POST", LINK, b"POST " + LINK.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: "
+          + basic(*ACME).encode() + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+          + b"Connection: close\r\n\r\n" + chunked + b"0\r\n\r\n", expect=200)
+    # A compressed body: SPEC §4 says 415 (validated as whatever the service answers).
+    r.call("POST", LINK, gzip.compress(json.dumps(good).encode()), headers={"Content-Encoding": "gzip"})
     for path in (LINK, UPDATE, DELINK):
         r.call("GET", path, expect=405)
     for path in (PROGRAMS, HISTORY, HEALTH, METRICS):
         r.call("POST", path, {}, expect=405)
     r.call("DELETE", HEALTH, auth=None, expect=405)
+    r.call("HEAD", LINK, expect=405)
     r.call("GET", "/v2/partnerProgram/noSuchRoute", expect=404)
     r.call("GET", "/v2/partnerProgram/linkCustomer/extra", expect=404)
+    r.call("POST", "/v2/partnerProgram/", good, expect=404)
     r.validate()
 
 
@@ -298,6 +350,11 @@ def test_openapi_read_and_operations_routes_match_spec(stack):
     r.call("GET", HISTORY + q % ("id", c["id"]) + "&offset=-1", expect=400)
     r.call("GET", HEALTH, auth=None, expect=200)
     r.call("HEAD", HEALTH, auth=None, expect=200)
+    r.call("HEAD", PROGRAMS + q % ("id", c["id"]), expect=200)
+    r.call("HEAD", PROGRAMS + q % ("mobile", "12"), expect=400)
+    r.call("HEAD", HISTORY + q % ("id", c["id"]) + "&limit=2", expect=200)
+    r.call("HEAD", HISTORY + q % ("id", c["id"]), auth=None, expect=401)
+    r.call("HEAD", METRICS, auth=None, expect=200)
     _, hdrs, text = r.call("GET", METRICS, auth=None, expect=200)
     r.call("GET", PROGRAMS + q % ("id", c["id"]), auth=DEMO, expect=200)
     r.validate()

@@ -3,14 +3,18 @@ and the per-credential rate limit shared by several partnerd processes.
 
 Each test that needs particular partnerd settings builds its own stack."""
 import concurrent.futures
+import hashlib
+import http.client
 import json
 import os
 import re
+import signal
 import threading
 import time
 
-from harness import ACME, LINK, Stack
+from harness import ACME, LINK, Stack, basic
 from helpers import assert_error, by_mobile, entry, item
+from support_guarantee import RedisProxy, add_front, add_partnerd
 
 DELINK = "/v2/partnerProgram/deLinkCustomer"
 METRICS = "/v2/partnerProgram/metrics"
@@ -208,4 +212,213 @@ def test_rate_limit_is_shared_by_two_partnerd_processes_and_answers_429():
         s, _, _ = st.get(url.replace(str(c["id"]), "4001"), auth=("globex_api", "globex_secret"))
         assert s == 200
     finally:
+        st.stop()
+
+
+# ---------------------------------------------------------------- Idempotency-Key fencing
+# SPEC §6: the claim of an Idempotency-Key is fenced like a lock: a request whose claim
+# expired or was taken over by a repeat can neither apply its changes nor store its
+# response. Each test runs partnerd-0 behind the stack's nginx (the client's repeats) and a
+# second partnerd, "partnerd-stall", behind its own nginx, which gets stopped or stalled.
+
+def _idem_key(org, key):
+    """The Redis key of an Idempotency-Key's claim (docs/DATA-MODEL.md)."""
+    return "pp:{%s}:idem:%s" % (org, hashlib.blake2b(key.encode(), digest_size=16).hexdigest())
+
+
+def _call_via(port, method, path, body=None, headers=None, timeout=30):
+    """(status, headers, parsed body) of one request to the nginx on `port`, as acme."""
+    h = {"Authorization": basic(*ACME)}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    h.update(headers or {})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=data, headers=h)
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, resp.headers, json.loads(raw)
+        except ValueError:
+            return resp.status, resp.headers, raw
+    finally:
+        conn.close()
+
+
+def _in_background(fn):
+    """Runs fn() in a thread; returns (thread, dict that gets "r": fn's result)."""
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=fn()), daemon=True)
+    t.start()
+    return t, out
+
+
+def _until(cond, secs, what):
+    deadline = time.monotonic() + secs
+    while not cond():
+        assert time.monotonic() < deadline, "%s: not within %.0f s" % (what, secs)
+        time.sleep(0.02)
+
+
+def _wait_lock_waiting(port, secs=15):
+    """Until the partnerd behind `port` has retried a busy lock at least once."""
+    def waited():
+        s, _, text = _call_via(port, "GET", METRICS, timeout=5)
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        return s == 200 and _metric(text, "partnerd_lock_waits_total") >= 1
+    _until(waited, secs, "the stalled request waiting for the lock")
+
+
+def _delink_body(c, program):
+    return {"deLinkCustomers": [{"customer": by_mobile(c),
+                                 "deLinkFromPartnerPrograms": [{"partnerProgramName": program}]}]}
+
+
+def _history(st, cid):
+    """The customer's activities, oldest first, as (activityType, requestId)."""
+    return [(e["activityType"], e["requestId"]) for e in
+            (json.loads(x) for x in reversed(st.redis("LRANGE", "pp:{acme:%d}:h" % cid, 0, -1)))]
+
+
+def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_applies_nothing_and_stores_nothing():
+    # The defect of issue 12: hold a customer's lock by hand, send a link with key K to a
+    # partnerd that waits for the lock, SIGSTOP it, let K's claim expire, repeat with K
+    # (200, linked), delink (200), SIGCONT: the stopped request must not link again nor
+    # replace K's stored response. It answers 409 (nothing of it applied).
+    st = Stack(workers=4)
+    stopped = None
+    try:
+        st.start()
+        sock = add_partnerd(st, "partnerd-stall", ["--lock-wait-ms", "60000"])
+        port = add_front(st, "nginx-stall", [sock])
+        stopped = st.proc("partnerd-stall")
+        c = st.customer()
+        mid = st.uid("IF")
+        body = _link_body(st, c, mid)
+        key = "op-fence-%s" % st.uid()
+        claim = _idem_key("acme", key)
+        lock = "pp:{acme:%d}:lock" % c["id"]
+        assert st.redis("SET", lock, "held-by-the-test", "PX", "20000") == "OK"
+        t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, {
+            "Idempotency-Key": key, "X-Request-Id": "op-fence-stalled"}))
+        _wait_lock_waiting(port)
+        os.kill(stopped.pid, signal.SIGSTOP)
+        assert st.redis("HGET", claim, "s") == b"running", st.redis("HGETALL", claim)
+        st.redis("PEXPIRE", claim, 1)
+        _until(lambda: not st.redis("EXISTS", claim), 5, "the claim's expiry")
+        st.redis("DEL", lock)
+        s2, h2, b2 = st.post(LINK, body, headers={"Idempotency-Key": key, "X-Request-Id": "op-fence-retry"})
+        assert s2 == 200 and h2.get("Idempotent-Replayed") is None and _codes(b2) == [200], (s2, b2)
+        s3, _, b3 = st.post(DELINK, _delink_body(c, "AcmeShop"), headers={"X-Request-Id": "op-fence-delink"})
+        assert s3 == 200 and b3["deLinkCustomers"][0]["deLinkFromPartnerPrograms"][0]["partnerDeLinkStatus"]["code"] == 200, b3
+        os.kill(stopped.pid, signal.SIGCONT)
+        t.join(30)
+        assert "r" in first, "the stopped request did not answer after SIGCONT"
+        assert st.membership(c["id"], "AcmeShop") is None, \
+            "the stopped request linked again after the delink: %r (it answered %r)" % (
+                st.membership(c["id"], "AcmeShop"), first["r"])
+        assert st.mid_holder("AcmeShop", mid) is None, st.mid_holder("AcmeShop", mid)
+        assert _history(st, c["id"]) == [("LINK", "op-fence-retry"), ("DELINK", "op-fence-delink")], \
+            _history(st, c["id"])
+        s4, h4, b4 = st.post(LINK, body, headers={"Idempotency-Key": key})
+        assert s4 == 200 and h4.get("Idempotent-Replayed") == "true", (s4, dict(h4), b4)
+        assert b4 == b2, "K's stored response is not the repeat's:\n%r\n%r" % (b4, b2)
+        assert_error(first["r"], 409)
+        assert "claim expired" in first["r"][2]["errors"][0]["message"], first["r"]
+        assert (first["r"][1].get("Retry-After") or "").isdigit(), dict(first["r"][1])
+        assert not st.redis("EXISTS", lock)
+    finally:
+        if stopped is not None and stopped.poll() is None:
+            os.kill(stopped.pid, signal.SIGCONT)
+        st.stop()
+
+
+def test_idempotency_key_fenced_after_an_earlier_round_applied_answers_those_200_and_the_rest_2001():
+    # Two customers with key K: X is free (committed in the first round), Y is locked by
+    # hand (the request waits). Stopped, its claim expires, a repeat with K takes it over
+    # (X: 2005, already linked by the first; Y: 200), then Y is delinked. After SIGCONT the
+    # first request answers 200 with X's item 200 (applied) and Y's item 2001 (its claim
+    # was gone: nothing applied, Y stays delinked), and K keeps the repeat's response.
+    st = Stack(workers=4)
+    stopped = None
+    try:
+        st.start()
+        sock = add_partnerd(st, "partnerd-stall", ["--lock-wait-ms", "60000"])
+        port = add_front(st, "nginx-stall", [sock])
+        stopped = st.proc("partnerd-stall")
+        x, y = st.customers(2)
+        body = {"linkCustomers": [entry(by_mobile(x), item("AcmeShop", st.uid("IFX"))),
+                                  entry(by_mobile(y), item("AcmeShop", st.uid("IFY")))]}
+        key = "op-fence-mixed-%s" % st.uid()
+        claim = _idem_key("acme", key)
+        lock = "pp:{acme:%d}:lock" % y["id"]
+        assert st.redis("SET", lock, "held-by-the-test", "PX", "20000") == "OK"
+        t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, {
+            "Idempotency-Key": key, "X-Request-Id": "op-fence-mixed-stalled"}))
+        _wait_lock_waiting(port)
+        os.kill(stopped.pid, signal.SIGSTOP)
+        assert st.membership(x["id"], "AcmeShop") is not None, "X was not committed in the first round"
+        st.redis("PEXPIRE", claim, 1)
+        _until(lambda: not st.redis("EXISTS", claim), 5, "the claim's expiry")
+        st.redis("DEL", lock)
+        s2, _, b2 = st.post(LINK, body, headers={"Idempotency-Key": key, "X-Request-Id": "op-fence-mixed-retry"})
+        assert s2 == 200 and _codes(b2) == [2005, 200], (s2, b2)
+        s3, _, b3 = st.post(DELINK, _delink_body(y, "AcmeShop"), headers={"X-Request-Id": "op-fence-mixed-delink"})
+        assert s3 == 200 and b3["deLinkCustomers"][0]["deLinkFromPartnerPrograms"][0]["partnerDeLinkStatus"]["code"] == 200, b3
+        os.kill(stopped.pid, signal.SIGCONT)
+        t.join(30)
+        s1, _, b1 = first["r"]
+        assert s1 == 200 and _codes(b1) == [200, 2001], first["r"]
+        msg = b1["linkCustomers"][1]["linkToPartnerPrograms"][0]["partnerLinkStatus"]["message"]
+        assert "Idempotency-Key claim expired" in msg and "nothing of it was applied" in msg, msg
+        assert st.membership(y["id"], "AcmeShop") is None, st.membership(y["id"], "AcmeShop")
+        assert _history(st, y["id"]) == [("LINK", "op-fence-mixed-retry"), ("DELINK", "op-fence-mixed-delink")], \
+            _history(st, y["id"])
+        assert _history(st, x["id"]) == [("LINK", "op-fence-mixed-stalled")], _history(st, x["id"])
+        s4, h4, b4 = st.post(LINK, body, headers={"Idempotency-Key": key})
+        assert s4 == 200 and h4.get("Idempotent-Replayed") == "true" and b4 == b2, (s4, b4, b2)
+    finally:
+        if stopped is not None and stopped.poll() is None:
+            os.kill(stopped.pid, signal.SIGCONT)
+        st.stop()
+
+
+def test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_stored_over_the_repeat():
+    # The commit went through, then the request stalls before storing its response (a
+    # Redis proxy holds that call); meanwhile its claim expires and a repeat with K is
+    # processed (2005: already linked) and stored. The late store must be refused: K
+    # replays the repeat's response. The stalled request still answers its own outcome.
+    st = Stack(workers=4)
+    proxy = None
+    try:
+        st.start()
+        proxy = RedisProxy(st.redis_port)
+        sock = add_partnerd(st, "partnerd-stall", ["--redis-timeout-ms", "10000"], redis_url=proxy.url)
+        port = add_front(st, "nginx-stall", [sock])
+        c = st.customer()
+        body = _link_body(st, c)
+        key = "op-fence-store-%s" % st.uid()
+        claim = _idem_key("acme", key).encode()
+        # the call that stores the response: names the claim and is not the claim itself
+        # (main's code: HSET of the claim; now: the idem script's "finish")
+        proxy.arm(lambda args: claim in args and (args[0].upper() == b"HSET" or b"finish" in args))
+        t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, {"Idempotency-Key": key}))
+        assert proxy.held.wait(15), "the stalled request never tried to store its response: %r" % first
+        assert st.membership(c["id"], "AcmeShop") is not None
+        st.redis("PEXPIRE", claim, 1)
+        _until(lambda: not st.redis("EXISTS", claim), 5, "the claim's expiry")
+        s2, h2, b2 = st.post(LINK, body, headers={"Idempotency-Key": key})
+        assert s2 == 200 and h2.get("Idempotent-Replayed") is None and _codes(b2) == [2005], (s2, b2)
+        proxy.release()
+        t.join(30)
+        s1, _, b1 = first["r"]
+        assert s1 == 200 and _codes(b1) == [200], first["r"]
+        s3, h3, b3 = st.post(LINK, body, headers={"Idempotency-Key": key})
+        assert s3 == 200 and h3.get("Idempotent-Replayed") == "true", (s3, dict(h3))
+        assert b3 == b2, "K's stored response was replaced by the stalled request's:\n%r\n%r" % (b3, b2)
+    finally:
+        if proxy is not None:
+            proxy.close()
         st.stop()
