@@ -706,6 +706,11 @@ static int ck_on_customer(redisReply *r, void *arg)
 			if (v->len == 0 || strspn(v->str, "0123456789") != v->len)
 				ck_violation(ck, "org %s: customer %" PRId64 ": version v is %s, not an "
 				             "integer >= 0", org, cid, ctl_quote(v->str, v->len));
+		} else if (strcmp(f->str, "w") == 0) {
+			/* the lock token of the commit that last wrote it (docs/DATA-MODEL.md) */
+			if (v->len != 32 || strspn(v->str, "0123456789abcdef") != v->len)
+				ck_violation(ck, "org %s: customer %" PRId64 ": writer token w is %s, not "
+				             "32 hex digits", org, cid, ctl_quote(v->str, v->len));
 		} else if (kind >= 0) {
 			struct ck_entry *e = ck_map_find(&ck->ix[kind], v->str, v->len);
 

@@ -18,7 +18,7 @@ static const char *const route_names[] = {
 static const int statuses[] = { 200, 400, 401, 404, 405, 409, 411, 413, 415, 422, 429, 500, 503 };
 #define NSTATUS (sizeof(statuses) / sizeof(statuses[0]))      /* plus one slot: other */
 
-static const int codes[] = { 200, 400, 1000, 2001, 2002, 2003, 2004, 2005, 2006, 2007, 2009,
+static const int codes[] = { 200, 400, 1000, 2001, 2011, 2002, 2003, 2004, 2005, 2006, 2007, 2009,
                              2010, 2101, 2102, 2103, 2104, 2105, 8015, 8016 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 
@@ -32,6 +32,12 @@ static atomic_ulong latency_sum_us[NROUTES];
 static atomic_ulong items[NCODES + 1];
 static atomic_ulong redis_errors, lock_waits, lock_timeouts, fenced;
 static atomic_ulong login_failed, login_limited_user, login_limited_addr, login_busy;
+static atomic_ulong redis_errors, lock_waits, lock_timeouts, fenced, redis_reconnects;
+static atomic_ulong in_doubt[MI_N];
+static const char *const in_doubt_names[MI_N] = {
+	[MI_APPLIED] = "applied", [MI_NOT_APPLIED] = "not_applied",
+	[MI_UNKNOWN] = "unknown", [MI_FAILED] = "failed",
+};
 
 static size_t
 route_index(const char *route)
@@ -79,6 +85,15 @@ void
 metrics_login_limited(int by_addr)
 {
 	atomic_fetch_add_explicit(by_addr ? &login_limited_addr : &login_limited_user, 1, memory_order_relaxed);
+}
+
+void metrics_redis_reconnect(void) { atomic_fetch_add_explicit(&redis_reconnects, 1, memory_order_relaxed); }
+
+void
+metrics_in_doubt(enum metrics_in_doubt outcome)
+{
+	if (outcome < MI_N)
+		atomic_fetch_add_explicit(&in_doubt[outcome], 1, memory_order_relaxed);
 }
 
 static unsigned long
@@ -170,6 +185,16 @@ metrics_render(size_t *len)
 	                "# TYPE partnerd_login_busy_total counter\n"
 	                "partnerd_login_busy_total %lu\n",
 	            get(&login_failed), get(&login_limited_user), get(&login_limited_addr), get(&login_busy));
+	buf_appendf(&b, "# HELP partnerd_redis_reconnects_total Connections found closed before a command was sent, replaced at once.\n"
+	                "# TYPE partnerd_redis_reconnects_total counter\n"
+	                "partnerd_redis_reconnects_total %lu\n"
+	                "# HELP partnerd_commits_in_doubt_total Customers whose commit reply was lost, by what resolving it found "
+	                "(failed: the resolution itself did not succeed in time; items answered 2011 for it and for unknown).\n"
+	                "# TYPE partnerd_commits_in_doubt_total counter\n",
+	            get(&redis_reconnects));
+	for (k = 0; k < MI_N; k++)
+		buf_appendf(&b, "partnerd_commits_in_doubt_total{outcome=\"%s\"} %lu\n", in_doubt_names[k],
+		            get(&in_doubt[k]));
 	*len = b.len;
 	out = buf_take(&b);
 	return out;

@@ -27,6 +27,12 @@ void metrics_fenced(void);
 void metrics_login_failed(void);
 void metrics_login_limited(int by_addr);
 void metrics_login_busy(void);
+/* A connection found closed before a command was sent on it, replaced at once. */
+void metrics_redis_reconnect(void);
+
+/* Outcomes of resolving a commit whose reply was lost (per customer). */
+enum metrics_in_doubt { MI_APPLIED, MI_NOT_APPLIED, MI_UNKNOWN, MI_FAILED, MI_N };
+void metrics_in_doubt(enum metrics_in_doubt outcome);
 
 /* Renders all metrics; the caller frees the result. */
 char *metrics_render(size_t *len);

@@ -98,7 +98,11 @@ struct locked {
 	struct entry_state **entries;   /* entries applied to this customer, in order */
 	size_t nentries;
 	int outcome;                    /* 0 OK, 1 FENCED, 2 CONFLICT, 3 store failure */
+	int lost;                       /* LOST_*: what became of a commit whose reply was lost */
 };
+
+/* What resolving a commit whose reply was lost found for one customer (commit_resolve). */
+enum { LOST_NO = 0, LOST_APPLIED, LOST_NOT_APPLIED, LOST_UNKNOWN };
 
 /* The Idempotency-Key claim a request holds (SPEC §6); every commit checks it (commit.lua). */
 struct idem_claim {
@@ -592,6 +596,72 @@ routes_thread_exit(void)
 	}
 }
 
+/* The items of an entry that were to be applied (200) answer code instead. */
+static void
+fail_applied_items(struct entry_state *es, int code, const char *message)
+{
+	size_t it;
+
+	for (it = 0; it < es->e->nitems; it++)
+		if (es->results[it].code == 200) {
+			rules_result_free(&es->results[it]);
+			es->results[it].code = code;
+			es->results[it].message = message;
+		}
+}
+
+/*
+ * The commit of locks[0..nl) gave no usable answer. When nothing of it was sent
+ * (maybe_ran 0) it did not run: LOST_NOT_APPLIED. Otherwise resolve.lua finds out, on a
+ * new connection when the old one broke, within one --redis-timeout-ms, customer by
+ * customer: applied (our token in the customer's `w`), not applied (and fenced from now
+ * on: resolve.lua deletes a lock still ours, so a commit still queued on the dead
+ * connection finds no token), or unknown; a resolution that fails is unknown too
+ * (docs/CONSISTENCY.md "A commit whose reply is lost").
+ */
+static void
+commit_resolve(struct store *st, const char *org, const char *token, struct locked *locks,
+               size_t nl, int maybe_ran)
+{
+	struct store_argv a;
+	redisReply *r = NULL;
+	size_t k;
+
+	if (maybe_ran) {
+		store_argv_init(&a);
+		store_argv_presize(&a, 2 + 3 * nl, 32 + 64 * nl);
+		store_argv_add(&a, token, strlen(token));
+		store_argv_addf(&a, "%zu", nl);
+		for (k = 0; k < nl; k++) {
+			store_argv_addf(&a, KEYS_CUST_FMT, org, (long long)locks[k].cid);
+			store_argv_addf(&a, KEYS_LOCK_FMT, org, (long long)locks[k].cid);
+			store_argv_add(&a, locks[k].version, strlen(locks[k].version));
+		}
+		r = store_resolve(st, &a);
+		store_argv_free(&a);
+		if (r != NULL && (r->type != REDIS_REPLY_ARRAY || r->elements != nl))
+			r = NULL;
+	}
+	for (k = 0; k < nl; k++) {
+		const redisReply *e = r != NULL ? r->element[k] : NULL;
+		const char *res = e != NULL && e->type == REDIS_REPLY_STRING ? e->str : "";
+
+		if (!maybe_ran) {
+			locks[k].lost = LOST_NOT_APPLIED;
+			metrics_in_doubt(MI_NOT_APPLIED);
+		} else if (strcmp(res, "APPLIED") == 0) {
+			locks[k].lost = LOST_APPLIED;
+			metrics_in_doubt(MI_APPLIED);
+		} else if (strcmp(res, "NOT_APPLIED") == 0) {
+			locks[k].lost = LOST_NOT_APPLIED;
+			metrics_in_doubt(MI_NOT_APPLIED);
+		} else {
+			locks[k].lost = LOST_UNKNOWN;
+			metrics_in_doubt(r != NULL ? MI_UNKNOWN : MI_FAILED);
+		}
+	}
+}
+
 /*
  * Runs one round over the pending entries (those not decided yet). Returns 0 when the
  * round ran (some entries may still be pending: busy locks or id races), -1 when Redis
@@ -793,13 +863,15 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	crep = nl > 0 ? store_eval(st, STORE_COMMIT, &a) : NULL;
 	store_argv_free(&a);
 	buf_free(&scratch);
+	if (nl > 0 && (crep == NULL || crep->type != REDIS_REPLY_ARRAY || crep->elements != nl))
+		commit_resolve(st, org->org, token, locks, nl, crep != NULL || store_maybe_ran(st));
 
 	for (k = 0; k < nl; k++) {
 		struct locked *lk = &locks[k];
 		const char *res = NULL;
 		size_t j;
 
-		if (crep != NULL && crep->type == REDIS_REPLY_ARRAY && k < crep->elements)
+		if (lk->lost == LOST_NO && crep != NULL && k < crep->elements)
 			res = crep->element[k]->str;
 		for (j = 0; j < lk->nentries; j++) {
 			struct entry_state *e = lk->entries[j];
@@ -808,16 +880,12 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 				continue;
 			if (lk->outcome == 3) {
 				entry_fail_items(e, 2001, "the customer's stored data could not be read; nothing was applied");
-			} else if (res == NULL) {
-				/* The commit did not answer: we cannot know whether it applied. */
-				size_t it;
-
-				for (it = 0; it < e->e->nitems; it++)
-					if (e->results[it].code == 200) {
-						rules_result_free(&e->results[it]);
-						e->results[it].code = 2001;
-						e->results[it].message = "the store did not confirm the change: read the customer to see whether it applied";
-					}
+			} else if (lk->lost == LOST_NOT_APPLIED) {
+				fail_applied_items(e, 2001, "the change could not be stored (the store failed during the commit); nothing of it was applied");
+			} else if (lk->lost == LOST_UNKNOWN) {
+				fail_applied_items(e, 2011, "the store failed while committing and partnerd could not find out in time whether the change applied: read the customer's memberships or history, or retry with the same Idempotency-Key");
+			} else if (lk->lost == LOST_APPLIED || res == NULL) {
+				/* applied: the items stand as decided */
 			} else if (strcmp(res, "BROKEN") == 0) {
 				if (oom_probe == 0) {
 					char lock_key[160];

@@ -1,10 +1,16 @@
 /*
  * store: Redis connection handling, scripts and pipelines for partnerd (see store.h).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* POLLRDHUP: a closed peer seen without reading */
+#endif
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "dates.h"
@@ -33,6 +39,8 @@ struct store {
 	char *out;              /* the RESP text of the command being sent (reused) */
 	size_t out_len, out_cap;
 	struct rarena replies;  /* every reply read on c, until store_replies_release */
+	int maybe_ran;          /* the last failed call may have run in Redis (see store.h) */
+	int64_t deadline;       /* monotonic ms that bounds connect and calls; 0: none */
 };
 
 static const char *const script_text[STORE_NSCRIPTS] = {
@@ -41,6 +49,7 @@ static const char *const script_text[STORE_NSCRIPTS] = {
 	[STORE_READ] = lua_read,
 	[STORE_IDEM] = lua_idem,
 	[STORE_SETTLE] = lua_settle,
+	[STORE_RESOLVE] = lua_resolve,
 };
 
 /* ---- argv --------------------------------------------------------------------------- */
@@ -295,6 +304,20 @@ store_round_trips(const struct store *s)
 	return s->trips;
 }
 
+/* No reconnect is tried before the back-off has passed; the back-off doubles. */
+static void
+back_off(struct store *s)
+{
+	s->retry_at = mono_ms() + s->backoff_ms;
+	s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+}
+
+/*
+ * Throws the connection away after an I/O error or a timeout on it: a hiredis context is
+ * unusable after one (and a late reply would answer the next command). The next call
+ * reconnects at once: a connection that worked is retried without back-off (a single slow
+ * reply must not fail the worker's next requests); only failed connects back off.
+ */
 static void
 drop(struct store *s, const char *why)
 {
@@ -304,8 +327,6 @@ drop(struct store *s, const char *why)
 		redisFree(s->c);
 		s->c = NULL;
 	}
-	s->retry_at = mono_ms() + s->backoff_ms;
-	s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
 }
 
 /*
@@ -345,17 +366,29 @@ static int
 ensure(struct store *s)
 {
 	char err[200];
+	struct rconn_cfg cfg;
 
 	if (s->c != NULL)
 		return 0;
-	if (mono_ms() < s->retry_at)
+	cfg = s->cfg;
+	if (s->deadline != 0) {
+		/* a bounded call (store_resolve) tries once, back-off or not, within its time */
+		int64_t left = s->deadline - mono_ms();
+
+		if (left <= 0) {
+			snprintf(s->err, sizeof(s->err), "redis: no time left to reconnect");
+			return -1;
+		}
+		if (cfg.timeout_ms <= 0 || left < cfg.timeout_ms)
+			cfg.timeout_ms = (int)left;
+	} else if (mono_ms() < s->retry_at) {
 		return -1;
-	s->c = rconn_connect(&s->cfg, err, sizeof(err));
+	}
+	s->c = rconn_connect(&cfg, err, sizeof(err));
 	if (s->c == NULL) {
 		metrics_redis_error();
 		snprintf(s->err, sizeof(s->err), "redis: %s", err);
-		s->retry_at = mono_ms() + s->backoff_ms;
-		s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+		back_off(s);
 		return -1;
 	}
 	/*
@@ -369,27 +402,55 @@ ensure(struct store *s)
 
 		memcpy(why, s->err, sizeof(why));
 		drop(s, why);
+		back_off(s);
 		return -1;
 	}
 	s->backoff_ms = BACKOFF_MIN_MS;
 	return 0;
 }
 
-/* One command, one round trip; NULL on an I/O error (the connection is dropped). */
-static redisReply *
-command(struct store *s, size_t argc, const char **argv, const size_t *lens)
+/*
+ * Whether the connection is closed or unusable, found without sending anything: Redis
+ * closed it (a restart, a timeout of idle clients, a kill) or bytes nobody asked for wait
+ * on it. One poll and, when it says readable, one MSG_PEEK: no data is consumed.
+ */
+static int
+conn_gone(const redisContext *c)
 {
-	redisReply *r;
+	struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
+	char b;
+	ssize_t n;
 
+	if (c->err)
+		return 1;
+	if (poll(&p, 1, 0) < 0)
+		return 0;               /* cannot tell: the call will find out */
+	if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+		return 1;
+	if (!(p.revents & POLLIN))
+		return 0;
+	n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0)
+		return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+	return 1;                       /* 0: closed; > 0: a reply nobody waits for */
+}
+
+/*
+ * Makes sure there is a connection that is not known to be dead (SPEC §6: a connection
+ * found dead before anything was sent on it is replaced at once, so that a Redis restart
+ * does not fail each worker's next request). -1 while Redis cannot be reached.
+ */
+static int
+prepare(struct store *s)
+{
 	if (ensure(s) != 0)
-		return NULL;
-	s->trips++;
-	r = redisCommandArgv(s->c, (int)argc, argv, lens);
-	if (r == NULL) {
-		drop(s, s->c->errstr[0] ? s->c->errstr : "I/O error");
-		return NULL;
-	}
-	return r;
+		return -1;
+	if (!conn_gone(s->c))
+		return 0;
+	redisFree(s->c);
+	s->c = NULL;
+	metrics_redis_reconnect();
+	return ensure(s);
 }
 
 /*
@@ -431,18 +492,120 @@ out_arg(struct store *s, const char *p, size_t len)
 	s->out[s->out_len++] = '\n';
 }
 
-/* Sends s->out[0..out_len) and reads one reply; NULL on an I/O error (connection dropped). */
+/* One command's RESP text appended to s->out. */
+static void
+out_command(struct store *s, size_t argc, const char *const *argv, const size_t *lens)
+{
+	size_t i;
+
+	out_count(s, '*', argc);
+	for (i = 0; i < argc; i++)
+		out_arg(s, argv[i], lens[i]);
+}
+
+/*
+ * Writes s->out[0..out_len) on s->c (hiredis's output buffer is empty: every command goes
+ * through here). Returns the number of bytes written; fewer than out_len on an error or a
+ * timeout, with errno set.
+ */
+static size_t
+write_out(struct store *s)
+{
+	size_t done = 0;
+
+	while (done < s->out_len) {
+		ssize_t n = send(s->c->fd, s->out + done, s->out_len - done, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EPIPE;
+			break;
+		}
+		done += (size_t)n;
+	}
+	return done;
+}
+
+/*
+ * Sends s->out (n commands) on a prepared connection and reads their n replies into out.
+ * A send that fails before its first byte left because the peer is gone (EPIPE,
+ * ECONNRESET) is sent once more on a new connection; once a byte went out, never again:
+ * the command may have reached Redis. Returns 0, or -1 with the connection dropped and
+ * s->maybe_ran telling whether any of it was sent.
+ */
+static int
+round_trip(struct store *s, size_t n, redisReply **out)
+{
+	size_t i, sent;
+	int again = 1, e;
+
+	for (;;) {
+		if (s->deadline != 0) {
+			int64_t left = s->deadline - mono_ms();
+			struct timeval tv;
+
+			if (left <= 0) {
+				snprintf(s->err, sizeof(s->err), "redis: no time left");
+				return -1;
+			}
+			tv.tv_sec = left / 1000;
+			tv.tv_usec = (left % 1000) * 1000;
+			redisSetTimeout(s->c, tv);
+		}
+		s->trips++;
+		sent = write_out(s);
+		if (sent == s->out_len)
+			break;
+		e = errno;
+		if (sent > 0)
+			s->maybe_ran = 1;
+		drop(s, strerror(e));
+		if (sent > 0 || !again || (e != EPIPE && e != ECONNRESET) || ensure(s) != 0)
+			return -1;
+		again = 0;
+		metrics_redis_reconnect();
+	}
+	s->maybe_ran = 1;
+	for (i = 0; i < n; i++) {
+		void *r = NULL;
+
+		if (redisGetReply(s->c, &r) != REDIS_OK || r == NULL) {
+			/* The replies read so far stay in the arena until the request is done. */
+			drop(s, s->c->errstr[0] ? s->c->errstr : "I/O error");
+			return -1;
+		}
+		out[i] = r;
+	}
+	s->maybe_ran = 0;
+	return 0;
+}
+
+/* One command, one round trip; NULL when Redis cannot be reached (connection dropped). */
+static redisReply *
+command(struct store *s, size_t argc, const char **argv, const size_t *lens)
+{
+	redisReply *r = NULL;
+
+	s->maybe_ran = 0;
+	if (prepare(s) != 0)
+		return NULL;
+	s->out_len = 0;
+	out_command(s, argc, argv, lens);
+	if (round_trip(s, 1, &r) != 0)
+		return NULL;
+	return r;
+}
+
+/* Sends s->out and reads one reply; NULL on an I/O error (connection dropped). */
 static redisReply *
 send_out(struct store *s)
 {
-	void *r = NULL;
+	redisReply *r = NULL;
 
-	s->trips++;
-	if (redisAppendFormattedCommand(s->c, s->out, s->out_len) != REDIS_OK ||
-	    redisGetReply(s->c, &r) != REDIS_OK || r == NULL) {
-		drop(s, s->c->errstr[0] ? s->c->errstr : "I/O error");
+	if (round_trip(s, 1, &r) != 0)
 		return NULL;
-	}
 	return r;
 }
 
@@ -471,7 +634,8 @@ store_eval(struct store *s, enum store_script which, struct store_argv *a)
 {
 	redisReply *r = NULL;
 
-	if (ensure(s) != 0)
+	s->maybe_ran = 0;
+	if (prepare(s) != 0)
 		return NULL;
 	format_eval(s, which, a, 0);
 	r = send_out(s);
@@ -485,6 +649,8 @@ store_eval(struct store *s, enum store_script which, struct store_argv *a)
 		r = send_out(s);
 	}
 	if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+		/* it ran and failed, or was refused: which one, the text alone does not say */
+		s->maybe_ran = 1;
 		metrics_redis_error();
 		snprintf(s->err, sizeof(s->err), "redis: script error: %.200s", r->str);
 		r = NULL;
@@ -504,9 +670,11 @@ store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply **
 	redisReply **out;
 	size_t i, maxn = 0;
 	const char **argv;
+	int rc;
 
 	*replies = NULL;
-	if (ensure(s) != 0)
+	s->maybe_ran = 0;
+	if (prepare(s) != 0)
 		return -1;
 	for (i = 0; i < n; i++)
 		if (cmds[i].n > maxn)
@@ -515,27 +683,41 @@ store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply **
 	out = rarena_alloc(&s->replies, (n + 1) * sizeof(*out));
 	if (argv == NULL || out == NULL)
 		abort();
+	s->out_len = 0;
 	for (i = 0; i < n; i++) {
 		argv_resolve(&cmds[i], argv);
-		if (redisAppendCommandArgv(s->c, (int)cmds[i].n, argv, cmds[i].len) != REDIS_OK)
-			goto fail;
+		out_command(s, cmds[i].n, argv, cmds[i].len);
 	}
-	s->trips++;
-	for (i = 0; i < n; i++) {
-		void *r = NULL;
+	free(argv);
+	rc = round_trip(s, n, out);
+	if (rc == 0)
+		*replies = out;
+	return rc;
+}
 
-		if (redisGetReply(s->c, &r) != REDIS_OK || r == NULL)
-			goto fail;
-		out[i] = r;
+int
+store_maybe_ran(const struct store *s)
+{
+	return s->maybe_ran;
+}
+
+redisReply *
+store_resolve(struct store *s, struct store_argv *a)
+{
+	int ms = s->cfg.timeout_ms > 0 ? s->cfg.timeout_ms : 1000;
+	redisReply *r;
+
+	s->deadline = mono_ms() + ms;
+	r = store_eval(s, STORE_RESOLVE, a);
+	s->deadline = 0;
+	if (s->c != NULL) {
+		/* back to the configured timeout (rconn_connect set it, or round_trip lowered it) */
+		struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+		if (redisSetTimeout(s->c, tv) != REDIS_OK)
+			drop(s, "cannot set the timeout");
 	}
-	free(argv);
-	*replies = out;
-	return 0;
-fail:
-	/* The replies read so far stay in the arena until the request is done. */
-	drop(s, s->c && s->c->errstr[0] ? s->c->errstr : "I/O error");
-	free(argv);
-	return -1;
+	return r;
 }
 
 int

@@ -50,14 +50,34 @@ const char *store_error(const struct store *s);
 uint64_t store_round_trips(const struct store *s);
 
 enum store_script { STORE_BEGIN = 0, STORE_COMMIT = 1, STORE_READ = 2, STORE_IDEM = 3, STORE_SETTLE = 4,
-                    STORE_NSCRIPTS };
+                    STORE_RESOLVE = 5, STORE_NSCRIPTS };
 
 /*
  * Runs one of the embedded scripts with the given ARGV (no KEYS), by EVALSHA, loading it
  * on NOSCRIPT. Returns the reply (valid until store_replies_release) or NULL when Redis is
  * not reachable or answered an error (see store_error).
+ *
+ * Connections (all calls): a connection found closed before a command is sent (a Redis
+ * restart) is replaced and the command sent on the new one; so is one whose send fails
+ * before its first byte left. A command of which a byte was sent is never sent again.
+ * After a timeout or an I/O error the connection is thrown away and the next call
+ * reconnects at once; failed connects back off (calls fail at once meanwhile).
  */
 redisReply *store_eval(struct store *s, enum store_script which, struct store_argv *argv);
+
+/*
+ * After a call failed (store_eval NULL, store_pipeline -1): 1 when it may have run in
+ * Redis (some of it was sent and its reply was lost, or Redis answered an error), 0 when
+ * it surely did not (nothing of it was sent).
+ */
+int store_maybe_ran(const struct store *s);
+
+/*
+ * Runs resolve.lua (ARGV as described there) for a commit whose reply was lost, within one
+ * --redis-timeout-ms from now in all: a reconnect (back-off or not) and the call. NULL
+ * when that did not succeed in time.
+ */
+redisReply *store_resolve(struct store *s, struct store_argv *argv);
 
 /*
  * Sends the commands (each an argv) in one pipelined round trip and returns their

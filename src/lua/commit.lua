@@ -14,9 +14,10 @@
 -- expected type (else "BROKEN": nothing written, lock released; a write failing half-way
 -- would break the customer's atomicity, as Redis does not undo a script's writes);
 -- every claimed membership id must be free or already ours (else "CONFLICT": nothing
--- written, lock released, the caller retries); then the writes, the version bump and the
--- lock release ("OK"). A claimed id whose index entry names another customer that no longer
--- holds it (its relink took effect: holds.lua) counts as free, and the claim takes it over.
+-- written, lock released, the caller retries); then the writes, the version bump (with our
+-- token in the hash's `w`) and the lock release ("OK"). A claimed id whose index entry names
+-- another customer that no longer holds it (its relink took effect: holds.lua) counts as
+-- free, and the claim takes it over.
 -- With an Idempotency-Key, first of all: its claim (idem.lua) must still be 'running' with
 -- idem_token, else every customer is "IDEM_FENCED": nothing written, our locks released (the
 -- claim expired or a repeat of the request took it over: that one applies the key). While
@@ -105,8 +106,9 @@ for c = 1, n do
         redis.call('HDEL', ck, unpack(ARGV, sdel, sdel + ndel - 1))
       end
       if nset + ndel > 0 then
-        -- one HSET for every field and the new version
-        redis.call('HSET', ck, 'v', (tonumber(ver) or 0) + 1, unpack(ARGV, sset, sset + 2 * nset - 1))
+        -- one HSET for every field, the new version and the writer's token (`w`: how
+        -- resolve.lua tells whether a commit whose reply was lost applied)
+        redis.call('HSET', ck, 'v', (tonumber(ver) or 0) + 1, 'w', token, unpack(ARGV, sset, sset + 2 * nset - 1))
       end
       for j = 0, nev - 1 do
         local typ, ev = ARGV[sev + 2 * j], ARGV[sev + 2 * j + 1]

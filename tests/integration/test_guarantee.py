@@ -715,25 +715,26 @@ def test_guarantee_redis_stopped_shut_down_flushed_and_paused_answers_fast_and_r
         all_res += flush_res
         want = ok_items(all_res)
         have = history_items(st, cids + [7039])
+        # SPEC §4: 2001 means nothing of the item applied; only 2011 may have applied
         unsure = set()
         for r in all_res:
             if r.status == 200:
                 for cid, prog, code, msg, act in items_of(r):
-                    if code == 2001:
+                    if code == 2011:
                         unsure.add((r.rid, cid))
         missing = want - have
         if missing:
             problems.append("200 items without history: %s" % list(missing)[:5])
         extra = [k for k in (have - want) if (k[0], k[1]) not in unsure]
         if extra:
-            problems.append("history entries of items not answered 200 (nor 2001): %s" % extra[:5])
-        # a 2001 entry: all its items applied or none
+            problems.append("history entries of items not answered 200 (nor 2011): %s" % extra[:5])
+        # a 2011 entry: all its items applied or none
         for rid, cid in unsure:
             r = [x for x in all_res if x.rid == rid][0]
-            sent = [(p, a) for c, p, code, m, a in items_of(r) if c == cid and code in (200, 2001)]
+            sent = [(p, a) for c, p, code, m, a in items_of(r) if c == cid and code in (200, 2011)]
             got = [k for k in have if k[0] == rid and k[1] == cid]
             if got and len(got) != len(sent):
-                problems.append("request %s customer %d answered 2001: %d of %d items applied" % (rid, cid, len(got), len(sent)))
+                problems.append("request %s customer %d answered 2011: %d of %d items applied" % (rid, cid, len(got), len(sent)))
         problems += check_history_chains(st, cids + [7039])
         ctl_check(st, problems)
         assert not problems, "\n".join(problems[:30])

@@ -1,0 +1,262 @@
+"""Support for test_indoubt.py (commits whose reply is lost, Redis restarts, a connection
+after a timeout):
+  - request(): a minimal FastCGI client that talks to one partnerd socket directly, one
+    connection per request, without nginx. With `--workers 1` every request then reaches
+    the same worker thread (and so the same Redis connection), which nginx's kept upstream
+    connections would not allow: each pins a worker thread.
+  - FaultProxy: a RESP-aware TCP proxy between one partnerd and Redis whose rules act on
+    the next commands that match them, in order: "mute" forwards the command and throws
+    away everything Redis answers on that connection from then on (the reply is lost
+    after the command ran); "hold" keeps the command from Redis (it has not run), and
+    forward_held() sends it later on a connection of its own (it reaches Redis late, as
+    bytes in a dead connection's buffers could).
+Python standard library only; everything on 127.0.0.1 or the Stack's unix sockets.
+"""
+
+import json
+import socket
+import struct
+import threading
+
+from support_guarantee import _parse_command
+
+FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT = 1, 3, 4, 5, 6
+FCGI_RESPONDER = 1
+
+
+def _record(kind, content, rid=1):
+    out = b""
+    # records carry at most 65535 bytes; an empty one ends a stream
+    chunks = [content[i:i + 65535] for i in range(0, len(content), 65535)] or [b""]
+    for c in chunks:
+        out += struct.pack(">BBHHBx", 1, kind, rid, len(c), 0) + c
+    return out
+
+
+def _pair(k, v):
+    k, v = k.encode(), v.encode()
+
+    def ln(n):
+        return struct.pack(">B", n) if n < 128 else struct.pack(">I", n | 0x80000000)
+    return ln(len(k)) + ln(len(v)) + k + v
+
+
+def request(sock_path, method, uri, body=None, headers=None, timeout=10.0):
+    """Sends one request to partnerd's FastCGI socket. Returns (status, headers, body) with
+    the body decoded as JSON when it is JSON."""
+    data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    path, _, query = uri.partition("?")
+    params = {"REQUEST_METHOD": method, "REQUEST_URI": uri, "DOCUMENT_URI": path,
+              "SCRIPT_NAME": path, "QUERY_STRING": query, "SERVER_PROTOCOL": "HTTP/1.1",
+              "REMOTE_ADDR": "127.0.0.1", "CONTENT_LENGTH": str(len(data)),
+              "CONTENT_TYPE": "application/json" if body is not None else ""}
+    for k, v in (headers or {}).items():
+        params["HTTP_" + k.upper().replace("-", "_")] = v
+    msg = _record(FCGI_BEGIN_REQUEST, struct.pack(">HB5x", FCGI_RESPONDER, 0))
+    msg += _record(FCGI_PARAMS, b"".join(_pair(k, v) for k, v in params.items())) + _record(FCGI_PARAMS, b"")
+    if data:
+        msg += _record(FCGI_STDIN, data)
+    msg += _record(FCGI_STDIN, b"")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(sock_path)
+        s.sendall(msg)
+        buf, out = b"", b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+            while len(buf) >= 8:
+                _, kind, _, clen, plen = struct.unpack(">BBHHB", buf[:7])
+                if len(buf) < 8 + clen + plen:
+                    break
+                content, buf = buf[8:8 + clen], buf[8 + clen + plen:]
+                if kind == FCGI_STDOUT:
+                    out += content
+                elif kind == FCGI_END_REQUEST:
+                    return _parse(out)
+        return _parse(out)
+    finally:
+        s.close()
+
+
+def _parse(raw):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status, hdrs = 200, {}
+    for line in head.decode("latin-1").split("\r\n"):
+        k, _, v = line.partition(":")
+        if k.lower() == "status":
+            status = int(v.strip().split()[0])
+        elif k:
+            hdrs[k.strip().lower()] = v.strip()
+    try:
+        body = json.loads(body)
+    except ValueError:
+        pass
+    return status, hdrs, body
+
+
+# ---------------------------------------------------------------- a proxy that loses replies
+
+class FaultProxy:
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.rules = []           # [(pred, action)], the first one is matched next
+        self.fired = []           # (action, args) of each rule that matched, in order
+        self.held = []            # raw RESP of held commands
+        self.event = threading.Event()      # set whenever a rule fires
+        self.closed = False
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def add_rule(self, pred, action, before=None):
+        """The next command matching pred (after the earlier rules fired) is muted or held;
+        before(), when given, runs just before (e.g. to SIGSTOP Redis)."""
+        assert action in ("mute", "hold")
+        with self.lock:
+            self.rules.append((pred, action, before))
+
+    def forward_held(self, k=0, timeout=5.0):
+        """Sends held command k to Redis on a new connection; returns Redis's raw reply."""
+        s = socket.create_connection(("127.0.0.1", self.upstream), timeout=timeout)
+        try:
+            s.sendall(self.held[k])
+            data = b""
+            while not data.endswith(b"\r\n"):
+                d = s.recv(65536)
+                if not d:
+                    break
+                data += d
+            return data
+        finally:
+            s.close()
+
+    def close(self):
+        self.closed = True
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for x in socks:
+            try:
+                x.close()
+            except OSError:
+                pass
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                s = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+                s.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            state = {"mute": False, "hold": False}
+            with self.lock:
+                self.socks += [c, s]
+            threading.Thread(target=self._down, args=(s, c, state), daemon=True).start()
+            threading.Thread(target=self._up, args=(c, s, state), daemon=True).start()
+
+    def _down(self, s, c, state):
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                if not state["mute"]:
+                    c.sendall(d)
+        except OSError:
+            pass
+        self._close_pair(c, s)
+
+    def _rule(self, args):
+        with self.lock:
+            if self.rules and self.rules[0][0](args):
+                _, action, before = self.rules.pop(0)
+                self.fired.append((action, args))
+                if before is not None:
+                    before()
+                return action
+        return None
+
+    def _up(self, c, s, state):
+        buf = b""
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                buf += d
+                pos = 0
+                while True:
+                    got = _parse_command(buf, pos)
+                    if got is None:
+                        break
+                    args, end = got
+                    raw = buf[pos:end]
+                    pos = end
+                    if state["hold"]:
+                        continue             # nothing after a held command reaches Redis
+                    action = self._rule(args)
+                    if action == "hold":
+                        state["hold"] = True
+                        self.held.append(raw)
+                    else:
+                        if action == "mute":
+                            state["mute"] = True
+                        s.sendall(raw)
+                    if action:
+                        self.event.set()
+                buf = buf[pos:]
+        except OSError:
+            pass
+        self._close_pair(c, s)
+
+    @staticmethod
+    def _close_pair(c, s):
+        for x in (c, s):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def script_call_naming(key):
+    """Predicate: an EVALSHA/EVAL call one of whose arguments is exactly `key`."""
+    k = key.encode()
+    return lambda args: bool(args) and args[0].upper() in (b"EVALSHA", b"EVAL") and k in args
+
+
+def commit_call(org, cid):
+    """Predicate: the commit script call of customer cid (it names the customer's history
+    key; the resolve script's call names its lock key but not its history)."""
+    return script_call_naming("pp:{%s:%d}:h" % (org, cid))
+
+
+def resolve_call(org, cid):
+    lock = ("pp:{%s:%d}:lock" % (org, cid)).encode()
+    hist = ("pp:{%s:%d}:h" % (org, cid)).encode()
+    return lambda args: (bool(args) and args[0].upper() in (b"EVALSHA", b"EVAL") and
+                         lock in args and hist not in args)
+
+
+def ping_call(args):
+    return bool(args) and args[0].upper() == b"PING"
