@@ -46,7 +46,7 @@ LINK = "/v2/partnerProgram/linkCustomer"
 # Customer ids of data/orgs.json that Stack.customers() hands out, one test each.
 # acme 1001-1010 and their globex twins (4001-4010: same mobiles and emails) are kept
 # for the org-scoping tests; acme 1998 (email only) and 1999 (mobile only) are special.
-POOLS = {"acme": (1011, 1300), "globex": (5011, 5060)}
+POOLS = {"acme": (1011, 1600), "globex": (5011, 5060)}
 HEALTH = "/v2/partnerProgram/health"
 
 
