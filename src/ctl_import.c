@@ -56,6 +56,7 @@
 #include "buf.h"
 #include "ctl.h"
 #include "keys.h"
+#include "xmalloc.h"
 
 #define IM_BATCH_DEFAULT 1000
 #define IM_BATCH_MAX 100000
@@ -91,11 +92,7 @@ static void im_reader_init(struct im_reader *r, int fd, uint64_t offset, uint64_
 	r->fd = fd;
 	r->base = offset;
 	r->line = line;
-	r->buf = malloc(IM_BUF_CAP);
-	if (r->buf == NULL) {
-		fprintf(stderr, "partnerctl: out of memory\n");
-		abort();
-	}
+	r->buf = xmalloc(IM_BUF_CAP);
 }
 
 /* File offset of the first byte not yet returned. */
@@ -360,17 +357,6 @@ static void im_reject(struct im *im, uint64_t line, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	im->cnt.rejected++;
-}
-
-static void *im_calloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-
-	if (p == NULL) {
-		fprintf(stderr, "partnerctl: out of memory\n");
-		abort();
-	}
-	return p;
 }
 
 /* FNV-1a over the kind and the bytes. */
@@ -1488,12 +1474,12 @@ int ctl_import_main(struct ctl *ctl, int argc, char **argv)
 	buf_init(&im.arena, (size_t)-1 / 2);
 	im.tty = isatty(STDERR_FILENO);
 	im.tok = json_tokener_new_ex(32);
-	im.cust = im_calloc((size_t)im.batch, sizeof *im.cust);
+	im.cust = xcalloc((size_t)im.batch, sizeof *im.cust);
 	im.ovmask = im_pow2_at_least((size_t)im.batch * 4 * CTL_NIDENTS) - 1;
-	im.ov = im_calloc(im.ovmask + 1, sizeof *im.ov);
+	im.ov = xcalloc(im.ovmask + 1, sizeof *im.ov);
 	im.idmask = im_pow2_at_least((size_t)im.batch * 2) - 1;
-	im.ids = im_calloc(im.idmask + 1, sizeof *im.ids);
-	im.csvbuf = im_calloc(IM_BUF_CAP, 1);
+	im.ids = xcalloc(im.idmask + 1, sizeof *im.ids);
+	im.csvbuf = xcalloc(IM_BUF_CAP, 1);
 	im.gen = 1;
 	if (im.tok == NULL) {
 		fprintf(stderr, "partnerctl: out of memory\n");

@@ -19,6 +19,7 @@
 #include "request.h"
 #include "routes.h"
 #include "rules.h"
+#include "xmalloc.h"
 
 #define COMMIT_CONFLICT_RETRIES 5
 #define IDEM_KEY_MAX 255
@@ -188,18 +189,6 @@ reply_str(const redisReply *r, size_t *len)
 	return r->str;
 }
 
-static char *
-dupn(const char *p, size_t n)
-{
-	char *s = malloc(n + 1);
-
-	if (s == NULL)
-		abort();
-	memcpy(s, p, n);
-	s[n] = '\0';
-	return s;
-}
-
 /*
  * Loads a customer from its HGETALL reply. Returns 0, or -1 when a stored membership
  * cannot be parsed (the data is then not ours to change).
@@ -221,13 +210,13 @@ load_customer(struct locked *lk, struct entry_state *es, const redisReply *h)
 		} else if (strcmp(f->str, "v") == 0) {
 			snprintf(lk->version, sizeof(lk->version), "%.*s", (int)v->len, v->str);
 		} else if (strcmp(f->str, "id") == 0) {
-			es->stored[0] = dupn(v->str, v->len);
+			es->stored[0] = xmemdup(v->str, v->len);
 		} else if (strcmp(f->str, "mobile") == 0) {
-			es->stored[1] = dupn(v->str, v->len);
+			es->stored[1] = xmemdup(v->str, v->len);
 		} else if (strcmp(f->str, "email") == 0) {
-			es->stored[2] = dupn(v->str, v->len);
+			es->stored[2] = xmemdup(v->str, v->len);
 		} else if (strcmp(f->str, "externalId") == 0) {
-			es->stored[3] = dupn(v->str, v->len);
+			es->stored[3] = xmemdup(v->str, v->len);
 		}
 	}
 	es->found = 1;
@@ -241,7 +230,7 @@ copy_stored(struct entry_state *dst, const struct entry_state *src)
 
 	for (k = 0; k < 4; k++)
 		if (dst->stored[k] == NULL && src->stored[k] != NULL)
-			dst->stored[k] = dupn(src->stored[k], strlen(src->stored[k]));
+			dst->stored[k] = xmemdup(src->stored[k], strlen(src->stored[k]));
 	dst->found = 1;
 }
 
@@ -569,7 +558,7 @@ program_parse_cached(const char *def, size_t len, struct rules_program *out)
 	e = &prog_cache[prog_cache_next++ % PROG_CACHE];
 	free(e->def);
 	rules_program_free(&e->p);
-	e->def = dupn(def, len);
+	e->def = xmemdup(def, len);
 	e->len = len;
 	rules_program_copy(&e->p, out);
 	return 0;
