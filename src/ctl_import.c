@@ -54,6 +54,7 @@
 #include <sodium.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "ctl.h"
 #include "keys.h"
 #include "xmalloc.h"
@@ -272,14 +273,6 @@ struct im {
 	int bar;                          /* a progress line is on screen */
 };
 
-static int64_t im_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static double im_elapsed(const struct im *im)
 {
 	struct timespec ts;
@@ -306,7 +299,7 @@ static void im_progress(struct im *im, int force)
 
 	if (!im->tty)
 		return;
-	now = im_now_ns();
+	now = mono_ns();
 	if (!force && now - im->last_draw < IM_PROGRESS_NS)
 		return;
 	im->last_draw = now;

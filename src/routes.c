@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "dates.h"
 #include "ident.h"
 #include "jout.h"
@@ -59,15 +60,6 @@ static const struct route route_table[] = {
 	{ .method = "GET", .path = "/v2/partnerProgram/metrics", .name = "metrics",
 	  .handler = handle_metrics },
 };
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- per-entry state of a write request -------------------------------------------- */
 
