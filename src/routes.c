@@ -83,6 +83,12 @@ struct entry_state {
 	int conflicts;                  /* commit retries for membership-id races */
 };
 
+/* What became of a locked customer before its commit. */
+enum lock_outcome {
+	LOCK_OK = 0,                    /* loaded: its entries are decided by the rules */
+	LOCK_UNREADABLE,                /* its stored data could not be read: commit releases it unchanged */
+};
+
 /* One customer locked in this round (entries of the same customer share it). */
 struct locked {
 	int64_t cid;
@@ -90,7 +96,7 @@ struct locked {
 	struct rules_customer cust;
 	struct entry_state **entries;   /* entries applied to this customer, in order */
 	size_t nentries;
-	int outcome;                    /* 0 OK, 1 FENCED, 2 CONFLICT, 3 store failure */
+	enum lock_outcome outcome;
 };
 
 /* The Idempotency-Key claim a request holds (SPEC §6); every commit checks it (commit.lua). */
@@ -651,7 +657,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 				abort();
 			lk->entries[lk->nentries++] = e;
 			if (load_customer(lk, e, r->element[2]) != 0)
-				lk->outcome = 3;
+				lk->outcome = LOCK_UNREADABLE;
 		} else if (strcmp(status, "DUP") == 0) {
 			e->cid = strtoll(r->element[1]->str, NULL, 10);
 			for (k = 0; k < nl; k++) {
@@ -684,7 +690,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 			continue;
 		e->decided = 1;
 		e->cust_code = 1000;
-		if (lk->outcome != 0)
+		if (lk->outcome != LOCK_OK)
 			continue;
 		progs = calloc(e->e->nitems, sizeof(*progs));
 		ctx = calloc(e->e->nitems, sizeof(*ctx));
@@ -744,7 +750,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	buf_init(&scratch, (size_t)-1);
 	buf_presize(&scratch, 2048);
 	for (k = 0; k < nl; k++) {
-		if (locks[k].outcome == 3) {
+		if (locks[k].outcome == LOCK_UNREADABLE) {
 			/* unreadable stored data: release the lock, change nothing */
 			struct rules_customer empty = { .cid = locks[k].cid };
 			struct rules_customer keep = locks[k].cust;
@@ -783,7 +789,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 
 			if (!e->decided)
 				continue;
-			if (lk->outcome == 3) {
+			if (lk->outcome == LOCK_UNREADABLE) {
 				entry_fail_items(e, 2001, "the customer's stored data could not be read; nothing was applied");
 			} else if (res == NULL) {
 				/* The commit did not answer: we cannot know whether it applied. */
@@ -1191,7 +1197,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 				if (es[i].decided)
 					continue;
 				es[i].decided = 1;
-				es[i].cust_code = es[i].found ? 1000 : 1000;
+				es[i].cust_code = 1000;
 				entry_fail_items(&es[i], 2001, "the data store became unavailable; nothing of this customer was applied");
 			}
 			break;
