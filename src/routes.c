@@ -728,16 +728,6 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	}
 	claims_free(&claims);
 
-	/*
-	 * Tests of the fence (docs/CONSISTENCY.md) need a worker that stalls while it holds
-	 * locks; PARTNERD_TEST_STALL_BEFORE_COMMIT_MS provides one. Never set in production.
-	 */
-	if (cfg->test_stall_ms > 0 && nl > 0) {
-		struct timespec ts = { cfg->test_stall_ms / 1000, (long)(cfg->test_stall_ms % 1000) * 1000000L };
-
-		nanosleep(&ts, NULL);
-	}
-
 	/* The commit: every locked customer, changed or not (its lock is released). */
 	store_argv_init(&a);
 	store_argv_presize(&a, 8 + 24 * nl, 256 + 768 * nl);
