@@ -70,9 +70,7 @@ def test_idempotency_key_while_the_first_request_runs_is_409():
     proxy = None
     try:
         st.start()
-        proxy = RedisProxy(st.redis_port)
-        sock = add_partnerd(st, "partnerd-stall", ["--redis-timeout-ms", "10000"], redis_url=proxy.url)
-        port = add_front(st, "nginx-stall", [sock])
+        proxy, port = _stall_partnerd(st)
         c = st.customer()
         body = _link_body(st, c)
         key = {"Idempotency-Key": "op-409"}
@@ -261,6 +259,14 @@ def _in_background(fn):
     return t, out
 
 
+def _stall_partnerd(st):
+    """A second partnerd behind its own nginx, talking to Redis through a RedisProxy that
+    can hold one command (e.g. a commit script call): returns (proxy, nginx port)."""
+    proxy = RedisProxy(st.redis_port)
+    sock = add_partnerd(st, "partnerd-stall", ["--redis-timeout-ms", "10000"], redis_url=proxy.url)
+    return proxy, add_front(st, "nginx-stall", [sock])
+
+
 def _until(cond, secs, what):
     deadline = time.monotonic() + secs
     while not cond():
@@ -400,9 +406,7 @@ def test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_s
     proxy = None
     try:
         st.start()
-        proxy = RedisProxy(st.redis_port)
-        sock = add_partnerd(st, "partnerd-stall", ["--redis-timeout-ms", "10000"], redis_url=proxy.url)
-        port = add_front(st, "nginx-stall", [sock])
+        proxy, port = _stall_partnerd(st)
         c = st.customer()
         body = _link_body(st, c)
         key = "op-fence-store-%s" % st.uid()
