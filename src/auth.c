@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "ident.h"
 #include "metrics.h"
 #include "store_auth.h"
@@ -64,15 +65,6 @@ static int check_cap;                   /* bound on in_check */
 static int cache_ms = 60000;
 static int limit_user, limit_addr;
 static unsigned char cache_salt[crypto_generichash_KEYBYTES];
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 cond_init_monotonic(pthread_cond_t *c)

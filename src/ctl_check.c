@@ -36,6 +36,7 @@
 #include "ident.h"
 #include "keys.h"
 #include "rules.h"
+#include "xmalloc.h"
 
 #define CK_SCAN_COUNT "1000"
 #define CK_NIX 3
@@ -117,17 +118,6 @@ static void ck_violation(struct ck *ck, const char *fmt, ...)
 	fputc('\n', stdout);
 }
 
-static void *ck_realloc(void *p, size_t n)
-{
-	void *np = realloc(p, n ? n : 1);
-
-	if (np == NULL) {
-		fprintf(stderr, "partnerctl: out of memory\n");
-		abort();
-	}
-	return np;
-}
-
 static int ck_i64_cmp(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -142,7 +132,7 @@ static struct ck_org *ck_org_get(struct ck *ck, const char *id, size_t len)
 	for (size_t i = 0; i < ck->norgs; i++)
 		if (strlen(ck->orgs[i].id) == len && memcmp(ck->orgs[i].id, id, len) == 0)
 			return &ck->orgs[i];
-	ck->orgs = ck_realloc(ck->orgs, sizeof *ck->orgs * (ck->norgs + 1));
+	ck->orgs = xrealloc(ck->orgs, sizeof *ck->orgs * (ck->norgs + 1));
 	memset(&ck->orgs[ck->norgs], 0, sizeof *ck->orgs);
 	memcpy(ck->orgs[ck->norgs].id, id, len);
 	return &ck->orgs[ck->norgs++];
@@ -152,7 +142,7 @@ static void ck_push(int64_t **v, size_t *n, size_t *cap, int64_t x)
 {
 	if (*n == *cap) {
 		*cap = *cap ? *cap * 2 : 64;
-		*v = ck_realloc(*v, sizeof **v * *cap);
+		*v = xrealloc(*v, sizeof **v * *cap);
 	}
 	(*v)[(*n)++] = x;
 }
@@ -256,7 +246,7 @@ static void ck_classify(struct ck *ck, const char *k, size_t len)
 		}
 	}
 	if (restlen > 4 && memcmp(rest, "mid:", 4) == 0 && ck_parse_pid(rest + 4, restlen - 4, &pid)) {
-		o->mid_pids = ck_realloc(o->mid_pids, sizeof *o->mid_pids * (o->nmid_pids + 1));
+		o->mid_pids = xrealloc(o->mid_pids, sizeof *o->mid_pids * (o->nmid_pids + 1));
 		o->mid_pids[o->nmid_pids++] = pid;
 		o->keys = 1;
 		return;
@@ -444,10 +434,10 @@ static int ck_map_load(struct ck *ck, const char *key, struct ck_map *m)
 
 			if (m->n == m->cap) {
 				m->cap = m->cap ? m->cap * 2 : 256;
-				m->v = ck_realloc(m->v, sizeof *m->v * m->cap);
+				m->v = xrealloc(m->v, sizeof *m->v * m->cap);
 			}
 			x = &m->v[m->n++];
-			x->key = ck_realloc(NULL, e->element[i]->len + 1);
+			x->key = xrealloc(NULL, e->element[i]->len + 1);
 			memcpy(x->key, e->element[i]->str, e->element[i]->len + 1);
 			x->len = e->element[i]->len;
 			x->seen = 0;
@@ -526,7 +516,7 @@ static int ck_org_meta(struct ck *ck, struct ck_org *o)
 	if (r->type != REDIS_REPLY_ARRAY) {
 		ck_violation(ck, "org %s: %s is not a hash", o->id, key);
 	} else {
-		ck->progs = ck_realloc(NULL, sizeof *ck->progs * (r->elements / 2 + 1));
+		ck->progs = xrealloc(NULL, sizeof *ck->progs * (r->elements / 2 + 1));
 		for (size_t i = 0; i + 1 < r->elements; i += 2) {
 			redisReply *f = r->element[i], *v = r->element[i + 1];
 			struct ctl_prog *p = &ck->progs[ck->nprogs];
@@ -543,7 +533,7 @@ static int ck_org_meta(struct ck *ck, struct ck_org *o)
 					ck_violation(ck, "org %s: programs %s and %s share pid %d", o->id,
 					             ctl_quote(ck->progs[j].name, ck->progs[j].name_len),
 					             ctl_quote(f->str, f->len), p->pid);
-			p->name = ck_realloc(NULL, f->len + 1);
+			p->name = xrealloc(NULL, f->len + 1);
 			memcpy(p->name, f->str, f->len + 1);
 			p->name_len = f->len;
 			if (p->pid > maxpid)
@@ -638,7 +628,7 @@ static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pi
 		             org, cid, pid);
 		return NULL;
 	}
-	m = ck_realloc(NULL, sizeof *m);
+	m = xrealloc(NULL, sizeof *m);
 	if ((rc = ctl_mship_decode(ck->tok, val, len, m, why, sizeof why)) == -1) {
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d is not a valid "
 		             "membership value (neither the compact format nor JSON)", org, cid, pid);
@@ -730,7 +720,7 @@ static int ck_on_customer(redisReply *r, void *arg)
 
 			if (cc->has_hist && ck_prog(ck, pid) != NULL) {
 				/* Kept for the history pass (invalid ones as NULL: not compared). */
-				cc->ms = ck_realloc(cc->ms, sizeof *cc->ms * (cc->nms + 1));
+				cc->ms = xrealloc(cc->ms, sizeof *cc->ms * (cc->nms + 1));
 				cc->ms[cc->nms].pid = pid;
 				cc->ms[cc->nms++].m = m;
 			} else {
@@ -954,7 +944,7 @@ static int ck_on_history(redisReply *r, void *arg)
 	}
 	n = r->elements;
 	trimmed = (long)n >= ck->history_max;
-	evs = ck_realloc(NULL, sizeof *evs * n);
+	evs = xrealloc(NULL, sizeof *evs * n);
 	for (size_t i = 0; i < ck->nprogs; i++)
 		ck->newest[i] = -1;
 	for (size_t i = 0; i < n; i++) {
@@ -1195,7 +1185,7 @@ static int ck_org(struct ck *ck, struct ck_org *o)
 		if (o->has_ix[k] && ck_map_load(ck, key, &ck->ix[k]) < 0)
 			goto out;
 	}
-	ck->mids = ck_realloc(NULL, sizeof *ck->mids * (o->nmid_pids + 1));
+	ck->mids = xrealloc(NULL, sizeof *ck->mids * (o->nmid_pids + 1));
 	for (size_t i = 0; i < o->nmid_pids; i++) {
 		struct ck_mid *mi = &ck->mids[ck->nmids];
 
@@ -1219,11 +1209,11 @@ static int ck_org(struct ck *ck, struct ck_org *o)
 	ck_sort_uniq(o->hists, &o->nhists);
 	if (ck_redis_now(ck) < 0)
 		goto out;
-	ck->newest = ck_realloc(NULL, sizeof *ck->newest * (ck->nprogs + 1));
-	p = ck_realloc(NULL, sizeof *p);
+	ck->newest = xrealloc(NULL, sizeof *ck->newest * (ck->nprogs + 1));
+	p = xrealloc(NULL, sizeof *p);
 	ctl_pipe_init(p, ck->c);
 	for (size_t i = 0, h = 0; i < o->ncusts; i++) {
-		struct ck_cust *cc = ck_realloc(NULL, sizeof *cc);
+		struct ck_cust *cc = xrealloc(NULL, sizeof *cc);
 		int has_hist;
 
 		while (h < o->nhists && o->hists[h] < o->custs[i])

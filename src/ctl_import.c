@@ -6,7 +6,7 @@
  * columns id, mobile, email, externalId (any order, id required). The format comes from
  * the extension (.csv; .jsonl, .ndjson, .json), else from the first byte ('{': JSON
  * Lines); "-" reads JSON Lines from stdin. The file is read line by line through one
- * fixed buffer: memory does not grow with the file (a line longer than IM_LINE_MAX is
+ * fixed buffer: memory does not grow with the file (a line longer than READER_LINE_MAX is
  * rejected). Blank lines are skipped; a UTF-8 byte order mark at the start is ignored.
  * CSV follows RFC 4180 (quoted fields, "" inside quotes) except that a record may not
  * span lines; an empty field is an absent value.
@@ -38,6 +38,9 @@
  *
  * Progress: on stderr, only when stderr is a terminal, redrawn at most every 100 ms. The
  * summary goes to stdout.
+ *
+ * This file is the batch engine; reading the file and turning its lines into customer
+ * objects (formats, CSV, line numbers) is ctl_reader.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,138 +57,16 @@
 #include <sodium.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "ctl.h"
+#include "ctl_reader.h"
 #include "keys.h"
+#include "xmalloc.h"
 
 #define IM_BATCH_DEFAULT 1000
 #define IM_BATCH_MAX 100000
-#define IM_LINE_MAX ((size_t)1 << 20)          /* longest line, without its newline */
 #define IM_CHECKPOINT_TTL (7 * 24 * 3600)      /* seconds an abandoned checkpoint lives */
 #define IM_PROGRESS_NS 100000000LL             /* at most 10 redraws a second */
-#define IM_CSV_MAX_FIELDS 16                   /* more fields than that: the line is bad */
-
-enum im_format { IM_JSONL, IM_CSV };
-
-/* ---- reading lines ------------------------------------------------------------------- */
-
-/*
- * A line reader over a file descriptor with one buffer of IM_LINE_MAX + 1 bytes. A line
- * returned by im_next stays valid until the next call; im_unread gives it back once.
- */
-struct im_reader {
-	int fd;
-	char *buf;            /* IM_LINE_MAX + 1 bytes (owned) */
-	size_t pos, end;      /* unread bytes: buf[pos..end) */
-	uint64_t base;        /* file offset of buf[0] */
-	int eof;              /* read() returned 0 */
-	int err;              /* errno of a failed read, or 0 */
-	uint64_t line;        /* number of the last line returned (1-based) */
-	size_t last_pos;      /* where that line started, for im_unread */
-};
-
-#define IM_BUF_CAP (IM_LINE_MAX + 1)
-
-static void im_reader_init(struct im_reader *r, int fd, uint64_t offset, uint64_t line)
-{
-	memset(r, 0, sizeof *r);
-	r->fd = fd;
-	r->base = offset;
-	r->line = line;
-	r->buf = malloc(IM_BUF_CAP);
-	if (r->buf == NULL) {
-		fprintf(stderr, "partnerctl: out of memory\n");
-		abort();
-	}
-}
-
-/* File offset of the first byte not yet returned. */
-static uint64_t im_offset(const struct im_reader *r)
-{
-	return r->base + r->pos;
-}
-
-/* Moves the unread bytes to the front and reads more. Returns 0, or -1 (r->err set). */
-static int im_fill(struct im_reader *r)
-{
-	ssize_t n;
-
-	if (r->pos > 0) {
-		memmove(r->buf, r->buf + r->pos, r->end - r->pos);
-		r->base += r->pos;
-		r->end -= r->pos;
-		r->pos = 0;
-	}
-	do
-		n = read(r->fd, r->buf + r->end, IM_BUF_CAP - r->end);
-	while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		r->err = errno;
-		return -1;
-	}
-	if (n == 0)
-		r->eof = 1;
-	r->end += (size_t)n;
-	return 0;
-}
-
-/*
- * The next line, without its '\n': returns 1 with *p, *len (*too_long set when the line
- * was longer than IM_LINE_MAX: it was skipped and *len is 0), 0 at the end of the input,
- * -1 on a read error (r->err).
- */
-static int im_next(struct im_reader *r, const char **p, size_t *len, int *too_long)
-{
-	size_t scanned = 0;
-	char *nl;
-
-	*too_long = 0;
-	for (;;) {
-		nl = memchr(r->buf + r->pos + scanned, '\n', r->end - r->pos - scanned);
-		if (nl != NULL || (r->eof && r->pos < r->end)) {
-			size_t stop = nl != NULL ? (size_t)(nl - r->buf) : r->end;
-
-			*p = r->buf + r->pos;
-			*len = stop - r->pos;
-			r->last_pos = r->pos;
-			r->pos = nl != NULL ? stop + 1 : stop;
-			r->line++;
-			return 1;
-		}
-		if (r->eof)
-			return 0;
-		scanned = r->end - r->pos;
-		if (scanned == IM_BUF_CAP)
-			break;
-		if (im_fill(r) < 0)
-			return -1;
-	}
-	/* A full buffer without a newline: skip the rest of this line. */
-	for (;;) {
-		r->base += r->end;
-		r->pos = r->end = 0;
-		if (r->eof)
-			break;
-		if (im_fill(r) < 0)
-			return -1;
-		if ((nl = memchr(r->buf, '\n', r->end)) != NULL) {
-			r->pos = (size_t)(nl - r->buf) + 1;
-			break;
-		}
-	}
-	r->last_pos = r->pos;   /* not unreadable: never held back */
-	r->line++;
-	*p = r->buf;
-	*len = 0;
-	*too_long = 1;
-	return 1;
-}
-
-/* Gives the line im_next just returned back: the next im_next returns it again. */
-static void im_unread(struct im_reader *r)
-{
-	r->pos = r->last_pos;
-	r->line--;
-}
 
 /* ---- the import ---------------------------------------------------------------------- */
 
@@ -236,14 +117,11 @@ struct im {
 	const char *org;
 	const char *path;                 /* as given */
 	const char *name;                 /* for messages: path, or "stdin" */
-	enum im_format format;
 	int batch;                        /* customers per batch */
 	char cc[8];                       /* the org's defaultCountryCode */
 	int nlen;                         /* its nationalNumberLength */
-	int csv_col[IM_CSV_MAX_FIELDS];   /* CSV: field i is identifier csv_col[i], -1: id */
-	int csv_ncols;
 
-	struct im_reader rd;
+	struct reader rd;                 /* the input, its format and line numbers */
 	uint64_t size;                    /* file size, 0 when unknown (stdin, pipe) */
 	char ckey[128];                   /* checkpoint key, "" for stdin */
 	int resumed;
@@ -251,9 +129,7 @@ struct im {
 
 	redisContext *c;
 	struct ctl_argv cmd;
-	json_tokener *tok;
 	struct buf why;                   /* the reasons of the line being rejected */
-	char *csvbuf;                     /* CSV: unquoted field values of one line */
 
 	struct im_cust *cust;             /* batch: batch entries */
 	int n;
@@ -274,14 +150,6 @@ struct im {
 	int tty;                          /* stderr is a terminal: draw progress */
 	int bar;                          /* a progress line is on screen */
 };
-
-static int64_t im_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static double im_elapsed(const struct im *im)
 {
@@ -309,7 +177,7 @@ static void im_progress(struct im *im, int force)
 
 	if (!im->tty)
 		return;
-	now = im_now_ns();
+	now = mono_ns();
 	if (!force && now - im->last_draw < IM_PROGRESS_NS)
 		return;
 	im->last_draw = now;
@@ -319,7 +187,7 @@ static void im_progress(struct im *im, int force)
 	fprintf(stderr, "\r\033[Kimport-customers: %" PRIu64 " lines  %.0f lines/s  %" PRIu64
 	        " rejected", im->rd.line, rate, im->cnt.rejected);
 	if (im->size > 0) {
-		uint64_t at = im_offset(&im->rd);
+		uint64_t at = reader_offset(&im->rd);
 		double frac = (double)(at > im->size ? im->size : at) / (double)im->size;
 		int fill = (int)(frac * 20);
 
@@ -360,17 +228,6 @@ static void im_reject(struct im *im, uint64_t line, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	im->cnt.rejected++;
-}
-
-static void *im_calloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-
-	if (p == NULL) {
-		fprintf(stderr, "partnerctl: out of memory\n");
-		abort();
-	}
-	return p;
 }
 
 /* FNV-1a over the kind and the bytes. */
@@ -446,160 +303,6 @@ static void im_on_problem(void *arg, const struct ctl_cust_in *in, const char *m
 	buf_append(&im->why, msg, strlen(msg));
 }
 
-static int im_is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r';
-}
-
-/* 1 when s[0..len) is only spaces, tabs and CRs. */
-static int im_blank(const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (!im_is_space(s[i]))
-			return 0;
-	return 1;
-}
-
-/*
- * Splits one CSV record into fields: the unquoted values are written to out (as big as
- * the line) and described by fp/fl. Returns the field count, or -1 with the reason.
- */
-static int im_csv_split(const char *s, size_t len, char *out, const char **fp, size_t *fl,
-                        const char **why)
-{
-	size_t i = 0, o = 0;
-	int n = 0;
-
-	for (;;) {
-		if (n == IM_CSV_MAX_FIELDS) {
-			*why = "too many fields";
-			return -1;
-		}
-		fp[n] = out + o;
-		if (i < len && s[i] == '"') {
-			for (i++;; i++) {
-				if (i == len) {
-					*why = "a quoted field is not closed (a record may not span lines)";
-					return -1;
-				}
-				if (s[i] == '"') {
-					if (i + 1 < len && s[i + 1] == '"') {
-						out[o++] = '"';
-						i++;
-						continue;
-					}
-					i++;
-					break;
-				}
-				out[o++] = s[i];
-			}
-			if (i < len && s[i] != ',') {
-				*why = "text after a closing quote";
-				return -1;
-			}
-		} else {
-			while (i < len && s[i] != ',') {
-				if (s[i] == '"') {
-					*why = "a quote inside an unquoted field";
-					return -1;
-				}
-				out[o++] = s[i++];
-			}
-		}
-		fl[n] = (size_t)(out + o - fp[n]);
-		n++;
-		if (i == len)
-			return n;
-		i++;   /* the comma */
-	}
-}
-
-/* Reads the CSV header into im->csv_col. Returns 0, or -1 (message printed). */
-static int im_csv_header(struct im *im, const char *s, size_t len)
-{
-	const char *fp[IM_CSV_MAX_FIELDS], *why;
-	size_t fl[IM_CSV_MAX_FIELDS];
-	int n, seen_id = 0, seen[CTL_NIDENTS] = { 0 };
-
-	while (len > 0 && im_is_space(s[len - 1]))
-		len--;
-	n = im_csv_split(s, len, im->csvbuf, fp, fl, &why);
-	if (n < 0) {
-		im_errf(im, "%s: the header line: %s", im->name, why);
-		return -1;
-	}
-	for (int i = 0; i < n; i++) {
-		const char *f = fp[i];
-		size_t l = fl[i];
-		int col = -2;
-
-		while (l > 0 && (*f == ' ' || *f == '\t')) {
-			f++;
-			l--;
-		}
-		while (l > 0 && (f[l - 1] == ' ' || f[l - 1] == '\t'))
-			l--;
-		if (l == 2 && memcmp(f, "id", 2) == 0)
-			col = -1;
-		for (int k = 0; k < CTL_NIDENTS; k++)
-			if (l == strlen(ctl_ident_name[k]) && memcmp(f, ctl_ident_name[k], l) == 0)
-				col = k;
-		if (col == -2) {
-			im_errf(im, "%s: the header line names an unknown column %s (columns: id, "
-			        "mobile, email, externalId)", im->name, ctl_quote(f, l));
-			return -1;
-		}
-		if ((col == -1 && seen_id++) || (col >= 0 && seen[col]++)) {
-			im_errf(im, "%s: the header line names column %s twice", im->name,
-			        ctl_quote(f, l));
-			return -1;
-		}
-		im->csv_col[i] = col;
-	}
-	if (!seen_id) {
-		im_errf(im, "%s: the header line has no id column", im->name);
-		return -1;
-	}
-	im->csv_ncols = n;
-	return 0;
-}
-
-/*
- * A CSV record as the customer object load would take: id as a JSON integer when it is
- * decimal digits (else as a string, which validation refuses), the others as strings,
- * empty fields left out. Returns a new object, or NULL with the reason in im->why.
- */
-static json_object *im_csv_object(struct im *im, const char *s, size_t len)
-{
-	const char *fp[IM_CSV_MAX_FIELDS], *why;
-	size_t fl[IM_CSV_MAX_FIELDS];
-	json_object *o;
-	int n = im_csv_split(s, len, im->csvbuf, fp, fl, &why);
-
-	if (n < 0) {
-		buf_appendf(&im->why, "%s", why);
-		return NULL;
-	}
-	if (n != im->csv_ncols) {
-		buf_appendf(&im->why, "%d field(s), the header has %d", n, im->csv_ncols);
-		return NULL;
-	}
-	o = json_object_new_object();
-	for (int i = 0; i < n; i++) {
-		int col = im->csv_col[i];
-		int64_t id;
-
-		if (fl[i] == 0)
-			continue;
-		if (col == -1 && ctl_parse_cid(fp[i], fl[i], &id) == 0)
-			json_object_object_add(o, "id", json_object_new_int64(id));
-		else
-			json_object_object_add(o, col == -1 ? "id" : ctl_ident_name[col],
-			                       json_object_new_string_len(fp[i], (int)fl[i]));
-	}
-	return o;
-}
-
 /* Copies identifier bytes into the batch arena; returns their offset. */
 static size_t im_arena_put(struct im *im, const char *p, size_t len)
 {
@@ -635,28 +338,13 @@ static enum im_line im_take_line(struct im *im, const char *s, size_t len, int t
 	struct ctl_cust_in in;
 	struct im_cust *cu;
 	json_object *o;
-	size_t b = 0;
+	int rc;
 
-	while (len > 0 && im_is_space(s[len - 1]))
-		len--;
-	while (b < len && im_is_space(s[b]))
-		b++;
-	if (!too_long && b == len)
+	buf_reset(&im->why);
+	if ((rc = reader_record(&im->rd, s, len, too_long, &o, &im->why)) == 0)
 		return IM_LINE_SKIP;
 	im->cnt.read++;
-	buf_reset(&im->why);
-	if (too_long) {
-		buf_appendf(&im->why, "the line is longer than %zu bytes", IM_LINE_MAX);
-		goto bad;
-	}
-	if (im->format == IM_CSV) {
-		o = im_csv_object(im, s, len);
-	} else {
-		o = ctl_json_parse_tok(im->tok, s + b, len - b);
-		if (o == NULL)
-			buf_appendf(&im->why, "not a valid JSON value (strict JSON, UTF-8, one a line)");
-	}
-	if (o != NULL && ctl_cust_parse(o, im->cc, im->nlen, &in, im_on_problem, im) == 0) {
+	if (rc > 0 && ctl_cust_parse(o, im->cc, im->nlen, &in, im_on_problem, im) == 0) {
 		if (im_id_add(im, in.id) < 0) {
 			/* The same customer again: the next batch applies it after this one. */
 			json_object_put(o);
@@ -676,7 +364,6 @@ static enum im_line im_take_line(struct im *im, const char *s, size_t len, int t
 		return IM_LINE_ADDED;
 	}
 	json_object_put(o);
-bad:
 	cu = im_cust_new(im);
 	cu->bad = 1;
 	cu->verdict = IM_REJECTED;
@@ -870,7 +557,7 @@ static int im_queue_checkpoint(struct im *im)
 	ctl_argv_addstr(a, "HSET");
 	ctl_argv_addstr(a, im->ckey);
 	ctl_argv_addstr(a, "offset");
-	ctl_argv_addll(a, (long long)im_offset(&im->rd));
+	ctl_argv_addll(a, (long long)reader_offset(&im->rd));
 	ctl_argv_addstr(a, "line");
 	ctl_argv_addll(a, (long long)im->rd.line);
 	ctl_argv_addstr(a, "read");
@@ -1228,13 +915,6 @@ static int im_read_checkpoint(struct im *im)
 }
 
 /* 1 when path ends with ext (case-insensitively). */
-static int im_has_ext(const char *path, const char *ext)
-{
-	size_t n = strlen(path), e = strlen(ext);
-
-	return n > e && strcasecmp(path + n - e, ext) == 0;
-}
-
 /*
  * Opens the input, decides its format, reads the CSV header, and for --resume seeks to
  * the checkpoint. Returns 0 or a CTL_EXIT_* code (message printed).
@@ -1242,9 +922,7 @@ static int im_has_ext(const char *path, const char *ext)
 static int im_open(struct im *im, int resume)
 {
 	struct stat st;
-	const char *p;
-	size_t len;
-	int fd, too_long, rc;
+	int fd, rc;
 
 	if (strcmp(im->path, "-") == 0) {
 		fd = STDIN_FILENO;
@@ -1255,49 +933,25 @@ static int im_open(struct im *im, int resume)
 	}
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
 		im->size = (uint64_t)st.st_size;
-	im_reader_init(&im->rd, fd, 0, 0);
+	reader_init(&im->rd, fd);
 	if (fd != STDIN_FILENO && im_checkpoint_key(im, &st) < 0)
 		return CTL_EXIT_FAIL;
-
-	if (fd == STDIN_FILENO || im_has_ext(im->path, ".jsonl") ||
-	    im_has_ext(im->path, ".ndjson") || im_has_ext(im->path, ".json")) {
-		im->format = IM_JSONL;
-	} else if (im_has_ext(im->path, ".csv")) {
-		im->format = IM_CSV;
-	} else {
-		size_t i = 0;
-
-		if (im_fill(&im->rd) < 0) {
-			im_errf(im, "cannot read %s: %s", im->name, strerror(im->rd.err));
-			return CTL_EXIT_FAIL;
-		}
-		if (im->rd.end >= 3 && memcmp(im->rd.buf, "\xef\xbb\xbf", 3) == 0)
-			i = 3;   /* a byte order mark */
-		while (i < im->rd.end && (im_is_space(im->rd.buf[i]) || im->rd.buf[i] == '\n'))
-			i++;
-		im->format = i < im->rd.end && im->rd.buf[i] == '{' ? IM_JSONL : IM_CSV;
+	if (reader_detect_format(&im->rd, fd == STDIN_FILENO ? NULL : im->path) < 0) {
+		im_errf(im, "cannot read %s: %s", im->name, strerror(im->rd.err));
+		return CTL_EXIT_FAIL;
 	}
-	/* A UTF-8 byte order mark is not part of the first line. */
-	while (im->rd.end < 3 && !im->rd.eof)
-		if (im_fill(&im->rd) < 0)
-			break;
-	if (im->rd.end >= 3 && memcmp(im->rd.buf, "\xef\xbb\xbf", 3) == 0)
-		im->rd.pos = 3;
+	if (im->rd.format == READER_CSV) {
+		char why[512];
 
-	if (im->format == IM_CSV) {
-		do
-			rc = im_next(&im->rd, &p, &len, &too_long);
-		while (rc == 1 && !too_long && im_blank(p, len));
-		if (rc < 0) {
+		rc = reader_csv_header(&im->rd, why, sizeof why);
+		if (rc == -1) {
 			im_errf(im, "cannot read %s: %s", im->name, strerror(im->rd.err));
 			return CTL_EXIT_FAIL;
 		}
-		if (rc == 0 || too_long) {
-			im_errf(im, "%s: no CSV header line", im->name);
+		if (rc < 0) {
+			im_errf(im, "%s: %s", im->name, why);
 			return CTL_EXIT_FAIL;
 		}
-		if (im_csv_header(im, p, len) < 0)
-			return CTL_EXIT_FAIL;
 	}
 
 	if (resume) {
@@ -1306,15 +960,11 @@ static int im_open(struct im *im, int resume)
 			return CTL_EXIT_FAIL;
 		if (rc == 0) {
 			im_errf(im, "no checkpoint for %s: starting at the beginning", im->name);
-		} else if (im->resume_off >= im_offset(&im->rd)) {
-			if (lseek(fd, (off_t)im->resume_off, SEEK_SET) < 0) {
+		} else if (im->resume_off >= reader_offset(&im->rd)) {
+			if (reader_seek(&im->rd, im->resume_off, im->resume_line) < 0) {
 				im_errf(im, "cannot seek in %s: %s", im->name, strerror(errno));
 				return CTL_EXIT_FAIL;
 			}
-			im->rd.base = im->resume_off;
-			im->rd.pos = im->rd.end = 0;
-			im->rd.eof = 0;
-			im->rd.line = im->resume_line;
 			im->resumed = 1;
 			im_errf(im, "resuming %s after line %" PRIu64 " (byte %" PRIu64 ")", im->name,
 			        im->resume_line, im->resume_off);
@@ -1332,18 +982,13 @@ static int im_open(struct im *im, int resume)
 static void im_free(struct im *im)
 {
 	im_batch_reset(im);
-	if (im->rd.fd > STDIN_FILENO)
-		close(im->rd.fd);
-	free(im->rd.buf);
+	reader_free(&im->rd);
 	free(im->cust);
 	free(im->ov);
 	free(im->ids);
-	free(im->csvbuf);
 	buf_free(&im->arena);
 	buf_free(&im->why);
 	ctl_argv_free(&im->cmd);
-	if (im->tok != NULL)
-		json_tokener_free(im->tok);
 	if (im->c != NULL)
 		redisFree(im->c);
 }
@@ -1373,7 +1018,7 @@ static int im_run(struct im *im)
 		int too_long, rc;
 
 		while (im->n < im->batch) {
-			rc = im_next(&im->rd, &p, &len, &too_long);
+			rc = reader_next(&im->rd, &p, &len, &too_long);
 			if (rc < 0) {
 				im_errf(im, "cannot read %s: %s", im->name, strerror(im->rd.err));
 				return CTL_EXIT_FAIL;
@@ -1383,7 +1028,7 @@ static int im_run(struct im *im)
 				break;
 			}
 			if (im_take_line(im, p, len, too_long) == IM_LINE_HELD) {
-				im_unread(&im->rd);
+				reader_unread(&im->rd);
 				break;
 			}
 			if ((im->rd.line & 255) == 0)
@@ -1487,18 +1132,12 @@ int ctl_import_main(struct ctl *ctl, int argc, char **argv)
 	buf_init(&im.why, 4096);
 	buf_init(&im.arena, (size_t)-1 / 2);
 	im.tty = isatty(STDERR_FILENO);
-	im.tok = json_tokener_new_ex(32);
-	im.cust = im_calloc((size_t)im.batch, sizeof *im.cust);
+	im.cust = xcalloc((size_t)im.batch, sizeof *im.cust);
 	im.ovmask = im_pow2_at_least((size_t)im.batch * 4 * CTL_NIDENTS) - 1;
-	im.ov = im_calloc(im.ovmask + 1, sizeof *im.ov);
+	im.ov = xcalloc(im.ovmask + 1, sizeof *im.ov);
 	im.idmask = im_pow2_at_least((size_t)im.batch * 2) - 1;
-	im.ids = im_calloc(im.idmask + 1, sizeof *im.ids);
-	im.csvbuf = im_calloc(IM_BUF_CAP, 1);
+	im.ids = xcalloc(im.idmask + 1, sizeof *im.ids);
 	im.gen = 1;
-	if (im.tok == NULL) {
-		fprintf(stderr, "partnerctl: out of memory\n");
-		abort();
-	}
 
 	if ((im.c = ctl_connect(ctl)) == NULL) {
 		rc = CTL_EXIT_USAGE;

@@ -35,6 +35,7 @@
 #include "ident.h"
 #include "keys.h"
 #include "request.h"
+#include "xmalloc.h"
 
 /* Password hashing: argon2id through libsodium, with these costs (19 MiB, 2 passes). */
 #define LD_PWHASH_OPSLIMIT 2ULL
@@ -145,25 +146,6 @@ static void ld_err(struct ld *ld, const char *fmt, ...)
 static const char *ld_q(struct ld_str s)
 {
 	return ctl_quote(s.p, s.len);
-}
-
-static void *ld_calloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-
-	if (p == NULL) {
-		fprintf(stderr, "partnerctl: out of memory\n");
-		abort();
-	}
-	return p;
-}
-
-static char *ld_memdup(const char *p, size_t len)
-{
-	char *d = ld_calloc(len + 1, 1);
-
-	memcpy(d, p, len);
-	return d;
 }
 
 static int ld_str_eq(struct ld_str a, const char *p, size_t len)
@@ -480,10 +462,10 @@ static int ld_has_id(const struct ld_org *org, int64_t id)
 /* Uniqueness within an org: customer ids, identifiers, program names. */
 static void ld_check_unique_org(struct ld *ld, struct ld_org *org)
 {
-	struct ld_sref *v = ld_calloc(org->ncusts + org->nprogs, sizeof *v);
+	struct ld_sref *v = xcalloc(org->ncusts + org->nprogs, sizeof *v);
 	size_t n;
 
-	org->ids = ld_calloc(org->ncusts, sizeof *org->ids);
+	org->ids = xcalloc(org->ncusts, sizeof *org->ids);
 	for (size_t i = 0; i < org->ncusts; i++)
 		org->ids[i] = org->custs[i].id;
 	qsort(org->ids, org->ncusts, sizeof *org->ids, ld_i64_cmp);
@@ -552,21 +534,21 @@ static void ld_check_org(struct ld *ld, json_object *o, struct ld_org *org, size
 
 	if ((arr = ld_get_array(ld, o, "credentials", ctx)) != NULL) {
 		org->ncreds = json_object_array_length(arr);
-		org->creds = ld_calloc(org->ncreds, sizeof *org->creds);
+		org->creds = xcalloc(org->ncreds, sizeof *org->creds);
 		for (size_t j = 0; j < org->ncreds; j++)
 			ld_check_credential(ld, org, json_object_array_get_idx(arr, j),
 			                    &org->creds[j], j);
 	}
 	if ((arr = ld_get_array(ld, o, "programs", ctx)) != NULL) {
 		org->nprogs = json_object_array_length(arr);
-		org->progs = ld_calloc(org->nprogs, sizeof *org->progs);
+		org->progs = xcalloc(org->nprogs, sizeof *org->progs);
 		for (size_t j = 0; j < org->nprogs; j++)
 			ld_check_program(ld, org, json_object_array_get_idx(arr, j),
 			                 &org->progs[j], j);
 	}
 	if ((arr = ld_get_array(ld, o, "customers", ctx)) != NULL) {
 		org->ncusts = json_object_array_length(arr);
-		org->custs = ld_calloc(org->ncusts, sizeof *org->custs);
+		org->custs = xcalloc(org->ncusts, sizeof *org->custs);
 		for (size_t j = 0; j < org->ncusts; j++)
 			ld_check_customer(ld, org, json_object_array_get_idx(arr, j),
 			                  &org->custs[j], j);
@@ -590,14 +572,14 @@ static void ld_check_document(struct ld *ld)
 	}
 	ld_known_keys(ld, ld->root, keys, "document");
 	ld->norgs = json_object_array_length(orgs);
-	ld->orgs = ld_calloc(ld->norgs, sizeof *ld->orgs);
+	ld->orgs = xcalloc(ld->norgs, sizeof *ld->orgs);
 	for (size_t i = 0; i < ld->norgs; i++) {
 		ld_check_org(ld, json_object_array_get_idx(orgs, i), &ld->orgs[i], i);
 		nc += ld->orgs[i].ncreds;
 	}
 
 	/* Org ids and usernames are unique across the document. */
-	v = ld_calloc(ld->norgs + nc, sizeof *v);
+	v = xcalloc(ld->norgs + nc, sizeof *v);
 	for (size_t i = 0; i < ld->norgs; i++)
 		v[n++] = (struct ld_sref){ { ld->orgs[i].id, strlen(ld->orgs[i].id) }, i };
 	qsort(v, n, sizeof *v, ld_sref_cmp);
@@ -660,19 +642,19 @@ static int ld_read_creds(struct ld *ld)
 		return -1;
 	}
 	ld->nscreds = r->elements / 2;
-	ld->screds = ld_calloc(ld->nscreds, sizeof *ld->screds);
+	ld->screds = xcalloc(ld->nscreds, sizeof *ld->screds);
 	for (size_t i = 0; i < ld->nscreds; i++) {
 		struct ld_scred *s = &ld->screds[i];
 		redisReply *f = r->element[2 * i], *v = r->element[2 * i + 1];
 		json_object *o = ctl_json_parse(v->str, v->len), *org, *hash;
 
-		s->user = ld_memdup(f->str, f->len);
+		s->user = xmemdup(f->str, f->len);
 		s->user_len = f->len;
 		if (ctl_json_member(o, "org", &org) && json_object_is_type(org, json_type_string) &&
 		    ctl_json_member(o, "hash", &hash) && json_object_is_type(hash, json_type_string)) {
-			s->org = ld_memdup(json_object_get_string(org),
+			s->org = xmemdup(json_object_get_string(org),
 			                   (size_t)json_object_get_string_len(org));
-			s->hash = ld_memdup(json_object_get_string(hash),
+			s->hash = xmemdup(json_object_get_string(hash),
 			                    (size_t)json_object_get_string_len(hash));
 		}
 		json_object_put(o);
@@ -709,7 +691,7 @@ static int ld_read_progs(struct ld *ld, struct ld_org *org)
 				continue;
 			}
 			p->pid = sp.pid;
-			p->stored = ld_memdup(v->str, v->len);
+			p->stored = xmemdup(v->str, v->len);
 			p->stored_len = v->len;
 			ctl_prog_free(&sp);
 		}
@@ -734,7 +716,7 @@ static int ld_on_customer(redisReply *r, void *arg)
 		redisReply *e = r->element[1 + k];
 
 		if (e->type == REDIS_REPLY_STRING) {
-			cu->old[k] = ld_memdup(e->str, e->len);
+			cu->old[k] = xmemdup(e->str, e->len);
 			cu->oldlen[k] = e->len;
 		}
 	}
@@ -776,7 +758,7 @@ static int ld_on_ixbatch(redisReply *r, void *arg)
 static int ld_read_customers(struct ld *ld)
 {
 	struct ctl_argv *a = &ld->cmd;
-	struct ctl_pipe *p = ld_calloc(1, sizeof *p);
+	struct ctl_pipe *p = xcalloc(1, sizeof *p);
 	int rc;
 
 	ctl_pipe_init(p, ld->c);
@@ -813,7 +795,7 @@ static int ld_read_customers(struct ld *ld)
 				if (i == org->ncusts || org->custs[i].val[k].p == NULL)
 					continue;
 				if (b == NULL) {
-					b = ld_calloc(1, sizeof *b);
+					b = xcalloc(1, sizeof *b);
 					b->org = org;
 					b->kind = k;
 				}
@@ -894,7 +876,7 @@ static char *ld_prog_value(const struct ld_prog *p, int pid, size_t *len)
 	json_object_object_add(o, "cycle", cycle);
 	json_object_object_add(o, "expiresAt", p->has_exp ? json_object_new_int64(p->exp) : NULL);
 	txt = ctl_json_plain(o, len);
-	s = ld_memdup(txt, *len);
+	s = xmemdup(txt, *len);
 	json_object_put(o);
 	return s;
 }
@@ -928,7 +910,7 @@ static int ld_prepare_creds(struct ld *ld)
 			json_object_object_add(v, "org", json_object_new_string(org->id));
 			json_object_object_add(v, "hash", json_object_new_string(hash));
 			txt = ctl_json_plain(v, &len);
-			cr->value = ld_memdup(txt, len);
+			cr->value = xmemdup(txt, len);
 			json_object_put(v);
 			sodium_memzero(hash, sizeof hash);
 		}
@@ -1228,7 +1210,7 @@ static int ld_run(struct ld *ld, const struct ctl *ctl)
 	if (ld_prepare_creds(ld) < 0)
 		return CTL_EXIT_FAIL;
 
-	p = ld_calloc(1, sizeof *p);
+	p = xcalloc(1, sizeof *p);
 	ctl_pipe_init(p, ld->c);
 	rc = ld_write_orgs(ld, p, &st);
 	if (rc == 0) {

@@ -15,6 +15,7 @@
 #include "ident.h"
 #include "keys.h"
 #include "rules.h"
+#include "xmalloc.h"
 
 enum sh_by { SH_NONE, SH_ID, SH_MOBILE, SH_EMAIL, SH_EXT };
 static const char *const sh_by_name[] = { [SH_ID] = "id", [SH_MOBILE] = "mobile",
@@ -160,9 +161,7 @@ static struct ctl_prog *sh_read_progs(redisContext *c, struct ctl_argv *a, const
 	ctl_argv_addf(a, KEYS_PROGS_FMT, org);
 	if ((r = ctl_command(c, a)) == NULL)
 		return NULL;
-	progs = calloc(r->elements / 2 + 1, sizeof *progs);
-	if (progs == NULL)
-		abort();
+	progs = xcalloc(r->elements / 2 + 1, sizeof *progs);
 	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
 		struct ctl_prog *p = &progs[*n];
 		char why[200];
@@ -170,9 +169,7 @@ static struct ctl_prog *sh_read_progs(redisContext *c, struct ctl_argv *a, const
 		if (ctl_prog_parse(r->element[i + 1]->str, r->element[i + 1]->len, p, why,
 		                   sizeof why) < 0)
 			continue;
-		p->name = strndup(r->element[i]->str, r->element[i]->len);
-		if (p->name == NULL)
-			abort();
+		p->name = xstrndup(r->element[i]->str, r->element[i]->len);
 		p->name_len = r->element[i]->len;
 		(*n)++;
 	}

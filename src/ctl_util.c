@@ -12,6 +12,7 @@
 
 #include "rconn.h"
 #include "rules.h"
+#include "xmalloc.h"
 
 /* ---- messages and connecting --------------------------------------------------------- */
 
@@ -69,17 +70,6 @@ const char *ctl_quote(const char *s, size_t len)
 
 /* ---- argv builder -------------------------------------------------------------------- */
 
-static void *ctl_realloc(void *p, size_t n)
-{
-	void *np = realloc(p, n);
-
-	if (np == NULL) {
-		fprintf(stderr, "partnerctl: out of memory allocating %zu bytes\n", n);
-		abort();
-	}
-	return np;
-}
-
 void ctl_argv_init(struct ctl_argv *a)
 {
 	memset(a, 0, sizeof *a);
@@ -106,9 +96,9 @@ static int ctl_argv_slot(struct ctl_argv *a)
 		const char **old = a->argv;
 		char (*olds)[CTL_ARG_SCRATCH] = a->scratch;
 
-		a->argv = ctl_realloc(NULL, sizeof *a->argv * (size_t)ncap);
-		a->lens = ctl_realloc(a->lens, sizeof *a->lens * (size_t)ncap);
-		a->scratch = ctl_realloc(NULL, sizeof *a->scratch * (size_t)ncap);
+		a->argv = xrealloc(NULL, sizeof *a->argv * (size_t)ncap);
+		a->lens = xrealloc(a->lens, sizeof *a->lens * (size_t)ncap);
+		a->scratch = xrealloc(NULL, sizeof *a->scratch * (size_t)ncap);
 		/* Formatted arguments point into the scratch area: move them along. */
 		for (int i = 0; i < a->argc; i++) {
 			if (old[i] == olds[i]) {

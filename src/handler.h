@@ -20,7 +20,6 @@ struct routes_cfg {
 	int rate_limit;                 /* requests per minute per credential; 0: no limit */
 	int history_max;                /* history entries kept per customer */
 	int feed_max;                   /* approximate length bound of an org's change feed */
-	int test_stall_ms;              /* tests only: sleep between lock and commit (0: never) */
 };
 
 /* What one request did, for the log line. */

@@ -9,7 +9,10 @@
 
 #include <sodium.h>
 
+#include "buf.h"
+#include "hex.h"
 #include "http.h"
+#include "jout.h"
 
 static const char *
 param(FCGX_Request *f, const char *name)
@@ -150,47 +153,21 @@ http_respond_type(struct http_req *r, int status, const char *content_type,
 	FCGX_PutStr(body, (int)len, r->fcgi->out);
 }
 
-/* Appends s to d as a JSON string body (without quotes); d has 6*strlen(s)+1 room. */
-static size_t
-json_escape(char *d, const char *s)
-{
-	size_t n = 0;
-
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\') {
-			d[n++] = '\\';
-			d[n++] = (char)ch;
-		} else if (ch < 0x20) {
-			n += (size_t)sprintf(d + n, "\\u%04x", ch);
-		} else {
-			d[n++] = (char)ch;
-		}
-	}
-	d[n] = '\0';
-	return n;
-}
-
 void
 http_error(struct http_req *r, int status, int code, const char *message,
            const char *extra_headers)
 {
-	size_t mlen = strlen(message);
-	char *esc = malloc(6 * mlen + 1), *body;
-	int n;
+	struct buf b;
 
-	if (esc == NULL)
-		abort();
-	json_escape(esc, message);
-	body = malloc(6 * mlen + 128);
-	if (body == NULL)
-		abort();
-	n = sprintf(body, "{\"errors\":[{\"status\":false,\"code\":%d,\"message\":\"%s\"}],\"warnings\":[]}",
-	            code, esc);
-	http_respond(r, status, extra_headers, body, (size_t)n);
-	free(esc);
-	free(body);
+	/* No cap: the message is ours (at most quoting a bounded piece of the request). */
+	buf_init(&b, (size_t)-1 / 2);
+	JOUT_LIT(&b, "{\"errors\":[{\"status\":false,\"code\":");
+	jout_i64(&b, code);
+	JOUT_LIT(&b, ",\"message\":");
+	jout_cstr(&b, message);
+	JOUT_LIT(&b, "}],\"warnings\":[]}");
+	http_respond(r, status, extra_headers, b.p, b.len);
+	buf_free(&b);
 }
 
 int
@@ -248,18 +225,6 @@ http_check_encoding(const struct http_req *r, char *name, size_t namesz)
 	return 0;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int
 http_query_param(const char *q, const char *name, char *out, size_t outsz)
 {
@@ -271,31 +236,16 @@ http_query_param(const char *q, const char *name, char *out, size_t outsz)
 
 		if ((size_t)(end - q) > nlen && strncmp(q, name, nlen) == 0 && q[nlen] == '=') {
 			const char *p = q + nlen + 1;
-			size_t n = 0;
 
 			if (found >= 0)
 				return HTTP_QP_MALFORMED;
-			for (; p < end; p++) {
-				char ch = *p;
-
-				if (ch == '%') {
-					int hi, lo;
-
-					if (end - p < 3 || (hi = hexval(p[1])) < 0 || (lo = hexval(p[2])) < 0)
-						return HTTP_QP_MALFORMED;
-					ch = (char)(hi * 16 + lo);
-					p += 2;
-				} else if (ch == '+') {
-					ch = ' ';
-				}
-				if (ch == '\0')
-					return HTTP_QP_NUL;
-				if (n + 1 >= outsz)
-					return HTTP_QP_TOO_LONG;
-				out[n++] = ch;
-			}
-			out[n] = '\0';
-			found = (int)n;
+			found = hex_pct_decode(p, (size_t)(end - p), 1, out, outsz);
+			if (found == HEX_NUL)
+				return HTTP_QP_NUL;
+			if (found == HEX_TOO_LONG)
+				return HTTP_QP_TOO_LONG;
+			if (found < 0)
+				return HTTP_QP_MALFORMED;
 		} else if ((size_t)(end - q) == nlen && strncmp(q, name, nlen) == 0) {
 			if (found >= 0)
 				return HTTP_QP_MALFORMED;

@@ -202,14 +202,6 @@ read_config(const char *path)
 	fclose(f);
 }
 
-static const char *
-env_or(const char *name, const char *dflt)
-{
-	const char *v = getenv(name);
-
-	return v != NULL && *v != '\0' ? v : dflt;
-}
-
 static int
 parse_int(const char *what, const char *s, int base, int min, int max)
 {
@@ -294,8 +286,6 @@ load_settings(int argc, char **argv)
 	cfg.routes.history_max = parse_int("history-max", get("history-max"), 10, 1, 100000);
 	cfg.routes.feed_max = parse_int("feed-max", get("feed-max"), 10, 100, 100000000);
 	cfg.log_path = get("log");
-	cfg.routes.test_stall_ms = parse_int("PARTNERD_TEST_STALL_BEFORE_COMMIT_MS",
-	                                     env_or("PARTNERD_TEST_STALL_BEFORE_COMMIT_MS", "0"), 10, 0, 600000);
 	if (rconn_parse_url(cfg.redis_url, &cfg.redis, err, sizeof(err)) != 0) {
 		fprintf(stderr, "partnerd: --redis: %s\n", err);
 		exit(2);

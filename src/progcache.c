@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "progcache.h"
+#include "xmalloc.h"
 
 #define PROG_CACHE 16
 struct prog_cache_entry {
@@ -31,11 +32,7 @@ progcache_parse(const char *def, size_t len, struct rules_program *out)
 	e = &prog_cache[prog_cache_next++ % PROG_CACHE];
 	free(e->def);
 	rules_program_free(&e->p);
-	e->def = malloc(len + 1);
-	if (e->def == NULL)
-		abort();
-	memcpy(e->def, def, len);
-	e->def[len] = '\0';
+	e->def = xmemdup(def, len);
 	e->len = len;
 	rules_program_copy(&e->p, out);
 	return 0;

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "hex.h"
+
 #define RCONN_DEFAULT_PORT 6379
 #define RCONN_DEFAULT_TIMEOUT_MS 1000
 
@@ -25,49 +27,6 @@ static int rconn_num(const char *s, size_t n)
 		v = v * 10 + (s[i] - '0');
 	}
 	return v;
-}
-
-static int rconn_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/*
- * Copies s[0..n) to out (outsz bytes, NUL-terminated), decoding %XX escapes (a password
- * may hold ':', '@' or '/' only escaped). Returns 0, or -1 when too long, a bad escape,
- * or an escaped NUL.
- */
-static int rconn_unescape(const char *s, size_t n, char *out, size_t outsz)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (c == '%') {
-			int hi, lo;
-
-			if (i + 2 >= n)
-				return -1;
-			hi = rconn_hex(s[i + 1]);
-			lo = rconn_hex(s[i + 2]);
-			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-				return -1;
-			c = (char)(hi * 16 + lo);
-			i += 2;
-		}
-		if (o + 1 >= outsz)
-			return -1;
-		out[o++] = c;
-	}
-	out[o] = '\0';
-	return 0;
 }
 
 static int rconn_fail(char *err, size_t errsz, const char *msg)
@@ -120,8 +79,9 @@ static int rconn_parse_tcp(const char *rest, struct rconn_cfg *cfg, char *err,
 		if (colon == NULL)
 			return rconn_fail(err, errsz,
 			                  "redis URL: userinfo must be [user]:password");
-		if (rconn_unescape(rest, (size_t)(colon - rest), cfg->user, sizeof cfg->user) < 0 ||
-		    rconn_unescape(colon + 1, (size_t)(auth_end - colon - 1), cfg->password,
+		/* %XX-decoded: a password may hold ':', '@' or '/' only escaped */
+		if (hex_pct_decode(rest, (size_t)(colon - rest), 0, cfg->user, sizeof cfg->user) < 0 ||
+		    hex_pct_decode(colon + 1, (size_t)(auth_end - colon - 1), 0, cfg->password,
 		                   sizeof cfg->password) < 0)
 			return rconn_fail(err, errsz, "redis URL: bad user or password encoding");
 		h = auth_end + 1;

@@ -21,6 +21,7 @@
 #include "request.h"
 #include "rules.h"
 #include "store_read.h"
+#include "xmalloc.h"
 
 #define VALUE_MAX 512
 #define HISTORY_LIMIT_MAX 100
@@ -98,13 +99,11 @@ static void
 put_programs(struct buf *b, struct rules_customer *c, const struct store_read_result *res,
              int64_t now)
 {
-	struct rules_program *progs = calloc(res->nprograms + 1, sizeof(*progs));
-	char *parsed = calloc(res->nprograms + 1, 1);
+	struct rules_program *progs = xcalloc(res->nprograms, sizeof(*progs));
+	char *parsed = xcalloc(res->nprograms, 1);
 	size_t i, j;
 	int first = 1;
 
-	if (progs == NULL || parsed == NULL)
-		abort();
 	for (i = 0; i < res->nprograms; i++)
 		parsed[i] = progcache_parse(res->programs[i].def.p, res->programs[i].def.len, &progs[i]) == 0;
 	for (j = 0; j < c->nslots; j++)

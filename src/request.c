@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "dates.h"
+#include "hex.h"
 #include "ident.h"
 #include "request.h"
 
@@ -140,17 +141,11 @@ hex4(const char *p, size_t n)
 	if (n < 4)
 		return -1;
 	for (k = 0; k < 4; k++) {
-		char c = p[k];
+		int d = hex_digit(p[k]);
 
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v |= c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			v |= c - 'A' + 10;
-		else
+		if (d < 0)
 			return -1;
+		v = v << 4 | d;
 	}
 	return v;
 }

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "dates.h"
 #include "ident.h"
 #include "jout.h"
@@ -21,6 +22,7 @@
 #include "request.h"
 #include "routes.h"
 #include "rules.h"
+#include "xmalloc.h"
 
 #define COMMIT_CONFLICT_RETRIES 5
 #define IDEM_KEY_MAX 255
@@ -61,15 +63,6 @@ static const struct route route_table[] = {
 	  .handler = handle_metrics },
 };
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- per-entry state of a write request -------------------------------------------- */
 
 enum { IDK_ID, IDK_MOBILE, IDK_EMAIL, IDK_EXTERNAL };
@@ -92,6 +85,12 @@ struct entry_state {
 	int conflicts;                  /* commit retries for membership-id races */
 };
 
+/* What became of a locked customer before its commit. */
+enum lock_outcome {
+	LOCK_OK = 0,                    /* loaded: its entries are decided by the rules */
+	LOCK_UNREADABLE,                /* its stored data could not be read: commit releases it unchanged */
+};
+
 /* One customer locked in this round (entries of the same customer share it). */
 struct locked {
 	int64_t cid;
@@ -99,7 +98,7 @@ struct locked {
 	struct rules_customer cust;
 	struct entry_state **entries;   /* entries applied to this customer, in order */
 	size_t nentries;
-	int outcome;                    /* 0 OK, 1 FENCED, 2 CONFLICT, 3 store failure */
+	enum lock_outcome outcome;
 	int lost;                       /* LOST_*: what became of a commit whose reply was lost */
 };
 
@@ -194,18 +193,6 @@ reply_str(const redisReply *r, size_t *len)
 	return r->str;
 }
 
-static char *
-dupn(const char *p, size_t n)
-{
-	char *s = malloc(n + 1);
-
-	if (s == NULL)
-		abort();
-	memcpy(s, p, n);
-	s[n] = '\0';
-	return s;
-}
-
 /*
  * Loads a customer from its HGETALL reply. Returns 0, or -1 when a stored membership
  * cannot be parsed (the data is then not ours to change).
@@ -227,13 +214,13 @@ load_customer(struct locked *lk, struct entry_state *es, const redisReply *h)
 		} else if (strcmp(f->str, "v") == 0) {
 			snprintf(lk->version, sizeof(lk->version), "%.*s", (int)v->len, v->str);
 		} else if (strcmp(f->str, "id") == 0) {
-			es->stored[0] = dupn(v->str, v->len);
+			es->stored[0] = xmemdup(v->str, v->len);
 		} else if (strcmp(f->str, "mobile") == 0) {
-			es->stored[1] = dupn(v->str, v->len);
+			es->stored[1] = xmemdup(v->str, v->len);
 		} else if (strcmp(f->str, "email") == 0) {
-			es->stored[2] = dupn(v->str, v->len);
+			es->stored[2] = xmemdup(v->str, v->len);
 		} else if (strcmp(f->str, "externalId") == 0) {
-			es->stored[3] = dupn(v->str, v->len);
+			es->stored[3] = xmemdup(v->str, v->len);
 		}
 	}
 	es->found = 1;
@@ -247,7 +234,7 @@ copy_stored(struct entry_state *dst, const struct entry_state *src)
 
 	for (k = 0; k < 4; k++)
 		if (dst->stored[k] == NULL && src->stored[k] != NULL)
-			dst->stored[k] = dupn(src->stored[k], strlen(src->stored[k]));
+			dst->stored[k] = xmemdup(src->stored[k], strlen(src->stored[k]));
 	dst->found = 1;
 }
 
@@ -682,7 +669,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 				abort();
 			lk->entries[lk->nentries++] = e;
 			if (load_customer(lk, e, r->element[2]) != 0)
-				lk->outcome = 3;
+				lk->outcome = LOCK_UNREADABLE;
 		} else if (strcmp(status, "DUP") == 0) {
 			e->cid = strtoll(r->element[1]->str, NULL, 10);
 			for (k = 0; k < nl; k++) {
@@ -715,7 +702,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 			continue;
 		e->decided = 1;
 		e->cust_code = 1000;
-		if (lk->outcome != 0)
+		if (lk->outcome != LOCK_OK)
 			continue;
 		progs = calloc(e->e->nitems, sizeof(*progs));
 		ctx = calloc(e->e->nitems, sizeof(*ctx));
@@ -753,16 +740,6 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	}
 	claims_free(&claims);
 
-	/*
-	 * Tests of the fence (docs/CONSISTENCY.md) need a worker that stalls while it holds
-	 * locks; PARTNERD_TEST_STALL_BEFORE_COMMIT_MS provides one. Never set in production.
-	 */
-	if (cfg->test_stall_ms > 0 && nl > 0) {
-		struct timespec ts = { cfg->test_stall_ms / 1000, (long)(cfg->test_stall_ms % 1000) * 1000000L };
-
-		nanosleep(&ts, NULL);
-	}
-
 	/* The commit: every locked customer, changed or not (its lock is released). */
 	store_argv_init(&a);
 	store_argv_presize(&a, 8 + 24 * nl, 256 + 768 * nl);
@@ -775,7 +752,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	buf_init(&scratch, (size_t)-1);
 	buf_presize(&scratch, 2048);
 	for (k = 0; k < nl; k++) {
-		if (locks[k].outcome == 3) {
+		if (locks[k].outcome == LOCK_UNREADABLE) {
 			/* unreadable stored data: release the lock, change nothing */
 			struct rules_customer empty = { .cid = locks[k].cid };
 			struct rules_customer keep = locks[k].cust;
@@ -816,7 +793,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 
 			if (!e->decided)
 				continue;
-			if (lk->outcome == 3) {
+			if (lk->outcome == LOCK_UNREADABLE) {
 				entry_fail_items(e, 2001, "the customer's stored data could not be read; nothing was applied");
 			} else if (lk->lost == LOST_NOT_APPLIED) {
 				fail_applied_items(e, 2001, "the change could not be stored (the store failed during the commit); nothing of it was applied");
@@ -1169,7 +1146,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 				if (es[i].decided)
 					continue;
 				es[i].decided = 1;
-				es[i].cust_code = es[i].found ? 1000 : 1000;
+				es[i].cust_code = 1000;
 				entry_fail_items(&es[i], 2001, "the data store became unavailable; nothing of this customer was applied");
 			}
 			break;

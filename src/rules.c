@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "rules.h"
+#include "xmalloc.h"
 
 /* ---- messages --------------------------------------------------------------------------- */
 
@@ -56,18 +57,6 @@ set(struct rules_result *r, int code, const char *message)
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
-static char *
-dup_bytes(const char *p, size_t n)
-{
-	char *s = malloc(n + 1);
-
-	if (s == NULL)
-		abort();
-	memcpy(s, p, n);
-	s[n] = '\0';
-	return s;
-}
-
 static int
 bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
 {
@@ -94,8 +83,8 @@ static void
 values_copy(struct rules_values *dst, const struct rules_values *src)
 {
 	*dst = *src;
-	dst->mid = src->mid ? dup_bytes(src->mid, src->mid_len) : NULL;
-	dst->tier = src->tier ? dup_bytes(src->tier, src->tier_len) : NULL;
+	dst->mid = src->mid ? xmemdup(src->mid, src->mid_len) : NULL;
+	dst->tier = src->tier ? xmemdup(src->tier, src->tier_len) : NULL;
 }
 
 void
@@ -168,7 +157,7 @@ rules_program_parse(const char *json, size_t len, struct rules_program *p)
 			struct json_object *t = json_object_array_get_idx(v, i);
 
 			p->tier_len[i] = (size_t)json_object_get_string_len(t);
-			p->tiers[i] = dup_bytes(json_object_get_string(t), p->tier_len[i]);
+			p->tiers[i] = xmemdup(json_object_get_string(t), p->tier_len[i]);
 		}
 		p->ntiers = i;
 	}
@@ -208,7 +197,7 @@ rules_program_copy(struct rules_program *dst, const struct rules_program *src)
 
 	*dst = *src;
 	for (i = 0; i < src->ntiers; i++)
-		dst->tiers[i] = dup_bytes(src->tiers[i], src->tier_len[i]);
+		dst->tiers[i] = xmemdup(src->tiers[i], src->tier_len[i]);
 }
 
 /* Index of a tier in the program, or -1. */
@@ -335,14 +324,14 @@ dec_values(struct dec *d, struct rules_values *v, int top, int *start_omitted)
 
 	if (dec_str(d, &s, &n) != 0 || n == 0 || dec_sep(d, ',') != 0)
 		return -1;
-	v->mid = dup_bytes(s, n);
+	v->mid = xmemdup(s, n);
 	v->mid_len = n;
 	if (d->p < d->end && *d->p == '-') {
 		d->p++;
 	} else {
 		if (dec_str(d, &s, &n) != 0)
 			return -1;
-		v->tier = dup_bytes(s, n);
+		v->tier = xmemdup(s, n);
 		v->tier_len = n;
 	}
 	if (dec_sep(d, ',') != 0 || dec_num(d, &v->exp) != 0 || dec_sep(d, ',') != 0 ||
@@ -393,7 +382,7 @@ get_str(struct json_object *o, const char *key, char **out, size_t *len)
 	if (!json_object_is_type(v, json_type_string))
 		return -1;
 	*len = (size_t)json_object_get_string_len(v);
-	*out = dup_bytes(json_object_get_string(v), *len);
+	*out = xmemdup(json_object_get_string(v), *len);
 	return 0;
 }
 
@@ -574,10 +563,10 @@ rules_customer_load_slot(struct rules_customer *c, int pid, const char *val, siz
 	rules_membership_free(&s->m);
 	s->m = m;
 	s->present = s->was_present = 1;
-	s->orig_mid = dup_bytes(m.v.mid, m.v.mid_len);
+	s->orig_mid = xmemdup(m.v.mid, m.v.mid_len);
 	s->orig_mid_len = m.v.mid_len;
 	if (m.has_relink) {
-		s->orig_rl_mid = dup_bytes(m.rl.mid, m.rl.mid_len);
+		s->orig_rl_mid = xmemdup(m.rl.mid, m.rl.mid_len);
 		s->orig_rl_mid_len = m.rl.mid_len;
 	}
 	return 0;
@@ -748,10 +737,10 @@ link_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 	}
 
 	memset(&v, 0, sizeof(v));
-	v.mid = dup_bytes(it->mid.s.p, it->mid.s.len);
+	v.mid = xmemdup(it->mid.s.p, it->mid.s.len);
 	v.mid_len = it->mid.s.len;
 	if (p->ntiers > 0) {
-		v.tier = dup_bytes(it->tier.s.p, it->tier.s.len);
+		v.tier = xmemdup(it->tier.s.p, it->tier.s.len);
 		v.tier_len = it->tier.s.len;
 	}
 	v.exp = it->expiry.st == F_OK ? it->expiry.ms : RULES_NONE;
@@ -850,7 +839,7 @@ update_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 
 		values_copy(&before, &s->m.v);
 		free(s->m.v.tier);
-		s->m.v.tier = dup_bytes(p->tiers[next], p->tier_len[next]);
+		s->m.v.tier = xmemdup(p->tiers[next], p->tier_len[next]);
 		s->m.v.tier_len = p->tier_len[next];
 		if (it->new_expiry.st == F_OK)
 			s->m.v.exp = it->new_expiry.ms;

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "dates.h"
 #include "lua_scripts.h"
 #include "metrics.h"
@@ -252,15 +253,6 @@ argv_resolve(const struct store_argv *a, const char **out)
 }
 
 /* ---- connection --------------------------------------------------------------------- */
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct store *
 store_new(const struct rconn_cfg *cfg)

@@ -246,6 +246,7 @@ class RedisProxy:
         self.held_args = None
         self.outcome = None           # "released", "dropped", "forwarded-after-close"
         self.forwarded_reply = None
+        self.forwarded_conn = None    # the upstream socket the held command went out on
         self.closed = False
         self.socks = []
         self.commands = 0
@@ -265,6 +266,7 @@ class RedisProxy:
             self.held_args = None
             self.outcome = None
             self.forwarded_reply = None
+            self.forwarded_conn = None
 
     def release(self):
         self.released.set()
@@ -307,7 +309,10 @@ class RedisProxy:
                 d = s.recv(65536)
                 if not d:
                     break
-                if self.outcome == "forwarded-after-close" and self.forwarded_reply is None:
+                # only the held command's own connection: the client may have opened
+                # another one meanwhile (partnerd resolves a lost commit on a new one)
+                if (self.outcome == "forwarded-after-close" and self.forwarded_reply is None
+                        and self.forwarded_conn is s):
                     self.forwarded_reply = d
                 c.sendall(d)
         except OSError:
@@ -364,6 +369,7 @@ class RedisProxy:
                             if self.on_close == "forward":
                                 # the outcome first: _down records the reply only under
                                 # it, and Redis may answer before sendall returns here
+                                self.forwarded_conn = s
                                 self.outcome = "forwarded-after-close"
                                 s.settimeout(5)
                                 s.sendall(buf[pos:end])

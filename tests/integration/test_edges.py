@@ -15,6 +15,7 @@ from harness import ACME, LINK, Stack
 from helpers import assert_codes, assert_error, by_mobile, entry, item, link1, unchanged
 from support_model import (PROGRAMS, check_passes, delink1, iso, iso_ms, now_ms, programs_of, query,
                            read_programs, update1, upd)
+from support_guarantee import HttpClient, RedisProxy, add_front, add_partnerd, any_commit
 
 
 # ---------------------------------------------------------------- dates (SPEC §4, 2103)
@@ -198,22 +199,30 @@ def test_store_out_of_memory_is_said_on_writes_and_reads():
     of "stored data could not be read" (begin), "a stored key has an unexpected type"
     (commit) or "unavailable" (Idempotency-Key claim, rate-limited read)."""
     for args in ([], ["--rate-limit", "100000"]):
-        st = Stack(partnerd_args=args, partnerd_env={"PARTNERD_TEST_STALL_BEFORE_COMMIT_MS": "1500"})
+        st = Stack(partnerd_args=args)
+        proxy = None
         try:
             st.start()
             st.redis("CONFIG", "SET", "maxmemory-policy", "noeviction")
-            # (a) memory runs out between begin and commit: the commit's write is refused
+            # (a) memory runs out between begin and commit (a Redis proxy holds the commit
+            # script call of a second partnerd): the commit's write is refused
+            proxy = RedisProxy(st.redis_port)
+            front = HttpClient(add_front(st, "nginx-stall", [
+                add_partnerd(st, "partnerd-stall", ["--redis-timeout-ms", "10000"], redis_url=proxy.url)]),
+                auth=ACME, timeout=30)
+            proxy.arm(any_commit("acme"))
             got = {}
 
             def stalled():
-                got["r"] = st.post(LINK, {"linkCustomers": [entry({"id": 1011}, item("AcmeShop", "OOM-1"))]})
+                got["r"] = front.post(LINK, {"linkCustomers": [entry({"id": 1011}, item("AcmeShop", "OOM-1"))]})
             t = threading.Thread(target=stalled)
             t.start()
-            time.sleep(0.7)
+            assert proxy.held.wait(15), "the commit never reached the proxy: %r" % got
             st.redis("CONFIG", "SET", "maxmemory", str(_used_memory(st) // 2))
+            proxy.release()
             t.join()
-            s, _, b = got["r"]
-            assert s == 200, (args, s, b)
+            s, b = got["r"].status, got["r"].resp
+            assert s == 200, (args, got["r"])
             it = b["linkCustomers"][0]["linkToPartnerPrograms"][0]["partnerLinkStatus"]
             assert it["code"] == 2001 and _oom_said(it["message"]), (args, it)
             with unchanged(st):
@@ -241,4 +250,6 @@ def test_store_out_of_memory_is_said_on_writes_and_reads():
             _, sts = link1(st, {"id": 1012}, item("AcmeShop", "OOM-4"))
             assert_codes(sts, [200])
         finally:
+            if proxy is not None:
+                proxy.close()
             st.stop()

@@ -14,7 +14,7 @@ import time
 
 from harness import ACME, LINK, Stack, basic
 from helpers import assert_error, by_mobile, entry, item
-from support_guarantee import RedisProxy, add_front, add_partnerd
+from support_guarantee import RedisProxy, add_front, add_partnerd, any_commit
 
 DELINK = "/v2/partnerProgram/deLinkCustomer"
 METRICS = "/v2/partnerProgram/metrics"
@@ -63,21 +63,23 @@ def test_idempotency_key_with_another_body_is_422_and_changes_nothing(stack):
 
 
 def test_idempotency_key_while_the_first_request_runs_is_409():
-    # The first request stalls between lock and commit (test hook), the second with the
-    # same key arrives meanwhile: 409 with Retry-After; the first then answers 200 and
-    # a third attempt replays it.
-    st = Stack(partnerd_env={"PARTNERD_TEST_STALL_BEFORE_COMMIT_MS": "1500"}, workers=8)
+    # The first request stalls between lock and commit (a Redis proxy holds its commit
+    # script call), the second with the same key arrives meanwhile: 409 with Retry-After;
+    # the first then answers 200 and a third attempt replays it.
+    st = Stack(workers=4)
+    proxy = None
     try:
         st.start()
+        proxy, port = _stall_partnerd(st)
         c = st.customer()
         body = _link_body(st, c)
         key = {"Idempotency-Key": "op-409"}
-        first = {}
-        t = threading.Thread(target=lambda: first.update(r=st.post(LINK, body, headers=key)))
-        t.start()
-        time.sleep(0.5)
+        proxy.arm(any_commit("acme"))
+        t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, key))
+        assert proxy.held.wait(15), "the first request's commit never reached the proxy: %r" % first
         second = st.post(LINK, body, headers=key)
-        t.join(20)
+        proxy.release()
+        t.join(30)
         assert_error(second, 409)
         assert (second[1].get("Retry-After") or "").isdigit(), dict(second[1])
         s1, _, b1 = first["r"]
@@ -85,6 +87,8 @@ def test_idempotency_key_while_the_first_request_runs_is_409():
         s3, h3, b3 = st.post(LINK, body, headers=key)
         assert s3 == 200 and h3.get("Idempotent-Replayed") == "true" and b3 == b1, (s3, b3)
     finally:
+        if proxy is not None:
+            proxy.close()
         st.stop()
 
 
@@ -186,7 +190,9 @@ def test_settings_precedence_flag_over_environment_over_config_file():
 
 
 def test_rate_limit_is_shared_by_two_partnerd_processes_and_answers_429():
-    st = Stack(partnerds=2, partnerd_args=["--rate-limit", "6"], workers=4)
+    # 8 workers: at most three quarters of them may be inside password checks (docs/SECURITY.md),
+    # so the 4 concurrent cold-cache requests below never meet that bound (503) on one partnerd.
+    st = Stack(partnerds=2, partnerd_args=["--rate-limit", "6"], workers=8)
     try:
         st.start()
         c = st.customer()
@@ -254,6 +260,14 @@ def _in_background(fn):
     t = threading.Thread(target=lambda: out.update(r=fn()), daemon=True)
     t.start()
     return t, out
+
+
+def _stall_partnerd(st):
+    """A second partnerd behind its own nginx, talking to Redis through a RedisProxy that
+    can hold one command (e.g. a commit script call): returns (proxy, nginx port)."""
+    proxy = RedisProxy(st.redis_port)
+    sock = add_partnerd(st, "partnerd-stall", ["--redis-timeout-ms", "10000"], redis_url=proxy.url)
+    return proxy, add_front(st, "nginx-stall", [sock])
 
 
 def _until(cond, secs, what):
@@ -395,9 +409,7 @@ def test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_s
     proxy = None
     try:
         st.start()
-        proxy = RedisProxy(st.redis_port)
-        sock = add_partnerd(st, "partnerd-stall", ["--redis-timeout-ms", "10000"], redis_url=proxy.url)
-        port = add_front(st, "nginx-stall", [sock])
+        proxy, port = _stall_partnerd(st)
         c = st.customer()
         body = _link_body(st, c)
         key = "op-fence-store-%s" % st.uid()
