@@ -11,14 +11,13 @@
 #include <strings.h>
 #include <time.h>
 
-#include <json-c/json.h>
 #include <sodium.h>
 
 #include "auth.h"
 #include "clock.h"
 #include "ident.h"
-#include "keys.h"
 #include "metrics.h"
+#include "store_auth.h"
 
 #define CACHE_SLOTS 1024
 #define CRED_MAX 512
@@ -325,10 +324,11 @@ slot_give(void)
 
 /* ---- failed-login counters (docs/DATA-MODEL.md) --------------------------------------- */
 
+/* The names of a login's failed-login counters (store_auth.h). */
 struct login_keys {
 	char user_hex[33];              /* BLAKE2b-128 of the username: also auth_org.cred */
-	char user[48];                  /* counter of the username */
-	char addr[48];                  /* counter of the client address, "" when not counted */
+	char addr_hex[33];              /* BLAKE2b-128 of the client address bucket */
+	int has_addr;                   /* the address is counted */
 };
 
 static void
@@ -343,77 +343,43 @@ hex_digest(const char *text, char hex[33])
 static void
 login_keys(const char *user, const char *client_addr, struct login_keys *k)
 {
-	char bucket[INET6_ADDRSTRLEN + 8], hex[33];
+	char bucket[INET6_ADDRSTRLEN + 8];
 
 	hex_digest(user, k->user_hex);
-	snprintf(k->user, sizeof(k->user), KEYS_LOGIN_FAIL_USER_FMT, k->user_hex);
-	k->addr[0] = '\0';
-	if (auth_addr_bucket(client_addr, bucket, sizeof(bucket)) == 0) {
-		hex_digest(bucket, hex);
-		snprintf(k->addr, sizeof(k->addr), KEYS_LOGIN_FAIL_ADDR_FMT, hex);
-	}
+	k->has_addr = auth_addr_bucket(client_addr, bucket, sizeof(bucket)) == 0;
+	if (k->has_addr)
+		hex_digest(bucket, k->addr_hex);
 }
 
-/* Seconds until a counter's window ends, from its PTTL reply. */
+/* Seconds until a counter's window ends. */
 static int
-window_left(const redisReply *pttl)
+window_left(const struct store_login_count *c)
 {
-	if (pttl->type != REDIS_REPLY_INTEGER || pttl->integer <= 0)
+	if (c->ttl_ms <= 0)
 		return AUTH_FAIL_WINDOW_S;
-	return (int)((pttl->integer + 999) / 1000);
+	return (int)((c->ttl_ms + 999) / 1000);
 }
 
 /*
  * One round trip: the stored credential of user and, with check_limits, the failed-login
- * counters. Returns AUTH_OK with *cred (the store's reply, valid for the request; NULL for
- * an unknown username), AUTH_LIMITED_* with *retry_after, or AUTH_STORE_DOWN.
+ * counters. Returns AUTH_OK with *cred (cred->found 0 for an unknown username),
+ * AUTH_LIMITED_* with *retry_after, or AUTH_STORE_DOWN.
  */
 static enum auth_result
 fetch(struct store *st, const char *user, const struct login_keys *k, int check_limits,
-      const redisReply **cred, int *retry_after)
+      struct store_credential *cred, int *retry_after)
 {
-	struct store_argv cmds[5];
-	const char *key[2] = { NULL, NULL };
-	int limit[2] = { 0, 0 };
-	redisReply **rep = NULL;
-	size_t i, n = 1;
+	int limit[2] = { check_limits ? limit_user : 0, check_limits && k->has_addr ? limit_addr : 0 };
+	struct store_login_count count[2];
 	enum auth_result r = AUTH_OK;
+	size_t i;
 
-	for (i = 0; i < 5; i++)
-		store_argv_init(&cmds[i]);
-	store_argv_add(&cmds[0], "HGET", 4);
-	store_argv_add(&cmds[0], KEYS_CREDS, strlen(KEYS_CREDS));
-	store_argv_add(&cmds[0], user, strlen(user));
-	if (check_limits && limit_user > 0) {
-		key[0] = k->user;
-		limit[0] = limit_user;
-	}
-	if (check_limits && limit_addr > 0 && k->addr[0] != '\0') {
-		key[1] = k->addr;
-		limit[1] = limit_addr;
-	}
+	if (store_auth_fetch(st, user, limit[0] > 0 ? k->user_hex : NULL, limit[1] > 0 ? k->addr_hex : NULL,
+	                     cred, &count[0], &count[1]) != 0)
+		return AUTH_STORE_DOWN;
 	for (i = 0; i < 2; i++) {
-		if (key[i] == NULL)
-			continue;
-		store_argv_add(&cmds[n], "GET", 3);
-		store_argv_add(&cmds[n++], key[i], strlen(key[i]));
-		store_argv_add(&cmds[n], "PTTL", 4);
-		store_argv_add(&cmds[n++], key[i], strlen(key[i]));
-	}
-	if (store_pipeline(st, cmds, n, &rep) != 0) {
-		r = AUTH_STORE_DOWN;
-		goto out;
-	}
-	*cred = rep[0]->type == REDIS_REPLY_STRING ? rep[0] : NULL;
-	for (n = 1, i = 0; i < 2; i++) {
-		const redisReply *count, *pttl;
-
-		if (key[i] == NULL)
-			continue;
-		count = rep[n++];
-		pttl = rep[n++];
-		if (count->type == REDIS_REPLY_STRING && atoll(count->str) >= limit[i]) {
-			int left = window_left(pttl);
+		if (limit[i] > 0 && count[i].count >= limit[i]) {
+			int left = window_left(&count[i]);
 
 			if (r == AUTH_OK)
 				r = i == 0 ? AUTH_LIMITED_USER : AUTH_LIMITED_ADDR;
@@ -421,43 +387,19 @@ fetch(struct store *st, const char *user, const struct login_keys *k, int check_
 				*retry_after = left;
 		}
 	}
-out:
-	for (i = 0; i < 5; i++)
-		store_argv_free(&cmds[i]);
 	return r;
 }
 
 /*
- * Counts one failed login against the username and the address (INCR, and an expiry for
- * a new window; EXPIRE NX never extends a running one), in one round trip. A failure to
- * count is not the client's problem: the replies are not looked at.
+ * Counts one failed login against the username and the address, in one round trip. A
+ * failure to count is not the client's problem.
  */
 static void
 count_failure(struct store *st, const struct login_keys *k)
 {
-	struct store_argv cmds[4];
-	const char *key[2] = { limit_user > 0 ? k->user : NULL,
-	                       limit_addr > 0 && k->addr[0] != '\0' ? k->addr : NULL };
-	redisReply **rep = NULL;
-	size_t i, n = 0;
-
 	metrics_login_failed();
-	for (i = 0; i < 4; i++)
-		store_argv_init(&cmds[i]);
-	for (i = 0; i < 2; i++) {
-		if (key[i] == NULL)
-			continue;
-		store_argv_add(&cmds[n], "INCR", 4);
-		store_argv_add(&cmds[n++], key[i], strlen(key[i]));
-		store_argv_add(&cmds[n], "EXPIRE", 6);
-		store_argv_add(&cmds[n], key[i], strlen(key[i]));
-		store_argv_addf(&cmds[n], "%d", AUTH_FAIL_WINDOW_S);
-		store_argv_add(&cmds[n++], "NX", 2);
-	}
-	if (n > 0)
-		(void)store_pipeline(st, cmds, n, &rep);
-	for (i = 0; i < 4; i++)
-		store_argv_free(&cmds[i]);
+	store_auth_count_failure(st, limit_user > 0 ? k->user_hex : NULL,
+	                         limit_addr > 0 && k->has_addr ? k->addr_hex : NULL, AUTH_FAIL_WINDOW_S);
 }
 
 /* ---- verification --------------------------------------------------------------------- */
@@ -468,68 +410,32 @@ count_failure(struct store *st, const struct login_keys *k)
  * AUTH_DENIED, AUTH_BUSY (no slot in time) or AUTH_STORE_DOWN otherwise.
  */
 static enum auth_result
-verify(struct store *st, const char *pass, const redisReply *stored, struct auth_org *out,
+verify(struct store *st, const char *pass, const struct store_credential *cred, struct auth_org *out,
        int64_t slot_deadline)
 {
-	struct store_argv cmds[2];
-	redisReply **rep = NULL, *r;
-	struct json_object *cred, *v;
-	const char *org, *hash;
-	enum auth_result rc = AUTH_DENIED;
-	int verified, member, down;
-	size_t i;
+	struct store_org_settings set;
+	int verified, rc;
 
-	cred = json_tokener_parse(stored->str);
-	if (cred == NULL || !json_object_object_get_ex(cred, "org", &v))
-		goto out;
-	org = json_object_get_string(v);
-	if (!json_object_object_get_ex(cred, "hash", &v))
-		goto out;
-	hash = json_object_get_string(v);
-	if (!ident_valid_org(org))
-		goto out;
-	if (slot_take(slot_deadline) != 0) {
-		rc = AUTH_BUSY;
-		goto out;
-	}
-	verified = crypto_pwhash_str_verify(hash, pass, strlen(pass)) == 0;
+	if (!cred->readable || !ident_valid_org(cred->org))
+		return AUTH_DENIED;
+	if (slot_take(slot_deadline) != 0)
+		return AUTH_BUSY;
+	verified = crypto_pwhash_str_verify(cred->hash, pass, strlen(pass)) == 0;
 	slot_give();
 	if (!verified)
-		goto out;
-	snprintf(out->org, sizeof(out->org), "%s", org);
+		return AUTH_DENIED;
+	snprintf(out->org, sizeof(out->org), "%s", cred->org);
 
 	/* The org must still exist (its settings and its place in pp:orgs): a removed org's
 	 * credentials are refused. */
-	store_argv_init(&cmds[0]);
-	store_argv_init(&cmds[1]);
-	store_argv_add(&cmds[0], "HGETALL", 7);
-	store_argv_addf(&cmds[0], KEYS_ORG_FMT, out->org);
-	store_argv_add(&cmds[1], "SISMEMBER", 9);
-	store_argv_add(&cmds[1], KEYS_ORGS, strlen(KEYS_ORGS));
-	store_argv_add(&cmds[1], out->org, strlen(out->org));
-	down = store_pipeline(st, cmds, 2, &rep) != 0;
-	store_argv_free(&cmds[0]);
-	store_argv_free(&cmds[1]);
-	if (down) {
-		rc = AUTH_STORE_DOWN;
-		goto out;
-	}
-	member = rep[1]->type == REDIS_REPLY_INTEGER && rep[1]->integer == 1;
-	r = rep[0];
-	if (!member || r->type != REDIS_REPLY_ARRAY || r->elements == 0)
-		goto out;
-	out->country_code[0] = '\0';
-	out->national_len = 0;
-	for (i = 0; i + 1 < r->elements; i += 2) {
-		if (strcmp(r->element[i]->str, "defaultCountryCode") == 0)
-			snprintf(out->country_code, sizeof(out->country_code), "%s", r->element[i + 1]->str);
-		else if (strcmp(r->element[i]->str, "nationalNumberLength") == 0)
-			out->national_len = atoi(r->element[i + 1]->str);
-	}
-	rc = AUTH_OK;
-out:
-	json_object_put(cred);
-	return rc;
+	rc = store_auth_org(st, out->org, &set);
+	if (rc < 0)
+		return AUTH_STORE_DOWN;
+	if (rc == 0)
+		return AUTH_DENIED;
+	memcpy(out->country_code, set.country_code, sizeof(out->country_code));
+	out->national_len = set.national_len;
+	return AUTH_OK;
 }
 
 /*
@@ -550,7 +456,7 @@ auth_check(struct store *st, const char *header, const char *client_addr, struct
 	unsigned char key[crypto_generichash_BYTES];
 	crypto_generichash_state h;
 	struct auth_org cached;
-	const redisReply *stored = NULL;
+	struct store_credential stored;
 	struct login_keys k;
 	enum cache_verdict v;
 	enum auth_result r;
@@ -575,7 +481,7 @@ auth_check(struct store *st, const char *header, const char *client_addr, struct
 		r = fetch(st, user, &k, 1, &stored, retry_after);
 		if (r == AUTH_LIMITED_USER || r == AUTH_LIMITED_ADDR)
 			metrics_login_limited(r == AUTH_LIMITED_ADDR);
-		if (r == AUTH_OK && stored == NULL) {
+		if (r == AUTH_OK && !stored.found) {
 			count_failure(st, &k);          /* unknown username: nothing to hash */
 			r = AUTH_DENIED;
 		}
@@ -591,11 +497,11 @@ auth_check(struct store *st, const char *header, const char *client_addr, struct
 		r = AUTH_OK;
 		if (v == CACHE_REFRESH) {
 			r = fetch(st, user, &k, 0, &stored, retry_after);
-			if (r == AUTH_OK && stored == NULL)
+			if (r == AUTH_OK && !stored.found)
 				r = AUTH_DENIED;
 		}
 		if (r == AUTH_OK)
-			r = verify(st, pass, stored, out, v == CACHE_REFRESH ? 0 : mono_ms() + AUTH_SLOT_WAIT_MS);
+			r = verify(st, pass, &stored, out, v == CACHE_REFRESH ? 0 : mono_ms() + AUTH_SLOT_WAIT_MS);
 		if (r == AUTH_OK) {
 			snprintf(out->cred, sizeof(out->cred), "%s", k.user_hex);
 			cache_done(key, out, 0);

@@ -4,18 +4,9 @@
 #ifndef PARTNERD_READS_H
 #define PARTNERD_READS_H
 
+#include "handler.h"
 #include "http.h"
-#include "routes.h"
 #include "store.h"
-
-struct json_object;
-struct rules_values;
-
-/* The API form of membership values (SPEC §5 before/after, pendingRelink): a new object. */
-struct json_object *reads_values_json(const struct rules_values *v);
-/* The same object as JSON text appended to b (jout.h conventions: 0, or -1 at b's cap). */
-struct buf;
-int reads_values_put(struct buf *b, const struct rules_values *v);
 
 enum reads_kind { READS_PROGRAMS = 1, READS_HISTORY = 2 };
 

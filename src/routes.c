@@ -16,7 +16,9 @@
 #include "jout.h"
 #include "keys.h"
 #include "metrics.h"
+#include "progcache.h"
 #include "reads.h"
+#include "render.h"
 #include "request.h"
 #include "routes.h"
 #include "rules.h"
@@ -286,29 +288,10 @@ claims_free(struct claims *c)
 /* ---- a store out of memory (Redis at maxmemory) ------------------------------------------ */
 
 /*
- * Redis refuses a write that needs memory beyond maxmemory with "-OOM command not allowed
- * when used memory > 'maxmemory'" (a script gets it from its first such write). The answers
- * then say so, instead of a read error or a broken key: nothing was applied, the client can
- * only retry later, and an operator has to free memory or raise maxmemory.
+ * A write Redis refused at maxmemory (handler_is_oom): the items say so, instead of a read
+ * error or a broken key.
  */
-#define OOM_TEXT "OOM command not allowed"
 #define OOM_ITEM_MESSAGE "the data store is out of memory (Redis maxmemory reached) and refused the change; nothing of it was applied: retry later (an operator must free memory or raise maxmemory)"
-
-static int
-is_oom(const char *text)
-{
-	return text != NULL && strstr(text, OOM_TEXT) != NULL;
-}
-
-void
-routes_store_unavailable(struct store *st, struct http_req *r, struct routes_outcome *out,
-                         const char *message)
-{
-	out->status = 503;
-	http_error(r, 503, 503, is_oom(store_error(st)) ?
-	           "the data store is out of memory (Redis maxmemory reached) and refuses writes; nothing was applied: retry later (an operator must free memory or raise maxmemory)" :
-	           message, "Retry-After: 1\r\n");
-}
 
 /*
  * After a commit answered BROKEN (commit.lua's one answer for a write Redis refused, a key
@@ -330,7 +313,7 @@ store_refuses_writes(struct store *st, const char *lock_key)
 	store_argv_add(&cmd, "0", 1);
 	store_argv_add(&cmd, "", 0);
 	oom = store_pipeline(st, &cmd, 1, &rep) == 0 && rep[0] != NULL &&
-	      rep[0]->type == REDIS_REPLY_ERROR && is_oom(rep[0]->str);
+	      rep[0]->type == REDIS_REPLY_ERROR && handler_is_oom(rep[0]->str);
 	store_argv_free(&cmd);
 	return oom;
 }
@@ -382,12 +365,12 @@ event_json(struct buf *out, const struct rules_result *res, const struct req_ite
 		JOUT_LIT(out, "null");
 	JOUT_LIT(out, ",\"before\":");
 	if (res->has_before)
-		reads_values_put(out, &res->before);
+		render_values(out, &res->before);
 	else
 		JOUT_LIT(out, "null");
 	JOUT_LIT(out, ",\"after\":");
 	if (res->has_after)
-		reads_values_put(out, &res->after);
+		render_values(out, &res->after);
 	else
 		JOUT_LIT(out, "null");
 	JOUT_LIT(out, ",\"requestId\":");
@@ -531,56 +514,11 @@ add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, st
 	}
 }
 
-/*
- * Program definitions parsed by this worker thread, keyed by their exact stored bytes:
- * the same few definitions come back in every request, and parsing one with json-c cost
- * more than a Redis call. A changed definition (partnerctl load) has other bytes, so it
- * is parsed afresh; the cache holds no more than PROG_CACHE entries per thread.
- */
-#define PROG_CACHE 16
-struct prog_cache_entry {
-	char *def;
-	size_t len;
-	struct rules_program p;
-};
-static __thread struct prog_cache_entry prog_cache[PROG_CACHE];
-static __thread unsigned prog_cache_next;
-
-static int
-program_parse_cached(const char *def, size_t len, struct rules_program *out)
-{
-	struct prog_cache_entry *e;
-	size_t i;
-
-	for (i = 0; i < PROG_CACHE; i++) {
-		e = &prog_cache[i];
-		if (e->def != NULL && e->len == len && memcmp(e->def, def, len) == 0) {
-			rules_program_copy(out, &e->p);
-			return 0;
-		}
-	}
-	if (rules_program_parse(def, len, out) != 0)
-		return -1;
-	e = &prog_cache[prog_cache_next++ % PROG_CACHE];
-	free(e->def);
-	rules_program_free(&e->p);
-	e->def = xmemdup(def, len);
-	e->len = len;
-	rules_program_copy(&e->p, out);
-	return 0;
-}
-
 void
 routes_thread_exit(void)
 {
-	size_t i;
-
 	req_thread_exit();
-	for (i = 0; i < PROG_CACHE; i++) {
-		free(prog_cache[i].def);
-		rules_program_free(&prog_cache[i].p);
-		prog_cache[i].def = NULL;
-	}
+	progcache_thread_exit();
 }
 
 /* The items of an entry that were to be applied (200) answer code instead. */
@@ -717,7 +655,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 			e->decided = 1;
 			e->cust_code = 1000;
 			entry_fail_items(e, 2001, r->elements > 1 && r->element[1]->type == REDIS_REPLY_STRING &&
-			                 is_oom(r->element[1]->str) ? OOM_ITEM_MESSAGE :
+			                 handler_is_oom(r->element[1]->str) ? OOM_ITEM_MESSAGE :
 			                 "this customer's stored data could not be read; nothing was applied");
 		} else if (strcmp(status, "BUSY") == 0) {
 			e->cid = strtoll(r->element[1]->str, NULL, 10);
@@ -776,7 +714,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 			const char *def = reply_str(r->element[3]->element[it], &dlen);
 			const redisReply *h = r->element[4]->element[it];
 
-			if (def != NULL && program_parse_cached(def, dlen, &progs[it]) != 0)
+			if (def != NULL && progcache_parse(def, dlen, &progs[it]) != 0)
 				progs[it].found = 0;
 			if (h->type == REDIS_REPLY_STRING)
 				ctx[it].mid_holder = strtoll(h->str, NULL, 10);
@@ -922,16 +860,6 @@ out:
 
 /* The response is written as text (jout.h): a json-c tree cost more than the rules. */
 static void
-put_status(struct buf *b, int code, const char *message)
-{
-	jout_lit(b, code == 200 || code == 1000 ? "{\"status\":true,\"message\":" : "{\"status\":false,\"message\":");
-	jout_cstr(b, message ? message : rules_message(code));
-	JOUT_LIT(b, ",\"code\":");
-	jout_i64(b, code);
-	JOUT_LIT(b, "}");
-}
-
-static void
 put_customer(struct buf *b, const struct entry_state *es)
 {
 	static const char *const keys[4] = { "id", "mobile", "email", "externalId" };
@@ -965,7 +893,7 @@ put_customer(struct buf *b, const struct entry_state *es)
 		}
 	}
 	jout_lit(b, first ? "\"status\":" : ",\"status\":");
-	put_status(b, es->cust_code, es->cust_message);
+	render_status(b, es->cust_code, es->cust_message);
 	JOUT_LIT(b, "}");
 }
 
@@ -1004,7 +932,7 @@ build_response(enum req_kind kind, const struct entry_state *es, size_t n, size_
 			JOUT_LIT(&b, ",\"");
 			jout_lit(&b, names->item_status);
 			JOUT_LIT(&b, "\":");
-			put_status(&b, code, es[i].results[k].message);
+			render_status(&b, code, es[i].results[k].message);
 			JOUT_LIT(&b, "}");
 			metrics_item(code);
 			if (code == 200)
@@ -1080,7 +1008,7 @@ idem_claim(const struct routes_cfg *cfg, struct store *st, struct http_req *r, c
 	rep = store_eval(st, STORE_IDEM, &a);
 	store_argv_free(&a);
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
-		routes_store_unavailable(st, r, out, "the data store is unavailable: nothing was applied; retry shortly");
+		handler_store_unavailable(st, r, out, "the data store is unavailable: nothing was applied; retry shortly");
 	} else if (strcmp(rep->element[0]->str, "NEW") == 0) {
 		result = IDEM_CLAIMED;
 	} else if (strcmp(rep->element[0]->str, "MISMATCH") == 0) {
@@ -1125,47 +1053,6 @@ idem_finish(struct store *st, const struct idem_claim *ic, int status, const cha
 	store_argv_free(&a);
 }
 
-int
-routes_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
-                    struct routes_outcome *out)
-{
-	int retry_after = 0;
-	enum auth_result rc = auth_check(st, r->authorization, FCGX_GetParam("REMOTE_ADDR", r->fcgi->envp),
-	                                 org, &retry_after);
-	char hdr[48];
-
-	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", retry_after > 0 ? retry_after : 1);
-	switch (rc) {
-	case AUTH_OK:
-		snprintf(out->org, sizeof(out->org), "%s", org->org);
-		return 0;
-	case AUTH_DENIED:
-		out->status = 401;
-		http_error(r, 401, 401, "missing or wrong credentials: use HTTP Basic auth with your API username and password",
-		           "WWW-Authenticate: Basic realm=\"partnerProgram\"\r\n");
-		break;
-	case AUTH_LIMITED_USER:
-		out->status = 429;
-		http_error(r, 429, 429, "too many failed logins for this username: retry after the time in Retry-After, "
-		           "with the right password", hdr);
-		break;
-	case AUTH_LIMITED_ADDR:
-		out->status = 429;
-		http_error(r, 429, 429, "too many failed logins from this client address: retry after the time in "
-		           "Retry-After, with the right password", hdr);
-		break;
-	case AUTH_BUSY:
-		out->status = 503;
-		http_error(r, 503, 503, "too many password checks at once: retry after the time in Retry-After", hdr);
-		break;
-	case AUTH_STORE_DOWN:
-	default:
-		routes_store_unavailable(st, r, out, "the data store is unavailable: retry shortly");
-		break;
-	}
-	return -1;
-}
-
 static void
 handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r, int kindi,
              struct routes_outcome *out)
@@ -1186,7 +1073,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	struct idem_claim ic;
 	int limited;
 
-	if (routes_authenticate(st, r, &org, out) != 0)
+	if (handler_authenticate(st, r, &org, out) != 0)
 		return;
 	if (r->idempotency_key != NULL && !idem_key_valid(r->idempotency_key)) {
 		out->status = 400;
@@ -1250,7 +1137,7 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		if (run_round(cfg, st, &org, kind, es, req.nentries, token, r->request_id, now_ms,
 		              round == 0, &limited, idem == IDEM_CLAIMED ? &ic : NULL) != 0) {
 			if (!committed_any) {
-				routes_store_unavailable(st, r, out, "the data store is unavailable: nothing was applied; retry shortly");
+				handler_store_unavailable(st, r, out, "the data store is unavailable: nothing was applied; retry shortly");
 				if (idem == IDEM_CLAIMED)
 					idem_finish(st, &ic, 503, NULL, 0);
 				goto out;

@@ -284,6 +284,12 @@ store_replies_release(struct store *s)
 	rarena_reset(&s->replies);
 }
 
+void *
+store_alloc(struct store *s, size_t n)
+{
+	return rarena_alloc(&s->replies, n);
+}
+
 const char *
 store_error(const struct store *s)
 {

@@ -94,6 +94,13 @@ int store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisRepl
  */
 void store_replies_release(struct store *s);
 
+/*
+ * n bytes in the reply arena, for a typed result built from replies (store_read.h,
+ * store_auth.h): valid as long as the replies, until store_replies_release. NULL when out
+ * of memory.
+ */
+void *store_alloc(struct store *s, size_t n);
+
 /* Connects now (and loads the scripts) rather than at the first request; 0 when connected. */
 int store_warm(struct store *s);
 

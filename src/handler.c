@@ -1,0 +1,70 @@
+/* handler: authentication answers and the store-unavailable answer (handler.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "handler.h"
+
+/*
+ * Redis refuses a write that needs memory beyond maxmemory with "-OOM command not allowed
+ * when used memory > 'maxmemory'" (a script gets it from its first such write). The answers
+ * then say so, instead of a read error or a broken key: nothing was applied, the client can
+ * only retry later, and an operator has to free memory or raise maxmemory.
+ */
+#define OOM_TEXT "OOM command not allowed"
+
+int
+handler_is_oom(const char *text)
+{
+	return text != NULL && strstr(text, OOM_TEXT) != NULL;
+}
+
+void
+handler_store_unavailable(struct store *st, struct http_req *r, struct routes_outcome *out,
+                          const char *message)
+{
+	out->status = 503;
+	http_error(r, 503, 503, handler_is_oom(store_error(st)) ?
+	           "the data store is out of memory (Redis maxmemory reached) and refuses writes; nothing was applied: retry later (an operator must free memory or raise maxmemory)" :
+	           message, "Retry-After: 1\r\n");
+}
+
+int
+handler_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
+                     struct routes_outcome *out)
+{
+	int retry_after = 0;
+	enum auth_result rc = auth_check(st, r->authorization, FCGX_GetParam("REMOTE_ADDR", r->fcgi->envp),
+	                                 org, &retry_after);
+	char hdr[48];
+
+	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", retry_after > 0 ? retry_after : 1);
+	switch (rc) {
+	case AUTH_OK:
+		snprintf(out->org, sizeof(out->org), "%s", org->org);
+		return 0;
+	case AUTH_DENIED:
+		out->status = 401;
+		http_error(r, 401, 401, "missing or wrong credentials: use HTTP Basic auth with your API username and password",
+		           "WWW-Authenticate: Basic realm=\"partnerProgram\"\r\n");
+		break;
+	case AUTH_LIMITED_USER:
+		out->status = 429;
+		http_error(r, 429, 429, "too many failed logins for this username: retry after the time in Retry-After, "
+		           "with the right password", hdr);
+		break;
+	case AUTH_LIMITED_ADDR:
+		out->status = 429;
+		http_error(r, 429, 429, "too many failed logins from this client address: retry after the time in "
+		           "Retry-After, with the right password", hdr);
+		break;
+	case AUTH_BUSY:
+		out->status = 503;
+		http_error(r, 503, 503, "too many password checks at once: retry after the time in Retry-After", hdr);
+		break;
+	case AUTH_STORE_DOWN:
+	default:
+		handler_store_unavailable(st, r, out, "the data store is unavailable: retry shortly");
+		break;
+	}
+	return -1;
+}
