@@ -223,7 +223,76 @@ def _parse_command(buf, pos):
     return args, p
 
 
-class RedisProxy:
+class TcpProxy:
+    """The plumbing of a TCP proxy 127.0.0.1:port -> Redis at 127.0.0.1:upstream_port:
+    each accepted connection gets its own upstream connection and two threads,
+    _up(c, s, *extra) for client -> Redis and _down(s, c, *extra) for Redis -> client,
+    which a subclass defines (extra: what _conn_state() returns for that connection).
+    A subclass sets up its own state before calling TcpProxy.__init__, which starts
+    accepting."""
+
+    def __init__(self, upstream_port, backlog):
+        self.upstream = upstream_port
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(backlog)
+        self.port = self.lsock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.closed = False
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def close(self):
+        self.closed = True
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for x in socks:
+            try:
+                x.close()
+            except OSError:
+                pass
+
+    def _conn_state(self):
+        """Extra arguments of _up and _down for one new connection."""
+        return ()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                s = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+                s.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            extra = self._conn_state()
+            with self.lock:
+                self.socks += [c, s]
+            threading.Thread(target=self._down, args=(s, c) + extra, daemon=True).start()
+            threading.Thread(target=self._up, args=(c, s) + extra, daemon=True).start()
+
+    @staticmethod
+    def _close_pair(c, s):
+        for x in (c, s):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class RedisProxy(TcpProxy):
     """TCP proxy 127.0.0.1:port -> Redis. arm(pred) makes the first later command for
     which pred(args) is true wait (with everything after it on that connection) until
     release(); `held` is set once it waits. If the client closes the connection while
@@ -232,13 +301,6 @@ class RedisProxy:
     late, as bytes already in a socket buffer would)."""
 
     def __init__(self, upstream_port):
-        self.upstream = upstream_port
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(256)
-        self.port = self.lsock.getsockname()[1]
-        self.lock = threading.Lock()
         self.pred = None
         self.held = threading.Event()
         self.released = threading.Event()
@@ -247,15 +309,8 @@ class RedisProxy:
         self.outcome = None           # "released", "dropped", "forwarded-after-close"
         self.forwarded_reply = None
         self.forwarded_conn = None    # the upstream socket the held command went out on
-        self.closed = False
-        self.socks = []
         self.commands = 0
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
-
-    @property
-    def url(self):
-        return "redis://127.0.0.1:%d" % self.port
+        super().__init__(upstream_port, backlog=256)
 
     def arm(self, pred, on_close="drop"):
         with self.lock:
@@ -274,34 +329,7 @@ class RedisProxy:
     def close(self):
         self.closed = True
         self.released.set()
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-        with self.lock:
-            socks, self.socks = self.socks, []
-        for s in socks:
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    def _accept(self):
-        while not self.closed:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            try:
-                s = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
-                s.settimeout(None)
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.socks += [c, s]
-            threading.Thread(target=self._down, args=(s, c), daemon=True).start()
-            threading.Thread(target=self._up, args=(c, s), daemon=True).start()
+        super().close()
 
     def _down(self, s, c):
         try:
@@ -317,11 +345,7 @@ class RedisProxy:
                 c.sendall(d)
         except OSError:
             pass
-        for x in (c, s):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._close_pair(c, s)
 
     def _take(self, args):
         with self.lock:
@@ -390,11 +414,7 @@ class RedisProxy:
                     time.sleep(0.005)
         except OSError:
             pass
-        for x in (c, s):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._close_pair(c, s)
 
 
 class _Gone(Exception):
