@@ -3,6 +3,7 @@ and the per-credential rate limit shared by several partnerd processes.
 
 Each test that needs particular partnerd settings builds its own stack."""
 import concurrent.futures
+import contextlib
 import hashlib
 import http.client
 import json
@@ -297,11 +298,11 @@ def _history(st, cid):
             (json.loads(x) for x in reversed(st.redis("LRANGE", "pp:{acme:%d}:h" % cid, 0, -1)))]
 
 
-def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_applies_nothing_and_stores_nothing():
-    # The defect of issue 12: hold a customer's lock by hand, send a link with key K to a
-    # partnerd that waits for the lock, SIGSTOP it, let K's claim expire, repeat with K
-    # (200, linked), delink (200), SIGCONT: the stopped request must not link again nor
-    # replace K's stored response. It answers 409 (nothing of it applied).
+@contextlib.contextmanager
+def _lock_waiting_partnerd():
+    """A started Stack(workers=4) plus partnerd-stall (waits up to 60 s for a busy lock)
+    behind its own nginx: yields (stack, that nginx's port, partnerd-stall's process).
+    On the way out partnerd-stall gets SIGCONT if it still runs, and the stack stops."""
     st = Stack(workers=4)
     stopped = None
     try:
@@ -309,27 +310,58 @@ def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_appli
         sock = add_partnerd(st, "partnerd-stall", ["--lock-wait-ms", "60000"])
         port = add_front(st, "nginx-stall", [sock])
         stopped = st.proc("partnerd-stall")
+        yield st, port, stopped
+    finally:
+        if stopped is not None and stopped.poll() is None:
+            os.kill(stopped.pid, signal.SIGCONT)
+        st.stop()
+
+
+def _stop_while_waiting_for(st, lock, stopped, port, body, headers):
+    """Holds `lock` by hand, POSTs the link `body` through `port` in the background and
+    SIGSTOPs partnerd-stall once it waits for the lock. Returns _in_background's (thread, box)."""
+    assert st.redis("SET", lock, "held-by-the-test", "PX", "20000") == "OK"
+    t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, headers))
+    _wait_lock_waiting(port)
+    os.kill(stopped.pid, signal.SIGSTOP)
+    return t, first
+
+
+def _expire(st, claim):
+    """Makes the Idempotency-Key claim expire now and waits until it is gone."""
+    st.redis("PEXPIRE", claim, 1)
+    _until(lambda: not st.redis("EXISTS", claim), 5, "the claim's expiry")
+
+
+def _delink_and_resume(st, c, rid, stopped, t):
+    """Delinks c from AcmeShop (must answer 200), then SIGCONTs partnerd-stall and waits
+    (30 s at most) for the stopped request's thread t."""
+    s3, _, b3 = st.post(DELINK, _delink_body(c, "AcmeShop"), headers={"X-Request-Id": rid})
+    assert s3 == 200 and b3["deLinkCustomers"][0]["deLinkFromPartnerPrograms"][0]["partnerDeLinkStatus"]["code"] == 200, b3
+    os.kill(stopped.pid, signal.SIGCONT)
+    t.join(30)
+
+
+def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_applies_nothing_and_stores_nothing():
+    # The defect of issue 12: hold a customer's lock by hand, send a link with key K to a
+    # partnerd that waits for the lock, SIGSTOP it, let K's claim expire, repeat with K
+    # (200, linked), delink (200), SIGCONT: the stopped request must not link again nor
+    # replace K's stored response. It answers 409 (nothing of it applied).
+    with _lock_waiting_partnerd() as (st, port, stopped):
         c = st.customer()
         mid = st.uid("IF")
         body = _link_body(st, c, mid)
         key = "op-fence-%s" % st.uid()
         claim = _idem_key("acme", key)
         lock = "pp:{acme:%d}:lock" % c["id"]
-        assert st.redis("SET", lock, "held-by-the-test", "PX", "20000") == "OK"
-        t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, {
-            "Idempotency-Key": key, "X-Request-Id": "op-fence-stalled"}))
-        _wait_lock_waiting(port)
-        os.kill(stopped.pid, signal.SIGSTOP)
+        t, first = _stop_while_waiting_for(st, lock, stopped, port, body, {
+            "Idempotency-Key": key, "X-Request-Id": "op-fence-stalled"})
         assert st.redis("HGET", claim, "s") == b"running", st.redis("HGETALL", claim)
-        st.redis("PEXPIRE", claim, 1)
-        _until(lambda: not st.redis("EXISTS", claim), 5, "the claim's expiry")
+        _expire(st, claim)
         st.redis("DEL", lock)
         s2, h2, b2 = st.post(LINK, body, headers={"Idempotency-Key": key, "X-Request-Id": "op-fence-retry"})
         assert s2 == 200 and h2.get("Idempotent-Replayed") is None and _codes(b2) == [200], (s2, b2)
-        s3, _, b3 = st.post(DELINK, _delink_body(c, "AcmeShop"), headers={"X-Request-Id": "op-fence-delink"})
-        assert s3 == 200 and b3["deLinkCustomers"][0]["deLinkFromPartnerPrograms"][0]["partnerDeLinkStatus"]["code"] == 200, b3
-        os.kill(stopped.pid, signal.SIGCONT)
-        t.join(30)
+        _delink_and_resume(st, c, "op-fence-delink", stopped, t)
         assert "r" in first, "the stopped request did not answer after SIGCONT"
         assert st.membership(c["id"], "AcmeShop") is None, \
             "the stopped request linked again after the delink: %r (it answered %r)" % (
@@ -344,10 +376,6 @@ def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_appli
         assert "claim expired" in first["r"][2]["errors"][0]["message"], first["r"]
         assert (first["r"][1].get("Retry-After") or "").isdigit(), dict(first["r"][1])
         assert not st.redis("EXISTS", lock)
-    finally:
-        if stopped is not None and stopped.poll() is None:
-            os.kill(stopped.pid, signal.SIGCONT)
-        st.stop()
 
 
 def test_idempotency_key_fenced_after_an_earlier_round_applied_answers_those_200_and_the_rest_2001():
@@ -356,34 +384,21 @@ def test_idempotency_key_fenced_after_an_earlier_round_applied_answers_those_200
     # (X: 2005, already linked by the first; Y: 200), then Y is delinked. After SIGCONT the
     # first request answers 200 with X's item 200 (applied) and Y's item 2001 (its claim
     # was gone: nothing applied, Y stays delinked), and K keeps the repeat's response.
-    st = Stack(workers=4)
-    stopped = None
-    try:
-        st.start()
-        sock = add_partnerd(st, "partnerd-stall", ["--lock-wait-ms", "60000"])
-        port = add_front(st, "nginx-stall", [sock])
-        stopped = st.proc("partnerd-stall")
+    with _lock_waiting_partnerd() as (st, port, stopped):
         x, y = st.customers(2)
         body = {"linkCustomers": [entry(by_mobile(x), item("AcmeShop", st.uid("IFX"))),
                                   entry(by_mobile(y), item("AcmeShop", st.uid("IFY")))]}
         key = "op-fence-mixed-%s" % st.uid()
         claim = _idem_key("acme", key)
         lock = "pp:{acme:%d}:lock" % y["id"]
-        assert st.redis("SET", lock, "held-by-the-test", "PX", "20000") == "OK"
-        t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, {
-            "Idempotency-Key": key, "X-Request-Id": "op-fence-mixed-stalled"}))
-        _wait_lock_waiting(port)
-        os.kill(stopped.pid, signal.SIGSTOP)
+        t, first = _stop_while_waiting_for(st, lock, stopped, port, body, {
+            "Idempotency-Key": key, "X-Request-Id": "op-fence-mixed-stalled"})
         assert st.membership(x["id"], "AcmeShop") is not None, "X was not committed in the first round"
-        st.redis("PEXPIRE", claim, 1)
-        _until(lambda: not st.redis("EXISTS", claim), 5, "the claim's expiry")
+        _expire(st, claim)
         st.redis("DEL", lock)
         s2, _, b2 = st.post(LINK, body, headers={"Idempotency-Key": key, "X-Request-Id": "op-fence-mixed-retry"})
         assert s2 == 200 and _codes(b2) == [2005, 200], (s2, b2)
-        s3, _, b3 = st.post(DELINK, _delink_body(y, "AcmeShop"), headers={"X-Request-Id": "op-fence-mixed-delink"})
-        assert s3 == 200 and b3["deLinkCustomers"][0]["deLinkFromPartnerPrograms"][0]["partnerDeLinkStatus"]["code"] == 200, b3
-        os.kill(stopped.pid, signal.SIGCONT)
-        t.join(30)
+        _delink_and_resume(st, y, "op-fence-mixed-delink", stopped, t)
         s1, _, b1 = first["r"]
         assert s1 == 200 and _codes(b1) == [200, 2001], first["r"]
         msg = b1["linkCustomers"][1]["linkToPartnerPrograms"][0]["partnerLinkStatus"]["message"]
@@ -394,10 +409,6 @@ def test_idempotency_key_fenced_after_an_earlier_round_applied_answers_those_200
         assert _history(st, x["id"]) == [("LINK", "op-fence-mixed-stalled")], _history(st, x["id"])
         s4, h4, b4 = st.post(LINK, body, headers={"Idempotency-Key": key})
         assert s4 == 200 and h4.get("Idempotent-Replayed") == "true" and b4 == b2, (s4, b4, b2)
-    finally:
-        if stopped is not None and stopped.poll() is None:
-            os.kill(stopped.pid, signal.SIGCONT)
-        st.stop()
 
 
 def test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_stored_over_the_repeat():
@@ -420,8 +431,7 @@ def test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_s
         t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, {"Idempotency-Key": key}))
         assert proxy.held.wait(15), "the stalled request never tried to store its response: %r" % first
         assert st.membership(c["id"], "AcmeShop") is not None
-        st.redis("PEXPIRE", claim, 1)
-        _until(lambda: not st.redis("EXISTS", claim), 5, "the claim's expiry")
+        _expire(st, claim)
         s2, h2, b2 = st.post(LINK, body, headers={"Idempotency-Key": key})
         assert s2 == 200 and h2.get("Idempotent-Replayed") is None and _codes(b2) == [2005], (s2, b2)
         proxy.release()
