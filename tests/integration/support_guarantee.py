@@ -223,11 +223,34 @@ def _parse_command(buf, pos):
     return args, p
 
 
+def _client_commands(c):
+    """The RESP commands client socket c sends, until it closes: for each recv, the list
+    of (args, raw bytes) of the commands it completed (possibly empty). OSError is raised."""
+    buf = b""
+    while True:
+        d = c.recv(65536)
+        if not d:
+            return
+        buf += d
+        pos = 0
+        cmds = []
+        while True:
+            got = _parse_command(buf, pos)
+            if got is None:
+                break
+            args, end = got
+            cmds.append((args, buf[pos:end]))
+            pos = end
+        buf = buf[pos:]
+        yield cmds
+
+
 class TcpProxy:
     """The plumbing of a TCP proxy 127.0.0.1:port -> Redis at 127.0.0.1:upstream_port:
     each accepted connection gets its own upstream connection and two threads,
-    _up(c, s, *extra) for client -> Redis and _down(s, c, *extra) for Redis -> client,
-    which a subclass defines (extra: what _conn_state() returns for that connection).
+    _up(c, s, *extra) for client -> Redis, which a subclass defines, and _down(s, c,
+    *extra) for Redis -> client, which passes on what _reply() lets through (extra: what
+    _conn_state() returns for that connection).
     A subclass sets up its own state before calling TcpProxy.__init__, which starts
     accepting."""
 
@@ -283,6 +306,23 @@ class TcpProxy:
             threading.Thread(target=self._down, args=(s, c) + extra, daemon=True).start()
             threading.Thread(target=self._up, args=(c, s) + extra, daemon=True).start()
 
+    def _reply(self, s, d, *extra):
+        """Called with each chunk d that Redis sends on upstream socket s: whether to pass
+        it on to the client."""
+        return True
+
+    def _down(self, s, c, *extra):
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                if self._reply(s, d, *extra):
+                    c.sendall(d)
+        except OSError:
+            pass
+        self._close_pair(c, s)
+
     @staticmethod
     def _close_pair(c, s):
         for x in (c, s):
@@ -331,21 +371,13 @@ class RedisProxy(TcpProxy):
         self.released.set()
         super().close()
 
-    def _down(self, s, c):
-        try:
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                # only the held command's own connection: the client may have opened
-                # another one meanwhile (partnerd resolves a lost commit on a new one)
-                if (self.outcome == "forwarded-after-close" and self.forwarded_reply is None
-                        and self.forwarded_conn is s):
-                    self.forwarded_reply = d
-                c.sendall(d)
-        except OSError:
-            pass
-        self._close_pair(c, s)
+    def _reply(self, s, d):
+        # only the held command's own connection: the client may have opened
+        # another one meanwhile (partnerd resolves a lost commit on a new one)
+        if (self.outcome == "forwarded-after-close" and self.forwarded_reply is None
+                and self.forwarded_conn is s):
+            self.forwarded_reply = d
+        return True
 
     def _take(self, args):
         with self.lock:
@@ -365,20 +397,10 @@ class RedisProxy(TcpProxy):
             return True
 
     def _up(self, c, s):
-        buf = b""
         try:
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                buf += d
-                pos = 0
+            for cmds in _client_commands(c):
                 out = []
-                while True:
-                    got = _parse_command(buf, pos)
-                    if got is None:
-                        break
-                    args, end = got
+                for args, raw in cmds:
                     self.commands += 1
                     if self._take(args):
                         if out:
@@ -396,16 +418,14 @@ class RedisProxy(TcpProxy):
                                 self.forwarded_conn = s
                                 self.outcome = "forwarded-after-close"
                                 s.settimeout(5)
-                                s.sendall(buf[pos:end])
+                                s.sendall(raw)
                             else:
                                 self.outcome = "dropped"
                             raise _Gone()
                         self.outcome = "released"
-                    out.append(buf[pos:end])
-                    pos = end
+                    out.append(raw)
                 if out:
                     s.sendall(b"".join(out))
-                buf = buf[pos:]
         except _Gone:
             if self.outcome == "forwarded-after-close":
                 # let the reply come back (read by _down) so that the command surely ran

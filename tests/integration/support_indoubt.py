@@ -18,7 +18,7 @@ import socket
 import struct
 import threading
 
-from support_guarantee import TcpProxy, _parse_command
+from support_guarantee import TcpProxy, _client_commands
 
 FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT = 1, 3, 4, 5, 6
 FCGI_RESPONDER = 1
@@ -133,17 +133,8 @@ class FaultProxy(TcpProxy):
     def _conn_state(self):
         return ({"mute": False, "hold": False},)
 
-    def _down(self, s, c, state):
-        try:
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                if not state["mute"]:
-                    c.sendall(d)
-        except OSError:
-            pass
-        self._close_pair(c, s)
+    def _reply(self, s, d, state):
+        return not state["mute"]
 
     def _rule(self, args):
         with self.lock:
@@ -156,21 +147,9 @@ class FaultProxy(TcpProxy):
         return None
 
     def _up(self, c, s, state):
-        buf = b""
         try:
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                buf += d
-                pos = 0
-                while True:
-                    got = _parse_command(buf, pos)
-                    if got is None:
-                        break
-                    args, end = got
-                    raw = buf[pos:end]
-                    pos = end
+            for cmds in _client_commands(c):
+                for args, raw in cmds:
                     if state["hold"]:
                         continue             # nothing after a held command reaches Redis
                     action = self._rule(args)
@@ -183,7 +162,6 @@ class FaultProxy(TcpProxy):
                         s.sendall(raw)
                     if action:
                         self.event.set()
-                buf = buf[pos:]
         except OSError:
             pass
         self._close_pair(c, s)

@@ -67,11 +67,7 @@ def test_idempotency_key_while_the_first_request_runs_is_409():
     # The first request stalls between lock and commit (a Redis proxy holds its commit
     # script call), the second with the same key arrives meanwhile: 409 with Retry-After;
     # the first then answers 200 and a third attempt replays it.
-    st = Stack(workers=4)
-    proxy = None
-    try:
-        st.start()
-        proxy, port = _stall_partnerd(st)
+    with _stall_partnerd() as (st, proxy, port):
         c = st.customer()
         body = _link_body(st, c)
         key = {"Idempotency-Key": "op-409"}
@@ -87,10 +83,6 @@ def test_idempotency_key_while_the_first_request_runs_is_409():
         assert s1 == 200 and _codes(b1) == [200], first["r"]
         s3, h3, b3 = st.post(LINK, body, headers=key)
         assert s3 == 200 and h3.get("Idempotent-Replayed") == "true" and b3 == b1, (s3, b3)
-    finally:
-        if proxy is not None:
-            proxy.close()
-        st.stop()
 
 
 def _metric(text, name, **labels):
@@ -263,12 +255,23 @@ def _in_background(fn):
     return t, out
 
 
-def _stall_partnerd(st):
-    """A second partnerd behind its own nginx, talking to Redis through a RedisProxy that
-    can hold one command (e.g. a commit script call): returns (proxy, nginx port)."""
-    proxy = RedisProxy(st.redis_port)
-    sock = add_partnerd(st, "partnerd-stall", ["--redis-timeout-ms", "10000"], redis_url=proxy.url)
-    return proxy, add_front(st, "nginx-stall", [sock])
+@contextlib.contextmanager
+def _stall_partnerd():
+    """A started Stack(workers=4) plus a second partnerd behind its own nginx, talking to
+    Redis through a RedisProxy that can hold one command (e.g. a commit script call):
+    yields (stack, proxy, nginx port). On the way out the proxy is closed (if it was
+    made) and the stack stops."""
+    st = Stack(workers=4)
+    proxy = None
+    try:
+        st.start()
+        proxy = RedisProxy(st.redis_port)
+        sock = add_partnerd(st, "partnerd-stall", ["--redis-timeout-ms", "10000"], redis_url=proxy.url)
+        yield st, proxy, add_front(st, "nginx-stall", [sock])
+    finally:
+        if proxy is not None:
+            proxy.close()
+        st.stop()
 
 
 def _until(cond, secs, what):
@@ -416,11 +419,7 @@ def test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_s
     # Redis proxy holds that call); meanwhile its claim expires and a repeat with K is
     # processed (2005: already linked) and stored. The late store must be refused: K
     # replays the repeat's response. The stalled request still answers its own outcome.
-    st = Stack(workers=4)
-    proxy = None
-    try:
-        st.start()
-        proxy, port = _stall_partnerd(st)
+    with _stall_partnerd() as (st, proxy, port):
         c = st.customer()
         body = _link_body(st, c)
         key = "op-fence-store-%s" % st.uid()
@@ -441,7 +440,3 @@ def test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_s
         s3, h3, b3 = st.post(LINK, body, headers={"Idempotency-Key": key})
         assert s3 == 200 and h3.get("Idempotent-Replayed") == "true", (s3, dict(h3))
         assert b3 == b2, "K's stored response was replaced by the stalled request's:\n%r\n%r" % (b3, b2)
-    finally:
-        if proxy is not None:
-            proxy.close()
-        st.stop()
