@@ -126,6 +126,24 @@ def basic(user, pw):
     return "Basic " + base64.b64encode(raw).decode()
 
 
+def http_request(port, method, path, body=None, headers=None, timeout=15):
+    """One request on a new connection to 127.0.0.1:port, sent as given (body: bytes or
+    None). Returns (status, headers, body): body is parsed JSON when it parses, else bytes;
+    headers is an http.client.HTTPMessage. Transport errors are raised."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw
+        return resp.status, resp.headers, parsed
+    finally:
+        conn.close()
+
+
 # ---------------------------------------------------------------- a minimal RESP client
 
 class Redis:
@@ -722,18 +740,7 @@ class Stack:
         if body is not None and content_type is not None:
             h["Content-Type"] = content_type
         h.update(headers or {})
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=h)
-            resp = conn.getresponse()
-            raw = resp.read()
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = raw
-            return resp.status, resp.headers, parsed
-        finally:
-            conn.close()
+        return http_request(self.http_port, method, path, body, h, timeout)
 
     def post(self, path, body, auth=ACME, headers=None, content_type="application/json", **kw):
         return self.request("POST", path, body, auth=auth, headers=headers,

@@ -223,7 +223,116 @@ def _parse_command(buf, pos):
     return args, p
 
 
-class RedisProxy:
+def _client_commands(c):
+    """The RESP commands client socket c sends, until it closes: for each recv, the list
+    of (args, raw bytes) of the commands it completed (possibly empty). OSError is raised."""
+    buf = b""
+    while True:
+        d = c.recv(65536)
+        if not d:
+            return
+        buf += d
+        pos = 0
+        cmds = []
+        while True:
+            got = _parse_command(buf, pos)
+            if got is None:
+                break
+            args, end = got
+            cmds.append((args, buf[pos:end]))
+            pos = end
+        buf = buf[pos:]
+        yield cmds
+
+
+class TcpProxy:
+    """The plumbing of a TCP proxy 127.0.0.1:port -> Redis at 127.0.0.1:upstream_port:
+    each accepted connection gets its own upstream connection and two threads,
+    _up(c, s, *extra) for client -> Redis, which a subclass defines, and _down(s, c,
+    *extra) for Redis -> client, which passes on what _reply() lets through (extra: what
+    _conn_state() returns for that connection).
+    A subclass sets up its own state before calling TcpProxy.__init__, which starts
+    accepting."""
+
+    def __init__(self, upstream_port, backlog):
+        self.upstream = upstream_port
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(backlog)
+        self.port = self.lsock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.closed = False
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def close(self):
+        self.closed = True
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for x in socks:
+            try:
+                x.close()
+            except OSError:
+                pass
+
+    def _conn_state(self):
+        """Extra arguments of _up and _down for one new connection."""
+        return ()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                s = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+                s.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            extra = self._conn_state()
+            with self.lock:
+                self.socks += [c, s]
+            threading.Thread(target=self._down, args=(s, c) + extra, daemon=True).start()
+            threading.Thread(target=self._up, args=(c, s) + extra, daemon=True).start()
+
+    def _reply(self, s, d, *extra):
+        """Called with each chunk d that Redis sends on upstream socket s: whether to pass
+        it on to the client."""
+        return True
+
+    def _down(self, s, c, *extra):
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                if self._reply(s, d, *extra):
+                    c.sendall(d)
+        except OSError:
+            pass
+        self._close_pair(c, s)
+
+    @staticmethod
+    def _close_pair(c, s):
+        for x in (c, s):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class RedisProxy(TcpProxy):
     """TCP proxy 127.0.0.1:port -> Redis. arm(pred) makes the first later command for
     which pred(args) is true wait (with everything after it on that connection) until
     release(); `held` is set once it waits. If the client closes the connection while
@@ -232,13 +341,6 @@ class RedisProxy:
     late, as bytes already in a socket buffer would)."""
 
     def __init__(self, upstream_port):
-        self.upstream = upstream_port
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(256)
-        self.port = self.lsock.getsockname()[1]
-        self.lock = threading.Lock()
         self.pred = None
         self.held = threading.Event()
         self.released = threading.Event()
@@ -247,15 +349,8 @@ class RedisProxy:
         self.outcome = None           # "released", "dropped", "forwarded-after-close"
         self.forwarded_reply = None
         self.forwarded_conn = None    # the upstream socket the held command went out on
-        self.closed = False
-        self.socks = []
         self.commands = 0
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
-
-    @property
-    def url(self):
-        return "redis://127.0.0.1:%d" % self.port
+        super().__init__(upstream_port, backlog=256)
 
     def arm(self, pred, on_close="drop"):
         with self.lock:
@@ -274,54 +369,15 @@ class RedisProxy:
     def close(self):
         self.closed = True
         self.released.set()
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-        with self.lock:
-            socks, self.socks = self.socks, []
-        for s in socks:
-            try:
-                s.close()
-            except OSError:
-                pass
+        super().close()
 
-    def _accept(self):
-        while not self.closed:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            try:
-                s = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
-                s.settimeout(None)
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.socks += [c, s]
-            threading.Thread(target=self._down, args=(s, c), daemon=True).start()
-            threading.Thread(target=self._up, args=(c, s), daemon=True).start()
-
-    def _down(self, s, c):
-        try:
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                # only the held command's own connection: the client may have opened
-                # another one meanwhile (partnerd resolves a lost commit on a new one)
-                if (self.outcome == "forwarded-after-close" and self.forwarded_reply is None
-                        and self.forwarded_conn is s):
-                    self.forwarded_reply = d
-                c.sendall(d)
-        except OSError:
-            pass
-        for x in (c, s):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def _reply(self, s, d):
+        # only the held command's own connection: the client may have opened
+        # another one meanwhile (partnerd resolves a lost commit on a new one)
+        if (self.outcome == "forwarded-after-close" and self.forwarded_reply is None
+                and self.forwarded_conn is s):
+            self.forwarded_reply = d
+        return True
 
     def _take(self, args):
         with self.lock:
@@ -341,20 +397,10 @@ class RedisProxy:
             return True
 
     def _up(self, c, s):
-        buf = b""
         try:
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                buf += d
-                pos = 0
+            for cmds in _client_commands(c):
                 out = []
-                while True:
-                    got = _parse_command(buf, pos)
-                    if got is None:
-                        break
-                    args, end = got
+                for args, raw in cmds:
                     self.commands += 1
                     if self._take(args):
                         if out:
@@ -372,16 +418,14 @@ class RedisProxy:
                                 self.forwarded_conn = s
                                 self.outcome = "forwarded-after-close"
                                 s.settimeout(5)
-                                s.sendall(buf[pos:end])
+                                s.sendall(raw)
                             else:
                                 self.outcome = "dropped"
                             raise _Gone()
                         self.outcome = "released"
-                    out.append(buf[pos:end])
-                    pos = end
+                    out.append(raw)
                 if out:
                     s.sendall(b"".join(out))
-                buf = buf[pos:]
         except _Gone:
             if self.outcome == "forwarded-after-close":
                 # let the reply come back (read by _down) so that the command surely ran
@@ -390,11 +434,7 @@ class RedisProxy:
                     time.sleep(0.005)
         except OSError:
             pass
-        for x in (c, s):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._close_pair(c, s)
 
 
 class _Gone(Exception):

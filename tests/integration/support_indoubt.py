@@ -18,7 +18,7 @@ import socket
 import struct
 import threading
 
-from support_guarantee import _parse_command
+from support_guarantee import TcpProxy, _client_commands
 
 FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT = 1, 3, 4, 5, 6
 FCGI_RESPONDER = 1
@@ -100,26 +100,13 @@ def _parse(raw):
 
 # ---------------------------------------------------------------- a proxy that loses replies
 
-class FaultProxy:
+class FaultProxy(TcpProxy):
     def __init__(self, upstream_port):
-        self.upstream = upstream_port
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.port = self.lsock.getsockname()[1]
-        self.lock = threading.Lock()
         self.rules = []           # [(pred, action)], the first one is matched next
         self.fired = []           # (action, args) of each rule that matched, in order
         self.held = []            # raw RESP of held commands
         self.event = threading.Event()      # set whenever a rule fires
-        self.closed = False
-        self.socks = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self):
-        return "redis://127.0.0.1:%d" % self.port
+        super().__init__(upstream_port, backlog=64)
 
     def add_rule(self, pred, action, before=None):
         """The next command matching pred (after the earlier rules fired) is muted or held;
@@ -143,49 +130,11 @@ class FaultProxy:
         finally:
             s.close()
 
-    def close(self):
-        self.closed = True
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-        with self.lock:
-            socks, self.socks = self.socks, []
-        for x in socks:
-            try:
-                x.close()
-            except OSError:
-                pass
+    def _conn_state(self):
+        return ({"mute": False, "hold": False},)
 
-    def _accept(self):
-        while not self.closed:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            try:
-                s = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
-                s.settimeout(None)
-            except OSError:
-                c.close()
-                continue
-            state = {"mute": False, "hold": False}
-            with self.lock:
-                self.socks += [c, s]
-            threading.Thread(target=self._down, args=(s, c, state), daemon=True).start()
-            threading.Thread(target=self._up, args=(c, s, state), daemon=True).start()
-
-    def _down(self, s, c, state):
-        try:
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                if not state["mute"]:
-                    c.sendall(d)
-        except OSError:
-            pass
-        self._close_pair(c, s)
+    def _reply(self, s, d, state):
+        return not state["mute"]
 
     def _rule(self, args):
         with self.lock:
@@ -198,21 +147,9 @@ class FaultProxy:
         return None
 
     def _up(self, c, s, state):
-        buf = b""
         try:
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                buf += d
-                pos = 0
-                while True:
-                    got = _parse_command(buf, pos)
-                    if got is None:
-                        break
-                    args, end = got
-                    raw = buf[pos:end]
-                    pos = end
+            for cmds in _client_commands(c):
+                for args, raw in cmds:
                     if state["hold"]:
                         continue             # nothing after a held command reaches Redis
                     action = self._rule(args)
@@ -225,18 +162,9 @@ class FaultProxy:
                         s.sendall(raw)
                     if action:
                         self.event.set()
-                buf = buf[pos:]
         except OSError:
             pass
         self._close_pair(c, s)
-
-    @staticmethod
-    def _close_pair(c, s):
-        for x in (c, s):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def script_call_naming(key):

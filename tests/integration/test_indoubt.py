@@ -8,6 +8,7 @@ connection goes through support_indoubt.FaultProxy, talked to over FastCGI direc
 nginx: its kept connections would pin the only worker). Org `stress` of data/orgs.json.
 """
 
+import contextlib
 import os
 import signal
 import threading
@@ -58,7 +59,11 @@ def _customer_state(st, cid):
     return st.snapshot("pp:{%s:%d}:*" % (ORG, cid))
 
 
+@contextlib.contextmanager
 def _stack_with_proxy(args, workers=1):
+    """A started Stack plus partnerd-px (its args, answering /health) whose Redis connection
+    goes through a FaultProxy: yields (stack, proxy, partnerd-px's FastCGI socket). After
+    the with block the proxy is closed and the stack stopped."""
     st = harness.Stack(partnerds=1)
     st.start()
     proxy = FaultProxy(st.redis_port)
@@ -66,16 +71,14 @@ def _stack_with_proxy(args, workers=1):
         sock = add_partnerd(st, "partnerd-px", args, redis_url=proxy.url, workers=workers)
         status, _, body = _fcgi(sock, "GET", HEALTH)
         assert status == 200, (status, body)
-    except BaseException:
+        yield st, proxy, sock
+    finally:
         proxy.close()
         st.stop()
-        raise
-    return st, proxy, sock
 
 
 def test_indoubt_commit_applied_but_reply_lost_answers_200_and_the_change_is_stored():
-    st, proxy, sock = _stack_with_proxy(["--redis-timeout-ms", "500"])
-    try:
+    with _stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
         c1, c2 = 7001, 7002
         # one commit for both customers; its reply never comes back (it ran in Redis)
         proxy.add_rule(commit_call(ORG, c1), "mute")
@@ -94,14 +97,10 @@ def test_indoubt_commit_applied_but_reply_lost_answers_200_and_the_change_is_sto
         assert _metric(sock, 'partnerd_commits_in_doubt_total{outcome="applied"}') == 2
         # the worker's connection works again
         assert _write(sock, UPDATE, [(c1, [update_item("Tiered", "UPGRADE", "Gold")])]) == [(200, "Success")]
-    finally:
-        proxy.close()
-        st.stop()
 
 
 def test_indoubt_commit_that_never_ran_answers_2001_and_is_fenced_when_it_reaches_redis_late():
-    st, proxy, sock = _stack_with_proxy(["--redis-timeout-ms", "500"])
-    try:
+    with _stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
         cid = 7003
         before = _customer_state(st, cid)
         # the commit stays in the proxy (as in a dead connection's buffers); the resolution passes
@@ -117,14 +116,10 @@ def test_indoubt_commit_that_never_ran_answers_2001_and_is_fenced_when_it_reache
         assert _customer_state(st, cid) == before, "the late commit changed the customer"
         assert _metric(sock, 'partnerd_commits_in_doubt_total{outcome="not_applied"}') == 1
         assert _write(sock, LINK, [(cid, [link_item("Tiered", "IDN-1", "Bronze")])]) == [(200, "Success")]
-    finally:
-        proxy.close()
-        st.stop()
 
 
 def test_indoubt_commit_whose_resolution_cannot_reach_redis_in_time_answers_2011():
-    st, proxy, sock = _stack_with_proxy(["--redis-timeout-ms", "500"])
-    try:
+    with _stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
         cid = 7004
         before = _customer_state(st, cid)
         proxy.add_rule(commit_call(ORG, cid), "hold")
@@ -138,9 +133,6 @@ def test_indoubt_commit_whose_resolution_cannot_reach_redis_in_time_answers_2011
         assert secs < 2.5, "the resolution is bounded by one --redis-timeout-ms: answered after %.2f s" % secs
         assert _customer_state(st, cid)["pp:{%s:%d}:c" % (ORG, cid)] == before["pp:{%s:%d}:c" % (ORG, cid)]
         assert _metric(sock, 'partnerd_commits_in_doubt_total{outcome="failed"}') == 1
-    finally:
-        proxy.close()
-        st.stop()
 
 
 def test_indoubt_redis_stopped_while_a_commit_is_in_flight_answers_what_happened():
@@ -148,48 +140,45 @@ def test_indoubt_redis_stopped_while_a_commit_is_in_flight_answers_what_happened
     # read times out; Redis resumes while partnerd resolves, and runs the old commit and the
     # resolution in some order. Whatever the order, the answer must be true: 200 only when
     # stored, 2001 only when not (and never later), 2011 either way.
-    st, proxy, sock = _stack_with_proxy(["--redis-timeout-ms", "500"])
-    redis_pid = st.proc("redis-server").pid
-    try:
-        seen = []
-        for k, cid in enumerate((7007, 7008, 7009)):
-            before = memberships(st, cid)
-            proxy.event.clear()
-            proxy.add_rule(commit_call(ORG, cid), "mute", before=lambda: os.kill(redis_pid, signal.SIGSTOP))
-            out = {}
-            t = threading.Thread(target=lambda: out.update(codes=_write(
-                sock, LINK, [(cid, [link_item("Tiered", "IDS-%d" % cid, "Bronze")])])))
-            t.start()
-            try:
-                assert proxy.event.wait(10), "the commit was not seen"
-                time.sleep(0.5 + 0.15 * k)   # past the read timeout, while partnerd resolves
-            finally:
-                os.kill(redis_pid, signal.SIGCONT)
-            t.join(15)
-            time.sleep(0.3)                  # anything still queued in Redis has run
-            codes = out.get("codes")
-            assert codes is not None and len(codes) == 1, codes
-            stored = "Tiered" in memberships(st, cid)
-            seen.append((codes[0][0], stored))
-            assert "Tiered" not in before
-            if codes[0][0] == 200:
-                assert stored, "answered 200 but nothing is stored"
-            elif codes[0][0] == 2001:
-                assert not stored, "answered 2001 but the membership is stored: %r" % memberships(st, cid)
-            else:
-                assert codes[0][0] == 2011, codes
-        print("    # SIGSTOP while the commit was in flight: (code, stored) %r" % seen)
-    finally:
-        os.kill(redis_pid, signal.SIGCONT)
-        proxy.close()
-        st.stop()
+    with _stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
+        redis_pid = st.proc("redis-server").pid
+        try:
+            seen = []
+            for k, cid in enumerate((7007, 7008, 7009)):
+                before = memberships(st, cid)
+                proxy.event.clear()
+                proxy.add_rule(commit_call(ORG, cid), "mute", before=lambda: os.kill(redis_pid, signal.SIGSTOP))
+                out = {}
+                t = threading.Thread(target=lambda: out.update(codes=_write(
+                    sock, LINK, [(cid, [link_item("Tiered", "IDS-%d" % cid, "Bronze")])])))
+                t.start()
+                try:
+                    assert proxy.event.wait(10), "the commit was not seen"
+                    time.sleep(0.5 + 0.15 * k)   # past the read timeout, while partnerd resolves
+                finally:
+                    os.kill(redis_pid, signal.SIGCONT)
+                t.join(15)
+                time.sleep(0.3)                  # anything still queued in Redis has run
+                codes = out.get("codes")
+                assert codes is not None and len(codes) == 1, codes
+                stored = "Tiered" in memberships(st, cid)
+                seen.append((codes[0][0], stored))
+                assert "Tiered" not in before
+                if codes[0][0] == 200:
+                    assert stored, "answered 200 but nothing is stored"
+                elif codes[0][0] == 2001:
+                    assert not stored, "answered 2001 but the membership is stored: %r" % memberships(st, cid)
+                else:
+                    assert codes[0][0] == 2011, codes
+            print("    # SIGSTOP while the commit was in flight: (code, stored) %r" % seen)
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
 
 
 def test_indoubt_lock_expired_and_others_wrote_is_2001_after_one_write_and_2011_after_two_never_200():
     # The version alone cannot tell: one write by another request after our lock expired
     # bumps it to exactly what our commit would have written. The writer token `w` can.
-    st, proxy, sock = _stack_with_proxy(["--redis-timeout-ms", "1500", "--lock-ttl-ms", "300"])
-    try:
+    with _stack_with_proxy(["--redis-timeout-ms", "1500", "--lock-ttl-ms", "300"]) as (st, proxy, sock):
         other = HttpClient(st.http_port)
         for cid, writes, want in ((7005, 1, 2001), (7006, 2, 2011)):
             r = other.post(LINK, body_of(LINK, [(cid, [link_item("Tiered", "IDE-%d" % cid, "Bronze")])]))
@@ -215,9 +204,6 @@ def test_indoubt_lock_expired_and_others_wrote_is_2001_after_one_write_and_2011_
             assert memberships(st, cid)["Tiered"]["tier"] == ["Silver", "Bronze"][writes - 1]
             late = proxy.forward_held(len(proxy.held) - 1)
             assert b"FENCED" in late, "the late commit was not fenced: %r" % late
-    finally:
-        proxy.close()
-        st.stop()
 
 
 def test_redis_restart_does_not_fail_the_first_request_of_each_worker_with_503():
@@ -263,8 +249,7 @@ def test_redis_restart_does_not_fail_the_first_request_of_each_worker_with_503()
 
 
 def test_connection_that_timed_out_is_replaced_and_the_next_request_succeeds():
-    st, proxy, sock = _stack_with_proxy(["--redis-timeout-ms", "300"])
-    try:
+    with _stack_with_proxy(["--redis-timeout-ms", "300"]) as (st, proxy, sock):
         proxy.add_rule(ping_call, "hold")          # a reply that never comes: a read timeout
         status, _, body = _fcgi(sock, "GET", HEALTH)
         assert status == 503, (status, body)
@@ -272,6 +257,3 @@ def test_connection_that_timed_out_is_replaced_and_the_next_request_succeeds():
         status, _, body = _fcgi(sock, "GET", HEALTH)
         assert status == 200, "health after a timeout: %s %r" % (status, body)
         assert _write(sock, LINK, [(7011, [link_item("Plain", "TO-1")])]) == [(200, "Success")]
-    finally:
-        proxy.close()
-        st.stop()

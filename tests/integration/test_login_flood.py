@@ -81,20 +81,12 @@ def flood(port, n=500, users=FLOOD_USERS, seed=1):
         except threading.BrokenBarrierError:
             pass
         t0 = time.monotonic()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         try:
-            conn.request("GET", PROGRAMS % 1011, headers={"Authorization": _auth(user, pw)})
-            resp = conn.getresponse()
-            raw = resp.read()
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = raw
-            out[k] = (user, resp.status, dict(resp.headers), body, time.monotonic() - t0)
+            status, headers, body = harness.http_request(
+                port, "GET", PROGRAMS % 1011, headers={"Authorization": _auth(user, pw)}, timeout=30)
+            out[k] = (user, status, dict(headers), body, time.monotonic() - t0)
         except (OSError, http.client.HTTPException) as e:
             out[k] = (user, 0, {}, repr(e), time.monotonic() - t0)
-        finally:
-            conn.close()
 
     threads = [threading.Thread(target=one, args=(k,), daemon=True) for k in range(n)]
     for t in threads:

@@ -3,6 +3,7 @@ and the per-credential rate limit shared by several partnerd processes.
 
 Each test that needs particular partnerd settings builds its own stack."""
 import concurrent.futures
+import contextlib
 import hashlib
 import http.client
 import json
@@ -66,11 +67,7 @@ def test_idempotency_key_while_the_first_request_runs_is_409():
     # The first request stalls between lock and commit (a Redis proxy holds its commit
     # script call), the second with the same key arrives meanwhile: 409 with Retry-After;
     # the first then answers 200 and a third attempt replays it.
-    st = Stack(workers=4)
-    proxy = None
-    try:
-        st.start()
-        proxy, port = _stall_partnerd(st)
+    with _stall_partnerd() as (st, proxy, port):
         c = st.customer()
         body = _link_body(st, c)
         key = {"Idempotency-Key": "op-409"}
@@ -86,10 +83,6 @@ def test_idempotency_key_while_the_first_request_runs_is_409():
         assert s1 == 200 and _codes(b1) == [200], first["r"]
         s3, h3, b3 = st.post(LINK, body, headers=key)
         assert s3 == 200 and h3.get("Idempotent-Replayed") == "true" and b3 == b1, (s3, b3)
-    finally:
-        if proxy is not None:
-            proxy.close()
-        st.stop()
 
 
 def _metric(text, name, **labels):
@@ -262,12 +255,23 @@ def _in_background(fn):
     return t, out
 
 
-def _stall_partnerd(st):
-    """A second partnerd behind its own nginx, talking to Redis through a RedisProxy that
-    can hold one command (e.g. a commit script call): returns (proxy, nginx port)."""
-    proxy = RedisProxy(st.redis_port)
-    sock = add_partnerd(st, "partnerd-stall", ["--redis-timeout-ms", "10000"], redis_url=proxy.url)
-    return proxy, add_front(st, "nginx-stall", [sock])
+@contextlib.contextmanager
+def _stall_partnerd():
+    """A started Stack(workers=4) plus a second partnerd behind its own nginx, talking to
+    Redis through a RedisProxy that can hold one command (e.g. a commit script call):
+    yields (stack, proxy, nginx port). On the way out the proxy is closed (if it was
+    made) and the stack stops."""
+    st = Stack(workers=4)
+    proxy = None
+    try:
+        st.start()
+        proxy = RedisProxy(st.redis_port)
+        sock = add_partnerd(st, "partnerd-stall", ["--redis-timeout-ms", "10000"], redis_url=proxy.url)
+        yield st, proxy, add_front(st, "nginx-stall", [sock])
+    finally:
+        if proxy is not None:
+            proxy.close()
+        st.stop()
 
 
 def _until(cond, secs, what):
@@ -297,11 +301,11 @@ def _history(st, cid):
             (json.loads(x) for x in reversed(st.redis("LRANGE", "pp:{acme:%d}:h" % cid, 0, -1)))]
 
 
-def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_applies_nothing_and_stores_nothing():
-    # The defect of issue 12: hold a customer's lock by hand, send a link with key K to a
-    # partnerd that waits for the lock, SIGSTOP it, let K's claim expire, repeat with K
-    # (200, linked), delink (200), SIGCONT: the stopped request must not link again nor
-    # replace K's stored response. It answers 409 (nothing of it applied).
+@contextlib.contextmanager
+def _lock_waiting_partnerd():
+    """A started Stack(workers=4) plus partnerd-stall (waits up to 60 s for a busy lock)
+    behind its own nginx: yields (stack, that nginx's port, partnerd-stall's process).
+    On the way out partnerd-stall gets SIGCONT if it still runs, and the stack stops."""
     st = Stack(workers=4)
     stopped = None
     try:
@@ -309,27 +313,58 @@ def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_appli
         sock = add_partnerd(st, "partnerd-stall", ["--lock-wait-ms", "60000"])
         port = add_front(st, "nginx-stall", [sock])
         stopped = st.proc("partnerd-stall")
+        yield st, port, stopped
+    finally:
+        if stopped is not None and stopped.poll() is None:
+            os.kill(stopped.pid, signal.SIGCONT)
+        st.stop()
+
+
+def _stop_while_waiting_for(st, lock, stopped, port, body, headers):
+    """Holds `lock` by hand, POSTs the link `body` through `port` in the background and
+    SIGSTOPs partnerd-stall once it waits for the lock. Returns _in_background's (thread, box)."""
+    assert st.redis("SET", lock, "held-by-the-test", "PX", "20000") == "OK"
+    t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, headers))
+    _wait_lock_waiting(port)
+    os.kill(stopped.pid, signal.SIGSTOP)
+    return t, first
+
+
+def _expire(st, claim):
+    """Makes the Idempotency-Key claim expire now and waits until it is gone."""
+    st.redis("PEXPIRE", claim, 1)
+    _until(lambda: not st.redis("EXISTS", claim), 5, "the claim's expiry")
+
+
+def _delink_and_resume(st, c, rid, stopped, t):
+    """Delinks c from AcmeShop (must answer 200), then SIGCONTs partnerd-stall and waits
+    (30 s at most) for the stopped request's thread t."""
+    s3, _, b3 = st.post(DELINK, _delink_body(c, "AcmeShop"), headers={"X-Request-Id": rid})
+    assert s3 == 200 and b3["deLinkCustomers"][0]["deLinkFromPartnerPrograms"][0]["partnerDeLinkStatus"]["code"] == 200, b3
+    os.kill(stopped.pid, signal.SIGCONT)
+    t.join(30)
+
+
+def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_applies_nothing_and_stores_nothing():
+    # The defect of issue 12: hold a customer's lock by hand, send a link with key K to a
+    # partnerd that waits for the lock, SIGSTOP it, let K's claim expire, repeat with K
+    # (200, linked), delink (200), SIGCONT: the stopped request must not link again nor
+    # replace K's stored response. It answers 409 (nothing of it applied).
+    with _lock_waiting_partnerd() as (st, port, stopped):
         c = st.customer()
         mid = st.uid("IF")
         body = _link_body(st, c, mid)
         key = "op-fence-%s" % st.uid()
         claim = _idem_key("acme", key)
         lock = "pp:{acme:%d}:lock" % c["id"]
-        assert st.redis("SET", lock, "held-by-the-test", "PX", "20000") == "OK"
-        t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, {
-            "Idempotency-Key": key, "X-Request-Id": "op-fence-stalled"}))
-        _wait_lock_waiting(port)
-        os.kill(stopped.pid, signal.SIGSTOP)
+        t, first = _stop_while_waiting_for(st, lock, stopped, port, body, {
+            "Idempotency-Key": key, "X-Request-Id": "op-fence-stalled"})
         assert st.redis("HGET", claim, "s") == b"running", st.redis("HGETALL", claim)
-        st.redis("PEXPIRE", claim, 1)
-        _until(lambda: not st.redis("EXISTS", claim), 5, "the claim's expiry")
+        _expire(st, claim)
         st.redis("DEL", lock)
         s2, h2, b2 = st.post(LINK, body, headers={"Idempotency-Key": key, "X-Request-Id": "op-fence-retry"})
         assert s2 == 200 and h2.get("Idempotent-Replayed") is None and _codes(b2) == [200], (s2, b2)
-        s3, _, b3 = st.post(DELINK, _delink_body(c, "AcmeShop"), headers={"X-Request-Id": "op-fence-delink"})
-        assert s3 == 200 and b3["deLinkCustomers"][0]["deLinkFromPartnerPrograms"][0]["partnerDeLinkStatus"]["code"] == 200, b3
-        os.kill(stopped.pid, signal.SIGCONT)
-        t.join(30)
+        _delink_and_resume(st, c, "op-fence-delink", stopped, t)
         assert "r" in first, "the stopped request did not answer after SIGCONT"
         assert st.membership(c["id"], "AcmeShop") is None, \
             "the stopped request linked again after the delink: %r (it answered %r)" % (
@@ -344,10 +379,6 @@ def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_appli
         assert "claim expired" in first["r"][2]["errors"][0]["message"], first["r"]
         assert (first["r"][1].get("Retry-After") or "").isdigit(), dict(first["r"][1])
         assert not st.redis("EXISTS", lock)
-    finally:
-        if stopped is not None and stopped.poll() is None:
-            os.kill(stopped.pid, signal.SIGCONT)
-        st.stop()
 
 
 def test_idempotency_key_fenced_after_an_earlier_round_applied_answers_those_200_and_the_rest_2001():
@@ -356,34 +387,21 @@ def test_idempotency_key_fenced_after_an_earlier_round_applied_answers_those_200
     # (X: 2005, already linked by the first; Y: 200), then Y is delinked. After SIGCONT the
     # first request answers 200 with X's item 200 (applied) and Y's item 2001 (its claim
     # was gone: nothing applied, Y stays delinked), and K keeps the repeat's response.
-    st = Stack(workers=4)
-    stopped = None
-    try:
-        st.start()
-        sock = add_partnerd(st, "partnerd-stall", ["--lock-wait-ms", "60000"])
-        port = add_front(st, "nginx-stall", [sock])
-        stopped = st.proc("partnerd-stall")
+    with _lock_waiting_partnerd() as (st, port, stopped):
         x, y = st.customers(2)
         body = {"linkCustomers": [entry(by_mobile(x), item("AcmeShop", st.uid("IFX"))),
                                   entry(by_mobile(y), item("AcmeShop", st.uid("IFY")))]}
         key = "op-fence-mixed-%s" % st.uid()
         claim = _idem_key("acme", key)
         lock = "pp:{acme:%d}:lock" % y["id"]
-        assert st.redis("SET", lock, "held-by-the-test", "PX", "20000") == "OK"
-        t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, {
-            "Idempotency-Key": key, "X-Request-Id": "op-fence-mixed-stalled"}))
-        _wait_lock_waiting(port)
-        os.kill(stopped.pid, signal.SIGSTOP)
+        t, first = _stop_while_waiting_for(st, lock, stopped, port, body, {
+            "Idempotency-Key": key, "X-Request-Id": "op-fence-mixed-stalled"})
         assert st.membership(x["id"], "AcmeShop") is not None, "X was not committed in the first round"
-        st.redis("PEXPIRE", claim, 1)
-        _until(lambda: not st.redis("EXISTS", claim), 5, "the claim's expiry")
+        _expire(st, claim)
         st.redis("DEL", lock)
         s2, _, b2 = st.post(LINK, body, headers={"Idempotency-Key": key, "X-Request-Id": "op-fence-mixed-retry"})
         assert s2 == 200 and _codes(b2) == [2005, 200], (s2, b2)
-        s3, _, b3 = st.post(DELINK, _delink_body(y, "AcmeShop"), headers={"X-Request-Id": "op-fence-mixed-delink"})
-        assert s3 == 200 and b3["deLinkCustomers"][0]["deLinkFromPartnerPrograms"][0]["partnerDeLinkStatus"]["code"] == 200, b3
-        os.kill(stopped.pid, signal.SIGCONT)
-        t.join(30)
+        _delink_and_resume(st, y, "op-fence-mixed-delink", stopped, t)
         s1, _, b1 = first["r"]
         assert s1 == 200 and _codes(b1) == [200, 2001], first["r"]
         msg = b1["linkCustomers"][1]["linkToPartnerPrograms"][0]["partnerLinkStatus"]["message"]
@@ -394,10 +412,6 @@ def test_idempotency_key_fenced_after_an_earlier_round_applied_answers_those_200
         assert _history(st, x["id"]) == [("LINK", "op-fence-mixed-stalled")], _history(st, x["id"])
         s4, h4, b4 = st.post(LINK, body, headers={"Idempotency-Key": key})
         assert s4 == 200 and h4.get("Idempotent-Replayed") == "true" and b4 == b2, (s4, b4, b2)
-    finally:
-        if stopped is not None and stopped.poll() is None:
-            os.kill(stopped.pid, signal.SIGCONT)
-        st.stop()
 
 
 def test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_stored_over_the_repeat():
@@ -405,11 +419,7 @@ def test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_s
     # Redis proxy holds that call); meanwhile its claim expires and a repeat with K is
     # processed (2005: already linked) and stored. The late store must be refused: K
     # replays the repeat's response. The stalled request still answers its own outcome.
-    st = Stack(workers=4)
-    proxy = None
-    try:
-        st.start()
-        proxy, port = _stall_partnerd(st)
+    with _stall_partnerd() as (st, proxy, port):
         c = st.customer()
         body = _link_body(st, c)
         key = "op-fence-store-%s" % st.uid()
@@ -420,8 +430,7 @@ def test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_s
         t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, {"Idempotency-Key": key}))
         assert proxy.held.wait(15), "the stalled request never tried to store its response: %r" % first
         assert st.membership(c["id"], "AcmeShop") is not None
-        st.redis("PEXPIRE", claim, 1)
-        _until(lambda: not st.redis("EXISTS", claim), 5, "the claim's expiry")
+        _expire(st, claim)
         s2, h2, b2 = st.post(LINK, body, headers={"Idempotency-Key": key})
         assert s2 == 200 and h2.get("Idempotent-Replayed") is None and _codes(b2) == [2005], (s2, b2)
         proxy.release()
@@ -431,7 +440,3 @@ def test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_s
         s3, h3, b3 = st.post(LINK, body, headers={"Idempotency-Key": key})
         assert s3 == 200 and h3.get("Idempotent-Replayed") == "true", (s3, dict(h3))
         assert b3 == b2, "K's stored response was replaced by the stalled request's:\n%r\n%r" % (b3, b2)
-    finally:
-        if proxy is not None:
-            proxy.close()
-        st.stop()
