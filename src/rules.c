@@ -996,9 +996,7 @@ claims_set(struct rules_claims *c, int pid, const char *mid, size_t len, int64_t
 {
 	if (c->n == c->cap) {
 		c->cap = c->cap ? c->cap * 2 : 16;
-		c->v = realloc(c->v, c->cap * sizeof(*c->v));
-		if (c->v == NULL)
-			abort();
+		c->v = xrealloc(c->v, c->cap * sizeof(*c->v));
 	}
 	c->v[c->n++] = (struct rules_claim){ .pid = pid, .mid = mid, .len = len, .cid = cid };
 }

@@ -2,9 +2,10 @@
  * rules: the business rules of the three write routes, applied to one customer's
  * snapshot. Pure: no FastCGI, no Redis, no clock (the time is an argument).
  *
- * The shell (routes.c) reads the customer's snapshot under its lock, calls rules_apply
- * for each of the customer's entries in request order, and commits the slots the rules
- * marked dirty in one fenced step.
+ * The shell (routes.c) reads the customer's snapshot under its lock (store_write.h), calls
+ * rules_apply for each of the customer's entries in request order, and commits the slots
+ * the rules marked dirty in one fenced step; what that step writes for a slot is
+ * rules_slot_change's answer.
  */
 #ifndef PARTNERD_RULES_H
 #define PARTNERD_RULES_H
