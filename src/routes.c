@@ -458,6 +458,104 @@ add_events(struct buf *text, struct store_event *ev, size_t *nev, const struct l
 }
 
 /*
+ * Takes the commit's answer for entry e, the j-th of customer lk: what was not applied
+ * answers why, and an entry that met a membership-id race is run again (pending).
+ * *oom_probe: 0 until a BROKEN commit asked whether Redis is out of memory, then 1 or -1.
+ */
+static void
+take_commit(struct store *st, const char *org, struct locked *lk, size_t j, struct entry_state *e,
+            enum store_commit_status status, struct idem_claim *ic, int *oom_probe)
+{
+	if (lk->outcome == LOCK_UNREADABLE) {
+		entry_fail_items(e, 2001, "the customer's stored data could not be read; nothing was applied");
+	} else if (lk->lost == LOST_NOT_APPLIED) {
+		fail_applied_items(e, 2001, "the change could not be stored (the store failed during the commit); nothing of it was applied");
+	} else if (lk->lost == LOST_UNKNOWN) {
+		fail_applied_items(e, 2011, "the store failed while committing and partnerd could not find out in time whether the change applied: read the customer's memberships or history, or retry with the same Idempotency-Key");
+	} else if (lk->lost == LOST_APPLIED || status == STORE_COMMIT_OK) {
+		/* applied: the items stand as decided */
+	} else if (status == STORE_COMMIT_BROKEN) {
+		if (*oom_probe == 0)
+			*oom_probe = store_refuses_writes(st, org, lk->cid) ? 1 : -1;
+		entry_fail_items(e, 2001, *oom_probe > 0 ? OOM_ITEM_MESSAGE :
+		                 "the change could not be stored (a stored key has an unexpected type); nothing was applied");
+	} else if (status == STORE_COMMIT_FENCED) {
+		if (j == 0)
+			metrics_fenced();
+		fail_applied_items(e, 2010, "the customer's lock expired before the change was stored; nothing was applied: retry");
+	} else if (status == STORE_COMMIT_IDEM_FENCED) {
+		if (ic != NULL)
+			ic->lost = 1;
+		fail_applied_items(e, 2001, IDEM_FENCED_ITEM_MSG);
+	} else if (status == STORE_COMMIT_CONFLICT) {
+		/* A membership id was claimed meanwhile by another customer: run again. */
+		e->conflicts++;
+		if (e->conflicts > COMMIT_CONFLICT_RETRIES) {
+			entry_fail_items(e, 2010, "concurrent changes kept conflicting with this one: retry");
+		} else {
+			e->decided = 0;
+			e->cust_code = 0;
+		}
+	}
+}
+
+/*
+ * Commits the locked customers locks[0..nl) (nitems: the items of the round's entries) and
+ * takes the answers: the items of a customer whose commit failed answer why.
+ */
+static void
+commit_round(const struct routes_cfg *cfg, struct store *st, const char *org, const char *token,
+             const char *rid, int64_t now_ms, struct locked *locks, size_t nl, size_t nitems,
+             struct idem_claim *ic)
+{
+	struct store_commit_cust *cc;
+	enum store_commit_status *cst;
+	struct store_event *ev;
+	struct buf text;
+	size_t i, j, k, nev = 0;
+	int maybe_ran = 0, oom_probe = 0;
+
+	cc = xcalloc(nl, sizeof(*cc));
+	cst = xcalloc(nl, sizeof(*cst));
+	ev = xcalloc(nitems, sizeof(*ev));
+	/* The events are written into one text buffer the commit's arguments point into. */
+	buf_init(&text, (size_t)-1);
+	buf_presize(&text, 2048);
+	for (k = 0; k < nl; k++) {
+		static const struct rules_customer empty;
+
+		cc[k].cid = locks[k].cid;
+		cc[k].version = locks[k].version;
+		cc[k].cust = &locks[k].cust;
+		if (locks[k].outcome == LOCK_UNREADABLE) {
+			/* unreadable stored data: release the lock, change nothing */
+			for (i = 0; i < locks[k].nentries; i++)
+				entry_fail_items(locks[k].entries[i], 2001, "the customer's stored data could not be read; nothing was applied");
+			cc[k].cust = &empty;
+		}
+		cc[k].events = ev + nev;
+		cc[k].nevents = add_events(&text, ev, &nev, &locks[k], rid, now_ms);
+	}
+	store_commit(st, &(struct store_commit_req){ .org = org, .token = token,
+	                                             .history_max = cfg->history_max,
+	                                             .feed_max = cfg->feed_max,
+	                                             .idem = ic != NULL ? &ic->s : NULL,
+	                                             .event_text = text.p, .n = nl, .c = cc },
+	             cst, &maybe_ran);
+	if (cst[0] == STORE_COMMIT_LOST)
+		commit_resolve(st, org, token, locks, cc, nl, maybe_ran);
+	buf_free(&text);
+
+	for (k = 0; k < nl; k++)
+		for (j = 0; j < locks[k].nentries; j++)
+			if (locks[k].entries[j]->decided)
+				take_commit(st, org, &locks[k], j, locks[k].entries[j], cst[k], ic, &oom_probe);
+	free(cc);
+	free(cst);
+	free(ev);
+}
+
+/*
  * Runs one round over the pending entries (those not decided yet). Returns 0 when the
  * round ran (some entries may still be pending: busy locks or id races), -1 when Redis
  * failed before anything of this round was applied.
@@ -471,13 +569,9 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	struct entry_state **pend;
 	const struct store_begin_in **bin;
 	struct locked *locks;
-	struct store_commit_cust *cc;
-	enum store_commit_status *cst;
-	struct store_event *ev;
-	size_t np = 0, nl = 0, nev = 0, i, k;
-	struct buf text;
+	size_t np = 0, nl = 0, i, k;
 	struct rules_claims claims = { 0 };
-	int rc = -1, maybe_ran = 0, oom_probe = 0;     /* after a BROKEN commit: 1 out of memory, -1 not */
+	int rc = -1;
 
 	pend = calloc(n, sizeof(*pend));
 	bin = xcalloc(n, sizeof(*bin));
@@ -532,82 +626,7 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 	/* The commit: every locked customer, changed or not (its lock is released). */
 	for (k = 0, i = 0; i < np; i++)
 		k += pend[i]->e->nitems;
-	cc = xcalloc(nl, sizeof(*cc));
-	cst = xcalloc(nl, sizeof(*cst));
-	ev = xcalloc(k, sizeof(*ev));
-	/* The events are written into one text buffer the commit's arguments point into. */
-	buf_init(&text, (size_t)-1);
-	buf_presize(&text, 2048);
-	for (k = 0; k < nl; k++) {
-		static const struct rules_customer empty;
-
-		cc[k].cid = locks[k].cid;
-		cc[k].version = locks[k].version;
-		cc[k].cust = &locks[k].cust;
-		if (locks[k].outcome == LOCK_UNREADABLE) {
-			/* unreadable stored data: release the lock, change nothing */
-			for (i = 0; i < locks[k].nentries; i++)
-				entry_fail_items(locks[k].entries[i], 2001, "the customer's stored data could not be read; nothing was applied");
-			cc[k].cust = &empty;
-		}
-		cc[k].events = ev + nev;
-		cc[k].nevents = add_events(&text, ev, &nev, &locks[k], rid, now_ms);
-	}
-	store_commit(st, &(struct store_commit_req){ .org = org->org, .token = token,
-	                                             .history_max = cfg->history_max,
-	                                             .feed_max = cfg->feed_max,
-	                                             .idem = ic != NULL ? &ic->s : NULL,
-	                                             .event_text = text.p, .n = nl, .c = cc },
-	             cst, &maybe_ran);
-	if (cst[0] == STORE_COMMIT_LOST)
-		commit_resolve(st, org->org, token, locks, cc, nl, maybe_ran);
-	buf_free(&text);
-
-	for (k = 0; k < nl; k++) {
-		struct locked *lk = &locks[k];
-		size_t j;
-
-		for (j = 0; j < lk->nentries; j++) {
-			struct entry_state *e = lk->entries[j];
-
-			if (!e->decided)
-				continue;
-			if (lk->outcome == LOCK_UNREADABLE) {
-				entry_fail_items(e, 2001, "the customer's stored data could not be read; nothing was applied");
-			} else if (lk->lost == LOST_NOT_APPLIED) {
-				fail_applied_items(e, 2001, "the change could not be stored (the store failed during the commit); nothing of it was applied");
-			} else if (lk->lost == LOST_UNKNOWN) {
-				fail_applied_items(e, 2011, "the store failed while committing and partnerd could not find out in time whether the change applied: read the customer's memberships or history, or retry with the same Idempotency-Key");
-			} else if (lk->lost == LOST_APPLIED || cst[k] == STORE_COMMIT_OK) {
-				/* applied: the items stand as decided */
-			} else if (cst[k] == STORE_COMMIT_BROKEN) {
-				if (oom_probe == 0)
-					oom_probe = store_refuses_writes(st, org->org, lk->cid) ? 1 : -1;
-				entry_fail_items(e, 2001, oom_probe > 0 ? OOM_ITEM_MESSAGE :
-				                 "the change could not be stored (a stored key has an unexpected type); nothing was applied");
-			} else if (cst[k] == STORE_COMMIT_FENCED) {
-				if (j == 0)
-					metrics_fenced();
-				fail_applied_items(e, 2010, "the customer's lock expired before the change was stored; nothing was applied: retry");
-			} else if (cst[k] == STORE_COMMIT_IDEM_FENCED) {
-				if (ic != NULL)
-					ic->lost = 1;
-				fail_applied_items(e, 2001, IDEM_FENCED_ITEM_MSG);
-			} else if (cst[k] == STORE_COMMIT_CONFLICT) {
-				/* A membership id was claimed meanwhile by another customer: run again. */
-				e->conflicts++;
-				if (e->conflicts > COMMIT_CONFLICT_RETRIES) {
-					entry_fail_items(e, 2010, "concurrent changes kept conflicting with this one: retry");
-				} else {
-					e->decided = 0;
-					e->cust_code = 0;
-				}
-			}
-		}
-	}
-	free(cc);
-	free(cst);
-	free(ev);
+	commit_round(cfg, st, org->org, token, rid, now_ms, locks, nl, k, ic);
 	rc = 0;
 out:
 	for (k = 0; k < nl; k++) {
