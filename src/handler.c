@@ -3,27 +3,14 @@
 #include <string.h>
 
 #include "handler.h"
-
-/*
- * Redis refuses a write that needs memory beyond maxmemory with "-OOM command not allowed
- * when used memory > 'maxmemory'" (a script gets it from its first such write). The answers
- * then say so, instead of a read error or a broken key: nothing was applied, the client can
- * only retry later, and an operator has to free memory or raise maxmemory.
- */
-#define OOM_TEXT "OOM command not allowed"
-
-int
-handler_is_oom(const char *text)
-{
-	return text != NULL && strstr(text, OOM_TEXT) != NULL;
-}
+#include "store_write.h"
 
 void
 handler_store_unavailable(struct store *st, struct http_req *r, struct routes_outcome *out,
                           const char *message)
 {
 	out->status = 503;
-	http_error(r, 503, 503, handler_is_oom(store_error(st)) ?
+	http_error(r, 503, 503, store_out_of_memory(st) ?
 	           "the data store is out of memory (Redis maxmemory reached) and refuses writes; nothing was applied: retry later (an operator must free memory or raise maxmemory)" :
 	           message, "Retry-After: 1\r\n");
 }

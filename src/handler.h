@@ -48,7 +48,4 @@ int handler_authenticate(struct store *st, struct http_req *r, struct auth_org *
 void handler_store_unavailable(struct store *st, struct http_req *r, struct routes_outcome *out,
                                const char *message);
 
-/* 1 when an error text from Redis is its refusal of a write at maxmemory. */
-int handler_is_oom(const char *text);
-
 #endif

@@ -14,7 +14,6 @@
 #include "dates.h"
 #include "ident.h"
 #include "jout.h"
-#include "keys.h"
 #include "metrics.h"
 #include "progcache.h"
 #include "reads.h"
@@ -22,6 +21,7 @@
 #include "request.h"
 #include "routes.h"
 #include "rules.h"
+#include "store_write.h"
 #include "xmalloc.h"
 
 #define COMMIT_CONFLICT_RETRIES 5
@@ -65,19 +65,13 @@ static const struct route route_table[] = {
 
 /* ---- per-entry state of a write request -------------------------------------------- */
 
-enum { IDK_ID, IDK_MOBILE, IDK_EMAIL, IDK_EXTERNAL };
-static const char *const idk_name[] = { "id", "mobile", "email", "externalId" };
-
 struct entry_state {
 	const struct req_entry *e;
 	int decided;                    /* customer-level outcome is final */
 	int cust_code;                  /* 1000, 400, 8015, 8016 */
 	const char *cust_message;
-	size_t nidents;
-	int ident_kind[4];
+	struct store_begin_in in;       /* identifiers, normalised, and items for the store */
 	char ident_val_buf[4][40];      /* id and normalised mobile */
-	const char *ident_val[4];
-	size_t ident_len[4];
 	int found;                      /* the stored identifiers below are known */
 	int64_t cid;
 	char *stored[4];                /* owned: id, mobile, email, externalId from the store */
@@ -107,9 +101,7 @@ enum { LOST_NO = 0, LOST_APPLIED, LOST_NOT_APPLIED, LOST_UNKNOWN };
 
 /* The Idempotency-Key claim a request holds (SPEC §6); every commit checks it (commit.lua). */
 struct idem_claim {
-	char key[128];                  /* the claim's Redis key */
-	char token[33];                 /* this request's claim: 128 random bits, hex */
-	int ttl_ms;                     /* the claim's expiry while running, renewed by commits */
+	struct store_idem s;
 	int lost;                       /* a commit found it expired or taken over: IDEM_FENCED */
 };
 
@@ -134,6 +126,7 @@ entry_identify(struct entry_state *es, const struct auth_org *org)
 	const struct req_customer *c = &es->e->customer;
 	int n;
 
+	es->in.e = es->e;
 	if (c->bad) {
 		es->decided = 1;
 		es->cust_code = 400;
@@ -141,16 +134,16 @@ entry_identify(struct entry_state *es, const struct auth_org *org)
 		return;
 	}
 	if (c->has_id) {
-		snprintf(es->ident_val_buf[es->nidents], sizeof(es->ident_val_buf[0]), "%lld",
+		snprintf(es->ident_val_buf[es->in.nidents], sizeof(es->ident_val_buf[0]), "%lld",
 		         (long long)c->id);
-		es->ident_kind[es->nidents] = IDK_ID;
-		es->ident_val[es->nidents] = es->ident_val_buf[es->nidents];
-		es->ident_len[es->nidents] = strlen(es->ident_val_buf[es->nidents]);
-		es->nidents++;
+		es->in.kind[es->in.nidents] = STORE_IDENT_ID;
+		es->in.val[es->in.nidents] = es->ident_val_buf[es->in.nidents];
+		es->in.len[es->in.nidents] = strlen(es->ident_val_buf[es->in.nidents]);
+		es->in.nidents++;
 	}
 	if (c->mobile.p != NULL) {
 		n = ident_normalize_mobile(c->mobile.p, c->mobile.len, org->country_code,
-		                           org->national_len, es->ident_val_buf[es->nidents],
+		                           org->national_len, es->ident_val_buf[es->in.nidents],
 		                           sizeof(es->ident_val_buf[0]));
 		if (n < 0) {
 			es->decided = 1;
@@ -158,73 +151,28 @@ entry_identify(struct entry_state *es, const struct auth_org *org)
 			es->cust_message = "mobile is not a valid mobile number: 6 to 15 digits, optionally with spaces, +, -, ., ( and )";
 			return;
 		}
-		es->ident_kind[es->nidents] = IDK_MOBILE;
-		es->ident_val[es->nidents] = es->ident_val_buf[es->nidents];
-		es->ident_len[es->nidents] = (size_t)n;
-		es->nidents++;
+		es->in.kind[es->in.nidents] = STORE_IDENT_MOBILE;
+		es->in.val[es->in.nidents] = es->ident_val_buf[es->in.nidents];
+		es->in.len[es->in.nidents] = (size_t)n;
+		es->in.nidents++;
 	}
 	if (c->email.p != NULL) {
-		es->ident_kind[es->nidents] = IDK_EMAIL;
-		es->ident_val[es->nidents] = c->email.p;
-		es->ident_len[es->nidents] = c->email.len;
-		es->nidents++;
+		es->in.kind[es->in.nidents] = STORE_IDENT_EMAIL;
+		es->in.val[es->in.nidents] = c->email.p;
+		es->in.len[es->in.nidents] = c->email.len;
+		es->in.nidents++;
 	}
 	if (c->external_id.p != NULL) {
-		es->ident_kind[es->nidents] = IDK_EXTERNAL;
-		es->ident_val[es->nidents] = c->external_id.p;
-		es->ident_len[es->nidents] = c->external_id.len;
-		es->nidents++;
+		es->in.kind[es->in.nidents] = STORE_IDENT_EXTERNAL;
+		es->in.val[es->in.nidents] = c->external_id.p;
+		es->in.len[es->in.nidents] = c->external_id.len;
+		es->in.nidents++;
 	}
-	if (es->nidents == 0) {
+	if (es->in.nidents == 0) {
 		es->decided = 1;
 		es->cust_code = 400;
 		es->cust_message = "no customer identifier given: send one of id, mobile, email or externalId";
 	}
-}
-
-static const char *
-reply_str(const redisReply *r, size_t *len)
-{
-	if (r == NULL || r->type != REDIS_REPLY_STRING) {
-		*len = 0;
-		return NULL;
-	}
-	*len = r->len;
-	return r->str;
-}
-
-/*
- * Loads a customer from its HGETALL reply. Returns 0, or -1 when a stored membership
- * cannot be parsed (the data is then not ours to change).
- */
-static int
-load_customer(struct locked *lk, struct entry_state *es, const redisReply *h)
-{
-	size_t i;
-
-	lk->version[0] = '\0';
-	for (i = 0; i + 1 < h->elements; i += 2) {
-		const redisReply *f = h->element[i], *v = h->element[i + 1];
-
-		if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-			continue;
-		if (f->len > 2 && f->str[0] == 'm' && f->str[1] == ':') {
-			if (rules_customer_load_slot(&lk->cust, atoi(f->str + 2), v->str, v->len) != 0)
-				return -1;
-		} else if (strcmp(f->str, "v") == 0) {
-			snprintf(lk->version, sizeof(lk->version), "%.*s", (int)v->len, v->str);
-		} else if (strcmp(f->str, "id") == 0) {
-			es->stored[0] = xmemdup(v->str, v->len);
-		} else if (strcmp(f->str, "mobile") == 0) {
-			es->stored[1] = xmemdup(v->str, v->len);
-		} else if (strcmp(f->str, "email") == 0) {
-			es->stored[2] = xmemdup(v->str, v->len);
-		} else if (strcmp(f->str, "externalId") == 0) {
-			es->stored[3] = xmemdup(v->str, v->len);
-		}
-	}
-	es->found = 1;
-	return 0;
 }
 
 static void
@@ -238,112 +186,16 @@ copy_stored(struct entry_state *dst, const struct entry_state *src)
 	dst->found = 1;
 }
 
-/* ---- membership ids claimed within one round ------------------------------------------ */
-
-struct claim {
-	int pid;
-	const char *mid;                /* borrowed from a result that outlives the round */
-	size_t len;
-	int64_t cid;                    /* holder after the entry; 0: given up */
-};
-
-struct claims {
-	struct claim *v;
-	size_t n, cap;
-};
-
-/* The newest claim of (pid, mid) in this round overrides what the snapshot said. */
-static void
-claims_lookup(const struct claims *c, int pid, const char *mid, size_t len, int64_t *holder)
-{
-	size_t i;
-
-	for (i = c->n; i-- > 0;) {
-		if (c->v[i].pid == pid && c->v[i].len == len && memcmp(c->v[i].mid, mid, len) == 0) {
-			*holder = c->v[i].cid;
-			return;
-		}
-	}
-}
-
-static void
-claims_set(struct claims *c, int pid, const char *mid, size_t len, int64_t cid)
-{
-	if (c->n == c->cap) {
-		c->cap = c->cap ? c->cap * 2 : 16;
-		c->v = realloc(c->v, c->cap * sizeof(*c->v));
-		if (c->v == NULL)
-			abort();
-	}
-	c->v[c->n++] = (struct claim){ .pid = pid, .mid = mid, .len = len, .cid = cid };
-}
-
-static void
-claims_free(struct claims *c)
-{
-	free(c->v);
-	memset(c, 0, sizeof(*c));
-}
-
 /* ---- a store out of memory (Redis at maxmemory) ------------------------------------------ */
 
 /*
- * A write Redis refused at maxmemory (handler_is_oom): the items say so, instead of a read
- * error or a broken key.
+ * When Redis refuses a write for memory (maxmemory), the answers say so, instead of a read
+ * error or a broken key: nothing was applied, the client can only retry later, and an
+ * operator has to free memory or raise maxmemory.
  */
 #define OOM_ITEM_MESSAGE "the data store is out of memory (Redis maxmemory reached) and refused the change; nothing of it was applied: retry later (an operator must free memory or raise maxmemory)"
 
-/*
- * After a commit answered BROKEN (commit.lua's one answer for a write Redis refused, a key
- * of another type or maxmemory): 1 when Redis refuses writes for memory now. The probe is a
- * write command Redis checks against maxmemory (denyoom) that changes nothing: SETRANGE of
- * an empty value leaves a missing key missing and an existing string as it is. lock_key is
- * the customer's lock key (a string or none), in the customer's slot.
- */
-static int
-store_refuses_writes(struct store *st, const char *lock_key)
-{
-	struct store_argv cmd;
-	redisReply **rep = NULL;
-	int oom;
-
-	store_argv_init(&cmd);
-	store_argv_add(&cmd, "SETRANGE", 8);
-	store_argv_add(&cmd, lock_key, strlen(lock_key));
-	store_argv_add(&cmd, "0", 1);
-	store_argv_add(&cmd, "", 0);
-	oom = store_pipeline(st, &cmd, 1, &rep) == 0 && rep[0] != NULL &&
-	      rep[0]->type == REDIS_REPLY_ERROR && handler_is_oom(rep[0]->str);
-	store_argv_free(&cmd);
-	return oom;
-}
-
 /* ---- one round: begin (resolve, lock, read), rules, commit -------------------------- */
-
-static void
-add_begin_entry(struct store_argv *a, const struct entry_state *es, enum req_kind kind)
-{
-	size_t k;
-
-	store_argv_addf(a, "%zu", es->nidents);
-	for (k = 0; k < es->nidents; k++) {
-		store_argv_add(a, idk_name[es->ident_kind[k]], strlen(idk_name[es->ident_kind[k]]));
-		store_argv_add(a, es->ident_val[k], es->ident_len[k]);
-	}
-	store_argv_addf(a, "%zu", es->e->nitems);
-	for (k = 0; k < es->e->nitems; k++) {
-		const struct req_item *it = &es->e->items[k];
-
-		if (it->program.st == F_OK)
-			store_argv_add(a, it->program.s.p, it->program.s.len);
-		else
-			store_argv_add(a, "", 0);
-		if (kind == REQ_LINK && it->mid.st == F_OK)
-			store_argv_add(a, it->mid.s.p, it->mid.s.len);
-		else
-			store_argv_add(a, "", 0);
-	}
-}
 
 /*
  * Appends the history entry / change-feed event of an applied item to out, as JSON text
@@ -380,140 +232,6 @@ event_json(struct buf *out, const struct rules_result *res, const struct req_ite
 	JOUT_LIT(out, "}");
 }
 
-/* Adds the commit arguments of one locked customer. */
-static void
-add_commit_customer(struct store_argv *a, const char *org, struct locked *lk, struct buf *scratch,
-                    const char *rid, int64_t now_ms)
-{
-	struct rules_customer *c = &lk->cust;
-	size_t i, j, k, nset = 0, ndel = 0, ncl = 0, nrel = 0, nev = 0;
-
-	store_argv_addf(a, KEYS_CUST_FMT, org, (long long)lk->cid);
-	store_argv_addf(a, KEYS_LOCK_FMT, org, (long long)lk->cid);
-	store_argv_add(a, lk->version, strlen(lk->version));
-	store_argv_addf(a, "%lld", (long long)lk->cid);
-	store_argv_addf(a, KEYS_HIST_FMT, org, (long long)lk->cid);
-
-	for (i = 0; i < c->nslots; i++)
-		if (c->slots[i].dirty && c->slots[i].present)
-			nset++;
-	store_argv_addf(a, "%zu", nset);
-	for (i = 0; i < c->nslots; i++) {
-		struct rules_slot *s = &c->slots[i];
-		size_t len;
-		char *json;
-
-		if (!s->dirty || !s->present)
-			continue;
-		json = rules_membership_encode(&s->m, &len);
-		store_argv_addf(a, KEYS_MEMBERSHIP_FIELD_FMT, s->pid);
-		store_argv_addcopy(a, json, len);
-		free(json);
-	}
-	for (i = 0; i < c->nslots; i++)
-		if (c->slots[i].dirty && !c->slots[i].present && c->slots[i].was_present)
-			ndel++;
-	store_argv_addf(a, "%zu", ndel);
-	for (i = 0; i < c->nslots; i++)
-		if (c->slots[i].dirty && !c->slots[i].present && c->slots[i].was_present)
-			store_argv_addf(a, KEYS_MEMBERSHIP_FIELD_FMT, c->slots[i].pid);
-
-	/*
-	 * Membership-id index: every id the customer holds now (current and pending relink)
-	 * that it did not hold before is claimed; every id it held and holds no more is released.
-	 * The current id of a membership that had a pending relink when read is claimed again
-	 * (a no-op when the index still names the customer): if Redis's clock found the relink
-	 * due before ours and another customer took the id over (holds.lua), the commit answers
-	 * CONFLICT instead of leaving the id held twice.
-	 */
-#define HOLDS(s, p, n) (((s)->present && (s)->m.v.mid && (s)->m.v.mid_len == (n) && \
-                        memcmp((s)->m.v.mid, (p), (n)) == 0) || \
-                       ((s)->present && (s)->m.has_relink && (s)->m.rl.mid_len == (n) && \
-                        memcmp((s)->m.rl.mid, (p), (n)) == 0))
-#define HELD(s, p, n) (((s)->orig_mid && (s)->orig_mid_len == (n) && \
-                       memcmp((s)->orig_mid, (p), (n)) == 0) || \
-                      ((s)->orig_rl_mid && (s)->orig_rl_mid_len == (n) && \
-                       memcmp((s)->orig_rl_mid, (p), (n)) == 0))
-	for (i = 0; i < c->nslots; i++) {
-		struct rules_slot *s = &c->slots[i];
-
-		if (!s->dirty || !s->present)
-			continue;
-		if (!HELD(s, s->m.v.mid, s->m.v.mid_len) || s->orig_rl_mid != NULL)
-			ncl++;
-		if (s->m.has_relink && !HELD(s, s->m.rl.mid, s->m.rl.mid_len) &&
-		    !(s->m.rl.mid_len == s->m.v.mid_len && memcmp(s->m.rl.mid, s->m.v.mid, s->m.v.mid_len) == 0))
-			ncl++;
-	}
-	store_argv_addf(a, "%zu", ncl);
-	for (i = 0; i < c->nslots; i++) {
-		struct rules_slot *s = &c->slots[i];
-
-		if (!s->dirty || !s->present)
-			continue;
-		if (!HELD(s, s->m.v.mid, s->m.v.mid_len) || s->orig_rl_mid != NULL) {
-			store_argv_addf(a, KEYS_MID_FMT, org, s->pid);
-			store_argv_add(a, s->m.v.mid, s->m.v.mid_len);
-		}
-		if (s->m.has_relink && !HELD(s, s->m.rl.mid, s->m.rl.mid_len) &&
-		    !(s->m.rl.mid_len == s->m.v.mid_len && memcmp(s->m.rl.mid, s->m.v.mid, s->m.v.mid_len) == 0)) {
-			store_argv_addf(a, KEYS_MID_FMT, org, s->pid);
-			store_argv_add(a, s->m.rl.mid, s->m.rl.mid_len);
-		}
-	}
-	for (i = 0; i < c->nslots; i++) {
-		struct rules_slot *s = &c->slots[i];
-
-		if (!s->dirty)
-			continue;
-		if (s->orig_mid && !HOLDS(s, s->orig_mid, s->orig_mid_len))
-			nrel++;
-		if (s->orig_rl_mid && !HOLDS(s, s->orig_rl_mid, s->orig_rl_mid_len) &&
-		    !(s->orig_mid && s->orig_mid_len == s->orig_rl_mid_len &&
-		      memcmp(s->orig_mid, s->orig_rl_mid, s->orig_mid_len) == 0))
-			nrel++;
-	}
-	store_argv_addf(a, "%zu", nrel);
-	for (i = 0; i < c->nslots; i++) {
-		struct rules_slot *s = &c->slots[i];
-
-		if (!s->dirty)
-			continue;
-		if (s->orig_mid && !HOLDS(s, s->orig_mid, s->orig_mid_len)) {
-			store_argv_addf(a, KEYS_MID_FMT, org, s->pid);
-			store_argv_add(a, s->orig_mid, s->orig_mid_len);
-		}
-		if (s->orig_rl_mid && !HOLDS(s, s->orig_rl_mid, s->orig_rl_mid_len) &&
-		    !(s->orig_mid && s->orig_mid_len == s->orig_rl_mid_len &&
-		      memcmp(s->orig_mid, s->orig_rl_mid, s->orig_mid_len) == 0)) {
-			store_argv_addf(a, KEYS_MID_FMT, org, s->pid);
-			store_argv_add(a, s->orig_rl_mid, s->orig_rl_mid_len);
-		}
-	}
-#undef HOLDS
-#undef HELD
-
-	/* History and change feed: one event per applied item, in request order. */
-	for (j = 0; j < lk->nentries; j++)
-		for (k = 0; k < lk->entries[j]->e->nitems; k++)
-			if (lk->entries[j]->results[k].code == 200)
-				nev++;
-	store_argv_addf(a, "%zu", nev);
-	for (j = 0; j < lk->nentries; j++) {
-		struct entry_state *e = lk->entries[j];
-
-		for (k = 0; k < e->e->nitems; k++) {
-			if (e->results[k].code != 200)
-				continue;
-			buf_reset(scratch);
-			event_json(scratch, &e->results[k], &e->e->items[k], lk->cid, rid, now_ms);
-			store_argv_add(a, rules_event_name[e->results[k].event],
-			               strlen(rules_event_name[e->results[k].event]));
-			store_argv_addcopy(a, scratch->p, scratch->len);
-		}
-	}
-}
-
 void
 routes_thread_exit(void)
 {
@@ -537,54 +255,251 @@ fail_applied_items(struct entry_state *es, int code, const char *message)
 
 /*
  * The commit of locks[0..nl) gave no usable answer. When nothing of it was sent
- * (maybe_ran 0) it did not run: LOST_NOT_APPLIED. Otherwise resolve.lua finds out, on a
+ * (maybe_ran 0) it did not run: LOST_NOT_APPLIED. Otherwise the store finds out, on a
  * new connection when the old one broke, within one --redis-timeout-ms, customer by
- * customer: applied (our token in the customer's `w`), not applied (and fenced from now
- * on: resolve.lua deletes a lock still ours, so a commit still queued on the dead
- * connection finds no token), or unknown; a resolution that fails is unknown too
- * (docs/CONSISTENCY.md "A commit whose reply is lost").
+ * customer: applied, not applied (and fenced from now on: a commit still queued on the
+ * dead connection cannot apply any more), or unknown; a resolution that fails is unknown
+ * too (docs/CONSISTENCY.md "A commit whose reply is lost").
  */
 static void
 commit_resolve(struct store *st, const char *org, const char *token, struct locked *locks,
-               size_t nl, int maybe_ran)
+               const struct store_commit_cust *cc, size_t nl, int maybe_ran)
 {
-	struct store_argv a;
-	redisReply *r = NULL;
+	enum store_resolved *res = NULL;
 	size_t k;
 
 	if (maybe_ran) {
-		store_argv_init(&a);
-		store_argv_presize(&a, 2 + 3 * nl, 32 + 64 * nl);
-		store_argv_add(&a, token, strlen(token));
-		store_argv_addf(&a, "%zu", nl);
-		for (k = 0; k < nl; k++) {
-			store_argv_addf(&a, KEYS_CUST_FMT, org, (long long)locks[k].cid);
-			store_argv_addf(&a, KEYS_LOCK_FMT, org, (long long)locks[k].cid);
-			store_argv_add(&a, locks[k].version, strlen(locks[k].version));
-		}
-		r = store_resolve(st, &a);
-		store_argv_free(&a);
-		if (r != NULL && (r->type != REDIS_REPLY_ARRAY || r->elements != nl))
-			r = NULL;
+		res = xcalloc(nl, sizeof(*res));
+		store_commit_resolve(st, org, token, cc, nl, res);
 	}
 	for (k = 0; k < nl; k++) {
-		const redisReply *e = r != NULL ? r->element[k] : NULL;
-		const char *res = e != NULL && e->type == REDIS_REPLY_STRING ? e->str : "";
-
-		if (!maybe_ran) {
+		if (!maybe_ran || res[k] == STORE_RESOLVED_NOT_APPLIED) {
 			locks[k].lost = LOST_NOT_APPLIED;
 			metrics_in_doubt(MI_NOT_APPLIED);
-		} else if (strcmp(res, "APPLIED") == 0) {
+		} else if (res[k] == STORE_RESOLVED_APPLIED) {
 			locks[k].lost = LOST_APPLIED;
 			metrics_in_doubt(MI_APPLIED);
-		} else if (strcmp(res, "NOT_APPLIED") == 0) {
-			locks[k].lost = LOST_NOT_APPLIED;
-			metrics_in_doubt(MI_NOT_APPLIED);
 		} else {
 			locks[k].lost = LOST_UNKNOWN;
-			metrics_in_doubt(r != NULL ? MI_UNKNOWN : MI_FAILED);
+			metrics_in_doubt(res[k] == STORE_RESOLVED_UNKNOWN ? MI_UNKNOWN : MI_FAILED);
 		}
 	}
+	free(res);
+}
+
+/* Takes an entry's begin outcome: decided customer-level codes, or its customer's state. */
+static void
+take_begin(struct entry_state *e, struct store_begin_out *o, struct locked *locks, size_t *nl, size_t n)
+{
+	size_t k;
+
+	switch (o->status) {
+	case STORE_BEGIN_NOT_FOUND:
+		e->decided = 1;
+		e->cust_code = 8015;
+		break;
+	case STORE_BEGIN_MISMATCH:
+		e->decided = 1;
+		e->cust_code = 8016;
+		break;
+	case STORE_BEGIN_UNREADABLE:
+		e->decided = 1;
+		e->cust_code = 1000;
+		entry_fail_items(e, 2001, o->oom ? OOM_ITEM_MESSAGE :
+		                 "this customer's stored data could not be read; nothing was applied");
+		break;
+	case STORE_BEGIN_BUSY:
+		e->cid = o->cid;
+		break;
+	case STORE_BEGIN_LOCKED: {
+		struct locked *lk = &locks[(*nl)++];
+
+		lk->cid = e->cid = o->cid;
+		lk->entries = calloc(n, sizeof(*lk->entries));
+		if (lk->entries == NULL)
+			abort();
+		lk->entries[lk->nentries++] = e;
+		memcpy(lk->version, o->version, sizeof(lk->version));
+		lk->cust = o->cust;
+		memcpy(e->stored, o->ident, sizeof(e->stored));
+		if (o->bad_snapshot)
+			lk->outcome = LOCK_UNREADABLE;
+		else
+			e->found = 1;
+		break;
+	}
+	case STORE_BEGIN_DUP:
+		e->cid = o->cid;
+		for (k = 0; k < *nl; k++) {
+			if (locks[k].cid == e->cid) {
+				locks[k].entries[locks[k].nentries++] = e;
+				copy_stored(e, locks[k].entries[0]);
+				break;
+			}
+		}
+		break;
+	}
+}
+
+/*
+ * Applies the rules to entry e of customer lk, with the program definitions and id holders
+ * the store read for its items. Membership ids claimed or given up by earlier entries of
+ * the round (claims) override the holders, and the entry's own are added.
+ */
+static void
+decide_entry(enum req_kind kind, struct entry_state *e, struct locked *lk,
+             const struct store_item_snap *items, struct rules_claims *claims, int64_t now_ms)
+{
+	struct rules_program *progs;
+	struct rules_item_ctx *ctx;
+	size_t it;
+
+	progs = calloc(e->e->nitems, sizeof(*progs));
+	ctx = calloc(e->e->nitems, sizeof(*ctx));
+	if (progs == NULL || ctx == NULL)
+		abort();
+	for (it = 0; it < e->e->nitems; it++) {
+		const struct req_item *item = &e->e->items[it];
+
+		if (items[it].def != NULL && progcache_parse(items[it].def, items[it].def_len, &progs[it]) != 0)
+			progs[it].found = 0;
+		ctx[it].mid_holder = items[it].mid_holder;
+		if (progs[it].found && item->mid.st == F_OK)
+			rules_claims_lookup(claims, progs[it].pid, item->mid.s.p, item->mid.s.len,
+			                    &ctx[it].mid_holder);
+		ctx[it].prog = &progs[it];
+	}
+	rules_apply(kind, &lk->cust, e->e, ctx, now_ms, e->results);
+	for (it = 0; it < e->e->nitems; it++) {
+		rules_claims_note(claims, progs[it].pid, &e->results[it], lk->cid);
+		rules_program_free(&progs[it]);
+	}
+	free(progs);
+	free(ctx);
+}
+
+/*
+ * The history entries / change-feed events of lk's applied items, in request order, as
+ * JSON texts appended to text, described in ev (from *nev on).
+ */
+static size_t
+add_events(struct buf *text, struct store_event *ev, size_t *nev, const struct locked *lk,
+           const char *rid, int64_t now_ms)
+{
+	size_t j, k, first = *nev;
+
+	for (j = 0; j < lk->nentries; j++) {
+		const struct entry_state *e = lk->entries[j];
+
+		for (k = 0; k < e->e->nitems; k++) {
+			if (e->results[k].code != 200)
+				continue;
+			ev[*nev].type = rules_event_name[e->results[k].event];
+			ev[*nev].off = text->len;
+			event_json(text, &e->results[k], &e->e->items[k], lk->cid, rid, now_ms);
+			ev[*nev].len = text->len - ev[*nev].off;
+			(*nev)++;
+		}
+	}
+	return *nev - first;
+}
+
+/*
+ * Takes the commit's answer for entry e, the j-th of customer lk: what was not applied
+ * answers why, and an entry that met a membership-id race is run again (pending).
+ * *oom_probe: 0 until a BROKEN commit asked whether Redis is out of memory, then 1 or -1.
+ */
+static void
+take_commit(struct store *st, const char *org, struct locked *lk, size_t j, struct entry_state *e,
+            enum store_commit_status status, struct idem_claim *ic, int *oom_probe)
+{
+	if (lk->outcome == LOCK_UNREADABLE) {
+		entry_fail_items(e, 2001, "the customer's stored data could not be read; nothing was applied");
+	} else if (lk->lost == LOST_NOT_APPLIED) {
+		fail_applied_items(e, 2001, "the change could not be stored (the store failed during the commit); nothing of it was applied");
+	} else if (lk->lost == LOST_UNKNOWN) {
+		fail_applied_items(e, 2011, "the store failed while committing and partnerd could not find out in time whether the change applied: read the customer's memberships or history, or retry with the same Idempotency-Key");
+	} else if (lk->lost == LOST_APPLIED || status == STORE_COMMIT_OK) {
+		/* applied: the items stand as decided */
+	} else if (status == STORE_COMMIT_BROKEN) {
+		if (*oom_probe == 0)
+			*oom_probe = store_refuses_writes(st, org, lk->cid) ? 1 : -1;
+		entry_fail_items(e, 2001, *oom_probe > 0 ? OOM_ITEM_MESSAGE :
+		                 "the change could not be stored (a stored key has an unexpected type); nothing was applied");
+	} else if (status == STORE_COMMIT_FENCED) {
+		if (j == 0)
+			metrics_fenced();
+		fail_applied_items(e, 2010, "the customer's lock expired before the change was stored; nothing was applied: retry");
+	} else if (status == STORE_COMMIT_IDEM_FENCED) {
+		if (ic != NULL)
+			ic->lost = 1;
+		fail_applied_items(e, 2001, IDEM_FENCED_ITEM_MSG);
+	} else if (status == STORE_COMMIT_CONFLICT) {
+		/* A membership id was claimed meanwhile by another customer: run again. */
+		e->conflicts++;
+		if (e->conflicts > COMMIT_CONFLICT_RETRIES) {
+			entry_fail_items(e, 2010, "concurrent changes kept conflicting with this one: retry");
+		} else {
+			e->decided = 0;
+			e->cust_code = 0;
+		}
+	}
+}
+
+/*
+ * Commits the locked customers locks[0..nl) (nitems: the items of the round's entries) and
+ * takes the answers: the items of a customer whose commit failed answer why.
+ */
+static void
+commit_round(const struct routes_cfg *cfg, struct store *st, const char *org, const char *token,
+             const char *rid, int64_t now_ms, struct locked *locks, size_t nl, size_t nitems,
+             struct idem_claim *ic)
+{
+	struct store_commit_cust *cc;
+	enum store_commit_status *cst;
+	struct store_event *ev;
+	struct buf text;
+	size_t i, j, k, nev = 0;
+	int maybe_ran = 0, oom_probe = 0;
+
+	cc = xcalloc(nl, sizeof(*cc));
+	cst = xcalloc(nl, sizeof(*cst));
+	ev = xcalloc(nitems, sizeof(*ev));
+	/* The events are written into one text buffer the commit's arguments point into. */
+	buf_init(&text, (size_t)-1);
+	buf_presize(&text, 2048);
+	for (k = 0; k < nl; k++) {
+		static const struct rules_customer empty;
+
+		cc[k].cid = locks[k].cid;
+		cc[k].version = locks[k].version;
+		cc[k].cust = &locks[k].cust;
+		if (locks[k].outcome == LOCK_UNREADABLE) {
+			/* unreadable stored data: release the lock, change nothing */
+			for (i = 0; i < locks[k].nentries; i++)
+				entry_fail_items(locks[k].entries[i], 2001, "the customer's stored data could not be read; nothing was applied");
+			cc[k].cust = &empty;
+		}
+		cc[k].events = ev + nev;
+		cc[k].nevents = add_events(&text, ev, &nev, &locks[k], rid, now_ms);
+	}
+	store_commit(st, &(struct store_commit_req){ .org = org, .token = token,
+	                                             .history_max = cfg->history_max,
+	                                             .feed_max = cfg->feed_max,
+	                                             .idem = ic != NULL ? &ic->s : NULL,
+	                                             .event_text = text.p, .n = nl, .c = cc },
+	             cst, &maybe_ran);
+	if (cst[0] == STORE_COMMIT_LOST)
+		commit_resolve(st, org, token, locks, cc, nl, maybe_ran);
+	buf_free(&text);
+
+	for (k = 0; k < nl; k++)
+		for (j = 0; j < locks[k].nentries; j++)
+			if (locks[k].entries[j]->decided)
+				take_commit(st, org, &locks[k], j, locks[k].entries[j], cst[k], ic, &oom_probe);
+	free(cc);
+	free(cst);
+	free(ev);
 }
 
 /*
@@ -597,102 +512,45 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
           enum req_kind kind, struct entry_state *es, size_t n, const char *token,
           const char *rid, int64_t now_ms, int count_rate, int *limited, struct idem_claim *ic)
 {
-	struct store_argv a;
-	redisReply *rep = NULL, *crep = NULL;
+	struct store_begin_res br;
 	struct entry_state **pend;
+	const struct store_begin_in **bin;
 	struct locked *locks;
 	size_t np = 0, nl = 0, i, k;
-	struct rules_program *progs = NULL;
-	struct rules_item_ctx *ctx = NULL;
-	struct buf scratch;
-	struct claims claims = { 0 };
-	int rc = -1, oom_probe = 0;     /* after a BROKEN commit: 1 out of memory, -1 not */
+	struct rules_claims claims = { 0 };
+	int rc = -1;
 
 	pend = calloc(n, sizeof(*pend));
+	bin = xcalloc(n, sizeof(*bin));
 	locks = calloc(n, sizeof(*locks));
 	if (pend == NULL || locks == NULL)
 		abort();
 	for (i = 0; i < n; i++)
-		if (!es[i].decided)
+		if (!es[i].decided) {
+			bin[np] = &es[i].in;
 			pend[np++] = &es[i];
+		}
 
-	store_argv_init(&a);
-	store_argv_presize(&a, 8 + 8 * np, 64 + 48 * np);
-	store_argv_add(&a, org->org, strlen(org->org));
-	store_argv_add(&a, token, strlen(token));
-	store_argv_addf(&a, "%d", cfg->lock_ttl_ms);
-	store_argv_addf(&a, KEYS_RATE_FMT, org->org, org->cred);
-	store_argv_addf(&a, "%d", count_rate ? cfg->rate_limit : 0);
-	store_argv_addf(&a, "%zu", np);
-	for (i = 0; i < np; i++)
-		add_begin_entry(&a, pend[i], kind);
-	rep = store_eval(st, STORE_BEGIN, &a);
-	store_argv_free(&a);
-	if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-	    rep->element[0]->type == REDIS_REPLY_STRING && strcmp(rep->element[0]->str, "LIMITED") == 0) {
-		*limited = atoi(rep->element[1]->str);
-		if (*limited < 1)
-			*limited = 1;
+	if (store_begin(st, &(struct store_begin_req){ .org = org->org, .cred = org->cred, .token = token,
+	                                             .lock_ttl_ms = cfg->lock_ttl_ms,
+	                                             .rate_limit = count_rate ? cfg->rate_limit : 0,
+	                                             .kind = kind, .n = np, .entries = bin }, &br) != 0)
+		goto out;
+	if (br.limited > 0) {
+		*limited = br.limited;
 		rc = 0;
 		goto out;
 	}
-	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != np)
-		goto out;
 
 	/* Customers, in entry order; entries of one customer share its state. */
-	for (i = 0; i < np; i++) {
-		redisReply *r = rep->element[i];
-		const char *status = r->element[0]->str;
-		struct entry_state *e = pend[i];
+	for (i = 0; i < np; i++)
+		take_begin(pend[i], &br.e[i], locks, &nl, n);
 
-		if (strcmp(status, "NOTFOUND") == 0) {
-			e->decided = 1;
-			e->cust_code = 8015;
-		} else if (strcmp(status, "MISMATCH") == 0) {
-			e->decided = 1;
-			e->cust_code = 8016;
-		} else if (strcmp(status, "ERROR") == 0) {
-			e->decided = 1;
-			e->cust_code = 1000;
-			entry_fail_items(e, 2001, r->elements > 1 && r->element[1]->type == REDIS_REPLY_STRING &&
-			                 handler_is_oom(r->element[1]->str) ? OOM_ITEM_MESSAGE :
-			                 "this customer's stored data could not be read; nothing was applied");
-		} else if (strcmp(status, "BUSY") == 0) {
-			e->cid = strtoll(r->element[1]->str, NULL, 10);
-		} else if (strcmp(status, "OK") == 0) {
-			struct locked *lk = &locks[nl++];
-
-			lk->cid = e->cid = strtoll(r->element[1]->str, NULL, 10);
-			lk->cust.cid = lk->cid;
-			lk->entries = calloc(n, sizeof(*lk->entries));
-			if (lk->entries == NULL)
-				abort();
-			lk->entries[lk->nentries++] = e;
-			if (load_customer(lk, e, r->element[2]) != 0)
-				lk->outcome = LOCK_UNREADABLE;
-		} else if (strcmp(status, "DUP") == 0) {
-			e->cid = strtoll(r->element[1]->str, NULL, 10);
-			for (k = 0; k < nl; k++) {
-				if (locks[k].cid == e->cid) {
-					locks[k].entries[locks[k].nentries++] = e;
-					copy_stored(e, locks[k].entries[0]);
-					break;
-				}
-			}
-		}
-	}
-
-	/*
-	 * The rules, entries in request order (also across customers). Membership ids claimed
-	 * or given up by earlier entries of this round are tracked in claims, so that a later
-	 * entry sees them in the order of SPEC §4.1 (2101 before the tier checks) and the
-	 * earlier entry wins, as in a serial execution of the request.
-	 */
+	/* The rules, entries in request order (also across customers). */
 	for (i = 0; i < np; i++) {
 		struct entry_state *e = pend[i];
-		redisReply *r = rep->element[i];
 		struct locked *lk = NULL;
-		size_t it, j;
+		size_t j;
 
 		for (k = 0; k < nl && lk == NULL; k++)
 			for (j = 0; j < locks[k].nentries; j++)
@@ -702,156 +560,29 @@ run_round(const struct routes_cfg *cfg, struct store *st, const struct auth_org 
 			continue;
 		e->decided = 1;
 		e->cust_code = 1000;
-		if (lk->outcome != LOCK_OK)
-			continue;
-		progs = calloc(e->e->nitems, sizeof(*progs));
-		ctx = calloc(e->e->nitems, sizeof(*ctx));
-		if (progs == NULL || ctx == NULL)
-			abort();
-		for (it = 0; it < e->e->nitems; it++) {
-			const struct req_item *item = &e->e->items[it];
-			size_t dlen = 0;
-			const char *def = reply_str(r->element[3]->element[it], &dlen);
-			const redisReply *h = r->element[4]->element[it];
-
-			if (def != NULL && progcache_parse(def, dlen, &progs[it]) != 0)
-				progs[it].found = 0;
-			if (h->type == REDIS_REPLY_STRING)
-				ctx[it].mid_holder = strtoll(h->str, NULL, 10);
-			if (progs[it].found && item->mid.st == F_OK)
-				claims_lookup(&claims, progs[it].pid, item->mid.s.p, item->mid.s.len,
-				              &ctx[it].mid_holder);
-			ctx[it].prog = &progs[it];
-		}
-		rules_apply(kind, &lk->cust, e->e, ctx, now_ms, e->results);
-		for (it = 0; it < e->e->nitems; it++) {
-			const struct rules_result *res = &e->results[it];
-
-			if (res->code == 200 && (res->event == EV_LINK || res->event == EV_RELINK_SCHEDULED))
-				claims_set(&claims, progs[it].pid, res->after.mid, res->after.mid_len, lk->cid);
-			else if (res->code == 200 && res->event == EV_DELINK)
-				claims_set(&claims, progs[it].pid, res->before.mid, res->before.mid_len, 0);
-			rules_program_free(&progs[it]);
-		}
-		free(progs);
-		free(ctx);
-		progs = NULL;
-		ctx = NULL;
+		if (lk->outcome == LOCK_OK)
+			decide_entry(kind, e, lk, br.e[i].items, &claims, now_ms);
 	}
-	claims_free(&claims);
+	rules_claims_free(&claims);
+
+	if (nl == 0) {
+		rc = 0;
+		goto out;
+	}
 
 	/* The commit: every locked customer, changed or not (its lock is released). */
-	store_argv_init(&a);
-	store_argv_presize(&a, 8 + 24 * nl, 256 + 768 * nl);
-	store_argv_add(&a, token, strlen(token));
-	store_argv_addf(&a, "%zu", nl);
-	store_argv_addf(&a, "%d", cfg->history_max);
-	store_argv_addf(&a, KEYS_FEED_FMT, org->org);
-	store_argv_addf(&a, "%d", cfg->feed_max);
-	/* The events are written into one scratch buffer, then copied into the argv's arena. */
-	buf_init(&scratch, (size_t)-1);
-	buf_presize(&scratch, 2048);
-	for (k = 0; k < nl; k++) {
-		if (locks[k].outcome == LOCK_UNREADABLE) {
-			/* unreadable stored data: release the lock, change nothing */
-			struct rules_customer empty = { .cid = locks[k].cid };
-			struct rules_customer keep = locks[k].cust;
-
-			locks[k].cust = empty;
-			for (i = 0; i < locks[k].nentries; i++)
-				entry_fail_items(locks[k].entries[i], 2001, "the customer's stored data could not be read; nothing was applied");
-			add_commit_customer(&a, org->org, &locks[k], &scratch, rid, now_ms);
-			locks[k].cust = keep;
-		} else {
-			add_commit_customer(&a, org->org, &locks[k], &scratch, rid, now_ms);
-		}
-	}
-	if (ic != NULL) {
-		store_argv_add(&a, ic->key, strlen(ic->key));
-		store_argv_add(&a, ic->token, strlen(ic->token));
-		store_argv_addf(&a, "%d", ic->ttl_ms);
-	} else {
-		store_argv_add(&a, "", 0);
-		store_argv_add(&a, "", 0);
-		store_argv_add(&a, "", 0);
-	}
-	crep = nl > 0 ? store_eval(st, STORE_COMMIT, &a) : NULL;
-	store_argv_free(&a);
-	buf_free(&scratch);
-	if (nl > 0 && (crep == NULL || crep->type != REDIS_REPLY_ARRAY || crep->elements != nl))
-		commit_resolve(st, org->org, token, locks, nl, crep != NULL || store_maybe_ran(st));
-
-	for (k = 0; k < nl; k++) {
-		struct locked *lk = &locks[k];
-		const char *res = NULL;
-		size_t j;
-
-		if (lk->lost == LOST_NO && crep != NULL && k < crep->elements)
-			res = crep->element[k]->str;
-		for (j = 0; j < lk->nentries; j++) {
-			struct entry_state *e = lk->entries[j];
-
-			if (!e->decided)
-				continue;
-			if (lk->outcome == LOCK_UNREADABLE) {
-				entry_fail_items(e, 2001, "the customer's stored data could not be read; nothing was applied");
-			} else if (lk->lost == LOST_NOT_APPLIED) {
-				fail_applied_items(e, 2001, "the change could not be stored (the store failed during the commit); nothing of it was applied");
-			} else if (lk->lost == LOST_UNKNOWN) {
-				fail_applied_items(e, 2011, "the store failed while committing and partnerd could not find out in time whether the change applied: read the customer's memberships or history, or retry with the same Idempotency-Key");
-			} else if (lk->lost == LOST_APPLIED || res == NULL) {
-				/* applied: the items stand as decided */
-			} else if (strcmp(res, "BROKEN") == 0) {
-				if (oom_probe == 0) {
-					char lock_key[160];
-
-					snprintf(lock_key, sizeof(lock_key), KEYS_LOCK_FMT, org->org, (long long)lk->cid);
-					oom_probe = store_refuses_writes(st, lock_key) ? 1 : -1;
-				}
-				entry_fail_items(e, 2001, oom_probe > 0 ? OOM_ITEM_MESSAGE :
-				                 "the change could not be stored (a stored key has an unexpected type); nothing was applied");
-			} else if (strcmp(res, "FENCED") == 0) {
-				size_t it;
-
-				if (j == 0)
-					metrics_fenced();
-				for (it = 0; it < e->e->nitems; it++)
-					if (e->results[it].code == 200) {
-						rules_result_free(&e->results[it]);
-						e->results[it].code = 2010;
-						e->results[it].message = "the customer's lock expired before the change was stored; nothing was applied: retry";
-					}
-			} else if (strcmp(res, "IDEM_FENCED") == 0) {
-				size_t it;
-
-				if (ic != NULL)
-					ic->lost = 1;
-				for (it = 0; it < e->e->nitems; it++)
-					if (e->results[it].code == 200) {
-						rules_result_free(&e->results[it]);
-						e->results[it].code = 2001;
-						e->results[it].message = IDEM_FENCED_ITEM_MSG;
-					}
-			} else if (strcmp(res, "CONFLICT") == 0) {
-				/* A membership id was claimed meanwhile by another customer: run again. */
-				e->conflicts++;
-				if (e->conflicts > COMMIT_CONFLICT_RETRIES) {
-					entry_fail_items(e, 2010, "concurrent changes kept conflicting with this one: retry");
-				} else {
-					e->decided = 0;
-					e->cust_code = 0;
-				}
-			}
-		}
-	}
+	for (k = 0, i = 0; i < np; i++)
+		k += pend[i]->e->nitems;
+	commit_round(cfg, st, org->org, token, rid, now_ms, locks, nl, k, ic);
 	rc = 0;
 out:
-	/* rep and crep are the store's, released when the request is done. */
 	for (k = 0; k < nl; k++) {
 		rules_customer_free(&locks[k].cust);
 		free(locks[k].entries);
 	}
+	store_begin_res_free(&br);
 	free(locks);
+	free(bin);
 	free(pend);
 	return rc;
 }
@@ -976,81 +707,52 @@ static enum idem_state
 idem_claim(const struct routes_cfg *cfg, struct store *st, struct http_req *r, const char *org,
            const char *route, struct idem_claim *ic, struct routes_outcome *out)
 {
-	unsigned char h[16], fp[32], rnd[16];
-	char hex[33], fphex[65];
-	crypto_generichash_state gs;
-	struct store_argv a;
-	redisReply *rep;
-	enum idem_state result = IDEM_ANSWERED;
+	const char *resp = NULL;
+	size_t resp_len = 0;
+	int status = 0;
 
 	if (r->idempotency_key == NULL)
 		return IDEM_NONE;
-	crypto_generichash(h, sizeof(h), (const unsigned char *)r->idempotency_key,
-	                   strlen(r->idempotency_key), NULL, 0);
-	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-	snprintf(ic->key, sizeof(ic->key), KEYS_IDEM_FMT, org, hex);
-	randombytes_buf(rnd, sizeof(rnd));
-	sodium_bin2hex(ic->token, sizeof(ic->token), rnd, sizeof(rnd));
-	ic->ttl_ms = IDEM_RUNNING_TTL_MS + cfg->lock_wait_ms;
 	ic->lost = 0;
-	crypto_generichash_init(&gs, NULL, 0, sizeof(fp));
-	crypto_generichash_update(&gs, (const unsigned char *)route, strlen(route) + 1);
-	crypto_generichash_update(&gs, (const unsigned char *)r->body, r->body_len);
-	crypto_generichash_final(&gs, fp, sizeof(fp));
-	sodium_bin2hex(fphex, sizeof(fphex), fp, sizeof(fp));
-
-	store_argv_init(&a);
-	store_argv_add(&a, "claim", 5);
-	store_argv_add(&a, ic->key, strlen(ic->key));
-	store_argv_add(&a, fphex, 64);
-	store_argv_add(&a, ic->token, strlen(ic->token));
-	store_argv_addf(&a, "%d", ic->ttl_ms);
-	rep = store_eval(st, STORE_IDEM, &a);
-	store_argv_free(&a);
-	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
+	switch (store_idem_claim(st, org, r->idempotency_key, route, r->body, r->body_len,
+	                         IDEM_RUNNING_TTL_MS + cfg->lock_wait_ms, &ic->s, &status, &resp, &resp_len)) {
+	case STORE_IDEM_NEW:
+		return IDEM_CLAIMED;
+	case STORE_IDEM_ERROR:
 		handler_store_unavailable(st, r, out, "the data store is unavailable: nothing was applied; retry shortly");
-	} else if (strcmp(rep->element[0]->str, "NEW") == 0) {
-		result = IDEM_CLAIMED;
-	} else if (strcmp(rep->element[0]->str, "MISMATCH") == 0) {
+		break;
+	case STORE_IDEM_MISMATCH:
 		out->status = 422;
 		http_error(r, 422, 422, "this Idempotency-Key was already used with another request body or route", NULL);
-	} else if (strcmp(rep->element[0]->str, "RUNNING") == 0) {
+		break;
+	case STORE_IDEM_RUNNING:
 		out->status = 409;
 		http_error(r, 409, 409, "the first request with this Idempotency-Key is still being processed: retry shortly",
 		           "Retry-After: 1\r\n");
-	} else if (rep->elements == 3 && rep->element[1]->type == REDIS_REPLY_STRING &&
-	           rep->element[2]->type == REDIS_REPLY_STRING) {
-		out->status = atoi(rep->element[1]->str);
-		http_respond(r, out->status, "Idempotent-Replayed: true\r\n", rep->element[2]->str,
-		             rep->element[2]->len);
-	} else {
+		break;
+	case STORE_IDEM_DONE:
+		out->status = status;
+		http_respond(r, out->status, "Idempotent-Replayed: true\r\n", resp, resp_len);
+		break;
+	case STORE_IDEM_UNREADABLE:
+	default:
 		out->status = 503;
 		http_error(r, 503, 503, "the stored response of this Idempotency-Key is unreadable; retry shortly",
 		           "Retry-After: 1\r\n");
+		break;
 	}
-	return result;
+	return IDEM_ANSWERED;
 }
 
 /*
  * Stores the processed request's response for replays (status 200), or frees the claim
  * (any other status) so that a repeat is processed anew; both only while the claim is
- * still this request's (idem.lua "finish"): a request whose claim expired or was taken
- * over stores nothing. The reply is not looked at: if this fails, the claim expires.
+ * still this request's: a request whose claim expired or was taken over stores nothing.
  */
 static void
 idem_finish(struct store *st, const struct idem_claim *ic, int status, const char *body, size_t len)
 {
-	struct store_argv a;
-
-	store_argv_init(&a);
-	store_argv_add(&a, "finish", 6);
-	store_argv_add(&a, ic->key, strlen(ic->key));
-	store_argv_add(&a, ic->token, strlen(ic->token));
-	store_argv_addf(&a, "%d", status);
-	store_argv_add(&a, body != NULL ? body : "", body != NULL ? len : 0);
-	store_argv_addf(&a, "%lld", IDEM_DONE_TTL_MS);
-	(void)store_eval(st, STORE_IDEM, &a);
-	store_argv_free(&a);
+	store_idem_finish(st, &ic->s, status, body, len, IDEM_DONE_TTL_MS);
 }
 
 static void

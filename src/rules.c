@@ -922,3 +922,97 @@ rules_apply(enum req_kind kind, struct rules_customer *c, const struct req_entry
 	}
 }
 
+
+/* ---- what a commit writes ---------------------------------------------------------- */
+
+static int
+same(const char *a, size_t alen, const char *b, size_t blen)
+{
+	return a != NULL && b != NULL && alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* The slot holds mid now (current or pending relink). */
+static int
+holds(const struct rules_slot *s, const char *mid, size_t len)
+{
+	return s->present && (same(s->m.v.mid, s->m.v.mid_len, mid, len) ||
+	                      (s->m.has_relink && same(s->m.rl.mid, s->m.rl.mid_len, mid, len)));
+}
+
+/* The slot held mid when read. */
+static int
+held(const struct rules_slot *s, const char *mid, size_t len)
+{
+	return same(s->orig_mid, s->orig_mid_len, mid, len) ||
+	       same(s->orig_rl_mid, s->orig_rl_mid_len, mid, len);
+}
+
+static void
+mid_ref(struct rules_mid_ref *r, size_t *n, int pid, const char *mid, size_t len)
+{
+	r[*n] = (struct rules_mid_ref){ .pid = pid, .mid = mid, .len = len };
+	(*n)++;
+}
+
+void
+rules_slot_change(const struct rules_slot *s, struct rules_slot_change *ch)
+{
+	memset(ch, 0, sizeof(*ch));
+	if (!s->dirty)
+		return;
+	ch->set = s->present;
+	ch->del = !s->present && s->was_present;
+	if (s->present) {
+		if (!held(s, s->m.v.mid, s->m.v.mid_len) || s->orig_rl_mid != NULL)
+			mid_ref(ch->claim, &ch->nclaim, s->pid, s->m.v.mid, s->m.v.mid_len);
+		if (s->m.has_relink && !held(s, s->m.rl.mid, s->m.rl.mid_len) &&
+		    !(s->m.rl.mid_len == s->m.v.mid_len && memcmp(s->m.rl.mid, s->m.v.mid, s->m.v.mid_len) == 0))
+			mid_ref(ch->claim, &ch->nclaim, s->pid, s->m.rl.mid, s->m.rl.mid_len);
+	}
+	if (s->orig_mid && !holds(s, s->orig_mid, s->orig_mid_len))
+		mid_ref(ch->release, &ch->nrelease, s->pid, s->orig_mid, s->orig_mid_len);
+	if (s->orig_rl_mid && !holds(s, s->orig_rl_mid, s->orig_rl_mid_len) &&
+	    !same(s->orig_mid, s->orig_mid_len, s->orig_rl_mid, s->orig_rl_mid_len))
+		mid_ref(ch->release, &ch->nrelease, s->pid, s->orig_rl_mid, s->orig_rl_mid_len);
+}
+
+/* ---- membership ids claimed within one request ---------------------------------------- */
+
+void
+rules_claims_lookup(const struct rules_claims *c, int pid, const char *mid, size_t len, int64_t *holder)
+{
+	size_t i;
+
+	for (i = c->n; i-- > 0;) {
+		if (c->v[i].pid == pid && c->v[i].len == len && memcmp(c->v[i].mid, mid, len) == 0) {
+			*holder = c->v[i].cid;
+			return;
+		}
+	}
+}
+
+static void
+claims_set(struct rules_claims *c, int pid, const char *mid, size_t len, int64_t cid)
+{
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 16;
+		c->v = xrealloc(c->v, c->cap * sizeof(*c->v));
+	}
+	c->v[c->n++] = (struct rules_claim){ .pid = pid, .mid = mid, .len = len, .cid = cid };
+}
+
+void
+rules_claims_note(struct rules_claims *c, int pid, const struct rules_result *res, int64_t cid)
+{
+	if (res->code == 200 && (res->event == EV_LINK || res->event == EV_RELINK_SCHEDULED))
+		claims_set(c, pid, res->after.mid, res->after.mid_len, cid);
+	else if (res->code == 200 && res->event == EV_DELINK)
+		claims_set(c, pid, res->before.mid, res->before.mid_len, 0);
+}
+
+void
+rules_claims_free(struct rules_claims *c)
+{
+	free(c->v);
+	memset(c, 0, sizeof(*c));
+}

@@ -2,9 +2,10 @@
  * rules: the business rules of the three write routes, applied to one customer's
  * snapshot. Pure: no FastCGI, no Redis, no clock (the time is an argument).
  *
- * The shell (routes.c) reads the customer's snapshot under its lock, calls rules_apply
- * for each of the customer's entries in request order, and commits the slots the rules
- * marked dirty in one fenced step.
+ * The shell (routes.c) reads the customer's snapshot under its lock (store_write.h), calls
+ * rules_apply for each of the customer's entries in request order, and commits the slots
+ * the rules marked dirty in one fenced step; what that step writes for a slot is
+ * rules_slot_change's answer.
  */
 #ifndef PARTNERD_RULES_H
 #define PARTNERD_RULES_H
@@ -141,5 +142,55 @@ const char *rules_state(const struct rules_membership *m, int64_t now_ms);
 
 /* The default message for a code (also used for customer-level and whole-request codes). */
 const char *rules_message(int code);
+
+/*
+ * What the commit of a changed slot writes (SPEC §4.1): the stored membership (set) or its
+ * removal (del), and the membership-id index entries the customer takes (claim) and gives
+ * up (release). Every id the customer holds now (current and pending relink) that it did
+ * not hold when read is claimed; every id it held and holds no more is released. The
+ * current id of a membership that had a pending relink when read is claimed again (a no-op
+ * when the index still names the customer): if Redis's clock found the relink due before
+ * ours and another customer took the id over, the commit conflicts instead of leaving the
+ * id held twice. An unchanged slot writes nothing.
+ */
+struct rules_mid_ref {
+	int pid;
+	const char *mid;                /* borrowed from the slot */
+	size_t len;
+};
+
+struct rules_slot_change {
+	int set;                        /* store the slot's membership */
+	int del;                        /* delete the stored membership */
+	size_t nclaim, nrelease;
+	struct rules_mid_ref claim[2];  /* in this order: current id, pending relink's id */
+	struct rules_mid_ref release[2];/* in this order: id read, relink id read */
+};
+
+void rules_slot_change(const struct rules_slot *s, struct rules_slot_change *ch);
+
+/*
+ * Membership ids claimed or given up by the entries of one request so far: a later entry
+ * sees them in the order of SPEC §4.1 (2101 before the tier checks) and the earlier entry
+ * wins, as in a serial execution of the request.
+ */
+struct rules_claim {
+	int pid;
+	const char *mid;                /* borrowed from a result that outlives the claims */
+	size_t len;
+	int64_t cid;                    /* holder after the entry; 0: given up */
+};
+
+struct rules_claims {
+	struct rules_claim *v;
+	size_t n, cap;
+};
+
+/* The newest claim of (pid, mid) overrides *holder (what the store said); else unchanged. */
+void rules_claims_lookup(const struct rules_claims *c, int pid, const char *mid, size_t len,
+                         int64_t *holder);
+/* Records what an item of customer cid in program pid claimed or gave up, by its result. */
+void rules_claims_note(struct rules_claims *c, int pid, const struct rules_result *res, int64_t cid);
+void rules_claims_free(struct rules_claims *c);
 
 #endif

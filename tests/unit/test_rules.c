@@ -333,6 +333,131 @@ static void membership_value_tests(void)
 	}
 }
 
+/* A slot of program 5 as read (orig ids) and as decided (current id, relink id), dirty. */
+static struct rules_slot slot(int was, const char *omid, const char *orl, int present,
+                              const char *mid, const char *rl)
+{
+	struct rules_slot s;
+
+	memset(&s, 0, sizeof(s));
+	s.pid = 5;
+	s.dirty = 1;
+	s.was_present = was;
+	s.orig_mid = (char *)omid;
+	s.orig_mid_len = omid ? strlen(omid) : 0;
+	s.orig_rl_mid = (char *)orl;
+	s.orig_rl_mid_len = orl ? strlen(orl) : 0;
+	s.present = present;
+	s.m.v.mid = (char *)mid;
+	s.m.v.mid_len = mid ? strlen(mid) : 0;
+	s.m.has_relink = rl != NULL;
+	s.m.rl.mid = (char *)rl;
+	s.m.rl.mid_len = rl ? strlen(rl) : 0;
+	return s;
+}
+
+static int ref_is(const struct rules_mid_ref *r, const char *mid)
+{
+	return r->pid == 5 && r->len == strlen(mid) && memcmp(r->mid, mid, r->len) == 0;
+}
+
+static void change_set_tests(void)
+{
+	struct rules_slot s;
+	struct rules_slot_change ch;
+	struct rules_claims cl = { 0 };
+	struct rules_result r;
+	int64_t h;
+
+	TEST("change set: a new membership is set and its id claimed, nothing released") {
+		s = slot(0, NULL, NULL, 1, "M1", NULL);
+		rules_slot_change(&s, &ch);
+		CHECK(ch.set && !ch.del);
+		CHECK_EQ_INT(ch.nclaim, 1);
+		CHECK_EQ_INT(ch.nrelease, 0);
+		CHECK(ref_is(&ch.claim[0], "M1"));
+	}
+	TEST("change set: an unchanged slot writes nothing, a changed one keeping its id claims none") {
+		s = slot(1, "M1", NULL, 1, "M1", NULL);
+		s.dirty = 0;
+		rules_slot_change(&s, &ch);
+		CHECK(!ch.set && !ch.del && ch.nclaim == 0 && ch.nrelease == 0);
+		s.dirty = 1;
+		rules_slot_change(&s, &ch);
+		CHECK(ch.set && !ch.del && ch.nclaim == 0 && ch.nrelease == 0);
+	}
+	TEST("change set: a delink deletes the membership and releases its ids, relink's too") {
+		s = slot(1, "M1", "M2", 0, NULL, NULL);
+		rules_slot_change(&s, &ch);
+		CHECK(!ch.set && ch.del);
+		CHECK_EQ_INT(ch.nclaim, 0);
+		CHECK_EQ_INT(ch.nrelease, 2);
+		CHECK(ref_is(&ch.release[0], "M1") && ref_is(&ch.release[1], "M2"));
+	}
+	TEST("change set: a scheduled relink claims the new id and keeps the current one") {
+		s = slot(1, "M1", NULL, 1, "M1", "M2");
+		rules_slot_change(&s, &ch);
+		CHECK(ch.set);
+		CHECK_EQ_INT(ch.nclaim, 1);
+		CHECK(ref_is(&ch.claim[0], "M2"));
+		CHECK_EQ_INT(ch.nrelease, 0);
+	}
+	TEST("change set: a settled relink claims its id again and releases the old one") {
+		s = slot(1, "M1", "M2", 1, "M2", NULL);
+		rules_slot_change(&s, &ch);
+		CHECK_EQ_INT(ch.nclaim, 1);
+		CHECK(ref_is(&ch.claim[0], "M2"));
+		CHECK_EQ_INT(ch.nrelease, 1);
+		CHECK(ref_is(&ch.release[0], "M1"));
+	}
+	TEST("change set: a cancelled relink releases the relink id only") {
+		s = slot(1, "M1", "M2", 1, "M1", NULL);
+		rules_slot_change(&s, &ch);
+		CHECK_EQ_INT(ch.nclaim, 1);     /* current id again: a relink was pending when read */
+		CHECK(ref_is(&ch.claim[0], "M1"));
+		CHECK_EQ_INT(ch.nrelease, 1);
+		CHECK(ref_is(&ch.release[0], "M2"));
+	}
+	TEST("change set: an absent slot that was absent deletes nothing") {
+		s = slot(0, NULL, NULL, 0, NULL, NULL);
+		rules_slot_change(&s, &ch);
+		CHECK(!ch.set && !ch.del && ch.nclaim == 0 && ch.nrelease == 0);
+	}
+	TEST("in-request claims: the newest claim wins, a delink frees, failures count for nothing") {
+		memset(&r, 0, sizeof(r));
+		h = 42;
+		rules_claims_lookup(&cl, 5, "M1", 2, &h);
+		CHECK(h == 42);
+		r.code = 200;
+		r.event = EV_LINK;
+		r.after.mid = (char *)"M1";
+		r.after.mid_len = 2;
+		rules_claims_note(&cl, 5, &r, 7);
+		rules_claims_lookup(&cl, 5, "M1", 2, &h);
+		CHECK(h == 7);
+		h = 42;
+		rules_claims_lookup(&cl, 6, "M1", 2, &h);
+		CHECK(h == 42);
+		r.event = EV_DELINK;
+		r.before = r.after;
+		rules_claims_note(&cl, 5, &r, 7);
+		rules_claims_lookup(&cl, 5, "M1", 2, &h);
+		CHECK(h == 0);
+		r.code = 2101;
+		r.event = EV_NONE;
+		rules_claims_note(&cl, 5, &r, 9);
+		rules_claims_lookup(&cl, 5, "M1", 2, &h);
+		CHECK(h == 0);
+		r.code = 200;
+		r.event = EV_RELINK_SCHEDULED;
+		rules_claims_note(&cl, 5, &r, 9);
+		rules_claims_lookup(&cl, 5, "M1", 2, &h);
+		CHECK(h == 9);
+		rules_claims_free(&cl);
+		CHECK(cl.n == 0 && cl.v == NULL);
+	}
+}
+
 int main(void)
 {
 	struct rules_customer c;
@@ -658,5 +783,6 @@ int main(void)
 		rules_program_free(&p);
 	}
 	rules_program_free(&tiered);
+	change_set_tests();
 	TEST_MAIN_END();
 }
