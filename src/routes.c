@@ -321,6 +321,9 @@ take_begin(struct entry_state *e, struct store_begin_out *o, struct locked *lock
 		lk->entries[lk->nentries++] = e;
 		memcpy(lk->version, o->version, sizeof(lk->version));
 		lk->cust = o->cust;
+		/* an entry run again (membership-id conflict, or DUP before) had its identifiers */
+		for (k = 0; k < 4; k++)
+			free(e->stored[k]);
 		memcpy(e->stored, o->ident, sizeof(e->stored));
 		if (o->bad_snapshot)
 			lk->outcome = LOCK_UNREADABLE;
@@ -903,15 +906,16 @@ handle_write(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 
 	/*
 	 * A request fenced by its Idempotency-Key claim stores no response. When it applied
-	 * nothing (no earlier round committed a change), it answers 409 as a request that
-	 * found the key taken would: the repeat that holds the key has the outcome.
+	 * nothing (no earlier round committed a change, nor may have: 2011), it answers 409 as
+	 * a request that found the key taken would: the repeat that holds the key has the
+	 * outcome.
 	 */
 	if (idem == IDEM_CLAIMED && ic.lost) {
 		int applied = 0;
 
 		for (i = 0; i < req.nentries; i++)
 			for (k = 0; k < req.entries[i].nitems; k++)
-				if (es[i].results[k].code == 200)
+				if (es[i].results[k].code == 200 || es[i].results[k].code == 2011)
 					applied = 1;
 		if (!applied) {
 			out->status = 409;
