@@ -1,0 +1,425 @@
+"""The key layout, checked once: src/keys.h against docs/DATA-MODEL.md and src/lua/*.lua.
+
+src/keys.h defines every Redis key (tests/integration/keys.py parses it; this check uses
+the same parser). Fails when:
+  - a KEYS_* key is not in DATA-MODEL.md's key tables with the same pattern (conversions
+    named as keys.h's comment names them, a KIND=a|b|c word as one row per word, a
+    `":X" follows` suffix appended) and the same Redis type;
+  - a key pattern of DATA-MODEL.md's tables is no KEYS_* key;
+  - a field format of keys.h (m:PID) is not documented in the key table of a hash;
+  - a Lua script builds a key, or a prefix of one, that no documented key has: every
+    concatenation `'pp:...' .. x .. '...'` (through locals such as `prefix`, `tag`), every
+    literal and match pattern naming a key, every suffix `key .. ':' .. x` appended to a
+    key from ARGV (it must be a suffix keys.h declares, and each declared suffix must be
+    appended by some script), every field name a script builds (`'m:' .. pid`), and every
+    `pp:...` pattern a script's comments mention.
+Then it proves that it can fail: each check runs again on copies of the three sources
+with one thing broken (a key renamed in keys.h, a row dropped from DATA-MODEL.md, a type
+changed, a script building an undocumented key...) and must report it.
+
+Prints `ok: ...` / `FAIL: ...` per check and `N passed, M failed` last; exit 1 on a failure.
+"""
+
+import glob
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.environ.get("PARTNERD_SRCDIR") or os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+sys.dont_write_bytecode = True      # keep the source tree clean (and distcheck's read-only)
+
+try:
+    import keys  # noqa: E402  (the parser of src/keys.h; it reads the file when imported)
+except (OSError, ValueError) as e:
+    print("FAIL: tests/integration/keys.py reads src/keys.h\n    %s\n0 passed, 1 failed" % e)
+    sys.exit(1)
+
+VAR = "\0"                          # a value computed at run time, in a Lua-built name
+SEP = re.compile(r"([{}:])")
+
+
+# ---- docs/DATA-MODEL.md ----------------------------------------------------------------
+
+def doc_keys(doc):
+    """{pattern: (type, contents)} of every row of DATA-MODEL.md's key tables (the tables
+    whose header starts with `| key | type |`)."""
+    out = {}
+    in_table = False
+    for line in doc.splitlines():
+        if re.match(r"\|\s*key\s*\|\s*type\s*\|", line):
+            in_table = True
+            continue
+        if not line.startswith("|"):
+            in_table = False
+            continue
+        if not in_table or re.match(r"\|\s*-", line):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        m = re.fullmatch(r"`([^`]+)`", cells[0])
+        if not m:
+            raise ValueError("DATA-MODEL.md: a key table row without a `pattern`: %s" % line)
+        if m.group(1) in out:
+            raise ValueError("DATA-MODEL.md: %s documented twice" % m.group(1))
+        out[m.group(1)] = (cells[1] if len(cells) > 1 else "", "|".join(cells[2:]))
+    return out
+
+
+def expected_patterns(k):
+    """The DATA-MODEL.md patterns of keys.h key k: its conversions replaced by their
+    names (a KIND=a|b|c word by each word), its suffix appended."""
+    pats = [""]
+    for i, part in enumerate(re.split(r"%(?:lld|d|s)", k.fmt)):
+        pats = [p + part for p in pats]
+        if i < len(k.args):
+            name, choices = k.args[i]
+            pats = [p + c for p in pats for c in (choices or (name,))]
+    return [p + k.suffix for p in pats]
+
+
+def check_doc(klist, doc):
+    """Problems between keys.h's keys and DATA-MODEL.md's key tables."""
+    probs = []
+    rows = doc_keys(doc)
+    want = {}
+    for k in klist:
+        if k.field:
+            continue
+        if k.type is None:
+            probs.append("keys.h: KEYS_%s has no type (a comment above it starting `TYPE:`)" % k.name)
+        for i, (name, _) in enumerate(k.args):
+            conv = k.convs[i]
+            if (name == "CID" and conv != "lld") or (name == "PID" and conv != "d") or \
+               (name not in ("CID", "PID") and conv != "s"):
+                probs.append("keys.h: KEYS_%s: %s is %%%s (CID is %%lld, PID %%d, the rest %%s)"
+                             % (k.name, name, conv))
+        for p in expected_patterns(k):
+            want[p] = k
+    for p, k in sorted(want.items()):
+        if p not in rows:
+            probs.append("KEYS_%s (%s) is not in DATA-MODEL.md's key tables as `%s`" % (k.name, k.fmt, p))
+        elif k.type is not None and rows[p][0] != k.type:
+            probs.append("`%s`: DATA-MODEL.md says %s, keys.h KEYS_%s says %s"
+                         % (p, rows[p][0], k.name, k.type))
+    for p in sorted(set(rows) - set(want)):
+        probs.append("DATA-MODEL.md documents `%s`, which is no KEYS_* key of keys.h" % p)
+    for k in klist:
+        if k.field:
+            for p in expected_patterns(k):
+                if not any("`%s`" % p in contents for t, contents in rows.values() if t == "HASH"):
+                    probs.append("keys.h field KEYS_%s (%s): `%s` is in no hash's row of "
+                                 "DATA-MODEL.md" % (k.name, k.fmt, p))
+    return probs
+
+
+# ---- the Lua scripts -------------------------------------------------------------------
+
+_LUA_TOKEN = re.compile(r"""
+      (?P<comment>--[^\n]*)
+    | (?P<str>'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")
+    | (?P<concat>\.\.(?!\.))
+    | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+    | (?P<open>[(\[])
+    | (?P<close>[)\]])
+    | (?P<nl>\n)
+    | (?P<other>.)
+    """, re.X | re.S)
+
+
+def lua_tokens(text):
+    """(kind, text, line) for Lua text: comments, strings (their value), `..`, dotted names,
+    brackets and other single characters (blanks dropped). A long string or comment
+    ([[...]]) is not understood: reported."""
+    out = []
+    line = 1
+    pos = 0
+    while pos < len(text):
+        m = _LUA_TOKEN.match(text, pos)
+        kind, tok = m.lastgroup, m.group(0)
+        if (kind == "comment" and tok.startswith("--[[")) or text.startswith("[[", pos):
+            raise ValueError("line %d: long strings and comments are not understood by "
+                             "tests/keys/check" % line)
+        if kind == "str":
+            tok = re.sub(r"\\(.)", r"\1", tok[1:-1])
+        if kind == "nl":
+            line += 1
+        elif kind != "other" or not tok.isspace():
+            out.append((kind, tok, line))
+        pos = m.end()
+    return out
+
+
+def _term_end(code, i):
+    """The index after the term of a concatenation starting at code[i] (a string, or a
+    name with the calls and indexes that follow it), or None."""
+    if code[i][0] == "str":
+        return i + 1
+    if code[i][0] != "name":
+        return None
+    j = i + 1
+    while j < len(code) and code[j][0] == "open":
+        depth = 0
+        while j < len(code):
+            depth += {"open": 1, "close": -1}.get(code[j][0], 0)
+            j += 1
+            if depth == 0:
+                break
+    return j
+
+
+def lua_chains(toks):
+    """Concatenations and lone string literals of a script: [(terms, line, bound)], terms
+    a list of ("str", value) / ("name", text), bound the local the chain is assigned to.
+    What a call or index holds is scanned too (`redis.call('GET', 'pp:' .. x)`)."""
+    chains = []
+    code = [t for t in toks if t[0] != "comment"]
+    taken = set()
+    for i in range(len(code)):
+        if i in taken:
+            continue
+        end = _term_end(code, i)
+        if end is None:
+            continue
+        terms = [(code[i][0], " ".join(t[1] for t in code[i:end]))]
+        while end + 1 < len(code) and code[end][0] == "concat":
+            nxt = _term_end(code, end + 1)
+            if nxt is None:
+                break
+            taken.add(end + 1)
+            terms.append((code[end + 1][0], " ".join(t[1] for t in code[end + 1:nxt])))
+            end = nxt
+        bound = None
+        if i >= 3 and code[i - 1][1] == "=" and code[i - 3][1] == "local" and code[i - 2][0] == "name":
+            bound = code[i - 2][1]
+        if len(terms) > 1 or code[i][0] == "str":
+            chains.append((terms, code[i][2], bound))
+    return chains
+
+
+def key_tokens(s):
+    """A key name or pattern as tokens: separators `{`, `}`, `:` and the parts between."""
+    return [t for t in SEP.split(s) if t != ""]
+
+
+def doc_tokens(pattern):
+    """A DATA-MODEL.md pattern's tokens, its placeholders (ORG, CID, HEX...) as VAR."""
+    return [VAR if re.fullmatch(r"[A-Z]+", t) else t for t in key_tokens(pattern)]
+
+
+def tokens_fit(lua, doc, whole):
+    """Whether a Lua-built name (tokens, VAR for run-time values) fits a documented
+    pattern: the same separators and literals; a run-time value where the pattern has a
+    placeholder or a word (ix:KIND has one row per word). whole: all of it, else a prefix."""
+    if len(lua) > len(doc) or (whole and len(lua) != len(doc)):
+        return False
+    for a, b in zip(lua, doc):
+        if a == b:
+            continue
+        if a == VAR and b not in ("{", "}", ":"):
+            continue
+        return False
+    return True
+
+
+def check_lua(klist, doc, scripts):
+    """Problems between the key names the scripts build and the documented keys.
+    scripts: {file name: text}."""
+    probs = []
+    pats = [doc_tokens(p) for p in doc_keys(doc)]
+    prefix = os.path.commonprefix([k.fmt for k in klist if not k.field])
+    fields = [k for k in klist if k.field]
+    suffixes = dict((k.suffix, k) for k in klist if k.suffix)
+    used_suffixes = set()
+    for name, text in sorted(scripts.items()):
+        try:
+            toks = lua_tokens(text)
+        except ValueError as e:
+            probs.append("%s: %s" % (name, e))
+            continue
+        for kind, tok, line in toks:
+            if kind == "comment":
+                for p in re.findall(r"%s[A-Za-z0-9_{}:*]*[A-Za-z0-9_}*]" % re.escape(prefix), tok):
+                    if not any(tokens_fit(doc_tokens(p.replace("*", "X")), d, True) for d in pats):
+                        probs.append("%s:%d: a comment names `%s`, which DATA-MODEL.md does not "
+                                     "document" % (name, line, p))
+        bound = {}
+        for terms, line, var in lua_chains(toks):
+            text_of = []
+            for kind, tok in terms:
+                if kind == "str":
+                    text_of.append(tok)
+                elif tok in bound:
+                    text_of.append(bound[tok])
+                else:
+                    text_of.append(VAR)
+            built = "".join(text_of)
+            lone = len(terms) == 1
+            if lone and built.startswith("^" + prefix):
+                # a Lua match pattern taking a key apart: its captures are run-time values
+                built = re.sub(r"\((?:[^()%]|%.)*\)", VAR, built[1:]).rstrip("$")
+            if built.startswith(prefix):
+                if var is not None:
+                    bound[var] = built
+                whole = var is None or not built.endswith(tuple("{:"))
+                if not any(tokens_fit(key_tokens(built), d, whole) for d in pats):
+                    probs.append("%s:%d: builds %s`%s`, which DATA-MODEL.md does not document"
+                                 % (name, line, "" if whole else "the prefix ",
+                                    built.replace(VAR, "*")))
+            elif built.startswith(VAR + ":") and not lone:
+                # a suffix appended to a key the script was given (ARGV)
+                got = [s for s in suffixes
+                       if tokens_fit(key_tokens(built[1:]), doc_tokens(s), True)]
+                if got:
+                    used_suffixes.update(got)
+                else:
+                    probs.append("%s:%d: appends `%s` to a key; keys.h declares no such suffix "
+                                 "(`\":X\" follows`)" % (name, line, built[1:].replace(VAR, "*")))
+            elif not lone:
+                for k in fields:
+                    lit = keys.literal_prefix(k)
+                    if built.startswith(lit) and not any(
+                            tokens_fit(key_tokens(built), doc_tokens(p), True) for p in expected_patterns(k)):
+                        probs.append("%s:%d: builds the field `%s`, not keys.h's %s"
+                                     % (name, line, built.replace(VAR, "*"), k.fmt))
+    for s in sorted(set(suffixes) - used_suffixes):
+        probs.append("keys.h: KEYS_%s says `\"%s\" follows`, but no script appends it"
+                     % (suffixes[s].name, s))
+    return probs
+
+
+# ---- the whole check, and proof that it can fail --------------------------------------
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def sources():
+    header = read(os.path.join(TOP, "src", "keys.h"))
+    doc = read(os.path.join(TOP, "docs", "DATA-MODEL.md"))
+    scripts = dict((os.path.basename(p), read(p))
+                   for p in sorted(glob.glob(os.path.join(TOP, "src", "lua", "*.lua"))))
+    return header, doc, scripts
+
+
+def problems(header, doc, scripts):
+    """Every disagreement among the three sources, as messages."""
+    try:
+        klist = keys.parse_header(header)
+    except ValueError as e:
+        return [str(e)]
+    try:
+        return check_doc(klist, doc) + check_lua(klist, doc, scripts)
+    except ValueError as e:
+        return [str(e)]
+
+
+def replace_once(text, old, new, where):
+    if text.count(old) < 1:
+        raise AssertionError("the self-test's %r is no longer in %s: update tests/keys/check_keys.py"
+                             % (old, where))
+    return text.replace(old, new, 1)
+
+
+# (what is broken, function (header, doc, scripts) -> broken copies, a text the report must hold)
+def _lua(name, old, new):
+    def f(h, d, s):
+        s = dict(s)
+        s[name] = replace_once(s[name], old, new, name)
+        return h, d, s
+    return f
+
+
+def _hdr(old, new):
+    return lambda h, d, s: (replace_once(h, old, new, "keys.h"), d, s)
+
+
+def _doc(old, new):
+    return lambda h, d, s: (h, replace_once(d, old, new, "DATA-MODEL.md"), s)
+
+
+BREAKS = [
+    ("a key renamed in keys.h only", _hdr('"pp:{%s:%lld}:h"', '"pp:{%s:%lld}:hist"'),
+     "KEYS_HIST"),
+    ("a key's conversion renamed in keys.h only", _hdr("/* ORG, PID */", "/* ORG, PROG */"),
+     "pp:{ORG}:mid:PROG"),
+    ("a new key in keys.h, undocumented",
+     _hdr("#endif", "/* SET: x. */\n#define KEYS_X_FMT \"pp:{%s}:x\"  /* ORG */\n#endif"), "KEYS_X"),
+    ("a key in keys.h without a type", _hdr("/* STREAM: the org's change feed", "/* the org's change feed"),
+     "KEYS_FEED has no type"),
+    ("a key in keys.h whose comment names no conversions",
+     _hdr('"pp:{%s}:feed"         /* ORG */', '"pp:{%s}:feed"'), "must name the conversions"),
+    ("CID written with %d in keys.h", _hdr('"pp:{%s:%lld}:lock"', '"pp:{%s:%d}:lock"'), "CID is %d"),
+    ("a key table row dropped from DATA-MODEL.md", _doc("| `pp:{ORG}:feed` |", "| `pp:{ORG}:fed` |"),
+     "`pp:{ORG}:feed`"),
+    ("an undocumented-in-C key in DATA-MODEL.md",
+     _doc("| `pp:{ORG}:pseq` |", "| `pp:{ORG}:spare` | SET | x |\n| `pp:{ORG}:pseq` |"),
+     "pp:{ORG}:spare"),
+    ("a type changed in DATA-MODEL.md", _doc("| `pp:{ORG:CID}:h` | LIST |", "| `pp:{ORG:CID}:h` | SET |"),
+     "DATA-MODEL.md says SET"),
+    ("the rate key's suffix dropped from DATA-MODEL.md",
+     _doc("`pp:{ORG}:rate:HEX:MINUTE`", "`pp:{ORG}:rate:HEX`"), "KEYS_RATE"),
+    ("the membership field undocumented", _doc("`m:PID` (one field per membership", "(one field per membership"),
+     "KEYS_MEMBERSHIP_FIELD"),
+    ("a script building a key from a local prefix", _lua("begin.lua", "tag .. 'lock'", "tag .. 'locks'"),
+     "begin.lua"),
+    ("a script building a whole key", _lua("read.lua", "'}:ix:' .. kind", "'}:index:' .. kind"),
+     "read.lua"),
+    ("a script with an undocumented prefix", _lua("begin.lua", "local prefix = 'pp:{' .. org .. '}:'",
+                                                  "local prefix = 'pp:[' .. org .. ']:'"),
+     "the prefix"),
+    ("a script's key pattern", _lua("commit.lua", "}:mid:(%d+)$'", "}:mids:(%d+)$'"), "commit.lua"),
+    ("a script appending another suffix", _lua("read.lua", "ARGV[5] .. ':'", "ARGV[5] .. ':m:'"),
+     "appends"),
+    ("no script appending the declared suffix",
+     lambda h, d, s: _lua("read.lua", "ARGV[5] .. ':' ..", "ARGV[5] + ")(
+         *_lua("begin.lua", "rk .. ':' ..", "rk + ")(h, d, s)), "no script appends it"),
+    ("a script building another field", _lua("holds.lua", "'m:' .. pid", "'m:' .. pid .. ':x'"),
+     "the field"),
+    ("a script's comment naming an undocumented key",
+     _lua("holds.lua", "-- An entry of pp:{ORG}:mid:PID", "-- An entry of pp:{ORG}:mids:PID"),
+     "a comment names"),
+]
+
+
+def count(header):
+    try:
+        return len(keys.parse_header(header))
+    except ValueError:
+        return 0
+
+
+def main():
+    passed = failed = 0
+
+    def report(ok, what, detail=""):
+        nonlocal passed, failed
+        if ok:
+            passed += 1
+            print("ok: %s" % what)
+        else:
+            failed += 1
+            print("FAIL: %s%s" % (what, ("\n    " + detail.replace("\n", "\n    ")) if detail else ""))
+
+    header, doc, scripts = sources()
+    found = problems(header, doc, scripts)
+    report(not found, "src/keys.h, docs/DATA-MODEL.md and src/lua/*.lua agree on the key layout "
+           "(%d keys and fields, %d scripts)" % (count(header), len(scripts)),
+           "\n".join(found))
+    if not scripts:
+        report(False, "src/lua/*.lua found")
+    for what, brk, expect in BREAKS:
+        try:
+            got = problems(*brk(header, doc, scripts))
+        except AssertionError as e:
+            report(False, "the check catches %s" % what, str(e))
+            continue
+        report(any(expect in p for p in got), "the check catches %s" % what,
+               "expected a problem mentioning %r, got:\n%s" % (expect, "\n".join(got) or "(none)"))
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
