@@ -33,6 +33,8 @@ import sys
 import tempfile
 import time
 
+import keys as layout     # the key names of src/keys.h ("keys" is a Stack method here)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA_DIR = os.path.join(HERE, "data")
 FIXTURES = os.path.join(DATA_DIR, "orgs.json")
@@ -649,7 +651,7 @@ class Stack:
             self._redis = None
             raise
 
-    def keys(self, pattern="pp:*"):
+    def keys(self, pattern=layout.ALL):
         out, cursor = set(), b"0"
         while True:
             cursor, batch = self.redis("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
@@ -661,7 +663,7 @@ class Stack:
                 "list": ("LRANGE", 0, -1), "zset": ("ZRANGE", 0, -1, "WITHSCORES"),
                 "stream": ("XRANGE", "-", "+")}
 
-    def snapshot(self, pattern="pp:*"):
+    def snapshot(self, pattern=layout.ALL):
         """{key: (type, content)} for every key matching pattern (pipelined: a digest of
         the whole fixture key space costs a few round trips)."""
         keys = self.keys(pattern)
@@ -688,7 +690,7 @@ class Stack:
             snap[k] = (t, v)
         return snap
 
-    def digest(self, pattern="pp:*"):
+    def digest(self, pattern=layout.ALL):
         """(digest of the key space, {key: digest of its value}). Redis computes the value
         digests (DEBUG DIGEST-VALUE), so that a key space with long histories and feeds
         costs little to compare: a test compares it around every refused request."""
@@ -705,25 +707,25 @@ class Stack:
         return hashlib.sha256(repr(sorted(per_key.items())).encode()).hexdigest(), per_key
 
     def pid(self, program, org="acme"):
-        raw = self.redis("HGET", "pp:{%s}:progs" % org, program)
+        raw = self.redis("HGET", layout.progs(org), program)
         if raw is None:
-            raise AssertionError("program %r not in pp:{%s}:progs" % (program, org))
+            raise AssertionError("program %r not in %s" % (program, layout.progs(org)))
         return json.loads(raw)["pid"]
 
     def membership(self, cid, program, org="acme"):
         """The stored membership of customer cid in program as a dict (decode_membership),
         or None."""
-        raw = self.redis("HGET", "pp:{%s:%d}:c" % (org, cid), "m:%d" % self.pid(program, org))
+        raw = self.redis("HGET", layout.cust(org, cid), layout.membership_field(self.pid(program, org)))
         return None if raw is None else decode_membership(raw)
 
     def set_membership(self, cid, program, m, org="acme"):
         """Writes membership dict m (compact, encode_membership) as customer cid's value."""
-        self.redis("HSET", "pp:{%s:%d}:c" % (org, cid), "m:%d" % self.pid(program, org),
+        self.redis("HSET", layout.cust(org, cid), layout.membership_field(self.pid(program, org)),
                    encode_membership(m))
 
     def mid_holder(self, program, mid, org="acme"):
         """The customer id that pp:{ORG}:mid:PID maps membership id mid to, or None."""
-        raw = self.redis("HGET", "pp:{%s}:mid:%d" % (org, self.pid(program, org)), mid)
+        raw = self.redis("HGET", layout.mid(org, self.pid(program, org)), mid)
         return None if raw is None else int(raw)
 
     # -- http --------------------------------------------------------------

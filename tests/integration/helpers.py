@@ -4,6 +4,7 @@ import contextlib
 import datetime
 import json
 
+import keys
 from harness import ACME, LINK
 
 FUTURE = "2030-12-31T23:59:59+05:30"
@@ -133,11 +134,11 @@ def assert_error(resp, http_status, code=None):
 
 # The failed-login counters (docs/DATA-MODEL.md): a refused login counts there by design
 # (SPEC §2), so unchanged() leaves them out; test_login_flood.py checks them.
-LOGIN_COUNTERS = "pp:login:"
+LOGIN_COUNTERS = keys.LOGIN_FAIL_PREFIX
 
 
 @contextlib.contextmanager
-def unchanged(stack, pattern="pp:*"):
+def unchanged(stack, pattern=keys.ALL):
     """Asserts that the block leaves every key matching pattern exactly as it was
     (the failed-login counters aside)."""
     _, before = stack.digest(pattern)

@@ -32,6 +32,7 @@ import threading
 import time
 
 import harness
+import keys
 
 ORG = "stress"
 AUTH = ("stress_api", "stress_secret")
@@ -443,14 +444,16 @@ class _Gone(Exception):
 
 def commit_of(org, cid):
     """Predicate: the commit script call of customer cid (it names the lock key)."""
-    key = ("pp:{%s:%d}:lock" % (org, cid)).encode()
+    key = keys.lock(org, cid).encode()
     return lambda args: args and args[0].upper() in (b"EVALSHA", b"EVAL") and key in args
 
 
 def any_commit(org):
-    pre = ("pp:{%s:" % org).encode()
+    def lock_of_org(a):
+        m = keys.match("LOCK", a)
+        return m is not None and m["org"] == org
     return lambda args: (args and args[0].upper() in (b"EVALSHA", b"EVAL") and
-                         any(a.startswith(pre) and a.endswith(b"}:lock") for a in args))
+                         any(lock_of_org(a) for a in args))
 
 
 # ---------------------------------------------------------------- extra processes
@@ -579,22 +582,22 @@ def wait_health(client, secs=10.0):
 
 def history(stack, cid, org=ORG):
     """The customer's activities, OLDEST first."""
-    raw = stack.redis("LRANGE", "pp:{%s:%d}:h" % (org, cid), 0, -1)
+    raw = stack.redis("LRANGE", keys.hist(org, cid), 0, -1)
     return [json.loads(x) for x in reversed(raw)]
 
 
 def memberships(stack, cid, org=ORG):
     """{program name: membership dict} of the stored customer."""
-    progs = stack.redis("HGETALL", "pp:{%s}:progs" % org)
+    progs = stack.redis("HGETALL", keys.progs(org))
     by_pid = {}
     for i in range(0, len(progs), 2):
         by_pid[json.loads(progs[i + 1])["pid"]] = progs[i].decode()
-    h = stack.redis("HGETALL", "pp:{%s:%d}:c" % (org, cid))
+    h = stack.redis("HGETALL", keys.cust(org, cid))
     out = {}
     for i in range(0, len(h), 2):
-        f = h[i].decode()
-        if f.startswith("m:"):
-            out[by_pid[int(f[2:])]] = harness.decode_membership(h[i + 1])
+        f = keys.match("MEMBERSHIP_FIELD", h[i])
+        if f is not None:
+            out[by_pid[int(f["pid"])]] = harness.decode_membership(h[i + 1])
     return out
 
 

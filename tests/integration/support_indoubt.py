@@ -18,6 +18,7 @@ import socket
 import struct
 import threading
 
+import keys
 from support_guarantee import TcpProxy, _client_commands
 
 FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT = 1, 3, 4, 5, 6
@@ -176,12 +177,12 @@ def script_call_naming(key):
 def commit_call(org, cid):
     """Predicate: the commit script call of customer cid (it names the customer's history
     key; the resolve script's call names its lock key but not its history)."""
-    return script_call_naming("pp:{%s:%d}:h" % (org, cid))
+    return script_call_naming(keys.hist(org, cid))
 
 
 def resolve_call(org, cid):
-    lock = ("pp:{%s:%d}:lock" % (org, cid)).encode()
-    hist = ("pp:{%s:%d}:h" % (org, cid)).encode()
+    lock = keys.lock(org, cid).encode()
+    hist = keys.hist(org, cid).encode()
     return lambda args: (bool(args) and args[0].upper() in (b"EVALSHA", b"EVAL") and
                          lock in args and hist not in args)
 

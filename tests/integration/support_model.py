@@ -6,6 +6,7 @@ import datetime
 import re
 import urllib.parse
 
+import keys
 from harness import ACME
 from helpers import CUSTOMER_OK, assert_status, ms
 
@@ -226,14 +227,14 @@ def history_of(stack, cid, **params):
 def feed(stack, org="acme", start="-"):
     """[(entry id, {field: value})] of pp:{ORG}:feed from start (inclusive) on."""
     out = []
-    for eid, fields in stack.redis("XRANGE", "pp:{%s}:feed" % org, start, "+") or []:
+    for eid, fields in stack.redis("XRANGE", keys.feed(org), start, "+") or []:
         f = [x.decode() for x in fields]
         out.append((eid.decode(), dict(zip(f[0::2], f[1::2]))))
     return out
 
 
 def feed_last_id(stack, org="acme"):
-    r = stack.redis("XREVRANGE", "pp:{%s}:feed" % org, "+", "-", "COUNT", 1)
+    r = stack.redis("XREVRANGE", keys.feed(org), "+", "-", "COUNT", 1)
     return r[0][0].decode() if r else "0-0"
 
 

@@ -6,6 +6,7 @@ and emails; both orgs have a program called AcmeAir; GlobexOnly exists only in g
 
 import base64
 
+import keys
 from harness import ACME, GLOBEX, HEALTH, LINK
 from helpers import (assert_code, assert_codes, assert_error, by_mobile, entry, item, link1,
                      stored_view, unchanged)
@@ -78,7 +79,7 @@ def test_same_mobile_resolves_to_the_requesting_orgs_customer(stack):
     assert_code(cust["status"], 1000)
     assert_codes(st, [200])
     assert stack.membership(4003, "AcmeAir", org="globex")["mid"] == "twin-3"
-    assert stack.redis("HGET", "pp:{acme:1003}:c", "m:%d" % stack.pid("AcmeAir")) is None, \
+    assert stack.redis("HGET", keys.cust("acme", 1003), keys.membership_field(stack.pid("AcmeAir"))) is None, \
         "a globex request wrote to the acme customer"
     # and the same from acme's side, with the same membership id: another org, no 2101
     cust, st = link1(stack, {"mobile": acme_mobile}, item("AcmeAir", "twin-3", "Gold"), auth=ACME)
@@ -89,7 +90,7 @@ def test_same_mobile_resolves_to_the_requesting_orgs_customer(stack):
 
 def test_another_orgs_customers_are_unknown_8015(stack):
     c = stack.customer()              # an acme customer with no globex twin
-    with unchanged(stack, "pp:{acme*"):
+    with unchanged(stack, keys.of_org("acme")):
         for ident in (by_mobile(c), {"email": c["email"]}, {"externalId": c["externalId"]}, {"id": c["id"]}):
             with unchanged(stack):
                 cust, st = link1(stack, ident, item("AcmeAir", stack.uid(), "Gold"), auth=GLOBEX)
@@ -106,7 +107,7 @@ def test_another_orgs_programs_are_unknown_2006(stack):
 
 def test_globex_writes_leave_acme_data_untouched(stack):
     g = stack.customer("globex")
-    with unchanged(stack, "pp:{acme*"):
+    with unchanged(stack, keys.of_org("acme")):
         cust, st = link1(stack, by_mobile(g), item("AcmeAir", stack.uid(), "Silver"),
                          item("GlobexOnly", stack.uid()), auth=GLOBEX)
     assert cust["id"] == g["id"], cust

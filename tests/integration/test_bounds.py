@@ -10,6 +10,7 @@ import json
 import os
 import time
 
+import keys
 from harness import ACME, HEALTH
 from helpers import assert_code, assert_codes, assert_error, by_mobile, item, link1, unchanged
 from support_model import (HISTORY, PROGRAMS, delink1, history_of, query, read_history,
@@ -68,7 +69,7 @@ def test_bounds_a_membership_stored_before_the_limits_accepts_only_a_delink(stac
     _, st = link1(stack, by_mobile(c), item("AcmeAir", stack.uid(), "Bronze"))
     assert_codes(st, [200])
     m = stack.membership(c["id"], "AcmeAir")
-    ix = "pp:{acme}:mid:%d" % stack.pid("AcmeAir")
+    ix = keys.mid("acme", stack.pid("AcmeAir"))
     stack.redis("HDEL", ix, m["mid"])
     m["mid"] = "L" * 100000                 # as a partnerd without limits stored it
     stack.set_membership(c["id"], "AcmeAir", m)
@@ -176,8 +177,8 @@ def test_bounds_partnerctl_load_and_import_refuse_identifiers_and_names_over_the
     text = out + err
     assert rc == 1, "import exited %d:\n%s" % (rc, text)
     assert "email is 255 bytes long: at most 254" in text and "externalId is 129 bytes long: at most 128" in text, text
-    assert stack.redis("EXISTS", "pp:{bounds:9102}:c") == 0 and stack.redis("EXISTS", "pp:{bounds:9103}:c") == 0
-    assert stack.redis("HGET", "pp:{bounds:9104}:c", "email") == b"e" * 254
+    assert stack.redis("EXISTS", keys.cust("bounds", 9102)) == 0 and stack.redis("EXISTS", keys.cust("bounds", 9103)) == 0
+    assert stack.redis("HGET", keys.cust("bounds", 9104), "email") == b"e" * 254
 
 
 def test_bounds_history_read_reads_only_its_page_of_a_huge_history_and_the_worker_stays_healthy(stack):
@@ -186,7 +187,7 @@ def test_bounds_history_read_reads_only_its_page_of_a_huge_history_and_the_worke
     assert_codes(st, [200])
     _, st = delink1(stack, by_mobile(c), "AcmeAir")
     assert_codes(st, [200])
-    key = "pp:{acme:%d}:h" % c["id"]
+    key = keys.hist("acme", c["id"])
     newest = [json.loads(x) for x in stack.redis("LRANGE", key, 0, -1)]
     # Older than the history's trim (--history-max 100): 5000 activities of ~20 KB, as an
     # old partnerd without field limits stored them (~100 MB).

@@ -13,6 +13,7 @@ import json
 import time
 
 import harness
+import keys
 from helpers import assert_codes, by_mobile, item, link1
 from support_model import FUT1, cancel, delink1, iso, update1, upd
 
@@ -46,9 +47,9 @@ def about(viol, cid):
 
 
 @contextlib.contextmanager
-def planted(stack, *keys):
+def planted(stack, *names):
     """Saves keys with DUMP; on the way out puts back exactly what was there (or nothing)."""
-    saved = [(k, stack.redis("DUMP", k)) for k in keys]
+    saved = [(k, stack.redis("DUMP", k)) for k in names]
     try:
         yield
     finally:
@@ -59,14 +60,14 @@ def planted(stack, *keys):
 
 
 def ckey(cid):
-    return "pp:{acme:%d}:c" % cid
+    return keys.cust("acme", cid)
 
 
 def hkey(cid):
-    return "pp:{acme:%d}:h" % cid
+    return keys.hist("acme", cid)
 
 
-FEED = "pp:{acme}:feed"
+FEED = keys.feed("acme")
 
 
 def history(stack, cid):
@@ -201,7 +202,7 @@ def test_check_reports_a_membership_that_differs_from_the_newest_link_or_update(
     mid = stack.uid()
     c = linked(stack, item("AcmeAir", mid, "Bronze", FUT1))
     cid = c["id"]
-    field = "m:%d" % stack.pid("AcmeAir")
+    field = keys.membership_field(stack.pid("AcmeAir"))
     # the stored tier changed behind partnerd's back
     with planted(stack, ckey(cid)):
         m = stack.membership(cid, "AcmeAir")
@@ -274,7 +275,7 @@ def test_check_reports_relink_activities_the_membership_does_not_match(stack):
     _, st = link1(stack, by_mobile(c), item("AcmeDays", m2, "Premium", start="2031-04-01T00:00:00Z"))
     assert_codes(st, [200])
     expect_clean(stack)
-    field = "m:%d" % stack.pid("AcmeDays")
+    field = keys.membership_field(stack.pid("AcmeDays"))
     # the queued relink is not the scheduled one
     with planted(stack, ckey(cid)):
         m = stack.membership(cid, "AcmeDays")
@@ -302,11 +303,11 @@ def test_check_reports_relink_activities_the_membership_does_not_match(stack):
     _, st = update1(stack, by_mobile(c), cancel("AcmeDays"))
     assert_codes(st, [200])
     expect_clean(stack)
-    with planted(stack, ckey(cid), "pp:{acme}:mid:%d" % stack.pid("AcmeDays")):
+    with planted(stack, ckey(cid), keys.mid("acme", stack.pid("AcmeDays"))):
         m = stack.membership(cid, "AcmeDays")
         m["rl"] = {"mid": m2, "tier": "Premium", "exp": None, "start": 1932000000000, "end": None}
         stack.redis("HSET", ckey(cid), field, harness.encode_membership(m))
-        stack.redis("HSET", "pp:{acme}:mid:%d" % stack.pid("AcmeDays"), m2, str(cid))
+        stack.redis("HSET", keys.mid("acme", stack.pid("AcmeDays")), m2, str(cid))
         viol = expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
                                 'is RELINK_CANCELLED, but a relink is pending')
         assert len(about(viol, cid)) == 1, about(viol, cid)
@@ -316,9 +317,9 @@ def test_check_reports_relink_activities_the_membership_does_not_match(stack):
     _, st = delink1(stack, by_mobile(c), "AcmeDays")
     assert_codes(st, [200])
     expect_clean(stack)
-    with planted(stack, ckey(cid), "pp:{acme}:mid:%d" % stack.pid("AcmeDays")):
+    with planted(stack, ckey(cid), keys.mid("acme", stack.pid("AcmeDays"))):
         stack.redis("HSET", ckey(cid), field, saved)
-        stack.redis("HSET", "pp:{acme}:mid:%d" % stack.pid("AcmeDays"), m1, str(cid))
+        stack.redis("HSET", keys.mid("acme", stack.pid("AcmeDays")), m1, str(cid))
         viol = expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
                                 'is DELINK, but the customer holds a membership (mid "%s" tier "Basic")' % m1)
         assert len(about(viol, cid)) == 1, about(viol, cid)
@@ -331,7 +332,7 @@ def test_check_reports_a_pending_relink_on_an_external_program(stack):
     with planted(stack, ckey(c["id"])):
         m = stack.membership(c["id"], "AcmeAir")
         m["rl"] = {"mid": mid, "tier": "Gold", "exp": None, "start": 1932000000000, "end": None}
-        stack.redis("HSET", ckey(c["id"]), "m:%d" % stack.pid("AcmeAir"), harness.encode_membership(m))
+        stack.redis("HSET", ckey(c["id"]), keys.membership_field(stack.pid("AcmeAir")), harness.encode_membership(m))
         expect_violation(stack, "org acme: customer %d:" % c["id"], '(program "AcmeAir")',
                          "pending relink, but the program is not SUPPLEMENTARY")
     expect_clean(stack)
@@ -358,7 +359,7 @@ def test_check_reports_change_feed_entries_that_break_the_format(stack):
     for fields, text in cases:
         with planted(stack, FEED):
             stack.redis("XADD", FEED, "*", *fields)
-            expect_violation(stack, "org acme: customer", text, "change feed pp:{acme}:feed entry")
+            expect_violation(stack, "org acme: customer", text, "change feed %s entry" % FEED)
         expect_clean(stack)
     with planted(stack, FEED):
         stack.redis("XADD", FEED, "*", *(["v", "2"] + good[2:]))
@@ -368,5 +369,5 @@ def test_check_reports_change_feed_entries_that_break_the_format(stack):
     with planted(stack, FEED):
         stack.redis("DEL", FEED)
         stack.redis("SET", FEED, "not a stream")
-        expect_violation(stack, "org acme: change feed pp:{acme}:feed is not a stream")
+        expect_violation(stack, "org acme: change feed %s is not a stream" % FEED)
     expect_clean(stack)

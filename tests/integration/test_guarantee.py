@@ -22,6 +22,7 @@ import threading
 import time
 
 import harness
+import keys
 from support_guarantee import (DELINK, FENCED_MSG, HEALTH, LINK, ORG, TIERS, UPDATE, FUTURE,
                                HttpClient, RedisProxy, add_front, add_partnerd, any_commit,
                                body_of, check_ctl, check_history_chains, commit_of, delink_item,
@@ -246,7 +247,7 @@ def test_guarantee_two_customers_racing_for_one_membership_id_exactly_one_wins()
                 continue
             winner = a if codes[a] == 200 else b
             wins[winner] += 1
-            holder = st.redis("HGET", "pp:{%s}:mid:%d" % (ORG, pid), mid)
+            holder = st.redis("HGET", keys.mid(ORG, pid), mid)
             if holder is None or int(holder) != winner:
                 problems.append("round %d: index maps %s to %r, winner %d" % (rnd, mid, holder, winner))
             loser = b if winner == a else a
@@ -278,7 +279,7 @@ def _stalled_update(proxy, client, cid, items, on_close="drop"):
 
 
 def _wait_lock_gone(st, cid, secs=5.0):
-    key = "pp:{%s:%d}:lock" % (ORG, cid)
+    key = keys.lock(ORG, cid)
     deadline = time.monotonic() + secs
     while st.redis("EXISTS", key):
         assert time.monotonic() < deadline, "%s still exists after %.1f s" % (key, secs)
@@ -309,8 +310,8 @@ def test_guarantee_stalled_lock_holder_cannot_commit_after_its_lock_expired():
 
             # (a) A stalls between begin and commit; its lock expires; B upgrades to Silver; A resumes.
             t, out = _stalled_update(proxy, A, c1, a_items)
-            lock = st.redis("GET", "pp:{%s:%d}:lock" % (ORG, c1))
-            pttl = st.redis("PTTL", "pp:{%s:%d}:lock" % (ORG, c1))
+            lock = st.redis("GET", keys.lock(ORG, c1))
+            pttl = st.redis("PTTL", keys.lock(ORG, c1))
             assert lock is not None and 0 < pttl <= ttl, "A should hold the lock now: %r pttl %r" % (lock, pttl)
             _wait_lock_gone(st, c1)
             rb = direct.post(UPDATE, body_of(UPDATE, [(c1, [update_item("Tiered", "UPGRADE", "Silver")])]))
@@ -330,7 +331,7 @@ def test_guarantee_stalled_lock_holder_cannot_commit_after_its_lock_expired():
                 problems.append("(a) history holds an entry of the fenced request %s" % ra.rid)
 
             # (b) A stalls, its lock expires, nobody else writes; A resumes: still refused.
-            before = st.snapshot("pp:{%s:%d}:*" % (ORG, c2))
+            before = st.snapshot(keys.of_customer(ORG, c2))
             t, out = _stalled_update(proxy, A, c2, a_items)
             _wait_lock_gone(st, c2)
             proxy.release()
@@ -340,7 +341,7 @@ def test_guarantee_stalled_lock_holder_cannot_commit_after_its_lock_expired():
             say("stale holder (b, nobody else wrote): A answered %r", ra and [(i[2], i[3]) for i in items_of(ra)])
             if codes is None or any(c not in (2010, 2001) for c in codes):
                 problems.append("(b) stalled request: want every item 2010 or 2001, got %r" % ra)
-            if st.snapshot("pp:{%s:%d}:*" % (ORG, c2)) != before:
+            if st.snapshot(keys.of_customer(ORG, c2)) != before:
                 problems.append("(b) customer %d changed although its only writer was fenced" % c2)
 
             # (c) A2 stalls longer than its --redis-timeout-ms (1000): it gives up; the commit
@@ -420,8 +421,8 @@ def test_guarantee_writer_stalled_across_a_relinks_start_never_leaves_the_old_id
             m = memberships(st, x)["Supp"]
             if m["mid"] != b or m["rl"] is not None:
                 problems.append("X should hold B with no relink pending: %r" % m)
-            holders = [st.redis("HGET", "pp:{%s}:mid:%d" % (ORG, json.loads(
-                st.redis("HGET", "pp:{%s}:progs" % ORG, "Supp"))["pid"]), mid) for mid in (a, b)]
+            holders = [st.redis("HGET", keys.mid(ORG, json.loads(
+                st.redis("HGET", keys.progs(ORG), "Supp"))["pid"]), mid) for mid in (a, b)]
             if holders != [str(y).encode(), str(x).encode()]:
                 problems.append("index of A, B: want Y, X, got %r" % holders)
             ctl_check(st, problems)
@@ -462,7 +463,7 @@ def _pairs_whole(st, cids, nthreads):
 
 
 def _locks(st):
-    return [k for k in st.keys("pp:{%s:*}:lock" % ORG)]
+    return [k for k in st.keys(keys.lock(ORG, "*"))]
 
 
 def _until_writable(client, cids, program, deadline_s, t0=None):
@@ -499,7 +500,7 @@ def test_guarantee_sigkilled_worker_leaves_no_partial_customer_and_locks_clear_w
             px = HttpClient(add_front(st, "nginx-px", [sock]))
             wait_health(px)
             held = list(range(7051, 7081))
-            before = dict((c, st.snapshot("pp:{%s:%d}:*" % (ORG, c))) for c in held)
+            before = dict((c, st.snapshot(keys.of_customer(ORG, c))) for c in held)
             proxy.arm(any_commit(ORG), on_close="drop")
             out = {}
             th = threading.Thread(target=lambda: out.update(r=px.post(LINK, body_of(
@@ -513,9 +514,9 @@ def test_guarantee_sigkilled_worker_leaves_no_partial_customer_and_locks_clear_w
             th.join(15)
             while proxy.outcome is None and time.monotonic() - t_kill < 5:
                 time.sleep(0.01)
-            after = dict((c, st.snapshot("pp:{%s:%d}:*" % (ORG, c))) for c in held)
+            after = dict((c, st.snapshot(keys.of_customer(ORG, c))) for c in held)
             changed = [c for c in held
-                       if dict((k, v) for k, v in after[c].items() if not k.endswith(":lock")) != before[c]]
+                       if dict((k, v) for k, v in after[c].items() if keys.match("LOCK", k) is None) != before[c]]
             when, first = _until_writable(cl, held, "Plain", ttl / 1000.0 + 5, t0=t_kill)
             first_codes = dict(collections.Counter(i[2] for i in items_of(first))) \
                 if first and first.status == 200 else first

@@ -16,6 +16,7 @@ requests whose fields are of the wrong type or form (HTTP 200; the item codes
 import json
 
 import harness
+import keys
 from harness import ACME, HEALTH, LINK, Stack
 from helpers import FUTURE, assert_code, assert_error, by_mobile, entry, item, unchanged
 from support_model import DELINK, HISTORY, PROGRAMS, UPDATE, check_passes, query, read_programs, uentry, upd
@@ -443,9 +444,9 @@ def _t(stack):
     n_before = len(stack.keys("*"))
     resp = stack.post(LINK, raw, headers={"Idempotency-Key": key})
     assert _outcome(resp, LINK) == (1000, [200]), resp[2]
-    keys = stack.keys("*")
-    assert len(keys) >= n_before, "keys vanished: %d -> %d" % (n_before, len(keys))
-    bad = [k for k in keys if "FLUSHALL" in k or "{x}" in k]
+    names = stack.keys("*")
+    assert len(names) >= n_before, "keys vanished: %d -> %d" % (n_before, len(names))
+    bad = [k for k in names if "FLUSHALL" in k or "{x}" in k]
     assert not bad, "client text in key names: %r" % bad
 
 
@@ -459,7 +460,7 @@ def _t(stack):
     assert 1 <= len(got) <= 128, "X-Request-Id echoed with %d chars" % len(got)
     assert all(0x20 < ord(ch) < 0x7f for ch in got), repr(got)
     assert got == rid[:len(got)], "echo %r is not a prefix of the sent id" % got[:40]
-    acts = json.loads(stack.redis("LINDEX", "pp:{acme:%d}:h" % c["id"], 0))
+    acts = json.loads(stack.redis("LINDEX", keys.hist("acme", c["id"]), 0))
     assert acts["requestId"] == got, (acts["requestId"], got)
 
 
@@ -616,10 +617,10 @@ RESP_TEXT = "{x}\r\n*1\r\n$8\r\nFLUSHALL\r\n"
 
 
 def _keys_without(stack, needles):
-    keys = stack.keys("*")
-    bad = [k for k in keys if any(n in k for n in needles)]
+    names = stack.keys("*")
+    bad = [k for k in names if any(n in k for n in needles)]
     assert not bad, "client text in key names: %r" % bad[:5]
-    return keys
+    return names
 
 
 @case("membership_id_with_braces_and_redis_protocol_is_stored_and_read_back_verbatim")
@@ -629,8 +630,8 @@ def _t(stack):
     n_before = len(stack.keys("*"))
     st, _, body = stack.post(LINK, {"linkCustomers": [entry(by_mobile(c), item("AcmeShop", mid))]})
     assert _outcome((st, _, body), LINK) == (1000, [200]), body
-    keys = _keys_without(stack, ("FLUSHALL", "{x}", "\r"))
-    assert len(keys) >= n_before, "keys vanished (FLUSHALL run?): %d -> %d" % (n_before, len(keys))
+    names = _keys_without(stack, ("FLUSHALL", "{x}", "\r"))
+    assert len(names) >= n_before, "keys vanished (FLUSHALL run?): %d -> %d" % (n_before, len(names))
     progs = {p["partnerProgramName"]: p for p in read_programs(stack, "id", str(c["id"]))["partnerPrograms"]}
     assert progs["AcmeShop"]["partnerMembershipId"] == mid, repr(progs["AcmeShop"]["partnerMembershipId"])
     assert stack.membership(c["id"], "AcmeShop")["mid"] == mid
@@ -648,7 +649,7 @@ def _t(stack):
     assert _outcome((st, _, body), LINK) == (1000, [200]), body
     got = {p["partnerProgramName"]: p for p in read_programs(stack, "id", str(c["id"]))["partnerPrograms"]}
     assert got["AcmeShop"]["partnerMembershipId"] == mid, repr(got["AcmeShop"]["partnerMembershipId"])
-    assert stack.redis("HGET", "pp:{acme}:mid:%d" % stack.pid("AcmeShop"), mid.encode()) == str(c["id"]).encode()
+    assert stack.redis("HGET", keys.mid("acme", stack.pid("AcmeShop")), mid.encode()) == str(c["id"]).encode()
     # a membership id differing only after the NUL is another id
     other = stack.customer()
     st, _, body = stack.post(LINK, {"linkCustomers": [entry(by_mobile(other), item("AcmeShop", "a\u0000c-" + mid[4:]))]})
@@ -685,7 +686,7 @@ def _t(stack):
 
 @case("external_id_of_another_key_name_is_an_unknown_customer_8015")
 def _t(stack):
-    body = {"linkCustomers": [entry({"externalId": "pp:{acme:1011}:c"}, item("AcmeShop", stack.uid("H")))]}
+    body = {"linkCustomers": [entry({"externalId": keys.cust("acme", 1011)}, item("AcmeShop", stack.uid("H")))]}
     _item_refused(stack, LINK, body, 8015, [8015])
 
 

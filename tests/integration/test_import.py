@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 
+import keys
 from harness import Stack, partnerctl_bin
 from helpers import assert_codes, item, link1, unchanged
 
@@ -77,12 +78,12 @@ def run_import(stack, path, *args):
 
 
 def chash(stack, cid):
-    raw = stack.redis("HGETALL", "pp:{%s:%d}:c" % (ORG, cid))
+    raw = stack.redis("HGETALL", keys.cust(ORG, cid))
     return {raw[i].decode(): raw[i + 1].decode() for i in range(0, len(raw), 2)}
 
 
 def holder(stack, kind, value):
-    v = stack.redis("HGET", "pp:{%s}:ix:%s" % (ORG, kind), value)
+    v = stack.redis("HGET", keys.ix(ORG, kind), value)
     return None if v is None else int(v)
 
 
@@ -106,7 +107,7 @@ def checkpoint_key(path):
     st = os.stat(path)
     ident = (os.path.realpath(path).encode() + b"\0" + str(st.st_size).encode() + b"\0" +
              b"%d.%09d" % (st.st_mtime_ns // 10 ** 9, st.st_mtime_ns % 10 ** 9))
-    return "pp:{%s}:import:%s" % (ORG, hashlib.blake2b(ident, digest_size=16).hexdigest())
+    return keys.import_(ORG, hashlib.blake2b(ident, digest_size=16).hexdigest())
 
 
 # ---------------------------------------------------------------- formats
@@ -260,7 +261,7 @@ def test_failed_import_resumes_after_the_last_committed_batch():
     stack = _stack()
     lines = [cust(700000 + i) for i in range(1, 1001)]
     path = write(stack, "t8.jsonl", lines)
-    trap = "pp:{%s:%d}:c" % (ORG, 700450)
+    trap = keys.cust(ORG, 700450)
     stack.redis("SET", trap, "not a hash")                       # batch 401-500 fails
     try:
         rc, counts, out, err = run_import(stack, path, "--batch", "100")

@@ -15,6 +15,7 @@ import threading
 import time
 
 import harness
+import keys
 from support_guarantee import (AUTH, DELINK, HEALTH, LINK, METRICS, ORG, UPDATE, HttpClient,
                                add_partnerd, body_of, delink_item, history, items_of, link_item,
                                memberships, update_item)
@@ -56,7 +57,7 @@ def _metric(sock, name):
 
 
 def _customer_state(st, cid):
-    return st.snapshot("pp:{%s:%d}:*" % (ORG, cid))
+    return st.snapshot(keys.of_customer(ORG, cid))
 
 
 @contextlib.contextmanager
@@ -92,7 +93,7 @@ def test_indoubt_commit_applied_but_reply_lost_answers_200_and_the_change_is_sto
             "a commit that applied must answer 200 (2006 for the unknown program), got %r" % codes
         assert memberships(st, c1)["Tiered"]["mid"] == "IDA-1" and memberships(st, c2)["Plain"]["mid"] == "IDA-2"
         assert [ev["requestId"] for ev in history(st, c1)] == [rid]
-        assert st.redis("EXISTS", "pp:{%s:%d}:lock" % (ORG, c1)) == 0
+        assert st.redis("EXISTS", keys.lock(ORG, c1)) == 0
         assert secs < 3.0, "answered after %.2f s" % secs
         assert _metric(sock, 'partnerd_commits_in_doubt_total{outcome="applied"}') == 2
         # the worker's connection works again
@@ -131,7 +132,7 @@ def test_indoubt_commit_whose_resolution_cannot_reach_redis_in_time_answers_2011
         assert [c for c, _ in codes] == [2011, 2006], "want 2011 (cannot tell), got %r" % codes
         assert MSG_2011 in codes[0][1] and "Idempotency-Key" in codes[0][1], codes
         assert secs < 2.5, "the resolution is bounded by one --redis-timeout-ms: answered after %.2f s" % secs
-        assert _customer_state(st, cid)["pp:{%s:%d}:c" % (ORG, cid)] == before["pp:{%s:%d}:c" % (ORG, cid)]
+        assert _customer_state(st, cid)[keys.cust(ORG, cid)] == before[keys.cust(ORG, cid)]
         assert _metric(sock, 'partnerd_commits_in_doubt_total{outcome="failed"}') == 1
 
 
@@ -191,7 +192,7 @@ def test_indoubt_lock_expired_and_others_wrote_is_2001_after_one_write_and_2011_
             t.start()
             assert proxy.event.wait(10), "the commit was not held"
             deadline = time.monotonic() + 5
-            while st.redis("EXISTS", "pp:{%s:%d}:lock" % (ORG, cid)):
+            while st.redis("EXISTS", keys.lock(ORG, cid)):
                 assert time.monotonic() < deadline, "the lock did not expire"
                 time.sleep(0.01)
             for tier in ["Silver", "Bronze"][:writes]:

@@ -17,6 +17,7 @@ import os
 import tempfile
 
 import harness
+import keys
 from harness import LINK, Stack
 from helpers import FUTURE, assert_code, assert_codes, assert_error, entry, item, link1, unchanged
 from support_model import (HISTORY, PROGRAMS, UPDATE, DELINK, cancel, delink1, feed, history_of,
@@ -25,8 +26,8 @@ from support_model import (HISTORY, PROGRAMS, UPDATE, DELINK, cancel, delink1, f
 ISOA = ("isoa_api", "isoa_secret")
 ISOA2 = ("isoa_second", "isoa_second_secret")
 ISOB = ("isob_api", "isob_secret")
-A_KEYS = "pp:{isoa*"
-B_KEYS = "pp:{isob*"
+A_KEYS = keys.of_org("isoa")
+B_KEYS = keys.of_org("isob")
 START = "2031-06-01T00:00:00Z"
 
 _next = {}
@@ -207,10 +208,10 @@ def test_isolation_body_fields_naming_an_org_are_ignored(stack):
 
 def test_isolation_org_b_keys_carry_only_org_b_hash_tags(stack):
     cid, = _ids(stack)
-    before = set(stack.keys("pp:*"))
+    before = set(stack.keys(keys.ALL))
     link1(stack, {"id": cid}, item("SharedPlain", _mid(stack)), auth=ISOB)
-    new = set(stack.keys("pp:*")) - before
-    assert all(k.startswith("pp:{isob") for k in new), "org B's write created %r" % sorted(new)
+    new = set(stack.keys(keys.ALL)) - before
+    assert all(keys.org_of(k) == "isob" for k in new), "org B's write created %r" % sorted(new)
 
 
 # ---------------------------------------------------------------- the read routes
@@ -302,8 +303,8 @@ def test_isolation_same_idempotency_key_in_two_orgs_is_two_keys(stack):
     assert h.get("Idempotent-Replayed") == "true" and again_a == ans_a, (h, again_a)
     st, h, again_b = stack.post(LINK, body, auth=ISOB, headers={"Idempotency-Key": key})
     assert h.get("Idempotent-Replayed") == "true" and again_b == ans_b, (h, again_b)
-    ka = [k for k in stack.keys("pp:{isoa}:idem:*")]
-    kb = [k for k in stack.keys("pp:{isob}:idem:*")]
+    ka = [k for k in stack.keys(keys.idem("isoa", "*"))]
+    kb = [k for k in stack.keys(keys.idem("isob", "*"))]
     assert ka and kb, (ka, kb)
 
 
@@ -355,34 +356,34 @@ def test_isolation_credentials_of_a_removed_org_are_401():
         st.start()
         _ok(st, ISOA, 1)                       # works, and would be cached if caching were on
         _ok(st, ISOB, 1)
-        saved = st.redis("DUMP", "pp:{isoa}:org")
+        saved = st.redis("DUMP", keys.org("isoa"))
         ttl = 0
         assert saved is not None
-        st.redis("DEL", "pp:{isoa}:org")
-        st.redis("SREM", "pp:orgs", "isoa")
+        st.redis("DEL", keys.org("isoa"))
+        st.redis("SREM", keys.ORGS, "isoa")
         try:
             _every_route_401(st, ISOA, 2, "org isoa removed")
             _every_route_401(st, ISOA2, 2, "org isoa removed, second credential")
             _ok(st, ISOB, 2)                   # the other org is not affected
         finally:
-            st.redis("RESTORE", "pp:{isoa}:org", ttl, saved, "REPLACE")
-            st.redis("SADD", "pp:orgs", "isoa")
+            st.redis("RESTORE", keys.org("isoa"), ttl, saved, "REPLACE")
+            st.redis("SADD", keys.ORGS, "isoa")
         _ok(st, ISOA, 3)                       # restored: accepted again
         # only the org's settings hash gone (still listed in pp:orgs): refused as well
-        st.redis("DEL", "pp:{isoa}:org")
+        st.redis("DEL", keys.org("isoa"))
         try:
             with unchanged(st):
                 resp = st.post(LINK, {"linkCustomers": [entry({"id": 4}, item("SharedPlain", st.uid("ISO")))]}, auth=ISOA)
-            _assert_401(resp, "pp:{isoa}:org deleted")
+            _assert_401(resp, keys.org("isoa") + " deleted")
         finally:
-            st.redis("RESTORE", "pp:{isoa}:org", 0, saved, "REPLACE")
+            st.redis("RESTORE", keys.org("isoa"), 0, saved, "REPLACE")
         # only removed from pp:orgs (settings still there): report what partnerd does
-        st.redis("SREM", "pp:orgs", "isoa")
+        st.redis("SREM", keys.ORGS, "isoa")
         try:
             s, _, b = st.post(LINK, {"linkCustomers": [entry({"id": 4}, item("SharedPlain", st.uid("ISO")))]}, auth=ISOA)
             print("    # org isoa removed from pp:orgs only (pp:{isoa}:org kept): HTTP %s" % s)
         finally:
-            st.redis("SADD", "pp:orgs", "isoa")
+            st.redis("SADD", keys.ORGS, "isoa")
         _ok(st, ISOA, 5)
     finally:
         st.stop()
@@ -400,10 +401,10 @@ def test_isolation_a_revoked_credential_is_401_and_its_orgs_other_credential_wor
         fd, tmp = tempfile.mkstemp(prefix="isoa-", suffix=".json")
         with os.fdopen(fd, "w") as f:
             json.dump({"orgs": [org]}, f)
-        creds_before = st.redis("HGET", "pp:creds", "isoa_api")
+        creds_before = st.redis("HGET", keys.CREDS, "isoa_api")
         st.load(tmp)
-        assert st.redis("HGET", "pp:creds", "isoa_second") is None, "partnerctl load kept the revoked credential"
-        assert st.redis("HGET", "pp:creds", "isoa_api") == creds_before, "the kept credential was rewritten"
+        assert st.redis("HGET", keys.CREDS, "isoa_second") is None, "partnerctl load kept the revoked credential"
+        assert st.redis("HGET", keys.CREDS, "isoa_api") == creds_before, "the kept credential was rewritten"
         _every_route_401(st, ISOA2, 2, "isoa_second revoked")
         _ok(st, ISOA, 2)                       # the org's other credential still works
         _ok(st, ISOB, 2)

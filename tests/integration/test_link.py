@@ -8,6 +8,7 @@ AcmeShop (EXTERNAL, no tiers), AcmePlus (SUPPLEMENTARY, 12 MONTHS, no tiers), Ac
 
 import time
 
+import keys
 from harness import DEMO, LINK
 from helpers import (FUTURE, PAST, assert_code, assert_codes, assert_error, by_mobile,
                      entry, item, link1, ms, post_link, stored_view, unchanged)
@@ -669,10 +670,10 @@ def test_relink_to_a_membership_id_held_by_another_customer_is_2101(stack):
 
 def test_customer_locked_by_another_change_answers_2010_in_bounded_time(stack):
     c = stack.customer()
-    lock = "pp:{acme:%d}:lock" % c["id"]
+    lock = keys.lock("acme", c["id"])
     stack.redis("SET", lock, "0123456789abcdef0123456789abcdef", "PX", 30000)
     try:
-        with unchanged(stack, "pp:{acme:%d}:c" % c["id"]):
+        with unchanged(stack, keys.cust("acme", c["id"])):
             t0 = time.monotonic()
             cust, st = link1(stack, by_mobile(c), item("AcmeShop", stack.uid()), item("AcmeAir", stack.uid(), "Gold"))
             took = time.monotonic() - t0
@@ -689,11 +690,11 @@ def test_store_failure_during_an_item_reports_2001_and_applies_nothing(stack):
     # AcmeSpare is used by this test only. Its membership-id index is made a string, so
     # that every Redis command on it fails (WRONGTYPE) while the rest of the store works.
     a, b = stack.customers(2)
-    idx = "pp:{acme}:mid:%d" % stack.pid("AcmeSpare")
+    idx = keys.mid("acme", stack.pid("AcmeSpare"))
     assert stack.redis("EXISTS", idx) == 0
     stack.redis("SET", idx, "not-a-hash")
     try:
-        with unchanged(stack, "pp:{acme:%d}:c" % a["id"]):
+        with unchanged(stack, keys.cust("acme", a["id"])):
             st, _, body = stack.post(LINK, {"linkCustomers": [entry(by_mobile(a), item("AcmeSpare", stack.uid()))]})
         assert st == 200, "HTTP %s %r (a store failure during an item is that item's 2001)" % (st, body)
         assert_code(body["linkCustomers"][0]["customer"]["status"], 1000, "customer")
@@ -708,7 +709,7 @@ def test_store_failure_during_an_item_reports_2001_and_applies_nothing(stack):
     finally:
         stack.redis("DEL", idx)
     assert stack.membership(a["id"], "AcmeSpare") is None
-    assert stack.redis("EXISTS", "pp:{acme:%d}:lock" % a["id"]) == 0, "lock left behind after a store failure"
+    assert stack.redis("EXISTS", keys.lock("acme", a["id"])) == 0, "lock left behind after a store failure"
     _, st = link1(stack, by_mobile(a), item("AcmeSpare", stack.uid()))
     assert_codes(st, [200])
 
@@ -717,14 +718,14 @@ def test_store_failure_releases_every_customer_lock_the_request_took(stack):
     # The same broken AcmeSpare index as above, in the second entry of a request: the
     # failure must not leave the first entry's customer locked until the lock expires.
     a, b = stack.customers(2)
-    idx = "pp:{acme}:mid:%d" % stack.pid("AcmeSpare")
+    idx = keys.mid("acme", stack.pid("AcmeSpare"))
     saved = stack.redis("DUMP", idx)   # the test above may have left real entries in it
     stack.redis("SET", idx, "not-a-hash")
     try:
         st, _, body = stack.post(LINK, {"linkCustomers": [entry(by_mobile(a), item("AcmeShop", stack.uid())),
                                                           entry(by_mobile(b), item("AcmeSpare", stack.uid()))]})
         assert st in (200, 503), "HTTP %s %r" % (st, body)
-        left = [c["id"] for c in (a, b) if stack.redis("EXISTS", "pp:{acme:%d}:lock" % c["id"])]
+        left = [c["id"] for c in (a, b) if stack.redis("EXISTS", keys.lock("acme", c["id"]))]
     finally:
         stack.redis("DEL", idx)
         if saved is not None:
@@ -739,7 +740,7 @@ def test_history_key_of_another_type_fails_the_item_and_writes_nothing(stack):
     # other write of the customer: a history key that is not a list must leave the
     # membership, the membership-id index and the change feed exactly as they were.
     c = stack.customer()
-    hist = "pp:{acme:%d}:h" % c["id"]
+    hist = keys.hist("acme", c["id"])
     stack.redis("DEL", hist)
     stack.redis("SET", hist, "not-a-list")
     mid = stack.uid()
@@ -751,7 +752,7 @@ def test_history_key_of_another_type_fails_the_item_and_writes_nothing(stack):
         stack.redis("DEL", hist)
     assert stack.membership(c["id"], "AcmeShop") is None
     assert stack.mid_holder("AcmeShop", mid) is None
-    assert stack.redis("EXISTS", "pp:{acme:%d}:lock" % c["id"]) == 0, "lock left behind"
+    assert stack.redis("EXISTS", keys.lock("acme", c["id"])) == 0, "lock left behind"
     _, st = link1(stack, by_mobile(c), item("AcmeShop", mid))
     assert_codes(st, [200])
     assert stack.redis("LLEN", hist) == 1

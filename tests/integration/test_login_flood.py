@@ -17,6 +17,7 @@ import threading
 import time
 
 import harness
+import keys
 from harness import ACME, HEALTH
 from support_guarantee import add_front, add_partnerd
 
@@ -149,11 +150,11 @@ def run_flood(stack, n=500, seed=1):
 
 
 def _addr_key(addr):
-    return "pp:login:a:" + hashlib.blake2b(addr.encode(), digest_size=16).hexdigest()
+    return keys.login_fail_addr(hashlib.blake2b(addr.encode(), digest_size=16).hexdigest())
 
 
 def _user_key(user):
-    return "pp:login:u:" + hashlib.blake2b(user.encode(), digest_size=16).hexdigest()
+    return keys.login_fail_user(hashlib.blake2b(user.encode(), digest_size=16).hexdigest())
 
 
 def _retry_after(hdrs):
@@ -208,7 +209,7 @@ def test_login_flood_does_not_starve_a_cached_client_or_health_and_is_limited_in
         # flooded username that had enough attempts.
         r = stack.redis
         addr = int(r("GET", _addr_key("127.0.0.1")) or 0)
-        assert addr >= LIMIT_ADDR, "pp:login:a counter of 127.0.0.1: %d" % addr
+        assert addr >= LIMIT_ADDR, "%s (127.0.0.1): %d" % (_addr_key("127.0.0.1"), addr)
         assert 0 < r("TTL", _addr_key("127.0.0.1")) <= 60
         per_user = {u: int(r("GET", _user_key(u)) or 0) for u in FLOOD_USERS}
         assert sum(per_user.values()) == addr == statuses.get(401), (per_user, addr, statuses)
@@ -258,7 +259,7 @@ def test_login_limits_off_answer_401_and_count_nothing():
         for k in range(8):
             st, _, body = stack.get(PROGRAMS % 1011, auth=("acme_api", "wrong-%d" % k))
             assert st == 401, (k, st, body)
-        assert stack.keys("pp:login:*") == [], stack.keys("pp:login:*")
+        assert stack.keys(keys.LOGIN_FAIL_PREFIX + "*") == [], stack.keys(keys.LOGIN_FAIL_PREFIX + "*")
         st, _, body = stack.get(PROGRAMS % 1011, auth=ACME)
         assert st == 200, (st, body)
 
@@ -282,7 +283,7 @@ def test_login_limit_per_username_refuses_even_the_right_password_until_the_wind
         st, _, body = stack.get(PROGRAMS % 5011, auth=harness.GLOBEX)
         assert st == 200, (st, body)
         rc, out, err = stack.ctl("check")
-        assert "pp:login" not in out + err, out + err
+        assert keys.LOGIN_FAIL_PREFIX not in out + err, out + err
 
 
 # ---------------------------------------------------------------- straight to partnerd's socket
@@ -353,5 +354,5 @@ def test_login_limit_per_address_counts_ipv6_by_64_and_mapped_ipv4_as_ipv4():
         for k in range(3):
             st, _ = _fcgi_get(sock, PROGRAMS % 1011, {"HTTP_AUTHORIZATION": _auth("acme_api", "w%d" % k)})
             assert st == 401, st
-        assert sorted(stack.keys("pp:login:*")) == sorted(
+        assert sorted(stack.keys(keys.LOGIN_FAIL_PREFIX + "*")) == sorted(
             [_addr_key("2001:db8:1:2::/64"), _addr_key("2001:db8:1:3::/64"), _addr_key("10.1.2.3")])

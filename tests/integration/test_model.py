@@ -15,6 +15,7 @@ import random
 import sys
 import time
 
+import keys
 from helpers import ms, stored_view
 from support_model import (CANCEL, DELINK, UPDATE, add_months, check_passes, feed_last_id, feed_after,
                            history_of, iso_ms, programs_of)
@@ -437,7 +438,7 @@ def test_random_requests_agree_with_a_model_of_the_rules(stack):
                             % (cid, h["total"], [a["activityType"] for a in h["activities"]][:12], len(wh), wh[:12]))
     # the membership-id index agrees with the model for the pool of ids
     for name in LIVE:
-        raw = stack.redis("HGETALL", "pp:{acme}:mid:%d" % stack.pid(name)) or []
+        raw = stack.redis("HGETALL", keys.mid("acme", stack.pid(name))) or []
         idx = dict((raw[i].decode(), int(raw[i + 1])) for i in range(0, len(raw), 2) if raw[i].decode() in mids)
         if idx != model.index[name]:
             problems.append("%s membership-id index %r, model %r" % (name, idx, model.index[name]))

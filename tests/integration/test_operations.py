@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 
+import keys
 from harness import ACME, LINK, Stack, basic
 from helpers import assert_error, by_mobile, entry, item
 from support_guarantee import RedisProxy, add_front, add_partnerd, any_commit
@@ -37,11 +38,11 @@ def test_idempotency_key_replays_the_stored_response_and_applies_nothing(stack):
     s1, h1, b1 = stack.post(LINK, body, headers=key)
     assert s1 == 200 and _codes(b1) == [200], (s1, b1)
     assert h1.get("Idempotent-Replayed") is None
-    hist = stack.redis("LLEN", "pp:{acme:%d}:h" % c["id"])
+    hist = stack.redis("LLEN", keys.hist("acme", c["id"]))
     s2, h2, b2 = stack.post(LINK, body, headers=key)
     assert s2 == 200 and h2.get("Idempotent-Replayed") == "true", (s2, dict(h2))
     assert b2 == b1, "the replay differs from the first answer:\n%r\n%r" % (b1, b2)
-    assert stack.redis("LLEN", "pp:{acme:%d}:h" % c["id"]) == hist, "the replay applied something"
+    assert stack.redis("LLEN", keys.hist("acme", c["id"])) == hist, "the replay applied something"
     # without the key, the same body is processed again: already linked
     s3, _, b3 = stack.post(LINK, body)
     assert s3 == 200 and _codes(b3) == [2005], b3
@@ -177,7 +178,7 @@ def test_settings_precedence_flag_over_environment_over_config_file():
             st.post(LINK, {"linkCustomers": [entry(by_mobile(d), item("AcmeShop", st.uid()))]})
             st.post(DELINK, {"deLinkCustomers": [{"customer": by_mobile(d),
                                                   "deLinkFromPartnerPrograms": [{"partnerProgramName": "AcmeShop"}]}]})
-        assert st.redis("LLEN", "pp:{acme:%d}:h" % d["id"]) == 7
+        assert st.redis("LLEN", keys.hist("acme", d["id"])) == 7
     finally:
         st.stop()
 
@@ -204,10 +205,10 @@ def test_rate_limit_is_shared_by_two_partnerd_processes_and_answers_429():
                 ra = r[1].get("Retry-After") or ""
                 assert ra.isdigit() and 1 <= int(ra) <= 60, ra
         # the writes count against the same budget: refused without being applied
-        before = st.digest("pp:{acme:%d}:*" % c["id"])[0]
+        before = st.digest(keys.of_customer("acme", c["id"]))[0]
         resp = st.post(LINK, _link_body(st, c))
         assert_error(resp, 429)
-        assert st.digest("pp:{acme:%d}:*" % c["id"])[0] == before
+        assert st.digest(keys.of_customer("acme", c["id"]))[0] == before
         # another credential has its own budget
         s, _, _ = st.get(url.replace(str(c["id"]), "4001"), auth=("globex_api", "globex_secret"))
         assert s == 200
@@ -223,7 +224,7 @@ def test_rate_limit_is_shared_by_two_partnerd_processes_and_answers_429():
 
 def _idem_key(org, key):
     """The Redis key of an Idempotency-Key's claim (docs/DATA-MODEL.md)."""
-    return "pp:{%s}:idem:%s" % (org, hashlib.blake2b(key.encode(), digest_size=16).hexdigest())
+    return keys.idem(org, hashlib.blake2b(key.encode(), digest_size=16).hexdigest())
 
 
 def _call_via(port, method, path, body=None, headers=None, timeout=30):
@@ -298,7 +299,7 @@ def _delink_body(c, program):
 def _history(st, cid):
     """The customer's activities, oldest first, as (activityType, requestId)."""
     return [(e["activityType"], e["requestId"]) for e in
-            (json.loads(x) for x in reversed(st.redis("LRANGE", "pp:{acme:%d}:h" % cid, 0, -1)))]
+            (json.loads(x) for x in reversed(st.redis("LRANGE", keys.hist("acme", cid), 0, -1)))]
 
 
 @contextlib.contextmanager
@@ -356,7 +357,7 @@ def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_appli
         body = _link_body(st, c, mid)
         key = "op-fence-%s" % st.uid()
         claim = _idem_key("acme", key)
-        lock = "pp:{acme:%d}:lock" % c["id"]
+        lock = keys.lock("acme", c["id"])
         t, first = _stop_while_waiting_for(st, lock, stopped, port, body, {
             "Idempotency-Key": key, "X-Request-Id": "op-fence-stalled"})
         assert st.redis("HGET", claim, "s") == b"running", st.redis("HGETALL", claim)
@@ -393,7 +394,7 @@ def test_idempotency_key_fenced_after_an_earlier_round_applied_answers_those_200
                                   entry(by_mobile(y), item("AcmeShop", st.uid("IFY")))]}
         key = "op-fence-mixed-%s" % st.uid()
         claim = _idem_key("acme", key)
-        lock = "pp:{acme:%d}:lock" % y["id"]
+        lock = keys.lock("acme", y["id"])
         t, first = _stop_while_waiting_for(st, lock, stopped, port, body, {
             "Idempotency-Key": key, "X-Request-Id": "op-fence-mixed-stalled"})
         assert st.membership(x["id"], "AcmeShop") is not None, "X was not committed in the first round"

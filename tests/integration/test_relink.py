@@ -6,6 +6,7 @@ import json
 import re
 import time
 
+import keys
 from helpers import assert_codes, by_mobile, item, link1, ms, unchanged
 from support_model import (CANCEL, FUT1, add_months, cancel, check_passes, delink1, history_of, iso,
                            iso_ms, now_ms, programs_of, read_programs, update1, upd)
@@ -285,7 +286,7 @@ def _script_calls(stack):
 def test_a_read_after_a_relinks_start_settles_it_and_frees_the_old_id(stack):
     x, y = stack.customers(2)
     a, b, start_ms = _relink_soon(stack, x, "AcmeDays", "Basic", FUT1)
-    v = stack.redis("HGET", "pp:{acme:%d}:c" % x["id"], "v")
+    v = stack.redis("HGET", keys.cust("acme", x["id"]), "v")
     # nothing due: a read is one script call, as before
     n = _script_calls(stack)
     programs_of(stack, x["id"])
@@ -302,7 +303,7 @@ def test_a_read_after_a_relinks_start_settles_it_and_frees_the_old_id(stack):
     assert stack.mid_holder("AcmeDays", a) is None, "the read did not release the relinked-away id"
     assert stack.mid_holder("AcmeDays", b) == x["id"]
     # a settle is no change of the customer's state: its version stays (docs/DATA-MODEL.md)
-    assert stack.redis("HGET", "pp:{acme:%d}:c" % x["id"], "v") == v
+    assert stack.redis("HGET", keys.cust("acme", x["id"]), "v") == v
     check_passes(stack, "acme")
     # reading again changes nothing, with one script call
     n = _script_calls(stack)
@@ -331,7 +332,7 @@ def test_a_read_does_not_settle_while_the_customer_is_locked(stack):
     x = stack.customer()
     a, b, start_ms = _relink_soon(stack, x, "AcmePlus")
     _wait_past(start_ms)
-    lock = "pp:{acme:%d}:lock" % x["id"]
+    lock = keys.lock("acme", x["id"])
     stack.redis("SET", lock, "0123456789abcdef0123456789abcdef", "PX", 10000)
     try:
         with unchanged(stack):
@@ -355,8 +356,8 @@ def test_a_due_relink_in_an_older_partnerds_json_value_frees_its_old_id_too(stac
     m = {"mid": a, "tier": None, "exp": None, "start": t0, "end": add_months(t0, 12), "lk": t0, "up": t0,
          "rl": {"mid": b, "tier": None, "exp": None, "start": start, "end": add_months(start, 12)}}
     pid = stack.pid("AcmePlus")
-    stack.redis("HSET", "pp:{acme:%d}:c" % x["id"], "m:%d" % pid, json.dumps(m, separators=(",", ":")))
-    stack.redis("HSET", "pp:{acme}:mid:%d" % pid, a, str(x["id"]), b, str(x["id"]))
+    stack.redis("HSET", keys.cust("acme", x["id"]), keys.membership_field(pid), json.dumps(m, separators=(",", ":")))
+    stack.redis("HSET", keys.mid("acme", pid), a, str(x["id"]), b, str(x["id"]))
     check_passes(stack, "acme")
     _, st = link1(stack, by_mobile(y), item("AcmePlus", a))
     assert_codes(st, [200])
@@ -365,6 +366,6 @@ def test_a_due_relink_in_an_older_partnerds_json_value_frees_its_old_id_too(stac
     assert p["partnerMembershipId"] == b and p["pendingRelink"] is None, p
     got = stack.membership(x["id"], "AcmePlus")
     assert got["mid"] == b and got["rl"] is None and got["start"] == start and got["lk"] == t0, got
-    assert not stack.redis("HGET", "pp:{acme:%d}:c" % x["id"], "m:%d" % pid).startswith(b"{")
+    assert not stack.redis("HGET", keys.cust("acme", x["id"]), keys.membership_field(pid)).startswith(b"{")
     assert stack.mid_holder("AcmePlus", a) == y["id"] and stack.mid_holder("AcmePlus", b) == x["id"]
     check_passes(stack, "acme")

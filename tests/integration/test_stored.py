@@ -5,12 +5,13 @@ reads the JSON an older partnerd wrote, rewriting it compact on the customer's n
 import json
 
 import harness
+import keys
 from helpers import assert_codes, by_mobile, item, link1
 from support_model import FUT1, FUT3, cancel, iso_ms, programs_of, update1, upd
 
 
 def _raw(stack, cid, program):
-    return stack.redis("HGET", "pp:{acme:%d}:c" % cid, "m:%d" % stack.pid(program))
+    return stack.redis("HGET", keys.cust("acme", cid), keys.membership_field(stack.pid(program)))
 
 
 def _ctl_check_clean(stack):
@@ -25,7 +26,7 @@ def test_a_freshly_linked_customer_hash_is_a_listpack_with_values_of_at_most_64_
                   item("AcmeShop", stack.uid()), item("AcmePlus", stack.uid()),
                   item("AcmeDays", stack.uid(), "Premium", FUT1))
     assert_codes(st, [200, 200, 200, 200])
-    key = "pp:{acme:%d}:c" % c["id"]
+    key = keys.cust("acme", c["id"])
     assert harness._s(stack.redis("OBJECT", "ENCODING", key)) == "listpack"
     for program in ("AcmeAir", "AcmeShop", "AcmePlus", "AcmeDays"):
         raw = _raw(stack, c["id"], program)
@@ -53,13 +54,13 @@ def test_a_membership_stored_as_json_by_an_older_partnerd_is_read_and_rewritten_
     _, st = link1(stack, by_mobile(c), item("AcmeDays", m3, "Premium", FUT1, start="2031-04-20T00:00:00Z"))
     assert_codes(st, [200])
     before = programs_of(stack, c["id"])
-    key = "pp:{acme:%d}:c" % c["id"]
+    key = keys.cust("acme", c["id"])
     # what an older partnerd wrote: the JSON of the same memberships
     legacy = {}
     for program in ("AcmeAir", "AcmeDays"):
         m = stack.membership(c["id"], program)
         legacy[program] = m
-        stack.redis("HSET", key, "m:%d" % stack.pid(program), json.dumps(m, separators=(",", ":")))
+        stack.redis("HSET", key, keys.membership_field(stack.pid(program)), json.dumps(m, separators=(",", ":")))
         assert _raw(stack, c["id"], program)[:1] == b"{"
     assert legacy["AcmeDays"]["rl"]["mid"] == m3
     # read as before, by the API, partnerctl show and partnerctl check
@@ -90,7 +91,7 @@ def test_check_reports_a_membership_value_that_decodes_as_neither_format(stack):
     c = stack.customer()
     _, st = link1(stack, by_mobile(c), item("AcmeAir", stack.uid(), "Gold", FUT1))
     assert_codes(st, [200])
-    key, field = "pp:{acme:%d}:c" % c["id"], "m:%d" % stack.pid("AcmeAir")
+    key, field = keys.cust("acme", c["id"]), keys.membership_field(stack.pid("AcmeAir"))
     saved = stack.redis("HGET", key, field)
     m = harness.decode_membership(saved)
     bad_values = [

@@ -12,7 +12,10 @@ the same parser). Fails when:
     literal and match pattern naming a key, every suffix `key .. ':' .. x` appended to a
     key from ARGV (it must be a suffix keys.h declares, and each declared suffix must be
     appended by some script), every field name a script builds (`'m:' .. pid`), and every
-    `pp:...` pattern a script's comments mention.
+    `pp:...` pattern a script's comments mention;
+  - a test of tests/integration writes a key name (or the m:PID field) as a literal
+    instead of building it with tests/integration/keys.py (a string that starts with the
+    key space's prefix "pp:", or with "m:%").
 Then it proves that it can fail: each check runs again on copies of the three sources
 with one thing broken (a key renamed in keys.h, a row dropped from DATA-MODEL.md, a type
 changed, a script building an undocumented key...) and must report it.
@@ -20,6 +23,7 @@ changed, a script building an undocumented key...) and must report it.
 Prints `ok: ...` / `FAIL: ...` per check and `N passed, M failed` last; exit 1 on a failure.
 """
 
+import ast
 import glob
 import os
 import re
@@ -288,6 +292,42 @@ def check_lua(klist, doc, scripts):
     return probs
 
 
+# ---- the integration tests ------------------------------------------------------------
+
+def _docstrings(tree):
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                out.add(id(body[0].value))
+    return out
+
+
+def check_tests(klist, tests):
+    """Problems: key names written as literals in the tests. tests: {file name: text}."""
+    probs = []
+    prefix = os.path.commonprefix([k.fmt for k in klist if not k.field])
+    starts = [prefix] + [keys.literal_prefix(k) + "%" for k in klist if k.field]
+    for name, text in sorted(tests.items()):
+        try:
+            tree = ast.parse(text, name)
+        except SyntaxError as e:
+            probs.append("%s: %s" % (name, e))
+            continue
+        docs = _docstrings(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Constant) or id(node) in docs:
+                continue
+            v = node.value
+            if isinstance(v, bytes):
+                v = v.decode("latin-1")
+            if isinstance(v, str) and any(v.startswith(st) for st in starts):
+                probs.append("%s:%d: the key name %r written by hand: build it with "
+                             "tests/integration/keys.py" % (name, node.lineno, v))
+    return probs
+
+
 # ---- the whole check, and proof that it can fail --------------------------------------
 
 def read(path):
@@ -300,17 +340,20 @@ def sources():
     doc = read(os.path.join(TOP, "docs", "DATA-MODEL.md"))
     scripts = dict((os.path.basename(p), read(p))
                    for p in sorted(glob.glob(os.path.join(TOP, "src", "lua", "*.lua"))))
-    return header, doc, scripts
+    tests = dict((os.path.basename(p), read(p))
+                 for p in sorted(glob.glob(os.path.join(TOP, "tests", "integration", "*.py")))
+                 if os.path.basename(p) != "keys.py")
+    return header, doc, scripts, tests
 
 
-def problems(header, doc, scripts):
-    """Every disagreement among the three sources, as messages."""
+def problems(header, doc, scripts, tests):
+    """Every disagreement among the sources, as messages."""
     try:
         klist = keys.parse_header(header)
     except ValueError as e:
         return [str(e)]
     try:
-        return check_doc(klist, doc) + check_lua(klist, doc, scripts)
+        return check_doc(klist, doc) + check_lua(klist, doc, scripts) + check_tests(klist, tests)
     except ValueError as e:
         return [str(e)]
 
@@ -324,19 +367,27 @@ def replace_once(text, old, new, where):
 
 # (what is broken, function (header, doc, scripts) -> broken copies, a text the report must hold)
 def _lua(name, old, new):
-    def f(h, d, s):
+    def f(h, d, s, t):
         s = dict(s)
         s[name] = replace_once(s[name], old, new, name)
-        return h, d, s
+        return h, d, s, t
     return f
 
 
 def _hdr(old, new):
-    return lambda h, d, s: (replace_once(h, old, new, "keys.h"), d, s)
+    return lambda h, d, s, t: (replace_once(h, old, new, "keys.h"), d, s, t)
 
 
 def _doc(old, new):
-    return lambda h, d, s: (h, replace_once(d, old, new, "DATA-MODEL.md"), s)
+    return lambda h, d, s, t: (h, replace_once(d, old, new, "DATA-MODEL.md"), s, t)
+
+
+def _test(name, old, new):
+    def f(h, d, s, t):
+        t = dict(t)
+        t[name] = replace_once(t[name], old, new, name)
+        return h, d, s, t
+    return f
 
 
 BREAKS = [
@@ -373,13 +424,21 @@ BREAKS = [
     ("a script appending another suffix", _lua("read.lua", "ARGV[5] .. ':'", "ARGV[5] .. ':m:'"),
      "appends"),
     ("no script appending the declared suffix",
-     lambda h, d, s: _lua("read.lua", "ARGV[5] .. ':' ..", "ARGV[5] + ")(
-         *_lua("begin.lua", "rk .. ':' ..", "rk + ")(h, d, s)), "no script appends it"),
+     lambda h, d, s, t: _lua("read.lua", "ARGV[5] .. ':' ..", "ARGV[5] + ")(
+         *_lua("begin.lua", "rk .. ':' ..", "rk + ")(h, d, s, t)), "no script appends it"),
     ("a script building another field", _lua("holds.lua", "'m:' .. pid", "'m:' .. pid .. ':x'"),
      "the field"),
     ("a script's comment naming an undocumented key",
      _lua("holds.lua", "-- An entry of pp:{ORG}:mid:PID", "-- An entry of pp:{ORG}:mids:PID"),
      "a comment names"),
+    ("a test writing a key name by hand",
+     _test("test_link.py", 'keys.lock("acme", c["id"])', '"pp:{acme:%d}:lock" % c["id"]'), "test_link.py"),
+    ("a test writing the membership field by hand",
+     _test("test_stored.py", 'keys.membership_field(stack.pid(program))', '"m:%d" % stack.pid(program)'),
+     "test_stored.py"),
+    ("a test writing a key name as bytes",
+     _test("support_indoubt.py", 'keys.hist(org, cid).encode()', 'b"pp:{%s:%d}:h" % (org.encode(), cid)'),
+     "support_indoubt.py"),
 ]
 
 
@@ -402,16 +461,17 @@ def main():
             failed += 1
             print("FAIL: %s%s" % (what, ("\n    " + detail.replace("\n", "\n    ")) if detail else ""))
 
-    header, doc, scripts = sources()
-    found = problems(header, doc, scripts)
-    report(not found, "src/keys.h, docs/DATA-MODEL.md and src/lua/*.lua agree on the key layout "
-           "(%d keys and fields, %d scripts)" % (count(header), len(scripts)),
+    header, doc, scripts, tests = sources()
+    found = problems(header, doc, scripts, tests)
+    report(not found, "src/keys.h, docs/DATA-MODEL.md, src/lua/*.lua and tests/integration/*.py "
+           "agree on the key layout (%d keys and fields, %d scripts, %d test files)"
+           % (count(header), len(scripts), len(tests)),
            "\n".join(found))
     if not scripts:
         report(False, "src/lua/*.lua found")
     for what, brk, expect in BREAKS:
         try:
-            got = problems(*brk(header, doc, scripts))
+            got = problems(*brk(header, doc, scripts, tests))
         except AssertionError as e:
             report(False, "the check catches %s" % what, str(e))
             continue
