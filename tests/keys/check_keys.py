@@ -304,27 +304,41 @@ def _docstrings(tree):
     return out
 
 
+_test_memo = {}
+
+
+def _test_file(name, text, starts):
+    """The problems of one test file (remembered: the self-tests break one file at a time)."""
+    memo = (name, text, starts)
+    if memo in _test_memo:
+        return _test_memo[memo]
+    probs = []
+    try:
+        tree = ast.parse(text, name)
+    except SyntaxError as e:
+        probs.append("%s: %s" % (name, e))
+        tree = None
+    docs = _docstrings(tree) if tree else set()
+    for node in ast.walk(tree) if tree else ():
+        if not isinstance(node, ast.Constant) or id(node) in docs:
+            continue
+        v = node.value
+        if isinstance(v, bytes):
+            v = v.decode("latin-1")
+        if isinstance(v, str) and v.startswith(starts):
+            probs.append("%s:%d: the key name %r written by hand: build it with "
+                         "tests/integration/keys.py" % (name, node.lineno, v))
+    _test_memo[memo] = probs
+    return probs
+
+
 def check_tests(klist, tests):
     """Problems: key names written as literals in the tests. tests: {file name: text}."""
-    probs = []
     prefix = os.path.commonprefix([k.fmt for k in klist if not k.field])
-    starts = [prefix] + [keys.literal_prefix(k) + "%" for k in klist if k.field]
+    starts = tuple([prefix] + [keys.literal_prefix(k) + "%" for k in klist if k.field])
+    probs = []
     for name, text in sorted(tests.items()):
-        try:
-            tree = ast.parse(text, name)
-        except SyntaxError as e:
-            probs.append("%s: %s" % (name, e))
-            continue
-        docs = _docstrings(tree)
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Constant) or id(node) in docs:
-                continue
-            v = node.value
-            if isinstance(v, bytes):
-                v = v.decode("latin-1")
-            if isinstance(v, str) and any(v.startswith(st) for st in starts):
-                probs.append("%s:%d: the key name %r written by hand: build it with "
-                             "tests/integration/keys.py" % (name, node.lineno, v))
+        probs += _test_file(name, text, starts)
     return probs
 
 
