@@ -1,0 +1,242 @@
+/*
+ * Unit tests for the pure parts of src/cluster.c: CRC16 and key slots (the Redis Cluster
+ * spec's vector and hash-tag cases), seed lists, the CLUSTER SLOTS parser (fed a reply
+ * built by hiredis's protocol reader from RESP text, no server) and the error replies.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cluster.h"
+#include "test.h"
+
+#define KS(s) cluster_key_slot((s), strlen(s))
+
+/* One reply parsed by hiredis's reader from RESP text (freed with freeReplyObject). */
+static redisReply *resp(const char *text)
+{
+	redisReader *rd = redisReaderCreate();
+	void *r = NULL;
+
+	if (redisReaderFeed(rd, text, strlen(text)) != REDIS_OK ||
+	    redisReaderGetReply(rd, &r) != REDIS_OK)
+		r = NULL;
+	redisReaderFree(rd);
+	return r;
+}
+
+/* 1 when spec fails to parse with a message that contains want. */
+static int seeds_refused(const char *spec, const char *want)
+{
+	struct cluster_seeds s;
+	char err[300] = "";
+
+	if (cluster_parse_seeds(spec, &s, err, sizeof err) != -1) {
+		printf("  \"%s\" was accepted\n", spec);
+		return 0;
+	}
+	if (strstr(err, want) == NULL) {
+		printf("  \"%s\": message \"%s\" lacks \"%s\"\n", spec, err, want);
+		return 0;
+	}
+	return 1;
+}
+
+static int classify(const char *e, struct cluster_redirect *rd)
+{
+	return (int)cluster_classify(e, strlen(e), rd);
+}
+
+int main(void)
+{
+	TEST("CRC16 of \"123456789\" is 0x31C3 (the Redis Cluster spec's test vector)") {
+		CHECK_EQ_INT(cluster_crc16("123456789", 9), 0x31C3);
+		CHECK_EQ_INT(cluster_crc16("", 0), 0);
+	}
+
+	TEST("a key without a hash tag hashes whole: slots agree with CLUSTER KEYSLOT") {
+		/* values from redis-server 7.0's CLUSTER KEYSLOT */
+		CHECK_EQ_INT(KS("foo"), 12182);
+		CHECK_EQ_INT(KS("bar"), 5061);
+		CHECK_EQ_INT(KS("123456789"), 0x31C3 % 16384);
+		CHECK_EQ_INT(KS(""), 0);
+	}
+
+	TEST("hash tags as the spec says: first '{', the next '}', an empty tag hashes the whole key") {
+		/* {user1000}.following and {user1000}.followers: both hash "user1000" */
+		CHECK_EQ_INT(KS("{user1000}.following"), KS("user1000"));
+		CHECK_EQ_INT(KS("{user1000}.followers"), KS("user1000"));
+		/* foo{}{bar}: the first tag is empty, so the whole key is hashed */
+		CHECK_EQ_INT(KS("foo{}{bar}"), cluster_crc16("foo{}{bar}", 10) % 16384);
+		CHECK(KS("foo{}{bar}") != KS("bar"));
+		/* foo{{bar}}zap: the tag is "{bar" (from the first '{' to the next '}') */
+		CHECK_EQ_INT(KS("foo{{bar}}zap"), KS("{bar"));
+		/* foo{bar}{zap}: only the first tag counts */
+		CHECK_EQ_INT(KS("foo{bar}{zap}"), KS("bar"));
+		/* an unclosed '{' hashes the whole key; a tag may hold NUL bytes */
+		CHECK_EQ_INT(KS("foo{bar"), cluster_crc16("foo{bar", 7) % 16384);
+		CHECK_EQ_INT(cluster_key_slot("a{\0b}c", 6), cluster_crc16("\0b", 2) % 16384);
+	}
+
+	TEST("seeds: HOST:PORT lists, IPv6 in [], and redis-cluster:// URLs with a password") {
+		struct cluster_seeds s;
+		char err[300];
+
+		CHECK_EQ_INT(cluster_parse_seeds("127.0.0.1:7000", &s, err, sizeof err), 0);
+		CHECK_EQ_INT(s.n, 1);
+		CHECK_EQ_STR(s.addr[0].host, "127.0.0.1");
+		CHECK_EQ_INT(s.addr[0].port, 7000);
+		CHECK_EQ_INT(cluster_parse_seeds("a:1,[::1]:7001,b.example:65535", &s, err, sizeof err), 0);
+		CHECK_EQ_INT(s.n, 3);
+		CHECK_EQ_STR(s.addr[1].host, "::1");
+		CHECK_EQ_INT(s.addr[1].port, 7001);
+		CHECK_EQ_INT(s.addr[2].port, 65535);
+		CHECK_EQ_STR(s.password, "");
+		CHECK_EQ_INT(cluster_parse_seeds("redis-cluster://app:p%40ss%2C1@h1:7000,h2:7001/", &s,
+		                                 err, sizeof err), 0);
+		CHECK_EQ_INT(s.n, 2);
+		CHECK_EQ_STR(s.user, "app");
+		CHECK_EQ_STR(s.password, "p@ss,1");
+		CHECK_EQ_STR(s.addr[1].host, "h2");
+		CHECK_EQ_INT(cluster_parse_seeds("redis-cluster://:secret@h1:7000", &s, err, sizeof err), 0);
+		CHECK_EQ_STR(s.user, "");
+		CHECK_EQ_STR(s.password, "secret");
+	}
+
+	TEST("seeds: every fault is refused with a message that names it") {
+		CHECK(seeds_refused("", "none given"));
+		CHECK(seeds_refused(NULL, "none given"));
+		CHECK(seeds_refused("127.0.0.1", "has no port"));
+		CHECK(seeds_refused("h1:7000,h2", "\"h2\" has no port"));
+		CHECK(seeds_refused("h1:", "has no port"));
+		CHECK(seeds_refused("[::1]", "has no port"));
+		CHECK(seeds_refused("h1:7000,,h2:7001", "empty seed"));
+		CHECK(seeds_refused("h1:7000,", "empty seed"));
+		CHECK(seeds_refused("h1:0", "bad port"));
+		CHECK(seeds_refused("h1:70000", "bad port"));
+		CHECK(seeds_refused("h1:70x", "bad port"));
+		CHECK(seeds_refused(":7000", "missing host"));
+		CHECK(seeds_refused("redis://h1:7000", "the only URL scheme for a cluster is redis-cluster://"));
+		CHECK(seeds_refused("redis-cluster://h1:7000/2", "no database but 0"));
+		CHECK(seeds_refused("redis-cluster://secret@h1:7000", "[user]:password"));
+		CHECK(seeds_refused("redis-cluster://:bad%zz@h1:7000", "bad user or password encoding"));
+		CHECK(seeds_refused("h1:7000,u:p@h2:7001", "a user and password go once, first"));
+		CHECK(seeds_refused("1:1,2:2,3:3,4:4,5:5,6:6,7:7,8:8,9:9,10:10,11:11,12:12,13:13,14:14,"
+		                    "15:15,16:16,17:17", "more than 16 seeds"));
+	}
+
+	TEST("CLUSTER SLOTS: ranges and primaries parsed, replicas skipped, empty host = the asked node") {
+		struct cluster_addr asked = { .host = "10.0.0.9", .port = 7005 };
+		struct cluster_range *rs = NULL;
+		size_t n = 0;
+		char err[300];
+		redisReply *r = resp(
+			"*3\r\n"
+			/* 0-5460 on 127.0.0.1:7000 (id a...), one replica */
+			"*4\r\n:0\r\n:5460\r\n"
+			"*4\r\n$9\r\n127.0.0.1\r\n:7000\r\n$40\r\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n*0\r\n"
+			"*3\r\n$9\r\n127.0.0.1\r\n:7003\r\n$40\r\ndddddddddddddddddddddddddddddddddddddddd\r\n"
+			/* 5461-10922 on an empty host: the node that answered */
+			"*3\r\n:5461\r\n:10922\r\n*2\r\n$0\r\n\r\n:7001\r\n"
+			/* 10923-16383 on ::1:7002 */
+			"*3\r\n:10923\r\n:16383\r\n*3\r\n$3\r\n::1\r\n:7002\r\n$1\r\nc\r\n");
+
+		CHECK(r != NULL);
+		CHECK_EQ_INT(cluster_parse_slots(r, &asked, &rs, &n, err, sizeof err), 0);
+		CHECK_EQ_INT(n, 3);
+		if (n == 3) {
+			CHECK_EQ_INT(rs[0].lo, 0);
+			CHECK_EQ_INT(rs[0].hi, 5460);
+			CHECK_EQ_STR(rs[0].primary.host, "127.0.0.1");
+			CHECK_EQ_INT(rs[0].primary.port, 7000);
+			CHECK_EQ_STR(rs[0].id, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+			CHECK_EQ_STR(rs[1].primary.host, "10.0.0.9");
+			CHECK_EQ_INT(rs[1].primary.port, 7001);
+			CHECK_EQ_STR(rs[1].id, "");
+			CHECK_EQ_INT(rs[2].lo, 10923);
+			CHECK_EQ_INT(rs[2].hi, 16383);
+			CHECK_EQ_STR(rs[2].primary.host, "::1");
+		}
+		free(rs);
+		freeReplyObject(r);
+	}
+
+	TEST("CLUSTER SLOTS: malformed replies and errors are refused with a message") {
+		static const char *const bad[] = {
+			"-ERR This instance has cluster support disabled\r\n",
+			"*0\r\n",
+			"$3\r\nfoo\r\n",
+			"*1\r\n*2\r\n:0\r\n:10\r\n",                                  /* no node */
+			"*1\r\n*3\r\n:10\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",           /* hi < lo */
+			"*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nh\r\n:1\r\n",        /* past 16383 */
+			"*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\nh\r\n:0\r\n",            /* port 0 */
+			"*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\nh\r\n$4\r\n7000\r\n",    /* port a string */
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+			redisReply *r = resp(bad[i]);
+			struct cluster_range *rs = (void *)1;
+			size_t n = 9;
+			char err[300] = "";
+
+			CHECK(r != NULL);
+			CHECK_EQ_INT(cluster_parse_slots(r, NULL, &rs, &n, err, sizeof err), -1);
+			CHECK(rs == NULL && n == 0);
+			CHECK(strncmp(err, "CLUSTER SLOTS", 13) == 0);
+			freeReplyObject(r);
+		}
+		{
+			/* an empty host needs the node that answered */
+			redisReply *r = resp("*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$0\r\n\r\n:1\r\n");
+			struct cluster_range *rs;
+			size_t n;
+			char err[300];
+
+			CHECK_EQ_INT(cluster_parse_slots(r, NULL, &rs, &n, err, sizeof err), -1);
+			freeReplyObject(r);
+		}
+	}
+
+	TEST("MOVED and ASK parse slot, host and port; IPv6 hosts keep their colons") {
+		struct cluster_redirect rd;
+
+		CHECK_EQ_INT(classify("MOVED 3999 127.0.0.1:6381", &rd), CLUSTER_MOVED);
+		CHECK_EQ_INT(rd.slot, 3999);
+		CHECK_EQ_STR(rd.to.host, "127.0.0.1");
+		CHECK_EQ_INT(rd.to.port, 6381);
+		CHECK_EQ_INT(classify("ASK 16383 ::1:7002", &rd), CLUSTER_ASK);
+		CHECK_EQ_INT(rd.slot, 16383);
+		CHECK_EQ_STR(rd.to.host, "::1");
+		CHECK_EQ_INT(rd.to.port, 7002);
+		CHECK_EQ_INT(classify("MOVED 0 :7000", &rd), CLUSTER_MOVED);  /* no host: the sender's */
+		CHECK_EQ_STR(rd.to.host, "");
+		CHECK_EQ_INT(rd.to.port, 7000);
+	}
+
+	TEST("malformed MOVED/ASK are the command's own errors; TRYAGAIN, CLUSTERDOWN, NOSCRIPT known") {
+		struct cluster_redirect rd;
+
+		CHECK_EQ_INT(classify("MOVED", &rd), CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("MOVED 16384 h:1", &rd), CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("MOVED 12 h", &rd), CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("MOVED 12 h:", &rd), CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("MOVED 12 h:65536", &rd), CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("MOVED x h:1", &rd), CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("ASK 1 h:1x", &rd), CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("ASKING", &rd), CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("TRYAGAIN Multiple keys request during rehashing of slot", &rd),
+		             CLUSTER_TRYAGAIN);
+		CHECK_EQ_INT(classify("CLUSTERDOWN The cluster is down", &rd), CLUSTER_CLUSTERDOWN);
+		CHECK_EQ_INT(classify("CLUSTERDOWN Hash slot not served", &rd), CLUSTER_CLUSTERDOWN);
+		CHECK_EQ_INT(classify("NOSCRIPT No matching script. Please use EVAL.", &rd),
+		             CLUSTER_NOSCRIPT);
+		CHECK_EQ_INT(classify("ERR unknown command", &rd), CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("CROSSSLOT Keys in request don't hash to the same slot", &rd),
+		             CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("TRYAGAINX", &rd), CLUSTER_REPLY);
+	}
+
+	TEST_MAIN_END();
+}
