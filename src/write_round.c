@@ -42,6 +42,9 @@ struct locked {
 	int lost;                       /* LOST_*: what became of a commit whose reply was lost */
 };
 
+/* round_init and decide_entry put arrays of these types one after the other in one block. */
+_Static_assert(sizeof(struct locked) % _Alignof(void *) == 0, "locks, then pointer arrays");
+
 /* One round's working set. */
 struct round {
 	struct write_entry **pend;      /* the pending entries, in request order */
@@ -127,6 +130,9 @@ take_begin(struct round *rd, size_t i)
 
 /* ---- decide: the rules, pure ------------------------------------------------------------- */
 
+_Static_assert(sizeof(struct rules_program) % _Alignof(struct rules_item_ctx) == 0,
+               "programs, then their contexts");
+
 /*
  * Applies the rules to entry e of customer lk, with the program definitions and id holders
  * the store read for its items. Membership ids claimed or given up by earlier entries of
@@ -140,8 +146,9 @@ decide_entry(enum req_kind kind, struct write_entry *e, struct locked *lk,
 	struct rules_item_ctx *ctx;
 	size_t it;
 
-	progs = xcalloc(e->e->nitems, sizeof(*progs));
-	ctx = xcalloc(e->e->nitems, sizeof(*ctx));
+	/* one allocation: the programs, then their contexts */
+	progs = xcalloc(e->e->nitems, sizeof(*progs) + sizeof(*ctx));
+	ctx = (struct rules_item_ctx *)(progs + e->e->nitems);
 	for (it = 0; it < e->e->nitems; it++) {
 		const struct req_item *item = &e->e->items[it];
 
@@ -159,7 +166,6 @@ decide_entry(enum req_kind kind, struct write_entry *e, struct locked *lk,
 		rules_program_free(&progs[it]);
 	}
 	free(progs);
-	free(ctx);
 }
 
 /* Decides every entry whose customer this round locked, in request order (also across customers). */
@@ -349,17 +355,19 @@ commit_round(struct write_request *w, struct round *rd, int64_t now_ms)
 
 /* ---- the round ----------------------------------------------------------------------------- */
 
-/* Sets up rd with w's pending entries. */
+/* Sets up rd with w's pending entries (its arrays in one allocation). */
 static void
 round_init(struct round *rd, const struct write_request *w)
 {
 	size_t i;
+	char *block = xcalloc(w->n, sizeof(*rd->locks) + sizeof(*rd->pend) + sizeof(*rd->bin) +
+	                      sizeof(*rd->lock_of));
 
 	memset(rd, 0, sizeof(*rd));
-	rd->pend = xcalloc(w->n, sizeof(*rd->pend));
-	rd->bin = xcalloc(w->n, sizeof(*rd->bin));
-	rd->lock_of = xcalloc(w->n, sizeof(*rd->lock_of));
-	rd->locks = xcalloc(w->n, sizeof(*rd->locks));
+	rd->locks = (struct locked *)block;
+	rd->pend = (struct write_entry **)(block + w->n * sizeof(*rd->locks));
+	rd->bin = (const struct store_begin_in **)(rd->pend + w->n);
+	rd->lock_of = (struct locked **)(rd->bin + w->n);
 	for (i = 0; i < w->n; i++)
 		if (!w->es[i].decided) {
 			rd->bin[rd->np] = &w->es[i].in;
@@ -377,10 +385,7 @@ round_free(struct round *rd)
 		free(rd->locks[k].entries);
 	}
 	store_begin_res_free(&rd->br);
-	free(rd->locks);
-	free(rd->lock_of);
-	free(rd->bin);
-	free(rd->pend);
+	free(rd->locks);                /* and the other arrays: round_init */
 }
 
 int
