@@ -374,7 +374,7 @@ floor_round(struct worker *w, const long *ids, int n, long *busy, int *nbusy)
 }
 
 /*
- * The UPDATE event partnerd writes for a RENEWAL of UpdProg (src/routes.c event_json:
+ * The UPDATE event partnerd writes for a RENEWAL of UpdProg (src/respond.c respond_event:
  * the same keys, values of the same sizes); the customer, the new expiry and the request
  * id vary. ~580 bytes.
  */

@@ -15,6 +15,24 @@ handler_store_unavailable(struct store *st, struct http_req *r, struct routes_ou
 	           message, "Retry-After: 1\r\n");
 }
 
+/*
+ * The answers of a refused login, by auth_check's result. headers NULL: Retry-After with
+ * the time auth_check gave (1 s at least).
+ */
+static const struct {
+	int status;
+	const char *message;
+	const char *headers;
+} auth_refused[] = {
+	[AUTH_DENIED] = { 401, "missing or wrong credentials: use HTTP Basic auth with your API username and password",
+	                  "WWW-Authenticate: Basic realm=\"partnerProgram\"\r\n" },
+	[AUTH_LIMITED_USER] = { 429, "too many failed logins for this username: retry after the time in Retry-After, "
+	                        "with the right password", NULL },
+	[AUTH_LIMITED_ADDR] = { 429, "too many failed logins from this client address: retry after the time in "
+	                        "Retry-After, with the right password", NULL },
+	[AUTH_BUSY] = { 503, "too many password checks at once: retry after the time in Retry-After", NULL },
+};
+
 int
 handler_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
                      struct routes_outcome *out)
@@ -24,34 +42,17 @@ handler_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
 	                                 org, &retry_after);
 	char hdr[48];
 
-	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", retry_after > 0 ? retry_after : 1);
-	switch (rc) {
-	case AUTH_OK:
+	if (rc == AUTH_OK) {
 		snprintf(out->org, sizeof(out->org), "%s", org->org);
 		return 0;
-	case AUTH_DENIED:
-		out->status = 401;
-		http_error(r, 401, 401, "missing or wrong credentials: use HTTP Basic auth with your API username and password",
-		           "WWW-Authenticate: Basic realm=\"partnerProgram\"\r\n");
-		break;
-	case AUTH_LIMITED_USER:
-		out->status = 429;
-		http_error(r, 429, 429, "too many failed logins for this username: retry after the time in Retry-After, "
-		           "with the right password", hdr);
-		break;
-	case AUTH_LIMITED_ADDR:
-		out->status = 429;
-		http_error(r, 429, 429, "too many failed logins from this client address: retry after the time in "
-		           "Retry-After, with the right password", hdr);
-		break;
-	case AUTH_BUSY:
-		out->status = 503;
-		http_error(r, 503, 503, "too many password checks at once: retry after the time in Retry-After", hdr);
-		break;
-	case AUTH_STORE_DOWN:
-	default:
-		handler_store_unavailable(st, r, out, "the data store is unavailable: retry shortly");
-		break;
 	}
+	if ((size_t)rc >= sizeof(auth_refused) / sizeof(auth_refused[0]) || auth_refused[rc].status == 0) {
+		handler_store_unavailable(st, r, out, "the data store is unavailable: retry shortly");
+		return -1;
+	}
+	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", retry_after > 0 ? retry_after : 1);
+	out->status = auth_refused[rc].status;
+	http_error(r, out->status, out->status, auth_refused[rc].message,
+	           auth_refused[rc].headers != NULL ? auth_refused[rc].headers : hdr);
 	return -1;
 }

@@ -1,6 +1,6 @@
 /*
  * handler: what every route handler is given and shares, below the route table (routes.c)
- * and the handlers (routes.c's write pipeline, reads.c): the settings, the outcome for the
+ * and the handlers (write.c's pipeline, reads.c): the settings, the outcome for the
  * log line, authentication as HTTP answers and the answer for an unavailable store.
  */
 #ifndef PARTNERD_HANDLER_H

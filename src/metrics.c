@@ -102,16 +102,14 @@ get(atomic_ulong *v)
 	return atomic_load_explicit(v, memory_order_relaxed);
 }
 
-char *
-metrics_render(size_t *len)
+/* partnerd_requests_total: by route and status. */
+static void
+render_requests(struct buf *b)
 {
-	struct buf b;
-	size_t r, s, k;
-	char *out;
+	size_t r, s;
 
-	buf_init(&b, 1 << 20);
-	buf_appendf(&b, "# HELP partnerd_requests_total Requests answered, by route and HTTP status.\n"
-	                "# TYPE partnerd_requests_total counter\n");
+	buf_appendf(b, "# HELP partnerd_requests_total Requests answered, by route and HTTP status.\n"
+	               "# TYPE partnerd_requests_total counter\n");
 	for (r = 0; r < NROUTES; r++) {
 		for (s = 0; s <= NSTATUS; s++) {
 			unsigned long n = get(&requests[r][s]);
@@ -119,15 +117,23 @@ metrics_render(size_t *len)
 			if (n == 0)
 				continue;
 			if (s < NSTATUS)
-				buf_appendf(&b, "partnerd_requests_total{route=\"%s\",status=\"%d\"} %lu\n",
+				buf_appendf(b, "partnerd_requests_total{route=\"%s\",status=\"%d\"} %lu\n",
 				            route_names[r], statuses[s], n);
 			else
-				buf_appendf(&b, "partnerd_requests_total{route=\"%s\",status=\"other\"} %lu\n",
+				buf_appendf(b, "partnerd_requests_total{route=\"%s\",status=\"other\"} %lu\n",
 				            route_names[r], n);
 		}
 	}
-	buf_appendf(&b, "# HELP partnerd_request_duration_seconds Time from accepting a request to its answer.\n"
-	                "# TYPE partnerd_request_duration_seconds histogram\n");
+}
+
+/* partnerd_request_duration_seconds: a histogram per route that answered a request. */
+static void
+render_latency(struct buf *b)
+{
+	size_t r, k;
+
+	buf_appendf(b, "# HELP partnerd_request_duration_seconds Time from accepting a request to its answer.\n"
+	               "# TYPE partnerd_request_duration_seconds histogram\n");
 	for (r = 0; r < NROUTES; r++) {
 		unsigned long cum = 0;
 
@@ -139,63 +145,90 @@ metrics_render(size_t *len)
 		for (k = 0; k <= NBUCKETS; k++) {
 			cum += get(&latency[r][k]);
 			if (k < NBUCKETS)
-				buf_appendf(&b, "partnerd_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lu\n",
+				buf_appendf(b, "partnerd_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lu\n",
 				            route_names[r], buckets[k], cum);
 			else
-				buf_appendf(&b, "partnerd_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n",
+				buf_appendf(b, "partnerd_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n",
 				            route_names[r], cum);
 		}
-		buf_appendf(&b, "partnerd_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
+		buf_appendf(b, "partnerd_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
 		            route_names[r], (double)get(&latency_sum_us[r]) / 1e6);
-		buf_appendf(&b, "partnerd_request_duration_seconds_count{route=\"%s\"} %lu\n", route_names[r], cum);
+		buf_appendf(b, "partnerd_request_duration_seconds_count{route=\"%s\"} %lu\n", route_names[r], cum);
 	}
-	buf_appendf(&b, "# HELP partnerd_items_total Item and customer outcomes of the write routes, by code.\n"
-	                "# TYPE partnerd_items_total counter\n");
+}
+
+/* partnerd_items_total: by code. */
+static void
+render_items(struct buf *b)
+{
+	size_t k;
+
+	buf_appendf(b, "# HELP partnerd_items_total Item and customer outcomes of the write routes, by code.\n"
+	               "# TYPE partnerd_items_total counter\n");
 	for (k = 0; k <= NCODES; k++) {
 		unsigned long n = get(&items[k]);
 
 		if (n == 0)
 			continue;
 		if (k < NCODES)
-			buf_appendf(&b, "partnerd_items_total{code=\"%d\"} %lu\n", codes[k], n);
+			buf_appendf(b, "partnerd_items_total{code=\"%d\"} %lu\n", codes[k], n);
 		else
-			buf_appendf(&b, "partnerd_items_total{code=\"other\"} %lu\n", n);
+			buf_appendf(b, "partnerd_items_total{code=\"other\"} %lu\n", n);
 	}
-	buf_appendf(&b, "# HELP partnerd_redis_errors_total Redis calls that failed (connection, timeout, script error).\n"
-	                "# TYPE partnerd_redis_errors_total counter\n"
-	                "partnerd_redis_errors_total %lu\n"
-	                "# HELP partnerd_lock_waits_total Retry rounds caused by a customer locked by another request.\n"
-	                "# TYPE partnerd_lock_waits_total counter\n"
-	                "partnerd_lock_waits_total %lu\n"
-	                "# HELP partnerd_lock_timeouts_total Customers given up with 2010 after waiting for their lock.\n"
-	                "# TYPE partnerd_lock_timeouts_total counter\n"
-	                "partnerd_lock_timeouts_total %lu\n"
-	                "# HELP partnerd_commits_fenced_total Customer commits refused because the lock or version changed.\n"
-	                "# TYPE partnerd_commits_fenced_total counter\n"
-	                "partnerd_commits_fenced_total %lu\n",
+}
+
+/* The single counters: Redis, locks, logins, reconnects, commits in doubt. */
+static void
+render_counters(struct buf *b)
+{
+	size_t k;
+
+	buf_appendf(b, "# HELP partnerd_redis_errors_total Redis calls that failed (connection, timeout, script error).\n"
+	               "# TYPE partnerd_redis_errors_total counter\n"
+	               "partnerd_redis_errors_total %lu\n"
+	               "# HELP partnerd_lock_waits_total Retry rounds caused by a customer locked by another request.\n"
+	               "# TYPE partnerd_lock_waits_total counter\n"
+	               "partnerd_lock_waits_total %lu\n"
+	               "# HELP partnerd_lock_timeouts_total Customers given up with 2010 after waiting for their lock.\n"
+	               "# TYPE partnerd_lock_timeouts_total counter\n"
+	               "partnerd_lock_timeouts_total %lu\n"
+	               "# HELP partnerd_commits_fenced_total Customer commits refused because the lock or version changed.\n"
+	               "# TYPE partnerd_commits_fenced_total counter\n"
+	               "partnerd_commits_fenced_total %lu\n",
 	            get(&redis_errors), get(&lock_waits), get(&lock_timeouts), get(&fenced));
-	buf_appendf(&b, "# HELP partnerd_login_failures_total Failed logins: wrong password or unknown username.\n"
-	                "# TYPE partnerd_login_failures_total counter\n"
-	                "partnerd_login_failures_total %lu\n"
-	                "# HELP partnerd_login_limited_total Logins refused with 429 for too many failures, without a password check.\n"
-	                "# TYPE partnerd_login_limited_total counter\n"
-	                "partnerd_login_limited_total{by=\"username\"} %lu\n"
-	                "partnerd_login_limited_total{by=\"address\"} %lu\n"
-	                "# HELP partnerd_login_busy_total Logins answered 503 because no password check could start in time.\n"
-	                "# TYPE partnerd_login_busy_total counter\n"
-	                "partnerd_login_busy_total %lu\n",
+	buf_appendf(b, "# HELP partnerd_login_failures_total Failed logins: wrong password or unknown username.\n"
+	               "# TYPE partnerd_login_failures_total counter\n"
+	               "partnerd_login_failures_total %lu\n"
+	               "# HELP partnerd_login_limited_total Logins refused with 429 for too many failures, without a password check.\n"
+	               "# TYPE partnerd_login_limited_total counter\n"
+	               "partnerd_login_limited_total{by=\"username\"} %lu\n"
+	               "partnerd_login_limited_total{by=\"address\"} %lu\n"
+	               "# HELP partnerd_login_busy_total Logins answered 503 because no password check could start in time.\n"
+	               "# TYPE partnerd_login_busy_total counter\n"
+	               "partnerd_login_busy_total %lu\n",
 	            get(&login_failed), get(&login_limited_user), get(&login_limited_addr), get(&login_busy));
-	buf_appendf(&b, "# HELP partnerd_redis_reconnects_total Connections found closed before a command was sent, replaced at once.\n"
-	                "# TYPE partnerd_redis_reconnects_total counter\n"
-	                "partnerd_redis_reconnects_total %lu\n"
-	                "# HELP partnerd_commits_in_doubt_total Customers whose commit reply was lost, by what resolving it found "
-	                "(failed: the resolution itself did not succeed in time; items answered 2011 for it and for unknown).\n"
-	                "# TYPE partnerd_commits_in_doubt_total counter\n",
+	buf_appendf(b, "# HELP partnerd_redis_reconnects_total Connections found closed before a command was sent, replaced at once.\n"
+	               "# TYPE partnerd_redis_reconnects_total counter\n"
+	               "partnerd_redis_reconnects_total %lu\n"
+	               "# HELP partnerd_commits_in_doubt_total Customers whose commit reply was lost, by what resolving it found "
+	               "(failed: the resolution itself did not succeed in time; items answered 2011 for it and for unknown).\n"
+	               "# TYPE partnerd_commits_in_doubt_total counter\n",
 	            get(&redis_reconnects));
 	for (k = 0; k < MI_N; k++)
-		buf_appendf(&b, "partnerd_commits_in_doubt_total{outcome=\"%s\"} %lu\n", in_doubt_names[k],
+		buf_appendf(b, "partnerd_commits_in_doubt_total{outcome=\"%s\"} %lu\n", in_doubt_names[k],
 		            get(&in_doubt[k]));
+}
+
+char *
+metrics_render(size_t *len)
+{
+	struct buf b;
+
+	buf_init(&b, 1 << 20);
+	render_requests(&b);
+	render_latency(&b);
+	render_items(&b);
+	render_counters(&b);
 	*len = b.len;
-	out = buf_take(&b);
-	return out;
+	return buf_take(&b);
 }

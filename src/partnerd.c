@@ -485,12 +485,100 @@ signal_thread(void *arg)
 	}
 }
 
+/* Listens on --socket: mode and group as configured. Returns 0, or 1 after saying why not. */
+static int
+listen_on_path(void)
+{
+	mode_t old = umask(0177);
+
+	listen_fd = FCGX_OpenSocket(cfg.socket_path, 1024);
+	umask(old);
+	if (listen_fd < 0) {
+		fprintf(stderr, "partnerd: cannot listen on %s: %s\n", cfg.socket_path, strerror(errno));
+		return 1;
+	}
+	if (chmod(cfg.socket_path, (mode_t)cfg.socket_mode) != 0) {
+		fprintf(stderr, "partnerd: chmod %s: %s\n", cfg.socket_path, strerror(errno));
+		return 1;
+	}
+	if (cfg.socket_group != NULL) {
+		struct group *g = getgrnam(cfg.socket_group);
+
+		if (g == NULL || chown(cfg.socket_path, (uid_t)-1, g->gr_gid) != 0) {
+			fprintf(stderr, "partnerd: cannot give %s to group %s: %s\n", cfg.socket_path,
+			        cfg.socket_group, g == NULL ? "no such group" : strerror(errno));
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Sets listen_fd: the --socket path, else fd 0 when it is a listening socket (systemd
+ * socket activation). Returns 0, or the exit status after saying why not.
+ */
+static int
+listen_setup(void)
+{
+	struct stat sb;
+
+	if (cfg.socket_path != NULL)
+		return listen_on_path();
+	if (fstat(0, &sb) != 0 || !S_ISSOCK(sb.st_mode)) {
+		fprintf(stderr, "partnerd: no --socket given and fd 0 is not a listening socket\n");
+		usage(stderr);
+		return 2;
+	}
+	listen_fd = 0;
+	return 0;
+}
+
+/* Starts the --workers worker threads. Returns 0, or 1 after saying why not. */
+static int
+start_workers(void)
+{
+	pthread_t *threads;
+	int i;
+
+	threads = calloc((size_t)cfg.workers, sizeof(*threads));
+	holding = calloc((size_t)cfg.workers, sizeof(*holding));
+	if (threads == NULL || holding == NULL)
+		abort();
+	for (i = 0; i < cfg.workers; i++) {
+		if (pthread_create(&threads[i], NULL, worker, &holding[i]) != 0) {
+			fprintf(stderr, "partnerd: cannot start worker %d\n", i);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Drain: requests already accepted finish with their real answer; requests nginx still
+ * sends on kept-alive connections are answered and their connections closed. Returns when
+ * nothing is in flight and no connection is held, or, when nginx keeps idle connections
+ * open, after DRAIN_GRACE_MS with nothing in flight (DRAIN_SECONDS at the most).
+ */
+static void
+drain(void)
+{
+	int i;
+
+	for (i = 0; i < DRAIN_SECONDS * 100; i++) {
+		struct timespec ts = { 0, 10 * 1000000L };
+
+		if (!busy() || (i * 10 >= DRAIN_GRACE_MS && atomic_load(&in_flight) == 0))
+			break;
+		nanosleep(&ts, NULL);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
-	pthread_t *threads, sigthr;
+	pthread_t sigthr;
 	sigset_t set;
-	int i;
+	int rc;
 
 	load_settings(argc, argv);
 	if (sodium_init() < 0) {
@@ -506,40 +594,9 @@ main(int argc, char **argv)
 	                              .fail_limit_user = cfg.login_fail_limit,
 	                              .fail_limit_addr = cfg.login_fail_limit_addr,
 	                              .workers = cfg.workers });
-
-	if (cfg.socket_path != NULL) {
-		mode_t old = umask(0177);
-
-		listen_fd = FCGX_OpenSocket(cfg.socket_path, 1024);
-		umask(old);
-		if (listen_fd < 0) {
-			fprintf(stderr, "partnerd: cannot listen on %s: %s\n", cfg.socket_path, strerror(errno));
-			return 1;
-		}
-		if (chmod(cfg.socket_path, (mode_t)cfg.socket_mode) != 0) {
-			fprintf(stderr, "partnerd: chmod %s: %s\n", cfg.socket_path, strerror(errno));
-			return 1;
-		}
-		if (cfg.socket_group != NULL) {
-			struct group *g = getgrnam(cfg.socket_group);
-
-			if (g == NULL || chown(cfg.socket_path, (uid_t)-1, g->gr_gid) != 0) {
-				fprintf(stderr, "partnerd: cannot give %s to group %s: %s\n", cfg.socket_path,
-				        cfg.socket_group, g == NULL ? "no such group" : strerror(errno));
-				return 1;
-			}
-		}
-	} else {
-		struct stat sb;
-
-		if (fstat(0, &sb) != 0 || !S_ISSOCK(sb.st_mode)) {
-			fprintf(stderr, "partnerd: no --socket given and fd 0 is not a listening socket\n");
-			usage(stderr);
-			return 2;
-		}
-		listen_fd = 0;
-	}
-
+	rc = listen_setup();
+	if (rc != 0)
+		return rc;
 	if (drop_privileges() != 0)
 		return 1;
 	wake_fd = eventfd(0, EFD_CLOEXEC);
@@ -555,34 +612,14 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	threads = calloc((size_t)cfg.workers, sizeof(*threads));
-	holding = calloc((size_t)cfg.workers, sizeof(*holding));
-	if (threads == NULL || holding == NULL)
-		abort();
-	for (i = 0; i < cfg.workers; i++) {
-		if (pthread_create(&threads[i], NULL, worker, &holding[i]) != 0) {
-			fprintf(stderr, "partnerd: cannot start worker %d\n", i);
-			return 1;
-		}
-	}
+	if (start_workers() != 0)
+		return 1;
 	fprintf(log_file, "partnerd %s: %d workers on %s, redis %s\n", PACKAGE_VERSION, cfg.workers,
 	        cfg.socket_path ? cfg.socket_path : "fd 0", cfg.redis_url);
 	pthread_create(&sigthr, NULL, signal_thread, &set);
 	pthread_join(sigthr, NULL);
 
-	/*
-	 * Drain: requests already accepted finish with their real answer; requests nginx still
-	 * sends on kept-alive connections are answered and their connections closed. Exit when
-	 * nothing is in flight and no connection is held, or, when nginx keeps idle connections
-	 * open, after DRAIN_GRACE_MS with nothing in flight (DRAIN_SECONDS at the most).
-	 */
-	for (i = 0; i < DRAIN_SECONDS * 100; i++) {
-		struct timespec ts = { 0, 10 * 1000000L };
-
-		if (!busy() || (i * 10 >= DRAIN_GRACE_MS && atomic_load(&in_flight) == 0))
-			break;
-		nanosleep(&ts, NULL);
-	}
+	drain();
 	if (cfg.socket_path != NULL)
 		unlink(cfg.socket_path);
 	fprintf(log_file, "partnerd: stopped\n");

@@ -89,21 +89,43 @@ req_utf8_check(const char *text, size_t len)
 	return len;
 }
 
+/* A growable list of counts; its first 32 live inside it (no allocation for most bodies). */
 struct counts {
-	size_t *v;
+	size_t *v;                      /* first, or allocated when more are needed */
 	size_t n, cap;
+	size_t first[32];
 };
+
+static void
+counts_init(struct counts *c)
+{
+	c->v = c->first;
+	c->n = 0;
+	c->cap = sizeof(c->first) / sizeof(c->first[0]);
+}
 
 static void
 counts_push(struct counts *c, size_t x)
 {
 	if (c->n == c->cap) {
-		c->cap = c->cap ? c->cap * 2 : 32;
-		c->v = realloc(c->v, c->cap * sizeof(*c->v));
-		if (c->v == NULL)
+		size_t *v = malloc(c->cap * 2 * sizeof(*v));
+
+		if (v == NULL)
 			abort();
+		memcpy(v, c->v, c->n * sizeof(*v));
+		if (c->v != c->first)
+			free(c->v);
+		c->v = v;
+		c->cap *= 2;
 	}
 	c->v[c->n++] = x;
+}
+
+static void
+counts_free(struct counts *c)
+{
+	if (c->v != c->first)
+		free(c->v);
 }
 
 /* Member counts of every object of the tree, in document (pre-)order. */
@@ -165,112 +187,151 @@ int_overflows(const char *d, size_t n, int negative)
 	return memcmp(d, lim, 19) > 0;
 }
 
+/* A scan_* function's answer when the text is refused (msg then says why). */
+#define SCAN_BAD ((size_t)-1)
+
+/*
+ * The string whose opening quote is at t[i]: no raw control character, \u escapes of
+ * UTF-16 surrogates in complete pairs. Returns the index after its closing quote.
+ */
+static size_t
+scan_string(const char *t, size_t len, size_t i, char *msg, size_t msgsz)
+{
+	for (i++; i < len && t[i] != '"'; i++) {
+		if ((unsigned char)t[i] < 0x20) {
+			snprintf(msg, msgsz, "raw control character inside a string at byte %zu", i);
+			return SCAN_BAD;
+		}
+		if (t[i] == '\\' && i + 1 < len && t[i + 1] == 'u') {
+			/* A \u escape of a UTF-16 surrogate must be a complete pair. */
+			int cu = hex4(t + i + 2, len - i - 2);
+
+			if (cu >= 0xdc00 && cu <= 0xdfff) {
+				snprintf(msg, msgsz, "lone UTF-16 surrogate escape at byte %zu", i);
+				return SCAN_BAD;
+			}
+			if (cu >= 0xd800 && cu <= 0xdbff) {
+				int lo = len - i >= 12 && t[i + 6] == '\\' && t[i + 7] == 'u' ?
+				         hex4(t + i + 8, len - i - 8) : -1;
+
+				if (lo < 0xdc00 || lo > 0xdfff) {
+					snprintf(msg, msgsz, "lone UTF-16 surrogate escape at byte %zu", i);
+					return SCAN_BAD;
+				}
+				i += 6;
+			}
+			i++;
+		} else if (t[i] == '\\') {
+			i++;
+		}
+	}
+	return i + 1;
+}
+
+/* The number starting at t[i]: an integer must fit in 64 bits. Returns the index after it. */
+static size_t
+scan_number(const char *t, size_t len, size_t i, char *msg, size_t msgsz)
+{
+	size_t start = i, digits;
+	int negative = t[i] == '-', integer = 1;
+
+	if (negative)
+		i++;
+	digits = i;
+	while (i < len && ((t[i] >= '0' && t[i] <= '9') || t[i] == '.' || t[i] == 'e' ||
+	                   t[i] == 'E' || t[i] == '+' || t[i] == '-')) {
+		if (t[i] == '.' || t[i] == 'e' || t[i] == 'E')
+			integer = 0;
+		i++;
+	}
+	if (integer && int_overflows(t + digits, i - digits, negative)) {
+		snprintf(msg, msgsz, "integer at byte %zu does not fit in 64 bits", start);
+		return SCAN_BAD;
+	}
+	return i;
+}
+
+/* The literal starting at t[i]: true, false or null only. Returns the index after it. */
+static size_t
+scan_literal(const char *t, size_t len, size_t i, char *msg, size_t msgsz)
+{
+	if (len - i >= 4 && (memcmp(t + i, "true", 4) == 0 || memcmp(t + i, "null", 4) == 0))
+		return i + 4;
+	if (len - i >= 5 && memcmp(t + i, "false", 5) == 0)
+		return i + 5;
+	snprintf(msg, msgsz, "invalid literal at byte %zu (NaN and Infinity are not JSON)", i);
+	return SCAN_BAD;
+}
+
+/*
+ * 1 when an object of the tree has fewer members than the text gave it (text: the member
+ * counts of the text's objects, in document order): json-c keeps the last of duplicated
+ * keys.
+ */
+static int
+keys_duplicated(const struct json_object *tree, const struct counts *text)
+{
+	struct counts parsed;
+	size_t k;
+	int dup = 0;
+
+	counts_init(&parsed);
+	tree_counts(tree, &parsed);
+	for (k = 0; k < text->n && k < parsed.n; k++)
+		if (text->v[k] != parsed.v[k])
+			dup = 1;
+	if (text->n != parsed.n)
+		dup = 1;
+	counts_free(&parsed);
+	return dup;
+}
+
 int
 req_json_scan(const char *t, size_t len, const void *tree, char *msg, size_t msgsz)
 {
-	struct counts text = { 0 }, parsed = { 0 };
-	size_t *stack = NULL, depth = 0, stackcap = 0, i = 0, k;
+	struct counts text;             /* members of each object, in document order */
+	struct counts nest;             /* the objects open at i: their indexes in text */
+	size_t i = 0;
 	int rc = -1;
+
+	counts_init(&text);
+	counts_init(&nest);
 
 	while (i < len) {
 		unsigned char ch = (unsigned char)t[i];
 
 		if (ch == '"') {
-			for (i++; i < len && t[i] != '"'; i++) {
-				if ((unsigned char)t[i] < 0x20) {
-					snprintf(msg, msgsz, "raw control character inside a string at byte %zu", i);
-					goto out;
-				}
-				if (t[i] == '\\' && i + 1 < len && t[i + 1] == 'u') {
-					/* A \u escape of a UTF-16 surrogate must be a complete pair. */
-					int cu = hex4(t + i + 2, len - i - 2);
-
-					if (cu >= 0xdc00 && cu <= 0xdfff) {
-						snprintf(msg, msgsz, "lone UTF-16 surrogate escape at byte %zu", i);
-						goto out;
-					}
-					if (cu >= 0xd800 && cu <= 0xdbff) {
-						int lo = len - i >= 12 && t[i + 6] == '\\' && t[i + 7] == 'u' ?
-						         hex4(t + i + 8, len - i - 8) : -1;
-
-						if (lo < 0xdc00 || lo > 0xdfff) {
-							snprintf(msg, msgsz, "lone UTF-16 surrogate escape at byte %zu", i);
-							goto out;
-						}
-						i += 6;
-					}
-					i++;
-				} else if (t[i] == '\\') {
-					i++;
-				}
-			}
-			i++;
+			i = scan_string(t, len, i, msg, msgsz);
 		} else if (ch == '{') {
-			if (depth == stackcap) {
-				stackcap = stackcap ? stackcap * 2 : 16;
-				stack = realloc(stack, stackcap * sizeof(*stack));
-				if (stack == NULL)
-					abort();
-			}
-			stack[depth++] = text.n;
+			counts_push(&nest, text.n);
 			counts_push(&text, 0);
 			i++;
 		} else if (ch == '}') {
-			if (depth > 0)
-				depth--;
+			if (nest.n > 0)
+				nest.n--;
 			i++;
 		} else if (ch == ':') {
-			if (depth > 0)
-				text.v[stack[depth - 1]]++;
+			if (nest.n > 0)
+				text.v[nest.v[nest.n - 1]]++;
 			i++;
 		} else if (ch == '-' || (ch >= '0' && ch <= '9')) {
-			size_t start = i, digits;
-			int negative = ch == '-', integer = 1;
-
-			if (negative)
-				i++;
-			digits = i;
-			while (i < len && ((t[i] >= '0' && t[i] <= '9') || t[i] == '.' || t[i] == 'e' ||
-			                   t[i] == 'E' || t[i] == '+' || t[i] == '-')) {
-				if (t[i] == '.' || t[i] == 'e' || t[i] == 'E')
-					integer = 0;
-				i++;
-			}
-			if (integer && int_overflows(t + digits, i - digits, negative)) {
-				snprintf(msg, msgsz, "integer at byte %zu does not fit in 64 bits", start);
-				goto out;
-			}
+			i = scan_number(t, len, i, msg, msgsz);
 		} else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) {
-			if (len - i >= 4 && (memcmp(t + i, "true", 4) == 0 || memcmp(t + i, "null", 4) == 0)) {
-				i += 4;
-			} else if (len - i >= 5 && memcmp(t + i, "false", 5) == 0) {
-				i += 5;
-			} else {
-				snprintf(msg, msgsz, "invalid literal at byte %zu (NaN and Infinity are not JSON)", i);
-				goto out;
-			}
+			i = scan_literal(t, len, i, msg, msgsz);
 		} else {
 			i++;
 		}
-	}
-
-	/* json-c keeps the last of duplicated keys: fewer members than the text has. */
-	tree_counts(tree, &parsed);
-	for (k = 0; k < text.n && k < parsed.n; k++) {
-		if (text.v[k] != parsed.v[k]) {
-			snprintf(msg, msgsz, "an object has a duplicated key");
+		if (i == SCAN_BAD)
 			goto out;
-		}
 	}
-	if (text.n != parsed.n) {
+	if (keys_duplicated(tree, &text)) {
 		snprintf(msg, msgsz, "an object has a duplicated key");
 		goto out;
 	}
 	rc = 0;
 out:
-	free(text.v);
-	free(parsed.v);
-	free(stack);
+	counts_free(&text);
+	counts_free(&nest);
 	return rc;
 }
 
@@ -516,30 +577,29 @@ req_thread_exit(void)
 	req_tok = NULL;
 }
 
-int
-req_parse(const char *body, size_t len, enum req_kind kind, struct req *out,
-          struct req_error *err)
+/*
+ * The body as a json-c tree (*root, the caller's to put): strict UTF-8, JSON within
+ * REQ_MAX_DEPTH, nothing after the value but white space, and what json-c lets through
+ * refused (req_json_scan). Returns 0, or -1 with err set.
+ */
+static int
+parse_json(const char *body, size_t len, struct json_object **root, struct req_error *err)
 {
-	const struct req_names *names = &req_names[kind];
 	struct json_tokener *tok;
-	struct json_object *root, *top, *entry, *cust, *items;
 	enum json_tokener_error jerr;
-	size_t end, n, e, k;
+	size_t end;
 	char msg[120];
-
-	memset(out, 0, sizeof(*out));
-	out->kind = kind;
 
 	end = req_utf8_check(body, len);
 	if (end != len)
 		return fail(err, 400, "the request body is not valid UTF-8 (byte %zu)", end);
 	tok = thread_tokener();
-	root = json_tokener_parse_ex(tok, body, (int)len);
+	*root = json_tokener_parse_ex(tok, body, (int)len);
 	jerr = json_tokener_get_error(tok);
 	end = json_tokener_get_parse_end(tok);
 	json_tokener_reset(tok);
-	if (root == NULL || jerr != json_tokener_success) {
-		json_object_put(root);
+	if (*root == NULL || jerr != json_tokener_success) {
+		json_object_put(*root);
 		if (jerr == json_tokener_error_depth)
 			return fail(err, 400, "the request body nests deeper than %d levels", REQ_MAX_DEPTH);
 		if (jerr == json_tokener_continue)
@@ -551,84 +611,102 @@ req_parse(const char *body, size_t len, enum req_kind kind, struct req *out,
 	                     body[end] == '\n'))
 		end++;
 	if (end != len) {
-		json_object_put(root);
+		json_object_put(*root);
 		return fail(err, 400, "the request body has unexpected bytes after the JSON value (byte %zu)", end);
 	}
-	if (req_json_scan(body, len, root, msg, sizeof(msg)) != 0) {
-		json_object_put(root);
+	if (req_json_scan(body, len, *root, msg, sizeof(msg)) != 0) {
+		json_object_put(*root);
 		return fail(err, 400, "the request body is not acceptable JSON: %s", msg);
 	}
-	out->tree = root;
+	return 0;
+}
 
-	if (!json_object_is_type(root, json_type_object)) {
-		req_free(out);
+/* The route's array of customer entries in root (*top, *n: 1 to REQ_MAX_ENTRIES), or -1 with err set. */
+static int
+parse_top(struct json_object *root, const struct req_names *names, struct json_object **top,
+          size_t *n, struct req_error *err)
+{
+	if (!json_object_is_type(root, json_type_object))
 		return fail(err, 400, "the request body must be a JSON object with a \"%s\" array", names->top);
-	}
-	top = member(root, names->top);
-	if (top == NULL || !json_object_is_type(top, json_type_array)) {
-		req_free(out);
+	*top = member(root, names->top);
+	if (*top == NULL || !json_object_is_type(*top, json_type_array))
 		return fail(err, 400, "\"%s\" is missing or not an array", names->top);
-	}
-	n = json_object_array_length(top);
-	if (n == 0) {
-		req_free(out);
+	*n = json_object_array_length(*top);
+	if (*n == 0)
 		return fail(err, 400, "\"%s\" is empty: send 1 to %d customer entries", names->top, REQ_MAX_ENTRIES);
-	}
-	if (n > REQ_MAX_ENTRIES) {
-		req_free(out);
+	if (*n > REQ_MAX_ENTRIES)
 		return fail(err, 2008, "\"%s\" has %zu entries: at most %d customers per request",
-		            names->top, n, REQ_MAX_ENTRIES);
+		            names->top, *n, REQ_MAX_ENTRIES);
+	return 0;
+}
+
+/*
+ * Customer entry e of the request (entry) into re: its customer and 1 to REQ_MAX_ITEMS
+ * items. Returns 0, or -1 with err set (re may then hold items: req_free frees them).
+ */
+static int
+parse_entry(struct json_object *entry, size_t e, enum req_kind kind, struct req_entry *re,
+            struct req_error *err)
+{
+	const struct req_names *names = &req_names[kind];
+	struct json_object *cust, *items;
+	size_t k;
+
+	if (!json_object_is_type(entry, json_type_object))
+		return fail(err, 400, "\"%s\"[%zu] is not an object", names->top, e);
+	cust = member(entry, "customer");
+	if (cust == NULL || !json_object_is_type(cust, json_type_object))
+		return fail(err, 400, "\"%s\"[%zu].customer is missing or not an object", names->top, e);
+	items = member(entry, names->items);
+	if (items == NULL || !json_object_is_type(items, json_type_array))
+		return fail(err, 400, "\"%s\"[%zu].%s is missing or not an array", names->top, e, names->items);
+	re->nitems = json_object_array_length(items);
+	if (re->nitems == 0)
+		return fail(err, 400, "\"%s\"[%zu].%s is empty: send 1 to %d items",
+		            names->top, e, names->items, REQ_MAX_ITEMS);
+	if (re->nitems > REQ_MAX_ITEMS)
+		return fail(err, 2008, "\"%s\"[%zu].%s has %zu items: at most %d per customer",
+		            names->top, e, names->items, re->nitems, REQ_MAX_ITEMS);
+	re->items = calloc(re->nitems, sizeof(*re->items));
+	if (re->items == NULL)
+		abort();
+	for (k = 0; k < re->nitems; k++) {
+		struct json_object *it = json_object_array_get_idx(items, k);
+
+		if (!json_object_is_type(it, json_type_object))
+			return fail(err, 400, "\"%s\"[%zu].%s[%zu] is not an object",
+			            names->top, e, names->items, k);
+		parse_item(it, kind, &re->items[k]);
+	}
+	parse_customer(cust, &re->customer);
+	return 0;
+}
+
+int
+req_parse(const char *body, size_t len, enum req_kind kind, struct req *out,
+          struct req_error *err)
+{
+	struct json_object *root = NULL, *top = NULL;
+	size_t n = 0, e;
+
+	memset(out, 0, sizeof(*out));
+	out->kind = kind;
+	if (parse_json(body, len, &root, err) != 0)
+		return -1;
+	out->tree = root;
+	if (parse_top(root, &req_names[kind], &top, &n, err) != 0) {
+		req_free(out);
+		return -1;
 	}
 	out->entries = calloc(n, sizeof(*out->entries));
 	if (out->entries == NULL)
 		abort();
 	out->nentries = n;
-
 	for (e = 0; e < n; e++) {
-		struct req_entry *re = &out->entries[e];
-
-		entry = json_object_array_get_idx(top, e);
-		if (!json_object_is_type(entry, json_type_object)) {
+		if (parse_entry(json_object_array_get_idx(top, e), e, kind, &out->entries[e], err) != 0) {
 			req_free(out);
-			return fail(err, 400, "\"%s\"[%zu] is not an object", names->top, e);
+			return -1;
 		}
-		cust = member(entry, "customer");
-		if (cust == NULL || !json_object_is_type(cust, json_type_object)) {
-			req_free(out);
-			return fail(err, 400, "\"%s\"[%zu].customer is missing or not an object", names->top, e);
-		}
-		items = member(entry, names->items);
-		if (items == NULL || !json_object_is_type(items, json_type_array)) {
-			req_free(out);
-			return fail(err, 400, "\"%s\"[%zu].%s is missing or not an array", names->top, e, names->items);
-		}
-		re->nitems = json_object_array_length(items);
-		if (re->nitems == 0) {
-			req_free(out);
-			return fail(err, 400, "\"%s\"[%zu].%s is empty: send 1 to %d items",
-			            names->top, e, names->items, REQ_MAX_ITEMS);
-		}
-		if (re->nitems > REQ_MAX_ITEMS) {
-			size_t ni = re->nitems;
-
-			req_free(out);
-			return fail(err, 2008, "\"%s\"[%zu].%s has %zu items: at most %d per customer",
-			            names->top, e, names->items, ni, REQ_MAX_ITEMS);
-		}
-		re->items = calloc(re->nitems, sizeof(*re->items));
-		if (re->items == NULL)
-			abort();
-		for (k = 0; k < re->nitems; k++) {
-			struct json_object *it = json_object_array_get_idx(items, k);
-
-			if (!json_object_is_type(it, json_type_object)) {
-				req_free(out);
-				return fail(err, 400, "\"%s\"[%zu].%s[%zu] is not an object",
-				            names->top, e, names->items, k);
-			}
-			parse_item(it, kind, &re->items[k]);
-		}
-		parse_customer(cust, &re->customer);
 	}
 	return 0;
 }

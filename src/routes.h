@@ -1,7 +1,7 @@
 /*
- * routes: the route table and the handlers. The three write routes are one pipeline
- * (parse, auth, resolve+lock+read, rules, fenced commit, respond) driven by a
- * description of each route's field names (request.h req_names).
+ * routes: the route table and its dispatch: a request's method and path -> its handler
+ * (write.c for the three write routes, reads.c for the two read routes; health and
+ * metrics here).
  */
 #ifndef PARTNERD_ROUTES_H
 #define PARTNERD_ROUTES_H
@@ -13,10 +13,10 @@
 #include "http.h"
 #include "store.h"
 
-/* Serves one request on a worker's store. */
 /* Frees what the calling worker thread cached (program definitions); call before it exits. */
 void routes_thread_exit(void);
 
+/* Serves one request on a worker's store. */
 void routes_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
                    struct routes_outcome *out);
 

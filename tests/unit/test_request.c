@@ -1,6 +1,7 @@
 /* Unit tests for src/request.c: structure checks, field states, the JSON scan. */
 #include <string.h>
 
+#include "buf.h"
 #include "request.h"
 #include "test.h"
 
@@ -57,6 +58,26 @@ int main(void)
 		CHECK(strstr(err.message, "duplicated") != NULL);
 		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"A\",\"partnerProgramName\":\"B\"}")), -1);
 		CHECK_EQ_INT(parse(REQ_LINK, LINK1("{\"partnerProgramName\":\"A\",\"partnerProgram\\u004eame\":\"B\"}")), -1);
+	}
+	TEST("a duplicated key in the last of many objects is refused; without it the body parses") {
+		/* 50 entries: over a hundred objects, more than the scan's counters hold inline */
+		struct buf many;
+		size_t e;
+
+		buf_init(&many, (size_t)-1);
+		buf_appendf(&many, "{\"linkCustomers\":[");
+		for (e = 0; e < 50; e++)
+			buf_appendf(&many, "%s{\"customer\":{\"id\":%zu},\"linkToPartnerPrograms\":[{\"partnerProgramName\":\"A\"}]}",
+			            e ? "," : "", e + 1);
+		buf_appendf(&many, "]}");
+		CHECK_EQ_INT(req_parse(many.p, many.len, REQ_LINK, &r, &err), 0);
+		CHECK_EQ_INT(r.nentries, 50);
+		req_free(&r);
+		many.len -= 5;          /* before "}]}]}": the last item object gets a second name */
+		buf_appendf(&many, ",\"partnerProgramName\":\"B\"}]}]}");
+		CHECK_EQ_INT(req_parse(many.p, many.len, REQ_LINK, &r, &err), -1);
+		CHECK(strstr(err.message, "duplicated") != NULL);
+		buf_free(&many);
 	}
 	TEST("NaN and Infinity are refused") {
 		CHECK_EQ_INT(parse(REQ_LINK, "{\"linkCustomers\":[{\"customer\":{\"id\":NaN},\"linkToPartnerPrograms\":[{}]}]}"), -1);
