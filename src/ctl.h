@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 
 #include "ident.h"
+#include "store_admin.h"
 
 struct rules_membership;   /* rules.h (not included here: its F_OK clashes with unistd.h) */
 
@@ -49,6 +50,13 @@ void ctl_errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * password) and returns NULL. The caller frees the context with redisFree.
  */
 redisContext *ctl_connect(const struct ctl *ctl);
+
+/*
+ * Opens the store session of a verb (store_admin.h) on ctl->redis_url with
+ * CTL_REDIS_TIMEOUT_MS; failures found in its pipeline are printed as ctl_errf does. On
+ * failure prints why (never the password) and returns NULL. Close with store_admin_close.
+ */
+struct store_admin *ctl_store_open(const struct ctl *ctl);
 
 /*
  * Quotes s[0..len) for a message: at most 80 bytes shown, non-printable bytes as \xNN, in
@@ -187,9 +195,6 @@ int ctl_mship_decode(json_tokener *tok, const char *val, size_t len, struct rule
  */
 int ctl_mship_validate(const struct rules_membership *m, const struct ctl_prog *p, char *why,
                        size_t whysz);
-
-/* Parses a decimal customer id ("1".."9223372036854775807", no sign, no leading 0). */
-int ctl_parse_cid(const char *s, size_t len, int64_t *out);
 
 /* ---- customers as load and import-customers take them (SPEC §3) ---------------------- */
 

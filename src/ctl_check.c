@@ -152,7 +152,7 @@ static int ck_parse_pid(const char *s, size_t len, int *pid)
 {
 	int64_t v;
 
-	if (ctl_parse_cid(s, len, &v) < 0 || v > 0x7fffffff)
+	if (ident_parse_cid(s, len, &v) < 0 || v > 0x7fffffff)
 		return 0;
 	*pid = (int)v;
 	return 1;
@@ -196,7 +196,7 @@ static void ck_classify(struct ck *ck, const char *k, size_t len)
 	org[orglen] = '\0';
 	if (!ident_valid_org(org))
 		goto stray;
-	if (colon != NULL && ctl_parse_cid(colon + 1, (size_t)(close - colon - 1), &cid) < 0)
+	if (colon != NULL && ident_parse_cid(colon + 1, (size_t)(close - colon - 1), &cid) < 0)
 		goto stray;
 	if (ck->only != NULL && strcmp(ck->only, org) != 0)
 		return;
@@ -441,7 +441,7 @@ static int ck_map_load(struct ck *ck, const char *key, struct ck_map *m)
 			memcpy(x->key, e->element[i]->str, e->element[i]->len + 1);
 			x->len = e->element[i]->len;
 			x->seen = 0;
-			if (ctl_parse_cid(e->element[i + 1]->str, e->element[i + 1]->len, &x->cid) < 0) {
+			if (ident_parse_cid(e->element[i + 1]->str, e->element[i + 1]->len, &x->cid) < 0) {
 				ck_violation(ck, "%s: entry %s holds %s, not a customer id", key,
 				             ctl_quote(x->key, x->len),
 				             ctl_quote(e->element[i + 1]->str, e->element[i + 1]->len));
@@ -688,7 +688,7 @@ static int ck_on_customer(redisReply *r, void *arg)
 				kind = k;
 		if (strcmp(f->str, "id") == 0) {
 			has_id = 1;
-			if (ctl_parse_cid(v->str, v->len, &x) < 0 || x != cid)
+			if (ident_parse_cid(v->str, v->len, &x) < 0 || x != cid)
 				ck_violation(ck, "org %s: customer %" PRId64 ": the id field holds %s",
 				             org, cid, ctl_quote(v->str, v->len));
 		} else if (strcmp(f->str, "v") == 0) {
@@ -1085,7 +1085,7 @@ static int ck_feed(struct ck *ck, struct ck_org *o)
 			why = "does not have exactly the fields v, type, customerId, event";
 		else if (v->len != 1 || v->str[0] != '1')
 			why = "has a version v that is not 1";
-		else if (ctl_parse_cid(cidf->str, cidf->len, &cid) < 0)
+		else if (ident_parse_cid(cidf->str, cidf->len, &cid) < 0)
 			why = "has a customerId that is not a customer id";
 		else if (ev == NULL || !json_object_is_type(ev, json_type_object))
 			why = "has an event that is not a JSON object";
@@ -1099,7 +1099,7 @@ static int ck_feed(struct ck *ck, struct ck_org *o)
 		if (why != NULL)
 			ck_violation(ck, "org %s: customer %s: program %s: change feed %s entry %s %s",
 			             o->id, cidf == NULL ? "(none)" :
-			             ctl_parse_cid(cidf->str, cidf->len, &cid) == 0 ? cidf->str :
+			             ident_parse_cid(cidf->str, cidf->len, &cid) == 0 ? cidf->str :
 			             ctl_quote(cidf->str, cidf->len),
 			             ev != NULL && ctl_json_member(ev, "partnerProgramName", &pn) &&
 			             json_object_is_type(pn, json_type_string) ?

@@ -468,7 +468,7 @@ static int im_read_batch(struct im *im)
 				return -1;
 			}
 			e = r->element[j++];
-			if (e->type == REDIS_REPLY_STRING && ctl_parse_cid(e->str, e->len, &h) < 0)
+			if (e->type == REDIS_REPLY_STRING && ident_parse_cid(e->str, e->len, &h) < 0)
 				h = -1;
 			cu->holder[k] = h;
 		}

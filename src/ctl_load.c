@@ -745,7 +745,7 @@ static int ld_on_ixbatch(redisReply *r, void *arg)
 			redisReply *e = r->element[i];
 			int64_t h = 0;
 
-			if (e->type == REDIS_REPLY_STRING && ctl_parse_cid(e->str, e->len, &h) < 0)
+			if (e->type == REDIS_REPLY_STRING && ident_parse_cid(e->str, e->len, &h) < 0)
 				h = -1;
 			b->cust[i]->holder[b->kind] = h;
 		}

@@ -4,7 +4,6 @@
  */
 #include "ctl.h"
 
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +40,16 @@ redisContext *ctl_connect(const struct ctl *ctl)
 	if (c == NULL)
 		ctl_errf("%s", err);
 	return c;
+}
+
+static void ctl_report(const char *msg)
+{
+	ctl_errf("%s", msg);
+}
+
+struct store_admin *ctl_store_open(const struct ctl *ctl)
+{
+	return store_admin_open(ctl->redis_url, CTL_REDIS_TIMEOUT_MS, ctl_report);
 }
 
 const char *ctl_quote(const char *s, size_t len)
@@ -505,23 +514,6 @@ int ctl_mship_validate(const struct rules_membership *m, const struct ctl_prog *
 		return -1;
 	}
 	return ctl_mship_tier(&m->rl, p, "pending relink", why, whysz);
-}
-
-int ctl_parse_cid(const char *s, size_t len, int64_t *out)
-{
-	uint64_t v = 0;
-
-	if (len == 0 || len > 19 || s[0] == '0')
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return -1;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	if (v > (uint64_t)INT64_MAX)
-		return -1;
-	*out = (int64_t)v;
-	return 0;
 }
 
 /* ---- customers as load and import-customers take them -------------------------------- */

@@ -1,0 +1,569 @@
+/*
+ * store_admin: the admin verbs' store calls (see store_admin.h): key names, commands and
+ * reply shapes of docs/DATA-MODEL.md for partnerctl, on store.c's connection and queue.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ident.h"
+#include "keys.h"
+#include "store.h"
+#include "store_admin.h"
+#include "xmalloc.h"
+
+const char *const store_ident_name[STORE_NIDENTS] = { "mobile", "email", "externalId" };
+
+struct store_admin {
+	struct store *s;
+	struct store_argv cmd;           /* the command being built (reset per call) */
+	store_admin_report_fn report;
+	char err[512];
+};
+
+/* ---- session ------------------------------------------------------------------------ */
+
+struct store_admin *
+store_admin_open(const char *url, int timeout_ms, store_admin_report_fn report)
+{
+	struct rconn_cfg cfg = { .timeout_ms = timeout_ms };
+	struct store_admin *a;
+	char err[512];
+	const char *why;
+
+	if (rconn_parse_url(url, &cfg, err, sizeof(err)) < 0) {
+		report(err);
+		return NULL;
+	}
+	a = xcalloc(1, sizeof(*a));
+	a->s = store_new(&cfg);
+	a->report = report;
+	store_argv_init(&a->cmd);
+	store_queue_limit(a->s, STORE_ADMIN_IN_FLIGHT);
+	if (store_warm(a->s) != 0) {
+		/* rconn's message names Redis and the address already */
+		why = store_error(a->s);
+		if (strncmp(why, "redis: ", 7) == 0)
+			why += 7;
+		report(why);
+		store_admin_close(a);
+		return NULL;
+	}
+	return a;
+}
+
+void
+store_admin_close(struct store_admin *a)
+{
+	if (a == NULL)
+		return;
+	store_free(a->s);
+	store_argv_free(&a->cmd);
+	free(a);
+}
+
+const char *
+store_admin_error(const struct store_admin *a)
+{
+	return a->err[0] ? a->err : store_error(a->s);
+}
+
+int
+store_admin_flush(struct store_admin *a)
+{
+	int rc = store_flush(a->s);
+
+	if (rc == -2)
+		a->report(store_error(a->s));
+	return rc < 0 ? -1 : 0;
+}
+
+/* Starts a command: argv reset, the command name. */
+static struct store_argv *
+cmd_start(struct store_admin *a, const char *name)
+{
+	store_argv_reset(&a->cmd);
+	a->err[0] = '\0';
+	store_argv_add(&a->cmd, name, strlen(name));
+	return &a->cmd;
+}
+
+static void
+add_str(struct store_argv *c, const char *s)
+{
+	store_argv_add(c, s, strlen(s));
+}
+
+/*
+ * Runs the command built in a->cmd and returns its reply (valid until the next call),
+ * or NULL with the cause in store_admin_error.
+ */
+static const redisReply *
+run(struct store_admin *a)
+{
+	store_replies_release(a->s);
+	return store_command(a->s, &a->cmd);
+}
+
+/* A failure found in the pipeline: reported now, kept for store_admin_error. */
+static int
+fail(struct store_admin *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int
+fail(struct store_admin *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(a->err, sizeof(a->err), fmt, ap);
+	va_end(ap);
+	a->report(a->err);
+	return -1;
+}
+
+static const char *
+reply_error(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ERROR ? r->str : "?";
+}
+
+/* A queued command's context: the session, the caller's callback and its argument. */
+struct qctx {
+	struct store_admin *a;
+	void (*fn)(void);             /* the caller's callback, cast back by the handler */
+	void *arg;
+	const char *org;              /* borrowed (the caller's org outlives the queue) */
+	int64_t cid;
+	int kind;
+	size_t n;
+};
+
+static struct qctx *
+qctx_new(struct store_admin *a, const char *org, void (*fn)(void), void *arg)
+{
+	struct qctx *q = xcalloc(1, sizeof(*q));
+
+	q->a = a;
+	q->fn = fn;
+	q->arg = arg;
+	q->org = org;
+	return q;
+}
+
+/* Queues a->cmd with handler h and context q (freed by h); -1 frees q. */
+static int
+queue(struct store_admin *a, store_reply_fn h, struct qctx *q)
+{
+	if (store_queue(a->s, &a->cmd, h, q) != 0) {
+		free(q);
+		return -1;
+	}
+	return 0;
+}
+
+/* An error reply of a command whose result nobody waits for. */
+static int
+on_plain(void *arg, const redisReply *r)
+{
+	struct store_admin *a = arg;
+
+	if (r->type == REDIS_REPLY_ERROR)
+		return fail(a, "redis refused a command: %s", r->str);
+	return 0;
+}
+
+/* ---- reads -------------------------------------------------------------------------- */
+
+const char *
+store_admin_orgs_key(void)
+{
+	return KEYS_ORGS;
+}
+
+int
+store_admin_org_exists(struct store_admin *a, const char *org)
+{
+	struct store_argv *c = cmd_start(a, "SISMEMBER");
+	const redisReply *r;
+
+	add_str(c, KEYS_ORGS);
+	add_str(c, org);
+	if ((r = run(a)) == NULL)
+		return -1;
+	return r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+}
+
+int
+store_admin_org_settings(struct store_admin *a, const char *org, struct store_org_settings *out)
+{
+	struct store_argv *c = cmd_start(a, "HMGET");
+	const redisReply *r;
+
+	memset(out, 0, sizeof(*out));
+	store_argv_addf(c, KEYS_ORG_FMT, org);
+	add_str(c, "defaultCountryCode");
+	add_str(c, "nationalNumberLength");
+	if ((r = run(a)) == NULL)
+		return -1;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+		snprintf(a->err, sizeof(a->err), "org %s: unexpected reply to HMGET of its settings",
+		         org);
+		return -1;
+	}
+	if (r->element[0]->type == REDIS_REPLY_STRING) {
+		out->cc = r->element[0]->str;
+		out->cc_len = r->element[0]->len;
+	}
+	if (r->element[1]->type == REDIS_REPLY_STRING) {
+		out->nlen = r->element[1]->str;
+		out->nlen_len = r->element[1]->len;
+	}
+	return 0;
+}
+
+int
+store_admin_ix_get(struct store_admin *a, const char *org, enum store_ident kind, const char *val,
+                   size_t len, int64_t *cid)
+{
+	struct store_argv *c = cmd_start(a, "HGET");
+	const redisReply *r;
+
+	store_argv_addf(c, KEYS_IX_FMT, org, store_ident_name[kind]);
+	store_argv_add(c, val, len);
+	if ((r = run(a)) == NULL)
+		return -1;
+	return r->type == REDIS_REPLY_STRING && ident_parse_cid(r->str, r->len, cid) == 0;
+}
+
+/* Hands the field/value pairs of an HGETALL reply to fn. */
+static int
+each_field(const redisReply *r, store_field_fn fn, void *arg)
+{
+	size_t i;
+
+	for (i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+		if (fn(arg, r->element[i]->str, r->element[i]->len, r->element[i + 1]->str,
+		       r->element[i + 1]->len) < 0)
+			return -1;
+	return 0;
+}
+
+int
+store_admin_programs(struct store_admin *a, const char *org, store_field_fn fn, void *arg)
+{
+	struct store_argv *c = cmd_start(a, "HGETALL");
+	const redisReply *r;
+
+	store_argv_addf(c, KEYS_PROGS_FMT, org);
+	if ((r = run(a)) == NULL)
+		return -1;
+	return each_field(r, fn, arg);
+}
+
+int
+store_admin_customer(struct store_admin *a, const char *org, int64_t cid, store_field_fn fn,
+                     void *arg)
+{
+	struct store_argv *c = cmd_start(a, "HGETALL");
+	const redisReply *r;
+
+	store_argv_addf(c, KEYS_CUST_FMT, org, (long long)cid);
+	if ((r = run(a)) == NULL)
+		return -1;
+	if (each_field(r, fn, arg) < 0)
+		return -1;
+	return r->type == REDIS_REPLY_ARRAY ? (int)(r->elements / 2) : 0;
+}
+
+int
+store_admin_history(struct store_admin *a, const char *org, int64_t cid, long first, long last,
+                    store_text_fn fn, void *arg)
+{
+	struct store_argv *c = cmd_start(a, "LRANGE");
+	const redisReply *r;
+	size_t i;
+
+	store_argv_addf(c, KEYS_HIST_FMT, org, (long long)cid);
+	store_argv_addf(c, "%lld", (long long)first);
+	store_argv_addf(c, "%lld", (long long)last);
+	if ((r = run(a)) == NULL || r->type != REDIS_REPLY_ARRAY)
+		return -1;
+	for (i = 0; i < r->elements; i++)
+		if (fn(arg, r->element[i]->str, r->element[i]->len) < 0)
+			return -1;
+	return 0;
+}
+
+int
+store_admin_credentials(struct store_admin *a, store_field_fn fn, void *arg)
+{
+	struct store_argv *c = cmd_start(a, "HGETALL");
+	const redisReply *r;
+
+	add_str(c, KEYS_CREDS);
+	if ((r = run(a)) == NULL)
+		return -1;
+	if (r->type != REDIS_REPLY_ARRAY) {
+		snprintf(a->err, sizeof(a->err), "%s is not a hash", KEYS_CREDS);
+		return -1;
+	}
+	return each_field(r, fn, arg);
+}
+
+/* ---- queued reads ------------------------------------------------------------------- */
+
+static int
+on_customer_ids(void *arg, const redisReply *r)
+{
+	struct qctx *q = arg;
+	struct store_cust_ids ids = { 0 };
+	int k, rc;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+		rc = fail(q->a, "org %s: customer %" PRId64 ": unexpected reply to HMGET: %s", q->org,
+		          q->cid, reply_error(r));
+		free(q);
+		return rc;
+	}
+	ids.has_v = r->element[4]->type == REDIS_REPLY_STRING;
+	ids.stored = ids.has_v || r->element[0]->type == REDIS_REPLY_STRING;
+	for (k = 0; k < STORE_NIDENTS; k++) {
+		const redisReply *e = r->element[1 + k];
+
+		if (e->type == REDIS_REPLY_STRING) {
+			ids.val[k] = e->str;
+			ids.len[k] = e->len;
+		}
+	}
+	rc = ((store_cust_ids_fn)q->fn)(q->arg, &ids);
+	free(q);
+	return rc;
+}
+
+int
+store_admin_q_customer_ids(struct store_admin *a, const char *org, int64_t cid,
+                           store_cust_ids_fn fn, void *arg)
+{
+	struct store_argv *c = cmd_start(a, "HMGET");
+	struct qctx *q = qctx_new(a, org, (void (*)(void))fn, arg);
+	int k;
+
+	q->cid = cid;
+	store_argv_addf(c, KEYS_CUST_FMT, org, (long long)cid);
+	add_str(c, "id");
+	for (k = 0; k < STORE_NIDENTS; k++)
+		add_str(c, store_ident_name[k]);
+	add_str(c, "v");
+	return queue(a, on_customer_ids, q);
+}
+
+static int
+on_ix_holders(void *arg, const redisReply *r)
+{
+	struct qctx *q = arg;
+	size_t i;
+	int rc = 0;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != q->n) {
+		rc = fail(q->a, "org %s: unexpected reply to HMGET of the %s index: %s", q->org,
+		          store_ident_name[q->kind], reply_error(r));
+	} else {
+		for (i = 0; i < q->n; i++) {
+			const redisReply *e = r->element[i];
+			int64_t h = 0;
+
+			if (e->type == REDIS_REPLY_STRING && ident_parse_cid(e->str, e->len, &h) < 0)
+				h = -1;
+			((store_holder_fn)q->fn)(q->arg, i, h);
+		}
+	}
+	free(q);
+	return rc;
+}
+
+int
+store_admin_q_ix_holders(struct store_admin *a, const char *org, enum store_ident kind, size_t n,
+                         const char *const *vals, const size_t *lens, store_holder_fn fn,
+                         void *arg)
+{
+	struct store_argv *c = cmd_start(a, "HMGET");
+	struct qctx *q = qctx_new(a, org, (void (*)(void))fn, arg);
+	size_t i;
+
+	q->kind = kind;
+	q->n = n;
+	store_argv_addf(c, KEYS_IX_FMT, org, store_ident_name[kind]);
+	for (i = 0; i < n; i++)
+		store_argv_add(c, vals[i], lens[i]);
+	return queue(a, on_ix_holders, q);
+}
+
+/* ---- queued writes ------------------------------------------------------------------ */
+
+int
+store_admin_q_org(struct store_admin *a, const char *org, const char *cc, int nlen)
+{
+	struct store_argv *c = cmd_start(a, "SADD");
+
+	add_str(c, KEYS_ORGS);
+	add_str(c, org);
+	if (store_queue(a->s, c, on_plain, a) != 0)
+		return -1;
+	c = cmd_start(a, "HSET");
+	store_argv_addf(c, KEYS_ORG_FMT, org);
+	add_str(c, "defaultCountryCode");
+	add_str(c, cc);
+	add_str(c, "nationalNumberLength");
+	store_argv_addf(c, "%d", nlen);
+	return store_queue(a->s, c, on_plain, a);
+}
+
+static int
+on_next_pid(void *arg, const redisReply *r)
+{
+	struct qctx *q = arg;
+	int rc;
+
+	if (r->type != REDIS_REPLY_INTEGER || r->integer < 1 || r->integer > 0x7fffffff)
+		rc = fail(q->a, "INCR of the program sequence failed: %s",
+		          r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+	else
+		rc = ((store_pid_fn)q->fn)(q->arg, (int)r->integer);
+	free(q);
+	return rc;
+}
+
+int
+store_admin_q_next_pid(struct store_admin *a, const char *org, store_pid_fn fn, void *arg)
+{
+	struct store_argv *c = cmd_start(a, "INCR");
+
+	store_argv_addf(c, KEYS_PSEQ_FMT, org);
+	return queue(a, on_next_pid, qctx_new(a, org, (void (*)(void))fn, arg));
+}
+
+int
+store_admin_q_program(struct store_admin *a, const char *org, const char *name, size_t nlen,
+                      const char *val, size_t vlen)
+{
+	struct store_argv *c = cmd_start(a, "HSET");
+
+	store_argv_addf(c, KEYS_PROGS_FMT, org);
+	store_argv_add(c, name, nlen);
+	store_argv_add(c, val, vlen);
+	return store_queue(a->s, c, on_plain, a);
+}
+
+int
+store_admin_q_credential_set(struct store_admin *a, const char *user, size_t ulen, const char *val,
+                             size_t vlen)
+{
+	struct store_argv *c = cmd_start(a, "HSET");
+
+	add_str(c, KEYS_CREDS);
+	store_argv_add(c, user, ulen);
+	store_argv_add(c, val, vlen);
+	return store_queue(a->s, c, on_plain, a);
+}
+
+int
+store_admin_q_credential_del(struct store_admin *a, const char *user, size_t ulen)
+{
+	struct store_argv *c = cmd_start(a, "HDEL");
+
+	add_str(c, KEYS_CREDS);
+	store_argv_add(c, user, ulen);
+	return store_queue(a->s, c, on_plain, a);
+}
+
+int
+store_admin_q_ix_release(struct store_admin *a, const char *org, enum store_ident kind,
+                         const char *val, size_t len, int64_t cid)
+{
+	struct store_argv *c = cmd_start(a, "1");
+
+	store_argv_addf(c, KEYS_IX_FMT, org, store_ident_name[kind]);
+	store_argv_add(c, val, len);
+	store_argv_addf(c, "%lld", (long long)cid);
+	return store_queue_script(a->s, STORE_HDEL_IF, c, on_plain, a);
+}
+
+int
+store_admin_q_ix_set(struct store_admin *a, const char *org, enum store_ident kind, size_t n,
+                     const char *const *vals, const size_t *lens, const int64_t *cids)
+{
+	struct store_argv *c = cmd_start(a, "HSET");
+	size_t i;
+
+	store_argv_addf(c, KEYS_IX_FMT, org, store_ident_name[kind]);
+	for (i = 0; i < n; i++) {
+		store_argv_add(c, vals[i], lens[i]);
+		store_argv_addf(c, "%lld", (long long)cids[i]);
+	}
+	return store_queue(a->s, c, on_plain, a);
+}
+
+int
+store_ident_changed(const struct store_cust_ids *ids, int k, const char *val, size_t len)
+{
+	if ((ids->val[k] == NULL) != (val == NULL))
+		return 1;
+	return ids->val[k] != NULL && (ids->len[k] != len || memcmp(ids->val[k], val, len) != 0);
+}
+
+int
+store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t cid,
+                             const struct store_cust_ids *ids, const char *const val[STORE_NIDENTS],
+                             const size_t len[STORE_NIDENTS])
+{
+	struct store_argv *c = cmd_start(a, "HSET");
+	int changed = 0, removed = 0, queued = 0, k;
+
+	store_argv_addf(c, KEYS_CUST_FMT, org, (long long)cid);
+	if (!ids->stored) {
+		add_str(c, "id");
+		store_argv_addf(c, "%lld", (long long)cid);
+	}
+	for (k = 0; k < STORE_NIDENTS; k++) {
+		if (!store_ident_changed(ids, k, val[k], len[k]))
+			continue;
+		changed = 1;
+		if (val[k] == NULL) {
+			removed = 1;
+			continue;
+		}
+		add_str(c, store_ident_name[k]);
+		store_argv_add(c, val[k], len[k]);
+	}
+	if (!ids->has_v) {
+		add_str(c, "v");
+		add_str(c, "0");
+	}
+	if (c->n > 2) {
+		if (store_queue(a->s, c, on_plain, a) != 0)
+			return -1;
+		queued++;
+	}
+	if (removed) {
+		c = cmd_start(a, "HDEL");
+		store_argv_addf(c, KEYS_CUST_FMT, org, (long long)cid);
+		for (k = 0; k < STORE_NIDENTS; k++)
+			if (val[k] == NULL && ids->val[k] != NULL)
+				add_str(c, store_ident_name[k]);
+		if (store_queue(a->s, c, on_plain, a) != 0)
+			return -1;
+		queued++;
+	}
+	if (ids->stored && changed) {
+		c = cmd_start(a, "HINCRBY");
+		store_argv_addf(c, KEYS_CUST_FMT, org, (long long)cid);
+		add_str(c, "v");
+		add_str(c, "1");
+		if (store_queue(a->s, c, on_plain, a) != 0)
+			return -1;
+		queued++;
+	}
+	return queued;
+}

@@ -1,0 +1,163 @@
+/*
+ * store_admin: partnerctl's side of the store layer. The admin verbs (load, show,
+ * import-customers, check) reach Redis only through these calls: they never see a key
+ * name, a command or a redisReply. One session per run, on one connection (store.c) with
+ * partnerctl's long timeout.
+ *
+ * Two kinds of calls:
+ * - store_admin_<read>: one round trip, synchronous; results are typed, strings are
+ *   borrowed until the next call of the session.
+ * - store_admin_q_<op>: queued in a bounded pipeline (store_queue: at most
+ *   STORE_ADMIN_IN_FLIGHT commands in flight); a result comes to a callback in queue
+ *   order, its strings borrowed for the callback's time. store_admin_flush sends the rest
+ *   and says whether anything failed. A queued argument is copied when queued.
+ *
+ * Errors: -1 from a call, with the cause in store_admin_error. A failure inside the
+ * pipeline (an error reply, a reply of an unexpected shape) is handed to the session's
+ * report function as it is found (partnerctl prints it), and makes store_admin_flush -1.
+ */
+#ifndef PARTNERD_STORE_ADMIN_H
+#define PARTNERD_STORE_ADMIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_ADMIN_IN_FLIGHT 1000   /* commands in flight at a time */
+
+/* A customer's identifiers: the fields of its hash and the KIND of its index hashes. */
+enum store_ident { STORE_IDENT_MOBILE, STORE_IDENT_EMAIL, STORE_IDENT_EXTERNAL_ID, STORE_NIDENTS };
+
+/* "mobile", "email", "externalId" (docs/DATA-MODEL.md). */
+extern const char *const store_ident_name[STORE_NIDENTS];
+
+struct store_admin;
+
+/* Receives a message of a failure found in the pipeline (no newline, no prefix). */
+typedef void (*store_admin_report_fn)(const char *msg);
+
+/*
+ * Connects to url with a read/write timeout of timeout_ms (and loads the scripts). NULL
+ * when that fails: the cause (never the password) went to report.
+ */
+struct store_admin *store_admin_open(const char *url, int timeout_ms, store_admin_report_fn report);
+void store_admin_close(struct store_admin *a);
+
+/* The cause of the last failed call (valid until the next call). */
+const char *store_admin_error(const struct store_admin *a);
+
+/* Sends what is queued; 0, or -1 when anything queued failed since the last flush. */
+int store_admin_flush(struct store_admin *a);
+
+/* ---- reads ------------------------------------------------------------------------- */
+
+/* A field and its value, e.g. of a program or customer hash (borrowed). Returns 0 or -1. */
+typedef int (*store_field_fn)(void *arg, const char *f, size_t flen, const char *v, size_t vlen);
+
+/* The name of the set of orgs, for messages ("not in pp:orgs"). */
+const char *store_admin_orgs_key(void);
+
+/* 1 when org is one of the orgs (pp:orgs), 0 when not, -1 on an error. */
+int store_admin_org_exists(struct store_admin *a, const char *org);
+
+/* An org's stored settings; NULL when absent (borrowed until the next call). */
+struct store_org_settings {
+	const char *cc;            /* defaultCountryCode */
+	size_t cc_len;
+	const char *nlen;          /* nationalNumberLength, as stored */
+	size_t nlen_len;
+};
+int store_admin_org_settings(struct store_admin *a, const char *org, struct store_org_settings *out);
+
+/*
+ * The customer an identifier index entry names: 1 with *cid, 0 when there is no entry or
+ * its value is not a customer id, -1 on an error.
+ */
+int store_admin_ix_get(struct store_admin *a, const char *org, enum store_ident kind,
+                       const char *val, size_t len, int64_t *cid);
+
+/* Every field of a hash, to fn: the org's programs (name -> definition). 0, or -1. */
+int store_admin_programs(struct store_admin *a, const char *org, store_field_fn fn, void *arg);
+
+/* Every field of the customer's hash, to fn. Returns the number of fields, or -1. */
+int store_admin_customer(struct store_admin *a, const char *org, int64_t cid, store_field_fn fn,
+                         void *arg);
+
+/* A stored text (an activity, a credential value...): borrowed for the callback's time. */
+typedef int (*store_text_fn)(void *arg, const char *s, size_t len);
+
+/*
+ * The customer's history entries first..last (0 the newest; LRANGE semantics), to fn.
+ * 0, or -1 (nothing handed on when the history cannot be read).
+ */
+int store_admin_history(struct store_admin *a, const char *org, int64_t cid, long first,
+                        long last, store_text_fn fn, void *arg);
+
+/* Every credential (pp:creds: username -> stored value), to fn. 0, or -1. */
+int store_admin_credentials(struct store_admin *a, store_field_fn fn, void *arg);
+
+/* ---- queued reads ------------------------------------------------------------------ */
+
+/* What load and import read of a customer before writing it. Borrowed strings. */
+struct store_cust_ids {
+	int stored;                          /* the hash has an id or a v field */
+	int has_v;                           /* it has a v field */
+	const char *val[STORE_NIDENTS];      /* stored identifiers; NULL when absent */
+	size_t len[STORE_NIDENTS];
+};
+typedef int (*store_cust_ids_fn)(void *arg, const struct store_cust_ids *ids);
+int store_admin_q_customer_ids(struct store_admin *a, const char *org, int64_t cid,
+                               store_cust_ids_fn fn, void *arg);
+
+/*
+ * The holders of n identifiers of one kind, to fn once per identifier in order: holder
+ * 0 when there is no entry, -1 when its value is not a customer id, else the customer id.
+ */
+typedef void (*store_holder_fn)(void *arg, size_t i, int64_t holder);
+int store_admin_q_ix_holders(struct store_admin *a, const char *org, enum store_ident kind,
+                             size_t n, const char *const *vals, const size_t *lens,
+                             store_holder_fn fn, void *arg);
+
+/* ---- queued writes ----------------------------------------------------------------- */
+
+/* Adds org to the orgs and sets its settings (cc, nlen). */
+int store_admin_q_org(struct store_admin *a, const char *org, const char *cc, int nlen);
+
+/* Hands out the org's next program id (INCR of its sequence), to fn. */
+typedef int (*store_pid_fn)(void *arg, int pid);
+int store_admin_q_next_pid(struct store_admin *a, const char *org, store_pid_fn fn, void *arg);
+
+/* Sets a program's definition. */
+int store_admin_q_program(struct store_admin *a, const char *org, const char *name, size_t nlen,
+                          const char *val, size_t vlen);
+
+/* Sets or removes a credential (username -> stored value). */
+int store_admin_q_credential_set(struct store_admin *a, const char *user, size_t ulen,
+                                 const char *val, size_t vlen);
+int store_admin_q_credential_del(struct store_admin *a, const char *user, size_t ulen);
+
+/*
+ * Removes the index entry kind:val only while it names customer cid (src/lua/hdel_if.lua):
+ * how an identifier the customer gives up leaves the index.
+ */
+int store_admin_q_ix_release(struct store_admin *a, const char *org, enum store_ident kind,
+                             const char *val, size_t len, int64_t cid);
+
+/* Index entries kind:vals[i] -> cids[i] (one command; the caller bounds n). */
+int store_admin_q_ix_set(struct store_admin *a, const char *org, enum store_ident kind, size_t n,
+                         const char *const *vals, const size_t *lens, const int64_t *cids);
+
+/*
+ * A customer's hash brought to the identifiers val (NULL: absent) from what was read
+ * (ids): a new customer gets id and v = 0; a changed identifier is set or removed; an
+ * existing customer whose identifiers change gets v bumped. Its memberships are untouched.
+ * Queues nothing when nothing changes. Returns the number of commands queued, or -1.
+ */
+int store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t cid,
+                                 const struct store_cust_ids *ids,
+                                 const char *const val[STORE_NIDENTS],
+                                 const size_t len[STORE_NIDENTS]);
+
+/* 1 when identifier k of the customer differs between what was read and val/len. */
+int store_ident_changed(const struct store_cust_ids *ids, int k, const char *val, size_t len);
+
+#endif
