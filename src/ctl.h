@@ -199,10 +199,11 @@ int ctl_mship_validate(const struct rules_membership *m, const struct ctl_prog *
 /* ---- customers as load and import-customers take them (SPEC §3) ---------------------- */
 
 /* The identifiers, in the order of the customer hash fields and index key names. */
-enum ctl_ident { CTL_IDENT_MOBILE, CTL_IDENT_EMAIL, CTL_IDENT_EXTERNAL_ID, CTL_NIDENTS };
+enum ctl_ident { CTL_IDENT_MOBILE = STORE_IDENT_MOBILE, CTL_IDENT_EMAIL = STORE_IDENT_EMAIL,
+                 CTL_IDENT_EXTERNAL_ID = STORE_IDENT_EXTERNAL_ID, CTL_NIDENTS = STORE_NIDENTS };
 
-/* "mobile", "email", "externalId": field names and the KIND of pp:{ORG}:ix:KIND. */
-extern const char *const ctl_ident_name[CTL_NIDENTS];
+/* "mobile", "email", "externalId": the keys of a customer object (store_ident_name). */
+#define ctl_ident_name store_ident_name
 
 /* One customer object, validated; see ctl_cust_parse. */
 struct ctl_cust_in {
@@ -230,11 +231,5 @@ typedef void (*ctl_cust_problem_fn)(void *arg, const struct ctl_cust_in *cu, con
  */
 int ctl_cust_parse(json_object *o, const char *cc, int nlen, struct ctl_cust_in *cu,
                    ctl_cust_problem_fn fn, void *arg);
-
-/*
- * Lua, 1 key (an index hash), ARGV value, cid: removes the index entry value -> cid only
- * if it still points at that customer. How load and import take an old identifier out.
- */
-extern const char ctl_lua_hdel_if[];
 
 #endif

@@ -42,14 +42,15 @@ redisContext *ctl_connect(const struct ctl *ctl)
 	return c;
 }
 
-static void ctl_report(const char *msg)
+static void ctl_report(void *arg, const char *msg)
 {
+	(void)arg;
 	ctl_errf("%s", msg);
 }
 
 struct store_admin *ctl_store_open(const struct ctl *ctl)
 {
-	return store_admin_open(ctl->redis_url, CTL_REDIS_TIMEOUT_MS, ctl_report);
+	return store_admin_open(ctl->redis_url, CTL_REDIS_TIMEOUT_MS, ctl_report, NULL);
 }
 
 const char *ctl_quote(const char *s, size_t len)
@@ -517,12 +518,6 @@ int ctl_mship_validate(const struct rules_membership *m, const struct ctl_prog *
 }
 
 /* ---- customers as load and import-customers take them -------------------------------- */
-
-const char *const ctl_ident_name[CTL_NIDENTS] = { "mobile", "email", "externalId" };
-
-const char ctl_lua_hdel_if[] =
-	"if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
-	"return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
 
 /* Reports a problem of a customer object: formats it and hands it to fn. */
 static void ctl_cust_problem(ctl_cust_problem_fn fn, void *arg, const struct ctl_cust_in *cu,

@@ -44,6 +44,7 @@ struct store {
 	int64_t deadline;       /* monotonic ms that bounds connect and calls; 0: none */
 	struct store_qslot *q;  /* queued commands' callbacks (store_queue), in order */
 	size_t qn, qcap, qmax;  /* queued, allocated, sent at once (0: QUEUE_MAX) */
+	size_t qsent;           /* the first qsent queued were written (store_send) */
 	int qfailed;            /* an error reply or a failed callback since store_flush */
 	int qbroken;            /* the connection broke since store_flush: queue nothing */
 };
@@ -548,17 +549,17 @@ write_out(struct store *s)
 }
 
 /*
- * Sends s->out (n commands) on a prepared connection and reads their n replies into out.
- * A send that fails before its first byte left because the peer is gone (EPIPE,
- * ECONNRESET) is sent once more on a new connection; once a byte went out, never again:
- * the command may have reached Redis. Returns 0, or -1 with the connection dropped and
- * s->maybe_ran telling whether any of it was sent.
+ * Writes s->out on a prepared connection. A send that fails before its first byte left
+ * because the peer is gone (EPIPE, ECONNRESET) is sent once more on a new connection when
+ * retry allows it (nothing else awaits a reply on the old one); once a byte went out,
+ * never again: the command may have reached Redis. Returns 0, or -1 with the connection
+ * dropped and s->maybe_ran telling whether any of it was sent.
  */
 static int
-round_trip(struct store *s, size_t n, redisReply **out)
+send_all(struct store *s, int retry)
 {
-	size_t i, sent;
-	int again = 1, e;
+	size_t sent;
+	int again = retry, e;
 
 	for (;;) {
 		if (s->deadline != 0) {
@@ -587,6 +588,15 @@ round_trip(struct store *s, size_t n, redisReply **out)
 		metrics_redis_reconnect();
 	}
 	s->maybe_ran = 1;
+	return 0;
+}
+
+/* Reads n replies into out. Returns 0, or -1 with the connection dropped. */
+static int
+read_replies(struct store *s, size_t n, redisReply **out)
+{
+	size_t i;
+
 	for (i = 0; i < n; i++) {
 		void *r = NULL;
 
@@ -599,6 +609,18 @@ round_trip(struct store *s, size_t n, redisReply **out)
 	}
 	s->maybe_ran = 0;
 	return 0;
+}
+
+/*
+ * Sends s->out (n commands) on a prepared connection and reads their n replies into out
+ * (see send_all). Returns 0, or -1 with the connection dropped.
+ */
+static int
+round_trip(struct store *s, size_t n, redisReply **out)
+{
+	if (send_all(s, 1) != 0)
+		return -1;
+	return read_replies(s, n, out);
 }
 
 /* One command, one round trip; NULL when Redis cannot be reached (connection dropped). */
@@ -722,9 +744,39 @@ store_queue_limit(struct store *s, size_t max)
 	s->qmax = max;
 }
 
+/* Writes what is queued and not written yet (s->out). -1 when the connection broke. */
+static int
+queue_write(struct store *s)
+{
+	if (s->qn == s->qsent)
+		return 0;
+	if (s->qsent == 0 && prepare(s) != 0)
+		return -1;
+	/* behind commands already written, a failed send is not retried on a new connection */
+	if (send_all(s, s->qsent == 0) != 0)
+		return -1;
+	s->qsent = s->qn;
+	s->out_len = 0;
+	return 0;
+}
+
+/* The queue after a broken connection: nothing more is sent until store_flush. */
+static int
+queue_broken(struct store *s)
+{
+	s->qn = 0;
+	s->qsent = 0;
+	s->out_len = 0;
+	s->qbroken = 1;
+	s->qfailed = 1;
+	rarena_reset(&s->replies);
+	return -1;
+}
+
 /*
- * Sends the queued commands (their RESP text is s->out) in one round trip and hands each
- * reply to its callback; then ends the replies' life. -1 when the connection broke.
+ * Sends the queued commands (their RESP text is s->out) and reads their replies in one
+ * round trip, hands each reply to its callback, then ends the replies' life. -1 when the
+ * connection broke.
  */
 static int
 queue_send(struct store *s)
@@ -738,14 +790,9 @@ queue_send(struct store *s)
 	if (out == NULL)
 		abort();
 	s->maybe_ran = 0;
-	if (prepare(s) != 0 || round_trip(s, s->qn, out) != 0) {
+	if (queue_write(s) != 0 || read_replies(s, s->qn, out) != 0) {
 		free(out);
-		s->qn = 0;
-		s->out_len = 0;
-		s->qbroken = 1;
-		s->qfailed = 1;
-		rarena_reset(&s->replies);
-		return -1;
+		return queue_broken(s);
 	}
 	for (i = 0; i < s->qn; i++) {
 		struct store_qslot *q = &s->q[i];
@@ -760,8 +807,21 @@ queue_send(struct store *s)
 	}
 	free(out);
 	s->qn = 0;
+	s->qsent = 0;
 	s->out_len = 0;
 	rarena_reset(&s->replies);
+	return 0;
+}
+
+int
+store_send(struct store *s)
+{
+	if (s->qbroken)
+		return -2;
+	if (queue_write(s) != 0) {
+		queue_broken(s);
+		return -2;
+	}
 	return 0;
 }
 

@@ -118,6 +118,13 @@ int store_queue_script(struct store *s, enum store_script which, const struct st
                        store_reply_fn fn, void *arg);
 
 /*
+ * Writes what is queued without waiting for the replies: Redis runs it while the caller
+ * prepares more. The replies are read (and handed to their callbacks) by the next
+ * store_flush, store_command or full queue. Returns 0, or -2 when the connection broke.
+ */
+int store_send(struct store *s);
+
+/*
  * Sends what is queued and hands every reply to its callback. Returns 0; -1 when a reply
  * was an error or a callback failed since the last store_flush; -2 when the connection
  * broke meanwhile (store_error says why; what was queued after that was not sent).

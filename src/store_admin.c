@@ -20,13 +20,15 @@ struct store_admin {
 	struct store *s;
 	struct store_argv cmd;           /* the command being built (reset per call) */
 	store_admin_report_fn report;
+	void *report_arg;
+	int in_tx;                       /* replies between MULTI and EXEC are being read */
 	char err[512];
 };
 
 /* ---- session ------------------------------------------------------------------------ */
 
 struct store_admin *
-store_admin_open(const char *url, int timeout_ms, store_admin_report_fn report)
+store_admin_open(const char *url, int timeout_ms, store_admin_report_fn report, void *arg)
 {
 	struct rconn_cfg cfg = { .timeout_ms = timeout_ms };
 	struct store_admin *a;
@@ -34,12 +36,13 @@ store_admin_open(const char *url, int timeout_ms, store_admin_report_fn report)
 	const char *why;
 
 	if (rconn_parse_url(url, &cfg, err, sizeof(err)) < 0) {
-		report(err);
+		report(arg, err);
 		return NULL;
 	}
 	a = xcalloc(1, sizeof(*a));
 	a->s = store_new(&cfg);
 	a->report = report;
+	a->report_arg = arg;
 	store_argv_init(&a->cmd);
 	store_queue_limit(a->s, STORE_ADMIN_IN_FLIGHT);
 	if (store_warm(a->s) != 0) {
@@ -47,11 +50,18 @@ store_admin_open(const char *url, int timeout_ms, store_admin_report_fn report)
 		why = store_error(a->s);
 		if (strncmp(why, "redis: ", 7) == 0)
 			why += 7;
-		report(why);
+		report(arg, why);
 		store_admin_close(a);
 		return NULL;
 	}
 	return a;
+}
+
+void
+store_admin_set_report(struct store_admin *a, store_admin_report_fn report, void *arg)
+{
+	a->report = report;
+	a->report_arg = arg;
 }
 
 void
@@ -76,8 +86,18 @@ store_admin_flush(struct store_admin *a)
 	int rc = store_flush(a->s);
 
 	if (rc == -2)
-		a->report(store_error(a->s));
+		a->report(a->report_arg, store_error(a->s));
 	return rc < 0 ? -1 : 0;
+}
+
+int
+store_admin_send(struct store_admin *a)
+{
+	if (store_send(a->s) != 0) {
+		a->report(a->report_arg, store_error(a->s));
+		return -1;
+	}
+	return 0;
 }
 
 /* Starts a command: argv reset, the command name. */
@@ -119,7 +139,7 @@ fail(struct store_admin *a, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(a->err, sizeof(a->err), fmt, ap);
 	va_end(ap);
-	a->report(a->err);
+	a->report(a->report_arg, a->err);
 	return -1;
 }
 
@@ -170,7 +190,7 @@ on_plain(void *arg, const redisReply *r)
 	struct store_admin *a = arg;
 
 	if (r->type == REDIS_REPLY_ERROR)
-		return fail(a, "redis refused a command: %s", r->str);
+		return fail(a, "redis refused a %s: %s", a->in_tx ? "write" : "command", r->str);
 	return 0;
 }
 
@@ -566,4 +586,141 @@ store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t cid
 		queued++;
 	}
 	return queued;
+}
+
+/* ---- transactions ------------------------------------------------------------------- */
+
+static int
+on_multi(void *arg, const redisReply *r)
+{
+	struct store_admin *a = arg;
+
+	a->in_tx = 1;
+	return on_plain(a, r);
+}
+
+/* EXEC's reply: one reply per queued command, none an error. */
+static int
+on_exec(void *arg, const redisReply *r)
+{
+	struct qctx *q = arg;
+	struct store_admin *a = q->a;
+	size_t j;
+	int rc = 0;
+
+	a->in_tx = 1;
+	if (r->type == REDIS_REPLY_ERROR) {
+		rc = on_plain(a, r);
+	} else if (q->n > 0) {
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != q->n)
+			rc = fail(a, "the batch's transaction was not applied");
+		for (j = 0; r->type == REDIS_REPLY_ARRAY && j < r->elements; j++)
+			if (r->element[j]->type == REDIS_REPLY_ERROR)
+				rc = fail(a, "redis refused a write: %s", r->element[j]->str);
+	}
+	a->in_tx = 0;
+	free(q);
+	return rc;
+}
+
+int
+store_admin_q_multi(struct store_admin *a)
+{
+	return store_queue(a->s, cmd_start(a, "MULTI"), on_multi, a);
+}
+
+int
+store_admin_q_exec(struct store_admin *a, int nqueued)
+{
+	struct qctx *q = qctx_new(a, NULL, NULL, NULL);
+
+	q->n = nqueued > 0 ? (size_t)nqueued : 0;
+	cmd_start(a, nqueued > 0 ? "EXEC" : "DISCARD");
+	return queue(a, on_exec, q);
+}
+
+/* ---- import checkpoints ------------------------------------------------------------- */
+
+static const char *const ckpt_field[7] = { "offset", "line", "read", "new", "changed", "unchanged",
+                                           "rejected" };
+
+void
+store_import_ckpt_init(struct store_import_ckpt *c, const char *org, const char *hex)
+{
+	snprintf(c->key, sizeof(c->key), KEYS_IMPORT_FMT, org, hex);
+}
+
+/* A stored count: 1..19 decimal digits. */
+static int
+parse_count(const redisReply *e, uint64_t *out)
+{
+	char *end;
+
+	if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > 19 ||
+	    strspn(e->str, "0123456789") != e->len)
+		return -1;
+	*out = strtoull(e->str, &end, 10);
+	return 0;
+}
+
+int
+store_admin_import_ckpt_read(struct store_admin *a, const struct store_import_ckpt *c,
+                             struct store_import_mark *m)
+{
+	struct store_argv *cmd = cmd_start(a, "HMGET");
+	const redisReply *r;
+	uint64_t v[7];
+	size_t i;
+
+	add_str(cmd, c->key);
+	for (i = 0; i < 7; i++)
+		add_str(cmd, ckpt_field[i]);
+	if ((r = run(a)) == NULL)
+		return -1;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 7)
+		return -2;
+	if (r->element[0]->type == REDIS_REPLY_NIL)
+		return 0;
+	for (i = 0; i < 7; i++)
+		if (parse_count(r->element[i], &v[i]) < 0)
+			return -2;
+	*m = (struct store_import_mark){ .offset = v[0], .line = v[1], .read = v[2], .new = v[3],
+	                                 .changed = v[4], .unchanged = v[5], .rejected = v[6] };
+	return 1;
+}
+
+int
+store_admin_q_import_ckpt(struct store_admin *a, const struct store_import_ckpt *c,
+                          const struct store_import_mark *m, long ttl_s)
+{
+	const uint64_t v[7] = { m->offset, m->line, m->read, m->new, m->changed, m->unchanged,
+	                        m->rejected };
+	struct store_argv *cmd = cmd_start(a, "HSET");
+	size_t i;
+
+	add_str(cmd, c->key);
+	for (i = 0; i < 7; i++) {
+		add_str(cmd, ckpt_field[i]);
+		store_argv_addf(cmd, "%lld", (long long)v[i]);
+	}
+	if (store_queue(a->s, cmd, on_plain, a) != 0)
+		return -1;
+	cmd = cmd_start(a, "EXPIRE");
+	add_str(cmd, c->key);
+	store_argv_addf(cmd, "%lld", (long long)ttl_s);
+	return store_queue(a->s, cmd, on_plain, a);
+}
+
+int
+store_admin_import_ckpt_del(struct store_admin *a, const struct store_import_ckpt *c)
+{
+	add_str(cmd_start(a, "DEL"), c->key);
+	return run(a) != NULL ? 0 : -1;
+}
+
+const char *
+store_admin_org_key(char *buf, size_t sz, const char *org)
+{
+	snprintf(buf, sz, KEYS_ORG_FMT, org);
+	return buf;
 }

@@ -33,20 +33,31 @@ extern const char *const store_ident_name[STORE_NIDENTS];
 struct store_admin;
 
 /* Receives a message of a failure found in the pipeline (no newline, no prefix). */
-typedef void (*store_admin_report_fn)(const char *msg);
+typedef void (*store_admin_report_fn)(void *arg, const char *msg);
 
 /*
  * Connects to url with a read/write timeout of timeout_ms (and loads the scripts). NULL
  * when that fails: the cause (never the password) went to report.
  */
-struct store_admin *store_admin_open(const char *url, int timeout_ms, store_admin_report_fn report);
+struct store_admin *store_admin_open(const char *url, int timeout_ms, store_admin_report_fn report,
+                                     void *arg);
 void store_admin_close(struct store_admin *a);
+
+/* Hands later failures to report(arg, ...) instead. */
+void store_admin_set_report(struct store_admin *a, store_admin_report_fn report, void *arg);
 
 /* The cause of the last failed call (valid until the next call). */
 const char *store_admin_error(const struct store_admin *a);
 
 /* Sends what is queued; 0, or -1 when anything queued failed since the last flush. */
 int store_admin_flush(struct store_admin *a);
+
+/*
+ * Writes what is queued without waiting: the replies are taken by the next
+ * store_admin_flush (Redis applies a batch while partnerctl parses the next). 0, or -1
+ * when the connection broke (reported).
+ */
+int store_admin_send(struct store_admin *a);
 
 /* ---- reads ------------------------------------------------------------------------- */
 
@@ -156,6 +167,46 @@ int store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t
                                  const struct store_cust_ids *ids,
                                  const char *const val[STORE_NIDENTS],
                                  const size_t len[STORE_NIDENTS]);
+
+/*
+ * A transaction: what is queued between store_admin_q_multi and store_admin_q_exec applies
+ * at once or not at all. nqueued: the commands queued in it (their own replies only say
+ * QUEUED); with none the transaction is discarded. An error reply inside it is reported
+ * as "redis refused a write".
+ */
+int store_admin_q_multi(struct store_admin *a);
+int store_admin_q_exec(struct store_admin *a, int nqueued);
+
+/* ---- import checkpoints (pp:{ORG}:import:DIGEST) ------------------------------------ */
+
+/* Where an import of one file stands. */
+struct store_import_mark {
+	uint64_t offset, line;                                /* the end of the last batch */
+	uint64_t read, new, changed, unchanged, rejected;     /* the counts so far */
+};
+
+/* A checkpoint's name (for messages too) from the org and the hex digest of the file. */
+struct store_import_ckpt {
+	char key[128];
+};
+void store_import_ckpt_init(struct store_import_ckpt *c, const char *org, const char *hex);
+
+/*
+ * Reads the checkpoint: 1 with *m, 0 when there is none, -1 on an error, -2 when it is
+ * not valid (a field missing or not a count).
+ */
+int store_admin_import_ckpt_read(struct store_admin *a, const struct store_import_ckpt *c,
+                                 struct store_import_mark *m);
+
+/* Queues the checkpoint's write, kept ttl_s seconds (2 commands). */
+int store_admin_q_import_ckpt(struct store_admin *a, const struct store_import_ckpt *c,
+                              const struct store_import_mark *m, long ttl_s);
+
+/* Removes the checkpoint (one round trip). 0, or -1. */
+int store_admin_import_ckpt_del(struct store_admin *a, const struct store_import_ckpt *c);
+
+/* The name of the org's settings hash, for messages; into buf (sz bytes). */
+const char *store_admin_org_key(char *buf, size_t sz, const char *org);
 
 /* 1 when identifier k of the customer differs between what was read and val/len. */
 int store_ident_changed(const struct store_cust_ids *ids, int k, const char *val, size_t len);
