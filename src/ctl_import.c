@@ -724,7 +724,7 @@ static int im_read_org(struct im *im)
 	    strspn(set.cc, "0123456789") < set.cc_len || set.nlen == NULL ||
 	    (v = strtol(nl, &end, 10), *end != '\0' || end == nl) || v < 4 || v > 15) {
 		im_errf(im, "org %s: the stored settings (%s) are not valid; run partnerctl load "
-		        "for the org", im->org, store_admin_org_key(key, sizeof key, im->org));
+		        "for the org", im->org, store_key_name(key, sizeof key, STORE_KEY_ORG, im->org, 0));
 		return CTL_EXIT_FAIL;
 	}
 	memcpy(im->cc, set.cc, set.cc_len);

@@ -657,7 +657,7 @@ static int ld_on_scred(void *arg, const char *f, size_t flen, const char *v, siz
 /* Every stored credential into ld->screds, sorted by username. */
 static int ld_read_creds(struct ld *ld)
 {
-	if (store_admin_credentials(ld->st, ld_on_scred, ld) < 0) {
+	if (store_admin_hash(ld->st, STORE_KEY_CREDS, NULL, 0, ld_on_scred, ld) < 0) {
 		ctl_errf("%s", store_admin_error(ld->st));
 		return -1;
 	}
@@ -701,7 +701,7 @@ static int ld_read_progs(struct ld *ld, struct ld_org *org)
 {
 	struct ld_progs_read pr = { ld, org };
 
-	if (store_admin_programs(ld->st, org->id, ld_on_stored_prog, &pr) < 0) {
+	if (store_admin_hash(ld->st, STORE_KEY_PROGS, org->id, 0, ld_on_stored_prog, &pr) < 0) {
 		ctl_errf("%s", store_admin_error(ld->st));
 		return -1;
 	}

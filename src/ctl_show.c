@@ -95,7 +95,10 @@ static int sh_lookup(struct store_admin *st, const char *org, enum sh_by by, con
 		return -1;
 	}
 	if (!found) {
-		ctl_errf("show: no org %s (not in %s)", org, store_admin_orgs_key());
+		char name[64];
+
+		ctl_errf("show: no org %s (not in %s)", org,
+		         store_key_name(name, sizeof name, STORE_KEY_ORGS, NULL, 0));
 		return -1;
 	}
 	if (by == SH_ID) {
@@ -188,7 +191,7 @@ static json_object *sh_history(struct store_admin *st, const char *org, int64_t 
 {
 	json_object *list = json_object_new_array();
 
-	store_admin_history(st, org, cid, 0, SH_HISTORY - 1, sh_on_activity, list);
+	store_admin_list(st, STORE_KEY_HIST, org, cid, 0, SH_HISTORY - 1, sh_on_activity, list);
 	return list;
 }
 
@@ -238,13 +241,13 @@ static int sh_show(struct store_admin *st, const char *org, int64_t cid)
 	struct sh_cust c = { .progs = &progs, .now = dates_now_ms() };
 	int found_id = 0;
 
-	if (store_admin_customer(st, org, cid, sh_on_id, &found_id) < 0) {
+	if (store_admin_hash(st, STORE_KEY_CUST, org, cid, sh_on_id, &found_id) < 0) {
 		ctl_errf("%s", store_admin_error(st));
 		return -1;
 	}
 	if (!found_id)
 		return 1;
-	if (store_admin_programs(st, org, sh_on_prog, &progs) < 0) {
+	if (store_admin_hash(st, STORE_KEY_PROGS, org, 0, sh_on_prog, &progs) < 0) {
 		ctl_errf("%s", store_admin_error(st));
 		sh_free_progs(&progs);
 		return -1;
@@ -257,7 +260,7 @@ static int sh_show(struct store_admin *st, const char *org, int64_t cid)
 	json_object_object_add(c.out, "email", NULL);
 	json_object_object_add(c.out, "externalId", NULL);
 	json_object_object_add(c.out, "version", NULL);
-	if (store_admin_customer(st, org, cid, sh_on_field, &c) < 0) {
+	if (store_admin_hash(st, STORE_KEY_CUST, org, cid, sh_on_field, &c) < 0) {
 		ctl_errf("%s", store_admin_error(st));
 		json_object_put(c.ms);
 		json_object_put(c.out);

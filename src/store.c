@@ -905,11 +905,9 @@ store_command(struct store *s, const struct store_argv *cmd)
 	argv_resolve(cmd, argv);
 	r = command(s, cmd->n, argv, cmd->len);
 	free(argv);
-	if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+	if (r != NULL && r->type == REDIS_REPLY_ERROR)
 		snprintf(s->err, sizeof(s->err), "redis refused %.*s: %.200s",
 		         (int)(cmd->len[0] < 32 ? cmd->len[0] : 32), argv_at(cmd, 0), r->str);
-		r = NULL;
-	}
 	return r;
 }
 

@@ -133,9 +133,9 @@ int store_flush(struct store *s);
 
 /*
  * Sends one command and waits (after flushing the queue: call store_flush first to see
- * the queue's failures). Returns the reply (valid until
- * store_replies_release or the next queue round trip) or NULL when Redis is not reachable
- * or answered an error (see store_error: "redis: ..." or "redis refused CMD: ...").
+ * the queue's failures). Returns the reply (valid until store_replies_release or the next
+ * queue round trip), NULL when Redis is not reachable (store_error: "redis: ..."). An
+ * error reply is returned as such, with store_error "redis refused CMD: ...".
  */
 redisReply *store_command(struct store *s, const struct store_argv *cmd);
 

@@ -14,8 +14,6 @@
 #include "store_admin.h"
 #include "xmalloc.h"
 
-const char *const store_ident_name[STORE_NIDENTS] = { "mobile", "email", "externalId" };
-
 struct store_admin {
 	struct store *s;
 	struct store_argv cmd;           /* the command being built (reset per call) */
@@ -123,6 +121,20 @@ add_str(struct store_argv *c, const char *s)
 static const redisReply *
 run(struct store_admin *a)
 {
+	const redisReply *r;
+
+	store_replies_release(a->s);
+	r = store_command(a->s, &a->cmd);
+	return r != NULL && r->type == REDIS_REPLY_ERROR ? NULL : r;
+}
+
+/*
+ * The same, with an error reply returned as such: a read of a key of another type is an
+ * answer, not a failure (check reports it).
+ */
+static const redisReply *
+run_any(struct store_admin *a)
+{
 	store_replies_release(a->s);
 	return store_command(a->s, &a->cmd);
 }
@@ -196,12 +208,6 @@ on_plain(void *arg, const redisReply *r)
 
 /* ---- reads -------------------------------------------------------------------------- */
 
-const char *
-store_admin_orgs_key(void)
-{
-	return KEYS_ORGS;
-}
-
 int
 store_admin_org_exists(struct store_admin *a, const char *org)
 {
@@ -257,59 +263,94 @@ store_admin_ix_get(struct store_admin *a, const char *org, enum store_ident kind
 	return r->type == REDIS_REPLY_STRING && ident_parse_cid(r->str, r->len, cid) == 0;
 }
 
+/* Adds the name of the key of the given kind (store_key_name) to c. */
+static void
+add_key(struct store_argv *c, enum store_key kind, const char *org, int64_t id)
+{
+	char name[256];
+
+	store_key_name(name, sizeof(name), kind, org, id);
+	store_argv_addcopy(c, name, strlen(name));
+}
+
 /* Hands the field/value pairs of an HGETALL reply to fn. */
 static int
 each_field(const redisReply *r, store_field_fn fn, void *arg)
 {
 	size_t i;
 
-	for (i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+	for (i = 0; i + 1 < r->elements; i += 2)
 		if (fn(arg, r->element[i]->str, r->element[i]->len, r->element[i + 1]->str,
 		       r->element[i + 1]->len) < 0)
 			return -1;
 	return 0;
 }
 
-int
-store_admin_programs(struct store_admin *a, const char *org, store_field_fn fn, void *arg)
+/* An answer that is not the type asked for: an error reply (WRONGTYPE) or another shape. */
+static int
+wrongtype(const redisReply *r, int type)
 {
-	struct store_argv *c = cmd_start(a, "HGETALL");
-	const redisReply *r;
-
-	store_argv_addf(c, KEYS_PROGS_FMT, org);
-	if ((r = run(a)) == NULL)
-		return -1;
-	return each_field(r, fn, arg);
+	return r->type != type;
 }
 
 int
-store_admin_customer(struct store_admin *a, const char *org, int64_t cid, store_field_fn fn,
-                     void *arg)
+store_admin_hash(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                 store_field_fn fn, void *arg)
 {
-	struct store_argv *c = cmd_start(a, "HGETALL");
 	const redisReply *r;
 
-	store_argv_addf(c, KEYS_CUST_FMT, org, (long long)cid);
-	if ((r = run(a)) == NULL)
+	add_key(cmd_start(a, "HGETALL"), kind, org, id);
+	if ((r = run_any(a)) == NULL)
 		return -1;
+	if (wrongtype(r, REDIS_REPLY_ARRAY))
+		return STORE_ADMIN_WRONGTYPE;
 	if (each_field(r, fn, arg) < 0)
 		return -1;
-	return r->type == REDIS_REPLY_ARRAY ? (int)(r->elements / 2) : 0;
+	return (int)(r->elements / 2);
 }
 
 int
-store_admin_history(struct store_admin *a, const char *org, int64_t cid, long first, long last,
-                    store_text_fn fn, void *arg)
+store_admin_hash_scan(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                      store_field_fn fn, void *arg)
+{
+	char cursor[32] = "0";
+
+	do {
+		struct store_argv *c = cmd_start(a, "HSCAN");
+		const redisReply *r;
+
+		add_key(c, kind, org, id);
+		add_str(c, cursor);
+		add_str(c, "COUNT");
+		add_str(c, "1000");
+		if ((r = run_any(a)) == NULL)
+			return -1;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->len >= sizeof(cursor) || r->element[1]->type != REDIS_REPLY_ARRAY)
+			return STORE_ADMIN_WRONGTYPE;
+		memcpy(cursor, r->element[0]->str, r->element[0]->len);
+		cursor[r->element[0]->len] = '\0';
+		if (each_field(r->element[1], fn, arg) < 0)
+			return -1;
+	} while (strcmp(cursor, "0") != 0);
+	return 0;
+}
+
+int
+store_admin_list(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                 long first, long last, store_text_fn fn, void *arg)
 {
 	struct store_argv *c = cmd_start(a, "LRANGE");
 	const redisReply *r;
 	size_t i;
 
-	store_argv_addf(c, KEYS_HIST_FMT, org, (long long)cid);
+	add_key(c, kind, org, id);
 	store_argv_addf(c, "%lld", (long long)first);
 	store_argv_addf(c, "%lld", (long long)last);
-	if ((r = run(a)) == NULL || r->type != REDIS_REPLY_ARRAY)
+	if ((r = run_any(a)) == NULL)
 		return -1;
+	if (wrongtype(r, REDIS_REPLY_ARRAY))
+		return STORE_ADMIN_WRONGTYPE;
 	for (i = 0; i < r->elements; i++)
 		if (fn(arg, r->element[i]->str, r->element[i]->len) < 0)
 			return -1;
@@ -317,19 +358,143 @@ store_admin_history(struct store_admin *a, const char *org, int64_t cid, long fi
 }
 
 int
-store_admin_credentials(struct store_admin *a, store_field_fn fn, void *arg)
+store_admin_org_ids(struct store_admin *a, store_text_fn fn, void *arg)
 {
-	struct store_argv *c = cmd_start(a, "HGETALL");
+	const redisReply *r;
+	size_t i;
+
+	add_str(cmd_start(a, "SMEMBERS"), KEYS_ORGS);
+	if ((r = run_any(a)) == NULL)
+		return -1;
+	if (wrongtype(r, REDIS_REPLY_ARRAY))
+		return STORE_ADMIN_WRONGTYPE;
+	for (i = 0; i < r->elements; i++)
+		if (fn(arg, r->element[i]->str, r->element[i]->len) < 0)
+			return -1;
+	return 0;
+}
+
+int
+store_admin_string(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                   const char **s, size_t *len)
+{
 	const redisReply *r;
 
-	add_str(c, KEYS_CREDS);
+	add_key(cmd_start(a, "GET"), kind, org, id);
+	if ((r = run_any(a)) == NULL)
+		return -1;
+	if (r->type != REDIS_REPLY_STRING)
+		return 0;
+	*s = r->str;
+	*len = r->len;
+	return 1;
+}
+
+int
+store_admin_scan(struct store_admin *a, store_key_fn fn, void *arg)
+{
+	char cursor[32] = "0";
+
+	do {
+		struct store_argv *c = cmd_start(a, "SCAN");
+		const redisReply *r, *keys;
+		size_t i;
+
+		add_str(c, cursor);
+		add_str(c, "MATCH");
+		add_str(c, "pp:*");
+		add_str(c, "COUNT");
+		add_str(c, "1000");
+		if ((r = run(a)) == NULL)
+			return -1;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor)) {
+			snprintf(a->err, sizeof(a->err), "unexpected reply to SCAN");
+			return -1;
+		}
+		memcpy(cursor, r->element[0]->str, r->element[0]->len);
+		cursor[r->element[0]->len] = '\0';
+		keys = r->element[1];
+		for (i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++)
+			fn(arg, keys->element[i]->str, keys->element[i]->len);
+	} while (strcmp(cursor, "0") != 0);
+	return 0;
+}
+
+int
+store_admin_time(struct store_admin *a, int64_t *ms)
+{
+	const redisReply *r;
+
+	cmd_start(a, "TIME");
 	if ((r = run(a)) == NULL)
 		return -1;
-	if (r->type != REDIS_REPLY_ARRAY) {
-		snprintf(a->err, sizeof(a->err), "%s is not a hash", KEYS_CREDS);
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
+		snprintf(a->err, sizeof(a->err), "TIME: unexpected reply");
 		return -1;
 	}
-	return each_field(r, fn, arg);
+	*ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
+	      strtoll(r->element[1]->str, NULL, 10) / 1000;
+	return 0;
+}
+
+/* The field/value pairs (or the items, in v) of an array reply; caller frees. */
+static struct store_pair *
+pairs_of(const redisReply *r, int items, size_t *n)
+{
+	struct store_pair *p;
+	size_t i, step = items ? 1 : 2;
+
+	*n = r->elements / step;
+	p = xcalloc(*n + 1, sizeof(*p));
+	for (i = 0; i < *n; i++) {
+		const redisReply *v = r->element[i * step + (items ? 0 : 1)];
+
+		if (!items) {
+			p[i].k = r->element[i * step]->str;
+			p[i].klen = r->element[i * step]->len;
+		}
+		p[i].v = v->str;
+		p[i].vlen = v->len;
+	}
+	return p;
+}
+
+int
+store_admin_stream_newest(struct store_admin *a, enum store_key kind, const char *org,
+                          size_t count, store_entry_fn fn, void *arg)
+{
+	struct store_argv *c = cmd_start(a, "XREVRANGE");
+	const redisReply *r;
+	size_t i;
+
+	add_key(c, kind, org, 0);
+	add_str(c, "+");
+	add_str(c, "-");
+	add_str(c, "COUNT");
+	store_argv_addf(c, "%zu", count);
+	if ((r = run_any(a)) == NULL)
+		return -1;
+	if (wrongtype(r, REDIS_REPLY_ARRAY))
+		return STORE_ADMIN_WRONGTYPE;
+	for (i = 0; i < r->elements; i++) {
+		const redisReply *e = r->element[i];
+		struct store_stream_entry se = { 0 };
+		struct store_pair *f = NULL;
+
+		if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+		    e->element[0]->type == REDIS_REPLY_STRING &&
+		    e->element[1]->type == REDIS_REPLY_ARRAY) {
+			se.id = e->element[0]->str;
+			se.idlen = e->element[0]->len;
+			se.f = f = pairs_of(e->element[1], 0, &se.nf);
+			se.odd = e->element[1]->elements % 2 != 0;
+		}
+		fn(arg, i, &se);
+		free(f);
+	}
+	return 0;
 }
 
 /* ---- queued reads ------------------------------------------------------------------- */
@@ -718,9 +883,52 @@ store_admin_import_ckpt_del(struct store_admin *a, const struct store_import_ckp
 	return run(a) != NULL ? 0 : -1;
 }
 
-const char *
-store_admin_org_key(char *buf, size_t sz, const char *org)
+/* ---- queued whole reads ------------------------------------------------------------- */
+
+static int
+on_pairs(void *arg, const redisReply *r, int items)
 {
-	snprintf(buf, sz, KEYS_ORG_FMT, org);
-	return buf;
+	struct qctx *q = arg;
+	struct store_pair *p = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (r->type == REDIS_REPLY_ARRAY)
+		p = pairs_of(r, items, &n);
+	rc = ((store_pairs_fn)q->fn)(q->arg, p, n);
+	free(p);
+	free(q);
+	return rc;
+}
+
+static int
+on_hash(void *arg, const redisReply *r)
+{
+	return on_pairs(arg, r, 0);
+}
+
+static int
+on_list(void *arg, const redisReply *r)
+{
+	return on_pairs(arg, r, 1);
+}
+
+int
+store_admin_q_hash(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                   store_pairs_fn fn, void *arg)
+{
+	add_key(cmd_start(a, "HGETALL"), kind, org, id);
+	return queue(a, on_hash, qctx_new(a, org, (void (*)(void))fn, arg));
+}
+
+int
+store_admin_q_list(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                   store_pairs_fn fn, void *arg)
+{
+	struct store_argv *c = cmd_start(a, "LRANGE");
+
+	add_key(c, kind, org, id);
+	add_str(c, "0");
+	add_str(c, "-1");
+	return queue(a, on_list, qctx_new(a, org, (void (*)(void))fn, arg));
 }

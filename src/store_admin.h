@@ -22,13 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store_keys.h"
+
 #define STORE_ADMIN_IN_FLIGHT 1000   /* commands in flight at a time */
-
-/* A customer's identifiers: the fields of its hash and the KIND of its index hashes. */
-enum store_ident { STORE_IDENT_MOBILE, STORE_IDENT_EMAIL, STORE_IDENT_EXTERNAL_ID, STORE_NIDENTS };
-
-/* "mobile", "email", "externalId" (docs/DATA-MODEL.md). */
-extern const char *const store_ident_name[STORE_NIDENTS];
 
 struct store_admin;
 
@@ -64,9 +60,6 @@ int store_admin_send(struct store_admin *a);
 /* A field and its value, e.g. of a program or customer hash (borrowed). Returns 0 or -1. */
 typedef int (*store_field_fn)(void *arg, const char *f, size_t flen, const char *v, size_t vlen);
 
-/* The name of the set of orgs, for messages ("not in pp:orgs"). */
-const char *store_admin_orgs_key(void);
-
 /* 1 when org is one of the orgs (pp:orgs), 0 when not, -1 on an error. */
 int store_admin_org_exists(struct store_admin *a, const char *org);
 
@@ -86,25 +79,67 @@ int store_admin_org_settings(struct store_admin *a, const char *org, struct stor
 int store_admin_ix_get(struct store_admin *a, const char *org, enum store_ident kind,
                        const char *val, size_t len, int64_t *cid);
 
-/* Every field of a hash, to fn: the org's programs (name -> definition). 0, or -1. */
-int store_admin_programs(struct store_admin *a, const char *org, store_field_fn fn, void *arg);
-
-/* Every field of the customer's hash, to fn. Returns the number of fields, or -1. */
-int store_admin_customer(struct store_admin *a, const char *org, int64_t cid, store_field_fn fn,
-                         void *arg);
-
 /* A stored text (an activity, a credential value...): borrowed for the callback's time. */
 typedef int (*store_text_fn)(void *arg, const char *s, size_t len);
 
 /*
- * The customer's history entries first..last (0 the newest; LRANGE semantics), to fn.
- * 0, or -1 (nothing handed on when the history cannot be read).
+ * Every field of the hash of the given kind (its name from org and id as store_key_name
+ * takes them), to fn: e.g. STORE_KEY_PROGS (program name -> definition), STORE_KEY_CUST,
+ * STORE_KEY_CREDS (username -> stored value). Strings are also NUL-terminated. Returns
+ * the number of fields (0: no such key), STORE_ADMIN_WRONGTYPE when the key is not a hash,
+ * -1 on an error (fn failed, or Redis; see store_admin_error).
  */
-int store_admin_history(struct store_admin *a, const char *org, int64_t cid, long first,
-                        long last, store_text_fn fn, void *arg);
+#define STORE_ADMIN_WRONGTYPE (-2)
+int store_admin_hash(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                     store_field_fn fn, void *arg);
 
-/* Every credential (pp:creds: username -> stored value), to fn. 0, or -1. */
-int store_admin_credentials(struct store_admin *a, store_field_fn fn, void *arg);
+/* The same read with HSCAN, in steps (a field may come twice): for big hashes. */
+int store_admin_hash_scan(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                          store_field_fn fn, void *arg);
+
+/*
+ * Items first..last of the list of the given kind (LRANGE semantics: 0 the head, -1 the
+ * last), to fn. 0, STORE_ADMIN_WRONGTYPE, or -1.
+ */
+int store_admin_list(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                     long first, long last, store_text_fn fn, void *arg);
+
+/* The members of the set of orgs, to fn. 0, STORE_ADMIN_WRONGTYPE, or -1. */
+int store_admin_org_ids(struct store_admin *a, store_text_fn fn, void *arg);
+
+/* A string key: 1 with *s, *len (borrowed), 0 when missing or not a string, -1. */
+int store_admin_string(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                       const char **s, size_t *len);
+
+/* Every key name of the layout (SCAN; a key may come twice), to fn. 0, or -1. */
+typedef void (*store_key_fn)(void *arg, const char *k, size_t len);
+int store_admin_scan(struct store_admin *a, store_key_fn fn, void *arg);
+
+/* Redis's clock, in ms since the epoch. 0, or -1. */
+int store_admin_time(struct store_admin *a, int64_t *ms);
+
+/* A field and its value (a list item: v only). Borrowed; also NUL-terminated. */
+struct store_pair {
+	const char *k, *v;
+	size_t klen, vlen;
+};
+
+/* An entry of a stream: id NULL when the entry is malformed. */
+struct store_stream_entry {
+	const char *id;
+	size_t idlen;
+	const struct store_pair *f;          /* its fields */
+	size_t nf;
+	int odd;                             /* a field without a value came last */
+};
+typedef void (*store_entry_fn)(void *arg, size_t i, const struct store_stream_entry *e);
+
+/*
+ * The newest count entries of the stream of the given kind, newest first, to fn.
+ * 0, STORE_ADMIN_WRONGTYPE, or -1.
+ */
+int store_admin_stream_newest(struct store_admin *a, enum store_key kind, const char *org,
+                              size_t count, store_entry_fn fn, void *arg);
 
 /* ---- queued reads ------------------------------------------------------------------ */
 
@@ -127,6 +162,16 @@ typedef void (*store_holder_fn)(void *arg, size_t i, int64_t holder);
 int store_admin_q_ix_holders(struct store_admin *a, const char *org, enum store_ident kind,
                              size_t n, const char *const *vals, const size_t *lens,
                              store_holder_fn fn, void *arg);
+
+/*
+ * Queued whole reads of a key of the given kind: the fields of a hash (HGETALL) or the
+ * items of a list (in p[i].v), to fn; p is NULL when the key is of another type.
+ */
+typedef int (*store_pairs_fn)(void *arg, const struct store_pair *p, size_t n);
+int store_admin_q_hash(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                       store_pairs_fn fn, void *arg);
+int store_admin_q_list(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                       store_pairs_fn fn, void *arg);
 
 /* ---- queued writes ----------------------------------------------------------------- */
 
@@ -204,9 +249,6 @@ int store_admin_q_import_ckpt(struct store_admin *a, const struct store_import_c
 
 /* Removes the checkpoint (one round trip). 0, or -1. */
 int store_admin_import_ckpt_del(struct store_admin *a, const struct store_import_ckpt *c);
-
-/* The name of the org's settings hash, for messages; into buf (sz bytes). */
-const char *store_admin_org_key(char *buf, size_t sz, const char *org);
 
 /* 1 when identifier k of the customer differs between what was read and val/len. */
 int store_ident_changed(const struct store_cust_ids *ids, int k, const char *val, size_t len);
