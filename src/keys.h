@@ -1,4 +1,8 @@
-/* keys: the Redis key space of docs/DATA-MODEL.md, in one place. */
+/*
+ * keys: the Redis key space of docs/DATA-MODEL.md, in one place. store_keys.c tables these
+ * formats (type and parts of each kind) for partnerctl check: a new kind of key goes there
+ * too, or check reports its keys as stray.
+ */
 #ifndef PARTNERD_KEYS_H
 #define PARTNERD_KEYS_H
 

@@ -1,6 +1,6 @@
 /*
- * store: partnerd's Redis side. One struct store per worker thread (hiredis contexts are
- * not thread-safe). A broken connection is thrown away and reconnected, with a backoff
+ * store: the Redis side of partnerd and partnerctl. One struct store per worker thread
+ * (hiredis contexts are not thread-safe), and one per partnerctl run (store_admin.h). A broken connection is thrown away and reconnected, with a backoff
  * during which calls fail at once (the caller answers 503).
  *
  * Replies: every reply the store returns (store_eval, store_pipeline) is built in the

@@ -336,17 +336,16 @@ store_admin_hash_scan(struct store_admin *a, enum store_key kind, const char *or
 	return 0;
 }
 
-int
-store_admin_list(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
-                 long first, long last, store_text_fn fn, void *arg)
+/*
+ * Runs the command built in a->cmd and hands each item of its array reply to fn.
+ * 0, STORE_ADMIN_WRONGTYPE, or -1.
+ */
+static int
+run_items(struct store_admin *a, store_text_fn fn, void *arg)
 {
-	struct store_argv *c = cmd_start(a, "LRANGE");
 	const redisReply *r;
 	size_t i;
 
-	add_key(c, kind, org, id);
-	store_argv_addf(c, "%lld", (long long)first);
-	store_argv_addf(c, "%lld", (long long)last);
 	if ((r = run_any(a)) == NULL)
 		return -1;
 	if (wrongtype(r, REDIS_REPLY_ARRAY))
@@ -358,20 +357,22 @@ store_admin_list(struct store_admin *a, enum store_key kind, const char *org, in
 }
 
 int
+store_admin_list(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                 long first, long last, store_text_fn fn, void *arg)
+{
+	struct store_argv *c = cmd_start(a, "LRANGE");
+
+	add_key(c, kind, org, id);
+	store_argv_addf(c, "%lld", (long long)first);
+	store_argv_addf(c, "%lld", (long long)last);
+	return run_items(a, fn, arg);
+}
+
+int
 store_admin_org_ids(struct store_admin *a, store_text_fn fn, void *arg)
 {
-	const redisReply *r;
-	size_t i;
-
 	add_str(cmd_start(a, "SMEMBERS"), KEYS_ORGS);
-	if ((r = run_any(a)) == NULL)
-		return -1;
-	if (wrongtype(r, REDIS_REPLY_ARRAY))
-		return STORE_ADMIN_WRONGTYPE;
-	for (i = 0; i < r->elements; i++)
-		if (fn(arg, r->element[i]->str, r->element[i]->len) < 0)
-			return -1;
-	return 0;
+	return run_items(a, fn, arg);
 }
 
 int
