@@ -1,13 +1,16 @@
 /*
  * store: the Redis side of partnerd and partnerctl. One struct store per worker thread
- * (hiredis contexts are not thread-safe), and one per partnerctl run (store_admin.h). A broken connection is thrown away and reconnected, with a backoff
- * during which calls fail at once (the caller answers 503).
+ * (hiredis contexts are not thread-safe), and one per partnerctl run (store_admin.h). A
+ * broken connection is thrown away and reconnected, with a backoff during which calls
+ * fail at once (the caller answers 503).
  *
- * Replies: every reply the store returns (store_eval, store_pipeline) is built in the
- * store's reply arena (rarena.h) and stays valid, across later calls and reconnects, until
- * store_replies_release. Never give one to freeReplyObject. The worker calls
- * store_replies_release once per request, after the request is answered, and nothing else
- * does: a handler may keep any reply of its request (and auth's) for as long as it runs.
+ * Replies: every reply the store returns (store_eval, store_pipeline, store_command) is
+ * built in the store's reply arena (rarena.h) and stays valid, across later calls and
+ * reconnects, until store_replies_release. Never give one to freeReplyObject. In partnerd
+ * the worker calls store_replies_release once per request, after the request is answered,
+ * and nothing else does: a handler may keep any reply of its request (and auth's) for as
+ * long as it runs. partnerctl's session (store_admin.c) releases them before each call;
+ * the queue (store_queue) ends its replies' life after their callbacks.
  */
 #ifndef PARTNERD_STORE_H
 #define PARTNERD_STORE_H
