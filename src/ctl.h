@@ -1,7 +1,7 @@
 /*
- * ctl: what partnerctl's verbs share: the command table entry points, a Redis pipeline
- * with one callback per reply, an argv builder that carries lengths (client data never
- * goes through a format string), and parsers for the stored values of docs/DATA-MODEL.md.
+ * ctl: what partnerctl's verbs share: the command table entry points, messages, the store
+ * session (store_admin.h: partnerctl reaches Redis only through it), and parsers for the
+ * stored values of docs/DATA-MODEL.md.
  */
 #ifndef PARTNERD_CTL_H
 #define PARTNERD_CTL_H
@@ -10,10 +10,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include <hiredis/hiredis.h>
 #include <json-c/json.h>
 
 #include "ident.h"
+#include "store_admin.h"
 
 struct rules_membership;   /* rules.h (not included here: its F_OK clashes with unistd.h) */
 
@@ -22,7 +22,6 @@ struct rules_membership;   /* rules.h (not included here: its F_OK clashes with 
 #define CTL_EXIT_USAGE 2   /* bad command line, or Redis unreachable */
 
 #define CTL_REDIS_TIMEOUT_MS 30000   /* generous: HGETALL of a big index is slow */
-#define CTL_PIPE_MAX 1000            /* commands in flight at a time */
 
 /* What every verb gets: the global options (a verb may also take --redis itself). */
 struct ctl {
@@ -45,10 +44,11 @@ void ctl_verb_usage(FILE *f, const char *verb);
 void ctl_errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
- * Connects to ctl->redis_url with CTL_REDIS_TIMEOUT_MS. On failure prints why (never the
- * password) and returns NULL. The caller frees the context with redisFree.
+ * Opens the store session of a verb (store_admin.h) on ctl->redis_url with
+ * CTL_REDIS_TIMEOUT_MS; failures found in its pipeline are printed as ctl_errf does. On
+ * failure prints why (never the password) and returns NULL. Close with store_admin_close.
  */
-redisContext *ctl_connect(const struct ctl *ctl);
+struct store_admin *ctl_store_open(const struct ctl *ctl);
 
 /*
  * Quotes s[0..len) for a message: at most 80 bytes shown, non-printable bytes as \xNN, in
@@ -56,69 +56,6 @@ redisContext *ctl_connect(const struct ctl *ctl);
  * quotes may appear in one printf.
  */
 const char *ctl_quote(const char *s, size_t len);
-
-/* ---- argv builder -------------------------------------------------------------------- */
-
-#define CTL_ARG_SCRATCH 128   /* room for a formatted key name or a number */
-
-/*
- * A command under construction. Arguments are (pointer, length) pairs; data added with
- * ctl_argv_add is borrowed and must live until the command is sent, formatted arguments
- * (ctl_argv_addf, ctl_argv_addll) live in the builder. Growth aborts on OOM.
- */
-struct ctl_argv {
-	int argc;               /* arguments so far */
-	int cap;                /* allocated slots */
-	const char **argv;      /* argument pointers */
-	size_t *lens;           /* argument lengths */
-	char (*scratch)[CTL_ARG_SCRATCH]; /* per-slot storage for formatted arguments */
-};
-
-void ctl_argv_init(struct ctl_argv *a);
-void ctl_argv_reset(struct ctl_argv *a);
-void ctl_argv_free(struct ctl_argv *a);
-void ctl_argv_add(struct ctl_argv *a, const char *p, size_t len);
-void ctl_argv_addstr(struct ctl_argv *a, const char *s);
-void ctl_argv_addll(struct ctl_argv *a, long long v);
-/* Formats from trusted values only (key names from validated org ids and numbers). */
-void ctl_argv_addf(struct ctl_argv *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* ---- pipeline ------------------------------------------------------------------------ */
-
-/*
- * Called with each reply, in order (r is freed after the call; never NULL). Returns 0, or
- * -1 to mark the pipeline failed (the callback has printed why). The remaining replies
- * are still read so that the connection stays in step.
- */
-typedef int (*ctl_reply_fn)(redisReply *r, void *arg);
-
-struct ctl_pipe_slot {
-	ctl_reply_fn fn;   /* NULL: only an error reply matters */
-	void *arg;
-};
-
-struct ctl_pipe {
-	redisContext *c;     /* borrowed */
-	size_t n;            /* commands in flight */
-	int failed;          /* a reply was an error or a callback failed */
-	int broken;          /* I/O error: the context is unusable */
-	unsigned long sent;  /* commands sent so far */
-	struct ctl_pipe_slot slot[CTL_PIPE_MAX];
-};
-
-void ctl_pipe_init(struct ctl_pipe *p, redisContext *c);
-
-/*
- * Queues the command in a; when CTL_PIPE_MAX are in flight, first reads all their
- * replies. Returns 0, or -1 once the connection is broken (message printed).
- */
-int ctl_pipe_cmd(struct ctl_pipe *p, const struct ctl_argv *a, ctl_reply_fn fn, void *arg);
-
-/* Reads every outstanding reply. Returns 0, or -1 if anything failed since init. */
-int ctl_pipe_flush(struct ctl_pipe *p);
-
-/* Sends one command and waits: returns the reply (caller frees) or NULL (message printed). */
-redisReply *ctl_command(redisContext *c, const struct ctl_argv *a);
 
 /* ---- stored values ------------------------------------------------------------------- */
 
@@ -188,16 +125,14 @@ int ctl_mship_decode(json_tokener *tok, const char *val, size_t len, struct rule
 int ctl_mship_validate(const struct rules_membership *m, const struct ctl_prog *p, char *why,
                        size_t whysz);
 
-/* Parses a decimal customer id ("1".."9223372036854775807", no sign, no leading 0). */
-int ctl_parse_cid(const char *s, size_t len, int64_t *out);
-
 /* ---- customers as load and import-customers take them (SPEC §3) ---------------------- */
 
 /* The identifiers, in the order of the customer hash fields and index key names. */
-enum ctl_ident { CTL_IDENT_MOBILE, CTL_IDENT_EMAIL, CTL_IDENT_EXTERNAL_ID, CTL_NIDENTS };
+enum ctl_ident { CTL_IDENT_MOBILE = STORE_IDENT_MOBILE, CTL_IDENT_EMAIL = STORE_IDENT_EMAIL,
+                 CTL_IDENT_EXTERNAL_ID = STORE_IDENT_EXTERNAL_ID, CTL_NIDENTS = STORE_NIDENTS };
 
-/* "mobile", "email", "externalId": field names and the KIND of pp:{ORG}:ix:KIND. */
-extern const char *const ctl_ident_name[CTL_NIDENTS];
+/* "mobile", "email", "externalId": the keys of a customer object (store_ident_name). */
+#define ctl_ident_name store_ident_name
 
 /* One customer object, validated; see ctl_cust_parse. */
 struct ctl_cust_in {
@@ -225,11 +160,5 @@ typedef void (*ctl_cust_problem_fn)(void *arg, const struct ctl_cust_in *cu, con
  */
 int ctl_cust_parse(json_object *o, const char *cc, int nlen, struct ctl_cust_in *cu,
                    ctl_cust_problem_fn fn, void *arg);
-
-/*
- * Lua, 1 key (an index hash), ARGV value, cid: removes the index entry value -> cid only
- * if it still points at that customer. How load and import take an old identifier out.
- */
-extern const char ctl_lua_hdel_if[];
 
 #endif

@@ -34,14 +34,13 @@
 
 #include "ctl.h"
 #include "ident.h"
-#include "keys.h"
 #include "rules.h"
+#include "store_keys.h"
 #include "xmalloc.h"
 
-#define CK_SCAN_COUNT "1000"
-#define CK_NIX 3
-static const char *const ck_ix_name[CK_NIX] = { "mobile", "email", "externalId" };
-#define CK_FEED_COUNT "1000"      /* newest change-feed entries checked per org */
+#define CK_NIX STORE_NIDENTS
+#define ck_ix_name store_ident_name
+#define CK_FEED_COUNT 1000        /* newest change-feed entries checked per org */
 #define CK_HISTORY_MAX_DEFAULT 100 /* partnerd's --history-max default */
 
 /* Activity types (docs/CHANGE-FEED.md). */
@@ -85,14 +84,13 @@ struct ck_org {
 };
 
 struct ck {
-	redisContext *c;
+	struct store_admin *st;
 	const char *only;        /* --org, or NULL */
 	struct ck_org *orgs;
 	size_t norgs;
 	unsigned long violations, customers, memberships, activities;
 	long history_max;        /* a history this long may have been trimmed */
 	json_tokener *tok;       /* reused for every stored JSON value */
-	struct ctl_argv a;
 	/* While checking one org: */
 	struct ck_org *cur;
 	struct ctl_prog *progs;
@@ -152,227 +150,159 @@ static int ck_parse_pid(const char *s, size_t len, int *pid)
 {
 	int64_t v;
 
-	if (ctl_parse_cid(s, len, &v) < 0 || v > 0x7fffffff)
+	if (ident_parse_cid(s, len, &v) < 0 || v > 0x7fffffff)
 		return 0;
 	*pid = (int)v;
 	return 1;
 }
 
-/* Files one key name under its org, or reports it as stray. */
-static int ck_is_hex(const char *s, size_t n)
-{
-	return n > 0 && strspn(s, "0123456789abcdef") >= n;
-}
-
-static int ck_is_digits(const char *s, size_t n)
-{
-	return n > 0 && strspn(s, "0123456789") >= n;
-}
-
+/* Files one key name under its org (see store_keys.h), or reports it as stray. */
 static void ck_classify(struct ck *ck, const char *k, size_t len)
 {
-	const char *tag, *close, *colon, *rest;
-	size_t orglen, restlen;
+	struct store_key_parts kp;
+	int kind = store_key_classify(k, len, &kp);
 	char org[65];
 	struct ck_org *o;
-	int64_t cid = 0;
-	int pid;
 
-	if ((len == 7 && memcmp(k, KEYS_ORGS, 7) == 0) || (len == 8 && memcmp(k, KEYS_CREDS, 8) == 0))
+	if (kind == STORE_KEY_ORGS || kind == STORE_KEY_CREDS || kind == STORE_KEY_LOGIN_USER ||
+	    kind == STORE_KEY_LOGIN_ADDR)
 		return;
-	/* Failed-login counters (KEYS_LOGIN_FAIL_*_FMT): pp:login:u:HEX and pp:login:a:HEX. */
-	if (len == 11 + 32 && (memcmp(k, "pp:login:u:", 11) == 0 || memcmp(k, "pp:login:a:", 11) == 0) &&
-	    ck_is_hex(k + 11, 32))
-		return;
-	if (len < 5 || memcmp(k, "pp:{", 4) != 0 ||
-	    (close = memchr(k, '}', len)) == NULL || close + 1 == k + len || close[1] != ':')
-		goto stray;
-	tag = k + 4;
-	colon = memchr(tag, ':', (size_t)(close - tag));
-	orglen = (size_t)((colon ? colon : close) - tag);
-	if (orglen == 0 || orglen >= sizeof org)
-		goto stray;
-	memcpy(org, tag, orglen);
-	org[orglen] = '\0';
-	if (!ident_valid_org(org))
-		goto stray;
-	if (colon != NULL && ctl_parse_cid(colon + 1, (size_t)(close - colon - 1), &cid) < 0)
+	if (store_key_tag_org(k, len, org) < 0)
 		goto stray;
 	if (ck->only != NULL && strcmp(ck->only, org) != 0)
 		return;
-	rest = close + 2;
-	restlen = (size_t)(k + len - rest);
-	o = ck_org_get(ck, org, orglen);
-	if (colon != NULL) {
-		if (restlen == 1 && rest[0] == 'c')
-			ck_push(&o->custs, &o->ncusts, &o->ccap, cid);
-		else if (restlen == 4 && memcmp(rest, "lock", 4) == 0)
-			ck_push(&o->locks, &o->nlocks, &o->lcap, cid);
-		else if (restlen == 1 && rest[0] == 'h')
-			ck_push(&o->hists, &o->nhists, &o->hcap, cid);  /* docs/CHANGE-FEED.md */
-		else
-			goto stray;
-		o->keys = 1;
-		return;
-	}
-	if (restlen == 4 && memcmp(rest, "feed", 4) == 0) {
+	o = ck_org_get(ck, org, strlen(org));
+	switch (kind) {
+	case STORE_KEY_CUST:
+		ck_push(&o->custs, &o->ncusts, &o->ccap, kp.cid);
+		break;
+	case STORE_KEY_LOCK:
+		ck_push(&o->locks, &o->nlocks, &o->lcap, kp.cid);
+		break;
+	case STORE_KEY_HIST:
+		ck_push(&o->hists, &o->nhists, &o->hcap, kp.cid);  /* docs/CHANGE-FEED.md */
+		break;
+	case STORE_KEY_FEED:
 		o->has_feed = 1;
-		o->keys = 1;
-		return;
-	}
-	if ((restlen == 3 && memcmp(rest, "org", 3) == 0) ||
-	    (restlen == 5 && memcmp(rest, "progs", 5) == 0) ||
-	    (restlen == 4 && memcmp(rest, "pseq", 4) == 0)) {
-		o->keys = 1;
-		return;
-	}
+		break;
+	case STORE_KEY_IX:
+		o->has_ix[kp.ident] = 1;
+		break;
+	case STORE_KEY_MID:
+		o->mid_pids = xrealloc(o->mid_pids, sizeof *o->mid_pids * (o->nmid_pids + 1));
+		o->mid_pids[o->nmid_pids++] = kp.pid;
+		break;
+	case STORE_KEY_ORG:
+	case STORE_KEY_PROGS:
+	case STORE_KEY_PSEQ:
 	/* Operational keys (docs/DATA-MODEL.md): Idempotency-Key records, rate windows,
 	 * import checkpoints. Their names carry hex digests, never client text. */
-	if ((restlen == 5 + 32 && memcmp(rest, "idem:", 5) == 0 && ck_is_hex(rest + 5, 32)) ||
-	    (restlen > 5 + 32 + 1 && memcmp(rest, "rate:", 5) == 0 && ck_is_hex(rest + 5, 32) &&
-	     rest[5 + 32] == ':' && ck_is_digits(rest + 5 + 33, restlen - 5 - 33)) ||
-	    (restlen > 7 && memcmp(rest, "import:", 7) == 0 && ck_is_hex(rest + 7, restlen - 7))) {
-		o->keys = 1;
-		return;
+	case STORE_KEY_IDEM:
+	case STORE_KEY_RATE:
+	case STORE_KEY_IMPORT:
+		break;
+	default:
+		goto stray;
 	}
-	for (int i = 0; i < CK_NIX; i++) {
-		size_t n = strlen(ck_ix_name[i]);
-
-		if (restlen == 3 + n && memcmp(rest, "ix:", 3) == 0 &&
-		    memcmp(rest + 3, ck_ix_name[i], n) == 0) {
-			o->has_ix[i] = 1;
-			o->keys = 1;
-			return;
-		}
-	}
-	if (restlen > 4 && memcmp(rest, "mid:", 4) == 0 && ck_parse_pid(rest + 4, restlen - 4, &pid)) {
-		o->mid_pids = xrealloc(o->mid_pids, sizeof *o->mid_pids * (o->nmid_pids + 1));
-		o->mid_pids[o->nmid_pids++] = pid;
-		o->keys = 1;
-		return;
-	}
+	o->keys = 1;
+	return;
 stray:
 	ck_violation(ck, "stray key %s outside the documented key space", ctl_quote(k, len));
 }
 
-/* SCAN every pp:* key. */
+static void ck_on_key(void *arg, const char *k, size_t len)
+{
+	ck_classify(arg, k, len);
+}
+
+/* SCAN every key of the layout. */
 static int ck_scan(struct ck *ck)
 {
-	char cursor[32] = "0";
-
-	do {
-		redisReply *r, *keys;
-
-		ctl_argv_reset(&ck->a);
-		ctl_argv_addstr(&ck->a, "SCAN");
-		ctl_argv_addstr(&ck->a, cursor);
-		ctl_argv_addstr(&ck->a, "MATCH");
-		ctl_argv_addstr(&ck->a, "pp:*");
-		ctl_argv_addstr(&ck->a, "COUNT");
-		ctl_argv_addstr(&ck->a, CK_SCAN_COUNT);
-		if ((r = ctl_command(ck->c, &ck->a)) == NULL)
-			return -1;
-		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		    r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor) {
-			ctl_errf("check: unexpected reply to SCAN");
-			freeReplyObject(r);
-			return -1;
-		}
-		memcpy(cursor, r->element[0]->str, r->element[0]->len);
-		cursor[r->element[0]->len] = '\0';
-		keys = r->element[1];
-		for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++)
-			ck_classify(ck, keys->element[i]->str, keys->element[i]->len);
-		freeReplyObject(r);
-	} while (strcmp(cursor, "0") != 0);
+	if (store_admin_scan(ck->st, ck_on_key, ck) < 0) {
+		ctl_errf("check: %s", store_admin_error(ck->st));
+		return -1;
+	}
 	return 0;
 }
 
 /* ---- global keys --------------------------------------------------------------------- */
 
-static int ck_globals(struct ck *ck)
+/* A member of the set of orgs. */
+static int ck_on_org_id(void *arg, const char *s, size_t len)
 {
-	redisReply *r;
+	struct ck *ck = arg;
+	char org[65], name[64];
 
-	ctl_argv_reset(&ck->a);
-	ctl_argv_addstr(&ck->a, "SMEMBERS");
-	ctl_argv_addstr(&ck->a, KEYS_ORGS);
-	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL) {
-		ctl_errf("check: redis: %s", ck->c->errstr);
-		return -1;
+	if (len > 0 && len < sizeof org) {
+		memcpy(org, s, len);
+		org[len] = '\0';
 	}
-	if (r->type != REDIS_REPLY_ARRAY) {
-		ck_violation(ck, "%s is not a set", KEYS_ORGS);
-	} else {
-		for (size_t i = 0; i < r->elements; i++) {
-			redisReply *e = r->element[i];
-			char org[65];
-
-			if (e->len == 0 || e->len >= sizeof org) {
-				ck_violation(ck, "%s holds an invalid org id %s", KEYS_ORGS,
-				             ctl_quote(e->str, e->len));
-				continue;
-			}
-			memcpy(org, e->str, e->len);
-			org[e->len] = '\0';
-			if (!ident_valid_org(org) || strlen(org) != e->len) {
-				ck_violation(ck, "%s holds an invalid org id %s", KEYS_ORGS,
-				             ctl_quote(e->str, e->len));
-				continue;
-			}
-			if (ck->only == NULL || strcmp(ck->only, org) == 0)
-				ck_org_get(ck, org, e->len)->listed = 1;
-		}
-	}
-	freeReplyObject(r);
-
-	ctl_argv_reset(&ck->a);
-	ctl_argv_addstr(&ck->a, "HGETALL");
-	ctl_argv_addstr(&ck->a, KEYS_CREDS);
-	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL) {
-		ctl_errf("check: redis: %s", ck->c->errstr);
-		return -1;
-	}
-	if (r->type != REDIS_REPLY_ARRAY) {
-		ck_violation(ck, "%s is not a hash", KEYS_CREDS);
-		freeReplyObject(r);
+	if (len == 0 || len >= sizeof org || !ident_valid_org(org) || strlen(org) != len) {
+		ck_violation(ck, "%s holds an invalid org id %s",
+		             store_key_name(name, sizeof name, STORE_KEY_ORGS, NULL, 0), ctl_quote(s, len));
 		return 0;
 	}
-	for (size_t i = 0; i + 1 < r->elements; i += 2) {
-		redisReply *f = r->element[i], *v = r->element[i + 1];
-		json_object *o = ctl_json_parse(v->str, v->len), *org, *hash;
-		const char *os;
-
-		if (!ctl_json_member(o, "org", &org) || !json_object_is_type(org, json_type_string) ||
-		    !ctl_json_member(o, "hash", &hash) || !json_object_is_type(hash, json_type_string) ||
-		    json_object_object_length(o) != 2 ||
-		    strncmp(json_object_get_string(hash), "$argon2id$", 10) != 0) {
-			if (ck->only == NULL)
-				ck_violation(ck, "credential %s: the value is not {\"org\",\"hash\"} with "
-				             "an argon2id hash", ctl_quote(f->str, f->len));
-			json_object_put(o);
-			continue;
-		}
-		os = json_object_get_string(org);
-		if (ck->only != NULL && strcmp(os, ck->only) != 0) {
-			json_object_put(o);
-			continue;
-		}
-		{
-			int found = 0;
-
-			for (size_t j = 0; j < ck->norgs; j++)
-				if (strcmp(ck->orgs[j].id, os) == 0 && ck->orgs[j].listed)
-					found = 1;
-			if (!found)
-				ck_violation(ck, "credential %s belongs to org %s, which is not in %s",
-				             ctl_quote(f->str, f->len),
-				             ctl_quote(os, (size_t)json_object_get_string_len(org)), KEYS_ORGS);
-		}
-		json_object_put(o);
-	}
-	freeReplyObject(r);
+	if (ck->only == NULL || strcmp(ck->only, org) == 0)
+		ck_org_get(ck, org, len)->listed = 1;
 	return 0;
+}
+
+/* 1 when org (NUL-terminated) is in the set of orgs (ck_on_org_id). */
+static int ck_org_listed(const struct ck *ck, const char *org)
+{
+	for (size_t j = 0; j < ck->norgs; j++)
+		if (strcmp(ck->orgs[j].id, org) == 0 && ck->orgs[j].listed)
+			return 1;
+	return 0;
+}
+
+/* A credential: {"org", "hash"} with an argon2id hash, of a listed org. */
+static int ck_on_cred(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
+{
+	struct ck *ck = arg;
+	json_object *o = ctl_json_parse(v, vlen), *org, *hash;
+	const char *os;
+	char name[64];
+
+	if (!ctl_json_member(o, "org", &org) || !json_object_is_type(org, json_type_string) ||
+	    !ctl_json_member(o, "hash", &hash) || !json_object_is_type(hash, json_type_string) ||
+	    json_object_object_length(o) != 2 ||
+	    strncmp(json_object_get_string(hash), "$argon2id$", 10) != 0) {
+		if (ck->only == NULL)
+			ck_violation(ck, "credential %s: the value is not {\"org\",\"hash\"} with "
+			             "an argon2id hash", ctl_quote(f, flen));
+		json_object_put(o);
+		return 0;
+	}
+	os = json_object_get_string(org);
+	if ((ck->only == NULL || strcmp(os, ck->only) == 0) && !ck_org_listed(ck, os))
+		ck_violation(ck, "credential %s belongs to org %s, which is not in %s",
+		             ctl_quote(f, flen), ctl_quote(os, (size_t)json_object_get_string_len(org)),
+		             store_key_name(name, sizeof name, STORE_KEY_ORGS, NULL, 0));
+	json_object_put(o);
+	return 0;
+}
+
+/* The set of orgs, then the credentials. */
+static int ck_globals(struct ck *ck)
+{
+	char name[64];
+	int rc;
+
+	if ((rc = store_admin_org_ids(ck->st, ck_on_org_id, ck)) == -1)
+		goto ioerr;
+	if (rc == STORE_ADMIN_WRONGTYPE)
+		ck_violation(ck, "%s is not a set",
+		             store_key_name(name, sizeof name, STORE_KEY_ORGS, NULL, 0));
+	if ((rc = store_admin_hash(ck->st, STORE_KEY_CREDS, NULL, 0, ck_on_cred, ck)) == -1)
+		goto ioerr;
+	if (rc == STORE_ADMIN_WRONGTYPE)
+		ck_violation(ck, "%s is not a hash",
+		             store_key_name(name, sizeof name, STORE_KEY_CREDS, NULL, 0));
+	return 0;
+ioerr:
+	ctl_errf("check: %s", store_admin_error(ck->st));
+	return -1;
 }
 
 /* ---- one org ------------------------------------------------------------------------- */
@@ -401,55 +331,50 @@ static void ck_map_free(struct ck_map *m)
 	memset(m, 0, sizeof *m);
 }
 
-/* Reads a whole hash (field -> customer id) with HSCAN into m, sorted. */
-static int ck_map_load(struct ck *ck, const char *key, struct ck_map *m)
+/* An index or membership-id hash being read into a map. */
+struct ck_map_read {
+	struct ck *ck;
+	struct ck_map *m;
+	const char *key;         /* its name, for messages */
+};
+
+static int ck_on_map_entry(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
 {
-	char cursor[32] = "0";
+	struct ck_map_read *mr = arg;
+	struct ck_map *m = mr->m;
+	struct ck_entry *x;
 
-	do {
-		redisReply *r, *e;
+	if (m->n == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 256;
+		m->v = xrealloc(m->v, sizeof *m->v * m->cap);
+	}
+	x = &m->v[m->n++];
+	x->key = xmemdup(f, flen);
+	x->len = flen;
+	x->seen = 0;
+	if (ident_parse_cid(v, vlen, &x->cid) < 0) {
+		ck_violation(mr->ck, "%s: entry %s holds %s, not a customer id", mr->key,
+		             ctl_quote(x->key, x->len), ctl_quote(v, vlen));
+		x->cid = -1;
+	}
+	return 0;
+}
 
-		ctl_argv_reset(&ck->a);
-		ctl_argv_addstr(&ck->a, "HSCAN");
-		ctl_argv_addstr(&ck->a, key);
-		ctl_argv_addstr(&ck->a, cursor);
-		ctl_argv_addstr(&ck->a, "COUNT");
-		ctl_argv_addstr(&ck->a, CK_SCAN_COUNT);
-		r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens);
-		if (r == NULL) {
-			ctl_errf("check: redis: %s", ck->c->errstr);
-			return -1;
-		}
-		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		    r->element[0]->len >= sizeof cursor) {
-			ck_violation(ck, "%s is not a hash", key);
-			freeReplyObject(r);
-			return 0;
-		}
-		memcpy(cursor, r->element[0]->str, r->element[0]->len);
-		cursor[r->element[0]->len] = '\0';
-		e = r->element[1];
-		for (size_t i = 0; i + 1 < e->elements; i += 2) {
-			struct ck_entry *x;
+/* Reads a whole hash (field -> customer id) of the org with HSCAN into m, sorted. */
+static int ck_map_load(struct ck *ck, enum store_key kind, int64_t id, struct ck_map *m)
+{
+	char key[256];
+	struct ck_map_read mr = { ck, m, store_key_name(key, sizeof key, kind, ck->cur->id, id) };
+	int rc = store_admin_hash_scan(ck->st, kind, ck->cur->id, id, ck_on_map_entry, &mr);
 
-			if (m->n == m->cap) {
-				m->cap = m->cap ? m->cap * 2 : 256;
-				m->v = xrealloc(m->v, sizeof *m->v * m->cap);
-			}
-			x = &m->v[m->n++];
-			x->key = xrealloc(NULL, e->element[i]->len + 1);
-			memcpy(x->key, e->element[i]->str, e->element[i]->len + 1);
-			x->len = e->element[i]->len;
-			x->seen = 0;
-			if (ctl_parse_cid(e->element[i + 1]->str, e->element[i + 1]->len, &x->cid) < 0) {
-				ck_violation(ck, "%s: entry %s holds %s, not a customer id", key,
-				             ctl_quote(x->key, x->len),
-				             ctl_quote(e->element[i + 1]->str, e->element[i + 1]->len));
-				x->cid = -1;
-			}
-		}
-		freeReplyObject(r);
-	} while (strcmp(cursor, "0") != 0);
+	if (rc == -1) {
+		ctl_errf("check: %s", store_admin_error(ck->st));
+		return -1;
+	}
+	if (rc == STORE_ADMIN_WRONGTYPE) {
+		ck_violation(ck, "%s is not a hash", key);
+		return 0;
+	}
 	/* HSCAN may return an entry twice: keep one. */
 	qsort(m->v, m->n, sizeof *m->v, ck_entry_cmp);
 	if (m->n > 1) {
@@ -466,97 +391,110 @@ static int ck_map_load(struct ck *ck, const char *key, struct ck_map *m)
 	return 0;
 }
 
+/* The org's settings being checked. */
+struct ck_settings {
+	struct ck *ck;
+	const char *key;
+	int cc, nl;              /* a valid defaultCountryCode, nationalNumberLength seen */
+};
+
+static int ck_on_setting(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
+{
+	struct ck_settings *cs = arg;
+
+	if (strcmp(f, "defaultCountryCode") == 0 && vlen >= 1 && vlen <= 4 &&
+	    strspn(v, "0123456789") == vlen)
+		cs->cc = 1;
+	else if (strcmp(f, "nationalNumberLength") == 0 && atoi(v) >= 4 && atoi(v) <= 15 &&
+	         strspn(v, "0123456789") == vlen)
+		cs->nl = 1;
+	else
+		ck_violation(cs->ck, "org %s: %s has a bad or unknown field %s", cs->ck->cur->id,
+		             cs->key, ctl_quote(f, flen));
+	return 0;
+}
+
+/* The org hash: exactly a valid defaultCountryCode and nationalNumberLength. */
+static int ck_org_settings(struct ck *ck, struct ck_org *o)
+{
+	char key[256];
+	struct ck_settings cs = { ck, store_key_name(key, sizeof key, STORE_KEY_ORG, o->id, 0), 0, 0 };
+	int rc = store_admin_hash(ck->st, STORE_KEY_ORG, o->id, 0, ck_on_setting, &cs);
+
+	if (rc == -1)
+		return -1;
+	if (rc == 0 || rc == STORE_ADMIN_WRONGTYPE)
+		ck_violation(ck, "org %s: %s is missing or not a hash", o->id, key);
+	else if (!cs.cc || !cs.nl)
+		ck_violation(ck, "org %s: %s lacks a valid defaultCountryCode or "
+		             "nationalNumberLength", o->id, key);
+	return 0;
+}
+
+/* A stored program definition into ck->progs (when it parses). */
+static int ck_on_prog(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
+{
+	struct ck *ck = arg;
+	struct ctl_prog *p;
+	char why[200];
+
+	ck->progs = xrealloc(ck->progs, sizeof *ck->progs * (ck->nprogs + 1));
+	p = &ck->progs[ck->nprogs];
+	memset(p, 0, sizeof *p);
+	if (ctl_prog_parse(v, vlen, p, why, sizeof why) < 0) {
+		ck_violation(ck, "org %s: program %s: the definition %s", ck->cur->id,
+		             ctl_quote(f, flen), why);
+		return 0;
+	}
+	for (size_t j = 0; j < ck->nprogs; j++)
+		if (ck->progs[j].pid == p->pid)
+			ck_violation(ck, "org %s: programs %s and %s share pid %d", ck->cur->id,
+			             ctl_quote(ck->progs[j].name, ck->progs[j].name_len),
+			             ctl_quote(f, flen), p->pid);
+	p->name = xmemdup(f, flen);
+	p->name_len = flen;
+	ck->nprogs++;
+	return 0;
+}
+
+/* The programs, then the program sequence: at least the highest pid. */
+static int ck_org_progs(struct ck *ck, struct ck_org *o)
+{
+	char key[256];
+	const char *seq;
+	size_t len;
+	int rc, maxpid = 0;
+
+	rc = store_admin_hash(ck->st, STORE_KEY_PROGS, o->id, 0, ck_on_prog, ck);
+	if (rc == -1)
+		return -1;
+	if (rc == STORE_ADMIN_WRONGTYPE)
+		ck_violation(ck, "org %s: %s is not a hash", o->id,
+		             store_key_name(key, sizeof key, STORE_KEY_PROGS, o->id, 0));
+	for (size_t i = 0; i < ck->nprogs; i++)
+		if (ck->progs[i].pid > maxpid)
+			maxpid = ck->progs[i].pid;
+	if ((rc = store_admin_string(ck->st, STORE_KEY_PSEQ, o->id, 0, &seq, &len)) < 0)
+		return -1;
+	if (maxpid > 0 && (rc == 0 || atoll(seq) < maxpid))
+		ck_violation(ck, "org %s: %s is missing or below the highest pid %d", o->id,
+		             store_key_name(key, sizeof key, STORE_KEY_PSEQ, o->id, 0), maxpid);
+	return 0;
+}
+
 /* The org hash, the programs and the program sequence. */
 static int ck_org_meta(struct ck *ck, struct ck_org *o)
 {
-	char key[CTL_ARG_SCRATCH];
-	redisReply *r;
-	int maxpid = 0;
+	char name[64];
 
 	if (!o->listed)
-		ck_violation(ck, "org %s has keys but is not in %s", o->id, KEYS_ORGS);
-
-	snprintf(key, sizeof key, KEYS_ORG_FMT, o->id);
-	ctl_argv_reset(&ck->a);
-	ctl_argv_addstr(&ck->a, "HGETALL");
-	ctl_argv_addstr(&ck->a, key);
-	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL)
-		goto ioerr;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
-		ck_violation(ck, "org %s: %s is missing or not a hash", o->id, key);
-	} else {
-		int cc = 0, nl = 0;
-
-		for (size_t i = 0; i + 1 < r->elements; i += 2) {
-			redisReply *f = r->element[i], *v = r->element[i + 1];
-
-			if (strcmp(f->str, "defaultCountryCode") == 0 && v->len >= 1 && v->len <= 4 &&
-			    strspn(v->str, "0123456789") == v->len)
-				cc = 1;
-			else if (strcmp(f->str, "nationalNumberLength") == 0 &&
-			         atoi(v->str) >= 4 && atoi(v->str) <= 15 &&
-			         strspn(v->str, "0123456789") == v->len)
-				nl = 1;
-			else
-				ck_violation(ck, "org %s: %s has a bad or unknown field %s", o->id, key,
-				             ctl_quote(f->str, f->len));
-		}
-		if (!cc || !nl)
-			ck_violation(ck, "org %s: %s lacks a valid defaultCountryCode or "
-			             "nationalNumberLength", o->id, key);
+		ck_violation(ck, "org %s has keys but is not in %s", o->id,
+		             store_key_name(name, sizeof name, STORE_KEY_ORGS, NULL, 0));
+	if (ck_org_settings(ck, o) < 0 || ck_org_progs(ck, o) < 0) {
+		ctl_errf("check: %s", store_admin_error(ck->st));
+		return -1;
 	}
-	freeReplyObject(r);
-
-	snprintf(key, sizeof key, KEYS_PROGS_FMT, o->id);
-	ctl_argv_reset(&ck->a);
-	ctl_argv_addstr(&ck->a, "HGETALL");
-	ctl_argv_addstr(&ck->a, key);
-	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL)
-		goto ioerr;
-	if (r->type != REDIS_REPLY_ARRAY) {
-		ck_violation(ck, "org %s: %s is not a hash", o->id, key);
-	} else {
-		ck->progs = xrealloc(NULL, sizeof *ck->progs * (r->elements / 2 + 1));
-		for (size_t i = 0; i + 1 < r->elements; i += 2) {
-			redisReply *f = r->element[i], *v = r->element[i + 1];
-			struct ctl_prog *p = &ck->progs[ck->nprogs];
-			char why[200];
-
-			memset(p, 0, sizeof *p);
-			if (ctl_prog_parse(v->str, v->len, p, why, sizeof why) < 0) {
-				ck_violation(ck, "org %s: program %s: the definition %s", o->id,
-				             ctl_quote(f->str, f->len), why);
-				continue;
-			}
-			for (size_t j = 0; j < ck->nprogs; j++)
-				if (ck->progs[j].pid == p->pid)
-					ck_violation(ck, "org %s: programs %s and %s share pid %d", o->id,
-					             ctl_quote(ck->progs[j].name, ck->progs[j].name_len),
-					             ctl_quote(f->str, f->len), p->pid);
-			p->name = xrealloc(NULL, f->len + 1);
-			memcpy(p->name, f->str, f->len + 1);
-			p->name_len = f->len;
-			if (p->pid > maxpid)
-				maxpid = p->pid;
-			ck->nprogs++;
-		}
-	}
-	freeReplyObject(r);
-
-	snprintf(key, sizeof key, KEYS_PSEQ_FMT, o->id);
-	ctl_argv_reset(&ck->a);
-	ctl_argv_addstr(&ck->a, "GET");
-	ctl_argv_addstr(&ck->a, key);
-	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL)
-		goto ioerr;
-	if (maxpid > 0 && (r->type != REDIS_REPLY_STRING || atoll(r->str) < maxpid))
-		ck_violation(ck, "org %s: %s is missing or below the highest pid %d", o->id, key,
-		             maxpid);
-	freeReplyObject(r);
 	return 0;
-ioerr:
-	ctl_errf("check: redis: %s", ck->c->errstr);
-	return -1;
 }
 
 static const struct ctl_prog *ck_prog(struct ck *ck, int pid)
@@ -619,7 +557,7 @@ static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pi
 	struct rules_membership *m;
 	const struct rules_values *cur, *other;
 	struct ck_entry *e;
-	char why[300];
+	char why[300], key[256];
 	int rc, due;
 
 	ck->memberships++;
@@ -649,9 +587,9 @@ static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pi
 	e = mi ? ck_map_find(&mi->map, cur->mid, cur->mid_len) : NULL;
 	if (e == NULL || e->cid != cid)
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership id %s of program %s is "
-		             "not indexed to it in " KEYS_MID_FMT, org, cid,
-		             ctl_quote(cur->mid, cur->mid_len),
-		             ctl_quote(p->name, p->name_len), org, pid);
+		             "not indexed to it in %s", org, cid, ctl_quote(cur->mid, cur->mid_len),
+		             ctl_quote(p->name, p->name_len),
+		             store_key_name(key, sizeof key, STORE_KEY_MID, org, pid));
 	else
 		e->seen = 1;
 	if (other != NULL && mi != NULL &&
@@ -660,77 +598,99 @@ static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pi
 	return m;
 }
 
-/* Reply to HGETALL pp:{ORG:CID}:c. */
-static int ck_on_customer(redisReply *r, void *arg)
+/* An identifier field of the customer: normalised (mobile) and indexed to it. */
+static void ck_cust_ident(struct ck *ck, int64_t cid, int kind, const struct store_pair *fv)
+{
+	const char *org = ck->cur->id, *v = fv->v;
+	size_t vlen = fv->vlen;
+	struct ck_entry *e = ck_map_find(&ck->ix[kind], v, vlen);
+
+	if (kind == STORE_IDENT_MOBILE && (vlen < 6 || vlen > IDENT_MOBILE_MAX + 16 ||
+	                                   strspn(v, "0123456789") != vlen))
+		ck_violation(ck, "org %s: customer %" PRId64 ": mobile %s is not normalised", org, cid,
+		             ctl_quote(v, vlen));
+	if (e == NULL || e->cid != cid)
+		ck_violation(ck, "org %s: customer %" PRId64 ": %s %s is not indexed to it "
+		             "(index says %s)", org, cid, fv->k, ctl_quote(v, vlen),
+		             e == NULL ? "nothing" : "another customer");
+	else
+		e->seen = 1;
+}
+
+/* A membership field m:PID: checked, and kept for the history pass when there is one. */
+static void ck_cust_membership(struct ck_cust *cc, int pid, const struct store_pair *fv)
+{
+	struct ck *ck = cc->ck;
+	struct rules_membership *m = ck_membership(ck, cc->cid, pid, fv->v, fv->vlen);
+
+	if (cc->has_hist && ck_prog(ck, pid) != NULL) {
+		/* Kept for the history pass (invalid ones as NULL: not compared). */
+		cc->ms = xrealloc(cc->ms, sizeof *cc->ms * (cc->nms + 1));
+		cc->ms[cc->nms].pid = pid;
+		cc->ms[cc->nms++].m = m;
+	} else {
+		ck_ms_free(m);
+	}
+}
+
+/* One field of the customer hash; *has_id, *has_v note the id and v fields. */
+static void ck_cust_field(struct ck_cust *cc, const struct store_pair *fv, int *has_id, int *has_v)
+{
+	struct ck *ck = cc->ck;
+	const char *org = ck->cur->id, *f = fv->k, *v = fv->v;
+	size_t flen = fv->klen, vlen = fv->vlen;
+	int64_t cid = cc->cid, x;
+	int kind = -1, pid;
+
+	for (int k = 0; k < CK_NIX; k++)
+		if (strcmp(f, ck_ix_name[k]) == 0)
+			kind = k;
+	if (strcmp(f, "id") == 0) {
+		*has_id = 1;
+		if (ident_parse_cid(v, vlen, &x) < 0 || x != cid)
+			ck_violation(ck, "org %s: customer %" PRId64 ": the id field holds %s", org, cid,
+			             ctl_quote(v, vlen));
+	} else if (strcmp(f, "v") == 0) {
+		*has_v = 1;
+		if (vlen == 0 || strspn(v, "0123456789") != vlen)
+			ck_violation(ck, "org %s: customer %" PRId64 ": version v is %s, not an "
+			             "integer >= 0", org, cid, ctl_quote(v, vlen));
+	} else if (strcmp(f, "w") == 0) {
+		/* the lock token of the commit that last wrote it (docs/DATA-MODEL.md) */
+		if (vlen != 32 || strspn(v, "0123456789abcdef") != vlen)
+			ck_violation(ck, "org %s: customer %" PRId64 ": writer token w is %s, not "
+			             "32 hex digits", org, cid, ctl_quote(v, vlen));
+	} else if (kind >= 0) {
+		ck_cust_ident(ck, cid, kind, fv);
+	} else if (flen > 2 && memcmp(f, "m:", 2) == 0 && ck_parse_pid(f + 2, flen - 2, &pid)) {
+		ck_cust_membership(cc, pid, fv);
+	} else {
+		ck_violation(ck, "org %s: customer %" PRId64 ": unknown field %s", org, cid,
+		             ctl_quote(f, flen));
+	}
+}
+
+/* The customer hash (fv NULL: the key is not a hash). */
+static int ck_on_customer(void *arg, const struct store_pair *fv, size_t n)
 {
 	struct ck_cust *cc = arg;
 	struct ck *ck = cc->ck;
 	const char *org = ck->cur->id;
 	int64_t cid = cc->cid;
-	int has_id = 0, has_v = 0, pid;
+	int has_id = 0, has_v = 0;
+	char key[256];
 
 	ck->customers++;
-	if (r->type != REDIS_REPLY_ARRAY) {
-		ck_violation(ck, "org %s: customer %" PRId64 ": " KEYS_CUST_FMT " is not a hash",
-		             org, cid, org, (long long)cid);
+	if (fv == NULL) {
+		ck_violation(ck, "org %s: customer %" PRId64 ": %s is not a hash", org, cid,
+		             store_key_name(key, sizeof key, STORE_KEY_CUST, org, cid));
 		cc->bad = 1;
 		if (!cc->has_hist)
 			ck_cust_free(cc);
 		return 0;
 	}
-	for (size_t i = 0; i + 1 < r->elements; i += 2) {
-		redisReply *f = r->element[i], *v = r->element[i + 1];
-		int kind = -1;
-		int64_t x;
-
-		for (int k = 0; k < CK_NIX; k++)
-			if (strcmp(f->str, ck_ix_name[k]) == 0)
-				kind = k;
-		if (strcmp(f->str, "id") == 0) {
-			has_id = 1;
-			if (ctl_parse_cid(v->str, v->len, &x) < 0 || x != cid)
-				ck_violation(ck, "org %s: customer %" PRId64 ": the id field holds %s",
-				             org, cid, ctl_quote(v->str, v->len));
-		} else if (strcmp(f->str, "v") == 0) {
-			has_v = 1;
-			if (v->len == 0 || strspn(v->str, "0123456789") != v->len)
-				ck_violation(ck, "org %s: customer %" PRId64 ": version v is %s, not an "
-				             "integer >= 0", org, cid, ctl_quote(v->str, v->len));
-		} else if (strcmp(f->str, "w") == 0) {
-			/* the lock token of the commit that last wrote it (docs/DATA-MODEL.md) */
-			if (v->len != 32 || strspn(v->str, "0123456789abcdef") != v->len)
-				ck_violation(ck, "org %s: customer %" PRId64 ": writer token w is %s, not "
-				             "32 hex digits", org, cid, ctl_quote(v->str, v->len));
-		} else if (kind >= 0) {
-			struct ck_entry *e = ck_map_find(&ck->ix[kind], v->str, v->len);
-
-			if (kind == 0 && (v->len < 6 || v->len > IDENT_MOBILE_MAX + 16 ||
-			                  strspn(v->str, "0123456789") != v->len))
-				ck_violation(ck, "org %s: customer %" PRId64 ": mobile %s is not normalised",
-				             org, cid, ctl_quote(v->str, v->len));
-			if (e == NULL || e->cid != cid)
-				ck_violation(ck, "org %s: customer %" PRId64 ": %s %s is not indexed to it "
-				             "(index says %s)", org, cid, f->str, ctl_quote(v->str, v->len),
-				             e == NULL ? "nothing" : "another customer");
-			else
-				e->seen = 1;
-		} else if (f->len > 2 && memcmp(f->str, "m:", 2) == 0 &&
-		           ck_parse_pid(f->str + 2, f->len - 2, &pid)) {
-			struct rules_membership *m = ck_membership(ck, cid, pid, v->str, v->len);
-
-			if (cc->has_hist && ck_prog(ck, pid) != NULL) {
-				/* Kept for the history pass (invalid ones as NULL: not compared). */
-				cc->ms = xrealloc(cc->ms, sizeof *cc->ms * (cc->nms + 1));
-				cc->ms[cc->nms].pid = pid;
-				cc->ms[cc->nms++].m = m;
-			} else {
-				ck_ms_free(m);
-			}
-		} else {
-			ck_violation(ck, "org %s: customer %" PRId64 ": unknown field %s", org, cid,
-			             ctl_quote(f->str, f->len));
-		}
-	}
+	for (size_t i = 0; i < n; i++)
+		ck_cust_field(cc, &fv[i], &has_id, &has_v);
 	if (!has_id)
 		ck_violation(ck, "org %s: customer %" PRId64 ": the hash has no id field", org, cid);
 	if (!has_v)
@@ -826,6 +786,59 @@ struct ck_act_ev {
 	size_t prog;             /* index into ck->progs */
 };
 
+/* The newest activity of a program is DELINK or RELINK_CANCELLED: no after to compare. */
+static void ck_hist_no_after(struct ck *ck, int64_t cid, const char *pn, size_t i, int type,
+                             const struct rules_membership *m)
+{
+	const char *org = ck->cur->id;
+	struct ck_mt mt;
+	char b1[800];
+
+	if (type == CK_DELINK) {
+		if (m != NULL) {
+			ck_mt_stored(&m->v, &mt);
+			ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity "
+			             "(history entry %zu) is DELINK, but the customer holds a membership "
+			             "(%s)", org, cid, pn, i, ck_mt_str(&mt, b1, sizeof b1));
+		}
+		return;
+	}
+	if (m == NULL) {
+		ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity "
+		             "(history entry %zu) is RELINK_CANCELLED, but the customer holds no "
+		             "membership", org, cid, pn, i);
+	} else if (m->has_relink) {
+		ck_mt_stored(&m->rl, &mt);
+		ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity "
+		             "(history entry %zu) is RELINK_CANCELLED, but a relink is pending "
+		             "(%s)", org, cid, pn, i, ck_mt_str(&mt, b1, sizeof b1));
+	}
+}
+
+/*
+ * The newest activity of program j (entry i) is an UPDATE the membership does not match:
+ * 1 when a relink scheduled before the update(s) may have taken effect since (a write of
+ * the customer makes a due relink current without an activity of its own). Then the
+ * first older activity of the program that is not an UPDATE is that RELINK_SCHEDULED,
+ * naming what is current now, and no relink is pending; or the list was trimmed and the
+ * schedule may have been trimmed away.
+ */
+static int ck_update_after_relink(size_t j, const struct ck_act_ev *evs, size_t nev, size_t i,
+                                  const struct ck_mt *cur, const struct rules_values *rl,
+                                  int trimmed)
+{
+	struct ck_mt act;
+	size_t k;
+
+	for (k = i + 1; k < nev; k++)
+		if (evs[k].o != NULL && evs[k].prog == j && evs[k].type != CK_UPDATE)
+			break;
+	if (k == nev && trimmed)
+		return 1;
+	return k < nev && evs[k].type == CK_RELINK_SCHEDULED && rl == NULL &&
+	       ck_mt_after(evs[k].o, &act) == 0 && ck_mt_eq(cur, &act);
+}
+
 /*
  * The newest activity of program j (entry i of evs, newest first) against the membership
  * the customer holds in it (m: NULL for none). trimmed: the list may have lost older
@@ -851,27 +864,9 @@ static void ck_hist_match(struct ck *ck, int64_t cid, size_t j, const struct ck_
 			ck_mt_stored(rl, &rlv);
 		}
 	}
-	switch (evs[i].type) {
-	case CK_DELINK:
-		if (m != NULL)
-			ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity "
-			             "(history entry %zu) is DELINK, but the customer holds a membership "
-			             "(%s)", org, cid, pn, i,
-			             ck_mt_str(&cur, b1, sizeof b1));
+	if (evs[i].type == CK_DELINK || evs[i].type == CK_RELINK_CANCELLED) {
+		ck_hist_no_after(ck, cid, pn, i, evs[i].type, m);
 		return;
-	case CK_RELINK_CANCELLED:
-		if (m == NULL)
-			ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity "
-			             "(history entry %zu) is RELINK_CANCELLED, but the customer holds no "
-			             "membership", org, cid, pn, i);
-		else if (rl != NULL)
-			ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity "
-			             "(history entry %zu) is RELINK_CANCELLED, but a relink is pending "
-			             "(%s)", org, cid, pn, i,
-			             ck_mt_str(&rlv, b1, sizeof b1));
-		return;
-	default:
-		break;
 	}
 	if (ck_mt_after(evs[i].o, &act) < 0) {
 		ck_violation(ck, "org %s: customer %" PRId64 ": program %s: history entry %zu (%s) "
@@ -898,120 +893,113 @@ static void ck_hist_match(struct ck *ck, int64_t cid, size_t j, const struct ck_
 		return;
 	}
 	/* LINK or UPDATE. */
-	if (ck_mt_eq(&cur, &act))
+	if (ck_mt_eq(&cur, &act) ||
+	    (evs[i].type == CK_UPDATE && ck_update_after_relink(j, evs, nev, i, &cur, rl, trimmed)))
 		return;
-	if (evs[i].type == CK_UPDATE) {
-		/*
-		 * A relink scheduled before the update(s) may have taken effect since: a write of
-		 * the customer makes a due relink current without an activity of its own. Then
-		 * the first older activity of the program that is not an UPDATE is that
-		 * RELINK_SCHEDULED, naming what is current now, and no relink is pending.
-		 */
-		size_t k;
-
-		for (k = i + 1; k < nev; k++)
-			if (evs[k].o != NULL && evs[k].prog == j && evs[k].type != CK_UPDATE)
-				break;
-		if (k == nev && trimmed)
-			return;         /* the schedule may have been trimmed away */
-		if (k < nev && evs[k].type == CK_RELINK_SCHEDULED && rl == NULL &&
-		    ck_mt_after(evs[k].o, &act) == 0 && ck_mt_eq(&cur, &act))
-			return;
-		ck_mt_after(evs[i].o, &act);
-	}
 	ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the newest activity (history "
 	             "entry %zu) is %s to %s, but the membership holds %s", org, cid,
 	             pn, i, tn, ck_mt_str(&act, b1, sizeof b1),
 	             ck_mt_str(&cur, b2, sizeof b2));
 }
 
-/* Reply to LRANGE pp:{ORG:CID}:h 0 -1, after the customer's HGETALL. */
-static int ck_on_history(redisReply *r, void *arg)
+/*
+ * History entry i (s[0..len)) parsed into ev: an activity of the customer naming a
+ * program of the org. Returns 0, or -1 with the violation reported (ev->o NULL).
+ */
+static int ck_hist_entry(struct ck *ck, int64_t cid, size_t i, const char *s, size_t len,
+                         struct ck_act_ev *ev)
+{
+	json_object *o, *t, *c, *pn;
+	const char *why = NULL;
+
+	ev->o = NULL;
+	ck->activities++;
+	if ((o = ctl_json_parse_tok(ck->tok, s, len)) == NULL ||
+	    !json_object_is_type(o, json_type_object))
+		why = "is not an activity JSON object";
+	else if ((ev->type = ck_act_parse(ctl_json_member(o, "activityType", &t) ? t : NULL)) < 0)
+		why = "has no valid activityType (LINK, UPDATE, DELINK, RELINK_SCHEDULED, "
+		      "RELINK_CANCELLED)";
+	else if (!ctl_json_member(o, "customerId", &c) || !ctl_json_is_int(c) ||
+	         json_object_get_int64(c) != cid)
+		why = "has a customerId that is not the customer's";
+	else if (!ctl_json_member(o, "partnerProgramName", &pn) ||
+	         !json_object_is_type(pn, json_type_string) ||
+	         ck_prog_named(ck, json_object_get_string(pn), (size_t)json_object_get_string_len(pn),
+	                       &ev->prog) == NULL)
+		why = "names no program of the org";
+	if (why == NULL) {
+		ev->o = o;
+		return 0;
+	}
+	ck_violation(ck, "org %s: customer %" PRId64 ": program %s: history entry %zu %s",
+	             ck->cur->id, cid, o != NULL && ctl_json_member(o, "partnerProgramName", &pn) &&
+	             json_object_is_type(pn, json_type_string) ?
+	             ctl_quote(json_object_get_string(pn), (size_t)json_object_get_string_len(pn)) :
+	             "(none)", i, why);
+	json_object_put(o);
+	return -1;
+}
+
+/* Each program's newest activity against the membership the customer holds in it. */
+static void ck_hist_programs(struct ck_cust *cc, const struct ck_act_ev *evs, size_t n,
+                             int trimmed)
+{
+	struct ck *ck = cc->ck;
+
+	for (size_t j = 0; j < ck->nprogs; j++) {
+		const struct ctl_prog *p = &ck->progs[j];
+		struct ck_ms *ms = NULL;
+
+		for (size_t k = 0; k < cc->nms; k++)
+			if (cc->ms[k].pid == p->pid)
+				ms = &cc->ms[k];
+		if (ms != NULL && ms->m == NULL)
+			continue;       /* invalid membership: already reported */
+		if (ck->newest[j] < 0) {
+			/*
+			 * A membership with no activity for its program is allowed only when the
+			 * history may have lost it: the list is at its trim limit (--history-max)
+			 * or absent (data loaded; see ck_on_customer).
+			 */
+			if (ms != NULL && !trimmed)
+				ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the "
+				             "customer holds a membership but its history (%zu "
+				             "entries, not trimmed) has no activity for the program",
+				             ck->cur->id, cc->cid, ctl_quote(p->name, p->name_len), n);
+			continue;
+		}
+		ck_hist_match(ck, cc->cid, j, evs, n, (size_t)ck->newest[j], ms ? ms->m : NULL,
+		              trimmed);
+	}
+}
+
+/* The customer's history (items NULL: not a list), after its hash. Finishes cc. */
+static int ck_on_history(void *arg, const struct store_pair *items, size_t n)
 {
 	struct ck_cust *cc = arg;
 	struct ck *ck = cc->ck;
-	const char *org = ck->cur->id;
-	int64_t cid = cc->cid;
 	struct ck_act_ev *evs;
-	size_t n;
+	char key[256];
 	int trimmed;
 
-	if (r->type != REDIS_REPLY_ARRAY) {
-		ck_violation(ck, "org %s: customer %" PRId64 ": history " KEYS_HIST_FMT " is not a "
-		             "list", org, cid, org, (long long)cid);
+	if (items == NULL) {
+		ck_violation(ck, "org %s: customer %" PRId64 ": history %s is not a list", ck->cur->id,
+		             cc->cid, store_key_name(key, sizeof key, STORE_KEY_HIST, ck->cur->id,
+		                                     cc->cid));
 		ck_cust_free(cc);
 		return 0;
 	}
-	n = r->elements;
 	trimmed = (long)n >= ck->history_max;
 	evs = xrealloc(NULL, sizeof *evs * n);
 	for (size_t i = 0; i < ck->nprogs; i++)
 		ck->newest[i] = -1;
-	for (size_t i = 0; i < n; i++) {
-		redisReply *e = r->element[i];
-		json_object *o = NULL, *t, *c, *pn;
-		const struct ctl_prog *p = NULL;
-		const char *why = NULL;
-
-		evs[i].o = NULL;
-		ck->activities++;
-		if (e->type != REDIS_REPLY_STRING || (o = ctl_json_parse_tok(ck->tok, e->str, e->len)) == NULL ||
-		    !json_object_is_type(o, json_type_object))
-			why = "is not an activity JSON object";
-		else if ((evs[i].type = ck_act_parse(ctl_json_member(o, "activityType", &t) ? t
-		                                     : NULL)) < 0)
-			why = "has no valid activityType (LINK, UPDATE, DELINK, RELINK_SCHEDULED, "
-			      "RELINK_CANCELLED)";
-		else if (!ctl_json_member(o, "customerId", &c) || !ctl_json_is_int(c) ||
-		         json_object_get_int64(c) != cid)
-			why = "has a customerId that is not the customer's";
-		else if (!ctl_json_member(o, "partnerProgramName", &pn) ||
-		         !json_object_is_type(pn, json_type_string) ||
-		         (p = ck_prog_named(ck, json_object_get_string(pn),
-		                            (size_t)json_object_get_string_len(pn),
-		                            &evs[i].prog)) == NULL)
-			why = "names no program of the org";
-		if (why != NULL) {
-			ck_violation(ck, "org %s: customer %" PRId64 ": program %s: history entry %zu %s",
-			             org, cid, o != NULL && ctl_json_member(o, "partnerProgramName", &pn) &&
-			             json_object_is_type(pn, json_type_string) ?
-			             ctl_quote(json_object_get_string(pn),
-			                       (size_t)json_object_get_string_len(pn)) : "(none)",
-			             i, why);
-			json_object_put(o);
-			continue;
-		}
-		evs[i].o = o;
-		if (ck->newest[evs[i].prog] < 0)
+	for (size_t i = 0; i < n; i++)
+		if (ck_hist_entry(ck, cc->cid, i, items[i].v, items[i].vlen, &evs[i]) == 0 &&
+		    ck->newest[evs[i].prog] < 0)
 			ck->newest[evs[i].prog] = (int)i;
-	}
-	if (!cc->bad) {
-		for (size_t j = 0; j < ck->nprogs; j++) {
-			const struct ctl_prog *p = &ck->progs[j];
-			struct ck_ms *ms = NULL;
-
-			for (size_t k = 0; k < cc->nms; k++)
-				if (cc->ms[k].pid == p->pid)
-					ms = &cc->ms[k];
-			if (ms != NULL && ms->m == NULL)
-				continue;       /* invalid membership: already reported */
-			if (ck->newest[j] < 0) {
-				/*
-				 * A membership with no activity for its program is allowed only when the
-				 * history may have lost it: the list is at its trim limit (--history-max)
-				 * or absent (data loaded; see ck_on_customer).
-				 */
-				if (ms != NULL && !trimmed)
-					ck_violation(ck, "org %s: customer %" PRId64 ": program %s: the "
-					             "customer holds a membership but its history (%zu "
-					             "entries, not trimmed) has no activity for the program",
-					             org, cid, ctl_quote(p->name, p->name_len), n);
-				continue;
-			}
-			ck_hist_match(ck, cid, j, evs, n, (size_t)ck->newest[j], ms ? ms->m : NULL,
-			              trimmed);
-		}
-	}
+	if (!cc->bad)
+		ck_hist_programs(cc, evs, n, trimmed);
 	for (size_t i = 0; i < n; i++)
 		json_object_put(evs[i].o);
 	free(evs);
@@ -1021,94 +1009,108 @@ static int ck_on_history(redisReply *r, void *arg)
 
 /* ---- change feed --------------------------------------------------------------------- */
 
-/* XREVRANGE pp:{ORG}:feed + - COUNT CK_FEED_COUNT: the newest entries. */
+/* The fields of a change-feed entry. */
+struct ck_feed_fields {
+	const struct store_pair *v, *type, *cid, *event;
+	int extra;               /* a field of another name, or one twice */
+};
+
+static void ck_feed_fields(const struct store_stream_entry *e, struct ck_feed_fields *ff)
+{
+	memset(ff, 0, sizeof *ff);
+	for (size_t k = 0; k < e->nf; k++) {
+		const struct store_pair *fp = &e->f[k], **slot = NULL;
+
+		if (strcmp(fp->k, "v") == 0)
+			slot = &ff->v;
+		else if (strcmp(fp->k, "type") == 0)
+			slot = &ff->type;
+		else if (strcmp(fp->k, "customerId") == 0)
+			slot = &ff->cid;
+		else if (strcmp(fp->k, "event") == 0)
+			slot = &ff->event;
+		if (slot == NULL || *slot != NULL)
+			ff->extra = 1;
+		else
+			*slot = fp;
+	}
+}
+
+/* What is wrong with a change-feed entry (NULL: nothing); *cid set from its customerId. */
+static const char *ck_feed_why(const struct store_stream_entry *e, const struct ck_feed_fields *ff,
+                               json_object *ev, int64_t *cid)
+{
+	json_object *t, *c;
+
+	if (ff->extra || ff->v == NULL || ff->type == NULL || ff->cid == NULL ||
+	    ff->event == NULL || e->odd)
+		return "does not have exactly the fields v, type, customerId, event";
+	if (ff->v->vlen != 1 || ff->v->v[0] != '1')
+		return "has a version v that is not 1";
+	if (ident_parse_cid(ff->cid->v, ff->cid->vlen, cid) < 0)
+		return "has a customerId that is not a customer id";
+	if (ev == NULL || !json_object_is_type(ev, json_type_object))
+		return "has an event that is not a JSON object";
+	if (!ctl_json_member(ev, "activityType", &t) || ck_act_parse(t) < 0 ||
+	    strlen(json_object_get_string(t)) != ff->type->vlen ||
+	    memcmp(json_object_get_string(t), ff->type->v, ff->type->vlen) != 0)
+		return "has a type that is not the event's (valid) activityType";
+	if (!ctl_json_member(ev, "customerId", &c) || !ctl_json_is_int(c) ||
+	    json_object_get_int64(c) != *cid)
+		return "has an event whose customerId is not the entry's";
+	return NULL;
+}
+
+/* One change-feed entry (newest first). */
+struct ck_feed_read {
+	struct ck *ck;
+	const char *key;         /* the feed's name, for messages */
+};
+
+static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entry *e)
+{
+	struct ck_feed_read *fr = arg;
+	struct ck *ck = fr->ck;
+	struct ck_feed_fields ff;
+	json_object *ev = NULL, *pn;
+	const char *why;
+	int64_t cid = 0;
+
+	if (e->id == NULL) {
+		ck_violation(ck, "org %s: change feed %s: entry %zu is malformed", ck->cur->id, fr->key,
+		             i);
+		return;
+	}
+	ck_feed_fields(e, &ff);
+	if (ff.event != NULL)
+		ev = ctl_json_parse_tok(ck->tok, ff.event->v, ff.event->vlen); /* names the program */
+	if ((why = ck_feed_why(e, &ff, ev, &cid)) != NULL)
+		ck_violation(ck, "org %s: customer %s: program %s: change feed %s entry %s %s",
+		             ck->cur->id, ff.cid == NULL ? "(none)" :
+		             ident_parse_cid(ff.cid->v, ff.cid->vlen, &cid) == 0 ? ff.cid->v :
+		             ctl_quote(ff.cid->v, ff.cid->vlen),
+		             ev != NULL && ctl_json_member(ev, "partnerProgramName", &pn) &&
+		             json_object_is_type(pn, json_type_string) ?
+		             ctl_quote(json_object_get_string(pn),
+		                       (size_t)json_object_get_string_len(pn)) : "(unknown)",
+		             fr->key, ctl_quote(e->id, e->idlen), why);
+	json_object_put(ev);
+}
+
+/* The newest CK_FEED_COUNT entries of the org's change feed. */
 static int ck_feed(struct ck *ck, struct ck_org *o)
 {
-	char key[CTL_ARG_SCRATCH];
-	redisReply *r;
+	char key[256];
+	struct ck_feed_read fr = { ck, store_key_name(key, sizeof key, STORE_KEY_FEED, o->id, 0) };
+	int rc = store_admin_stream_newest(ck->st, STORE_KEY_FEED, o->id, CK_FEED_COUNT,
+	                                   ck_on_feed_entry, &fr);
 
-	snprintf(key, sizeof key, KEYS_FEED_FMT, o->id);
-	ctl_argv_reset(&ck->a);
-	ctl_argv_addstr(&ck->a, "XREVRANGE");
-	ctl_argv_addstr(&ck->a, key);
-	ctl_argv_addstr(&ck->a, "+");
-	ctl_argv_addstr(&ck->a, "-");
-	ctl_argv_addstr(&ck->a, "COUNT");
-	ctl_argv_addstr(&ck->a, CK_FEED_COUNT);
-	if ((r = redisCommandArgv(ck->c, ck->a.argc, ck->a.argv, ck->a.lens)) == NULL) {
-		ctl_errf("check: redis: %s", ck->c->errstr);
+	if (rc == -1) {
+		ctl_errf("check: %s", store_admin_error(ck->st));
 		return -1;
 	}
-	if (r->type != REDIS_REPLY_ARRAY) {
+	if (rc == STORE_ADMIN_WRONGTYPE)
 		ck_violation(ck, "org %s: change feed %s is not a stream", o->id, key);
-		freeReplyObject(r);
-		return 0;
-	}
-	for (size_t i = 0; i < r->elements; i++) {
-		redisReply *e = r->element[i], *f;
-		const char *id = "?", *why = NULL;
-		size_t idlen = 1;
-		redisReply *v = NULL, *type = NULL, *cidf = NULL, *event = NULL;
-		json_object *ev = NULL, *t, *c, *pn;
-		int64_t cid = 0;
-		int extra = 0;
-
-		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-		    e->element[0]->type != REDIS_REPLY_STRING ||
-		    e->element[1]->type != REDIS_REPLY_ARRAY) {
-			ck_violation(ck, "org %s: change feed %s: entry %zu is malformed", o->id, key, i);
-			continue;
-		}
-		id = e->element[0]->str;
-		idlen = e->element[0]->len;
-		f = e->element[1];
-		for (size_t k = 0; k + 1 < f->elements; k += 2) {
-			redisReply *fn = f->element[k], **slot = NULL;
-
-			if (strcmp(fn->str, "v") == 0)
-				slot = &v;
-			else if (strcmp(fn->str, "type") == 0)
-				slot = &type;
-			else if (strcmp(fn->str, "customerId") == 0)
-				slot = &cidf;
-			else if (strcmp(fn->str, "event") == 0)
-				slot = &event;
-			if (slot == NULL || *slot != NULL)
-				extra = 1;
-			else
-				*slot = f->element[k + 1];
-		}
-		if (event != NULL)
-			ev = ctl_json_parse_tok(ck->tok, event->str, event->len);   /* names the program */
-		if (extra || v == NULL || type == NULL || cidf == NULL || event == NULL ||
-		    f->elements % 2 != 0)
-			why = "does not have exactly the fields v, type, customerId, event";
-		else if (v->len != 1 || v->str[0] != '1')
-			why = "has a version v that is not 1";
-		else if (ctl_parse_cid(cidf->str, cidf->len, &cid) < 0)
-			why = "has a customerId that is not a customer id";
-		else if (ev == NULL || !json_object_is_type(ev, json_type_object))
-			why = "has an event that is not a JSON object";
-		else if (!ctl_json_member(ev, "activityType", &t) || ck_act_parse(t) < 0 ||
-		         strlen(json_object_get_string(t)) != type->len ||
-		         memcmp(json_object_get_string(t), type->str, type->len) != 0)
-			why = "has a type that is not the event's (valid) activityType";
-		else if (!ctl_json_member(ev, "customerId", &c) || !ctl_json_is_int(c) ||
-		         json_object_get_int64(c) != cid)
-			why = "has an event whose customerId is not the entry's";
-		if (why != NULL)
-			ck_violation(ck, "org %s: customer %s: program %s: change feed %s entry %s %s",
-			             o->id, cidf == NULL ? "(none)" :
-			             ctl_parse_cid(cidf->str, cidf->len, &cid) == 0 ? cidf->str :
-			             ctl_quote(cidf->str, cidf->len),
-			             ev != NULL && ctl_json_member(ev, "partnerProgramName", &pn) &&
-			             json_object_is_type(pn, json_type_string) ?
-			             ctl_quote(json_object_get_string(pn),
-			                       (size_t)json_object_get_string_len(pn)) : "(unknown)",
-			             key, ctl_quote(id, idlen), why);
-		json_object_put(ev);
-	}
-	freeReplyObject(r);
 	return 0;
 }
 
@@ -1152,39 +1154,21 @@ static void ck_sort_uniq(int64_t *v, size_t *n)
 /* Sets ck->now_ms from Redis's clock (TIME), the clock partnerd's claims go by. */
 static int ck_redis_now(struct ck *ck)
 {
-	redisReply *r;
-	int rc = -1;
-
-	ctl_argv_reset(&ck->a);
-	ctl_argv_addstr(&ck->a, "TIME");
-	if ((r = ctl_command(ck->c, &ck->a)) == NULL)
+	if (store_admin_time(ck->st, &ck->now_ms) < 0) {
+		ctl_errf("check: %s", store_admin_error(ck->st));
 		return -1;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-	    r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
-		ck->now_ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
-		             strtoll(r->element[1]->str, NULL, 10) / 1000;
-		rc = 0;
-	} else {
-		ctl_errf("check: TIME: unexpected reply");
 	}
-	freeReplyObject(r);
-	return rc;
+	return 0;
 }
 
-static int ck_org(struct ck *ck, struct ck_org *o)
+/* The org's indexes and membership-id hashes, read into ck->ix and ck->mids. */
+static int ck_org_maps(struct ck *ck, struct ck_org *o)
 {
-	char key[CTL_ARG_SCRATCH];
-	struct ctl_pipe *p;
-	int rc = -1;
+	char key[256];
 
-	ck->cur = o;
-	if (ck_org_meta(ck, o) < 0)
-		goto out;
-	for (int k = 0; k < CK_NIX; k++) {
-		snprintf(key, sizeof key, KEYS_IX_FMT, o->id, ck_ix_name[k]);
-		if (o->has_ix[k] && ck_map_load(ck, key, &ck->ix[k]) < 0)
-			goto out;
-	}
+	for (int k = 0; k < CK_NIX; k++)
+		if (o->has_ix[k] && ck_map_load(ck, STORE_KEY_IX, k, &ck->ix[k]) < 0)
+			return -1;
 	ck->mids = xrealloc(NULL, sizeof *ck->mids * (o->nmid_pids + 1));
 	for (size_t i = 0; i < o->nmid_pids; i++) {
 		struct ck_mid *mi = &ck->mids[ck->nmids];
@@ -1194,75 +1178,59 @@ static int ck_org(struct ck *ck, struct ck_org *o)
 		memset(mi, 0, sizeof *mi);
 		mi->pid = o->mid_pids[i];
 		ck->nmids++;
-		snprintf(key, sizeof key, KEYS_MID_FMT, o->id, mi->pid);
 		if (ck_prog(ck, mi->pid) == NULL)
-			ck_violation(ck, "org %s: %s names no program", o->id, key);
-		if (ck_map_load(ck, key, &mi->map) < 0)
-			goto out;
+			ck_violation(ck, "org %s: %s names no program", o->id,
+			             store_key_name(key, sizeof key, STORE_KEY_MID, o->id, mi->pid));
+		if (ck_map_load(ck, STORE_KEY_MID, mi->pid, &mi->map) < 0)
+			return -1;
 	}
+	return 0;
+}
 
-	/*
-	 * Customers, pipelined: HGETALL of the hash, then (when the customer has a history
-	 * key) LRANGE of its history, checked against the memberships the HGETALL read.
-	 */
-	ck_sort_uniq(o->custs, &o->ncusts);
-	ck_sort_uniq(o->hists, &o->nhists);
-	if (ck_redis_now(ck) < 0)
-		goto out;
-	ck->newest = xrealloc(NULL, sizeof *ck->newest * (ck->nprogs + 1));
-	p = xrealloc(NULL, sizeof *p);
-	ctl_pipe_init(p, ck->c);
+/*
+ * Customers, pipelined: HGETALL of the hash, then (when the customer has a history key)
+ * LRANGE of its history, checked against the memberships the HGETALL read.
+ */
+static int ck_org_customers(struct ck *ck, struct ck_org *o)
+{
 	for (size_t i = 0, h = 0; i < o->ncusts; i++) {
-		struct ck_cust *cc = xrealloc(NULL, sizeof *cc);
-		int has_hist;
+		struct ck_cust *cc = xcalloc(1, sizeof *cc);
 
 		while (h < o->nhists && o->hists[h] < o->custs[i])
 			h++;
-		has_hist = h < o->nhists && o->hists[h] == o->custs[i];
-		memset(cc, 0, sizeof *cc);
 		cc->ck = ck;
 		cc->cid = o->custs[i];
-		cc->has_hist = has_hist;
-		ctl_argv_reset(&ck->a);
-		ctl_argv_addstr(&ck->a, "HGETALL");
-		ctl_argv_addf(&ck->a, KEYS_CUST_FMT, o->id, (long long)o->custs[i]);
-		if (ctl_pipe_cmd(p, &ck->a, ck_on_customer, cc) < 0) {
+		cc->has_hist = h < o->nhists && o->hists[h] == o->custs[i];
+		if (store_admin_q_hash(ck->st, STORE_KEY_CUST, o->id, cc->cid, ck_on_customer,
+		                       cc) < 0) {
 			free(cc);
 			break;
 		}
-		if (!has_hist)
-			continue;
-		ctl_argv_reset(&ck->a);
-		ctl_argv_addstr(&ck->a, "LRANGE");
-		ctl_argv_addf(&ck->a, KEYS_HIST_FMT, o->id, (long long)o->custs[i]);
-		ctl_argv_addstr(&ck->a, "0");
-		ctl_argv_addstr(&ck->a, "-1");
-		if (ctl_pipe_cmd(p, &ck->a, ck_on_history, cc) < 0) {
-			/* The pipe is broken: the HGETALL reply will never come either. */
+		/* When this fails, the connection broke: the HGETALL reply will never come either. */
+		if (cc->has_hist &&
+		    store_admin_q_list(ck->st, STORE_KEY_HIST, o->id, cc->cid, ck_on_history, cc) < 0)
 			break;
-		}
 	}
-	rc = ctl_pipe_flush(p);
-	free(p);
-	if (rc < 0)
-		goto out;
-	rc = -1;
+	return store_admin_flush(ck->st);
+}
+
+/* Histories, index and membership-id entries and locks that no customer accounts for. */
+static void ck_org_unconfirmed(struct ck *ck, struct ck_org *o)
+{
+	char key[256];
+
 	for (size_t i = 0; i < o->nhists; i++)
 		if (!ck_has_cust(o, o->hists[i]))
-			ck_violation(ck, "org %s: customer %" PRId64 ": history " KEYS_HIST_FMT " of a "
-			             "customer that does not exist", o->id, o->hists[i], o->id,
-			             (long long)o->hists[i]);
-	if (o->has_feed && ck_feed(ck, o) < 0)
-		goto out;
-
-	/* Entries no customer confirmed. */
+			ck_violation(ck, "org %s: customer %" PRId64 ": history %s of a customer that "
+			             "does not exist", o->id, o->hists[i],
+			             store_key_name(key, sizeof key, STORE_KEY_HIST, o->id, o->hists[i]));
 	for (int k = 0; k < CK_NIX; k++)
 		for (size_t i = 0; i < ck->ix[k].n; i++) {
 			struct ck_entry *e = &ck->ix[k].v[i];
 
 			if (!e->seen && e->cid > 0)
-				ck_violation(ck, "org %s: " KEYS_IX_FMT " maps %s to customer %" PRId64
-				             ", which %s", o->id, o->id, ck_ix_name[k],
+				ck_violation(ck, "org %s: %s maps %s to customer %" PRId64 ", which %s",
+				             o->id, store_key_name(key, sizeof key, STORE_KEY_IX, o->id, k),
 				             ctl_quote(e->key, e->len), e->cid,
 				             ck_has_cust(o, e->cid) ? "does not hold it" : "does not exist");
 		}
@@ -1271,23 +1239,47 @@ static int ck_org(struct ck *ck, struct ck_org *o)
 			struct ck_entry *e = &ck->mids[j].map.v[i];
 
 			if (!e->seen && e->cid > 0)
-				ck_violation(ck, "org %s: " KEYS_MID_FMT " maps %s to customer %" PRId64
-				             ", which %s", o->id, o->id, ck->mids[j].pid,
+				ck_violation(ck, "org %s: %s maps %s to customer %" PRId64 ", which %s",
+				             o->id, store_key_name(key, sizeof key, STORE_KEY_MID, o->id,
+				                                   ck->mids[j].pid),
 				             ctl_quote(e->key, e->len), e->cid,
 				             ck_has_cust(o, e->cid) ? "has no such membership"
 				                                    : "does not exist");
 		}
 	for (size_t i = 0; i < o->nlocks; i++)
 		if (!ck_has_cust(o, o->locks[i]))
-			ck_violation(ck, "org %s: lock " KEYS_LOCK_FMT " of a customer that does not "
-			             "exist", o->id, o->id, (long long)o->locks[i]);
+			ck_violation(ck, "org %s: lock %s of a customer that does not exist", o->id,
+			             store_key_name(key, sizeof key, STORE_KEY_LOCK, o->id, o->locks[i]));
+}
+
+static int ck_org(struct ck *ck, struct ck_org *o)
+{
+	int rc = -1;
+
+	ck->cur = o;
+	if (ck_org_meta(ck, o) < 0 || ck_org_maps(ck, o) < 0)
+		goto out;
+	ck_sort_uniq(o->custs, &o->ncusts);
+	ck_sort_uniq(o->hists, &o->nhists);
+	if (ck_redis_now(ck) < 0)
+		goto out;
+	ck->newest = xrealloc(NULL, sizeof *ck->newest * (ck->nprogs + 1));
+	if (ck_org_customers(ck, o) < 0)
+		goto out;
+	if (o->has_feed && ck_feed(ck, o) < 0)
+		goto out;
+	ck_org_unconfirmed(ck, o);
 	rc = 0;
 out:
 	ck_org_free(ck);
 	return rc;
 }
 
-int ctl_check_main(struct ctl *ctl, int argc, char **argv)
+/*
+ * The verb's command line into ck. Returns -1 to go on, else the CTL_EXIT_* code to exit
+ * with (usage or help printed).
+ */
+static int ck_parse_args(struct ctl *ctl, int argc, char **argv, struct ck *ck)
 {
 	static const struct option opts[] = {
 		{ "redis", required_argument, NULL, 'r' },
@@ -1296,32 +1288,30 @@ int ctl_check_main(struct ctl *ctl, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct ck ck = { 0 };
-	int c, rc = CTL_EXIT_USAGE;
 	const char *hmax = getenv("PARTNERD_HISTORY_MAX");
 	char *end;
+	int c;
 
-	ck.history_max = CK_HISTORY_MAX_DEFAULT;
+	ck->history_max = CK_HISTORY_MAX_DEFAULT;
 	if (hmax != NULL && *hmax != '\0') {
-		ck.history_max = strtol(hmax, &end, 10);
-		if (*end != '\0' || ck.history_max < 1 || ck.history_max > 100000) {
+		ck->history_max = strtol(hmax, &end, 10);
+		if (*end != '\0' || ck->history_max < 1 || ck->history_max > 100000) {
 			ctl_errf("check: PARTNERD_HISTORY_MAX must be an integer 1..100000");
 			return CTL_EXIT_USAGE;
 		}
 	}
-
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			ctl->redis_url = optarg;
 			break;
 		case 'o':
-			ck.only = optarg;
+			ck->only = optarg;
 			break;
 		case 'H':
-			ck.history_max = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || ck.history_max < 1 ||
-			    ck.history_max > 100000) {
+			ck->history_max = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || ck->history_max < 1 ||
+			    ck->history_max > 100000) {
 				ctl_errf("check: --history-max must be an integer 1..100000");
 				return CTL_EXIT_USAGE;
 			}
@@ -1338,47 +1328,59 @@ int ctl_check_main(struct ctl *ctl, int argc, char **argv)
 		ctl_verb_usage(stderr, "check");
 		return CTL_EXIT_USAGE;
 	}
-	if (ck.only != NULL && !ident_valid_org(ck.only)) {
-		ctl_errf("check: %s is not a valid org id", ctl_quote(ck.only, strlen(ck.only)));
+	if (ck->only != NULL && !ident_valid_org(ck->only)) {
+		ctl_errf("check: %s is not a valid org id", ctl_quote(ck->only, strlen(ck->only)));
 		return CTL_EXIT_USAGE;
 	}
+	return -1;
+}
+
+/* Every key, the global keys, then org by org. Returns a CTL_EXIT_* code. */
+static int ck_run(struct ck *ck)
+{
+	char name[64];
+	int listed;
+
+	if (ck->only != NULL) {
+		if ((listed = store_admin_org_exists(ck->st, ck->only)) < 0) {
+			ctl_errf("%s", store_admin_error(ck->st));
+			return CTL_EXIT_USAGE;
+		}
+		/* Keys of an unlisted org are still checked (and reported). */
+		if (!listed)
+			ctl_errf("check: note: org %s is not in %s", ck->only,
+			         store_key_name(name, sizeof name, STORE_KEY_ORGS, NULL, 0));
+	}
+	if (ck_scan(ck) < 0 || ck_globals(ck) < 0)
+		return CTL_EXIT_USAGE;
+	if (ck->only != NULL && ck->norgs == 0) {
+		ctl_errf("check: no org %s: nothing to check", ck->only);
+		return CTL_EXIT_USAGE;
+	}
+	for (size_t i = 0; i < ck->norgs; i++)
+		if (ck_org(ck, &ck->orgs[i]) < 0)
+			return CTL_EXIT_USAGE;
+	printf("checked %lu customers, %lu memberships, %lu history entries: %lu violations\n",
+	       ck->customers, ck->memberships, ck->activities, ck->violations);
+	return ck->violations == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+}
+
+int ctl_check_main(struct ctl *ctl, int argc, char **argv)
+{
+	struct ck ck = { 0 };
+	int rc;
+
+	if ((rc = ck_parse_args(ctl, argc, argv, &ck)) >= 0)
+		return rc;
 	if ((ck.tok = json_tokener_new_ex(32)) == NULL) {
 		ctl_errf("check: out of memory");
 		return CTL_EXIT_USAGE;
 	}
-	if ((ck.c = ctl_connect(ctl)) == NULL) {
+	if ((ck.st = ctl_store_open(ctl)) == NULL) {
 		json_tokener_free(ck.tok);
 		return CTL_EXIT_USAGE;
 	}
-	ctl_argv_init(&ck.a);
-	if (ck.only != NULL) {
-		redisReply *r;
-
-		ctl_argv_addstr(&ck.a, "SISMEMBER");
-		ctl_argv_addstr(&ck.a, KEYS_ORGS);
-		ctl_argv_addstr(&ck.a, ck.only);
-		if ((r = ctl_command(ck.c, &ck.a)) == NULL)
-			goto out;
-		c = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-		freeReplyObject(r);
-		if (!c) {
-			/* Keys of an unlisted org are still checked (and reported). */
-			ctl_errf("check: note: org %s is not in %s", ck.only, KEYS_ORGS);
-		}
-	}
-	if (ck_scan(&ck) < 0 || ck_globals(&ck) < 0)
-		goto out;
-	if (ck.only != NULL && ck.norgs == 0) {
-		ctl_errf("check: no org %s: nothing to check", ck.only);
-		goto out;
-	}
-	for (size_t i = 0; i < ck.norgs; i++)
-		if (ck_org(&ck, &ck.orgs[i]) < 0)
-			goto out;
-	printf("checked %lu customers, %lu memberships, %lu history entries: %lu violations\n",
-	       ck.customers, ck.memberships, ck.activities, ck.violations);
-	rc = ck.violations == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
-out:
+	rc = ck_run(&ck);
 	for (size_t i = 0; i < ck.norgs; i++) {
 		free(ck.orgs[i].mid_pids);
 		free(ck.orgs[i].custs);
@@ -1386,8 +1388,7 @@ out:
 		free(ck.orgs[i].hists);
 	}
 	free(ck.orgs);
-	ctl_argv_free(&ck.a);
-	redisFree(ck.c);
+	store_admin_close(ck.st);
 	json_tokener_free(ck.tok);
 	return rc;
 }

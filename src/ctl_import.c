@@ -60,7 +60,6 @@
 #include "clock.h"
 #include "ctl.h"
 #include "ctl_reader.h"
-#include "keys.h"
 #include "xmalloc.h"
 
 #define IM_BATCH_DEFAULT 1000
@@ -80,7 +79,10 @@ struct im_cust {
 	size_t len[CTL_NIDENTS];
 	int has[CTL_NIDENTS];             /* identifier k was given */
 	const char *val[CTL_NIDENTS];     /* resolved from off once the batch is complete */
-	redisReply *st;                   /* HMGET id mobile email externalId v (owned) */
+	size_t old_off[CTL_NIDENTS];      /* stored identifier k: im->olds bytes [off, off + len) */
+	size_t old_len[CTL_NIDENTS];
+	int has_old[CTL_NIDENTS];         /* identifier k is stored */
+	const char *old[CTL_NIDENTS];     /* resolved from old_off once the batch was read */
 	int64_t holder[CTL_NIDENTS];      /* stored index holder of val[k]: 0 none, -1 bad */
 	int changed[CTL_NIDENTS];         /* identifier k differs from the stored one */
 	int stored;                       /* the customer hash exists (id or v field) */
@@ -123,25 +125,24 @@ struct im {
 
 	struct reader rd;                 /* the input, its format and line numbers */
 	uint64_t size;                    /* file size, 0 when unknown (stdin, pipe) */
-	char ckey[128];                   /* checkpoint key, "" for stdin */
+	struct store_import_ckpt ckpt;    /* the checkpoint, key "" for stdin */
 	int resumed;
 	uint64_t resume_line, resume_off;
 
-	redisContext *c;
-	struct ctl_argv cmd;
+	struct store_admin *st;           /* the store session */
 	struct buf why;                   /* the reasons of the line being rejected */
 
 	struct im_cust *cust;             /* batch: batch entries */
 	int n;
+	int nread;                        /* batch: customers whose stored fields came back */
 	struct buf arena;                 /* batch: identifier bytes */
-	redisReply *ix[CTL_NIDENTS];      /* batch: index HMGET replies (owned) */
+	struct buf olds;                  /* batch: stored identifier bytes */
+	int *ixcust[CTL_NIDENTS];         /* batch: index lookup i of kind k is customer ixcust[k][i] */
 	struct im_slot *ov;               /* batch: the index overlay */
 	size_t ovmask;
 	struct im_idslot *ids;            /* batch: its customer ids */
 	size_t idmask;
 	uint64_t gen;                     /* batch number: marks the used overlay and id slots */
-	int wpending;                     /* a batch's writes were sent, replies not read */
-	int wqueued;                      /* commands inside its MULTI */
 
 	struct im_counts cnt;             /* running totals (restored on --resume) */
 	uint64_t lines_start;             /* rd.line when this run started */
@@ -211,6 +212,12 @@ static void im_errf(struct im *im, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+/* A failure the store found in the pipeline. */
+static void im_report(void *arg, const char *msg)
+{
+	im_errf(arg, "%s", msg);
 }
 
 /* Reports line `line` as rejected with the reason in im->why or the format. */
@@ -374,114 +381,95 @@ static enum im_line im_take_line(struct im *im, const char *s, size_t len, int t
 
 /* ---- a batch's round trips ----------------------------------------------------------- */
 
-static int im_append(struct im *im)
+/* Receives what is stored of customer i of the batch; its identifiers go to im->olds. */
+static int im_on_stored(void *arg, const struct store_cust_ids *ids)
 {
-	if (redisAppendCommandArgv(im->c, im->cmd.argc, im->cmd.argv, im->cmd.lens) != REDIS_OK) {
-		im_errf(im, "redis: %s", im->c->errstr);
-		return -1;
+	struct im *im = arg;
+	struct im_cust *cu = &im->cust[im->nread++];
+
+	while (cu->bad)
+		cu = &im->cust[im->nread++];
+	cu->has_v = ids->has_v;
+	cu->stored = ids->stored;
+	for (int k = 0; k < CTL_NIDENTS; k++) {
+		cu->has_old[k] = ids->val[k] != NULL;
+		if (!cu->has_old[k])
+			continue;
+		cu->old_off[k] = im->olds.len;
+		cu->old_len[k] = ids->len[k];
+		if (buf_append(&im->olds, ids->val[k], ids->len[k]) < 0) {
+			fprintf(stderr, "partnerctl: import-customers: batch arena over its cap\n");
+			abort();
+		}
 	}
 	return 0;
 }
 
-/* Reads one reply of the pipeline. NULL (message printed) when the connection broke. */
-static redisReply *im_reply(struct im *im)
-{
-	void *rv = NULL;
+/* The index holder of lookup i of one kind (arg: that kind's customer map). */
+struct im_holders {
+	struct im *im;
+	int kind;
+};
 
-	if (redisGetReply(im->c, &rv) != REDIS_OK || rv == NULL) {
-		im_errf(im, "redis: %s", im->c->errstr[0] ? im->c->errstr : "connection lost");
-		return NULL;
+static void im_on_holder(void *arg, size_t i, int64_t holder)
+{
+	struct im_holders *h = arg;
+
+	h->im->cust[h->im->ixcust[h->kind][i]].holder[h->kind] = holder;
+}
+
+/* Queues the lookup of the index holders of the batch's identifiers of kind k. */
+static int im_read_holders(struct im *im, int k, struct im_holders *h)
+{
+	const char **vals = xcalloc((size_t)im->n + 1, sizeof *vals);
+	size_t *lens = xcalloc((size_t)im->n + 1, sizeof *lens), n = 0;
+	int rc = 0;
+
+	for (int i = 0; i < im->n; i++) {
+		if (!im->cust[i].has[k])
+			continue;
+		im->ixcust[k][n] = i;
+		vals[n] = im->cust[i].val[k];
+		lens[n++] = im->cust[i].len[k];
 	}
-	return rv;
+	h->im = im;
+	h->kind = k;
+	/* no customer of the batch has this identifier: nothing to ask */
+	if (n > 0)
+		rc = store_admin_q_ix_holders(im->st, im->org, (enum store_ident)k, n, vals, lens,
+		                              im_on_holder, h);
+	free(vals);
+	free(lens);
+	return rc;
 }
 
 /* The read round trip: each customer's stored fields, the index holders of its values. */
 static int im_read_batch(struct im *im)
 {
-	struct ctl_argv *a = &im->cmd;
-	int sent[CTL_NIDENTS] = { 0 };
-	redisReply *r;
+	struct im_holders h[CTL_NIDENTS];
 
-	for (int i = 0; i < im->n; i++) {
-		if (im->cust[i].bad)
-			continue;
-		ctl_argv_reset(a);
-		ctl_argv_addstr(a, "HMGET");
-		ctl_argv_addf(a, KEYS_CUST_FMT, im->org, (long long)im->cust[i].id);
-		ctl_argv_addstr(a, "id");
+	im->nread = 0;
+	for (int i = 0; i < im->n; i++)
+		if (!im->cust[i].bad &&
+		    store_admin_q_customer_ids(im->st, im->org, im->cust[i].id, im_on_stored, im) < 0)
+			break;
+	for (int k = 0; k < CTL_NIDENTS; k++)
+		if (im_read_holders(im, k, &h[k]) < 0)
+			break;
+	if (store_admin_flush(im->st) < 0)
+		return -1;
+	for (int i = 0; i < im->n; i++)
 		for (int k = 0; k < CTL_NIDENTS; k++)
-			ctl_argv_addstr(a, ctl_ident_name[k]);
-		ctl_argv_addstr(a, "v");
-		if (im_append(im) < 0)
-			return -1;
-	}
-	for (int k = 0; k < CTL_NIDENTS; k++) {
-		ctl_argv_reset(a);
-		ctl_argv_addstr(a, "HMGET");
-		ctl_argv_addf(a, KEYS_IX_FMT, im->org, ctl_ident_name[k]);
-		for (int i = 0; i < im->n; i++)
-			if (im->cust[i].has[k])
-				ctl_argv_add(a, im->cust[i].val[k], im->cust[i].len[k]);
-		if (a->argc == 2)
-			continue;   /* no customer of the batch has this identifier */
-		if (im_append(im) < 0)
-			return -1;
-		sent[k] = 1;
-	}
-
-	for (int i = 0; i < im->n; i++) {
-		struct im_cust *cu = &im->cust[i];
-
-		if (cu->bad)
-			continue;
-		if ((cu->st = r = im_reply(im)) == NULL)
-			return -1;
-		if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
-			im_errf(im, "customer %" PRId64 ": unexpected reply to HMGET: %s", cu->id,
-			        r->type == REDIS_REPLY_ERROR ? r->str : "?");
-			return -1;
-		}
-		cu->has_v = r->element[4]->type == REDIS_REPLY_STRING;
-		cu->stored = cu->has_v || r->element[0]->type == REDIS_REPLY_STRING;
-	}
-	for (int k = 0; k < CTL_NIDENTS; k++) {
-		size_t j = 0;
-
-		if (!sent[k])
-			continue;
-		if ((im->ix[k] = r = im_reply(im)) == NULL)
-			return -1;
-		if (r->type != REDIS_REPLY_ARRAY) {
-			im_errf(im, "unexpected reply to HMGET of the %s index: %s", ctl_ident_name[k],
-			        r->type == REDIS_REPLY_ERROR ? r->str : "?");
-			return -1;
-		}
-		for (int i = 0; i < im->n; i++) {
-			struct im_cust *cu = &im->cust[i];
-			redisReply *e;
-			int64_t h = 0;
-
-			if (!cu->has[k])
-				continue;
-			if (j == r->elements) {
-				im_errf(im, "short reply to HMGET of the %s index", ctl_ident_name[k]);
-				return -1;
-			}
-			e = r->element[j++];
-			if (e->type == REDIS_REPLY_STRING && ctl_parse_cid(e->str, e->len, &h) < 0)
-				h = -1;
-			cu->holder[k] = h;
-		}
-	}
+			im->cust[i].old[k] = im->cust[i].has_old[k] ?
+			                     im->olds.p + im->cust[i].old_off[k] : NULL;
 	return 0;
 }
 
-/* The stored identifier k of cu, or NULL. */
-static const redisReply *im_old(const struct im_cust *cu, int k)
+/* The stored identifier k of cu and its length, or NULL. */
+static const char *im_old(const struct im_cust *cu, int k, size_t *len)
 {
-	const redisReply *e = cu->st->element[1 + k];
-
-	return e->type == REDIS_REPLY_STRING ? e : NULL;
+	*len = cu->old_len[k];
+	return cu->old[k];
 }
 
 /*
@@ -523,14 +511,15 @@ static void im_decide_batch(struct im *im)
 			continue;
 		}
 		for (k = 0; k < CTL_NIDENTS; k++) {
-			const redisReply *old = im_old(cu, k);
+			size_t oldlen;
+			const char *old = im_old(cu, k, &oldlen);
 
 			cu->changed[k] = (old == NULL) != !cu->has[k] ||
-			                 (old != NULL && (old->len != cu->len[k] ||
-			                                  memcmp(old->str, cu->val[k], old->len) != 0));
+			                 (old != NULL && (oldlen != cu->len[k] ||
+			                                  memcmp(old, cu->val[k], oldlen) != 0));
 			any |= cu->changed[k];
 			if (cu->changed[k] && old != NULL)
-				im_ov_set(im, k, old->str, old->len, 0);
+				im_ov_set(im, k, old, oldlen, 0);
 			if (cu->has[k])
 				im_ov_set(im, k, cu->val[k], cu->len[k], cu->id);
 		}
@@ -547,36 +536,96 @@ static void im_decide_batch(struct im *im)
 	}
 }
 
-/* Queues the checkpoint: where the batch ends and the counts so far. */
+/* Queues the checkpoint: where the batch ends and the counts so far (2 commands). */
 static int im_queue_checkpoint(struct im *im)
 {
-	struct ctl_argv *a = &im->cmd;
 	const struct im_counts *c = &im->cnt;
+	struct store_import_mark m = {
+		.offset = reader_offset(&im->rd), .line = im->rd.line, .read = c->read,
+		.new = c->new, .changed = c->changed, .unchanged = c->unchanged,
+		.rejected = c->rejected,
+	};
 
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, "HSET");
-	ctl_argv_addstr(a, im->ckey);
-	ctl_argv_addstr(a, "offset");
-	ctl_argv_addll(a, (long long)reader_offset(&im->rd));
-	ctl_argv_addstr(a, "line");
-	ctl_argv_addll(a, (long long)im->rd.line);
-	ctl_argv_addstr(a, "read");
-	ctl_argv_addll(a, (long long)c->read);
-	ctl_argv_addstr(a, "new");
-	ctl_argv_addll(a, (long long)c->new);
-	ctl_argv_addstr(a, "changed");
-	ctl_argv_addll(a, (long long)c->changed);
-	ctl_argv_addstr(a, "unchanged");
-	ctl_argv_addll(a, (long long)c->unchanged);
-	ctl_argv_addstr(a, "rejected");
-	ctl_argv_addll(a, (long long)c->rejected);
-	if (im_append(im) < 0)
-		return -1;
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, "EXPIRE");
-	ctl_argv_addstr(a, im->ckey);
-	ctl_argv_addll(a, IM_CHECKPOINT_TTL);
-	return im_append(im);
+	return store_admin_q_import_ckpt(im->st, &im->ckpt, &m, IM_CHECKPOINT_TTL);
+}
+
+/* Old index entries out, where they still point at a changed customer. */
+static int im_queue_releases(struct im *im)
+{
+	int queued = 0;
+
+	for (int i = 0; i < im->n; i++) {
+		struct im_cust *cu = &im->cust[i];
+
+		if (cu->verdict != IM_CHANGED)
+			continue;
+		for (int k = 0; k < CTL_NIDENTS; k++) {
+			if (cu->old[k] == NULL || !cu->changed[k])
+				continue;
+			if (store_admin_q_ix_release(im->st, im->org, (enum store_ident)k, cu->old[k],
+			                             cu->old_len[k], cu->id) < 0)
+				return -1;
+			queued++;
+		}
+	}
+	return queued;
+}
+
+/* The customer hashes: new ones, changed identifiers (v bumped), a missing v. */
+static int im_queue_hashes(struct im *im)
+{
+	int queued = 0, n;
+
+	for (int i = 0; i < im->n; i++) {
+		struct im_cust *cu = &im->cust[i];
+		struct store_cust_ids ids = { .stored = cu->stored, .has_v = cu->has_v };
+
+		if (cu->verdict == IM_REJECTED || (cu->verdict == IM_UNCHANGED && cu->has_v))
+			continue;
+		for (int k = 0; k < CTL_NIDENTS; k++) {
+			ids.val[k] = cu->old[k];
+			ids.len[k] = cu->old_len[k];
+		}
+		if ((n = store_admin_q_customer_write(im->st, im->org, cu->id, &ids, cu->val,
+		                                      cu->len)) < 0)
+			return -1;
+		queued += n;
+	}
+	return queued;
+}
+
+/* Index entries that are new or point elsewhere: one command per index. */
+static int im_queue_index(struct im *im)
+{
+	const char **vals = xcalloc((size_t)im->n + 1, sizeof *vals);
+	size_t *lens = xcalloc((size_t)im->n + 1, sizeof *lens);
+	int64_t *cids = xcalloc((size_t)im->n + 1, sizeof *cids);
+	int queued = 0;
+
+	for (int k = 0; k < CTL_NIDENTS && queued >= 0; k++) {
+		size_t n = 0;
+
+		for (int i = 0; i < im->n; i++) {
+			struct im_cust *cu = &im->cust[i];
+
+			if (cu->verdict == IM_REJECTED || !cu->has[k] ||
+			    (cu->holder[k] == cu->id && !cu->changed[k]))
+				continue;
+			vals[n] = cu->val[k];
+			lens[n] = cu->len[k];
+			cids[n++] = cu->id;
+		}
+		if (n == 0)
+			continue;
+		if (store_admin_q_ix_set(im->st, im->org, (enum store_ident)k, n, vals, lens, cids) < 0)
+			queued = -1;
+		else
+			queued++;
+	}
+	free(vals);
+	free(lens);
+	free(cids);
+	return queued;
 }
 
 /*
@@ -587,107 +636,12 @@ static int im_queue_checkpoint(struct im *im)
  */
 static int im_queue_writes(struct im *im)
 {
-	struct ctl_argv *a = &im->cmd;
-	int queued = 0;
+	int a, b, c;
 
-	for (int i = 0; i < im->n; i++) {
-		struct im_cust *cu = &im->cust[i];
-
-		if (cu->verdict != IM_CHANGED)
-			continue;
-		for (int k = 0; k < CTL_NIDENTS; k++) {
-			const redisReply *old = im_old(cu, k);
-
-			if (old == NULL || !cu->changed[k])
-				continue;
-			ctl_argv_reset(a);
-			ctl_argv_addstr(a, "EVAL");
-			ctl_argv_addstr(a, ctl_lua_hdel_if);
-			ctl_argv_addstr(a, "1");
-			ctl_argv_addf(a, KEYS_IX_FMT, im->org, ctl_ident_name[k]);
-			ctl_argv_add(a, old->str, old->len);
-			ctl_argv_addll(a, (long long)cu->id);
-			if (im_append(im) < 0)
-				return -1;
-			queued++;
-		}
-	}
-
-	for (int i = 0; i < im->n; i++) {
-		struct im_cust *cu = &im->cust[i];
-		int removed = 0;
-
-		if (cu->verdict == IM_REJECTED || (cu->verdict == IM_UNCHANGED && cu->has_v))
-			continue;
-		ctl_argv_reset(a);
-		ctl_argv_addstr(a, "HSET");
-		ctl_argv_addf(a, KEYS_CUST_FMT, im->org, (long long)cu->id);
-		if (!cu->stored) {
-			ctl_argv_addstr(a, "id");
-			ctl_argv_addll(a, (long long)cu->id);
-		}
-		for (int k = 0; k < CTL_NIDENTS; k++) {
-			if (!cu->changed[k])
-				continue;
-			if (!cu->has[k]) {
-				removed = 1;
-				continue;
-			}
-			ctl_argv_addstr(a, ctl_ident_name[k]);
-			ctl_argv_add(a, cu->val[k], cu->len[k]);
-		}
-		if (!cu->has_v) {
-			ctl_argv_addstr(a, "v");
-			ctl_argv_addstr(a, "0");
-		}
-		if (a->argc > 2) {
-			if (im_append(im) < 0)
-				return -1;
-			queued++;
-		}
-		if (removed) {
-			ctl_argv_reset(a);
-			ctl_argv_addstr(a, "HDEL");
-			ctl_argv_addf(a, KEYS_CUST_FMT, im->org, (long long)cu->id);
-			for (int k = 0; k < CTL_NIDENTS; k++)
-				if (cu->changed[k] && !cu->has[k])
-					ctl_argv_addstr(a, ctl_ident_name[k]);
-			if (im_append(im) < 0)
-				return -1;
-			queued++;
-		}
-		if (cu->stored && cu->verdict == IM_CHANGED) {
-			ctl_argv_reset(a);
-			ctl_argv_addstr(a, "HINCRBY");
-			ctl_argv_addf(a, KEYS_CUST_FMT, im->org, (long long)cu->id);
-			ctl_argv_addstr(a, "v");
-			ctl_argv_addstr(a, "1");
-			if (im_append(im) < 0)
-				return -1;
-			queued++;
-		}
-	}
-
-	for (int k = 0; k < CTL_NIDENTS; k++) {
-		ctl_argv_reset(a);
-		ctl_argv_addstr(a, "HSET");
-		ctl_argv_addf(a, KEYS_IX_FMT, im->org, ctl_ident_name[k]);
-		for (int i = 0; i < im->n; i++) {
-			struct im_cust *cu = &im->cust[i];
-
-			if (cu->verdict == IM_REJECTED || !cu->has[k] ||
-			    (cu->holder[k] == cu->id && !cu->changed[k]))
-				continue;
-			ctl_argv_add(a, cu->val[k], cu->len[k]);
-			ctl_argv_addll(a, (long long)cu->id);
-		}
-		if (a->argc > 2) {
-			if (im_append(im) < 0)
-				return -1;
-			queued++;
-		}
-	}
-	return queued;
+	if ((a = im_queue_releases(im)) < 0 || (b = im_queue_hashes(im)) < 0 ||
+	    (c = im_queue_index(im)) < 0)
+		return -1;
+	return a + b + c;
 }
 
 /*
@@ -699,80 +653,34 @@ static int im_queue_writes(struct im *im)
  */
 static int im_write_send(struct im *im)
 {
-	struct ctl_argv *a = &im->cmd;
-	int queued, done = 0;
+	int queued;
 
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, "MULTI");
-	if (im_append(im) < 0)
+	if (store_admin_q_multi(im->st) < 0)
 		return -1;
 	if ((queued = im_queue_writes(im)) < 0)
 		return -1;
-	if (im->ckey[0] != '\0') {
+	if (im->ckpt.key[0] != '\0') {
 		if (im_queue_checkpoint(im) < 0)
 			return -1;
 		queued += 2;
 	}
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, queued > 0 ? "EXEC" : "DISCARD");
-	if (im_append(im) < 0)
+	if (store_admin_q_exec(im->st, queued) < 0)
 		return -1;
-	im->wqueued = queued;
-	im->wpending = 1;
-	while (!done) {
-		if (redisBufferWrite(im->c, &done) != REDIS_OK) {
-			im_errf(im, "redis: %s", im->c->errstr[0] ? im->c->errstr : "write failed");
-			return -1;
-		}
-	}
-	return 0;
+	return store_admin_send(im->st);
 }
 
 /* The write round trip, second half: reads and checks the replies. */
 static int im_write_collect(struct im *im)
 {
-	int queued = im->wqueued, total = queued + 2, rc = 0;
-	redisReply *r;
-
-	if (!im->wpending)
-		return 0;
-	im->wpending = 0;
-	for (int i = 0; i < total; i++) {
-		if ((r = im_reply(im)) == NULL)
-			return -1;
-		if (r->type == REDIS_REPLY_ERROR) {
-			im_errf(im, "redis refused a write: %s", r->str);
-			rc = -1;
-		} else if (i == total - 1 && queued > 0) {
-			if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)queued) {
-				im_errf(im, "the batch's transaction was not applied");
-				rc = -1;
-			}
-			for (size_t j = 0; r->type == REDIS_REPLY_ARRAY && j < r->elements; j++) {
-				if (r->element[j]->type == REDIS_REPLY_ERROR) {
-					im_errf(im, "redis refused a write: %s", r->element[j]->str);
-					rc = -1;
-				}
-			}
-		}
-		freeReplyObject(r);
-	}
-	return rc;
+	return store_admin_flush(im->st);
 }
 
 /* Frees what a batch holds and makes the next one empty. */
 static void im_batch_reset(struct im *im)
 {
-	for (int i = 0; i < im->n; i++)
-		if (im->cust[i].st != NULL)
-			freeReplyObject(im->cust[i].st);
-	for (int k = 0; k < CTL_NIDENTS; k++) {
-		if (im->ix[k] != NULL)
-			freeReplyObject(im->ix[k]);
-		im->ix[k] = NULL;
-	}
 	im->n = 0;
 	buf_reset(&im->arena);
+	buf_reset(&im->olds);
 	im->gen++;
 }
 
@@ -793,42 +701,36 @@ static int im_run_batch(struct im *im)
 /* Reads the org's mobile settings. Returns 0, or a CTL_EXIT_* code (message printed). */
 static int im_read_org(struct im *im)
 {
-	struct ctl_argv *a = &im->cmd;
-	redisReply *r, *cc, *nl;
-	int rc = CTL_EXIT_OK;
+	struct store_org_settings set;
+	char nl[24], key[128];
 	char *end;
 	long v;
 
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, "HMGET");
-	ctl_argv_addf(a, KEYS_ORG_FMT, im->org);
-	ctl_argv_addstr(a, "defaultCountryCode");
-	ctl_argv_addstr(a, "nationalNumberLength");
-	if ((r = ctl_command(im->c, a)) == NULL)
-		return CTL_EXIT_FAIL;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-		im_errf(im, "unexpected reply to HMGET of the org settings");
-		freeReplyObject(r);
+	if (store_admin_org_settings(im->st, im->org, &set) < 0) {
+		ctl_errf("%s", store_admin_error(im->st));
 		return CTL_EXIT_FAIL;
 	}
-	cc = r->element[0];
-	nl = r->element[1];
-	if (cc->type != REDIS_REPLY_STRING && nl->type != REDIS_REPLY_STRING) {
+	if (set.cc == NULL && set.nlen == NULL) {
 		im_errf(im, "unknown org %s (load it first with partnerctl load)", im->org);
-		rc = CTL_EXIT_USAGE;
-	} else if (cc->type != REDIS_REPLY_STRING || cc->len < 1 || cc->len > 4 ||
-	           strspn(cc->str, "0123456789") != cc->len || nl->type != REDIS_REPLY_STRING ||
-	           (v = strtol(nl->str, &end, 10), *end != '\0') || v < 4 || v > 15) {
-		im_errf(im, "org %s: the stored settings (" KEYS_ORG_FMT ") are not valid; run "
-		        "partnerctl load for the org", im->org, im->org);
-		rc = CTL_EXIT_FAIL;
-	} else {
-		memcpy(im->cc, cc->str, cc->len);
-		im->cc[cc->len] = '\0';
-		im->nlen = (int)v;
+		return CTL_EXIT_USAGE;
 	}
-	freeReplyObject(r);
-	return rc;
+	if (set.nlen != NULL && set.nlen_len < sizeof nl) {
+		memcpy(nl, set.nlen, set.nlen_len);
+		nl[set.nlen_len] = '\0';
+	} else {
+		nl[0] = '\0';
+	}
+	if (set.cc == NULL || set.cc_len < 1 || set.cc_len > 4 ||
+	    strspn(set.cc, "0123456789") < set.cc_len || set.nlen == NULL ||
+	    (v = strtol(nl, &end, 10), *end != '\0' || end == nl) || v < 4 || v > 15) {
+		im_errf(im, "org %s: the stored settings (%s) are not valid; run partnerctl load "
+		        "for the org", im->org, store_key_name(key, sizeof key, STORE_KEY_ORG, im->org, 0));
+		return CTL_EXIT_FAIL;
+	}
+	memcpy(im->cc, set.cc, set.cc_len);
+	im->cc[set.cc_len] = '\0';
+	im->nlen = (int)v;
+	return CTL_EXIT_OK;
 }
 
 /* The checkpoint key of the open file: BLAKE2b-128 of "ABSPATH\0SIZE\0MTIME". */
@@ -853,19 +755,7 @@ static int im_checkpoint_key(struct im *im, const struct stat *st)
 	crypto_generichash_final(&s, h, sizeof h);
 	free(abs);
 	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
-	snprintf(im->ckey, sizeof im->ckey, KEYS_IMPORT_FMT, im->org, hex);
-	return 0;
-}
-
-/* Parses a checkpoint count. */
-static int im_u64(const redisReply *e, uint64_t *out)
-{
-	char *end;
-
-	if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > 19 ||
-	    strspn(e->str, "0123456789") != e->len)
-		return -1;
-	*out = strtoull(e->str, &end, 10);
+	store_import_ckpt_init(&im->ckpt, im->org, hex);
 	return 0;
 }
 
@@ -875,41 +765,24 @@ static int im_u64(const redisReply *e, uint64_t *out)
  */
 static int im_read_checkpoint(struct im *im)
 {
-	static const char *const f[] = { "offset", "line", "read", "new", "changed",
-	                                 "unchanged", "rejected" };
-	struct ctl_argv *a = &im->cmd;
-	uint64_t v[7];
-	redisReply *r;
-	int rc = 1;
+	struct store_import_mark m;
+	int rc = store_admin_import_ckpt_read(im->st, &im->ckpt, &m);
 
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, "HMGET");
-	ctl_argv_addstr(a, im->ckey);
-	for (size_t i = 0; i < 7; i++)
-		ctl_argv_addstr(a, f[i]);
-	if ((r = ctl_command(im->c, a)) == NULL)
+	if (rc == -1) {
+		ctl_errf("%s", store_admin_error(im->st));
 		return -1;
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 7) {
-		rc = -1;
-	} else if (r->element[0]->type == REDIS_REPLY_NIL) {
-		rc = 0;
-	} else {
-		for (size_t i = 0; i < 7 && rc == 1; i++)
-			if (im_u64(r->element[i], &v[i]) < 0)
-				rc = -1;
-		if (rc == 1 && im->size > 0 && v[0] > im->size)
-			rc = -1;
 	}
-	freeReplyObject(r);
+	if (rc == 1 && im->size > 0 && m.offset > im->size)
+		rc = -2;
 	if (rc < 0) {
-		im_errf(im, "the checkpoint %s is not valid; run without --resume", im->ckey);
+		im_errf(im, "the checkpoint %s is not valid; run without --resume", im->ckpt.key);
 		return -1;
 	}
 	if (rc == 1) {
-		im->resume_off = v[0];
-		im->resume_line = v[1];
-		im->cnt = (struct im_counts){ .read = v[2], .new = v[3], .changed = v[4],
-		                              .unchanged = v[5], .rejected = v[6] };
+		im->resume_off = m.offset;
+		im->resume_line = m.line;
+		im->cnt = (struct im_counts){ .read = m.read, .new = m.new, .changed = m.changed,
+		                              .unchanged = m.unchanged, .rejected = m.rejected };
 	}
 	return rc;
 }
@@ -970,7 +843,7 @@ static int im_open(struct im *im, int resume)
 			        im->resume_line, im->resume_off);
 		} else {
 			im_errf(im, "the checkpoint %s points before the data; run without --resume",
-			        im->ckey);
+			        im->ckpt.key);
 			return CTL_EXIT_FAIL;
 		}
 	}
@@ -987,17 +860,18 @@ static void im_free(struct im *im)
 	free(im->ov);
 	free(im->ids);
 	buf_free(&im->arena);
+	buf_free(&im->olds);
 	buf_free(&im->why);
-	ctl_argv_free(&im->cmd);
-	if (im->c != NULL)
-		redisFree(im->c);
+	for (int k = 0; k < CTL_NIDENTS; k++)
+		free(im->ixcust[k]);
+	store_admin_close(im->st);
 }
 
 /* Reports a failed batch: what to do next. */
 static void im_failed(struct im *im, uint64_t first, uint64_t last)
 {
 	im_errf(im, "the batch of lines %" PRIu64 "-%" PRIu64 " failed%s", first, last,
-	        im->ckey[0] ? "; run again with --resume to continue after the last committed "
+	        im->ckpt.key[0] ? "; run again with --resume to continue after the last committed "
 	        "batch" : "");
 }
 
@@ -1054,23 +928,20 @@ static int im_run(struct im *im)
 		im_failed(im, sent_first, sent_last);
 		return CTL_EXIT_FAIL;
 	}
-	if (im->ckey[0] != '\0') {
-		struct ctl_argv *a = &im->cmd;
-		redisReply *r;
-
-		ctl_argv_reset(a);
-		ctl_argv_addstr(a, "DEL");
-		ctl_argv_addstr(a, im->ckey);
-		if ((r = ctl_command(im->c, a)) == NULL)
-			return CTL_EXIT_FAIL;
-		freeReplyObject(r);
+	if (im->ckpt.key[0] != '\0' && store_admin_import_ckpt_del(im->st, &im->ckpt) < 0) {
+		ctl_errf("%s", store_admin_error(im->st));
+		return CTL_EXIT_FAIL;
 	}
 	im_progress(im, 1);
 	im_bar_clear(im);
 	return CTL_EXIT_OK;
 }
 
-int ctl_import_main(struct ctl *ctl, int argc, char **argv)
+/*
+ * The verb's command line into im and *resume. Returns -1 to go on, else the CTL_EXIT_*
+ * code to exit with (usage or help printed).
+ */
+static int im_parse_args(struct ctl *ctl, int argc, char **argv, struct im *im, int *resume)
 {
 	static const struct option opts[] = {
 		{ "redis", required_argument, NULL, 'r' },
@@ -1080,8 +951,7 @@ int ctl_import_main(struct ctl *ctl, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct im im = { .batch = IM_BATCH_DEFAULT };
-	int c, resume = 0, rc;
+	int c;
 	char *end;
 	long v;
 
@@ -1091,10 +961,10 @@ int ctl_import_main(struct ctl *ctl, int argc, char **argv)
 			ctl->redis_url = optarg;
 			break;
 		case 'o':
-			im.org = optarg;
+			im->org = optarg;
 			break;
 		case 'R':
-			resume = 1;
+			*resume = 1;
 			break;
 		case 'b':
 			errno = 0;
@@ -1103,7 +973,7 @@ int ctl_import_main(struct ctl *ctl, int argc, char **argv)
 				ctl_errf("import-customers: --batch must be from 1 to %d", IM_BATCH_MAX);
 				return CTL_EXIT_USAGE;
 			}
-			im.batch = (int)v;
+			im->batch = (int)v;
 			break;
 		case 'h':
 			ctl_verb_usage(stdout, "import-customers");
@@ -1113,24 +983,35 @@ int ctl_import_main(struct ctl *ctl, int argc, char **argv)
 			return CTL_EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1 || im.org == NULL) {
+	if (optind != argc - 1 || im->org == NULL) {
 		ctl_verb_usage(stderr, "import-customers");
 		return CTL_EXIT_USAGE;
 	}
-	im.path = im.name = argv[optind];
-	if (!ident_valid_org(im.org)) {
+	im->path = im->name = argv[optind];
+	if (!ident_valid_org(im->org)) {
 		ctl_errf("import-customers: org id %s is not [A-Za-z0-9_.-]{1,64}",
-		         ctl_quote(im.org, strlen(im.org)));
+		         ctl_quote(im->org, strlen(im->org)));
 		return CTL_EXIT_USAGE;
 	}
-	if (resume && strcmp(im.path, "-") == 0) {
+	if (*resume && strcmp(im->path, "-") == 0) {
 		ctl_errf("import-customers: --resume needs a file (stdin has no checkpoint)");
 		return CTL_EXIT_USAGE;
 	}
+	return -1;
+}
 
-	ctl_argv_init(&im.cmd);
+int ctl_import_main(struct ctl *ctl, int argc, char **argv)
+{
+	struct im im = { .batch = IM_BATCH_DEFAULT };
+	int resume = 0, rc;
+
+	if ((rc = im_parse_args(ctl, argc, argv, &im, &resume)) >= 0)
+		return rc;
 	buf_init(&im.why, 4096);
 	buf_init(&im.arena, (size_t)-1 / 2);
+	buf_init(&im.olds, (size_t)-1 / 2);
+	for (int k = 0; k < CTL_NIDENTS; k++)
+		im.ixcust[k] = xcalloc((size_t)im.batch, sizeof *im.ixcust[k]);
 	im.tty = isatty(STDERR_FILENO);
 	im.cust = xcalloc((size_t)im.batch, sizeof *im.cust);
 	im.ovmask = im_pow2_at_least((size_t)im.batch * 4 * CTL_NIDENTS) - 1;
@@ -1139,10 +1020,11 @@ int ctl_import_main(struct ctl *ctl, int argc, char **argv)
 	im.ids = xcalloc(im.idmask + 1, sizeof *im.ids);
 	im.gen = 1;
 
-	if ((im.c = ctl_connect(ctl)) == NULL) {
+	if ((im.st = ctl_store_open(ctl)) == NULL) {
 		rc = CTL_EXIT_USAGE;
 		goto out;
 	}
+	store_admin_set_report(im.st, im_report, &im);
 	if ((rc = im_read_org(&im)) != CTL_EXIT_OK)
 		goto out;
 	if ((rc = im_open(&im, resume)) != CTL_EXIT_OK)

@@ -33,7 +33,6 @@
 #include "ctl.h"
 #include "dates.h"
 #include "ident.h"
-#include "keys.h"
 #include "request.h"
 #include "xmalloc.h"
 
@@ -49,7 +48,6 @@ enum ld_kind { LD_MOBILE, LD_EMAIL, LD_EXT, LD_NKINDS };
 _Static_assert((int)LD_MOBILE == (int)CTL_IDENT_MOBILE && (int)LD_EMAIL == (int)CTL_IDENT_EMAIL &&
                (int)LD_EXT == (int)CTL_IDENT_EXTERNAL_ID && (int)LD_NKINDS == (int)CTL_NIDENTS,
                "ld_kind follows ctl_ident");
-static const char *const ld_kind_name[LD_NKINDS] = { "mobile", "email", "externalId" };
 
 /* A string borrowed from the document (or from a struct member); p NULL means absent. */
 struct ld_str {
@@ -122,8 +120,7 @@ struct ld {
 	struct ld_scred *screds;          /* sorted by user */
 	size_t nscreds;
 	int errors;
-	redisContext *c;
-	struct ctl_argv cmd;              /* the command being built */
+	struct store_admin *st;           /* the store session, once connected */
 };
 
 /* ---- messages ------------------------------------------------------------------------ */
@@ -299,37 +296,9 @@ static void ld_check_credential(struct ld *ld, struct ld_org *org, json_object *
 	ld_get_str(ld, o, "password", 1, 1, ctx, &cr->pw);
 }
 
-static void ld_check_program(struct ld *ld, struct ld_org *org, json_object *o,
-                             struct ld_prog *p, size_t i)
+/* A program's tiers: non-empty strings within REQ_NAME_MAX, none twice. */
+static void ld_check_tiers(struct ld *ld, json_object *o, struct ld_prog *p, const char *ctx)
 {
-	static const char *const keys[] = { "name", "type", "tiers", "membershipCycle",
-	                                    "expiresAt", NULL };
-	static const char *const ckeys[] = { "type", "value", NULL };
-	struct ld_str type, exp;
-	json_object *cycle;
-	char ctx[256];
-
-	snprintf(ctx, sizeof ctx, "org %s: program #%zu", org->id, i + 1);
-	if (!json_object_is_type(o, json_type_object)) {
-		ld_err(ld, "%s: not an object", ctx);
-		return;
-	}
-	if (ld_get_str(ld, o, "name", 1, 0, ctx, &p->name) == 0)
-		snprintf(ctx, sizeof ctx, "org %s: program %s", org->id, ld_q(p->name));
-	/* partnerd refuses longer names in requests (SPEC §4): such a program could not be used. */
-	if (p->name.p != NULL && p->name.len > REQ_NAME_MAX)
-		ld_err(ld, "%s: name is %zu bytes long: at most %d", ctx, p->name.len, REQ_NAME_MAX);
-	ld_known_keys(ld, o, keys, ctx);
-
-	if (ld_get_str(ld, o, "type", 1, 0, ctx, &type) == 0) {
-		if (ld_str_eq(type, "EXTERNAL", 8))
-			p->type = CTL_PROG_EXTERNAL;
-		else if (ld_str_eq(type, "SUPPLEMENTARY", 13))
-			p->type = CTL_PROG_SUPPLEMENTARY;
-		else
-			ld_err(ld, "%s: type must be EXTERNAL or SUPPLEMENTARY", ctx);
-	}
-
 	p->tiers = ld_get_array(ld, o, "tiers", ctx);
 	for (size_t t = 0; p->tiers != NULL && t < json_object_array_length(p->tiers); t++) {
 		json_object *v = json_object_array_get_idx(p->tiers, t);
@@ -355,35 +324,73 @@ static void ld_check_program(struct ld *ld, struct ld_org *org, json_object *o,
 				ld_err(ld, "%s: tier %s appears twice", ctx, ctl_quote(s, len));
 		}
 	}
+}
 
-	if (ctl_json_member(o, "membershipCycle", &cycle) && cycle != NULL) {
-		json_object *value;
-		struct ld_str unit;
+/* A program's membershipCycle: SUPPLEMENTARY only, DAYS or MONTHS, a value >= 1. */
+static void ld_check_cycle(struct ld *ld, json_object *o, struct ld_prog *p, const char *ctx)
+{
+	static const char *const ckeys[] = { "type", "value", NULL };
+	json_object *cycle, *value;
+	struct ld_str unit;
 
-		if (p->type == CTL_PROG_EXTERNAL)
-			ld_err(ld, "%s: membershipCycle applies only to SUPPLEMENTARY programs", ctx);
-		if (!json_object_is_type(cycle, json_type_object)) {
-			ld_err(ld, "%s: membershipCycle is not an object", ctx);
+	if (!ctl_json_member(o, "membershipCycle", &cycle) || cycle == NULL)
+		return;
+	if (p->type == CTL_PROG_EXTERNAL)
+		ld_err(ld, "%s: membershipCycle applies only to SUPPLEMENTARY programs", ctx);
+	if (!json_object_is_type(cycle, json_type_object)) {
+		ld_err(ld, "%s: membershipCycle is not an object", ctx);
+	} else {
+		ld_known_keys(ld, cycle, ckeys, ctx);
+		if (ld_get_str(ld, cycle, "type", 1, 0, ctx, &unit) == 0) {
+			if (ld_str_eq(unit, "DAYS", 4))
+				p->cycle_unit = "DAYS";
+			else if (ld_str_eq(unit, "MONTHS", 6))
+				p->cycle_unit = "MONTHS";
+			else
+				ld_err(ld, "%s: membershipCycle type must be DAYS or MONTHS", ctx);
+		}
+		if (!ctl_json_member(cycle, "value", &value) || !ctl_json_is_int(value) ||
+		    json_object_get_int64(value) < 1 ||
+		    json_object_get_int64(value) > 0x7fffffff) {
+			ld_err(ld, "%s: membershipCycle value must be an integer >= 1", ctx);
+			p->cycle_unit = NULL;
 		} else {
-			ld_known_keys(ld, cycle, ckeys, ctx);
-			if (ld_get_str(ld, cycle, "type", 1, 0, ctx, &unit) == 0) {
-				if (ld_str_eq(unit, "DAYS", 4))
-					p->cycle_unit = "DAYS";
-				else if (ld_str_eq(unit, "MONTHS", 6))
-					p->cycle_unit = "MONTHS";
-				else
-					ld_err(ld, "%s: membershipCycle type must be DAYS or MONTHS", ctx);
-			}
-			if (!ctl_json_member(cycle, "value", &value) || !ctl_json_is_int(value) ||
-			    json_object_get_int64(value) < 1 ||
-			    json_object_get_int64(value) > 0x7fffffff) {
-				ld_err(ld, "%s: membershipCycle value must be an integer >= 1", ctx);
-				p->cycle_unit = NULL;
-			} else {
-				p->cycle_value = (int)json_object_get_int64(value);
-			}
+			p->cycle_value = (int)json_object_get_int64(value);
 		}
 	}
+}
+
+static void ld_check_program(struct ld *ld, struct ld_org *org, json_object *o,
+                             struct ld_prog *p, size_t i)
+{
+	static const char *const keys[] = { "name", "type", "tiers", "membershipCycle",
+	                                    "expiresAt", NULL };
+	struct ld_str type, exp;
+	char ctx[256];
+
+	snprintf(ctx, sizeof ctx, "org %s: program #%zu", org->id, i + 1);
+	if (!json_object_is_type(o, json_type_object)) {
+		ld_err(ld, "%s: not an object", ctx);
+		return;
+	}
+	if (ld_get_str(ld, o, "name", 1, 0, ctx, &p->name) == 0)
+		snprintf(ctx, sizeof ctx, "org %s: program %s", org->id, ld_q(p->name));
+	/* partnerd refuses longer names in requests (SPEC §4): such a program could not be used. */
+	if (p->name.p != NULL && p->name.len > REQ_NAME_MAX)
+		ld_err(ld, "%s: name is %zu bytes long: at most %d", ctx, p->name.len, REQ_NAME_MAX);
+	ld_known_keys(ld, o, keys, ctx);
+
+	if (ld_get_str(ld, o, "type", 1, 0, ctx, &type) == 0) {
+		if (ld_str_eq(type, "EXTERNAL", 8))
+			p->type = CTL_PROG_EXTERNAL;
+		else if (ld_str_eq(type, "SUPPLEMENTARY", 13))
+			p->type = CTL_PROG_SUPPLEMENTARY;
+		else
+			ld_err(ld, "%s: type must be EXTERNAL or SUPPLEMENTARY", ctx);
+	}
+
+	ld_check_tiers(ld, o, p, ctx);
+	ld_check_cycle(ld, o, p, ctx);
 
 	if (ld_get_str(ld, o, "expiresAt", 0, 0, ctx, &exp) == 0 && exp.p != NULL) {
 		if (dates_parse(exp.p, exp.len, &p->exp) < 0)
@@ -482,7 +489,7 @@ static void ld_check_unique_org(struct ld *ld, struct ld_org *org)
 		for (size_t i = 1; i < n; i++)
 			if (ld_sref_cmp(&(struct ld_sref){ v[i].s, 0 }, &(struct ld_sref){ v[i - 1].s, 0 }) == 0)
 				ld_err(ld, "org %s: %s %s is given to customers %" PRId64 " and %" PRId64,
-				       org->id, ld_kind_name[k], ld_q(v[i].s), org->custs[v[i - 1].i].id,
+				       org->id, store_ident_name[k], ld_q(v[i].s), org->custs[v[i - 1].i].id,
 				       org->custs[v[i].i].id);
 	}
 
@@ -625,187 +632,166 @@ static struct ld_scred *ld_find_scred(struct ld *ld, struct ld_str user)
 	return bsearch(&key, ld->screds, ld->nscreds, sizeof key, ld_scred_cmp);
 }
 
-/* HGETALL pp:creds into ld->screds. */
+/* One stored credential (username -> {"org", "hash"}) into ld->screds. */
+static int ld_on_scred(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
+{
+	struct ld *ld = arg;
+	struct ld_scred *s;
+	json_object *o = ctl_json_parse(v, vlen), *org, *hash;
+
+	ld->screds = xrealloc(ld->screds, (ld->nscreds + 1) * sizeof *ld->screds);
+	s = &ld->screds[ld->nscreds++];
+	memset(s, 0, sizeof *s);
+	s->user = xmemdup(f, flen);
+	s->user_len = flen;
+	if (ctl_json_member(o, "org", &org) && json_object_is_type(org, json_type_string) &&
+	    ctl_json_member(o, "hash", &hash) && json_object_is_type(hash, json_type_string)) {
+		s->org = xmemdup(json_object_get_string(org), (size_t)json_object_get_string_len(org));
+		s->hash = xmemdup(json_object_get_string(hash),
+		                  (size_t)json_object_get_string_len(hash));
+	}
+	json_object_put(o);
+	return 0;
+}
+
+/* Every stored credential into ld->screds, sorted by username. */
 static int ld_read_creds(struct ld *ld)
 {
-	struct ctl_argv *a = &ld->cmd;
-	redisReply *r;
-
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, "HGETALL");
-	ctl_argv_addstr(a, KEYS_CREDS);
-	if ((r = ctl_command(ld->c, a)) == NULL)
-		return -1;
-	if (r->type != REDIS_REPLY_ARRAY) {
-		ctl_errf("load: %s is not a hash", KEYS_CREDS);
-		freeReplyObject(r);
+	if (store_admin_hash(ld->st, STORE_KEY_CREDS, NULL, 0, ld_on_scred, ld) < 0) {
+		ctl_errf("%s", store_admin_error(ld->st));
 		return -1;
 	}
-	ld->nscreds = r->elements / 2;
-	ld->screds = xcalloc(ld->nscreds, sizeof *ld->screds);
-	for (size_t i = 0; i < ld->nscreds; i++) {
-		struct ld_scred *s = &ld->screds[i];
-		redisReply *f = r->element[2 * i], *v = r->element[2 * i + 1];
-		json_object *o = ctl_json_parse(v->str, v->len), *org, *hash;
-
-		s->user = xmemdup(f->str, f->len);
-		s->user_len = f->len;
-		if (ctl_json_member(o, "org", &org) && json_object_is_type(org, json_type_string) &&
-		    ctl_json_member(o, "hash", &hash) && json_object_is_type(hash, json_type_string)) {
-			s->org = xmemdup(json_object_get_string(org),
-			                   (size_t)json_object_get_string_len(org));
-			s->hash = xmemdup(json_object_get_string(hash),
-			                    (size_t)json_object_get_string_len(hash));
-		}
-		json_object_put(o);
-	}
-	freeReplyObject(r);
 	qsort(ld->screds, ld->nscreds, sizeof *ld->screds, ld_scred_cmp);
 	return 0;
 }
 
-/* HGETALL pp:{ORG}:progs: the stored value and pid of each program of the file. */
-static int ld_read_progs(struct ld *ld, struct ld_org *org)
+/* A stored program: its value and pid for the program of the file with that name. */
+struct ld_progs_read {
+	struct ld *ld;
+	struct ld_org *org;
+};
+
+static int ld_on_stored_prog(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
 {
-	struct ctl_argv *a = &ld->cmd;
-	redisReply *r;
+	struct ld_progs_read *pr = arg;
+	struct ld_org *org = pr->org;
 
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, "HGETALL");
-	ctl_argv_addf(a, KEYS_PROGS_FMT, org->id);
-	if ((r = ctl_command(ld->c, a)) == NULL)
-		return -1;
-	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-		redisReply *f = r->element[i], *v = r->element[i + 1];
+	for (size_t j = 0; j < org->nprogs; j++) {
+		struct ld_prog *p = &org->progs[j];
+		struct ctl_prog sp = { 0 };
+		char why[200];
 
-		for (size_t j = 0; j < org->nprogs; j++) {
-			struct ld_prog *p = &org->progs[j];
-			struct ctl_prog sp = { 0 };
-			char why[200];
-
-			if (!ld_str_eq(p->name, f->str, f->len))
-				continue;
-			if (ctl_prog_parse(v->str, v->len, &sp, why, sizeof why) < 0) {
-				ld_err(ld, "org %s: program %s: the stored definition %s; fix or delete "
-				       "it first", org->id, ld_q(p->name), why);
-				continue;
-			}
-			p->pid = sp.pid;
-			p->stored = xmemdup(v->str, v->len);
-			p->stored_len = v->len;
-			ctl_prog_free(&sp);
+		if (!ld_str_eq(p->name, f, flen))
+			continue;
+		if (ctl_prog_parse(v, vlen, &sp, why, sizeof why) < 0) {
+			ld_err(pr->ld, "org %s: program %s: the stored definition %s; fix or delete "
+			       "it first", org->id, ld_q(p->name), why);
+			continue;
 		}
+		p->pid = sp.pid;
+		p->stored = xmemdup(v, vlen);
+		p->stored_len = vlen;
+		ctl_prog_free(&sp);
 	}
-	freeReplyObject(r);
 	return 0;
 }
 
-/* Reply to HMGET pp:{ORG:CID}:c id mobile email externalId v. */
-static int ld_on_customer(redisReply *r, void *arg)
+/* The stored value and pid of each program of the file. */
+static int ld_read_progs(struct ld *ld, struct ld_org *org)
+{
+	struct ld_progs_read pr = { ld, org };
+
+	if (store_admin_hash(ld->st, STORE_KEY_PROGS, org->id, 0, ld_on_stored_prog, &pr) < 0) {
+		ctl_errf("%s", store_admin_error(ld->st));
+		return -1;
+	}
+	return 0;
+}
+
+/* What is stored of a customer of the file: its identifiers and whether it has v. */
+static int ld_on_customer(void *arg, const struct store_cust_ids *ids)
 {
 	struct ld_cust *cu = arg;
 
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
-		ctl_errf("load: org %s: customer %" PRId64 ": unexpected reply to HMGET: %s",
-		         cu->org->id, cu->id, r->type == REDIS_REPLY_ERROR ? r->str : "?");
-		return -1;
-	}
-	cu->has_v = r->element[4]->type == REDIS_REPLY_STRING;
-	cu->stored = cu->has_v || r->element[0]->type == REDIS_REPLY_STRING;
+	cu->has_v = ids->has_v;
+	cu->stored = ids->stored;
 	for (int k = 0; k < LD_NKINDS; k++) {
-		redisReply *e = r->element[1 + k];
-
-		if (e->type == REDIS_REPLY_STRING) {
-			cu->old[k] = xmemdup(e->str, e->len);
-			cu->oldlen[k] = e->len;
+		if (ids->val[k] != NULL) {
+			cu->old[k] = xmemdup(ids->val[k], ids->len[k]);
+			cu->oldlen[k] = ids->len[k];
 		}
 	}
 	return 0;
 }
 
-/* A batch of index lookups: HMGET pp:{ORG}:ix:KIND v1 v2 ... */
+/* A batch of index lookups of one kind. */
 struct ld_ixbatch {
-	struct ld_org *org;
 	int kind;
 	size_t n;
 	struct ld_cust *cust[LD_BATCH];
+	const char *val[LD_BATCH];
+	size_t len[LD_BATCH];
 };
 
-static int ld_on_ixbatch(redisReply *r, void *arg)
+static void ld_on_holder(void *arg, size_t i, int64_t holder)
 {
 	struct ld_ixbatch *b = arg;
-	int rc = 0;
 
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != b->n) {
-		ctl_errf("load: org %s: unexpected reply to HMGET of the %s index: %s", b->org->id,
-		         ld_kind_name[b->kind], r->type == REDIS_REPLY_ERROR ? r->str : "?");
-		rc = -1;
-	} else {
-		for (size_t i = 0; i < b->n; i++) {
-			redisReply *e = r->element[i];
-			int64_t h = 0;
+	b->cust[i]->holder[b->kind] = holder;
+}
 
-			if (e->type == REDIS_REPLY_STRING && ctl_parse_cid(e->str, e->len, &h) < 0)
-				h = -1;
-			b->cust[i]->holder[b->kind] = h;
+/*
+ * Queues the index lookups of the identifiers of kind k of org's customers, LD_BATCH a
+ * command. The batches live until the queue is flushed (added to *batches).
+ */
+static int ld_read_holders(struct ld *ld, struct ld_org *org, int k, struct ld_ixbatch ***batches,
+                           size_t *nbatches)
+{
+	struct ld_ixbatch *b = NULL;
+
+	for (size_t i = 0; i <= org->ncusts; i++) {
+		if (b != NULL && (i == org->ncusts || b->n == LD_BATCH)) {
+			if (store_admin_q_ix_holders(ld->st, org->id, (enum store_ident)k, b->n, b->val,
+			                             b->len, ld_on_holder, b) < 0)
+				return -1;
+			b = NULL;
 		}
+		if (i == org->ncusts || org->custs[i].val[k].p == NULL)
+			continue;
+		if (b == NULL) {
+			b = xcalloc(1, sizeof *b);
+			b->kind = k;
+			*batches = xrealloc(*batches, (*nbatches + 1) * sizeof **batches);
+			(*batches)[(*nbatches)++] = b;
+		}
+		b->cust[b->n] = &org->custs[i];
+		b->val[b->n] = org->custs[i].val[k].p;
+		b->len[b->n++] = org->custs[i].val[k].len;
 	}
-	free(b);
-	return rc;
+	return 0;
 }
 
 /* Reads every customer's stored hash fields and the index holders of its identifiers. */
 static int ld_read_customers(struct ld *ld)
 {
-	struct ctl_argv *a = &ld->cmd;
-	struct ctl_pipe *p = xcalloc(1, sizeof *p);
-	int rc;
+	struct ld_ixbatch **batches = NULL;
+	size_t nbatches = 0;
+	int rc = 0;
 
-	ctl_pipe_init(p, ld->c);
-	for (size_t o = 0; o < ld->norgs; o++) {
+	for (size_t o = 0; o < ld->norgs && rc == 0; o++) {
 		struct ld_org *org = &ld->orgs[o];
 
-		for (size_t i = 0; i < org->ncusts; i++) {
-			ctl_argv_reset(a);
-			ctl_argv_addstr(a, "HMGET");
-			ctl_argv_addf(a, KEYS_CUST_FMT, org->id, (long long)org->custs[i].id);
-			ctl_argv_addstr(a, "id");
-			for (int k = 0; k < LD_NKINDS; k++)
-				ctl_argv_addstr(a, ld_kind_name[k]);
-			ctl_argv_addstr(a, "v");
-			if (ctl_pipe_cmd(p, a, ld_on_customer, &org->custs[i]) < 0)
-				goto out;
-		}
-		for (int k = 0; k < LD_NKINDS; k++) {
-			struct ld_ixbatch *b = NULL;
-
-			for (size_t i = 0; i <= org->ncusts; i++) {
-				if (b != NULL && (i == org->ncusts || b->n == LD_BATCH)) {
-					ctl_argv_reset(a);
-					ctl_argv_addstr(a, "HMGET");
-					ctl_argv_addf(a, KEYS_IX_FMT, org->id, ld_kind_name[k]);
-					for (size_t j = 0; j < b->n; j++)
-						ctl_argv_add(a, b->cust[j]->val[k].p, b->cust[j]->val[k].len);
-					if (ctl_pipe_cmd(p, a, ld_on_ixbatch, b) < 0) {
-						free(b);
-						goto out;
-					}
-					b = NULL;
-				}
-				if (i == org->ncusts || org->custs[i].val[k].p == NULL)
-					continue;
-				if (b == NULL) {
-					b = xcalloc(1, sizeof *b);
-					b->org = org;
-					b->kind = k;
-				}
-				b->cust[b->n++] = &org->custs[i];
-			}
-		}
+		for (size_t i = 0; i < org->ncusts && rc == 0; i++)
+			rc = store_admin_q_customer_ids(ld->st, org->id, org->custs[i].id, ld_on_customer,
+			                                &org->custs[i]);
+		for (int k = 0; k < LD_NKINDS && rc == 0; k++)
+			rc = ld_read_holders(ld, org, k, &batches, &nbatches);
 	}
-out:
-	rc = ctl_pipe_flush(p);
-	free(p);
+	if (store_admin_flush(ld->st) < 0)
+		rc = -1;
+	for (size_t i = 0; i < nbatches; i++)
+		free(batches[i]);
+	free(batches);
 	return rc;
 }
 
@@ -838,10 +824,10 @@ static void ld_check_against_store(struct ld *ld)
 				if (h < 0)
 					ld_err(ld, "org %s: customer %" PRId64 ": the stored %s index entry "
 					       "for %s is not a customer id (run partnerctl check)", org->id,
-					       cu->id, ld_kind_name[k], ld_q(cu->val[k]));
+					       cu->id, store_ident_name[k], ld_q(cu->val[k]));
 				else if (!ld_has_id(org, h))
 					ld_err(ld, "org %s: customer %" PRId64 ": %s %s is already held by "
-					       "customer %" PRId64, org->id, cu->id, ld_kind_name[k],
+					       "customer %" PRId64, org->id, cu->id, store_ident_name[k],
 					       ld_q(cu->val[k]), h);
 			}
 		}
@@ -920,25 +906,39 @@ static int ld_prepare_creds(struct ld *ld)
 
 /* ---- writing ------------------------------------------------------------------------- */
 
-static int ld_on_pid(redisReply *r, void *arg)
+static int ld_on_pid(void *arg, int pid)
 {
-	struct ld_prog *p = arg;
-
-	if (r->type != REDIS_REPLY_INTEGER || r->integer < 1 || r->integer > 0x7fffffff) {
-		ctl_errf("load: INCR of the program sequence failed: %s",
-		         r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
-		return -1;
-	}
-	p->pid = (int)r->integer;
+	((struct ld_prog *)arg)->pid = pid;
 	return 0;
+}
+
+/* The identifiers of the file as store_admin takes them. */
+static void ld_vals(const struct ld_cust *cu, const char *val[LD_NKINDS], size_t len[LD_NKINDS])
+{
+	for (int k = 0; k < LD_NKINDS; k++) {
+		val[k] = cu->val[k].p;
+		len[k] = cu->val[k].len;
+	}
+}
+
+/* What is stored of the customer, as store_admin takes it (borrowed from cu). */
+static void ld_stored(const struct ld_cust *cu, struct store_cust_ids *ids)
+{
+	ids->stored = cu->stored;
+	ids->has_v = cu->has_v;
+	for (int k = 0; k < LD_NKINDS; k++) {
+		ids->val[k] = cu->old[k];
+		ids->len[k] = cu->oldlen[k];
+	}
 }
 
 /* 1 when the stored identifier k of cu differs from the file's. */
 static int ld_changed(const struct ld_cust *cu, int k)
 {
-	if ((cu->old[k] == NULL) != (cu->val[k].p == NULL))
-		return 1;
-	return cu->old[k] != NULL && !ld_str_eq(cu->val[k], cu->old[k], cu->oldlen[k]);
+	struct store_cust_ids ids;
+
+	ld_stored(cu, &ids);
+	return store_ident_changed(&ids, k, cu->val[k].p, cu->val[k].len);
 }
 
 struct ld_stats {
@@ -946,39 +946,24 @@ struct ld_stats {
 	size_t custs_new, custs_changed;
 };
 
-/* Org hash, program ids and definitions. */
-static int ld_write_orgs(struct ld *ld, struct ctl_pipe *p, struct ld_stats *st)
+/* Org sets and settings, and a pid for each new program (read back at the flush). */
+static int ld_write_org_ids(struct ld *ld)
 {
-	struct ctl_argv *a = &ld->cmd;
-
 	for (size_t o = 0; o < ld->norgs; o++) {
 		struct ld_org *org = &ld->orgs[o];
-		char nlen[16];
 
-		snprintf(nlen, sizeof nlen, "%d", org->nlen);
-		ctl_argv_reset(a);
-		ctl_argv_addstr(a, "SADD");
-		ctl_argv_addstr(a, KEYS_ORGS);
-		ctl_argv_addstr(a, org->id);
-		ctl_pipe_cmd(p, a, NULL, NULL);
-		ctl_argv_reset(a);
-		ctl_argv_addstr(a, "HSET");
-		ctl_argv_addf(a, KEYS_ORG_FMT, org->id);
-		ctl_argv_addstr(a, "defaultCountryCode");
-		ctl_argv_addstr(a, org->cc);
-		ctl_argv_addstr(a, "nationalNumberLength");
-		ctl_argv_addstr(a, nlen);
-		ctl_pipe_cmd(p, a, NULL, NULL);
-		for (size_t i = 0; i < org->nprogs; i++) {
-			if (org->progs[i].stored != NULL)
-				continue;
-			ctl_argv_reset(a);
-			ctl_argv_addstr(a, "INCR");
-			ctl_argv_addf(a, KEYS_PSEQ_FMT, org->id);
-			ctl_pipe_cmd(p, a, ld_on_pid, &org->progs[i]);
-		}
+		store_admin_q_org(ld->st, org->id, org->cc, org->nlen);
+		for (size_t i = 0; i < org->nprogs; i++)
+			if (org->progs[i].stored == NULL)
+				store_admin_q_next_pid(ld->st, org->id, ld_on_pid, &org->progs[i]);
 	}
-	if (ctl_pipe_flush(p) < 0)
+	return store_admin_flush(ld->st);
+}
+
+/* Org hash, program ids and definitions. */
+static int ld_write_orgs(struct ld *ld, struct ld_stats *st)
+{
+	if (ld_write_org_ids(ld) < 0)
 		return -1;
 	for (size_t o = 0; o < ld->norgs; o++) {
 		struct ld_org *org = &ld->orgs[o];
@@ -994,21 +979,15 @@ static int ld_write_orgs(struct ld *ld, struct ctl_pipe *p, struct ld_stats *st)
 				st->progs_new++;
 			else
 				st->progs_changed++;
-			ctl_argv_reset(a);
-			ctl_argv_addstr(a, "HSET");
-			ctl_argv_addf(a, KEYS_PROGS_FMT, org->id);
-			ctl_argv_add(a, pr->name.p, pr->name.len);
-			ctl_argv_add(a, pr->value, pr->value_len);
-			ctl_pipe_cmd(p, a, NULL, NULL);
+			store_admin_q_program(ld->st, org->id, pr->name.p, pr->name.len, pr->value,
+			                      pr->value_len);
 		}
 	}
-	return ctl_pipe_flush(p);
+	return store_admin_flush(ld->st);
 }
 
-static void ld_write_creds(struct ld *ld, struct ctl_pipe *p, struct ld_stats *st)
+static void ld_write_creds(struct ld *ld, struct ld_stats *st)
 {
-	struct ctl_argv *a = &ld->cmd;
-
 	for (size_t o = 0; o < ld->norgs; o++) {
 		for (size_t i = 0; i < ld->orgs[o].ncreds; i++) {
 			struct ld_cred *cr = &ld->orgs[o].creds[i];
@@ -1016,12 +995,8 @@ static void ld_write_creds(struct ld *ld, struct ctl_pipe *p, struct ld_stats *s
 			if (cr->value == NULL)
 				continue;
 			st->creds_changed++;
-			ctl_argv_reset(a);
-			ctl_argv_addstr(a, "HSET");
-			ctl_argv_addstr(a, KEYS_CREDS);
-			ctl_argv_add(a, cr->user.p, cr->user.len);
-			ctl_argv_addstr(a, cr->value);
-			ctl_pipe_cmd(p, a, NULL, NULL);
+			store_admin_q_credential_set(ld->st, cr->user.p, cr->user.len, cr->value,
+			                             strlen(cr->value));
 		}
 	}
 	/* Revoked: stored for an org of the file, not listed any more. */
@@ -1031,122 +1006,87 @@ static void ld_write_creds(struct ld *ld, struct ctl_pipe *p, struct ld_stats *s
 		if (s->listed || s->org == NULL || ld_find_org(ld, s->org) == NULL)
 			continue;
 		st->creds_removed++;
-		ctl_argv_reset(a);
-		ctl_argv_addstr(a, "HDEL");
-		ctl_argv_addstr(a, KEYS_CREDS);
-		ctl_argv_add(a, s->user, s->user_len);
-		ctl_pipe_cmd(p, a, NULL, NULL);
+		store_admin_q_credential_del(ld->st, s->user, s->user_len);
 	}
 }
 
-/* Customer hashes and identifier indexes: old entries out first, then new ones in. */
-static void ld_write_customers(struct ld *ld, struct ctl_pipe *p, struct ld_stats *st)
+/* Phase 1 of the customers: conditional removal of index entries of changed identifiers. */
+static void ld_release_old_idents(struct ld *ld)
 {
-	struct ctl_argv *a = &ld->cmd;
-
-	/* Phase 1: conditional removal of index entries of changed identifiers. */
 	for (size_t o = 0; o < ld->norgs; o++) {
 		struct ld_org *org = &ld->orgs[o];
 
 		for (size_t i = 0; i < org->ncusts; i++) {
 			struct ld_cust *cu = &org->custs[i];
 
-			for (int k = 0; k < LD_NKINDS; k++) {
-				if (cu->old[k] == NULL || !ld_changed(cu, k))
-					continue;
-				ctl_argv_reset(a);
-				ctl_argv_addstr(a, "EVAL");
-				ctl_argv_addstr(a, ctl_lua_hdel_if);
-				ctl_argv_addstr(a, "1");
-				ctl_argv_addf(a, KEYS_IX_FMT, org->id, ld_kind_name[k]);
-				ctl_argv_add(a, cu->old[k], cu->oldlen[k]);
-				ctl_argv_addll(a, (long long)cu->id);
-				ctl_pipe_cmd(p, a, NULL, NULL);
-			}
+			for (int k = 0; k < LD_NKINDS; k++)
+				if (cu->old[k] != NULL && ld_changed(cu, k))
+					store_admin_q_ix_release(ld->st, org->id, (enum store_ident)k,
+					                         cu->old[k], cu->oldlen[k], cu->id);
 		}
 	}
+}
 
-	/* Phase 2: the customer hashes. */
+/* Phase 2: the customer hashes. */
+static void ld_write_hashes(struct ld *ld, struct ld_stats *st)
+{
 	for (size_t o = 0; o < ld->norgs; o++) {
 		struct ld_org *org = &ld->orgs[o];
 
 		for (size_t i = 0; i < org->ncusts; i++) {
 			struct ld_cust *cu = &org->custs[i];
-			int changed = 0, removed = 0;
+			struct store_cust_ids ids;
+			const char *val[LD_NKINDS];
+			size_t len[LD_NKINDS];
+			int changed = 0;
 
-			ctl_argv_reset(a);
-			ctl_argv_addstr(a, "HSET");
-			ctl_argv_addf(a, KEYS_CUST_FMT, org->id, (long long)cu->id);
-			if (!cu->stored) {
-				ctl_argv_addstr(a, "id");
-				ctl_argv_addll(a, (long long)cu->id);
-			}
-			for (int k = 0; k < LD_NKINDS; k++) {
-				if (!ld_changed(cu, k))
-					continue;
-				changed = 1;
-				if (cu->val[k].p == NULL) {
-					removed = 1;
-					continue;
-				}
-				ctl_argv_addstr(a, ld_kind_name[k]);
-				ctl_argv_add(a, cu->val[k].p, cu->val[k].len);
-			}
-			if (!cu->has_v) {
-				ctl_argv_addstr(a, "v");
-				ctl_argv_addstr(a, "0");
-			}
-			if (a->argc > 2)
-				ctl_pipe_cmd(p, a, NULL, NULL);
-			if (removed) {
-				ctl_argv_reset(a);
-				ctl_argv_addstr(a, "HDEL");
-				ctl_argv_addf(a, KEYS_CUST_FMT, org->id, (long long)cu->id);
-				for (int k = 0; k < LD_NKINDS; k++)
-					if (cu->val[k].p == NULL && cu->old[k] != NULL)
-						ctl_argv_addstr(a, ld_kind_name[k]);
-				ctl_pipe_cmd(p, a, NULL, NULL);
-			}
-			if (cu->stored && changed) {
-				ctl_argv_reset(a);
-				ctl_argv_addstr(a, "HINCRBY");
-				ctl_argv_addf(a, KEYS_CUST_FMT, org->id, (long long)cu->id);
-				ctl_argv_addstr(a, "v");
-				ctl_argv_addstr(a, "1");
-				ctl_pipe_cmd(p, a, NULL, NULL);
-			}
+			ld_stored(cu, &ids);
+			ld_vals(cu, val, len);
+			for (int k = 0; k < LD_NKINDS; k++)
+				changed |= store_ident_changed(&ids, k, val[k], len[k]);
+			store_admin_q_customer_write(ld->st, org->id, cu->id, &ids, val, len);
 			if (!cu->stored)
 				st->custs_new++;
 			else if (changed)
 				st->custs_changed++;
 		}
 	}
+}
 
-	/* Phase 3: index entries that are new or point elsewhere, batched per index. */
-	for (size_t o = 0; o < ld->norgs; o++) {
-		struct ld_org *org = &ld->orgs[o];
+/* Phase 3: index entries of kind k that are new or point elsewhere, LD_BATCH a command. */
+static void ld_write_index(struct ld *ld, struct ld_org *org, int k)
+{
+	const char **vals = xcalloc(LD_BATCH, sizeof *vals);
+	size_t *lens = xcalloc(LD_BATCH, sizeof *lens), n = 0;
+	int64_t *cids = xcalloc(LD_BATCH, sizeof *cids);
 
-		for (int k = 0; k < LD_NKINDS; k++) {
-			ctl_argv_reset(a);
-			for (size_t i = 0; i <= org->ncusts; i++) {
-				struct ld_cust *cu = i < org->ncusts ? &org->custs[i] : NULL;
+	for (size_t i = 0; i <= org->ncusts; i++) {
+		struct ld_cust *cu = i < org->ncusts ? &org->custs[i] : NULL;
 
-				if (a->argc > 0 && (cu == NULL || a->argc >= 2 + 2 * LD_BATCH)) {
-					ctl_pipe_cmd(p, a, NULL, NULL);
-					ctl_argv_reset(a);
-				}
-				if (cu == NULL || cu->val[k].p == NULL ||
-				    (cu->holder[k] == cu->id && !ld_changed(cu, k)))
-					continue;
-				if (a->argc == 0) {
-					ctl_argv_addstr(a, "HSET");
-					ctl_argv_addf(a, KEYS_IX_FMT, org->id, ld_kind_name[k]);
-				}
-				ctl_argv_add(a, cu->val[k].p, cu->val[k].len);
-				ctl_argv_addll(a, (long long)cu->id);
-			}
+		if (n > 0 && (cu == NULL || n == LD_BATCH)) {
+			store_admin_q_ix_set(ld->st, org->id, (enum store_ident)k, n, vals, lens, cids);
+			n = 0;
 		}
+		if (cu == NULL || cu->val[k].p == NULL ||
+		    (cu->holder[k] == cu->id && !ld_changed(cu, k)))
+			continue;
+		vals[n] = cu->val[k].p;
+		lens[n] = cu->val[k].len;
+		cids[n++] = cu->id;
 	}
+	free(vals);
+	free(lens);
+	free(cids);
+}
+
+/* Customer hashes and identifier indexes: old entries out first, then new ones in. */
+static void ld_write_customers(struct ld *ld, struct ld_stats *st)
+{
+	ld_release_old_idents(ld);
+	ld_write_hashes(ld, st);
+	for (size_t o = 0; o < ld->norgs; o++)
+		for (int k = 0; k < LD_NKINDS; k++)
+			ld_write_index(ld, &ld->orgs[o], k);
 }
 
 /* ---- the verb ------------------------------------------------------------------------ */
@@ -1179,21 +1119,18 @@ static void ld_free(struct ld *ld)
 		free(ld->screds[i].hash);
 	}
 	free(ld->screds);
-	ctl_argv_free(&ld->cmd);
 	json_object_put(ld->root);
-	if (ld->c != NULL)
-		redisFree(ld->c);
+	store_admin_close(ld->st);
 }
 
 /* Everything after the document checked out: read the store, check, write. */
 static int ld_run(struct ld *ld, const struct ctl *ctl)
 {
 	struct ld_stats st = { 0 };
-	struct ctl_pipe *p;
 	size_t ncust = 0, nprog = 0, ncred = 0;
 	int rc;
 
-	if ((ld->c = ctl_connect(ctl)) == NULL)
+	if ((ld->st = ctl_store_open(ctl)) == NULL)
 		return CTL_EXIT_USAGE;
 	if (ld_read_creds(ld) < 0)
 		return CTL_EXIT_FAIL;
@@ -1210,15 +1147,12 @@ static int ld_run(struct ld *ld, const struct ctl *ctl)
 	if (ld_prepare_creds(ld) < 0)
 		return CTL_EXIT_FAIL;
 
-	p = xcalloc(1, sizeof *p);
-	ctl_pipe_init(p, ld->c);
-	rc = ld_write_orgs(ld, p, &st);
+	rc = ld_write_orgs(ld, &st);
 	if (rc == 0) {
-		ld_write_creds(ld, p, &st);
-		ld_write_customers(ld, p, &st);
-		rc = ctl_pipe_flush(p);
+		ld_write_creds(ld, &st);
+		ld_write_customers(ld, &st);
+		rc = store_admin_flush(ld->st);
 	}
-	free(p);
 	if (rc < 0) {
 		ctl_errf("load: writing failed part way; the load is idempotent: fix the cause "
 		         "and run it again");
@@ -1273,7 +1207,6 @@ int ctl_load_main(struct ctl *ctl, int argc, char **argv)
 	buf_free(&b);
 	if (ld.root == NULL)
 		return CTL_EXIT_FAIL;
-	ctl_argv_init(&ld.cmd);
 
 	ld_check_document(&ld);
 	if (ld.errors > 0) {

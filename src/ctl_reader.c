@@ -323,7 +323,7 @@ static json_object *reader_csv_object(struct reader *r, const char *s, size_t le
 
 		if (fl[i] == 0)
 			continue;
-		if (col == -1 && ctl_parse_cid(fp[i], fl[i], &id) == 0)
+		if (col == -1 && ident_parse_cid(fp[i], fl[i], &id) == 0)
 			json_object_object_add(o, "id", json_object_new_int64(id));
 		else
 			json_object_object_add(o, col == -1 ? "id" : ctl_ident_name[col],

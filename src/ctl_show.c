@@ -13,7 +13,6 @@
 #include "ctl.h"
 #include "dates.h"
 #include "ident.h"
-#include "keys.h"
 #include "rules.h"
 #include "xmalloc.h"
 
@@ -80,56 +79,49 @@ static json_object *sh_membership(int pid, const struct ctl_prog *prog, const ch
 }
 
 /* Finds the customer id: from --id directly, else through an index. 0: not found. */
-static int sh_lookup(redisContext *c, struct ctl_argv *a, const char *org, enum sh_by by,
-                     const char *value, int64_t *cid)
+static int sh_lookup(struct store_admin *st, const char *org, enum sh_by by, const char *value,
+                     int64_t *cid)
 {
-	static const char *const ix[] = { [SH_MOBILE] = "mobile", [SH_EMAIL] = "email",
-	                                  [SH_EXT] = "externalId" };
+	static const enum store_ident ix[] = { [SH_MOBILE] = STORE_IDENT_MOBILE,
+	                                       [SH_EMAIL] = STORE_IDENT_EMAIL,
+	                                       [SH_EXT] = STORE_IDENT_EXTERNAL_ID };
 	char mob[IDENT_MOBILE_MAX + 16 + 1];
 	const char *key = value;
 	size_t keylen = strlen(value);
-	redisReply *r;
 	int found;
 
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, "SISMEMBER");
-	ctl_argv_addstr(a, KEYS_ORGS);
-	ctl_argv_addstr(a, org);
-	if ((r = ctl_command(c, a)) == NULL)
+	if ((found = store_admin_org_exists(st, org)) < 0) {
+		ctl_errf("%s", store_admin_error(st));
 		return -1;
-	found = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-	freeReplyObject(r);
+	}
 	if (!found) {
-		ctl_errf("show: no org %s (not in %s)", org, KEYS_ORGS);
+		char name[64];
+
+		ctl_errf("show: no org %s (not in %s)", org,
+		         store_key_name(name, sizeof name, STORE_KEY_ORGS, NULL, 0));
 		return -1;
 	}
 	if (by == SH_ID) {
-		if (ctl_parse_cid(value, strlen(value), cid) < 0) {
+		if (ident_parse_cid(value, strlen(value), cid) < 0) {
 			ctl_errf("show: --id must be a positive integer");
 			return -1;
 		}
 		return 1;
 	}
 	if (by == SH_MOBILE) {
-		char cc[8] = "";
-		int nlen = 0, n;
+		struct store_org_settings set;
+		char cc[8] = "", nl[16] = "";
+		int n;
 
-		ctl_argv_reset(a);
-		ctl_argv_addstr(a, "HMGET");
-		ctl_argv_addf(a, KEYS_ORG_FMT, org);
-		ctl_argv_addstr(a, "defaultCountryCode");
-		ctl_argv_addstr(a, "nationalNumberLength");
-		if ((r = ctl_command(c, a)) == NULL)
+		if (store_admin_org_settings(st, org, &set) < 0) {
+			ctl_errf("%s", store_admin_error(st));
 			return -1;
-		if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-		    r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len < sizeof cc &&
-		    r->element[1]->type == REDIS_REPLY_STRING) {
-			memcpy(cc, r->element[0]->str, r->element[0]->len);
-			cc[r->element[0]->len] = '\0';
-			nlen = atoi(r->element[1]->str);
 		}
-		freeReplyObject(r);
-		n = ident_normalize_mobile(value, strlen(value), cc, nlen, mob, sizeof mob);
+		if (set.cc != NULL && set.cc_len < sizeof cc && set.nlen != NULL) {
+			memcpy(cc, set.cc, set.cc_len);
+			snprintf(nl, sizeof nl, "%.*s", (int)set.nlen_len, set.nlen);
+		}
+		n = ident_normalize_mobile(value, strlen(value), cc, atoi(nl), mob, sizeof mob);
 		if (n < 0) {
 			ctl_errf("show: %s is not a valid mobile number", ctl_quote(value, strlen(value)));
 			return -1;
@@ -137,51 +129,41 @@ static int sh_lookup(redisContext *c, struct ctl_argv *a, const char *org, enum 
 		key = mob;
 		keylen = (size_t)n;
 	}
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, "HGET");
-	ctl_argv_addf(a, KEYS_IX_FMT, org, ix[by]);
-	ctl_argv_add(a, key, keylen);
-	if ((r = ctl_command(c, a)) == NULL)
-		return -1;
-	found = r->type == REDIS_REPLY_STRING && ctl_parse_cid(r->str, r->len, cid) == 0;
-	freeReplyObject(r);
+	found = store_admin_ix_get(st, org, ix[by], key, keylen, cid);
+	if (found < 0)
+		ctl_errf("%s", store_admin_error(st));
 	return found;
 }
 
-/* Reads the org's programs (those that parse). *n set; caller frees with sh_free_progs. */
-static struct ctl_prog *sh_read_progs(redisContext *c, struct ctl_argv *a, const char *org,
-                                      size_t *n)
+/* The org's programs that parse, being read. */
+struct sh_progs {
+	struct ctl_prog *v;
+	size_t n, cap;
+};
+
+static int sh_on_prog(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
 {
-	struct ctl_prog *progs;
-	redisReply *r;
+	struct sh_progs *ps = arg;
+	struct ctl_prog p = { 0 };
+	char why[200];
 
-	*n = 0;
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, "HGETALL");
-	ctl_argv_addf(a, KEYS_PROGS_FMT, org);
-	if ((r = ctl_command(c, a)) == NULL)
-		return NULL;
-	progs = xcalloc(r->elements / 2 + 1, sizeof *progs);
-	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-		struct ctl_prog *p = &progs[*n];
-		char why[200];
-
-		if (ctl_prog_parse(r->element[i + 1]->str, r->element[i + 1]->len, p, why,
-		                   sizeof why) < 0)
-			continue;
-		p->name = xstrndup(r->element[i]->str, r->element[i]->len);
-		p->name_len = r->element[i]->len;
-		(*n)++;
+	if (ctl_prog_parse(v, vlen, &p, why, sizeof why) < 0)
+		return 0;
+	if (ps->n == ps->cap) {
+		ps->cap = ps->cap ? 2 * ps->cap : 8;
+		ps->v = xrealloc(ps->v, ps->cap * sizeof *ps->v);
 	}
-	freeReplyObject(r);
-	return progs;
+	p.name = xstrndup(f, flen);
+	p.name_len = flen;
+	ps->v[ps->n++] = p;
+	return 0;
 }
 
-static void sh_free_progs(struct ctl_prog *progs, size_t n)
+static void sh_free_progs(struct sh_progs *ps)
 {
-	for (size_t i = 0; i < n; i++)
-		ctl_prog_free(&progs[i]);
-	free(progs);
+	for (size_t i = 0; i < ps->n; i++)
+		ctl_prog_free(&ps->v[i]);
+	free(ps->v);
 }
 
 static int sh_pid_cmp(const void *a, const void *b)
@@ -194,100 +176,106 @@ static int sh_pid_cmp(const void *a, const void *b)
 	       (json_object_get_int(px) < json_object_get_int(py));
 }
 
-/* Prints the customer; 0 shown, 1 not found, -1 error. */
 /* The newest SH_HISTORY activities of the customer (docs/CHANGE-FEED.md), newest first. */
 #define SH_HISTORY 10
-static json_object *sh_history(redisContext *c, struct ctl_argv *a, const char *org, int64_t cid)
+
+static int sh_on_activity(void *arg, const char *s, size_t len)
+{
+	json_object *e = json_tokener_parse(s);
+
+	json_object_array_add(arg, e != NULL ? e : json_object_new_string_len(s, (int)len));
+	return 0;
+}
+
+static json_object *sh_history(struct store_admin *st, const char *org, int64_t cid)
 {
 	json_object *list = json_object_new_array();
-	redisReply *r;
 
-	ctl_argv_reset(a);
-	ctl_argv_addstr(a, "LRANGE");
-	ctl_argv_addf(a, KEYS_HIST_FMT, org, (long long)cid);
-	ctl_argv_addstr(a, "0");
-	ctl_argv_addf(a, "%d", SH_HISTORY - 1);
-	r = redisCommandArgv(c, a->argc, a->argv, a->lens);
-	if (r != NULL && r->type == REDIS_REPLY_ARRAY) {
-		for (size_t i = 0; i < r->elements; i++) {
-			json_object *e = json_tokener_parse(r->element[i]->str);
-
-			json_object_array_add(list, e != NULL ? e :
-			                      json_object_new_string_len(r->element[i]->str, (int)r->element[i]->len));
-		}
-	}
-	if (r != NULL)
-		freeReplyObject(r);
+	store_admin_list(st, STORE_KEY_HIST, org, cid, 0, SH_HISTORY - 1, sh_on_activity, list);
 	return list;
 }
 
-static int sh_show(redisContext *c, const char *org, int64_t cid)
+/* The customer being shown: its fields go into out, its memberships into ms. */
+struct sh_cust {
+	json_object *out, *ms;
+	const struct sh_progs *progs;
+	int64_t now;
+};
+
+static int sh_on_field(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
 {
-	struct ctl_argv a;
-	struct ctl_prog *progs = NULL;
-	size_t nprogs = 0;
-	json_object *out = NULL, *ms;
-	redisReply *r = NULL;
-	int64_t now = dates_now_ms();
-	int rc = -1, found_id = 0;
+	struct sh_cust *c = arg;
+	int pid;
 
-	ctl_argv_init(&a);
-	ctl_argv_addstr(&a, "HGETALL");
-	ctl_argv_addf(&a, KEYS_CUST_FMT, org, (long long)cid);
-	if ((r = ctl_command(c, &a)) == NULL)
-		goto out;
-	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
-		if (strcmp(r->element[i]->str, "id") == 0)
-			found_id = 1;
-	if (!found_id) {
-		rc = 1;
-		goto out;
+	(void)flen;
+	if (strcmp(f, "mobile") == 0 || strcmp(f, "email") == 0 || strcmp(f, "externalId") == 0) {
+		json_object_object_add(c->out, f, json_object_new_string_len(v, (int)vlen));
+	} else if (strcmp(f, "v") == 0) {
+		json_object_object_add(c->out, "version", json_object_new_int64(atoll(v)));
+	} else if (flen > 2 && memcmp(f, "m:", 2) == 0 && (pid = atoi(f + 2)) > 0) {
+		const struct ctl_prog *prog = NULL;
+
+		for (size_t j = 0; j < c->progs->n; j++)
+			if (c->progs->v[j].pid == pid)
+				prog = &c->progs->v[j];
+		json_object_array_add(c->ms, sh_membership(pid, prog, v, vlen, c->now));
 	}
-	if ((progs = sh_read_progs(c, &a, org, &nprogs)) == NULL)
-		goto out;
+	return 0;
+}
 
-	out = json_object_new_object();
-	ms = json_object_new_array();
-	json_object_object_add(out, "org", json_object_new_string(org));
-	json_object_object_add(out, "id", json_object_new_int64(cid));
-	json_object_object_add(out, "mobile", NULL);
-	json_object_object_add(out, "email", NULL);
-	json_object_object_add(out, "externalId", NULL);
-	json_object_object_add(out, "version", NULL);
-	for (size_t i = 0; i + 1 < r->elements; i += 2) {
-		redisReply *f = r->element[i], *v = r->element[i + 1];
-		int pid;
+/* Notes whether the customer hash has its id field. */
+static int sh_on_id(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
+{
+	(void)flen;
+	(void)v;
+	(void)vlen;
+	if (strcmp(f, "id") == 0)
+		*(int *)arg = 1;
+	return 0;
+}
 
-		if (strcmp(f->str, "mobile") == 0 || strcmp(f->str, "email") == 0 ||
-		    strcmp(f->str, "externalId") == 0) {
-			json_object_object_add(out, f->str, json_object_new_string_len(v->str,
-			                                                                (int)v->len));
-		} else if (strcmp(f->str, "v") == 0) {
-			json_object_object_add(out, "version", json_object_new_int64(atoll(v->str)));
-		} else if (f->len > 2 && memcmp(f->str, "m:", 2) == 0 &&
-		           (pid = atoi(f->str + 2)) > 0) {
-			const struct ctl_prog *prog = NULL;
+/* Prints the customer; 0 shown, 1 not found, -1 error. */
+static int sh_show(struct store_admin *st, const char *org, int64_t cid)
+{
+	struct sh_progs progs = { 0 };
+	struct sh_cust c = { .progs = &progs, .now = dates_now_ms() };
+	int found_id = 0;
 
-			for (size_t j = 0; j < nprogs; j++)
-				if (progs[j].pid == pid)
-					prog = &progs[j];
-			json_object_array_add(ms, sh_membership(pid, prog, v->str, v->len, now));
-		}
+	if (store_admin_hash(st, STORE_KEY_CUST, org, cid, sh_on_id, &found_id) < 0) {
+		ctl_errf("%s", store_admin_error(st));
+		return -1;
 	}
-	json_object_array_sort(ms, sh_pid_cmp);
-	json_object_object_add(out, "memberships", ms);
-	json_object_object_add(out, "recentHistory", sh_history(c, &a, org, cid));
-	printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY |
+	if (!found_id)
+		return 1;
+	if (store_admin_hash(st, STORE_KEY_PROGS, org, 0, sh_on_prog, &progs) < 0) {
+		ctl_errf("%s", store_admin_error(st));
+		sh_free_progs(&progs);
+		return -1;
+	}
+	c.out = json_object_new_object();
+	c.ms = json_object_new_array();
+	json_object_object_add(c.out, "org", json_object_new_string(org));
+	json_object_object_add(c.out, "id", json_object_new_int64(cid));
+	json_object_object_add(c.out, "mobile", NULL);
+	json_object_object_add(c.out, "email", NULL);
+	json_object_object_add(c.out, "externalId", NULL);
+	json_object_object_add(c.out, "version", NULL);
+	if (store_admin_hash(st, STORE_KEY_CUST, org, cid, sh_on_field, &c) < 0) {
+		ctl_errf("%s", store_admin_error(st));
+		json_object_put(c.ms);
+		json_object_put(c.out);
+		sh_free_progs(&progs);
+		return -1;
+	}
+	json_object_array_sort(c.ms, sh_pid_cmp);
+	json_object_object_add(c.out, "memberships", c.ms);
+	json_object_object_add(c.out, "recentHistory", sh_history(st, org, cid));
+	printf("%s\n", json_object_to_json_string_ext(c.out, JSON_C_TO_STRING_PRETTY |
 	                                              JSON_C_TO_STRING_SPACED |
 	                                              JSON_C_TO_STRING_NOSLASHESCAPE));
-	rc = 0;
-out:
-	json_object_put(out);
-	if (r != NULL)
-		freeReplyObject(r);
-	sh_free_progs(progs, nprogs);
-	ctl_argv_free(&a);
-	return rc;
+	json_object_put(c.out);
+	sh_free_progs(&progs);
+	return 0;
 }
 
 int ctl_show_main(struct ctl *ctl, int argc, char **argv)
@@ -304,8 +292,7 @@ int ctl_show_main(struct ctl *ctl, int argc, char **argv)
 	};
 	const char *org = NULL, *value = NULL;
 	enum sh_by by = SH_NONE;
-	struct ctl_argv a;
-	redisContext *c;
+	struct store_admin *st;
 	int64_t cid = 0;
 	int ch, rc;
 
@@ -344,18 +331,16 @@ int ctl_show_main(struct ctl *ctl, int argc, char **argv)
 		ctl_errf("show: %s is not a valid org id", ctl_quote(org, strlen(org)));
 		return CTL_EXIT_USAGE;
 	}
-	if ((c = ctl_connect(ctl)) == NULL)
+	if ((st = ctl_store_open(ctl)) == NULL)
 		return CTL_EXIT_USAGE;
-	ctl_argv_init(&a);
-	rc = sh_lookup(c, &a, org, by, value, &cid);
-	ctl_argv_free(&a);
+	rc = sh_lookup(st, org, by, value, &cid);
 	if (rc == 1)
-		rc = sh_show(c, org, cid);
+		rc = sh_show(st, org, cid);
 	else if (rc == 0)
 		rc = 1;
 	if (rc == 1)
 		ctl_errf("show: org %s has no customer with %s %s", org, sh_by_name[by],
 		         ctl_quote(value, strlen(value)));
-	redisFree(c);
+	store_admin_close(st);
 	return rc == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }

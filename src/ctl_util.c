@@ -1,16 +1,14 @@
 /*
- * ctl_util: the plumbing partnerctl's verbs share (see ctl.h): messages, connecting, the
- * argv builder, the reply pipeline and the parsers of stored values.
+ * ctl_util: what partnerctl's verbs share (see ctl.h): messages, opening the store
+ * session, and the parsers of stored values.
  */
 #include "ctl.h"
 
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "rconn.h"
 #include "rules.h"
 #include "xmalloc.h"
 
@@ -27,20 +25,15 @@ void ctl_errf(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-redisContext *ctl_connect(const struct ctl *ctl)
+static void ctl_report(void *arg, const char *msg)
 {
-	struct rconn_cfg cfg = { .timeout_ms = CTL_REDIS_TIMEOUT_MS };
-	char err[512];
-	redisContext *c;
+	(void)arg;
+	ctl_errf("%s", msg);
+}
 
-	if (rconn_parse_url(ctl->redis_url, &cfg, err, sizeof err) < 0) {
-		ctl_errf("%s", err);
-		return NULL;
-	}
-	c = rconn_connect(&cfg, err, sizeof err);
-	if (c == NULL)
-		ctl_errf("%s", err);
-	return c;
+struct store_admin *ctl_store_open(const struct ctl *ctl)
+{
+	return store_admin_open(ctl->redis_url, CTL_REDIS_TIMEOUT_MS, ctl_report, NULL);
 }
 
 const char *ctl_quote(const char *s, size_t len)
@@ -66,171 +59,6 @@ const char *ctl_quote(const char *s, size_t len)
 	*o++ = '"';
 	*o = '\0';
 	return out;
-}
-
-/* ---- argv builder -------------------------------------------------------------------- */
-
-void ctl_argv_init(struct ctl_argv *a)
-{
-	memset(a, 0, sizeof *a);
-}
-
-void ctl_argv_reset(struct ctl_argv *a)
-{
-	a->argc = 0;
-}
-
-void ctl_argv_free(struct ctl_argv *a)
-{
-	free(a->argv);
-	free(a->lens);
-	free(a->scratch);
-	memset(a, 0, sizeof *a);
-}
-
-/* Makes room for one more argument and returns its index. */
-static int ctl_argv_slot(struct ctl_argv *a)
-{
-	if (a->argc == a->cap) {
-		int ncap = a->cap ? a->cap * 2 : 16;
-		const char **old = a->argv;
-		char (*olds)[CTL_ARG_SCRATCH] = a->scratch;
-
-		a->argv = xrealloc(NULL, sizeof *a->argv * (size_t)ncap);
-		a->lens = xrealloc(a->lens, sizeof *a->lens * (size_t)ncap);
-		a->scratch = xrealloc(NULL, sizeof *a->scratch * (size_t)ncap);
-		/* Formatted arguments point into the scratch area: move them along. */
-		for (int i = 0; i < a->argc; i++) {
-			if (old[i] == olds[i]) {
-				memcpy(a->scratch[i], olds[i], CTL_ARG_SCRATCH);
-				a->argv[i] = a->scratch[i];
-			} else {
-				a->argv[i] = old[i];
-			}
-		}
-		free(old);
-		free(olds);
-		a->cap = ncap;
-	}
-	return a->argc++;
-}
-
-void ctl_argv_add(struct ctl_argv *a, const char *p, size_t len)
-{
-	int i = ctl_argv_slot(a);
-
-	a->argv[i] = p;
-	a->lens[i] = len;
-}
-
-void ctl_argv_addstr(struct ctl_argv *a, const char *s)
-{
-	ctl_argv_add(a, s, strlen(s));
-}
-
-void ctl_argv_addf(struct ctl_argv *a, const char *fmt, ...)
-{
-	int i = ctl_argv_slot(a), n;
-	va_list ap;
-
-	va_start(ap, fmt);
-	n = vsnprintf(a->scratch[i], CTL_ARG_SCRATCH, fmt, ap);
-	va_end(ap);
-	if (n < 0 || n >= CTL_ARG_SCRATCH) {
-		/* Only validated org ids and numbers are formatted: this cannot happen. */
-		fprintf(stderr, "partnerctl: internal error: argument too long\n");
-		abort();
-	}
-	a->argv[i] = a->scratch[i];
-	a->lens[i] = (size_t)n;
-}
-
-void ctl_argv_addll(struct ctl_argv *a, long long v)
-{
-	ctl_argv_addf(a, "%lld", v);
-}
-
-/* ---- pipeline ------------------------------------------------------------------------ */
-
-void ctl_pipe_init(struct ctl_pipe *p, redisContext *c)
-{
-	p->c = c;
-	p->n = 0;
-	p->failed = 0;
-	p->broken = 0;
-	p->sent = 0;
-}
-
-/* Reads the replies of everything in flight, in order. */
-static int ctl_pipe_drain(struct ctl_pipe *p)
-{
-	for (size_t i = 0; i < p->n; i++) {
-		struct ctl_pipe_slot *s = &p->slot[i];
-		void *rv = NULL;
-		redisReply *r;
-
-		if (p->broken)
-			break;
-		if (redisGetReply(p->c, &rv) != REDIS_OK || rv == NULL) {
-			ctl_errf("redis: %s", p->c->errstr[0] ? p->c->errstr : "connection lost");
-			p->broken = 1;
-			p->failed = 1;
-			break;
-		}
-		r = rv;
-		if (s->fn != NULL) {
-			if (s->fn(r, s->arg) < 0)
-				p->failed = 1;
-		} else if (r->type == REDIS_REPLY_ERROR) {
-			ctl_errf("redis refused a command: %s", r->str);
-			p->failed = 1;
-		}
-		freeReplyObject(r);
-	}
-	p->n = 0;
-	return p->broken ? -1 : 0;
-}
-
-int ctl_pipe_cmd(struct ctl_pipe *p, const struct ctl_argv *a, ctl_reply_fn fn, void *arg)
-{
-	if (p->broken)
-		return -1;
-	if (p->n == CTL_PIPE_MAX && ctl_pipe_drain(p) < 0)
-		return -1;
-	if (redisAppendCommandArgv(p->c, a->argc, a->argv, a->lens) != REDIS_OK) {
-		ctl_errf("redis: %s", p->c->errstr);
-		p->broken = 1;
-		p->failed = 1;
-		return -1;
-	}
-	p->slot[p->n].fn = fn;
-	p->slot[p->n].arg = arg;
-	p->n++;
-	p->sent++;
-	return 0;
-}
-
-int ctl_pipe_flush(struct ctl_pipe *p)
-{
-	if (ctl_pipe_drain(p) < 0)
-		return -1;
-	return p->failed ? -1 : 0;
-}
-
-redisReply *ctl_command(redisContext *c, const struct ctl_argv *a)
-{
-	redisReply *r = redisCommandArgv(c, a->argc, a->argv, a->lens);
-
-	if (r == NULL) {
-		ctl_errf("redis: %s", c->errstr[0] ? c->errstr : "connection lost");
-		return NULL;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		ctl_errf("redis refused %.*s: %s", (int)a->lens[0], a->argv[0], r->str);
-		freeReplyObject(r);
-		return NULL;
-	}
-	return r;
 }
 
 /* ---- stored values ------------------------------------------------------------------- */
@@ -507,30 +335,7 @@ int ctl_mship_validate(const struct rules_membership *m, const struct ctl_prog *
 	return ctl_mship_tier(&m->rl, p, "pending relink", why, whysz);
 }
 
-int ctl_parse_cid(const char *s, size_t len, int64_t *out)
-{
-	uint64_t v = 0;
-
-	if (len == 0 || len > 19 || s[0] == '0')
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return -1;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	if (v > (uint64_t)INT64_MAX)
-		return -1;
-	*out = (int64_t)v;
-	return 0;
-}
-
 /* ---- customers as load and import-customers take them -------------------------------- */
-
-const char *const ctl_ident_name[CTL_NIDENTS] = { "mobile", "email", "externalId" };
-
-const char ctl_lua_hdel_if[] =
-	"if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
-	"return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
 
 /* Reports a problem of a customer object: formats it and hands it to fn. */
 static void ctl_cust_problem(ctl_cust_problem_fn fn, void *arg, const struct ctl_cust_in *cu,

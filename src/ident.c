@@ -55,3 +55,20 @@ int ident_valid_org(const char *s)
 	}
 	return n > 0;
 }
+
+int ident_parse_cid(const char *s, size_t len, int64_t *out)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 19 || s[0] == '0')
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v > (uint64_t)INT64_MAX)
+		return -1;
+	*out = (int64_t)v;
+	return 0;
+}

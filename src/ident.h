@@ -3,6 +3,7 @@
 #define PARTNERD_IDENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define IDENT_MOBILE_MAX 15   /* digits after normalisation */
 /* Longest email and externalId, in bytes (SPEC §4 "Sizes and encodings"): partnerd refuses
@@ -19,6 +20,12 @@
  */
 int ident_normalize_mobile(const char *in, size_t len, const char *country_code,
                            int national_len, char *out, size_t outsz);
+
+/*
+ * Parses a decimal customer id as stored and as partnerctl takes it: "1" ..
+ * "9223372036854775807", digits only, no sign, no leading 0. Returns 0 with *out, or -1.
+ */
+int ident_parse_cid(const char *s, size_t len, int64_t *out);
 
 /* 1 when an org id is acceptable in a key name: [A-Za-z0-9_.-]{1,64}, else 0. */
 int ident_valid_org(const char *s);

@@ -3,7 +3,9 @@
  * docs/DATA-MODEL.md's key tables document exactly these keys; tests/integration/keys.py
  * builds the tests' key names from this file, and tests/keys/check (make check) fails when
  * DATA-MODEL.md, this file and the key names the scripts of src/lua build disagree. Change a
- * key here, in DATA-MODEL.md and in the scripts together.
+ * key here, in DATA-MODEL.md and in the scripts together; store_keys.c tables these formats
+ * (type and parts of each kind) for partnerctl check: a new kind of key goes there too, or
+ * check reports its keys as stray.
  *
  * Those tools read this file, so keep its shape: each key is one line
  *   #define KEYS_NAME "format"   comment naming the conversions

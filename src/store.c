@@ -42,7 +42,20 @@ struct store {
 	struct rarena replies;  /* every reply read on c, until store_replies_release */
 	int maybe_ran;          /* the last failed call may have run in Redis (see store.h) */
 	int64_t deadline;       /* monotonic ms that bounds connect and calls; 0: none */
+	struct store_qslot *q;  /* queued commands' callbacks (store_queue), in order */
+	size_t qn, qcap, qmax;  /* queued, allocated, sent at once (0: QUEUE_MAX) */
+	size_t qsent;           /* the first qsent queued were written (store_send) */
+	int qfailed;            /* an error reply or a failed callback since store_flush */
+	int qbroken;            /* the connection broke since store_flush: queue nothing */
 };
+
+/* A queued command's reply callback. */
+struct store_qslot {
+	store_reply_fn fn;
+	void *arg;
+};
+
+#define QUEUE_MAX 1000
 
 static const char *const script_text[STORE_NSCRIPTS] = {
 	[STORE_BEGIN] = lua_begin,
@@ -51,6 +64,7 @@ static const char *const script_text[STORE_NSCRIPTS] = {
 	[STORE_IDEM] = lua_idem,
 	[STORE_SETTLE] = lua_settle,
 	[STORE_RESOLVE] = lua_resolve,
+	[STORE_HDEL_IF] = lua_hdel_if,
 };
 
 /* ---- argv --------------------------------------------------------------------------- */
@@ -59,6 +73,13 @@ void
 store_argv_init(struct store_argv *a)
 {
 	memset(a, 0, sizeof(*a));
+}
+
+void
+store_argv_reset(struct store_argv *a)
+{
+	a->n = 0;
+	a->owned_len = 0;
 }
 
 void
@@ -274,6 +295,7 @@ store_free(struct store *s)
 	if (s->c != NULL)
 		redisFree(s->c);
 	free(s->out);
+	free(s->q);
 	rarena_free(&s->replies);
 	free(s);
 }
@@ -527,17 +549,17 @@ write_out(struct store *s)
 }
 
 /*
- * Sends s->out (n commands) on a prepared connection and reads their n replies into out.
- * A send that fails before its first byte left because the peer is gone (EPIPE,
- * ECONNRESET) is sent once more on a new connection; once a byte went out, never again:
- * the command may have reached Redis. Returns 0, or -1 with the connection dropped and
- * s->maybe_ran telling whether any of it was sent.
+ * Writes s->out on a prepared connection. A send that fails before its first byte left
+ * because the peer is gone (EPIPE, ECONNRESET) is sent once more on a new connection when
+ * retry allows it (nothing else awaits a reply on the old one); once a byte went out,
+ * never again: the command may have reached Redis. Returns 0, or -1 with the connection
+ * dropped and s->maybe_ran telling whether any of it was sent.
  */
 static int
-round_trip(struct store *s, size_t n, redisReply **out)
+send_all(struct store *s, int retry)
 {
-	size_t i, sent;
-	int again = 1, e;
+	size_t sent;
+	int again = retry, e;
 
 	for (;;) {
 		if (s->deadline != 0) {
@@ -566,6 +588,15 @@ round_trip(struct store *s, size_t n, redisReply **out)
 		metrics_redis_reconnect();
 	}
 	s->maybe_ran = 1;
+	return 0;
+}
+
+/* Reads n replies into out. Returns 0, or -1 with the connection dropped. */
+static int
+read_replies(struct store *s, size_t n, redisReply **out)
+{
+	size_t i;
+
 	for (i = 0; i < n; i++) {
 		void *r = NULL;
 
@@ -578,6 +609,18 @@ round_trip(struct store *s, size_t n, redisReply **out)
 	}
 	s->maybe_ran = 0;
 	return 0;
+}
+
+/*
+ * Sends s->out (n commands) on a prepared connection and reads their n replies into out
+ * (see send_all). Returns 0, or -1 with the connection dropped.
+ */
+static int
+round_trip(struct store *s, size_t n, redisReply **out)
+{
+	if (send_all(s, 1) != 0)
+		return -1;
+	return read_replies(s, n, out);
 }
 
 /* One command, one round trip; NULL when Redis cannot be reached (connection dropped). */
@@ -691,6 +734,181 @@ store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply **
 	if (rc == 0)
 		*replies = out;
 	return rc;
+}
+
+/* ---- queued commands ---------------------------------------------------------------- */
+
+void
+store_queue_limit(struct store *s, size_t max)
+{
+	s->qmax = max;
+}
+
+/* Writes what is queued and not written yet (s->out). -1 when the connection broke. */
+static int
+queue_write(struct store *s)
+{
+	if (s->qn == s->qsent)
+		return 0;
+	if (s->qsent == 0 && prepare(s) != 0)
+		return -1;
+	/* behind commands already written, a failed send is not retried on a new connection */
+	if (send_all(s, s->qsent == 0) != 0)
+		return -1;
+	s->qsent = s->qn;
+	s->out_len = 0;
+	return 0;
+}
+
+/* The queue after a broken connection: nothing more is sent until store_flush. */
+static int
+queue_broken(struct store *s)
+{
+	s->qn = 0;
+	s->qsent = 0;
+	s->out_len = 0;
+	s->qbroken = 1;
+	s->qfailed = 1;
+	rarena_reset(&s->replies);
+	return -1;
+}
+
+/*
+ * Sends the queued commands (their RESP text is s->out) and reads their replies in one
+ * round trip, hands each reply to its callback, then ends the replies' life. -1 when the
+ * connection broke.
+ */
+static int
+queue_send(struct store *s)
+{
+	redisReply **out;
+	size_t i;
+
+	if (s->qn == 0)
+		return 0;
+	out = malloc(s->qn * sizeof(*out));
+	if (out == NULL)
+		abort();
+	s->maybe_ran = 0;
+	if (queue_write(s) != 0 || read_replies(s, s->qn, out) != 0) {
+		free(out);
+		return queue_broken(s);
+	}
+	for (i = 0; i < s->qn; i++) {
+		struct store_qslot *q = &s->q[i];
+
+		if (q->fn != NULL) {
+			if (q->fn(q->arg, out[i]) < 0)
+				s->qfailed = 1;
+		} else if (out[i]->type == REDIS_REPLY_ERROR) {
+			snprintf(s->err, sizeof(s->err), "redis refused a command: %.200s", out[i]->str);
+			s->qfailed = 1;
+		}
+	}
+	free(out);
+	s->qn = 0;
+	s->qsent = 0;
+	s->out_len = 0;
+	rarena_reset(&s->replies);
+	return 0;
+}
+
+int
+store_send(struct store *s)
+{
+	if (s->qbroken)
+		return -2;
+	if (queue_write(s) != 0) {
+		queue_broken(s);
+		return -2;
+	}
+	return 0;
+}
+
+/* Makes room for one more queued command (sending a full queue first). */
+static int
+queue_slot(struct store *s, store_reply_fn fn, void *arg)
+{
+	size_t max = s->qmax ? s->qmax : QUEUE_MAX;
+
+	if (s->qbroken)
+		return -1;
+	if (s->qn >= max && queue_send(s) != 0)
+		return -1;
+	if (s->qn == 0)
+		s->out_len = 0;
+	if (s->qn == s->qcap) {
+		s->qcap = s->qcap ? s->qcap * 2 : 64;
+		s->q = realloc(s->q, s->qcap * sizeof(*s->q));
+		if (s->q == NULL)
+			abort();
+	}
+	s->q[s->qn].fn = fn;
+	s->q[s->qn].arg = arg;
+	s->qn++;
+	return 0;
+}
+
+int
+store_queue(struct store *s, const struct store_argv *cmd, store_reply_fn fn, void *arg)
+{
+	size_t i;
+
+	if (queue_slot(s, fn, arg) != 0)
+		return -1;
+	out_count(s, '*', cmd->n);
+	for (i = 0; i < cmd->n; i++)
+		out_arg(s, argv_at(cmd, i), cmd->len[i]);
+	return 0;
+}
+
+int
+store_queue_script(struct store *s, enum store_script which, const struct store_argv *args,
+                   store_reply_fn fn, void *arg)
+{
+	size_t i;
+
+	if (queue_slot(s, fn, arg) != 0)
+		return -1;
+	out_count(s, '*', args->n + 2);
+	out_arg(s, "EVALSHA", 7);
+	out_arg(s, s->sha[which], strlen(s->sha[which]));
+	for (i = 0; i < args->n; i++)
+		out_arg(s, argv_at(args, i), args->len[i]);
+	return 0;
+}
+
+int
+store_flush(struct store *s)
+{
+	int failed;
+
+	if (!s->qbroken)
+		queue_send(s);
+	failed = s->qbroken ? -2 : s->qfailed ? -1 : 0;
+	s->qfailed = 0;
+	s->qbroken = 0;
+	return failed;
+}
+
+redisReply *
+store_command(struct store *s, const struct store_argv *cmd)
+{
+	const char **argv;
+	redisReply *r;
+
+	if (store_flush(s) == -2)
+		return NULL;
+	argv = malloc((cmd->n + 1) * sizeof(*argv));
+	if (argv == NULL)
+		abort();
+	argv_resolve(cmd, argv);
+	r = command(s, cmd->n, argv, cmd->len);
+	free(argv);
+	if (r != NULL && r->type == REDIS_REPLY_ERROR)
+		snprintf(s->err, sizeof(s->err), "redis refused %.*s: %.200s",
+		         (int)(cmd->len[0] < 32 ? cmd->len[0] : 32), argv_at(cmd, 0), r->str);
+	return r;
 }
 
 int

@@ -1,13 +1,16 @@
 /*
- * store: partnerd's Redis side. One struct store per worker thread (hiredis contexts are
- * not thread-safe). A broken connection is thrown away and reconnected, with a backoff
- * during which calls fail at once (the caller answers 503).
+ * store: the Redis side of partnerd and partnerctl. One struct store per worker thread
+ * (hiredis contexts are not thread-safe), and one per partnerctl run (store_admin.h). A
+ * broken connection is thrown away and reconnected, with a backoff during which calls
+ * fail at once (the caller answers 503).
  *
- * Replies: every reply the store returns (store_eval, store_pipeline) is built in the
- * store's reply arena (rarena.h) and stays valid, across later calls and reconnects, until
- * store_replies_release. Never give one to freeReplyObject. The worker calls
- * store_replies_release once per request, after the request is answered, and nothing else
- * does: a handler may keep any reply of its request (and auth's) for as long as it runs.
+ * Replies: every reply the store returns (store_eval, store_pipeline, store_command) is
+ * built in the store's reply arena (rarena.h) and stays valid, across later calls and
+ * reconnects, until store_replies_release. Never give one to freeReplyObject. In partnerd
+ * the worker calls store_replies_release once per request, after the request is answered,
+ * and nothing else does: a handler may keep any reply of its request (and auth's) for as
+ * long as it runs. partnerctl's session (store_admin.c) releases them before each call;
+ * the queue (store_queue) ends its replies' life after their callbacks.
  */
 #ifndef PARTNERD_STORE_H
 #define PARTNERD_STORE_H
@@ -33,6 +36,7 @@ struct store_argv {
 
 void store_argv_init(struct store_argv *a);
 void store_argv_free(struct store_argv *a);
+void store_argv_reset(struct store_argv *a);   /* empty again, memory kept */
 /* Room for about nargs arguments and nbytes of copied ones, allocated at once (a hint). */
 void store_argv_presize(struct store_argv *a, size_t nargs, size_t nbytes);
 void store_argv_add(struct store_argv *a, const char *p, size_t len);  /* borrowed */
@@ -50,7 +54,7 @@ const char *store_error(const struct store *s);
 uint64_t store_round_trips(const struct store *s);
 
 enum store_script { STORE_BEGIN = 0, STORE_COMMIT = 1, STORE_READ = 2, STORE_IDEM = 3, STORE_SETTLE = 4,
-                    STORE_RESOLVE = 5, STORE_NSCRIPTS };
+                    STORE_RESOLVE = 5, STORE_HDEL_IF = 6, STORE_NSCRIPTS };
 
 /*
  * Runs one of the embedded scripts with the given ARGV (no KEYS), by EVALSHA, loading it
@@ -86,6 +90,57 @@ redisReply *store_resolve(struct store *s, struct store_argv *argv);
  * not reachable.
  */
 int store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply ***replies);
+
+/* ---- queued commands: partnerctl's batches ------------------------------------------ */
+
+/*
+ * Called with the reply of a queued command, in the order of the queue, during
+ * store_queue (when the queue was full) or store_flush. r lives only until the callback
+ * returns (the arena is released after each round trip: a queue's user holds no other
+ * reply across store_queue and store_flush). Returns 0, or -1 to mark the queue failed
+ * (the callback keeps its own message); the other replies are still read and handed on.
+ */
+typedef int (*store_reply_fn)(void *arg, const redisReply *r);
+
+/* At most max commands in flight (default 1000): a full queue is sent before the next. */
+void store_queue_limit(struct store *s, size_t max);
+
+/*
+ * Queues one command, with fn (NULL: an error reply marks the queue failed, its text in
+ * store_error). Returns 0, or -1 once the connection broke during this queue's life:
+ * nothing more is queued or sent until store_flush has reported it.
+ */
+int store_queue(struct store *s, const struct store_argv *cmd, store_reply_fn fn, void *arg);
+
+/*
+ * Queues EVALSHA of one of the embedded scripts; args starts with numkeys, then the keys
+ * and the arguments. The scripts are loaded on every new connection: a NOSCRIPT reply
+ * (the script cache flushed during a run) is an error reply like any other.
+ */
+int store_queue_script(struct store *s, enum store_script which, const struct store_argv *args,
+                       store_reply_fn fn, void *arg);
+
+/*
+ * Writes what is queued without waiting for the replies: Redis runs it while the caller
+ * prepares more. The replies are read (and handed to their callbacks) by the next
+ * store_flush, store_command or full queue. Returns 0, or -2 when the connection broke.
+ */
+int store_send(struct store *s);
+
+/*
+ * Sends what is queued and hands every reply to its callback. Returns 0; -1 when a reply
+ * was an error or a callback failed since the last store_flush; -2 when the connection
+ * broke meanwhile (store_error says why; what was queued after that was not sent).
+ */
+int store_flush(struct store *s);
+
+/*
+ * Sends one command and waits (after flushing the queue: call store_flush first to see
+ * the queue's failures). Returns the reply (valid until store_replies_release or the next
+ * queue round trip), NULL when Redis is not reachable (store_error: "redis: ..."). An
+ * error reply is returned as such, with store_error "redis refused CMD: ...".
+ */
+redisReply *store_command(struct store *s, const struct store_argv *cmd);
 
 /*
  * Ends the life of every reply returned since the last call (see the top of this file):

@@ -100,5 +100,20 @@ int main(void)
 		CHECK(!ident_valid_org("démo"));
 		CHECK(!ident_valid_org("a\nb"));
 	}
+	TEST("customer ids are 1..INT64_MAX in decimal, without sign or leading zero") {
+		int64_t v = 0;
+
+		CHECK(ident_parse_cid("1", 1, &v) == 0 && v == 1);
+		CHECK(ident_parse_cid("9223372036854775807", 19, &v) == 0 && v == INT64_MAX);
+		CHECK(ident_parse_cid("1001x", 4, &v) == 0 && v == 1001);
+		CHECK(ident_parse_cid("9223372036854775808", 19, &v) < 0);
+		CHECK(ident_parse_cid("0", 1, &v) < 0);
+		CHECK(ident_parse_cid("01", 2, &v) < 0);
+		CHECK(ident_parse_cid("", 0, &v) < 0);
+		CHECK(ident_parse_cid("+1", 2, &v) < 0);
+		CHECK(ident_parse_cid("-1", 2, &v) < 0);
+		CHECK(ident_parse_cid("1 ", 2, &v) < 0);
+		CHECK(ident_parse_cid("12345678901234567890", 20, &v) < 0);
+	}
 	TEST_MAIN_END();
 }
