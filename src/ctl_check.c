@@ -35,7 +35,7 @@
 #include "ctl.h"
 #include "ident.h"
 #include "keys.h"
-#include "rules.h"
+#include "rules_codec.h"
 #include "xmalloc.h"
 
 #define CK_SCAN_COUNT "1000"
@@ -84,6 +84,13 @@ struct ck_org {
 	int has_feed;            /* pp:{ORG}:feed exists */
 };
 
+/* A program of the org being checked: its field name and its stored definition. */
+struct ck_prog {
+	char *name;              /* owned, NUL-terminated */
+	size_t name_len;
+	struct rules_program def;
+};
+
 struct ck {
 	redisContext *c;
 	const char *only;        /* --org, or NULL */
@@ -91,11 +98,11 @@ struct ck {
 	size_t norgs;
 	unsigned long violations, customers, memberships, activities;
 	long history_max;        /* a history this long may have been trimmed */
-	json_tokener *tok;       /* reused for every stored JSON value */
+	json_tokener *tok;       /* reused for every history and feed entry */
 	struct ctl_argv a;
 	/* While checking one org: */
 	struct ck_org *cur;
-	struct ctl_prog *progs;
+	struct ck_prog *progs;
 	size_t nprogs;
 	struct ck_map ix[CK_NIX];
 	struct ck_mid *mids;
@@ -519,25 +526,25 @@ static int ck_org_meta(struct ck *ck, struct ck_org *o)
 		ck->progs = xrealloc(NULL, sizeof *ck->progs * (r->elements / 2 + 1));
 		for (size_t i = 0; i + 1 < r->elements; i += 2) {
 			redisReply *f = r->element[i], *v = r->element[i + 1];
-			struct ctl_prog *p = &ck->progs[ck->nprogs];
+			struct ck_prog *p = &ck->progs[ck->nprogs];
 			char why[200];
 
 			memset(p, 0, sizeof *p);
-			if (ctl_prog_parse(v->str, v->len, p, why, sizeof why) < 0) {
+			if (rules_program_parse_strict(v->str, v->len, &p->def, why, sizeof why) < 0) {
 				ck_violation(ck, "org %s: program %s: the definition %s", o->id,
 				             ctl_quote(f->str, f->len), why);
 				continue;
 			}
 			for (size_t j = 0; j < ck->nprogs; j++)
-				if (ck->progs[j].pid == p->pid)
+				if (ck->progs[j].def.pid == p->def.pid)
 					ck_violation(ck, "org %s: programs %s and %s share pid %d", o->id,
 					             ctl_quote(ck->progs[j].name, ck->progs[j].name_len),
-					             ctl_quote(f->str, f->len), p->pid);
+					             ctl_quote(f->str, f->len), p->def.pid);
 			p->name = xrealloc(NULL, f->len + 1);
 			memcpy(p->name, f->str, f->len + 1);
 			p->name_len = f->len;
-			if (p->pid > maxpid)
-				maxpid = p->pid;
+			if (p->def.pid > maxpid)
+				maxpid = p->def.pid;
 			ck->nprogs++;
 		}
 	}
@@ -559,10 +566,10 @@ ioerr:
 	return -1;
 }
 
-static const struct ctl_prog *ck_prog(struct ck *ck, int pid)
+static const struct ck_prog *ck_prog(struct ck *ck, int pid)
 {
 	for (size_t i = 0; i < ck->nprogs; i++)
-		if (ck->progs[i].pid == pid)
+		if (ck->progs[i].def.pid == pid)
 			return &ck->progs[i];
 	return NULL;
 }
@@ -613,7 +620,7 @@ static void ck_cust_free(struct ck_cust *cc)
 static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pid,
                                               const char *val, size_t len)
 {
-	const struct ctl_prog *p = ck_prog(ck, pid);
+	const struct ck_prog *p = ck_prog(ck, pid);
 	struct ck_mid *mi = ck_mid(ck, pid);
 	const char *org = ck->cur->id;
 	struct rules_membership *m;
@@ -629,14 +636,14 @@ static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pi
 		return NULL;
 	}
 	m = xrealloc(NULL, sizeof *m);
-	if ((rc = ctl_mship_decode(ck->tok, val, len, m, why, sizeof why)) == -1) {
+	if ((rc = rules_membership_parse_strict(val, len, m, why, sizeof why)) == -1) {
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d is not a valid "
 		             "membership value (neither the compact format nor JSON)", org, cid, pid);
 		free(m);
 		return NULL;
 	}
 	/* ctl_mship_validate also enforces: a pending relink only on a SUPPLEMENTARY program. */
-	if (rc < 0 || ctl_mship_validate(m, p, why, sizeof why) < 0) {
+	if (rc < 0 || ctl_mship_validate(m, &p->def, why, sizeof why) < 0) {
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d (program %s) %s",
 		             org, cid, pid, ctl_quote(p->name, p->name_len), why);
 		ck_ms_free(m);
@@ -746,7 +753,7 @@ static int ck_on_customer(redisReply *r, void *arg)
 
 /* ---- history ------------------------------------------------------------------------- */
 
-static const struct ctl_prog *ck_prog_named(struct ck *ck, const char *name, size_t len,
+static const struct ck_prog *ck_prog_named(struct ck *ck, const char *name, size_t len,
                                             size_t *idx)
 {
 	for (size_t i = 0; i < ck->nprogs; i++)
@@ -835,7 +842,7 @@ static void ck_hist_match(struct ck *ck, int64_t cid, size_t j, const struct ck_
                           size_t nev, size_t i, const struct rules_membership *m,
                           int trimmed)
 {
-	const struct ctl_prog *p = &ck->progs[j];
+	const struct ck_prog *p = &ck->progs[j];
 	const char *org = ck->cur->id, *tn = ck_act_name[evs[i].type];
 	struct ck_mt act, cur, rlv;
 	const struct rules_values *rl = NULL;
@@ -950,7 +957,7 @@ static int ck_on_history(redisReply *r, void *arg)
 	for (size_t i = 0; i < n; i++) {
 		redisReply *e = r->element[i];
 		json_object *o = NULL, *t, *c, *pn;
-		const struct ctl_prog *p = NULL;
+		const struct ck_prog *p = NULL;
 		const char *why = NULL;
 
 		evs[i].o = NULL;
@@ -987,11 +994,11 @@ static int ck_on_history(redisReply *r, void *arg)
 	}
 	if (!cc->bad) {
 		for (size_t j = 0; j < ck->nprogs; j++) {
-			const struct ctl_prog *p = &ck->progs[j];
+			const struct ck_prog *p = &ck->progs[j];
 			struct ck_ms *ms = NULL;
 
 			for (size_t k = 0; k < cc->nms; k++)
-				if (cc->ms[k].pid == p->pid)
+				if (cc->ms[k].pid == p->def.pid)
 					ms = &cc->ms[k];
 			if (ms != NULL && ms->m == NULL)
 				continue;       /* invalid membership: already reported */
@@ -1119,8 +1126,10 @@ static int ck_has_cust(const struct ck_org *o, int64_t cid)
 
 static void ck_org_free(struct ck *ck)
 {
-	for (size_t i = 0; i < ck->nprogs; i++)
-		ctl_prog_free(&ck->progs[i]);
+	for (size_t i = 0; i < ck->nprogs; i++) {
+		free(ck->progs[i].name);
+		rules_program_free(&ck->progs[i].def);
+	}
 	free(ck->progs);
 	ck->progs = NULL;
 	ck->nprogs = 0;

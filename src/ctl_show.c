@@ -21,6 +21,13 @@ enum sh_by { SH_NONE, SH_ID, SH_MOBILE, SH_EMAIL, SH_EXT };
 static const char *const sh_by_name[] = { [SH_ID] = "id", [SH_MOBILE] = "mobile",
                                           [SH_EMAIL] = "email", [SH_EXT] = "externalId" };
 
+/* A program of the org: its field name and its stored definition. */
+struct sh_prog {
+	char *name;              /* owned, NUL-terminated */
+	size_t name_len;
+	struct rules_program def;
+};
+
 /* An ms value or null (RULES_NONE), as a date-time string. New reference. */
 static json_object *sh_date(int64_t ms)
 {
@@ -44,7 +51,7 @@ static void sh_add_terms(json_object *out, const struct rules_values *v)
 }
 
 /* One membership as the read API shows it. New reference. */
-static json_object *sh_membership(int pid, const struct ctl_prog *prog, const char *val,
+static json_object *sh_membership(int pid, const struct sh_prog *prog, const char *val,
                                   size_t len, int64_t now)
 {
 	json_object *out = json_object_new_object();
@@ -56,8 +63,7 @@ static json_object *sh_membership(int pid, const struct ctl_prog *prog, const ch
 	                            : NULL);
 	json_object_object_add(out, "partnerProgramType",
 	                       prog == NULL ? NULL : json_object_new_string(
-	                               prog->type == CTL_PROG_SUPPLEMENTARY ? "SUPPLEMENTARY"
-	                                                                    : "EXTERNAL"));
+	                               prog->def.supplementary ? "SUPPLEMENTARY" : "EXTERNAL"));
 	if (rules_membership_parse(val, len, &m) != 0) {
 		json_object_object_add(out, "error", json_object_new_string(
 		                               "the stored value is not a valid membership value"));
@@ -149,10 +155,10 @@ static int sh_lookup(redisContext *c, struct ctl_argv *a, const char *org, enum 
 }
 
 /* Reads the org's programs (those that parse). *n set; caller frees with sh_free_progs. */
-static struct ctl_prog *sh_read_progs(redisContext *c, struct ctl_argv *a, const char *org,
-                                      size_t *n)
+static struct sh_prog *sh_read_progs(redisContext *c, struct ctl_argv *a, const char *org,
+                                     size_t *n)
 {
-	struct ctl_prog *progs;
+	struct sh_prog *progs;
 	redisReply *r;
 
 	*n = 0;
@@ -163,11 +169,11 @@ static struct ctl_prog *sh_read_progs(redisContext *c, struct ctl_argv *a, const
 		return NULL;
 	progs = xcalloc(r->elements / 2 + 1, sizeof *progs);
 	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-		struct ctl_prog *p = &progs[*n];
+		struct sh_prog *p = &progs[*n];
 		char why[200];
 
-		if (ctl_prog_parse(r->element[i + 1]->str, r->element[i + 1]->len, p, why,
-		                   sizeof why) < 0)
+		if (rules_program_parse_strict(r->element[i + 1]->str, r->element[i + 1]->len,
+		                               &p->def, why, sizeof why) < 0)
 			continue;
 		p->name = xstrndup(r->element[i]->str, r->element[i]->len);
 		p->name_len = r->element[i]->len;
@@ -177,10 +183,12 @@ static struct ctl_prog *sh_read_progs(redisContext *c, struct ctl_argv *a, const
 	return progs;
 }
 
-static void sh_free_progs(struct ctl_prog *progs, size_t n)
+static void sh_free_progs(struct sh_prog *progs, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		ctl_prog_free(&progs[i]);
+	for (size_t i = 0; i < n; i++) {
+		free(progs[i].name);
+		rules_program_free(&progs[i].def);
+	}
 	free(progs);
 }
 
@@ -224,7 +232,7 @@ static json_object *sh_history(redisContext *c, struct ctl_argv *a, const char *
 static int sh_show(redisContext *c, const char *org, int64_t cid)
 {
 	struct ctl_argv a;
-	struct ctl_prog *progs = NULL;
+	struct sh_prog *progs = NULL;
 	size_t nprogs = 0;
 	json_object *out = NULL, *ms;
 	redisReply *r = NULL;
@@ -266,10 +274,10 @@ static int sh_show(redisContext *c, const char *org, int64_t cid)
 			json_object_object_add(out, "version", json_object_new_int64(atoll(v->str)));
 		} else if (f->len > 2 && memcmp(f->str, "m:", 2) == 0 &&
 		           (pid = atoi(f->str + 2)) > 0) {
-			const struct ctl_prog *prog = NULL;
+			const struct sh_prog *prog = NULL;
 
 			for (size_t j = 0; j < nprogs; j++)
-				if (progs[j].pid == pid)
+				if (progs[j].def.pid == pid)
 					prog = &progs[j];
 			json_object_array_add(ms, sh_membership(pid, prog, v->str, v->len, now));
 		}

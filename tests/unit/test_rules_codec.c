@@ -354,6 +354,45 @@ static int strict_prog(const char *def, char *why, size_t whysz)
 	"{\"pid\":" pid ",\"type\":" type ",\"tiers\":" tiers ",\"cycle\":" cycle ",\"expiresAt\":" exp "}"
 #define SUPP_DEF(cycle) DEF("3", "\"SUPPLEMENTARY\"", "[]", cycle, "null")
 
+/* Definitions the strict reader refuses, with its reason (partnerctl prints it). */
+static const struct { const char *def, *why; } bad_defs[] = {
+	{ "{\"pid\":1", "is not valid JSON" },
+	{ DEF("1", "\"EXTERNAL\"", "[]", "null", "null") " x", "is not valid JSON" },
+	{ DEF("1", "\"EXTERNAL\"", "[\"\xff\"]", "null", "null"), "is not valid JSON" },
+	{ "[1]", "does not have exactly the keys pid, type, tiers, cycle, expiresAt" },
+	{ "{\"pid\":1,\"type\":\"EXTERNAL\",\"tiers\":[],\"cycle\":null}",
+	  "does not have exactly the keys pid, type, tiers, cycle, expiresAt" },
+	{ "{\"pid\":1,\"type\":\"EXTERNAL\",\"tiers\":[],\"cycle\":null,\"expiresAt\":null,\"name\":\"x\"}",
+	  "does not have exactly the keys pid, type, tiers, cycle, expiresAt" },
+	{ DEF("0", "\"EXTERNAL\"", "[]", "null", "null"), "has a bad pid" },
+	{ DEF("\"1\"", "\"EXTERNAL\"", "[]", "null", "null"), "has a bad pid" },
+	{ DEF("2147483648", "\"EXTERNAL\"", "[]", "null", "null"), "has a bad pid" },
+	{ DEF("1", "\"external\"", "[]", "null", "null"), "has a bad type" },
+	{ DEF("1", "null", "[]", "null", "null"), "has a bad type" },
+	{ DEF("1", "\"EXTERNAL\"", "null", "null", "null"), "has tiers that are not an array" },
+	{ DEF("1", "\"EXTERNAL\"", "[\"A\",\"\"]", "null", "null"), "has a tier that is not a non-empty string" },
+	{ DEF("1", "\"EXTERNAL\"", "[\"A\",1]", "null", "null"), "has a tier that is not a non-empty string" },
+	{ SUPP_DEF("5"), "has a cycle without exactly the keys unit, value" },
+	{ SUPP_DEF("{\"unit\":\"DAYS\"}"), "has a cycle without exactly the keys unit, value" },
+	{ SUPP_DEF("{\"unit\":\"YEARS\",\"value\":1}"), "has a bad cycle" },
+	{ SUPP_DEF("{\"unit\":null,\"value\":1}"), "has a bad cycle" },
+	{ SUPP_DEF("{\"unit\":\"DAYS\",\"value\":0}"), "has a bad cycle" },
+	{ SUPP_DEF("{\"unit\":\"DAYS\",\"value\":\"30\"}"), "has a bad cycle" },
+	{ DEF("1", "\"EXTERNAL\"", "[]", "{\"unit\":\"DAYS\",\"value\":30}", "null"),
+	  "has a cycle but is not SUPPLEMENTARY" },
+	{ DEF("1", "\"EXTERNAL\"", "[]", "null", "\"2027-01-01\""),
+	  "has an expiresAt that is neither null nor an integer" },
+};
+
+/* Definitions with several problems: the first in the reader's documented order wins. */
+static const struct { const char *def, *why; } first_problem[] = {
+	{ DEF("0", "\"X\"", "5", "5", "\"x\""), "has a bad pid" },
+	{ DEF("1", "\"X\"", "5", "5", "\"x\""), "has a bad type" },
+	{ DEF("1", "\"EXTERNAL\"", "5", "5", "\"x\""), "has tiers that are not an array" },
+	{ DEF("1", "\"EXTERNAL\"", "[]", "5", "\"x\""), "has a cycle without exactly the keys unit, value" },
+	{ DEF("1", "\"EXTERNAL\"", "[]", "{\"unit\":\"X\",\"value\":1}", "\"x\""), "has a bad cycle" },
+};
+
 /* 1 when def is refused strictly with reason want. */
 static int prog_refused(const char *def, const char *want)
 {
@@ -371,6 +410,7 @@ static void program_tests(void)
 {
 	struct rules_program p;
 	char why[200];
+	size_t i;
 
 	TEST("a stored program definition parses") {
 		const char *def = "{\"pid\":3,\"type\":\"SUPPLEMENTARY\",\"tiers\":[\"A\",\"B\"],\"cycle\":{\"unit\":\"DAYS\",\"value\":30},\"expiresAt\":null}";
@@ -386,7 +426,7 @@ static void program_tests(void)
 			"{\"pid\":3,\"type\":\"SUPPLEMENTARY\",\"tiers\":[],\"cycle\":{\"unit\":\"MONTHS\",\"value\":12},\"expiresAt\":1767225599000}",
 		};
 		struct rules_program q;
-		size_t i, t;
+		size_t t;
 
 		for (i = 0; i < 2; i++) {
 			CHECK_EQ_INT(rules_program_parse_strict(defs[i], strlen(defs[i]), &p, why, sizeof(why)), 0);
@@ -407,43 +447,12 @@ static void program_tests(void)
 		rules_program_free(&p);
 	}
 	TEST("strict program: each kind of bad definition is refused with its reason") {
-		CHECK(prog_refused("{\"pid\":1", "is not valid JSON"));
-		CHECK(prog_refused(DEF("1", "\"EXTERNAL\"", "[]", "null", "null") " x", "is not valid JSON"));
-		CHECK(prog_refused(DEF("1", "\"EXTERNAL\"", "[\"\xff\"]", "null", "null"), "is not valid JSON"));
-		CHECK(prog_refused("[1]", "does not have exactly the keys pid, type, tiers, cycle, expiresAt"));
-		CHECK(prog_refused("{\"pid\":1,\"type\":\"EXTERNAL\",\"tiers\":[],\"cycle\":null}",
-		                   "does not have exactly the keys pid, type, tiers, cycle, expiresAt"));
-		CHECK(prog_refused("{\"pid\":1,\"type\":\"EXTERNAL\",\"tiers\":[],\"cycle\":null,"
-		                   "\"expiresAt\":null,\"name\":\"x\"}",
-		                   "does not have exactly the keys pid, type, tiers, cycle, expiresAt"));
-		CHECK(prog_refused(DEF("0", "\"EXTERNAL\"", "[]", "null", "null"), "has a bad pid"));
-		CHECK(prog_refused(DEF("\"1\"", "\"EXTERNAL\"", "[]", "null", "null"), "has a bad pid"));
-		CHECK(prog_refused(DEF("2147483648", "\"EXTERNAL\"", "[]", "null", "null"), "has a bad pid"));
-		CHECK(prog_refused(DEF("1", "\"external\"", "[]", "null", "null"), "has a bad type"));
-		CHECK(prog_refused(DEF("1", "null", "[]", "null", "null"), "has a bad type"));
-		CHECK(prog_refused(DEF("1", "\"EXTERNAL\"", "null", "null", "null"), "has tiers that are not an array"));
-		CHECK(prog_refused(DEF("1", "\"EXTERNAL\"", "[\"A\",\"\"]", "null", "null"),
-		                   "has a tier that is not a non-empty string"));
-		CHECK(prog_refused(DEF("1", "\"EXTERNAL\"", "[\"A\",1]", "null", "null"),
-		                   "has a tier that is not a non-empty string"));
-		CHECK(prog_refused(SUPP_DEF("5"), "has a cycle without exactly the keys unit, value"));
-		CHECK(prog_refused(SUPP_DEF("{\"unit\":\"DAYS\"}"), "has a cycle without exactly the keys unit, value"));
-		CHECK(prog_refused(SUPP_DEF("{\"unit\":\"YEARS\",\"value\":1}"), "has a bad cycle"));
-		CHECK(prog_refused(SUPP_DEF("{\"unit\":\"DAYS\",\"value\":0}"), "has a bad cycle"));
-		CHECK(prog_refused(SUPP_DEF("{\"unit\":\"DAYS\",\"value\":\"30\"}"), "has a bad cycle"));
-		CHECK(prog_refused(DEF("1", "\"EXTERNAL\"", "[]", "{\"unit\":\"DAYS\",\"value\":30}", "null"),
-		                   "has a cycle but is not SUPPLEMENTARY"));
-		CHECK(prog_refused(DEF("1", "\"EXTERNAL\"", "[]", "null", "\"2027-01-01\""),
-		                   "has an expiresAt that is neither null nor an integer"));
+		for (i = 0; i < sizeof(bad_defs) / sizeof(bad_defs[0]); i++)
+			CHECK(prog_refused(bad_defs[i].def, bad_defs[i].why));
 	}
 	TEST("strict program: the first problem in the documented order is the one reported") {
-		CHECK(prog_refused(DEF("0", "\"X\"", "5", "5", "\"x\""), "has a bad pid"));
-		CHECK(prog_refused(DEF("1", "\"X\"", "5", "5", "\"x\""), "has a bad type"));
-		CHECK(prog_refused(DEF("1", "\"EXTERNAL\"", "5", "5", "\"x\""), "has tiers that are not an array"));
-		CHECK(prog_refused(DEF("1", "\"EXTERNAL\"", "[]", "5", "\"x\""),
-		                   "has a cycle without exactly the keys unit, value"));
-		CHECK(prog_refused(DEF("1", "\"EXTERNAL\"", "[]", "{\"unit\":\"X\",\"value\":1}", "\"x\""),
-		                   "has a bad cycle"));
+		for (i = 0; i < sizeof(first_problem) / sizeof(first_problem[0]); i++)
+			CHECK(prog_refused(first_problem[i].def, first_problem[i].why));
 	}
 	TEST("lenient program: partnerd reads what the strict reader refuses for its shape") {
 		static const char extra[] = "{\"pid\":7,\"tiers\":[\"A\"],\"name\":\"x\"} trailing";
