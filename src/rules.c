@@ -52,6 +52,14 @@ set(struct rules_result *r, int code, const char *message)
 	r->message = message ? message : rules_message(code);
 }
 
+/* An item that fails a rule: sets r (message NULL: the code's default). Returns -1. */
+static int
+refuse(struct rules_result *r, int code, const char *message)
+{
+	set(r, code, message);
+	return -1;
+}
+
 /* ---- small helpers -------------------------------------------------------------------- */
 
 static int
@@ -206,23 +214,108 @@ static int
 check_program(const struct req_entry *e, size_t k, const struct rules_program *p,
               int refuse_expired, int64_t now, struct rules_result *r)
 {
-	if (e->items[k].program.st != F_OK) {
-		set(r, 2002, "partnerProgramName is required (a non-empty string)");
-		return -1;
-	}
-	if (repeated_program(e, k)) {
-		set(r, 2102, NULL);
-		return -1;
-	}
-	if (!p->found) {
-		set(r, 2006, NULL);
-		return -1;
-	}
-	if (refuse_expired && p->expires_at != RULES_NONE && p->expires_at <= now) {
-		set(r, 2006, "the partner program has expired: no new links are accepted");
-		return -1;
-	}
+	if (e->items[k].program.st != F_OK)
+		return refuse(r, 2002, "partnerProgramName is required (a non-empty string)");
+	if (repeated_program(e, k))
+		return refuse(r, 2102, NULL);
+	if (!p->found)
+		return refuse(r, 2006, NULL);
+	if (refuse_expired && p->expires_at != RULES_NONE && p->expires_at <= now)
+		return refuse(r, 2006, "the partner program has expired: no new links are accepted");
 	return 0;
+}
+
+/*
+ * link, SPEC §4.1 in order; each check sets r and returns -1 when the item fails it.
+ * customerPartnerReference given (2002), then its dates parse (2103).
+ */
+static int
+link_check_reference(const struct req_item *it, const struct rules_program *p,
+                     struct rules_result *r)
+{
+	if (it->reference != F_OK)
+		return refuse(r, 2002, "customerPartnerReference is required (an object)");
+	if (it->expiry.st == F_BADVALUE)
+		return refuse(r, 2103, "partnerTierExpiryDate is not a valid date-time: use YYYY-MM-DDThh:mm:ss[.fff] followed by Z or +hh:mm");
+	if (it->start.st == F_BADVALUE)
+		return refuse(r, 2103, "membershipStartDate is not a valid date-time: use YYYY-MM-DDThh:mm:ss[.fff] followed by Z or +hh:mm");
+	/* start + cycle past 9999-12-31 cannot be stored or shown: refused, never clamped. */
+	if (it->start.st == F_OK && p->has_cycle &&
+	    dates_add_cycle(it->start.ms, p->cycle_unit, p->cycle_n) > DATES_MAX_MS)
+		return refuse(r, 2103, "membershipStartDate is too late: the membership would end (start + the program's membership cycle) after 9999-12-31T23:59:59.999Z");
+	return 0;
+}
+
+/*
+ * link to a program the customer is linked to (slot s present): 2005, unless it is a
+ * relink (a future start on a SUPPLEMENTARY program) and none is pending yet.
+ */
+static int
+link_check_relink(const struct rules_slot *s, const struct rules_program *p,
+                  const struct req_item *it, int64_t now, struct rules_result *r)
+{
+	if (!p->supplementary || it->start.st != F_OK || it->start.ms <= now)
+		return refuse(r, 2005, NULL);
+	if (s->m.has_relink)
+		return refuse(r, 2005, "a relink is already pending for this partner program");
+	return 0;
+}
+
+/* link: partnerMembershipId given (2002) and not held by another customer (2101). */
+static int
+link_check_mid(const struct req_item *it, const struct rules_item_ctx *ctx, int64_t cid,
+               struct rules_result *r)
+{
+	if (it->mid.st != F_OK)
+		return refuse(r, 2002, "partnerMembershipId is required (a non-empty string)");
+	if (ctx->mid_holder != 0 && ctx->mid_holder != cid)
+		return refuse(r, 2101, NULL);
+	return 0;
+}
+
+/* link: a tier required and valid for a tier-based program (2002, 2007), none for another (2007). */
+static int
+link_check_tier(const struct req_item *it, const struct rules_program *p, struct rules_result *r)
+{
+	if (p->ntiers == 0)
+		return it->tier.st == F_ABSENT ? 0 :
+		       refuse(r, 2007, "this partner program has no tiers: leave partnerTierName out");
+	if (it->tier.st != F_OK)
+		return refuse(r, 2002, "partnerTierName is required for a tier-based partner program");
+	if (rules_program_tier(p, it->tier.s.p, it->tier.s.len) < 0)
+		return refuse(r, 2007, NULL);
+	return 0;
+}
+
+/* link: the expiry, when given, in the future; the membership not ended at once (2003). */
+static int
+link_check_future(const struct req_item *it, const struct rules_program *p, int64_t now,
+                  struct rules_result *r)
+{
+	if (it->expiry.st == F_OK && it->expiry.ms <= now)
+		return refuse(r, 2003, "partnerTierExpiryDate must be in the future");
+	/* A membership that would be ENDED the moment it is stored is refused (SPEC §5). */
+	if (p->has_cycle && it->start.st == F_OK &&
+	    dates_add_cycle(it->start.ms, p->cycle_unit, p->cycle_n) <= now)
+		return refuse(r, 2003, "the membership would already have ended: membershipStartDate plus the program's membership cycle must be in the future");
+	return 0;
+}
+
+/* The values a valid link item stores (owned strings in v). */
+static void
+link_values(const struct req_item *it, const struct rules_program *p, int64_t now,
+            struct rules_values *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->mid = xmemdup(it->mid.s.p, it->mid.s.len);
+	v->mid_len = it->mid.s.len;
+	if (p->ntiers > 0) {
+		v->tier = xmemdup(it->tier.s.p, it->tier.s.len);
+		v->tier_len = it->tier.s.len;
+	}
+	v->exp = it->expiry.st == F_OK ? it->expiry.ms : RULES_NONE;
+	v->start = it->start.st == F_OK ? it->start.ms : now;
+	v->end = p->has_cycle ? dates_add_cycle(v->start, p->cycle_unit, p->cycle_n) : RULES_NONE;
 }
 
 static void
@@ -233,83 +326,18 @@ link_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 	const struct rules_program *p = ctx->prog;
 	struct rules_slot *s;
 	struct rules_values v;
-	int relink = 0;
+	int relink;
 
-	if (check_program(e, k, p, 1, now, r) != 0)
+	if (check_program(e, k, p, 1, now, r) != 0 || link_check_reference(it, p, r) != 0)
 		return;
-	if (it->reference != F_OK) {
-		set(r, 2002, "customerPartnerReference is required (an object)");
-		return;
-	}
-	if (it->expiry.st == F_BADVALUE) {
-		set(r, 2103, "partnerTierExpiryDate is not a valid date-time: use YYYY-MM-DDThh:mm:ss[.fff] followed by Z or +hh:mm");
-		return;
-	}
-	if (it->start.st == F_BADVALUE) {
-		set(r, 2103, "membershipStartDate is not a valid date-time: use YYYY-MM-DDThh:mm:ss[.fff] followed by Z or +hh:mm");
-		return;
-	}
-	/* start + cycle past 9999-12-31 cannot be stored or shown: refused, never clamped. */
-	if (it->start.st == F_OK && p->has_cycle &&
-	    dates_add_cycle(it->start.ms, p->cycle_unit, p->cycle_n) > DATES_MAX_MS) {
-		set(r, 2103, "membershipStartDate is too late: the membership would end (start + the program's membership cycle) after 9999-12-31T23:59:59.999Z");
-		return;
-	}
 	s = rules_customer_slot(c, p->pid, 0);
-	if (s != NULL && s->present) {
-		if (!p->supplementary || it->start.st != F_OK || it->start.ms <= now) {
-			set(r, 2005, NULL);
-			return;
-		}
-		if (s->m.has_relink) {
-			set(r, 2005, "a relink is already pending for this partner program");
-			return;
-		}
-		relink = 1;
-	}
-	if (it->mid.st != F_OK) {
-		set(r, 2002, "partnerMembershipId is required (a non-empty string)");
+	relink = s != NULL && s->present;
+	if ((relink && link_check_relink(s, p, it, now, r) != 0) ||
+	    link_check_mid(it, ctx, c->cid, r) != 0 || link_check_tier(it, p, r) != 0 ||
+	    link_check_future(it, p, now, r) != 0)
 		return;
-	}
-	if (ctx->mid_holder != 0 && ctx->mid_holder != c->cid) {
-		set(r, 2101, NULL);
-		return;
-	}
-	if (p->ntiers > 0) {
-		if (it->tier.st != F_OK) {
-			set(r, 2002, "partnerTierName is required for a tier-based partner program");
-			return;
-		}
-		if (rules_program_tier(p, it->tier.s.p, it->tier.s.len) < 0) {
-			set(r, 2007, NULL);
-			return;
-		}
-	} else if (it->tier.st != F_ABSENT) {
-		set(r, 2007, "this partner program has no tiers: leave partnerTierName out");
-		return;
-	}
-	if (it->expiry.st == F_OK && it->expiry.ms <= now) {
-		set(r, 2003, "partnerTierExpiryDate must be in the future");
-		return;
-	}
-	/* A membership that would be ENDED the moment it is stored is refused (SPEC §5). */
-	if (p->has_cycle && it->start.st == F_OK &&
-	    dates_add_cycle(it->start.ms, p->cycle_unit, p->cycle_n) <= now) {
-		set(r, 2003, "the membership would already have ended: membershipStartDate plus the program's membership cycle must be in the future");
-		return;
-	}
 
-	memset(&v, 0, sizeof(v));
-	v.mid = xmemdup(it->mid.s.p, it->mid.s.len);
-	v.mid_len = it->mid.s.len;
-	if (p->ntiers > 0) {
-		v.tier = xmemdup(it->tier.s.p, it->tier.s.len);
-		v.tier_len = it->tier.s.len;
-	}
-	v.exp = it->expiry.st == F_OK ? it->expiry.ms : RULES_NONE;
-	v.start = it->start.st == F_OK ? it->start.ms : now;
-	v.end = p->has_cycle ? dates_add_cycle(v.start, p->cycle_unit, p->cycle_n) : RULES_NONE;
-
+	link_values(it, p, now, &v);
 	if (s == NULL)
 		s = rules_customer_slot(c, p->pid, 1);
 	if (relink) {
@@ -327,14 +355,71 @@ link_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 	s->dirty = 1;
 }
 
+/* update MEMBERSHIP_RELINKING_CANCELLED: removes the pending relink, 2105 when none. */
+static void
+cancel_relink(struct rules_slot *s, int64_t now, struct rules_result *r)
+{
+	if (!s->m.has_relink) {
+		set(r, 2105, NULL);
+		return;
+	}
+	success(r, EV_RELINK_CANCELLED, &s->m.rl, NULL);
+	rules_values_free(&s->m.rl);
+	s->m.has_relink = 0;
+	s->m.updated_on = now;
+	s->dirty = 1;
+}
+
+/*
+ * update, a tier move, SPEC §4.2 in order: updateDetails and updatedTierName given (2002),
+ * the program tier based (2007), the tier one of its tiers (2007), the move in the
+ * direction of updateType (2104). Returns the new tier's index, or -1 with r set.
+ */
+static int
+update_check_tier(const struct req_item *it, const struct rules_program *p,
+                  const struct rules_slot *s, struct rules_result *r)
+{
+	int cur, next;
+
+	if (it->details != F_OK)
+		return refuse(r, 2002, "updateDetails is required (an object) for a tier change");
+	if (it->new_tier.st != F_OK)
+		return refuse(r, 2002, "updateDetails.updatedTierName is required (a non-empty string)");
+	if (p->ntiers == 0)
+		return refuse(r, 2007, "this partner program has no tiers");
+	next = rules_program_tier(p, it->new_tier.s.p, it->new_tier.s.len);
+	if (next < 0)
+		return refuse(r, 2007, NULL);
+	cur = rules_program_tier(p, s->m.v.tier, s->m.v.tier_len);
+	if ((it->utype == UPD_UPGRADE && next <= cur) ||
+	    (it->utype == UPD_DOWNGRADE && (cur < 0 || next >= cur)) ||
+	    (it->utype == UPD_RENEWAL && next != cur))
+		return refuse(r, 2104, it->utype == UPD_UPGRADE ? "an UPGRADE must move to a higher tier than the current one" :
+		              it->utype == UPD_DOWNGRADE ? "a DOWNGRADE must move to a lower tier than the current one" :
+		              "a RENEWAL must keep the current tier");
+	return next;
+}
+
+/* update: the new expiry, when given, parses (2103) and is in the future (2003). */
+static int
+update_check_expiry(const struct req_item *it, int64_t now, struct rules_result *r)
+{
+	if (it->new_expiry.st == F_BADVALUE)
+		return refuse(r, 2103, "updatedTierExpiryDate is not a valid date-time: use YYYY-MM-DDThh:mm:ss[.fff] followed by Z or +hh:mm");
+	if (it->new_expiry.st == F_OK && it->new_expiry.ms <= now)
+		return refuse(r, 2003, "updatedTierExpiryDate must be in the future");
+	return 0;
+}
+
 static void
 update_item(struct rules_customer *c, const struct req_entry *e, size_t k,
             const struct rules_item_ctx *ctx, int64_t now, struct rules_result *r)
 {
 	const struct req_item *it = &e->items[k];
 	const struct rules_program *p = ctx->prog;
+	struct rules_values before;
 	struct rules_slot *s;
-	int cur, next;
+	int next;
 
 	if (check_program(e, k, p, 0, now, r) != 0)
 		return;
@@ -352,63 +437,20 @@ update_item(struct rules_customer *c, const struct req_entry *e, size_t k,
 		return;
 	}
 	if (it->utype == UPD_RELINK_CANCEL) {
-		if (!s->m.has_relink) {
-			set(r, 2105, NULL);
-			return;
-		}
-		success(r, EV_RELINK_CANCELLED, &s->m.rl, NULL);
-		rules_values_free(&s->m.rl);
-		s->m.has_relink = 0;
-		s->m.updated_on = now;
-		s->dirty = 1;
+		cancel_relink(s, now, r);
 		return;
 	}
-	if (it->details != F_OK) {
-		set(r, 2002, "updateDetails is required (an object) for a tier change");
+	if ((next = update_check_tier(it, p, s, r)) < 0 || update_check_expiry(it, now, r) != 0)
 		return;
-	}
-	if (it->new_tier.st != F_OK) {
-		set(r, 2002, "updateDetails.updatedTierName is required (a non-empty string)");
-		return;
-	}
-	if (p->ntiers == 0) {
-		set(r, 2007, "this partner program has no tiers");
-		return;
-	}
-	next = rules_program_tier(p, it->new_tier.s.p, it->new_tier.s.len);
-	if (next < 0) {
-		set(r, 2007, NULL);
-		return;
-	}
-	cur = rules_program_tier(p, s->m.v.tier, s->m.v.tier_len);
-	if ((it->utype == UPD_UPGRADE && next <= cur) ||
-	    (it->utype == UPD_DOWNGRADE && (cur < 0 || next >= cur)) ||
-	    (it->utype == UPD_RENEWAL && next != cur)) {
-		set(r, 2104, it->utype == UPD_UPGRADE ? "an UPGRADE must move to a higher tier than the current one" :
-		             it->utype == UPD_DOWNGRADE ? "a DOWNGRADE must move to a lower tier than the current one" :
-		             "a RENEWAL must keep the current tier");
-		return;
-	}
-	if (it->new_expiry.st == F_BADVALUE) {
-		set(r, 2103, "updatedTierExpiryDate is not a valid date-time: use YYYY-MM-DDThh:mm:ss[.fff] followed by Z or +hh:mm");
-		return;
-	}
-	if (it->new_expiry.st == F_OK && it->new_expiry.ms <= now) {
-		set(r, 2003, "updatedTierExpiryDate must be in the future");
-		return;
-	}
-	{
-		struct rules_values before;
 
-		rules_values_copy(&before, &s->m.v);
-		free(s->m.v.tier);
-		s->m.v.tier = xmemdup(p->tiers[next], p->tier_len[next]);
-		s->m.v.tier_len = p->tier_len[next];
-		if (it->new_expiry.st == F_OK)
-			s->m.v.exp = it->new_expiry.ms;
-		success(r, EV_UPDATE, &before, &s->m.v);
-		rules_values_free(&before);
-	}
+	rules_values_copy(&before, &s->m.v);
+	free(s->m.v.tier);
+	s->m.v.tier = xmemdup(p->tiers[next], p->tier_len[next]);
+	s->m.v.tier_len = p->tier_len[next];
+	if (it->new_expiry.st == F_OK)
+		s->m.v.exp = it->new_expiry.ms;
+	success(r, EV_UPDATE, &before, &s->m.v);
+	rules_values_free(&before);
 	s->m.updated_on = now;
 	s->dirty = 1;
 }
