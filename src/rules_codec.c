@@ -123,7 +123,8 @@ program_read(struct json_object *root, struct rules_program *p)
 	if ((c = member(root, "cycle")) != NULL && json_object_is_type(c, json_type_object)) {
 		const char *unit = "";
 
-		if (json_object_object_get_ex(c, "unit", &v))
+		/* a null unit has no string: read as any unit but DAYS (it crashed partnerd) */
+		if ((v = member(c, "unit")) != NULL)
 			unit = json_object_get_string(v);
 		p->cycle_unit = strcmp(unit, "DAYS") == 0 ? DATES_DAYS : DATES_MONTHS;
 		if (json_object_object_get_ex(c, "value", &v))

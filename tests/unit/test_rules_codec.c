@@ -466,6 +466,19 @@ static void program_tests(void)
 		CHECK_EQ_INT(rules_program_parse("[]", 2, &p), -1);
 		CHECK_EQ_INT(strict_prog(extra, why, sizeof(why)), -1);
 	}
+	TEST("lenient program: a cycle unit that is null or no string reads as MONTHS, no crash") {
+		static const char *const defs[] = {
+			SUPP_DEF("{\"unit\":null,\"value\":2}"),
+			SUPP_DEF("{\"unit\":5,\"value\":2}"),
+			SUPP_DEF("{\"value\":2}"),
+		};
+
+		for (i = 0; i < sizeof(defs) / sizeof(defs[0]); i++) {
+			CHECK_EQ_INT(rules_program_parse(defs[i], strlen(defs[i]), &p), 0);
+			CHECK(p.has_cycle && p.cycle_unit == DATES_MONTHS && p.cycle_n == 2);
+			rules_program_free(&p);
+		}
+	}
 	TEST("rules_program_tier: the index of a tier, -1 for none") {
 		static const char def[] = "{\"pid\":1,\"type\":\"EXTERNAL\",\"tiers\":[\"Bronze\",\"Silver\"],"
 		                          "\"cycle\":null,\"expiresAt\":null}";
