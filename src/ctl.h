@@ -1,7 +1,8 @@
 /*
  * ctl: what partnerctl's verbs share: the command table entry points, messages, the store
- * session (store_admin.h: partnerctl reaches Redis only through it), and parsers for the
- * stored values of docs/DATA-MODEL.md.
+ * session (store_admin.h: partnerctl reaches Redis only through it), JSON helpers and the
+ * customer objects load and import take. Stored memberships and programs are read by
+ * rules_codec.h's strict readers.
  */
 #ifndef PARTNERD_CTL_H
 #define PARTNERD_CTL_H
@@ -15,7 +16,9 @@
 #include "ident.h"
 #include "store_admin.h"
 
-struct rules_membership;   /* rules.h (not included here: its F_OK clashes with unistd.h) */
+/* rules_codec.h's types, used here by pointer only */
+struct rules_membership;
+struct rules_program;
 
 #define CTL_EXIT_OK    0
 #define CTL_EXIT_FAIL  1   /* the data is wrong, or an operation failed */
@@ -83,47 +86,12 @@ int ctl_json_is_int(json_object *o);
 /* Serialises o compactly with '/' unescaped: the form written to Redis. Borrowed string. */
 const char *ctl_json_plain(json_object *o, size_t *len);
 
-enum ctl_prog_type { CTL_PROG_EXTERNAL = 1, CTL_PROG_SUPPLEMENTARY = 2 };
-
-/* A program definition as stored in pp:{ORG}:progs. */
-struct ctl_prog {
-	char *name;               /* field name (owned, NUL-terminated; may not hold NUL) */
-	size_t name_len;
-	int pid;                  /* > 0 */
-	enum ctl_prog_type type;
-	json_object *def;         /* the parsed value (owned): tiers, cycle, expiresAt */
-};
-
-/*
- * Parses a stored program value: exactly the keys pid, type, tiers, cycle, expiresAt with
- * the types of docs/DATA-MODEL.md. Fills pid, type and def (on success the caller owns
- * def); on failure returns -1 with the reason in why.
- */
-int ctl_prog_parse(const char *s, size_t len, struct ctl_prog *p, char *why, size_t whysz);
-
-/* 1 when tier (len bytes) is one of p's tiers. */
-int ctl_prog_has_tier(const struct ctl_prog *p, const char *tier, size_t len);
-
-/* Frees what ctl_prog_parse and the caller stored in p (name and def). */
-void ctl_prog_free(struct ctl_prog *p);
-
-/*
- * Decodes a stored membership value (docs/DATA-MODEL.md): the compact format, or the JSON
- * of an older partnerd, which must then also be strict JSON with exactly the keys mid,
- * tier, exp, start, end, lk, up, rl and their types. tok: a reusable tokener, or NULL.
- * Returns 0 with m filled (free it with rules_membership_free); -1 when the value decodes
- * as neither format, -2 when it is JSON of the wrong shape (the reason in why); m is
- * empty then.
- */
-int ctl_mship_decode(json_tokener *tok, const char *val, size_t len, struct rules_membership *m,
-                     char *why, size_t whysz);
-
 /*
  * Checks a decoded membership against program p: tiers valid for p, lk and up set, a
  * pending relink only on a SUPPLEMENTARY program. Returns 0, or -1 with the reason in why.
  */
-int ctl_mship_validate(const struct rules_membership *m, const struct ctl_prog *p, char *why,
-                       size_t whysz);
+int ctl_mship_validate(const struct rules_membership *m, const struct rules_program *p,
+                       char *why, size_t whysz);
 
 /* ---- customers as load and import-customers take them (SPEC §3) ---------------------- */
 

@@ -83,6 +83,13 @@ struct ck_org {
 	int has_feed;            /* pp:{ORG}:feed exists */
 };
 
+/* A program of the org being checked: its field name and its stored definition. */
+struct ck_prog {
+	char *name;              /* owned, NUL-terminated */
+	size_t name_len;
+	struct rules_program def;
+};
+
 struct ck {
 	struct store_admin *st;
 	const char *only;        /* --org, or NULL */
@@ -93,7 +100,7 @@ struct ck {
 	json_tokener *tok;       /* reused for every stored JSON value */
 	/* While checking one org: */
 	struct ck_org *cur;
-	struct ctl_prog *progs;
+	struct ck_prog *progs;
 	size_t nprogs;
 	struct ck_map ix[CK_NIX];
 	struct ck_mid *mids;
@@ -435,22 +442,22 @@ static int ck_org_settings(struct ck *ck, struct ck_org *o)
 static int ck_on_prog(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
 {
 	struct ck *ck = arg;
-	struct ctl_prog *p;
+	struct ck_prog *p;
 	char why[200];
 
 	ck->progs = xrealloc(ck->progs, sizeof *ck->progs * (ck->nprogs + 1));
 	p = &ck->progs[ck->nprogs];
 	memset(p, 0, sizeof *p);
-	if (ctl_prog_parse(v, vlen, p, why, sizeof why) < 0) {
+	if (rules_program_parse_strict(v, vlen, &p->def, why, sizeof why) < 0) {
 		ck_violation(ck, "org %s: program %s: the definition %s", ck->cur->id,
 		             ctl_quote(f, flen), why);
 		return 0;
 	}
 	for (size_t j = 0; j < ck->nprogs; j++)
-		if (ck->progs[j].pid == p->pid)
+		if (ck->progs[j].def.pid == p->def.pid)
 			ck_violation(ck, "org %s: programs %s and %s share pid %d", ck->cur->id,
 			             ctl_quote(ck->progs[j].name, ck->progs[j].name_len),
-			             ctl_quote(f, flen), p->pid);
+			             ctl_quote(f, flen), p->def.pid);
 	p->name = xmemdup(f, flen);
 	p->name_len = flen;
 	ck->nprogs++;
@@ -472,8 +479,8 @@ static int ck_org_progs(struct ck *ck, struct ck_org *o)
 		ck_violation(ck, "org %s: %s is not a hash", o->id,
 		             store_key_name(key, sizeof key, STORE_KEY_PROGS, o->id, 0));
 	for (size_t i = 0; i < ck->nprogs; i++)
-		if (ck->progs[i].pid > maxpid)
-			maxpid = ck->progs[i].pid;
+		if (ck->progs[i].def.pid > maxpid)
+			maxpid = ck->progs[i].def.pid;
 	if ((rc = store_admin_string(ck->st, STORE_KEY_PSEQ, o->id, 0, &seq, &len)) < 0)
 		return -1;
 	if (maxpid > 0 && (rc == 0 || atoll(seq) < maxpid))
@@ -497,10 +504,10 @@ static int ck_org_meta(struct ck *ck, struct ck_org *o)
 	return 0;
 }
 
-static const struct ctl_prog *ck_prog(struct ck *ck, int pid)
+static const struct ck_prog *ck_prog(struct ck *ck, int pid)
 {
 	for (size_t i = 0; i < ck->nprogs; i++)
-		if (ck->progs[i].pid == pid)
+		if (ck->progs[i].def.pid == pid)
 			return &ck->progs[i];
 	return NULL;
 }
@@ -551,7 +558,7 @@ static void ck_cust_free(struct ck_cust *cc)
 static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pid,
                                               const char *val, size_t len)
 {
-	const struct ctl_prog *p = ck_prog(ck, pid);
+	const struct ck_prog *p = ck_prog(ck, pid);
 	struct ck_mid *mi = ck_mid(ck, pid);
 	const char *org = ck->cur->id;
 	struct rules_membership *m;
@@ -567,14 +574,14 @@ static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pi
 		return NULL;
 	}
 	m = xrealloc(NULL, sizeof *m);
-	if ((rc = ctl_mship_decode(ck->tok, val, len, m, why, sizeof why)) == -1) {
+	if ((rc = rules_membership_parse_strict(val, len, m, why, sizeof why)) == -1) {
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d is not a valid "
 		             "membership value (neither the compact format nor JSON)", org, cid, pid);
 		free(m);
 		return NULL;
 	}
 	/* ctl_mship_validate also enforces: a pending relink only on a SUPPLEMENTARY program. */
-	if (rc < 0 || ctl_mship_validate(m, p, why, sizeof why) < 0) {
+	if (rc < 0 || ctl_mship_validate(m, &p->def, why, sizeof why) < 0) {
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership m:%d (program %s) %s",
 		             org, cid, pid, ctl_quote(p->name, p->name_len), why);
 		ck_ms_free(m);
@@ -706,7 +713,7 @@ static int ck_on_customer(void *arg, const struct store_pair *fv, size_t n)
 
 /* ---- history ------------------------------------------------------------------------- */
 
-static const struct ctl_prog *ck_prog_named(struct ck *ck, const char *name, size_t len,
+static const struct ck_prog *ck_prog_named(struct ck *ck, const char *name, size_t len,
                                             size_t *idx)
 {
 	for (size_t i = 0; i < ck->nprogs; i++)
@@ -848,7 +855,7 @@ static void ck_hist_match(struct ck *ck, int64_t cid, size_t j, const struct ck_
                           size_t nev, size_t i, const struct rules_membership *m,
                           int trimmed)
 {
-	const struct ctl_prog *p = &ck->progs[j];
+	const struct ck_prog *p = &ck->progs[j];
 	const char *org = ck->cur->id, *tn = ck_act_name[evs[i].type];
 	struct ck_mt act, cur, rlv;
 	const struct rules_values *rl = NULL;
@@ -948,11 +955,11 @@ static void ck_hist_programs(struct ck_cust *cc, const struct ck_act_ev *evs, si
 	struct ck *ck = cc->ck;
 
 	for (size_t j = 0; j < ck->nprogs; j++) {
-		const struct ctl_prog *p = &ck->progs[j];
+		const struct ck_prog *p = &ck->progs[j];
 		struct ck_ms *ms = NULL;
 
 		for (size_t k = 0; k < cc->nms; k++)
-			if (cc->ms[k].pid == p->pid)
+			if (cc->ms[k].pid == p->def.pid)
 				ms = &cc->ms[k];
 		if (ms != NULL && ms->m == NULL)
 			continue;       /* invalid membership: already reported */
@@ -1121,8 +1128,10 @@ static int ck_has_cust(const struct ck_org *o, int64_t cid)
 
 static void ck_org_free(struct ck *ck)
 {
-	for (size_t i = 0; i < ck->nprogs; i++)
-		ctl_prog_free(&ck->progs[i]);
+	for (size_t i = 0; i < ck->nprogs; i++) {
+		free(ck->progs[i].name);
+		rules_program_free(&ck->progs[i].def);
+	}
 	free(ck->progs);
 	ck->progs = NULL;
 	ck->nprogs = 0;

@@ -34,6 +34,7 @@
 #include "dates.h"
 #include "ident.h"
 #include "request.h"
+#include "rules_codec.h"
 #include "xmalloc.h"
 
 /* Password hashing: argon2id through libsodium, with these costs (19 MiB, 2 passes). */
@@ -70,9 +71,11 @@ struct ld_cust {
 	int64_t holder[LD_NKINDS];        /* index holder of val[k]: 0 none, -1 not a number */
 };
 
+enum ld_prog_type { LD_PROG_EXTERNAL = 1, LD_PROG_SUPPLEMENTARY = 2 };
+
 struct ld_prog {
 	struct ld_str name;
-	enum ctl_prog_type type;
+	enum ld_prog_type type;           /* 0 until a valid type is read */
 	json_object *tiers;               /* borrowed array of strings, or NULL for [] */
 	const char *cycle_unit;           /* "DAYS"/"MONTHS", or NULL: no cycle */
 	int cycle_value;
@@ -335,7 +338,7 @@ static void ld_check_cycle(struct ld *ld, json_object *o, struct ld_prog *p, con
 
 	if (!ctl_json_member(o, "membershipCycle", &cycle) || cycle == NULL)
 		return;
-	if (p->type == CTL_PROG_EXTERNAL)
+	if (p->type == LD_PROG_EXTERNAL)
 		ld_err(ld, "%s: membershipCycle applies only to SUPPLEMENTARY programs", ctx);
 	if (!json_object_is_type(cycle, json_type_object)) {
 		ld_err(ld, "%s: membershipCycle is not an object", ctx);
@@ -382,9 +385,9 @@ static void ld_check_program(struct ld *ld, struct ld_org *org, json_object *o,
 
 	if (ld_get_str(ld, o, "type", 1, 0, ctx, &type) == 0) {
 		if (ld_str_eq(type, "EXTERNAL", 8))
-			p->type = CTL_PROG_EXTERNAL;
+			p->type = LD_PROG_EXTERNAL;
 		else if (ld_str_eq(type, "SUPPLEMENTARY", 13))
-			p->type = CTL_PROG_SUPPLEMENTARY;
+			p->type = LD_PROG_SUPPLEMENTARY;
 		else
 			ld_err(ld, "%s: type must be EXTERNAL or SUPPLEMENTARY", ctx);
 	}
@@ -678,12 +681,12 @@ static int ld_on_stored_prog(void *arg, const char *f, size_t flen, const char *
 
 	for (size_t j = 0; j < org->nprogs; j++) {
 		struct ld_prog *p = &org->progs[j];
-		struct ctl_prog sp = { 0 };
+		struct rules_program sp = { 0 };
 		char why[200];
 
 		if (!ld_str_eq(p->name, f, flen))
 			continue;
-		if (ctl_prog_parse(v, vlen, &sp, why, sizeof why) < 0) {
+		if (rules_program_parse_strict(v, vlen, &sp, why, sizeof why) < 0) {
 			ld_err(pr->ld, "org %s: program %s: the stored definition %s; fix or delete "
 			       "it first", org->id, ld_q(p->name), why);
 			continue;
@@ -691,7 +694,7 @@ static int ld_on_stored_prog(void *arg, const char *f, size_t flen, const char *
 		p->pid = sp.pid;
 		p->stored = xmemdup(v, vlen);
 		p->stored_len = vlen;
-		ctl_prog_free(&sp);
+		rules_program_free(&sp);
 	}
 	return 0;
 }
@@ -846,7 +849,7 @@ static char *ld_prog_value(const struct ld_prog *p, int pid, size_t *len)
 
 	json_object_object_add(o, "pid", json_object_new_int64(pid));
 	json_object_object_add(o, "type", json_object_new_string(
-		p->type == CTL_PROG_SUPPLEMENTARY ? "SUPPLEMENTARY" : "EXTERNAL"));
+		p->type == LD_PROG_SUPPLEMENTARY ? "SUPPLEMENTARY" : "EXTERNAL"));
 	for (size_t t = 0; p->tiers != NULL && t < json_object_array_length(p->tiers); t++) {
 		json_object *v = json_object_array_get_idx(p->tiers, t);
 

@@ -20,6 +20,13 @@ enum sh_by { SH_NONE, SH_ID, SH_MOBILE, SH_EMAIL, SH_EXT };
 static const char *const sh_by_name[] = { [SH_ID] = "id", [SH_MOBILE] = "mobile",
                                           [SH_EMAIL] = "email", [SH_EXT] = "externalId" };
 
+/* A program of the org: its field name and its stored definition. */
+struct sh_prog {
+	char *name;              /* owned, NUL-terminated */
+	size_t name_len;
+	struct rules_program def;
+};
+
 /* An ms value or null (RULES_NONE), as a date-time string. New reference. */
 static json_object *sh_date(int64_t ms)
 {
@@ -43,7 +50,7 @@ static void sh_add_terms(json_object *out, const struct rules_values *v)
 }
 
 /* One membership as the read API shows it. New reference. */
-static json_object *sh_membership(int pid, const struct ctl_prog *prog, const char *val,
+static json_object *sh_membership(int pid, const struct sh_prog *prog, const char *val,
                                   size_t len, int64_t now)
 {
 	json_object *out = json_object_new_object();
@@ -55,8 +62,7 @@ static json_object *sh_membership(int pid, const struct ctl_prog *prog, const ch
 	                            : NULL);
 	json_object_object_add(out, "partnerProgramType",
 	                       prog == NULL ? NULL : json_object_new_string(
-	                               prog->type == CTL_PROG_SUPPLEMENTARY ? "SUPPLEMENTARY"
-	                                                                    : "EXTERNAL"));
+	                               prog->def.supplementary ? "SUPPLEMENTARY" : "EXTERNAL"));
 	if (rules_membership_parse(val, len, &m) != 0) {
 		json_object_object_add(out, "error", json_object_new_string(
 		                               "the stored value is not a valid membership value"));
@@ -137,17 +143,17 @@ static int sh_lookup(struct store_admin *st, const char *org, enum sh_by by, con
 
 /* The org's programs that parse, being read. */
 struct sh_progs {
-	struct ctl_prog *v;
+	struct sh_prog *v;
 	size_t n, cap;
 };
 
 static int sh_on_prog(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
 {
 	struct sh_progs *ps = arg;
-	struct ctl_prog p = { 0 };
+	struct sh_prog p = { 0 };
 	char why[200];
 
-	if (ctl_prog_parse(v, vlen, &p, why, sizeof why) < 0)
+	if (rules_program_parse_strict(v, vlen, &p.def, why, sizeof why) < 0)
 		return 0;
 	if (ps->n == ps->cap) {
 		ps->cap = ps->cap ? 2 * ps->cap : 8;
@@ -161,8 +167,10 @@ static int sh_on_prog(void *arg, const char *f, size_t flen, const char *v, size
 
 static void sh_free_progs(struct sh_progs *ps)
 {
-	for (size_t i = 0; i < ps->n; i++)
-		ctl_prog_free(&ps->v[i]);
+	for (size_t i = 0; i < ps->n; i++) {
+		free(ps->v[i].name);
+		rules_program_free(&ps->v[i].def);
+	}
 	free(ps->v);
 }
 
@@ -213,10 +221,10 @@ static int sh_on_field(void *arg, const char *f, size_t flen, const char *v, siz
 	} else if (strcmp(f, "v") == 0) {
 		json_object_object_add(c->out, "version", json_object_new_int64(atoll(v)));
 	} else if (flen > 2 && memcmp(f, "m:", 2) == 0 && (pid = atoi(f + 2)) > 0) {
-		const struct ctl_prog *prog = NULL;
+		const struct sh_prog *prog = NULL;
 
 		for (size_t j = 0; j < c->progs->n; j++)
-			if (c->progs->v[j].pid == pid)
+			if (c->progs->v[j].def.pid == pid)
 				prog = &c->progs->v[j];
 		json_object_array_add(c->ms, sh_membership(pid, prog, v, vlen, c->now));
 	}

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rules.h"
+#include "rules_codec.h"
 #include "xmalloc.h"
 
 /* ---- messages and connecting --------------------------------------------------------- */
@@ -111,136 +111,12 @@ const char *ctl_json_plain(json_object *o, size_t *len)
 	                                         JSON_C_TO_STRING_NOSLASHESCAPE, len);
 }
 
-/* 1 when obj has exactly the n given keys (in any order). */
-static int ctl_json_keys_exactly(json_object *obj, const char *const *keys, int n)
-{
-	json_object *v;
-
-	if (!json_object_is_type(obj, json_type_object) || json_object_object_length(obj) != n)
-		return 0;
-	for (int i = 0; i < n; i++)
-		if (!ctl_json_member(obj, keys[i], &v))
-			return 0;
-	return 1;
-}
-
-/* 1 when o is null or a JSON integer. */
-static int ctl_json_null_or_int(json_object *o)
-{
-	return o == NULL || ctl_json_is_int(o);
-}
-
-int ctl_prog_parse(const char *s, size_t len, struct ctl_prog *p, char *why, size_t whysz)
-{
-	static const char *const keys[] = { "pid", "type", "tiers", "cycle", "expiresAt" };
-	static const char *const ckeys[] = { "unit", "value" };
-	json_object *o = ctl_json_parse(s, len), *pid, *type, *tiers, *cycle, *exp, *v;
-	const char *ts;
-
-	if (o == NULL) {
-		snprintf(why, whysz, "is not valid JSON");
-		return -1;
-	}
-	if (!ctl_json_keys_exactly(o, keys, 5)) {
-		snprintf(why, whysz, "does not have exactly the keys pid, type, tiers, cycle, expiresAt");
-		goto fail;
-	}
-	ctl_json_member(o, "pid", &pid);
-	ctl_json_member(o, "type", &type);
-	ctl_json_member(o, "tiers", &tiers);
-	ctl_json_member(o, "cycle", &cycle);
-	ctl_json_member(o, "expiresAt", &exp);
-	if (!ctl_json_is_int(pid) || json_object_get_int64(pid) < 1 ||
-	    json_object_get_int64(pid) > 0x7fffffff) {
-		snprintf(why, whysz, "has a bad pid");
-		goto fail;
-	}
-	ts = json_object_is_type(type, json_type_string) ? json_object_get_string(type) : "";
-	if (strcmp(ts, "EXTERNAL") == 0) {
-		p->type = CTL_PROG_EXTERNAL;
-	} else if (strcmp(ts, "SUPPLEMENTARY") == 0) {
-		p->type = CTL_PROG_SUPPLEMENTARY;
-	} else {
-		snprintf(why, whysz, "has a bad type");
-		goto fail;
-	}
-	if (!json_object_is_type(tiers, json_type_array)) {
-		snprintf(why, whysz, "has tiers that are not an array");
-		goto fail;
-	}
-	for (size_t i = 0; i < json_object_array_length(tiers); i++) {
-		v = json_object_array_get_idx(tiers, i);
-		if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0) {
-			snprintf(why, whysz, "has a tier that is not a non-empty string");
-			goto fail;
-		}
-	}
-	if (cycle != NULL) {
-		json_object *unit, *value;
-		const char *us;
-
-		if (!ctl_json_keys_exactly(cycle, ckeys, 2)) {
-			snprintf(why, whysz, "has a cycle without exactly the keys unit, value");
-			goto fail;
-		}
-		ctl_json_member(cycle, "unit", &unit);
-		ctl_json_member(cycle, "value", &value);
-		us = json_object_is_type(unit, json_type_string) ? json_object_get_string(unit) : "";
-		if ((strcmp(us, "DAYS") != 0 && strcmp(us, "MONTHS") != 0) ||
-		    !ctl_json_is_int(value) || json_object_get_int64(value) < 1 ||
-		    json_object_get_int64(value) > 0x7fffffff) {
-			snprintf(why, whysz, "has a bad cycle");
-			goto fail;
-		}
-		if (p->type != CTL_PROG_SUPPLEMENTARY) {
-			snprintf(why, whysz, "has a cycle but is not SUPPLEMENTARY");
-			goto fail;
-		}
-	}
-	if (!ctl_json_null_or_int(exp)) {
-		snprintf(why, whysz, "has an expiresAt that is neither null nor an integer");
-		goto fail;
-	}
-	p->pid = (int)json_object_get_int64(pid);
-	p->def = o;
-	return 0;
-fail:
-	json_object_put(o);
-	return -1;
-}
-
-int ctl_prog_has_tier(const struct ctl_prog *p, const char *tier, size_t len)
-{
-	json_object *tiers, *v;
-
-	if (!ctl_json_member(p->def, "tiers", &tiers))
-		return 0;
-	for (size_t i = 0; i < json_object_array_length(tiers); i++) {
-		v = json_object_array_get_idx(tiers, i);
-		if ((size_t)json_object_get_string_len(v) == len &&
-		    memcmp(json_object_get_string(v), tier, len) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-void ctl_prog_free(struct ctl_prog *p)
-{
-	free(p->name);
-	json_object_put(p->def);
-	p->name = NULL;
-	p->def = NULL;
-}
-
 /* Checks the tier of a membership or pending relink against the program. */
-static int ctl_mship_tier(const struct rules_values *v, const struct ctl_prog *p,
+static int ctl_mship_tier(const struct rules_values *v, const struct rules_program *p,
                           const char *what, char *why, size_t whysz)
 {
-	json_object *tiers;
-	int tiered;
+	int tiered = p->ntiers > 0;
 
-	ctl_json_member(p->def, "tiers", &tiers);
-	tiered = json_object_array_length(tiers) > 0;
 	if (tiered && v->tier == NULL) {
 		snprintf(why, whysz, "%s: no tier, but the program is tier based", what);
 		return -1;
@@ -249,7 +125,7 @@ static int ctl_mship_tier(const struct rules_values *v, const struct ctl_prog *p
 		snprintf(why, whysz, "%s: a tier, but the program has no tiers", what);
 		return -1;
 	}
-	if (tiered && !ctl_prog_has_tier(p, v->tier, v->tier_len)) {
+	if (tiered && rules_program_tier(p, v->tier, v->tier_len) < 0) {
 		snprintf(why, whysz, "%s: tier %s is not a tier of the program", what,
 		         ctl_quote(v->tier, v->tier_len));
 		return -1;
@@ -257,68 +133,8 @@ static int ctl_mship_tier(const struct rules_values *v, const struct ctl_prog *p
 	return 0;
 }
 
-/* A legacy JSON value: exactly the keys of the old format, with their types. */
-static int ctl_mship_json_shape(json_object *m, char *why, size_t whysz)
-{
-	static const char *const keys[] = { "mid", "tier", "exp", "start", "end", "lk", "up", "rl" };
-	static const char *const rkeys[] = { "mid", "tier", "exp", "start", "end" };
-	json_object *exp, *start, *end, *lk, *up, *rl;
-
-	if (!ctl_json_keys_exactly(m, keys, 8)) {
-		snprintf(why, whysz, "does not have exactly the keys mid, tier, exp, start, end, lk, up, rl");
-		return -1;
-	}
-	ctl_json_member(m, "exp", &exp);
-	ctl_json_member(m, "start", &start);
-	ctl_json_member(m, "end", &end);
-	ctl_json_member(m, "lk", &lk);
-	ctl_json_member(m, "up", &up);
-	ctl_json_member(m, "rl", &rl);
-	if (!ctl_json_null_or_int(exp) || !ctl_json_is_int(start) || !ctl_json_null_or_int(end) ||
-	    !ctl_json_is_int(lk) || !ctl_json_is_int(up)) {
-		snprintf(why, whysz, "has a time that is not an integer (exp, start, end, lk, up)");
-		return -1;
-	}
-	if (rl == NULL)
-		return 0;
-	if (!ctl_json_keys_exactly(rl, rkeys, 5)) {
-		snprintf(why, whysz, "has a pending relink without exactly the keys mid, tier, exp, start, end");
-		return -1;
-	}
-	ctl_json_member(rl, "exp", &exp);
-	ctl_json_member(rl, "start", &start);
-	ctl_json_member(rl, "end", &end);
-	if (!ctl_json_null_or_int(exp) || !ctl_json_is_int(start) || !ctl_json_null_or_int(end)) {
-		snprintf(why, whysz, "has a pending relink time that is not an integer");
-		return -1;
-	}
-	return 0;
-}
-
-int ctl_mship_decode(json_tokener *tok, const char *val, size_t len, struct rules_membership *m,
-                     char *why, size_t whysz)
-{
-	json_object *o;
-	int rc = 0;
-
-	if (rules_membership_parse(val, len, m) != 0)
-		return -1;
-	if (len == 0 || val[0] != '{')
-		return 0;
-	/* Legacy JSON: also the strict syntax (UTF-8, no trailing bytes) and the old shape. */
-	o = tok != NULL ? ctl_json_parse_tok(tok, val, len) : ctl_json_parse(val, len);
-	if (o == NULL)
-		rc = -1;
-	else if (ctl_mship_json_shape(o, why, whysz) < 0)
-		rc = -2;
-	json_object_put(o);
-	if (rc != 0)
-		rules_membership_free(m);
-	return rc;
-}
-
-int ctl_mship_validate(const struct rules_membership *m, const struct ctl_prog *p, char *why,
-                       size_t whysz)
+int ctl_mship_validate(const struct rules_membership *m, const struct rules_program *p,
+                       char *why, size_t whysz)
 {
 	if (ctl_mship_tier(&m->v, p, "membership", why, whysz) < 0)
 		return -1;
@@ -328,7 +144,7 @@ int ctl_mship_validate(const struct rules_membership *m, const struct ctl_prog *
 	}
 	if (!m->has_relink)
 		return 0;
-	if (p->type != CTL_PROG_SUPPLEMENTARY) {
+	if (!p->supplementary) {
 		snprintf(why, whysz, "has a pending relink, but the program is not SUPPLEMENTARY");
 		return -1;
 	}

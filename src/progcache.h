@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "rules.h"
+#include "rules_codec.h"
 
 /* rules_program_parse through the cache: 0 with *out (owned by the caller), or -1. */
 int progcache_parse(const char *def, size_t len, struct rules_program *out);

@@ -15,48 +15,12 @@
 
 #include "dates.h"
 #include "request.h"
+#include "rules_codec.h"
 
-#define RULES_NONE INT64_MIN    /* an absent date */
-#define RULES_MAX_TIERS 64
-
-/* A partner program definition (docs/DATA-MODEL.md), parsed from its stored JSON. */
-struct rules_program {
-	int found;                      /* 0: no such program in the org */
-	int pid;
-	int supplementary;              /* type SUPPLEMENTARY (else EXTERNAL) */
-	size_t ntiers;                  /* 0: not tier based */
-	char *tiers[RULES_MAX_TIERS];   /* owned, lowest first */
-	size_t tier_len[RULES_MAX_TIERS];
-	int has_cycle;
-	enum dates_unit cycle_unit;
-	int cycle_n;
-	int64_t expires_at;             /* RULES_NONE: never */
-};
-
-/* Parses a stored program definition. Returns 0, or -1 when it is not one. */
-int rules_program_parse(const char *json, size_t len, struct rules_program *p);
-void rules_program_free(struct rules_program *p);
-/* A deep copy of src (dst owns its tiers; free it with rules_program_free). */
-void rules_program_copy(struct rules_program *dst, const struct rules_program *src);
-
-/* The values of one membership, or of a pending relink. */
-struct rules_values {
-	char *mid;                      /* owned */
-	size_t mid_len;
-	char *tier;                     /* owned; NULL for no tier */
-	size_t tier_len;
-	int64_t exp;                    /* tier expiry, RULES_NONE when none */
-	int64_t start;                  /* membership start */
-	int64_t end;                    /* membership end, RULES_NONE when none */
-};
-
-struct rules_membership {
-	struct rules_values v;
-	int64_t linked_on;              /* lk */
-	int64_t updated_on;             /* up */
-	int has_relink;
-	struct rules_values rl;         /* pending relink, when has_relink */
-};
+/*
+ * The types the rules work on (programs, membership values) and their stored forms are
+ * rules_codec.h's.
+ */
 
 /* One program slot of a customer: present or not, before and after the rules. */
 struct rules_slot {
@@ -75,21 +39,6 @@ struct rules_customer {
 	size_t nslots, cap;
 	struct rules_slot *slots;       /* owned */
 };
-
-/*
- * Parses a stored membership value into m (owned strings): the compact format of
- * docs/DATA-MODEL.md, or, when the first byte is '{', the JSON an older partnerd wrote.
- * Strict: anything else, trailing bytes included, is refused. Returns 0 or -1 (m is then
- * empty, nothing to free).
- */
-int rules_membership_parse(const char *val, size_t len, struct rules_membership *m);
-/*
- * Serialises m in the compact stored format (NUL-terminated, *len_out excludes the NUL;
- * the value may hold NUL bytes of mid or tier); the caller frees the result with free().
- */
-char *rules_membership_encode(const struct rules_membership *m, size_t *len_out);
-/* Frees the owned strings of m and empties it. */
-void rules_membership_free(struct rules_membership *m);
 
 /* Adds a slot for pid from the snapshot (val = the stored membership). Returns 0/-1. */
 int rules_customer_load_slot(struct rules_customer *c, int pid, const char *val, size_t len);

@@ -306,6 +306,43 @@ fuzz_json_scan(const char *s, size_t len)
 	json_object_put(root);
 }
 
+/*
+ * partnerctl's strict readers accept a subset of what partnerd's lenient ones do, and read
+ * it alike. lenient: s as rules_program_parse read it.
+ */
+static void
+check_strict_readers(const char *s, size_t size, const struct rules_program *lenient)
+{
+	struct rules_program p;
+	struct rules_membership m, l;
+	char why[200];
+	size_t i;
+	int rc;
+
+	if (rules_program_parse_strict(s, size, &p, why, sizeof(why)) == 0) {
+		FUZZ_ASSERT(lenient->found && p.pid == lenient->pid && p.pid > 0 &&
+		            p.supplementary == lenient->supplementary && p.ntiers == lenient->ntiers &&
+		            p.has_cycle == lenient->has_cycle && p.expires_at == lenient->expires_at);
+		for (i = 0; i < p.ntiers; i++)
+			FUZZ_ASSERT(p.tier_len[i] > 0 && p.tier_len[i] == lenient->tier_len[i] &&
+			            memcmp(p.tiers[i], lenient->tiers[i], p.tier_len[i]) == 0);
+	} else {
+		FUZZ_ASSERT(why[0] != '\0' && !p.found && p.ntiers == 0);
+	}
+	rules_program_free(&p);
+	rc = rules_membership_parse_strict(s, size, &m, why, sizeof(why));
+	FUZZ_ASSERT(rc == 0 || rc == -1 || (rc == -2 && why[0] != '\0'));
+	if (rc == 0) {
+		FUZZ_ASSERT(rules_membership_parse(s, size, &l) == 0);
+		FUZZ_ASSERT(l.v.mid_len == m.v.mid_len && l.v.start == m.v.start &&
+		            l.linked_on == m.linked_on && l.has_relink == m.has_relink);
+		rules_membership_free(&l);
+		rules_membership_free(&m);
+	} else {
+		FUZZ_ASSERT(m.v.mid == NULL && m.rl.mid == NULL);
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -346,6 +383,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size <= INT32_MAX) {
 		if (rules_program_parse(s, size, &p) == 0)
 			FUZZ_ASSERT(p.ntiers <= RULES_MAX_TIERS);
+		check_strict_readers(s, size, &p);
 		rules_program_free(&p);
 		if (rules_membership_parse(s, size, &m) == 0) {
 			struct rules_customer tmp = { .cid = 1 };

@@ -119,3 +119,22 @@ def test_check_reports_a_membership_value_that_decodes_as_neither_format(stack):
     finally:
         stack.redis("HSET", key, field, saved)
     _ctl_check_clean(stack)
+
+
+def test_a_stored_program_whose_cycle_unit_is_null_does_not_crash_partnerd(stack):
+    """A definition written by hand with "unit": null made partnerd compare a NULL string
+    (a crash of the whole process) when a request named the program. It reads as any unit
+    but DAYS does (months); partnerctl check reports it as a bad cycle."""
+    key, name = "pp:{acme}:progs", "NullUnitCycle"
+    stack.redis("HSET", key, name, json.dumps({"pid": 9990, "type": "SUPPLEMENTARY", "tiers": [],
+                                               "cycle": {"unit": None, "value": 1}, "expiresAt": None}))
+    try:
+        c = stack.customer()
+        # without customerPartnerReference: read and decided (2002), nothing stored
+        _, st = link1(stack, by_mobile(c), item(name, ref=False))
+        assert_codes(st, [2002])
+        assert stack.request("GET", harness.HEALTH, auth=None)[0] == 200
+        rc, out, err = stack.ctl("check", "--org", "acme")
+        assert rc == 1 and 'program "NullUnitCycle": the definition has a bad cycle' in out, out + err
+    finally:
+        stack.redis("HDEL", key, name)
