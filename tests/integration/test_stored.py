@@ -125,7 +125,7 @@ def test_a_stored_program_whose_cycle_unit_is_null_does_not_crash_partnerd(stack
     """A definition written by hand with "unit": null made partnerd compare a NULL string
     (a crash of the whole process) when a request named the program. It reads as any unit
     but DAYS does (months); partnerctl check reports it as a bad cycle."""
-    key, name = "pp:{acme}:progs", "NullUnitCycle"
+    key, name = keys.progs("acme"), "NullUnitCycle"
     stack.redis("HSET", key, name, json.dumps({"pid": 9990, "type": "SUPPLEMENTARY", "tiers": [],
                                                "cycle": {"unit": None, "value": 1}, "expiresAt": None}))
     try:
