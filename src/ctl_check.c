@@ -327,6 +327,8 @@ static struct ck_entry *ck_map_find(struct ck_map *m, const char *key, size_t le
 {
 	struct ck_entry k = { .key = (char *)(uintptr_t)key, .len = len };
 
+	if (m->n == 0)   /* no array yet: bsearch of NULL is undefined */
+		return NULL;
 	return bsearch(&k, m->v, m->n, sizeof k, ck_entry_cmp);
 }
 
@@ -383,7 +385,8 @@ static int ck_map_load(struct ck *ck, enum store_key kind, int64_t id, struct ck
 		return 0;
 	}
 	/* HSCAN may return an entry twice: keep one. */
-	qsort(m->v, m->n, sizeof *m->v, ck_entry_cmp);
+	if (m->n > 1)
+		qsort(m->v, m->n, sizeof *m->v, ck_entry_cmp);
 	if (m->n > 1) {
 		size_t w = 1;
 
@@ -1123,7 +1126,8 @@ static int ck_feed(struct ck *ck, struct ck_org *o)
 
 static int ck_has_cust(const struct ck_org *o, int64_t cid)
 {
-	return bsearch(&cid, o->custs, o->ncusts, sizeof cid, ck_i64_cmp) != NULL;
+	return o->ncusts > 0 &&
+	       bsearch(&cid, o->custs, o->ncusts, sizeof cid, ck_i64_cmp) != NULL;
 }
 
 static void ck_org_free(struct ck *ck)

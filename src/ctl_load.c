@@ -632,6 +632,8 @@ static struct ld_scred *ld_find_scred(struct ld *ld, struct ld_str user)
 {
 	struct ld_scred key = { .user = (char *)(uintptr_t)user.p, .user_len = user.len };
 
+	if (ld->nscreds == 0)   /* no array yet: bsearch of NULL is undefined */
+		return NULL;
 	return bsearch(&key, ld->screds, ld->nscreds, sizeof key, ld_scred_cmp);
 }
 
@@ -664,7 +666,8 @@ static int ld_read_creds(struct ld *ld)
 		ctl_errf("%s", store_admin_error(ld->st));
 		return -1;
 	}
-	qsort(ld->screds, ld->nscreds, sizeof *ld->screds, ld_scred_cmp);
+	if (ld->nscreds > 1)   /* qsort of a NULL array is undefined, even of 0 elements */
+		qsort(ld->screds, ld->nscreds, sizeof *ld->screds, ld_scred_cmp);
 	return 0;
 }
 
