@@ -48,6 +48,15 @@ EVENT = json.dumps({"activityType": "UPDATE", "activityDate": "2026-11-23T07:28:
                    separators=(",", ":"))
 
 
+def lua_text(lua_dir, name):
+    """The script as Redis runs it: each "--#include NAME.lua" line replaced by that file of
+    the same directory (what scripts/embed-lua does for partnerd)."""
+    with open(os.path.join(lua_dir, name)) as f:
+        lines = f.read().splitlines(True)
+    return "".join(lua_text(lua_dir, ln[len("--#include "):].strip()) if ln.startswith("--#include ")
+                   else ln for ln in lines)
+
+
 def main():
     ap = argparse.ArgumentParser(prog="bench/scripts_micro.py")
     ap.add_argument("lua_dir", nargs="?", default=os.path.join(TOP, "src", "lua"))
@@ -68,7 +77,7 @@ def main():
         r("HSET", "pp:{mb}:progs", "UpdProg", PROG)
         for lo in range(1, N + 1, 5000):
             r("EVAL", LOADER, 0, lo, lo + 4999)
-        sha = {k: r("SCRIPT", "LOAD", open(os.path.join(args.lua_dir, k + ".lua")).read()).decode()
+        sha = {k: r("SCRIPT", "LOAD", lua_text(args.lua_dir, k + ".lua")).decode()
                for k in ("begin", "commit")}
 
         def evalsha_usec():
@@ -98,6 +107,7 @@ def main():
             for c in cids:
                 a += ["pp:{mb:%d}:c" % c, "pp:{mb:%d}:lock" % c, vers[c], c, "pp:{mb:%d}:h" % c, 1, "m:1",
                       "9:P1-%06d,6:Silver,w2jgc1c%d,,,loyw3v28,loyw3v28" % (c, it % 10), 0, 0, 0, 1, "UPDATE", EVENT]
+            a += ["", "", ""]               # no Idempotency-Key: idem_key, idem_token, idem_ttl_ms
             u0 = evalsha_usec()
             rep = r("EVALSHA", sha["commit"], 0, *a)
             spent["commit"] += evalsha_usec() - u0
