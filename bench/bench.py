@@ -28,6 +28,7 @@ import http.client
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import harness  # noqa: E402  (b36: the stored membership's time encoding)
+import keys  # noqa: E402  (partnerd's key names, read from src/keys.h)
 from harness import Redis, free_port  # noqa: E402  (a RESP client and free ports)
 
 BENCH = os.path.join(TOP, "bench")
@@ -384,7 +385,7 @@ def ceiling_copies(st):
     r = st.r
     for start in range(UPD[0], UPD[1] + 1, 1000):
         cids = range(start, min(start + 1000, UPD[1] + 1))
-        hashes = r.pipeline([("HGETALL", "pp:{%s:%d}:c" % (ORG, c)) for c in cids])
+        hashes = r.pipeline([("HGETALL", keys.cust(ORG, c)) for c in cids])
         r.pipeline([("HSET", "pc:{%s:%d}:c" % (ORG, c)) + tuple(h) for c, h in zip(cids, hashes)])
 
 
@@ -397,13 +398,14 @@ def contract_copies(st):
     for start in range(1, N_CUSTOMERS + 1, 1000):
         cmds = []
         for c in range(start, min(start + 1000, N_CUSTOMERS + 1)):
-            for k in ("c", "h"):
-                cmds.append(("COPY", "pp:{%s:%d}:%s" % (ORG, c, k), "pk:{%s:%d}:%s" % (ORG, c, k)))
+            for src, k in ((keys.cust(ORG, c), "c"), (keys.hist(ORG, c), "h")):
+                cmds.append(("COPY", src, "pk:{%s:%d}:%s" % (ORG, c, k)))
         for x in r.pipeline(cmds):
             if not isinstance(x, int):
                 raise SystemExit("bench: COPY failed: %r" % (x,))
-    for k in ("ix:mobile", "progs", "feed"):
-        r("COPY", "pp:{%s}:%s" % (ORG, k), "pk:{%s}:%s" % (ORG, k))
+    for src, k in ((keys.ix(ORG, "mobile"), "ix:mobile"), (keys.progs(ORG), "progs"),
+                   (keys.feed(ORG), "feed")):
+        r("COPY", src, "pk:{%s}:%s" % (ORG, k))
     hist = sum(r.pipeline([("LLEN", "pk:{%s:%d}:h" % (ORG, c)) for c in range(UPD[0], UPD[1] + 1)]))
     log("contract floor data: %d customers copied in %.1f s; update pool history %.1f events per "
         "customer, feed %d entries" % (N_CUSTOMERS, time.monotonic() - t0, hist / (UPD[1] - UPD[0] + 1),
@@ -788,36 +790,48 @@ def callgrind(st, counts=(1000, 3000), what="partnerd", batch=1):
 
 MEM_N = 1000000
 
-# Server-side loader: writes customers cid = ARGV[2] .. ARGV[3] of org ARGV[1] in the
-# stored format of docs/DATA-MODEL.md, one part at a time (ARGV[4]): the customer hash,
-# the identifier indexes, a membership of program ARGV[5] (m:PID field), or its
-# membership-id index entry. Batches of 10000 customers a call. The membership is the
-# compact value partnerd writes for mid P<PID>-<CID>, tier Silver, an expiry, start =
-# linked = updated, no end, no relink: "LEN:MID,6:Silver,EXP,,,LK,UP" with the base-36
-# times EXP, LK, UP precomputed in ARGV[6..8] (MEM_TIMES).
+# Server-side loader: writes customers cid = ARGV[1] .. ARGV[2] in the stored format of
+# docs/DATA-MODEL.md, one part at a time (ARGV[3]): the customer hash, the identifier
+# indexes, a membership of program ARGV[4] (its m:PID field), or its membership-id index
+# entry. Batches of 10000 customers a call. The membership is the compact value partnerd
+# writes for mid P<PID>-<CID>, tier Silver, an expiry, start = linked = updated, no end, no
+# relink: "LEN:MID,6:Silver,EXP,,,LK,UP" with the base-36 times EXP, LK, UP precomputed in
+# ARGV[5..7] (MEM_TIMES). The key and field names come from src/keys.h (mem_names): the
+# customer hash's name around its CID in ARGV[8] and ARGV[9], the mobile, email and
+# externalId indexes in ARGV[10..12], the membership-id index in ARGV[13] and the
+# membership's field in ARGV[14].
 MEM_LOADER = """
-local org, lo, hi, part, pid = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local exp, lk, up = ARGV[6], ARGV[7], ARGV[8]
+local lo, hi, part, pid = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local exp, lk, up = ARGV[5], ARGV[6], ARGV[7]
+local cpre, cpost, ixm, ixe, ixx, midk, field = ARGV[8], ARGV[9], ARGV[10], ARGV[11],
+  ARGV[12], ARGV[13], ARGV[14]
 for c = lo, hi do
-  local key = 'pp:{' .. org .. ':' .. c .. '}:c'
+  local key = cpre .. c .. cpost
   local mob = string.format('917%09d', c)
   if part == 'customer' then
     redis.call('HSET', key, 'id', c, 'mobile', mob, 'email', 'c' .. c .. '@bench.example',
                'externalId', 'X' .. c, 'v', 1)
   elseif part == 'ix' then
-    redis.call('HSET', 'pp:{' .. org .. '}:ix:mobile', mob, c)
-    redis.call('HSET', 'pp:{' .. org .. '}:ix:email', 'c' .. c .. '@bench.example', c)
-    redis.call('HSET', 'pp:{' .. org .. '}:ix:externalId', 'X' .. c, c)
+    redis.call('HSET', ixm, mob, c)
+    redis.call('HSET', ixe, 'c' .. c .. '@bench.example', c)
+    redis.call('HSET', ixx, 'X' .. c, c)
   elseif part == 'membership' then
     local mid = 'P' .. pid .. '-' .. c
-    redis.call('HSET', key, 'm:' .. pid, #mid .. ':' .. mid .. ',6:Silver,' .. exp .. ',,,' ..
+    redis.call('HSET', key, field, #mid .. ':' .. mid .. ',6:Silver,' .. exp .. ',,,' ..
       lk .. ',' .. up)
   elseif part == 'mid' then
-    redis.call('HSET', 'pp:{' .. org .. '}:mid:' .. pid, 'P' .. pid .. '-' .. c, c)
+    redis.call('HSET', midk, 'P' .. pid .. '-' .. c, c)
   end
 end
 return hi - lo + 1
 """
+
+
+def mem_names(org, pid):
+    """MEM_LOADER's ARGV[8..14]: key and field names of org and program pid (src/keys.h)."""
+    cpre, cpost = keys.cust(org, "*").split("*")
+    return [cpre, cpost, keys.ix(org, "mobile"), keys.ix(org, "email"),
+            keys.ix(org, "externalId"), keys.mid(org, pid), keys.membership_field(pid)]
 
 
 # exp, lk (= start), up of the loaded memberships, in base 36 as the compact value holds them.
@@ -854,15 +868,16 @@ def membership_memory(config=()):
 
         def load(part, pid=0):
             for lo in range(1, MEM_N + 1, 10000):
-                r("EVALSHA", sha, 0, org, lo, min(MEM_N, lo + 9999), part, pid, *MEM_TIMES)
+                r("EVALSHA", sha, 0, lo, min(MEM_N, lo + 9999), part, pid, *MEM_TIMES,
+                  *mem_names(org, pid))
             return used()
         t0 = time.monotonic()
         base = used()
         after_hash = load("customer")
-        enc0 = r("OBJECT", "ENCODING", "pp:{%s:1}:c" % org)
+        enc0 = r("OBJECT", "ENCODING", keys.cust(org, 1))
         after_ix = load("ix")
         after_m = load("membership", 1)
-        enc1 = r("OBJECT", "ENCODING", "pp:{%s:1}:c" % org)
+        enc1 = r("OBJECT", "ENCODING", keys.cust(org, 1))
         after_mid = load("mid", 1)
         load("membership", 2)
         after_2 = load("mid", 2)

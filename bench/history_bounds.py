@@ -28,6 +28,7 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+import keys  # noqa: E402  (partnerd's key names, read from src/keys.h)
 from harness import Stack  # noqa: E402
 
 HISTORY = "/v2/partnerProgram/customerActivityHistory"
@@ -80,7 +81,7 @@ def main():
                 auth=AUTH, headers=rid)
             code = body["customersPartnerUpdates"][0]["partnerProgramUpdates"][0]["updateStatus"]["code"]
             assert s == 200 and code == 200, body
-        hk, fk = "pp:{max:%d}:h" % cid, "pp:{max}:feed"
+        hk, fk = keys.hist("max", cid), keys.feed("max")
         entries = st.redis("LRANGE", hk, 0, -1)
         sizes = [len(e) for e in entries]
         print("history-max %d, escape %s" % (a.history_max, a.escape))

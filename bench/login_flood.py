@@ -29,6 +29,7 @@ IT = os.path.join(TOP, "tests", "integration")
 sys.path.insert(0, IT)
 sys.dont_write_bytecode = True
 import harness  # noqa: E402
+import keys  # noqa: E402  (partnerd's key names, read from src/keys.h)
 import test_login_flood as lf  # noqa: E402
 
 
@@ -60,7 +61,7 @@ def main():
     with harness.Stack(partnerd_args=args, workers=a.workers) as stack:
         print("partnerd %s, --workers %d %s" % (harness.partnerd_bin(), a.workers, " ".join(args)))
         for rnd in range(a.rounds):
-            for k in stack.keys("pp:login:*"):
+            for k in stack.keys(keys.LOGIN_FAIL_PREFIX + "*"):
                 stack.redis("DEL", k)
             res, cached, health, t0, t1 = lf.run_flood(stack, a.requests, seed=rnd + 1)
             st = {}

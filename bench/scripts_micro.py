@@ -25,19 +25,27 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+import keys  # noqa: E402  (partnerd's key names, read from src/keys.h)
 from harness import Redis, free_port  # noqa: E402
 
 N = 20000
+ORG = "mb"
+# Customers ARGV[1] .. ARGV[2]; the key and field names come from src/keys.h (LOADER_NAMES):
+# the customer hash's name around its CID in ARGV[3] and ARGV[4], the mobile index in
+# ARGV[5], the fields of the memberships of programs 1 and 2 in ARGV[6] and ARGV[7].
 LOADER = """
+local cpre, cpost, ixm, f1, f2 = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 for c = tonumber(ARGV[1]), tonumber(ARGV[2]) do
   local mob = string.format('917%09d', c)
-  redis.call('HSET', 'pp:{mb:' .. c .. '}:c', 'id', c, 'mobile', mob, 'email', 'c' .. c .. '@x.example',
+  redis.call('HSET', cpre .. c .. cpost, 'id', c, 'mobile', mob, 'email', 'c' .. c .. '@x.example',
     'externalId', 'X' .. c, 'v', 1,
-    'm:1', '9:P1-' .. string.format('%06d', c) .. ',6:Silver,w2jgc1c0,,,loyw3v28,loyw3v28',
-    'm:2', '9:P2-' .. string.format('%06d', c) .. ',6:Silver,w2jgc1c0,,,loyw3v28,loyw3v28')
-  redis.call('HSET', 'pp:{mb}:ix:mobile', mob, c)
+    f1, '9:P1-' .. string.format('%06d', c) .. ',6:Silver,w2jgc1c0,,,loyw3v28,loyw3v28',
+    f2, '9:P2-' .. string.format('%06d', c) .. ',6:Silver,w2jgc1c0,,,loyw3v28,loyw3v28')
+  redis.call('HSET', ixm, mob, c)
 end
 """
+LOADER_NAMES = keys.cust(ORG, "*").split("*") + [keys.ix(ORG, "mobile"), keys.membership_field(1),
+                                                 keys.membership_field(2)]
 PROG = '{"pid":1,"type":"EXTERNAL","tiers":["Bronze","Silver","Gold"],"cycle":null,"expiresAt":null}'
 VALUES = {"partnerMembershipId": "P1-000001", "partnerTierName": "Silver",
           "partnerTierExpiryDate": "2034-02-01T10:00:00.000Z",
@@ -46,6 +54,15 @@ EVENT = json.dumps({"activityType": "UPDATE", "activityDate": "2026-11-23T07:28:
                     "partnerProgramName": "UpdProg", "updateType": "RENEWAL", "before": VALUES,
                     "after": VALUES, "requestId": "0123456789abcdef0123456789abcdef", "customerId": 1},
                    separators=(",", ":"))
+
+
+def lua_text(lua_dir, name):
+    """The script as Redis runs it: each "--#include NAME.lua" line replaced by that file of
+    the same directory (what scripts/embed-lua does for partnerd)."""
+    with open(os.path.join(lua_dir, name)) as f:
+        lines = f.read().splitlines(True)
+    return "".join(lua_text(lua_dir, ln[len("--#include "):].strip()) if ln.startswith("--#include ")
+                   else ln for ln in lines)
 
 
 def main():
@@ -65,10 +82,10 @@ def main():
                 break
             except OSError:
                 time.sleep(0.05)
-        r("HSET", "pp:{mb}:progs", "UpdProg", PROG)
+        r("HSET", keys.progs(ORG), "UpdProg", PROG)
         for lo in range(1, N + 1, 5000):
-            r("EVAL", LOADER, 0, lo, lo + 4999)
-        sha = {k: r("SCRIPT", "LOAD", open(os.path.join(args.lua_dir, k + ".lua")).read()).decode()
+            r("EVAL", LOADER, 0, lo, lo + 4999, *LOADER_NAMES)
+        sha = {k: r("SCRIPT", "LOAD", lua_text(args.lua_dir, k + ".lua")).decode()
                for k in ("begin", "commit")}
 
         def evalsha_usec():
@@ -84,7 +101,7 @@ def main():
         for it in range(args.iter):
             cids = rng.sample(range(1, N + 1), B)
             tok = "%032x" % it
-            a = ["mb", tok, 5000, "pp:{mb}:rate:x", 0, B]
+            a = [ORG, tok, 5000, keys.rate(ORG, "x"), 0, B]
             for c in cids:
                 a += [1, "mobile", "917%09d" % c, 1, "UpdProg", ""]
             u0 = evalsha_usec()
@@ -94,10 +111,12 @@ def main():
             for e in rep:
                 h = dict(zip(e[2][::2], e[2][1::2]))
                 vers[int(e[1])] = h[b"v"].decode()
-            a = [tok, B, 100, "pp:{mb}:feed", 10000]
+            a = [tok, B, 100, keys.feed(ORG), 10000]
             for c in cids:
-                a += ["pp:{mb:%d}:c" % c, "pp:{mb:%d}:lock" % c, vers[c], c, "pp:{mb:%d}:h" % c, 1, "m:1",
+                a += [keys.cust(ORG, c), keys.lock(ORG, c), vers[c], c, keys.hist(ORG, c), 1,
+                      keys.membership_field(1),
                       "9:P1-%06d,6:Silver,w2jgc1c%d,,,loyw3v28,loyw3v28" % (c, it % 10), 0, 0, 0, 1, "UPDATE", EVENT]
+            a += ["", "", ""]               # no Idempotency-Key: idem_key, idem_token, idem_ttl_ms
             u0 = evalsha_usec()
             rep = r("EVALSHA", sha["commit"], 0, *a)
             spent["commit"] += evalsha_usec() - u0

@@ -438,6 +438,111 @@ verify(struct store *st, const char *pass, const struct store_credential *cred, 
 	return AUTH_OK;
 }
 
+/* One auth_check call: what its steps share. */
+struct attempt {
+	char user[CRED_MAX + 1], pass[CRED_MAX + 1];  /* pass is zeroed before auth_check returns */
+	unsigned char key[crypto_generichash_BYTES];  /* the credential cache's key (cache_key) */
+	enum cache_verdict v;                         /* the cache's answer for key */
+	struct auth_org cached;                       /* the cached entry (CACHE_REFRESH) */
+	struct login_keys k;                          /* the failed-login counters of the request */
+	struct store_credential stored;               /* the credential as stored, once fetched */
+};
+
+/* The cache's key of a->user and a->pass: BLAKE2b, keyed with this process's random salt,
+ * of the username, a NUL and the password. */
+static void
+cache_key(struct attempt *a)
+{
+	crypto_generichash_state h;
+
+	crypto_generichash_init(&h, cache_salt, sizeof(cache_salt), sizeof(a->key));
+	crypto_generichash_update(&h, (const unsigned char *)a->user, strlen(a->user) + 1);
+	crypto_generichash_update(&h, (const unsigned char *)a->pass, strlen(a->pass));
+	crypto_generichash_final(&h, a->key, sizeof(a->key));
+}
+
+/* A cache miss: the credential and the failed-login counters in one round trip, refused
+ * over a limit; an unknown username fails (counted) without hashing. AUTH_OK goes on. */
+static enum auth_result
+fetch_on_miss(struct store *st, struct attempt *a, int *retry_after)
+{
+	enum auth_result r = fetch(st, a->user, &a->k, 1, &a->stored, retry_after);
+
+	if (r == AUTH_LIMITED_USER || r == AUTH_LIMITED_ADDR)
+		metrics_login_limited(r == AUTH_LIMITED_ADDR);
+	if (r == AUTH_OK && !a->stored.found) {
+		count_failure(st, &a->k);       /* unknown username: nothing to hash */
+		r = AUTH_DENIED;
+	}
+	return r;
+}
+
+/* The flight leader's check: a refresh reads the credential again (no limits: it was right
+ * a moment ago); then the password check, bounded, and a success cached. */
+static enum auth_result
+lead_check(struct store *st, struct attempt *a, struct auth_org *out, int *retry_after)
+{
+	enum auth_result r = AUTH_OK;
+
+	if (a->v == CACHE_REFRESH) {
+		r = fetch(st, a->user, &a->k, 0, &a->stored, retry_after);
+		if (r == AUTH_OK && !a->stored.found)
+			r = AUTH_DENIED;
+	}
+	if (r == AUTH_OK)
+		r = verify(st, a->pass, &a->stored, out,
+		           a->v == CACHE_REFRESH ? 0 : mono_ms() + AUTH_SLOT_WAIT_MS);
+	if (r == AUTH_OK) {
+		snprintf(out->cred, sizeof(out->cred), "%s", a->k.user_hex);
+		cache_done(a->key, out, 0);
+	}
+	return r;
+}
+
+/* The end of a refresh with result r: when it could not run now (no capacity, Redis away)
+ * the cached entry keeps serving; a refused credential leaves the cache. */
+static enum auth_result
+refresh_end(const struct attempt *a, enum auth_result r, struct auth_org *out)
+{
+	if (r == AUTH_BUSY || r == AUTH_STORE_DOWN) {
+		cache_done(a->key, NULL, 0);
+		*out = a->cached;
+		return AUTH_OK;
+	}
+	if (r != AUTH_OK)
+		cache_done(a->key, NULL, 1);
+	return r;
+}
+
+/* The password check of a key, once at a time: the flight's leader checks, the others take
+ * its answer (no flight free: busy). Then a refresh's end, a failure counted, busy's wait. */
+static enum auth_result
+check_in_flight(struct store *st, struct attempt *a, struct auth_org *out, int *retry_after)
+{
+	enum auth_result r;
+	struct flight *f;
+	int leader = 0;
+
+	f = flight_join(a->key, &leader);
+	if (f == NULL) {
+		r = AUTH_BUSY;
+	} else if (!leader) {
+		r = flight_follow(f, out);
+	} else {
+		r = lead_check(st, a, out, retry_after);
+		flight_finish(f, r, out);
+	}
+	if (a->v == CACHE_REFRESH)
+		r = refresh_end(a, r, out);
+	if (r == AUTH_DENIED)
+		count_failure(st, &a->k);
+	if (r == AUTH_BUSY) {
+		metrics_login_busy();
+		*retry_after = AUTH_BUSY_RETRY_S;
+	}
+	return r;
+}
+
 /*
  * The order (SPEC §2): a cached credential is served at once (no Redis, no hash). Any
  * other request reads the credential and the failed-login counters in one round trip and
@@ -452,79 +557,23 @@ enum auth_result
 auth_check(struct store *st, const char *header, const char *client_addr, struct auth_org *out,
            int *retry_after)
 {
-	char user[CRED_MAX + 1], pass[CRED_MAX + 1];
-	unsigned char key[crypto_generichash_BYTES];
-	crypto_generichash_state h;
-	struct auth_org cached;
-	struct store_credential stored;
-	struct login_keys k;
-	enum cache_verdict v;
+	struct attempt a;
 	enum auth_result r;
-	struct flight *f;
-	int leader = 0;
 
 	*retry_after = 0;
-	if (auth_parse_basic(header, user, sizeof(user), pass, sizeof(pass)) != 0)
+	if (auth_parse_basic(header, a.user, sizeof(a.user), a.pass, sizeof(a.pass)) != 0)
 		return AUTH_DENIED;
-	crypto_generichash_init(&h, cache_salt, sizeof(cache_salt), sizeof(key));
-	crypto_generichash_update(&h, (const unsigned char *)user, strlen(user) + 1);
-	crypto_generichash_update(&h, (const unsigned char *)pass, strlen(pass));
-	crypto_generichash_final(&h, key, sizeof(key));
-	v = cache_get(key, &cached);
-	if (v == CACHE_HIT) {
-		sodium_memzero(pass, sizeof(pass));
-		*out = cached;
-		return AUTH_OK;
-	}
-	login_keys(user, client_addr, &k);
-	if (v == CACHE_MISS) {
-		r = fetch(st, user, &k, 1, &stored, retry_after);
-		if (r == AUTH_LIMITED_USER || r == AUTH_LIMITED_ADDR)
-			metrics_login_limited(r == AUTH_LIMITED_ADDR);
-		if (r == AUTH_OK && !stored.found) {
-			count_failure(st, &k);          /* unknown username: nothing to hash */
-			r = AUTH_DENIED;
-		}
-		if (r != AUTH_OK)
-			goto out;
-	}
-	f = flight_join(key, &leader);
-	if (f == NULL) {
-		r = AUTH_BUSY;
-	} else if (!leader) {
-		r = flight_follow(f, out);
-	} else {
+	cache_key(&a);
+	a.v = cache_get(a.key, &a.cached);
+	if (a.v == CACHE_HIT) {
+		*out = a.cached;
 		r = AUTH_OK;
-		if (v == CACHE_REFRESH) {
-			r = fetch(st, user, &k, 0, &stored, retry_after);
-			if (r == AUTH_OK && !stored.found)
-				r = AUTH_DENIED;
-		}
+	} else {
+		login_keys(a.user, client_addr, &a.k);
+		r = a.v == CACHE_MISS ? fetch_on_miss(st, &a, retry_after) : AUTH_OK;
 		if (r == AUTH_OK)
-			r = verify(st, pass, &stored, out, v == CACHE_REFRESH ? 0 : mono_ms() + AUTH_SLOT_WAIT_MS);
-		if (r == AUTH_OK) {
-			snprintf(out->cred, sizeof(out->cred), "%s", k.user_hex);
-			cache_done(key, out, 0);
-		}
-		flight_finish(f, r, out);
+			r = check_in_flight(st, &a, out, retry_after);
 	}
-	if (v == CACHE_REFRESH) {
-		if (r == AUTH_BUSY || r == AUTH_STORE_DOWN) {
-			/* Could not refresh now: the credential was valid a moment ago; keep serving it. */
-			cache_done(key, NULL, 0);
-			*out = cached;
-			r = AUTH_OK;
-		} else if (r != AUTH_OK) {
-			cache_done(key, NULL, 1);
-		}
-	}
-	if (r == AUTH_DENIED)
-		count_failure(st, &k);
-	if (r == AUTH_BUSY) {
-		metrics_login_busy();
-		*retry_after = AUTH_BUSY_RETRY_S;
-	}
-out:
-	sodium_memzero(pass, sizeof(pass));
+	sodium_memzero(a.pass, sizeof(a.pass));
 	return r;
 }

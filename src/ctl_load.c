@@ -299,10 +299,19 @@ static void ld_check_credential(struct ld *ld, struct ld_org *org, json_object *
 	ld_get_str(ld, o, "password", 1, 1, ctx, &cr->pw);
 }
 
-/* A program's tiers: non-empty strings within REQ_NAME_MAX, none twice. */
+/*
+ * A program's tiers: at most RULES_MAX_TIERS (partnerd reads no more: a membership on a
+ * later tier could be neither made nor read), non-empty strings within REQ_NAME_MAX, none
+ * twice.
+ */
 static void ld_check_tiers(struct ld *ld, json_object *o, struct ld_prog *p, const char *ctx)
 {
 	p->tiers = ld_get_array(ld, o, "tiers", ctx);
+	if (p->tiers != NULL && json_object_array_length(p->tiers) > RULES_MAX_TIERS) {
+		ld_err(ld, "%s: has %zu tiers: at most %d (partnerd reads only the first %d)",
+		       ctx, json_object_array_length(p->tiers), RULES_MAX_TIERS, RULES_MAX_TIERS);
+		return;
+	}
 	for (size_t t = 0; p->tiers != NULL && t < json_object_array_length(p->tiers); t++) {
 		json_object *v = json_object_array_get_idx(p->tiers, t);
 		const char *s = json_object_get_string(v);

@@ -2,10 +2,11 @@
  * rules: the business rules of the three write routes, applied to one customer's
  * snapshot. Pure: no FastCGI, no Redis, no clock (the time is an argument).
  *
- * The shell (routes.c) reads the customer's snapshot under its lock (store_write.h), calls
- * rules_apply for each of the customer's entries in request order, and commits the slots
- * the rules marked dirty in one fenced step; what that step writes for a slot is
- * rules_slot_change's answer.
+ * The shell (write_round.c, one round of write.c's pipeline) reads the customer's snapshot
+ * under its lock (store_begin, store_write.h), calls rules_apply for each of the customer's
+ * entries in request order (decide_entry), and commits the slots the rules marked dirty in
+ * one fenced step (commit_round); what that step writes for a slot is rules_slot_change's
+ * answer.
  */
 #ifndef PARTNERD_RULES_H
 #define PARTNERD_RULES_H

@@ -1,6 +1,7 @@
 """Bounded payloads and bounded reads (SPEC §4 "Sizes and encodings", §5): membership ids,
 tier names and program names of at most 128 bytes (2002 beyond), email 254 and externalId
-128 bytes (the customer's 400 beyond, also in partnerctl load and import-customers), a
+128 bytes (the customer's 400 beyond, also in partnerctl load and import-customers), at
+most 64 tiers a program in partnerctl load (partnerd reads no more), a
 history read that reads only its page however long the stored list is, and the read
 routes' own 400 messages for an identifierValue that is too long or holds a NUL byte.
 
@@ -179,6 +180,42 @@ def test_bounds_partnerctl_load_and_import_refuse_identifiers_and_names_over_the
     assert "email is 255 bytes long: at most 254" in text and "externalId is 129 bytes long: at most 128" in text, text
     assert stack.redis("EXISTS", keys.cust("bounds", 9102)) == 0 and stack.redis("EXISTS", keys.cust("bounds", 9103)) == 0
     assert stack.redis("HGET", keys.cust("bounds", 9104), "email") == b"e" * 254
+
+
+def test_bounds_partnerctl_load_refuses_a_program_of_65_tiers_naming_the_limit_and_loads_64(stack):
+    """partnerd reads only the first 64 tiers of a program (RULES_MAX_TIERS): load refuses a
+    program with more, naming the limit, and writes nothing; 64 load and the 64th links.
+    A 65th tier added to the definition by hand: check reports a membership on it."""
+    cid = _org(stack)
+    tiers = ["T%02d" % k for k in range(1, 66)]
+    doc = json.loads(json.dumps(DOC))
+    progs = doc["orgs"][0]["programs"]
+    progs.append({"name": "Tiers65", "type": "EXTERNAL", "tiers": tiers})
+    path = os.path.join(stack.dir, "bounds-tiers.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    with unchanged(stack):
+        rc, out, err = stack.ctl("load", path)
+    assert rc != 0, "load accepted 65 tiers:\n" + out + err
+    assert 'program "Tiers65": has 65 tiers: at most 64 (partnerd reads only the first 64)' in err, err
+    progs[-1] = {"name": "Tiers64", "type": "EXTERNAL", "tiers": tiers[:64]}
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    stack.load(path)
+    _, st = link1(stack, {"id": cid}, item("Tiers64", stack.uid(), "T64"), auth=BOUNDS)
+    assert_codes(st, [200])
+    key = keys.progs("bounds")
+    saved = stack.redis("HGET", key, "Tiers64")
+    m = stack.membership(cid, "Tiers64", org="bounds")
+    stack.redis("HSET", key, "Tiers64", json.dumps(dict(json.loads(saved), tiers=tiers),
+                                                   separators=(",", ":")))
+    try:
+        stack.set_membership(cid, "Tiers64", dict(m, tier="T65"), org="bounds")
+        rc, out, err = stack.ctl("check", "--org", "bounds")
+        assert rc == 1 and 'membership: tier "T65" is not a tier of the program' in out, out + err
+    finally:
+        stack.redis("HSET", key, "Tiers64", saved)
+        stack.set_membership(cid, "Tiers64", m, org="bounds")
 
 
 def test_bounds_history_read_reads_only_its_page_of_a_huge_history_and_the_worker_stays_healthy(stack):

@@ -13,9 +13,9 @@ the same parser). Fails when:
     key from ARGV (it must be a suffix keys.h declares, and each declared suffix must be
     appended by some script), every field name a script builds (`'m:' .. pid`), and every
     `pp:...` pattern a script's comments mention;
-  - a test of tests/integration writes a key name (or the m:PID field) as a literal
-    instead of building it with tests/integration/keys.py (a string that starts with the
-    key space's prefix "pp:", or with "m:%").
+  - a test of tests/integration, or a bench/*.py script, writes a key name (or the m:PID
+    field) as a literal instead of building it with tests/integration/keys.py (a string
+    that starts with the key space's prefix "pp:", or with "m:%").
 Then it proves that it can fail: each check runs again on copies of the three sources
 with one thing broken (a key renamed in keys.h, a row dropped from DATA-MODEL.md, a type
 changed, a script building an undocumented key...) and must report it.
@@ -357,6 +357,9 @@ def sources():
     tests = dict((os.path.basename(p), read(p))
                  for p in sorted(glob.glob(os.path.join(TOP, "tests", "integration", "*.py")))
                  if os.path.basename(p) != "keys.py")
+    # the bench scripts build their key names with keys.py too (named bench/X.py)
+    tests.update(("bench/" + os.path.basename(p), read(p))
+                 for p in sorted(glob.glob(os.path.join(TOP, "bench", "*.py"))))
     return header, doc, scripts, tests
 
 
@@ -450,6 +453,8 @@ BREAKS = [
     ("a test writing the membership field by hand",
      _test("test_stored.py", 'keys.membership_field(stack.pid(program))', '"m:%d" % stack.pid(program)'),
      "test_stored.py"),
+    ("a bench script writing a key name by hand",
+     _test("bench/history_bounds.py", 'keys.feed("max")', '"pp:{max}:feed"'), "bench/history_bounds.py"),
     ("a test writing a key name as bytes",
      _test("support_indoubt.py", 'keys.hist(org, cid).encode()', 'b"pp:{%s:%d}:h" % (org.encode(), cid)'),
      "support_indoubt.py"),
@@ -477,8 +482,8 @@ def main():
 
     header, doc, scripts, tests = sources()
     found = problems(header, doc, scripts, tests)
-    report(not found, "src/keys.h, docs/DATA-MODEL.md, src/lua/*.lua and tests/integration/*.py "
-           "agree on the key layout (%d keys and fields, %d scripts, %d test files)"
+    report(not found, "src/keys.h, docs/DATA-MODEL.md, src/lua/*.lua, tests/integration/*.py and "
+           "bench/*.py agree on the key layout (%d keys and fields, %d scripts, %d test and bench files)"
            % (count(header), len(scripts), len(tests)),
            "\n".join(found))
     if not scripts:
