@@ -1138,6 +1138,13 @@ static void ld_free(struct ld *ld)
 	store_admin_close(ld->st);
 }
 
+/* A failure the store session found in the pipeline, named as load's (as before it). */
+static void ld_report(void *arg, const char *msg)
+{
+	(void)arg;
+	ctl_errf("load: %s", msg);
+}
+
 /* Everything after the document checked out: read the store, check, write. */
 static int ld_run(struct ld *ld, const struct ctl *ctl)
 {
@@ -1147,6 +1154,7 @@ static int ld_run(struct ld *ld, const struct ctl *ctl)
 
 	if ((ld->st = ctl_store_open(ctl)) == NULL)
 		return CTL_EXIT_USAGE;
+	store_admin_set_report(ld->st, ld_report, NULL);
 	if (ld_read_creds(ld) < 0)
 		return CTL_EXIT_FAIL;
 	for (size_t o = 0; o < ld->norgs; o++)

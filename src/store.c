@@ -870,9 +870,10 @@ store_queue_script(struct store *s, enum store_script which, const struct store_
 
 	if (queue_slot(s, fn, arg) != 0)
 		return -1;
+	/* EVAL with the text, not EVALSHA: see store.h */
 	out_count(s, '*', args->n + 2);
-	out_arg(s, "EVALSHA", 7);
-	out_arg(s, s->sha[which], strlen(s->sha[which]));
+	out_arg(s, "EVAL", 4);
+	out_arg(s, script_text[which], strlen(script_text[which]));
 	for (i = 0; i < args->n; i++)
 		out_arg(s, argv_at(args, i), args->len[i]);
 	return 0;

@@ -113,9 +113,11 @@ void store_queue_limit(struct store *s, size_t max);
 int store_queue(struct store *s, const struct store_argv *cmd, store_reply_fn fn, void *arg);
 
 /*
- * Queues EVALSHA of one of the embedded scripts; args starts with numkeys, then the keys
- * and the arguments. The scripts are loaded on every new connection: a NOSCRIPT reply
- * (the script cache flushed during a run) is an error reply like any other.
+ * Queues EVAL of one of the embedded scripts, with its text; args starts with numkeys,
+ * then the keys and the arguments. Not EVALSHA: a queued command cannot be sent again
+ * after a NOSCRIPT reply (the script cache emptied during a run: SCRIPT FLUSH, a failover
+ * behind a proxy), and inside MULTI/EXEC the transaction's other writes would commit
+ * without it. Redis compiles the text once and keeps it by its SHA1.
  */
 int store_queue_script(struct store *s, enum store_script which, const struct store_argv *args,
                        store_reply_fn fn, void *arg);

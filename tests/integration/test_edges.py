@@ -11,6 +11,7 @@ import os
 import threading
 import time
 
+import keys
 from harness import ACME, LINK, Stack
 from helpers import assert_codes, assert_error, by_mobile, entry, item, link1, unchanged
 from support_model import (PROGRAMS, check_passes, delink1, iso, iso_ms, now_ms, programs_of, query,
@@ -134,6 +135,33 @@ def test_api_prefix_without_slash_is_the_json_404(stack):
 # ---------------------------------------------------------------- customer id 2^63 - 1
 
 MAX_ID = 9223372036854775807
+
+
+def test_load_names_itself_when_the_store_refuses_a_read():
+    """A stored key of the wrong type stops `partnerctl load` before it writes anything,
+    with a message that names the verb, the org and the customer, as before the store
+    layer (issue 13)."""
+    doc = {"orgs": [{"id": "ldmsg", "defaultCountryCode": "91", "nationalNumberLength": 10,
+                     "credentials": [{"username": "ldmsg_api", "password": "ldmsg_secret"}],
+                     "programs": [{"name": "P", "type": "EXTERNAL", "tiers": []}],
+                     "customers": [{"id": 1, "email": "one@ldmsg.example"},
+                                   {"id": 2, "email": "two@ldmsg.example"}]}]}
+    st = Stack(fixtures=None)
+    try:
+        st.start()
+        path = os.path.join(st.dir, "ldmsg.json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        assert st.ctl("load", path)[0] == 0
+        st.redis("DEL", keys.cust("ldmsg", 2))
+        st.redis("SET", keys.cust("ldmsg", 2), "not a hash")
+        before = st.digest()[0]
+        rc, out, err = st.ctl("load", path)
+        assert rc == 1, (rc, out, err)
+        assert "partnerctl: load: org ldmsg: customer 2: unexpected reply to HMGET: WRONGTYPE" in err, err
+        assert st.digest()[0] == before
+    finally:
+        st.stop()
 
 
 def test_customer_id_int64_max_loads_shows_reads_and_links():

@@ -255,6 +255,45 @@ def test_import_line_cannot_take_an_identifier_a_later_line_frees():
     assert chash(stack, 610002) == {}
 
 
+def test_import_moves_identifiers_after_the_script_cache_was_flushed():
+    """An old identifier leaves its index through hdel_if.lua. A script cache emptied while
+    an import runs (SCRIPT FLUSH; a failover behind a proxy that keeps the connection)
+    must not fail the batches after it: their other writes and their checkpoint commit in
+    the same MULTI/EXEC, so the old index entries would stay behind, skipped by --resume."""
+    stack = _stack()
+    lines = [cust(620000 + i) for i in range(1, 1001)]
+    assert run_import(stack, write(stack, "t7c.jsonl", lines))[0] == 0
+    moved = [dict(c, email="moved-%d@imp.example" % c["id"]) for c in lines]
+    path = write(stack, "t7d.jsonl", moved)
+    key = checkpoint_key(path)
+    argv = [partnerctl_bin(), "--redis", stack.redis_url, "import-customers", "--org", ORG,
+            "--batch", "10", path]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while stack.redis("HGET", key, "line") is None:
+            assert p.poll() is None, "the import ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 30 s"
+        # Hold the import's next EXEC while the cache is emptied: later batches meet it.
+        stack.redis("CLIENT", "PAUSE", 10000, "WRITE")
+        try:
+            assert p.poll() is None, "the import finished before the script cache was flushed"
+            stack.redis("SCRIPT", "FLUSH")
+        finally:
+            stack.redis("CLIENT", "UNPAUSE")
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, (out + err).decode()
+    m = SUMMARY.search(out.decode())
+    assert m and tuple(int(x) for x in m.groups()) == (1000, 1000, 0, 1000, 0, 0), out
+    assert_imported(stack, moved, v="1")
+    stale = [c["id"] for c in lines if holder(stack, "email", c["email"]) is not None]
+    assert not stale, "old email index entries left for customers %r" % stale[:10]
+
+
 # ---------------------------------------------------------------- resume
 
 def test_failed_import_resumes_after_the_last_committed_batch():
