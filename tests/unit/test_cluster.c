@@ -43,6 +43,21 @@ static int seeds_refused(const char *spec, const char *want)
 	return 1;
 }
 
+/* The bitwise CRC16-XMODEM, a bit per step: the reference cluster_crc16's table must equal. */
+static uint16_t crc16_bitwise(const char *buf, size_t len)
+{
+	uint16_t crc = 0;
+	size_t i;
+	int b;
+
+	for (i = 0; i < len; i++) {
+		crc ^= (uint16_t)((unsigned char)buf[i] << 8);
+		for (b = 0; b < 8; b++)
+			crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+	}
+	return crc;
+}
+
 static int classify(const char *e, struct cluster_redirect *rd)
 {
 	return (int)cluster_classify(e, strlen(e), rd);
@@ -53,6 +68,28 @@ int main(void)
 	TEST("CRC16 of \"123456789\" is 0x31C3 (the Redis Cluster spec's test vector)") {
 		CHECK_EQ_INT(cluster_crc16("123456789", 9), 0x31C3);
 		CHECK_EQ_INT(cluster_crc16("", 0), 0);
+	}
+
+	TEST("CRC16 by table equals the bitwise CRC16 on every byte and 200000 keys of 0..64 bytes") {
+		char key[64];
+		unsigned seed = 12345, bad = 0;
+		size_t i, k, len;
+
+		for (i = 0; i < 256; i++) {
+			key[0] = (char)i;
+			bad += cluster_crc16(key, 1) != crc16_bitwise(key, 1);
+		}
+		for (k = 0; k < 200000; k++) {
+			len = (k * 7) % (sizeof key + 1);
+			for (i = 0; i < len; i++) {
+				seed = seed * 1103515245u + 12345u;     /* any bytes, NUL and 0xff too */
+				key[i] = (char)(seed >> 16);
+			}
+			if (cluster_crc16(key, len) != crc16_bitwise(key, len) && bad++ < 3)
+				printf("  key %zu (%zu bytes): table %04x, bitwise %04x\n", k, len,
+				       cluster_crc16(key, len), crc16_bitwise(key, len));
+		}
+		CHECK_EQ_INT(bad, 0);
 	}
 
 	TEST("a key without a hash tag hashes whole: slots agree with CLUSTER KEYSLOT") {
