@@ -31,6 +31,7 @@
 #define WAIT_MIN_MS 10          /* the wait before resending TRYAGAIN/CLUSTERDOWN/down... */
 #define WAIT_MAX_MS 200         /* ...doubling up to this */
 #define DEFAULT_TIMEOUT_MS 1000
+#define REFRESH_MIN_MS 100      /* at most one slot map load per this, per router */
 
 /* ==== pure: slots ====================================================================== */
 
@@ -288,6 +289,136 @@ bad:
 	return -1;
 }
 
+/* The value of field name in a RESP2 map (a flat array: name, value, name, value...). */
+static const redisReply *
+map_get(const redisReply *m, const char *name)
+{
+	size_t i, n = strlen(name);
+
+	for (i = 0; i + 1 < m->elements; i += 2) {
+		const redisReply *k = m->element[i];
+
+		if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS) && k->len == n &&
+		    memcmp(k->str, name, n) == 0)
+			return m->element[i + 1];
+	}
+	return NULL;
+}
+
+static int
+reply_is(const redisReply *r, const char *s)
+{
+	return r != NULL && r->type == REDIS_REPLY_STRING && r->len == strlen(s) &&
+	       memcmp(r->str, s, r->len) == 0;
+}
+
+/*
+ * The address of a node of a CLUSTER SHARDS reply: its "endpoint" (the preferred one, as
+ * CLUSTER SLOTS gives it), else its "ip" when the endpoint is "" or "?" (unknown), else
+ * the node that answered. -1 when it has no usable port or host.
+ */
+static int
+shard_node_addr(const redisReply *nd, const struct cluster_addr *asked, struct cluster_addr *out)
+{
+	const redisReply *host = map_get(nd, "endpoint"), *ip = map_get(nd, "ip");
+	const redisReply *port = map_get(nd, "port");
+	long long v;
+
+	if (port == NULL || reply_int(port, &v) != 0 || v < 1 || v > 65535)
+		return -1;
+	out->port = (int)v;
+	if (host == NULL || host->type != REDIS_REPLY_STRING || host->len == 0 ||
+	    reply_is(host, "?"))
+		host = ip;
+	if (host == NULL || host->type != REDIS_REPLY_STRING || host->len == 0 || reply_is(host, "?")) {
+		if (asked == NULL)
+			return -1;
+		memcpy(out->host, asked->host, sizeof out->host);
+		return 0;
+	}
+	if (host->len >= sizeof out->host)
+		return -1;
+	memcpy(out->host, host->str, host->len);
+	out->host[host->len] = '\0';
+	return 0;
+}
+
+int
+cluster_parse_shards(const redisReply *r, const struct cluster_addr *asked,
+                     struct cluster_range **out, size_t *n, char *err, size_t errsz)
+{
+	struct cluster_range *rs = NULL;
+	size_t i, j, nr = 0, cap = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+		if (r != NULL && r->type == REDIS_REPLY_ERROR)
+			return fail(err, errsz, "CLUSTER SHARDS refused: %.150s", r->str);
+		return fail(err, errsz, "CLUSTER SHARDS: %s", "the reply is not an array");
+	}
+	for (i = 0; i < r->elements; i++) {
+		const redisReply *sh = r->element[i], *slots, *nodes, *primary = NULL;
+		struct cluster_addr addr;
+
+		if (sh->type != REDIS_REPLY_ARRAY || sh->elements % 2 != 0 ||
+		    (slots = map_get(sh, "slots")) == NULL || slots->type != REDIS_REPLY_ARRAY ||
+		    slots->elements % 2 != 0 ||
+		    (nodes = map_get(sh, "nodes")) == NULL || nodes->type != REDIS_REPLY_ARRAY)
+			goto bad;
+		for (j = 0; j < nodes->elements; j++) {
+			const redisReply *nd = nodes->element[j];
+
+			if (nd->type != REDIS_REPLY_ARRAY || nd->elements % 2 != 0)
+				goto bad;
+			if (primary == NULL && reply_is(map_get(nd, "role"), "master"))
+				primary = nd;
+		}
+		/* a shard without slots (a spare primary) or, for a moment, without a primary
+		 * (its replica not promoted yet) serves nothing: its slots stay unknown */
+		if (slots->elements == 0 || primary == NULL)
+			continue;
+		if (shard_node_addr(primary, asked, &addr) != 0)
+			goto bad;
+		for (j = 0; j < slots->elements; j += 2) {
+			long long lo, hi;
+			const redisReply *id = map_get(primary, "id");
+
+			if (reply_int(slots->element[j], &lo) != 0 ||
+			    reply_int(slots->element[j + 1], &hi) != 0 ||
+			    lo < 0 || hi < lo || hi >= CLUSTER_SLOTS)
+				goto bad;
+			if (nr == cap) {
+				cap = cap ? cap * 2 : 8;
+				rs = realloc(rs, cap * sizeof *rs);
+				if (rs == NULL)
+					abort();
+			}
+			memset(&rs[nr], 0, sizeof rs[nr]);
+			rs[nr].lo = (int)lo;
+			rs[nr].hi = (int)hi;
+			rs[nr].primary = addr;
+			if (id != NULL && id->type == REDIS_REPLY_STRING && id->len < sizeof rs[nr].id) {
+				memcpy(rs[nr].id, id->str, id->len);
+				rs[nr].id[id->len] = '\0';
+			}
+			nr++;
+		}
+	}
+	if (nr == 0) {
+		free(rs);
+		return fail(err, errsz, "CLUSTER SHARDS: %s", "no slot is assigned to a primary");
+	}
+	*out = rs;
+	*n = nr;
+	return 0;
+bad:
+	free(rs);
+	snprintf(err, errsz, "CLUSTER SHARDS: shard %zu is not {slots: [start, end...], nodes: "
+	         "[{id, port, ip, endpoint, role...}...]}", i);
+	return -1;
+}
+
 /* "SLOT HOST:PORT" (the port after the last ':', so that an IPv6 host keeps its colons). */
 static int
 parse_redirect(const char *s, size_t len, struct cluster_redirect *rd)
@@ -346,6 +477,12 @@ cluster_classify(const char *err, size_t len, struct cluster_redirect *rd)
 		return CLUSTER_CLUSTERDOWN;
 	if (starts(err, len, "NOSCRIPT"))
 		return CLUSTER_NOSCRIPT;
+	if (starts(err, len, "LOADING"))
+		return CLUSTER_LOADING;
+	if (starts(err, len, "MASTERDOWN"))
+		return CLUSTER_MASTERDOWN;
+	if (starts(err, len, "READONLY"))
+		return CLUSTER_READONLY;
 	return CLUSTER_REPLY;
 }
 
@@ -357,6 +494,7 @@ struct node {
 	int64_t retry_at;       /* monotonic ms before which no connect is tried */
 	int backoff_ms;
 	int primary;            /* owns slots in the current map */
+	int no_shards;          /* refused CLUSTER SHARDS once (before Redis 7): ask SLOTS */
 	/* one round's commands for this node */
 	char *out;              /* their RESP text */
 	size_t out_len, out_cap;
@@ -375,6 +513,8 @@ struct cluster {
 	int16_t slot[CLUSTER_SLOTS];    /* node index of each slot's primary, -1 unknown */
 	int have_map;
 	int stale;              /* reload the map at the start of the next call */
+	int64_t refreshed_at;   /* monotonic ms of the last load tried */
+	int refresh_min_ms;     /* no load sooner than this after the last */
 	struct rarena replies;
 	struct cluster_stats stats;
 	char err[300];
@@ -434,6 +574,8 @@ cluster_new(const struct cluster_seeds *seeds, int timeout_ms, const char *const
 		abort();
 	cl->seeds = *seeds;
 	cl->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+	cl->refresh_min_ms = REFRESH_MIN_MS;
+	cl->refreshed_at = INT64_MIN / 2;
 	cl->nodes = calloc(MAX_NODES, sizeof *cl->nodes);
 	cl->scripts = calloc(nscripts + 1, sizeof *cl->scripts);
 	cl->sha = calloc(nscripts + 1, sizeof *cl->sha);
@@ -624,7 +766,29 @@ node_ready(struct cluster *cl, int i, int64_t deadline)
 
 /* ==== the slot map ===================================================================== */
 
-/* Asks node i for CLUSTER SLOTS and makes it the map. */
+/* One CLUSTER subcommand to node i; its reply, or NULL after an I/O error (node dropped). */
+static redisReply *
+ask_node(struct cluster *cl, int i, const char *sub)
+{
+	struct node *nd = cl->nodes[i];
+	redisReply *r = NULL;
+
+	cl->stats.rounds++;
+	if (redisAppendCommand(nd->c, "CLUSTER %s", sub) != REDIS_OK ||
+	    redisGetReply(nd->c, (void **)&r) != REDIS_OK || r == NULL) {
+		seterr(cl, "cluster: CLUSTER %s on %s:%d: I/O error", sub, nd->addr.host,
+		       nd->addr.port);
+		node_drop(nd);
+		return NULL;
+	}
+	return r;
+}
+
+/*
+ * Asks node i for the slot map and makes it the map: CLUSTER SHARDS (Redis 7), or
+ * CLUSTER SLOTS from a node that refused SHARDS (an older Redis, or an ACL that denies
+ * it; remembered for that node).
+ */
 static int
 refresh_from(struct cluster *cl, int i, int64_t deadline)
 {
@@ -633,18 +797,22 @@ refresh_from(struct cluster *cl, int i, int64_t deadline)
 	redisReply *r = NULL;
 	size_t n, k;
 	char why[200];
-	int s;
+	int s, shards = 0;
 
 	if (node_ready(cl, i, deadline) != 0)
 		return -1;
-	cl->stats.rounds++;
-	if (redisAppendCommand(nd->c, "CLUSTER SLOTS") != REDIS_OK ||
-	    redisGetReply(nd->c, (void **)&r) != REDIS_OK || r == NULL) {
-		seterr(cl, "cluster: CLUSTER SLOTS on %s:%d: I/O error", nd->addr.host, nd->addr.port);
-		node_drop(nd);
-		return -1;
+	if (!nd->no_shards) {
+		if ((r = ask_node(cl, i, "SHARDS")) == NULL)
+			return -1;
+		if (r->type == REDIS_REPLY_ERROR)
+			nd->no_shards = 1;
+		else
+			shards = 1;
 	}
-	if (cluster_parse_slots(r, &nd->addr, &rs, &n, why, sizeof why) != 0) {
+	if (!shards && (r = ask_node(cl, i, "SLOTS")) == NULL)
+		return -1;
+	if ((shards ? cluster_parse_shards : cluster_parse_slots)(r, &nd->addr, &rs, &n, why,
+	                                                          sizeof why) != 0) {
 		snprintf(cl->err, sizeof cl->err, "cluster: %s:%d: %s", nd->addr.host, nd->addr.port,
 		         why);
 		return -1;
@@ -679,6 +847,7 @@ cluster_refresh(struct cluster *cl, int64_t deadline_ms)
 	size_t i;
 	int pass;
 
+	cl->refreshed_at = mono_ms();
 	/* connected primaries first (no connect), then every other address, seeds included */
 	for (pass = 0; pass < 2; pass++)
 		for (i = 0; i < cl->nnodes; i++) {
@@ -692,6 +861,30 @@ cluster_refresh(struct cluster *cl, int64_t deadline_ms)
 				return 0;
 		}
 	return -1;
+}
+
+/*
+ * Reloads the map when it is due (none yet, or marked stale) and the last load was tried
+ * at least refresh_min_ms ago: a burst of MOVED during a reshard, or of errors while a
+ * master is down, costs one CLUSTER SHARDS per interval per router, not one per call.
+ * The slot of a MOVED is updated at once without it.
+ */
+static void
+refresh_due(struct cluster *cl, int64_t deadline_ms)
+{
+	if (cl->have_map && !cl->stale)
+		return;
+	if (mono_ms() - cl->refreshed_at < cl->refresh_min_ms) {
+		cl->stats.refresh_skips++;
+		return;
+	}
+	cluster_refresh(cl, deadline_ms);
+}
+
+void
+cluster_set_refresh_interval(struct cluster *cl, int ms)
+{
+	cl->refresh_min_ms = ms >= 0 ? ms : REFRESH_MIN_MS;
 }
 
 /* ==== the router: rounds =============================================================== */
@@ -808,6 +1001,7 @@ read_node(struct cluster *cl, int i, const struct cluster_cmd *cmds, struct job 
 		struct job *jb = &jobs[j];
 		int extra = (jb->load != 0) + (jb->ask >= 0), e;
 		struct cluster_redirect rd;
+		enum cluster_kind kind;
 		redisReply *r = NULL;
 
 		for (e = 0; e <= extra; e++) {
@@ -831,7 +1025,8 @@ read_node(struct cluster *cl, int i, const struct cluster_cmd *cmds, struct job 
 			finish(jb, st, replies, j, CLUSTER_OK, r);
 			continue;
 		}
-		switch (cluster_classify(r->str, r->len, &rd)) {
+		kind = cluster_classify(r->str, r->len, &rd);
+		switch (kind) {
 		case CLUSTER_REPLY:
 			finish(jb, st, replies, j, CLUSTER_OK, r);
 			break;
@@ -854,7 +1049,9 @@ read_node(struct cluster *cl, int i, const struct cluster_cmd *cmds, struct job 
 			if (moved) {
 				cl->slot[rd.slot] = (int16_t)to;
 				cl->nodes[to]->primary = 1;
-				cl->stale = 1;  /* more slots moved, likely: reload at the next call */
+				/* the next command of this slot goes there at once; more slots moved,
+				 * likely: the whole map is reloaded when due (refresh_due) */
+				cl->stale = 1;
 			} else {
 				jb->ask = to;
 			}
@@ -865,8 +1062,17 @@ read_node(struct cluster *cl, int i, const struct cluster_cmd *cmds, struct job 
 			seterr(cl, "cluster: %.200s", r->str);
 			jb->wait = wait = 1;
 			break;
+		case CLUSTER_LOADING:
+		case CLUSTER_MASTERDOWN:
+		case CLUSTER_READONLY:
+			/* refused before it ran (a replica writes nothing): this node cannot serve
+			 * the slot now; likely our map is old (a failover) or the node restarts */
+			cl->stats.loading += kind == CLUSTER_LOADING;
+			cl->stats.masterdown += kind == CLUSTER_MASTERDOWN;
+			cl->stats.readonly += kind == CLUSTER_READONLY;
+			/* fall through */
 		case CLUSTER_CLUSTERDOWN:
-			cl->stats.clusterdown++;
+			cl->stats.clusterdown += kind == CLUSTER_CLUSTERDOWN;
 			seterr(cl, "cluster: %.200s", r->str);
 			jb->wait = wait = 1;
 			cl->stale = 1;
@@ -994,8 +1200,7 @@ cluster_run(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, int64_
 		st[j] = CLUSTER_UNAVAILABLE;
 		replies[j] = NULL;
 	}
-	if (!cl->have_map || cl->stale)
-		cluster_refresh(cl, deadline_ms);
+	refresh_due(cl, deadline_ms);
 	for (;;) {
 		int wait = round_once(cl, cmds, n, jobs, deadline_ms, replies, st);
 		int64_t now;
@@ -1010,8 +1215,8 @@ cluster_run(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, int64_
 		if (wait) {
 			sleep_ms(wait_ms < deadline_ms - now ? wait_ms : deadline_ms - now);
 			wait_ms = wait_ms * 2 > WAIT_MAX_MS ? WAIT_MAX_MS : wait_ms * 2;
-			if (cl->stale && mono_ms() < deadline_ms)
-				cluster_refresh(cl, deadline_ms);
+			if (mono_ms() < deadline_ms)
+				refresh_due(cl, deadline_ms);
 		}
 	}
 	for (j = 0; j < n; j++)
