@@ -25,17 +25,18 @@ static const unsigned char hash_key[crypto_shorthash_siphash24_KEYBYTES] = "part
 int
 layout_find_tag(unsigned p, unsigned np, char out[LAYOUT_TAG_MAX])
 {
-	unsigned lo, hi, k;
+	unsigned w, win, lo, k;
 
-	if (np == 0 || np > CLUSTER_SLOTS || (np & (np - 1)) != 0 || p >= np)
+	if (np == 0 || np > 1024 || (np & (np - 1)) != 0 || p >= np)
 		return -1;
-	lo = p * (CLUSTER_SLOTS / np);
-	hi = lo + CLUSTER_SLOTS / np;
+	w = CLUSTER_SLOTS / np;
+	win = w / 4;                            /* the middle quarter of the range */
+	lo = p * w + (w - win) / 2;
 	for (k = 0; k < MAX_SUFFIX; k++) {
 		int n = snprintf(out, LAYOUT_TAG_MAX, "p%u.%u", p, k);
 		unsigned slot = cluster_crc16(out, (size_t)n) & (CLUSTER_SLOTS - 1);
 
-		if (slot >= lo && slot < hi)
+		if (slot >= lo && slot < lo + win)
 			return n;
 	}
 	out[0] = '\0';

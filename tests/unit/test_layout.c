@@ -69,7 +69,7 @@ static double share_ratio(int n, int print)
 
 int main(void)
 {
-	TEST("every one of the 256 tags hashes into its partition's 64 slots, and no two are alike") {
+	TEST("every one of the 256 tags hashes into the middle 16 of its partition's 64 slots") {
 		unsigned p, bad = 0;
 		size_t len;
 
@@ -77,7 +77,7 @@ int main(void)
 			const char *t = layout_tag(p, &len);
 			unsigned slot = cluster_key_slot(t, len);
 
-			if (slot < p * 64 || slot >= (p + 1) * 64 || len != strlen(t) ||
+			if (slot < p * 64 + 24 || slot >= p * 64 + 40 || len != strlen(t) ||
 			    strchr(t, '{') != NULL || strchr(t, '}') != NULL) {
 				if (bad++ < 3)
 					printf("  partition %u: tag \"%s\" has slot %u\n", p, t, slot);
@@ -95,30 +95,39 @@ int main(void)
 		CHECK_EQ_INT(bad, 0);
 	}
 
-	TEST("the tag search finds a tag in range for every partition of 256 and of 4096") {
+	TEST("the tag search finds a tag in the middle quarter for every partition of 256 and 1024") {
 		char t[LAYOUT_TAG_MAX];
 		unsigned p, bad = 0, np;
 
-		for (np = 256; np <= 4096; np *= 16)
+		for (np = 256; np <= 1024; np *= 4)
 			for (p = 0; p < np; p++) {
 				int n = layout_find_tag(p, np, t);
 				unsigned w = CLUSTER_SLOTS / np, slot = n > 0 ? cluster_crc16(t, (size_t)n) % 16384 : 0;
 
-				bad += n < 0 || slot < p * w || slot >= (p + 1) * w;
+				bad += n < 0 || slot < p * w + 3 * w / 8 || slot >= p * w + 5 * w / 8;
 			}
 		CHECK_EQ_INT(bad, 0);
 		CHECK_EQ_INT(layout_find_tag(256, 256, t), -1);
 		CHECK_EQ_INT(layout_find_tag(0, 0, t), -1);
 		CHECK_EQ_INT(layout_find_tag(0, 100, t), -1);       /* not a power of two */
-		CHECK_EQ_INT(layout_find_tag(0, 32768, t), -1);
+		CHECK_EQ_INT(layout_find_tag(0, 2048, t), -1);
 	}
 
-	TEST("3 masters of a default cluster own 85-86 partitions each (max/min <= 1.2), as do 2..16") {
-		int n;
+	TEST("3 masters of a default cluster own 85-86 partitions each; 2..32 masters differ by 1 at most") {
+		int first[33], n;
 
 		CHECK(share_ratio(3, 1) <= 1.2);
-		for (n = 2; n <= 16; n++)
-			CHECK(share_ratio(n, n == 3 || n == 16) <= 1.2);
+		for (n = 2; n <= 32; n++) {
+			/* the tags in the middle of their ranges: each master owns its share of 256
+			 * rounded down or up (a boundary cuts no middle quarter here) */
+			double r = share_ratio(n, n == 10 || n == 30), lo = 256 / n;
+
+			CHECK(r <= (lo + (256 % n != 0)) / lo + 1e-9);
+			CHECK(r <= 1.2);
+		}
+		default_split(3, first);
+		CHECK_EQ_INT(first[1], 5461);
+		CHECK_EQ_INT(first[2], 10923);
 	}
 
 	TEST("customers and values spread evenly over the partitions (sequential ids, emails)") {
@@ -179,9 +188,9 @@ int main(void)
 		printf("  tags fingerprint 0x%016" PRIx64 "; p0 %s, p1 %s, p255 %s\n", fp,
 		       layout_tag(0, NULL), layout_tag(1, NULL), layout_tag(255, NULL));
 		CHECK_EQ_STR(layout_tag(0, NULL), "p0.239");
-		CHECK_EQ_STR(layout_tag(1, NULL), "p1.441");
+		CHECK_EQ_STR(layout_tag(1, NULL), "p1.1118");
 		CHECK_EQ_STR(layout_tag(255, NULL), "p255.353");
-		CHECK(fp == UINT64_C(0x49ba40d0f6fbe694));
+		CHECK(fp == UINT64_C(0xc6e7766cefdc6fe2));
 		printf("  hash(\"\") 0x%016" PRIx64 ", hash(\"acme\") 0x%016" PRIx64 "\n",
 		       layout_hash("", 0), layout_hash("acme", 4));
 		CHECK(layout_hash("", 0) == UINT64_C(0xcf80bb4c18fdfbc2));
