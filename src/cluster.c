@@ -257,15 +257,17 @@ cluster_parse_slots(const redisReply *r, const struct cluster_addr *asked,
 			goto bad;
 		node = e->element[2];
 		if (node->type != REDIS_REPLY_ARRAY || node->elements < 2 ||
-		    node->element[0]->type != REDIS_REPLY_STRING ||
+		    (node->element[0]->type != REDIS_REPLY_STRING &&
+		     node->element[0]->type != REDIS_REPLY_NIL) ||
 		    reply_int(node->element[1], &port) != 0 || port < 1 || port > 65535 ||
 		    node->element[0]->len >= sizeof rs[i].primary.host)
 			goto bad;
 		rs[i].lo = (int)lo;
 		rs[i].hi = (int)hi;
 		rs[i].primary.port = (int)port;
-		if (node->element[0]->len == 0) {
-			/* "the same endpoint as the node that answered" */
+		if (node->element[0]->type == REDIS_REPLY_NIL || node->element[0]->len == 0) {
+			/* "the same endpoint as the node that answered" (an empty string; a null
+			 * from Redis 7 with cluster-preferred-endpoint-type unknown-endpoint) */
 			if (asked == NULL)
 				goto bad;
 			memcpy(rs[i].primary.host, asked->host, sizeof rs[i].primary.host);

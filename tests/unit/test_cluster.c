@@ -199,6 +199,24 @@ int main(void)
 		freeReplyObject(r);
 	}
 
+	TEST("CLUSTER SLOTS: a null host (Redis 7, unknown-endpoint) is the node that answered") {
+		struct cluster_addr asked = { .host = "10.0.0.9", .port = 7005 };
+		struct cluster_range *rs = NULL;
+		size_t n = 0;
+		char err[300];
+		redisReply *r = resp("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$-1\r\n:7001\r\n");
+
+		CHECK(r != NULL);
+		CHECK_EQ_INT(cluster_parse_slots(r, &asked, &rs, &n, err, sizeof err), 0);
+		CHECK_EQ_INT(n, 1);
+		if (n == 1) {
+			CHECK_EQ_STR(rs[0].primary.host, "10.0.0.9");
+			CHECK_EQ_INT(rs[0].primary.port, 7001);
+		}
+		free(rs);
+		freeReplyObject(r);
+	}
+
 	TEST("CLUSTER SLOTS: malformed replies and errors are refused with a message") {
 		static const char *const bad[] = {
 			"-ERR This instance has cluster support disabled\r\n",
