@@ -1,11 +1,11 @@
 /*
  * cluster: the Redis Cluster router of the store layer, on plain hiredis 0.14 (which has no
  * cluster support). It owns "which node serves this key": key -> slot (CRC16 with hash
- * tags) -> primary node (the slot map, from CLUSTER SLOTS), one connection per node, and
- * the answers a cluster gives to a command sent to the wrong node or at the wrong moment
- * (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, NOSCRIPT, a node down). Nothing above the store layer
- * knows a slot exists. docs/CLUSTER.md says what the router does on each reply and what it
- * guarantees.
+ * tags) -> primary node (the slot map, from CLUSTER SHARDS or SLOTS), one connection per
+ * node, and the answers a cluster gives to a command sent to the wrong node or at the wrong
+ * moment (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, READONLY, NOSCRIPT, a
+ * node down). Nothing above the store layer knows a slot exists. docs/CLUSTER.md says
+ * what the router does on each reply and what it guarantees.
  *
  * Threads: one struct cluster per worker thread; nothing in it is shared or locked.
  *
@@ -79,6 +79,16 @@ struct cluster_range {
 int cluster_parse_slots(const redisReply *r, const struct cluster_addr *asked,
                         struct cluster_range **out, size_t *n, char *err, size_t errsz);
 
+/*
+ * Parses a CLUSTER SHARDS reply (Redis 7) into the same ranges: each shard's slot pairs
+ * mapped to its node whose role is "master", at its "endpoint" (as CLUSTER SLOTS names
+ * it), else its "ip" when the endpoint is "" or "?", else at `asked`. Fields are found by
+ * name (unknown ones skipped); a shard with no slots or no node whose role is "master" is
+ * skipped (its slots stay unknown). Returns 0, or -1 with a message in err (nothing allocated).
+ */
+int cluster_parse_shards(const redisReply *r, const struct cluster_addr *asked,
+                         struct cluster_range **out, size_t *n, char *err, size_t errsz);
+
 enum cluster_kind {
 	CLUSTER_REPLY,          /* a reply to return: a value, or an error that is the command's */
 	CLUSTER_MOVED,          /* -MOVED slot host:port: the slot lives there now */
@@ -86,6 +96,9 @@ enum cluster_kind {
 	CLUSTER_TRYAGAIN,       /* -TRYAGAIN: keys of a migrating slot split across two nodes */
 	CLUSTER_CLUSTERDOWN,    /* -CLUSTERDOWN: the cluster cannot serve the slot now */
 	CLUSTER_NOSCRIPT,       /* -NOSCRIPT: this node's script cache lacks the script */
+	CLUSTER_LOADING,        /* -LOADING: the node is loading its data set */
+	CLUSTER_MASTERDOWN,     /* -MASTERDOWN: a replica whose link to its primary is down */
+	CLUSTER_READONLY,       /* -READONLY: a write reached a replica (a demoted primary) */
 };
 
 struct cluster_redirect {
@@ -138,12 +151,14 @@ enum cluster_status {
  * Runs cmds[0..n) and puts each one's reply in replies[i] (NULL unless st[i] is
  * CLUSTER_OK), in the caller's order. The commands are grouped by node and each round
  * sends every node its commands before any reply is read (one round trip when nothing is
- * redirected). A command answered MOVED, ASK, TRYAGAIN, CLUSTERDOWN or NOSCRIPT did not
- * run and is sent again: MOVED to the new owner (the slot updated, the whole map reloaded
- * at the next call), ASK once to the target after ASKING, NOSCRIPT after SCRIPT LOAD on
- * that node; TRYAGAIN, CLUSTERDOWN and a node that cannot be reached are retried with a
- * short back-off (the map reloaded) until deadline_ms (monotonic, clock.h), and are then
- * CLUSTER_UNAVAILABLE. A command of which a byte was sent and whose reply was lost is
+ * redirected). A command answered MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN,
+ * READONLY or NOSCRIPT did not run and is sent again: MOVED to the new owner (the slot
+ * updated at once, the whole map reloaded when due), ASK once to the target after
+ * ASKING, NOSCRIPT after SCRIPT LOAD on that node; TRYAGAIN, CLUSTERDOWN, LOADING,
+ * MASTERDOWN, READONLY and a node that cannot be reached are retried with a short
+ * back-off (the map reloaded when due; not for TRYAGAIN) until deadline_ms (monotonic,
+ * clock.h), and are then CLUSTER_UNAVAILABLE. The map is loaded at most once per refresh
+ * interval (100 ms unless cluster_set_refresh_interval says otherwise). A command of which a byte was sent and whose reply was lost is
  * never sent again: CLUSTER_INDOUBT. Returns 0 when every command is CLUSTER_OK, -1
  * otherwise (cluster_error says why, for the first that is not).
  */
@@ -157,13 +172,22 @@ redisReply *cluster_command(struct cluster *cl, const struct cluster_cmd *cmd,
 /* Reloads the slot map now (from a known node, else a seed); 0 when done. */
 int cluster_refresh(struct cluster *cl, int64_t deadline_ms);
 
+/*
+ * The least time between two loads of the slot map that the router starts by itself
+ * (after MOVED, CLUSTERDOWN, a node down...): 100 ms by default, ms < 0 restores it.
+ * Tests set it long to see what a MOVED alone does to the map.
+ */
+void cluster_set_refresh_interval(struct cluster *cl, int ms);
+
 /* What the router has done since cluster_new (for metrics and tests). */
 struct cluster_stats {
 	uint64_t rounds;        /* round trips: each node written to and read once per round */
 	uint64_t sends;         /* commands sent (ASKING and SCRIPT LOAD not counted) */
 	uint64_t moved, ask, tryagain, clusterdown, noscript;  /* such replies received */
+	uint64_t loading, masterdown, readonly;                 /* such replies received */
 	uint64_t down;          /* sends given up because a node could not be reached */
 	uint64_t refreshes;     /* slot maps loaded */
+	uint64_t refresh_skips; /* reloads due but put off: the last was < the interval ago */
 	uint64_t connects;      /* node connections opened */
 };
 

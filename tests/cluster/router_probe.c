@@ -2,14 +2,18 @@
  * router_probe: drives src/cluster.c against a real Redis Cluster for
  * tests/integration/test_cluster.py (built by `make check` only; not installed).
  *
- * Usage: router_probe [--timeout-ms N] [--deadline-ms N] [--batch] SEEDS
+ * Usage: router_probe [--timeout-ms N] [--deadline-ms N] [--refresh-ms N] [--batch] SEEDS
  *
  * Reads commands from stdin, one a line, words split on spaces:
  *     KEY CMD ARG...          the command CMD ARG..., routed by KEY's slot
  *     KEY @incrby 1 KEY N     the built-in script 0 (INCRBY KEYS[1] ARGV[1]) by EVALSHA
  *     KEY @slowincr 1 KEY MS  script 1: INCR KEYS[1], then busy for MS ms (a late reply)
+ *     KEY @setundeclared 0 K V  script 2: SET K V, K not declared (a write no key routes:
+ *                             a replica runs it and answers READONLY)
  *     !stats                  prints the router's counters (cluster_stats)
  *     !deadline N             later commands get N ms from their start
+ * --refresh-ms N sets the router's least interval between slot map loads
+ * (cluster_set_refresh_interval).
  * Each command is run at once (cluster_command) and answered with one line:
  *     OK <reply>   |   UNAVAILABLE <why>   |   INDOUBT <why>
  * where <reply> is :5, $text, +OK, -ERR text, nil or *[a, b]. With --batch, the commands
@@ -36,6 +40,7 @@ static const char *const scripts[] = {
 	"local stop = t[1] * 1000000 + t[2] + tonumber(ARGV[1]) * 1000\n"
 	"repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop\n"
 	"return v",
+	"return redis.call('SET', ARGV[1], ARGV[2])",
 };
 
 struct line {
@@ -98,12 +103,15 @@ static void print_stats(const struct cluster *cl)
 
 	cluster_get_stats(cl, &s);
 	printf("STATS rounds=%llu sends=%llu moved=%llu ask=%llu tryagain=%llu clusterdown=%llu "
-	       "noscript=%llu down=%llu refreshes=%llu connects=%llu\n",
+	       "noscript=%llu loading=%llu masterdown=%llu readonly=%llu down=%llu refreshes=%llu "
+	       "refresh_skips=%llu connects=%llu\n",
 	       (unsigned long long)s.rounds, (unsigned long long)s.sends,
 	       (unsigned long long)s.moved, (unsigned long long)s.ask,
 	       (unsigned long long)s.tryagain, (unsigned long long)s.clusterdown,
-	       (unsigned long long)s.noscript, (unsigned long long)s.down,
-	       (unsigned long long)s.refreshes, (unsigned long long)s.connects);
+	       (unsigned long long)s.noscript, (unsigned long long)s.loading,
+	       (unsigned long long)s.masterdown, (unsigned long long)s.readonly,
+	       (unsigned long long)s.down, (unsigned long long)s.refreshes,
+	       (unsigned long long)s.refresh_skips, (unsigned long long)s.connects);
 	fflush(stdout);
 }
 
@@ -129,7 +137,8 @@ static int parse_line(char *buf, struct line *ln)
 	ln->cmd.key = ln->argv[0];
 	ln->cmd.keylen = ln->len[0];
 	ln->cmd.script = strcmp(ln->argv[1], "@incrby") == 0 ? 0 :
-	                 strcmp(ln->argv[1], "@slowincr") == 0 ? 1 : -1;
+	                 strcmp(ln->argv[1], "@slowincr") == 0 ? 1 :
+	                 strcmp(ln->argv[1], "@setundeclared") == 0 ? 2 : -1;
 	ln->cmd.argc = ln->argc - 2 + (ln->cmd.script < 0);
 	ln->cmd.argv = ln->argv + (ln->cmd.script < 0 ? 1 : 2);
 	ln->cmd.argvlen = ln->len + (ln->cmd.script < 0 ? 1 : 2);
@@ -162,7 +171,7 @@ static void run_batch(struct cluster *cl, struct line *lines, size_t n, int dead
 
 int main(int argc, char **argv)
 {
-	int timeout_ms = 1000, deadline_ms = 2000, batch = 0, i;
+	int timeout_ms = 1000, deadline_ms = 2000, refresh_ms = -1, batch = 0, i;
 	const char *spec = NULL;
 	struct cluster_seeds seeds;
 	struct cluster *cl;
@@ -175,13 +184,15 @@ int main(int argc, char **argv)
 			timeout_ms = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--deadline-ms") == 0 && i + 1 < argc)
 			deadline_ms = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--refresh-ms") == 0 && i + 1 < argc)
+			refresh_ms = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--batch") == 0)
 			batch = 1;
 		else if (spec == NULL && argv[i][0] != '-')
 			spec = argv[i];
 		else {
 			fprintf(stderr, "usage: router_probe [--timeout-ms N] [--deadline-ms N] "
-			        "[--batch] SEEDS\n");
+			        "[--refresh-ms N] [--batch] SEEDS\n");
 			return 2;
 		}
 	}
@@ -190,6 +201,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cl = cluster_new(&seeds, timeout_ms, scripts, sizeof scripts / sizeof scripts[0]);
+	cluster_set_refresh_interval(cl, refresh_ms);
 	lines = calloc(MAX_BATCH, sizeof *lines);
 	if (lines == NULL)
 		abort();

@@ -215,9 +215,10 @@ def test_cluster_router_follows_moved_when_a_slot_moved_to_another_master():
         assert p("%s SET %s after" % (k, k)) == "OK +OK"
         s1 = p.stats()
     # the first command was answered MOVED and resent to b; the slot was updated, so the
-    # second went to b at once (and the whole map was reloaded before it)
+    # second went to b at once (and the whole map was reloaded before it, unless the last
+    # load was less than 100 ms before)
     assert s1["moved"] - s0["moved"] == 1, (s0, s1)
-    assert s1["refreshes"] - s0["refreshes"] == 1, (s0, s1)
+    assert s1["refreshes"] - s0["refreshes"] <= 1, (s0, s1)    # put off if < 100 ms ago
     assert harness._s(c.call(b["port"], "GET", k)) == "after"
 
 
@@ -304,6 +305,130 @@ def test_cluster_router_reports_a_lost_reply_as_in_doubt_and_never_resends_it():
         assert harness._s(c.call(m["port"], "GET", k)) == "1"  # it ran once: not resent
         # the router reconnects for the next command
         assert p("%s INCR %s" % (k, k)) == "OK :2"
+
+
+def test_cluster_router_moved_updates_the_slot_at_once_so_the_next_command_needs_no_redirect():
+    c = _cluster()
+    a, b = c.masters()[:2]
+    k = c.key_on(a["port"], "movednow")
+    slot = clusterlib.key_slot(k)
+    # map reloads put off for 10 min: only the MOVED itself can teach the router the move
+    with Probe(c, "--refresh-ms", "600000") as p:
+        assert p("%s SET %s before" % (k, k)) == "OK +OK"
+        move_slot(c, slot, a, b, [k])
+        s0 = p.stats()
+        assert p("%s GET %s" % (k, k)) == "OK $before"         # MOVED, resent to b
+        s1 = p.stats()
+        assert p("%s SET %s after" % (k, k)) == "OK +OK"       # straight to b
+        assert p("%s GET %s" % (k, k)) == "OK $after"
+        s2 = p.stats()
+    assert s1["moved"] - s0["moved"] == 1, (s0, s1)
+    assert s2["moved"] == s1["moved"], (s1, s2)                 # no second redirect
+    assert s2["refreshes"] == s0["refreshes"], (s0, s2)         # and no map reload
+    assert s2["refresh_skips"] > s0["refresh_skips"], (s0, s2)  # one was due, put off
+    assert harness._s(c.call(b["port"], "GET", k)) == "after"
+
+
+def test_cluster_router_reloads_the_map_at_most_once_per_100ms_under_a_burst_of_moved():
+    c = _cluster()
+    a, b = c.masters()[:2]
+    keys, i = [], 0
+    while len(keys) < 30:       # 30 keys of 30 slots of a
+        k = c.key_on(a["port"], "burst", i)
+        i = int(k[len("burst"):]) + 1
+        if clusterlib.key_slot(k) not in [clusterlib.key_slot(x) for x in keys]:
+            keys.append(k)
+    with Probe(c) as p:
+        for k in keys:
+            assert p("%s SET %s v" % (k, k)) == "OK +OK"
+        s0 = p.stats()
+        t0 = time.monotonic()
+        for k in keys:          # each command of the burst meets a MOVED of its own
+            move_slot(c, clusterlib.key_slot(k), a, b, [k])
+            assert p("%s GET %s" % (k, k)) == "OK $v"
+        ms = (time.monotonic() - t0) * 1000
+        s1 = p.stats()
+    moved, loads = s1["moved"] - s0["moved"], s1["refreshes"] - s0["refreshes"]
+    print("    # %d MOVED in %.0f ms: %d map reloads, %d put off" % (
+        moved, ms, loads, s1["refresh_skips"] - s0["refresh_skips"]))
+    assert moved >= len(keys) - loads, (s0, s1)     # a reload may have seen a move first
+    # without the limit: one reload per call after a MOVED (29 here)
+    assert loads <= 1 + ms / 100, (loads, ms)
+
+
+def test_cluster_router_loads_the_map_by_cluster_shards_and_by_slots_where_shards_is_refused():
+    c = _cluster()
+    masters = c.masters()
+    for n in c.nodes():
+        c.call(n["port"], "CONFIG", "RESETSTAT")
+    with Probe(c) as p:
+        for m in masters:
+            k = c.key_on(m["port"], "shards")
+            assert p("%s SET %s 1" % (k, k)) == "OK +OK"
+        assert p.stats()["moved"] == 0
+    stats = [commandstats(c, n["port"]) for n in c.nodes()]
+    assert sum(st.get("cluster|shards", 0) for st in stats) == 1, stats
+    assert sum(st.get("cluster|slots", 0) for st in stats) == 0, stats
+    # an ACL that denies CLUSTER SHARDS (as a Redis before 7 refuses it): CLUSTER SLOTS
+    ports = [n["port"] for n in c.nodes()]
+    for port in ports:
+        c.call(port, "ACL", "SETUSER", "default", "-cluster|shards")
+        c.call(port, "CONFIG", "RESETSTAT")
+    try:
+        with Probe(c) as p:
+            for m in masters:
+                k = c.key_on(m["port"], "shards")
+                assert p("%s GET %s" % (k, k)) == "OK $1"
+            s = p.stats()
+        assert s["moved"] == 0 and s["refreshes"] == 1, s
+        stats = [commandstats(c, port) for port in ports]
+        assert sum(st.get("cluster|slots", 0) for st in stats) == 1, stats
+    finally:
+        for port in ports:
+            c.call(port, "ACL", "SETUSER", "default", "+cluster|shards")
+
+
+def test_cluster_router_retries_a_write_refused_readonly_by_a_master_demoted_by_a_failover():
+    c = _cluster()
+    m = c.masters()[1]
+    r = c.replica_of(m["id"])
+    k = c.key_on(m["port"], "readonly")
+
+    def role(port):
+        return harness._s(c.call(port, "ROLE")[0])
+
+    def everyone_sees(new, old):
+        for port in c.alive():
+            ids = dict((n["port"], n) for n in c.nodes(port))
+            if "master" not in ids[new]["flags"] or ids[old]["master_id"] != ids[new]["id"]:
+                return False
+        return True
+
+    def failover_to(new, old):
+        c.call(new, "CLUSTER", "FAILOVER")
+        deadline = time.monotonic() + 15
+        while not (role(new) == "master" and role(old) == "slave" and
+                   "master_link_status:up" in harness._s(c.call(old, "INFO", "replication")) and
+                   everyone_sees(new, old)):
+            assert time.monotonic() < deadline, "manual failover to %d not done in 15 s: %s" % (
+                new, harness._s(c.call(new, "CLUSTER", "NODES")))
+            time.sleep(0.05)
+
+    with Probe(c) as p:
+        assert p("%s SET %s v1" % (k, k)) == "OK +OK"
+        # m becomes a replica of r (the roles stay swapped: a manual failover back right
+        # after often times out, and the tests after this one look the masters up anew)
+        failover_to(r["port"], m["port"])
+        s0 = p.stats()
+        # a write that no key routes (an undeclared key in a script) reaches m, which runs
+        # it and refuses the write: READONLY; the map is reloaded and the write resent to r
+        p.send("!deadline 5000")
+        assert p("%s @setundeclared 0 %s v2" % (k, k)) == "OK +OK"
+        s1 = p.stats()
+        assert harness._s(c.call(r["port"], "GET", k)) == "v2"
+        assert s1["readonly"] - s0["readonly"] >= 1, (s0, s1)
+        assert s1["refreshes"] > s0["refreshes"], (s0, s1)
+        assert p("%s GET %s" % (k, k)) == "OK $v2"
 
 
 def test_cluster_router_serves_again_within_15s_after_a_master_is_killed():

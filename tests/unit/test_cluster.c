@@ -43,6 +43,21 @@ static int seeds_refused(const char *spec, const char *want)
 	return 1;
 }
 
+/* The bitwise CRC16-XMODEM, a bit per step: the reference cluster_crc16's table must equal. */
+static uint16_t crc16_bitwise(const char *buf, size_t len)
+{
+	uint16_t crc = 0;
+	size_t i;
+	int b;
+
+	for (i = 0; i < len; i++) {
+		crc ^= (uint16_t)((unsigned char)buf[i] << 8);
+		for (b = 0; b < 8; b++)
+			crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+	}
+	return crc;
+}
+
 static int classify(const char *e, struct cluster_redirect *rd)
 {
 	return (int)cluster_classify(e, strlen(e), rd);
@@ -53,6 +68,28 @@ int main(void)
 	TEST("CRC16 of \"123456789\" is 0x31C3 (the Redis Cluster spec's test vector)") {
 		CHECK_EQ_INT(cluster_crc16("123456789", 9), 0x31C3);
 		CHECK_EQ_INT(cluster_crc16("", 0), 0);
+	}
+
+	TEST("CRC16 by table equals the bitwise CRC16 on every byte and 200000 keys of 0..64 bytes") {
+		char key[64];
+		unsigned seed = 12345, bad = 0;
+		size_t i, k, len;
+
+		for (i = 0; i < 256; i++) {
+			key[0] = (char)i;
+			bad += cluster_crc16(key, 1) != crc16_bitwise(key, 1);
+		}
+		for (k = 0; k < 200000; k++) {
+			len = (k * 7) % (sizeof key + 1);
+			for (i = 0; i < len; i++) {
+				seed = seed * 1103515245u + 12345u;     /* any bytes, NUL and 0xff too */
+				key[i] = (char)(seed >> 16);
+			}
+			if (cluster_crc16(key, len) != crc16_bitwise(key, len) && bad++ < 3)
+				printf("  key %zu (%zu bytes): table %04x, bitwise %04x\n", k, len,
+				       cluster_crc16(key, len), crc16_bitwise(key, len));
+		}
+		CHECK_EQ_INT(bad, 0);
 	}
 
 	TEST("a key without a hash tag hashes whole: slots agree with CLUSTER KEYSLOT") {
@@ -162,6 +199,24 @@ int main(void)
 		freeReplyObject(r);
 	}
 
+	TEST("CLUSTER SLOTS: a null host (Redis 7, unknown-endpoint) is the node that answered") {
+		struct cluster_addr asked = { .host = "10.0.0.9", .port = 7005 };
+		struct cluster_range *rs = NULL;
+		size_t n = 0;
+		char err[300];
+		redisReply *r = resp("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$-1\r\n:7001\r\n");
+
+		CHECK(r != NULL);
+		CHECK_EQ_INT(cluster_parse_slots(r, &asked, &rs, &n, err, sizeof err), 0);
+		CHECK_EQ_INT(n, 1);
+		if (n == 1) {
+			CHECK_EQ_STR(rs[0].primary.host, "10.0.0.9");
+			CHECK_EQ_INT(rs[0].primary.port, 7001);
+		}
+		free(rs);
+		freeReplyObject(r);
+	}
+
 	TEST("CLUSTER SLOTS: malformed replies and errors are refused with a message") {
 		static const char *const bad[] = {
 			"-ERR This instance has cluster support disabled\r\n",
@@ -236,6 +291,125 @@ int main(void)
 		CHECK_EQ_INT(classify("CROSSSLOT Keys in request don't hash to the same slot", &rd),
 		             CLUSTER_REPLY);
 		CHECK_EQ_INT(classify("TRYAGAINX", &rd), CLUSTER_REPLY);
+	}
+
+	TEST("LOADING, MASTERDOWN and READONLY (Redis's exact texts) are known; lookalikes are not") {
+		struct cluster_redirect rd;
+
+		CHECK_EQ_INT(classify("LOADING Redis is loading the dataset in memory", &rd),
+		             CLUSTER_LOADING);
+		CHECK_EQ_INT(classify("MASTERDOWN Link with MASTER is down and replica-serve-stale-data "
+		                      "is set to 'no'.", &rd), CLUSTER_MASTERDOWN);
+		CHECK_EQ_INT(classify("READONLY You can't write against a read only replica.", &rd),
+		             CLUSTER_READONLY);
+		/* a script's write refused on a replica (Redis 7 keeps the error code) */
+		CHECK_EQ_INT(classify("READONLY You can't write against a read only replica. script: "
+		                      "e0e1f9fabfc9d4800c877a703b823ac0578ff8db, on @user_script:1.", &rd),
+		             CLUSTER_READONLY);
+		CHECK_EQ_INT(classify("READONLY", &rd), CLUSTER_READONLY);
+		CHECK_EQ_INT(classify("LOADINGX", &rd), CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("ERR READONLY", &rd), CLUSTER_REPLY);
+		CHECK_EQ_INT(classify("loading", &rd), CLUSTER_REPLY);
+	}
+
+	TEST("CLUSTER SHARDS: each shard's slot pairs to its master; endpoint, else ip, else the asked node") {
+		struct cluster_addr asked = { .host = "10.0.0.9", .port = 7005 };
+		struct cluster_range *rs = NULL;
+		size_t n = 0;
+		char err[300];
+		/* as redis-server 7.0 sends it (RESP2: maps are flat arrays), fields in its order */
+		redisReply *r = resp(
+			"*4\r\n"
+			/* shard 1: slots 0-99 and 200-5460; its replica listed first, a tls-port */
+			"*4\r\n$5\r\nslots\r\n*4\r\n:0\r\n:99\r\n:200\r\n:5460\r\n"
+			"$5\r\nnodes\r\n*2\r\n"
+			"*16\r\n$2\r\nid\r\n$40\r\ndddddddddddddddddddddddddddddddddddddddd\r\n"
+			"$4\r\nport\r\n:7003\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n"
+			"$8\r\nendpoint\r\n$9\r\n127.0.0.1\r\n$4\r\nrole\r\n$7\r\nreplica\r\n"
+			"$18\r\nreplication-offset\r\n:100\r\n$6\r\nhealth\r\n$6\r\nonline\r\n"
+			"$8\r\nhostname\r\n$2\r\nr1\r\n"
+			"*18\r\n$2\r\nid\r\n$40\r\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+			"$4\r\nport\r\n:7000\r\n$8\r\ntls-port\r\n:8000\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n"
+			"$8\r\nendpoint\r\n$11\r\nm1.internal\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"
+			"$18\r\nreplication-offset\r\n:100\r\n$6\r\nhealth\r\n$6\r\nonline\r\n"
+			"$8\r\nhostname\r\n$2\r\nm1\r\n"
+			/* shard 2: 5461-10922; endpoint "?" (unknown): its ip */
+			"*4\r\n$5\r\nslots\r\n*2\r\n:5461\r\n:10922\r\n$5\r\nnodes\r\n*1\r\n"
+			"*8\r\n$4\r\nport\r\n:7001\r\n$2\r\nip\r\n$3\r\n::1\r\n$8\r\nendpoint\r\n$1\r\n?\r\n"
+			"$4\r\nrole\r\n$6\r\nmaster\r\n"
+			/* shard 3: 10923-16383; endpoint and ip empty: the node that answered */
+			"*4\r\n$5\r\nnodes\r\n*1\r\n"
+			"*8\r\n$2\r\nip\r\n$0\r\n\r\n$8\r\nendpoint\r\n$0\r\n\r\n$4\r\nport\r\n:7002\r\n"
+			"$4\r\nrole\r\n$6\r\nmaster\r\n"
+			"$5\r\nslots\r\n*2\r\n:10923\r\n:16383\r\n"
+			/* shard 4: a master without slots: skipped */
+			"*4\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*1\r\n"
+			"*6\r\n$4\r\nport\r\n:7009\r\n$2\r\nip\r\n$1\r\nx\r\n$4\r\nrole\r\n$6\r\nmaster\r\n");
+
+		CHECK(r != NULL);
+		CHECK_EQ_INT(cluster_parse_shards(r, &asked, &rs, &n, err, sizeof err), 0);
+		CHECK_EQ_INT(n, 4);
+		if (n == 4) {
+			CHECK_EQ_INT(rs[0].lo, 0);
+			CHECK_EQ_INT(rs[0].hi, 99);
+			CHECK_EQ_INT(rs[1].lo, 200);
+			CHECK_EQ_INT(rs[1].hi, 5460);
+			CHECK_EQ_STR(rs[0].primary.host, "m1.internal");
+			CHECK_EQ_INT(rs[0].primary.port, 7000);
+			CHECK_EQ_STR(rs[1].primary.host, "m1.internal");
+			CHECK_EQ_STR(rs[0].id, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+			CHECK_EQ_INT(rs[2].lo, 5461);
+			CHECK_EQ_INT(rs[2].hi, 10922);
+			CHECK_EQ_STR(rs[2].primary.host, "::1");
+			CHECK_EQ_INT(rs[2].primary.port, 7001);
+			CHECK_EQ_STR(rs[2].id, "");
+			CHECK_EQ_INT(rs[3].lo, 10923);
+			CHECK_EQ_INT(rs[3].hi, 16383);
+			CHECK_EQ_STR(rs[3].primary.host, "10.0.0.9");
+			CHECK_EQ_INT(rs[3].primary.port, 7002);
+		}
+		free(rs);
+		freeReplyObject(r);
+	}
+
+	TEST("CLUSTER SHARDS: malformed replies, errors and no master anywhere are refused") {
+		static const char *const bad[] = {
+			"-ERR unknown subcommand 'shards'. Try CLUSTER HELP.\r\n",
+			"*0\r\n",                                                          /* no shard */
+			"$3\r\nfoo\r\n",
+			"*1\r\n*3\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n",                 /* odd map */
+			"*1\r\n*2\r\n$5\r\nslots\r\n*2\r\n:0\r\n:1\r\n",                    /* no nodes */
+			"*1\r\n*4\r\n$5\r\nslots\r\n*1\r\n:0\r\n$5\r\nnodes\r\n*0\r\n",     /* odd slots */
+			/* hi < lo; past 16383; no port; port 0 */
+			"*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:9\r\n:1\r\n$5\r\nnodes\r\n*1\r\n"
+			"*4\r\n$4\r\nport\r\n:1\r\n$4\r\nrole\r\n$6\r\nmaster\r\n",
+			"*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:16384\r\n$5\r\nnodes\r\n*1\r\n"
+			"*4\r\n$4\r\nport\r\n:1\r\n$4\r\nrole\r\n$6\r\nmaster\r\n",
+			"*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:1\r\n$5\r\nnodes\r\n*1\r\n"
+			"*2\r\n$4\r\nrole\r\n$6\r\nmaster\r\n",
+			"*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:1\r\n$5\r\nnodes\r\n*1\r\n"
+			"*4\r\n$4\r\nport\r\n:0\r\n$4\r\nrole\r\n$6\r\nmaster\r\n",
+			/* slots served by a shard whose only node is a replica: nothing assigned */
+			"*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:1\r\n$5\r\nnodes\r\n*1\r\n"
+			"*4\r\n$4\r\nport\r\n:1\r\n$4\r\nrole\r\n$7\r\nreplica\r\n",
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+			redisReply *r = resp(bad[i]);
+			struct cluster_range *rs = (void *)1;
+			size_t n = 9;
+			char err[300] = "";
+
+			CHECK(r != NULL);
+			if (r == NULL)
+				continue;
+			if (cluster_parse_shards(r, NULL, &rs, &n, err, sizeof err) != -1)
+				printf("  case %zu was accepted\n", i);
+			CHECK(rs == NULL && n == 0);
+			CHECK(strncmp(err, "CLUSTER SHARDS", 14) == 0);
+			freeReplyObject(r);
+		}
 	}
 
 	TEST_MAIN_END();

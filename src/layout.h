@@ -1,0 +1,57 @@
+/*
+ * layout: the partition math of the key layout that spreads an org over a cluster's
+ * masters (issue 14, docs/CLUSTER.md "Partitions"). Pure: no I/O, no clock; the store
+ * layer builds key names with it in the next slice (nothing calls it yet).
+ *
+ * A partition is a hash tag. Partition p of LAYOUT_PARTS has the tag layout_tag(p), whose
+ * slot (CRC16 mod 16384, cluster.h) lies in the middle quarter of
+ * [p*16384/LAYOUT_PARTS, (p+1)*16384/LAYOUT_PARTS): the partitions tile the slot space
+ * evenly, and a partition whose range a master boundary cuts goes to the master that owns
+ * most of it, so masters that own equal slot ranges own equal numbers of partitions (to
+ * one), whatever the orgs. A customer lives in the partition
+ * layout_part_of_cid(cid); an identifier or membership id in layout_bucket_of(value).
+ *
+ * A stored layout depends on every value these functions return: tests/unit/test_layout.c
+ * pins them with known vectors. Changing any of them (LAYOUT_PARTS, the tag search, the
+ * hash or its key) is a new layout version with a migration, never an edit.
+ */
+#ifndef PARTNERD_LAYOUT_H
+#define PARTNERD_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LAYOUT_VERSION 2        /* the layout these partitions belong to */
+#define LAYOUT_PARTS 256        /* partitions (tags) of layout 2: 64 slots each */
+#define LAYOUT_TAG_MAX 16       /* a tag's bytes, its NUL included ("p1023.65535" at most) */
+
+/*
+ * The tag of partition p of np (np a power of two up to 1024, p < np): the first of
+ * "p<p>.0", "p<p>.1", ... (decimal) whose CRC16 mod 16384 lies in the middle quarter of
+ * partition p's range [p*w, (p+1)*w), w = 16384/np: [p*w + 3w/8, p*w + 5w/8). Into out
+ * (LAYOUT_TAG_MAX bytes); returns its length, or -1 when np or p is out of range or no
+ * suffix below 65536 fits (every p of 256 and of 1024 finds one: test_layout.c).
+ */
+int layout_find_tag(unsigned p, unsigned np, char out[LAYOUT_TAG_MAX]);
+
+/*
+ * The tag of partition p (p < LAYOUT_PARTS), NUL-terminated, from a table computed on the
+ * first call (thread-safe; the search costs about 220,000 CRCs of 6-8 bytes, a few ms).
+ * *len gets its length when len is not NULL.
+ */
+const char *layout_tag(unsigned p, size_t *len);
+
+/*
+ * A stable 64-bit hash of bytes: SipHash-2-4 (libsodium's crypto_shorthash_siphash24)
+ * under a fixed key, so that every process, host and release computes the same value.
+ */
+uint64_t layout_hash(const void *buf, size_t len);
+
+/* The partition of a value: layout_hash(value) mod LAYOUT_PARTS (identifier and
+ * membership-id buckets, Idempotency-Key and rate-limit digests). */
+unsigned layout_bucket_of(const void *value, size_t len);
+
+/* The partition of a customer: layout_bucket_of its decimal id (the text its keys carry). */
+unsigned layout_part_of_cid(int64_t cid);
+
+#endif
