@@ -69,9 +69,14 @@ def test_cluster_fake_tryagain_loading_and_masterdown_are_resent_after_a_back_of
             assert len(a.commands("GET")) == 3, (word, a.log)
             assert s[word.lower()] == 2, (word, s)
             assert 0.02 <= took < 1.5, (word, took)         # 10 + 20 ms of back-off
-            # one map load: the reload LOADING and MASTERDOWN ask for is put off (the last
-            # was less than 100 ms before); TRYAGAIN asks for none
-            assert len(a.commands("CLUSTER")) == 1, (word, a.log)
+            # TRYAGAIN asks for no map reload; LOADING and MASTERDOWN ask for one, put off
+            # while the last was less than 100 ms before (on a busy machine the back-off
+            # can outlast that, so a reload per 100 ms taken is allowed)
+            loads = len(a.commands("CLUSTER"))
+            if word == "TRYAGAIN":
+                assert loads == 1, (word, a.log)
+            else:
+                assert 1 <= loads <= 1 + int(took / 0.1), (word, took, a.log)
 
 
 def test_cluster_fake_loading_until_the_deadline_is_unavailable_in_time():
