@@ -341,6 +341,10 @@ def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3
         rc, cout, cerr = st.ctl("check", "--org", ORG)
         counts["partnerctl_check"] = rc
         say("partnerctl check --org %s: exit %d%s" % (ORG, rc, "" if rc == 0 else "\n" + cout + cerr))
+        if not rep.ok:
+            for r in records:
+                if "nemesis" in r:
+                    say("nemesis at %6.3f: %s" % (r["t"] - t0, r["nemesis"]))
         if not rep.ok or keep:
             st.keep = True
             say("stack directory kept: %s" % st.dir)
