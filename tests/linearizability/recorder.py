@@ -168,6 +168,29 @@ class Nemesis:
         stop.wait()
 
 
+class LoseMemberships(Nemesis):
+    """Not a fault partnerd must survive: after `after` seconds, deletes a customer's
+    memberships in Redis behind partnerd's back (a lost write). For the test that the whole
+    pipeline (recorder, to_ops, checker) reports a violation on a real stack."""
+    name = "lose-memberships"
+
+    def __init__(self, cid=CUSTOMERS[0], after=1.0):
+        self.cid, self.after = cid, after
+
+    def run(self, stack, stop, log):
+        import keys
+        if stop.wait(self.after):
+            return
+        k = keys.cust(ORG, self.cid)
+        prefix = keys.membership_field("*")[:-1]
+        fields = [f.decode() for f in stack.redis("HKEYS", k) or []]
+        gone = [f for f in fields if f.startswith(prefix)]
+        if gone:
+            stack.redis("HDEL", k, *gone)
+        log("HDEL %s %s" % (k, " ".join(gone)))
+        stop.wait()
+
+
 def run(stack, ops=2000, seconds=120.0, seed=None, threads=12, timeout=10.0, nemesis=None, out=None):
     """Drives the load until `ops` requests were recorded or `seconds` passed. Returns
     (records, t0): records in completion order (dicts, see below), t0 the monotonic start.
@@ -321,7 +344,7 @@ def format_counts(counts, seconds=None):
 
 
 def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3, nemesis=None,
-                     keep=None, say=print, max_steps=2000000):
+                     keep=None, say=print, max_steps=2000000, shrink_seconds=30.0, keep_on_violation=True):
     """Starts a stack (one Redis, `partnerds` partnerd behind nginx), records, checks.
     Returns (lincheck.Report, counts)."""
     st = harness.Stack(partnerds=partnerds, partnerd_args=PARTNERD_ARGS, workers=WORKERS)
@@ -335,7 +358,7 @@ def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3
         opl, counts = to_ops(records)
         for line in format_counts(counts, took):
             say(line)
-        rep = lincheck.check(model(), opl, max_steps=max_steps)
+        rep = lincheck.check(model(), opl, max_steps=max_steps, shrink_seconds=shrink_seconds)
         for line in lincheck.format_report(rep, t0).splitlines():
             say(line)
         rc, cout, cerr = st.ctl("check", "--org", ORG)
@@ -345,7 +368,7 @@ def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3
             for r in records:
                 if "nemesis" in r:
                     say("nemesis at %6.3f: %s" % (r["t"] - t0, r["nemesis"]))
-        if not rep.ok or keep:
+        if (not rep.ok and keep_on_violation) or keep:
             st.keep = True
             say("stack directory kept: %s" % st.dir)
         return rep, counts
