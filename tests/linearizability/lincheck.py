@@ -1,0 +1,635 @@
+"""A linearizability checker for partnerd's API (SPEC §4, §5; issue 15).
+
+Pure: no I/O, no clock. The recorder (recorder.py) turns each HTTP request into one
+operation per customer entry (entries of different customers are independent, SPEC §4) and
+hands them here.
+
+An operation (`Op`) touches one customer: a write (link / update / delink, its items in
+order) or a read (customerPartnerPrograms, customerActivityHistory). Its outcome is
+  - "ok":       the answer came and every item's code is known; the effect (the items the
+                model says succeed) applied at one instant between invocation and completion;
+  - "noeffect": some item answered 2010 or 2001 (nothing of the entry applied): nothing
+                changed; the other items' codes must match the rules at one instant of the
+                interval (an entry that never got its customer's lock answers 2010 for every
+                item, a fenced commit 2010 for the items that would have succeeded);
+  - "unknown":  a timeout, a 502/503, a transport error, or items answering 2011: the entry
+                may have applied at any instant after its invocation, or never.
+Reads with an answer must be explained by the state at one instant of their interval; reads
+without one are dropped by the recorder.
+
+The model (`Model`) is the org as SPEC §4 describes it for the data the recorder uses: per
+customer its memberships (membership id, tier, tier expiry, start when given, pending relink)
+and its history (count and newest activities); membership-id holders per program are derived
+from the memberships (a customer holds its current id and its pending relink's id).
+Dates: the recorder only sends expiries and starts years ahead and links without a start
+(server's "now"), so no state changes with the clock during a run (PENDING stays PENDING,
+no relink becomes due, nothing expires); the model has no clock. A server-chosen value
+(the start of a link sent without one) is not compared.
+
+The search (`check`) is Wing & Gong's, with Lowe's / Porcupine's memoisation of
+(linearized set, model state): a depth-first search over which pending operation takes
+effect next, where an operation may go next only if it was invoked before every other
+not-yet-linearized operation that must have taken effect completed. Histories are split into
+independent parts first: customers coupled through a membership id of one program are
+checked together (connected components of customers by the ids their operations name).
+
+On a violation, `shrink` looks for a small failing sub-history (see there) and `explain`
+prints it for a person.
+"""
+
+import datetime
+import time
+
+INF = float("inf")
+
+CANCEL = "MEMBERSHIP_RELINKING_CANCELLED"
+HIST_KEEP = 10          # newest activities the model keeps per customer (reads use limit <= this)
+
+
+def to_ms(v):
+    """An ISO 8601 date-time (as SPEC §4 allows, or as the read routes answer) -> ms, None -> None."""
+    if v is None:
+        return None
+    s = v.strip().replace(" ", "")
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    # fractions longer than microseconds: cut (the tests' dates have at most ms)
+    if "." in s:
+        head, rest = s.split(".", 1)
+        i = 0
+        while i < len(rest) and rest[i].isdigit():
+            i += 1
+        frac, tz = rest[:i], rest[i:]
+        s = head + "." + (frac + "000000")[:6] + tz
+    d = datetime.datetime.fromisoformat(s)
+    return int(round(d.timestamp() * 1000))
+
+
+# ---------------------------------------------------------------- operations
+
+class Op:
+    """One customer's part of one request. items: for writes, normalised tuples (see
+    norm_item); codes: the customer code followed by the item codes (None when no answer);
+    result: for reads, the normalised answer (see norm_programs / norm_history)."""
+
+    __slots__ = ("id", "cid", "kind", "items", "inv", "ret", "outcome", "codes", "result",
+                 "limit", "req", "resp", "thread", "wild")
+
+    def __init__(self, id, cid, kind, inv, ret, outcome, items=(), codes=None, result=None,
+                 limit=None, req=None, resp=None, thread=None, wild=None):
+        assert kind in ("link", "update", "delink", "programs", "history"), kind
+        assert outcome in ("ok", "noeffect", "unknown"), outcome
+        self.id, self.cid, self.kind = id, cid, kind
+        self.items = tuple(items)
+        self.inv = inv
+        self.ret = INF if outcome == "unknown" else ret
+        self.outcome = outcome
+        self.codes = None if codes is None else tuple(codes)
+        self.result = result
+        self.limit = limit
+        self.req, self.resp, self.thread = req, resp, thread
+        # the codes an item may answer whatever the rules say (2010, 2001, 2011): a set
+        self.wild = frozenset([wild] if isinstance(wild, int) else wild or ())
+
+    @property
+    def is_read(self):
+        return self.kind in ("programs", "history")
+
+    def copy(self, **kw):
+        d = dict((k, getattr(self, k)) for k in self.__slots__)
+        if d["outcome"] == "unknown":
+            d["ret"] = INF
+        d.update(kw)
+        return Op(**d)
+
+    @property
+    def light(self):
+        """A read, or a write known to have changed nothing: removing it from a history can
+        only remove constraints."""
+        return self.is_read or self.outcome == "noeffect" or \
+            (self.outcome == "ok" and self.codes is not None and 200 not in self.codes[1:])
+
+    def as_unknown(self):
+        """The same write, its outcome forgotten: it may have applied (any time after its
+        invocation) or not."""
+        return self.copy(outcome="unknown", ret=INF, codes=None, wild=None)
+
+
+def norm_item(kind, it):
+    """A request item (JSON dict) -> the tuple the model reads."""
+    name = it.get("partnerProgramName")
+    if kind == "link":
+        ref = it.get("customerPartnerReference") or {}
+        return (name, ref.get("partnerMembershipId"), ref.get("partnerTierName"),
+                to_ms(ref.get("partnerTierExpiryDate")), to_ms(ref.get("membershipStartDate")))
+    if kind == "update":
+        d = it.get("updateDetails") or {}
+        return (name, it.get("updateType"), d.get("updatedTierName"), to_ms(d.get("updatedTierExpiryDate")))
+    return (name,)
+
+
+def _values(v):
+    if v is None:
+        return None
+    return (v.get("partnerMembershipId"), v.get("partnerTierName"), to_ms(v.get("partnerTierExpiryDate")),
+            to_ms(v.get("membershipStartDate")))
+
+
+def norm_programs(body):
+    """A customerPartnerPrograms answer -> (customer code, ((program, mid, tier, expiry, start,
+    state, relink values or None), ...)) sorted by program."""
+    code = body["customer"]["status"]["code"]
+    rows = []
+    for p in body["partnerPrograms"]:
+        rows.append((p["partnerProgramName"], p["partnerMembershipId"], p["partnerTierName"],
+                     to_ms(p["partnerTierExpiryDate"]), to_ms(p["membershipStartDate"]), p["state"],
+                     _values(p["pendingRelink"])))
+    return (code, tuple(sorted(rows, key=lambda r: r[0])))
+
+
+def norm_history(body):
+    """A customerActivityHistory answer -> (total, ((activityType, program), ...) newest first)."""
+    return (body["total"], tuple((a["activityType"], a["partnerProgramName"]) for a in body["activities"]))
+
+
+# ---------------------------------------------------------------- the model
+
+class Model:
+    """programs: {name: {"supp": bool, "tiers": [lowest..highest]}}.
+
+    A customer's state: (memberships, history count, newest activities) where memberships is
+    a sorted tuple of (program, (mid, tier, expiry, start, relink)) and relink is None or
+    (mid, tier, expiry, start). A component's state: a tuple of customer states, in the order
+    of the component's customer list."""
+
+    EMPTY = ((), 0, ())
+
+    def __init__(self, programs):
+        self.programs = dict((k, {"supp": bool(v.get("supp")), "tiers": tuple(v.get("tiers") or ())})
+                             for k, v in programs.items())
+
+    # -- writes ------------------------------------------------------------
+
+    def apply(self, state, pos, op):
+        """Runs op's items on customer number pos of state. Returns (codes, new state): codes
+        as the API answers them (customer code first), new state with the successful items
+        applied (the same object when none succeeded)."""
+        ms, hcount, hlast = state[pos]
+        mem = dict(ms)
+        acts = []
+        codes = [1000]
+        seen = set()
+        for it in op.items:
+            name = it[0]
+            if name in seen:
+                codes.append(2102)
+                continue
+            P = self.programs.get(name)
+            if P is None:
+                codes.append(2006)
+                continue
+            seen.add(name)
+            fn = {"link": self._link, "update": self._update, "delink": self._delink}[op.kind]
+            code, act = fn(state, pos, mem, P, it)
+            codes.append(code)
+            if act:
+                acts.append((act, name))
+        if not acts:
+            return tuple(codes), state
+        hlast = tuple(reversed(acts))[:HIST_KEEP] + hlast
+        cust = (tuple(sorted(mem.items())), hcount + len(acts), hlast[:HIST_KEEP])
+        return tuple(codes), state[:pos] + (cust,) + state[pos + 1:]
+
+    @staticmethod
+    def _held_by_other(state, pos, name, mid):
+        for k, (ms, _, _) in enumerate(state):
+            if k == pos:
+                continue
+            for pname, m in ms:
+                if pname == name and (m[0] == mid or (m[4] is not None and m[4][0] == mid)):
+                    return True
+        return False
+
+    def _link(self, state, pos, mem, P, it):
+        name, mid, tier, exp, start = it
+        cur = mem.get(name)
+        relink = False
+        if cur is not None:
+            if not (P["supp"] and start is not None):     # every start the recorder sends is future
+                return 2005, None
+            if cur[4] is not None:
+                return 2005, None
+            relink = True
+        if not mid:
+            return 2002, None
+        if self._held_by_other(state, pos, name, mid):
+            return 2101, None
+        if P["tiers"]:
+            if not tier:
+                return 2002, None
+            if tier not in P["tiers"]:
+                return 2007, None
+        elif tier is not None:
+            return 2007, None
+        vals = (mid, tier if P["tiers"] else None, exp, start)
+        if relink:
+            mem[name] = cur[:4] + (vals,)
+            return 200, "RELINK_SCHEDULED"
+        mem[name] = vals + (None,)
+        return 200, "LINK"
+
+    def _update(self, state, pos, mem, P, it):
+        name, utype, tier, exp = it
+        cur = mem.get(name)
+        if cur is None:
+            return 2004, None
+        if utype == CANCEL:
+            if cur[4] is None:
+                return 2105, None
+            mem[name] = cur[:4] + (None,)
+            return 200, "RELINK_CANCELLED"
+        if utype not in ("UPGRADE", "DOWNGRADE", "RENEWAL", "RENEW"):
+            return 2009, None
+        if not tier:
+            return 2002, None
+        if not P["tiers"] or tier not in P["tiers"]:
+            return 2007, None
+        ci, ni = P["tiers"].index(cur[1]), P["tiers"].index(tier)
+        if (utype == "UPGRADE" and ni <= ci) or (utype == "DOWNGRADE" and ni >= ci) or \
+                (utype in ("RENEWAL", "RENEW") and ni != ci):
+            return 2104, None
+        mem[name] = (cur[0], tier, exp if exp is not None else cur[2], cur[3], cur[4])
+        return 200, "UPDATE"
+
+    def _delink(self, state, pos, mem, P, it):
+        name = it[0]
+        if name not in mem:
+            return 2004, None
+        del mem[name]
+        return 200, "DELINK"
+
+    # -- reads -------------------------------------------------------------
+
+    def explains(self, state, pos, op):
+        """True when op's read answer is what customer pos of state shows."""
+        ms, hcount, hlast = state[pos]
+        if op.kind == "history":
+            total, acts = op.result
+            return total == hcount and acts == hlast[:op.limit if op.limit is not None else 10]
+        code, rows = op.result
+        if code != 1000 or len(rows) != len(ms):
+            return False
+        for row, (name, m) in zip(rows, ms):
+            rname, rmid, rtier, rexp, rstart, rstate, rrl = row
+            mid, tier, exp, start, rl = m
+            if (rname, rmid, rtier, rexp) != (name, mid, tier, exp):
+                return False
+            if start is not None and rstart != start:
+                return False
+            if rstate != ("PENDING" if start is not None else "ACTIVE"):
+                return False
+            if (rl is None) != (rrl is None):
+                return False
+            if rl is not None and rl != rrl:
+                return False
+        return True
+
+
+# ---------------------------------------------------------------- splitting
+
+def components(ops):
+    """Lists of ops whose customers are coupled through a membership id of one program (the
+    ids their link items name), each list with its customers: [(cids, ops)]."""
+    parent = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a, b):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+
+    for op in ops:
+        find(("c", op.cid))
+        if op.kind == "link":
+            for it in op.items:
+                if it[1]:
+                    union(("c", op.cid), ("m", it[0], it[1]))
+    groups = {}
+    for op in ops:
+        groups.setdefault(find(("c", op.cid)), []).append(op)
+    out = []
+    for g in groups.values():
+        cids = sorted(set(o.cid for o in g))
+        out.append((cids, g))
+    out.sort(key=lambda x: x[0])
+    return out
+
+
+# ---------------------------------------------------------------- the search
+
+class Result:
+    """ok: True (linearizable), False (not), None (search budget exhausted: inconclusive).
+    steps: states expanded; stuck: for a violation, the ops of the longest linearized prefix
+    found and the ops that could not go next there."""
+
+    def __init__(self, ok, steps, prefix=(), stuck=()):
+        self.ok, self.steps, self.prefix, self.stuck = ok, steps, prefix, stuck
+
+    def __bool__(self):
+        return self.ok is True
+
+
+def _codes_match(got, want, wild):
+    if got is None:
+        return True
+    if len(got) != len(want):
+        return False
+    for g, w in zip(got, want):
+        if g != w and g not in wild:
+            return False
+    return True
+
+
+def check_component(model, cids, ops, max_steps=2000000):
+    """Wing & Gong search with memoisation over one component's operations.
+
+    The linearized set is kept as (lo, rel): every operation before index lo (in invocation
+    order) is linearized, and bit k of rel says whether operation lo + k is. Real-time order
+    keeps rel as narrow as the concurrency (plus unknown operations not yet placed), so each
+    step costs about the window's width, not the history's length."""
+    ops = sorted(ops, key=lambda o: (o.inv, o.ret))
+    n = len(ops)
+    pos_of = dict((c, k) for k, c in enumerate(cids))
+    pos = [pos_of[o.cid] for o in ops]
+    inv = [o.inv for o in ops]
+    ret = [o.ret for o in ops]
+    definite = [o.outcome != "unknown" for o in ops]
+    start_state = tuple(Model.EMPTY for _ in cids)
+    seen = set()
+    steps = 0
+    best = (-1, (0, 0), start_state)
+
+    def minret_of(lo, rel):
+        m = INF
+        i = lo
+        while i < n and inv[i] < m:
+            if definite[i] and not (rel >> (i - lo)) & 1 and ret[i] < m:
+                m = ret[i]
+            i += 1
+        return m
+
+    def add(lo, rel, i):
+        rel |= 1 << (i - lo)
+        while rel & 1:
+            rel >>= 1
+            lo += 1
+        return lo, rel
+
+    def children(lo, rel, state, minret):
+        out = []
+        i = lo
+        while i < n and inv[i] < minret:
+            if not (rel >> (i - lo)) & 1:
+                o = ops[i]
+                nm = add(lo, rel, i)
+                if o.is_read:
+                    if model.explains(state, pos[i], o):
+                        out.append((nm, state))
+                elif o.outcome == "ok":
+                    codes, ns = model.apply(state, pos[i], o)
+                    if codes == o.codes:
+                        out.append((nm, ns))
+                elif o.outcome == "noeffect":
+                    codes, _ = model.apply(state, pos[i], o)
+                    if _codes_match(o.codes, codes, o.wild):
+                        out.append((nm, state))
+                else:
+                    out.append((nm, state))                 # never applied
+                    codes, ns = model.apply(state, pos[i], o)
+                    if ns is not state and _codes_match(o.codes, codes, o.wild):
+                        out.append((nm, ns))
+            i += 1
+        return out
+
+    first = ((0, 0), start_state)
+    stack = [first]
+    seen.add(first)
+    while stack:
+        (lo, rel), state = stack.pop()
+        minret = minret_of(lo, rel)
+        if minret == INF:           # no operation that must take effect is left
+            return Result(True, steps)
+        steps += 1
+        if steps > max_steps:
+            return Result(None, steps)
+        depth = lo + bin(rel).count("1")
+        if depth > best[0]:
+            best = (depth, (lo, rel), state)
+        for k in reversed(children(lo, rel, state, minret)):
+            if k not in seen:
+                seen.add(k)
+                stack.append(k)
+    _, (lo, rel), state = best
+
+    def lin(i):
+        return i < lo or (rel >> (i - lo)) & 1
+
+    prefix = [ops[i] for i in range(n) if lin(i)]
+    minret = minret_of(lo, rel)
+    stuck = [ops[i] for i in range(n) if not lin(i) and inv[i] < minret]
+    return Result(False, steps, prefix, stuck)
+
+
+class Report:
+    def __init__(self):
+        self.components = 0
+        self.ops = 0
+        self.steps = 0
+        self.seconds = 0.0         # the search (shrinking excluded)
+        self.shrink_seconds = 0.0
+        self.violations = []       # [(cids, Result, (kept ops, ghosts), ops in the part)]
+        self.inconclusive = []     # [(cids, Result)]
+
+    @property
+    def ok(self):
+        return not self.violations and not self.inconclusive
+
+
+def check(model, ops, max_steps=2000000, shrink_seconds=30.0):
+    """Checks a whole history (a list of Op), component by component. Returns a Report."""
+    t0 = time.monotonic()
+    rep = Report()
+    for cids, cops in components(ops):
+        rep.components += 1
+        rep.ops += len(cops)
+        r = check_component(model, cids, cops, max_steps)
+        rep.steps += r.steps
+        if r.ok is None:
+            rep.inconclusive.append((cids, r))
+        elif r.ok is False:
+            t1 = time.monotonic()
+            small = shrink(model, cids, cops, seconds=shrink_seconds)
+            rep.shrink_seconds += time.monotonic() - t1
+            rep.violations.append((cids, r, small, len(cops)))
+    rep.seconds = time.monotonic() - t0 - rep.shrink_seconds
+    return rep
+
+
+# ---------------------------------------------------------------- shrinking
+
+def _fails(model, cids, ops, max_steps):
+    return check_component(model, cids, ops, max_steps).ok is False
+
+
+def shrink(model, cids, ops, max_steps=50000, seconds=60.0):
+    """A small sub-history that still fails. Returns (kept ops, ghosts): the ghosts are the
+    removed writes that could have applied, put back as unknown (each may have applied at any
+    time after its invocation, or not), and kept + ghosts fails: whatever the removed writes
+    did, the kept operations cannot be explained. A removal is accepted only when that still
+    holds, so the failure shown never comes from a write having been taken away.
+
+      1. Suffix cut: the shortest prefix by invocation time that fails, with the removed
+         writes invoked before the prefix's last completion as ghosts (a write invoked after
+         every kept operation completed cannot explain any of them: it is simply dropped).
+      2. Reads and writes known to have applied nothing (`Op.light`), removed in chunks of
+         halving size (removing them can never make a history fail).
+      3. The remaining writes one by one, newest first, each made a ghost.
+    Each search is bounded by max_steps (an inconclusive search refuses the removal); the
+    whole shrink stops after `seconds`."""
+    deadline = time.monotonic() + seconds
+    cur = sorted(ops, key=lambda o: o.inv)
+
+    def fails(keep, ghosts):
+        return _fails(model, cids, list(keep) + list(ghosts), max_steps)
+
+    def cut(k):
+        keep = cur[:k]
+        last = max([o.ret for o in keep if o.ret != INF] or [keep[-1].inv])
+        ghosts = [o.as_unknown() for o in cur[k:] if not o.light and o.inv < last]
+        return keep, ghosts
+
+    # 1. suffix cut (binary search on the prefix length)
+    lo, hi = 1, len(cur)
+    best = (cur, [])
+    while lo < hi and time.monotonic() < deadline:
+        mid = (lo + hi) // 2
+        keep, ghosts = cut(mid)
+        if fails(keep, ghosts):
+            best, hi = (keep, ghosts), mid
+        else:
+            lo = mid + 1
+    cur, ghosts = best
+
+    # 2. reads and no-effect writes, in chunks
+    n = 2
+    while time.monotonic() < deadline:
+        light = [o for o in cur if o.light]
+        if not light:
+            break
+        size = max(1, (len(light) + n - 1) // n)
+        removed = False
+        for i in range(0, len(light), size):
+            if time.monotonic() >= deadline:
+                break
+            gone = set(id(o) for o in light[i:i + size])
+            keep = [o for o in cur if id(o) not in gone]
+            if keep and fails(keep, ghosts):
+                cur, removed = keep, True
+                n = max(n - 1, 2)
+                break
+        if not removed:
+            if size == 1:
+                break
+            n = min(len(light), n * 2)
+
+    # 3. writes, one at a time, newest first
+    for o in sorted([o for o in cur if not o.light], key=lambda o: -o.inv):
+        if time.monotonic() >= deadline:
+            break
+        keep = [x for x in cur if x is not o]
+        g = ghosts + [o if o.outcome == "unknown" else o.as_unknown()]
+        if keep and fails(keep, g):
+            cur, ghosts = keep, g
+    return cur, ghosts
+
+
+# ---------------------------------------------------------------- for people
+
+def _fmt_t(t, t0):
+    return "   inf" if t == INF else "%6.3f" % (t - t0)
+
+
+def describe(op):
+    if op.kind == "programs":
+        code, rows = op.result
+        shown = ["%s(mid=%s tier=%s%s%s)" % (r[0], r[1], r[2], " " + r[5] if r[5] != "ACTIVE" else "",
+                                             " relink=%s/%s" % (r[6][0], r[6][1]) if r[6] else "")
+                 for r in rows]
+        return "read programs -> %s" % (", ".join(shown) or "(none)")
+    if op.kind == "history":
+        total, acts = op.result
+        return "read history -> total %d, newest %s" % (total, ", ".join("%s %s" % a for a in acts) or "-")
+    parts = []
+    for it in op.items:
+        if op.kind == "link":
+            s = "link %s mid=%s" % (it[0], it[1])
+            if it[2]:
+                s += " tier=%s" % it[2]
+            if it[4] is not None:
+                s += " start=+future"
+        elif op.kind == "update":
+            s = "%s %s" % ("cancel relink" if it[1] == CANCEL else it[1], it[0])
+            if it[2]:
+                s += " -> %s" % it[2]
+        else:
+            s = "delink %s" % it[0]
+        parts.append(s)
+    if op.outcome == "unknown" and op.codes is None:
+        ans = "no answer (%s)" % (op.resp or "unknown")
+    else:
+        ans = " ".join(str(c) for c in op.codes[1:]) if op.codes else "?"
+        if op.outcome == "unknown":
+            ans += " (in doubt)"
+    return "%s -> %s" % ("; ".join(parts), ans)
+
+
+def explain(ops, cids=None, t0=None):
+    """The operations as a table a person can read: start and end (seconds from t0), thread,
+    customer, what was asked, what was answered."""
+    ops = sorted(ops, key=lambda o: o.inv)
+    if t0 is None:
+        t0 = ops[0].inv if ops else 0.0
+    lines = []
+    if cids:
+        lines.append("customers %s" % ", ".join(str(c) for c in cids))
+    lines.append("  %6s %6s  %-4s %-9s %s" % ("start", "end", "thr", "customer", "operation -> answer"))
+    for o in ops:
+        lines.append("  %s %s  %-4s %-9s %s%s" % (_fmt_t(o.inv, t0), _fmt_t(o.ret, t0),
+                                                  "" if o.thread is None else o.thread, o.cid, describe(o),
+                                                  "  [req %s]" % o.req if o.req else ""))
+    return "\n".join(lines)
+
+
+def format_report(rep, t0=None):
+    out = ["linearizability: %d operations in %d independent parts, %d search steps, checked in %.2f s%s"
+           % (rep.ops, rep.components, rep.steps, rep.seconds,
+              " (and %.1f s shrinking)" % rep.shrink_seconds if rep.violations else "")]
+    for cids, r in rep.inconclusive:
+        out.append("INCONCLUSIVE: customers %s: search gave up after %d steps" % (cids, r.steps))
+    for cids, r, small, total in rep.violations:
+        out.append("VIOLATION: customers %s cannot be put in any serial order that respects real time." % (cids,))
+        kept, ghosts = small
+        out.append("smallest failing sub-history found: %d of the part's %d operations, and %d writes taken "
+                   "out of it that may or may not have applied (any time after their start), which cannot "
+                   "explain it either:" % (len(kept), total, len(ghosts)))
+        out.append(explain(kept, cids, t0))
+        out.append("in the whole part, %d operations could be ordered; none of these could go next:" % len(r.prefix))
+        out.append(explain(r.stuck, None, t0))
+    if rep.ok:
+        out.append("0 violations")
+    return "\n".join(out)

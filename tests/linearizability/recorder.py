@@ -1,0 +1,376 @@
+"""The history recorder of the linearizability check (issue 15).
+
+Client threads drive link / update (tier moves and relink cancels) / delink and both read
+routes through nginx in front of several partnerd processes sharing one Redis, over a small
+org so that conflicts are frequent, and record every request: invocation and completion time
+(time.monotonic), request, HTTP status and answer. `to_ops` turns the records into
+lincheck.Op (one per customer entry; reads one each).
+
+The data (org `stress` of tests/integration/data/orgs.json, loaded by harness.Stack):
+  - customers 7001-7008, in pairs (7001+7002, 7003+7004, ...); each pair draws membership ids
+    from its own pool of two per program, so links of a pair collide (2101) and each pair is
+    an independent part for the checker;
+  - programs Tiered (EXTERNAL, Bronze < Silver < Gold), Plain (EXTERNAL, no tiers) and Supp
+    (SUPPLEMENTARY, Basic < Premium, 30-day cycle);
+  - dates: links are sent without a start (starts "now": ACTIVE, and a supplementary end
+    30 days away) or with a start in 2031-2033 (PENDING; on a Supp membership already linked:
+    a pending relink); tier expiries, when sent, are in 2031-2034. So nothing the recorder
+    creates changes state with the clock while a run lasts (no relink becomes due, nothing
+    expires or ends), and the model needs no clock.
+
+Faults: `run(..., nemesis=N)` starts N.run(stack, stop_event, log) in a thread of its own
+for the length of the load (the next slice's SIGKILL / SIGSTOP / Redis restart go there);
+log(text) records a nemesis event in the history.
+"""
+
+import http.client
+import json
+import os
+import random
+import sys
+import threading
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+import harness  # noqa: E402
+import lincheck  # noqa: E402
+
+ORG = "stress"
+AUTH = ("stress_api", "stress_secret")
+LINK = "/v2/partnerProgram/linkCustomer"
+UPDATE = "/v2/partnerProgram/customerPartnerProgramUpdate"
+DELINK = "/v2/partnerProgram/deLinkCustomer"
+PROGRAMS = "/v2/partnerProgram/customerPartnerPrograms"
+HISTORY = "/v2/partnerProgram/customerActivityHistory"
+CANCEL = lincheck.CANCEL
+
+CUSTOMERS = list(range(7001, 7009))
+PROGS = {"Tiered": {"supp": False, "tiers": ["Bronze", "Silver", "Gold"]},
+         "Plain": {"supp": False, "tiers": []},
+         "Supp": {"supp": True, "tiers": ["Basic", "Premium"]}}
+STARTS = ["2031-06-01T00:00:00Z", "2032-01-15T08:30:00Z", "2033-03-03T12:00:00.500Z"]
+EXPIRIES = ["2031-12-31T23:59:59Z", "2032-07-01T00:00:00+05:30", "2034-02-02T02:02:02Z"]
+HISTORY_LIMIT = 5
+# the partnerd flags a run needs: every activity kept, so that `total` is the model's count
+PARTNERD_ARGS = ["--history-max", "100000"]
+# threads per partnerd: >= nginx workers (2) x keepalive (16) + client threads, or kept
+# connections pin every thread and requests wait in the backlog until nginx's 504
+# (docs/OPERATIONS.md, --workers)
+WORKERS = 48
+
+WRITE_ROUTES = {LINK: ("link", "linkCustomers", "linkToPartnerPrograms", "partnerLinkStatus"),
+                UPDATE: ("update", "customersPartnerUpdates", "partnerProgramUpdates", "updateStatus"),
+                DELINK: ("delink", "deLinkCustomers", "deLinkFromPartnerPrograms", "partnerDeLinkStatus")}
+
+
+def model():
+    return lincheck.Model(PROGS)
+
+
+def mid_pool(cid, program):
+    pair = (cid - CUSTOMERS[0]) // 2
+    return ["P%d-%s-%s" % (pair, program[:1], k) for k in "ab"]
+
+
+# ---------------------------------------------------------------- the workload
+
+class Workload:
+    def __init__(self, rng):
+        self.rng = rng
+
+    def _programs(self, candidates):
+        k = 1 if self.rng.random() < 0.75 else 2
+        return self.rng.sample(candidates, k)
+
+    def link_item(self, cid, name):
+        r = self.rng
+        ref = {"partnerMembershipId": r.choice(mid_pool(cid, name))}
+        tiers = PROGS[name]["tiers"]
+        if tiers:
+            ref["partnerTierName"] = r.choice(tiers)
+        if r.random() < 0.3:
+            ref["partnerTierExpiryDate"] = r.choice(EXPIRIES)
+        if r.random() < (0.5 if name == "Supp" else 0.1):
+            ref["membershipStartDate"] = r.choice(STARTS)
+        return {"partnerProgramName": name, "customerPartnerReference": ref}
+
+    def update_item(self, cid, name):
+        r = self.rng
+        if name == "Supp" and r.random() < 0.4:
+            return {"partnerProgramName": name, "updateType": CANCEL}
+        d = {"updatedTierName": r.choice(PROGS[name]["tiers"])}
+        if r.random() < 0.3:
+            d["updatedTierExpiryDate"] = r.choice(EXPIRIES)
+        return {"partnerProgramName": name, "updateType": r.choice(["UPGRADE", "DOWNGRADE", "RENEWAL"]),
+                "updateDetails": d}
+
+    def next(self):
+        """(method, path, body or None)"""
+        r = self.rng
+        x = r.random()
+        if x < 0.22:
+            cid = r.choice(CUSTOMERS)
+            return "GET", PROGRAMS + "?" + urllib.parse.urlencode({"identifierName": "id", "identifierValue": cid}), None
+        if x < 0.34:
+            cid = r.choice(CUSTOMERS)
+            return "GET", HISTORY + "?" + urllib.parse.urlencode(
+                {"identifierName": "id", "identifierValue": cid, "limit": HISTORY_LIMIT}), None
+        cids = r.sample(CUSTOMERS, r.choice([1, 1, 2, 3]))
+        if x < 0.66:
+            entries = [{"customer": {"id": c},
+                        "linkToPartnerPrograms": [self.link_item(c, p) for p in self._programs(list(PROGS))]}
+                       for c in cids]
+            return "POST", LINK, {"linkCustomers": entries}
+        if x < 0.86:
+            entries = [{"customer": {"id": c},
+                        "partnerProgramUpdates": [self.update_item(c, p) for p in self._programs(["Tiered", "Supp"])]}
+                       for c in cids]
+            return "POST", UPDATE, {"customersPartnerUpdates": entries}
+        entries = [{"customer": {"id": c},
+                    "deLinkFromPartnerPrograms": [{"partnerProgramName": p} for p in self._programs(list(PROGS))]}
+                   for c in cids]
+        return "POST", DELINK, {"deLinkCustomers": entries}
+
+
+# ---------------------------------------------------------------- recording
+
+def call(port, method, path, body, timeout):
+    """One request on a fresh connection. Returns (status or None, parsed answer or text, error)."""
+    h = {"Authorization": harness.basic(*AUTH)}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=data, headers=h)
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw), None
+        except ValueError:
+            return resp.status, raw.decode("utf-8", "replace")[:300], None
+    except (OSError, http.client.HTTPException) as e:
+        return None, None, "%s: %s" % (type(e).__name__, e)
+    finally:
+        conn.close()
+
+
+class Nemesis:
+    """No faults. The next slice's nemeses subclass this: run() loops until stop is set."""
+    name = "none"
+
+    def run(self, stack, stop, log):
+        stop.wait()
+
+
+class LoseMemberships(Nemesis):
+    """Not a fault partnerd must survive: after `after` seconds, deletes a customer's
+    memberships in Redis behind partnerd's back (a lost write). For the test that the whole
+    pipeline (recorder, to_ops, checker) reports a violation on a real stack."""
+    name = "lose-memberships"
+
+    def __init__(self, cid=CUSTOMERS[0], after=1.0):
+        self.cid, self.after = cid, after
+
+    def run(self, stack, stop, log):
+        import keys
+        if stop.wait(self.after):
+            return
+        k = keys.cust(ORG, self.cid)
+        prefix = keys.membership_field("*")[:-1]
+        fields = [f.decode() for f in stack.redis("HKEYS", k) or []]
+        gone = [f for f in fields if f.startswith(prefix)]
+        if gone:
+            stack.redis("HDEL", k, *gone)
+        log("HDEL %s %s" % (k, " ".join(gone)))
+        stop.wait()
+
+
+def run(stack, ops=2000, seconds=120.0, seed=None, threads=12, timeout=10.0, nemesis=None, out=None):
+    """Drives the load until `ops` requests were recorded or `seconds` passed. Returns
+    (records, t0): records in completion order (dicts, see below), t0 the monotonic start.
+    out: a file path to which the records are written as JSON lines."""
+    seed = random.randrange(1 << 30) if seed is None else seed
+    t0 = time.monotonic()
+    deadline = t0 + seconds
+    records = []
+    lock = threading.Lock()
+    count = [0]
+    stop = threading.Event()
+
+    def log(text):
+        with lock:
+            records.append({"nemesis": text, "t": time.monotonic()})
+
+    def worker(k):
+        wl = Workload(random.Random(seed * 1000 + k))
+        while not stop.is_set():
+            with lock:
+                if count[0] >= ops or time.monotonic() >= deadline:
+                    break
+                count[0] += 1
+                n = count[0]
+            method, path, body = wl.next()
+            inv = time.monotonic()
+            status, resp, err = call(stack.http_port, method, path, body, timeout)
+            ret = time.monotonic()
+            rec = {"n": n, "thread": k, "method": method, "path": path, "body": body, "inv": inv,
+                   "ret": ret, "status": status, "resp": resp, "error": err}
+            with lock:
+                records.append(rec)
+
+    ts = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(threads)]
+    nt = None
+    if nemesis is not None:
+        nt = threading.Thread(target=nemesis.run, args=(stack, stop, log), daemon=True)
+        nt.start()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    stop.set()
+    if nt is not None:
+        nt.join(30)
+    # a last read of every customer, after every write completed: the final state must be
+    # explained too (a write lost at the end shows here)
+    for cid in CUSTOMERS:
+        for path in (PROGRAMS + "?" + urllib.parse.urlencode({"identifierName": "id", "identifierValue": cid}),
+                     HISTORY + "?" + urllib.parse.urlencode({"identifierName": "id", "identifierValue": cid,
+                                                            "limit": HISTORY_LIMIT})):
+            inv = time.monotonic()
+            status, resp, err = call(stack.http_port, "GET", path, None, timeout)
+            count[0] += 1
+            records.append({"n": count[0], "thread": "end", "method": "GET", "path": path, "body": None,
+                            "inv": inv, "ret": time.monotonic(), "status": status, "resp": resp, "error": err})
+    if out:
+        with open(out, "w") as f:
+            f.write(json.dumps({"seed": seed, "t0": t0}) + "\n")
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+    return records, t0, seed
+
+
+def load(path):
+    """Reads a history written by run(out=...): (records, t0, seed)."""
+    with open(path) as f:
+        head = json.loads(f.readline())
+        return [json.loads(line) for line in f if line.strip()], head["t0"], head["seed"]
+
+
+# ---------------------------------------------------------------- records -> operations
+
+def to_ops(records):
+    """Returns (ops, counts): lincheck.Op per customer entry of each write and per answered
+    read; counts of requests by outcome, items by code, HTTP statuses."""
+    ops = []
+    counts = {"requests": 0, "entries": {"ok": 0, "noeffect": 0, "unknown": 0},
+              "reads": {"answered": 0, "dropped": 0}, "http": {}, "codes": {}, "nemesis": 0}
+    for rec in records:
+        if "nemesis" in rec:
+            counts["nemesis"] += 1
+            continue
+        counts["requests"] += 1
+        st = rec["status"]
+        key = str(st) if st is not None else (rec["error"] or "error").split(":")[0]
+        counts["http"][key] = counts["http"].get(key, 0) + 1
+        resp_ok = st == 200 and isinstance(rec["resp"], dict)
+        rid = "%d" % rec["n"]
+        if rec["method"] == "GET":
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(rec["path"]).query)
+            cid = int(q["identifierValue"][0])
+            if not resp_ok:
+                counts["reads"]["dropped"] += 1
+                continue
+            counts["reads"]["answered"] += 1
+            if rec["path"].startswith(PROGRAMS):
+                ops.append(lincheck.Op(rid, cid, "programs", rec["inv"], rec["ret"], "ok",
+                                       result=lincheck.norm_programs(rec["resp"]), req=rid, thread=rec["thread"]))
+            else:
+                ops.append(lincheck.Op(rid, cid, "history", rec["inv"], rec["ret"], "ok",
+                                       result=lincheck.norm_history(rec["resp"]), limit=HISTORY_LIMIT,
+                                       req=rid, thread=rec["thread"]))
+            continue
+        kind, top, items_key, status_key = WRITE_ROUTES[rec["path"]]
+        entries = rec["body"][top]
+        answered = None
+        if resp_ok:
+            try:
+                answered = rec["resp"][top]
+                assert len(answered) == len(entries)
+            except (KeyError, TypeError, AssertionError):
+                answered = None
+        for k, e in enumerate(entries):
+            cid = e["customer"]["id"]
+            items = [lincheck.norm_item(kind, it) for it in e[items_key]]
+            if answered is None:
+                why = ("HTTP %s" % st) if st is not None else rec["error"]
+                counts["entries"]["unknown"] += 1
+                ops.append(lincheck.Op("%s.%d" % (rid, k), cid, kind, rec["inv"], None, "unknown", items=items,
+                                       req=rid, resp=why, thread=rec["thread"]))
+                continue
+            a = answered[k]
+            codes = [a["customer"]["status"]["code"]] + [it[status_key]["code"] for it in a[items_key]]
+            for c in codes[1:]:
+                counts["codes"][c] = counts["codes"].get(c, 0) + 1
+            if 2011 in codes[1:]:
+                outcome, wild = "unknown", {2011}
+            elif 2010 in codes[1:] or 2001 in codes[1:]:
+                outcome, wild = "noeffect", {2010, 2001}
+            else:
+                outcome, wild = "ok", None
+            counts["entries"][outcome] += 1
+            ops.append(lincheck.Op("%s.%d" % (rid, k), cid, kind, rec["inv"], rec["ret"], outcome, items=items,
+                                   codes=codes, wild=wild, req=rid, thread=rec["thread"]))
+    return ops, counts
+
+
+def format_counts(counts, seconds=None):
+    lines = ["%d requests%s; HTTP %s" % (counts["requests"],
+                                         " in %.1f s" % seconds if seconds is not None else "",
+                                         json.dumps(counts["http"], sort_keys=True)),
+             "write entries by outcome: ok %(ok)d, applied nothing (2010/2001) %(noeffect)d, "
+             "unknown (timeout/502/503/2011) %(unknown)d" % counts["entries"],
+             "reads: %(answered)d answered, %(dropped)d without an answer (dropped)" % counts["reads"],
+             "items by code: %s" % ", ".join("%s: %d" % (c, n) for c, n in sorted(counts["codes"].items(),
+                                                                                  key=lambda x: int(x[0])))]
+    if counts["nemesis"]:
+        lines.append("nemesis events: %d" % counts["nemesis"])
+    return lines
+
+
+def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3, nemesis=None,
+                     keep=None, say=print, max_steps=2000000, shrink_seconds=30.0, keep_on_violation=True):
+    """Starts a stack (one Redis, `partnerds` partnerd behind nginx), records, checks.
+    Returns (lincheck.Report, counts)."""
+    st = harness.Stack(partnerds=partnerds, partnerd_args=PARTNERD_ARGS, workers=WORKERS)
+    st.start()
+    try:
+        out = os.path.join(st.dir, "history.jsonl")
+        t_start = time.monotonic()
+        records, t0, seed = run(st, ops=ops, seconds=seconds, seed=seed, threads=threads, nemesis=nemesis, out=out)
+        took = time.monotonic() - t_start
+        say("seed %d (--seed %d repeats the workload; timing differs); history: %s" % (seed, seed, out))
+        opl, counts = to_ops(records)
+        for line in format_counts(counts, took):
+            say(line)
+        rep = lincheck.check(model(), opl, max_steps=max_steps, shrink_seconds=shrink_seconds)
+        for line in lincheck.format_report(rep, t0).splitlines():
+            say(line)
+        rc, cout, cerr = st.ctl("check", "--org", ORG)
+        counts["partnerctl_check"] = rc
+        say("partnerctl check --org %s: exit %d%s" % (ORG, rc, "" if rc == 0 else "\n" + cout + cerr))
+        if not rep.ok:
+            for r in records:
+                if "nemesis" in r:
+                    say("nemesis at %6.3f: %s" % (r["t"] - t0, r["nemesis"]))
+        if (not rep.ok and keep_on_violation) or keep:
+            st.keep = True
+            say("stack directory kept: %s" % st.dir)
+        return rep, counts
+    finally:
+        st.stop()

@@ -1,0 +1,243 @@
+"""Unit tests of the linearizability checker (lincheck.py): hand-written histories, some
+linearizable, some not. Pytest-style functions; without pytest, `python3 test_lincheck.py`
+runs them (make check does: tests/linearizability/check)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import lincheck  # noqa: E402
+from lincheck import CANCEL, Model, Op, check, check_component, components, format_report, shrink  # noqa: E402
+
+PROGRAMS = {"Tiered": {"supp": False, "tiers": ["Bronze", "Silver", "Gold"]},
+            "Plain": {"supp": False, "tiers": []},
+            "Supp": {"supp": True, "tiers": ["Basic", "Premium"]}}
+M = Model(PROGRAMS)
+FUT = lincheck.to_ms("2031-06-01T00:00:00Z")
+
+_ids = iter(range(1, 1000000))
+
+
+def link(cid, inv, ret, prog, mid, tier=None, start=None, codes=(200,), outcome="ok", wild=None):
+    return Op(next(_ids), cid, "link", inv, ret, outcome, items=[(prog, mid, tier, None, start)],
+              codes=None if codes is None else (1000,) + tuple(codes), wild=wild)
+
+
+def update(cid, inv, ret, prog, utype, tier=None, codes=(200,), outcome="ok", wild=None):
+    return Op(next(_ids), cid, "update", inv, ret, outcome, items=[(prog, utype, tier, None)],
+              codes=None if codes is None else (1000,) + tuple(codes), wild=wild)
+
+
+def delink(cid, inv, ret, prog, codes=(200,), outcome="ok", wild=None):
+    return Op(next(_ids), cid, "delink", inv, ret, outcome, items=[(prog,)],
+              codes=None if codes is None else (1000,) + tuple(codes), wild=wild)
+
+
+def programs(cid, inv, ret, *rows):
+    """rows: (program, mid, tier) or (program, mid, tier, relink mid, relink tier)"""
+    out = []
+    for r in rows:
+        rl = (r[3], r[4], None, FUT) if len(r) > 3 else None
+        out.append((r[0], r[1], r[2], None, 1, "ACTIVE", rl))
+    return Op(next(_ids), cid, "programs", inv, ret, "ok", result=(1000, tuple(sorted(out))))
+
+
+def history(cid, inv, ret, total, *acts, limit=5):
+    return Op(next(_ids), cid, "history", inv, ret, "ok", result=(total, tuple(acts)), limit=limit)
+
+
+def ok(ops):
+    rep = check(M, ops, shrink_seconds=5)
+    return rep.ok, rep
+
+
+# ---------------------------------------------------------------- linearizable
+
+def test_sequential_history_is_linearizable():
+    h = [link(1, 0, 1, "Tiered", "A", "Bronze"),
+         programs(1, 2, 3, ("Tiered", "A", "Bronze")),
+         update(1, 4, 5, "Tiered", "UPGRADE", "Gold"),
+         programs(1, 6, 7, ("Tiered", "A", "Gold")),
+         history(1, 8, 9, 2, ("UPDATE", "Tiered"), ("LINK", "Tiered")),
+         delink(1, 10, 11, "Tiered"),
+         programs(1, 12, 13),
+         delink(1, 14, 15, "Tiered", codes=(2004,))]
+    good, rep = ok(h)
+    assert good, format_report(rep)
+
+
+def test_concurrent_read_may_see_either_side():
+    w = link(1, 0, 10, "Plain", "A")
+    before = programs(1, 1, 2)
+    after = programs(1, 3, 4, ("Plain", "A", None))
+    good, rep = ok([w, before, after])
+    assert good, format_report(rep)
+
+
+def test_overlapping_writes_ordered_by_their_answers():
+    # both link the same id concurrently: one wins (200), the other sees it held (2101)
+    a = link(1, 0, 10, "Plain", "X")
+    b = link(2, 1, 9, "Plain", "X", codes=(2101,))
+    r = programs(2, 11, 12)
+    good, rep = ok([a, b, r])
+    assert good, format_report(rep)
+
+
+def test_relink_and_cancel():
+    h = [link(1, 0, 1, "Supp", "A", "Basic"),
+         link(1, 2, 3, "Supp", "B", "Premium", start=FUT),
+         programs(1, 4, 5, ("Supp", "A", "Basic", "B", "Premium")),
+         link(2, 6, 7, "Supp", "B", "Basic", codes=(2101,)),
+         update(1, 8, 9, "Supp", CANCEL),
+         link(2, 10, 11, "Supp", "B", "Basic"),
+         update(1, 12, 13, "Supp", CANCEL, codes=(2105,))]
+    good, rep = ok(h)
+    assert good, format_report(rep)
+
+
+def test_unknown_write_may_not_have_applied():
+    u = link(1, 0, None, "Plain", "A", codes=None, outcome="unknown")
+    r = programs(1, 5, 6)
+    good, rep = ok([u, r])
+    assert good, format_report(rep)
+
+
+def test_unknown_write_may_apply_late():
+    u = link(1, 0, None, "Plain", "A", codes=None, outcome="unknown")
+    r1 = programs(1, 5, 6)
+    r2 = programs(1, 7, 8, ("Plain", "A", None))
+    good, rep = ok([u, r1, r2])
+    assert good, format_report(rep)
+
+
+def test_fenced_item_applies_nothing():
+    w = link(1, 0, 1, "Plain", "A", codes=(2010,), outcome="noeffect", wild=2010)
+    r = programs(1, 2, 3)
+    good, rep = ok([w, r])
+    assert good, format_report(rep)
+
+
+def test_components_follow_membership_ids():
+    h = [link(1, 0, 1, "Plain", "A"), link(2, 0, 1, "Plain", "A", codes=(2101,)),
+         link(3, 0, 1, "Plain", "B"), link(4, 0, 1, "Tiered", "A", "Gold"),
+         link(5, 0, 1, "Tiered", "A", "Gold", codes=(2101,)), programs(6, 0, 1)]
+    parts = [cids for cids, _ in components(h)]
+    assert parts == [[1, 2], [3], [4, 5], [6]], parts
+
+
+# ---------------------------------------------------------------- not linearizable
+
+def test_stale_read_after_acknowledged_write():
+    w = link(1, 0, 1, "Plain", "A")
+    r = programs(1, 2, 3)                 # starts after the link was acknowledged, sees nothing
+    good, rep = ok([w, r])
+    assert rep.violations and not good
+    text = format_report(rep)
+    assert "VIOLATION" in text and "read programs -> (none)" in text, text
+
+
+def test_failed_item_whose_effect_a_later_read_shows():
+    w = link(1, 0, 1, "Plain", "A", codes=(2001,), outcome="noeffect", wild=2001)
+    r = programs(1, 2, 3, ("Plain", "A", None))
+    good, rep = ok([w, r])
+    assert not good, format_report(rep)
+
+
+def test_two_overlapping_writes_both_acknowledged_as_if_first():
+    # two concurrent links of one id by two customers, both 200: one of them must have
+    # found the id held
+    a = link(1, 0, 10, "Plain", "X")
+    b = link(2, 1, 9, "Plain", "X")
+    good, rep = ok([a, b])
+    assert not good, format_report(rep)
+    # and two concurrent UPGRADEs Bronze -> Gold both 200: the second must have been 2104
+    h = [link(3, 0, 1, "Tiered", "T", "Bronze"),
+         update(3, 2, 10, "Tiered", "UPGRADE", "Gold"),
+         update(3, 3, 9, "Tiered", "UPGRADE", "Gold")]
+    good, rep = ok(h)
+    assert not good, format_report(rep)
+
+
+def test_history_read_counts_must_agree():
+    h = [link(1, 0, 1, "Plain", "A"), delink(1, 2, 3, "Plain"),
+         history(1, 4, 5, 1, ("LINK", "Plain"))]      # the delink's activity is missing
+    good, rep = ok(h)
+    assert not good, format_report(rep)
+
+
+def test_unknown_op_that_must_have_applied():
+    u = link(1, 0, None, "Plain", "A", codes=None, outcome="unknown")
+    r = programs(1, 5, 6, ("Plain", "A", None))
+    good, rep = ok([u, r])                  # it applied: fine
+    assert good, format_report(rep)
+    # it must have applied (the later read sees it) but an acknowledged read before its
+    # invocation saw it: no
+    early = programs(1, -3, -2, ("Plain", "A", None))
+    good, rep = ok([early, u, r])
+    assert not good, format_report(rep)
+    # applied, so the later link of the same id by another customer must be 2101, not 200
+    other = link(2, 7, 8, "Plain", "A")
+    good, rep = ok([u, r, other])
+    assert not good, format_report(rep)
+
+
+def test_noeffect_codes_must_still_match():
+    # a fenced link answered 2010 where the rules say 2005 (already linked): not explained
+    h = [link(1, 0, 1, "Plain", "A"),
+         link(1, 2, 3, "Plain", "B", codes=(2010,), outcome="noeffect", wild=2010)]
+    good, rep = ok(h)
+    assert good, format_report(rep)          # a busy entry may answer 2010 for every item
+    h2 = [link(1, 0, 1, "Plain", "A"),
+          link(1, 2, 3, "Plain", "B", codes=(2004,), outcome="noeffect", wild=2010)]
+    good, rep = ok(h2)
+    assert not good, format_report(rep)
+
+
+# ---------------------------------------------------------------- shrinking and budget
+
+def test_shrink_keeps_the_stale_read_and_its_write():
+    h = []
+    t = 0
+    for k in range(30):                       # noise on other programs
+        h.append(update(1, t, t + 1, "Tiered", "UPGRADE", "Gold", codes=(2004,)))
+        h.append(programs(1, t + 0.2, t + 0.5))
+        t += 2
+    h.append(link(1, t, t + 1, "Plain", "A"))
+    h.append(programs(1, t + 2, t + 3))        # stale
+    for k in range(20):
+        h.append(programs(1, t + 4 + k, t + 4.5 + k, ("Plain", "A", None)))
+    cids = [1]
+    assert check_component(M, cids, h).ok is False
+    kept, ghosts = shrink(M, cids, h, seconds=20)
+    kinds = sorted(o.kind for o in kept)
+    assert kinds == ["link", "programs"], lincheck.explain(kept)
+    assert check_component(M, cids, kept + ghosts).ok is False
+
+
+def test_budget_makes_the_answer_inconclusive():
+    h = [link(k, 0, None, "Plain", "M%d" % k, codes=None, outcome="unknown") for k in range(1, 4)]
+    h += [link(1, 0, 100, "Plain", "X"), link(2, 0, 100, "Plain", "X")]
+    r = check_component(M, [1, 2, 3], h, max_steps=3)
+    assert r.ok is None
+
+
+def main():
+    names = sorted((n for n in globals() if n.startswith("test_")),
+                   key=lambda n: globals()[n].__code__.co_firstlineno)
+    failed = 0
+    for n in names:
+        try:
+            globals()[n]()
+            print("PASS: %s" % n)
+        except Exception:
+            failed += 1
+            import traceback
+            print("FAIL: %s" % n)
+            traceback.print_exc(file=sys.stdout)
+    print("%d passed, %d failed" % (len(names) - failed, failed))
+    return 1 if failed or not names else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
