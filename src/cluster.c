@@ -5,16 +5,11 @@
  * and from how redis-py's cluster client and hiredis-cluster route; written for this
  * project on hiredis 0.14 (no code taken from them).
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE             /* POLLRDHUP: a closed peer seen without reading */
-#endif
 #include <errno.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "clock.h"
@@ -22,6 +17,7 @@
 #include "hex.h"
 #include "rarena.h"
 #include "rconn.h"
+#include "resp.h"
 
 #define REPLY_CHUNK (64 * 1024)
 #define MAX_NODES 256           /* addresses a router keeps (seeds, primaries, redirects) */
@@ -498,8 +494,7 @@ struct node {
 	int primary;            /* owns slots in the current map */
 	int no_shards;          /* refused CLUSTER SHARDS once (before Redis 7): ask SLOTS */
 	/* one round's commands for this node */
-	char *out;              /* their RESP text */
-	size_t out_len, out_cap;
+	struct resp_out out;    /* their RESP text */
 	size_t *q;              /* job indices, in the order sent */
 	size_t nq, qcap;
 };
@@ -605,7 +600,7 @@ cluster_free(struct cluster *cl)
 	for (i = 0; i < cl->nnodes; i++) {
 		if (cl->nodes[i]->c != NULL)
 			redisFree(cl->nodes[i]->c);
-		free(cl->nodes[i]->out);
+		resp_free(&cl->nodes[i]->out);
 		free(cl->nodes[i]->q);
 		free(cl->nodes[i]);
 	}
@@ -644,31 +639,6 @@ node_drop(struct node *nd)
 		redisFree(nd->c);
 		nd->c = NULL;
 	}
-}
-
-/*
- * Whether the connection is closed or unusable, found without sending anything (the same
- * test as store.c's conn_gone; the two become one when store.c routes through this file).
- */
-static int
-conn_gone(const redisContext *c)
-{
-	struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
-	char b;
-	ssize_t n;
-
-	if (c->err)
-		return 1;
-	if (poll(&p, 1, 0) < 0)
-		return 0;
-	if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
-		return 1;
-	if (!(p.revents & POLLIN))
-		return 0;
-	n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n < 0)
-		return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
-	return 1;
 }
 
 /* Sets c's read/write timeout to the configured one, or what is left before deadline. */
@@ -728,7 +698,7 @@ node_ready(struct cluster *cl, int i, int64_t deadline)
 	char why[200];
 	int64_t left;
 
-	if (nd->c != NULL && !conn_gone(nd->c))
+	if (nd->c != NULL && !rconn_gone(nd->c))
 		return set_timeout(cl, nd->c, deadline) == 0 ? 0 : (node_drop(nd), -1);
 	node_drop(nd);
 	left = deadline - mono_ms();
@@ -891,63 +861,34 @@ cluster_set_refresh_interval(struct cluster *cl, int ms)
 
 /* ==== the router: rounds =============================================================== */
 
-static void
-out_reserve(struct node *nd, size_t n)
-{
-	if (nd->out_cap - nd->out_len >= n)
-		return;
-	while (nd->out_cap - nd->out_len < n)
-		nd->out_cap = nd->out_cap ? nd->out_cap * 2 : 4096;
-	nd->out = realloc(nd->out, nd->out_cap);
-	if (nd->out == NULL)
-		abort();
-}
-
-static void
-out_count(struct node *nd, char kind, size_t n)
-{
-	out_reserve(nd, 24);
-	nd->out_len += (size_t)snprintf(nd->out + nd->out_len, 24, "%c%zu\r\n", kind, n);
-}
-
-static void
-out_arg(struct node *nd, const char *p, size_t len)
-{
-	out_count(nd, '$', len);
-	out_reserve(nd, len + 2);
-	memcpy(nd->out + nd->out_len, p, len);
-	nd->out_len += len;
-	nd->out[nd->out_len++] = '\r';
-	nd->out[nd->out_len++] = '\n';
-}
-
 /* Appends job j's command (after ASKING and/or SCRIPT LOAD when due) to its node's out. */
 static void
 queue_job(struct cluster *cl, struct node *nd, const struct cluster_cmd *cmd, struct job *jb,
           size_t j)
 {
+	struct resp_out *o = &nd->out;
 	size_t i;
 
-	jb->start = nd->out_len;
+	jb->start = o->len;
 	if (jb->load) {
-		out_count(nd, '*', 3);
-		out_arg(nd, "SCRIPT", 6);
-		out_arg(nd, "LOAD", 4);
-		out_arg(nd, cl->scripts[cmd->script], strlen(cl->scripts[cmd->script]));
+		resp_count(o, '*', 3);
+		resp_arg(o, "SCRIPT", 6);
+		resp_arg(o, "LOAD", 4);
+		resp_arg(o, cl->scripts[cmd->script], strlen(cl->scripts[cmd->script]));
 	}
 	if (jb->ask >= 0) {
-		out_count(nd, '*', 1);
-		out_arg(nd, "ASKING", 6);
+		resp_count(o, '*', 1);
+		resp_arg(o, "ASKING", 6);
 	}
 	if (cmd->script >= 0) {
-		out_count(nd, '*', cmd->argc + 2);
-		out_arg(nd, "EVALSHA", 7);
-		out_arg(nd, cl->sha[cmd->script], strlen(cl->sha[cmd->script]));
+		resp_count(o, '*', cmd->argc + 2);
+		resp_arg(o, "EVALSHA", 7);
+		resp_arg(o, cl->sha[cmd->script], strlen(cl->sha[cmd->script]));
 	} else {
-		out_count(nd, '*', cmd->argc);
+		resp_count(o, '*', cmd->argc);
 	}
 	for (i = 0; i < cmd->argc; i++)
-		out_arg(nd, cmd->argv[i], cmd->argvlen[i]);
+		resp_arg(o, cmd->argv[i], cmd->argvlen[i]);
 	if (nd->nq == nd->qcap) {
 		nd->qcap = nd->qcap ? nd->qcap * 2 : 16;
 		nd->q = realloc(nd->q, nd->qcap * sizeof *nd->q);
@@ -956,24 +897,6 @@ queue_job(struct cluster *cl, struct node *nd, const struct cluster_cmd *cmd, st
 	}
 	nd->q[nd->nq++] = j;
 	cl->stats.sends++;
-}
-
-/* Writes nd->out; returns the bytes written (fewer than out_len on an error). */
-static size_t
-write_out(struct node *nd)
-{
-	size_t done = 0;
-
-	while (done < nd->out_len) {
-		ssize_t n = send(nd->c->fd, nd->out + done, nd->out_len - done, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		done += (size_t)n;
-	}
-	return done;
 }
 
 /* Ends job j with st (and its reply). */
@@ -1107,7 +1030,7 @@ round_once(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, struct 
 	if (used == NULL)
 		abort();
 	for (i = 0; i < nn; i++) {
-		cl->nodes[i]->out_len = 0;
+		cl->nodes[i]->out.len = 0;
 		cl->nodes[i]->nq = 0;
 	}
 	for (j = 0; j < n; j++) {
@@ -1147,8 +1070,8 @@ round_once(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, struct 
 		if (used[i] <= 0 || nd->nq == 0)
 			continue;
 		sending = 1;
-		sent = write_out(nd);
-		if (sent == nd->out_len)
+		sent = resp_write(nd->c->fd, nd->out.p, nd->out.len);
+		if (sent == nd->out.len)
 			continue;
 		seterr(cl, "cluster: %s:%d: cannot send", nd->addr.host, nd->addr.port);
 		node_drop(nd);

@@ -2,11 +2,17 @@
  * rconn: Redis connection settings from a URL, and connecting with timeouts. Errors come
  * back as text that never contains the password.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* POLLRDHUP: a closed peer seen without reading */
+#endif
 #include "rconn.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include "hex.h"
@@ -221,4 +227,29 @@ redisContext *rconn_connect(const struct rconn_cfg *cfg, char *err, size_t errsz
 fail:
 	redisFree(c);
 	return NULL;
+}
+
+/*
+ * One poll and, when it says readable, one MSG_PEEK: no data is consumed. Redis closed the
+ * connection (a restart, a timeout of idle clients, a kill) or bytes nobody asked for wait
+ * on it: either way it cannot carry the next command.
+ */
+int rconn_gone(const redisContext *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
+	char b;
+	ssize_t n;
+
+	if (c->err)
+		return 1;
+	if (poll(&p, 1, 0) < 0)
+		return 0;               /* cannot tell: the call will find out */
+	if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+		return 1;
+	if (!(p.revents & POLLIN))
+		return 0;
+	n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0)
+		return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+	return 1;                       /* 0: closed; > 0: a reply nobody waits for */
 }

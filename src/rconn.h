@@ -1,4 +1,7 @@
-/* rconn: Redis connection settings parsed from a URL, and connecting with timeouts. */
+/*
+ * rconn: Redis connection settings parsed from a URL, connecting with timeouts, and the
+ * check that a connection is still alive.
+ */
 #ifndef PARTNERD_RCONN_H
 #define PARTNERD_RCONN_H
 
@@ -26,5 +29,11 @@ int rconn_parse_url(const char *url, struct rconn_cfg *cfg, char *err, size_t er
  * in err. The caller frees the context with redisFree.
  */
 redisContext *rconn_connect(const struct rconn_cfg *cfg, char *err, size_t errsz);
+
+/*
+ * Whether c is closed or unusable, found without sending anything (a connection found dead
+ * before a command is replaced, not used: SPEC §6). 1: gone; 0: not known to be gone.
+ */
+int rconn_gone(const redisContext *c);
 
 #endif

@@ -1,16 +1,11 @@
 /*
  * store: Redis connection handling, scripts and pipelines for partnerd (see store.h).
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE             /* POLLRDHUP: a closed peer seen without reading */
-#endif
 #include <errno.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "clock.h"
@@ -18,6 +13,7 @@
 #include "lua_scripts.h"
 #include "metrics.h"
 #include "rarena.h"
+#include "resp.h"
 #include "store.h"
 
 #define BACKOFF_MIN_MS 50
@@ -37,8 +33,7 @@ struct store {
 	uint64_t trips;
 	char err[256];
 	char sha[STORE_NSCRIPTS][41];   /* SHA1 of each loaded script, hex; "" until loaded */
-	char *out;              /* the RESP text of the command being sent (reused) */
-	size_t out_len, out_cap;
+	struct resp_out out;    /* the RESP text of the commands being sent (reused) */
 	struct rarena replies;  /* every reply read on c, until store_replies_release */
 	int maybe_ran;          /* the last failed call may have run in Redis (see store.h) */
 	int64_t deadline;       /* monotonic ms that bounds connect and calls; 0: none */
@@ -145,24 +140,6 @@ arena_reserve(struct store_argv *a, size_t n)
 		abort();
 }
 
-/* Writes u in decimal (with a '-' before it when neg) at d, which has room for 21 bytes. */
-static size_t
-put_u64(char *d, uint64_t u, int neg)
-{
-	char tmp[24], *p = tmp + sizeof(tmp);
-	size_t n;
-
-	do {
-		*--p = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
-	if (neg)
-		*--p = '-';
-	n = (size_t)(tmp + sizeof(tmp) - p);
-	memcpy(d, p, n);
-	return n;
-}
-
 /*
  * The formats partnerd uses (keys.h and counts) take only %s, %d, %lld and %zu: those are
  * done here (vsnprintf cost more than the Redis call it prepared); any other conversion
@@ -193,21 +170,21 @@ fast_format(struct store_argv *a, const char *fmt, va_list ap)
 			int v = va_arg(ap, int);
 
 			arena_reserve(a, len + 24);
-			len += put_u64(a->owned + a->owned_len + len,
-			               v < 0 ? (uint64_t)0 - (uint64_t)(int64_t)v : (uint64_t)v, v < 0);
+			len += resp_put_u64(a->owned + a->owned_len + len,
+			                    v < 0 ? (uint64_t)0 - (uint64_t)(int64_t)v : (uint64_t)v, v < 0);
 			f += 1;
 		} else if (f[1] == 'l' && f[2] == 'l' && f[3] == 'd') {
 			long long v = va_arg(ap, long long);
 
 			arena_reserve(a, len + 24);
-			len += put_u64(a->owned + a->owned_len + len,
-			               v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, v < 0);
+			len += resp_put_u64(a->owned + a->owned_len + len,
+			                    v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, v < 0);
 			f += 3;
 		} else if (f[1] == 'z' && f[2] == 'u') {
 			size_t v = va_arg(ap, size_t);
 
 			arena_reserve(a, len + 24);
-			len += put_u64(a->owned + a->owned_len + len, (uint64_t)v, 0);
+			len += resp_put_u64(a->owned + a->owned_len + len, (uint64_t)v, 0);
 			f += 2;
 		} else {
 			return -1;
@@ -294,7 +271,7 @@ store_free(struct store *s)
 		return;
 	if (s->c != NULL)
 		redisFree(s->c);
-	free(s->out);
+	resp_free(&s->out);
 	free(s->q);
 	rarena_free(&s->replies);
 	free(s);
@@ -430,32 +407,6 @@ ensure(struct store *s)
 }
 
 /*
- * Whether the connection is closed or unusable, found without sending anything: Redis
- * closed it (a restart, a timeout of idle clients, a kill) or bytes nobody asked for wait
- * on it. One poll and, when it says readable, one MSG_PEEK: no data is consumed.
- */
-static int
-conn_gone(const redisContext *c)
-{
-	struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
-	char b;
-	ssize_t n;
-
-	if (c->err)
-		return 1;
-	if (poll(&p, 1, 0) < 0)
-		return 0;               /* cannot tell: the call will find out */
-	if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
-		return 1;
-	if (!(p.revents & POLLIN))
-		return 0;
-	n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n < 0)
-		return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
-	return 1;                       /* 0: closed; > 0: a reply nobody waits for */
-}
-
-/*
  * Makes sure there is a connection that is not known to be dead (SPEC §6: a connection
  * found dead before anything was sent on it is replaced at once, so that a Redis restart
  * does not fail each worker's next request). -1 while Redis cannot be reached.
@@ -465,87 +416,12 @@ prepare(struct store *s)
 {
 	if (ensure(s) != 0)
 		return -1;
-	if (!conn_gone(s->c))
+	if (!rconn_gone(s->c))
 		return 0;
 	redisFree(s->c);
 	s->c = NULL;
 	metrics_redis_reconnect();
 	return ensure(s);
-}
-
-/*
- * The command's RESP text is written here into s->out and handed to hiredis as formatted
- * (redisAppendFormattedCommand): hiredis's own argv formatting (sdscatfmt per argument)
- * cost about a tenth of a write request's CPU.
- */
-static void
-out_reserve(struct store *s, size_t n)
-{
-	if (s->out_cap - s->out_len >= n)
-		return;
-	while (s->out_cap - s->out_len < n)
-		s->out_cap = s->out_cap ? s->out_cap * 2 : 4096;
-	s->out = realloc(s->out, s->out_cap);
-	if (s->out == NULL)
-		abort();
-}
-
-/* "*N\r\n" or "$N\r\n". */
-static void
-out_count(struct store *s, char kind, size_t n)
-{
-	out_reserve(s, 24);
-	s->out[s->out_len++] = kind;
-	s->out_len += put_u64(s->out + s->out_len, (uint64_t)n, 0);
-	s->out[s->out_len++] = '\r';
-	s->out[s->out_len++] = '\n';
-}
-
-static void
-out_arg(struct store *s, const char *p, size_t len)
-{
-	out_count(s, '$', len);
-	out_reserve(s, len + 2);
-	memcpy(s->out + s->out_len, p, len);
-	s->out_len += len;
-	s->out[s->out_len++] = '\r';
-	s->out[s->out_len++] = '\n';
-}
-
-/* One command's RESP text appended to s->out. */
-static void
-out_command(struct store *s, size_t argc, const char *const *argv, const size_t *lens)
-{
-	size_t i;
-
-	out_count(s, '*', argc);
-	for (i = 0; i < argc; i++)
-		out_arg(s, argv[i], lens[i]);
-}
-
-/*
- * Writes s->out[0..out_len) on s->c (hiredis's output buffer is empty: every command goes
- * through here). Returns the number of bytes written; fewer than out_len on an error or a
- * timeout, with errno set.
- */
-static size_t
-write_out(struct store *s)
-{
-	size_t done = 0;
-
-	while (done < s->out_len) {
-		ssize_t n = send(s->c->fd, s->out + done, s->out_len - done, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n == 0)
-				errno = EPIPE;
-			break;
-		}
-		done += (size_t)n;
-	}
-	return done;
 }
 
 /*
@@ -575,8 +451,9 @@ send_all(struct store *s, int retry)
 			redisSetTimeout(s->c, tv);
 		}
 		s->trips++;
-		sent = write_out(s);
-		if (sent == s->out_len)
+		/* hiredis's output buffer is empty: every command goes out through s->out */
+		sent = resp_write(s->c->fd, s->out.p, s->out.len);
+		if (sent == s->out.len)
 			break;
 		e = errno;
 		if (sent > 0)
@@ -632,8 +509,8 @@ command(struct store *s, size_t argc, const char **argv, const size_t *lens)
 	s->maybe_ran = 0;
 	if (prepare(s) != 0)
 		return NULL;
-	s->out_len = 0;
-	out_command(s, argc, argv, lens);
+	s->out.len = 0;
+	resp_command(&s->out, argc, argv, lens);
 	if (round_trip(s, 1, &r) != 0)
 		return NULL;
 	return r;
@@ -656,18 +533,18 @@ format_eval(struct store *s, enum store_script which, const struct store_argv *a
 {
 	size_t i;
 
-	s->out_len = 0;
-	out_count(s, '*', a->n + 3);
+	s->out.len = 0;
+	resp_count(&s->out, '*', a->n + 3);
 	if (with_text) {
-		out_arg(s, "EVAL", 4);
-		out_arg(s, script_text[which], strlen(script_text[which]));
+		resp_arg(&s->out, "EVAL", 4);
+		resp_arg(&s->out, script_text[which], strlen(script_text[which]));
 	} else {
-		out_arg(s, "EVALSHA", 7);
-		out_arg(s, s->sha[which], 40);
+		resp_arg(&s->out, "EVALSHA", 7);
+		resp_arg(&s->out, s->sha[which], 40);
 	}
-	out_arg(s, "0", 1);
+	resp_arg(&s->out, "0", 1);
 	for (i = 0; i < a->n; i++)
-		out_arg(s, argv_at(a, i), a->len[i]);
+		resp_arg(&s->out, argv_at(a, i), a->len[i]);
 }
 
 redisReply *
@@ -696,12 +573,8 @@ store_eval(struct store *s, enum store_script which, struct store_argv *a)
 		snprintf(s->err, sizeof(s->err), "redis: script error: %.200s", r->str);
 		r = NULL;
 	}
-	if (s->out_cap > (1u << 20)) {
-		/* A big batch's text is not kept for the worker's lifetime. */
-		free(s->out);
-		s->out = NULL;
-		s->out_cap = 0;
-	}
+	if (s->out.cap > (1u << 20))
+		resp_free(&s->out);     /* a big batch's text is not kept for the worker's lifetime */
 	return r;
 }
 
@@ -724,10 +597,10 @@ store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply **
 	out = rarena_alloc(&s->replies, (n + 1) * sizeof(*out));
 	if (argv == NULL || out == NULL)
 		abort();
-	s->out_len = 0;
+	s->out.len = 0;
 	for (i = 0; i < n; i++) {
 		argv_resolve(&cmds[i], argv);
-		out_command(s, cmds[i].n, argv, cmds[i].len);
+		resp_command(&s->out, cmds[i].n, argv, cmds[i].len);
 	}
 	free(argv);
 	rc = round_trip(s, n, out);
@@ -756,7 +629,7 @@ queue_write(struct store *s)
 	if (send_all(s, s->qsent == 0) != 0)
 		return -1;
 	s->qsent = s->qn;
-	s->out_len = 0;
+	s->out.len = 0;
 	return 0;
 }
 
@@ -766,7 +639,7 @@ queue_broken(struct store *s)
 {
 	s->qn = 0;
 	s->qsent = 0;
-	s->out_len = 0;
+	s->out.len = 0;
 	s->qbroken = 1;
 	s->qfailed = 1;
 	rarena_reset(&s->replies);
@@ -808,7 +681,7 @@ queue_send(struct store *s)
 	free(out);
 	s->qn = 0;
 	s->qsent = 0;
-	s->out_len = 0;
+	s->out.len = 0;
 	rarena_reset(&s->replies);
 	return 0;
 }
@@ -836,7 +709,7 @@ queue_slot(struct store *s, store_reply_fn fn, void *arg)
 	if (s->qn >= max && queue_send(s) != 0)
 		return -1;
 	if (s->qn == 0)
-		s->out_len = 0;
+		s->out.len = 0;
 	if (s->qn == s->qcap) {
 		s->qcap = s->qcap ? s->qcap * 2 : 64;
 		s->q = realloc(s->q, s->qcap * sizeof(*s->q));
@@ -856,9 +729,9 @@ store_queue(struct store *s, const struct store_argv *cmd, store_reply_fn fn, vo
 
 	if (queue_slot(s, fn, arg) != 0)
 		return -1;
-	out_count(s, '*', cmd->n);
+	resp_count(&s->out, '*', cmd->n);
 	for (i = 0; i < cmd->n; i++)
-		out_arg(s, argv_at(cmd, i), cmd->len[i]);
+		resp_arg(&s->out, argv_at(cmd, i), cmd->len[i]);
 	return 0;
 }
 
@@ -871,11 +744,11 @@ store_queue_script(struct store *s, enum store_script which, const struct store_
 	if (queue_slot(s, fn, arg) != 0)
 		return -1;
 	/* EVAL with the text, not EVALSHA: see store.h */
-	out_count(s, '*', args->n + 2);
-	out_arg(s, "EVAL", 4);
-	out_arg(s, script_text[which], strlen(script_text[which]));
+	resp_count(&s->out, '*', args->n + 2);
+	resp_arg(&s->out, "EVAL", 4);
+	resp_arg(&s->out, script_text[which], strlen(script_text[which]));
 	for (i = 0; i < args->n; i++)
-		out_arg(s, argv_at(args, i), args->len[i]);
+		resp_arg(&s->out, argv_at(args, i), args->len[i]);
 	return 0;
 }
 
