@@ -10,6 +10,8 @@ Environment (all optional; `make check` sets them):
   PARTNERD_SRCDIR                the repo top (default: two directories above this file)
   REDIS_SERVER, NGINX            server binaries (default: looked up in PATH, /usr/sbin)
   PARTNERD_NGINX_TEMPLATE        an nginx.conf.in to use instead of the repo's
+  PARTNERD_API_HTML              the API reference page nginx serves at /v2/partnerProgram/docs
+                                 (default: docs/api.html next to PARTNERD_BIN's src/; `make api-docs`)
   PARTNERD_TEST_KEEP=1           keep the temporary directory after stop()
 
 Run `python3 tests/integration/harness.py --hold` to start a stack with the fixture
@@ -83,6 +85,14 @@ def partnerd_bin():
 
 def partnerctl_bin():
     return _find_built("PARTNERCTL_BIN", "partnerctl")
+
+
+def api_html():
+    """The API reference page the stacks' nginx serves (`make api-docs` builds it)."""
+    v = os.environ.get("PARTNERD_API_HTML")
+    if v:
+        return os.path.abspath(v)
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(partnerd_bin()))), "docs", "api.html")
 
 
 def _find_tool(envname, name):
@@ -489,7 +499,7 @@ class Stack:
             snippet_dir = os.path.dirname(os.path.abspath(os.environ["PARTNERD_NGINX_TEMPLATE"]))
         for k, v in (("@HTTP_PORT@", str(self.http_port)), ("@STATE_DIR@", self.dir),
                      ("@UPSTREAM_SERVERS@", upstreams), ("@SNIPPET_DIR@", snippet_dir),
-                     ("@USER_LINE@", user_line)):
+                     ("@USER_LINE@", user_line), ("@API_HTML@", api_html())):
             conf = conf.replace(k, v)
         if "@" in conf:
             import re

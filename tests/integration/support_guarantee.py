@@ -545,7 +545,8 @@ def add_front(stack, name, socks):
     if os.environ.get("PARTNERD_NGINX_TEMPLATE"):
         snippet_dir = os.path.dirname(os.path.abspath(os.environ["PARTNERD_NGINX_TEMPLATE"]))
     for k, v in (("@HTTP_PORT@", str(port)), ("@STATE_DIR@", sdir), ("@UPSTREAM_SERVERS@", upstreams),
-                 ("@SNIPPET_DIR@", snippet_dir), ("@USER_LINE@", user_line)):
+                 ("@SNIPPET_DIR@", snippet_dir), ("@USER_LINE@", user_line),
+                 ("@API_HTML@", harness.api_html())):
         conf = conf.replace(k, v)
     path = os.path.join(sdir, "nginx.conf")
     with open(path, "w") as f:
