@@ -910,6 +910,40 @@ finish(struct job *jb, enum cluster_status *st, redisReply **replies, size_t j,
 }
 
 /*
+ * A MOVED or ASK reply to job j (sent to nd): MOVED points the slot at its new node at once
+ * (the whole map is reloaded when due); ASK sends the job there once, after ASKING. Too many
+ * redirections, or a target not in the map, make the job unavailable.
+ */
+static void
+redirect(struct cluster *cl, const struct node *nd, struct cluster_redirect *rd, redisReply *r,
+         struct job *jb, size_t j, redisReply **replies, enum cluster_status *st)
+{
+	int moved = r->str[0] == 'M', to;
+
+	if (rd->to.host[0] == '\0')
+		memcpy(rd->to.host, nd->addr.host, sizeof rd->to.host);
+	to = node_index(cl, &rd->to);
+	if (moved)
+		cl->stats.moved++;
+	else
+		cl->stats.ask++;
+	if (++jb->redirects > MAX_REDIRECTS || to < 0) {
+		seterr(cl, "cluster: too many redirections (last: %.200s)", r->str);
+		finish(jb, st, replies, j, CLUSTER_UNAVAILABLE, NULL);
+		return;
+	}
+	if (moved) {
+		cl->slot[rd->slot] = (int16_t)to;
+		cl->nodes[to]->primary = 1;
+		/* the next command of this slot goes there at once; more slots moved, likely:
+		 * the whole map is reloaded when due (refresh_due) */
+		cl->stale = 1;
+	} else {
+		jb->ask = to;
+	}
+}
+
+/*
  * Reads node i's replies for this round and decides each job. Returns 1 when a job must
  * wait before it is sent again, 0 otherwise.
  */
@@ -956,32 +990,9 @@ read_node(struct cluster *cl, int i, const struct cluster_cmd *cmds, struct job 
 			finish(jb, st, replies, j, CLUSTER_OK, r);
 			break;
 		case CLUSTER_MOVED:
-		case CLUSTER_ASK: {
-			int moved = r->str[0] == 'M', to;
-
-			if (rd.to.host[0] == '\0')
-				memcpy(rd.to.host, nd->addr.host, sizeof rd.to.host);
-			to = node_index(cl, &rd.to);
-			if (moved)
-				cl->stats.moved++;
-			else
-				cl->stats.ask++;
-			if (++jb->redirects > MAX_REDIRECTS || to < 0) {
-				seterr(cl, "cluster: too many redirections (last: %.200s)", r->str);
-				finish(jb, st, replies, j, CLUSTER_UNAVAILABLE, NULL);
-				break;
-			}
-			if (moved) {
-				cl->slot[rd.slot] = (int16_t)to;
-				cl->nodes[to]->primary = 1;
-				/* the next command of this slot goes there at once; more slots moved,
-				 * likely: the whole map is reloaded when due (refresh_due) */
-				cl->stale = 1;
-			} else {
-				jb->ask = to;
-			}
+		case CLUSTER_ASK:
+			redirect(cl, nd, &rd, r, jb, j, replies, st);
 			break;
-		}
 		case CLUSTER_TRYAGAIN:
 			cl->stats.tryagain++;
 			seterr(cl, "cluster: %.200s", r->str);
