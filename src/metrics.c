@@ -30,7 +30,6 @@ static atomic_ulong requests[NROUTES][NSTATUS + 1];
 static atomic_ulong latency[NROUTES][NBUCKETS + 1];
 static atomic_ulong latency_sum_us[NROUTES];
 static atomic_ulong items[NCODES + 1];
-static atomic_ulong redis_errors, lock_waits, lock_timeouts, fenced;
 static atomic_ulong login_failed, login_limited_user, login_limited_addr, login_busy;
 static atomic_ulong redis_errors, lock_waits, lock_timeouts, fenced, redis_reconnects;
 static atomic_ulong in_doubt[MI_N];
