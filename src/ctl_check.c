@@ -1393,6 +1393,11 @@ int ctl_check_main(struct ctl *ctl, int argc, char **argv)
 		json_tokener_free(ck.tok);
 		return CTL_EXIT_USAGE;
 	}
+	if (store_admin_layout(ck.st) < 0) {
+		store_admin_close(ck.st);
+		json_tokener_free(ck.tok);
+		return CTL_EXIT_FAIL;
+	}
 	rc = ck_run(&ck);
 	for (size_t i = 0; i < ck.norgs; i++) {
 		free(ck.orgs[i].mid_pids);
