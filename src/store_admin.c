@@ -422,9 +422,9 @@ store_admin_hash(struct store_admin *a, enum store_key kind, const char *org, in
 }
 
 /* HSCAN of one key (partition part of a partitioned kind). */
-static int
-hash_scan_one(struct store_admin *a, enum store_key kind, const char *org, int64_t id, unsigned part,
-              store_field_fn fn, void *arg)
+int
+store_admin_hash_scan_at(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                         unsigned part, store_field_fn fn, void *arg)
 {
 	char cursor[32] = "0";
 
@@ -457,7 +457,7 @@ store_admin_hash_scan(struct store_admin *a, enum store_key kind, const char *or
 	int rc;
 
 	for (p = 0; p < np; p++)
-		if ((rc = hash_scan_one(a, kind, org, id, p, fn, arg)) != 0)
+		if ((rc = store_admin_hash_scan_at(a, kind, org, id, p, fn, arg)) != 0)
 			return rc;
 	return 0;
 }

@@ -112,6 +112,9 @@ int store_admin_hash(struct store_admin *a, enum store_key kind, const char *org
  */
 int store_admin_hash_scan(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
                           store_field_fn fn, void *arg);
+/* The same for one bucket (part < LAYOUT_PARTS) of a partitioned kind. */
+int store_admin_hash_scan_at(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                             unsigned part, store_field_fn fn, void *arg);
 
 /*
  * Items first..last of the list of the given kind (LRANGE semantics: 0 the head, -1 the
