@@ -110,7 +110,7 @@ static struct setting settings[] = {
 	{ .name = "history-max", .env = "PARTNERD_HISTORY_MAX", .dflt = "100", .arg = "N",
 	  .help = "history entries kept per customer" },
 	{ .name = "feed-max", .env = "PARTNERD_FEED_MAX", .dflt = "100000", .arg = "N",
-	  .help = "approximate length of each org's change feed" },
+	  .help = "approximate length of each org's change feed (256 partitions of N/256)" },
 	{ .name = "log", .env = "PARTNERD_LOG", .dflt = NULL, .arg = "FILE",
 	  .help = "append request logs to FILE (default stderr); SIGHUP reopens it" },
 };
