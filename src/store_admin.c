@@ -604,11 +604,15 @@ stream_newest_one(struct store_admin *a, enum store_key kind, const char *org, u
 	store_argv_addf(c, "%zu", count);
 	if ((r = run_any(a)) == NULL)
 		return -1;
-	if (wrongtype(r, REDIS_REPLY_ARRAY))
-		return STORE_ADMIN_WRONGTYPE;
+	if (wrongtype(r, REDIS_REPLY_ARRAY)) {
+		struct store_stream_entry se = { .part = part, .wrongtype = 1 };
+
+		fn(arg, (*at)++, &se);
+		return 0;
+	}
 	for (i = 0; i < r->elements; i++) {
 		const redisReply *e = r->element[i];
-		struct store_stream_entry se = { 0 };
+		struct store_stream_entry se = { .part = part };
 		struct store_pair *f = NULL;
 
 		if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&

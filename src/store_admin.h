@@ -143,21 +143,24 @@ struct store_pair {
 	size_t klen, vlen;
 };
 
-/* An entry of a stream: id NULL when the entry is malformed. */
+/* An entry of a stream: id NULL when the entry is malformed (or wrongtype). */
 struct store_stream_entry {
 	const char *id;
 	size_t idlen;
 	const struct store_pair *f;          /* its fields */
 	size_t nf;
 	int odd;                             /* a field without a value came last */
+	unsigned part;                       /* the partition of the stream it is in */
+	int wrongtype;                       /* no entry: that stream is not a stream */
 };
 typedef void (*store_entry_fn)(void *arg, size_t i, const struct store_stream_entry *e);
 
 /*
  * The newest count entries of the stream of the given kind, newest first, to fn. For the
  * change feed (STORE_KEY_FEED, LAYOUT_PARTS partitions per org) the newest count entries
- * of each partition, partition by partition (i counts on across them).
- * 0, STORE_ADMIN_WRONGTYPE, or -1.
+ * of each partition, partition by partition (i counts on across them; e->part says which
+ * partition): a partition that is not a stream comes to fn as one entry with wrongtype
+ * set, and the others are read all the same. 0, or -1.
  */
 int store_admin_stream_newest(struct store_admin *a, enum store_key kind, const char *org,
                               size_t count, store_entry_fn fn, void *arg);
