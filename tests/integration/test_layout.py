@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import keys
-from harness import ACME, HEALTH, LINK, Stack, partnerd_bin, tail
+from harness import HEALTH, LINK, Stack, partnerd_bin, srcdir, tail
 from helpers import entry, item
 
 MIGRATE = "partnerctl migrate"
@@ -137,3 +137,22 @@ def test_partnerctl_verbs_refuse_layout_1_data_and_change_nothing():
         assert rc == 1 and 'key layout "7"' in err, (rc, err)
         st.redis("DEL", keys.LAYOUT)
         assert st.snapshot() == before, "a refused verb changed the data"
+
+
+def test_the_scripts_tag_of_a_customer_is_layout_part_of_cid_s_tag(stack):
+    """tags.lua's tag_of_cid (begin, commit, read and holds name a customer's keys with it)
+    against keys.py's part_of_cid and tag (pinned to test_layout.c's vectors), run by
+    Redis's Lua on ids at the edges of its doubles and of 65521."""
+    with open(os.path.join(srcdir(), "src", "lua", "tags.lua")) as f:
+        text = f.read()
+    tags = "".join(keys.tag(p).ljust(10) for p in range(keys.LAYOUT_PARTS))
+    script = text.replace("@LAYOUT_TAGS@", tags) + "\nreturn tag_of_cid(ARGV[1])\n"
+    cids = [0, 1, 42, 255, 256, 65520, 65521, 65522, 382741349, 2 ** 53 + 1,
+            9223372036854775807, -42, -9223372036854775808] + list(range(1000, 300000, 997))
+    bad = []
+    for cid in cids:
+        got = stack.redis("EVAL", script, 0, str(cid))
+        want = keys.tag(keys.part_of_cid(cid))
+        if got.decode() != want:
+            bad.append((cid, got, want))
+    assert not bad, "Lua's tag_of_cid differs: %r" % bad[:5]
