@@ -26,6 +26,7 @@
 -- the claim holds, its expiry is set to idem_ttl_ms again (a request working across several
 -- rounds keeps its claim).
 local token = ARGV[1]
+--#include tags.lua
 local idem_key, idem_token = ARGV[#ARGV - 2], ARGV[#ARGV - 1]
 local idem_fenced = false
 if idem_key ~= '' then
@@ -53,7 +54,6 @@ local function feed_usable(fk)
   end
   return ok
 end
---#include tags.lua
 --#include holds.lua
 local now_ms = nil   -- Redis's clock, read when a holder must be checked
 for c = 1, n do
