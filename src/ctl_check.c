@@ -20,8 +20,8 @@
  * customers that have a history key), and the newest activity of each program must agree
  * with the membership the customer holds (ck_hist_match). A list of --history-max entries
  * or more (default $PARTNERD_HISTORY_MAX, then 100, as partnerd) may have been trimmed.
- * The change feed pp:{ORG}:feed, when present, must be a STREAM; its newest
- * CK_FEED_COUNT entries are checked.
+ * Each partition of the change feed pp:{TAG}:feed:ORG, when present, must be a STREAM;
+ * its newest CK_FEED_COUNT entries are checked.
  *
  * Memory: the index tables of one org are held at once (about 100 bytes an entry).
  */
@@ -40,7 +40,7 @@
 
 #define CK_NIX STORE_NIDENTS
 #define ck_ix_name store_ident_name
-#define CK_FEED_COUNT 1000        /* newest change-feed entries checked per org */
+#define CK_FEED_COUNT 1000        /* newest entries checked per change-feed partition */
 #define CK_HISTORY_MAX_DEFAULT 100 /* partnerd's --history-max default */
 
 /* Activity types (docs/CHANGE-FEED.md). */
@@ -1074,7 +1074,7 @@ static const char *ck_feed_why(const struct store_stream_entry *e, const struct 
 /* One change-feed entry (newest first). */
 struct ck_feed_read {
 	struct ck *ck;
-	const char *key;         /* the feed's name, for messages */
+	char key[256];           /* the name of the entry's feed partition, for messages */
 };
 
 static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entry *e)
@@ -1086,6 +1086,12 @@ static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entr
 	const char *why;
 	int64_t cid = 0;
 
+	/* the feed's partition the entry is in (docs/CHANGE-FEED.md) */
+	store_key_name(fr->key, sizeof fr->key, STORE_KEY_FEED, ck->cur->id, e->part);
+	if (e->wrongtype) {
+		ck_violation(ck, "org %s: change feed %s is not a stream", ck->cur->id, fr->key);
+		return;
+	}
 	if (e->id == NULL) {
 		ck_violation(ck, "org %s: change feed %s: entry %zu is malformed", ck->cur->id, fr->key,
 		             i);
@@ -1107,11 +1113,10 @@ static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entr
 	json_object_put(ev);
 }
 
-/* The newest CK_FEED_COUNT entries of the org's change feed. */
+/* The newest CK_FEED_COUNT entries of each partition of the org's change feed. */
 static int ck_feed(struct ck *ck, struct ck_org *o)
 {
-	char key[256];
-	struct ck_feed_read fr = { ck, store_key_name(key, sizeof key, STORE_KEY_FEED, o->id, 0) };
+	struct ck_feed_read fr = { .ck = ck };
 	int rc = store_admin_stream_newest(ck->st, STORE_KEY_FEED, o->id, CK_FEED_COUNT,
 	                                   ck_on_feed_entry, &fr);
 
@@ -1119,8 +1124,6 @@ static int ck_feed(struct ck *ck, struct ck_org *o)
 		ctl_errf("check: %s", store_admin_error(ck->st));
 		return -1;
 	}
-	if (rc == STORE_ADMIN_WRONGTYPE)
-		ck_violation(ck, "org %s: change feed %s is not a stream", o->id, key);
 	return 0;
 }
 
@@ -1392,6 +1395,11 @@ int ctl_check_main(struct ctl *ctl, int argc, char **argv)
 	if ((ck.st = ctl_store_open(ctl)) == NULL) {
 		json_tokener_free(ck.tok);
 		return CTL_EXIT_USAGE;
+	}
+	if (store_admin_layout(ck.st) < 0) {
+		store_admin_close(ck.st);
+		json_tokener_free(ck.tok);
+		return CTL_EXIT_FAIL;
 	}
 	rc = ck_run(&ck);
 	for (size_t i = 0; i < ck.norgs; i++) {

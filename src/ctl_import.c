@@ -617,10 +617,9 @@ static int im_queue_index(struct im *im)
 		}
 		if (n == 0)
 			continue;
-		if (store_admin_q_ix_set(im->st, im->org, (enum store_ident)k, n, vals, lens, cids) < 0)
-			queued = -1;
-		else
-			queued++;
+		int q = store_admin_q_ix_set(im->st, im->org, (enum store_ident)k, n, vals, lens, cids);
+
+		queued = q < 0 ? -1 : queued + q;
 	}
 	free(vals);
 	free(lens);
@@ -1025,6 +1024,10 @@ int ctl_import_main(struct ctl *ctl, int argc, char **argv)
 		goto out;
 	}
 	store_admin_set_report(im.st, im_report, &im);
+	if (store_admin_layout(im.st) < 0) {
+		rc = CTL_EXIT_FAIL;
+		goto out;
+	}
 	if ((rc = im_read_org(&im)) != CTL_EXIT_OK)
 		goto out;
 	if ((rc = im_open(&im, resume)) != CTL_EXIT_OK)

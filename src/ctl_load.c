@@ -964,6 +964,7 @@ struct ld_stats {
 /* Org sets and settings, and a pid for each new program (read back at the flush). */
 static int ld_write_org_ids(struct ld *ld)
 {
+	store_admin_q_layout(ld->st);   /* an empty Redis gets layout 2 (keys.h KEYS_LAYOUT) */
 	for (size_t o = 0; o < ld->norgs; o++) {
 		struct ld_org *org = &ld->orgs[o];
 
@@ -1155,6 +1156,8 @@ static int ld_run(struct ld *ld, const struct ctl *ctl)
 	if ((ld->st = ctl_store_open(ctl)) == NULL)
 		return CTL_EXIT_USAGE;
 	store_admin_set_report(ld->st, ld_report, NULL);
+	if (store_admin_layout(ld->st) < 0)
+		return CTL_EXIT_FAIL;
 	if (ld_read_creds(ld) < 0)
 		return CTL_EXIT_FAIL;
 	for (size_t o = 0; o < ld->norgs; o++)

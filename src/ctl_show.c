@@ -341,6 +341,10 @@ int ctl_show_main(struct ctl *ctl, int argc, char **argv)
 	}
 	if ((st = ctl_store_open(ctl)) == NULL)
 		return CTL_EXIT_USAGE;
+	if (store_admin_layout(st) < 0) {
+		store_admin_close(st);
+		return CTL_EXIT_FAIL;
+	}
 	rc = sh_lookup(st, org, by, value, &cid);
 	if (rc == 1)
 		rc = sh_show(st, org, cid);

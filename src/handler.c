@@ -10,6 +10,9 @@ handler_store_unavailable(struct store *st, struct http_req *r, struct routes_ou
                           const char *message)
 {
 	out->status = 503;
+	/* data of another key layout (store_layout.h): its message names partnerctl migrate */
+	if (store_check_refused(st))
+		message = store_error(st);
 	http_error(r, 503, 503, store_out_of_memory(st) ?
 	           "the data store is out of memory (Redis maxmemory reached) and refuses writes; nothing was applied: retry later (an operator must free memory or raise maxmemory)" :
 	           message, "Retry-After: 1\r\n");

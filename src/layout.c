@@ -45,6 +45,7 @@ layout_find_tag(unsigned p, unsigned np, char out[LAYOUT_TAG_MAX])
 
 static char tags[LAYOUT_PARTS][LAYOUT_TAG_MAX];
 static size_t tag_len[LAYOUT_PARTS];
+static char tags_text[LAYOUT_PARTS * LAYOUT_TAG_WIDTH + 1];
 static pthread_once_t tags_once = PTHREAD_ONCE_INIT;
 
 static void
@@ -55,10 +56,20 @@ tags_build(void)
 	for (p = 0; p < LAYOUT_PARTS; p++) {
 		int n = layout_find_tag(p, LAYOUT_PARTS, tags[p]);
 
-		if (n < 0)
+		if (n < 0 || n > LAYOUT_TAG_WIDTH)
 			abort();        /* cannot happen for 256 partitions: test_layout.c */
 		tag_len[p] = (size_t)n;
+		memset(tags_text + p * LAYOUT_TAG_WIDTH, ' ', LAYOUT_TAG_WIDTH);
+		memcpy(tags_text + p * LAYOUT_TAG_WIDTH, tags[p], (size_t)n);
 	}
+	tags_text[LAYOUT_PARTS * LAYOUT_TAG_WIDTH] = '\0';
+}
+
+const char *
+layout_tags_text(void)
+{
+	pthread_once(&tags_once, tags_build);
+	return tags_text;
 }
 
 const char *
@@ -92,10 +103,22 @@ layout_bucket_of(const void *value, size_t len)
 }
 
 unsigned
+layout_part_of_cid_text(const char *s, size_t len)
+{
+	unsigned h = 0;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] >= '0' && s[i] <= '9')
+			h = (h * 10 + (unsigned)(s[i] - '0')) % LAYOUT_CID_MOD;
+	return h % LAYOUT_PARTS;
+}
+
+unsigned
 layout_part_of_cid(int64_t cid)
 {
 	char d[24];
 	int n = snprintf(d, sizeof d, "%" PRId64, cid);
 
-	return layout_bucket_of(d, (size_t)n);
+	return layout_part_of_cid_text(d, (size_t)n);
 }

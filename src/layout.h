@@ -1,7 +1,8 @@
 /*
  * layout: the partition math of the key layout that spreads an org over a cluster's
  * masters (issue 14, docs/CLUSTER.md "Partitions"). Pure: no I/O, no clock; the store
- * layer builds key names with it in the next slice (nothing calls it yet).
+ * layer builds key layout 2's names with it (keys.h), and the scripts get the tags from
+ * layout_tags_text (store.c puts them into the script text when it loads the scripts).
  *
  * A partition is a hash tag. Partition p of LAYOUT_PARTS has the tag layout_tag(p), whose
  * slot (CRC16 mod 16384, cluster.h) lies in the middle quarter of
@@ -24,6 +25,8 @@
 #define LAYOUT_VERSION 2        /* the layout these partitions belong to */
 #define LAYOUT_PARTS 256        /* partitions (tags) of layout 2: 64 slots each */
 #define LAYOUT_TAG_MAX 16       /* a tag's bytes, its NUL included ("p1023.65535" at most) */
+#define LAYOUT_TAG_WIDTH 10     /* a tag's slice of layout_tags_text ("p255.65535" at most) */
+#define LAYOUT_CID_MOD 65521    /* layout_part_of_cid's modulus: the largest prime < 2^16 */
 
 /*
  * The tag of partition p of np (np a power of two up to 1024, p < np): the first of
@@ -51,7 +54,26 @@ uint64_t layout_hash(const void *buf, size_t len);
  * membership-id buckets, Idempotency-Key and rate-limit digests). */
 unsigned layout_bucket_of(const void *value, size_t len);
 
-/* The partition of a customer: layout_bucket_of its decimal id (the text its keys carry). */
+/*
+ * The partition of a customer: (CID mod LAYOUT_CID_MOD) mod LAYOUT_PARTS, computed over
+ * the decimal digits of the id's text (Horner: h = (h*10 + digit) % 65521; a leading '-'
+ * is skipped, so a negative id has the partition of its absolute value). Not SipHash: the
+ * scripts compute it too (begin.lua finds a customer's id through an index, holds.lua
+ * checks a holder) and Redis's Lua has no SipHash; this is exact in Lua's doubles, in C
+ * and in Python. Sequential ids go round-robin, and as 65521 is prime, ids that are all
+ * multiples of 256 or 1000 still spread (test_layout.c).
+ */
 unsigned layout_part_of_cid(int64_t cid);
+
+/* The same over an id's decimal text (digits, a leading '-'; other bytes are skipped). */
+unsigned layout_part_of_cid_text(const char *s, size_t len);
+
+/*
+ * The LAYOUT_PARTS tags in partition order, each right-padded with spaces to
+ * LAYOUT_TAG_WIDTH bytes, NUL-terminated (LAYOUT_PARTS * LAYOUT_TAG_WIDTH bytes): the
+ * scripts' TAGS string (src/lua/tags.lua), where partition p's tag is the slice
+ * [p*10+1, p*10+10] without its padding. Built with layout_tag's table.
+ */
+const char *layout_tags_text(void);
 
 #endif

@@ -33,6 +33,7 @@
 #include "rconn.h"
 #include "routes.h"
 #include "store.h"
+#include "store_layout.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "dev"
@@ -109,7 +110,7 @@ static struct setting settings[] = {
 	{ .name = "history-max", .env = "PARTNERD_HISTORY_MAX", .dflt = "100", .arg = "N",
 	  .help = "history entries kept per customer" },
 	{ .name = "feed-max", .env = "PARTNERD_FEED_MAX", .dflt = "100000", .arg = "N",
-	  .help = "approximate length of each org's change feed" },
+	  .help = "approximate length of each org's change feed (256 partitions of N/256)" },
 	{ .name = "log", .env = "PARTNERD_LOG", .dflt = NULL, .arg = "FILE",
 	  .help = "append request logs to FILE (default stderr); SIGHUP reopens it" },
 };
@@ -340,6 +341,30 @@ elapsed_ms(const struct timespec *t0)
 }
 
 /*
+ * The key layout of the data (store_layout.h): partnerd does not start when Redis answers
+ * and holds data of another layout than 2 (layout 1 data: `partnerctl migrate` converts
+ * it). A Redis that cannot be reached now is checked by each worker when it connects
+ * (requests are answered 503 with the same message while the data is refused).
+ */
+static int
+layout_refused(void)
+{
+	struct store *st = store_new(&cfg.redis);
+	int refused;
+
+	store_set_connect_check(st, store_layout_connect_check);
+	refused = store_warm(st) != 0 && store_check_refused(st);
+	if (refused) {
+		fprintf(log_file, "partnerd: refusing to start: %s\n", store_error(st));
+		fflush(log_file);
+		if (log_file != stderr)
+			fprintf(stderr, "partnerd: refusing to start: %s\n", store_error(st));
+	}
+	store_free(st);
+	return refused;
+}
+
+/*
  * A worker serves requests until the process exits. After SIGTERM the listening socket is
  * shut down (no new connections), but nginx may still send requests on connections it
  * keeps alive (fastcgi_keep_conn): those are answered, and their connection is closed
@@ -352,6 +377,7 @@ worker(void *arg)
 	atomic_int *held = arg;
 	FCGX_Request fr;
 
+	store_set_connect_check(st, store_layout_connect_check);
 	store_warm(st);         /* a Redis that is down now is retried at the first request */
 	FCGX_InitRequest(&fr, listen_fd, 0);
 	for (;;) {
@@ -594,6 +620,8 @@ main(int argc, char **argv)
 	                              .fail_limit_user = cfg.login_fail_limit,
 	                              .fail_limit_addr = cfg.login_fail_limit_addr,
 	                              .workers = cfg.workers });
+	if (layout_refused())
+		return 1;
 	rc = listen_setup();
 	if (rc != 0)
 		return rc;

@@ -2,6 +2,7 @@
  * store: Redis connection handling, scripts and pipelines for partnerd (see store.h).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 
 #include "clock.h"
 #include "dates.h"
+#include "layout.h"
 #include "lua_scripts.h"
 #include "metrics.h"
 #include "rarena.h"
@@ -42,6 +44,8 @@ struct store {
 	size_t qsent;           /* the first qsent queued were written (store_send) */
 	int qfailed;            /* an error reply or a failed callback since store_flush */
 	int qbroken;            /* the connection broke since store_flush: queue nothing */
+	store_check_fn check;   /* run on each new connection (store_set_connect_check) */
+	int refused;            /* the last connect was refused by check: err says why */
 };
 
 /* A queued command's reply callback. */
@@ -52,7 +56,7 @@ struct store_qslot {
 
 #define QUEUE_MAX 1000
 
-static const char *const script_text[STORE_NSCRIPTS] = {
+static const char *const script_source[STORE_NSCRIPTS] = {
 	[STORE_BEGIN] = lua_begin,
 	[STORE_COMMIT] = lua_commit,
 	[STORE_READ] = lua_read,
@@ -61,6 +65,43 @@ static const char *const script_text[STORE_NSCRIPTS] = {
 	[STORE_RESOLVE] = lua_resolve,
 	[STORE_HDEL_IF] = lua_hdel_if,
 };
+
+/*
+ * The scripts as Redis runs them: the embedded text with the placeholder of tags.lua
+ * replaced by the partition tags of key layout 2 (layout_tags_text), once per process.
+ * The tags come from layout.c's search at run time rather than from the build, so that
+ * the C side and the scripts cannot disagree about them.
+ */
+#define TAGS_PLACEHOLDER "@LAYOUT_TAGS@"
+
+static const char *script_text[STORE_NSCRIPTS];
+static pthread_once_t script_once = PTHREAD_ONCE_INIT;
+
+static void
+scripts_build(void)
+{
+	const char *tags = layout_tags_text();
+	size_t tlen = strlen(tags), plen = strlen(TAGS_PLACEHOLDER);
+	int k;
+
+	for (k = 0; k < STORE_NSCRIPTS; k++) {
+		const char *src = script_source[k], *at = strstr(src, TAGS_PLACEHOLDER);
+		size_t len = strlen(src);
+		char *t;
+
+		if (at == NULL) {
+			script_text[k] = src;
+			continue;
+		}
+		t = malloc(len - plen + tlen + 1);
+		if (t == NULL)
+			abort();
+		memcpy(t, src, (size_t)(at - src));
+		memcpy(t + (at - src), tags, tlen);
+		memcpy(t + (at - src) + tlen, at + plen, len - (size_t)(at - src) - plen + 1);
+		script_text[k] = t;     /* kept for the process's life */
+	}
+}
 
 /* ---- argv --------------------------------------------------------------------------- */
 
@@ -258,6 +299,7 @@ store_new(const struct rconn_cfg *cfg)
 	struct store *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		abort();
+	pthread_once(&script_once, scripts_build);
 	s->cfg = *cfg;
 	s->backoff_ms = BACKOFF_MIN_MS;
 	rarena_init(&s->replies, REPLY_CHUNK);
@@ -402,8 +444,38 @@ ensure(struct store *s)
 		back_off(s);
 		return -1;
 	}
+	if (s->check != NULL) {
+		char msg[sizeof(s->err)];
+		int maybe_ran = s->maybe_ran, rc;
+
+		msg[0] = '\0';
+		rc = s->check(s, msg, sizeof(msg));     /* its commands go on s->c (connected) */
+		s->maybe_ran = maybe_ran;
+		if (s->c == NULL)
+			return -1;                      /* its round trip failed: s->err says why */
+		if (rc != 0) {
+			drop(s, msg);
+			snprintf(s->err, sizeof(s->err), "%s", msg);
+			s->refused = 1;
+			back_off(s);
+			return -1;
+		}
+	}
+	s->refused = 0;
 	s->backoff_ms = BACKOFF_MIN_MS;
 	return 0;
+}
+
+void
+store_set_connect_check(struct store *s, store_check_fn fn)
+{
+	s->check = fn;
+}
+
+int
+store_check_refused(const struct store *s)
+{
+	return s->refused;
 }
 
 /*

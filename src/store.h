@@ -158,6 +158,17 @@ void store_replies_release(struct store *s);
  */
 void *store_alloc(struct store *s, size_t n);
 
+/*
+ * A check run on every new connection, after the scripts are loaded (partnerd's: the
+ * stored key layout, store_layout.h). It may send commands on s; it returns 0, or -1 with
+ * the reason in msg: the connection is then dropped as if it had failed (back-off, calls
+ * fail at once meanwhile), store_error gives msg and store_check_refused 1 until a later
+ * connection passes the check.
+ */
+typedef int (*store_check_fn)(struct store *s, char *msg, size_t sz);
+void store_set_connect_check(struct store *s, store_check_fn fn);
+int store_check_refused(const struct store *s);
+
 /* Connects now (and loads the scripts) rather than at the first request; 0 when connected. */
 int store_warm(struct store *s);
 

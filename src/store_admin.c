@@ -10,8 +10,10 @@
 
 #include "ident.h"
 #include "keys.h"
+#include "layout.h"
 #include "store.h"
 #include "store_admin.h"
+#include "store_layout.h"
 #include "xmalloc.h"
 
 struct store_admin {
@@ -206,6 +208,126 @@ on_plain(void *arg, const redisReply *r)
 	return 0;
 }
 
+/* ---- key names (key layout 2, keys.h) ------------------------------------------------ */
+
+/* The tag of a customer's keys, and of a value's bucket. */
+static const char *
+tag_of_cid(int64_t cid)
+{
+	return layout_tag(layout_part_of_cid(cid), NULL);
+}
+
+static const char *
+tag_of(const char *v, size_t len)
+{
+	return layout_tag(layout_bucket_of(v, len), NULL);
+}
+
+/* The index bucket of identifier val of the given kind. */
+static void
+add_ix_key(struct store_argv *c, const char *org, enum store_ident kind, const char *val, size_t len)
+{
+	store_argv_addf(c, KEYS_IX_FMT, tag_of(val, len), org, store_ident_name[kind]);
+}
+
+/*
+ * Adds the name of the key of the given kind to c: org, then id (a cid, a pid or an enum
+ * store_ident, as store_key_name takes them); part is the partition of a partitioned kind
+ * (STORE_KEY_IX, STORE_KEY_MID, STORE_KEY_FEED), ignored for the others (a customer's keys
+ * take the tag of their cid).
+ */
+static void
+add_part_key(struct store_argv *c, enum store_key kind, const char *org, int64_t id, unsigned part)
+{
+	switch (kind) {
+	case STORE_KEY_ORGS:
+		store_argv_add(c, KEYS_ORGS, strlen(KEYS_ORGS));
+		break;
+	case STORE_KEY_CREDS:
+		store_argv_add(c, KEYS_CREDS, strlen(KEYS_CREDS));
+		break;
+	case STORE_KEY_ORG:
+		store_argv_addf(c, KEYS_ORG_FMT, org);
+		break;
+	case STORE_KEY_PROGS:
+		store_argv_addf(c, KEYS_PROGS_FMT, org);
+		break;
+	case STORE_KEY_PSEQ:
+		store_argv_addf(c, KEYS_PSEQ_FMT, org);
+		break;
+	case STORE_KEY_CUST:
+		store_argv_addf(c, KEYS_CUST_FMT, tag_of_cid(id), org, (long long)id);
+		break;
+	case STORE_KEY_LOCK:
+		store_argv_addf(c, KEYS_LOCK_FMT, tag_of_cid(id), org, (long long)id);
+		break;
+	case STORE_KEY_HIST:
+		store_argv_addf(c, KEYS_HIST_FMT, tag_of_cid(id), org, (long long)id);
+		break;
+	case STORE_KEY_IX:
+		store_argv_addf(c, KEYS_IX_FMT, layout_tag(part, NULL), org,
+		                id >= 0 && id < STORE_NIDENTS ? store_ident_name[id] : "?");
+		break;
+	case STORE_KEY_MID:
+		store_argv_addf(c, KEYS_MID_FMT, layout_tag(part, NULL), org, (int)id);
+		break;
+	case STORE_KEY_FEED:
+		store_argv_addf(c, KEYS_FEED_FMT, layout_tag(part, NULL), org);
+		break;
+	default:                /* kinds named by a digest: not read by kind */
+		store_argv_add(c, "", 0);
+		break;
+	}
+}
+
+static void
+add_key(struct store_argv *c, enum store_key kind, const char *org, int64_t id)
+{
+	add_part_key(c, kind, org, id, 0);
+}
+
+/* Whether a kind is split into LAYOUT_PARTS keys per org (and id). */
+static int
+partitioned(enum store_key kind)
+{
+	return kind == STORE_KEY_IX || kind == STORE_KEY_MID || kind == STORE_KEY_FEED;
+}
+
+/* ---- layout ------------------------------------------------------------------------- */
+
+int
+store_admin_layout(struct store_admin *a)
+{
+	char msg[400];
+
+	store_replies_release(a->s);
+	a->err[0] = '\0';
+	switch (store_layout_read(a->s, msg, sizeof(msg))) {
+	case STORE_LAYOUT_CURRENT:
+	case STORE_LAYOUT_EMPTY:
+		return 0;
+	case STORE_LAYOUT_REFUSED:
+		snprintf(a->err, sizeof(a->err), "%s", msg);
+		break;
+	case STORE_LAYOUT_DOWN:
+		snprintf(a->err, sizeof(a->err), "%s", store_error(a->s));
+		break;
+	}
+	a->report(a->report_arg, a->err);
+	return -1;
+}
+
+int
+store_admin_q_layout(struct store_admin *a)
+{
+	struct store_argv *c = cmd_start(a, "SET");
+
+	add_str(c, KEYS_LAYOUT);
+	store_argv_addf(c, "%d", LAYOUT_VERSION);
+	add_str(c, "NX");
+	return store_queue(a->s, c, on_plain, a);
+}
+
 /* ---- reads -------------------------------------------------------------------------- */
 
 int
@@ -256,21 +378,11 @@ store_admin_ix_get(struct store_admin *a, const char *org, enum store_ident kind
 	struct store_argv *c = cmd_start(a, "HGET");
 	const redisReply *r;
 
-	store_argv_addf(c, KEYS_IX_FMT, org, store_ident_name[kind]);
+	add_ix_key(c, org, kind, val, len);
 	store_argv_add(c, val, len);
 	if ((r = run(a)) == NULL)
 		return -1;
 	return r->type == REDIS_REPLY_STRING && ident_parse_cid(r->str, r->len, cid) == 0;
-}
-
-/* Adds the name of the key of the given kind (store_key_name) to c. */
-static void
-add_key(struct store_argv *c, enum store_key kind, const char *org, int64_t id)
-{
-	char name[256];
-
-	store_key_name(name, sizeof(name), kind, org, id);
-	store_argv_addcopy(c, name, strlen(name));
 }
 
 /* Hands the field/value pairs of an HGETALL reply to fn. */
@@ -309,9 +421,10 @@ store_admin_hash(struct store_admin *a, enum store_key kind, const char *org, in
 	return (int)(r->elements / 2);
 }
 
+/* HSCAN of one key (partition part of a partitioned kind). */
 int
-store_admin_hash_scan(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
-                      store_field_fn fn, void *arg)
+store_admin_hash_scan_at(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                         unsigned part, store_field_fn fn, void *arg)
 {
 	char cursor[32] = "0";
 
@@ -319,7 +432,7 @@ store_admin_hash_scan(struct store_admin *a, enum store_key kind, const char *or
 		struct store_argv *c = cmd_start(a, "HSCAN");
 		const redisReply *r;
 
-		add_key(c, kind, org, id);
+		add_part_key(c, kind, org, id, part);
 		add_str(c, cursor);
 		add_str(c, "COUNT");
 		add_str(c, "1000");
@@ -333,6 +446,19 @@ store_admin_hash_scan(struct store_admin *a, enum store_key kind, const char *or
 		if (each_field(r->element[1], fn, arg) < 0)
 			return -1;
 	} while (strcmp(cursor, "0") != 0);
+	return 0;
+}
+
+int
+store_admin_hash_scan(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                      store_field_fn fn, void *arg)
+{
+	unsigned p, np = partitioned(kind) ? LAYOUT_PARTS : 1;
+	int rc;
+
+	for (p = 0; p < np; p++)
+		if ((rc = store_admin_hash_scan_at(a, kind, org, id, p, fn, arg)) != 0)
+			return rc;
 	return 0;
 }
 
@@ -462,26 +588,31 @@ pairs_of(const redisReply *r, int items, size_t *n)
 	return p;
 }
 
-int
-store_admin_stream_newest(struct store_admin *a, enum store_key kind, const char *org,
-                          size_t count, store_entry_fn fn, void *arg)
+/* The newest count entries of one stream, to fn with indexes from *at on. */
+static int
+stream_newest_one(struct store_admin *a, enum store_key kind, const char *org, unsigned part,
+                  size_t count, store_entry_fn fn, void *arg, size_t *at)
 {
 	struct store_argv *c = cmd_start(a, "XREVRANGE");
 	const redisReply *r;
 	size_t i;
 
-	add_key(c, kind, org, 0);
+	add_part_key(c, kind, org, 0, part);
 	add_str(c, "+");
 	add_str(c, "-");
 	add_str(c, "COUNT");
 	store_argv_addf(c, "%zu", count);
 	if ((r = run_any(a)) == NULL)
 		return -1;
-	if (wrongtype(r, REDIS_REPLY_ARRAY))
-		return STORE_ADMIN_WRONGTYPE;
+	if (wrongtype(r, REDIS_REPLY_ARRAY)) {
+		struct store_stream_entry se = { .part = part, .wrongtype = 1 };
+
+		fn(arg, (*at)++, &se);
+		return 0;
+	}
 	for (i = 0; i < r->elements; i++) {
 		const redisReply *e = r->element[i];
-		struct store_stream_entry se = { 0 };
+		struct store_stream_entry se = { .part = part };
 		struct store_pair *f = NULL;
 
 		if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
@@ -492,9 +623,23 @@ store_admin_stream_newest(struct store_admin *a, enum store_key kind, const char
 			se.f = f = pairs_of(e->element[1], 0, &se.nf);
 			se.odd = e->element[1]->elements % 2 != 0;
 		}
-		fn(arg, i, &se);
+		fn(arg, (*at)++, &se);
 		free(f);
 	}
+	return 0;
+}
+
+int
+store_admin_stream_newest(struct store_admin *a, enum store_key kind, const char *org,
+                          size_t count, store_entry_fn fn, void *arg)
+{
+	unsigned p, np = partitioned(kind) ? LAYOUT_PARTS : 1;
+	size_t at = 0;
+	int rc;
+
+	for (p = 0; p < np; p++)
+		if ((rc = stream_newest_one(a, kind, org, p, count, fn, arg, &at)) != 0)
+			return rc;
 	return 0;
 }
 
@@ -537,7 +682,7 @@ store_admin_q_customer_ids(struct store_admin *a, const char *org, int64_t cid,
 	int k;
 
 	q->cid = cid;
-	store_argv_addf(c, KEYS_CUST_FMT, org, (long long)cid);
+	add_key(c, STORE_KEY_CUST, org, cid);
 	add_str(c, "id");
 	for (k = 0; k < STORE_NIDENTS; k++)
 		add_str(c, store_ident_name[k]);
@@ -545,10 +690,53 @@ store_admin_q_customer_ids(struct store_admin *a, const char *org, int64_t cid,
 	return queue(a, on_customer_ids, q);
 }
 
+/*
+ * The values of a batch grouped by their index bucket (key layout 2): order[] lists the
+ * indexes of vals bucket by bucket, start[p]..start[p+1] those of bucket p.
+ */
+struct ix_groups {
+	size_t *order;
+	size_t start[LAYOUT_PARTS + 1];
+	unsigned *part;
+};
+
+static void
+ix_group(struct ix_groups *g, size_t n, const char *const *vals, const size_t *lens)
+{
+	size_t count[LAYOUT_PARTS] = { 0 }, at[LAYOUT_PARTS], i;
+	unsigned p;
+
+	g->order = xcalloc(n + 1, sizeof(*g->order));
+	g->part = xcalloc(n + 1, sizeof(*g->part));
+	for (i = 0; i < n; i++)
+		count[g->part[i] = layout_bucket_of(vals[i], lens[i])]++;
+	g->start[0] = 0;
+	for (p = 0; p < LAYOUT_PARTS; p++) {
+		g->start[p + 1] = g->start[p] + count[p];
+		at[p] = g->start[p];
+	}
+	for (i = 0; i < n; i++)
+		g->order[at[g->part[i]]++] = i;
+}
+
+static void
+ix_groups_free(struct ix_groups *g)
+{
+	free(g->order);
+	free(g->part);
+}
+
+/* One HMGET of a bucket: its values' indexes in the caller's batch follow the context. */
+struct ix_hctx {
+	struct qctx q;
+	size_t idx[];
+};
+
 static int
 on_ix_holders(void *arg, const redisReply *r)
 {
-	struct qctx *q = arg;
+	struct ix_hctx *h = arg;
+	struct qctx *q = &h->q;
 	size_t i;
 	int rc = 0;
 
@@ -558,14 +746,14 @@ on_ix_holders(void *arg, const redisReply *r)
 	} else {
 		for (i = 0; i < q->n; i++) {
 			const redisReply *e = r->element[i];
-			int64_t h = 0;
+			int64_t hd = 0;
 
-			if (e->type == REDIS_REPLY_STRING && ident_parse_cid(e->str, e->len, &h) < 0)
-				h = -1;
-			((store_holder_fn)q->fn)(q->arg, i, h);
+			if (e->type == REDIS_REPLY_STRING && ident_parse_cid(e->str, e->len, &hd) < 0)
+				hd = -1;
+			((store_holder_fn)q->fn)(q->arg, h->idx[i], hd);
 		}
 	}
-	free(q);
+	free(h);
 	return rc;
 }
 
@@ -574,16 +762,36 @@ store_admin_q_ix_holders(struct store_admin *a, const char *org, enum store_iden
                          const char *const *vals, const size_t *lens, store_holder_fn fn,
                          void *arg)
 {
-	struct store_argv *c = cmd_start(a, "HMGET");
-	struct qctx *q = qctx_new(a, org, (void (*)(void))fn, arg);
-	size_t i;
+	struct ix_groups g;
+	unsigned p;
+	int rc = 0;
 
-	q->kind = kind;
-	q->n = n;
-	store_argv_addf(c, KEYS_IX_FMT, org, store_ident_name[kind]);
-	for (i = 0; i < n; i++)
-		store_argv_add(c, vals[i], lens[i]);
-	return queue(a, on_ix_holders, q);
+	ix_group(&g, n, vals, lens);
+	for (p = 0; p < LAYOUT_PARTS && rc == 0; p++) {
+		size_t m = g.start[p + 1] - g.start[p], i;
+		struct ix_hctx *h;
+		struct store_argv *c;
+
+		if (m == 0)
+			continue;
+		h = xcalloc(1, sizeof(*h) + m * sizeof(h->idx[0]));
+		h->q = (struct qctx){ .a = a, .fn = (void (*)(void))fn, .arg = arg, .org = org,
+		                      .kind = kind, .n = m };
+		c = cmd_start(a, "HMGET");
+		store_argv_addf(c, KEYS_IX_FMT, layout_tag(p, NULL), org, store_ident_name[kind]);
+		for (i = 0; i < m; i++) {
+			size_t j = g.order[g.start[p] + i];
+
+			h->idx[i] = j;
+			store_argv_add(c, vals[j], lens[j]);
+		}
+		if (store_queue(a->s, c, on_ix_holders, h) != 0) {
+			free(h);
+			rc = -1;
+		}
+	}
+	ix_groups_free(&g);
+	return rc;
 }
 
 /* ---- queued writes ------------------------------------------------------------------ */
@@ -670,7 +878,7 @@ store_admin_q_ix_release(struct store_admin *a, const char *org, enum store_iden
 {
 	struct store_argv *c = cmd_start(a, "1");
 
-	store_argv_addf(c, KEYS_IX_FMT, org, store_ident_name[kind]);
+	add_ix_key(c, org, kind, val, len);
 	store_argv_add(c, val, len);
 	store_argv_addf(c, "%lld", (long long)cid);
 	return store_queue_script(a->s, STORE_HDEL_IF, c, on_plain, a);
@@ -680,15 +888,27 @@ int
 store_admin_q_ix_set(struct store_admin *a, const char *org, enum store_ident kind, size_t n,
                      const char *const *vals, const size_t *lens, const int64_t *cids)
 {
-	struct store_argv *c = cmd_start(a, "HSET");
-	size_t i;
+	struct ix_groups g;
+	unsigned p;
+	int queued = 0;
 
-	store_argv_addf(c, KEYS_IX_FMT, org, store_ident_name[kind]);
-	for (i = 0; i < n; i++) {
-		store_argv_add(c, vals[i], lens[i]);
-		store_argv_addf(c, "%lld", (long long)cids[i]);
+	ix_group(&g, n, vals, lens);
+	for (p = 0; p < LAYOUT_PARTS && queued >= 0; p++) {
+		struct store_argv *c;
+		size_t i;
+
+		if (g.start[p + 1] == g.start[p])
+			continue;
+		c = cmd_start(a, "HSET");
+		store_argv_addf(c, KEYS_IX_FMT, layout_tag(p, NULL), org, store_ident_name[kind]);
+		for (i = g.start[p]; i < g.start[p + 1]; i++) {
+			store_argv_add(c, vals[g.order[i]], lens[g.order[i]]);
+			store_argv_addf(c, "%lld", (long long)cids[g.order[i]]);
+		}
+		queued = store_queue(a->s, c, on_plain, a) != 0 ? -1 : queued + 1;
 	}
-	return store_queue(a->s, c, on_plain, a);
+	ix_groups_free(&g);
+	return queued;
 }
 
 int
@@ -707,7 +927,7 @@ store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t cid
 	struct store_argv *c = cmd_start(a, "HSET");
 	int changed = 0, removed = 0, queued = 0, k;
 
-	store_argv_addf(c, KEYS_CUST_FMT, org, (long long)cid);
+	add_key(c, STORE_KEY_CUST, org, cid);
 	if (!ids->stored) {
 		add_str(c, "id");
 		store_argv_addf(c, "%lld", (long long)cid);
@@ -734,7 +954,7 @@ store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t cid
 	}
 	if (removed) {
 		c = cmd_start(a, "HDEL");
-		store_argv_addf(c, KEYS_CUST_FMT, org, (long long)cid);
+		add_key(c, STORE_KEY_CUST, org, cid);
 		for (k = 0; k < STORE_NIDENTS; k++)
 			if (val[k] == NULL && ids->val[k] != NULL)
 				add_str(c, store_ident_name[k]);
@@ -744,7 +964,7 @@ store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t cid
 	}
 	if (ids->stored && changed) {
 		c = cmd_start(a, "HINCRBY");
-		store_argv_addf(c, KEYS_CUST_FMT, org, (long long)cid);
+		add_key(c, STORE_KEY_CUST, org, cid);
 		add_str(c, "v");
 		add_str(c, "1");
 		if (store_queue(a->s, c, on_plain, a) != 0)

@@ -55,6 +55,18 @@ int store_admin_flush(struct store_admin *a);
  */
 int store_admin_send(struct store_admin *a);
 
+/* ---- the key layout (store_layout.h) ----------------------------------------------- */
+
+/*
+ * 0 when the data is of key layout 2, or Redis holds none yet; -1 when it is refused
+ * (layout 1 data, or another version: the message, reported, names `partnerctl migrate`)
+ * or Redis failed. partnerctl load, import-customers, show and check call it first.
+ */
+int store_admin_layout(struct store_admin *a);
+
+/* Queues the record of layout 2 on a Redis that has none (SET NX): partnerctl load. */
+int store_admin_q_layout(struct store_admin *a);
+
 /* ---- reads ------------------------------------------------------------------------- */
 
 /* A field and its value, e.g. of a program or customer hash (borrowed). Returns 0 or -1. */
@@ -93,9 +105,16 @@ typedef int (*store_text_fn)(void *arg, const char *s, size_t len);
 int store_admin_hash(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
                      store_field_fn fn, void *arg);
 
-/* The same read with HSCAN, in steps (a field may come twice): for big hashes. */
+/*
+ * The same read with HSCAN, in steps (a field may come twice): for big hashes. For a
+ * partitioned kind (STORE_KEY_IX, STORE_KEY_MID) every bucket of the org's index is read,
+ * one after the other: the whole index.
+ */
 int store_admin_hash_scan(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
                           store_field_fn fn, void *arg);
+/* The same for one bucket (part < LAYOUT_PARTS) of a partitioned kind. */
+int store_admin_hash_scan_at(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
+                             unsigned part, store_field_fn fn, void *arg);
 
 /*
  * Items first..last of the list of the given kind (LRANGE semantics: 0 the head, -1 the
@@ -124,19 +143,24 @@ struct store_pair {
 	size_t klen, vlen;
 };
 
-/* An entry of a stream: id NULL when the entry is malformed. */
+/* An entry of a stream: id NULL when the entry is malformed (or wrongtype). */
 struct store_stream_entry {
 	const char *id;
 	size_t idlen;
 	const struct store_pair *f;          /* its fields */
 	size_t nf;
 	int odd;                             /* a field without a value came last */
+	unsigned part;                       /* the partition of the stream it is in */
+	int wrongtype;                       /* no entry: that stream is not a stream */
 };
 typedef void (*store_entry_fn)(void *arg, size_t i, const struct store_stream_entry *e);
 
 /*
- * The newest count entries of the stream of the given kind, newest first, to fn.
- * 0, STORE_ADMIN_WRONGTYPE, or -1.
+ * The newest count entries of the stream of the given kind, newest first, to fn. For the
+ * change feed (STORE_KEY_FEED, LAYOUT_PARTS partitions per org) the newest count entries
+ * of each partition, partition by partition (i counts on across them; e->part says which
+ * partition): a partition that is not a stream comes to fn as one entry with wrongtype
+ * set, and the others are read all the same. 0, or -1.
  */
 int store_admin_stream_newest(struct store_admin *a, enum store_key kind, const char *org,
                               size_t count, store_entry_fn fn, void *arg);
@@ -198,7 +222,10 @@ int store_admin_q_credential_del(struct store_admin *a, const char *user, size_t
 int store_admin_q_ix_release(struct store_admin *a, const char *org, enum store_ident kind,
                              const char *val, size_t len, int64_t cid);
 
-/* Index entries kind:vals[i] -> cids[i] (one command; the caller bounds n). */
+/*
+ * Index entries kind:vals[i] -> cids[i]: one command per index bucket the values fall in
+ * (key layout 2); the caller bounds n. Returns the number of commands queued, or -1.
+ */
 int store_admin_q_ix_set(struct store_admin *a, const char *org, enum store_ident kind, size_t n,
                          const char *const *vals, const size_t *lens, const int64_t *cids);
 

@@ -1,7 +1,11 @@
 -- begin: resolve, lock and read every customer entry of a request in one call.
 -- ARGV: org, token, lock_ttl_ms, rate_key, rate_limit, n_entries, then per entry:
---   n_idents, (kind, value)*   kind: id | mobile | email | externalId (values normalised)
---   n_items, (program_name, membership_id_or_empty)*
+--   n_idents, (kind, value, tag)*   kind: id | mobile | email | externalId (values
+--     normalised); tag: the partition tag of the value's index bucket (layout_bucket_of,
+--     computed by store_write.c: Lua has no SipHash), '' for id
+--   n_items, (program_name, membership_id_or_empty, its bucket's tag or '')*
+-- Key layout 2 (keys.h): the index entry is in pp:{TAG}:ix:ORG:KIND, the customer's keys
+-- carry the tag of its id (tags.lua), a membership-id claim is in pp:{TAG}:mid:ORG:PID.
 -- Returns one array per entry:
 --   {"OK", cid, {hgetall of the customer hash}, {program def or false per item},
 --    {membership-id holder or false per item}}
@@ -25,6 +29,7 @@ local out = {}
 local locked = {}
 local prefix = 'pp:{' .. org .. '}:'
 local now_ms = nil   -- Redis's clock, read when a holder must be checked
+--#include tags.lua
 --#include holds.lua
 -- Program definitions read once per call: a batch names the same programs again and again.
 local defcache = {}
@@ -32,12 +37,12 @@ local defcache = {}
 local function entry(e, at, ni, items_at, np)
   local cid, missing, differ = nil, false, false
   for k = 0, ni - 1 do
-    local kind, val = ARGV[at + 2 * k], ARGV[at + 2 * k + 1]
+    local kind, val, vtag = ARGV[at + 3 * k], ARGV[at + 3 * k + 1], ARGV[at + 3 * k + 2]
     local c
     if kind == 'id' then
-      if redis.call('EXISTS', 'pp:{' .. org .. ':' .. val .. '}:c') == 1 then c = val end
+      if redis.call('EXISTS', 'pp:{' .. tag_of_cid(val) .. '}:c:' .. org .. ':' .. val) == 1 then c = val end
     else
-      c = redis.call('HGET', prefix .. 'ix:' .. kind, val)
+      c = redis.call('HGET', 'pp:{' .. vtag .. '}:ix:' .. org .. ':' .. kind, val)
     end
     if not c then
       missing = true
@@ -51,7 +56,7 @@ local function entry(e, at, ni, items_at, np)
   if missing or differ then return {'MISMATCH'} end
   local defs, holders = {}, {}
   for k = 0, np - 1 do
-    local name, mid = ARGV[items_at + 2 * k], ARGV[items_at + 2 * k + 1]
+    local name, mid, mtag = ARGV[items_at + 3 * k], ARGV[items_at + 3 * k + 1], ARGV[items_at + 3 * k + 2]
     local def = defcache[name]
     if def == nil then
       def = redis.call('HGET', prefix .. 'progs', name)
@@ -61,7 +66,7 @@ local function entry(e, at, ni, items_at, np)
     holders[k + 1] = false
     if def and mid ~= '' then
       local pid = string.match(def, '^{"pid":(%d+)')
-      local h = pid and redis.call('HGET', prefix .. 'mid:' .. pid, mid)
+      local h = pid and redis.call('HGET', 'pp:{' .. mtag .. '}:mid:' .. org .. ':' .. pid, mid)
       if h and h ~= cid then
         now_ms = now_ms or holds_now_ms()
         if not mid_holds(org, h, pid, mid, now_ms) then h = false end
@@ -70,9 +75,11 @@ local function entry(e, at, ni, items_at, np)
     end
   end
   if locked[cid] then return {'DUP', cid, locked[cid], defs, holders} end
-  local tag = 'pp:{' .. org .. ':' .. cid .. '}:'
-  local snapshot = redis.call('HGETALL', tag .. 'c')
-  if not redis.call('SET', tag .. 'lock', token, 'NX', 'PX', ttl) then return {'BUSY', cid} end
+  local ctag = tag_of_cid(cid)
+  local snapshot = redis.call('HGETALL', 'pp:{' .. ctag .. '}:c:' .. org .. ':' .. cid)
+  if not redis.call('SET', 'pp:{' .. ctag .. '}:lock:' .. org .. ':' .. cid, token, 'NX', 'PX', ttl) then
+    return {'BUSY', cid}
+  end
   locked[cid] = e
   return {'OK', cid, snapshot, defs, holders}
 end
@@ -93,9 +100,9 @@ if wait then return {'LIMITED', tostring(wait)} end
 for e = 1, n do
   local ni = tonumber(ARGV[i])
   local at = i + 1
-  local np = tonumber(ARGV[at + 2 * ni])
-  local items_at = at + 2 * ni + 1
-  i = items_at + 2 * np
+  local np = tonumber(ARGV[at + 3 * ni])
+  local items_at = at + 3 * ni + 1
+  i = items_at + 3 * np
   local ok, res = pcall(entry, e, at, ni, items_at, np)
   if ok then
     out[e] = res

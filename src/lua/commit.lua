@@ -1,14 +1,16 @@
 -- commit: the fenced write of every locked customer of a request, in one call.
--- ARGV: token, n_customers, history_max, feed_key, feed_max, then per customer:
---   customer_key, lock_key, version_read, cid, history_key,
+-- ARGV: token, n_customers, history_max, feed_max, then per customer:
+--   customer_key, lock_key, version_read, cid, history_key, feed_key (the customer's
+--   partition of the org's change feed: key layout 2 gives it the customer's tag),
 --   n_set, (field, value)*, n_del, field*,
 --   n_claim, (mid_index_key, membership_id)*, n_release, (mid_index_key, membership_id)*,
 --   n_events, (activity_type, activity_json)*
 -- and, always the last three: idem_key, idem_token, idem_ttl_ms (all '' when the request has
 -- no Idempotency-Key).
 -- Each event is pushed on the customer's history (newest first, trimmed to history_max)
--- and appended to the org's change feed (XADD, trimmed to about feed_max entries), in the
--- same atomic step as the change itself.
+-- and appended to the customer's partition of the org's change feed (XADD, trimmed to
+-- about feed_max entries: the per-partition bound store_write.c computes from
+-- --feed-max), in the same atomic step as the change itself.
 -- For each customer, atomically: the lock must still hold our token and the version must
 -- be the one read (else "FENCED": nothing written); every key it writes must have the
 -- expected type (else "BROKEN": nothing written, lock released; a write failing half-way
@@ -24,6 +26,7 @@
 -- the claim holds, its expiry is set to idem_ttl_ms again (a request working across several
 -- rounds keeps its claim).
 local token = ARGV[1]
+--#include tags.lua
 local idem_key, idem_token = ARGV[#ARGV - 2], ARGV[#ARGV - 1]
 local idem_fenced = false
 if idem_key ~= '' then
@@ -35,18 +38,27 @@ if idem_key ~= '' then
   end
 end
 local n = tonumber(ARGV[2])
-local hmax, feed, fmax = tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local i = 6
+local hmax, fmax = tonumber(ARGV[3]), ARGV[4]
+local i = 5
 local out = {}
--- The feed's type is checked once per call; the customer hash's type was checked by the
--- HGETALL of begin.lua under the same lock (and the HGET of v below fails before any write).
-local feed_ok = redis.call('TYPE', feed).ok
-feed_ok = feed_ok == 'none' or feed_ok == 'stream'
+-- A feed partition's type is checked once per call (customers of one call may share a
+-- partition); the customer hash's type was checked by the HGETALL of begin.lua under the
+-- same lock (and the HGET of v below fails before any write).
+local feed_ok = {}
+local function feed_usable(fk)
+  local ok = feed_ok[fk]
+  if ok == nil then
+    local t = redis.call('TYPE', fk).ok
+    ok = t == 'none' or t == 'stream'
+    feed_ok[fk] = ok
+  end
+  return ok
+end
 --#include holds.lua
 local now_ms = nil   -- Redis's clock, read when a holder must be checked
 for c = 1, n do
-  local ck, lk, ver, cid, hk = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  i = i + 5
+  local ck, lk, ver, cid, hk, feed = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  i = i + 6
   local nset = tonumber(ARGV[i]); local sset = i + 1; i = sset + 2 * nset
   local ndel = tonumber(ARGV[i]); local sdel = i + 1; i = sdel + ndel
   local ncl = tonumber(ARGV[i]); local scl = i + 1; i = scl + 2 * ncl
@@ -66,7 +78,7 @@ for c = 1, n do
       local t = redis.call('TYPE', key).ok
       if t ~= 'none' and t ~= typ then broken = true end
     end
-    if nev > 0 and not feed_ok then broken = true end
+    if nev > 0 and not feed_usable(feed) then broken = true end
     for j = 0, ncl - 1 do want(ARGV[scl + 2 * j], 'hash') end
     for j = 0, nrel - 1 do want(ARGV[srel + 2 * j], 'hash') end
     local free = true
@@ -75,8 +87,8 @@ for c = 1, n do
       local key, mid = ARGV[scl + 2 * j], ARGV[scl + 2 * j + 1]
       local h = redis.call('HGET', key, mid)
       if h and h ~= cid then
-        -- the org and the pid are in the index key's name: pp:{ORG}:mid:PID (keys.h)
-        local org, pid = string.match(key, '^pp:{([^}]*)}:mid:(%d+)$')
+        -- the org and the pid are in the claim bucket's name: pp:{TAG}:mid:ORG:PID (keys.h)
+        local org, pid = string.match(key, '^pp:{[^}]*}:mid:([^:]*):(%d+)$')
         now_ms = now_ms or holds_now_ms()
         if not org or mid_holds(org, h, pid, mid, now_ms) then free = false; break end
       end

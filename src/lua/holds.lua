@@ -1,7 +1,9 @@
 -- holds: does a customer still hold a membership id? Shared by begin.lua and commit.lua
 -- (scripts/embed-lua puts this file where a script says "--#include holds.lua").
 --
--- An entry of pp:{ORG}:mid:PID (membership id -> customer) can outlive the holding: a
+-- (It uses tag_of_cid: a script includes tags.lua before it.)
+--
+-- An entry of pp:{TAG}:mid:ORG:PID (membership id -> customer) can outlive the holding: a
 -- pending relink that took effect at its start (docs/DATA-MODEL.md) leaves the old id there
 -- until the customer is next read or written. A claim that meets another customer's entry
 -- asks mid_holds whether that customer's stored membership m:PID still has the id:
@@ -86,7 +88,7 @@ end
 
 -- Whether customer cid of org holds membership id mid in program pid at now_ms.
 local function mid_holds(org, cid, pid, mid, now_ms)
-  local v = redis.pcall('HGET', 'pp:{' .. org .. ':' .. cid .. '}:c', 'm:' .. pid)
+  local v = redis.pcall('HGET', 'pp:{' .. tag_of_cid(cid) .. '}:c:' .. org .. ':' .. cid, 'm:' .. pid)
   if type(v) == 'table' then return true end  -- not a hash: in doubt
   if not v then return false end
   local cur, rmid, rstart = holds_decode(v)

@@ -1,5 +1,6 @@
 -- read: one customer's state for the read routes, in one call.
--- ARGV: org, identifier kind (id | mobile | email | externalId), value (normalised), what,
+-- ARGV: org, identifier kind (id | mobile | email | externalId), value (normalised),
+--   the tag of the value's index bucket ('' for id: see begin.lua), what,
 --   rate_key, rate_limit (as in begin.lua: {"LIMITED", seconds} when over the limit),
 --   and for what = "history": offset, limit, program ("" for every program), scan_max
 --   what = "programs": returns {cid, hgetall customer, hgetall programs}
@@ -10,23 +11,25 @@
 --     --history-max) are scanned and total counts the matches among them: the work is
 --     bounded however long an old history is (SPEC §5).
 -- Returns {} when no customer matches.
-local org, kind, val, what = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local limit = tonumber(ARGV[6])
+local org, kind, val, vtag, what = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local limit = tonumber(ARGV[7])
+--#include tags.lua
 if limit > 0 then
   local now = tonumber(redis.call('TIME')[1])
-  local key = ARGV[5] .. ':' .. math.floor(now / 60)
+  local key = ARGV[6] .. ':' .. math.floor(now / 60)
   local count = redis.call('INCR', key)
   if count == 1 then redis.call('EXPIRE', key, 120) end
   if count > limit then return {'LIMITED', tostring(60 - now % 60)} end
 end
 local cid
 if kind == 'id' then
-  if redis.call('EXISTS', 'pp:{' .. org .. ':' .. val .. '}:c') == 1 then cid = val end
+  if redis.call('EXISTS', 'pp:{' .. tag_of_cid(val) .. '}:c:' .. org .. ':' .. val) == 1 then cid = val end
 else
-  cid = redis.call('HGET', 'pp:{' .. org .. '}:ix:' .. kind, val)
+  cid = redis.call('HGET', 'pp:{' .. vtag .. '}:ix:' .. org .. ':' .. kind, val)
 end
 if not cid then return {} end
-local tag = 'pp:{' .. org .. ':' .. cid .. '}:'
+local ctag = tag_of_cid(cid)
+local ck = 'pp:{' .. ctag .. '}:c:' .. org .. ':' .. cid
 
 -- The partnerProgramName of an activity (docs/CHANGE-FEED.md), found without decoding
 -- the whole entry: the first '"partnerProgramName":' outside a string is the key (inside a
@@ -54,9 +57,9 @@ local function program_of(e)
 end
 
 if what == 'history' then
-  local hk = tag .. 'h'
-  local offset, count, prog, scan = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
-  local cust = redis.call('HGETALL', tag .. 'c')
+  local hk = 'pp:{' .. ctag .. '}:h:' .. org .. ':' .. cid
+  local offset, count, prog, scan = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11])
+  local cust = redis.call('HGETALL', ck)
   if prog == '' then
     return {cid, cust, redis.call('LRANGE', hk, offset, offset + count - 1), redis.call('LLEN', hk)}
   end
@@ -70,4 +73,4 @@ if what == 'history' then
   end
   return {cid, cust, page, total}
 end
-return {cid, redis.call('HGETALL', tag .. 'c'), redis.call('HGETALL', 'pp:{' .. org .. '}:progs')}
+return {cid, redis.call('HGETALL', ck), redis.call('HGETALL', 'pp:{' .. org .. '}:progs')}

@@ -137,19 +137,24 @@ int main(void)
 		char v[64];
 		int i, n;
 
-		/* 256,000 sequential customer ids, and ids in steps of 256 (an import's pattern
-		 * that CID mod 256 would put in one partition): each ~1000 per partition */
-		for (i = 0; i < 2; i++) {
+		/* 4 x 65521 sequential customer ids, and as many in steps of 256 and of 1000 (an
+		 * import's pattern that CID mod 256 would put in one partition): as 65521 is
+		 * prime, every 65521 consecutive multiples of a step cover each residue once, so
+		 * each partition gets 4 x 256 (p < 241) or 4 x 255 ids. (A shorter run of ids in
+		 * steps of 256 is less even: the first 255 all fall in partition 0.) */
+		static const int64_t step[3] = { 1, 256, 1000 };
+
+		for (i = 0; i < 3; i++) {
 			memset(cnt, 0, sizeof cnt);
-			for (cid = 1; cid <= 256000; cid++)
-				cnt[layout_part_of_cid(i == 0 ? cid : cid * 256)]++;
+			for (cid = 1; cid <= 4 * 65521; cid++)
+				cnt[layout_part_of_cid(cid * step[i])]++;
 			for (mx = 0, mn = ~0u, p = 0; p < LAYOUT_PARTS; p++) {
 				mx = cnt[p] > mx ? cnt[p] : mx;
 				mn = cnt[p] < mn ? cnt[p] : mn;
 			}
-			printf("  %s customer ids: per partition min %u max %u\n",
-			       i == 0 ? "sequential" : "step-256", mn, mx);
-			CHECK(mn >= 850 && mx <= 1150);        /* binomial(256000, 1/256): sd ~31 */
+			printf("  customer ids in steps of %d: per partition min %u max %u\n",
+			       (int)step[i], mn, mx);
+			CHECK(mn == 1020 && mx == 1024);
 		}
 		memset(cnt, 0, sizeof cnt);
 		for (i = 0; i < 256000; i++) {
@@ -199,13 +204,39 @@ int main(void)
 		       "\"+31612345678\" %u, \"a@b.nl\" %u\n",
 		       layout_part_of_cid(1), layout_part_of_cid(42), layout_part_of_cid(INT64_MAX), layout_bucket_of("+31612345678", 12),
 		       layout_bucket_of("a@b.nl", 6));
-		CHECK_EQ_INT(layout_part_of_cid(1), 15);
-		CHECK_EQ_INT(layout_part_of_cid(42), 17);
-		CHECK_EQ_INT(layout_part_of_cid(INT64_MAX), 241);
+		/* (CID mod 65521) mod 256, the same in Lua (tags.lua) and Python (keys.py) */
+		CHECK_EQ_INT(layout_part_of_cid(1), 1);
+		CHECK_EQ_INT(layout_part_of_cid(42), 42);
+		CHECK_EQ_INT(layout_part_of_cid(382741349), 164);
+		CHECK_EQ_INT(layout_part_of_cid(65520), 240);
+		CHECK_EQ_INT(layout_part_of_cid(65521), 0);
+		CHECK_EQ_INT(layout_part_of_cid(INT64_MAX), 216);
+		CHECK_EQ_INT(layout_part_of_cid(-42), 42);
+		CHECK_EQ_INT(layout_part_of_cid(INT64_MIN), 217);
 		CHECK_EQ_INT(layout_bucket_of("+31612345678", 12), 45);
 		CHECK_EQ_INT(layout_bucket_of("a@b.nl", 6), 131);
 		/* a value with a NUL byte hashes all its bytes */
 		CHECK(layout_hash("a\0b", 3) != layout_hash("a", 1));
+	}
+
+	TEST("part_of_cid is (CID mod 65521) mod 256 over the id's text; the tags text slices to the tags") {
+		const char *tt = layout_tags_text();
+		unsigned bad = 0, p;
+		int64_t cid;
+
+		for (cid = -70000; cid <= 200000; cid += 7)
+			bad += layout_part_of_cid(cid) != (unsigned)((cid < 0 ? -cid : cid) % 65521 % 256);
+		bad += layout_part_of_cid_text("-65563", 6) != 42;
+		CHECK_EQ_INT(bad, 0);
+		CHECK_EQ_INT((int)strlen(tt), LAYOUT_PARTS * LAYOUT_TAG_WIDTH);
+		for (p = 0; p < LAYOUT_PARTS; p++) {
+			size_t len;
+			const char *t = layout_tag(p, &len);
+
+			bad += memcmp(tt + p * LAYOUT_TAG_WIDTH, t, len) != 0 ||
+			       strspn(tt + p * LAYOUT_TAG_WIDTH + len, " ") != LAYOUT_TAG_WIDTH - len;
+		}
+		CHECK_EQ_INT(bad, 0);
 	}
 
 	TEST_MAIN_END();
