@@ -662,12 +662,14 @@ class Stack:
             raise
 
     def keys(self, pattern=layout.ALL):
+        """The key names matching pattern: a glob, or a keys.Select (keys.of_org,
+        keys.of_customer: a glob and a filter)."""
         out, cursor = set(), b"0"
         while True:
-            cursor, batch = self.redis("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            cursor, batch = self.redis("SCAN", cursor, "MATCH", str(pattern), "COUNT", 1000)
             out.update(_s(k) for k in batch)
             if cursor in (b"0", "0"):
-                return sorted(out)
+                return sorted(k for k in out if layout.wanted(pattern, k))
 
     _READERS = {"string": ("GET",), "hash": ("HGETALL",), "set": ("SMEMBERS",),
                 "list": ("LRANGE", 0, -1), "zset": ("ZRANGE", 0, -1, "WITHSCORES"),
