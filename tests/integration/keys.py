@@ -18,8 +18,9 @@ key changed there changes here. For each key it provides:
         org(org)  progs(org)  pseq(org)  import_(org, hex)  (import is a Python keyword)
         login_fail_user(hex)  login_fail_addr(hex)  membership_field(pid)   -> m:PID
     and a constant for a key without conversions: LAYOUT ("pp:layout"), ORGS, CREDS.
-    Also feeds(org) (the LAYOUT_PARTS feed partitions, in partition order) and
-    feed_of(org, cid) (the partition that holds customer cid's entries).
+    Also feeds(org) (the LAYOUT_PARTS feed partitions, in partition order), feed_of(org,
+    cid) (the partition that holds customer cid's entries), and the LAYOUT_PARTS buckets
+    of an index: ixs(org, kind), mids(org, pid) (read them all to see a whole index).
     An argument may be "*" (or any text holding "*") to make a SCAN/KEYS glob; a "*"
     where the TAG comes from makes the TAG "*" too: lock("acme", "*") is
     "pp:{*}:lock:acme:*", ix("acme", "email", "*") "pp:{*}:ix:acme:email", feed("acme",
@@ -143,22 +144,24 @@ ALL = PREFIX + "*"
 # ---- the partition math of src/layout.c (layout 2) ------------------------------------
 
 def _layout_constants():
-    """LAYOUT_PARTS (layout.h) and SipHash's key (layout.c's hash_key), read from the
-    sources like the key formats."""
+    """LAYOUT_PARTS (layout.h), SipHash's key (layout.c's hash_key) and part_of_cid's
+    modulus (layout.h's LAYOUT_CID_MOD, 65521 when it has none), read from the sources
+    like the key formats."""
     with open(path("layout.h"), encoding="utf-8") as f:
-        m = re.search(r"^#define\s+LAYOUT_PARTS\s+([0-9]+)", f.read(), re.M)
+        text = f.read()
+    m = re.search(r"^#define\s+LAYOUT_PARTS\s+([0-9]+)", text, re.M)
     if not m:
         raise ValueError("%s: no `#define LAYOUT_PARTS N`" % path("layout.h"))
     with open(path("layout.c"), encoding="utf-8") as f:
         k = re.search(r'\bhash_key\[[^\]]*\]\s*=\s*"([^"\\]{16})"', f.read())
     if not k:
         raise ValueError("%s: no 16-character `hash_key[...] = \"...\"`" % path("layout.c"))
-    return int(m.group(1)), k.group(1).encode()
+    mod = re.search(r"^#define\s+LAYOUT_CID_MOD\s+([0-9]+)", text, re.M)
+    return int(m.group(1)), k.group(1).encode(), int(mod.group(1)) if mod else 65521
 
 
-LAYOUT_PARTS, _HASH_KEY = _layout_constants()
+LAYOUT_PARTS, _HASH_KEY, CID_MOD = _layout_constants()   # CID_MOD: part_of_cid's prime
 CLUSTER_SLOTS = 16384
-CID_MOD = 65521                 # part_of_cid's prime (layout.c, layout_part_of_cid)
 _M64 = (1 << 64) - 1
 
 
@@ -389,6 +392,16 @@ def feeds(org):
 def feed_of(org, cid):
     """The feed partition that holds customer cid's entries."""
     return feed(org, part_of_cid(cid))                      # noqa: F821
+
+
+def mids(org, pid):
+    """The LAYOUT_PARTS buckets of program pid's membership-id claims, partition order."""
+    return [build("MID", tag(p), org, pid) for p in range(LAYOUT_PARTS)]
+
+
+def ixs(org, kind):
+    """The LAYOUT_PARTS buckets of org's index of identifier kind, partition order."""
+    return [build("IX", tag(p), org, kind) for p in range(LAYOUT_PARTS)]
 
 
 # ---- parsing ---------------------------------------------------------------------------
