@@ -29,7 +29,8 @@ key changed there changes here. For each key it provides:
     fills the format's conversions as given, TAG included (a raw name, e.g. a key planted
     in the wrong partition).
   - the layout's math, as src/layout.c computes it (tests/keys/check compares it with
-    tests/unit/test_layout.c's known vectors): part_of_cid(cid) ((CID mod 65521) mod
+    tests/unit/test_layout.c's known vectors; SipHash through libsodium when it loads,
+    else in pure Python): part_of_cid(cid) ((CID mod 65521) mod
     LAYOUT_PARTS over the decimal digits), bucket_of(bytes or str) (SipHash-2-4 under
     layout.c's key, mod LAYOUT_PARTS), tag(p) (layout_find_tag: the first "p<p>.<n>" whose
     CRC16 slot lies in the middle quarter of partition p's 64 slots), part_of_tag(tag)
@@ -207,8 +208,37 @@ def _bytes(v):
     return v if isinstance(v, bytes) else str(v).encode("utf-8")
 
 
+def _sodium_siphash():
+    """libsodium's crypto_shorthash_siphash24 through ctypes (what layout.c calls; ~20
+    times faster than siphash24 above, for the benches' millions of values), or None when
+    libsodium cannot be loaded or disagrees with siphash24 on a few values."""
+    try:
+        import ctypes
+        import ctypes.util
+        lib = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so.23")
+        f = lib.crypto_shorthash_siphash24
+        f.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p]
+        f.restype = ctypes.c_int
+        out = ctypes.create_string_buffer(8)
+
+        def h(key, data):
+            f(out, data, len(data), key)
+            return int.from_bytes(out.raw, "little")
+        for v in (b"", b"acme", b"a\0b", bytes(range(40))):
+            if h(_HASH_KEY, v) != siphash24(_HASH_KEY, v):
+                return None
+        return h
+    except (OSError, AttributeError):
+        return None
+
+
+_FAST = _sodium_siphash()
+
+
 def hash64(value):
     """layout_hash: SipHash-2-4 of the bytes (a str: its UTF-8) under layout.c's key."""
+    if _FAST is not None:
+        return _FAST(_HASH_KEY, _bytes(value))
     return siphash24(_HASH_KEY, _bytes(value))
 
 

@@ -371,6 +371,9 @@ def check_vectors(text):
         v = _c_string(m.group(1))[:int(m.group(2))]
         if keys.hash64(v) != int(m.group(3), 16):
             probs.append("keys.hash64(%r) is 0x%016x, test_layout.c pins %s" % (v, keys.hash64(v), m.group(3)))
+        if keys.siphash24(keys._HASH_KEY, v) != int(m.group(3), 16):     # the pure-Python one too
+            probs.append("keys.siphash24(%r) is 0x%016x, test_layout.c pins %s"
+                         % (v, keys.siphash24(keys._HASH_KEY, v), m.group(3)))
     for m in re.finditer(r'CHECK_EQ_INT\(layout_part_of_cid\((-?[0-9]+|INT64_MAX|INT64_MIN)\), ([0-9]+)\)', text):
         found["part"] += 1
         cid = _C_INT.get(m.group(1), m.group(1))
