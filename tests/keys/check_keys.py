@@ -400,6 +400,65 @@ def check_vectors(text):
     return probs
 
 
+# ---- keys.py's builders and selections ------------------------------------------------
+
+def check_builders():
+    """Problems with keys.py's builders: each key's TAG is the one layout 2 gives it, parse
+    takes every built name back, globs and the Selects of of_org / of_customer keep exactly
+    their keys."""
+    probs = []
+    hexa = "0123456789abcdef" * 2
+    t = keys.tag
+    want = [
+        (keys.cust("acme", 42), "CUST", t(keys.part_of_cid(42))),
+        (keys.lock("acme", 42), "LOCK", t(keys.part_of_cid(42))),
+        (keys.hist("acme", 65563), "HIST", t(keys.part_of_cid(65563))),
+        (keys.feed("acme", 7), "FEED", t(7)),
+        (keys.feed_of("acme", 42), "FEED", t(keys.part_of_cid(42))),
+        (keys.ix("acme", "email", "a@b.nl"), "IX", t(keys.bucket_of("a@b.nl"))),
+        (keys.mid("acme", 3, "M-1"), "MID", t(keys.bucket_of("M-1"))),
+        (keys.idem("acme", hexa), "IDEM", t(keys.bucket_of(hexa))),
+        (keys.rate("acme", hexa), "RATE", t(keys.bucket_of(hexa))),
+    ]
+    for name, kind, tag in want:
+        p = keys.parse(name)
+        if p is None or p[0] != kind or p[1].get("tag") != tag or p[1].get("org") != "acme" \
+                or keys.placed_right(name) is not True:
+            probs.append("keys.py: %s parses as %r, placed_right %r; want %s with tag %s"
+                         % (name, p, keys.placed_right(name), kind, tag))
+    for name in (keys.org("acme"), keys.LAYOUT, keys.ORGS, keys.import_("acme", "0a")):
+        if keys.parse(name) is None:
+            probs.append("keys.py: %s does not parse" % name)
+    wrong = keys.build("CUST", t((keys.part_of_cid(42) + 1) % keys.LAYOUT_PARTS), "acme", 42)
+    if keys.placed_right(wrong) is not False:
+        probs.append("keys.py: placed_right(%s) is not False" % wrong)
+    if keys.lock("acme", "*") != keys.build("LOCK", "*", "acme", "*") or "{*}" not in keys.feed("acme", "*"):
+        probs.append("keys.py: a \"*\" argument does not make the tag \"*\"")
+    if len(set(keys.feeds("acme"))) != keys.LAYOUT_PARTS or len(set(keys.mids("acme", 1))) != keys.LAYOUT_PARTS:
+        probs.append("keys.py: feeds / mids do not name %d distinct keys" % keys.LAYOUT_PARTS)
+    sel = keys.of_customer("acme", 42)
+    ins = [keys.cust("acme", 42), keys.lock("acme", 42), keys.hist("acme", 42)]
+    outs = [keys.cust("acme", 43), keys.cust("acmex", 42), keys.build("MID", keys.tag(keys.part_of_cid(42)), "acme", 42),
+            keys.feed_of("acme", 42)]
+    for k in ins + outs:
+        if keys.wanted(sel, k) != (k in ins) or (k in ins and not _glob_match(str(sel), k)):
+            probs.append("keys.py: of_customer(\"acme\", 42) %s %s" % ("misses" if k in ins else "takes", k))
+    sel = keys.of_org("acme")
+    ins = [keys.org("acme"), keys.cust("acme", 1), keys.feed("acme", 0), keys.ix("acme", "mobile", "+31"),
+           keys.rate("acme", hexa) + ":123", keys.build("CUST", "p0.1", "acme", 5)]
+    outs = [keys.org("acmex"), keys.cust("acmex", 1), keys.feed("xacme", 0), keys.ORGS, keys.LAYOUT]
+    for k in ins + outs:
+        if keys.wanted(sel, k) != (k in ins) or (k in ins and not _glob_match(str(sel), k)):
+            probs.append("keys.py: of_org(\"acme\") %s %s" % ("misses" if k in ins else "takes", k))
+    return probs
+
+
+def _glob_match(glob, key):
+    """Redis's glob (* and ? only, as the selections use them)."""
+    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
+    return re.fullmatch(rx, key, re.S) is not None
+
+
 # ---- the whole check, and proof that it can fail --------------------------------------
 
 def read(path):
@@ -584,6 +643,9 @@ def main():
            "\n".join(found))
     if not scripts:
         report(False, "src/lua/*.lua found")
+    found = check_builders()
+    report(not found, "tests/integration/keys.py's builders give each key its layout-2 tag; parse, "
+           "of_org and of_customer keep exactly their keys", "\n".join(found))
     found = check_vectors(vectors)
     report(not found, "tests/integration/keys.py's partition math gives tests/unit/test_layout.c's "
            "known vectors (tags, SipHash, customer partitions, buckets)", "\n".join(found))
