@@ -24,8 +24,9 @@ key changed there changes here. For each key it provides:
     An argument may be "*" (or any text holding "*") to make a SCAN/KEYS glob; a "*"
     where the TAG comes from makes the TAG "*" too: lock("acme", "*") is
     "pp:{*}:lock:acme:*", ix("acme", "email", "*") "pp:{*}:ix:acme:email", feed("acme",
-    "*") every partition's (a value given as bytes is hashed as it is, "*" or not). A
-    KIND must be one of its listed words. build(NAME, *values)
+    "*") every partition's. An identifier or membership id is a glob only when it is "*"
+    itself: one that holds a "*" among other text is hashed like any value (and a value
+    given as bytes always is). A KIND must be one of its listed words. build(NAME, *values)
     fills the format's conversions as given, TAG included (a raw name, e.g. a key planted
     in the wrong partition).
   - the layout's math, as src/layout.c computes it (tests/keys/check compares it with
@@ -365,7 +366,9 @@ _TAG_FROM = {
 
 def _tag_text(src, fn, v):
     s = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-    if "*" in s and not isinstance(v, bytes):
+    # a glob: a CID or HEX holding "*" (neither can hold one), or a value (an identifier, a
+    # membership id, a partition) that is "*" itself; a value holding "*" is hashed
+    if (s == "*" or ("*" in s and src in ("CID", "HEX"))) and not isinstance(v, bytes):
         return "*"
     if fn is None:                      # a partition number
         if isinstance(v, bool) or not re.fullmatch(r"[0-9]+", s):

@@ -434,6 +434,8 @@ def check_builders():
         probs.append("keys.py: placed_right(%s) is not False" % wrong)
     if keys.lock("acme", "*") != keys.build("LOCK", "*", "acme", "*") or "{*}" not in keys.feed("acme", "*"):
         probs.append("keys.py: a \"*\" argument does not make the tag \"*\"")
+    if keys.mid("acme", 1, "*3\r\n$3*") != keys.build("MID", t(keys.bucket_of("*3\r\n$3*")), "acme", 1):
+        probs.append("keys.py: a membership id holding \"*\" is not hashed to its bucket")
     if len(set(keys.feeds("acme"))) != keys.LAYOUT_PARTS or len(set(keys.mids("acme", 1))) != keys.LAYOUT_PARTS:
         probs.append("keys.py: feeds / mids do not name %d distinct keys" % keys.LAYOUT_PARTS)
     sel = keys.of_customer("acme", 42)
