@@ -35,7 +35,8 @@ key changed there changes here. For each key it provides:
     LAYOUT_PARTS over the decimal digits), bucket_of(bytes or str) (SipHash-2-4 under
     layout.c's key, mod LAYOUT_PARTS), tag(p) (layout_find_tag: the first "p<p>.<n>" whose
     CRC16 slot lies in the middle quarter of partition p's 64 slots), part_of_tag(tag)
-    (its partition, or None), hash64(bytes) (layout_hash), LAYOUT_PARTS (layout.h).
+    (its partition, or None), hash64(bytes) (layout_hash), LAYOUT_PARTS (layout.h), and
+    key_slot(key) / crc16(bytes): a key's Redis Cluster slot.
   - ALL: the glob of the whole key space ("pp:*"); LOGIN_FAIL_PREFIX: the failed-login
     counters' common prefix ("pp:login:").
   - of_org(org) and of_customer(org, cid): every key of an org (its own "pp:{ORG}:..." and
@@ -47,8 +48,8 @@ key changed there changes here. For each key it provides:
     is true for any key under a plain glob. A key under an org's braces or with the org
     after its tag that is no key of keys.h (a stray key) belongs to the org too.
   - parse(key) -> (NAME, {arg: value}) or None, and match(NAME, text) -> {arg: value} or
-    None: which key a name is, e.g. parse("pp:{p15.1234}:lock:acme:7") == ("LOCK", {"tag":
-    "p15.1234", "org": "acme", "cid": "7"}) (values are the text of the key; a TAG is any
+    None: which key a name is, e.g. parse("pp:{p7.1}:lock:acme:7") == ("LOCK", {"tag":
+    "p7.1", "org": "acme", "cid": "7"}) (values are the text of the key; a TAG is any
     text without braces or colons: placed_right(key) says whether it is the TAG the layout
     gives that key, where the name alone says, i.e. for a customer's keys and HEX keys).
   - KEYS: the parsed table, one Key per define (tests/keys/check reads it).
