@@ -215,12 +215,13 @@ store_key_tag_org(const char *k, size_t len, char org[65])
 	return 0;
 }
 
-/* The name of kind in partition part with org and id (both checked by the callers). */
+/* The name of kind in partition part (LAYOUT_PARTS: every partition, the tag "*") with
+ * org and id (both checked by the callers). */
 static const char *
 name_tagged(char *buf, size_t sz, const struct store_key_def *d, unsigned part, const char *org,
             int64_t id)
 {
-	const char *t = layout_tag(part, NULL);
+	const char *t = part == LAYOUT_PARTS ? "*" : layout_tag(part, NULL);
 
 	switch (d->part[2]) {
 	case STORE_PART_NONE:
@@ -275,6 +276,8 @@ store_key_name(char *buf, size_t sz, enum store_key kind, const char *org, int64
 			name_tagged(buf, sz, d, (unsigned)id, org, 0);
 	} else if (d->part[2] == STORE_PART_CID) {
 		name_tagged(buf, sz, d, layout_part_of_cid(id), org, id);
+	} else if ((kind == STORE_KEY_IX || kind == STORE_KEY_MID) && id_ok(d, 2, id)) {
+		name_tagged(buf, sz, d, LAYOUT_PARTS, org, id);       /* every bucket: {*} */
 	}
 	return buf;
 }

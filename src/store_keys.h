@@ -94,9 +94,10 @@ int store_key_tag_org(const char *k, size_t len, char org[65]);
  * The name of a key of the given kind (for messages and for the store files' commands):
  * org, then id (a cid, a pid, an enum store_ident or a partition, as the kind's parts
  * say), into buf. A customer's key gets the tag of its cid; a feed partition is named by
- * id, the partition (0..LAYOUT_PARTS-1). Kinds whose tag or name needs a value the
- * arguments do not give (ix and mid buckets: store_key_name_at; digests) are not named
- * here (returns "").
+ * id, the partition (0..LAYOUT_PARTS-1). An ix or mid index, whose bucket depends on a
+ * value the arguments do not give, is named with the tag "*" ("pp:{*}:mid:ORG:PID": the
+ * whole index, every bucket; for messages, and a SCAN MATCH glob; one bucket's name is
+ * store_key_name_at's). Kinds named by a digest are not named here (returns "").
  */
 const char *store_key_name(char *buf, size_t sz, enum store_key kind, const char *org, int64_t id);
 

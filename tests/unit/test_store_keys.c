@@ -90,9 +90,14 @@ int main(void)
 		/* the keys.h formats, with the tag first */
 		snprintf(k2, sizeof k2, KEYS_CUST_FMT, t42, "acme", 42LL);
 		CHECK_EQ_STR(store_key_name(name, sizeof name, STORE_KEY_CUST, "acme", 42), k2);
-		/* not named: a bucket without its partition, digests, ids out of range */
-		CHECK_EQ_STR(store_key_name(name, sizeof name, STORE_KEY_IX, "acme", STORE_IDENT_MOBILE), "");
-		CHECK_EQ_STR(store_key_name(name, sizeof name, STORE_KEY_MID, "acme", 3), "");
+		/* an index without a bucket: all of its buckets, "{*}" (messages, a glob) */
+		CHECK_EQ_STR(store_key_name(name, sizeof name, STORE_KEY_IX, "acme", STORE_IDENT_MOBILE),
+		             "pp:{*}:ix:acme:mobile");
+		CHECK_EQ_STR(store_key_name(name, sizeof name, STORE_KEY_MID, "acme", 3), "pp:{*}:mid:acme:3");
+		CHECK(kind_of(name) == -1);             /* a glob, no key */
+		/* not named: digests, ids out of range */
+		CHECK_EQ_STR(store_key_name(name, sizeof name, STORE_KEY_IX, "acme", STORE_NIDENTS), "");
+		CHECK_EQ_STR(store_key_name(name, sizeof name, STORE_KEY_MID, "acme", 0), "");
 		CHECK_EQ_STR(store_key_name(name, sizeof name, STORE_KEY_IDEM, "acme", 3), "");
 		CHECK_EQ_STR(store_key_name(name, sizeof name, STORE_KEY_FEED, "acme", 256), "");
 		CHECK_EQ_STR(store_key_name(name, sizeof name, STORE_KEY_FEED, "acme", -1), "");
