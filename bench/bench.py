@@ -392,7 +392,10 @@ def ceiling_copies(st):
 def contract_copies(st):
     """pk:...: the contract floor's copy of partnerd's data after the pre-linking (COPY, so
     the same sizes and encodings): every customer hash (100 000, ~4.4 memberships each) and
-    history list, the mobile index, the program definitions and the change feed."""
+    history list, the program definitions; the mobile index and the change feed, which key
+    layout 2 spreads over 256 buckets and partitions, merged into the one hash and the one
+    stream of the contract floor's layout (ceiling.c): the same entries, in a hash table
+    and a stream of the old sizes."""
     r = st.r
     t0 = time.monotonic()
     for start in range(1, N_CUSTOMERS + 1, 1000):
@@ -403,9 +406,17 @@ def contract_copies(st):
         for x in r.pipeline(cmds):
             if not isinstance(x, int):
                 raise SystemExit("bench: COPY failed: %r" % (x,))
-    for src, k in ((keys.ix(ORG, "mobile"), "ix:mobile"), (keys.progs(ORG), "progs"),
-                   (keys.feed(ORG), "feed")):
-        r("COPY", src, "pk:{%s}:%s" % (ORG, k))
+    r("COPY", keys.progs(ORG), "pk:{%s}:progs" % ORG)
+    for b in keys.ixs(ORG, "mobile"):
+        h = r("HGETALL", b)
+        for i in range(0, len(h), 2000):
+            r("HSET", "pk:{%s}:ix:mobile" % ORG, *h[i:i + 2000])
+    entries = []
+    for fk in keys.feeds(ORG):
+        entries += [(tuple(int(x) for x in eid.split(b"-")), f) for eid, f in r("XRANGE", fk, "-", "+")]
+    entries.sort(key=lambda e: e[0])        # about commit order (ids of partitions interleave)
+    for i in range(0, len(entries), 1000):
+        r.pipeline([("XADD", CONTRACT_FEED, "*") + tuple(f) for _, f in entries[i:i + 1000]])
     hist = sum(r.pipeline([("LLEN", "pk:{%s:%d}:h" % (ORG, c)) for c in range(UPD[0], UPD[1] + 1)]))
     log("contract floor data: %d customers copied in %.1f s; update pool history %.1f events per "
         "customer, feed %d entries" % (N_CUSTOMERS, time.monotonic() - t0, hist / (UPD[1] - UPD[0] + 1),
@@ -792,46 +803,55 @@ MEM_N = 1000000
 
 # Server-side loader: writes customers cid = ARGV[1] .. ARGV[2] in the stored format of
 # docs/DATA-MODEL.md, one part at a time (ARGV[3]): the customer hash, the identifier
-# indexes, a membership of program ARGV[4] (its m:PID field), or its membership-id index
-# entry. Batches of 10000 customers a call. The membership is the compact value partnerd
+# indexes, a membership of program ARGV[4] (its m:PID field), or its membership-id claim.
+# Batches of 10000 customers a call. The membership is the compact value partnerd
 # writes for mid P<PID>-<CID>, tier Silver, an expiry, start = linked = updated, no end, no
 # relink: "LEN:MID,6:Silver,EXP,,,LK,UP" with the base-36 times EXP, LK, UP precomputed in
-# ARGV[5..7] (MEM_TIMES). The key and field names come from src/keys.h (mem_names): the
-# customer hash's name around its CID in ARGV[8] and ARGV[9], the mobile, email and
-# externalId indexes in ARGV[10..12], the membership-id index in ARGV[13] and the
-# membership's field in ARGV[14].
+# ARGV[5..7] (MEM_TIMES), in the field ARGV[8]. The key names come from src/keys.h and
+# key layout 2's partitions (mem_names: keys.py computes each customer's tag and each
+# value's bucket; Lua has no SipHash): from ARGV[9] on, per customer, the names its part
+# writes (customer, membership: its hash; ix: the mobile, email and externalId buckets of
+# its identifiers; mid: the bucket of its membership id).
 MEM_LOADER = """
 local lo, hi, part, pid = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local exp, lk, up = ARGV[5], ARGV[6], ARGV[7]
-local cpre, cpost, ixm, ixe, ixx, midk, field = ARGV[8], ARGV[9], ARGV[10], ARGV[11],
-  ARGV[12], ARGV[13], ARGV[14]
+local exp, lk, up, field = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local per = part == 'ix' and 3 or 1
 for c = lo, hi do
-  local key = cpre .. c .. cpost
+  local at = 9 + (c - lo) * per
+  local key = ARGV[at]
   local mob = string.format('917%09d', c)
   if part == 'customer' then
     redis.call('HSET', key, 'id', c, 'mobile', mob, 'email', 'c' .. c .. '@bench.example',
                'externalId', 'X' .. c, 'v', 1)
   elseif part == 'ix' then
-    redis.call('HSET', ixm, mob, c)
-    redis.call('HSET', ixe, 'c' .. c .. '@bench.example', c)
-    redis.call('HSET', ixx, 'X' .. c, c)
+    redis.call('HSET', ARGV[at], mob, c)
+    redis.call('HSET', ARGV[at + 1], 'c' .. c .. '@bench.example', c)
+    redis.call('HSET', ARGV[at + 2], 'X' .. c, c)
   elseif part == 'membership' then
     local mid = 'P' .. pid .. '-' .. c
     redis.call('HSET', key, field, #mid .. ':' .. mid .. ',6:Silver,' .. exp .. ',,,' ..
       lk .. ',' .. up)
   elseif part == 'mid' then
-    redis.call('HSET', midk, 'P' .. pid .. '-' .. c, c)
+    redis.call('HSET', key, 'P' .. pid .. '-' .. c, c)
   end
 end
 return hi - lo + 1
 """
 
 
-def mem_names(org, pid):
-    """MEM_LOADER's ARGV[8..14]: key and field names of org and program pid (src/keys.h)."""
-    cpre, cpost = keys.cust(org, "*").split("*")
-    return [cpre, cpost, keys.ix(org, "mobile"), keys.ix(org, "email"),
-            keys.ix(org, "externalId"), keys.mid(org, pid), keys.membership_field(pid)]
+def mem_names(org, part, pid, lo, hi):
+    """MEM_LOADER's ARGV[9..]: the key names part writes for customers lo..hi of org
+    (src/keys.h, key layout 2: keys.py derives the tags)."""
+    out = []
+    for c in range(lo, hi + 1):
+        if part in ("customer", "membership"):
+            out.append(keys.cust(org, c))
+        elif part == "ix":
+            out += [keys.ix(org, "mobile", "917%09d" % c), keys.ix(org, "email", "c%d@bench.example" % c),
+                    keys.ix(org, "externalId", "X%d" % c)]
+        else:
+            out.append(keys.mid(org, pid, "P%d-%d" % (pid, c)))
+    return out
 
 
 # exp, lk (= start), up of the loaded memberships, in base 36 as the compact value holds them.
@@ -868,8 +888,9 @@ def membership_memory(config=()):
 
         def load(part, pid=0):
             for lo in range(1, MEM_N + 1, 10000):
-                r("EVALSHA", sha, 0, lo, min(MEM_N, lo + 9999), part, pid, *MEM_TIMES,
-                  *mem_names(org, pid))
+                hi = min(MEM_N, lo + 9999)
+                r("EVALSHA", sha, 0, lo, hi, part, pid, *MEM_TIMES, keys.membership_field(pid),
+                  *mem_names(org, part, pid, lo, hi))
             return used()
         t0 = time.monotonic()
         base = used()

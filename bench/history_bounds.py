@@ -81,7 +81,7 @@ def main():
                 auth=AUTH, headers=rid)
             code = body["customersPartnerUpdates"][0]["partnerProgramUpdates"][0]["updateStatus"]["code"]
             assert s == 200 and code == 200, body
-        hk, fk = keys.hist("max", cid), keys.feed("max")
+        hk, fk = keys.hist("max", cid), keys.feed_of("max", cid)   # its feed partition
         entries = st.redis("LRANGE", hk, 0, -1)
         sizes = [len(e) for e in entries]
         print("history-max %d, escape %s" % (a.history_max, a.escape))

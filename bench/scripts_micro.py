@@ -30,22 +30,33 @@ from harness import Redis, free_port  # noqa: E402
 
 N = 20000
 ORG = "mb"
-# Customers ARGV[1] .. ARGV[2]; the key and field names come from src/keys.h (LOADER_NAMES):
-# the customer hash's name around its CID in ARGV[3] and ARGV[4], the mobile index in
-# ARGV[5], the fields of the memberships of programs 1 and 2 in ARGV[6] and ARGV[7].
+# Customers ARGV[1] .. ARGV[2]; the field names come from src/keys.h: the memberships of
+# programs 1 and 2 in ARGV[3] and ARGV[4]; then per customer the key names of key layout 2
+# (loader_names: keys.py derives the tags, Lua has no SipHash): its hash and the bucket of
+# its mobile.
 LOADER = """
-local cpre, cpost, ixm, f1, f2 = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-for c = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+local f1, f2 = ARGV[3], ARGV[4]
+local lo = tonumber(ARGV[1])
+for c = lo, tonumber(ARGV[2]) do
   local mob = string.format('917%09d', c)
-  redis.call('HSET', cpre .. c .. cpost, 'id', c, 'mobile', mob, 'email', 'c' .. c .. '@x.example',
+  local at = 5 + 2 * (c - lo)
+  redis.call('HSET', ARGV[at], 'id', c, 'mobile', mob, 'email', 'c' .. c .. '@x.example',
     'externalId', 'X' .. c, 'v', 1,
     f1, '9:P1-' .. string.format('%06d', c) .. ',6:Silver,w2jgc1c0,,,loyw3v28,loyw3v28',
     f2, '9:P2-' .. string.format('%06d', c) .. ',6:Silver,w2jgc1c0,,,loyw3v28,loyw3v28')
-  redis.call('HSET', ixm, mob, c)
+  redis.call('HSET', ARGV[at + 1], mob, c)
 end
 """
-LOADER_NAMES = keys.cust(ORG, "*").split("*") + [keys.ix(ORG, "mobile"), keys.membership_field(1),
-                                                 keys.membership_field(2)]
+
+
+def loader_names(lo, hi):
+    """LOADER's ARGV[5..]: per customer its hash and its mobile's index bucket."""
+    out = []
+    for c in range(lo, hi + 1):
+        out += [keys.cust(ORG, c), keys.ix(ORG, "mobile", "917%09d" % c)]
+    return out
+
+
 PROG = '{"pid":1,"type":"EXTERNAL","tiers":["Bronze","Silver","Gold"],"cycle":null,"expiresAt":null}'
 VALUES = {"partnerMembershipId": "P1-000001", "partnerTierName": "Silver",
           "partnerTierExpiryDate": "2034-02-01T10:00:00.000Z",
@@ -58,11 +69,13 @@ EVENT = json.dumps({"activityType": "UPDATE", "activityDate": "2026-11-23T07:28:
 
 def lua_text(lua_dir, name):
     """The script as Redis runs it: each "--#include NAME.lua" line replaced by that file of
-    the same directory (what scripts/embed-lua does for partnerd)."""
+    the same directory (what scripts/embed-lua does for partnerd), and the partition tags
+    put in for tags.lua's placeholder (what store.c does when it loads the scripts)."""
     with open(os.path.join(lua_dir, name)) as f:
         lines = f.read().splitlines(True)
-    return "".join(lua_text(lua_dir, ln[len("--#include "):].strip()) if ln.startswith("--#include ")
+    text = "".join(lua_text(lua_dir, ln[len("--#include "):].strip()) if ln.startswith("--#include ")
                    else ln for ln in lines)
+    return text.replace("@LAYOUT_TAGS@", "".join(t.ljust(10) for t in keys.tags()))
 
 
 def main():
@@ -84,7 +97,8 @@ def main():
                 time.sleep(0.05)
         r("HSET", keys.progs(ORG), "UpdProg", PROG)
         for lo in range(1, N + 1, 5000):
-            r("EVAL", LOADER, 0, lo, lo + 4999, *LOADER_NAMES)
+            r("EVAL", LOADER, 0, lo, lo + 4999, keys.membership_field(1), keys.membership_field(2),
+              *loader_names(lo, lo + 4999))
         sha = {k: r("SCRIPT", "LOAD", lua_text(args.lua_dir, k + ".lua")).decode()
                for k in ("begin", "commit")}
 
@@ -101,9 +115,10 @@ def main():
         for it in range(args.iter):
             cids = rng.sample(range(1, N + 1), B)
             tok = "%032x" % it
-            a = [ORG, tok, 5000, keys.rate(ORG, "x"), 0, B]
+            a = [ORG, tok, 5000, keys.rate(ORG, "0" * 32), 0, B]
             for c in cids:
-                a += [1, "mobile", "917%09d" % c, 1, "UpdProg", ""]
+                mob = "917%09d" % c         # (kind, value, its bucket's tag), (program, mid, tag)
+                a += [1, "mobile", mob, keys.tag(keys.bucket_of(mob)), 1, "UpdProg", "", ""]
             u0 = evalsha_usec()
             rep = r("EVALSHA", sha["begin"], 0, *a)
             spent["begin"] += evalsha_usec() - u0
@@ -111,9 +126,9 @@ def main():
             for e in rep:
                 h = dict(zip(e[2][::2], e[2][1::2]))
                 vers[int(e[1])] = h[b"v"].decode()
-            a = [tok, B, 100, keys.feed(ORG), 10000]
+            a = [tok, B, 100, 10000 // keys.LAYOUT_PARTS + 1]
             for c in cids:
-                a += [keys.cust(ORG, c), keys.lock(ORG, c), vers[c], c, keys.hist(ORG, c), 1,
+                a += [keys.cust(ORG, c), keys.lock(ORG, c), vers[c], c, keys.hist(ORG, c), keys.feed_of(ORG, c), 1,
                       keys.membership_field(1),
                       "9:P1-%06d,6:Silver,w2jgc1c%d,,,loyw3v28,loyw3v28" % (c, it % 10), 0, 0, 0, 1, "UPDATE", EVENT]
             a += ["", "", ""]               # no Idempotency-Key: idem_key, idem_token, idem_ttl_ms

@@ -171,8 +171,8 @@ static void ck_classify(struct ck *ck, const char *k, size_t len)
 	char org[65];
 	struct ck_org *o;
 
-	if (kind == STORE_KEY_ORGS || kind == STORE_KEY_CREDS || kind == STORE_KEY_LOGIN_USER ||
-	    kind == STORE_KEY_LOGIN_ADDR)
+	if (kind == STORE_KEY_LAYOUT || kind == STORE_KEY_ORGS || kind == STORE_KEY_CREDS ||
+	    kind == STORE_KEY_LOGIN_USER || kind == STORE_KEY_LOGIN_ADDR)
 		return;
 	if (store_key_tag_org(k, len, org) < 0)
 		goto stray;

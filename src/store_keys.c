@@ -7,6 +7,7 @@
 
 #include "ident.h"
 #include "keys.h"
+#include "layout.h"
 #include "store_keys.h"
 
 const char *const store_ident_name[STORE_NIDENTS] = { "mobile", "email", "externalId" };
@@ -14,6 +15,7 @@ const char *const store_ident_name[STORE_NIDENTS] = { "mobile", "email", "extern
 #define P(...) { __VA_ARGS__ }
 
 const struct store_key_def store_key_defs[STORE_NKEYS] = {
+	[STORE_KEY_LAYOUT] = { KEYS_LAYOUT, "string", P(STORE_PART_NONE) },
 	[STORE_KEY_ORGS] = { KEYS_ORGS, "set", P(STORE_PART_NONE) },
 	[STORE_KEY_CREDS] = { KEYS_CREDS, "hash", P(STORE_PART_NONE) },
 	[STORE_KEY_LOGIN_USER] = { KEYS_LOGIN_FAIL_USER_FMT, "string", P(STORE_PART_HEX32) },
@@ -21,18 +23,24 @@ const struct store_key_def store_key_defs[STORE_NKEYS] = {
 	[STORE_KEY_ORG] = { KEYS_ORG_FMT, "hash", P(STORE_PART_ORG) },
 	[STORE_KEY_PROGS] = { KEYS_PROGS_FMT, "hash", P(STORE_PART_ORG) },
 	[STORE_KEY_PSEQ] = { KEYS_PSEQ_FMT, "string", P(STORE_PART_ORG) },
-	[STORE_KEY_IX] = { KEYS_IX_FMT, "hash", P(STORE_PART_ORG, STORE_PART_IDENT) },
-	[STORE_KEY_MID] = { KEYS_MID_FMT, "hash", P(STORE_PART_ORG, STORE_PART_PID) },
-	[STORE_KEY_CUST] = { KEYS_CUST_FMT, "hash", P(STORE_PART_ORG, STORE_PART_CID) },
-	[STORE_KEY_LOCK] = { KEYS_LOCK_FMT, "string", P(STORE_PART_ORG, STORE_PART_CID) },
-	[STORE_KEY_HIST] = { KEYS_HIST_FMT, "list", P(STORE_PART_ORG, STORE_PART_CID) },
-	[STORE_KEY_FEED] = { KEYS_FEED_FMT, "stream", P(STORE_PART_ORG) },
+	[STORE_KEY_IX] = { KEYS_IX_FMT, "hash", P(STORE_PART_TAG, STORE_PART_ORG, STORE_PART_IDENT) },
+	[STORE_KEY_MID] = { KEYS_MID_FMT, "hash", P(STORE_PART_TAG, STORE_PART_ORG, STORE_PART_PID) },
+	[STORE_KEY_CUST] = { KEYS_CUST_FMT, "hash", P(STORE_PART_TAG, STORE_PART_ORG, STORE_PART_CID) },
+	[STORE_KEY_LOCK] = { KEYS_LOCK_FMT, "string", P(STORE_PART_TAG, STORE_PART_ORG, STORE_PART_CID) },
+	[STORE_KEY_HIST] = { KEYS_HIST_FMT, "list", P(STORE_PART_TAG, STORE_PART_ORG, STORE_PART_CID) },
+	[STORE_KEY_FEED] = { KEYS_FEED_FMT, "stream", P(STORE_PART_TAG, STORE_PART_ORG) },
 	/* a rate window: KEYS_RATE_FMT, then ":MINUTE" */
 	[STORE_KEY_RATE] = { KEYS_RATE_FMT ":%s", "string",
-	                     P(STORE_PART_ORG, STORE_PART_HEX32, STORE_PART_DIGITS) },
-	[STORE_KEY_IDEM] = { KEYS_IDEM_FMT, "hash", P(STORE_PART_ORG, STORE_PART_HEX32) },
+	                     P(STORE_PART_TAG, STORE_PART_ORG, STORE_PART_HEX32, STORE_PART_DIGITS) },
+	[STORE_KEY_IDEM] = { KEYS_IDEM_FMT, "hash", P(STORE_PART_TAG, STORE_PART_ORG, STORE_PART_HEX32) },
 	[STORE_KEY_IMPORT] = { KEYS_IMPORT_FMT, "hash", P(STORE_PART_ORG, STORE_PART_HEX) },
 };
+
+int
+store_key_tagged(enum store_key kind)
+{
+	return kind >= 0 && kind < STORE_NKEYS && store_key_defs[kind].part[0] == STORE_PART_TAG;
+}
 
 /* Length of the run of s[0..n) made of the bytes of set. */
 static size_t
@@ -54,11 +62,29 @@ span(const char *s, size_t n, const char *set)
 static size_t
 match_part(enum store_key_part part, const char *k, size_t n, struct store_key_parts *out)
 {
-	size_t m = 0;
+	size_t m = 0, len;
 	int64_t v;
 	int i;
 
 	switch (part) {
+	case STORE_PART_TAG:
+		/* "p<p>.<n>": p a partition with no leading zero, and the whole the tag of p */
+		m = span(k, n, "p0123456789.");
+		if (m < 4 || k[0] != 'p' || !(k[1] >= '0' && k[1] <= '9') || (k[1] == '0' && k[2] != '.'))
+			return 0;
+		for (v = 0, i = 1; i < (int)m && k[i] >= '0' && k[i] <= '9' && v < LAYOUT_PARTS; i++)
+			v = v * 10 + (k[i] - '0');
+		if (v >= LAYOUT_PARTS)
+			return 0;
+		{
+			const char *t = layout_tag((unsigned)v, &len);
+
+			if (len > n || memcmp(k, t, len) != 0 || (len < n && k[len] != '}'))
+				return 0;
+		}
+		out->tagged = 1;
+		out->part = (unsigned)v;
+		return len;
 	case STORE_PART_ORG:
 		m = span(k, n, ORG_CHARS);
 		if (m == 0 || m >= sizeof(out->org))
@@ -86,9 +112,11 @@ match_part(enum store_key_part part, const char *k, size_t n, struct store_key_p
 		}
 		return 0;
 	case STORE_PART_HEX32:
-		return n >= 32 && span(k, 32, "0123456789abcdef") == 32 ? 32 : 0;
 	case STORE_PART_HEX:
-		return span(k, n, "0123456789abcdef");
+		m = part == STORE_PART_HEX ? span(k, n, "0123456789abcdef") :
+		    n >= 32 && span(k, 32, "0123456789abcdef") == 32 ? 32 : 0;
+		out->hex_len = m;       /* hex_at: set by match() */
+		return m;
 	case STORE_PART_DIGITS:
 		return span(k, n, "0123456789");
 	case STORE_PART_NONE:
@@ -115,8 +143,11 @@ match(const struct store_key_def *def, const char *k, size_t len, struct store_k
 		}
 		/* %s, %d or %lld: the kind's next part */
 		f += f[1] == 'l' ? 4 : 2;
-		if (argi == 3 || (m = match_part(def->part[argi++], k + at, len - at, out)) == 0)
+		if (argi == STORE_KEY_MAXPARTS ||
+		    (m = match_part(def->part[argi++], k + at, len - at, out)) == 0)
 			return 0;
+		if (def->part[argi - 1] == STORE_PART_HEX32 || def->part[argi - 1] == STORE_PART_HEX)
+			out->hex_at = at;
 		at += m;
 	}
 	return at == len;
@@ -135,30 +166,98 @@ store_key_classify(const char *k, size_t len, struct store_key_parts *out)
 }
 
 int
+store_key_placed(const char *k, size_t len, int kind, const struct store_key_parts *p)
+{
+	switch (kind) {
+	case STORE_KEY_CUST:
+	case STORE_KEY_LOCK:
+	case STORE_KEY_HIST:
+		return p->part == layout_part_of_cid(p->cid);
+	case STORE_KEY_RATE:
+	case STORE_KEY_IDEM:
+		return p->hex_at + p->hex_len <= len &&
+		       p->part == layout_bucket_of(k + p->hex_at, p->hex_len);
+	default:
+		return 1;
+	}
+}
+
+int
 store_key_tag_org(const char *k, size_t len, char org[65])
 {
 	struct store_key_parts p;
-	size_t m;
+	size_t m, w;
 
 	if (len < 5 || memcmp(k, "pp:{", 4) != 0)
 		return -1;
-	m = match_part(STORE_PART_ORG, k + 4, len - 4, &p);
-	if (m == 0)
-		return -1;
-	k += 4 + m;
-	len -= 4 + m;
-	if (len > 0 && k[0] == ':') {
-		size_t c = match_part(STORE_PART_CID, k + 1, len - 1, &p);
+	k += 4;
+	len -= 4;
+	/* "pp:{TAG}:WORD:ORG" ending there or followed by ':' */
+	m = match_part(STORE_PART_TAG, k, len, &p);
+	if (m > 0 && len > m + 1 && k[m] == '}' && k[m + 1] == ':') {
+		const char *r = k + m + 2;
+		size_t rn = len - m - 2, o;
 
-		if (c == 0)
-			return -1;
-		k += 1 + c;
-		len -= 1 + c;
+		w = span(r, rn, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+		if (w > 0 && w < rn && r[w] == ':') {
+			o = match_part(STORE_PART_ORG, r + w + 1, rn - w - 1, &p);
+			if (o > 0 && (w + 1 + o == rn || r[w + 1 + o] == ':')) {
+				memcpy(org, p.org, sizeof(p.org));
+				return 0;
+			}
+		}
 	}
-	if (len < 2 || k[0] != '}' || k[1] != ':')
+	/* "pp:{ORG}:" and something */
+	m = match_part(STORE_PART_ORG, k, len, &p);
+	if (m == 0 || len < m + 3 || k[m] != '}' || k[m + 1] != ':')
 		return -1;
 	memcpy(org, p.org, sizeof(p.org));
 	return 0;
+}
+
+/* The name of kind in partition part (LAYOUT_PARTS: every partition, the tag "*") with
+ * org and id (both checked by the callers). */
+static const char *
+name_tagged(char *buf, size_t sz, const struct store_key_def *d, unsigned part, const char *org,
+            int64_t id)
+{
+	const char *t = part == LAYOUT_PARTS ? "*" : layout_tag(part, NULL);
+
+	switch (d->part[2]) {
+	case STORE_PART_NONE:
+		snprintf(buf, sz, d->pattern, t, org);
+		break;
+	case STORE_PART_CID:
+		snprintf(buf, sz, d->pattern, t, org, (long long)id);
+		break;
+	case STORE_PART_PID:
+		snprintf(buf, sz, d->pattern, t, org, (int)id);
+		break;
+	case STORE_PART_IDENT:
+		snprintf(buf, sz, d->pattern, t, org, store_ident_name[id]);
+		break;
+	default:
+		break;
+	}
+	return buf;
+}
+
+/* 1 when id is in range for the kind's id part (p: its index in the parts). */
+static int
+id_ok(const struct store_key_def *d, int p, int64_t id)
+{
+	switch (d->part[p]) {
+	case STORE_PART_NONE:
+		return 1;
+	case STORE_PART_CID:
+		return 1;
+	case STORE_PART_PID:
+		return id > 0 && id <= 0x7fffffff;
+	case STORE_PART_IDENT:
+		return id >= 0 && id < STORE_NIDENTS;
+	default:
+		return 0;
+	}
 }
 
 const char *
@@ -169,16 +268,30 @@ store_key_name(char *buf, size_t sz, enum store_key kind, const char *org, int64
 	buf[0] = '\0';
 	if (d->part[0] == STORE_PART_NONE) {
 		snprintf(buf, sz, "%s", d->pattern);
-	} else if (d->part[0] != STORE_PART_ORG) {
-		return buf;
-	} else if (d->part[1] == STORE_PART_NONE) {
-		snprintf(buf, sz, d->pattern, org);
-	} else if (d->part[1] == STORE_PART_CID) {
-		snprintf(buf, sz, d->pattern, org, (long long)id);
-	} else if (d->part[1] == STORE_PART_PID) {
-		snprintf(buf, sz, d->pattern, org, (int)id);
-	} else if (d->part[1] == STORE_PART_IDENT && id >= 0 && id < STORE_NIDENTS) {
-		snprintf(buf, sz, d->pattern, org, store_ident_name[id]);
+	} else if (d->part[0] == STORE_PART_ORG) {
+		if (d->part[1] == STORE_PART_NONE)
+			snprintf(buf, sz, d->pattern, org);
+	} else if (kind == STORE_KEY_FEED) {
+		if (id >= 0 && id < LAYOUT_PARTS)
+			name_tagged(buf, sz, d, (unsigned)id, org, 0);
+	} else if (d->part[2] == STORE_PART_CID) {
+		name_tagged(buf, sz, d, layout_part_of_cid(id), org, id);
+	} else if ((kind == STORE_KEY_IX || kind == STORE_KEY_MID) && id_ok(d, 2, id)) {
+		name_tagged(buf, sz, d, LAYOUT_PARTS, org, id);       /* every bucket: {*} */
 	}
+	return buf;
+}
+
+const char *
+store_key_name_at(char *buf, size_t sz, enum store_key kind, unsigned part, const char *org,
+                  int64_t id)
+{
+	const struct store_key_def *d = &store_key_defs[kind];
+
+	if (d->part[0] != STORE_PART_TAG)
+		return store_key_name(buf, sz, kind, org, id);
+	buf[0] = '\0';
+	if (part < LAYOUT_PARTS && d->part[3] == STORE_PART_NONE && id_ok(d, 2, id))
+		name_tagged(buf, sz, d, part, org, id);
 	return buf;
 }

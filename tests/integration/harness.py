@@ -662,12 +662,14 @@ class Stack:
             raise
 
     def keys(self, pattern=layout.ALL):
+        """The key names matching pattern: a glob, or a keys.Select (keys.of_org,
+        keys.of_customer: a glob and a filter)."""
         out, cursor = set(), b"0"
         while True:
-            cursor, batch = self.redis("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            cursor, batch = self.redis("SCAN", cursor, "MATCH", str(pattern), "COUNT", 1000)
             out.update(_s(k) for k in batch)
             if cursor in (b"0", "0"):
-                return sorted(out)
+                return sorted(k for k in out if layout.wanted(pattern, k))
 
     _READERS = {"string": ("GET",), "hash": ("HGETALL",), "set": ("SMEMBERS",),
                 "list": ("LRANGE", 0, -1), "zset": ("ZRANGE", 0, -1, "WITHSCORES"),
@@ -716,6 +718,17 @@ class Stack:
                 per_key[k] = d
         return hashlib.sha256(repr(sorted(per_key.items())).encode()).hexdigest(), per_key
 
+    def hashes(self, names):
+        """{field: value} (str) of the hashes named, merged (pipelined HGETALL): a whole
+        index from its buckets, keys.mids(org, pid) or keys.ixs(org, kind)."""
+        self.redis("PING")                      # (re)connects if needed
+        out = {}
+        for v in self._redis.pipeline([("HGETALL", k) for k in names]):
+            if isinstance(v, RedisError):
+                raise v
+            out.update((_s(v[i]), _s(v[i + 1])) for i in range(0, len(v or []), 2))
+        return out
+
     def pid(self, program, org="acme"):
         raw = self.redis("HGET", layout.progs(org), program)
         if raw is None:
@@ -734,8 +747,9 @@ class Stack:
                    encode_membership(m))
 
     def mid_holder(self, program, mid, org="acme"):
-        """The customer id that pp:{ORG}:mid:PID maps membership id mid to, or None."""
-        raw = self.redis("HGET", layout.mid(org, self.pid(program, org)), mid)
+        """The customer id that the membership-id claims of program (keys.mid: the bucket
+        of mid) map membership id mid to, or None."""
+        raw = self.redis("HGET", layout.mid(org, self.pid(program, org), mid), mid)
         return None if raw is None else int(raw)
 
     # -- http --------------------------------------------------------------

@@ -70,11 +70,10 @@ def test_bounds_a_membership_stored_before_the_limits_accepts_only_a_delink(stac
     _, st = link1(stack, by_mobile(c), item("AcmeAir", stack.uid(), "Bronze"))
     assert_codes(st, [200])
     m = stack.membership(c["id"], "AcmeAir")
-    ix = keys.mid("acme", stack.pid("AcmeAir"))
-    stack.redis("HDEL", ix, m["mid"])
+    stack.redis("HDEL", keys.mid("acme", stack.pid("AcmeAir"), m["mid"]), m["mid"])
     m["mid"] = "L" * 100000                 # as a partnerd without limits stored it
     stack.set_membership(c["id"], "AcmeAir", m)
-    stack.redis("HSET", ix, m["mid"], c["id"])
+    stack.redis("HSET", keys.mid("acme", stack.pid("AcmeAir"), m["mid"]), m["mid"], c["id"])
     with unchanged(stack):
         _, st = update1(stack, by_mobile(c), upd("AcmeAir", "UPGRADE", "Gold"))
         assert_codes(st, [2002])

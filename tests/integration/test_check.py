@@ -67,8 +67,6 @@ def hkey(cid):
     return keys.hist("acme", cid)
 
 
-FEED = keys.feed("acme")
-
 
 def history(stack, cid):
     return [json.loads(x) for x in stack.redis("LRANGE", hkey(cid), 0, -1)]
@@ -303,11 +301,11 @@ def test_check_reports_relink_activities_the_membership_does_not_match(stack):
     _, st = update1(stack, by_mobile(c), cancel("AcmeDays"))
     assert_codes(st, [200])
     expect_clean(stack)
-    with planted(stack, ckey(cid), keys.mid("acme", stack.pid("AcmeDays"))):
+    with planted(stack, ckey(cid), keys.mid("acme", stack.pid("AcmeDays"), m2)):
         m = stack.membership(cid, "AcmeDays")
         m["rl"] = {"mid": m2, "tier": "Premium", "exp": None, "start": 1932000000000, "end": None}
         stack.redis("HSET", ckey(cid), field, harness.encode_membership(m))
-        stack.redis("HSET", keys.mid("acme", stack.pid("AcmeDays")), m2, str(cid))
+        stack.redis("HSET", keys.mid("acme", stack.pid("AcmeDays"), m2), m2, str(cid))
         viol = expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
                                 'is RELINK_CANCELLED, but a relink is pending')
         assert len(about(viol, cid)) == 1, about(viol, cid)
@@ -317,9 +315,9 @@ def test_check_reports_relink_activities_the_membership_does_not_match(stack):
     _, st = delink1(stack, by_mobile(c), "AcmeDays")
     assert_codes(st, [200])
     expect_clean(stack)
-    with planted(stack, ckey(cid), keys.mid("acme", stack.pid("AcmeDays"))):
+    with planted(stack, ckey(cid), keys.mid("acme", stack.pid("AcmeDays"), m1)):
         stack.redis("HSET", ckey(cid), field, saved)
-        stack.redis("HSET", keys.mid("acme", stack.pid("AcmeDays")), m1, str(cid))
+        stack.redis("HSET", keys.mid("acme", stack.pid("AcmeDays"), m1), m1, str(cid))
         viol = expect_violation(stack, 'org acme: customer %d: program "AcmeDays"' % cid,
                                 'is DELINK, but the customer holds a membership (mid "%s" tier "Basic")' % m1)
         assert len(about(viol, cid)) == 1, about(viol, cid)
@@ -344,7 +342,8 @@ def test_check_reports_change_feed_entries_that_break_the_format(stack):
     c = linked(stack, item("AcmeShop", stack.uid()))
     cid = c["id"]
     ev = history(stack, cid)[0]
-    assert stack.redis("TYPE", FEED) == "stream"
+    fkey = keys.feed_of("acme", cid)       # the partition of the customer's entries
+    assert stack.redis("TYPE", fkey) == "stream"
     good = ["v", "1", "type", "LINK", "customerId", str(cid), "event", enc(ev)]
     cases = [
         (["v", "2"] + good[2:], "has a version v that is not 1"),
@@ -357,17 +356,17 @@ def test_check_reports_change_feed_entries_that_break_the_format(stack):
         (good[:4] + ["customerId", str(cid + 1)] + good[6:], "has an event whose customerId is not the entry's"),
     ]
     for fields, text in cases:
-        with planted(stack, FEED):
-            stack.redis("XADD", FEED, "*", *fields)
-            expect_violation(stack, "org acme: customer", text, "change feed %s entry" % FEED)
+        with planted(stack, fkey):
+            stack.redis("XADD", fkey, "*", *fields)
+            expect_violation(stack, "org acme: customer", text, "change feed %s entry" % fkey)
         expect_clean(stack)
-    with planted(stack, FEED):
-        stack.redis("XADD", FEED, "*", *(["v", "2"] + good[2:]))
+    with planted(stack, fkey):
+        stack.redis("XADD", fkey, "*", *(["v", "2"] + good[2:]))
         expect_violation(stack, 'org acme: customer %d: program "AcmeShop": change feed' % cid,
                          "has a version v that is not 1")
     expect_clean(stack)
-    with planted(stack, FEED):
-        stack.redis("DEL", FEED)
-        stack.redis("SET", FEED, "not a stream")
-        expect_violation(stack, "org acme: change feed %s is not a stream" % FEED)
+    with planted(stack, fkey):
+        stack.redis("DEL", fkey)
+        stack.redis("SET", fkey, "not a stream")
+        expect_violation(stack, "org acme: change feed %s is not a stream" % fkey)
     expect_clean(stack)

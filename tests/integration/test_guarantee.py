@@ -247,7 +247,7 @@ def test_guarantee_two_customers_racing_for_one_membership_id_exactly_one_wins()
                 continue
             winner = a if codes[a] == 200 else b
             wins[winner] += 1
-            holder = st.redis("HGET", keys.mid(ORG, pid), mid)
+            holder = st.redis("HGET", keys.mid(ORG, pid, mid), mid)
             if holder is None or int(holder) != winner:
                 problems.append("round %d: index maps %s to %r, winner %d" % (rnd, mid, holder, winner))
             loser = b if winner == a else a
@@ -421,8 +421,8 @@ def test_guarantee_writer_stalled_across_a_relinks_start_never_leaves_the_old_id
             m = memberships(st, x)["Supp"]
             if m["mid"] != b or m["rl"] is not None:
                 problems.append("X should hold B with no relink pending: %r" % m)
-            holders = [st.redis("HGET", keys.mid(ORG, json.loads(
-                st.redis("HGET", keys.progs(ORG), "Supp"))["pid"]), mid) for mid in (a, b)]
+            supp = json.loads(st.redis("HGET", keys.progs(ORG), "Supp"))["pid"]
+            holders = [st.redis("HGET", keys.mid(ORG, supp, mid), mid) for mid in (a, b)]
             if holders != [str(y).encode(), str(x).encode()]:
                 problems.append("index of A, B: want Y, X, got %r" % holders)
             ctl_check(st, problems)

@@ -649,7 +649,7 @@ def _t(stack):
     assert _outcome((st, _, body), LINK) == (1000, [200]), body
     got = {p["partnerProgramName"]: p for p in read_programs(stack, "id", str(c["id"]))["partnerPrograms"]}
     assert got["AcmeShop"]["partnerMembershipId"] == mid, repr(got["AcmeShop"]["partnerMembershipId"])
-    assert stack.redis("HGET", keys.mid("acme", stack.pid("AcmeShop")), mid.encode()) == str(c["id"]).encode()
+    assert stack.redis("HGET", keys.mid("acme", stack.pid("AcmeShop"), mid), mid.encode()) == str(c["id"]).encode()
     # a membership id differing only after the NUL is another id
     other = stack.customer()
     st, _, body = stack.post(LINK, {"linkCustomers": [entry(by_mobile(other), item("AcmeShop", "a\u0000c-" + mid[4:]))]})

@@ -83,7 +83,7 @@ def chash(stack, cid):
 
 
 def holder(stack, kind, value):
-    v = stack.redis("HGET", keys.ix(ORG, kind), value)
+    v = stack.redis("HGET", keys.ix(ORG, kind, value), value)
     return None if v is None else int(v)
 
 

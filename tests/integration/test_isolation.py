@@ -206,7 +206,7 @@ def test_isolation_body_fields_naming_an_org_are_ignored(stack):
     assert stack.membership(cid, "SharedPlain", org="isob") is not None
 
 
-def test_isolation_org_b_keys_carry_only_org_b_hash_tags(stack):
+def test_isolation_a_write_of_org_b_creates_only_org_b_keys(stack):
     cid, = _ids(stack)
     before = set(stack.keys(keys.ALL))
     link1(stack, {"id": cid}, item("SharedPlain", _mid(stack)), auth=ISOB)

@@ -687,21 +687,23 @@ def test_customer_locked_by_another_change_answers_2010_in_bounded_time(stack):
 
 
 def test_store_failure_during_an_item_reports_2001_and_applies_nothing(stack):
-    # AcmeSpare is used by this test only. Its membership-id index is made a string, so
-    # that every Redis command on it fails (WRONGTYPE) while the rest of the store works.
+    # AcmeSpare is used by this test only. The bucket of its membership-id claims that
+    # holds mid is made a string, so that every Redis command on it fails (WRONGTYPE)
+    # while the rest of the store works.
     a, b = stack.customers(2)
-    idx = keys.mid("acme", stack.pid("AcmeSpare"))
+    mid = stack.uid()
+    idx = keys.mid("acme", stack.pid("AcmeSpare"), mid)
     assert stack.redis("EXISTS", idx) == 0
     stack.redis("SET", idx, "not-a-hash")
     try:
         with unchanged(stack, keys.cust("acme", a["id"])):
-            st, _, body = stack.post(LINK, {"linkCustomers": [entry(by_mobile(a), item("AcmeSpare", stack.uid()))]})
+            st, _, body = stack.post(LINK, {"linkCustomers": [entry(by_mobile(a), item("AcmeSpare", mid))]})
         assert st == 200, "HTTP %s %r (a store failure during an item is that item's 2001)" % (st, body)
         assert_code(body["linkCustomers"][0]["customer"]["status"], 1000, "customer")
         assert_codes([body["linkCustomers"][0]["linkToPartnerPrograms"][0]["partnerLinkStatus"]], [2001])
         # a sibling entry for another customer of the same request is not harmed by it
         mb = stack.uid()
-        body = post_link(stack, [entry(by_mobile(a), item("AcmeSpare", stack.uid())),
+        body = post_link(stack, [entry(by_mobile(a), item("AcmeSpare", mid)),
                                  entry(by_mobile(b), item("AcmeShop", mb))])
         assert_codes([body["linkCustomers"][0]["linkToPartnerPrograms"][0]["partnerLinkStatus"]], [2001])
         assert_codes([body["linkCustomers"][1]["linkToPartnerPrograms"][0]["partnerLinkStatus"]], [200])
@@ -718,12 +720,13 @@ def test_store_failure_releases_every_customer_lock_the_request_took(stack):
     # The same broken AcmeSpare index as above, in the second entry of a request: the
     # failure must not leave the first entry's customer locked until the lock expires.
     a, b = stack.customers(2)
-    idx = keys.mid("acme", stack.pid("AcmeSpare"))
+    mid = stack.uid()
+    idx = keys.mid("acme", stack.pid("AcmeSpare"), mid)
     saved = stack.redis("DUMP", idx)   # the test above may have left real entries in it
     stack.redis("SET", idx, "not-a-hash")
     try:
         st, _, body = stack.post(LINK, {"linkCustomers": [entry(by_mobile(a), item("AcmeShop", stack.uid())),
-                                                          entry(by_mobile(b), item("AcmeSpare", stack.uid()))]})
+                                                          entry(by_mobile(b), item("AcmeSpare", mid))]})
         assert st in (200, 503), "HTTP %s %r" % (st, body)
         left = [c["id"] for c in (a, b) if stack.redis("EXISTS", keys.lock("acme", c["id"]))]
     finally:

@@ -438,8 +438,8 @@ def test_random_requests_agree_with_a_model_of_the_rules(stack):
                             % (cid, h["total"], [a["activityType"] for a in h["activities"]][:12], len(wh), wh[:12]))
     # the membership-id index agrees with the model for the pool of ids
     for name in LIVE:
-        raw = stack.redis("HGETALL", keys.mid("acme", stack.pid(name))) or []
-        idx = dict((raw[i].decode(), int(raw[i + 1])) for i in range(0, len(raw), 2) if raw[i].decode() in mids)
+        raw = stack.hashes(keys.mids("acme", stack.pid(name)))
+        idx = dict((m, int(c)) for m, c in raw.items() if m in mids)
         if idx != model.index[name]:
             problems.append("%s membership-id index %r, model %r" % (name, idx, model.index[name]))
     fed = len(feed_after(stack, feed0))

@@ -357,7 +357,8 @@ def test_a_due_relink_in_an_older_partnerds_json_value_frees_its_old_id_too(stac
          "rl": {"mid": b, "tier": None, "exp": None, "start": start, "end": add_months(start, 12)}}
     pid = stack.pid("AcmePlus")
     stack.redis("HSET", keys.cust("acme", x["id"]), keys.membership_field(pid), json.dumps(m, separators=(",", ":")))
-    stack.redis("HSET", keys.mid("acme", pid), a, str(x["id"]), b, str(x["id"]))
+    stack.redis("HSET", keys.mid("acme", pid, a), a, str(x["id"]))
+    stack.redis("HSET", keys.mid("acme", pid, b), b, str(x["id"]))
     check_passes(stack, "acme")
     _, st = link1(stack, by_mobile(y), item("AcmePlus", a))
     assert_codes(st, [200])

@@ -15,8 +15,11 @@ the same parser). Fails when:
     `pp:...` pattern a script's comments mention;
   - a test of tests/integration, or a bench/*.py script, writes a key name (or the m:PID
     field) as a literal instead of building it with tests/integration/keys.py (a string
-    that starts with the key space's prefix "pp:", or with "m:%").
-Then it proves that it can fail: each check runs again on copies of the three sources
+    that starts with the key space's prefix "pp:", or with "m:%");
+  - keys.py's partition math (tag, hash64, part_of_cid, bucket_of, the tags' fingerprint)
+    gives another value than a known vector of tests/unit/test_layout.c (the C side's pins:
+    they are read from that file, so a layout change there must be made here too).
+Then it proves that it can fail: each check runs again on copies of the sources
 with one thing broken (a key renamed in keys.h, a row dropped from DATA-MODEL.md, a type
 changed, a script building an undocumented key...) and must report it.
 
@@ -260,8 +263,10 @@ def check_lua(klist, doc, scripts):
             built = "".join(text_of)
             lone = len(terms) == 1
             if lone and built.startswith("^" + prefix):
-                # a Lua match pattern taking a key apart: its captures are run-time values
+                # a Lua match pattern taking a key apart: its captures, and the sets and
+                # classes it skips (`{[^}]*}`: any tag), are run-time values
                 built = re.sub(r"\((?:[^()%]|%.)*\)", VAR, built[1:]).rstrip("$")
+                built = re.sub(r"\[\^?(?:%.|[^\]%])+\][*+-]?|%[a-zA-Z][*+-]?|\.[*+-]", VAR, built)
             if built.startswith(prefix):
                 if var is not None:
                     bound[var] = built
@@ -342,6 +347,120 @@ def check_tests(klist, tests):
     return probs
 
 
+# ---- keys.py's partition math against test_layout.c's vectors ------------------------
+
+_C_INT = {"INT64_MAX": str(2 ** 63 - 1), "INT64_MIN": str(-2 ** 63)}
+
+
+def _c_string(lit):
+    """The bytes of a C string literal's text (the escapes test_layout.c uses)."""
+    return re.sub(rb"\\([0-7]{1,3}|.)", lambda m: bytes([int(m.group(1), 8)]) if m.group(1)[:1].isdigit()
+                  else {b"n": b"\n", b"t": b"\t"}.get(m.group(1), m.group(1)), lit.encode())
+
+
+def check_vectors(text):
+    """Problems between keys.py's layout math and the known vectors of test_layout.c."""
+    probs = []
+    found = dict(tag=0, hash=0, part=0, bucket=0, fingerprint=0)
+    for m in re.finditer(r'CHECK_EQ_STR\(layout_tag\(([0-9]+), NULL\), "([^"]*)"\)', text):
+        found["tag"] += 1
+        if keys.tag(int(m.group(1))) != m.group(2):
+            probs.append("keys.tag(%s) is %r, test_layout.c pins %r" % (m.group(1), keys.tag(int(m.group(1))), m.group(2)))
+    for m in re.finditer(r'CHECK\(layout_hash\("((?:[^"\\]|\\.)*)", ([0-9]+)\) == UINT64_C\((0x[0-9a-fA-F]+)\)\)', text):
+        found["hash"] += 1
+        v = _c_string(m.group(1))[:int(m.group(2))]
+        if keys.hash64(v) != int(m.group(3), 16):
+            probs.append("keys.hash64(%r) is 0x%016x, test_layout.c pins %s" % (v, keys.hash64(v), m.group(3)))
+        if keys.siphash24(keys._HASH_KEY, v) != int(m.group(3), 16):     # the pure-Python one too
+            probs.append("keys.siphash24(%r) is 0x%016x, test_layout.c pins %s"
+                         % (v, keys.siphash24(keys._HASH_KEY, v), m.group(3)))
+    for m in re.finditer(r'CHECK_EQ_INT\(layout_part_of_cid\((-?[0-9]+|INT64_MAX|INT64_MIN)\), ([0-9]+)\)', text):
+        found["part"] += 1
+        cid = _C_INT.get(m.group(1), m.group(1))
+        if keys.part_of_cid(cid) != int(m.group(2)):
+            probs.append("keys.part_of_cid(%s) is %d, test_layout.c pins %s" % (cid, keys.part_of_cid(cid), m.group(2)))
+    for m in re.finditer(r'CHECK_EQ_INT\(layout_bucket_of\("((?:[^"\\]|\\.)*)", ([0-9]+)\), ([0-9]+)\)', text):
+        found["bucket"] += 1
+        v = _c_string(m.group(1))[:int(m.group(2))]
+        if keys.bucket_of(v) != int(m.group(3)):
+            probs.append("keys.bucket_of(%r) is %d, test_layout.c pins %s" % (v, keys.bucket_of(v), m.group(3)))
+    m = re.search(r"fp = fp \* 1000003u \^ layout_hash\(t, len\);.*?CHECK\(fp == UINT64_C\((0x[0-9a-fA-F]+)\)\)",
+                  text, re.S)
+    if m:
+        found["fingerprint"] += 1
+        fp = 0
+        for t in keys.tags():
+            fp = ((fp * 1000003) & (2 ** 64 - 1)) ^ keys.hash64(t)
+        if fp != int(m.group(1), 16):
+            probs.append("keys.tags()' fingerprint is 0x%016x, test_layout.c pins %s" % (fp, m.group(1)))
+    for what, n in sorted(found.items()):
+        if n == 0:
+            probs.append("tests/unit/test_layout.c: no %s vector found (the shapes this check reads: "
+                         "update tests/keys/check_keys.py)" % what)
+    return probs
+
+
+# ---- keys.py's builders and selections ------------------------------------------------
+
+def check_builders():
+    """Problems with keys.py's builders: each key's TAG is the one layout 2 gives it, parse
+    takes every built name back, globs and the Selects of of_org / of_customer keep exactly
+    their keys."""
+    probs = []
+    hexa = "0123456789abcdef" * 2
+    t = keys.tag
+    want = [
+        (keys.cust("acme", 42), "CUST", t(keys.part_of_cid(42))),
+        (keys.lock("acme", 42), "LOCK", t(keys.part_of_cid(42))),
+        (keys.hist("acme", 65563), "HIST", t(keys.part_of_cid(65563))),
+        (keys.feed("acme", 7), "FEED", t(7)),
+        (keys.feed_of("acme", 42), "FEED", t(keys.part_of_cid(42))),
+        (keys.ix("acme", "email", "a@b.nl"), "IX", t(keys.bucket_of("a@b.nl"))),
+        (keys.mid("acme", 3, "M-1"), "MID", t(keys.bucket_of("M-1"))),
+        (keys.idem("acme", hexa), "IDEM", t(keys.bucket_of(hexa))),
+        (keys.rate("acme", hexa), "RATE", t(keys.bucket_of(hexa))),
+    ]
+    for name, kind, tag in want:
+        p = keys.parse(name)
+        if p is None or p[0] != kind or p[1].get("tag") != tag or p[1].get("org") != "acme" \
+                or keys.placed_right(name) is not True:
+            probs.append("keys.py: %s parses as %r, placed_right %r; want %s with tag %s"
+                         % (name, p, keys.placed_right(name), kind, tag))
+    for name in (keys.org("acme"), keys.LAYOUT, keys.ORGS, keys.import_("acme", "0a")):
+        if keys.parse(name) is None:
+            probs.append("keys.py: %s does not parse" % name)
+    wrong = keys.build("CUST", t((keys.part_of_cid(42) + 1) % keys.LAYOUT_PARTS), "acme", 42)
+    if keys.placed_right(wrong) is not False:
+        probs.append("keys.py: placed_right(%s) is not False" % wrong)
+    if keys.lock("acme", "*") != keys.build("LOCK", "*", "acme", "*") or "{*}" not in keys.feed("acme", "*"):
+        probs.append("keys.py: a \"*\" argument does not make the tag \"*\"")
+    if keys.mid("acme", 1, "*3\r\n$3*") != keys.build("MID", t(keys.bucket_of("*3\r\n$3*")), "acme", 1):
+        probs.append("keys.py: a membership id holding \"*\" is not hashed to its bucket")
+    if len(set(keys.feeds("acme"))) != keys.LAYOUT_PARTS or len(set(keys.mids("acme", 1))) != keys.LAYOUT_PARTS:
+        probs.append("keys.py: feeds / mids do not name %d distinct keys" % keys.LAYOUT_PARTS)
+    sel = keys.of_customer("acme", 42)
+    ins = [keys.cust("acme", 42), keys.lock("acme", 42), keys.hist("acme", 42)]
+    outs = [keys.cust("acme", 43), keys.cust("acmex", 42), keys.build("MID", keys.tag(keys.part_of_cid(42)), "acme", 42),
+            keys.feed_of("acme", 42)]
+    for k in ins + outs:
+        if keys.wanted(sel, k) != (k in ins) or (k in ins and not _glob_match(str(sel), k)):
+            probs.append("keys.py: of_customer(\"acme\", 42) %s %s" % ("misses" if k in ins else "takes", k))
+    sel = keys.of_org("acme")
+    ins = [keys.org("acme"), keys.cust("acme", 1), keys.feed("acme", 0), keys.ix("acme", "mobile", "+31"),
+           keys.rate("acme", hexa) + ":123", keys.build("CUST", "p0.1", "acme", 5)]
+    outs = [keys.org("acmex"), keys.cust("acmex", 1), keys.feed("xacme", 0), keys.ORGS, keys.LAYOUT]
+    for k in ins + outs:
+        if keys.wanted(sel, k) != (k in ins) or (k in ins and not _glob_match(str(sel), k)):
+            probs.append("keys.py: of_org(\"acme\") %s %s" % ("misses" if k in ins else "takes", k))
+    return probs
+
+
+def _glob_match(glob, key):
+    """Redis's glob (* and ? only, as the selections use them)."""
+    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
+    return re.fullmatch(rx, key, re.S) is not None
+
+
 # ---- the whole check, and proof that it can fail --------------------------------------
 
 def read(path):
@@ -382,11 +501,33 @@ def replace_once(text, old, new, where):
     return text.replace(old, new, 1)
 
 
-# (what is broken, function (header, doc, scripts) -> broken copies, a text the report must hold)
+# (what is broken, function (header, doc, scripts, tests) -> broken copies, a text the
+# report must hold)
 def _lua(name, old, new):
     def f(h, d, s, t):
         s = dict(s)
         s[name] = replace_once(s[name], old, new, name)
+        return h, d, s, t
+    return f
+
+
+def _lua_re(rx, repl, every=False):
+    """Breaks the first script (by name) where regex rx matches, its first match replaced
+    by repl; every: each match of every script. (The scripts' exact text is theirs: the
+    breaks look for the construct, not for one line.)"""
+    def f(h, d, s, t):
+        s = dict(s)
+        hit = False
+        for name in sorted(s):
+            new, n = re.subn(rx, repl, s[name], count=0 if every else 1)
+            if n:
+                s[name] = new
+                hit = True
+                if not every:
+                    break
+        if not hit:
+            raise AssertionError("the self-test's /%s/ is in no script of src/lua: update "
+                                 "tests/keys/check_keys.py" % rx)
         return h, d, s, t
     return f
 
@@ -408,56 +549,71 @@ def _test(name, old, new):
 
 
 BREAKS = [
-    ("a key renamed in keys.h only", _hdr('"pp:{%s:%lld}:h"', '"pp:{%s:%lld}:hist"'),
+    ("a key renamed in keys.h only", _hdr('"pp:{%s}:h:%s:%lld"', '"pp:{%s}:hist:%s:%lld"'),
      "KEYS_HIST"),
-    ("a key's conversion renamed in keys.h only", _hdr("/* ORG, PID */", "/* ORG, PROG */"),
-     "pp:{ORG}:mid:PROG"),
+    ("a key's conversion renamed in keys.h only", _hdr("/* TAG, ORG, PID */", "/* TAG, ORG, PROG */"),
+     "pp:{TAG}:mid:ORG:PROG"),
     ("a new key in keys.h, undocumented",
      _hdr("#endif", "/* SET: x. */\n#define KEYS_X_FMT \"pp:{%s}:x\"  /* ORG */\n#endif"), "KEYS_X"),
-    ("a key in keys.h without a type", _hdr("/* STREAM: the org's change feed", "/* the org's change feed"),
+    ("a key in keys.h without a type",
+     _hdr("/* STREAM: one partition of the org's change feed", "/* one partition of the org's change feed"),
      "KEYS_FEED has no type"),
     ("a key in keys.h whose comment names no conversions",
-     _hdr('"pp:{%s}:feed"         /* ORG */', '"pp:{%s}:feed"'), "must name the conversions"),
-    ("CID written with %d in keys.h", _hdr('"pp:{%s:%lld}:lock"', '"pp:{%s:%d}:lock"'), "CID is %d"),
-    ("a key table row dropped from DATA-MODEL.md", _doc("| `pp:{ORG}:feed` |", "| `pp:{ORG}:fed` |"),
-     "`pp:{ORG}:feed`"),
+     _hdr('"pp:{%s}:feed:%s"      /* TAG, ORG */', '"pp:{%s}:feed:%s"'), "must name the conversions"),
+    ("CID written with %d in keys.h", _hdr('"pp:{%s}:lock:%s:%lld"', '"pp:{%s}:lock:%s:%d"'), "CID is %d"),
+    ("the layout marker missing from DATA-MODEL.md", _doc("| `pp:layout` |", "| `pp:layouts` |"),
+     "KEYS_LAYOUT"),
+    ("a key table row dropped from DATA-MODEL.md", _doc("| `pp:{TAG}:feed:ORG` |", "| `pp:{TAG}:fed:ORG` |"),
+     "`pp:{TAG}:feed:ORG`"),
+    ("a partitioned key documented with its layout-1 name",
+     _doc("| `pp:{TAG}:mid:ORG:PID` |", "| `pp:{ORG}:mid:PID` |"), "`pp:{TAG}:mid:ORG:PID`"),
     ("an undocumented-in-C key in DATA-MODEL.md",
      _doc("| `pp:{ORG}:pseq` |", "| `pp:{ORG}:spare` | SET | x |\n| `pp:{ORG}:pseq` |"),
      "pp:{ORG}:spare"),
-    ("a type changed in DATA-MODEL.md", _doc("| `pp:{ORG:CID}:h` | LIST |", "| `pp:{ORG:CID}:h` | SET |"),
+    ("a type changed in DATA-MODEL.md", _doc("| `pp:{TAG}:h:ORG:CID` | LIST |", "| `pp:{TAG}:h:ORG:CID` | SET |"),
      "DATA-MODEL.md says SET"),
     ("the rate key's suffix dropped from DATA-MODEL.md",
-     _doc("`pp:{ORG}:rate:HEX:MINUTE`", "`pp:{ORG}:rate:HEX`"), "KEYS_RATE"),
+     _doc("`pp:{TAG}:rate:ORG:HEX:MINUTE`", "`pp:{TAG}:rate:ORG:HEX`"), "KEYS_RATE"),
     ("the membership field undocumented", _doc("`m:PID` (one field per membership", "(one field per membership"),
      "KEYS_MEMBERSHIP_FIELD"),
-    ("a script building a key from a local prefix", _lua("begin.lua", "tag .. 'lock'", "tag .. 'locks'"),
-     "begin.lua"),
-    ("a script building a whole key", _lua("read.lua", "'}:ix:' .. kind", "'}:index:' .. kind"),
-     "read.lua"),
-    ("a script with an undocumented prefix", _lua("begin.lua", "local prefix = 'pp:{' .. org .. '}:'",
-                                                  "local prefix = 'pp:[' .. org .. ']:'"),
+    ("a script building a customer's key of another kind", _lua_re(r"\}:lock:'", "}:locks:'"), "builds"),
+    ("a script building an index bucket's key of another shape", _lua_re(r"\}:ix:'", "}:index:'"), "builds"),
+    ("a script building a customer's key in layout 1",
+     _lua_re(r"'pp:\{' \.\. (\w+\([^()]*\)|\w+) \.\. '\}:c:' \.\. org \.\. ':' \.\. (\w+)",
+             r"'pp:{' .. org .. ':' .. \2 .. '}:c'"), "builds"),
+    ("a script with an undocumented prefix in a local", _lua_re(r"local (\w+) = 'pp:\{' \.\. ", r"local \1 = 'pp:[' .. "),
      "the prefix"),
-    ("a script's key pattern", _lua("commit.lua", "}:mid:(%d+)$'", "}:mids:(%d+)$'"), "commit.lua"),
-    ("a script appending another suffix", _lua("read.lua", "ARGV[5] .. ':'", "ARGV[5] .. ':m:'"),
+    ("a script's key pattern", _lua_re(r"'\^pp:\{([^']*)\}:mid:", r"'^pp:{\1}:mids:"), "builds"),
+    ("a script appending another suffix", _lua_re(r"(ARGV\[\d+\]) \.\. ':' \.\. math\.floor", r"\1 .. ':m:' .. math.floor"),
      "appends"),
     ("no script appending the declared suffix",
-     lambda h, d, s, t: _lua("read.lua", "ARGV[5] .. ':' ..", "ARGV[5] + ")(
-         *_lua("begin.lua", "rk .. ':' ..", "rk + ")(h, d, s, t)), "no script appends it"),
-    ("a script building another field", _lua("holds.lua", "'m:' .. pid", "'m:' .. pid .. ':x'"),
-     "the field"),
+     _lua_re(r"(\w+(?:\[\d+\])?) \.\. ':' \.\. math\.floor", r"\1 + math.floor", every=True),
+     "no script appends it"),
+    ("a script building another field", _lua_re(r"'m:' \.\. (\w+)", r"'m:' .. \1 .. ':x'"), "the field"),
     ("a script's comment naming an undocumented key",
-     _lua("holds.lua", "-- An entry of pp:{ORG}:mid:PID", "-- An entry of pp:{ORG}:mids:PID"),
-     "a comment names"),
+     _lua_re(r"\A", "-- see pp:{TAG}:mids:ORG:PID\n"), "a comment names"),
     ("a test writing a key name by hand",
-     _test("test_link.py", 'keys.lock("acme", c["id"])', '"pp:{acme:%d}:lock" % c["id"]'), "test_link.py"),
+     _test("test_link.py", 'keys.lock("acme", c["id"])', '"pp:{p0.239}:lock:acme:%d" % c["id"]'), "test_link.py"),
     ("a test writing the membership field by hand",
      _test("test_stored.py", 'keys.membership_field(stack.pid(program))', '"m:%d" % stack.pid(program)'),
      "test_stored.py"),
     ("a bench script writing a key name by hand",
-     _test("bench/history_bounds.py", 'keys.feed("max")', '"pp:{max}:feed"'), "bench/history_bounds.py"),
+     _test("bench/history_bounds.py", 'keys.feed_of("max", cid)', '"pp:{p0.239}:feed:max"'),
+     "bench/history_bounds.py"),
     ("a test writing a key name as bytes",
-     _test("support_indoubt.py", 'keys.hist(org, cid).encode()', 'b"pp:{%s:%d}:h" % (org.encode(), cid)'),
+     _test("support_indoubt.py", 'keys.hist(org, cid).encode()', 'b"pp:{p1.1118}:h:%s:%d" % (org.encode(), cid)'),
      "support_indoubt.py"),
+]
+
+# The same for the vectors: test_layout.c with one pin changed must be reported.
+VECTOR_BREAKS = [
+    ("a tag pinned otherwise", r'(CHECK_EQ_STR\(layout_tag\(0, NULL\), ")[^"]*"', r'\1p0.0"', "keys.tag(0)"),
+    ("a customer's partition pinned otherwise", r"(CHECK_EQ_INT\(layout_part_of_cid\(42\), )([0-9]+)",
+     lambda m: m.group(1) + str((int(m.group(2)) + 1) % 256), "keys.part_of_cid(42)"),
+    ("a bucket pinned otherwise", r'(CHECK_EQ_INT\(layout_bucket_of\("a@b.nl", 6\), )([0-9]+)',
+     lambda m: m.group(1) + str((int(m.group(2)) + 1) % 256), "keys.bucket_of(b'a@b.nl')"),
+    ("the hash pinned otherwise", r'(layout_hash\("acme", 4\) == UINT64_C\(0x)[0-9a-fA-F]', r"\g<1>f",
+     "keys.hash64(b'acme')"),
 ]
 
 
@@ -481,6 +637,7 @@ def main():
             print("FAIL: %s%s" % (what, ("\n    " + detail.replace("\n", "\n    ")) if detail else ""))
 
     header, doc, scripts, tests = sources()
+    vectors = read(os.path.join(TOP, "tests", "unit", "test_layout.c"))
     found = problems(header, doc, scripts, tests)
     report(not found, "src/keys.h, docs/DATA-MODEL.md, src/lua/*.lua, tests/integration/*.py and "
            "bench/*.py agree on the key layout (%d keys and fields, %d scripts, %d test and bench files)"
@@ -488,6 +645,17 @@ def main():
            "\n".join(found))
     if not scripts:
         report(False, "src/lua/*.lua found")
+    found = check_builders()
+    report(not found, "tests/integration/keys.py's builders give each key its layout-2 tag; parse, "
+           "of_org and of_customer keep exactly their keys", "\n".join(found))
+    found = check_vectors(vectors)
+    report(not found, "tests/integration/keys.py's partition math gives tests/unit/test_layout.c's "
+           "known vectors (tags, SipHash, customer partitions, buckets)", "\n".join(found))
+    for what, rx, repl, expect in VECTOR_BREAKS:
+        broken, n = re.subn(rx, repl, vectors, count=1)
+        got = check_vectors(broken) if n else ["(the self-test's /%s/ is not in test_layout.c)" % rx]
+        report(n == 1 and any(expect in p for p in got), "the check catches %s" % what,
+               "expected a problem mentioning %r, got:\n%s" % (expect, "\n".join(got) or "(none)"))
     for what, brk, expect in BREAKS:
         try:
             got = problems(*brk(header, doc, scripts, tests))
