@@ -1,4 +1,4 @@
-/* keys: the Redis key space of docs/DATA-MODEL.md, defined once.
+/* keys: the Redis key space of docs/DATA-MODEL.md, defined once (key layout 2).
  *
  * docs/DATA-MODEL.md's key tables document exactly these keys; tests/integration/keys.py
  * builds the tests' key names from this file, and tests/keys/check (make check) fails when
@@ -9,16 +9,27 @@
  *
  * Those tools read this file, so keep its shape: each key is one line
  *   #define KEYS_NAME "format"   comment naming the conversions
- * where the format is printf's (%s an org id or a word, %lld a customer id, %d a program
- * id) and the trailing comment names its conversions in order as DATA-MODEL.md writes
- * them (ORG, CID, PID, HEX; KIND=a|b|c for a word that is one of a list), then after ";"
- * free text (`":X" follows`: the scripts append ":X" to the key). The comment above a key
- * starts with its Redis type, then says what it holds and who writes it. ORG is validated
- * by ident_valid_org (it never holds a brace), CID is an int64, PID an int; text from
- * clients never forms part of a key name (HEX is a hash of it). */
+ * where the format is printf's (%s an org id, a tag or a word, %lld a customer id, %d a
+ * program id) and the trailing comment names its conversions in order as DATA-MODEL.md
+ * writes them (ORG, CID, PID, HEX, TAG; KIND=a|b|c for a word that is one of a list), then
+ * after ";" free text (`":X" follows`: the scripts append ":X" to the key). The comment
+ * above a key starts with its Redis type, then says what it holds and who writes it. ORG is
+ * validated by ident_valid_org (it never holds a brace or a colon), CID is an int64, PID an
+ * int; text from clients never forms part of a key name (HEX is a hash of it).
+ *
+ * Layout 2 spreads an org over a Redis Cluster's masters (layout.h, docs/CLUSTER.md): a
+ * TAG is one of the LAYOUT_PARTS partition tags layout_tag(p). A customer's keys and its
+ * change-feed partition carry the tag of layout_part_of_cid(CID), so that one script writes
+ * them all; an index entry, a membership-id claim, an Idempotency-Key and a rate window
+ * carry the tag of layout_bucket_of(the value, the id or HEX). Keys of an org's reference
+ * data keep the org as their tag. KEYS_LAYOUT records the layout version.
+ */
 #ifndef PARTNERD_KEYS_H
 #define PARTNERD_KEYS_H
 
+/* STRING: the key layout version of the data ("2", LAYOUT_VERSION); partnerctl load on an
+ * empty Redis, partnerctl migrate. partnerd and partnerctl refuse data of another layout. */
+#define KEYS_LAYOUT "pp:layout"
 /* SET: the ids of the loaded orgs; partnerctl load. */
 #define KEYS_ORGS  "pp:orgs"
 /* HASH: API username -> {"org","hash"} (Argon2id); partnerctl load. */
@@ -38,27 +49,33 @@
 #define KEYS_PROGS_FMT      "pp:{%s}:progs"        /* ORG */
 /* STRING: the last PID handed out (INCR); partnerctl load. */
 #define KEYS_PSEQ_FMT       "pp:{%s}:pseq"         /* ORG */
-/* HASH: identifier -> customer id; partnerctl load and import-customers. */
-#define KEYS_IX_FMT         "pp:{%s}:ix:%s"        /* ORG, KIND=mobile|email|externalId */
-/* HASH: membership id -> customer id holding it in program PID; commit.lua, settle.lua. */
-#define KEYS_MID_FMT        "pp:{%s}:mid:%d"       /* ORG, PID */
-/* HASH: the customer (identifiers, version v, last writer's token w, memberships m:PID);
- * commit.lua, settle.lua, partnerctl load and import-customers. */
-#define KEYS_CUST_FMT       "pp:{%s:%lld}:c"       /* ORG, CID */
-/* STRING: the customer's lock token, PX expiry; set by begin.lua, deleted by commit.lua
- * and resolve.lua. */
-#define KEYS_LOCK_FMT       "pp:{%s:%lld}:lock"    /* ORG, CID */
-/* LIST: the customer's history, newest first (activity JSON); commit.lua. */
-#define KEYS_HIST_FMT       "pp:{%s:%lld}:h"       /* ORG, CID */
-/* STREAM: the org's change feed; commit.lua. */
-#define KEYS_FEED_FMT       "pp:{%s}:feed"         /* ORG */
-/* STRING: requests of one credential in one minute (--rate-limit); INCR by begin.lua and
- * read.lua, which append the minute to the key partnerd passes. */
-#define KEYS_RATE_FMT       "pp:{%s}:rate:%s"      /* ORG, HEX; ":MINUTE" follows */
-/* HASH: an Idempotency-Key's claim and stored response; idem.lua, commit.lua (expiry). */
-#define KEYS_IDEM_FMT       "pp:{%s}:idem:%s"      /* ORG, HEX; of the Idempotency-Key */
 /* HASH: an import's checkpoint; partnerctl import-customers. */
 #define KEYS_IMPORT_FMT     "pp:{%s}:import:%s"    /* ORG, HEX; of path, size, mtime */
+
+/* HASH: one bucket of an identifier index: identifier -> customer id, for the identifiers
+ * whose layout_bucket_of(value) has this TAG; partnerctl load and import-customers. */
+#define KEYS_IX_FMT         "pp:{%s}:ix:%s:%s"     /* TAG, ORG, KIND=mobile|email|externalId */
+/* HASH: one bucket of the membership-id claims of program PID: membership id -> customer
+ * id holding it, for the ids whose layout_bucket_of(id) has this TAG; commit.lua,
+ * settle.lua. */
+#define KEYS_MID_FMT        "pp:{%s}:mid:%s:%d"    /* TAG, ORG, PID */
+/* HASH: the customer (identifiers, version v, last writer's token w, memberships m:PID);
+ * commit.lua, settle.lua, partnerctl load and import-customers. TAG: of the CID. */
+#define KEYS_CUST_FMT       "pp:{%s}:c:%s:%lld"    /* TAG, ORG, CID */
+/* STRING: the customer's lock token, PX expiry; set by begin.lua, deleted by commit.lua
+ * and resolve.lua. TAG: of the CID. */
+#define KEYS_LOCK_FMT       "pp:{%s}:lock:%s:%lld" /* TAG, ORG, CID */
+/* LIST: the customer's history, newest first (activity JSON); commit.lua. TAG: of the CID. */
+#define KEYS_HIST_FMT       "pp:{%s}:h:%s:%lld"    /* TAG, ORG, CID */
+/* STREAM: one partition of the org's change feed: the entries of the customers whose
+ * layout_part_of_cid has this TAG, in commit order; commit.lua. */
+#define KEYS_FEED_FMT       "pp:{%s}:feed:%s"      /* TAG, ORG */
+/* STRING: requests of one credential in one minute (--rate-limit); INCR by begin.lua and
+ * read.lua, which append the minute to the key partnerd passes. TAG: of HEX. */
+#define KEYS_RATE_FMT       "pp:{%s}:rate:%s:%s"   /* TAG, ORG, HEX; ":MINUTE" follows */
+/* HASH: an Idempotency-Key's claim and stored response; idem.lua, commit.lua (expiry).
+ * TAG: of HEX. */
+#define KEYS_IDEM_FMT       "pp:{%s}:idem:%s:%s"   /* TAG, ORG, HEX; of the Idempotency-Key */
 
 /* Field of the customer hash (KEYS_CUST_FMT): one membership, compact text (DATA-MODEL.md);
  * commit.lua, settle.lua. */
