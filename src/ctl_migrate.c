@@ -75,7 +75,8 @@ static void mg_report(void *arg, const char *msg)
 	mg_errf(arg, "%s", msg);
 }
 
-/* Redraws the progress line (terminals only): at a new phase, else every MG_PROGRESS_NS. */
+/* Redraws the progress line (terminals only): at a new phase and at its end, else every
+   MG_PROGRESS_NS. */
 static void mg_tick(void *arg, enum store_migrate_phase ph, uint64_t done, uint64_t total)
 {
 	struct mg *g = arg;
@@ -89,7 +90,7 @@ static void mg_tick(void *arg, enum store_migrate_phase ph, uint64_t done, uint6
 	if ((int)ph != g->phase) {
 		g->phase = (int)ph;
 		g->phase_t0 = now;
-	} else if (now - g->last_draw < MG_PROGRESS_NS) {
+	} else if (now - g->last_draw < MG_PROGRESS_NS && done < total) {
 		return;
 	}
 	g->last_draw = now;

@@ -792,6 +792,7 @@ store_migrate_keys(struct store_migrate *m, struct store_migrate_counts *c)
 	} while (strcmp(cursor, "0") != 0);
 	if (flush(m) < 0)
 		return -1;
+	tick(m, STORE_MIGRATE_KEYS, c->keys, c->keys);  /* DBSIZE was an estimate */
 	return phase_end(m, before);
 }
 
@@ -969,6 +970,7 @@ store_migrate_hashes(struct store_migrate *m, struct store_migrate_counts *c)
 	for (i = 0; i < m->nsplit; i++)
 		if (m->split[i].kind != V1_FEED && hash_move(m, &m->split[i], &done, total) < 0)
 			return -1;
+	tick(m, STORE_MIGRATE_HASHES, done, done > total ? done : total);
 	return phase_end(m, before);
 }
 
@@ -1274,6 +1276,7 @@ store_migrate_feeds(struct store_migrate *m, struct store_migrate_counts *c)
 	for (i = 0; i < m->nsplit; i++)
 		if (m->split[i].kind == V1_FEED && feed_move(m, &m->split[i], &done, total) < 0)
 			return -1;
+	tick(m, STORE_MIGRATE_FEEDS, done, done > total ? done : total);
 	return phase_end(m, before);
 }
 
