@@ -381,6 +381,49 @@ def test_migrate_leaves_a_feed_entry_without_customer_and_finishes_once_it_is_go
     assert_dump(dump(stack), expect_v2(before))
 
 
+def test_migrate_finishes_what_a_killed_run_left_between_its_steps():
+    # A run killed between a step's copy and its delete leaves a value in both places:
+    # feed entries in their partitions and still in the old feed, index entries in their
+    # buckets and still in the old index; and a customer hash renamed with its history not.
+    stack = _stack()
+    fresh_layout1(stack)
+    write_layout1(stack, "mig", range(1, 61))
+    before = dump(stack)
+    copied = stack.redis("XRANGE", v1("FEED", "mig"), "-", "+", "COUNT", 10)
+    for eid, fields in copied:
+        cid = dict(zip(fields[::2], fields[1::2]))[b"customerId"].decode()
+        stack.redis("XADD", keys.feed_of("mig", cid), eid, *fields)
+    old = v1("IX", "mig", "mobile")
+    for c in range(1, 6):
+        mobile = "91%010d" % (6000000000 + c)
+        stack.redis("HSET", keys.ix("mig", "mobile", mobile), mobile, stack.redis("HGET", old, mobile))
+    stack.redis("RENAME", v1("CUST", "mig", 6), keys.cust("mig", 6))
+    rc, out, err = migrate(stack, "--batch", "4")
+    assert rc == 0, out + err
+    got = counts(out)
+    assert got[0] == 59 and got[7] == 10, out          # 59 customers renamed, 10 entries found copied
+    assert_dump(dump(stack), expect_v2(before))
+
+
+def test_migrate_leaves_a_key_whose_layout_2_name_is_taken_and_says_so():
+    stack = _stack()
+    fresh_layout1(stack)
+    write_layout1(stack, "mig", range(1, 31))
+    before = dump(stack)
+    stack.redis("HSET", keys.cust("mig", 5), "id", "5", "planted", "1")
+    rc, out, err = migrate(stack)
+    assert rc == 1 and "not finished" in out, out + err
+    assert "%s: not moved: its layout-2 name %s exists already" % (v1("CUST", "mig", 5), keys.cust("mig", 5)) in err, err
+    assert "1 problem(s)" in err and "run migrate again" in err, err
+    assert stack.redis("EXISTS", keys.LAYOUT) == 0
+    assert stack.redis("HGET", v1("CUST", "mig", 5), "mobile") is not None
+    assert stack.redis("EXISTS", v1("CUST", "mig", 4), v1("IX", "mig", "email"), v1("FEED", "mig")) == 0
+    stack.redis("DEL", keys.cust("mig", 5))
+    rc, out, err = migrate(stack)
+    assert rc == 0, out + err
+    assert_dump(dump(stack), expect_v2(before))
+
+
 def _killed_mid_way(stack, cond, what):
     """Runs migrate (small batches) until cond() holds, holds every write (CLIENT PAUSE
     WRITE: migrate's next write waits), SIGKILLs it there and lets writes go again."""
