@@ -45,6 +45,7 @@ struct mg {
 	int64_t phase_t0;               /* ns at the start of the phase drawn */
 	int64_t last_draw;              /* ns of the last redraw */
 	int phase;                      /* the phase drawn, -1 before the first */
+	double secs[STORE_MIGRATE_NPHASES]; /* how long each phase took */
 };
 
 static void mg_bar_clear(struct mg *g)
@@ -191,7 +192,10 @@ static int mg_run(struct mg *g, struct store_migrate *m, struct store_migrate_co
 	int problems = 0;
 
 	for (i = 0; i < sizeof(phase) / sizeof(phase[0]); i++) {
+		int64_t t = mono_ns();
 		int rc = phase[i](m, c);
+
+		g->secs[i] = (double)(mono_ns() - t) / 1e9;
 
 		if (rc < 0) {
 			mg_errf(g, "stopped; what moved stays moved: run migrate again to finish (key "
@@ -247,9 +251,12 @@ int ctl_migrate_main(struct ctl *ctl, int argc, char **argv)
 	printf("%" PRIu64 " customer(s), %" PRIu64 " history(ies), %" PRIu64 " Idempotency-Key(s), "
 	       "%" PRIu64 " rate window(s) renamed; %" PRIu64 " identifier and %" PRIu64
 	       " membership-id index entries into buckets; %" PRIu64 " feed entries into "
-	       "partitions (%" PRIu64 " of them copied by an earlier run); %.2f s\n",
-	       c.customers, c.histories, c.idem, c.rate, c.ix, c.mid, c.feed, c.feed_again,
-	       (double)(mono_ns() - g.t0) / 1e9);
+	       "partitions (%" PRIu64 " of them copied by an earlier run); %.2f s (%s %.2f s, %s "
+	       "%.2f s, %s %.2f s)\n", c.customers, c.histories, c.idem, c.rate, c.ix, c.mid, c.feed,
+	       c.feed_again, (double)(mono_ns() - g.t0) / 1e9,
+	       mg_phase_name[STORE_MIGRATE_KEYS], g.secs[STORE_MIGRATE_KEYS],
+	       mg_phase_name[STORE_MIGRATE_HASHES], g.secs[STORE_MIGRATE_HASHES],
+	       mg_phase_name[STORE_MIGRATE_FEEDS], g.secs[STORE_MIGRATE_FEEDS]);
 out:
 	store_migrate_close(m);
 	return rc;
