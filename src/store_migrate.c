@@ -259,7 +259,9 @@ struct store_migrate {
 
 	struct store_migrate_counts *c; /* the phase's counts */
 	uint64_t shown;                 /* problems reported one by one in this phase */
-	int tx_failed;                  /* the batch's MULTI/EXEC did not apply */
+	int tx_failed;                  /* a batch's MULTI/EXEC did not apply (m->err says why) */
+	uint64_t tx_n;                  /* what the batch in flight moves, counted when it */
+	uint64_t *tx_count;             /*   applied into *tx_count */
 };
 
 struct store_migrate *
@@ -518,7 +520,15 @@ on_tx_plain(void *arg, const redisReply *r)
 	return 0;
 }
 
-/* EXEC: applied when every reply in it is not an error. */
+/*
+ * EXEC: applied when every reply in it is not an error. A batch's copies and the deletes
+ * of the old copies go in one MULTI/EXEC, so that a crash or a refusal (Redis refuses the
+ * whole transaction when a write in it is refused at queueing time, e.g. OOM) leaves
+ * neither; the errors Redis gives only while executing (a key of the wrong type, an XADD
+ * id not above the stream's) are ruled out before the batch is queued (the buckets' and
+ * partitions' types are checked first; an entry goes to its partition only above the
+ * partition's last id).
+ */
 static int
 on_exec(void *arg, const redisReply *r)
 {
@@ -537,22 +547,54 @@ on_exec(void *arg, const redisReply *r)
 			snprintf(m->err, sizeof(m->err), "%s", r->element[i]->str);
 		}
 	}
+	if (!m->tx_failed && m->tx_count != NULL)
+		*m->tx_count += m->tx_n;
 	return 0;
 }
 
 static int
 q_multi(struct store_migrate *m)
 {
-	m->tx_failed = 0;
 	cmd_start(m, "MULTI");
 	return queue(m, on_tx_plain, m);
 }
 
+/* Ends the transaction: n things move when it applies, counted into *count. */
 static int
-q_exec(struct store_migrate *m)
+q_exec(struct store_migrate *m, uint64_t n, uint64_t *count)
 {
+	m->tx_n = n;
+	m->tx_count = count;
 	cmd_start(m, "EXEC");
 	return queue(m, on_exec, m);
+}
+
+/*
+ * After the replies of a batch's transaction were read: 0 when it applied (or there was
+ * none), else 1 with the problem reported (what it held stays where it was).
+ */
+static int
+tx_check(struct store_migrate *m, const char *old)
+{
+	if (!m->tx_failed)
+		return 0;
+	m->tx_failed = 0;
+	problem(m, "%s: a batch could not be moved: %s (left as it is; run migrate again)", old,
+	        m->err);
+	m->err[0] = '\0';
+	return 1;
+}
+
+/* TYPE of an index bucket: none or hash, else *bad. */
+static int
+on_type(void *arg, const redisReply *r)
+{
+	int *bad = arg;
+
+	if (r->type != REDIS_REPLY_STATUS ||
+	    (strcmp(r->str, "none") != 0 && strcmp(r->str, "hash") != 0))
+		*bad = 1;
+	return 0;
 }
 
 /* ---- what the Redis holds ------------------------------------------------------------ */
@@ -858,21 +900,10 @@ by_bucket(const void *a, const void *b)
 	return x->p < y->p ? -1 : x->p > y->p;
 }
 
-static int
-on_hdel(void *arg, const redisReply *r)
-{
-	struct store_migrate *m = arg;
-
-	if (r->type == REDIS_REPLY_ERROR)
-		problem(m, "HDEL of moved index entries failed: %s (they stay in both places; "
-		        "run migrate again)", r->str);
-	return 0;
-}
-
 /*
- * One HSCAN batch of index old (the fields and values copied into m's batch): the fields
- * in one MULTI/EXEC of an HSET per bucket, then, once it applied, HDEL from old.
- * 0, 1 (the transaction did not apply: reported), -1.
+ * One HSCAN batch of index old (the fields and values copied into m's batch): one
+ * MULTI/EXEC of an HSET per bucket and the HDEL of the fields from old, sent without
+ * waiting (the next HSCAN reads its reply). 0, or -1.
  */
 static int
 hash_batch(struct store_migrate *m, const struct mg_split *s, const char *old)
@@ -895,24 +926,13 @@ hash_batch(struct store_migrate *m, const struct mg_split *s, const char *old)
 		if (queue(m, on_tx_plain, m) < 0)
 			return -1;
 	}
-	if (q_exec(m) < 0 || flush(m) < 0)
-		return -1;
-	if (m->tx_failed) {
-		problem(m, "%s: moving %zu entries into buckets failed: %s (left as they are)", old,
-		        m->nitems, m->err);
-		m->err[0] = '\0';
-		return 1;
-	}
 	c = cmd_start(m, "HDEL");
 	add_str(c, old);
 	for (i = 0; i < m->nitems; i++)
 		store_argv_add(c, at(m, m->items[i].off), m->items[i].len);
-	if (queue(m, on_hdel, m) < 0)
+	if (queue(m, on_tx_plain, m) < 0 ||
+	    q_exec(m, m->nitems, s->kind == V1_IX ? &m->c->ix : &m->c->mid) < 0)
 		return -1;
-	if (s->kind == V1_IX)
-		m->c->ix += m->nitems;
-	else
-		m->c->mid += m->nitems;
 	return send_queued(m);
 }
 
@@ -920,10 +940,23 @@ hash_batch(struct store_migrate *m, const struct mg_split *s, const char *old)
 static int
 hash_move(struct store_migrate *m, const struct mg_split *s, uint64_t *done, uint64_t total)
 {
-	char cursor[32] = "0", old[MG_NAME_MAX];
-	int rc;
+	char cursor[32] = "0", old[MG_NAME_MAX], name[MG_NAME_MAX];
+	int bad = 0;
+	unsigned p;
 
 	split_name(s, old, sizeof(old));
+	for (p = 0; p < LAYOUT_PARTS; p++) {
+		split_v2_name(s, p, name, sizeof(name));
+		add_str(cmd_start(m, "TYPE"), name);
+		if (queue(m, on_type, &bad) < 0)
+			return -1;
+	}
+	if (flush(m) < 0)
+		return -1;
+	if (bad) {
+		problem(m, "%s: a bucket of its layout-2 index is not a hash: left as it is", old);
+		return 1;
+	}
 	do {
 		struct store_argv *c = cmd_start(m, "HSCAN");
 		const redisReply *r, *f;
@@ -935,6 +968,8 @@ hash_move(struct store_migrate *m, const struct mg_split *s, uint64_t *done, uin
 		store_argv_addf(c, "%zu", m->batch);
 		if ((r = run(m)) == NULL)
 			return -1;
+		if (tx_check(m, old))
+			return 1;
 		if ((f = scan_reply(r, cursor)) == NULL) {
 			problem(m, "%s: cannot be read as a hash (%s): left as it is", old,
 			        r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
@@ -950,12 +985,14 @@ hash_move(struct store_migrate *m, const struct mg_split *s, uint64_t *done, uin
 			it->vlen = f->element[i + 1]->len;
 			it->p = layout_bucket_of(f->element[i]->str, f->element[i]->len);
 		}
-		if (m->nitems > 0 && (rc = hash_batch(m, s, old)) != 0)
-			return rc;
+		if (m->nitems > 0 && hash_batch(m, s, old) < 0)
+			return -1;
 		*done += m->nitems;
 		tick(m, STORE_MIGRATE_HASHES, *done, total);
 	} while (strcmp(cursor, "0") != 0);
-	return flush(m);
+	if (flush(m) < 0)
+		return -1;
+	return tx_check(m, old);
 }
 
 int
@@ -1042,16 +1079,6 @@ on_check(void *arg, const redisReply *r)
 	return 0;
 }
 
-static int
-on_xdel(void *arg, const redisReply *r)
-{
-	struct store_migrate *m = arg;
-
-	if (r->type == REDIS_REPLY_ERROR)
-		problem(m, "XDEL of moved feed entries failed: %s (run migrate again)", r->str);
-	return 0;
-}
-
 /* The customer of an entry: its customerId field, a customer id. 0, or -1. */
 static int
 entry_cid(const struct store_migrate *m, const struct mg_item *it, int64_t *cid)
@@ -1112,16 +1139,17 @@ feed_take(struct store_migrate *m, const redisReply *r, struct mg_tops *t, const
 }
 
 /*
- * One XRANGE batch of feed old: the entries found copied by a killed run checked, the
- * others added to their partitions in one MULTI/EXEC, then, once it applied, XDEL from
- * old. 0, 1 (a problem reported: the feed stops), -1.
+ * One XRANGE batch of feed old: the entries found at or below their partition's last id
+ * looked up there (a killed run copied them, or not), then one MULTI/EXEC of the XADDs of
+ * the others and the XDEL from old of both, sent without waiting (the next XRANGE reads
+ * its reply). 0, or -1.
  */
 static int
 feed_batch(struct store_migrate *m, const struct mg_split *s, const char *old)
 {
 	char name[MG_NAME_MAX];
 	struct store_argv *c;
-	size_t i, j, nadd = 0, ndel = 0;
+	size_t i, j, nchk = 0, ndel = 0;
 
 	for (i = 0; i < m->nitems; i++) {
 		struct mg_item *it = &m->items[i];
@@ -1135,7 +1163,10 @@ feed_batch(struct store_migrate *m, const struct mg_split *s, const char *old)
 		store_argv_add(c, at(m, it->off), it->len);
 		if (queue(m, on_check, it) < 0)
 			return -1;
+		nchk++;
 	}
+	if (nchk > 0 && flush(m) < 0)
+		return -1;
 	if (q_multi(m) < 0)
 		return -1;
 	for (i = 0; i < m->nitems; i++) {
@@ -1151,15 +1182,6 @@ feed_batch(struct store_migrate *m, const struct mg_split *s, const char *old)
 			store_argv_add(c, at(m, m->spans[it->f0 + j].off), m->spans[it->f0 + j].len);
 		if (queue(m, on_tx_plain, m) < 0)
 			return -1;
-		nadd++;
-	}
-	if (q_exec(m) < 0 || flush(m) < 0)
-		return -1;
-	if (m->tx_failed) {
-		problem(m, "%s: moving %zu entries into partitions failed: %s (left as they are)",
-		        old, nadd, m->err);
-		m->err[0] = '\0';
-		return 1;
 	}
 	c = cmd_start(m, "XDEL");
 	add_str(c, old);
@@ -1176,11 +1198,10 @@ feed_batch(struct store_migrate *m, const struct mg_split *s, const char *old)
 			continue;
 		store_argv_add(c, at(m, it->off), it->len);
 		ndel++;
-		m->c->feed++;
 		if (it->kind == E_AGAIN)
 			m->c->feed_again++;
 	}
-	if (ndel > 0 && queue(m, on_xdel, m) < 0)
+	if ((ndel > 0 && queue(m, on_tx_plain, m) < 0) || q_exec(m, ndel, &m->c->feed) < 0)
 		return -1;
 	return send_queued(m);
 }
@@ -1194,7 +1215,6 @@ feed_move(struct store_migrate *m, const struct mg_split *s, uint64_t *done, uin
 	uint64_t problems = m->c->problems;
 	const redisReply *r;
 	unsigned p;
-	int rc = 0;
 
 	split_name(s, old, sizeof(old));
 	for (p = 0; p < LAYOUT_PARTS; p++) {
@@ -1225,6 +1245,8 @@ feed_move(struct store_migrate *m, const struct mg_split *s, uint64_t *done, uin
 		store_argv_addf(c, "%zu", m->batch);
 		if ((r = run(m)) == NULL)
 			goto fail;
+		if (tx_check(m, old))
+			goto out;
 		if (r->type != REDIS_REPLY_ARRAY) {
 			problem(m, "%s: cannot be read as a stream (%s): left as it is", old,
 			        r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
@@ -1236,13 +1258,14 @@ feed_move(struct store_migrate *m, const struct mg_split *s, uint64_t *done, uin
 		if (m->nitems == 0)
 			break;
 		snprintf(start, sizeof(start), "(%s", at(m, m->items[m->nitems - 1].off));
-		if ((rc = feed_batch(m, s, old)) != 0)
-			goto done;
+		if (feed_batch(m, s, old) < 0)
+			goto fail;
 		*done += m->nitems;
 		tick(m, STORE_MIGRATE_FEEDS, *done, total);
 	}
 	if (flush(m) < 0)
 		goto fail;
+	tx_check(m, old);
 	if (m->c->problems == problems) {
 		/* every entry moved: the old stream is empty (XDEL keeps the key) */
 		add_str(cmd_start(m, "XLEN"), old);
@@ -1258,10 +1281,8 @@ out:
 	free(t);
 	return m->c->problems > problems;
 fail:
-	rc = -1;
-done:
 	free(t);
-	return rc;
+	return -1;
 }
 
 int
