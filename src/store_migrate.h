@@ -5,23 +5,22 @@
  *
  * What moves where (docs/OPERATIONS.md "Upgrading to key layout 2"):
  * - a customer's hash and history, an Idempotency-Key and a rate window: RENAMENX to their
- *   layout-2 name (the value, its encoding and its expiry go with it, in one step);
- * - an org's identifier indexes and membership-id indexes: each field goes to its bucket
- *   hash (HSET), and leaves the old hash (HDEL) only once its HSET succeeded;
- * - an org's change feed: each entry goes to the partition of its customerId with its
- *   stream id (XADD with the id, in id order), and leaves the old stream (XDEL) only once
- *   its XADD succeeded;
- * - keys of the org's reference data, credentials and failed-login counters keep their
- *   names; pp:layout = "2" is written last (store_migrate_finish).
+ *   layout-2 name (the value, its encoding and its expiry go with it, in one step; a name
+ *   taken already is reported and the key left as it is);
+ * - an org's identifier indexes and membership-id indexes: each field to its bucket hash;
+ * - an org's change feed: each entry to the partition of its customerId, with its stream
+ *   id (XADD with the id, in id order, so each partition keeps the feed's order);
+ * - keys of the org's reference data, credentials, failed-login counters and import
+ *   checkpoints keep their names; pp:layout = "2" is written last (store_migrate_finish).
  *
- * Crashes: every step is a single command that either moved a thing or left it where it
- * was, and the old copy of a field or entry goes only after its new copy exists, so a
- * killed run leaves every value under its layout-1 name, its layout-2 name or (for an
- * index field or a feed entry) both. A run again finds what is left under layout-1 names
- * and moves it: an entry found in the old feed whose id is not above its partition's last
- * id was copied by the killed run and is only deleted; an index field copied again is
- * copied with the same value. Until pp:layout is "2", partnerd and the other partnerctl
- * verbs refuse the data.
+ * Crashes: a batch of index fields or feed entries is copied and deleted from the old key
+ * in one MULTI/EXEC, and a rename is one command, so at every point of a crash each value
+ * is under its layout-1 name or its layout-2 name, whole. A run again finds what is left
+ * under layout-1 names and moves it. It also accepts a value found in both places (written
+ * by hand, or by a release that copied before deleting): an index field is copied again
+ * with the same value; a feed entry at or below its partition's last id is looked up
+ * there and only deleted from the old feed when it is there (else reported and left).
+ * Until pp:layout is "2", partnerd and the other partnerctl verbs refuse the data.
  *
  * Each phase is pipelined: SCAN/HSCAN/XRANGE take `batch` items a round trip and the writes
  * of a batch go in one pipeline.
