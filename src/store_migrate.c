@@ -22,6 +22,7 @@
 #define MG_SHOWN_MAX 20                 /* problems reported one by one per phase */
 #define MG_NAME_MAX 256                 /* a key name built here (org <= 64 bytes) */
 #define MG_FEED_CID_FIELD "customerId"  /* the feed entry's customer (docs/CHANGE-FEED.md) */
+#define MG_SCAN_MAX 10000               /* SCAN's COUNT at most: one call blocks Redis briefly */
 
 /* ---- layout-1 key names ------------------------------------------------------------- */
 
@@ -681,7 +682,7 @@ store_migrate_locks(struct store_migrate *m, uint64_t *n, char *first, size_t fi
 
 	m->err[0] = '\0';
 	v1_glob(KEYS_V1_LOCK_FMT, glob, sizeof(glob));
-	return scan_count(m, glob, 1u << V1_LOCK, m->batch * 10, n, first, firstsz);
+	return scan_count(m, glob, 1u << V1_LOCK, MG_SCAN_MAX, n, first, firstsz);
 }
 
 int
@@ -693,7 +694,7 @@ store_migrate_left(struct store_migrate *m, uint64_t *n, char *first, size_t fir
 	/* every layout-1 key migrate moves has a hash tag: "pp:{" */
 	v1_glob(KEYS_V1_ORG_FMT, glob, sizeof(glob));
 	glob[strcspn(glob, "*") + 1] = '\0';
-	return scan_count(m, glob, (1u << V1_NKINDS) - 1, m->batch * 10, n, first, firstsz);
+	return scan_count(m, glob, (1u << V1_NKINDS) - 1, MG_SCAN_MAX, n, first, firstsz);
 }
 
 static int64_t
@@ -819,7 +820,7 @@ store_migrate_keys(struct store_migrate *m, struct store_migrate_counts *c)
 		add_str(cmd, "MATCH");
 		add_str(cmd, glob);
 		add_str(cmd, "COUNT");
-		store_argv_addf(cmd, "%zu", m->batch);
+		store_argv_addf(cmd, "%zu", m->batch < MG_SCAN_MAX ? m->batch : (size_t)MG_SCAN_MAX);
 		if ((r = run(m)) == NULL)
 			return -1;
 		if ((keys = scan_reply(r, cursor)) == NULL)
