@@ -1190,9 +1190,10 @@ feed_batch(struct store_migrate *m, const struct mg_split *s, const char *old)
 		struct mg_item *it = &m->items[i];
 
 		if (it->kind == E_CHECK) {
-			problem(m, "%s: entry %s is older than the last entry of %s but not in it: left "
-			        "in the old feed", old, at(m, it->off), (split_v2_name(s, it->p, name,
-			        sizeof(name)), name));
+			split_v2_name(s, it->p, name, sizeof(name));
+			problem(m, "%s: entry %s is older than the last entry of %s but not in it (it "
+			        "cannot be added in order): left in the old feed; delete it (XDEL) and "
+			        "run migrate again", old, at(m, it->off), name);
 			continue;
 		}
 		if (it->kind == E_BAD)
