@@ -233,7 +233,7 @@ struct mg_item {
 };
 
 /* A feed entry's state. */
-enum { E_ADD, E_CHECK, E_AGAIN, E_BAD, E_LEFT };
+enum { E_ADD, E_CHECK, E_AGAIN, E_BAD };
 
 struct mg_span {
 	size_t off, len;
