@@ -39,6 +39,7 @@ int ctl_load_main(struct ctl *ctl, int argc, char **argv);
 int ctl_show_main(struct ctl *ctl, int argc, char **argv);
 int ctl_check_main(struct ctl *ctl, int argc, char **argv);
 int ctl_import_main(struct ctl *ctl, int argc, char **argv);
+int ctl_migrate_main(struct ctl *ctl, int argc, char **argv);
 
 /* Prints the usage of one verb ("usage: partnerctl [--redis URL] ...") to f. */
 void ctl_verb_usage(FILE *f, const char *verb);

@@ -1,12 +1,13 @@
 /*
  * partnerctl: the admin CLI of partnerd (SPEC §3, §7). This file holds main, the global
  * options and the verb table; each verb lives in its own ctl_*.c file (load, show, check,
- * import), on the plumbing of ctl_util.c.
+ * import, migrate), on the plumbing of ctl_util.c.
  *
  *     partnerctl [--redis URL] load FILE
  *     partnerctl [--redis URL] show --org ORG (--id N | --mobile M | --email E | --external-id X)
  *     partnerctl [--redis URL] check [--org ORG]
  *     partnerctl [--redis URL] import-customers --org ORG [--resume] [--batch N] FILE
+ *     partnerctl [--redis URL] migrate [--batch N]
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -39,6 +40,10 @@ static const struct ctl_verb ctl_verbs[] = {
 	{ .name = "check", .run = ctl_check_main,
 	  .usage = "check [--org ORG]\n"
 	           "              verify the stored-data invariants (exit 0 ok, 1 violations)" },
+	{ .name = "migrate", .run = ctl_migrate_main,
+	  .usage = "migrate [--batch N]\n"
+	           "              move the data of key layout 1 to key layout 2, in place\n"
+	           "              (partnerd stopped); run again to finish an interrupted run" },
 };
 
 static void ctl_usage(FILE *f)

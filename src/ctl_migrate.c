@@ -1,0 +1,263 @@
+/*
+ * ctl_migrate: `partnerctl migrate [--batch N]`: the data of key layout 1 (every release
+ * before layout 2) moved to key layout 2 (issue 14; docs/OPERATIONS.md "Upgrading to key
+ * layout 2"), in place, on one Redis. The Redis work is store_migrate.c's; this file holds
+ * the policy: when to refuse, the order of the phases, progress and messages.
+ *
+ * Refuses (and changes nothing) when the data is on layout 2 already ("nothing to do",
+ * exit 0), on a layout it does not know (exit 1), and while layout-1 lock keys exist (a
+ * partnerd is serving: exit 1). Then: the customer keys, Idempotency-Keys and rate windows
+ * (one SCAN pass), the indexes into buckets, the feeds into partitions; a last SCAN makes
+ * sure that no layout-1 key is left, and only then is layout 2 recorded. A run that was
+ * killed, or stopped by a problem, is finished by running migrate again: see
+ * store_migrate.h for why every point of a crash leaves data a re-run completes.
+ *
+ * Progress: on stderr, only when stderr is a terminal, redrawn at most every 100 ms. The
+ * summary goes to stdout.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "ctl.h"
+#include "store_migrate.h"
+
+#define MG_BATCH_DEFAULT 1000
+#define MG_BATCH_MAX 100000
+#define MG_PROGRESS_NS 100000000LL      /* at most 10 redraws a second */
+
+static const char *const mg_phase_name[STORE_MIGRATE_NPHASES] = {
+	[STORE_MIGRATE_KEYS] = "keys",
+	[STORE_MIGRATE_HASHES] = "indexes",
+	[STORE_MIGRATE_FEEDS] = "feeds",
+};
+
+struct mg {
+	int tty;                        /* stderr is a terminal: draw progress */
+	int bar;                        /* a progress line is on screen */
+	int64_t t0;                     /* ns at the start */
+	int64_t phase_t0;               /* ns at the start of the phase drawn */
+	int64_t last_draw;              /* ns of the last redraw */
+	int phase;                      /* the phase drawn, -1 before the first */
+	double secs[STORE_MIGRATE_NPHASES]; /* how long each phase took */
+};
+
+static void mg_bar_clear(struct mg *g)
+{
+	if (g->bar) {
+		fputs("\r\033[K", stderr);
+		g->bar = 0;
+	}
+}
+
+static void mg_errf(struct mg *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* "partnerctl: migrate: " + message, with the progress line out of the way. */
+static void mg_errf(struct mg *g, const char *fmt, ...)
+{
+	va_list ap;
+
+	mg_bar_clear(g);
+	fputs("partnerctl: migrate: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void mg_report(void *arg, const char *msg)
+{
+	mg_errf(arg, "%s", msg);
+}
+
+/* Redraws the progress line (terminals only): at a new phase and at its end, else every
+   MG_PROGRESS_NS. */
+static void mg_tick(void *arg, enum store_migrate_phase ph, uint64_t done, uint64_t total)
+{
+	struct mg *g = arg;
+	int64_t now;
+	double secs, frac;
+	int fill;
+
+	if (!g->tty)
+		return;
+	now = mono_ns();
+	if ((int)ph != g->phase) {
+		g->phase = (int)ph;
+		g->phase_t0 = now;
+	} else if (now - g->last_draw < MG_PROGRESS_NS && done < total) {
+		return;
+	}
+	g->last_draw = now;
+	secs = (double)(now - g->phase_t0) / 1e9;
+	frac = total > 0 ? (double)(done > total ? total : done) / (double)total : 1;
+	fill = (int)(frac * 20);
+	fprintf(stderr, "\r\033[Kmigrate: %s %" PRIu64 "/%" PRIu64 "  [%.*s%.*s] %3.0f%%  %.0f/s",
+	        mg_phase_name[ph], done, total, fill, "####################", 20 - fill,
+	        "                    ", frac * 100, secs > 0 ? (double)done / secs : 0);
+	fflush(stderr);
+	g->bar = 1;
+}
+
+/* The verb's options: -1 to go on, else the exit code (usage or help printed). */
+static int mg_parse_args(struct ctl *ctl, int argc, char **argv, size_t *batch)
+{
+	static const struct option opts[] = {
+		{ "redis", required_argument, NULL, 'r' },
+		{ "batch", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char *end;
+	long v;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			ctl->redis_url = optarg;
+			break;
+		case 'b':
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || end == optarg || v < 1 || v > MG_BATCH_MAX) {
+				ctl_errf("migrate: --batch must be from 1 to %d", MG_BATCH_MAX);
+				return CTL_EXIT_USAGE;
+			}
+			*batch = (size_t)v;
+			break;
+		case 'h':
+			ctl_verb_usage(stdout, "migrate");
+			return CTL_EXIT_OK;
+		default:
+			ctl_verb_usage(stderr, "migrate");
+			return CTL_EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		ctl_verb_usage(stderr, "migrate");
+		return CTL_EXIT_USAGE;
+	}
+	return -1;
+}
+
+/* Whether migrate may start: -1 to go on, else the exit code (the message printed). */
+static int mg_may_start(struct mg *g, struct store_migrate *m)
+{
+	char val[300], first[300];
+	uint64_t locks;
+
+	switch (store_migrate_layout(m, val, sizeof(val))) {
+	case STORE_MIGRATE_V2:
+		printf("migrate: the data is on key layout 2 already: nothing to do\n");
+		return CTL_EXIT_OK;
+	case STORE_MIGRATE_EMPTY:
+		printf("migrate: this Redis holds no org (nothing loaded): nothing to do\n");
+		return CTL_EXIT_OK;
+	case STORE_MIGRATE_OTHER:
+		mg_errf(g, "the data is on key layout \"%s\", which this partnerctl does not know; "
+		        "nothing was changed", val);
+		return CTL_EXIT_FAIL;
+	case STORE_MIGRATE_V1:
+		break;
+	default:
+		return CTL_EXIT_USAGE;  /* Redis failed: reported */
+	}
+	if (store_migrate_locks(m, &locks, first, sizeof(first)) < 0)
+		return CTL_EXIT_USAGE;
+	if (locks > 0) {
+		mg_errf(g, "%" PRIu64 " customer lock(s) of key layout 1 exist (%s): a partnerd is "
+		        "serving this Redis; stop every partnerd, then run migrate again (nothing was "
+		        "changed)", locks, first);
+		return CTL_EXIT_FAIL;
+	}
+	return -1;
+}
+
+/* The phases, then the last check and the layout record. Returns the exit code. */
+static int mg_run(struct mg *g, struct store_migrate *m, struct store_migrate_counts *c)
+{
+	int (*const phase[])(struct store_migrate *, struct store_migrate_counts *) = {
+		store_migrate_keys, store_migrate_hashes, store_migrate_feeds,
+	};
+	char first[300];
+	uint64_t left;
+	size_t i;
+	int problems = 0;
+
+	for (i = 0; i < sizeof(phase) / sizeof(phase[0]); i++) {
+		int64_t t = mono_ns();
+		int rc = phase[i](m, c);
+
+		g->secs[i] = (double)(mono_ns() - t) / 1e9;
+
+		if (rc < 0) {
+			mg_errf(g, "stopped; what moved stays moved: run migrate again to finish (key "
+			        "layout 2 is not recorded yet, so partnerd refuses the data until then)");
+			return CTL_EXIT_FAIL;
+		}
+		problems |= rc;
+	}
+	mg_bar_clear(g);
+	if (problems) {
+		mg_errf(g, "%" PRIu64 " problem(s), reported above: what they name is left under its "
+		        "layout-1 name, everything else moved; fix them and run migrate again (key "
+		        "layout 2 is not recorded yet)", c->problems);
+		return CTL_EXIT_FAIL;
+	}
+	if (store_migrate_left(m, &left, first, sizeof(first)) < 0)
+		return CTL_EXIT_FAIL;
+	if (left > 0) {
+		mg_errf(g, "%" PRIu64 " key(s) of key layout 1 are still there (%s): were they written "
+		        "during the run (a partnerd serving)? Stop every partnerd and run migrate "
+		        "again", left, first);
+		return CTL_EXIT_FAIL;
+	}
+	if (store_migrate_finish(m) < 0)
+		return CTL_EXIT_FAIL;
+	return CTL_EXIT_OK;
+}
+
+int ctl_migrate_main(struct ctl *ctl, int argc, char **argv)
+{
+	struct mg g = { .phase = -1 };
+	struct store_migrate_counts c = { 0 };
+	struct store_migrate *m;
+	size_t batch = MG_BATCH_DEFAULT;
+	int rc;
+
+	if ((rc = mg_parse_args(ctl, argc, argv, &batch)) >= 0)
+		return rc;
+	g.tty = isatty(STDERR_FILENO);
+	g.t0 = mono_ns();
+	m = store_migrate_open(ctl->redis_url, CTL_REDIS_TIMEOUT_MS, batch, mg_report, &g);
+	if (m == NULL)
+		return CTL_EXIT_USAGE;
+	if ((rc = mg_may_start(&g, m)) >= 0)
+		goto out;
+	store_migrate_set_tick(m, mg_tick, &g);
+	rc = mg_run(&g, m, &c);
+	mg_bar_clear(&g);
+	if (rc == CTL_EXIT_OK)
+		printf("migrate: key layout 2 recorded: ");
+	else
+		printf("migrate: not finished: ");
+	printf("%" PRIu64 " customer(s), %" PRIu64 " history(ies), %" PRIu64 " Idempotency-Key(s), "
+	       "%" PRIu64 " rate window(s) renamed; %" PRIu64 " identifier and %" PRIu64
+	       " membership-id index entries into buckets; %" PRIu64 " feed entries into "
+	       "partitions (%" PRIu64 " of them copied by an earlier run); %.2f s (%s %.2f s, %s "
+	       "%.2f s, %s %.2f s)\n", c.customers, c.histories, c.idem, c.rate, c.ix, c.mid, c.feed,
+	       c.feed_again, (double)(mono_ns() - g.t0) / 1e9,
+	       mg_phase_name[STORE_MIGRATE_KEYS], g.secs[STORE_MIGRATE_KEYS],
+	       mg_phase_name[STORE_MIGRATE_HASHES], g.secs[STORE_MIGRATE_HASHES],
+	       mg_phase_name[STORE_MIGRATE_FEEDS], g.secs[STORE_MIGRATE_FEEDS]);
+out:
+	store_migrate_close(m);
+	return rc;
+}
