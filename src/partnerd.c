@@ -33,6 +33,7 @@
 #include "rconn.h"
 #include "routes.h"
 #include "store.h"
+#include "testfault.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "dev"
@@ -581,6 +582,9 @@ main(int argc, char **argv)
 	int rc;
 
 	load_settings(argc, argv);
+#ifdef PARTNERD_TEST_FAULTS
+	testfault_init();
+#endif
 	if (sodium_init() < 0) {
 		fprintf(stderr, "partnerd: libsodium failed to initialise\n");
 		return 1;

@@ -388,11 +388,14 @@ def format_counts(counts, seconds=None):
 
 
 def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3, nemesis=None, pace=0.0,
-                     keep=None, say=print, max_steps=2000000, shrink_seconds=30.0, keep_on_violation=True):
+                     keep=None, say=print, max_steps=2000000, shrink_seconds=30.0, keep_on_violation=True,
+                     partnerd_binary=None, partnerd_env=None):
     """Starts a stack (one Redis, `partnerds` partnerd behind nginx), records, checks.
-    Returns (lincheck.Report, counts)."""
+    Returns (lincheck.Report, counts). partnerd_binary, partnerd_env: another partnerd
+    binary (the tests' broken builds) and its environment."""
     args = PARTNERD_ARGS + list(getattr(nemesis, "partnerd_args", ()))
-    st = harness.Stack(partnerds=partnerds, partnerd_args=args, workers=WORKERS)
+    st = harness.Stack(partnerds=partnerds, partnerd_args=args, workers=WORKERS,
+                       partnerd_binary=partnerd_binary, partnerd_env=partnerd_env)
     st.start()
     try:
         out = os.path.join(st.dir, "history.jsonl")
