@@ -40,6 +40,7 @@ def main(argv):
     ap.add_argument("--nemesis", default="none", choices=["none"] + sorted(nemesis.NEMESES),
                     help="faults during the load (default none)")
     ap.add_argument("--nemesis-seed", type=int, default=None, help="the fault schedule's seed (default: random, printed)")
+    ap.add_argument("--out", metavar="FILE", help="write the history there too (default: only the stack's directory)")
     ap.add_argument("--check", metavar="FILE", help="only check a recorded history.jsonl")
     a = ap.parse_args(argv)
     if a.check:
@@ -57,7 +58,7 @@ def main(argv):
               % (nem.name, nem.seed, nem.seed))
     rep, counts = recorder.record_and_check(ops=a.ops, seconds=a.seconds, seed=a.seed, threads=a.threads,
                                             partnerds=a.partnerds, keep=a.keep, nemesis=nem,
-                                            pace=a.pace)
+                                            pace=a.pace, out=a.out)
     if nem is not None:
         print("faults done: %s" % ", ".join("%s %d" % kv for kv in sorted(nem.events.items())))
     print("total %.1f s" % (time.monotonic() - t))

@@ -31,9 +31,10 @@ everything, and with AOF everysec it may lose acknowledged writes (docs/CONSISTE
 """
 
 import os
+import queue
 import random
 import signal
-import time
+import threading
 
 import recorder               # (first: it puts tests/integration on the path)
 import harness  # noqa: E402
@@ -43,6 +44,43 @@ import harness  # noqa: E402
 # stays 1000)
 LOCK_TTL_MS = 2000
 PARTNERD_ARGS = ("--lock-ttl-ms", str(LOCK_TTL_MS))
+
+
+class _Spawner:
+    """Starts processes from one thread that lives as long as the test process. The
+    harness's children get SIGTERM when the thread that started them exits
+    (PR_SET_PDEATHSIG follows the creating thread), so a nemesis thread, which ends with
+    the run, must not start them itself."""
+
+    def __init__(self):
+        self.q = queue.Queue()
+        self.t = None
+        self.lock = threading.Lock()
+
+    def _loop(self):
+        while True:
+            fn, box, done = self.q.get()
+            try:
+                box.append((True, fn()))
+            except BaseException as e:  # handed to the caller
+                box.append((False, e))
+            done.set()
+
+    def __call__(self, fn):
+        with self.lock:
+            if self.t is None:
+                self.t = threading.Thread(target=self._loop, name="nemesis-spawner", daemon=True)
+                self.t.start()
+        box, done = [], threading.Event()
+        self.q.put((fn, box, done))
+        done.wait()
+        ok, v = box[0]
+        if not ok:
+            raise v
+        return v
+
+
+spawn = _Spawner()
 
 
 def _partnerds(stack):
@@ -101,7 +139,7 @@ class Faults(recorder.Nemesis):
         self.restart_partnerd(k)
 
     def restart_partnerd(self, k):
-        self.stack._start_partnerd(k)
+        spawn(lambda: self.stack._start_partnerd(k))
         self.killed.remove(k)
         self.log("started partnerd-%d pid %d" % (k, self.stack.proc("partnerd-%d" % k).pid))
 
@@ -134,7 +172,7 @@ class Faults(recorder.Nemesis):
         self.stack.stop_proc("redis-server", timeout=10)
         self.log("SHUTDOWN SAVE redis-server pid %d (exit %s)" % (p.pid, p.returncode))
         self.sleep(0.3, 1.5)
-        self.stack.restart_redis()              # same port and --dir: loads dump.rdb
+        spawn(self.stack.restart_redis)         # same port and --dir: loads dump.rdb
         self.log("started redis-server pid %d (dump.rdb loaded, %s keys)"
                  % (self.stack.proc("redis-server").pid, self.stack.redis("DBSIZE")))
 
@@ -146,7 +184,7 @@ class Faults(recorder.Nemesis):
         for k in list(self.killed):
             self.restart_partnerd(k)
         if not any(n == "redis-server" for n, p in self.stack.procs):
-            self.stack.restart_redis()
+            spawn(self.stack.restart_redis)
             self.log("started redis-server pid %d" % self.stack.proc("redis-server").pid)
 
 

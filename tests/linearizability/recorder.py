@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -389,10 +390,11 @@ def format_counts(counts, seconds=None):
 
 def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3, nemesis=None, pace=0.0,
                      keep=None, say=print, max_steps=2000000, shrink_seconds=30.0, keep_on_violation=True,
-                     partnerd_binary=None, partnerd_env=None):
+                     partnerd_binary=None, partnerd_env=None, out=None):
     """Starts a stack (one Redis, `partnerds` partnerd behind nginx), records, checks.
     Returns (lincheck.Report, counts). partnerd_binary, partnerd_env: another partnerd
-    binary (the tests' broken builds) and its environment."""
+    binary (the tests' broken builds) and its environment. out: a path to copy the history to."""
+    extra_out = out
     args = PARTNERD_ARGS + list(getattr(nemesis, "partnerd_args", ()))
     st = harness.Stack(partnerds=partnerds, partnerd_args=args, workers=WORKERS,
                        partnerd_binary=partnerd_binary, partnerd_env=partnerd_env)
@@ -402,6 +404,8 @@ def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3
         t_start = time.monotonic()
         records, t0, seed = run(st, ops=ops, seconds=seconds, seed=seed, threads=threads, nemesis=nemesis, out=out,
                                 pace=pace)
+        if extra_out:
+            shutil.copyfile(out, extra_out)
         took = time.monotonic() - t_start
         say("seed %d (--seed %d repeats the workload; timing differs); history: %s" % (seed, seed, out))
         opl, counts = to_ops(records)
