@@ -34,6 +34,7 @@
 #include "routes.h"
 #include "store.h"
 #include "store_layout.h"
+#include "testfault.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "dev"
@@ -607,6 +608,9 @@ main(int argc, char **argv)
 	int rc;
 
 	load_settings(argc, argv);
+#ifdef PARTNERD_TEST_FAULTS
+	testfault_init();
+#endif
 	if (sodium_init() < 0) {
 		fprintf(stderr, "partnerd: libsodium failed to initialise\n");
 		return 1;

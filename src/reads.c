@@ -21,6 +21,7 @@
 #include "request.h"
 #include "rules.h"
 #include "store_read.h"
+#include "testfault.h"
 #include "xmalloc.h"
 
 #define VALUE_MAX 512
@@ -338,6 +339,9 @@ respond(struct store *st, struct http_req *r, const char *org, int kind, const s
 	}
 	JOUT_LIT(&b, ",\"warnings\":[]}");
 	out->status = 200;
+#ifdef PARTNERD_TEST_FAULTS
+	testfault_stale_keep(r, org, kind, b.p, b.len);
+#endif
 	http_respond(r, 200, NULL, b.p, b.len);
 	buf_free(&b);
 }
@@ -356,6 +360,10 @@ reads_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 		return;
 	if (parse_ident(r, &org, &q, out) != 0 || (kind == READS_HISTORY && parse_page(r, &q, out) != 0))
 		return;
+#ifdef PARTNERD_TEST_FAULTS
+	if (testfault_stale_answer(r, org.org, kind, out))
+		return;
+#endif
 	sq = (struct store_read_query){
 		.org = org.org, .id_kind = q.idname, .id_value = q.lookup, .cred = org.cred,
 		.rate_limit = cfg->rate_limit,

@@ -10,6 +10,7 @@
 #include "respond.h"
 #include "rules.h"
 #include "store_write.h"
+#include "testfault.h"
 #include "write_round.h"
 #include "xmalloc.h"
 
@@ -334,6 +335,12 @@ commit_round(struct write_request *w, struct round *rd, int64_t now_ms)
 		cc[k].events = ev + nev;
 		cc[k].nevents = add_events(&text, ev, &nev, &locks[k], w->rid, now_ms);
 	}
+#ifdef PARTNERD_TEST_FAULTS
+	if (testfault_skip_commit())            /* ack-before-commit: not sent, answered as applied */
+		for (k = 0; k < nl; k++)
+			cst[k] = STORE_COMMIT_OK;
+	else
+#endif
 	store_commit(w->st, &(struct store_commit_req){ .org = w->org->org, .token = w->token,
 	                                                .history_max = w->cfg->history_max,
 	                                                .feed_max = w->cfg->feed_max,
@@ -342,6 +349,11 @@ commit_round(struct write_request *w, struct round *rd, int64_t now_ms)
 	             cst, &maybe_ran);
 	if (cst[0] == STORE_COMMIT_LOST)
 		commit_resolve(w->st, w->org->org, w->token, locks, cc, nl, maybe_ran);
+#ifdef PARTNERD_TEST_FAULTS
+	for (k = 0; k < nl; k++)
+		if (cst[k] == STORE_COMMIT_OK && testfault_lose_ack())
+			locks[k].lost = LOST_NOT_APPLIED;
+#endif
 	buf_free(&text);
 
 	for (k = 0; k < nl; k++)

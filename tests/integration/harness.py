@@ -364,7 +364,8 @@ class Stack:
     """redis-server + N partnerd + nginx in a private temporary directory."""
 
     def __init__(self, partnerds=1, partnerd_args=(), partnerd_env=None, fixtures=FIXTURES,
-                 workers=8, require_partnerd=True, load=True):
+                 workers=8, require_partnerd=True, load=True, partnerd_binary=None):
+        self.partnerd_binary = partnerd_binary   # default: partnerd_bin()
         self.n_partnerd = partnerds
         self.partnerd_args = list(partnerd_args)
         self.partnerd_env = dict(partnerd_env or {})
@@ -458,7 +459,7 @@ class Stack:
         return os.path.join(self.dir, "partnerd-%d.sock" % k)
 
     def _start_partnerd(self, k):
-        binary = partnerd_bin()
+        binary = self.partnerd_binary or partnerd_bin()
         if not os.access(binary, os.X_OK):
             if self.require_partnerd:
                 raise StackError("partnerd binary not found: %s" % binary)

@@ -3,10 +3,15 @@ history of link / update / relink / cancel / delink requests and both read route
 client threads over 3 partnerd processes sharing one Redis, recorded with invocation and
 completion times and checked for linearizability (tests/linearizability/: recorder.py drives
 and records, lincheck.py models the org and searches for a serial order that respects real
-time). Own stack. No faults yet (the nemesis is the next slice).
+time). Own stacks. A second run does it under faults (tests/linearizability/nemesis.py,
+"all": SIGKILL and restart of partnerd, SIGSTOP of partnerd beyond the lock TTL, SIGSTOP of
+Redis, Redis SHUTDOWN SAVE and restart, in a seeded random schedule).
 
 LINZ_SECONDS (default 20) bounds the run, LINZ_OPS (default 30000) the requests;
 LINZ_SEED=N repeats a workload (timing differs). The run must make >= 2000 requests.
+The run with faults: LINZ_NEMESIS_SECONDS (default 90) of load, paced (each client thread
+waits 0-200 ms between requests), >= 2000 requests; LINZ_NEMESIS_SEED=N repeats its fault
+schedule.
 """
 
 import os
@@ -15,6 +20,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "linearizability"))
 
+import nemesis  # noqa: E402
 import recorder  # noqa: E402
 
 
@@ -34,6 +40,21 @@ def test_linearizable_history_over_three_partnerds_on_one_redis():
     assert counts["partnerctl_check"] == 0, "partnerctl check failed after the run"
     # a healthy stack: every request answered
     assert set(counts["http"]) == {"200"}, "requests without HTTP 200: %r" % counts["http"]
+
+
+def test_linearizable_history_under_faults_partnerd_killed_and_stopped_redis_stopped_and_restarted():
+    seconds = float(os.environ.get("LINZ_NEMESIS_SECONDS", "90"))
+    nseed = os.environ.get("LINZ_NEMESIS_SEED")
+    seed = os.environ.get("LINZ_SEED")
+    nem = nemesis.make("all", int(nseed) if nseed else None)
+    say("nemesis %s, seed %d (LINZ_NEMESIS_SEED=%d repeats the schedule)" % (nem.name, nem.seed, nem.seed))
+    rep, counts = recorder.record_and_check(ops=100000, seconds=seconds, seed=int(seed) if seed else None,
+                                            pace=0.1, nemesis=nem, say=say)
+    say("faults done: %s" % ", ".join("%s %d" % kv for kv in sorted(nem.events.items())))
+    assert rep.ok, "the history under faults is not linearizable (see the VIOLATION or INCONCLUSIVE above)"
+    assert counts["requests"] >= 2000, "only %d requests in %.0f s" % (counts["requests"], seconds)
+    assert counts["partnerctl_check"] == 0, "partnerctl check failed after the run"
+    assert sum(nem.events.values()) >= 5, "only %r faults in %.0f s" % (nem.events, seconds)
 
 
 def test_linearizability_check_catches_memberships_lost_behind_partnerds_back():

@@ -391,7 +391,13 @@ def check_component(model, cids, ops, max_steps=2000000):
         return lo, rel
 
     def children(lo, rel, state, minret):
-        out = []
+        """The states one operation further, in the order the search tries them: unknown
+        operations taken as never applied first (what most of them are: it costs nothing
+        and lets the window move on), then the definite operations by completion time (the
+        one that must take effect soonest first: fewer wrong turns to back out of when
+        an operation with a long interval overlaps short ones), then unknown operations
+        applied."""
+        never, definite_, applied = [], [], []
         i = lo
         while i < n and inv[i] < minret:
             if not (rel >> (i - lo)) & 1:
@@ -399,22 +405,23 @@ def check_component(model, cids, ops, max_steps=2000000):
                 nm = add(lo, rel, i)
                 if o.is_read:
                     if model.explains(state, pos[i], o):
-                        out.append((nm, state))
+                        definite_.append((ret[i], i, (nm, state)))
                 elif o.outcome == "ok":
                     codes, ns = model.apply(state, pos[i], o)
                     if codes == o.codes:
-                        out.append((nm, ns))
+                        definite_.append((ret[i], i, (nm, ns)))
                 elif o.outcome == "noeffect":
                     codes, _ = model.apply(state, pos[i], o)
                     if _codes_match(o.codes, codes, o.wild):
-                        out.append((nm, state))
+                        definite_.append((ret[i], i, (nm, state)))
                 else:
-                    out.append((nm, state))                 # never applied
+                    never.append((nm, state))
                     codes, ns = model.apply(state, pos[i], o)
                     if ns is not state and _codes_match(o.codes, codes, o.wild):
-                        out.append((nm, ns))
+                        applied.append((nm, ns))
             i += 1
-        return out
+        definite_.sort(key=lambda x: (x[0], x[1]))
+        return never + [c for _, _, c in definite_] + applied
 
     first = ((0, 0), start_state)
     stack = [first]

@@ -1,12 +1,15 @@
 """scripts/linearizability: a longer run of the linearizability check (issue 15).
 
     scripts/linearizability [--ops N] [--seconds S] [--seed N] [--threads T] [--partnerds P] [--keep]
+                            [--nemesis none|kill-partnerd|pause-partnerd|pause-redis|restart-redis|all]
+                            [--nemesis-seed N]
     scripts/linearizability --check FILE     # check a recorded history (history.jsonl) again
 
 Starts one Redis, P partnerd (default 3) behind nginx (tests/integration/harness.py; the
 binaries as the integration tests find them: $PARTNERD_BIN, $PARTNERCTL_BIN or build/src/),
 drives T client threads until N requests were made or S seconds passed, checks the history
-and prints the counts, the check's time and any violation. The history is written to
+and prints the counts, the check's time and any violation. --nemesis runs faults during the
+load (nemesis.py; "all": a seeded random schedule of every single-Redis fault). The history is written to
 history.jsonl in the stack's directory (kept with --keep or on a violation).
 Exit status: 0 with no violation, 1 otherwise.
 """
@@ -19,6 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import lincheck  # noqa: E402
+import nemesis  # noqa: E402
 import recorder  # noqa: E402
 
 
@@ -31,6 +35,12 @@ def main(argv):
     ap.add_argument("--threads", type=int, default=12, help="client threads (default 12)")
     ap.add_argument("--partnerds", type=int, default=3, help="partnerd processes (default 3)")
     ap.add_argument("--keep", action="store_true", help="keep the stack's directory (logs, history.jsonl)")
+    ap.add_argument("--pace", type=float, default=0.0,
+                    help="each client thread waits 0 to 2 x PACE seconds between requests (default 0)")
+    ap.add_argument("--nemesis", default="none", choices=["none"] + sorted(nemesis.NEMESES),
+                    help="faults during the load (default none)")
+    ap.add_argument("--nemesis-seed", type=int, default=None, help="the fault schedule's seed (default: random, printed)")
+    ap.add_argument("--out", metavar="FILE", help="write the history there too (default: only the stack's directory)")
     ap.add_argument("--check", metavar="FILE", help="only check a recorded history.jsonl")
     a = ap.parse_args(argv)
     if a.check:
@@ -42,8 +52,15 @@ def main(argv):
         print(lincheck.format_report(rep, t0))
         return 0 if rep.ok else 1
     t = time.monotonic()
+    nem = nemesis.make(a.nemesis, a.nemesis_seed)
+    if nem is not None:
+        print("nemesis %s, seed %d (--nemesis-seed %d repeats the schedule; timing differs)"
+              % (nem.name, nem.seed, nem.seed))
     rep, counts = recorder.record_and_check(ops=a.ops, seconds=a.seconds, seed=a.seed, threads=a.threads,
-                                            partnerds=a.partnerds, keep=a.keep)
+                                            partnerds=a.partnerds, keep=a.keep, nemesis=nem,
+                                            pace=a.pace, out=a.out)
+    if nem is not None:
+        print("faults done: %s" % ", ".join("%s %d" % kv for kv in sorted(nem.events.items())))
     print("total %.1f s" % (time.monotonic() - t))
     return 0 if rep.ok and counts.get("partnerctl_check") == 0 else 1
 

@@ -19,14 +19,16 @@ The data (org `stress` of tests/integration/data/orgs.json, loaded by harness.St
     expires or ends), and the model needs no clock.
 
 Faults: `run(..., nemesis=N)` starts N.run(stack, stop_event, log) in a thread of its own
-for the length of the load (the next slice's SIGKILL / SIGSTOP / Redis restart go there);
-log(text) records a nemesis event in the history.
+for the length of the load (nemesis.py: SIGKILL / SIGSTOP of partnerd, SIGSTOP and restart
+of Redis); log(text) records a nemesis event in the history. After the load the run waits
+for the stack to answer again before its last reads.
 """
 
 import http.client
 import json
 import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -161,8 +163,10 @@ def call(port, method, path, body, timeout):
 
 
 class Nemesis:
-    """No faults. The next slice's nemeses subclass this: run() loops until stop is set."""
+    """No faults. nemesis.py's nemeses subclass this: run() loops until stop is set.
+    partnerd_args: flags the partnerd processes of a run with this nemesis need."""
     name = "none"
+    partnerd_args = ()
 
     def run(self, stack, stop, log):
         stop.wait()
@@ -191,10 +195,16 @@ class LoseMemberships(Nemesis):
         stop.wait()
 
 
-def run(stack, ops=2000, seconds=120.0, seed=None, threads=12, timeout=10.0, nemesis=None, out=None):
+def run(stack, ops=2000, seconds=120.0, seed=None, threads=12, timeout=10.0, nemesis=None, out=None,
+        pace=0.0, backoff=(0.2, 0.5)):
     """Drives the load until `ops` requests were recorded or `seconds` passed. Returns
     (records, t0): records in completion order (dicts, see below), t0 the monotonic start.
-    out: a file path to which the records are written as JSON lines."""
+    out: a file path to which the records are written as JSON lines.
+    pace: each thread waits a random 0 to 2 x pace seconds between two requests (a slower
+    load over a longer time: the faults meet fewer requests each, so the check stays small).
+    backoff: after an answer other than 200 (or none), the thread waits that long (a random
+    time in the range) before its next request, as a client would; else a Redis outage
+    turns into thousands of fast 503s, each an unknown outcome for the checker."""
     seed = random.randrange(1 << 30) if seed is None else seed
     t0 = time.monotonic()
     deadline = t0 + seconds
@@ -223,6 +233,11 @@ def run(stack, ops=2000, seconds=120.0, seed=None, threads=12, timeout=10.0, nem
                    "ret": ret, "status": status, "resp": resp, "error": err}
             with lock:
                 records.append(rec)
+            wait = wl.rng.uniform(0, 2 * pace) if pace else 0
+            if status != 200:
+                wait += wl.rng.uniform(*backoff)
+            if wait and stop.wait(wait):
+                break
 
     ts = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(threads)]
     nt = None
@@ -236,6 +251,7 @@ def run(stack, ops=2000, seconds=120.0, seed=None, threads=12, timeout=10.0, nem
     stop.set()
     if nt is not None:
         nt.join(30)
+        wait_healthy(stack)
     # a last read of every customer, after every write completed: the final state must be
     # explained too (a write lost at the end shows here)
     for cid in CUSTOMERS:
@@ -255,6 +271,17 @@ def run(stack, ops=2000, seconds=120.0, seed=None, threads=12, timeout=10.0, nem
     return records, t0, seed
 
 
+def wait_healthy(stack, seconds=20.0):
+    """After faults: waits (bounded) until a read answers 200 through nginx."""
+    path = PROGRAMS + "?" + urllib.parse.urlencode({"identifierName": "id", "identifierValue": CUSTOMERS[0]})
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if call(stack.http_port, "GET", path, None, 5)[0] == 200:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def load(path):
     """Reads a history written by run(out=...): (records, t0, seed)."""
     with open(path) as f:
@@ -269,10 +296,13 @@ def to_ops(records):
     read; counts of requests by outcome, items by code, HTTP statuses."""
     ops = []
     counts = {"requests": 0, "entries": {"ok": 0, "noeffect": 0, "unknown": 0},
-              "reads": {"answered": 0, "dropped": 0}, "http": {}, "codes": {}, "nemesis": 0}
+              "reads": {"answered": 0, "dropped": 0}, "http": {}, "codes": {}, "nemesis": 0,
+              "kinds": {}, "unknown_why": {}, "nemesis_events": {}}
     for rec in records:
         if "nemesis" in rec:
             counts["nemesis"] += 1
+            ev = rec["nemesis"].split()[0]
+            counts["nemesis_events"][ev] = counts["nemesis_events"].get(ev, 0) + 1
             continue
         counts["requests"] += 1
         st = rec["status"]
@@ -307,9 +337,13 @@ def to_ops(records):
         for k, e in enumerate(entries):
             cid = e["customer"]["id"]
             items = [lincheck.norm_item(kind, it) for it in e[items_key]]
+            per = counts["kinds"].setdefault(kind, {"ok": 0, "noeffect": 0, "unknown": 0})
             if answered is None:
                 why = ("HTTP %s" % st) if st is not None else rec["error"]
                 counts["entries"]["unknown"] += 1
+                per["unknown"] += 1
+                w = key if st is not None else "no answer (%s)" % key
+                counts["unknown_why"][w] = counts["unknown_why"].get(w, 0) + 1
                 ops.append(lincheck.Op("%s.%d" % (rid, k), cid, kind, rec["inv"], None, "unknown", items=items,
                                        req=rid, resp=why, thread=rec["thread"]))
                 continue
@@ -324,6 +358,9 @@ def to_ops(records):
             else:
                 outcome, wild = "ok", None
             counts["entries"][outcome] += 1
+            per[outcome] += 1
+            if outcome == "unknown":
+                counts["unknown_why"]["2011"] = counts["unknown_why"].get("2011", 0) + 1
             ops.append(lincheck.Op("%s.%d" % (rid, k), cid, kind, rec["inv"], rec["ret"], outcome, items=items,
                                    codes=codes, wild=wild, req=rid, thread=rec["thread"]))
     return ops, counts
@@ -338,21 +375,37 @@ def format_counts(counts, seconds=None):
              "reads: %(answered)d answered, %(dropped)d without an answer (dropped)" % counts["reads"],
              "items by code: %s" % ", ".join("%s: %d" % (c, n) for c, n in sorted(counts["codes"].items(),
                                                                                   key=lambda x: int(x[0])))]
+    if counts.get("kinds"):
+        lines.append("write entries by kind: %s" % "; ".join(
+            "%s ok %d, nothing %d, unknown %d" % (k, v["ok"], v["noeffect"], v["unknown"])
+            for k, v in sorted(counts["kinds"].items())))
+    if counts.get("unknown_why"):
+        lines.append("unknown write entries by cause: %s" % ", ".join(
+            "%s: %d" % kv for kv in sorted(counts["unknown_why"].items())))
     if counts["nemesis"]:
-        lines.append("nemesis events: %d" % counts["nemesis"])
+        lines.append("nemesis events: %d (%s)" % (counts["nemesis"], ", ".join(
+            "%s %d" % kv for kv in sorted(counts.get("nemesis_events", {}).items()))))
     return lines
 
 
-def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3, nemesis=None,
-                     keep=None, say=print, max_steps=2000000, shrink_seconds=30.0, keep_on_violation=True):
+def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3, nemesis=None, pace=0.0,
+                     keep=None, say=print, max_steps=2000000, shrink_seconds=30.0, keep_on_violation=True,
+                     partnerd_binary=None, partnerd_env=None, out=None):
     """Starts a stack (one Redis, `partnerds` partnerd behind nginx), records, checks.
-    Returns (lincheck.Report, counts)."""
-    st = harness.Stack(partnerds=partnerds, partnerd_args=PARTNERD_ARGS, workers=WORKERS)
+    Returns (lincheck.Report, counts). partnerd_binary, partnerd_env: another partnerd
+    binary (the tests' broken builds) and its environment. out: a path to copy the history to."""
+    extra_out = out
+    args = PARTNERD_ARGS + list(getattr(nemesis, "partnerd_args", ()))
+    st = harness.Stack(partnerds=partnerds, partnerd_args=args, workers=WORKERS,
+                       partnerd_binary=partnerd_binary, partnerd_env=partnerd_env)
     st.start()
     try:
         out = os.path.join(st.dir, "history.jsonl")
         t_start = time.monotonic()
-        records, t0, seed = run(st, ops=ops, seconds=seconds, seed=seed, threads=threads, nemesis=nemesis, out=out)
+        records, t0, seed = run(st, ops=ops, seconds=seconds, seed=seed, threads=threads, nemesis=nemesis, out=out,
+                                pace=pace)
+        if extra_out:
+            shutil.copyfile(out, extra_out)
         took = time.monotonic() - t_start
         say("seed %d (--seed %d repeats the workload; timing differs); history: %s" % (seed, seed, out))
         opl, counts = to_ops(records)
