@@ -12,7 +12,7 @@ order) or a read (customerPartnerPrograms, customerActivityHistory). Its outcome
                 changed; the other items' codes must match the rules at one instant of the
                 interval (an entry that never got its customer's lock answers 2010 for every
                 item, a fenced commit 2010 for the items that would have succeeded);
-  - "unknown":  a timeout, a 502/503, a transport error, or items answering 2011: the entry
+  - "unknown":  a timeout, a 502/504 (or a 503 that is not partnerd's: its own means nothing applied and the recorder leaves the entry out), a transport error, or items answering 2011: the entry
                 may have applied at any instant after its invocation, or never.
 Reads with an answer must be explained by the state at one instant of their interval; reads
 without one are dropped by the recorder.

@@ -334,10 +334,19 @@ def to_ops(records):
                 assert len(answered) == len(entries)
             except (KeyError, TypeError, AssertionError):
                 answered = None
+        # partnerd's own 503 (a JSON error body: nginx answers 502/504 with HTML) means
+        # nothing of the request was applied (docs/openapi.yaml, Unavailable; write.c
+        # answers it only when no round committed): no effect and no codes, so no op.
+        refused = st == 503 and isinstance(rec["resp"], dict)
         for k, e in enumerate(entries):
             cid = e["customer"]["id"]
             items = [lincheck.norm_item(kind, it) for it in e[items_key]]
             per = counts["kinds"].setdefault(kind, {"ok": 0, "noeffect": 0, "unknown": 0})
+            if refused:
+                counts["entries"]["noeffect"] += 1
+                per["noeffect"] += 1
+                counts["refused_503"] = counts.get("refused_503", 0) + 1
+                continue
             if answered is None:
                 why = ("HTTP %s" % st) if st is not None else rec["error"]
                 counts["entries"]["unknown"] += 1
@@ -371,7 +380,7 @@ def format_counts(counts, seconds=None):
                                          " in %.1f s" % seconds if seconds is not None else "",
                                          json.dumps(counts["http"], sort_keys=True)),
              "write entries by outcome: ok %(ok)d, applied nothing (2010/2001) %(noeffect)d, "
-             "unknown (timeout/502/503/2011) %(unknown)d" % counts["entries"],
+             "unknown (timeout/502/504/2011) %(unknown)d" % counts["entries"],
              "reads: %(answered)d answered, %(dropped)d without an answer (dropped)" % counts["reads"],
              "items by code: %s" % ", ".join("%s: %d" % (c, n) for c, n in sorted(counts["codes"].items(),
                                                                                   key=lambda x: int(x[0])))]
@@ -379,6 +388,9 @@ def format_counts(counts, seconds=None):
         lines.append("write entries by kind: %s" % "; ".join(
             "%s ok %d, nothing %d, unknown %d" % (k, v["ok"], v["noeffect"], v["unknown"])
             for k, v in sorted(counts["kinds"].items())))
+    if counts.get("refused_503"):
+        lines.append("write entries refused whole by partnerd's 503 (nothing applied, no op): %d"
+                     % counts["refused_503"])
     if counts.get("unknown_why"):
         lines.append("unknown write entries by cause: %s" % ", ".join(
             "%s: %d" % kv for kv in sorted(counts["unknown_why"].items())))
