@@ -72,7 +72,7 @@ def run_import(ctl, url, path, batch):
         sys.stderr.write(p.stderr)
         raise SystemExit("import failed: exit %d" % p.returncode)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    return wall, cpu, p.stdout.strip()
+    return wall, cpu, p.stdout.strip(), ru1.ru_maxrss
 
 
 def main():
@@ -118,15 +118,17 @@ def main():
                            capture_output=True)
             cli(port, "CONFIG", "RESETSTAT")
             c0 = redis_cpu(port)
-            wall, cpu, out = run_import(ctl, url, path, a.batch)
+            wall, cpu, out, rss = run_import(ctl, url, path, a.batch)
             rcpu = redis_cpu(port) - c0
             if a.commandstats:
                 print(commandstats(port))
             print("run %d: import %.2f s wall, partnerctl CPU %.2f s, Redis CPU %.2f s, "
-                  "%.0f customers/s" % (r + 1, wall, cpu, rcpu, a.customers / wall))
+                  "%.0f customers/s; largest RSS of a finished child (redis-cli, load, "
+                  "import) %.1f MB" %
+                  (r + 1, wall, cpu, rcpu, a.customers / wall, rss / 1024))
             if a.reimport:
                 c0 = redis_cpu(port)
-                wall, cpu, out = run_import(ctl, url, path, a.batch)
+                wall, cpu, out, rss = run_import(ctl, url, path, a.batch)
                 rcpu = redis_cpu(port) - c0
                 print("run %d: reimport (all unchanged) %.2f s wall, partnerctl CPU %.2f s, "
                       "Redis CPU %.2f s" % (r + 1, wall, cpu, rcpu))
