@@ -21,11 +21,17 @@
  * - a later line with the id of an earlier one updates that customer again (last wins);
  * - a customer whose identifiers are all unchanged is not written.
  *
- * Round trips: lines are taken in batches of N customers (--batch, default 1000; a batch
+ * Round trips: lines are taken in batches of N customers (--batch, default 5000; a batch
  * also ends early at a line whose id is already in it, so that the line sees the earlier
  * one applied). Per batch: one pipelined read (HMGET of each customer hash, and one HMGET
- * per identifier index for the batch's values), the decisions in memory, then one
+ * per index bucket the batch's values fall in), the decisions in memory, then one
  * pipelined MULTI/EXEC holding the batch's writes and its checkpoint.
+ *
+ * The default batch: key layout 2 spreads each identifier index over LAYOUT_PARTS bucket
+ * hashes, and a batch reads and writes each bucket it touches with one command. With 1000
+ * customers a batch touches ~250 buckets of each kind: 1.5 bucket commands (reads and
+ * writes) per customer on top of its HMGET and HSET; with 5000, ~0.3. Bigger batches buy
+ * little more and hold Redis longer in each EXEC (docs/PERFORMANCE.md, import-customers).
  *
  * Checkpoint (docs/DATA-MODEL.md): pp:{ORG}:import:HEX, HEX = 32 hex chars of BLAKE2b-128
  * of the file's absolute path, size and mtime, a HASH: offset (byte offset after the last
@@ -62,7 +68,7 @@
 #include "ctl_reader.h"
 #include "xmalloc.h"
 
-#define IM_BATCH_DEFAULT 1000
+#define IM_BATCH_DEFAULT 5000
 #define IM_BATCH_MAX 100000
 #define IM_CHECKPOINT_TTL (7 * 24 * 3600)      /* seconds an abandoned checkpoint lives */
 #define IM_PROGRESS_NS 100000000LL             /* at most 10 redraws a second */
