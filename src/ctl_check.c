@@ -385,24 +385,14 @@ struct ck_map_read {
 	const char *key;         /* its name, for messages */
 	enum store_key kind;
 	int64_t id;              /* the index's kind or pid (store_key_name_at) */
+	struct ck_map bad;       /* the bucket's entries that belong in another bucket */
 };
 
-static int ck_on_map_entry(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
+/* Appends an entry (f copied) to m. */
+static struct ck_entry *ck_map_add(struct ck_map *m, const char *f, size_t flen, unsigned part)
 {
-	struct ck_map_read *mr = arg;
-	struct ck_map *m = mr->m;
 	struct ck_entry *x;
-	unsigned home = layout_bucket_of(f, flen);
-	char want[256];
 
-	/* An entry in another bucket than its value's: partnerd never finds it there. */
-	if (home != mr->part) {
-		ck_violation(mr->ck, "org %s: %s: entry %s is in bucket %u, not in its value's "
-		             "bucket %u: expected %s", mr->ck->cur->id, mr->key, ctl_quote(f, flen),
-		             mr->part, home, store_key_name_at(want, sizeof want, mr->kind, home,
-		                                               mr->ck->cur->id, mr->id));
-		return 0;
-	}
 	if (m->n == m->cap) {
 		m->cap = m->cap ? m->cap * 2 : 256;
 		m->v = xrealloc(m->v, sizeof *m->v * m->cap);
@@ -411,13 +401,52 @@ static int ck_on_map_entry(void *arg, const char *f, size_t flen, const char *v,
 	x->key = xmemdup(f, flen);
 	x->len = flen;
 	x->seen = 0;
-	x->part = mr->part;
+	x->cid = 0;
+	x->part = part;
+	return x;
+}
+
+static int ck_on_map_entry(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
+{
+	struct ck_map_read *mr = arg;
+	struct ck_entry *x;
+
+	/* An entry in another bucket than its value's: reported when the bucket is read. */
+	if (layout_bucket_of(f, flen) != mr->part) {
+		ck_map_add(&mr->bad, f, flen, mr->part);
+		return 0;
+	}
+	x = ck_map_add(mr->m, f, flen, mr->part);
 	if (ident_parse_cid(v, vlen, &x->cid) < 0) {
 		ck_violation(mr->ck, "%s: entry %s holds %s, not a customer id", mr->key,
 		             ctl_quote(x->key, x->len), ctl_quote(v, vlen));
 		x->cid = -1;
 	}
 	return 0;
+}
+
+/*
+ * The entries of the bucket just read that belong in another bucket (partnerd never finds
+ * them where they are), once each (HSCAN may return an entry twice).
+ */
+static void ck_misplaced_entries(struct ck *ck, struct ck_map_read *mr)
+{
+	char want[256];
+
+	if (mr->bad.n > 1)
+		qsort(mr->bad.v, mr->bad.n, sizeof *mr->bad.v, ck_entry_cmp);
+	for (size_t i = 0; i < mr->bad.n; i++) {
+		const struct ck_entry *e = &mr->bad.v[i];
+		unsigned home = layout_bucket_of(e->key, e->len);
+
+		if (i > 0 && ck_entry_cmp(e, e - 1) == 0)
+			continue;
+		ck_violation(ck, "org %s: %s: entry %s is in bucket %u, not in its value's bucket "
+		             "%u: expected %s", ck->cur->id, mr->key, ctl_quote(e->key, e->len),
+		             e->part, home, store_key_name_at(want, sizeof want, mr->kind, home,
+		                                              ck->cur->id, mr->id));
+	}
+	ck_map_free(&mr->bad);
 }
 
 /*
@@ -428,7 +457,7 @@ static int ck_on_map_entry(void *arg, const char *f, size_t flen, const char *v,
 static int ck_map_load(struct ck *ck, enum store_key kind, int64_t id, struct ck_map *m)
 {
 	char key[256];
-	struct ck_map_read mr = { ck, m, 0, key, kind, id };
+	struct ck_map_read mr = { ck, m, 0, key, kind, id, { NULL, 0, 0 } };
 
 	for (mr.part = 0; mr.part < LAYOUT_PARTS; mr.part++) {
 		int rc;
@@ -438,10 +467,12 @@ static int ck_map_load(struct ck *ck, enum store_key kind, int64_t id, struct ck
 		                              ck_on_map_entry, &mr);
 		if (rc == -1) {
 			ctl_errf("check: %s", store_admin_error(ck->st));
+			ck_map_free(&mr.bad);
 			return -1;
 		}
 		if (rc == STORE_ADMIN_WRONGTYPE)
 			ck_violation(ck, "%s is not a hash", key);
+		ck_misplaced_entries(ck, &mr);
 	}
 	/* HSCAN may return an entry twice: keep one. */
 	if (m->n > 1)

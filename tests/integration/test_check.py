@@ -464,3 +464,20 @@ def test_check_reports_change_feed_entries_outside_their_customers_partition(sta
                          "is in partition %d, not in its customer's partition %d: expected %s"
                          % (wrong, keys.part_of_cid(cid), keys.feed_of("acme", cid)))
     expect_clean(stack)
+
+
+def test_check_reports_each_misplaced_entry_of_a_big_bucket_once(stack):
+    # more entries than a listpack holds: HSCAN walks the bucket in steps
+    bucket = keys.build("IX", keys.tag(0), "acme", "externalId")
+    values = [v for v in ("X-%s-%d" % (stack.uid(), i) for i in range(400)) if keys.bucket_of(v) != 0]
+    with planted(stack, bucket):
+        args = []
+        for v in values:
+            args += [v, "1001"]
+        stack.redis("HSET", bucket, *args)
+        viol = expect_violation(stack, "org acme: %s: entry" % bucket)
+        for v in values:
+            hits = [l for l in viol if "%s: entry \"%s\" is in bucket 0," % (bucket, v) in l]
+            assert len(hits) == 1, (v, hits)
+        assert len([l for l in viol if "%s: entry" % bucket in l]) == len(values)
+    expect_clean(stack)
