@@ -14,7 +14,7 @@
  * the names and values the checks read anyway: no extra round trip. A misplaced key or
  * entry is left out of the other checks, as partnerd never finds it where it is.
  *
- * Pending relinks: an entry of pp:{ORG}:mid:PID is accepted when it names a customer whose
+ * Pending relinks: an entry of pp:{TAG}:mid:ORG:PID is accepted when it names a customer whose
  * membership or pending relink in PID has that membership id (DATA-MODEL.md does not say
  * whether a queued relink reserves its id; both readings pass). A relink whose start has
  * passed (Redis's clock when the org's customers are read) is the current membership, as
@@ -22,7 +22,7 @@
  * (until partnerd next reads or writes the customer) or may have been taken over by
  * another customer (partnerd's claims check whether the holder still holds an id).
  *
- * History (docs/CHANGE-FEED.md): every pp:{ORG:CID}:h must belong to an existing customer
+ * History (docs/CHANGE-FEED.md): every pp:{TAG}:h:ORG:CID must belong to an existing customer
  * and be a LIST of activity JSON objects of that customer naming a program of the org. It
  * is read in the same pipelined pass as the customer hash (HGETALL then LRANGE 0 -1, for
  * customers that have a history key), and the newest activity of each program must agree
@@ -82,16 +82,16 @@ struct ck_org {
 	char id[65];
 	int listed;              /* in pp:orgs */
 	int keys;                /* keys of this org were found */
-	int has_ix[CK_NIX];      /* pp:{ORG}:ix:* exists */
-	int *mid_pids;           /* PIDs of pp:{ORG}:mid:PID keys */
+	int has_ix[CK_NIX];      /* a bucket pp:{TAG}:ix:ORG:KIND exists */
+	int *mid_pids;           /* PIDs of pp:{TAG}:mid:ORG:PID buckets */
 	size_t nmid_pids;
-	int64_t *custs;          /* CIDs of pp:{ORG:CID}:c keys */
+	int64_t *custs;          /* CIDs of pp:{TAG}:c:ORG:CID keys (placed) */
 	size_t ncusts, ccap;
-	int64_t *locks;          /* CIDs of pp:{ORG:CID}:lock keys */
+	int64_t *locks;          /* CIDs of pp:{TAG}:lock:ORG:CID keys (placed) */
 	size_t nlocks, lcap;
-	int64_t *hists;          /* CIDs of pp:{ORG:CID}:h keys */
+	int64_t *hists;          /* CIDs of pp:{TAG}:h:ORG:CID keys (placed) */
 	size_t nhists, hcap;
-	int has_feed;            /* pp:{ORG}:feed exists */
+	int has_feed;            /* a partition pp:{TAG}:feed:ORG exists */
 };
 
 /* A program of the org being checked: its field name and its stored definition. */
