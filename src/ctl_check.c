@@ -6,7 +6,15 @@
  * them, and entries no customer confirmed are reported. One "VIOLATION: ..." line per
  * fault on stdout, then "checked N customers, M memberships: K violations".
  *
- * Pending relinks: an entry of pp:{ORG}:mid:PID is accepted when it names a customer whose
+ * Placement (key layout 2, docs/DATA-MODEL.md "Partitions"): a customer's c, lock or h key
+ * whose TAG is not its cid's partition, an idem or rate key whose TAG is not its digest's
+ * (store_key_placed), an index or membership-id entry in another bucket than its value's
+ * (layout_bucket_of), a change-feed entry in another partition than its customerId's
+ * (layout_part_of_cid) is a violation naming where it belongs. All of it is computed from
+ * the names and values the checks read anyway: no extra round trip. A misplaced key or
+ * entry is left out of the other checks, as partnerd never finds it where it is.
+ *
+ * Pending relinks: an entry of pp:{TAG}:mid:ORG:PID is accepted when it names a customer whose
  * membership or pending relink in PID has that membership id (DATA-MODEL.md does not say
  * whether a queued relink reserves its id; both readings pass). A relink whose start has
  * passed (Redis's clock when the org's customers are read) is the current membership, as
@@ -14,14 +22,15 @@
  * (until partnerd next reads or writes the customer) or may have been taken over by
  * another customer (partnerd's claims check whether the holder still holds an id).
  *
- * History (docs/CHANGE-FEED.md): every pp:{ORG:CID}:h must belong to an existing customer
+ * History (docs/CHANGE-FEED.md): every pp:{TAG}:h:ORG:CID must belong to an existing customer
  * and be a LIST of activity JSON objects of that customer naming a program of the org. It
  * is read in the same pipelined pass as the customer hash (HGETALL then LRANGE 0 -1, for
  * customers that have a history key), and the newest activity of each program must agree
  * with the membership the customer holds (ck_hist_match). A list of --history-max entries
  * or more (default $PARTNERD_HISTORY_MAX, then 100, as partnerd) may have been trimmed.
  * Each partition of the change feed pp:{TAG}:feed:ORG, when present, must be a STREAM;
- * its newest CK_FEED_COUNT entries are checked.
+ * its newest CK_FEED_COUNT entries are checked (also for being in their customer's
+ * partition).
  *
  * Memory: the index tables of one org are held at once (about 100 bytes an entry).
  */
@@ -34,6 +43,7 @@
 
 #include "ctl.h"
 #include "ident.h"
+#include "layout.h"
 #include "rules.h"
 #include "store_keys.h"
 #include "xmalloc.h"
@@ -55,6 +65,7 @@ struct ck_entry {
 	size_t len;
 	int64_t cid;      /* -1 when the value is not a customer id */
 	int seen;
+	unsigned part;    /* the bucket it was read from (layout_bucket_of of key) */
 };
 
 struct ck_map {
@@ -71,16 +82,16 @@ struct ck_org {
 	char id[65];
 	int listed;              /* in pp:orgs */
 	int keys;                /* keys of this org were found */
-	int has_ix[CK_NIX];      /* pp:{ORG}:ix:* exists */
-	int *mid_pids;           /* PIDs of pp:{ORG}:mid:PID keys */
+	int has_ix[CK_NIX];      /* a bucket pp:{TAG}:ix:ORG:KIND exists */
+	int *mid_pids;           /* PIDs of pp:{TAG}:mid:ORG:PID buckets */
 	size_t nmid_pids;
-	int64_t *custs;          /* CIDs of pp:{ORG:CID}:c keys */
+	int64_t *custs;          /* CIDs of pp:{TAG}:c:ORG:CID keys (placed) */
 	size_t ncusts, ccap;
-	int64_t *locks;          /* CIDs of pp:{ORG:CID}:lock keys */
+	int64_t *locks;          /* CIDs of pp:{TAG}:lock:ORG:CID keys (placed) */
 	size_t nlocks, lcap;
-	int64_t *hists;          /* CIDs of pp:{ORG:CID}:h keys */
+	int64_t *hists;          /* CIDs of pp:{TAG}:h:ORG:CID keys (placed) */
 	size_t nhists, hcap;
-	int has_feed;            /* pp:{ORG}:feed exists */
+	int has_feed;            /* a partition pp:{TAG}:feed:ORG exists */
 };
 
 /* A program of the org being checked: its field name and its stored definition. */
@@ -163,6 +174,27 @@ static int ck_parse_pid(const char *s, size_t len, int *pid)
 	return 1;
 }
 
+/*
+ * A key of a customer (c, lock, h) whose TAG is not its CID's partition, or a rate or idem
+ * key whose TAG is not its HEX's: partnerd never reads it there. Reported with where it
+ * belongs; it is not filed (its customer's keys are read where they belong).
+ */
+static void ck_misplaced(struct ck *ck, const char *org, const char *k, size_t len, int kind,
+                         const struct store_key_parts *kp)
+{
+	int home = store_key_home(k, len, kind, kp);
+	char want[256], who[64];
+
+	store_key_retag(want, sizeof want, k, len, (unsigned)home);
+	if (kind == STORE_KEY_CUST || kind == STORE_KEY_LOCK || kind == STORE_KEY_HIST)
+		snprintf(who, sizeof who, "customer %" PRId64 ": ", kp->cid);
+	else
+		who[0] = '\0';
+	ck_violation(ck, "org %s: %skey %.*s is in partition %u, not in its %s's partition %d: "
+	             "expected %s", org, who, (int)len, k, kp->part,
+	             who[0] != '\0' ? "customer id" : "digest", home, want);
+}
+
 /* Files one key name under its org (see store_keys.h), or reports it as stray. */
 static void ck_classify(struct ck *ck, const char *k, size_t len)
 {
@@ -179,6 +211,11 @@ static void ck_classify(struct ck *ck, const char *k, size_t len)
 	if (ck->only != NULL && strcmp(ck->only, org) != 0)
 		return;
 	o = ck_org_get(ck, org, strlen(org));
+	if (kind >= 0 && kp.tagged && !store_key_placed(k, len, kind, &kp)) {
+		ck_misplaced(ck, org, k, len, kind, &kp);
+		o->keys = 1;
+		return;
+	}
 	switch (kind) {
 	case STORE_KEY_CUST:
 		ck_push(&o->custs, &o->ncusts, &o->ccap, kp.cid);
@@ -340,17 +377,20 @@ static void ck_map_free(struct ck_map *m)
 	memset(m, 0, sizeof *m);
 }
 
-/* An index or membership-id hash being read into a map. */
+/* A bucket of an index or membership-id hash being read into a map. */
 struct ck_map_read {
 	struct ck *ck;
 	struct ck_map *m;
+	unsigned part;           /* the bucket */
 	const char *key;         /* its name, for messages */
+	enum store_key kind;
+	int64_t id;              /* the index's kind or pid (store_key_name_at) */
+	struct ck_map bad;       /* the bucket's entries that belong in another bucket */
 };
 
-static int ck_on_map_entry(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
+/* Appends an entry (f copied) to m. */
+static struct ck_entry *ck_map_add(struct ck_map *m, const char *f, size_t flen, unsigned part)
 {
-	struct ck_map_read *mr = arg;
-	struct ck_map *m = mr->m;
 	struct ck_entry *x;
 
 	if (m->n == m->cap) {
@@ -361,6 +401,22 @@ static int ck_on_map_entry(void *arg, const char *f, size_t flen, const char *v,
 	x->key = xmemdup(f, flen);
 	x->len = flen;
 	x->seen = 0;
+	x->cid = 0;
+	x->part = part;
+	return x;
+}
+
+static int ck_on_map_entry(void *arg, const char *f, size_t flen, const char *v, size_t vlen)
+{
+	struct ck_map_read *mr = arg;
+	struct ck_entry *x;
+
+	/* An entry in another bucket than its value's: reported when the bucket is read. */
+	if (layout_bucket_of(f, flen) != mr->part) {
+		ck_map_add(&mr->bad, f, flen, mr->part);
+		return 0;
+	}
+	x = ck_map_add(mr->m, f, flen, mr->part);
 	if (ident_parse_cid(v, vlen, &x->cid) < 0) {
 		ck_violation(mr->ck, "%s: entry %s holds %s, not a customer id", mr->key,
 		             ctl_quote(x->key, x->len), ctl_quote(v, vlen));
@@ -369,20 +425,54 @@ static int ck_on_map_entry(void *arg, const char *f, size_t flen, const char *v,
 	return 0;
 }
 
-/* Reads a whole hash (field -> customer id) of the org with HSCAN into m, sorted. */
+/*
+ * The entries of the bucket just read that belong in another bucket (partnerd never finds
+ * them where they are), once each (HSCAN may return an entry twice).
+ */
+static void ck_misplaced_entries(struct ck *ck, struct ck_map_read *mr)
+{
+	char want[256];
+
+	if (mr->bad.n > 1)
+		qsort(mr->bad.v, mr->bad.n, sizeof *mr->bad.v, ck_entry_cmp);
+	for (size_t i = 0; i < mr->bad.n; i++) {
+		const struct ck_entry *e = &mr->bad.v[i];
+		unsigned home = layout_bucket_of(e->key, e->len);
+
+		if (i > 0 && ck_entry_cmp(e, e - 1) == 0)
+			continue;
+		ck_violation(ck, "org %s: %s: entry %s is in bucket %u, not in its value's bucket "
+		             "%u: expected %s", ck->cur->id, mr->key, ctl_quote(e->key, e->len),
+		             e->part, home, store_key_name_at(want, sizeof want, mr->kind, home,
+		                                              ck->cur->id, mr->id));
+	}
+	ck_map_free(&mr->bad);
+}
+
+/*
+ * Reads every bucket of an index or membership-id hash (field -> customer id) of the org
+ * with HSCAN into m, sorted; an entry in another bucket than its value's is reported and
+ * left out (partnerd looks for it in its value's bucket only).
+ */
 static int ck_map_load(struct ck *ck, enum store_key kind, int64_t id, struct ck_map *m)
 {
 	char key[256];
-	struct ck_map_read mr = { ck, m, store_key_name(key, sizeof key, kind, ck->cur->id, id) };
-	int rc = store_admin_hash_scan(ck->st, kind, ck->cur->id, id, ck_on_map_entry, &mr);
+	struct ck_map_read mr = { ck, m, 0, key, kind, id, { NULL, 0, 0 } };
 
-	if (rc == -1) {
-		ctl_errf("check: %s", store_admin_error(ck->st));
-		return -1;
-	}
-	if (rc == STORE_ADMIN_WRONGTYPE) {
-		ck_violation(ck, "%s is not a hash", key);
-		return 0;
+	for (mr.part = 0; mr.part < LAYOUT_PARTS; mr.part++) {
+		int rc;
+
+		store_key_name_at(key, sizeof key, kind, mr.part, ck->cur->id, id);
+		rc = store_admin_hash_scan_at(ck->st, kind, ck->cur->id, id, mr.part,
+		                              ck_on_map_entry, &mr);
+		if (rc == -1) {
+			ctl_errf("check: %s", store_admin_error(ck->st));
+			ck_map_free(&mr.bad);
+			return -1;
+		}
+		if (rc == STORE_ADMIN_WRONGTYPE)
+			ck_violation(ck, "%s is not a hash", key);
+		ck_misplaced_entries(ck, &mr);
 	}
 	/* HSCAN may return an entry twice: keep one. */
 	if (m->n > 1)
@@ -599,7 +689,8 @@ static struct rules_membership *ck_membership(struct ck *ck, int64_t cid, int pi
 		ck_violation(ck, "org %s: customer %" PRId64 ": membership id %s of program %s is "
 		             "not indexed to it in %s", org, cid, ctl_quote(cur->mid, cur->mid_len),
 		             ctl_quote(p->name, p->name_len),
-		             store_key_name(key, sizeof key, STORE_KEY_MID, org, pid));
+		             store_key_name_at(key, sizeof key, STORE_KEY_MID,
+		                               layout_bucket_of(cur->mid, cur->mid_len), org, pid));
 	else
 		e->seen = 1;
 	if (other != NULL && mi != NULL &&
@@ -614,14 +705,17 @@ static void ck_cust_ident(struct ck *ck, int64_t cid, int kind, const struct sto
 	const char *org = ck->cur->id, *v = fv->v;
 	size_t vlen = fv->vlen;
 	struct ck_entry *e = ck_map_find(&ck->ix[kind], v, vlen);
+	char key[256];
 
 	if (kind == STORE_IDENT_MOBILE && (vlen < 6 || vlen > IDENT_MOBILE_MAX + 16 ||
 	                                   strspn(v, "0123456789") != vlen))
 		ck_violation(ck, "org %s: customer %" PRId64 ": mobile %s is not normalised", org, cid,
 		             ctl_quote(v, vlen));
 	if (e == NULL || e->cid != cid)
-		ck_violation(ck, "org %s: customer %" PRId64 ": %s %s is not indexed to it "
+		ck_violation(ck, "org %s: customer %" PRId64 ": %s %s is not indexed to it in %s "
 		             "(index says %s)", org, cid, fv->k, ctl_quote(v, vlen),
+		             store_key_name_at(key, sizeof key, STORE_KEY_IX,
+		                               layout_bucket_of(v, vlen), org, kind),
 		             e == NULL ? "nothing" : "another customer");
 	else
 		e->seen = 1;
@@ -1085,6 +1179,7 @@ static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entr
 	json_object *ev = NULL, *pn;
 	const char *why;
 	int64_t cid = 0;
+	char want[256];
 
 	/* the feed's partition the entry is in (docs/CHANGE-FEED.md) */
 	store_key_name(fr->key, sizeof fr->key, STORE_KEY_FEED, ck->cur->id, e->part);
@@ -1110,6 +1205,14 @@ static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entr
 		             ctl_quote(json_object_get_string(pn),
 		                       (size_t)json_object_get_string_len(pn)) : "(unknown)",
 		             fr->key, ctl_quote(e->id, e->idlen), why);
+	else if (layout_part_of_cid(cid) != e->part)
+		/* a consumer reading the customer's partition never sees it */
+		ck_violation(ck, "org %s: customer %" PRId64 ": change feed %s entry %s is in "
+		             "partition %u, not in its customer's partition %u: expected %s",
+		             ck->cur->id, cid, fr->key, ctl_quote(e->id, e->idlen), e->part,
+		             layout_part_of_cid(cid),
+		             store_key_name(want, sizeof want, STORE_KEY_FEED, ck->cur->id,
+		                            layout_part_of_cid(cid)));
 	json_object_put(ev);
 }
 
@@ -1246,7 +1349,8 @@ static void ck_org_unconfirmed(struct ck *ck, struct ck_org *o)
 
 			if (!e->seen && e->cid > 0)
 				ck_violation(ck, "org %s: %s maps %s to customer %" PRId64 ", which %s",
-				             o->id, store_key_name(key, sizeof key, STORE_KEY_IX, o->id, k),
+				             o->id, store_key_name_at(key, sizeof key, STORE_KEY_IX, e->part,
+				                                      o->id, k),
 				             ctl_quote(e->key, e->len), e->cid,
 				             ck_has_cust(o, e->cid) ? "does not hold it" : "does not exist");
 		}
@@ -1256,8 +1360,8 @@ static void ck_org_unconfirmed(struct ck *ck, struct ck_org *o)
 
 			if (!e->seen && e->cid > 0)
 				ck_violation(ck, "org %s: %s maps %s to customer %" PRId64 ", which %s",
-				             o->id, store_key_name(key, sizeof key, STORE_KEY_MID, o->id,
-				                                   ck->mids[j].pid),
+				             o->id, store_key_name_at(key, sizeof key, STORE_KEY_MID, e->part,
+				                                      o->id, ck->mids[j].pid),
 				             ctl_quote(e->key, e->len), e->cid,
 				             ck_has_cust(o, e->cid) ? "has no such membership"
 				                                    : "does not exist");

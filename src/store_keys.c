@@ -166,20 +166,49 @@ store_key_classify(const char *k, size_t len, struct store_key_parts *out)
 }
 
 int
-store_key_placed(const char *k, size_t len, int kind, const struct store_key_parts *p)
+store_key_home(const char *k, size_t len, int kind, const struct store_key_parts *p)
 {
 	switch (kind) {
 	case STORE_KEY_CUST:
 	case STORE_KEY_LOCK:
 	case STORE_KEY_HIST:
-		return p->part == layout_part_of_cid(p->cid);
+		return (int)layout_part_of_cid(p->cid);
 	case STORE_KEY_RATE:
 	case STORE_KEY_IDEM:
-		return p->hex_at + p->hex_len <= len &&
-		       p->part == layout_bucket_of(k + p->hex_at, p->hex_len);
+		if (p->hex_at + p->hex_len > len)
+			return -1;
+		return (int)layout_bucket_of(k + p->hex_at, p->hex_len);
 	default:
-		return 1;
+		return -1;
 	}
+}
+
+int
+store_key_placed(const char *k, size_t len, int kind, const struct store_key_parts *p)
+{
+	int home = store_key_home(k, len, kind, p);
+
+	return home < 0 || p->part == (unsigned)home;
+}
+
+const char *
+store_key_retag(char *buf, size_t sz, const char *k, size_t len, unsigned part)
+{
+	struct store_key_parts p;
+	size_t m, tlen;
+	const char *t;
+
+	buf[0] = '\0';
+	if (part >= LAYOUT_PARTS || len < 6 || memcmp(k, "pp:{", 4) != 0)
+		return buf;
+	m = match_part(STORE_PART_TAG, k + 4, len - 4, &p);
+	if (m == 0 || 4 + m >= len || k[4 + m] != '}')
+		return buf;
+	t = layout_tag(part, &tlen);
+	if (len - m + tlen >= sz)
+		return buf;
+	snprintf(buf, sz, "pp:{%s%.*s", t, (int)(len - 4 - m), k + 4 + m);
+	return buf;
 }
 
 int

@@ -82,6 +82,20 @@ int store_key_classify(const char *k, size_t len, struct store_key_parts *out);
 int store_key_placed(const char *k, size_t len, int kind, const struct store_key_parts *p);
 
 /*
+ * The partition a classified key belongs in as far as its name says: layout_part_of_cid
+ * of a customer's CID (c, lock, h), layout_bucket_of of the HEX text (rate, idem); -1 when
+ * its name alone cannot say (see store_key_placed).
+ */
+int store_key_home(const char *k, size_t len, int kind, const struct store_key_parts *p);
+
+/*
+ * k[0..len), a name "pp:{TAG}..." whose TAG is a partition's, with that tag replaced by
+ * partition part's (< LAYOUT_PARTS): the name the key has in that partition (for
+ * messages: where a misplaced key belongs). "" when k has no such tag or buf is too small.
+ */
+const char *store_key_retag(char *buf, size_t sz, const char *k, size_t len, unsigned part);
+
+/*
  * The org of a key name that has one, known kind or stray: the ORG after the tag of
  * "pp:{TAG}:WORD:ORG" (ending there or followed by ':'; TAG a partition's tag), else the
  * ORG of "pp:{ORG}:..." (ORG valid, something after the tag). 0 with org filled, else -1.

@@ -9,6 +9,7 @@ relink, cancel, delink, a relink taking effect) and expects exit 0 throughout.
 """
 
 import contextlib
+import hashlib
 import json
 import time
 
@@ -369,4 +370,114 @@ def test_check_reports_change_feed_entries_that_break_the_format(stack):
         stack.redis("DEL", fkey)
         stack.redis("SET", fkey, "not a stream")
         expect_violation(stack, "org acme: change feed %s is not a stream" % fkey)
+    expect_clean(stack)
+
+
+# ---------------------------------------------------------------- placement (key layout 2)
+
+def elsewhere(p):
+    """A partition other than p (the next one)."""
+    return (p + 1) % keys.LAYOUT_PARTS
+
+
+def test_check_reports_customer_keys_outside_their_customers_partition(stack):
+    c = linked(stack, item("AcmeShop", stack.uid()))
+    cid = c["id"]
+    wrong = elsewhere(keys.part_of_cid(cid))
+    for name, right in (("CUST", ckey(cid)), ("HIST", hkey(cid))):
+        moved = keys.build(name, keys.tag(wrong), "acme", cid)
+        with planted(stack, right, moved):
+            stack.redis("RENAME", right, moved)
+            expect_violation(stack, "org acme: customer %d: key %s is in partition %d, not in "
+                             "its customer id's partition %d: expected %s"
+                             % (cid, moved, wrong, keys.part_of_cid(cid), right))
+        expect_clean(stack)
+    # a lock left in another partition (partnerd's begin.lua never sees it)
+    lock = keys.build("LOCK", keys.tag(wrong), "acme", cid)
+    with planted(stack, lock):
+        stack.redis("SET", lock, "0" * 32, "PX", 60000)
+        expect_violation(stack, "org acme: customer %d: key %s is in partition %d" % (cid, lock, wrong),
+                         "expected %s" % keys.lock("acme", cid))
+    expect_clean(stack)
+
+
+def test_check_reports_idempotency_and_rate_keys_outside_their_digests_partition(stack):
+    hexd = hashlib.md5(stack.uid().encode()).hexdigest()      # 32 hex digits, like partnerd's
+    home = keys.bucket_of(hexd)
+    wrong = elsewhere(home)
+    idem = keys.build("IDEM", keys.tag(wrong), "acme", hexd)
+    rate = keys.build("RATE", keys.tag(wrong), "acme", hexd) + ":29000000"
+    with planted(stack, idem):
+        stack.redis("HSET", idem, "s", "0")
+        expect_violation(stack, "org acme: key %s is in partition %d, not in its digest's "
+                         "partition %d: expected %s" % (idem, wrong, home, keys.idem("acme", hexd)))
+    expect_clean(stack)
+    with planted(stack, rate):
+        stack.redis("SET", rate, "1", "EX", 120)
+        expect_violation(stack, "org acme: key %s is in partition %d" % (rate, wrong),
+                         "expected %s:29000000" % keys.rate("acme", hexd))
+    expect_clean(stack)
+
+
+def test_check_reports_index_and_membership_id_entries_outside_their_bucket(stack):
+    mid = stack.uid()
+    c = linked(stack, item("AcmeShop", mid))
+    cid, pid = c["id"], stack.pid("AcmeShop")
+    mobile = stack.redis("HGET", ckey(cid), "mobile").decode()
+    for right, field, name, arg in ((keys.ix("acme", "mobile", mobile), mobile, "IX", "mobile"),
+                                    (keys.mid("acme", pid, mid), mid, "MID", pid)):
+        home = keys.bucket_of(field)
+        moved = keys.build(name, keys.tag(elsewhere(home)), "acme", arg)
+        with planted(stack, right, moved):
+            stack.redis("HDEL", right, field)
+            stack.redis("HSET", moved, field, cid)
+            viol = expect_violation(stack, "org acme: %s: entry \"%s\" is in bucket %d, not in "
+                                    "its value's bucket %d: expected %s"
+                                    % (moved, field, elsewhere(home), home, right))
+            # the customer's own line names the bucket partnerd looks in
+            assert any("is not indexed to it in %s" % right in l for l in about(viol, cid)), viol
+        expect_clean(stack)
+
+
+def test_check_names_the_bucket_of_an_index_entry_no_customer_holds(stack):
+    c = linked(stack, item("AcmeShop", stack.uid()))
+    cid = c["id"]
+    email = "nobody-%s@example.com" % stack.uid()
+    bucket = keys.ix("acme", "email", email)
+    with planted(stack, bucket):
+        stack.redis("HSET", bucket, email, cid)
+        expect_violation(stack, "org acme: %s maps \"%s\" to customer %d, which does not hold it"
+                         % (bucket, email, cid))
+    expect_clean(stack)
+
+
+def test_check_reports_change_feed_entries_outside_their_customers_partition(stack):
+    c = linked(stack, item("AcmeShop", stack.uid()))
+    cid = c["id"]
+    ev = history(stack, cid)[0]
+    wrong = elsewhere(keys.part_of_cid(cid))
+    other = keys.build("FEED", keys.tag(wrong), "acme")
+    with planted(stack, other):
+        stack.redis("XADD", other, "*", "v", "1", "type", ev["activityType"],
+                    "customerId", str(cid), "event", enc(ev))
+        expect_violation(stack, "org acme: customer %d: change feed %s entry" % (cid, other),
+                         "is in partition %d, not in its customer's partition %d: expected %s"
+                         % (wrong, keys.part_of_cid(cid), keys.feed_of("acme", cid)))
+    expect_clean(stack)
+
+
+def test_check_reports_each_misplaced_entry_of_a_big_bucket_once(stack):
+    # more entries than a listpack holds: HSCAN walks the bucket in steps
+    bucket = keys.build("IX", keys.tag(0), "acme", "externalId")
+    values = [v for v in ("X-%s-%d" % (stack.uid(), i) for i in range(400)) if keys.bucket_of(v) != 0]
+    with planted(stack, bucket):
+        args = []
+        for v in values:
+            args += [v, "1001"]
+        stack.redis("HSET", bucket, *args)
+        viol = expect_violation(stack, "org acme: %s: entry" % bucket)
+        for v in values:
+            hits = [l for l in viol if "%s: entry \"%s\" is in bucket 0," % (bucket, v) in l]
+            assert len(hits) == 1, (v, hits)
+        assert len([l for l in viol if "%s: entry" % bucket in l]) == len(values)
     expect_clean(stack)

@@ -141,6 +141,30 @@ int main(void)
 		CHECK(placed(name));
 		CHECK(placed("pp:{acme}:org"));
 	}
+	TEST("home: the partition a key's name gives it; retag: its name in another partition") {
+		unsigned b = layout_bucket_of(hex32, 32), p42 = layout_part_of_cid(42);
+		unsigned wrong = (p42 + 1) % LAYOUT_PARTS;
+		char out[256];
+
+		snprintf(name, sizeof name, "pp:{%s}:h:acme:42", layout_tag(wrong, NULL));
+		CHECK(kind_of(name) == STORE_KEY_HIST);
+		CHECK(store_key_home(name, strlen(name), STORE_KEY_HIST, &kp) == (int)p42);
+		snprintf(k2, sizeof k2, "pp:{%s}:h:acme:42", t42);
+		CHECK_EQ_STR(store_key_retag(out, sizeof out, name, strlen(name), p42), k2);
+		snprintf(name, sizeof name, "pp:{%s}:rate:acme:%s:29000000", layout_tag(wrong, NULL), hex32);
+		CHECK(kind_of(name) == STORE_KEY_RATE);
+		CHECK(store_key_home(name, strlen(name), STORE_KEY_RATE, &kp) == (int)b);
+		snprintf(k2, sizeof k2, "pp:{%s}:rate:acme:%s:29000000", layout_tag(b, NULL), hex32);
+		CHECK_EQ_STR(store_key_retag(out, sizeof out, name, strlen(name), b), k2);
+		snprintf(name, sizeof name, "pp:{%s}:ix:acme:mobile", t0);
+		CHECK(store_key_home(name, strlen(name), kind_of(name), &kp) == -1);
+		CHECK(store_key_home("pp:{acme}:org", 13, STORE_KEY_ORG, &kp) == -1);
+		/* no partition tag, out of range, or too small a buffer: "" */
+		CHECK_EQ_STR(store_key_retag(k2, sizeof k2, "pp:{acme}:org", 13, 0), "");
+		CHECK_EQ_STR(store_key_retag(k2, sizeof k2, "pp:{p0.x}:c", 11, 0), "");
+		CHECK_EQ_STR(store_key_retag(k2, sizeof k2, name, strlen(name), LAYOUT_PARTS), "");
+		CHECK_EQ_STR(store_key_retag(k2, 8, name, strlen(name), 1), "");
+	}
 	TEST("names off the layout are stray") {
 		CHECK(kind_of("pp:junk") == -1);
 		CHECK(kind_of("pp:{acme}:junk") == -1);
