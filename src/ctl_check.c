@@ -21,7 +21,7 @@
  * with the membership the customer holds (ck_hist_match). A list of --history-max entries
  * or more (default $PARTNERD_HISTORY_MAX, then 100, as partnerd) may have been trimmed.
  * Each partition of the change feed pp:{TAG}:feed:ORG, when present, must be a STREAM;
- * its newest CK_FEED_COUNT entries are checked.
+ * its newest CK_FEED_COUNT entries are checked (format 1 or 2: ck_feed_why).
  *
  * Memory: the index tables of one org are held at once (about 100 bytes an entry).
  */
@@ -1019,9 +1019,13 @@ static int ck_on_history(void *arg, const struct store_pair *items, size_t n)
 
 /* ---- change feed --------------------------------------------------------------------- */
 
-/* The fields of a change-feed entry. */
+/*
+ * The fields of a change-feed entry: format 1 has v, type, customerId, event; format 2
+ * (partnerd writes it since the entries carry the customer's version) adds customerVersion
+ * and seq. Entries of format 1 stay valid: partnerctl migrate carries them over.
+ */
 struct ck_feed_fields {
-	const struct store_pair *v, *type, *cid, *event;
+	const struct store_pair *v, *type, *cid, *event, *cver, *seq;
 	int extra;               /* a field of another name, or one twice */
 };
 
@@ -1039,6 +1043,10 @@ static void ck_feed_fields(const struct store_stream_entry *e, struct ck_feed_fi
 			slot = &ff->cid;
 		else if (strcmp(fp->k, "event") == 0)
 			slot = &ff->event;
+		else if (strcmp(fp->k, "customerVersion") == 0)
+			slot = &ff->cver;
+		else if (strcmp(fp->k, "seq") == 0)
+			slot = &ff->seq;
 		if (slot == NULL || *slot != NULL)
 			ff->extra = 1;
 		else
@@ -1046,19 +1054,39 @@ static void ck_feed_fields(const struct store_stream_entry *e, struct ck_feed_fi
 	}
 }
 
+/* The entry's format version: 1 or 2, 0 when v is missing, -1 when it is another value. */
+static int ck_feed_format(const struct ck_feed_fields *ff)
+{
+	if (ff->v == NULL)
+		return 0;
+	if (ff->v->vlen == 1 && (ff->v->v[0] == '1' || ff->v->v[0] == '2'))
+		return ff->v->v[0] - '0';
+	return -1;
+}
+
 /* What is wrong with a change-feed entry (NULL: nothing); *cid set from its customerId. */
 static const char *ck_feed_why(const struct store_stream_entry *e, const struct ck_feed_fields *ff,
                                json_object *ev, int64_t *cid)
 {
 	json_object *t, *c;
+	int fmt = ck_feed_format(ff);
+	int64_t n;
 
+	if (fmt == 2 && (ff->extra || ff->type == NULL || ff->cid == NULL || ff->event == NULL ||
+	                 ff->cver == NULL || ff->seq == NULL || e->odd))
+		return "does not have exactly the fields v, type, customerId, customerVersion, seq, event (format 2)";
 	if (ff->extra || ff->v == NULL || ff->type == NULL || ff->cid == NULL ||
-	    ff->event == NULL || e->odd)
+	    ff->event == NULL || e->odd || (fmt == 1 && (ff->cver != NULL || ff->seq != NULL)))
 		return "does not have exactly the fields v, type, customerId, event";
-	if (ff->v->vlen != 1 || ff->v->v[0] != '1')
-		return "has a version v that is not 1";
+	if (fmt < 0)
+		return "has a version v that is not 1 or 2";
 	if (ident_parse_cid(ff->cid->v, ff->cid->vlen, cid) < 0)
 		return "has a customerId that is not a customer id";
+	if (fmt == 2 && ident_parse_cid(ff->cver->v, ff->cver->vlen, &n) < 0)
+		return "has a customerVersion that is not a positive integer";
+	if (fmt == 2 && !(ff->seq->vlen == 1 && ff->seq->v[0] == '0') &&
+	    ident_parse_cid(ff->seq->v, ff->seq->vlen, &n) < 0)
+		return "has a seq that is not an integer 0 or more";
 	if (ev == NULL || !json_object_is_type(ev, json_type_object))
 		return "has an event that is not a JSON object";
 	if (!ctl_json_member(ev, "activityType", &t) || ck_act_parse(t) < 0 ||
