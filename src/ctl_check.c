@@ -21,7 +21,8 @@
  * with the membership the customer holds (ck_hist_match). A list of --history-max entries
  * or more (default $PARTNERD_HISTORY_MAX, then 100, as partnerd) may have been trimmed.
  * Each partition of the change feed pp:{TAG}:feed:ORG, when present, must be a STREAM;
- * its newest CK_FEED_COUNT entries are checked (format 1 or 2: ck_feed_why).
+ * its newest CK_FEED_COUNT entries are checked (format 1 or 2: ck_feed_why), and the
+ * entries of format 2 of one customer must be in (customerVersion, seq) order.
  *
  * Memory: the index tables of one org are held at once (about 100 bytes an entry).
  */
@@ -1099,11 +1100,83 @@ static const char *ck_feed_why(const struct store_stream_entry *e, const struct 
 	return NULL;
 }
 
+/* A well-formed entry of format 2 of the partition being read, for ck_feed_order. */
+struct ck_feed_pos {
+	int64_t cid, cver, seq;
+	size_t i;                /* its place in the partition, newest first */
+	char id[48];             /* its entry id */
+};
+
 /* One change-feed entry (newest first). */
 struct ck_feed_read {
 	struct ck *ck;
 	char key[256];           /* the name of the entry's feed partition, for messages */
+	unsigned part;           /* the partition of pos */
+	struct ck_feed_pos *pos;
+	size_t npos, cap;
 };
+
+static int ck_feed_pos_cmp(const void *a, const void *b)
+{
+	const struct ck_feed_pos *x = a, *y = b;
+
+	if (x->cid != y->cid)
+		return x->cid < y->cid ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * One customer's entries of format 2 in a partition, in entry-id order, must have strictly
+ * increasing (customerVersion, seq) (docs/CHANGE-FEED.md): the partition read last (fr->pos,
+ * newest first), sorted by customer then by place.
+ */
+static void ck_feed_order(struct ck_feed_read *fr)
+{
+	char key[256];
+
+	if (fr->npos == 0)
+		return;
+	store_key_name(key, sizeof key, STORE_KEY_FEED, fr->ck->cur->id, fr->part);
+	qsort(fr->pos, fr->npos, sizeof *fr->pos, ck_feed_pos_cmp);
+	for (size_t k = 1; k < fr->npos; k++) {
+		const struct ck_feed_pos *newer = &fr->pos[k - 1], *older = &fr->pos[k];
+
+		if (newer->cid != older->cid || newer->cver > older->cver ||
+		    (newer->cver == older->cver && newer->seq > older->seq))
+			continue;
+		ck_violation(fr->ck, "org %s: customer %" PRId64 ": change feed %s entry \"%s\" "
+		             "(customerVersion %" PRId64 ", seq %" PRId64 ") follows entry \"%s\" "
+		             "(customerVersion %" PRId64 ", seq %" PRId64 "): a customer's entries must "
+		             "have increasing customerVersion, then seq", fr->ck->cur->id, newer->cid,
+		             key, newer->id, newer->cver, newer->seq, older->id, older->cver,
+		             older->seq);
+	}
+	fr->npos = 0;
+}
+
+/* Keeps a well-formed entry of format 2 for ck_feed_order. */
+static void ck_feed_keep(struct ck_feed_read *fr, size_t i, const struct store_stream_entry *e,
+                         const struct ck_feed_fields *ff, int64_t cid)
+{
+	struct ck_feed_pos *p;
+	int64_t seq = 0;
+
+	if (ck_feed_format(ff) != 2 || e->idlen >= sizeof p->id)
+		return;
+	if (fr->npos == fr->cap) {
+		fr->cap = fr->cap ? 2 * fr->cap : 256;
+		fr->pos = xrealloc(fr->pos, fr->cap * sizeof *fr->pos);
+	}
+	p = &fr->pos[fr->npos++];
+	p->cid = cid;
+	(void)ident_parse_cid(ff->cver->v, ff->cver->vlen, &p->cver);   /* checked: ck_feed_why */
+	if (ff->seq->vlen != 1 || ff->seq->v[0] != '0')
+		(void)ident_parse_cid(ff->seq->v, ff->seq->vlen, &seq);
+	p->seq = seq;
+	p->i = i;
+	memcpy(p->id, e->id, e->idlen);
+	p->id[e->idlen] = '\0';
+}
 
 static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entry *e)
 {
@@ -1114,6 +1187,9 @@ static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entr
 	const char *why;
 	int64_t cid = 0;
 
+	if (e->part != fr->part)
+		ck_feed_order(fr);      /* the partition read before */
+	fr->part = e->part;
 	/* the feed's partition the entry is in (docs/CHANGE-FEED.md) */
 	store_key_name(fr->key, sizeof fr->key, STORE_KEY_FEED, ck->cur->id, e->part);
 	if (e->wrongtype) {
@@ -1138,6 +1214,8 @@ static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entr
 		             ctl_quote(json_object_get_string(pn),
 		                       (size_t)json_object_get_string_len(pn)) : "(unknown)",
 		             fr->key, ctl_quote(e->id, e->idlen), why);
+	else
+		ck_feed_keep(fr, i, e, &ff, cid);
 	json_object_put(ev);
 }
 
@@ -1148,6 +1226,9 @@ static int ck_feed(struct ck *ck, struct ck_org *o)
 	int rc = store_admin_stream_newest(ck->st, STORE_KEY_FEED, o->id, CK_FEED_COUNT,
 	                                   ck_on_feed_entry, &fr);
 
+	if (rc == 0)
+		ck_feed_order(&fr);     /* the last partition */
+	free(fr.pos);
 	if (rc == -1) {
 		ctl_errf("check: %s", store_admin_error(ck->st));
 		return -1;

@@ -383,7 +383,8 @@ def test_check_accepts_feed_entries_of_format_1_and_2_and_reports_a_malformed_ve
     expect_clean(stack)
     ev = enc(history(stack, cid)[0])
     v1 = ["v", "1", "type", "LINK", "customerId", str(cid), "event", ev]
-    v2 = ["v", "2", "type", "LINK", "customerId", str(cid), "customerVersion", "7", "seq", "0", "event", ev]
+    ver = int(stack.redis("HGET", ckey(cid), "v"))            # the customer's version now
+    v2 = ["v", "2", "type", "LINK", "customerId", str(cid), "customerVersion", str(ver + 5), "seq", "0", "event", ev]
     with planted(stack, fkey):
         stack.redis("XADD", fkey, "*", *v1)
         stack.redis("XADD", fkey, "*", *v2)
@@ -398,6 +399,21 @@ def test_check_accepts_feed_entries_of_format_1_and_2_and_reports_a_malformed_ve
             stack.redis("XADD", fkey, "*", *(v2[:9] + [seq] + v2[10:]))
             expect_violation(stack, 'org acme: customer %d: program "AcmeShop": change feed %s entry' % (cid, fkey),
                              "has a seq that is not an integer 0 or more")
+    # one customer's entries of format 2 must increase in (customerVersion, seq), entry-id order
+    cases = [([(ver, 0)], (ver, 0), (ver, 0)),                  # (entries planted after the link's, a
+             ([(ver + 2, 0), (ver + 1, 5)], (ver + 1, 5), (ver + 2, 0)),   # violating entry, the one before it)
+             ([(ver, 1), (ver, 2), (ver + 1, 0)], None, None)]
+    for plant, bad, before in cases:
+        with planted(stack, fkey):
+            for cver, seq in plant:
+                stack.redis("XADD", fkey, "*", *(v2[:7] + [str(cver), "seq", str(seq)] + v2[10:]))
+            if bad:
+                expect_violation(stack, "org acme: customer %d: change feed %s entry" % (cid, fkey),
+                                 "(customerVersion %d, seq %d) follows entry" % bad,
+                                 "(customerVersion %d, seq %d): a customer's entries must" % before,
+                                 "have increasing customerVersion, then seq")
+            else:
+                expect_clean(stack)
     with planted(stack, fkey):
         stack.redis("XADD", fkey, "*", *(v2[:6] + v2[8:]))        # format 2 without customerVersion
         expect_violation(stack, "change feed %s entry" % fkey,
