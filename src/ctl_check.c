@@ -29,8 +29,9 @@
  * with the membership the customer holds (ck_hist_match). A list of --history-max entries
  * or more (default $PARTNERD_HISTORY_MAX, then 100, as partnerd) may have been trimmed.
  * Each partition of the change feed pp:{TAG}:feed:ORG, when present, must be a STREAM;
- * its newest CK_FEED_COUNT entries are checked (also for being in their customer's
- * partition).
+ * its newest CK_FEED_COUNT entries are checked (format 1 or 2: ck_feed_why; also for being
+ * in their customer's partition), and the entries of format 2 of one customer must be in
+ * (customerVersion, seq) order.
  *
  * Memory: the index tables of one org are held at once (about 100 bytes an entry).
  */
@@ -1113,9 +1114,13 @@ static int ck_on_history(void *arg, const struct store_pair *items, size_t n)
 
 /* ---- change feed --------------------------------------------------------------------- */
 
-/* The fields of a change-feed entry. */
+/*
+ * The fields of a change-feed entry: format 1 has v, type, customerId, event; format 2
+ * (partnerd writes it since the entries carry the customer's version) adds customerVersion
+ * and seq. Entries of format 1 stay valid: partnerctl migrate carries them over.
+ */
 struct ck_feed_fields {
-	const struct store_pair *v, *type, *cid, *event;
+	const struct store_pair *v, *type, *cid, *event, *cver, *seq;
 	int extra;               /* a field of another name, or one twice */
 };
 
@@ -1133,6 +1138,10 @@ static void ck_feed_fields(const struct store_stream_entry *e, struct ck_feed_fi
 			slot = &ff->cid;
 		else if (strcmp(fp->k, "event") == 0)
 			slot = &ff->event;
+		else if (strcmp(fp->k, "customerVersion") == 0)
+			slot = &ff->cver;
+		else if (strcmp(fp->k, "seq") == 0)
+			slot = &ff->seq;
 		if (slot == NULL || *slot != NULL)
 			ff->extra = 1;
 		else
@@ -1140,19 +1149,39 @@ static void ck_feed_fields(const struct store_stream_entry *e, struct ck_feed_fi
 	}
 }
 
+/* The entry's format version: 1 or 2, 0 when v is missing, -1 when it is another value. */
+static int ck_feed_format(const struct ck_feed_fields *ff)
+{
+	if (ff->v == NULL)
+		return 0;
+	if (ff->v->vlen == 1 && (ff->v->v[0] == '1' || ff->v->v[0] == '2'))
+		return ff->v->v[0] - '0';
+	return -1;
+}
+
 /* What is wrong with a change-feed entry (NULL: nothing); *cid set from its customerId. */
 static const char *ck_feed_why(const struct store_stream_entry *e, const struct ck_feed_fields *ff,
                                json_object *ev, int64_t *cid)
 {
 	json_object *t, *c;
+	int fmt = ck_feed_format(ff);
+	int64_t n;
 
+	if (fmt == 2 && (ff->extra || ff->type == NULL || ff->cid == NULL || ff->event == NULL ||
+	                 ff->cver == NULL || ff->seq == NULL || e->odd))
+		return "does not have exactly the fields v, type, customerId, customerVersion, seq, event (format 2)";
 	if (ff->extra || ff->v == NULL || ff->type == NULL || ff->cid == NULL ||
-	    ff->event == NULL || e->odd)
+	    ff->event == NULL || e->odd || (fmt == 1 && (ff->cver != NULL || ff->seq != NULL)))
 		return "does not have exactly the fields v, type, customerId, event";
-	if (ff->v->vlen != 1 || ff->v->v[0] != '1')
-		return "has a version v that is not 1";
+	if (fmt < 0)
+		return "has a version v that is not 1 or 2";
 	if (ident_parse_cid(ff->cid->v, ff->cid->vlen, cid) < 0)
 		return "has a customerId that is not a customer id";
+	if (fmt == 2 && ident_parse_cid(ff->cver->v, ff->cver->vlen, &n) < 0)
+		return "has a customerVersion that is not a positive integer";
+	if (fmt == 2 && !(ff->seq->vlen == 1 && ff->seq->v[0] == '0') &&
+	    ident_parse_cid(ff->seq->v, ff->seq->vlen, &n) < 0)
+		return "has a seq that is not an integer 0 or more";
 	if (ev == NULL || !json_object_is_type(ev, json_type_object))
 		return "has an event that is not a JSON object";
 	if (!ctl_json_member(ev, "activityType", &t) || ck_act_parse(t) < 0 ||
@@ -1165,11 +1194,83 @@ static const char *ck_feed_why(const struct store_stream_entry *e, const struct 
 	return NULL;
 }
 
+/* A well-formed entry of format 2 of the partition being read, for ck_feed_order. */
+struct ck_feed_pos {
+	int64_t cid, cver, seq;
+	size_t i;                /* its place in the partition, newest first */
+	char id[48];             /* its entry id */
+};
+
 /* One change-feed entry (newest first). */
 struct ck_feed_read {
 	struct ck *ck;
 	char key[256];           /* the name of the entry's feed partition, for messages */
+	unsigned part;           /* the partition of pos */
+	struct ck_feed_pos *pos;
+	size_t npos, cap;
 };
+
+static int ck_feed_pos_cmp(const void *a, const void *b)
+{
+	const struct ck_feed_pos *x = a, *y = b;
+
+	if (x->cid != y->cid)
+		return x->cid < y->cid ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * One customer's entries of format 2 in a partition, in entry-id order, must have strictly
+ * increasing (customerVersion, seq) (docs/CHANGE-FEED.md): the partition read last (fr->pos,
+ * newest first), sorted by customer then by place.
+ */
+static void ck_feed_order(struct ck_feed_read *fr)
+{
+	char key[256];
+
+	if (fr->npos == 0)
+		return;
+	store_key_name(key, sizeof key, STORE_KEY_FEED, fr->ck->cur->id, fr->part);
+	qsort(fr->pos, fr->npos, sizeof *fr->pos, ck_feed_pos_cmp);
+	for (size_t k = 1; k < fr->npos; k++) {
+		const struct ck_feed_pos *newer = &fr->pos[k - 1], *older = &fr->pos[k];
+
+		if (newer->cid != older->cid || newer->cver > older->cver ||
+		    (newer->cver == older->cver && newer->seq > older->seq))
+			continue;
+		ck_violation(fr->ck, "org %s: customer %" PRId64 ": change feed %s entry \"%s\" "
+		             "(customerVersion %" PRId64 ", seq %" PRId64 ") follows entry \"%s\" "
+		             "(customerVersion %" PRId64 ", seq %" PRId64 "): a customer's entries must "
+		             "have increasing customerVersion, then seq", fr->ck->cur->id, newer->cid,
+		             key, newer->id, newer->cver, newer->seq, older->id, older->cver,
+		             older->seq);
+	}
+	fr->npos = 0;
+}
+
+/* Keeps a well-formed entry of format 2 for ck_feed_order. */
+static void ck_feed_keep(struct ck_feed_read *fr, size_t i, const struct store_stream_entry *e,
+                         const struct ck_feed_fields *ff, int64_t cid)
+{
+	struct ck_feed_pos *p;
+	int64_t seq = 0;
+
+	if (ck_feed_format(ff) != 2 || e->idlen >= sizeof p->id)
+		return;
+	if (fr->npos == fr->cap) {
+		fr->cap = fr->cap ? 2 * fr->cap : 256;
+		fr->pos = xrealloc(fr->pos, fr->cap * sizeof *fr->pos);
+	}
+	p = &fr->pos[fr->npos++];
+	p->cid = cid;
+	(void)ident_parse_cid(ff->cver->v, ff->cver->vlen, &p->cver);   /* checked: ck_feed_why */
+	if (ff->seq->vlen != 1 || ff->seq->v[0] != '0')
+		(void)ident_parse_cid(ff->seq->v, ff->seq->vlen, &seq);
+	p->seq = seq;
+	p->i = i;
+	memcpy(p->id, e->id, e->idlen);
+	p->id[e->idlen] = '\0';
+}
 
 static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entry *e)
 {
@@ -1181,6 +1282,9 @@ static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entr
 	int64_t cid = 0;
 	char want[256];
 
+	if (e->part != fr->part)
+		ck_feed_order(fr);      /* the partition read before */
+	fr->part = e->part;
 	/* the feed's partition the entry is in (docs/CHANGE-FEED.md) */
 	store_key_name(fr->key, sizeof fr->key, STORE_KEY_FEED, ck->cur->id, e->part);
 	if (e->wrongtype) {
@@ -1213,6 +1317,8 @@ static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entr
 		             layout_part_of_cid(cid),
 		             store_key_name(want, sizeof want, STORE_KEY_FEED, ck->cur->id,
 		                            layout_part_of_cid(cid)));
+	else
+		ck_feed_keep(fr, i, e, &ff, cid);
 	json_object_put(ev);
 }
 
@@ -1223,6 +1329,9 @@ static int ck_feed(struct ck *ck, struct ck_org *o)
 	int rc = store_admin_stream_newest(ck->st, STORE_KEY_FEED, o->id, CK_FEED_COUNT,
 	                                   ck_on_feed_entry, &fr);
 
+	if (rc == 0)
+		ck_feed_order(&fr);     /* the last partition */
+	free(fr.pos);
 	if (rc == -1) {
 		ctl_errf("check: %s", store_admin_error(ck->st));
 		return -1;

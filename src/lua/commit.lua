@@ -10,7 +10,9 @@
 -- Each event is pushed on the customer's history (newest first, trimmed to history_max)
 -- and appended to the customer's partition of the org's change feed (XADD, trimmed to
 -- about feed_max entries: the per-partition bound store_write.c computes from
--- --feed-max), in the same atomic step as the change itself.
+-- --feed-max), in the same atomic step as the change itself; the feed entry (format 2)
+-- carries the customer's version after the commit and the event's place among the
+-- customer's events of this commit (customerVersion, seq: docs/CHANGE-FEED.md).
 -- For each customer, atomically: the lock must still hold our token and the version must
 -- be the one read (else "FENCED": nothing written); every key it writes must have the
 -- expected type (else "BROKEN": nothing written, lock released; a write failing half-way
@@ -117,15 +119,22 @@ for c = 1, n do
       if ndel > 0 then
         redis.call('HDEL', ck, unpack(ARGV, sdel, sdel + ndel - 1))
       end
-      if nset + ndel > 0 then
+      -- the customer's version after this commit: every commit that changes something or
+      -- has an event bumps it (each success of rules.c sets or deletes a field anyway)
+      local nv = (tonumber(ver) or 0) + 1
+      if nset + ndel + nev > 0 then
         -- one HSET for every field, the new version and the writer's token (`w`: how
         -- resolve.lua tells whether a commit whose reply was lost applied)
-        redis.call('HSET', ck, 'v', (tonumber(ver) or 0) + 1, 'w', token, unpack(ARGV, sset, sset + 2 * nset - 1))
+        redis.call('HSET', ck, 'v', nv, 'w', token, unpack(ARGV, sset, sset + 2 * nset - 1))
       end
+      -- feed format 2: each entry carries the customer's version after the commit and its
+      -- place among the commit's entries of the customer (seq 0, 1, ...): (customerVersion,
+      -- seq) orders one customer's entries (docs/CHANGE-FEED.md)
       for j = 0, nev - 1 do
         local typ, ev = ARGV[sev + 2 * j], ARGV[sev + 2 * j + 1]
         if j > 0 then hlen = redis.call('LPUSH', hk, ev) end
-        redis.call('XADD', feed, 'MAXLEN', '~', fmax, '*', 'v', '1', 'type', typ, 'customerId', cid, 'event', ev)
+        redis.call('XADD', feed, 'MAXLEN', '~', fmax, '*', 'v', '2', 'type', typ, 'customerId', cid,
+                   'customerVersion', nv, 'seq', j, 'event', ev)
       end
       if hlen > hmax then redis.call('LTRIM', hk, 0, hmax - 1) end
       redis.call('DEL', lk)

@@ -347,7 +347,9 @@ def test_check_reports_change_feed_entries_that_break_the_format(stack):
     assert stack.redis("TYPE", fkey) == "stream"
     good = ["v", "1", "type", "LINK", "customerId", str(cid), "event", enc(ev)]
     cases = [
-        (["v", "2"] + good[2:], "has a version v that is not 1"),
+        (["v", "3"] + good[2:], "has a version v that is not 1 or 2"),
+        (["v", "2"] + good[2:], "does not have exactly the fields v, type, customerId, customerVersion, seq, event"),
+        (good[:6] + ["seq", "0"] + good[6:], "does not have exactly the fields v, type, customerId, event"),
         (good[:2] + ["type", "UPDATE"] + good[4:], "has a type that is not the event's (valid) activityType"),
         (good[:2] + ["type", "LINKED"] + good[4:], "has a type that is not the event's (valid) activityType"),
         (good[:6], "does not have exactly the fields v, type, customerId, event"),
@@ -362,9 +364,9 @@ def test_check_reports_change_feed_entries_that_break_the_format(stack):
             expect_violation(stack, "org acme: customer", text, "change feed %s entry" % fkey)
         expect_clean(stack)
     with planted(stack, fkey):
-        stack.redis("XADD", fkey, "*", *(["v", "2"] + good[2:]))
+        stack.redis("XADD", fkey, "*", *(["v", "3"] + good[2:]))
         expect_violation(stack, 'org acme: customer %d: program "AcmeShop": change feed' % cid,
-                         "has a version v that is not 1")
+                         "has a version v that is not 1 or 2")
     expect_clean(stack)
     with planted(stack, fkey):
         stack.redis("DEL", fkey)
@@ -480,4 +482,48 @@ def test_check_reports_each_misplaced_entry_of_a_big_bucket_once(stack):
             hits = [l for l in viol if "%s: entry \"%s\" is in bucket 0," % (bucket, v) in l]
             assert len(hits) == 1, (v, hits)
         assert len([l for l in viol if "%s: entry" % bucket in l]) == len(values)
+def test_check_accepts_feed_entries_of_format_1_and_2_and_reports_a_malformed_version(stack):
+    # format 2 (customerVersion, seq: docs/CHANGE-FEED.md) and format 1, which partnerctl
+    # migrate carries over from before, are both valid, side by side
+    c = linked(stack, item("AcmeShop", stack.uid()))
+    cid = c["id"]
+    fkey = keys.feed_of("acme", cid)
+    expect_clean(stack)
+    ev = enc(history(stack, cid)[0])
+    v1 = ["v", "1", "type", "LINK", "customerId", str(cid), "event", ev]
+    ver = int(stack.redis("HGET", ckey(cid), "v"))            # the customer's version now
+    v2 = ["v", "2", "type", "LINK", "customerId", str(cid), "customerVersion", str(ver + 5), "seq", "0", "event", ev]
+    with planted(stack, fkey):
+        stack.redis("XADD", fkey, "*", *v1)
+        stack.redis("XADD", fkey, "*", *v2)
+        expect_clean(stack)
+    for cver in ("0", "-1", "01", "x", "", "1.5", "99999999999999999999"):
+        with planted(stack, fkey):
+            stack.redis("XADD", fkey, "*", *(v2[:7] + [cver] + v2[8:]))
+            expect_violation(stack, 'org acme: customer %d: program "AcmeShop": change feed %s entry' % (cid, fkey),
+                             "has a customerVersion that is not a positive integer")
+    for seq in ("-1", "01", "a", ""):
+        with planted(stack, fkey):
+            stack.redis("XADD", fkey, "*", *(v2[:9] + [seq] + v2[10:]))
+            expect_violation(stack, 'org acme: customer %d: program "AcmeShop": change feed %s entry' % (cid, fkey),
+                             "has a seq that is not an integer 0 or more")
+    # one customer's entries of format 2 must increase in (customerVersion, seq), entry-id order
+    cases = [([(ver, 0)], (ver, 0), (ver, 0)),                  # (entries planted after the link's, a
+             ([(ver + 2, 0), (ver + 1, 5)], (ver + 1, 5), (ver + 2, 0)),   # violating entry, the one before it)
+             ([(ver, 1), (ver, 2), (ver + 1, 0)], None, None)]
+    for plant, bad, before in cases:
+        with planted(stack, fkey):
+            for cver, seq in plant:
+                stack.redis("XADD", fkey, "*", *(v2[:7] + [str(cver), "seq", str(seq)] + v2[10:]))
+            if bad:
+                expect_violation(stack, "org acme: customer %d: change feed %s entry" % (cid, fkey),
+                                 "(customerVersion %d, seq %d) follows entry" % bad,
+                                 "(customerVersion %d, seq %d): a customer's entries must" % before,
+                                 "have increasing customerVersion, then seq")
+            else:
+                expect_clean(stack)
+    with planted(stack, fkey):
+        stack.redis("XADD", fkey, "*", *(v2[:6] + v2[8:]))        # format 2 without customerVersion
+        expect_violation(stack, "change feed %s entry" % fkey,
+                         "does not have exactly the fields v, type, customerId, customerVersion, seq, event")
     expect_clean(stack)

@@ -442,9 +442,22 @@ def test_random_requests_agree_with_a_model_of_the_rules(stack):
         idx = dict((m, int(c)) for m, c in raw.items() if m in mids)
         if idx != model.index[name]:
             problems.append("%s membership-id index %r, model %r" % (name, idx, model.index[name]))
-    fed = len(feed_after(stack, feed0))
+    new = feed_after(stack, feed0)
+    fed = len(new)
     if fed != model.applied:
         problems.append("change feed grew by %d entries, %d changes applied" % (fed, model.applied))
+    # docs/CHANGE-FEED.md: one customer's entries (one partition, entry-id order) have
+    # strictly increasing (customerVersion, seq), the last one the customer's version now
+    last = {}
+    for eid, f in new:
+        cid, pair = int(f["customerId"]), (int(f["customerVersion"]), int(f["seq"]))
+        if cid in last and not last[cid] < pair:
+            problems.append("customer %d: feed entry %s %r after %r" % (cid, eid, pair, last[cid]))
+        last[cid] = pair
+    for cid, (cv, _) in sorted(last.items()):
+        v = int(stack.redis("HGET", keys.cust("acme", cid), "v"))
+        if cv != v:
+            problems.append("customer %d: last feed entry's customerVersion %d, its version %d" % (cid, cv, v))
     assert not problems, "seed %d: final state differs from the model:\n%s" % (seed, "\n".join(problems[:30]))
     check_passes(stack, "acme")
 

@@ -5,6 +5,7 @@ per-org change feed (docs/CHANGE-FEED.md): every field against what Redis stores
 import json
 import time
 
+import keys
 from harness import ACME, GLOBEX
 from helpers import (CUSTOMER_OK, FUTURE, PAST, assert_code, assert_codes, assert_error, by_mobile,
                      item, link1, ms, stored_view, unchanged)
@@ -365,10 +366,78 @@ def test_every_applied_change_appends_one_feed_entry_equal_to_its_history_entry(
     hist = history_of(stack, c["id"], limit=100)
     assert hist["total"] == 8 == len(new), "history %d, feed %d" % (hist["total"], len(new))
     for (eid, fields), act in zip(new, reversed(hist["activities"])):
-        assert set(fields) == {"v", "type", "customerId", "event"}, fields
-        assert fields["v"] == "1" and fields["type"] == act["activityType"], fields
+        assert set(fields) == {"v", "type", "customerId", "customerVersion", "seq", "event"}, fields
+        assert fields["v"] == "2" and fields["type"] == act["activityType"], fields
         assert fields["customerId"] == str(c["id"]), fields
         assert json.loads(fields["event"]) == act, "feed entry %s:\n  %s\nhistory:\n  %r" % (eid, fields["event"], act)
     assert [f["type"] for _, f in new] == ["LINK", "LINK", "UPDATE", "LINK", "RELINK_SCHEDULED", "RELINK_CANCELLED",
                                            "DELINK", "DELINK"], new
     assert json.loads(new[0][1]["event"])["requestId"] == rid
+
+
+def _cust_version(stack, cid):
+    return int(stack.redis("HGET", keys.cust("acme", cid), "v"))
+
+
+def _versions(stack, cid, last):
+    """(customerVersion, seq, type) of customer cid's feed entries after last, in entry-id
+    order (one partition: commit order)."""
+    return [(int(f["customerVersion"]), int(f["seq"]), f["type"]) for _, f in feed_after(stack, last)
+            if f["customerId"] == str(cid)]
+
+
+def test_feed_entries_carry_the_customers_version_and_their_place_in_the_commit(stack):
+    # docs/CHANGE-FEED.md (format 2): customerVersion is the customer's version `v` after the
+    # commit, seq the entry's place among that customer's entries of the commit; per
+    # customer (customerVersion, seq) strictly increases, across requests and within one
+    a, b = stack.customers(2)
+    last = feed_last_id(stack)
+    seen = {a["id"]: [], b["id"]: []}
+
+    def step(st_codes, want):
+        """After a request: each customer's new entries all carry its version now, with seq
+        0, 1, ... (want: the number of entries per customer)."""
+        for cid, n in want.items():
+            v = _cust_version(stack, cid)
+            got = _versions(stack, cid, last)[len(seen[cid]):]
+            assert [(cv, sq) for cv, sq, _ in got] == [(v, k) for k in range(n)], \
+                "customer %d: entries %r, its version is now %d" % (cid, got, v)
+            seen[cid] += got
+
+    # one request, two entries for customer a (one commit of a: 3 entries) and one for b
+    st_, _, body = stack.post("/v2/partnerProgram/linkCustomer", {"linkCustomers": [
+        {"customer": by_mobile(a), "linkToPartnerPrograms": [item("AcmeAir", stack.uid(), "Bronze"),
+                                                             item("NoSuchProgram", stack.uid()),
+                                                             item("AcmeShop", stack.uid())]},
+        {"customer": by_mobile(b), "linkToPartnerPrograms": [item("AcmeShop", stack.uid())]},
+        {"customer": by_mobile(a), "linkToPartnerPrograms": [item("AcmePlus", stack.uid())]}]})
+    assert st_ == 200, body
+    step(None, {a["id"]: 3, b["id"]: 1})
+    _, st = update1(stack, by_mobile(a), upd("AcmeAir", "UPGRADE", "Silver", FUT1))
+    assert_codes(st, [200])
+    step(st, {a["id"]: 1})
+    with unchanged(stack):                                  # refused: no entry, no version
+        _, st = update1(stack, by_mobile(a), upd("AcmeAir", "DOWNGRADE", "Gold", FUT1))
+    assert_codes(st, [2104])
+    step(st, {a["id"]: 0})
+    _, st = update1(stack, by_mobile(a), upd("AcmeAir", "UPGRADE", "Gold", FUT2))
+    assert_codes(st, [200])
+    step(st, {a["id"]: 1})
+    _, st = link1(stack, by_mobile(a), item("AcmePlus", stack.uid(), start=FUT2))
+    assert_codes(st, [200])
+    step(st, {a["id"]: 1})
+    _, st = update1(stack, by_mobile(a), cancel("AcmePlus"))
+    assert_codes(st, [200])
+    step(st, {a["id"]: 1})
+    _, st = delink1(stack, by_mobile(a), "AcmeShop", "AcmePlus", "AcmeAir")
+    assert_codes(st, [200, 200, 200])
+    step(st, {a["id"]: 3})
+    _, st = delink1(stack, by_mobile(b), "AcmeShop")
+    assert_codes(st, [200])
+    step(st, {b["id"]: 1})
+    for cid, got in seen.items():
+        order = [(cv, sq) for cv, sq, _ in got]
+        assert all(x < y for x, y in zip(order, order[1:])), "customer %d: not increasing: %r" % (cid, got)
+    assert [t for _, _, t in seen[a["id"]]] == ["LINK", "LINK", "LINK", "UPDATE", "UPDATE", "RELINK_SCHEDULED",
+                                                "RELINK_CANCELLED", "DELINK", "DELINK", "DELINK"], seen
+    assert len({cv for cv, _, _ in seen[a["id"]]}) == 6, seen           # 6 requests applied something
