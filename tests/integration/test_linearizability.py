@@ -30,12 +30,15 @@ def say(text):
 
 
 def test_linearizable_history_over_three_partnerds_on_one_redis():
-    seconds = float(os.environ.get("LINZ_SECONDS", "20"))
-    ops = int(os.environ.get("LINZ_OPS", "30000"))
+    # 10 s unpaced (~15 000 requests): the search's cost has a long tail on the busiest
+    # windows (one CI pass in eight gave up after 2 000 000 steps on one customer pair of
+    # a 20 s run with no unknown at all); scripts/linearizability runs the long ones.
+    seconds = float(os.environ.get("LINZ_SECONDS", "10"))
+    ops = int(os.environ.get("LINZ_OPS", "15000"))
     seed = os.environ.get("LINZ_SEED")
     rep, counts = recorder.record_and_check(ops=ops, seconds=seconds, seed=int(seed) if seed else None,
                                             say=say)
-    assert rep.ok, "the history is not linearizable (see the VIOLATION above)"
+    assert rep.ok, "the history is not linearizable (see the VIOLATION or INCONCLUSIVE above)"
     assert counts["requests"] >= 2000, "only %d requests in %.0f s" % (counts["requests"], seconds)
     assert counts["partnerctl_check"] == 0, "partnerctl check failed after the run"
     # a healthy stack: every request answered
