@@ -122,3 +122,15 @@ layout_part_of_cid(int64_t cid)
 
 	return layout_part_of_cid_text(d, (size_t)n);
 }
+
+const char *
+layout_tag_of_cid(int64_t cid)
+{
+	return layout_tag(layout_part_of_cid(cid), NULL);
+}
+
+const char *
+layout_tag_of(const void *v, size_t len)
+{
+	return layout_tag(layout_bucket_of(v, len), NULL);
+}

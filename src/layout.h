@@ -68,6 +68,13 @@ unsigned layout_part_of_cid(int64_t cid);
 /* The same over an id's decimal text (digits, a leading '-'; other bytes are skipped). */
 unsigned layout_part_of_cid_text(const char *s, size_t len);
 
+/* The tag of a customer's keys and feed partition: layout_tag(layout_part_of_cid(cid)). */
+const char *layout_tag_of_cid(int64_t cid);
+
+/* The tag of a value's bucket (an identifier, a membership id, a digest's hex text):
+ * layout_tag(layout_bucket_of(v, len)). */
+const char *layout_tag_of(const void *v, size_t len);
+
 /*
  * The LAYOUT_PARTS tags in partition order, each right-padded with spaces to
  * LAYOUT_TAG_WIDTH bytes, NUL-terminated (LAYOUT_PARTS * LAYOUT_TAG_WIDTH bytes): the

@@ -210,24 +210,11 @@ on_plain(void *arg, const redisReply *r)
 
 /* ---- key names (key layout 2, keys.h) ------------------------------------------------ */
 
-/* The tag of a customer's keys, and of a value's bucket. */
-static const char *
-tag_of_cid(int64_t cid)
-{
-	return layout_tag(layout_part_of_cid(cid), NULL);
-}
-
-static const char *
-tag_of(const char *v, size_t len)
-{
-	return layout_tag(layout_bucket_of(v, len), NULL);
-}
-
 /* The index bucket of identifier val of the given kind. */
 static void
 add_ix_key(struct store_argv *c, const char *org, enum store_ident kind, const char *val, size_t len)
 {
-	store_argv_addf(c, KEYS_IX_FMT, tag_of(val, len), org, store_ident_name[kind]);
+	store_argv_addf(c, KEYS_IX_FMT, layout_tag_of(val, len), org, store_ident_name[kind]);
 }
 
 /*
@@ -256,13 +243,13 @@ add_part_key(struct store_argv *c, enum store_key kind, const char *org, int64_t
 		store_argv_addf(c, KEYS_PSEQ_FMT, org);
 		break;
 	case STORE_KEY_CUST:
-		store_argv_addf(c, KEYS_CUST_FMT, tag_of_cid(id), org, (long long)id);
+		store_argv_addf(c, KEYS_CUST_FMT, layout_tag_of_cid(id), org, (long long)id);
 		break;
 	case STORE_KEY_LOCK:
-		store_argv_addf(c, KEYS_LOCK_FMT, tag_of_cid(id), org, (long long)id);
+		store_argv_addf(c, KEYS_LOCK_FMT, layout_tag_of_cid(id), org, (long long)id);
 		break;
 	case STORE_KEY_HIST:
-		store_argv_addf(c, KEYS_HIST_FMT, tag_of_cid(id), org, (long long)id);
+		store_argv_addf(c, KEYS_HIST_FMT, layout_tag_of_cid(id), org, (long long)id);
 		break;
 	case STORE_KEY_IX:
 		store_argv_addf(c, KEYS_IX_FMT, layout_tag(part, NULL), org,

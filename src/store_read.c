@@ -10,19 +10,6 @@
 #include "layout.h"
 #include "store_read.h"
 
-/* Key layout 2 (keys.h): the tag of a customer's keys, and of a value's bucket. */
-static const char *
-tag_of_cid(int64_t cid)
-{
-	return layout_tag(layout_part_of_cid(cid), NULL);
-}
-
-static const char *
-tag_of(const char *v, size_t len)
-{
-	return layout_tag(layout_bucket_of(v, len), NULL);
-}
-
 static struct store_text
 text_of(const redisReply *r)
 {
@@ -111,10 +98,10 @@ store_read(struct store *st, const struct store_read_query *q, struct store_read
 	store_argv_add(&a, q->org, strlen(q->org));
 	store_argv_add(&a, q->id_kind, strlen(q->id_kind));
 	store_argv_add(&a, q->id_value, strlen(q->id_value));
-	vtag = strcmp(q->id_kind, "id") == 0 ? "" : tag_of(q->id_value, strlen(q->id_value));
+	vtag = strcmp(q->id_kind, "id") == 0 ? "" : layout_tag_of(q->id_value, strlen(q->id_value));
 	store_argv_add(&a, vtag, strlen(vtag));
 	store_argv_add(&a, history ? "history" : "programs", history ? 7 : 8);
-	store_argv_addf(&a, KEYS_RATE_FMT, tag_of(q->cred, strlen(q->cred)), q->org, q->cred);
+	store_argv_addf(&a, KEYS_RATE_FMT, layout_tag_of(q->cred, strlen(q->cred)), q->org, q->cred);
 	store_argv_addf(&a, "%d", q->rate_limit);
 	if (history) {
 		store_argv_addf(&a, "%d", q->offset);
@@ -175,10 +162,10 @@ add_mids(struct store_argv *a, const char *org, const struct rules_customer *c, 
 		if (!left_id(s))
 			continue;
 		if (old) {
-			store_argv_addf(a, KEYS_MID_FMT, tag_of(s->orig_mid, s->orig_mid_len), org, s->pid);
+			store_argv_addf(a, KEYS_MID_FMT, layout_tag_of(s->orig_mid, s->orig_mid_len), org, s->pid);
 			store_argv_add(a, s->orig_mid, s->orig_mid_len);
 		} else {
-			store_argv_addf(a, KEYS_MID_FMT, tag_of(s->m.v.mid, s->m.v.mid_len), org, s->pid);
+			store_argv_addf(a, KEYS_MID_FMT, layout_tag_of(s->m.v.mid, s->m.v.mid_len), org, s->pid);
 			store_argv_add(a, s->m.v.mid, s->m.v.mid_len);
 		}
 	}
@@ -192,8 +179,8 @@ store_settle(struct store *st, const char *org, const struct rules_customer *c,
 	size_t i, n = 0;
 
 	store_argv_init(&a);
-	store_argv_addf(&a, KEYS_LOCK_FMT, tag_of_cid(c->cid), org, (long long)c->cid);
-	store_argv_addf(&a, KEYS_CUST_FMT, tag_of_cid(c->cid), org, (long long)c->cid);
+	store_argv_addf(&a, KEYS_LOCK_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
+	store_argv_addf(&a, KEYS_CUST_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
 	store_argv_add(&a, version.p, version.len);
 	store_argv_addf(&a, "%lld", (long long)c->cid);
 	for (i = 0; i < c->nslots; i++)

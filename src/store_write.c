@@ -15,20 +15,6 @@
 
 static const char *const ident_name[] = { "id", "mobile", "email", "externalId" };
 
-/* Key layout 2 (keys.h): the tag of a customer's keys and feed partition, and of a value's
- * bucket (an identifier, a membership id, a digest's hex text). */
-static const char *
-tag_of_cid(int64_t cid)
-{
-	return layout_tag(layout_part_of_cid(cid), NULL);
-}
-
-static const char *
-tag_of(const char *v, size_t len)
-{
-	return layout_tag(layout_bucket_of(v, len), NULL);
-}
-
 /*
  * A change-feed partition's length bound: --feed-max spread over the LAYOUT_PARTS
  * partitions of an org (rounded up), at least FEED_PART_MIN entries so that a consumer of
@@ -77,7 +63,7 @@ store_refuses_writes(struct store *st, const char *org, int64_t cid)
 	char lock_key[160];
 	int oom;
 
-	snprintf(lock_key, sizeof(lock_key), KEYS_LOCK_FMT, tag_of_cid(cid), org, (long long)cid);
+	snprintf(lock_key, sizeof(lock_key), KEYS_LOCK_FMT, layout_tag_of_cid(cid), org, (long long)cid);
 	store_argv_init(&cmd);
 	store_argv_add(&cmd, "SETRANGE", 8);
 	store_argv_add(&cmd, lock_key, strlen(lock_key));
@@ -98,7 +84,7 @@ add_begin_entry(struct store_argv *a, const struct store_begin_in *in, enum req_
 
 	store_argv_addf(a, "%zu", in->nidents);
 	for (k = 0; k < in->nidents; k++) {
-		const char *tag = in->kind[k] == STORE_IDENT_ID ? "" : tag_of(in->val[k], in->len[k]);
+		const char *tag = in->kind[k] == STORE_IDENT_ID ? "" : layout_tag_of(in->val[k], in->len[k]);
 
 		store_argv_add(a, ident_name[in->kind[k]], strlen(ident_name[in->kind[k]]));
 		store_argv_add(a, in->val[k], in->len[k]);
@@ -113,7 +99,7 @@ add_begin_entry(struct store_argv *a, const struct store_begin_in *in, enum req_
 		else
 			store_argv_add(a, "", 0);
 		if (kind == REQ_LINK && it->mid.st == F_OK) {
-			const char *tag = tag_of(it->mid.s.p, it->mid.s.len);
+			const char *tag = layout_tag_of(it->mid.s.p, it->mid.s.len);
 
 			store_argv_add(a, it->mid.s.p, it->mid.s.len);
 			store_argv_add(a, tag, strlen(tag));
@@ -188,7 +174,7 @@ store_begin(struct store *st, const struct store_begin_req *rq, struct store_beg
 	store_argv_add(&a, rq->org, strlen(rq->org));
 	store_argv_add(&a, rq->token, strlen(rq->token));
 	store_argv_addf(&a, "%d", rq->lock_ttl_ms);
-	store_argv_addf(&a, KEYS_RATE_FMT, tag_of(rq->cred, strlen(rq->cred)), rq->org, rq->cred);
+	store_argv_addf(&a, KEYS_RATE_FMT, layout_tag_of(rq->cred, strlen(rq->cred)), rq->org, rq->cred);
 	store_argv_addf(&a, "%d", rq->rate_limit);
 	store_argv_addf(&a, "%zu", rq->n);
 	for (i = 0; i < rq->n; i++)
@@ -260,7 +246,7 @@ add_mid_refs(struct store_argv *a, const char *org, const struct rules_mid_ref *
 	size_t j;
 
 	for (j = 0; j < n; j++) {
-		store_argv_addf(a, KEYS_MID_FMT, tag_of(r[j].mid, r[j].len), org, r[j].pid);
+		store_argv_addf(a, KEYS_MID_FMT, layout_tag_of(r[j].mid, r[j].len), org, r[j].pid);
 		store_argv_add(a, r[j].mid, r[j].len);
 	}
 }
@@ -275,7 +261,7 @@ add_commit_customer(struct store_argv *a, const struct store_commit_req *rq,
 	size_t i, n;
 	int pass;
 
-	const char *tag = tag_of_cid(cc->cid);
+	const char *tag = layout_tag_of_cid(cc->cid);
 
 	store_argv_addf(a, KEYS_CUST_FMT, tag, rq->org, (long long)cc->cid);
 	store_argv_addf(a, KEYS_LOCK_FMT, tag, rq->org, (long long)cc->cid);
@@ -381,7 +367,7 @@ store_commit_resolve(struct store *st, const char *org, const char *token,
 	store_argv_add(&a, token, strlen(token));
 	store_argv_addf(&a, "%zu", n);
 	for (k = 0; k < n; k++) {
-		const char *tag = tag_of_cid(c[k].cid);
+		const char *tag = layout_tag_of_cid(c[k].cid);
 
 		store_argv_addf(&a, KEYS_CUST_FMT, tag, org, (long long)c[k].cid);
 		store_argv_addf(&a, KEYS_LOCK_FMT, tag, org, (long long)c[k].cid);
@@ -419,7 +405,7 @@ store_idem_claim(struct store *st, const char *org, const char *key, const char 
 
 	crypto_generichash(h, sizeof(h), (const unsigned char *)key, strlen(key), NULL, 0);
 	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-	snprintf(ic->ref, sizeof(ic->ref), KEYS_IDEM_FMT, tag_of(hex, strlen(hex)), org, hex);
+	snprintf(ic->ref, sizeof(ic->ref), KEYS_IDEM_FMT, layout_tag_of(hex, strlen(hex)), org, hex);
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(ic->token, sizeof(ic->token), rnd, sizeof(rnd));
 	ic->ttl_ms = ttl_ms;
