@@ -126,7 +126,7 @@ def main():
             for e in rep:
                 h = dict(zip(e[2][::2], e[2][1::2]))
                 vers[int(e[1])] = h[b"v"].decode()
-            a = [tok, B, 100, 10000 // keys.LAYOUT_PARTS + 1]
+            a = [tok, B, 100, 10000 // keys.LAYOUT_PARTS + 1, 0]   # keep_locks 0
             for c in cids:
                 a += [keys.cust(ORG, c), keys.lock(ORG, c), vers[c], c, keys.hist(ORG, c), keys.feed_of(ORG, c), 1,
                       keys.membership_field(1),

@@ -64,6 +64,9 @@ static const char *const script_source[STORE_NSCRIPTS] = {
 	[STORE_SETTLE] = lua_settle,
 	[STORE_RESOLVE] = lua_resolve,
 	[STORE_HDEL_IF] = lua_hdel_if,
+	[STORE_HELD] = lua_held,
+	[STORE_CLAIM] = lua_claim,
+	[STORE_UNLOCK] = lua_unlock,
 };
 
 /*

@@ -54,7 +54,8 @@ const char *store_error(const struct store *s);
 uint64_t store_round_trips(const struct store *s);
 
 enum store_script { STORE_BEGIN = 0, STORE_COMMIT = 1, STORE_READ = 2, STORE_IDEM = 3, STORE_SETTLE = 4,
-                    STORE_RESOLVE = 5, STORE_HDEL_IF = 6, STORE_NSCRIPTS };
+                    STORE_RESOLVE = 5, STORE_HDEL_IF = 6, STORE_HELD = 7, STORE_CLAIM = 8,
+                    STORE_UNLOCK = 9, STORE_NSCRIPTS };
 
 /*
  * Runs one of the embedded scripts with the given ARGV (no KEYS), by EVALSHA, loading it

@@ -325,6 +325,7 @@ store_commit(struct store *st, const struct store_commit_req *rq, enum store_com
 	store_argv_addf(&a, "%zu", rq->n);
 	store_argv_addf(&a, "%d", rq->history_max);
 	store_argv_addf(&a, "%d", feed_part_max(rq->feed_max));
+	store_argv_add(&a, "0", 1);     /* keep_locks */
 	for (k = 0; k < rq->n; k++)
 		add_commit_customer(&a, rq, &rq->c[k]);
 	if (rq->idem != NULL) {

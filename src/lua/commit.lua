@@ -1,5 +1,7 @@
 -- commit: the fenced write of every locked customer of a request, in one call.
--- ARGV: token, n_customers, history_max, feed_max, then per customer:
+-- ARGV: token, n_customers, history_max, feed_max, keep_locks ('1': a customer written
+--   keeps its lock, which the caller releases later (unlock.lua): the cluster protocol's
+--   delink, whose index releases come after the commit, under the lock), then per customer:
 --   customer_key, lock_key, version_read, cid, history_key, feed_key (the customer's
 --   partition of the org's change feed: key layout 2 gives it the customer's tag),
 --   n_set, (field, value)*, n_del, field*,
@@ -41,7 +43,8 @@ if idem_key ~= '' then
 end
 local n = tonumber(ARGV[2])
 local hmax, fmax = tonumber(ARGV[3]), ARGV[4]
-local i = 5
+local keep = ARGV[5] == '1'
+local i = 6
 local out = {}
 -- A feed partition's type is checked once per call (customers of one call may share a
 -- partition); the customer hash's type was checked by the HGETALL of begin.lua under the
@@ -137,7 +140,7 @@ for c = 1, n do
                    'customerVersion', nv, 'seq', j, 'event', ev)
       end
       if hlen > hmax then redis.call('LTRIM', hk, 0, hmax - 1) end
-      redis.call('DEL', lk)
+      if not keep then redis.call('DEL', lk) end
       out[c] = 'OK'
     end
   end

@@ -8,6 +8,13 @@
 --     {"RUNNING"} (the first request with this key has not finished: 409),
 --     {"DONE", status, body} (replay the stored response).
 --
+--   "renew", key, token, running_ttl_ms
+--     While the claim is still 'running' and holds this token, sets its expiry to
+--     running_ttl_ms again and returns "OK"; else "FENCED". On a Redis Cluster the claim is
+--     in another slot than the customers, so the commits cannot check it in their script:
+--     the cluster protocol renews it after it took its locks and before it commits
+--     (store_write.c, docs/CONSISTENCY.md "On a Redis Cluster").
+--
 --   "finish", key, token, status, body, done_ttl_ms
 --     Only while the claim is still 'running' and holds this token: status 200 stores the
 --     response (s = done, kept done_ttl_ms), any other status deletes the claim (a repeat is
@@ -23,6 +30,12 @@ if op == 'finish' then
   else
     redis.call('DEL', key)
   end
+  return 'OK'
+end
+if op == 'renew' then
+  local cur = redis.call('HMGET', key, 's', 't')
+  if cur[1] ~= 'running' or cur[2] ~= ARGV[3] then return 'FENCED' end
+  redis.call('PEXPIRE', key, ARGV[4])
   return 'OK'
 end
 if op ~= 'claim' then return redis.error_reply('idem: unknown operation') end
