@@ -9,6 +9,7 @@
 #include "keys.h"
 #include "layout.h"
 #include "store_read.h"
+#include "store_round.h"
 
 static struct store_text
 text_of(const redisReply *r)
@@ -85,6 +86,163 @@ page_of(struct store *st, const redisReply *page, struct store_read_result *res)
 	return 0;
 }
 
+/*
+ * On a Redis Cluster (docs/CONSISTENCY.md "On a Redis Cluster"): round 1 finds the customer
+ * (its index bucket, or its hash's existence), counts the rate window and, for the
+ * programs route, reads the org's programs; round 2 reads the customer (HGETALL, or read.lua
+ * for a history page, in the customer's slot). The identifier was looked up apart from the
+ * customer: when the customer read no longer has it (an import moved it meanwhile), the
+ * lookup is made again.
+ */
+static enum store_read_status
+read_cluster_once(struct store *st, const struct store_read_query *q, struct store_read_result *res,
+                  int *again)
+{
+	int history = q->what == STORE_READ_HISTORY, byid = strcmp(q->id_kind, "id") == 0;
+	struct store_round r1 = { 0 }, r2 = { 0 };
+	size_t rate_op = (size_t)-1, progs_op = (size_t)-1, id_op;
+	enum store_read_status rs = STORE_READ_DOWN;
+	struct store_argv *a;
+	const redisReply *x, *rep;
+	char key[160], cid[24];
+	int64_t c;
+
+	if (q->rate_limit > 0) {
+		snprintf(key, sizeof(key), KEYS_RATE_FMT, layout_tag_of(q->cred, strlen(q->cred)), q->org, q->cred);
+		rate_op = r1.n;
+		a = store_round_script(&r1, STORE_BEGIN, 1, key);
+		store_argv_add(a, q->org, strlen(q->org));
+		store_argv_add(a, "", 0);
+		store_argv_add(a, "0", 1);
+		store_argv_add(a, key, strlen(key));
+		store_argv_addf(a, "%d", q->rate_limit);
+		store_argv_add(a, "0", 1);
+	}
+	if (!history) {
+		snprintf(key, sizeof(key), KEYS_PROGS_FMT, q->org);
+		progs_op = r1.n;
+		a = store_round_add(&r1, -1, key);
+		store_argv_add(a, "HGETALL", 7);
+		store_argv_add(a, key, strlen(key));
+	}
+	id_op = r1.n;
+	if (byid) {
+		snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(strtoll(q->id_value, NULL, 10)), q->org,
+		         (long long)strtoll(q->id_value, NULL, 10));
+		a = store_round_add(&r1, -1, key);
+		store_argv_add(a, "EXISTS", 6);
+	} else {
+		snprintf(key, sizeof(key), KEYS_IX_FMT, layout_tag_of(q->id_value, strlen(q->id_value)), q->org, q->id_kind);
+		a = store_round_add(&r1, -1, key);
+		store_argv_add(a, "HGET", 4);
+	}
+	store_argv_add(a, key, strlen(key));
+	if (!byid)
+		store_argv_add(a, q->id_value, strlen(q->id_value));
+	if (store_round_run(st, &r1) != 0)
+		goto out;
+	if (rate_op != (size_t)-1) {
+		x = r1.rep[rate_op];
+		if (x->type == REDIS_REPLY_ARRAY && x->elements == 2 && x->element[0]->type == REDIS_REPLY_STRING &&
+		    strcmp(x->element[0]->str, "LIMITED") == 0) {
+			int sec = x->element[1]->type == REDIS_REPLY_STRING ? atoi(x->element[1]->str) : 0;
+
+			res->retry_after = sec > 0 ? sec : 1;
+			rs = STORE_READ_LIMITED;
+			goto out;
+		}
+	}
+	x = r1.rep[id_op];
+	if (x->type == REDIS_REPLY_ERROR)
+		goto out;
+	if (byid ? !(x->type == REDIS_REPLY_INTEGER && x->integer == 1) : x->type != REDIS_REPLY_STRING) {
+		rs = STORE_READ_NOT_FOUND;
+		goto out;
+	}
+	snprintf(cid, sizeof(cid), "%s", byid ? q->id_value : x->str);
+	c = strtoll(cid, NULL, 10);
+	snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(c), q->org, (long long)c);
+	if (history) {
+		a = store_round_script(&r2, STORE_READ, 2, key);
+		store_argv_addf(a, KEYS_HIST_FMT, layout_tag_of_cid(c), q->org, (long long)c);
+		store_argv_add(a, q->org, strlen(q->org));
+		store_argv_add(a, "id", 2);
+		store_argv_add(a, cid, strlen(cid));
+		store_argv_add(a, "", 0);
+		store_argv_add(a, "history", 7);
+		store_argv_add(a, "", 0);
+		store_argv_add(a, "0", 1);
+		store_argv_addf(a, "%d", q->offset);
+		store_argv_addf(a, "%d", q->limit);
+		store_argv_add(a, q->program != NULL ? q->program : "", q->program != NULL ? strlen(q->program) : 0);
+		store_argv_addf(a, "%d", q->scan_max);
+	} else {
+		a = store_round_add(&r2, -1, key);
+		store_argv_add(a, "HGETALL", 7);
+		store_argv_add(a, key, strlen(key));
+	}
+	if (store_round_run(st, &r2) != 0)
+		goto out;
+	rep = r2.rep[0];
+	if (rep->type == REDIS_REPLY_ERROR) {
+		rs = STORE_READ_MALFORMED;
+		goto out;
+	}
+	if (history) {
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) {
+			rs = rep->type == REDIS_REPLY_ARRAY ? STORE_READ_NOT_FOUND : STORE_READ_MALFORMED;
+			goto out;
+		}
+		if (rep->elements != 4 || rep->element[2]->type != REDIS_REPLY_ARRAY ||
+		    rep->element[3]->type != REDIS_REPLY_INTEGER) {
+			rs = STORE_READ_MALFORMED;
+			goto out;
+		}
+		customer_of(rep->element[1], res);
+		res->total = rep->element[3]->integer;
+		if (page_of(st, rep->element[2], res) != 0)
+			goto out;
+	} else {
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) {
+			rs = STORE_READ_NOT_FOUND;      /* deleted since round 1 */
+			goto out;
+		}
+		customer_of(rep, res);
+		if (programs_of(st, r1.rep[progs_op], res) != 0)
+			goto out;
+	}
+	res->customer.cid = c;
+	if (!byid) {
+		const struct store_text *have = strcmp(q->id_kind, "mobile") == 0 ? &res->mobile :
+		                                strcmp(q->id_kind, "email") == 0 ? &res->email : &res->external_id;
+
+		if (have->len != strlen(q->id_value) || memcmp(have->p, q->id_value, have->len) != 0) {
+			*again = 1;
+			rules_customer_free(&res->customer);
+			goto out;
+		}
+	}
+	rs = STORE_READ_OK;
+out:
+	store_round_free(&r1);
+	store_round_free(&r2);
+	return rs;
+}
+
+static enum store_read_status
+read_cluster(struct store *st, const struct store_read_query *q, struct store_read_result *res)
+{
+	enum store_read_status rs = STORE_READ_NOT_FOUND;
+	int tries, again = 1;
+
+	for (tries = 0; tries < 3 && again; tries++) {
+		memset(res, 0, sizeof(*res));
+		again = 0;
+		rs = read_cluster_once(st, q, res, &again);
+	}
+	return again ? STORE_READ_NOT_FOUND : rs;
+}
+
 enum store_read_status
 store_read(struct store *st, const struct store_read_query *q, struct store_read_result *res)
 {
@@ -93,6 +251,8 @@ store_read(struct store *st, const struct store_read_query *q, struct store_read
 	struct store_argv a;
 	redisReply *rep;
 
+	if (store_is_cluster(st))
+		return read_cluster(st, q, res);
 	memset(res, 0, sizeof(*res));
 	store_argv_init(&a);
 	store_argv_add(&a, q->org, strlen(q->org));
@@ -198,6 +358,30 @@ store_settle(struct store *st, const char *org, const struct rules_customer *c,
 		store_argv_addf(&a, KEYS_MEMBERSHIP_FIELD_FMT, s->pid);
 		store_argv_addcopy(&a, val, len);
 		free(val);
+	}
+	if (store_is_cluster(st)) {
+		/*
+		 * On a cluster the index buckets are in other slots than the customer: the write-back
+		 * is the customer's alone. A relinked-away id stays in its bucket, where a claim by
+		 * another customer finds that its holder no longer holds it (held.lua) and takes it
+		 * over; the relink's own id was claimed when the relink was queued.
+		 */
+		struct store_round r = { 0 };
+		struct store_argv *k;
+		char key[160];
+		size_t i2;
+
+		store_argv_add(&a, "0", 1);
+		store_argv_add(&a, "0", 1);
+		snprintf(key, sizeof(key), KEYS_LOCK_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
+		k = store_round_script(&r, STORE_SETTLE, 2, key);
+		store_argv_addf(k, KEYS_CUST_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
+		for (i2 = 0; i2 < a.n; i2++)
+			store_argv_addcopy(k, store_round_arg(&a, i2), a.len[i2]);
+		(void)store_round_run(st, &r);
+		store_round_free(&r);
+		store_argv_free(&a);
+		return;
 	}
 	add_mids(&a, org, c, 1);
 	add_mids(&a, org, c, 0);

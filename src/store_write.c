@@ -10,6 +10,7 @@
 
 #include "keys.h"
 #include "layout.h"
+#include "store_round.h"
 #include "store_write.h"
 #include "xmalloc.h"
 
@@ -76,6 +77,13 @@ store_refuses_writes(struct store *st, const char *org, int64_t cid)
 }
 
 /* ---- begin ----------------------------------------------------------------------------- */
+
+static int begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_begin_res *res);
+static void commit_cluster(struct store *st, const struct store_commit_req *rq,
+                           enum store_commit_status *out, int *maybe_ran);
+static void resolve_cluster(struct store *st, const char *org, const char *token,
+                            const struct store_commit_cust *c, size_t n, enum store_resolved *out);
+static redisReply *idem_eval(struct store *st, const char *ref, struct store_argv *a);
 
 static void
 add_begin_entry(struct store_argv *a, const struct store_begin_in *in, enum req_kind kind)
@@ -168,6 +176,8 @@ store_begin(struct store *st, const struct store_begin_req *rq, struct store_beg
 	redisReply *rep;
 	size_t i, nitems = 0;
 
+	if (store_is_cluster(st))
+		return begin_cluster(st, rq, res);
 	memset(res, 0, sizeof(*res));
 	store_argv_init(&a);
 	store_argv_presize(&a, 8 + 8 * rq->n, 64 + 48 * rq->n);
@@ -254,7 +264,7 @@ add_mid_refs(struct store_argv *a, const char *org, const struct rules_mid_ref *
 /* Adds the commit arguments of one customer (commit.lua's layout). */
 static void
 add_commit_customer(struct store_argv *a, const struct store_commit_req *rq,
-                    const struct store_commit_cust *cc)
+                    const struct store_commit_cust *cc, int with_mids)
 {
 	const struct rules_customer *c = cc->cust;
 	struct rules_slot_change ch;
@@ -275,7 +285,7 @@ add_commit_customer(struct store_argv *a, const struct store_commit_req *rq,
 		for (n = 0, i = 0; i < c->nslots; i++) {
 			rules_slot_change(&c->slots[i], &ch);
 			n += pass == 0 ? (size_t)ch.set : pass == 1 ? (size_t)ch.del :
-			     pass == 2 ? ch.nclaim : ch.nrelease;
+			     !with_mids ? 0 : pass == 2 ? ch.nclaim : ch.nrelease;
 		}
 		store_argv_addf(a, "%zu", n);
 		for (i = 0; i < c->nslots && n > 0; i++) {
@@ -319,6 +329,10 @@ store_commit(struct store *st, const struct store_commit_req *rq, enum store_com
 	redisReply *crep;
 	size_t k, j;
 
+	if (store_is_cluster(st)) {
+		commit_cluster(st, rq, out, maybe_ran);
+		return;
+	}
 	store_argv_init(&a);
 	store_argv_presize(&a, 8 + 24 * rq->n, 256 + 768 * rq->n);
 	store_argv_add(&a, rq->token, strlen(rq->token));
@@ -327,7 +341,7 @@ store_commit(struct store *st, const struct store_commit_req *rq, enum store_com
 	store_argv_addf(&a, "%d", feed_part_max(rq->feed_max));
 	store_argv_add(&a, "0", 1);     /* keep_locks */
 	for (k = 0; k < rq->n; k++)
-		add_commit_customer(&a, rq, &rq->c[k]);
+		add_commit_customer(&a, rq, &rq->c[k], 1);
 	if (rq->idem != NULL) {
 		store_argv_add(&a, rq->idem->ref, strlen(rq->idem->ref));
 		store_argv_add(&a, rq->idem->token, strlen(rq->idem->token));
@@ -363,6 +377,10 @@ store_commit_resolve(struct store *st, const char *org, const char *token,
 	redisReply *r;
 	size_t k;
 
+	if (store_is_cluster(st)) {
+		resolve_cluster(st, org, token, c, n, out);
+		return;
+	}
 	store_argv_init(&a);
 	store_argv_presize(&a, 2 + 3 * n, 32 + 64 * n);
 	store_argv_add(&a, token, strlen(token));
@@ -389,6 +407,850 @@ store_commit_resolve(struct store *st, const char *org, const char *token,
 		else
 			out[k] = r != NULL ? STORE_RESOLVED_UNKNOWN : STORE_RESOLVED_FAILED;
 	}
+}
+
+/* ---- on a Redis Cluster ----------------------------------------------------------------- */
+
+/*
+ * The cluster protocol (docs/CONSISTENCY.md "On a Redis Cluster"). A request's keys span
+ * many slots there: a customer's keys share its partition's tag, but the identifier-index
+ * and membership-id buckets, the org's programs, the Idempotency-Key and the rate window each
+ * have their own. A script may touch only keys of one slot, so the one-script steps of a
+ * single Redis become rounds, each a set of calls run in parallel over the masters
+ * (store_run), every script call naming its keys (KEYS) so that a migrating slot answers
+ * ASK or TRYAGAIN before anything runs:
+ *   begin:  1. identify (index lookups, customer existence, program definitions, the rate
+ *              window)  2. lock and read each slot's customers (begin.lua with the ids
+ *              found) and look up the items' membership-id holders  [3. only when a holder
+ *              is another customer: held.lua "check" in the holder's slot]
+ *   commit: A. claim the membership ids in their buckets (claim.lua) and renew the
+ *              Idempotency-Key claim (idem.lua "renew")  [A2, A3: take over an id whose
+ *              holder no longer holds it, under the holder's lock]  B. commit each slot's
+ *              customers (commit.lua, no index or idem work in it)  [C. release the ids a
+ *              delink gave up, under the customer's lock kept by B; D. unlock]
+ * Updates cost 3 rounds, links 4, delinks 5; single Redis keeps its 2.
+ */
+
+/* The program id of a stored definition ({"pid":N,...}), or -1. */
+static int
+def_pid(const char *def, size_t len)
+{
+	static const char head[] = "{\"pid\":";
+
+	if (def == NULL || len < sizeof(head) || memcmp(def, head, sizeof(head) - 1) != 0)
+		return -1;
+	return atoi(def + sizeof(head) - 1);
+}
+
+/* Where an entry's identification stands after round 1. */
+struct cbegin_ent {
+	int state;                      /* 0 found, 1 not found, 2 mismatch */
+	int64_t cid;
+	char cidtext[24];
+	size_t first_op;                /* round 1: its first lookup */
+	size_t lock_op, lock_at;        /* round 2: its partition's begin call + 1, its place in it */
+	size_t holder_op;               /* round 2: its items' holder lookups start here */
+};
+
+static int
+begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_begin_res *res)
+{
+	struct store_round r1 = { 0 }, r2 = { 0 }, r3 = { 0 };
+	struct cbegin_ent *ce = xcalloc(rq->n ? rq->n : 1, sizeof(*ce));
+	const char **names = NULL;
+	size_t nnames = 0, i, j, k, nitems = 0, rate_op = (size_t)-1, progs_op = (size_t)-1;
+	size_t *name_of = NULL;         /* per item (flattened): its index in names, or -1 */
+	int rc = -1;
+	char key[160];
+
+	memset(res, 0, sizeof(*res));
+	for (i = 0; i < rq->n; i++)
+		nitems += rq->entries[i]->e->nitems;
+	name_of = xcalloc(nitems ? nitems : 1, sizeof(*name_of));
+	names = xcalloc(nitems ? nitems : 1, sizeof(*names));
+
+	/* Round 1: the rate window, the programs named, every identifier. */
+	if (rq->rate_limit > 0) {
+		struct store_argv *a;
+
+		snprintf(key, sizeof(key), KEYS_RATE_FMT, layout_tag_of(rq->cred, strlen(rq->cred)), rq->org, rq->cred);
+		rate_op = r1.n;
+		a = store_round_script(&r1, STORE_BEGIN, 1, key);
+		store_argv_add(a, rq->org, strlen(rq->org));
+		store_argv_add(a, rq->token, strlen(rq->token));
+		store_argv_addf(a, "%d", rq->lock_ttl_ms);
+		store_argv_add(a, key, strlen(key));
+		store_argv_addf(a, "%d", rq->rate_limit);
+		store_argv_add(a, "0", 1);
+	}
+	for (i = 0, j = 0; i < rq->n; i++) {
+		const struct req_entry *e = rq->entries[i]->e;
+
+		for (k = 0; k < e->nitems; k++, j++) {
+			const struct req_item *it = &e->items[k];
+			size_t m;
+
+			name_of[j] = (size_t)-1;
+			if (it->program.st != F_OK)
+				continue;
+			for (m = 0; m < nnames; m++)
+				if (strlen(names[m]) == it->program.s.len &&
+				    memcmp(names[m], it->program.s.p, it->program.s.len) == 0)
+					break;
+			if (m == nnames)
+				names[nnames++] = xmemdup(it->program.s.p, it->program.s.len);
+			name_of[j] = m;
+		}
+	}
+	if (nnames > 0) {
+		struct store_argv *a;
+
+		snprintf(key, sizeof(key), KEYS_PROGS_FMT, rq->org);
+		progs_op = r1.n;
+		a = store_round_add(&r1, -1, key);
+		store_argv_add(a, "HMGET", 5);
+		store_argv_add(a, key, strlen(key));
+		for (k = 0; k < nnames; k++)
+			store_argv_add(a, names[k], strlen(names[k]));
+	}
+	for (i = 0; i < rq->n; i++) {
+		const struct store_begin_in *in = rq->entries[i];
+
+		ce[i].first_op = r1.n;
+		for (k = 0; k < in->nidents; k++) {
+			struct store_argv *a;
+
+			if (in->kind[k] == STORE_IDENT_ID) {
+				int64_t cid = strtoll(in->val[k], NULL, 10);
+
+				snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(cid), rq->org, (long long)cid);
+				a = store_round_add(&r1, -1, key);
+				store_argv_add(a, "EXISTS", 6);
+				store_argv_add(a, key, strlen(key));
+			} else {
+				snprintf(key, sizeof(key), KEYS_IX_FMT, layout_tag_of(in->val[k], in->len[k]), rq->org,
+				         ident_name[in->kind[k]]);
+				a = store_round_add(&r1, -1, key);
+				store_argv_add(a, "HGET", 4);
+				store_argv_add(a, key, strlen(key));
+				store_argv_add(a, in->val[k], in->len[k]);
+			}
+		}
+	}
+	if (store_round_run(st, &r1) != 0)
+		goto out;
+	if (rate_op != (size_t)-1) {
+		const redisReply *x = r1.rep[rate_op];
+
+		if (x->type == REDIS_REPLY_ARRAY && x->elements == 2 && x->element[0]->type == REDIS_REPLY_STRING &&
+		    strcmp(x->element[0]->str, "LIMITED") == 0) {
+			res->limited = atoi(x->element[1]->str);
+			if (res->limited < 1)
+				res->limited = 1;
+			rc = 0;
+			goto out;
+		}
+		if (x->type == REDIS_REPLY_ERROR)
+			goto out;
+	}
+	if (progs_op != (size_t)-1 && (r1.rep[progs_op]->type != REDIS_REPLY_ARRAY ||
+	                               r1.rep[progs_op]->elements != nnames))
+		goto out;
+	/* Each entry's customer, as begin.lua decides it. */
+	for (i = 0; i < rq->n; i++) {
+		const struct store_begin_in *in = rq->entries[i];
+		const char *cid = NULL;
+		int missing = 0, differ = 0;
+
+		for (k = 0; k < in->nidents; k++) {
+			const redisReply *x = r1.rep[ce[i].first_op + k];
+			const char *c = NULL;
+			char idtext[24];
+
+			if (x->type == REDIS_REPLY_ERROR) {
+				ce[i].state = 3;        /* unreadable: a key of the wrong type */
+				break;
+			}
+			if (in->kind[k] == STORE_IDENT_ID) {
+				if (x->type == REDIS_REPLY_INTEGER && x->integer == 1) {
+					snprintf(idtext, sizeof(idtext), "%.*s", (int)in->len[k], in->val[k]);
+					c = idtext;
+				}
+			} else if (x->type == REDIS_REPLY_STRING) {
+				c = x->str;
+			}
+			if (c == NULL)
+				missing = 1;
+			else if (cid == NULL)
+				snprintf(ce[i].cidtext, sizeof(ce[i].cidtext), "%s", cid = c);
+			else if (strcmp(ce[i].cidtext, c) != 0)
+				differ = 1;
+		}
+		if (ce[i].state == 3)
+			continue;
+		if (cid == NULL)
+			ce[i].state = 1;
+		else if (missing || differ)
+			ce[i].state = 2;
+		else
+			ce[i].cid = strtoll(ce[i].cidtext, NULL, 10);
+	}
+
+	/* Round 2: one begin.lua per partition of the customers found, and the items' holders. */
+	for (i = 0; i < rq->n; i++) {
+		size_t m, q, n_in = 0, nk = 0;
+		struct store_argv *a;
+		unsigned part;
+
+		if (ce[i].state != 0 || ce[i].lock_op != 0)
+			continue;       /* not found, or in the call of an earlier entry's partition */
+		part = layout_part_of_cid(ce[i].cid);
+		/* this partition's entries, each customer's keys declared once */
+		for (m = i; m < rq->n; m++) {
+			if (ce[m].state != 0 || layout_part_of_cid(ce[m].cid) != part)
+				continue;
+			n_in++;
+			for (q = i; q < m; q++)
+				if (ce[q].state == 0 && ce[q].cid == ce[m].cid)
+					break;
+			if (q == m)
+				nk += 2;
+		}
+		snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(ce[i].cid), rq->org, (long long)ce[i].cid);
+		a = store_round_script(&r2, STORE_BEGIN, nk, key);
+		store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(ce[i].cid), rq->org, (long long)ce[i].cid);
+		for (m = i + 1; m < rq->n; m++) {
+			if (ce[m].state != 0 || layout_part_of_cid(ce[m].cid) != part)
+				continue;
+			for (q = i; q < m; q++)
+				if (ce[q].state == 0 && ce[q].cid == ce[m].cid)
+					break;
+			if (q < m)
+				continue;
+			store_argv_addf(a, KEYS_CUST_FMT, layout_tag_of_cid(ce[m].cid), rq->org, (long long)ce[m].cid);
+			store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(ce[m].cid), rq->org, (long long)ce[m].cid);
+		}
+		store_argv_add(a, rq->org, strlen(rq->org));
+		store_argv_add(a, rq->token, strlen(rq->token));
+		store_argv_addf(a, "%d", rq->lock_ttl_ms);
+		store_argv_add(a, "", 0);
+		store_argv_add(a, "0", 1);
+		store_argv_addf(a, "%zu", n_in);
+		for (m = i, n_in = 0; m < rq->n; m++) {
+			if (ce[m].state != 0 || layout_part_of_cid(ce[m].cid) != part)
+				continue;
+			ce[m].lock_op = r2.n;   /* 1-based here: 0 is "no call yet" */
+			ce[m].lock_at = n_in++;
+			store_argv_add(a, "1", 1);
+			store_argv_add(a, "id", 2);
+			store_argv_add(a, ce[m].cidtext, strlen(ce[m].cidtext));
+			store_argv_add(a, "", 0);
+			store_argv_add(a, "0", 1);
+		}
+	}
+	for (i = 0, j = 0; i < rq->n; i++) {
+		const struct req_entry *e = rq->entries[i]->e;
+
+		ce[i].holder_op = r2.n;
+		for (k = 0; k < e->nitems; k++, j++) {
+			const struct req_item *it = &e->items[k];
+			const redisReply *d;
+			struct store_argv *a;
+			int pid;
+
+			if (ce[i].state != 0 || rq->kind != REQ_LINK || it->mid.st != F_OK || name_of[j] == (size_t)-1)
+				continue;
+			d = r1.rep[progs_op]->element[name_of[j]];
+			if (d->type != REDIS_REPLY_STRING || (pid = def_pid(d->str, d->len)) < 0)
+				continue;
+			snprintf(key, sizeof(key), KEYS_MID_FMT, layout_tag_of(it->mid.s.p, it->mid.s.len), rq->org, pid);
+			a = store_round_add(&r2, -1, key);
+			store_argv_add(a, "HGET", 4);
+			store_argv_add(a, key, strlen(key));
+			store_argv_add(a, it->mid.s.p, it->mid.s.len);
+		}
+	}
+	if (store_round_run(st, &r2) != 0)
+		goto out;
+
+	/* The answers, entry by entry (begin.lua's statuses). */
+	res->e = xcalloc(rq->n ? rq->n : 1, sizeof(*res->e));
+	res->items_block = xcalloc(nitems ? nitems : 1, sizeof(*res->items_block));
+	for (i = 0, j = 0, nitems = 0; i < rq->n; i++) {
+		const struct store_begin_in *in = rq->entries[i];
+		const struct req_entry *e = in->e;
+		struct store_begin_out *o = &res->e[i];
+		size_t hop = ce[i].holder_op;
+
+		o->items = &res->items_block[nitems];
+		nitems += e->nitems;
+		if (ce[i].state == 1) {
+			o->status = STORE_BEGIN_NOT_FOUND;
+		} else if (ce[i].state == 2) {
+			o->status = STORE_BEGIN_MISMATCH;
+		} else if (ce[i].state == 3) {
+			o->status = STORE_BEGIN_UNREADABLE;
+		} else {
+			const redisReply *g = r2.rep[ce[i].lock_op - 1], *x;
+			const char *status;
+
+			if (g->type != REDIS_REPLY_ARRAY || ce[i].lock_at >= g->elements ||
+			    (x = g->element[ce[i].lock_at])->type != REDIS_REPLY_ARRAY || x->elements < 1 ||
+			    x->element[0]->type != REDIS_REPLY_STRING) {
+				o->status = STORE_BEGIN_UNREADABLE;
+				o->oom = g->type == REDIS_REPLY_ERROR && is_oom(g->str);
+				j += e->nitems;
+				continue;
+			}
+			status = x->element[0]->str;
+			o->cid = ce[i].cid;
+			if (strcmp(status, "OK") == 0) {
+				o->status = STORE_BEGIN_LOCKED;
+				load_snapshot(o, x->element[2]);
+			} else if (strcmp(status, "DUP") == 0) {
+				o->status = STORE_BEGIN_DUP;
+			} else if (strcmp(status, "BUSY") == 0) {
+				o->status = STORE_BEGIN_BUSY;
+			} else if (strcmp(status, "NOTFOUND") == 0) {
+				o->status = STORE_BEGIN_NOT_FOUND;  /* deleted since round 1 */
+			} else {
+				o->status = STORE_BEGIN_UNREADABLE;
+				o->oom = x->elements > 1 && x->element[1]->type == REDIS_REPLY_STRING &&
+				         is_oom(x->element[1]->str);
+			}
+			/*
+			 * The identifiers were looked up before the lock was taken: the customer's own
+			 * fields, read under it, must still have them (an import may have moved one
+			 * meanwhile). If not, the entry is released and run again like a busy one.
+			 */
+			if (o->status == STORE_BEGIN_LOCKED && !o->bad_snapshot) {
+				for (k = 0; k < in->nidents; k++) {
+					const char *have = o->ident[in->kind[k]];
+
+					if (in->kind[k] != STORE_IDENT_ID &&
+					    (have == NULL || strlen(have) != in->len[k] || memcmp(have, in->val[k], in->len[k]) != 0))
+						break;
+				}
+				if (k < in->nidents) {
+					struct store_argv *a;
+
+					for (k = 0; k < 4; k++) {
+						free(o->ident[k]);
+						o->ident[k] = NULL;
+					}
+					rules_customer_free(&o->cust);
+					memset(&o->cust, 0, sizeof(o->cust));
+					o->status = STORE_BEGIN_BUSY;
+					snprintf(key, sizeof(key), KEYS_LOCK_FMT, layout_tag_of_cid(o->cid), rq->org, (long long)o->cid);
+					a = store_round_script(&r3, STORE_UNLOCK, 1, key);
+					store_argv_add(a, rq->token, strlen(rq->token));
+				}
+			}
+		}
+		for (k = 0; k < e->nitems; k++, j++) {
+			const struct req_item *it = &e->items[k];
+			const redisReply *d;
+
+			if (name_of[j] == (size_t)-1 || progs_op == (size_t)-1)
+				continue;
+			d = r1.rep[progs_op]->element[name_of[j]];
+			if (d->type == REDIS_REPLY_STRING) {
+				o->items[k].def = d->str;
+				o->items[k].def_len = d->len;
+			}
+			if (ce[i].state != 0 || rq->kind != REQ_LINK || it->mid.st != F_OK || d->type != REDIS_REPLY_STRING ||
+			    def_pid(d->str, d->len) < 0)
+				continue;
+			{
+				const redisReply *h = r2.rep[hop++];
+
+				if (h->type == REDIS_REPLY_STRING)
+					o->items[k].mid_holder = strtoll(h->str, NULL, 10);
+			}
+		}
+	}
+	/* Round 3, only for holders that are other customers: do they still hold the id? */
+	{
+		size_t first_check = r3.n;
+
+		for (i = 0, j = 0; i < rq->n; i++) {
+			const struct req_entry *e = rq->entries[i]->e;
+
+			for (k = 0; k < e->nitems; k++, j++) {
+				struct store_item_snap *sn = &res->e[i].items[k];
+				const struct req_item *it = &e->items[k];
+				struct store_argv *a;
+				int64_t h = sn->mid_holder;
+
+				if (h == 0 || h == res->e[i].cid || sn->def == NULL)
+					continue;
+				snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
+				a = store_round_script(&r3, STORE_HELD, 2, key);
+				store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
+				store_argv_add(a, rq->org, strlen(rq->org));
+				store_argv_addf(a, "%lld", (long long)h);
+				store_argv_addf(a, "%d", def_pid(sn->def, sn->def_len));
+				store_argv_add(a, it->mid.s.p, it->mid.s.len);
+				store_argv_add(a, "check", 5);
+				store_argv_add(a, "", 0);
+				store_argv_add(a, "0", 1);
+			}
+		}
+		if (r3.n > 0) {
+			/* a failed check leaves the holder as it is: the claim checks it again */
+			(void)store_round_run(st, &r3);
+			for (i = 0, j = first_check; i < rq->n && r3.rep != NULL; i++) {
+				const struct req_entry *e = rq->entries[i]->e;
+
+				for (k = 0; k < e->nitems; k++) {
+					struct store_item_snap *sn = &res->e[i].items[k];
+
+					if (sn->mid_holder == 0 || sn->mid_holder == res->e[i].cid || sn->def == NULL)
+						continue;
+					if (r3.st[j] == STORE_OP_OK && r3.rep[j]->type == REDIS_REPLY_INTEGER &&
+					    r3.rep[j]->integer == 0)
+						sn->mid_holder = 0;
+					j++;
+				}
+			}
+		}
+	}
+	rc = 0;
+out:
+	if (rc != 0 && res->e != NULL) {
+		for (i = 0; i < rq->n; i++) {
+			for (k = 0; k < 4; k++)
+				free(res->e[i].ident[k]);
+			rules_customer_free(&res->e[i].cust);
+		}
+		store_begin_res_free(res);
+	}
+	for (k = 0; k < nnames; k++)
+		free((char *)names[k]);
+	free(names);
+	free(name_of);
+	free(ce);
+	store_round_free(&r1);
+	store_round_free(&r2);
+	store_round_free(&r3);
+	return rc;
+}
+
+/* A membership id a customer claims or gives up, and where it stands in the commit. */
+struct cclaim {
+	size_t cust;                    /* index in rq->c */
+	int pid;
+	const char *mid;
+	size_t len;
+	int release;                    /* 1: given up (released after the commit) */
+	int64_t holder;                 /* claim met another customer's entry: its cid */
+	int state;                      /* 0 pending, 1 claimed, 2 conflict, 3 broken */
+	int locked_holder;              /* held.lua "lock" left the holder locked for us */
+	size_t op;
+};
+
+/* Each customer's claims and releases (rules_slot_change), in one array. */
+static struct cclaim *
+collect_claims(const struct store_commit_req *rq, size_t *n)
+{
+	struct cclaim *cl = NULL;
+	size_t k, i, j, cap = 0;
+
+	*n = 0;
+	for (k = 0; k < rq->n; k++) {
+		const struct rules_customer *c = rq->c[k].cust;
+
+		for (i = 0; i < c->nslots; i++) {
+			struct rules_slot_change ch;
+
+			rules_slot_change(&c->slots[i], &ch);
+			for (j = 0; j < ch.nclaim + ch.nrelease; j++) {
+				const struct rules_mid_ref *m = j < ch.nclaim ? &ch.claim[j] : &ch.release[j - ch.nclaim];
+
+				if (*n == cap) {
+					cap = cap ? 2 * cap : 8;
+					cl = xrealloc(cl, cap * sizeof(*cl));
+				}
+				memset(&cl[*n], 0, sizeof(cl[*n]));
+				cl[*n].cust = k;
+				cl[*n].pid = m->pid;
+				cl[*n].mid = m->mid;
+				cl[*n].len = m->len;
+				cl[*n].release = j >= ch.nclaim;
+				(*n)++;
+			}
+		}
+	}
+	return cl;
+}
+
+static struct store_argv *
+add_claim(struct store_round *r, const char *org, const struct cclaim *c, int64_t cid, int64_t expected)
+{
+	struct store_argv *a;
+	char key[160];
+
+	snprintf(key, sizeof(key), KEYS_MID_FMT, layout_tag_of(c->mid, c->len), org, c->pid);
+	a = store_round_script(r, STORE_CLAIM, 1, key);
+	store_argv_add(a, c->mid, c->len);
+	store_argv_addf(a, "%lld", (long long)cid);
+	if (expected != 0)
+		store_argv_addf(a, "%lld", (long long)expected);
+	else
+		store_argv_add(a, "", 0);
+	return a;
+}
+
+/* hdel_if.lua: the entry of c's id removed while it still names cid. */
+static void
+add_release(struct store_round *r, const char *org, const struct cclaim *c, int64_t cid)
+{
+	struct store_argv *a;
+	char key[160];
+
+	snprintf(key, sizeof(key), KEYS_MID_FMT, layout_tag_of(c->mid, c->len), org, c->pid);
+	a = store_round_script(r, STORE_HDEL_IF, 1, key);
+	store_argv_add(a, c->mid, c->len);
+	store_argv_addf(a, "%lld", (long long)cid);
+}
+
+static void
+add_unlock(struct store_round *r, const char *org, const char *token, int64_t cid)
+{
+	struct store_argv *a;
+	char key[160];
+
+	snprintf(key, sizeof(key), KEYS_LOCK_FMT, layout_tag_of_cid(cid), org, (long long)cid);
+	a = store_round_script(r, STORE_UNLOCK, 1, key);
+	store_argv_add(a, token, strlen(token));
+}
+
+static void
+commit_cluster(struct store *st, const struct store_commit_req *rq, enum store_commit_status *out,
+               int *maybe_ran)
+{
+	struct store_round ra = { 0 }, ra2 = { 0 }, ra3 = { 0 }, rb = { 0 }, rc = { 0 }, rd = { 0 };
+	size_t ncl = 0, i, k, idem_op = (size_t)-1;
+	struct cclaim *cl = collect_claims(rq, &ncl);
+	int *failed = xcalloc(rq->n ? rq->n : 1, sizeof(*failed));  /* decided before B */
+	size_t *commit_op = xcalloc(rq->n ? rq->n : 1, sizeof(*commit_op));
+	size_t *commit_at = xcalloc(rq->n ? rq->n : 1, sizeof(*commit_at));
+	int *releases = xcalloc(rq->n ? rq->n : 1, sizeof(*releases));
+	char key[160];
+
+	*maybe_ran = 0;
+	for (k = 0; k < rq->n; k++)
+		out[k] = STORE_COMMIT_LOST;
+
+	/* Round A: the Idempotency-Key claim renewed, the ids claimed. */
+	if (rq->idem != NULL) {
+		struct store_argv *a;
+
+		idem_op = ra.n;
+		a = store_round_script(&ra, STORE_IDEM, 1, rq->idem->ref);
+		store_argv_add(a, "renew", 5);
+		store_argv_add(a, rq->idem->ref, strlen(rq->idem->ref));
+		store_argv_add(a, rq->idem->token, strlen(rq->idem->token));
+		store_argv_addf(a, "%d", rq->idem->ttl_ms);
+	}
+	for (i = 0; i < ncl; i++) {
+		if (cl[i].release) {
+			releases[cl[i].cust] = 1;
+			continue;
+		}
+		cl[i].op = ra.n;
+		(void)add_claim(&ra, rq->org, &cl[i], rq->c[cl[i].cust].cid, 0);
+	}
+	if (ra.n > 0) {
+		(void)store_round_run(st, &ra);
+		for (i = 0; i < ra.n; i++)
+			if (ra.st[i] != STORE_OP_OK)
+				break;
+		if (i < ra.n) {
+			/*
+			 * The store failed before any commit was sent: nothing applied. Claims that
+			 * went through name customers that do not hold the ids: the next claimant
+			 * finds that out (held.lua) and takes them over.
+			 */
+			goto out;
+		}
+		if (idem_op != (size_t)-1 && (store_round_str(&ra, idem_op) == NULL || strcmp(store_round_str(&ra, idem_op), "OK") != 0)) {
+			for (k = 0; k < rq->n; k++) {
+				failed[k] = 1;
+				out[k] = STORE_COMMIT_IDEM_FENCED;
+			}
+		}
+		for (i = 0; i < ncl; i++) {
+			const char *s;
+
+			if (cl[i].release)
+				continue;
+			s = store_round_str(&ra, cl[i].op);
+			if (s != NULL && strcmp(s, "OK") == 0) {
+				cl[i].state = 1;
+			} else if (s != NULL && strcmp(s, "BROKEN") != 0 && ra.rep[cl[i].op]->type == REDIS_REPLY_STRING) {
+				cl[i].holder = strtoll(s, NULL, 10);
+			} else {
+				cl[i].state = 3;
+				if (!failed[cl[i].cust]) {
+					failed[cl[i].cust] = 1;
+					out[cl[i].cust] = STORE_COMMIT_BROKEN;
+				}
+			}
+		}
+	}
+
+	/* A2, A3: an id met in another customer's entry is taken over when that customer no
+	 * longer holds it, checked and swapped under the holder's lock. */
+	for (i = 0; i < ncl; i++) {
+		struct store_argv *a;
+		int64_t h = cl[i].holder;
+		int pid;
+
+		if (cl[i].release || cl[i].state != 0 || h == 0 || failed[cl[i].cust])
+			continue;
+		pid = cl[i].pid;
+		snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
+		cl[i].op = ra2.n;
+		a = store_round_script(&ra2, STORE_HELD, 2, key);
+		store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
+		store_argv_add(a, rq->org, strlen(rq->org));
+		store_argv_addf(a, "%lld", (long long)h);
+		store_argv_addf(a, "%d", pid);
+		store_argv_add(a, cl[i].mid, cl[i].len);
+		store_argv_add(a, "lock", 4);
+		store_argv_add(a, rq->token, strlen(rq->token));
+		store_argv_addf(a, "%d", rq->lock_ttl_ms > 0 ? rq->lock_ttl_ms : 5000);
+	}
+	if (ra2.n > 0)
+		(void)store_round_run(st, &ra2);
+	for (i = 0; i < ncl; i++) {
+		const char *s;
+
+		if (cl[i].release || cl[i].state != 0 || cl[i].holder == 0 || failed[cl[i].cust])
+			continue;
+		s = ra2.st[cl[i].op] == STORE_OP_OK ? store_round_str(&ra2, cl[i].op) : NULL;
+		if (s != NULL && strcmp(s, "FREE") == 0) {
+			cl[i].locked_holder = 1;
+			cl[i].op = ra3.n;
+			(void)add_claim(&ra3, rq->org, &cl[i], rq->c[cl[i].cust].cid, cl[i].holder);
+		} else {
+			/* held, or its holder busy (maybe committing it), or the check failed */
+			cl[i].state = 2;
+			if (ra2.st[cl[i].op] == STORE_OP_INDOUBT)
+				cl[i].locked_holder = 1;        /* maybe: unlocked below if so */
+		}
+	}
+	if (ra3.n > 0)
+		(void)store_round_run(st, &ra3);
+	for (i = 0; i < ncl; i++) {
+		if (cl[i].release || cl[i].state != 0 || failed[cl[i].cust])
+			continue;
+		if (cl[i].locked_holder) {
+			const char *s = ra3.st != NULL ? store_round_str(&ra3, cl[i].op) : NULL;
+
+			cl[i].state = s != NULL && strcmp(s, "OK") == 0 ? 1 : 2;
+		} else {
+			cl[i].state = 2;
+		}
+	}
+	for (i = 0; i < ncl; i++) {
+		if (!cl[i].release && cl[i].state == 2 && !failed[cl[i].cust]) {
+			failed[cl[i].cust] = 1;
+			out[cl[i].cust] = STORE_COMMIT_CONFLICT;
+		}
+	}
+
+	/* Round B: each partition's customers committed in one commit.lua; the holders locked
+	 * for a takeover unlocked (their ids are swapped by now); the claims of customers that
+	 * will not be committed released (their locks, still ours, go in round C). */
+	for (k = 0; k < rq->n; k++) {
+		unsigned part = layout_part_of_cid(rq->c[k].cid);
+		size_t m, nin = 0, nk = 0;
+		struct store_argv *a;
+
+		if (failed[k] || commit_op[k] != 0)
+			continue;
+		for (m = k; m < rq->n; m++)
+			if (!failed[m] && layout_part_of_cid(rq->c[m].cid) == part && releases[m] == releases[k]) {
+				nin++;
+				nk += 3;
+			}
+		snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(rq->c[k].cid), rq->org, (long long)rq->c[k].cid);
+		a = store_round_script(&rb, STORE_COMMIT, nk + 1, key);
+		for (m = k; m < rq->n; m++) {
+			const char *tag = layout_tag_of_cid(rq->c[m].cid);
+
+			if (failed[m] || layout_part_of_cid(rq->c[m].cid) != part || releases[m] != releases[k])
+				continue;
+			if (m != k)
+				store_argv_addf(a, KEYS_CUST_FMT, tag, rq->org, (long long)rq->c[m].cid);
+			store_argv_addf(a, KEYS_LOCK_FMT, tag, rq->org, (long long)rq->c[m].cid);
+			store_argv_addf(a, KEYS_HIST_FMT, tag, rq->org, (long long)rq->c[m].cid);
+		}
+		store_argv_addf(a, KEYS_FEED_FMT, layout_tag_of_cid(rq->c[k].cid), rq->org);
+		store_argv_add(a, rq->token, strlen(rq->token));
+		store_argv_addf(a, "%zu", nin);
+		store_argv_addf(a, "%d", rq->history_max);
+		store_argv_addf(a, "%d", feed_part_max(rq->feed_max));
+		store_argv_add(a, releases[k] ? "1" : "0", 1);
+		for (m = k, nin = 0; m < rq->n; m++) {
+			if (failed[m] || layout_part_of_cid(rq->c[m].cid) != part || releases[m] != releases[k])
+				continue;
+			commit_op[m] = rb.n;            /* 1-based: 0 is "no call yet" */
+			commit_at[m] = nin++;
+			add_commit_customer(a, rq, &rq->c[m], 0);
+		}
+		store_argv_add(a, "", 0);       /* no idem key: round A renewed the claim */
+		store_argv_add(a, "", 0);
+		store_argv_add(a, "", 0);
+	}
+	for (i = 0; i < ncl; i++) {
+		if (cl[i].locked_holder)
+			add_unlock(&rb, rq->org, rq->token, cl[i].holder);
+		if (!cl[i].release && cl[i].state == 1 && failed[cl[i].cust])
+			add_release(&rb, rq->org, &cl[i], rq->c[cl[i].cust].cid);
+	}
+	if (rb.n > 0)
+		(void)store_round_run(st, &rb);
+	for (k = 0; k < rq->n; k++) {
+		static const struct { const char *s; enum store_commit_status st; } statuses[] = {
+			{ "FENCED", STORE_COMMIT_FENCED }, { "CONFLICT", STORE_COMMIT_CONFLICT },
+			{ "BROKEN", STORE_COMMIT_BROKEN }, { "IDEM_FENCED", STORE_COMMIT_IDEM_FENCED },
+		};
+		const redisReply *g, *e;
+		size_t j;
+
+		if (failed[k])
+			continue;
+		if (rb.st[commit_op[k] - 1] != STORE_OP_OK) {
+			if (rb.st[commit_op[k] - 1] == STORE_OP_INDOUBT)
+				*maybe_ran = 1;
+			continue;               /* LOST */
+		}
+		g = rb.rep[commit_op[k] - 1];
+		if (g->type != REDIS_REPLY_ARRAY || commit_at[k] >= g->elements) {
+			*maybe_ran = 1;         /* an error: it may have written part of it */
+			continue;
+		}
+		e = g->element[commit_at[k]];
+		out[k] = STORE_COMMIT_OK;
+		for (j = 0; e->str != NULL && j < sizeof(statuses) / sizeof(statuses[0]); j++)
+			if (strcmp(e->str, statuses[j].s) == 0)
+				out[k] = statuses[j].st;
+	}
+
+	/* Round C: what a committed delink gave up released, under its lock; the locks of the
+	 * customers not committed released. Round D: the delinks' locks. */
+	for (i = 0; i < ncl; i++)
+		if (cl[i].release && out[cl[i].cust] == STORE_COMMIT_OK)
+			add_release(&rc, rq->org, &cl[i], rq->c[cl[i].cust].cid);
+	for (k = 0; k < rq->n; k++) {
+		if (failed[k])
+			add_unlock(&rc, rq->org, rq->token, rq->c[k].cid);
+		else if (releases[k] && out[k] == STORE_COMMIT_OK)
+			add_unlock(&rd, rq->org, rq->token, rq->c[k].cid);
+	}
+	if (rc.n > 0)
+		(void)store_round_run(st, &rc);
+	if (rd.n > 0)
+		(void)store_round_run(st, &rd);
+out:
+	free(cl);
+	free(failed);
+	free(commit_op);
+	free(commit_at);
+	free(releases);
+	store_round_free(&ra);
+	store_round_free(&ra2);
+	store_round_free(&ra3);
+	store_round_free(&rb);
+	store_round_free(&rc);
+	store_round_free(&rd);
+}
+
+/* resolve.lua per partition of the customers, in parallel. */
+static void
+resolve_cluster(struct store *st, const char *org, const char *token, const struct store_commit_cust *c,
+                size_t n, enum store_resolved *out)
+{
+	struct store_round r = { 0 };
+	size_t *op = xcalloc(n ? n : 1, sizeof(*op)), *at = xcalloc(n ? n : 1, sizeof(*at));
+	size_t k, m;
+	char key[160];
+
+	for (k = 0; k < n; k++) {
+		unsigned part = layout_part_of_cid(c[k].cid);
+		size_t nin = 0;
+		struct store_argv *a;
+
+		if (op[k] != 0)
+			continue;
+		for (m = k; m < n; m++)
+			if (layout_part_of_cid(c[m].cid) == part)
+				nin++;
+		snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(c[k].cid), org, (long long)c[k].cid);
+		a = store_round_script(&r, STORE_RESOLVE, 2 * nin, key);
+		for (m = k; m < n; m++) {
+			const char *tag = layout_tag_of_cid(c[m].cid);
+
+			if (layout_part_of_cid(c[m].cid) != part)
+				continue;
+			if (m != k)
+				store_argv_addf(a, KEYS_CUST_FMT, tag, org, (long long)c[m].cid);
+			store_argv_addf(a, KEYS_LOCK_FMT, tag, org, (long long)c[m].cid);
+		}
+		store_argv_add(a, token, strlen(token));
+		store_argv_addf(a, "%zu", nin);
+		for (m = k, nin = 0; m < n; m++) {
+			const char *tag = layout_tag_of_cid(c[m].cid);
+
+			if (layout_part_of_cid(c[m].cid) != part)
+				continue;
+			op[m] = r.n;
+			at[m] = nin++;
+			store_argv_addf(a, KEYS_CUST_FMT, tag, org, (long long)c[m].cid);
+			store_argv_addf(a, KEYS_LOCK_FMT, tag, org, (long long)c[m].cid);
+			store_argv_add(a, c[m].version, strlen(c[m].version));
+		}
+	}
+	(void)store_round_run(st, &r);
+	for (k = 0; k < n; k++) {
+		const redisReply *g = r.st != NULL && r.st[op[k] - 1] == STORE_OP_OK ? r.rep[op[k] - 1] : NULL;
+		const redisReply *e = g != NULL && g->type == REDIS_REPLY_ARRAY && at[k] < g->elements ?
+		                      g->element[at[k]] : NULL;
+		const char *res = e != NULL && e->type == REDIS_REPLY_STRING ? e->str : NULL;
+
+		if (res != NULL && strcmp(res, "APPLIED") == 0)
+			out[k] = STORE_RESOLVED_APPLIED;
+		else if (res != NULL && strcmp(res, "NOT_APPLIED") == 0)
+			out[k] = STORE_RESOLVED_NOT_APPLIED;
+		else
+			out[k] = res != NULL ? STORE_RESOLVED_UNKNOWN : STORE_RESOLVED_FAILED;
+	}
+	store_round_free(&r);
+	free(op);
+	free(at);
+}
+
+/* idem.lua with ARGV a: by EVALSHA on one Redis; on a cluster routed by the claim's key. */
+static redisReply *
+idem_eval(struct store *st, const char *ref, struct store_argv *a)
+{
+	struct store_round r = { 0 };
+	struct store_argv *k;
+	redisReply *rep = NULL;
+	size_t i;
+
+	if (!store_is_cluster(st))
+		return store_eval(st, STORE_IDEM, a);
+	k = store_round_script(&r, STORE_IDEM, 1, ref);
+	for (i = 0; i < a->n; i++)
+		store_argv_addcopy(k, store_round_arg(a, i), a->len[i]);
+	if (store_round_run(st, &r) == 0 && r.rep[0]->type != REDIS_REPLY_ERROR)
+		rep = r.rep[0];
+	store_round_free(&r);
+	return rep;
 }
 
 /* ---- Idempotency-Key ------------------------------------------------------------------- */
@@ -422,7 +1284,7 @@ store_idem_claim(struct store *st, const char *org, const char *key, const char 
 	store_argv_add(&a, fphex, 64);
 	store_argv_add(&a, ic->token, strlen(ic->token));
 	store_argv_addf(&a, "%d", ic->ttl_ms);
-	rep = store_eval(st, STORE_IDEM, &a);
+	rep = idem_eval(st, ic->ref, &a);
 	store_argv_free(&a);
 	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1)
 		return STORE_IDEM_ERROR;
@@ -455,6 +1317,6 @@ store_idem_finish(struct store *st, const struct store_idem *ic, int status, con
 	store_argv_addf(&a, "%d", status);
 	store_argv_add(&a, body != NULL ? body : "", body != NULL ? len : 0);
 	store_argv_addf(&a, "%lld", done_ttl_ms);
-	(void)store_eval(st, STORE_IDEM, &a);
+	(void)idem_eval(st, ic->ref, &a);
 	store_argv_free(&a);
 }

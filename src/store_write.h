@@ -107,6 +107,7 @@ struct store_commit_req {
 	const char *org;
 	const char *token;
 	int history_max, feed_max;
+	int lock_ttl_ms;                /* a cluster's takeover locks a holder this long */
 	const struct store_idem *idem;  /* NULL: no Idempotency-Key */
 	const char *event_text;
 	size_t n;

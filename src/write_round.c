@@ -219,7 +219,8 @@ add_events(struct buf *text, struct store_event *ev, size_t *nev, const struct l
 }
 
 /*
- * The commit of locks[0..nl) gave no usable answer. When nothing of it was sent
+ * The commit of the customers whose status in cst is LOST (all of them on one Redis; those
+ * of some partitions on a cluster) gave no usable answer. When nothing of it was sent
  * (maybe_ran 0) it did not run: LOST_NOT_APPLIED. Otherwise the store finds out, on a
  * new connection when the old one broke, within one --redis-timeout-ms, customer by
  * customer: applied, not applied (and fenced from now on: a commit still queued on the
@@ -228,28 +229,37 @@ add_events(struct buf *text, struct store_event *ev, size_t *nev, const struct l
  */
 static void
 commit_resolve(struct store *st, const char *org, const char *token, struct locked *locks,
-               const struct store_commit_cust *cc, size_t nl, int maybe_ran)
+               const struct store_commit_cust *cc, const enum store_commit_status *cst, size_t nl,
+               int maybe_ran)
 {
 	enum store_resolved *res = NULL;
-	size_t k;
+	struct store_commit_cust *lost = xcalloc(nl, sizeof(*lost));
+	size_t k, n = 0;
 
+	for (k = 0; k < nl; k++)
+		if (cst[k] == STORE_COMMIT_LOST)
+			lost[n++] = cc[k];
 	if (maybe_ran) {
-		res = xcalloc(nl, sizeof(*res));
-		store_commit_resolve(st, org, token, cc, nl, res);
+		res = xcalloc(n, sizeof(*res));
+		store_commit_resolve(st, org, token, lost, n, res);
 	}
-	for (k = 0; k < nl; k++) {
-		if (!maybe_ran || res[k] == STORE_RESOLVED_NOT_APPLIED) {
+	for (k = 0, n = 0; k < nl; k++) {
+		if (cst[k] != STORE_COMMIT_LOST)
+			continue;
+		n++;
+		if (!maybe_ran || res[n - 1] == STORE_RESOLVED_NOT_APPLIED) {
 			locks[k].lost = LOST_NOT_APPLIED;
 			metrics_in_doubt(MI_NOT_APPLIED);
-		} else if (res[k] == STORE_RESOLVED_APPLIED) {
+		} else if (res[n - 1] == STORE_RESOLVED_APPLIED) {
 			locks[k].lost = LOST_APPLIED;
 			metrics_in_doubt(MI_APPLIED);
 		} else {
 			locks[k].lost = LOST_UNKNOWN;
-			metrics_in_doubt(res[k] == STORE_RESOLVED_UNKNOWN ? MI_UNKNOWN : MI_FAILED);
+			metrics_in_doubt(res[n - 1] == STORE_RESOLVED_UNKNOWN ? MI_UNKNOWN : MI_FAILED);
 		}
 	}
 	free(res);
+	free(lost);
 }
 
 /*
@@ -344,11 +354,16 @@ commit_round(struct write_request *w, struct round *rd, int64_t now_ms)
 	store_commit(w->st, &(struct store_commit_req){ .org = w->org->org, .token = w->token,
 	                                                .history_max = w->cfg->history_max,
 	                                                .feed_max = w->cfg->feed_max,
+	                                                .lock_ttl_ms = w->cfg->lock_ttl_ms,
 	                                                .idem = w->ic != NULL ? &w->ic->s : NULL,
 	                                                .event_text = text.p, .n = nl, .c = cc },
 	             cst, &maybe_ran);
-	if (cst[0] == STORE_COMMIT_LOST)
-		commit_resolve(w->st, w->org->org, w->token, locks, cc, nl, maybe_ran);
+	/* On one Redis the whole commit is lost or none of it; on a cluster each partition's */
+	for (k = 0; k < nl; k++)
+		if (cst[k] == STORE_COMMIT_LOST)
+			break;
+	if (k < nl)
+		commit_resolve(w->st, w->org->org, w->token, locks, cc, cst, nl, maybe_ran);
 #ifdef PARTNERD_TEST_FAULTS
 	for (k = 0; k < nl; k++)
 		if (cst[k] == STORE_COMMIT_OK && testfault_lose_ack())

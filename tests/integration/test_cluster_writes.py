@@ -1,0 +1,189 @@
+"""The write and read routes on a Redis Cluster (issue 14; docs/CONSISTENCY.md "On a Redis
+Cluster"): one stack on a real 3+3 cluster (harness.Stack(cluster=True): 3 masters + 3
+replicas, partnerd with --redis-cluster) for the module, started by the first test and
+stopped by the last. What only a cluster has: a batch over customers of every master, the
+membership-id claim in another slot than the customer (a race of two customers on different
+masters for one id: one winner every round; an entry left by a crash taken over; a holder
+that is locked is not), the identifiers looked up apart from the lock, reads, an
+Idempotency-Key replay. The whole suite also runs on a cluster (PARTNERD_TEST_CLUSTER=1).
+"""
+
+import atexit
+import os
+import threading
+
+import cluster as clusterlib
+import harness
+import keys as layout
+from helpers import assert_codes, by_mobile, entry, item, link1, post_link
+from support_model import (check_passes, delink1, history_of, programs_of, read_programs, upd,
+                           update1)
+
+_STACK = None
+ROUNDS = int(os.environ.get("CLUSTER_RACE_ROUNDS", "200"))
+
+
+def _stack():
+    global _STACK
+    if _STACK is None:
+        _STACK = harness.Stack(cluster=True, workers=4).start()
+    return _STACK
+
+
+def _stop():
+    global _STACK
+    if _STACK is not None:
+        _STACK.stop()
+        _STACK = None
+
+
+atexit.register(_stop)
+
+
+def _master_of(s, key):
+    return s.cluster.master_of_slot(clusterlib.key_slot(key))["port"]
+
+
+def _spread(s, n_per_master=2):
+    """Fixture customers of acme, n_per_master on each master (by their hash's slot)."""
+    by = {}
+    while min([len(v) for v in by.values()] + [0]) < n_per_master or len(by) < 3:
+        c = s.customer()
+        m = _master_of(s, layout.cust("acme", c["id"]))
+        by.setdefault(m, []).append(c)
+    return [c for v in by.values() for c in v[:n_per_master]]
+
+
+def test_cluster_a_batch_over_every_master_links_updates_and_delinks():
+    s = _stack()
+    cs = _spread(s)
+    mids = [s.uid() for _ in cs]
+    body = post_link(s, [entry(by_mobile(c), item("AcmeAir", m, "Gold")) for c, m in zip(cs, mids)])
+    for e in body["linkCustomers"]:
+        assert_codes([i["partnerLinkStatus"] for i in e["linkToPartnerPrograms"]], [200])
+    for c, m in zip(cs, mids):
+        assert s.membership(c["id"], "AcmeAir")["tier"] == "Gold"
+        assert s.mid_holder("AcmeAir", m) == c["id"], "claim of %s not in its bucket" % m
+        assert [h["activityType"] for h in history_of(s, c["id"])["activities"]][:1] == ["LINK"]
+    for c in cs:
+        _, st = update1(s, by_mobile(c), upd("AcmeAir", "UPGRADE", "Platinum"))
+        assert_codes(st, [200])
+        assert programs_of(s, c["id"])["AcmeAir"]["tierName"] == "Platinum"
+    for c, m in zip(cs, mids):
+        _, st = delink1(s, by_mobile(c), "AcmeAir")
+        assert_codes(st, [200])
+        assert s.membership(c["id"], "AcmeAir") is None
+        assert s.mid_holder("AcmeAir", m) is None, "delink left %s claimed" % m
+    check_passes(s)
+
+
+def test_cluster_one_membership_id_raced_by_customers_on_two_masters_has_one_winner():
+    s = _stack()
+    a = s.customer()
+    b = s.customer()
+    while _master_of(s, layout.cust("acme", b["id"])) == _master_of(s, layout.cust("acme", a["id"])):
+        b = s.customer()
+    wins = {a["id"]: 0, b["id"]: 0}
+    for r in range(ROUNDS):
+        mid = s.uid("R")
+        got = {}
+        barrier = threading.Barrier(2)
+
+        def go(c):
+            barrier.wait()
+            _, st = link1(s, by_mobile(c), item("AcmeShop", mid))
+            got[c["id"]] = st[0]["code"]
+        ts = [threading.Thread(target=go, args=(c,)) for c in (a, b)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        winners = [cid for cid, code in got.items() if code == 200]
+        assert len(winners) == 1, "round %d: codes %r" % (r, got)
+        loser = [cid for cid in got if cid != winners[0]][0]
+        assert got[loser] in (2101, 2010), "round %d: codes %r" % (r, got)
+        assert s.mid_holder("AcmeShop", mid) == winners[0], "round %d" % r
+        assert s.membership(loser, "AcmeShop") is None or s.membership(loser, "AcmeShop")["mid"] != mid
+        wins[winners[0]] += 1
+        # free the program for the next round
+        _, st = delink1(s, {"id": winners[0]}, "AcmeShop")
+        assert_codes(st, [200])
+    print("    # %d rounds: wins %r" % (ROUNDS, wins))
+    check_passes(s)
+
+
+def test_cluster_claim_left_by_a_crash_is_taken_over_by_the_next_claimant():
+    s = _stack()
+    x, y = s.customer(), s.customer()
+    mid = s.uid("S")
+    # what a partnerd killed between its claim and its commit leaves: x named, x not holding it
+    s.redis("HSET", layout.mid("acme", s.pid("AcmeShop"), mid), mid, x["id"])
+    _, st = link1(s, by_mobile(y), item("AcmeShop", mid))
+    assert_codes(st, [200])
+    assert s.mid_holder("AcmeShop", mid) == y["id"]
+    assert s.membership(x["id"], "AcmeShop") is None
+    check_passes(s)
+
+
+def test_cluster_claim_of_an_id_whose_stale_holder_is_locked_waits_for_the_lock():
+    s = _stack()
+    x, y = s.customer(), s.customer()
+    mid = s.uid("L")
+    s.redis("HSET", layout.mid("acme", s.pid("AcmeShop"), mid), mid, x["id"])
+    s.redis("SET", layout.lock("acme", x["id"]), "someone-else", "PX", 60000)
+    try:
+        _, st = link1(s, by_mobile(y), item("AcmeShop", mid))
+        assert_codes(st, [2010])
+        assert s.mid_holder("AcmeShop", mid) == x["id"], "taken over while its holder was locked"
+        assert s.membership(y["id"], "AcmeShop") is None
+    finally:
+        s.redis("DEL", layout.lock("acme", x["id"]))
+    _, st = link1(s, by_mobile(y), item("AcmeShop", mid))
+    assert_codes(st, [200])
+    assert s.mid_holder("AcmeShop", mid) == y["id"]
+
+
+def test_cluster_an_id_held_by_a_customer_on_another_master_is_2101():
+    s = _stack()
+    x, y = s.customer(), s.customer()
+    mid = s.uid("H")
+    _, st = link1(s, by_mobile(x), item("AcmeShop", mid))
+    assert_codes(st, [200])
+    _, st = link1(s, by_mobile(y), item("AcmeShop", mid))
+    assert_codes(st, [2101])
+    assert s.mid_holder("AcmeShop", mid) == x["id"]
+
+
+def test_cluster_identifier_moved_after_the_lookup_is_found_where_it_is_now():
+    s = _stack()
+    c = s.customer()
+    # the customer's hash no longer has the mobile its index entry names: the lookup is
+    # made again and finds no one (the entry names a customer that does not have it)
+    mob = c["mobile"]
+    ck = layout.cust("acme", c["id"])
+    s.redis("HSET", ck, "mobile", "910000000001")
+    try:
+        st, _, body = s.post("/v2/partnerProgram/linkCustomer",
+                             {"linkCustomers": [entry({"mobile": mob}, item("AcmeShop", s.uid()))]})
+        assert st == 200, body
+        code = body["linkCustomers"][0]["linkToPartnerPrograms"][0]["partnerLinkStatus"]["code"]
+        assert code == 2010, body
+        assert s.membership(c["id"], "AcmeShop") is None
+    finally:
+        s.redis("HSET", ck, "mobile", mob)
+
+
+def test_cluster_reads_and_an_idempotent_replay():
+    s = _stack()
+    c = s.customer()
+    mid = s.uid()
+    hdr = {"Idempotency-Key": s.uid("K")}
+    body = {"linkCustomers": [entry(by_mobile(c), item("AcmeAir", mid, "Gold"))]}
+    st1, h1, b1 = s.post("/v2/partnerProgram/linkCustomer", body, headers=hdr)
+    st2, h2, b2 = s.post("/v2/partnerProgram/linkCustomer", body, headers=hdr)
+    assert st1 == st2 == 200 and b1 == b2, (b1, b2)
+    assert h2.get("Idempotent-Replayed") == "true", h2
+    assert len(history_of(s, c["id"])["activities"]) >= 1
+    progs = read_programs(s, "mobile", c["mobile"])
+    assert "AcmeAir" in str(progs), progs
+    _stop()
