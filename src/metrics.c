@@ -29,6 +29,7 @@ static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 static atomic_ulong requests[NROUTES][NSTATUS + 1];
 static atomic_ulong latency[NROUTES][NBUCKETS + 1];
 static atomic_ulong latency_sum_us[NROUTES];
+static atomic_ulong rounds[NROUTES];
 static atomic_ulong items[NCODES + 1];
 static atomic_ulong login_failed, login_limited_user, login_limited_addr, login_busy;
 static atomic_ulong redis_errors, lock_waits, lock_timeouts, fenced, redis_reconnects;
@@ -61,6 +62,12 @@ metrics_request(const char *route, int status, double seconds)
 		;
 	atomic_fetch_add_explicit(&latency[r][b], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&latency_sum_us[r], (unsigned long)(seconds * 1e6), memory_order_relaxed);
+}
+
+void
+metrics_redis_rounds(const char *route, unsigned long n)
+{
+	atomic_fetch_add_explicit(&rounds[route_index(route)], n, memory_order_relaxed);
 }
 
 void
@@ -123,6 +130,21 @@ render_requests(struct buf *b)
 				            route_names[r], n);
 		}
 	}
+}
+
+/* partnerd_redis_round_trips_total: by route, for the routes that made any. */
+static void
+render_rounds(struct buf *b)
+{
+	size_t r;
+
+	buf_appendf(b, "# HELP partnerd_redis_round_trips_total Redis round trips made by requests, by route "
+	               "(on a cluster: rounds, each pipelined to every master it needs at once).\n"
+	               "# TYPE partnerd_redis_round_trips_total counter\n");
+	for (r = 0; r < NROUTES; r++)
+		if (get(&rounds[r]) > 0)
+			buf_appendf(b, "partnerd_redis_round_trips_total{route=\"%s\"} %lu\n", route_names[r],
+			            get(&rounds[r]));
 }
 
 /* partnerd_request_duration_seconds: a histogram per route that answered a request. */
@@ -226,6 +248,7 @@ metrics_render(size_t *len)
 	buf_init(&b, 1 << 20);
 	render_requests(&b);
 	render_latency(&b);
+	render_rounds(&b);
 	render_items(&b);
 	render_counters(&b);
 	*len = b.len;

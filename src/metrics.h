@@ -10,6 +10,10 @@
 /* Counts a finished request: its route name ("-" for none), HTTP status and duration. */
 void metrics_request(const char *route, int status, double seconds);
 
+/* Counts the Redis round trips a finished request made (each a set of calls pipelined to
+ * every node it needs, written before any reply is read), by route. */
+void metrics_redis_rounds(const char *route, unsigned long n);
+
 /* Counts one item outcome (200, 2002, ...) or customer-level code (8015, ...). */
 void metrics_item(int code);
 

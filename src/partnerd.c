@@ -429,6 +429,7 @@ worker(void *arg)
 		struct http_req r;
 		struct routes_outcome o;
 		struct timespec t0;
+		uint64_t trips;
 
 		/*
 		 * Without a kept connection, wait for a new one or for the stop. The listening
@@ -459,7 +460,9 @@ worker(void *arg)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		memset(&o, 0, sizeof(o));
 		http_req_init(&r, &fr);
+		trips = store_round_trips(st);
 		routes_handle(&cfg.routes, st, &r, &o);
+		metrics_redis_rounds(o.route, (unsigned long)(store_round_trips(st) - trips));
 		/*
 		 * The one place Redis replies are released (store.h): the request is answered,
 		 * so none of its replies is in use any more.

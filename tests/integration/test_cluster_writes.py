@@ -58,17 +58,17 @@ def test_cluster_a_batch_over_every_master_links_updates_and_delinks():
     s = _stack()
     cs = _spread(s)
     mids = [s.uid() for _ in cs]
-    body = post_link(s, [entry(by_mobile(c), item("AcmeAir", m, "Gold")) for c, m in zip(cs, mids)])
+    body = post_link(s, [entry(by_mobile(c), item("AcmeAir", m, "Silver")) for c, m in zip(cs, mids)])
     for e in body["linkCustomers"]:
         assert_codes([i["partnerLinkStatus"] for i in e["linkToPartnerPrograms"]], [200])
     for c, m in zip(cs, mids):
-        assert s.membership(c["id"], "AcmeAir")["tier"] == "Gold"
+        assert s.membership(c["id"], "AcmeAir")["tier"] == "Silver"
         assert s.mid_holder("AcmeAir", m) == c["id"], "claim of %s not in its bucket" % m
         assert [h["activityType"] for h in history_of(s, c["id"])["activities"]][:1] == ["LINK"]
     for c in cs:
-        _, st = update1(s, by_mobile(c), upd("AcmeAir", "UPGRADE", "Platinum"))
+        _, st = update1(s, by_mobile(c), upd("AcmeAir", "UPGRADE", "Gold"))
         assert_codes(st, [200])
-        assert programs_of(s, c["id"])["AcmeAir"]["tierName"] == "Platinum"
+        assert programs_of(s, c["id"])["AcmeAir"]["tierName"] == "Gold"
     for c, m in zip(cs, mids):
         _, st = delink1(s, by_mobile(c), "AcmeAir")
         assert_codes(st, [200])

@@ -167,3 +167,43 @@ def test_dashboard_and_alert_rules_query_only_metrics_partnerd_exports(stack):
                        series, {}) == ["probe: metric partnerd_no_such_total is not in /metrics"]
     assert problems_of([("probe", 'rate(partnerd_items_total{code="9999"}[5m])')], series,
                        exportable_values()) != []
+
+
+def _rounds(stack):
+    """partnerd_redis_round_trips_total by route, from the (one) partnerd's /metrics."""
+    st, _, body = stack.get(METRICS)
+    assert st == 200, st
+    text = body if isinstance(body, str) else body.decode() if isinstance(body, bytes) else str(body)
+    out = {}
+    for m in re.finditer(r'^partnerd_redis_round_trips_total\{route="(\w+)"\} (\d+)$', text, re.M):
+        out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def test_writes_make_their_round_trips_at_any_batch_size(stack):
+    """docs/CONSISTENCY.md: an uncontended write makes 2 Redis round trips on one Redis,
+    whatever the number of customers in it; on a cluster (PARTNERD_TEST_CLUSTER=1) an
+    update 3, a link 4 and a delink 5 rounds."""
+    from support_model import post_delink, post_update, dentry, uentry, upd
+    cluster = getattr(stack, "cluster", None) is not None
+    want = {"linkCustomer": 4, "customerPartnerProgramUpdate": 3, "deLinkCustomer": 5} if cluster else \
+        {"linkCustomer": 2, "customerPartnerProgramUpdate": 2, "deLinkCustomer": 2}
+    for n in (1, 7):
+        cs = stack.customers(n)
+        mids = [stack.uid() for _ in cs]
+        from helpers import post_link
+        post_link(stack, [entry(by_mobile(c), item("AcmeAir", m, "Silver")) for c, m in zip(cs, mids)])  # warm
+        calls = [
+            ("customerPartnerProgramUpdate",
+             lambda: post_update(stack, [uentry(by_mobile(c), upd("AcmeAir", "UPGRADE", "Gold")) for c in cs])),
+            ("deLinkCustomer", lambda: post_delink(stack, [dentry(by_mobile(c), "AcmeAir") for c in cs])),
+            ("linkCustomer",
+             lambda: post_link(stack, [entry(by_mobile(c), item("AcmeAir", stack.uid(), "Gold")) for c in cs])),
+        ]
+        for route, call in calls:
+            before = _rounds(stack).get(route, 0)
+            body = call()
+            codes = re.findall(r"'code': (\d+)", str(body))
+            assert set(codes) <= {"200", "1000"}, "%s: %s" % (route, body)
+            got = _rounds(stack).get(route, 0) - before
+            assert got == want[route], "%s of %d customers: %d round trips, want %d" % (route, n, got, want[route])
