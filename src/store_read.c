@@ -114,7 +114,7 @@ read_cluster_once(struct store *st, const struct store_read_query *q, struct sto
 		store_argv_add(a, q->org, strlen(q->org));
 		store_argv_add(a, "", 0);
 		store_argv_add(a, "0", 1);
-		store_argv_add(a, key, strlen(key));
+		store_argv_addcopy(a, key, strlen(key));
 		store_argv_addf(a, "%d", q->rate_limit);
 		store_argv_add(a, "0", 1);
 	}
@@ -123,7 +123,7 @@ read_cluster_once(struct store *st, const struct store_read_query *q, struct sto
 		progs_op = r1.n;
 		a = store_round_add(&r1, -1, key);
 		store_argv_add(a, "HGETALL", 7);
-		store_argv_add(a, key, strlen(key));
+		store_argv_addcopy(a, key, strlen(key));
 	}
 	id_op = r1.n;
 	if (byid) {
@@ -136,7 +136,7 @@ read_cluster_once(struct store *st, const struct store_read_query *q, struct sto
 		a = store_round_add(&r1, -1, key);
 		store_argv_add(a, "HGET", 4);
 	}
-	store_argv_add(a, key, strlen(key));
+	store_argv_addcopy(a, key, strlen(key));
 	if (!byid)
 		store_argv_add(a, q->id_value, strlen(q->id_value));
 	if (store_round_run(st, &r1) != 0)
@@ -179,7 +179,7 @@ read_cluster_once(struct store *st, const struct store_read_query *q, struct sto
 	} else {
 		a = store_round_add(&r2, -1, key);
 		store_argv_add(a, "HGETALL", 7);
-		store_argv_add(a, key, strlen(key));
+		store_argv_addcopy(a, key, strlen(key));
 	}
 	if (store_round_run(st, &r2) != 0)
 		goto out;

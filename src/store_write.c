@@ -479,7 +479,7 @@ begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_b
 		store_argv_add(a, rq->org, strlen(rq->org));
 		store_argv_add(a, rq->token, strlen(rq->token));
 		store_argv_addf(a, "%d", rq->lock_ttl_ms);
-		store_argv_add(a, key, strlen(key));
+		store_argv_addcopy(a, key, strlen(key));
 		store_argv_addf(a, "%d", rq->rate_limit);
 		store_argv_add(a, "0", 1);
 	}
@@ -509,7 +509,7 @@ begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_b
 		progs_op = r1.n;
 		a = store_round_add(&r1, -1, key);
 		store_argv_add(a, "HMGET", 5);
-		store_argv_add(a, key, strlen(key));
+		store_argv_addcopy(a, key, strlen(key));
 		for (k = 0; k < nnames; k++)
 			store_argv_add(a, names[k], strlen(names[k]));
 	}
@@ -526,13 +526,13 @@ begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_b
 				snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(cid), rq->org, (long long)cid);
 				a = store_round_add(&r1, -1, key);
 				store_argv_add(a, "EXISTS", 6);
-				store_argv_add(a, key, strlen(key));
+				store_argv_addcopy(a, key, strlen(key));
 			} else {
 				snprintf(key, sizeof(key), KEYS_IX_FMT, layout_tag_of(in->val[k], in->len[k]), rq->org,
 				         ident_name[in->kind[k]]);
 				a = store_round_add(&r1, -1, key);
 				store_argv_add(a, "HGET", 4);
-				store_argv_add(a, key, strlen(key));
+				store_argv_addcopy(a, key, strlen(key));
 				store_argv_add(a, in->val[k], in->len[k]);
 			}
 		}
@@ -666,7 +666,7 @@ begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_b
 			snprintf(key, sizeof(key), KEYS_MID_FMT, layout_tag_of(it->mid.s.p, it->mid.s.len), rq->org, pid);
 			a = store_round_add(&r2, -1, key);
 			store_argv_add(a, "HGET", 4);
-			store_argv_add(a, key, strlen(key));
+			store_argv_addcopy(a, key, strlen(key));
 			store_argv_add(a, it->mid.s.p, it->mid.s.len);
 		}
 	}

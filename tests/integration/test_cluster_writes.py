@@ -47,7 +47,7 @@ def _master_of(s, key):
 def _spread(s, n_per_master=2):
     """Fixture customers of acme, n_per_master on each master (by their hash's slot)."""
     by = {}
-    while min([len(v) for v in by.values()] + [0]) < n_per_master or len(by) < 3:
+    while len(by) < 3 or min(len(v) for v in by.values()) < n_per_master:
         c = s.customer()
         m = _master_of(s, layout.cust("acme", c["id"]))
         by.setdefault(m, []).append(c)
