@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "dates.h"
 #include "http.h"
 #include "metrics.h"
@@ -60,6 +61,7 @@ struct settings {
 };
 
 static struct settings cfg;
+static char cluster_name[320];  /* the log's name of a cluster (cluster_setting) */
 static int listen_fd;
 static atomic_int stopping;
 static atomic_int in_flight;
@@ -92,6 +94,8 @@ static struct setting settings[] = {
 	  .help = "worker threads, each with its own Redis connection" },
 	{ .name = "redis", .env = "PARTNERD_REDIS_URL", .dflt = "redis://127.0.0.1:6379", .arg = "URL",
 	  .help = "redis://[user:pw@]host[:port][/db] or unix:///path" },
+	{ .name = "redis-cluster", .env = "PARTNERD_REDIS_CLUSTER", .dflt = NULL, .arg = "SEEDS",
+	  .help = "a Redis Cluster: HOST:PORT[,HOST:PORT...] or redis-cluster://[[user]:pw@]HOST:PORT[,...]" },
 	{ .name = "redis-timeout-ms", .env = "PARTNERD_REDIS_TIMEOUT_MS", .dflt = "1000", .arg = "N",
 	  .help = "connect and read/write timeout of every Redis call" },
 	{ .name = "max-body", .env = "PARTNERD_MAX_BODY", .dflt = "1048576", .arg = "BYTES",
@@ -219,6 +223,45 @@ parse_int(const char *what, const char *s, int base, int min, int max)
 	return (int)v;
 }
 
+/*
+ * The Redis Cluster setting: --redis-cluster SEEDS, or a redis-cluster:// URL given to
+ * --redis (rconn_parse_url kept it in cfg.redis.cluster). Both at once are refused; the
+ * seeds are checked now (exit 2 with the fault named), the nodes at the first call.
+ */
+static void
+cluster_setting(void)
+{
+	const char *seeds = get("redis-cluster");
+	struct setting *redis = setting_named("redis", 5);
+	struct cluster_seeds parsed;
+	char err[300];
+
+	if (seeds != NULL && seeds[0] != '\0') {
+		if (redis->value != redis->dflt) {
+			fprintf(stderr, "partnerd: --redis and --redis-cluster both given: give one "
+			        "Redis (--redis URL) or a cluster's seeds (--redis-cluster SEEDS), not "
+			        "both\n");
+			exit(2);
+		}
+		if (strlen(seeds) >= sizeof(cfg.redis.cluster)) {
+			fprintf(stderr, "partnerd: --redis-cluster: the seed list is longer than %zu "
+			        "bytes\n", sizeof(cfg.redis.cluster) - 1);
+			exit(2);
+		}
+		memcpy(cfg.redis.cluster, seeds, strlen(seeds) + 1);
+	}
+	if (cfg.redis.cluster[0] == '\0')
+		return;
+	if (cluster_parse_seeds(cfg.redis.cluster, &parsed, err, sizeof(err)) != 0) {
+		fprintf(stderr, "partnerd: --redis-cluster: %s\n", err);
+		exit(2);
+	}
+	/* the log names the cluster by its first seed (never a password) */
+	snprintf(cluster_name, sizeof(cluster_name), "cluster %s:%d (%zu seed%s)",
+	         parsed.addr[0].host, parsed.addr[0].port, parsed.n, parsed.n == 1 ? "" : "s");
+	cfg.redis_url = cluster_name;
+}
+
 static void
 load_settings(int argc, char **argv)
 {
@@ -292,6 +335,7 @@ load_settings(int argc, char **argv)
 		fprintf(stderr, "partnerd: --redis: %s\n", err);
 		exit(2);
 	}
+	cluster_setting();
 	cfg.redis.timeout_ms = cfg.redis_timeout_ms;
 }
 

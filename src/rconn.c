@@ -148,9 +148,15 @@ int rconn_parse_url(const char *url, struct rconn_cfg *cfg, char *err, size_t er
 		return rconn_parse_unix(url + 7, cfg, err, errsz);
 	if (strncmp(url, "redis://", 8) == 0)
 		return rconn_parse_tcp(url + 8, cfg, err, errsz);
+	if (strncmp(url, "redis-cluster://", 16) == 0) {
+		if (strlen(url) >= sizeof cfg->cluster)
+			return rconn_fail(err, errsz, "redis URL: redis-cluster:// URL too long");
+		strcpy(cfg->cluster, url);
+		return 0;
+	}
 	return rconn_fail(err, errsz,
-	                  "redis URL: expected redis://[:password@]host[:port][/db] or "
-	                  "unix:///path[?db=N]");
+	                  "redis URL: expected redis://[:password@]host[:port][/db], "
+	                  "unix:///path[?db=N] or redis-cluster://[[user]:password@]host:port[,...]");
 }
 
 /* Where we connect, for messages: never includes the password. */

@@ -15,11 +15,14 @@ struct rconn_cfg {
 	int db;             /* SELECT db, 0 by default */
 	int timeout_ms;     /* connect and read/write timeout */
 	char user[256];     /* ACL user for AUTH (Redis 6+), or "" for the default user */
+	char cluster[1024]; /* a Redis Cluster's seed list (cluster_parse_seeds), or "": one Redis */
 };
 
 /*
  * Parses redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N] into cfg
- * (timeout_ms is left as it was). Returns 0, or -1 with a message in err (errsz bytes).
+ * (timeout_ms is left as it was). A redis-cluster://... URL is kept whole in cfg->cluster
+ * (the seeds are parsed by cluster_parse_seeds, when the store is made). Returns 0, or -1
+ * with a message in err (errsz bytes).
  */
 int rconn_parse_url(const char *url, struct rconn_cfg *cfg, char *err, size_t errsz);
 

@@ -409,6 +409,10 @@ ensure(struct store *s)
 
 	if (s->c != NULL)
 		return 0;
+	if (s->cfg.cluster[0] != '\0') {
+		snprintf(s->err, sizeof(s->err), "redis cluster: not supported by this build yet");
+		return -1;
+	}
 	cfg = s->cfg;
 	if (s->deadline != 0) {
 		/* a bounded call (store_resolve) tries once, back-off or not, within its time */
@@ -518,6 +522,8 @@ send_all(struct store *s, int retry)
 				snprintf(s->err, sizeof(s->err), "redis: no time left");
 				return -1;
 			}
+			if (s->cfg.timeout_ms > 0 && left > s->cfg.timeout_ms)
+				left = s->cfg.timeout_ms;
 			tv.tv_sec = left / 1000;
 			tv.tv_usec = (left % 1000) * 1000;
 			redisSetTimeout(s->c, tv);
@@ -863,6 +869,22 @@ store_maybe_ran(const struct store *s)
 	return s->maybe_ran;
 }
 
+/* Ends a call bounded by s->deadline: the connection gets the configured timeout back. */
+static void
+bounded_end(struct store *s)
+{
+	int ms = s->cfg.timeout_ms > 0 ? s->cfg.timeout_ms : 1000;
+
+	s->deadline = 0;
+	if (s->c != NULL) {
+		/* back to the configured timeout (rconn_connect set it, or send_all lowered it) */
+		struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+		if (redisSetTimeout(s->c, tv) != REDIS_OK)
+			drop(s, "cannot set the timeout");
+	}
+}
+
 redisReply *
 store_resolve(struct store *s, struct store_argv *a)
 {
@@ -871,14 +893,7 @@ store_resolve(struct store *s, struct store_argv *a)
 
 	s->deadline = mono_ms() + ms;
 	r = store_eval(s, STORE_RESOLVE, a);
-	s->deadline = 0;
-	if (s->c != NULL) {
-		/* back to the configured timeout (rconn_connect set it, or round_trip lowered it) */
-		struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-
-		if (redisSetTimeout(s->c, tv) != REDIS_OK)
-			drop(s, "cannot set the timeout");
-	}
+	bounded_end(s);
 	return r;
 }
 
@@ -900,4 +915,149 @@ store_ping(struct store *s)
 		return -1;
 	ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
 	return ok ? 0 : -1;
+}
+
+/* ---- rounds of keyed commands (store_run), masters ---------------------------------- */
+
+int
+store_is_cluster(const struct store *s)
+{
+	(void)s;
+	return 0;
+}
+
+/* Op i's command as RESP text in s->out: EVALSHA sha (or EVAL text) argv..., or argv. */
+static void
+format_op(struct store *s, const struct store_op *op, int with_text)
+{
+	const struct store_argv *a = op->argv;
+	size_t i;
+
+	if (op->script >= 0) {
+		resp_count(&s->out, '*', a->n + 2);
+		if (with_text) {
+			resp_arg(&s->out, "EVAL", 4);
+			resp_arg(&s->out, script_text[op->script], strlen(script_text[op->script]));
+		} else {
+			resp_arg(&s->out, "EVALSHA", 7);
+			resp_arg(&s->out, s->sha[op->script], 40);
+		}
+	} else {
+		resp_count(&s->out, '*', a->n);
+	}
+	for (i = 0; i < a->n; i++)
+		resp_arg(&s->out, argv_at(a, i), a->len[i]);
+}
+
+/*
+ * One round trip of the ops whose index is in idx[0..m) (s->out holds their text, in that
+ * order): their replies, or their status when it failed. Returns -1 when the connection
+ * broke (what was not read is in doubt, or did not run when nothing was sent).
+ */
+static int
+run_one_trip(struct store *s, const size_t *idx, size_t m, redisReply **replies,
+             enum store_op_status *st)
+{
+	size_t k;
+
+	if (send_all(s, 1) != 0) {
+		for (k = 0; k < m; k++)
+			st[idx[k]] = s->maybe_ran ? STORE_OP_INDOUBT : STORE_OP_UNAVAILABLE;
+		return -1;
+	}
+	for (k = 0; k < m; k++) {
+		void *r = NULL;
+
+		if (redisGetReply(s->c, &r) != REDIS_OK || r == NULL) {
+			drop(s, s->c->errstr[0] ? s->c->errstr : "I/O error");
+			for (; k < m; k++)
+				st[idx[k]] = STORE_OP_INDOUBT;
+			return -1;
+		}
+		replies[idx[k]] = r;
+		st[idx[k]] = STORE_OP_OK;
+	}
+	return 0;
+}
+
+static int
+is_noscript(const redisReply *r)
+{
+	return r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+int
+store_run(struct store *s, const struct store_op *ops, size_t n, int64_t deadline_ms,
+          redisReply **replies, enum store_op_status *st)
+{
+	size_t i, m = 0, *idx;
+	int rc = 0;
+
+	for (i = 0; i < n; i++) {
+		replies[i] = NULL;
+		st[i] = STORE_OP_UNAVAILABLE;
+	}
+	s->maybe_ran = 0;
+	if (n == 0)
+		return 0;
+	idx = malloc(n * sizeof(*idx));
+	if (idx == NULL)
+		abort();
+	s->deadline = deadline_ms;
+	if (prepare(s) != 0) {
+		rc = -1;
+		goto out;
+	}
+	s->out.len = 0;
+	for (i = 0; i < n; i++) {
+		format_op(s, &ops[i], 0);
+		idx[i] = i;
+	}
+	if (run_one_trip(s, idx, n, replies, st) != 0) {
+		rc = -1;
+		goto out;
+	}
+	/*
+	 * The script cache was emptied (restart, failover, SCRIPT FLUSH): the ops answered
+	 * NOSCRIPT did not run; they go again with their text (EVAL caches it under the same
+	 * SHA1). The NOSCRIPT replies stay in the arena until the request is done.
+	 */
+	s->out.len = 0;
+	for (i = 0; i < n; i++)
+		if (ops[i].script >= 0 && is_noscript(replies[i])) {
+			format_op(s, &ops[i], 1);
+			idx[m++] = i;
+			replies[i] = NULL;
+			st[i] = STORE_OP_UNAVAILABLE;
+		}
+	if (m > 0 && run_one_trip(s, idx, m, replies, st) != 0)
+		rc = -1;
+out:
+	for (i = 0; i < n; i++)
+		if (st[i] == STORE_OP_INDOUBT)
+			s->maybe_ran = 1;
+	if (deadline_ms != 0)
+		bounded_end(s);
+	if (s->out.cap > (1u << 20))
+		resp_free(&s->out);     /* a big batch's text is not kept for the worker's lifetime */
+	free(idx);
+	return rc;
+}
+
+size_t
+store_masters(struct store *s)
+{
+	(void)s;
+	return 1;
+}
+
+redisReply *
+store_command_on(struct store *s, size_t master, const struct store_argv *cmd)
+{
+	if (master != 0) {
+		snprintf(s->err, sizeof(s->err), "store: master %zu of 1 asked for", master);
+		s->maybe_ran = 0;
+		return NULL;
+	}
+	return store_command(s, cmd);
 }

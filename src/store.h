@@ -169,10 +169,72 @@ typedef int (*store_check_fn)(struct store *s, char *msg, size_t sz);
 void store_set_connect_check(struct store *s, store_check_fn fn);
 int store_check_refused(const struct store *s);
 
-/* Connects now (and loads the scripts) rather than at the first request; 0 when connected. */
+/*
+ * Connects now (and loads the scripts) rather than at the first request; 0 when connected.
+ * On a cluster: loads the slot map and connects to every master (and runs the connect
+ * check once).
+ */
 int store_warm(struct store *s);
 
-/* PING; 0 when Redis answers. */
+/* PING; 0 when Redis answers (on a cluster: when every master answers). */
 int store_ping(struct store *s);
+
+/* ---- one Redis or a Redis Cluster ------------------------------------------------------ */
+
+/*
+ * A store is made for one Redis, or for a Redis Cluster when cfg->cluster holds a seed list
+ * (docs/CLUSTER.md "The store on a cluster"). On a cluster every call above routes by key:
+ * store_command, store_pipeline and store_queue by the command's first key (argv[1]; for
+ * EVAL/EVALSHA the first of its KEYS), store_queue_script by its first key; a command with
+ * no key (PING, TIME, INFO...) goes to any master. store_eval (a script with no KEYS) fails
+ * there ("needs its keys on a cluster"); MULTI, EXEC, DISCARD, WATCH and UNWATCH are refused
+ * (a transaction cannot span nodes); store_send does nothing (the queue runs, every node's
+ * commands pipelined, at store_flush or when full). The connect check runs once per store,
+ * at its first call, with its commands routed by key.
+ */
+
+/* 1 when the store talks to a Redis Cluster. */
+int store_is_cluster(const struct store *s);
+
+/* One command of a round, with the key that routes it on a cluster. */
+struct store_op {
+	const char *key;                /* its slot chooses the node (ignored on one Redis) */
+	size_t keylen;
+	int script;                     /* -1: argv is the command; else an enum store_script: */
+	                                /* EVALSHA sha argv... (argv = numkeys, keys..., args...) */
+	const struct store_argv *argv;
+};
+
+enum store_op_status {
+	STORE_OP_OK,                    /* replies[i] is its reply (a value or its own error) */
+	STORE_OP_UNAVAILABLE,           /* it did not run */
+	STORE_OP_INDOUBT,               /* it was sent and its reply lost: it may have run */
+};
+
+/*
+ * Runs ops[0..n) in one round: one pipelined round trip on one Redis (a NOSCRIPT reply
+ * answered by EVAL with the text, in a second one, as store_eval does); on a cluster every
+ * node's ops pipelined, all nodes written before any is read, MOVED/ASK/TRYAGAIN/
+ * CLUSTERDOWN/... followed or retried until deadline_ms (monotonic, clock.h; 0: now + the
+ * redis timeout). On one Redis a deadline_ms other than 0 bounds the reconnect and the
+ * reads (each at most the redis timeout) and a reconnect is tried even during the back-off,
+ * as store_resolve does; 0 is an ordinary call. replies[i] is op i's reply (valid until
+ * store_replies_release; an error reply is the op's reply, with STORE_OP_OK) or NULL when
+ * st[i] is not STORE_OP_OK. Counts as one round trip (two after NOSCRIPT). Returns 0 when
+ * every op is STORE_OP_OK, -1 otherwise (store_error says why; store_maybe_ran is 1 when
+ * an op is STORE_OP_INDOUBT).
+ */
+int store_run(struct store *s, const struct store_op *ops, size_t n, int64_t deadline_ms,
+              redisReply **replies, enum store_op_status *st);
+
+/* The number of masters (1 on one Redis); on a cluster the slot map is loaded first (0
+ * when it cannot be). Masters are numbered in the order of their first slot. */
+size_t store_masters(struct store *s);
+
+/*
+ * store_command on master i (0..store_masters-1): SCAN, INFO, DBSIZE, TIME... NULL when
+ * that master cannot be reached (or i is out of range), with store_error saying why.
+ */
+redisReply *store_command_on(struct store *s, size_t master, const struct store_argv *cmd);
 
 #endif
