@@ -76,8 +76,9 @@ def _port_pair_free():
 class Cluster:
     """3 masters + 3 replicas (n_masters and replicas can be changed)."""
 
-    def __init__(self, n_masters=3, replicas=1, node_timeout_ms=2000):
+    def __init__(self, n_masters=3, replicas=1, node_timeout_ms=2000, parent=None):
         self.n_masters = n_masters
+        self.parent = parent     # a directory to make ours in (a Stack's), else a fresh one
         self.replicas = replicas
         self.node_timeout_ms = node_timeout_ms
         self.ports = []
@@ -92,7 +93,11 @@ class Cluster:
     def start(self, timeout=30):
         t0 = time.monotonic()
         atexit.register(self.stop)
-        self.dir = tempfile.mkdtemp(prefix="partnerd-cluster-")
+        if self.parent:
+            self.dir = os.path.join(self.parent, "cluster")
+            os.mkdir(self.dir)
+        else:
+            self.dir = tempfile.mkdtemp(prefix="partnerd-cluster-")
         try:
             n = self.n_masters * (1 + self.replicas)
             for _ in range(n):
@@ -130,6 +135,8 @@ class Cluster:
                 "--cluster-node-timeout", str(self.node_timeout_ms),
                 "--save", "", "--appendonly", "no", "--dir", d, "--logfile", "",
                 "--protected-mode", "yes",
+                # DEBUG DIGEST-VALUE (Stack.digest), from loopback only
+                "--enable-debug-command", "local",
                 # a replica's first sync at once (diskless sync waits 5 s by default for more
                 # replicas): a replica that never synced cannot be promoted
                 "--repl-diskless-sync-delay", "0"]
@@ -209,8 +216,17 @@ class Cluster:
                     pass
         for port in self.ports:
             harness._terminate(self.procs[port], 5.0)
-        if self.dir and not self.keep:
+        if self.dir and not self.keep and not self.parent:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def dead(self):
+        """(port, returncode, log tail) of the nodes that exited although stop() was not
+        called (kill9 included: a test that kills a node runs on a cluster of its own)."""
+        if self._stopped:
+            return []
+        return [(p, self.procs[p].returncode,
+                 harness.tail(os.path.join(self.dir, "redis-%d.log" % p), 20))
+                for p in self.ports if self.procs[p].poll() is not None]
 
     # -- looking at it -----------------------------------------------------
 
@@ -273,6 +289,274 @@ class Cluster:
             if any(lo <= s <= hi for lo, hi in m["slots"]):
                 return k
         raise KeyError(port)
+
+
+# ---------------------------------------------------------------- a cluster-aware client
+
+# Commands that act on the whole key space or the server: run on every master, replies
+# merged (_merge). The first word, or the first two for a container command.
+_FAN_OUT = {"FLUSHALL", "FLUSHDB", "DBSIZE", "KEYS", "INFO", "SCRIPT FLUSH", "SCRIPT LOAD",
+            "SCRIPT EXISTS", "CONFIG SET", "CONFIG RESETSTAT", "CLIENT PAUSE", "CLIENT UNPAUSE",
+            "CLIENT KILL", "PING", "FUNCTION FLUSH", "MEMORY PURGE"}
+# Commands whose key is argv[2] (a subcommand first).
+_KEY_AT_2 = {"DEBUG", "OBJECT", "MEMORY", "XINFO"}
+# Commands with no key that one master answers as well as any.
+_ANY = {"TIME", "ECHO", "CONFIG", "CLIENT", "CLUSTER", "COMMAND", "SCRIPT", "LASTSAVE"}
+# Commands refused: they stop or restart "the Redis", which a cluster has six of.
+_REFUSED = {"SHUTDOWN", "DEBUG RESTART", "DEBUG SLEEP", "SAVE", "BGSAVE", "BGREWRITEAOF",
+            "REPLICAOF", "SLAVEOF", "FAILOVER"}
+
+
+def _word(a):
+    return (a.decode() if isinstance(a, bytes) else str(a)).upper()
+
+
+def _sum_info(texts):
+    """INFO of several masters as one: a numeric field summed (`keys=`/`calls=` pairs of
+    keyspace and commandstats lines too), any other field as the first master says it."""
+    order, vals = [], {}
+    for text in texts:
+        for line in harness._s(text).split("\r\n"):
+            if ":" not in line or line.startswith("#"):
+                if line.startswith("#") and line not in vals:
+                    order.append(line)
+                    vals[line] = None
+                continue
+            name, value = line.split(":", 1)
+            if name not in vals:
+                order.append(name)
+                vals[name] = value
+                continue
+            old = vals[name]
+            if old.lstrip("-").isdigit() and value.lstrip("-").isdigit():
+                vals[name] = str(int(old) + int(value))
+            elif "=" in old and "=" in value:
+                a = [kv.split("=", 1) for kv in old.split(",")]
+                b = dict(kv.split("=", 1) for kv in value.split(",") if "=" in kv)
+                out = []
+                for k, v in a:
+                    w = b.get(k)
+                    if w is not None and v.lstrip("-").isdigit() and w.lstrip("-").isdigit():
+                        v = str(int(v) + int(w))
+                    elif w is not None and k.endswith("_per_call"):
+                        v = "%.2f" % max(float(v), float(w))
+                    out.append("%s=%s" % (k, v))
+                vals[name] = ",".join(out)
+    lines = [n if vals[n] is None else "%s:%s" % (n, vals[n]) for n in order]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+class ClusterClient:
+    """stack.redis(...) on a cluster: a command goes to the master of its key's slot
+    (argv[1]; argv[2] after DEBUG/OBJECT/MEMORY/XINFO; EVAL/EVALSHA's first key), following
+    MOVED (the map reloaded) and ASK; key-space and server commands (_FAN_OUT) go to every
+    master and their replies are merged: DBSIZE and CLIENT KILL summed, KEYS joined, INFO's
+    numeric fields summed, SCAN walks master after master under one cursor (the master's
+    index in its low digits). SHUTDOWN and the like are refused: a test that stops "the
+    Redis" is single-Redis only (run_tests.py's CLUSTER_INCOMPATIBLE). pipeline() sends each
+    master its commands in one write, then reads them all, as harness.Redis.pipeline does."""
+
+    def __init__(self, cluster, timeout=5.0):
+        self.cluster = cluster
+        self.timeout = timeout
+        self.conns = {}          # port -> harness.Redis
+        self.owner = None        # [port] * SLOTS
+        self.master_ports = []
+
+    def close(self):
+        for r in self.conns.values():
+            r.close()
+        self.conns = {}
+
+    def _conn(self, port):
+        r = self.conns.get(port)
+        if r is None:
+            r = self.conns[port] = harness.Redis(port, timeout=self.timeout)
+        return r
+
+    def _drop(self, port):
+        r = self.conns.pop(port, None)
+        if r is not None:
+            r.close()
+
+    def refresh(self):
+        last = None
+        for port in self.cluster.alive():
+            try:
+                slots = self._conn(port)("CLUSTER", "SLOTS")
+            except (OSError, harness.RedisError) as e:
+                self._drop(port)
+                last = e
+                continue
+            owner = [None] * SLOTS
+            masters = []
+            for lo, hi, master, *_ in slots:
+                mport = int(master[1])
+                for s in range(lo, hi + 1):
+                    owner[s] = mport
+                if mport not in masters:
+                    masters.append(mport)
+            self.owner, self.master_ports = owner, sorted(masters)
+            return
+        raise harness.RedisError("no cluster node answers CLUSTER SLOTS (%s)" % last)
+
+    def masters(self):
+        if self.owner is None:
+            self.refresh()
+        return list(self.master_ports)
+
+    @staticmethod
+    def route_key(args):
+        """The key that routes args, or None for a command with no key."""
+        w = _word(args[0])
+        if w in ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL"):
+            return args[3] if len(args) > 3 and int(args[2]) > 0 else None
+        if w in _KEY_AT_2:
+            return args[2] if len(args) > 2 else None
+        if w in _ANY or w in ("PING", "MULTI", "EXEC"):
+            return None
+        return args[1] if len(args) > 1 else None
+
+    def _port_of(self, key):
+        if self.owner is None:
+            self.refresh()
+        port = self.owner[key_slot(key if isinstance(key, (bytes, str)) else str(key))]
+        if port is None:
+            raise harness.RedisError("CLUSTERDOWN no master serves the slot of %r" % (key,))
+        return port
+
+    def _on(self, port, args, asking=False):
+        """One command on one node; error replies returned, not raised; a dropped
+        connection raised once it has been retried on a new one."""
+        for attempt in (0, 1):
+            try:
+                r = self._conn(port)
+                if asking:
+                    return r.pipeline([("ASKING",), args])[1]
+                return r.pipeline([args])[0]
+            except (OSError, harness.RedisError) as e:
+                self._drop(port)
+                if attempt:
+                    raise harness.RedisError("node %d: %s" % (port, e)) from e
+
+    def _redirect(self, reply):
+        """(port, ask) when reply is a MOVED/ASK error, else None."""
+        if isinstance(reply, harness.RedisError):
+            f = str(reply).split()
+            if len(f) == 3 and f[0] in ("MOVED", "ASK"):
+                return int(f[2].rsplit(":", 1)[1]), f[0] == "ASK"
+        return None
+
+    def _keyed(self, key, args, first=None):
+        port, asking = self._port_of(key), False
+        reply = first
+        for _ in range(16):
+            if reply is None:
+                reply = self._on(port, args, asking)
+            red = self._redirect(reply)
+            if red is None:
+                if isinstance(reply, harness.RedisError) and \
+                        str(reply).split(" ", 1)[0] in ("TRYAGAIN", "CLUSTERDOWN"):
+                    time.sleep(0.05)
+                    reply = None
+                    continue
+                return reply
+            port, asking = red
+            if not asking:
+                self.refresh()
+            reply = None
+        return reply
+
+    def _fan_out(self, args):
+        w = _word(args[0])
+        w2 = w + " " + _word(args[1]) if len(args) > 1 else w
+        replies = [self._on(p, args) for p in self.masters()]
+        for r in replies:
+            if isinstance(r, harness.RedisError):
+                return r
+        if w in ("DBSIZE",) or w2 == "CLIENT KILL" and isinstance(replies[0], int):
+            return sum(replies)
+        if w == "KEYS":
+            return [k for r in replies for k in r]
+        if w == "INFO":
+            return _sum_info(replies)
+        if w2 == "SCRIPT EXISTS":
+            return [int(all(col)) for col in zip(*replies)]
+        return replies[0]
+
+    def _scan(self, args):
+        masters = self.masters()
+        n = len(masters)
+        cur = int(harness._s(args[1]))
+        idx, node_cur = cur % n, cur // n
+        nxt, batch = self._on(masters[idx], (args[0], str(node_cur)) + tuple(args[2:]))
+        nxt = int(harness._s(nxt))
+        if nxt == 0:
+            idx += 1
+            return (b"0" if idx == n else str(idx).encode()), batch
+        return str(nxt * n + idx).encode(), batch
+
+    def execute(self, args):
+        """The reply of one command (an error reply returned as a RedisError)."""
+        w = _word(args[0])
+        w2 = w + " " + _word(args[1]) if len(args) > 1 else w
+        if w in _REFUSED or w2 in _REFUSED:
+            raise harness.RedisError("%s: not on a Redis Cluster (the test is single-Redis only)" % w2)
+        if w == "SCAN":
+            return self._scan(args)
+        if w in _FAN_OUT or w2 in _FAN_OUT:
+            return self._fan_out(args)
+        key = self.route_key(args)
+        if key is None:
+            return self._on(self.masters()[0], args)
+        return self._keyed(key, args)
+
+    def __call__(self, *args):
+        r = self.execute(args)
+        if isinstance(r, harness.RedisError):
+            raise r
+        return r
+
+    def pipeline(self, commands):
+        """Every command's reply, in order (error replies as RedisError objects): the keyed
+        commands grouped by master, each group written in one go, then all read; a
+        redirected one, and every other command, run one by one afterwards."""
+        replies = [None] * len(commands)
+        by_port = {}
+        rest = []
+        for i, args in enumerate(commands):
+            w = _word(args[0])
+            key = self.route_key(args) if w not in _FAN_OUT and w != "SCAN" else None
+            if key is None or w in _REFUSED:
+                rest.append(i)
+            else:
+                by_port.setdefault(self._port_of(key), []).append(i)
+        sent = {}
+        for port, idxs in by_port.items():
+            try:
+                r = self._conn(port)
+                r.sock.sendall(b"".join(r._encode(commands[i]) for i in idxs))
+                sent[port] = idxs
+            except OSError:
+                self._drop(port)
+                rest.extend(idxs)
+        for port, idxs in sent.items():
+            r = self.conns[port]
+            try:
+                for i in idxs:
+                    replies[i] = r._reply()
+            except (OSError, harness.RedisError):
+                self._drop(port)
+                rest.extend(i for i in idxs if replies[i] is None)
+        for i in sorted(rest):
+            try:
+                replies[i] = self.execute(commands[i])
+            except harness.RedisError as e:
+                replies[i] = e
+        for i, reply in enumerate(replies):
+            if self._redirect(reply) is not None:
+                replies[i] = self._keyed(self.route_key(commands[i]), commands[i], reply)
+        return replies
 
 
 def main(argv):

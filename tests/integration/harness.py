@@ -13,6 +13,11 @@ Environment (all optional; `make check` sets them):
   PARTNERD_API_HTML              the API reference page nginx serves at /v2/partnerProgram/docs
                                  (default: docs/api.html next to PARTNERD_BIN's src/; `make api-docs`)
   PARTNERD_TEST_KEEP=1           keep the temporary directory after stop()
+  PARTNERD_TEST_CLUSTER=1        every Stack runs on a Redis Cluster of 3 masters + 3 replicas
+                                 (cluster.py) instead of one redis-server: partnerd and
+                                 partnerctl get --redis-cluster SEEDS, stack.redis(...) routes
+                                 by key (cluster.ClusterClient), redis_url is a
+                                 redis-cluster:// URL; REDIS_CLI as REDIS_SERVER
 
 Run `python3 tests/integration/harness.py --hold` to start a stack with the fixture
 data and keep it up until Ctrl-C (prints the port and credentials), for poking at by hand.
@@ -52,6 +57,11 @@ LINK = "/v2/partnerProgram/linkCustomer"
 # for the org-scoping tests; acme 1998 (email only) and 1999 (mobile only) are special.
 POOLS = {"acme": (1011, 1600), "globex": (5011, 5060)}
 HEALTH = "/v2/partnerProgram/health"
+
+
+def cluster_mode():
+    """True when the tests run on a Redis Cluster (PARTNERD_TEST_CLUSTER=1)."""
+    return os.environ.get("PARTNERD_TEST_CLUSTER", "") not in ("", "0")
 
 
 class StackError(Exception):
@@ -364,7 +374,8 @@ class Stack:
     """redis-server + N partnerd + nginx in a private temporary directory."""
 
     def __init__(self, partnerds=1, partnerd_args=(), partnerd_env=None, fixtures=FIXTURES,
-                 workers=8, require_partnerd=True, load=True, partnerd_binary=None):
+                 workers=8, require_partnerd=True, load=True, partnerd_binary=None,
+                 cluster=None):
         self.partnerd_binary = partnerd_binary   # default: partnerd_bin()
         self.n_partnerd = partnerds
         self.partnerd_args = list(partnerd_args)
@@ -375,7 +386,11 @@ class Stack:
         self.load_fixtures = load
         self.procs = []          # (name, Popen) in start order
         self.dir = None
-        self.redis_port = None
+        self.redis_port = None   # on a cluster: its first node's (a seed)
+        # A Redis Cluster (cluster.Cluster) instead of one redis-server; None: the
+        # environment's choice (cluster_mode()).
+        self.use_cluster = cluster_mode() if cluster is None else bool(cluster)
+        self.cluster = None
         self.http_port = None
         self._redis = None
         self._uid = 0
@@ -411,7 +426,17 @@ class Stack:
 
     @property
     def redis_url(self):
+        """What a program's --redis takes: redis://127.0.0.1:PORT, or on a cluster
+        redis-cluster://SEEDS (which selects cluster mode in partnerd and partnerctl)."""
+        if self.cluster is not None:
+            return "redis-cluster://" + self.cluster.seeds
         return "redis://127.0.0.1:%d" % self.redis_port
+
+    def redis_args(self):
+        """partnerd's and partnerctl's arguments naming the store."""
+        if self.cluster is not None:
+            return ["--redis-cluster", self.cluster.seeds]
+        return ["--redis", self.redis_url]
 
     def _spawn(self, name, argv, logname, env=None):
         log = open(os.path.join(self.dir, logname), "ab")
@@ -430,6 +455,15 @@ class Stack:
                              % (name, p.returncode, logname, tail(os.path.join(self.dir, logname))))
 
     def _start_redis(self, port=None):
+        if self.use_cluster:
+            if port is not None:
+                raise StackError("restart_redis: a Redis Cluster stack has no one Redis to restart")
+            import cluster as clusterlib     # (it imports this module)
+            self.cluster = clusterlib.Cluster(parent=self.dir)
+            self.cluster.keep = True         # the Stack's directory holds it: stop() removes it
+            self.cluster.start()
+            self.redis_port = self.cluster.ports[0]
+            return
         self.redis_port = port or free_port()
         argv = [_find_tool("REDIS_SERVER", "redis-server"),
                 "--port", str(self.redis_port), "--bind", "127.0.0.1",
@@ -465,7 +499,7 @@ class Stack:
                 raise StackError("partnerd binary not found: %s" % binary)
             return
         argv = [binary, "--socket", self.sock_path(k), "--socket-mode", "0666",
-                "--workers", str(self.workers), "--redis", self.redis_url] + self.partnerd_args
+                "--workers", str(self.workers)] + self.redis_args() + self.partnerd_args
         env = dict(os.environ)
         env.update(self.partnerd_env)
         logname = "partnerd-%d.log" % k
@@ -552,9 +586,12 @@ class Stack:
 
     def logs(self, n=15):
         out = []
-        for name in sorted(os.listdir(self.dir)) if self.dir and os.path.isdir(self.dir) else []:
-            if name.endswith(".log") and name != "nginx-access.log":
-                out.append("--- %s (last %d lines) ---\n%s" % (name, n, tail(os.path.join(self.dir, name), n)))
+        for d in (self.dir, self.cluster and self.cluster.dir):
+            for name in sorted(os.listdir(d)) if d and os.path.isdir(d) else []:
+                if name.endswith(".log") and name != "nginx-access.log":
+                    out.append("--- %s (last %d lines) ---\n%s"
+                               % (os.path.relpath(os.path.join(d, name), self.dir), n,
+                                  tail(os.path.join(d, name), n)))
         return "\n".join(out)
 
     def proc(self, name):
@@ -580,6 +617,9 @@ class Stack:
                 log = "%s.log" % name if name.startswith("partnerd") else \
                       ("redis.log" if name == "redis-server" else "nginx-error.log")
                 out.append("%s exited with status %s:\n%s" % (name, p.returncode, tail(os.path.join(self.dir, log), 20)))
+        if self.cluster is not None:
+            for port, rc, log in self.cluster.dead():
+                out.append("cluster node redis-server %d exited with status %s:\n%s" % (port, rc, log))
         return out
 
     def restart_redis(self):
@@ -602,6 +642,8 @@ class Stack:
             rc = _terminate(p, 5.0)
             self.exit_status[name] = (rc, time.monotonic() - t0)
         self.procs = []
+        if self.cluster is not None:
+            self.cluster.stop()
         if self.dir and not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -644,15 +686,25 @@ class Stack:
         return "%s-%d-%d" % (prefix, os.getpid(), self._uid)
 
     def ctl(self, *args, timeout=120):
-        argv = [partnerctl_bin(), "--redis", self.redis_url] + [str(a) for a in args]
+        argv = [partnerctl_bin()] + self.redis_args() + [str(a) for a in args]
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
     # -- redis -------------------------------------------------------------
 
+    def redis_client(self):
+        """A new client of the store: harness.Redis, or on a cluster cluster.ClusterClient
+        (same calls: client(*args), pipeline(commands), close())."""
+        if self.cluster is not None:
+            import cluster as clusterlib
+            return clusterlib.ClusterClient(self.cluster)
+        return Redis(self.redis_port)
+
     def redis(self, *args):
+        """One command to the store (on a cluster: routed by its key, or to every master
+        for key-space commands: cluster.ClusterClient)."""
         if self._redis is None:
-            self._redis = Redis(self.redis_port)
+            self._redis = self.redis_client()
         try:
             return self._redis(*args)
         except (OSError, RedisError) as e:

@@ -9,7 +9,12 @@ last test. Tests share the fixture data and keep out of each other's way by taki
 their own customers (stack.customers()) and membership ids (stack.uid()).
 
 Prints `PASS: name` or `FAIL: name` plus the assertion and traceback for each test,
-and as its last line exactly `N passed, M failed`. Exit status 1 when a test failed
+and as its last line exactly `N passed, M failed`.
+
+With PARTNERD_TEST_CLUSTER=1 every Stack runs on a Redis Cluster of 3 masters + 3
+replicas (harness.py, cluster.py). The tests of CLUSTER_INCOMPATIBLE below are not run
+then: each is printed as `SKIP (cluster): name: reason`, and the line before the last
+says `K not run on a cluster`; they count neither as passed nor as failed. Exit status 1 when a test failed
 or when no test ran. With a failure, the stack's directory (logs, nginx.conf) is kept
 and its path printed.
 """
@@ -29,6 +34,52 @@ sys.dont_write_bytecode = True      # keep the source tree clean (and distcheck'
 import harness  # noqa: E402
 
 CHECK_TEST = "test_stored_data_invariants_hold_after_suite"
+
+# Tests that cannot run on a Redis Cluster, each with its reason (the one place that says
+# so: a name here that no test has fails the run). They stop, restart, pause or proxy "the
+# Redis" (one redis-server; a cluster has six and fails over instead), or need data a
+# cluster cannot hold.
+_ONE_REDIS = "stops/restarts the one redis-server (stop_proc, restart_redis, SHUTDOWN)"
+_PROXY = "puts a RESP proxy between partnerd and the one redis-server (a cluster node answers MOVED through it)"
+_NO_STACK = "takes no stack: it starts its own cluster (or fake) in the single-Redis pass already"
+CLUSTER_INCOMPATIBLE = {
+    # test_errors.py
+    "test_redis_unreachable_answers_503_with_retry_after_then_recovers": _ONE_REDIS,
+    # test_openapi.py
+    "test_openapi_rate_limit_and_unavailable_match_spec": _ONE_REDIS,
+    # test_guarantee.py
+    "test_guarantee_redis_stopped_shut_down_flushed_and_paused_answers_fast_and_recovers": _ONE_REDIS,
+    "test_guarantee_stalled_lock_holder_cannot_commit_after_its_lock_expired": _PROXY,
+    "test_guarantee_writer_stalled_across_a_relinks_start_never_leaves_the_old_id_held_twice": _PROXY,
+    "test_guarantee_sigkilled_worker_leaves_no_partial_customer_and_locks_clear_within_ttl": _PROXY,
+    "test_guarantee_contended_customer_gets_200_or_2010_within_lock_wait_and_others_are_not_slowed": _PROXY,
+    "test_guarantee_sigterm_lets_a_request_held_between_begin_and_commit_finish_then_exits_0": _PROXY,
+    # test_indoubt.py
+    "test_indoubt_commit_applied_but_reply_lost_answers_200_and_the_change_is_stored": _PROXY,
+    "test_indoubt_commit_that_never_ran_answers_2001_and_is_fenced_when_it_reaches_redis_late": _PROXY,
+    "test_indoubt_commit_whose_resolution_cannot_reach_redis_in_time_answers_2011": _PROXY,
+    "test_indoubt_redis_stopped_while_a_commit_is_in_flight_answers_what_happened": _PROXY,
+    "test_indoubt_lock_expired_and_others_wrote_is_2001_after_one_write_and_2011_after_two_never_200": _PROXY,
+    "test_redis_restart_does_not_fail_the_first_request_of_each_worker_with_503": _ONE_REDIS,
+    "test_connection_that_timed_out_is_replaced_and_the_next_request_succeeds": _PROXY,
+    # test_operations.py
+    "test_idempotency_key_while_the_first_request_runs_is_409": _PROXY,
+    "test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_stored_over_the_repeat": _PROXY,
+    # test_edges.py
+    "test_store_out_of_memory_is_said_on_writes_and_reads": _PROXY,
+    # test_linearizability.py
+    "test_linearizable_history_under_faults_partnerd_killed_and_stopped_redis_stopped_and_restarted":
+        "its nemesis SIGSTOPs and restarts the one redis-server (a cluster's faults are failovers: "
+        "test_cluster.py)",
+    # test_cluster.py, test_cluster_fake.py: every test
+    "@test_cluster": _NO_STACK,
+    "@test_cluster_fake": _NO_STACK,
+}
+
+
+def cluster_incompatible(fn):
+    """The reason fn cannot run on a cluster, or None."""
+    return CLUSTER_INCOMPATIBLE.get(fn.__name__) or CLUSTER_INCOMPATIBLE.get("@" + fn.__module__)
 SIGTERM_TEST = "test_partnerd_exits_0_on_sigterm_after_suite"
 
 
@@ -92,17 +143,36 @@ def check_invariants(stack):
 
 def main(argv):
     pattern = argv[0] if argv else ""
-    tests = [f for f in discover() if pattern in f.__name__]
+    found = discover()
+    tests = [f for f in found if pattern in f.__name__]
     run_check = pattern in CHECK_TEST
     results = []
     stack = None
+    not_run = []
     say("partnerd: %s" % harness.partnerd_bin())
     say("partnerctl: %s" % harness.partnerctl_bin())
+    if harness.cluster_mode():
+        say("store: a Redis Cluster of 3 masters + 3 replicas for every stack (PARTNERD_TEST_CLUSTER=1)")
+        names = set(f.__name__ for f in found) | set("@" + f.__module__ for f in found)
+        stale = sorted(set(CLUSTER_INCOMPATIBLE) - names)
+        if stale:
+            results.append(False)
+            say("FAIL: cluster_incompatible_list_names_existing_tests: no such test(s) %s "
+                "(run_tests.py's CLUSTER_INCOMPATIBLE)" % ", ".join(stale))
+        for fn in tests:
+            why = cluster_incompatible(fn)
+            if why:
+                not_run.append(fn)
+                say("SKIP (cluster): %s: %s" % (fn.__name__, why))
+        tests = [f for f in tests if f not in not_run]
     if tests or run_check:
         stack = harness.Stack()
         try:
             stack.start()
-            say("stack: %s (http %d, redis %d)" % (stack.dir, stack.http_port, stack.redis_port))
+            if stack.cluster is not None:
+                say("stack: %s (http %d, redis cluster %s)" % (stack.dir, stack.http_port, stack.cluster.seeds))
+            else:
+                say("stack: %s (http %d, redis %d)" % (stack.dir, stack.http_port, stack.redis_port))
         except Exception as e:
             results.append(False)
             say("FAIL: stack_starts_and_answers_health: %s" % e)
@@ -140,6 +210,8 @@ def main(argv):
                 say("stack directory kept: %s" % stack.dir)
     passed = sum(1 for r in results if r)
     failed = len(results) - passed
+    if harness.cluster_mode():
+        say("%d not run on a cluster" % len(not_run))
     say("%d passed, %d failed" % (passed, failed))
     return 1 if failed or passed == 0 else 0
 
