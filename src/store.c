@@ -114,7 +114,8 @@ static const char *const script_source[STORE_NSCRIPTS] = {
 static const char *const script_name[STORE_NSCRIPTS] = {
 	[STORE_BEGIN] = "begin", [STORE_COMMIT] = "commit", [STORE_READ] = "read",
 	[STORE_IDEM] = "idem", [STORE_SETTLE] = "settle", [STORE_RESOLVE] = "resolve",
-	[STORE_HDEL_IF] = "hdel_if",
+	[STORE_HDEL_IF] = "hdel_if", [STORE_HELD] = "held", [STORE_CLAIM] = "claim",
+	[STORE_UNLOCK] = "unlock",
 };
 
 /*
