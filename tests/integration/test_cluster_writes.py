@@ -68,7 +68,7 @@ def test_cluster_a_batch_over_every_master_links_updates_and_delinks():
     for c in cs:
         _, st = update1(s, by_mobile(c), upd("AcmeAir", "UPGRADE", "Gold"))
         assert_codes(st, [200])
-        assert programs_of(s, c["id"])["AcmeAir"]["tierName"] == "Gold"
+        assert programs_of(s, c["id"])["AcmeAir"]["partnerTierName"] == "Gold"
     for c, m in zip(cs, mids):
         _, st = delink1(s, by_mobile(c), "AcmeAir")
         assert_codes(st, [200])
