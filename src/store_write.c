@@ -935,7 +935,8 @@ commit_cluster(struct store *st, const struct store_commit_req *rq, enum store_c
 	int *failed = xcalloc(rq->n ? rq->n : 1, sizeof(*failed));  /* decided before B */
 	size_t *commit_op = xcalloc(rq->n ? rq->n : 1, sizeof(*commit_op));
 	size_t *commit_at = xcalloc(rq->n ? rq->n : 1, sizeof(*commit_at));
-	int *releases = xcalloc(rq->n ? rq->n : 1, sizeof(*releases));
+	int *releases = xcalloc(rq->n ? rq->n : 1, sizeof(*releases));  /* commit.lua's keep_locks */
+	int *kept = xcalloc(rq->n ? rq->n : 1, sizeof(*kept));  /* refused in B, lock still ours */
 	char key[160];
 
 	*maybe_ran = 0;
@@ -955,7 +956,7 @@ commit_cluster(struct store *st, const struct store_commit_req *rq, enum store_c
 	}
 	for (i = 0; i < ncl; i++) {
 		if (cl[i].release) {
-			releases[cl[i].cust] = 1;
+			releases[cl[i].cust] |= 1;
 			continue;
 		}
 		cl[i].op = ra.n;
@@ -1061,6 +1062,10 @@ commit_cluster(struct store *st, const struct store_commit_req *rq, enum store_c
 		}
 	}
 
+	for (i = 0; i < ncl; i++)
+		if (!cl[i].release && cl[i].state == 1)
+			releases[cl[i].cust] |= 2;
+
 	/* Round B: each partition's customers committed in one commit.lua; the holders locked
 	 * for a takeover unlocked (their ids are swapped by now); the claims of customers that
 	 * will not be committed released (their locks, still ours, go in round C). */
@@ -1093,7 +1098,7 @@ commit_cluster(struct store *st, const struct store_commit_req *rq, enum store_c
 		store_argv_addf(a, "%zu", nin);
 		store_argv_addf(a, "%d", rq->history_max);
 		store_argv_addf(a, "%d", feed_part_max(rq->feed_max));
-		store_argv_add(a, releases[k] ? "1" : "0", 1);
+		store_argv_addf(a, "%d", releases[k]);
 		for (m = k, nin = 0; m < rq->n; m++) {
 			if (failed[m] || layout_part_of_cid(rq->c[m].cid) != part || releases[m] != releases[k])
 				continue;
@@ -1114,9 +1119,10 @@ commit_cluster(struct store *st, const struct store_commit_req *rq, enum store_c
 	if (rb.n > 0)
 		(void)store_round_run(st, &rb);
 	for (k = 0; k < rq->n; k++) {
-		static const struct { const char *s; enum store_commit_status st; } statuses[] = {
-			{ "FENCED", STORE_COMMIT_FENCED }, { "CONFLICT", STORE_COMMIT_CONFLICT },
-			{ "BROKEN", STORE_COMMIT_BROKEN }, { "IDEM_FENCED", STORE_COMMIT_IDEM_FENCED },
+		static const struct { const char *s; enum store_commit_status st; int kept; } statuses[] = {
+			{ "FENCED", STORE_COMMIT_FENCED, 0 }, { "CONFLICT", STORE_COMMIT_CONFLICT, 0 },
+			{ "BROKEN", STORE_COMMIT_BROKEN, 0 }, { "IDEM_FENCED", STORE_COMMIT_IDEM_FENCED, 0 },
+			{ "FENCED_KEPT", STORE_COMMIT_FENCED, 1 }, { "BROKEN_KEPT", STORE_COMMIT_BROKEN, 1 },
 		};
 		const redisReply *g, *e;
 		size_t j;
@@ -1135,20 +1141,26 @@ commit_cluster(struct store *st, const struct store_commit_req *rq, enum store_c
 		}
 		e = g->element[commit_at[k]];
 		out[k] = STORE_COMMIT_OK;
-		for (j = 0; e->str != NULL && j < sizeof(statuses) / sizeof(statuses[0]); j++)
-			if (strcmp(e->str, statuses[j].s) == 0)
+		for (j = 0; e->str != NULL && j < sizeof(statuses) / sizeof(statuses[0]); j++) {
+			if (strcmp(e->str, statuses[j].s) == 0) {
 				out[k] = statuses[j].st;
+				kept[k] = statuses[j].kept;
+			}
+		}
 	}
 
 	/* Round C: what a committed delink gave up released, under its lock; the locks of the
 	 * customers not committed released. Round D: the delinks' locks. */
-	for (i = 0; i < ncl; i++)
+	for (i = 0; i < ncl; i++) {
 		if (cl[i].release && out[cl[i].cust] == STORE_COMMIT_OK)
 			add_release(&rc, rq->org, &cl[i], rq->c[cl[i].cust].cid);
+		if (!cl[i].release && cl[i].state == 1 && kept[cl[i].cust])
+			add_release(&rc, rq->org, &cl[i], rq->c[cl[i].cust].cid);
+	}
 	for (k = 0; k < rq->n; k++) {
 		if (failed[k])
 			add_unlock(&rc, rq->org, rq->token, rq->c[k].cid);
-		else if (releases[k] && out[k] == STORE_COMMIT_OK)
+		else if (((releases[k] & 1) && out[k] == STORE_COMMIT_OK) || kept[k])
 			add_unlock(&rd, rq->org, rq->token, rq->c[k].cid);
 	}
 	if (rc.n > 0)
@@ -1161,6 +1173,7 @@ out:
 	free(commit_op);
 	free(commit_at);
 	free(releases);
+	free(kept);
 	store_round_free(&ra);
 	store_round_free(&ra2);
 	store_round_free(&ra3);

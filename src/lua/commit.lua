@@ -1,7 +1,10 @@
 -- commit: the fenced write of every locked customer of a request, in one call.
--- ARGV: token, n_customers, history_max, feed_max, keep_locks ('1': a customer written
---   keeps its lock, which the caller releases later (unlock.lua): the cluster protocol's
---   delink, whose index releases come after the commit, under the lock), then per customer:
+-- ARGV: token, n_customers, history_max, feed_max, keep_locks (the cluster protocol's, '0'
+--   on one Redis: '1' or '3': a customer written keeps its lock, which the caller releases
+--   later (unlock.lua): a delink, whose index releases come after the commit, under the
+--   lock; '2' or '3': a customer refused for its version or a key's type keeps its lock too,
+--   and the status says so ("FENCED_KEPT", "BROKEN_KEPT"): a claimant, whose claims made
+--   before the commit are taken back under the lock), then per customer:
 --   customer_key, lock_key, version_read, cid, history_key, feed_key (the customer's
 --   partition of the org's change feed: key layout 2 gives it the customer's tag),
 --   n_set, (field, value)*, n_del, field*,
@@ -43,7 +46,8 @@ if idem_key ~= '' then
 end
 local n = tonumber(ARGV[2])
 local hmax, fmax = tonumber(ARGV[3]), ARGV[4]
-local keep = ARGV[5] == '1'
+local keep = ARGV[5] == '1' or ARGV[5] == '3'
+local keep_failed = ARGV[5] == '2' or ARGV[5] == '3'
 local i = 6
 local out = {}
 -- A feed partition's type is checked once per call (customers of one call may share a
@@ -75,8 +79,12 @@ for c = 1, n do
   elseif redis.call('GET', lk) ~= token then
     out[c] = 'FENCED'
   elseif (redis.call('HGET', ck, 'v') or '') ~= ver then
-    redis.call('DEL', lk)
-    out[c] = 'FENCED'
+    if keep_failed then
+      out[c] = 'FENCED_KEPT'
+    else
+      redis.call('DEL', lk)
+      out[c] = 'FENCED'
+    end
   else
     local broken = false
     local function want(key, typ)
@@ -105,7 +113,9 @@ for c = 1, n do
       hlen = redis.pcall('LPUSH', hk, ARGV[sev + 1])
       if type(hlen) == 'table' then broken = true; hlen = 0 end
     end
-    if broken then
+    if broken and keep_failed then
+      out[c] = 'BROKEN_KEPT'
+    elseif broken then
       redis.call('DEL', lk)
       out[c] = 'BROKEN'
     elseif not free then
