@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "keys.h"
 #include "layout.h"
 #include "store_read.h"
@@ -331,6 +333,63 @@ add_mids(struct store_argv *a, const char *org, const struct rules_customer *c, 
 	}
 }
 
+/*
+ * On a Redis Cluster the index buckets are in other slots than the customer: the write-back
+ * takes the customer's lock (settle.lua with a token), the relinked-away ids are released
+ * and the held ones claimed in their buckets under it (hdel_if.lua, claim.lua), then the
+ * lock is released (unlock.lua): three rounds more, only for a read that found a relink
+ * due. a holds settle.lua's ARGV up to the memberships.
+ */
+#define SETTLE_LOCK_TTL_MS 5000
+
+static void
+settle_cluster(struct store *st, const char *org, const struct rules_customer *c, const struct store_argv *a)
+{
+	struct store_round r1 = { 0 }, r2 = { 0 }, r3 = { 0 };
+	unsigned char rnd[16];
+	char token[33], key[160];
+	struct store_argv *k;
+	const char *res;
+	size_t i;
+
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(token, sizeof(token), rnd, sizeof(rnd));
+	snprintf(key, sizeof(key), KEYS_LOCK_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
+	k = store_round_script(&r1, STORE_SETTLE, 2, key);
+	store_argv_addf(k, KEYS_CUST_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
+	for (i = 0; i < a->n; i++)
+		store_argv_addcopy(k, store_round_arg(a, i), a->len[i]);
+	store_argv_add(k, "0", 1);      /* no release, no claim in the script */
+	store_argv_add(k, "0", 1);
+	store_argv_add(k, token, strlen(token));
+	store_argv_addf(k, "%d", SETTLE_LOCK_TTL_MS);
+	if (store_round_run(st, &r1) == 0 && (res = store_round_str(&r1, 0)) != NULL && strcmp(res, "OK") == 0) {
+		for (i = 0; i < c->nslots; i++) {
+			const struct rules_slot *s = &c->slots[i];
+
+			if (!left_id(s))
+				continue;
+			snprintf(key, sizeof(key), KEYS_MID_FMT, layout_tag_of(s->orig_mid, s->orig_mid_len), org, s->pid);
+			k = store_round_script(&r2, STORE_HDEL_IF, 1, key);
+			store_argv_add(k, s->orig_mid, s->orig_mid_len);
+			store_argv_addf(k, "%lld", (long long)c->cid);
+			snprintf(key, sizeof(key), KEYS_MID_FMT, layout_tag_of(s->m.v.mid, s->m.v.mid_len), org, s->pid);
+			k = store_round_script(&r2, STORE_CLAIM, 1, key);
+			store_argv_add(k, s->m.v.mid, s->m.v.mid_len);
+			store_argv_addf(k, "%lld", (long long)c->cid);
+			store_argv_add(k, "", 0);
+		}
+		(void)store_round_run(st, &r2);
+		snprintf(key, sizeof(key), KEYS_LOCK_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
+		k = store_round_script(&r3, STORE_UNLOCK, 1, key);
+		store_argv_add(k, token, strlen(token));
+		(void)store_round_run(st, &r3);
+	}
+	store_round_free(&r1);
+	store_round_free(&r2);
+	store_round_free(&r3);
+}
+
 void
 store_settle(struct store *st, const char *org, const struct rules_customer *c,
              struct store_text version)
@@ -360,26 +419,7 @@ store_settle(struct store *st, const char *org, const struct rules_customer *c,
 		free(val);
 	}
 	if (store_is_cluster(st)) {
-		/*
-		 * On a cluster the index buckets are in other slots than the customer: the write-back
-		 * is the customer's alone. A relinked-away id stays in its bucket, where a claim by
-		 * another customer finds that its holder no longer holds it (held.lua) and takes it
-		 * over; the relink's own id was claimed when the relink was queued.
-		 */
-		struct store_round r = { 0 };
-		struct store_argv *k;
-		char key[160];
-		size_t i2;
-
-		store_argv_add(&a, "0", 1);
-		store_argv_add(&a, "0", 1);
-		snprintf(key, sizeof(key), KEYS_LOCK_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
-		k = store_round_script(&r, STORE_SETTLE, 2, key);
-		store_argv_addf(k, KEYS_CUST_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
-		for (i2 = 0; i2 < a.n; i2++)
-			store_argv_addcopy(k, store_round_arg(&a, i2), a.len[i2]);
-		(void)store_round_run(st, &r);
-		store_round_free(&r);
+		settle_cluster(st, org, c, &a);
 		store_argv_free(&a);
 		return;
 	}

@@ -4,6 +4,11 @@
 --   n_release, (mid_index_key, membership_id)*   ids the customer no longer holds
 --   n_claim, (mid_index_key, membership_id)*     ids it holds now (claimed when queued;
 --                                                set here only when the entry is missing)
+--   and, on a Redis Cluster only, token, lock_ttl_ms: the index buckets are in other slots
+--   there (n_release and n_claim are 0), so the write-back takes the customer's lock
+--   (SET NX PX, "BUSY" when it is held) and keeps it when it answers "OK": the caller
+--   releases and claims the ids in their buckets under it (claim.lua, hdel_if.lua) and then
+--   releases the lock (unlock.lua); any other answer leaves no lock.
 -- Fenced like a commit, without a lock of its own: nothing is written when a writer holds
 -- the customer's lock ("BUSY": that writer settles it in its own commit) or when the
 -- version is not the one read ("STALE": the values were computed from older data). A
@@ -16,9 +21,18 @@ local i = 5
 local nset = tonumber(ARGV[i]); local sset = i + 1; i = sset + 2 * nset
 local nrel = tonumber(ARGV[i]); local srel = i + 1; i = srel + 2 * nrel
 local ncl = tonumber(ARGV[i]); local scl = i + 1
+local token, ttl = ARGV[scl + 2 * ncl], ARGV[scl + 2 * ncl + 1]
 
-if redis.call('EXISTS', lk) == 1 then return 'BUSY' end
-if (redis.call('HGET', ck, 'v') or '') ~= ver then return 'STALE' end
+if token and token ~= '' then
+  if not redis.call('SET', lk, token, 'NX', 'PX', ttl) then return 'BUSY' end
+  if (redis.call('HGET', ck, 'v') or '') ~= ver then
+    redis.call('DEL', lk)
+    return 'STALE'
+  end
+else
+  if redis.call('EXISTS', lk) == 1 then return 'BUSY' end
+  if (redis.call('HGET', ck, 'v') or '') ~= ver then return 'STALE' end
+end
 for j = 0, nrel - 1 do
   local t = redis.call('TYPE', ARGV[srel + 2 * j]).ok
   if t ~= 'none' and t ~= 'hash' then return 'BROKEN' end
