@@ -1,8 +1,9 @@
 """The store layer (src/store.c) on a real 3+3 Redis Cluster (cluster.py), and partnerd and
 partnerctl started on one (issue 14, slice 4): store_run sends a round over all masters in
 one round trip, store_pipeline / store_command / store_queue route by key, store_masters and
-store_command_on reach each master, transactions and KEYS-less scripts are refused with
-their reason; partnerd with --redis-cluster (or a redis-cluster:// URL) answers health 200,
+store_command_on reach each master (keeping its number across a failover), an op whose
+reply was lost is in doubt, transactions and KEYS-less scripts are refused with their
+reason; partnerd with --redis-cluster (or a redis-cluster:// URL) answers health 200,
 503 while every master is stopped (SIGSTOP by pid) and 200 again after SIGCONT, refuses
 layout-1 data naming `partnerctl migrate`, and bad seed lists or --redis with
 --redis-cluster are refused at start (exit 2).
@@ -196,6 +197,34 @@ def test_store_on_a_cluster_runs_a_round_over_every_master_in_one_round_trip():
         out, end = p.until_dot()
         assert out[0].startswith("OK -ERR") and out[1] == "OK $v-" + ks[1], out
         assert end.startswith(". 0 0"), end
+
+
+def test_store_on_a_cluster_reports_an_op_whose_reply_was_lost_as_in_doubt():
+    """A master stopped (SIGSTOP) after the store connected: its op of a round is sent and
+    its reply never comes within the timeout: INDOUBT (it may have run: it did, once the
+    master went on), store_maybe_ran 1; the other masters' ops are OK; the next round is
+    served again."""
+    c = _cluster()
+    ms = c.masters()
+    ks = [c.key_on(m["port"], "sr.doubt.") for m in ms]
+    with Probe(c.seeds, "--timeout-ms", "200") as p:
+        assert p("!warm") == "OK 0"
+        stopped = ms[1]["port"]
+        c.procs[stopped].send_signal(signal.SIGSTOP)
+        try:
+            p.send(*([">%s SET %s d-%s" % (k, k, k) for k in ks] + ["!run"]))
+            out, end = p.until_dot()
+        finally:
+            c.procs[stopped].send_signal(signal.SIGCONT)
+        assert out == ["OK +OK", "INDOUBT", "OK +OK"], out
+        assert end.startswith(". -1 1 redis cluster: ") and "may have run" in end, end
+        deadline = time.monotonic() + 5
+        while _get(c, ks[1]) != "d-" + ks[1]:
+            assert time.monotonic() < deadline, "the in-doubt SET never ran"
+            time.sleep(0.05)
+        p.send(*([">%s GET %s" % (k, k) for k in ks] + ["!run"]))
+        out, end = p.until_dot()
+        assert out == ["OK $d-" + k for k in ks] and end.startswith(". 0 0"), (out, end)
 
 
 def test_store_on_a_cluster_runs_a_script_with_its_keys_on_their_master_and_refuses_one_without():
@@ -462,6 +491,28 @@ def test_partnerd_and_partnerctl_refuse_bad_seed_lists_and_redis_with_redis_clus
     with Partnerd("--redis", bad_url) as pd:
         rc = pd.wait_exit()
         assert rc == 2 and "has no port" in pd.logtext(), (rc, pd.logtext())
+
+
+def test_store_on_a_cluster_keeps_a_masters_number_across_a_failover():
+    """A master killed (kill -9): store_ping fails until its replica is promoted, then
+    answers again (within 15 s), and store_command_on with the killed master's number
+    reaches the promoted replica (the same slots: the same number)."""
+    c = _cluster()
+    ms = _masters_in_slot_order(c)
+    victim = 1
+    m = ms[victim]
+    replica = c.replica_of(m["id"])
+    with Probe(c.seeds, "--timeout-ms", "300") as p:
+        assert p("@%d CLUSTER MYID" % victim) == "OK $" + m["id"]
+        c.kill9(m["port"])
+        t0 = time.monotonic()
+        while p("!ping") != "OK 0":
+            assert time.monotonic() - t0 < 15, "no master of those slots after 15 s"
+            time.sleep(0.1)
+        print("    # master killed (kill -9): store_ping answered again after %.2f s"
+              % (time.monotonic() - t0))
+        assert p("!masters") == "OK 3"
+        assert p("@%d CLUSTER MYID" % victim) == "OK $" + replica["id"]
 
 
 def test_store_cluster_tests_stop_their_cluster():
