@@ -521,6 +521,7 @@ struct cluster {
 struct job {
 	int target;             /* this round's node, -1 none */
 	int ask;                /* node index given by -ASK (send ASKING first), -1 none */
+	int moved;              /* node index given by -MOVED, for its next send only, -1 none */
 	int load;               /* SCRIPT LOAD its script first (after NOSCRIPT) */
 	int wait;               /* resend after a back-off (TRYAGAIN, CLUSTERDOWN, down) */
 	int redirects, noscripts;
@@ -935,6 +936,7 @@ redirect(struct cluster *cl, const struct node *nd, struct cluster_redirect *rd,
 	if (moved) {
 		cl->slot[rd->slot] = (int16_t)to;
 		cl->nodes[to]->primary = 1;
+		jb->moved = to;
 		/* the next command of this slot goes there at once; more slots moved, likely:
 		 * the whole map is reloaded when due (refresh_due) */
 		cl->stale = 1;
@@ -980,6 +982,7 @@ read_node(struct cluster *cl, int i, const struct cluster_cmd *cmds, struct job 
 		}
 		jb->load = 0;
 		jb->ask = -1;
+		jb->moved = -1;
 		if (r->type != REDIS_REPLY_ERROR) {
 			finish(jb, st, replies, j, CLUSTER_OK, r);
 			continue;
@@ -1027,16 +1030,41 @@ read_node(struct cluster *cl, int i, const struct cluster_cmd *cmds, struct job 
 }
 
 /*
- * One round: routes every pending job, sends each node its commands, then reads every
- * node's replies. Returns 1 when some job waits for a back-off.
+ * The node indices of the masters, in the order of their first slot, in out[0..MAX_NODES);
+ * returns their number (0 without a map).
+ */
+static size_t
+master_list(const struct cluster *cl, int *out)
+{
+	char seen[MAX_NODES] = { 0 };
+	size_t n = 0;
+	int s;
+
+	for (s = 0; s < CLUSTER_SLOTS; s++) {
+		int i = cl->slot[s];
+
+		if (i >= 0 && !seen[i]) {
+			seen[i] = 1;
+			out[n++] = i;
+		}
+	}
+	return n;
+}
+
+/*
+ * One round: routes every pending job (by its key's slot, or to master pins[j] when pins
+ * is given), sends each node its commands, then reads every node's replies. Returns 1
+ * when some job waits for a back-off.
  */
 static int
-round_once(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, struct job *jobs,
-           int64_t deadline, redisReply **replies, enum cluster_status *st)
+round_once(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, const size_t *pins,
+           struct job *jobs, int64_t deadline, redisReply **replies, enum cluster_status *st)
 {
 	size_t j, i, nn = cl->nnodes;    /* read_node may add nodes (redirects): not these */
 	int wait = 0, sending = 0;
 	int *used = calloc(nn + 1, sizeof *used);
+	int masters[MAX_NODES];
+	size_t nmasters = pins != NULL ? master_list(cl, masters) : 0;
 
 	if (used == NULL)
 		abort();
@@ -1046,14 +1074,27 @@ round_once(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, struct 
 	}
 	for (j = 0; j < n; j++) {
 		struct job *jb = &jobs[j];
-		unsigned slot;
+		unsigned slot = 0;
 
 		jb->target = -1;
 		if (jb->done)
 			continue;
 		jb->wait = 0;
-		slot = cluster_key_slot(cmds[j].key ? cmds[j].key : "", cmds[j].keylen);
-		jb->target = jb->ask >= 0 ? jb->ask : cl->slot[slot];
+		if (pins != NULL) {
+			jb->target = pins[j] < nmasters ? masters[pins[j]] : -1;
+			if (jb->target < 0) {
+				seterr(cl, "cluster: master %zu of %zu is not known", pins[j], nmasters);
+				cl->stale = 1;
+				jb->wait = wait = 1;
+				continue;
+			}
+		} else {
+			slot = cluster_key_slot(cmds[j].key ? cmds[j].key : "", cmds[j].keylen);
+			/* after MOVED, its target: the same as the slot's now, unless the command's
+			 * key is not the one that routes it (a command whose first key is not the
+			 * routing key the caller named) */
+			jb->target = jb->ask >= 0 ? jb->ask : jb->moved >= 0 ? jb->moved : cl->slot[slot];
+		}
 		if (jb->target < 0) {
 			seterr(cl, "cluster: slot %u has no known primary", slot);
 			cl->stale = 1;
@@ -1069,6 +1110,7 @@ round_once(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, struct 
 			cl->stats.down++;
 			jb->wait = wait = 1;
 			jb->ask = -1;   /* the owner will say ASK again if it still must */
+			jb->moved = -1;
 			continue;
 		}
 		queue_job(cl, cl->nodes[jb->target], &cmds[j], jb, j);
@@ -1092,6 +1134,7 @@ round_once(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, struct 
 			struct job *jb = &jobs[nd->q[k]];
 
 			jb->ask = -1;
+			jb->moved = -1;
 			jb->load = 0;
 			if (jb->start < sent) {
 				finish(jb, st, replies, nd->q[k], CLUSTER_INDOUBT, NULL);
@@ -1119,9 +1162,10 @@ sleep_ms(int64_t ms)
 		;
 }
 
-int
-cluster_run(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, int64_t deadline_ms,
-            redisReply **replies, enum cluster_status *st)
+/* cluster_run, or cluster_run_on when pins is given. */
+static int
+run(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, const size_t *pins,
+    int64_t deadline_ms, redisReply **replies, enum cluster_status *st)
 {
 	struct job *jobs = calloc(n + 1, sizeof *jobs);
 	int64_t wait_ms = WAIT_MIN_MS;
@@ -1133,12 +1177,13 @@ cluster_run(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, int64_
 	cl->err[0] = '\0';
 	for (j = 0; j < n; j++) {
 		jobs[j].ask = -1;
+		jobs[j].moved = -1;
 		st[j] = CLUSTER_UNAVAILABLE;
 		replies[j] = NULL;
 	}
 	refresh_due(cl, deadline_ms);
 	for (;;) {
-		int wait = round_once(cl, cmds, n, jobs, deadline_ms, replies, st);
+		int wait = round_once(cl, cmds, n, pins, jobs, deadline_ms, replies, st);
 		int64_t now;
 
 		for (left = 0, j = 0; j < n; j++)
@@ -1168,6 +1213,33 @@ cluster_run(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, int64_
 		}
 	free(jobs);
 	return rc;
+}
+
+int
+cluster_run(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, int64_t deadline_ms,
+            redisReply **replies, enum cluster_status *st)
+{
+	return run(cl, cmds, n, NULL, deadline_ms, replies, st);
+}
+
+int
+cluster_run_on(struct cluster *cl, const size_t *masters, const struct cluster_cmd *cmds,
+               size_t n, int64_t deadline_ms, redisReply **replies, enum cluster_status *st)
+{
+	return run(cl, cmds, n, masters, deadline_ms, replies, st);
+}
+
+size_t
+cluster_masters(struct cluster *cl, int64_t deadline_ms)
+{
+	int masters[MAX_NODES];
+
+	cl->err[0] = '\0';
+	refresh_due(cl, deadline_ms);
+	if (!cl->have_map && cl->err[0] == '\0')
+		seterr(cl, "cluster: no slot map (loaded less than %d ms ago: not again yet)",
+		       cl->refresh_min_ms);
+	return master_list(cl, masters);
 }
 
 redisReply *

@@ -165,6 +165,24 @@ enum cluster_status {
 int cluster_run(struct cluster *cl, const struct cluster_cmd *cmds, size_t n,
                 int64_t deadline_ms, redisReply **replies, enum cluster_status *st);
 
+/*
+ * The number of masters in the slot map (loaded first when there is none or it is due, as
+ * cluster_run does); 0 when no map could be loaded (cluster_error says why). Masters are
+ * numbered 0.. in the order of their first slot, so a master keeps its number across a
+ * failover (its promoted replica takes its slots).
+ */
+size_t cluster_masters(struct cluster *cl, int64_t deadline_ms);
+
+/*
+ * cluster_run with command j sent to master masters[j] (a number of cluster_masters)
+ * rather than to its key's node: commands that have no key (PING, INFO, DBSIZE, SCAN...).
+ * Each round finds the master of a number again (after a failover: the promoted replica).
+ * A redirection is not followed (the command is redirected at most 8 times, to the same
+ * master, then CLUSTER_UNAVAILABLE); the rest is as cluster_run.
+ */
+int cluster_run_on(struct cluster *cl, const size_t *masters, const struct cluster_cmd *cmds,
+                   size_t n, int64_t deadline_ms, redisReply **replies, enum cluster_status *st);
+
 /* cluster_run of one command: its reply, or NULL with *st telling why. */
 redisReply *cluster_command(struct cluster *cl, const struct cluster_cmd *cmd,
                             int64_t deadline_ms, enum cluster_status *st);

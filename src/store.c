@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "dates.h"
 #include "layout.h"
 #include "lua_scripts.h"
@@ -26,6 +27,25 @@
  * more, which are freed when the request is done.
  */
 #define REPLY_CHUNK (64 * 1024)
+
+/*
+ * The queue on a cluster: the commands' arguments copied (the caller reuses its argv),
+ * run at once with cluster_run when the queue is sent.
+ */
+struct cq_op {
+	size_t arg0, argc;      /* its arguments: args[arg0 .. arg0+argc) */
+	long key;               /* the argument that routes it, -1: none */
+	int script;             /* -1, or the script it runs (EVALSHA, argv = numkeys...) */
+};
+
+struct cq {
+	struct cq_op *op;       /* one per queued command (s->q holds its callback) */
+	size_t opcap;
+	size_t *off, *len;      /* each argument's bytes in buf */
+	size_t nargs, argcap;
+	char *buf;
+	size_t buflen, bufcap;
+};
 
 struct store {
 	struct rconn_cfg cfg;
@@ -46,6 +66,14 @@ struct store {
 	int qbroken;            /* the connection broke since store_flush: queue nothing */
 	store_check_fn check;   /* run on each new connection (store_set_connect_check) */
 	int refused;            /* the last connect was refused by check: err says why */
+	/* a Redis Cluster (cfg.cluster set): the router, and what replaces s->c's checks */
+	struct cluster *cl;     /* NULL: one Redis */
+	char bad_seeds[256];    /* cfg.cluster did not parse: every call fails with this */
+	int checked;            /* the connect check passed on this store's router */
+	int in_check;           /* the check runs: its own calls skip it */
+	uint64_t cl_fails;      /* cluster calls that failed (the check's round tells by it) */
+	char check_msg[256];    /* the check's refusal, given again during the back-off */
+	struct cq cq;           /* the queue's commands (store_queue on a cluster) */
 };
 
 /* A queued command's reply callback. */
@@ -56,6 +84,19 @@ struct store_qslot {
 
 #define QUEUE_MAX 1000
 
+/* A Redis Cluster's side of the calls (the end of this file). */
+static redisReply *cl_command(struct store *s, const struct store_argv *cmd, const size_t *pin);
+static int cl_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply ***replies);
+static int cl_queue_send(struct store *s);
+static int cl_queue_add(struct store *s, const struct store_argv *a, int script, store_reply_fn fn,
+                        void *arg);
+static int queue_slot(struct store *s, store_reply_fn fn, void *arg);
+static int cl_store_run(struct store *s, const struct store_op *ops, size_t n, int64_t deadline_ms,
+                        redisReply **replies, enum store_op_status *st);
+static int cl_ping(struct store *s);
+static void cq_reset(struct store *s);
+static void cq_free(struct cq *q);
+
 static const char *const script_source[STORE_NSCRIPTS] = {
 	[STORE_BEGIN] = lua_begin,
 	[STORE_COMMIT] = lua_commit,
@@ -64,6 +105,13 @@ static const char *const script_source[STORE_NSCRIPTS] = {
 	[STORE_SETTLE] = lua_settle,
 	[STORE_RESOLVE] = lua_resolve,
 	[STORE_HDEL_IF] = lua_hdel_if,
+};
+
+/* The scripts' names, for messages. */
+static const char *const script_name[STORE_NSCRIPTS] = {
+	[STORE_BEGIN] = "begin", [STORE_COMMIT] = "commit", [STORE_READ] = "read",
+	[STORE_IDEM] = "idem", [STORE_SETTLE] = "settle", [STORE_RESOLVE] = "resolve",
+	[STORE_HDEL_IF] = "hdel_if",
 };
 
 /*
@@ -303,6 +351,15 @@ store_new(const struct rconn_cfg *cfg)
 	s->cfg = *cfg;
 	s->backoff_ms = BACKOFF_MIN_MS;
 	rarena_init(&s->replies, REPLY_CHUNK);
+	if (cfg->cluster[0] != '\0') {
+		struct cluster_seeds seeds;
+
+		/* a bad list fails every call with its message (partnerd checked it at start) */
+		if (cluster_parse_seeds(cfg->cluster, &seeds, s->bad_seeds, sizeof(s->bad_seeds)) == 0)
+			s->cl = cluster_new(&seeds, cfg->timeout_ms, script_text, STORE_NSCRIPTS);
+		else if (s->bad_seeds[0] == '\0')
+			snprintf(s->bad_seeds, sizeof(s->bad_seeds), "redis cluster seeds: bad");
+	}
 	return s;
 }
 
@@ -313,6 +370,8 @@ store_free(struct store *s)
 		return;
 	if (s->c != NULL)
 		redisFree(s->c);
+	cluster_free(s->cl);
+	cq_free(&s->cq);
 	resp_free(&s->out);
 	free(s->q);
 	rarena_free(&s->replies);
@@ -323,6 +382,8 @@ void
 store_replies_release(struct store *s)
 {
 	rarena_reset(&s->replies);
+	if (s->cl != NULL)
+		cluster_replies_release(s->cl);
 }
 
 void *
@@ -340,7 +401,12 @@ store_error(const struct store *s)
 uint64_t
 store_round_trips(const struct store *s)
 {
-	return s->trips;
+	struct cluster_stats cs;
+
+	if (s->cl == NULL)
+		return s->trips;
+	cluster_get_stats(s->cl, &cs);
+	return s->trips + cs.rounds;
 }
 
 /* No reconnect is tried before the back-off has passed; the back-off doubles. */
@@ -410,7 +476,9 @@ ensure(struct store *s)
 	if (s->c != NULL)
 		return 0;
 	if (s->cfg.cluster[0] != '\0') {
-		snprintf(s->err, sizeof(s->err), "redis cluster: not supported by this build yet");
+		/* not reached: every call of a cluster's store goes through cl_run */
+		snprintf(s->err, sizeof(s->err), "%s", s->bad_seeds[0] ? s->bad_seeds
+		         : "store: a call of one Redis on a cluster's store");
 		return -1;
 	}
 	cfg = s->cfg;
@@ -631,6 +699,12 @@ store_eval(struct store *s, enum store_script which, struct store_argv *a)
 	redisReply *r = NULL;
 
 	s->maybe_ran = 0;
+	if (s->cfg.cluster[0] != '\0') {
+		/* with no KEYS there is no node to send it to: store_run names them */
+		snprintf(s->err, sizeof(s->err), "redis cluster: script %s needs its keys on a "
+		         "cluster (store_run with its KEYS)", script_name[which]);
+		return NULL;
+	}
 	if (prepare(s) != 0)
 		return NULL;
 	format_eval(s, which, a, 0);
@@ -666,6 +740,8 @@ store_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply **
 
 	*replies = NULL;
 	s->maybe_ran = 0;
+	if (s->cfg.cluster[0] != '\0')
+		return cl_pipeline(s, cmds, n, replies);
 	if (prepare(s) != 0)
 		return -1;
 	for (i = 0; i < n; i++)
@@ -720,7 +796,8 @@ queue_broken(struct store *s)
 	s->out.len = 0;
 	s->qbroken = 1;
 	s->qfailed = 1;
-	rarena_reset(&s->replies);
+	cq_reset(s);
+	store_replies_release(s);
 	return -1;
 }
 
@@ -737,6 +814,8 @@ queue_send(struct store *s)
 
 	if (s->qn == 0)
 		return 0;
+	if (s->cfg.cluster[0] != '\0')
+		return cl_queue_send(s);
 	out = malloc(s->qn * sizeof(*out));
 	if (out == NULL)
 		abort();
@@ -769,6 +848,8 @@ store_send(struct store *s)
 {
 	if (s->qbroken)
 		return -2;
+	if (s->cfg.cluster[0] != '\0')
+		return 0;       /* the queue runs at store_flush or when full (store.h) */
 	if (queue_write(s) != 0) {
 		queue_broken(s);
 		return -2;
@@ -805,6 +886,8 @@ store_queue(struct store *s, const struct store_argv *cmd, store_reply_fn fn, vo
 {
 	size_t i;
 
+	if (s->cfg.cluster[0] != '\0')
+		return cl_queue_add(s, cmd, -1, fn, arg);
 	if (queue_slot(s, fn, arg) != 0)
 		return -1;
 	resp_count(&s->out, '*', cmd->n);
@@ -819,6 +902,8 @@ store_queue_script(struct store *s, enum store_script which, const struct store_
 {
 	size_t i;
 
+	if (s->cfg.cluster[0] != '\0')
+		return cl_queue_add(s, args, (int)which, fn, arg);
 	if (queue_slot(s, fn, arg) != 0)
 		return -1;
 	/* EVAL with the text, not EVALSHA: see store.h */
@@ -851,12 +936,16 @@ store_command(struct store *s, const struct store_argv *cmd)
 
 	if (store_flush(s) == -2)
 		return NULL;
-	argv = malloc((cmd->n + 1) * sizeof(*argv));
-	if (argv == NULL)
-		abort();
-	argv_resolve(cmd, argv);
-	r = command(s, cmd->n, argv, cmd->len);
-	free(argv);
+	if (s->cfg.cluster[0] != '\0') {
+		r = cl_command(s, cmd, NULL);
+	} else {
+		argv = malloc((cmd->n + 1) * sizeof(*argv));
+		if (argv == NULL)
+			abort();
+		argv_resolve(cmd, argv);
+		r = command(s, cmd->n, argv, cmd->len);
+		free(argv);
+	}
 	if (r != NULL && r->type == REDIS_REPLY_ERROR)
 		snprintf(s->err, sizeof(s->err), "redis refused %.*s: %.200s",
 		         (int)(cmd->len[0] < 32 ? cmd->len[0] : 32), argv_at(cmd, 0), r->str);
@@ -900,6 +989,8 @@ store_resolve(struct store *s, struct store_argv *a)
 int
 store_warm(struct store *s)
 {
+	if (s->cfg.cluster[0] != '\0')
+		return cl_ping(s);      /* the map, every master connected, the check */
 	return ensure(s);
 }
 
@@ -908,9 +999,12 @@ store_ping(struct store *s)
 {
 	const char *argv[1] = { "PING" };
 	size_t len[1] = { 4 };
-	redisReply *r = command(s, 1, argv, len);
+	redisReply *r;
 	int ok;
 
+	if (s->cfg.cluster[0] != '\0')
+		return cl_ping(s);
+	r = command(s, 1, argv, len);
 	if (r == NULL)
 		return -1;
 	ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
@@ -922,8 +1016,7 @@ store_ping(struct store *s)
 int
 store_is_cluster(const struct store *s)
 {
-	(void)s;
-	return 0;
+	return s->cfg.cluster[0] != '\0';
 }
 
 /* Op i's command as RESP text in s->out: EVALSHA sha (or EVAL text) argv..., or argv. */
@@ -993,6 +1086,8 @@ store_run(struct store *s, const struct store_op *ops, size_t n, int64_t deadlin
 	size_t i, m = 0, *idx;
 	int rc = 0;
 
+	if (s->cfg.cluster[0] != '\0')
+		return cl_store_run(s, ops, n, deadline_ms, replies, st);
 	for (i = 0; i < n; i++) {
 		replies[i] = NULL;
 		st[i] = STORE_OP_UNAVAILABLE;
@@ -1033,6 +1128,7 @@ store_run(struct store *s, const struct store_op *ops, size_t n, int64_t deadlin
 	if (m > 0 && run_one_trip(s, idx, m, replies, st) != 0)
 		rc = -1;
 out:
+	s->maybe_ran = 0;
 	for (i = 0; i < n; i++)
 		if (st[i] == STORE_OP_INDOUBT)
 			s->maybe_ran = 1;
@@ -1047,17 +1143,506 @@ out:
 size_t
 store_masters(struct store *s)
 {
-	(void)s;
-	return 1;
+	size_t n;
+
+	if (s->cfg.cluster[0] == '\0')
+		return 1;
+	if (s->cl == NULL) {
+		snprintf(s->err, sizeof(s->err), "%s", s->bad_seeds);
+		return 0;
+	}
+	n = cluster_masters(s->cl, mono_ms() + (s->cfg.timeout_ms > 0 ? s->cfg.timeout_ms : 1000));
+	if (n == 0)
+		snprintf(s->err, sizeof(s->err), "redis %s", cluster_error(s->cl));
+	return n;
 }
 
 redisReply *
 store_command_on(struct store *s, size_t master, const struct store_argv *cmd)
 {
+	if (s->cfg.cluster[0] != '\0') {
+		redisReply *r;
+
+		size_t n;
+
+		if (store_flush(s) == -2)
+			return NULL;
+		n = store_masters(s);
+		if (master >= n) {
+			s->maybe_ran = 0;
+			if (n > 0)
+				snprintf(s->err, sizeof(s->err), "redis cluster: master %zu asked for, the "
+				         "cluster has %zu", master, n);
+			return NULL;
+		}
+		r = cl_command(s, cmd, &master);
+		if (r != NULL && r->type == REDIS_REPLY_ERROR)
+			snprintf(s->err, sizeof(s->err), "redis refused %.*s on master %zu: %.200s",
+			         (int)(cmd->len[0] < 32 ? cmd->len[0] : 32), argv_at(cmd, 0), master,
+			         r->str);
+		return r;
+	}
 	if (master != 0) {
 		snprintf(s->err, sizeof(s->err), "store: master %zu of 1 asked for", master);
 		s->maybe_ran = 0;
 		return NULL;
 	}
 	return store_command(s, cmd);
+}
+
+/* ---- a Redis Cluster (docs/CLUSTER.md "The store on a cluster") --------------------- */
+
+
+/* p[0..len) is the word w (upper case), in any case. */
+static int
+word_is(const char *p, size_t len, const char *w)
+{
+	size_t i;
+
+	if (len != strlen(w))
+		return 0;
+	for (i = 0; i < len; i++) {
+		char c = p[i] >= 'a' && p[i] <= 'z' ? (char)(p[i] - 'a' + 'A') : p[i];
+
+		if (c != w[i])
+			return 0;
+	}
+	return 1;
+}
+
+/* Argument i as a count (a string of digits); -1 when it is not one. */
+static long
+argv_count(const struct store_argv *a, size_t i)
+{
+	const char *p = argv_at(a, i);
+	long v = 0;
+	size_t k;
+
+	if (a->len[i] == 0 || a->len[i] > 9)
+		return -1;
+	for (k = 0; k < a->len[i]; k++) {
+		if (p[k] < '0' || p[k] > '9')
+			return -1;
+		v = v * 10 + (p[k] - '0');
+	}
+	return v;
+}
+
+/*
+ * The argument that routes command a on a cluster: argv[1], the first key of nearly every
+ * command; for EVAL, EVALSHA, FCALL (and their _RO) the first of their KEYS. -1: it has
+ * none (PING, TIME, a script with no KEYS): any master takes it.
+ */
+static long
+cmd_key_arg(const struct store_argv *a)
+{
+	static const char *const scripts[] = { "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO",
+	                                       "FCALL", "FCALL_RO" };
+	size_t k;
+
+	if (a->n < 2)
+		return -1;
+	for (k = 0; k < sizeof(scripts) / sizeof(scripts[0]); k++)
+		if (word_is(argv_at(a, 0), a->len[0], scripts[k]))
+			return a->n >= 4 && argv_count(a, 2) > 0 ? 3 : -1;
+	return 1;
+}
+
+/*
+ * A transaction cannot span a cluster's nodes (each command goes to its key's master):
+ * MULTI, EXEC, DISCARD, WATCH and UNWATCH are refused, with the reason in s->err. 1 when a
+ * is one of them.
+ */
+static int
+refuse_tx(struct store *s, const struct store_argv *a)
+{
+	static const char *const tx[] = { "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH" };
+	size_t k;
+
+	if (a->n == 0)
+		return 0;
+	for (k = 0; k < sizeof(tx) / sizeof(tx[0]); k++)
+		if (word_is(argv_at(a, 0), a->len[0], tx[k])) {
+			snprintf(s->err, sizeof(s->err), "redis cluster: %s refused: a transaction "
+			         "cannot span a cluster's nodes (each command goes to the master of its "
+			         "key)", tx[k]);
+			return 1;
+		}
+	return 0;
+}
+
+/* The cluster command of argv a (its pointers written to ptrs, a->n of them). */
+static void
+cl_cmd_of(struct cluster_cmd *c, const struct store_argv *a, const char **ptrs, int script)
+{
+	long key = script >= 0 ? (a->n >= 2 && argv_count(a, 0) > 0 ? 1 : -1) : cmd_key_arg(a);
+
+	argv_resolve(a, ptrs);
+	c->key = key >= 0 ? ptrs[key] : NULL;
+	c->keylen = key >= 0 ? a->len[key] : 0;
+	c->script = script;
+	c->argc = a->n;
+	c->argv = ptrs;
+	c->argvlen = a->len;
+}
+
+/*
+ * The connect check (store_set_connect_check) on a cluster: once per store (its router),
+ * before its first call runs, with its own commands routed by key. A refusal fails the
+ * calls (with its message) for a back-off, then the check runs again; a check whose
+ * commands could not run fails this call and runs again at the next. 0: go on.
+ */
+static int
+cl_ready(struct store *s)
+{
+	char msg[sizeof(s->err)];
+	uint64_t fails;
+	int rc;
+
+	if (s->cl == NULL) {
+		snprintf(s->err, sizeof(s->err), "%s", s->bad_seeds);
+		return -1;
+	}
+	if (s->check == NULL || s->checked || s->in_check)
+		return 0;
+	if (s->refused && mono_ms() < s->retry_at) {
+		snprintf(s->err, sizeof(s->err), "%s", s->check_msg);
+		return -1;
+	}
+	fails = s->cl_fails;
+	msg[0] = '\0';
+	s->in_check = 1;
+	rc = s->check(s, msg, sizeof(msg));
+	s->in_check = 0;
+	s->maybe_ran = 0;
+	if (s->cl_fails != fails)
+		return -1;              /* its round failed: s->err says why */
+	if (rc != 0) {
+		snprintf(s->err, sizeof(s->err), "%s", msg);
+		snprintf(s->check_msg, sizeof(s->check_msg), "%s", msg);
+		s->refused = 1;
+		back_off(s);
+		return -1;
+	}
+	s->refused = 0;
+	s->checked = 1;
+	s->backoff_ms = BACKOFF_MIN_MS;
+	return 0;
+}
+
+/*
+ * Runs cmds[0..n) on the cluster (to masters pins[j] when pins is given) after the connect
+ * check, within deadline_ms (0: now + the redis timeout). Returns 0 when every command got
+ * its reply, -1 otherwise (s->err says why; s->maybe_ran when one is in doubt).
+ */
+static int
+cl_run(struct store *s, const struct cluster_cmd *cmds, size_t n, const size_t *pins,
+       int64_t deadline_ms, redisReply **replies, enum store_op_status *st)
+{
+	enum cluster_status *cst;
+	size_t i;
+	int rc;
+
+	s->maybe_ran = 0;
+	for (i = 0; i < n; i++) {
+		replies[i] = NULL;
+		st[i] = STORE_OP_UNAVAILABLE;
+	}
+	if (n == 0)
+		return 0;
+	if (cl_ready(s) != 0)
+		return -1;
+	if (deadline_ms == 0)
+		deadline_ms = mono_ms() + (s->cfg.timeout_ms > 0 ? s->cfg.timeout_ms : 1000);
+	cst = malloc(n * sizeof(*cst));
+	if (cst == NULL)
+		abort();
+	rc = pins != NULL ? cluster_run_on(s->cl, pins, cmds, n, deadline_ms, replies, cst)
+	                  : cluster_run(s->cl, cmds, n, deadline_ms, replies, cst);
+	for (i = 0; i < n; i++) {
+		st[i] = cst[i] == CLUSTER_OK ? STORE_OP_OK
+		        : cst[i] == CLUSTER_INDOUBT ? STORE_OP_INDOUBT : STORE_OP_UNAVAILABLE;
+		if (st[i] == STORE_OP_INDOUBT)
+			s->maybe_ran = 1;
+	}
+	free(cst);
+	if (rc != 0) {
+		s->cl_fails++;
+		metrics_redis_error();
+		snprintf(s->err, sizeof(s->err), "redis %.240s", cluster_error(s->cl));
+	}
+	return rc;
+}
+
+static int
+cl_store_run(struct store *s, const struct store_op *ops, size_t n, int64_t deadline_ms,
+             redisReply **replies, enum store_op_status *st)
+{
+	struct cluster_cmd *cmds = malloc((n + 1) * sizeof(*cmds));
+	const char **ptrs, **p;
+	size_t i, total = 0;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		replies[i] = NULL;
+		st[i] = STORE_OP_UNAVAILABLE;
+		total += ops[i].argv->n;
+	}
+	s->maybe_ran = 0;
+	ptrs = malloc((total + 1) * sizeof(*ptrs));
+	if (cmds == NULL || ptrs == NULL)
+		abort();
+	for (i = 0, p = ptrs; i < n; i++) {
+		if (ops[i].script < 0 && refuse_tx(s, ops[i].argv)) {
+			free(cmds);
+			free(ptrs);
+			return -1;
+		}
+		argv_resolve(ops[i].argv, p);
+		cmds[i].key = ops[i].key;
+		cmds[i].keylen = ops[i].keylen;
+		cmds[i].script = ops[i].script;
+		cmds[i].argc = ops[i].argv->n;
+		cmds[i].argv = p;
+		cmds[i].argvlen = ops[i].argv->len;
+		p += ops[i].argv->n;
+	}
+	rc = cl_run(s, cmds, n, NULL, deadline_ms, replies, st);
+	free(cmds);
+	free(ptrs);
+	return rc;
+}
+
+static int
+cl_pipeline(struct store *s, struct store_argv *cmds, size_t n, redisReply ***replies)
+{
+	struct cluster_cmd *cc = malloc((n + 1) * sizeof(*cc));
+	enum store_op_status *st = malloc((n + 1) * sizeof(*st));
+	redisReply **out = rarena_alloc(&s->replies, (n + 1) * sizeof(*out));
+	const char **ptrs, **p;
+	size_t i, total = 0;
+	int rc = -1;
+
+	for (i = 0; i < n; i++)
+		total += cmds[i].n;
+	ptrs = malloc((total + 1) * sizeof(*ptrs));
+	if (cc == NULL || st == NULL || out == NULL || ptrs == NULL)
+		abort();
+	for (i = 0, p = ptrs; i < n; i++) {
+		if (refuse_tx(s, &cmds[i]))
+			goto done;
+		cl_cmd_of(&cc[i], &cmds[i], p, -1);
+		p += cmds[i].n;
+	}
+	rc = cl_run(s, cc, n, NULL, 0, out, st);
+	if (rc == 0)
+		*replies = out;
+done:
+	free(cc);
+	free(st);
+	free(ptrs);
+	return rc == 0 ? 0 : -1;
+}
+
+/* One command, routed by its key (pin NULL) or to master *pin; NULL when it failed. */
+static redisReply *
+cl_command(struct store *s, const struct store_argv *cmd, const size_t *pin)
+{
+	const char **ptrs = malloc((cmd->n + 1) * sizeof(*ptrs));
+	enum store_op_status st;
+	struct cluster_cmd c;
+	redisReply *r = NULL;
+
+	if (ptrs == NULL)
+		abort();
+	s->maybe_ran = 0;
+	if (!refuse_tx(s, cmd)) {
+		cl_cmd_of(&c, cmd, ptrs, -1);
+		if (pin != NULL)
+			c.key = NULL, c.keylen = 0;
+		cl_run(s, &c, 1, pin, 0, &r, &st);
+	}
+	free(ptrs);
+	return r;
+}
+
+/* PING on every master, in one round; 0 when each answered PONG. */
+static int
+cl_ping(struct store *s)
+{
+	size_t n = store_masters(s), i;
+	struct cluster_cmd *c;
+	enum store_op_status *st;
+	redisReply **r;
+	size_t *pins;
+	static const char *const argv[1] = { "PING" };
+	static const size_t len[1] = { 4 };
+	int ok = 0;
+
+	s->maybe_ran = 0;
+	if (n == 0)
+		return -1;
+	c = calloc(n, sizeof(*c));
+	st = calloc(n, sizeof(*st));
+	r = calloc(n, sizeof(*r));
+	pins = calloc(n, sizeof(*pins));
+	if (c == NULL || st == NULL || r == NULL || pins == NULL)
+		abort();
+	for (i = 0; i < n; i++) {
+		c[i].script = -1;
+		c[i].argc = 1;
+		c[i].argv = argv;
+		c[i].argvlen = len;
+		pins[i] = i;
+	}
+	if (cl_run(s, c, n, pins, 0, r, st) == 0) {
+		ok = 1;
+		for (i = 0; i < n; i++)
+			if (r[i]->type != REDIS_REPLY_STATUS || strcmp(r[i]->str, "PONG") != 0) {
+				snprintf(s->err, sizeof(s->err), "redis cluster: master %zu answered PING "
+				         "with %.150s", i, r[i]->type == REDIS_REPLY_ERROR ? r[i]->str
+				         : "another reply");
+				ok = 0;
+			}
+	}
+	free(c);
+	free(st);
+	free(r);
+	free(pins);
+	return ok ? 0 : -1;
+}
+
+/* ---- the queue on a cluster --------------------------------------------------------- */
+
+static void
+cq_reset(struct store *s)
+{
+	s->cq.nargs = 0;
+	s->cq.buflen = 0;
+}
+
+static void
+cq_free(struct cq *q)
+{
+	free(q->op);
+	free(q->off);
+	free(q->len);
+	free(q->buf);
+	memset(q, 0, sizeof(*q));
+}
+
+/* Queues a copy of a (script -1: a command; else the script's numkeys keys args). */
+static int
+cl_queue_add(struct store *s, const struct store_argv *a, int script, store_reply_fn fn,
+             void *arg)
+{
+	struct cq *q = &s->cq;
+	struct cq_op *op;
+	size_t i;
+
+	if (s->qbroken)
+		return -1;
+	if (script < 0 && refuse_tx(s, a)) {
+		s->qfailed = 1;
+		return -1;
+	}
+	if (queue_slot(s, fn, arg) != 0)        /* a full queue runs first */
+		return -1;
+	if (s->qn > q->opcap) {
+		q->opcap = s->qcap;
+		q->op = realloc(q->op, q->opcap * sizeof(*q->op));
+		if (q->op == NULL)
+			abort();
+	}
+	op = &q->op[s->qn - 1];
+	op->arg0 = q->nargs;
+	op->argc = a->n;
+	op->script = script;
+	op->key = script >= 0 ? (a->n >= 2 && argv_count(a, 0) > 0 ? 1 : -1) : cmd_key_arg(a);
+	for (i = 0; i < a->n; i++) {
+		if (q->nargs == q->argcap) {
+			q->argcap = q->argcap ? q->argcap * 2 : 256;
+			q->off = realloc(q->off, q->argcap * sizeof(*q->off));
+			q->len = realloc(q->len, q->argcap * sizeof(*q->len));
+			if (q->off == NULL || q->len == NULL)
+				abort();
+		}
+		if (q->bufcap - q->buflen < a->len[i] + 1) {
+			while (q->bufcap - q->buflen < a->len[i] + 1)
+				q->bufcap = q->bufcap ? q->bufcap * 2 : 4096;
+			q->buf = realloc(q->buf, q->bufcap);
+			if (q->buf == NULL)
+				abort();
+		}
+		memcpy(q->buf + q->buflen, argv_at(a, i), a->len[i]);
+		q->off[q->nargs] = q->buflen;
+		q->len[q->nargs] = a->len[i];
+		q->nargs++;
+		q->buflen += a->len[i];
+	}
+	return 0;
+}
+
+/*
+ * Runs the whole queue in one cluster_run (every node's commands pipelined) and hands each
+ * reply to its callback, in queue order; then ends the replies' life. A command that could
+ * not run, or whose reply was lost, breaks the queue (as a broken connection does on one
+ * Redis: store_flush returns -2); the others' callbacks are called all the same.
+ */
+static int
+cl_queue_send(struct store *s)
+{
+	struct cq *q = &s->cq;
+	size_t n = s->qn, i;
+	struct cluster_cmd *c = malloc((n + 1) * sizeof(*c));
+	const char **ptrs = malloc((q->nargs + 1) * sizeof(*ptrs));
+	redisReply **r = malloc((n + 1) * sizeof(*r));
+	enum store_op_status *st = malloc((n + 1) * sizeof(*st));
+	char why[sizeof(s->err)];
+	int rc;
+
+	if (c == NULL || ptrs == NULL || r == NULL || st == NULL)
+		abort();
+	for (i = 0; i < q->nargs; i++)
+		ptrs[i] = q->buf + q->off[i];
+	for (i = 0; i < n; i++) {
+		const struct cq_op *op = &q->op[i];
+
+		c[i].key = op->key >= 0 ? ptrs[op->arg0 + (size_t)op->key] : NULL;
+		c[i].keylen = op->key >= 0 ? q->len[op->arg0 + (size_t)op->key] : 0;
+		c[i].script = op->script;
+		c[i].argc = op->argc;
+		c[i].argv = ptrs + op->arg0;
+		c[i].argvlen = q->len + op->arg0;
+	}
+	rc = cl_run(s, c, n, NULL, 0, r, st);
+	memcpy(why, s->err, sizeof(why));
+	for (i = 0; i < n; i++) {
+		struct store_qslot *slot = &s->q[i];
+
+		if (st[i] != STORE_OP_OK)
+			continue;
+		if (slot->fn != NULL) {
+			if (slot->fn(slot->arg, r[i]) < 0)
+				s->qfailed = 1;
+		} else if (r[i]->type == REDIS_REPLY_ERROR) {
+			snprintf(s->err, sizeof(s->err), "redis refused a command: %.200s", r[i]->str);
+			s->qfailed = 1;
+		}
+	}
+	free(c);
+	free(ptrs);
+	free(r);
+	free(st);
+	s->qn = 0;
+	s->qsent = 0;
+	cq_reset(s);
+	store_replies_release(s);
+	if (rc != 0) {
+		memcpy(s->err, why, sizeof(why));
+		s->qbroken = 1;
+		s->qfailed = 1;
+		return -1;
+	}
+	return 0;
 }

@@ -5,8 +5,9 @@ one node, a reply lost after sending is in doubt and not resent, and a killed ma
 replica serves again within 15 s.
 
 One cluster for the whole module (started by the first test that needs it, stopped by the
-last test or at exit); every test takes keys of its own. partnerd does not use the router
-yet (issue 14, next slice), so these tests take no stack.
+last test or at exit); every test takes keys of its own. These tests drive the router
+alone and take no stack; the store layer and partnerd on a cluster are
+test_store_cluster.py's.
 """
 
 import os
