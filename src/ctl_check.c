@@ -1,9 +1,10 @@
 /*
  * ctl_check: `partnerctl check [--org ORG]`: verifies the invariants of docs/DATA-MODEL.md
  * (SPEC §7) on the stored data. Every key under pp: is classified by its name (SCAN with
- * MATCH pp:*); keys that fit no pattern are violations. Then, per org, the indexes and the
- * membership-id hashes are read into sorted tables, every customer hash is checked against
- * them, and entries no customer confirmed are reported. One "VIOLATION: ..." line per
+ * MATCH pp:*; on a Redis Cluster of every master in turn); keys that fit no pattern are
+ * violations. Then, per org, the indexes and the membership-id hashes are read into
+ * sorted tables, every customer hash is checked against them, and entries no customer
+ * confirmed are reported. One "VIOLATION: ..." line per
  * fault on stdout, then "checked N customers, M memberships: K violations".
  *
  * Placement (key layout 2, docs/DATA-MODEL.md "Partitions"): a customer's c, lock or h key

@@ -27,6 +27,12 @@
  * per index bucket the batch's values fall in), the decisions in memory, then one
  * pipelined MULTI/EXEC holding the batch's writes and its checkpoint.
  *
+ * On a Redis Cluster a batch's keys are on every master and no transaction spans them:
+ * the writes go in three rounds, each applied before the next is sent, then the
+ * checkpoint (im_write_send_phased says why that order). A batch is not atomic there, but
+ * whatever a kill or a failure stops leaves data that the same import run again (--resume,
+ * from the last checkpoint) finishes: the same result as a run that was not stopped.
+ *
  * The default batch: key layout 2 spreads each identifier index over LAYOUT_PARTS bucket
  * hashes, and a batch reads and writes each bucket it touches with one command. With 1000
  * customers a batch touches ~250 buckets of each kind: 1.5 bucket commands (reads and
@@ -37,7 +43,7 @@
  * of the file's absolute path, size and mtime, a HASH: offset (byte offset after the last
  * line of the last committed batch), line (its line number) and the running counts read,
  * new, changed, unchanged, rejected. It commits atomically with the batch's writes (the
- * same MULTI/EXEC), expires IM_CHECKPOINT_TTL after the last batch, and is deleted when
+ * same MULTI/EXEC; on a cluster once the batch's writes applied), expires IM_CHECKPOINT_TTL after the last batch, and is deleted when
  * the import reaches the end of the file. --resume continues after it (stdin cannot be
  * resumed); without --resume it is ignored and overwritten. A file that changed (size
  * or mtime) has another key, so it is imported from the start.
@@ -650,6 +656,35 @@ static int im_queue_writes(struct im *im)
 }
 
 /*
+ * The write round trip on a Redis Cluster, where nothing makes a batch atomic: three
+ * rounds, each sent once the one before applied (store_admin_flush), in an order that
+ * lets a re-run finish what a kill or a failure stopped at any point:
+ * 1. the old index entries out (hdel_if: only where they still name the customer), while
+ *    the customer hashes still hold the old values: a re-run reads them there again and
+ *    removes what is left (a hash written first would forget them, and their index entries
+ *    would stay);
+ * 2. the customer hashes (v bumped before the identifiers: store_admin.h);
+ * 3. the new index entries, once their customers hold the values (an entry never names a
+ *    customer hash that does not exist yet); a re-run writes those that are missing (it
+ *    finds the customer's values stored and the index not naming it);
+ * then the checkpoint, written only when all of that applied, so --resume never skips a
+ * line whose writes are not all there. Its reply is collected with the next batch's, as
+ * on one Redis. Returns 0, or -1 (message printed).
+ */
+static int im_write_send_phased(struct im *im)
+{
+	if (im_queue_releases(im) < 0 || store_admin_flush(im->st) < 0)
+		return -1;
+	if (im_queue_hashes(im) < 0 || store_admin_flush(im->st) < 0)
+		return -1;
+	if (im_queue_index(im) < 0 || store_admin_flush(im->st) < 0)
+		return -1;
+	if (im->ckpt.key[0] != '\0' && im_queue_checkpoint(im) < 0)
+		return -1;
+	return store_admin_send(im->st);
+}
+
+/*
  * The write round trip, first half: sends MULTI, the writes, the checkpoint (files only)
  * and EXEC, so that a batch and its checkpoint commit together (with nothing to write
  * and no checkpoint the empty transaction is discarded). The replies are collected by
@@ -660,6 +695,8 @@ static int im_write_send(struct im *im)
 {
 	int queued;
 
+	if (store_admin_is_cluster(im->st))
+		return im_write_send_phased(im);
 	if (store_admin_q_multi(im->st) < 0)
 		return -1;
 	if ((queued = im_queue_writes(im)) < 0)

@@ -1095,14 +1095,28 @@ static void ld_write_index(struct ld *ld, struct ld_org *org, int k)
 	free(cids);
 }
 
-/* Customer hashes and identifier indexes: old entries out first, then new ones in. */
-static void ld_write_customers(struct ld *ld, struct ld_stats *st)
+/*
+ * Customer hashes and identifier indexes: old entries out first, then the hashes, then
+ * the new entries. On one Redis the pipeline runs in that order. On a Redis Cluster the
+ * keys are on several masters, which run their commands side by side: each phase is sent
+ * once the one before applied, so that a load stopped part way (killed, a master down)
+ * never leaves an old index entry whose value its customer's hash no longer holds (a
+ * re-run could not find it); running the load again finishes it. 0, or -1 (reported).
+ */
+static int ld_write_customers(struct ld *ld, struct ld_stats *st)
 {
+	int cluster = store_admin_is_cluster(ld->st);
+
 	ld_release_old_idents(ld);
+	if (cluster && store_admin_flush(ld->st) < 0)
+		return -1;
 	ld_write_hashes(ld, st);
+	if (cluster && store_admin_flush(ld->st) < 0)
+		return -1;
 	for (size_t o = 0; o < ld->norgs; o++)
 		for (int k = 0; k < LD_NKINDS; k++)
 			ld_write_index(ld, &ld->orgs[o], k);
+	return 0;
 }
 
 /* ---- the verb ------------------------------------------------------------------------ */
@@ -1176,8 +1190,9 @@ static int ld_run(struct ld *ld, const struct ctl *ctl)
 	rc = ld_write_orgs(ld, &st);
 	if (rc == 0) {
 		ld_write_creds(ld, &st);
-		ld_write_customers(ld, &st);
-		rc = store_admin_flush(ld->st);
+		rc = ld_write_customers(ld, &st);
+		if (store_admin_flush(ld->st) < 0)
+			rc = -1;
 	}
 	if (rc < 0) {
 		ctl_errf("load: writing failed part way; the load is idempotent: fix the cause "

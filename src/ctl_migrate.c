@@ -5,7 +5,8 @@
  * the policy: when to refuse, the order of the phases, progress and messages.
  *
  * Refuses (and changes nothing) when the data is on layout 2 already ("nothing to do",
- * exit 0), on a layout it does not know (exit 1), and while layout-1 lock keys exist (a
+ * exit 0), on a layout it does not know (exit 1), on a Redis Cluster holding layout 1
+ * (the migration is of one Redis: exit 1), and while layout-1 lock keys exist (a
  * partnerd is serving: exit 1). Then: the customer keys, Idempotency-Keys and rate windows
  * (one SCAN pass), the indexes into buckets, the feeds into partitions; a last SCAN makes
  * sure that no layout-1 key is left, and only then is layout 2 recorded. A run that was
@@ -163,6 +164,12 @@ static int mg_may_start(struct mg *g, struct store_migrate *m)
 	case STORE_MIGRATE_OTHER:
 		mg_errf(g, "the data is on key layout \"%s\", which this partnerctl does not know; "
 		        "nothing was changed", val);
+		return CTL_EXIT_FAIL;
+	case STORE_MIGRATE_CLUSTER:
+		mg_errf(g, "the data is of key layout 1, on a Redis Cluster: migrate works on one "
+		        "Redis only (no release before key layout 2 ran on a cluster). Migrate the data "
+		        "on one Redis first, then move it to the cluster (docs/OPERATIONS.md); nothing "
+		        "was changed");
 		return CTL_EXIT_FAIL;
 	case STORE_MIGRATE_V1:
 		break;

@@ -22,6 +22,7 @@ struct store_admin {
 	store_admin_report_fn report;
 	void *report_arg;
 	int in_tx;                       /* replies between MULTI and EXEC are being read */
+	int cluster;                     /* the store is a Redis Cluster (store_is_cluster) */
 	char err[512];
 };
 
@@ -45,6 +46,7 @@ store_admin_open(const char *url, int timeout_ms, store_admin_report_fn report, 
 	a->report_arg = arg;
 	store_argv_init(&a->cmd);
 	store_queue_limit(a->s, STORE_ADMIN_IN_FLIGHT);
+	a->cluster = store_is_cluster(a->s);
 	if (store_warm(a->s) != 0) {
 		/* rconn's message names Redis and the address already */
 		why = store_error(a->s);
@@ -72,6 +74,12 @@ store_admin_close(struct store_admin *a)
 	store_free(a->s);
 	store_argv_free(&a->cmd);
 	free(a);
+}
+
+int
+store_admin_is_cluster(const struct store_admin *a)
+{
+	return a->cluster;
 }
 
 const char *
@@ -504,8 +512,9 @@ store_admin_string(struct store_admin *a, enum store_key kind, const char *org, 
 	return 1;
 }
 
-int
-store_admin_scan(struct store_admin *a, store_key_fn fn, void *arg)
+/* SCAN of one master's keys of the layout. */
+static int
+scan_master(struct store_admin *a, size_t master, store_key_fn fn, void *arg)
 {
 	char cursor[32] = "0";
 
@@ -519,8 +528,13 @@ store_admin_scan(struct store_admin *a, store_key_fn fn, void *arg)
 		add_str(c, "pp:*");
 		add_str(c, "COUNT");
 		add_str(c, "1000");
-		if ((r = run(a)) == NULL)
+		store_replies_release(a->s);
+		if ((r = store_command_on(a->s, master, &a->cmd)) == NULL)
 			return -1;
+		if (r->type == REDIS_REPLY_ERROR) {
+			snprintf(a->err, sizeof(a->err), "SCAN refused: %.200s", r->str);
+			return -1;
+		}
 		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		    r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor)) {
 			snprintf(a->err, sizeof(a->err), "unexpected reply to SCAN");
@@ -532,6 +546,21 @@ store_admin_scan(struct store_admin *a, store_key_fn fn, void *arg)
 		for (i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++)
 			fn(arg, keys->element[i]->str, keys->element[i]->len);
 	} while (strcmp(cursor, "0") != 0);
+	return 0;
+}
+
+int
+store_admin_scan(struct store_admin *a, store_key_fn fn, void *arg)
+{
+	size_t m, n;
+
+	a->err[0] = '\0';
+	/* a cluster's key space is the union of its masters' (each key on one) */
+	if ((n = store_masters(a->s)) == 0)
+		return -1;
+	for (m = 0; m < n; m++)
+		if (scan_master(a, m, fn, arg) < 0)
+			return -1;
 	return 0;
 }
 
@@ -906,14 +935,43 @@ store_ident_changed(const struct store_cust_ids *ids, int k, const char *val, si
 	return ids->val[k] != NULL && (ids->len[k] != len || memcmp(ids->val[k], val, len) != 0);
 }
 
+/* Queues HINCRBY v 1 of the customer's hash. */
+static int
+q_bump_v(struct store_admin *a, const char *org, int64_t cid)
+{
+	struct store_argv *c = cmd_start(a, "HINCRBY");
+
+	add_key(c, STORE_KEY_CUST, org, cid);
+	add_str(c, "v");
+	add_str(c, "1");
+	return store_queue(a->s, c, on_plain, a);
+}
+
+/*
+ * On one Redis v is bumped after the identifiers change (inside import's MULTI/EXEC, or
+ * in load's pipeline, which Redis runs in order): a partnerd commit that read the
+ * customer before the change is fenced. On a cluster nothing spans the commands and a
+ * killed partnerctl may leave any prefix of them applied: v is bumped first, so that a
+ * customer whose identifiers changed always has its v bumped (a re-run that finds them
+ * unchanged does not bump it; one that finds them still old bumps it again, which is
+ * harmless: v only has to grow).
+ */
 int
 store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t cid,
                              const struct store_cust_ids *ids, const char *const val[STORE_NIDENTS],
                              const size_t len[STORE_NIDENTS])
 {
-	struct store_argv *c = cmd_start(a, "HSET");
+	struct store_argv *c;
 	int changed = 0, removed = 0, queued = 0, k;
 
+	for (k = 0; k < STORE_NIDENTS; k++)
+		changed |= store_ident_changed(ids, k, val[k], len[k]);
+	if (a->cluster && ids->stored && changed) {
+		if (q_bump_v(a, org, cid) != 0)
+			return -1;
+		queued++;
+	}
+	c = cmd_start(a, "HSET");
 	add_key(c, STORE_KEY_CUST, org, cid);
 	if (!ids->stored) {
 		add_str(c, "id");
@@ -922,7 +980,6 @@ store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t cid
 	for (k = 0; k < STORE_NIDENTS; k++) {
 		if (!store_ident_changed(ids, k, val[k], len[k]))
 			continue;
-		changed = 1;
 		if (val[k] == NULL) {
 			removed = 1;
 			continue;
@@ -949,12 +1006,8 @@ store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t cid
 			return -1;
 		queued++;
 	}
-	if (ids->stored && changed) {
-		c = cmd_start(a, "HINCRBY");
-		add_key(c, STORE_KEY_CUST, org, cid);
-		add_str(c, "v");
-		add_str(c, "1");
-		if (store_queue(a->s, c, on_plain, a) != 0)
+	if (!a->cluster && ids->stored && changed) {
+		if (q_bump_v(a, org, cid) != 0)
 			return -1;
 		queued++;
 	}
@@ -996,17 +1049,30 @@ on_exec(void *arg, const redisReply *r)
 	return rc;
 }
 
+/* A transaction cannot span a cluster's nodes (and the store refuses MULTI there). */
+static int
+no_tx(struct store_admin *a)
+{
+	return fail(a, "no transaction on a Redis Cluster (a batch's keys are on several "
+	            "masters)");
+}
+
 int
 store_admin_q_multi(struct store_admin *a)
 {
+	if (a->cluster)
+		return no_tx(a);
 	return store_queue(a->s, cmd_start(a, "MULTI"), on_multi, a);
 }
 
 int
 store_admin_q_exec(struct store_admin *a, int nqueued)
 {
-	struct qctx *q = qctx_new(a, NULL, NULL, NULL);
+	struct qctx *q;
 
+	if (a->cluster)
+		return no_tx(a);
+	q = qctx_new(a, NULL, NULL, NULL);
 	q->n = nqueued > 0 ? (size_t)nqueued : 0;
 	cmd_start(a, nqueued > 0 ? "EXEC" : "DISCARD");
 	return queue(a, on_exec, q);

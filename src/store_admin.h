@@ -12,6 +12,12 @@
  *   order, its strings borrowed for the callback's time. store_admin_flush sends the rest
  *   and says whether anything failed. A queued argument is copied when queued.
  *
+ * On a Redis Cluster (`--redis-cluster`, store.h) every call routes by its key, and the
+ * queue runs every node's commands pipelined at store_admin_flush; what differs there:
+ * store_admin_scan scans each master, a transaction (store_admin_q_multi) is refused, and
+ * store_admin_q_customer_write bumps v first. The verbs ask store_admin_is_cluster where
+ * they order their writes differently (import-customers, load).
+ *
  * Errors: -1 from a call, with the cause in store_admin_error. A failure inside the
  * pipeline (an error reply, a reply of an unexpected shape) is handed to the session's
  * report function as it is found (partnerctl prints it), and makes store_admin_flush -1.
@@ -41,6 +47,9 @@ void store_admin_close(struct store_admin *a);
 
 /* Hands later failures to report(arg, ...) instead. */
 void store_admin_set_report(struct store_admin *a, store_admin_report_fn report, void *arg);
+
+/* 1 when the session is on a Redis Cluster (the order of writes matters, see above). */
+int store_admin_is_cluster(const struct store_admin *a);
 
 /* The cause of the last failed call (valid until the next call). */
 const char *store_admin_error(const struct store_admin *a);
@@ -130,7 +139,10 @@ int store_admin_org_ids(struct store_admin *a, store_text_fn fn, void *arg);
 int store_admin_string(struct store_admin *a, enum store_key kind, const char *org, int64_t id,
                        const char **s, size_t *len);
 
-/* Every key name of the layout (SCAN; a key may come twice), to fn. 0, or -1. */
+/*
+ * Every key name of the layout (SCAN; a key may come twice), to fn: on a cluster, SCAN of
+ * each master in turn. 0, or -1.
+ */
 typedef void (*store_key_fn)(void *arg, const char *k, size_t len);
 int store_admin_scan(struct store_admin *a, store_key_fn fn, void *arg);
 
@@ -232,7 +244,8 @@ int store_admin_q_ix_set(struct store_admin *a, const char *org, enum store_iden
 /*
  * A customer's hash brought to the identifiers val (NULL: absent) from what was read
  * (ids): a new customer gets id and v = 0; a changed identifier is set or removed; an
- * existing customer whose identifiers change gets v bumped. Its memberships are untouched.
+ * existing customer whose identifiers change gets v bumped (after the change on one
+ * Redis, before it on a cluster: store_admin.c says why). Its memberships are untouched.
  * Queues nothing when nothing changes. Returns the number of commands queued, or -1.
  */
 int store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t cid,
@@ -244,7 +257,8 @@ int store_admin_q_customer_write(struct store_admin *a, const char *org, int64_t
  * A transaction: what is queued between store_admin_q_multi and store_admin_q_exec applies
  * at once or not at all. nqueued: the commands queued in it (their own replies only say
  * QUEUED); with none the transaction is discarded. An error reply inside it is reported
- * as "redis refused a write".
+ * as "redis refused a write". Not on a cluster (no transaction spans its nodes): -1,
+ * reported.
  */
 int store_admin_q_multi(struct store_admin *a);
 int store_admin_q_exec(struct store_admin *a, int nqueued);

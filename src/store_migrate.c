@@ -632,7 +632,10 @@ store_migrate_layout(struct store_migrate *m, char *val, size_t valsz)
 		return -1;
 	if (r->type != REDIS_REPLY_INTEGER)
 		return fail(m, "EXISTS %s: unexpected reply", KEYS_ORGS);
-	return r->integer > 0 ? STORE_MIGRATE_V1 : STORE_MIGRATE_EMPTY;
+	if (r->integer == 0)
+		return STORE_MIGRATE_EMPTY;
+	/* the migration's SCANs, renames and transactions are of one Redis */
+	return store_is_cluster(m->s) ? STORE_MIGRATE_CLUSTER : STORE_MIGRATE_V1;
 }
 
 /*

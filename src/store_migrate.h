@@ -82,7 +82,8 @@ enum store_migrate_layout {
 	STORE_MIGRATE_EMPTY,     /* no pp:layout and no pp:orgs: no partnerd data */
 	STORE_MIGRATE_V1,        /* no pp:layout, pp:orgs: layout 1, or a migration under way */
 	STORE_MIGRATE_V2,        /* pp:layout is "2": nothing to do */
-	STORE_MIGRATE_OTHER      /* pp:layout holds something else (its text in val) */
+	STORE_MIGRATE_OTHER,     /* pp:layout holds something else (its text in val) */
+	STORE_MIGRATE_CLUSTER    /* layout 1 on a Redis Cluster: migrate works on one Redis */
 };
 
 /* The layout of the data (val: pp:layout's value, quoted for a message). -1 on an error. */
