@@ -74,9 +74,10 @@ CLUSTER_INCOMPATIBLE = {
     # test_migrate.py: every test
     "@test_migrate": "partnerctl migrate is for one Redis: layout 1 never ran on a cluster, and its "
                      "untagged keys cannot be renamed into layout 2's slots (docs/OPERATIONS.md)",
-    # test_cluster.py, test_cluster_fake.py: every test
+    # test_cluster.py, test_cluster_fake.py, test_store_cluster.py: every test
     "@test_cluster": _NO_STACK,
     "@test_cluster_fake": _NO_STACK,
+    "@test_store_cluster": _NO_STACK,
 }
 
 
