@@ -352,7 +352,7 @@ class ClusterClient:
     MOVED (the map reloaded) and ASK; key-space and server commands (_FAN_OUT) go to every
     master and their replies are merged: DBSIZE and CLIENT KILL summed, KEYS joined, INFO's
     numeric fields summed, SCAN walks master after master under one cursor (the master's
-    index in its low digits). SHUTDOWN and the like are refused: a test that stops "the
+    index in its low digits). RENAME/RENAMENX between slots is DUMP, RESTORE, DEL. SHUTDOWN and the like are refused: a test that stops "the
     Redis" is single-Redis only (run_tests.py's CLUSTER_INCOMPATIBLE). pipeline() sends each
     master its commands in one write, then reads them all, as harness.Redis.pipeline does."""
 
@@ -496,6 +496,23 @@ class ClusterClient:
             return (b"0" if idx == n else str(idx).encode()), batch
         return str(nxt * n + idx).encode(), batch
 
+    def _move(self, w, src, dst):
+        """RENAME/RENAMENX between two slots, which a cluster refuses (CROSSSLOT), done as
+        a test means it: DUMP, RESTORE with the same PTTL, DEL (not atomic; a test's own
+        keys)."""
+        if w == "RENAMENX" and self._keyed(dst, ("EXISTS", dst)) == 1:
+            return 0
+        value = self._keyed(src, ("DUMP", src))
+        if value is None:
+            return harness.RedisError("ERR no such key")
+        ttl = self._keyed(src, ("PTTL", src))
+        restore = ("RESTORE", dst, max(int(ttl), 0), value) + (("REPLACE",) if w == "RENAME" else ())
+        r = self._keyed(dst, restore)
+        if isinstance(r, harness.RedisError):
+            return r
+        self._keyed(src, ("DEL", src))
+        return 1 if w == "RENAMENX" else "OK"
+
     def execute(self, args):
         """The reply of one command (an error reply returned as a RedisError)."""
         w = _word(args[0])
@@ -504,6 +521,8 @@ class ClusterClient:
             raise harness.RedisError("%s: not on a Redis Cluster (the test is single-Redis only)" % w2)
         if w == "SCAN":
             return self._scan(args)
+        if w in ("RENAME", "RENAMENX") and len(args) == 3 and key_slot(args[1]) != key_slot(args[2]):
+            return self._move(w, args[1], args[2])
         if w in _FAN_OUT or w2 in _FAN_OUT:
             return self._fan_out(args)
         key = self.route_key(args)

@@ -41,7 +41,6 @@ CHECK_TEST = "test_stored_data_invariants_hold_after_suite"
 # cluster cannot hold.
 _ONE_REDIS = "stops/restarts the one redis-server (stop_proc, restart_redis, SHUTDOWN)"
 _PROXY = "puts a RESP proxy between partnerd and the one redis-server (a cluster node answers MOVED through it)"
-_LAYOUT_1 = "layout-1 data exists only on one Redis: partnerctl migrate refuses it on a cluster (docs/OPERATIONS.md)"
 _NO_STACK = "takes no stack: it starts its own cluster (or fake) in the single-Redis pass already"
 CLUSTER_INCOMPATIBLE = {
     # test_errors.py
@@ -76,19 +75,15 @@ CLUSTER_INCOMPATIBLE = {
     "test_a_new_connection_to_layout_1_data_answers_503_naming_partnerctl_migrate":
         "a cluster store checks the key layout once, at its first call, not on each node's new "
         "connection (docs/CLUSTER.md)",
-    # test_migrate.py
-    "test_migrate_moves_every_key_where_layout_2_puts_it_and_partnerd_serves_it": _LAYOUT_1,
-    "test_migrate_refuses_while_a_layout_1_lock_exists_and_on_an_unknown_layout": _LAYOUT_1,
-    "test_migrate_leaves_a_feed_entry_without_customer_and_finishes_once_it_is_gone": _LAYOUT_1,
-    "test_migrate_finishes_with_values_found_in_both_places": _LAYOUT_1,
-    "test_migrate_leaves_a_key_whose_layout_2_name_is_taken_and_says_so": _LAYOUT_1,
-    "test_killed_migrate_resumes_to_the_state_of_a_full_run": _LAYOUT_1,
-    "test_migrate_progress_bar_only_on_a_terminal": _LAYOUT_1,
-    # test_cluster.py, test_cluster_fake.py, test_store_cluster.py,
+    # test_migrate.py: every test
+    "@test_migrate": "partnerctl migrate is for one Redis: layout 1 never ran on a cluster, and its "
+                     "untagged keys cannot be renamed into layout 2's slots (docs/OPERATIONS.md)",
+    # test_cluster.py, test_cluster_fake.py, test_store_cluster.py, test_ctl_cluster.py,
     # test_cluster_writes.py: every test
     "@test_cluster": _NO_STACK,
     "@test_cluster_fake": _NO_STACK,
     "@test_store_cluster": _NO_STACK,
+    "@test_ctl_cluster": _NO_STACK,
     "@test_cluster_writes": _NO_STACK,
 }
 
