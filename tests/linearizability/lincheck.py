@@ -361,7 +361,18 @@ def check_component(model, cids, ops, max_steps=2000000):
     The linearized set is kept as (lo, rel): every operation before index lo (in invocation
     order) is linearized, and bit k of rel says whether operation lo + k is. Real-time order
     keeps rel as narrow as the concurrency (plus unknown operations not yet placed), so each
-    step costs about the window's width, not the history's length."""
+    step costs about the window's width, not the history's length. Model states are interned
+    (one small number per distinct state), so the memo's keys are (lo, rel, state number) and
+    each operation is run on each state at most once.
+
+    Operations that change nothing (reads, writes whose items all failed, writes that applied
+    nothing) are never branched on: whenever one may go next and the current state explains
+    it, it goes next at once (`close`). That loses no order: in any serial order that
+    completes the history from here, the same operation can be moved to the front (it may go
+    next, it is explained here, it changed no state where it was, and moving an operation
+    earlier never breaks the real-time order of the others), so a search state and its
+    closure are both completable or both not. The search branches only on writes that
+    applied something and on unknown ones."""
     ops = sorted(ops, key=lambda o: (o.inv, o.ret))
     n = len(ops)
     pos_of = dict((c, k) for k, c in enumerate(cids))
@@ -369,10 +380,46 @@ def check_component(model, cids, ops, max_steps=2000000):
     inv = [o.inv for o in ops]
     ret = [o.ret for o in ops]
     definite = [o.outcome != "unknown" for o in ops]
-    start_state = tuple(Model.EMPTY for _ in cids)
+    # pure: explained without a change of state or not at all (see Op.light)
+    pure = [o.light for o in ops]
+    states = [tuple(Model.EMPTY for _ in cids)]
+    sid_of = {states[0]: 0}
+    moves = {}             # (i, state number) -> state number after op i, or None: cannot go there
     seen = set()
     steps = 0
-    best = (-1, (0, 0), start_state)
+
+    def intern(state):
+        k = sid_of.get(state)
+        if k is None:
+            k = sid_of[state] = len(states)
+            states.append(state)
+        return k
+
+    def move(i, sid):
+        """The state after op i taken at state sid (for an unknown op: applied), or None when
+        its answer does not match there (an unknown op: when applying it changes nothing)."""
+        key = (i, sid)
+        r = moves.get(key, -1)
+        if r != -1:
+            return r
+        o = ops[i]
+        state = states[sid]
+        r = None
+        if o.is_read:
+            if model.explains(state, pos[i], o):
+                r = sid
+        else:
+            codes, ns = model.apply(state, pos[i], o)
+            if o.outcome == "ok":
+                if codes == o.codes:
+                    r = intern(ns)
+            elif o.outcome == "noeffect":
+                if _codes_match(o.codes, codes, o.wild):
+                    r = sid
+            elif ns is not state and _codes_match(o.codes, codes, o.wild):
+                r = intern(ns)
+        moves[key] = r
+        return r
 
     def minret_of(lo, rel):
         m = INF
@@ -390,45 +437,50 @@ def check_component(model, cids, ops, max_steps=2000000):
             lo += 1
         return lo, rel
 
-    def children(lo, rel, state, minret):
-        """The states one operation further, in the order the search tries them: unknown
-        operations taken as never applied first (what most of them are: it costs nothing
-        and lets the window move on), then the definite operations by completion time (the
-        one that must take effect soonest first: fewer wrong turns to back out of when
+    def close(lo, rel, sid):
+        """Takes every pure operation that may go next and that state sid explains, until
+        none is left. One pass: taking one changes no state (those that did not fit still do
+        not) and only lets more operations go next (later ones in invocation order)."""
+        minret = minret_of(lo, rel)
+        i = lo
+        while i < n and inv[i] < minret:
+            if pure[i] and (i >= lo and not (rel >> (i - lo)) & 1) and move(i, sid) is not None:
+                lo, rel = add(lo, rel, i)
+                if ret[i] == minret:
+                    minret = minret_of(lo, rel)
+            i += 1
+        return lo, rel, minret
+
+    def children(lo, rel, sid, minret):
+        """The states one write further (closed), in the order the search tries them:
+        unknown operations taken as never applied first (what most of them are: it costs
+        nothing and lets the window move on), then the definite writes by completion time
+        (the one that must take effect soonest first: fewer wrong turns to back out of when
         an operation with a long interval overlaps short ones), then unknown operations
         applied."""
         never, definite_, applied = [], [], []
         i = lo
         while i < n and inv[i] < minret:
-            if not (rel >> (i - lo)) & 1:
-                o = ops[i]
-                nm = add(lo, rel, i)
-                if o.is_read:
-                    if model.explains(state, pos[i], o):
-                        definite_.append((ret[i], i, (nm, state)))
-                elif o.outcome == "ok":
-                    codes, ns = model.apply(state, pos[i], o)
-                    if codes == o.codes:
-                        definite_.append((ret[i], i, (nm, ns)))
-                elif o.outcome == "noeffect":
-                    codes, _ = model.apply(state, pos[i], o)
-                    if _codes_match(o.codes, codes, o.wild):
-                        definite_.append((ret[i], i, (nm, state)))
+            if not pure[i] and not (rel >> (i - lo)) & 1:
+                nlo, nrel = add(lo, rel, i)
+                ns = move(i, sid)
+                if definite[i]:
+                    if ns is not None:
+                        definite_.append((ret[i], i, (nlo, nrel, ns)))
                 else:
-                    never.append((nm, state))
-                    codes, ns = model.apply(state, pos[i], o)
-                    if ns is not state and _codes_match(o.codes, codes, o.wild):
-                        applied.append((nm, ns))
+                    never.append((nlo, nrel, sid))
+                    if ns is not None:
+                        applied.append((nlo, nrel, ns))
             i += 1
         definite_.sort(key=lambda x: (x[0], x[1]))
         return never + [c for _, _, c in definite_] + applied
 
-    first = ((0, 0), start_state)
+    first = close(0, 0, 0) + (0,)
+    best = (-1, first)
     stack = [first]
-    seen.add(first)
+    seen.add((first[0], first[1], first[3]))
     while stack:
-        (lo, rel), state = stack.pop()
-        minret = minret_of(lo, rel)
+        lo, rel, minret, sid = node = stack.pop()
         if minret == INF:           # no operation that must take effect is left
             return Result(True, steps)
         steps += 1
@@ -436,18 +488,19 @@ def check_component(model, cids, ops, max_steps=2000000):
             return Result(None, steps)
         depth = lo + bin(rel).count("1")
         if depth > best[0]:
-            best = (depth, (lo, rel), state)
-        for k in reversed(children(lo, rel, state, minret)):
+            best = (depth, node)
+        for clo, crel, csid in reversed(children(lo, rel, sid, minret)):
+            clo, crel, cmin = close(clo, crel, csid)
+            k = (clo, crel, csid)
             if k not in seen:
                 seen.add(k)
-                stack.append(k)
-    _, (lo, rel), state = best
+                stack.append((clo, crel, cmin, csid))
+    _, (lo, rel, minret, sid) = best
 
     def lin(i):
         return i < lo or (rel >> (i - lo)) & 1
 
     prefix = [ops[i] for i in range(n) if lin(i)]
-    minret = minret_of(lo, rel)
     stuck = [ops[i] for i in range(n) if not lin(i) and inv[i] < minret]
     return Result(False, steps, prefix, stuck)
 
