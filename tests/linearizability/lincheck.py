@@ -275,22 +275,60 @@ class Model:
         ms, hcount, hlast = state[pos]
         if op.kind == "history":
             total, acts = op.result
-            return total == hcount and acts == hlast[:op.limit if op.limit is not None else 10]
+            return total == hcount and acts == hlast[:op.limit if op.limit is not None else HIST_KEEP]
         code, rows = op.result
         if code != 1000 or len(rows) != len(ms):
             return False
         for row, (name, m) in zip(rows, ms):
-            rname, rmid, rtier, rexp, rstart, rstate, rrl = row
-            mid, tier, exp, start, rl = m
-            if (rname, rmid, rtier, rexp) != (name, mid, tier, exp):
+            if row[0] != name or not self._row_matches(row, m):
                 return False
-            if start is not None and rstart != start:
+        return True
+
+    @staticmethod
+    def _row_matches(row, m):
+        rname, rmid, rtier, rexp, rstart, rstate, rrl = row
+        mid, tier, exp, start, rl = m
+        if (rmid, rtier, rexp) != (mid, tier, exp):
+            return False
+        if start is not None and rstart != start:
+            return False
+        if rstate != ("PENDING" if start is not None else "ACTIVE"):
+            return False
+        if (rl is None) != (rrl is None):
+            return False
+        if rl is not None and rl != rrl:
+            return False
+        return True
+
+    def may_explain(self, state, pos, op, progs, nacts):
+        """False when no sequence of writes to customer pos that changes only the programs
+        in `progs` and adds at most `nacts` activities can bring its state from `state` to
+        one that explains read op (a necessary condition only: True proves nothing)."""
+        ms, hcount, hlast = state[pos]
+        if op.kind == "history":
+            total, acts = op.result
+            k = total - hcount          # the activities added before the read
+            if k < 0 or k > nacts:
                 return False
-            if rstate != ("PENDING" if start is not None else "ACTIVE"):
-                return False
-            if (rl is None) != (rrl is None):
-                return False
-            if rl is not None and rl != rrl:
+            for _, name in acts[:k]:
+                if name not in progs:
+                    return False
+            limit = op.limit if op.limit is not None else HIST_KEEP
+            # the newest activities are pushed in front of the ones there now
+            return k >= limit or acts[k:] == hlast[:limit - k]
+        code, rows = op.result
+        if code != 1000:
+            return False
+        have = dict(ms)
+        shown = dict((r[0], r) for r in rows)
+        for name in set(have) | set(shown):
+            if name in progs:
+                continue
+            m, row = have.get(name), shown.get(name)
+            if m is None or row is None:
+                if m is not row:
+                    return False
+            elif not self._row_matches(row, m):
                 return False
         return True
 
@@ -382,6 +420,53 @@ def check_component(model, cids, ops, max_steps=2000000):
     definite = [o.outcome != "unknown" for o in ops]
     # pure: explained without a change of state or not at all (see Op.light)
     pure = [o.light for o in ops]
+    is_read = [o.is_read for o in ops]
+    # The parts of the state an operation's answer depends on, and the parts a write may
+    # still change when it goes, as bit masks over (customer, program): bit
+    # pos * len(programs) + k. A write may change its customer's programs whose items
+    # answered 200 (an unknown write: any of its items), and adds at most that many
+    # activities. An item's answer depends on its customer's membership of its program, and
+    # for a link on every customer's (who holds the id). A read depends on its customer.
+    prog_names = sorted(set(it[0] for o in ops for it in o.items if it[0] is not None) | set(model.programs))
+    prog_bit = dict((name, k) for k, name in enumerate(prog_names))
+    width = len(prog_names)
+    every = [sum(1 << (q * width + k) for q in range(len(cids))) for k in range(width)]
+    cust_mask = [((1 << width) - 1) << (q * width) for q in range(len(cids))]
+    eff, nact, deps = [], [], []
+    for o, p in zip(ops, pos):
+        if o.is_read or o.outcome == "noeffect":
+            names = ()
+        elif o.outcome == "ok" and o.codes is not None and len(o.codes) == len(o.items) + 1:
+            names = [it[0] for it, c in zip(o.items, o.codes[1:]) if c == 200]
+        else:
+            names = [it[0] for it in o.items]
+        eff.append(sum(1 << (p * width + prog_bit[x]) for x in set(names) if x in prog_bit))
+        nact.append(len(names))
+        if o.is_read:
+            deps.append(cust_mask[p])
+        else:
+            d = 0
+            for it in o.items:
+                k = prog_bit.get(it[0])
+                if k is not None:
+                    d |= every[k] if o.kind == "link" else 1 << (p * width + k)
+            deps.append(d)
+    hopeless_memo = {}
+    # How many of a customer's newest activities a history read still to go can show:
+    # a read with `limit` that answered `total` sees, of today's newest, the first
+    # limit - (total - count now), older ones pushed out by the activities added before it.
+    # suf[q][x]: the largest limit - total over customer q's history reads at index >= x.
+    suf = []
+    for q in range(len(cids)):
+        row = [-INF] * (n + 1)
+        for x in range(n - 1, -1, -1):
+            row[x] = row[x + 1]
+            o = ops[x]
+            if pos[x] == q and o.kind == "history":
+                lim = o.limit if o.limit is not None else HIST_KEEP
+                row[x] = max(row[x], lim - o.result[0])
+        suf.append(row)
+    canon_memo = {}
     states = [tuple(Model.EMPTY for _ in cids)]
     sid_of = {states[0]: 0}
     moves = {}             # (i, state number) -> state number after op i, or None: cannot go there
@@ -421,6 +506,29 @@ def check_component(model, cids, ops, max_steps=2000000):
         moves[key] = r
         return r
 
+    def canon(lo, sid):
+        """State sid with each customer's newest activities cut to those a history read still
+        to go (one at index >= lo) can show: states that differ only in older ones (the
+        order in which concurrent writes were taken) have the same future, and become one
+        state for the memo."""
+        state = states[sid]
+        need = []
+        cut = False
+        for q, (ms, hcount, hlast) in enumerate(state):
+            k = suf[q][lo] + hcount
+            k = 0 if k <= 0 else min(int(k), HIST_KEEP)
+            need.append(k)
+            if len(hlast) > k:
+                cut = True
+        if not cut:
+            return sid
+        key = (sid, tuple(need))
+        r = canon_memo.get(key)
+        if r is None:
+            r = canon_memo[key] = intern(tuple((ms, hcount, hlast[:k])
+                                               for (ms, hcount, hlast), k in zip(state, need)))
+        return r
+
     def minret_of(lo, rel):
         m = INF
         i = lo
@@ -451,6 +559,42 @@ def check_component(model, cids, ops, max_steps=2000000):
             i += 1
         return lo, rel, minret
 
+    def hopeless(lo, rel, sid, minret):
+        """True when an operation that must take effect (a read or a definite write) may go
+        next but does not fit state sid, and nothing it depends on can change before it must
+        go: no write still to go that was invoked before it completed changes any part of
+        the state its answer depends on (for a read: nor enough of it, Model.may_explain).
+        Its answer will never fit, so no serial order completes from here: cutting the
+        search state loses nothing. After `close` the pure operations that may go next and
+        are still there are exactly those that do not fit."""
+        i = lo
+        while i < n and inv[i] < minret:
+            if definite[i] and not (rel >> (i - lo)) & 1 and (pure[i] or move(i, sid) is None):
+                pend = 0
+                k = 0
+                p = pos[i]
+                j = lo
+                end = ret[i]
+                while j < n and inv[j] < end:
+                    if eff[j] and j != i and not (rel >> (j - lo)) & 1:
+                        pend |= eff[j]
+                        if pos[j] == p:
+                            k += nact[j]
+                    j += 1
+                if not pend & deps[i]:
+                    return True
+                if is_read[i]:
+                    mine = (pend & cust_mask[p]) >> (p * width)
+                    key = (i, sid, mine, k)
+                    r = hopeless_memo.get(key)
+                    if r is None:
+                        progs = frozenset(x for x, b in prog_bit.items() if (mine >> b) & 1)
+                        r = hopeless_memo[key] = not model.may_explain(states[sid], p, ops[i], progs, k)
+                    if r:
+                        return True
+            i += 1
+        return False
+
     def children(lo, rel, sid, minret):
         """The states one write further (closed), in the order the search tries them:
         unknown operations taken as never applied first (what most of them are: it costs
@@ -475,7 +619,8 @@ def check_component(model, cids, ops, max_steps=2000000):
         definite_.sort(key=lambda x: (x[0], x[1]))
         return never + [c for _, _, c in definite_] + applied
 
-    first = close(0, 0, 0) + (0,)
+    first = close(0, 0, 0)
+    first = first + (canon(first[0], 0),)
     best = (-1, first)
     stack = [first]
     seen.add((first[0], first[1], first[3]))
@@ -484,17 +629,19 @@ def check_component(model, cids, ops, max_steps=2000000):
         if minret == INF:           # no operation that must take effect is left
             return Result(True, steps)
         steps += 1
-        if steps > max_steps:
-            return Result(None, steps)
         depth = lo + bin(rel).count("1")
         if depth > best[0]:
             best = (depth, node)
+        if steps > max_steps:
+            break
         for clo, crel, csid in reversed(children(lo, rel, sid, minret)):
             clo, crel, cmin = close(clo, crel, csid)
+            csid = canon(clo, csid)
             k = (clo, crel, csid)
             if k not in seen:
                 seen.add(k)
-                stack.append((clo, crel, cmin, csid))
+                if not hopeless(clo, crel, csid, cmin):
+                    stack.append((clo, crel, cmin, csid))
     _, (lo, rel, minret, sid) = best
 
     def lin(i):
@@ -502,7 +649,7 @@ def check_component(model, cids, ops, max_steps=2000000):
 
     prefix = [ops[i] for i in range(n) if lin(i)]
     stuck = [ops[i] for i in range(n) if not lin(i) and inv[i] < minret]
-    return Result(False, steps, prefix, stuck)
+    return Result(None if steps > max_steps else False, steps, prefix, stuck)
 
 
 class Report:

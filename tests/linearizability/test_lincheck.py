@@ -303,10 +303,10 @@ def random_history(rng, n):
         x = rng.random()
         if x < 0.25:
             kind = rng.choice(["programs", "history"])
-            o = Op(next(_ids), cid, kind, inv, ret, "ok", limit=3)
+            o = Op(next(_ids), cid, kind, inv, ret, "ok", limit=rng.choice([1, 2, 3]))
             ms, hcount, hlast = state[pos[cid]]
             if kind == "history":
-                o.result = (hcount, hlast[:3])
+                o.result = (hcount, hlast[:o.limit])
             else:
                 rows = tuple((name, m[0], m[1], m[2], m[3], "PENDING" if m[3] is not None else "ACTIVE",
                               None if m[4] is None else m[4][:4]) for name, m in ms)
