@@ -828,6 +828,11 @@ def format_report(rep, t0=None):
               " (and %.1f s shrinking)" % rep.shrink_seconds if rep.violations else "")]
     for cids, r in rep.inconclusive:
         out.append("INCONCLUSIVE: customers %s: search gave up after %d steps" % (cids, r.steps))
+        if r.stuck:
+            first = min(o.inv for o in r.stuck)
+            out.append("  it got no further than %d operations in order; %d could go next there, the first "
+                       "started at %s s" % (len(r.prefix), len(r.stuck),
+                                            _fmt_t(first, t0 if t0 is not None else first).strip()))
     for cids, r, small, total in rep.violations:
         out.append("VIOLATION: customers %s cannot be put in any serial order that respects real time." % (cids,))
         kept, ghosts = small
