@@ -37,6 +37,7 @@ On a violation, `shrink` looks for a small failing sub-history (see there) and `
 prints it for a person.
 """
 
+import bisect
 import datetime
 import time
 
@@ -467,6 +468,7 @@ def check_component(model, cids, ops, max_steps=2000000):
                 row[x] = max(row[x], lim - o.result[0])
         suf.append(row)
     canon_memo = {}
+    hreads = [[x for x in range(n) if pos[x] == q and ops[x].kind == "history"] for q in range(len(cids))]
     states = [tuple(Model.EMPTY for _ in cids)]
     sid_of = {states[0]: 0}
     moves = {}             # (i, state number) -> state number after op i, or None: cannot go there
@@ -567,32 +569,77 @@ def check_component(model, cids, ops, max_steps=2000000):
         Its answer will never fit, so no serial order completes from here: cutting the
         search state loses nothing. After `close` the pure operations that may go next and
         are still there are exactly those that do not fit."""
+        cand = []
+        end = -INF
         i = lo
         while i < n and inv[i] < minret:
             if definite[i] and not (rel >> (i - lo)) & 1 and (pure[i] or move(i, sid) is None):
-                pend = 0
-                k = 0
-                p = pos[i]
-                j = lo
-                end = ret[i]
-                while j < n and inv[j] < end:
-                    if eff[j] and j != i and not (rel >> (j - lo)) & 1:
-                        pend |= eff[j]
-                        if pos[j] == p:
-                            k += nact[j]
-                    j += 1
-                if not pend & deps[i]:
-                    return True
-                if is_read[i]:
-                    mine = (pend & cust_mask[p]) >> (p * width)
-                    key = (i, sid, mine, k)
-                    r = hopeless_memo.get(key)
-                    if r is None:
-                        progs = frozenset(x for x, b in prog_bit.items() if (mine >> b) & 1)
-                        r = hopeless_memo[key] = not model.may_explain(states[sid], p, ops[i], progs, k)
-                    if r:
-                        return True
+                cand.append(i)
+                if ret[i] > end:
+                    end = ret[i]
             i += 1
+        if not cand:
+            return False
+        # the writes still to go invoked before the last candidate completed, in invocation
+        # order, with running unions of what they change and counts of activities per customer
+        js, invs, pre = [], [], [0]
+        pk = [[0] for _ in cids]
+        j = lo
+        while j < n and inv[j] < end:
+            if eff[j] and not (rel >> (j - lo)) & 1:
+                js.append(j)
+                invs.append(inv[j])
+                pre.append(pre[-1] | eff[j])
+                for q, row in enumerate(pk):
+                    row.append(row[-1] + (nact[j] if pos[j] == q else 0))
+            j += 1
+        for i in cand:
+            e = bisect.bisect_left(invs, ret[i])      # js[:e]: invoked before i completed
+            p = pos[i]
+            if eff[i]:
+                t = bisect.bisect_left(js, i)
+                if t < e and js[t] == i:               # not itself
+                    pend = pre[t]
+                    for u in range(t + 1, e):
+                        pend |= eff[js[u]]
+                else:
+                    pend = pre[e]
+            else:
+                pend = pre[e]
+            if not pend & deps[i]:
+                return True
+            if is_read[i]:
+                k = pk[p][e]
+                mine = (pend & cust_mask[p]) >> (p * width)
+                key = (i, sid, mine, k)
+                r = hopeless_memo.get(key)
+                if r is None:
+                    progs = frozenset(x for x, b in prog_bit.items() if (mine >> b) & 1)
+                    r = hopeless_memo[key] = not model.may_explain(states[sid], p, ops[i], progs, k)
+                if r:
+                    return True
+        return False
+
+    def history_hopeless(lo, rel, sid):
+        """True when a history read still to go (anywhere later) can never be explained:
+        it answered fewer activities than the customer has now (counts only grow), or the
+        older of its activities are not the customer's newest now (new ones only go in
+        front). Only reads that can still see one of today's activities are looked at."""
+        state = states[sid]
+        for q in range(len(cids)):
+            hcount, hlast = state[q][1], state[q][2]
+            row = suf[q]
+            for x in hreads[q][bisect.bisect_left(hreads[q], lo):]:
+                if row[x] + hcount <= 0:
+                    break
+                if x - lo < 0 or (rel >> (x - lo)) & 1:
+                    continue
+                o = ops[x]
+                limit = o.limit if o.limit is not None else HIST_KEEP
+                total, acts = o.result
+                k = total - hcount
+                if k < 0 or (k < limit and acts[k:] != hlast[:limit - k]):
+                    return True
         return False
 
     def children(lo, rel, sid, minret):
@@ -640,7 +687,7 @@ def check_component(model, cids, ops, max_steps=2000000):
             k = (clo, crel, csid)
             if k not in seen:
                 seen.add(k)
-                if not hopeless(clo, crel, csid, cmin):
+                if not hopeless(clo, crel, csid, cmin) and not history_hopeless(clo, crel, csid):
                     stack.append((clo, crel, cmin, csid))
     _, (lo, rel, minret, sid) = best
 
