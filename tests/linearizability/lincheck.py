@@ -394,8 +394,9 @@ def _codes_match(got, want, wild):
     return True
 
 
-def check_component(model, cids, ops, max_steps=2000000):
-    """Wing & Gong search with memoisation over one component's operations.
+def check_component(model, cids, ops, max_steps=None, max_seconds=None):
+    """Wing & Gong search with memoisation over one component's operations. It gives up
+    (Result.ok None) after max_steps search states or max_seconds, when given.
 
     The linearized set is kept as (lo, rel): every operation before index lo (in invocation
     order) is linearized, and bit k of rel says whether operation lo + k is. Real-time order
@@ -508,28 +509,46 @@ def check_component(model, cids, ops, max_steps=2000000):
         moves[key] = r
         return r
 
-    def canon(lo, sid):
-        """State sid with each customer's newest activities cut to those a history read still
-        to go (one at index >= lo) can show: states that differ only in older ones (the
-        order in which concurrent writes were taken) have the same future, and become one
-        state for the memo."""
+    def canon(lo, rel, sid):
+        """(True, _) when a history read still to go (anywhere later) can never be
+        explained: it answered fewer activities than the customer has now (counts only
+        grow), or the older of its activities are not the customer's newest now (new ones
+        only go in front). Else (False, sid'): sid' is state sid with each customer's newest
+        activities cut to those a history read still to go can show (of today's newest, a
+        read with `limit` that answered `total` sees limit - (total - count now)): states
+        that differ only in older ones (the order in which concurrent writes were taken)
+        have the same future, and become one state for the memo."""
         state = states[sid]
         need = []
         cut = False
         for q, (ms, hcount, hlast) in enumerate(state):
-            k = suf[q][lo] + hcount
-            k = 0 if k <= 0 else min(int(k), HIST_KEEP)
+            row = suf[q]
+            k = 0
+            for x in hreads[q][bisect.bisect_left(hreads[q], lo):]:
+                if row[x] + hcount <= k:        # no read from here on sees more
+                    break
+                if (rel >> (x - lo)) & 1:
+                    continue
+                o = ops[x]
+                limit = o.limit if o.limit is not None else HIST_KEEP
+                total, acts = o.result
+                new = total - hcount
+                if new < 0 or (new < limit and acts[new:] != hlast[:limit - new]):
+                    return True, None
+                if limit - new > k:
+                    k = limit - new
+            k = min(k, HIST_KEEP)
             need.append(k)
             if len(hlast) > k:
                 cut = True
         if not cut:
-            return sid
+            return False, sid
         key = (sid, tuple(need))
         r = canon_memo.get(key)
         if r is None:
             r = canon_memo[key] = intern(tuple((ms, hcount, hlast[:k])
                                                for (ms, hcount, hlast), k in zip(state, need)))
-        return r
+        return False, r
 
     def minret_of(lo, rel):
         m = INF
@@ -620,28 +639,6 @@ def check_component(model, cids, ops, max_steps=2000000):
                     return True
         return False
 
-    def history_hopeless(lo, rel, sid):
-        """True when a history read still to go (anywhere later) can never be explained:
-        it answered fewer activities than the customer has now (counts only grow), or the
-        older of its activities are not the customer's newest now (new ones only go in
-        front). Only reads that can still see one of today's activities are looked at."""
-        state = states[sid]
-        for q in range(len(cids)):
-            hcount, hlast = state[q][1], state[q][2]
-            row = suf[q]
-            for x in hreads[q][bisect.bisect_left(hreads[q], lo):]:
-                if row[x] + hcount <= 0:
-                    break
-                if x - lo < 0 or (rel >> (x - lo)) & 1:
-                    continue
-                o = ops[x]
-                limit = o.limit if o.limit is not None else HIST_KEEP
-                total, acts = o.result
-                k = total - hcount
-                if k < 0 or (k < limit and acts[k:] != hlast[:limit - k]):
-                    return True
-        return False
-
     def children(lo, rel, sid, minret):
         """The states one write further (closed), in the order the search tries them:
         unknown operations taken as never applied first (what most of them are: it costs
@@ -666,10 +663,13 @@ def check_component(model, cids, ops, max_steps=2000000):
         definite_.sort(key=lambda x: (x[0], x[1]))
         return never + [c for _, _, c in definite_] + applied
 
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    gave_up = False
     first = close(0, 0, 0)
-    first = first + (canon(first[0], 0),)
+    dead, sid = canon(first[0], first[1], 0)
+    first = first + (0 if dead else sid,)
     best = (-1, first)
-    stack = [first]
+    stack = [] if dead else [first]
     seen.add((first[0], first[1], first[3]))
     while stack:
         lo, rel, minret, sid = node = stack.pop()
@@ -679,15 +679,19 @@ def check_component(model, cids, ops, max_steps=2000000):
         depth = lo + bin(rel).count("1")
         if depth > best[0]:
             best = (depth, node)
-        if steps > max_steps:
+        if (max_steps is not None and steps > max_steps) or \
+                (deadline is not None and steps & 255 == 1 and time.monotonic() > deadline):
+            gave_up = True
             break
         for clo, crel, csid in reversed(children(lo, rel, sid, minret)):
             clo, crel, cmin = close(clo, crel, csid)
-            csid = canon(clo, csid)
+            dead, csid = canon(clo, crel, csid)
+            if dead:
+                continue
             k = (clo, crel, csid)
             if k not in seen:
                 seen.add(k)
-                if not hopeless(clo, crel, csid, cmin) and not history_hopeless(clo, crel, csid):
+                if not hopeless(clo, crel, csid, cmin):
                     stack.append((clo, crel, cmin, csid))
     _, (lo, rel, minret, sid) = best
 
@@ -696,7 +700,7 @@ def check_component(model, cids, ops, max_steps=2000000):
 
     prefix = [ops[i] for i in range(n) if lin(i)]
     stuck = [ops[i] for i in range(n) if not lin(i) and inv[i] < minret]
-    return Result(None if steps > max_steps else False, steps, prefix, stuck)
+    return Result(None if gave_up else False, steps, prefix, stuck)
 
 
 class Report:
@@ -714,14 +718,19 @@ class Report:
         return not self.violations and not self.inconclusive
 
 
-def check(model, ops, max_steps=2000000, shrink_seconds=30.0):
-    """Checks a whole history (a list of Op), component by component. Returns a Report."""
+def check(model, ops, max_steps=None, shrink_seconds=30.0, max_seconds=300.0):
+    """Checks a whole history (a list of Op), component by component. Returns a Report.
+    The search gives up on a part (INCONCLUSIVE) after max_steps search states in it, or
+    when the whole search (shrinking excluded) has taken max_seconds."""
     t0 = time.monotonic()
     rep = Report()
     for cids, cops in components(ops):
         rep.components += 1
         rep.ops += len(cops)
-        r = check_component(model, cids, cops, max_steps)
+        left = None
+        if max_seconds is not None:
+            left = max(0.0, max_seconds - (time.monotonic() - t0 - rep.shrink_seconds))
+        r = check_component(model, cids, cops, max_steps, left)
         rep.steps += r.steps
         if r.ok is None:
             rep.inconclusive.append((cids, r))
@@ -736,8 +745,8 @@ def check(model, ops, max_steps=2000000, shrink_seconds=30.0):
 
 # ---------------------------------------------------------------- shrinking
 
-def _fails(model, cids, ops, max_steps):
-    return check_component(model, cids, ops, max_steps).ok is False
+def _fails(model, cids, ops, max_steps, max_seconds=None):
+    return check_component(model, cids, ops, max_steps, max_seconds).ok is False
 
 
 def shrink(model, cids, ops, max_steps=50000, seconds=60.0):
@@ -753,13 +762,14 @@ def shrink(model, cids, ops, max_steps=50000, seconds=60.0):
       2. Reads and writes known to have applied nothing (`Op.light`), removed in chunks of
          halving size (removing them can never make a history fail).
       3. The remaining writes one by one, newest first, each made a ghost.
-    Each search is bounded by max_steps (an inconclusive search refuses the removal); the
-    whole shrink stops after `seconds`."""
+    Each search is bounded by max_steps and by the time left (an inconclusive search refuses
+    the removal); the whole shrink stops after `seconds`."""
     deadline = time.monotonic() + seconds
     cur = sorted(ops, key=lambda o: o.inv)
 
     def fails(keep, ghosts):
-        return _fails(model, cids, list(keep) + list(ghosts), max_steps)
+        return _fails(model, cids, list(keep) + list(ghosts), max_steps,
+                      max(0.01, deadline - time.monotonic()))
 
     def cut(k):
         keep = cur[:k]
@@ -874,7 +884,8 @@ def format_report(rep, t0=None):
            % (rep.ops, rep.components, rep.steps, rep.seconds,
               " (and %.1f s shrinking)" % rep.shrink_seconds if rep.violations else "")]
     for cids, r in rep.inconclusive:
-        out.append("INCONCLUSIVE: customers %s: search gave up after %d steps" % (cids, r.steps))
+        out.append("INCONCLUSIVE: customers %s: search gave up after %d steps (its step or time budget)"
+                   % (cids, r.steps))
         if r.stuck:
             first = min(o.inv for o in r.stuck)
             out.append("  it got no further than %d operations in order; %d could go next there, the first "

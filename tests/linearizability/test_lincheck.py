@@ -241,6 +241,8 @@ def test_budget_makes_the_answer_inconclusive():
     h += [link(1, 0, 100, "Plain", "X"), link(2, 0, 100, "Plain", "X")]
     r = check_component(M, [1, 2, 3], h, max_steps=3)
     assert r.ok is None
+    assert check_component(M, [1, 2, 3], h, max_seconds=0).ok is None
+    assert check_component(M, [1, 2, 3], h, max_seconds=60).ok is False
     rep = check(M, h, max_steps=3)
     text = format_report(rep)
     assert not rep.ok and "INCONCLUSIVE" in text and "could go next there" in text, text
