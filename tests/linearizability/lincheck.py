@@ -712,6 +712,7 @@ class Report:
         self.shrink_seconds = 0.0
         self.violations = []       # [(cids, Result, (kept ops, ghosts), ops in the part)]
         self.inconclusive = []     # [(cids, Result)]
+        self.parts = []            # [(cids, operations, steps, seconds)] per part searched
 
     @property
     def ok(self):
@@ -730,7 +731,9 @@ def check(model, ops, max_steps=None, shrink_seconds=30.0, max_seconds=300.0):
         left = None
         if max_seconds is not None:
             left = max(0.0, max_seconds - (time.monotonic() - t0 - rep.shrink_seconds))
+        t1 = time.monotonic()
         r = check_component(model, cids, cops, max_steps, left)
+        rep.parts.append((cids, len(cops), r.steps, time.monotonic() - t1))
         rep.steps += r.steps
         if r.ok is None:
             rep.inconclusive.append((cids, r))
