@@ -37,6 +37,7 @@ On a violation, `shrink` looks for a small failing sub-history (see there) and `
 prints it for a person.
 """
 
+import bisect
 import datetime
 import time
 
@@ -275,22 +276,60 @@ class Model:
         ms, hcount, hlast = state[pos]
         if op.kind == "history":
             total, acts = op.result
-            return total == hcount and acts == hlast[:op.limit if op.limit is not None else 10]
+            return total == hcount and acts == hlast[:op.limit if op.limit is not None else HIST_KEEP]
         code, rows = op.result
         if code != 1000 or len(rows) != len(ms):
             return False
         for row, (name, m) in zip(rows, ms):
-            rname, rmid, rtier, rexp, rstart, rstate, rrl = row
-            mid, tier, exp, start, rl = m
-            if (rname, rmid, rtier, rexp) != (name, mid, tier, exp):
+            if row[0] != name or not self._row_matches(row, m):
                 return False
-            if start is not None and rstart != start:
+        return True
+
+    @staticmethod
+    def _row_matches(row, m):
+        rname, rmid, rtier, rexp, rstart, rstate, rrl = row
+        mid, tier, exp, start, rl = m
+        if (rmid, rtier, rexp) != (mid, tier, exp):
+            return False
+        if start is not None and rstart != start:
+            return False
+        if rstate != ("PENDING" if start is not None else "ACTIVE"):
+            return False
+        if (rl is None) != (rrl is None):
+            return False
+        if rl is not None and rl != rrl:
+            return False
+        return True
+
+    def may_explain(self, state, pos, op, progs, nacts):
+        """False when no sequence of writes to customer pos that changes only the programs
+        in `progs` and adds at most `nacts` activities can bring its state from `state` to
+        one that explains read op (a necessary condition only: True proves nothing)."""
+        ms, hcount, hlast = state[pos]
+        if op.kind == "history":
+            total, acts = op.result
+            k = total - hcount          # the activities added before the read
+            if k < 0 or k > nacts:
                 return False
-            if rstate != ("PENDING" if start is not None else "ACTIVE"):
-                return False
-            if (rl is None) != (rrl is None):
-                return False
-            if rl is not None and rl != rrl:
+            for _, name in acts[:k]:
+                if name not in progs:
+                    return False
+            limit = op.limit if op.limit is not None else HIST_KEEP
+            # the newest activities are pushed in front of the ones there now
+            return k >= limit or acts[k:] == hlast[:limit - k]
+        code, rows = op.result
+        if code != 1000:
+            return False
+        have = dict(ms)
+        shown = dict((r[0], r) for r in rows)
+        for name in set(have) | set(shown):
+            if name in progs:
+                continue
+            m, row = have.get(name), shown.get(name)
+            if m is None or row is None:
+                if m is not row:
+                    return False
+            elif not self._row_matches(row, m):
                 return False
         return True
 
@@ -355,13 +394,25 @@ def _codes_match(got, want, wild):
     return True
 
 
-def check_component(model, cids, ops, max_steps=2000000):
-    """Wing & Gong search with memoisation over one component's operations.
+def check_component(model, cids, ops, max_steps=None, max_seconds=None):
+    """Wing & Gong search with memoisation over one component's operations. It gives up
+    (Result.ok None) after max_steps search states or max_seconds, when given.
 
     The linearized set is kept as (lo, rel): every operation before index lo (in invocation
     order) is linearized, and bit k of rel says whether operation lo + k is. Real-time order
     keeps rel as narrow as the concurrency (plus unknown operations not yet placed), so each
-    step costs about the window's width, not the history's length."""
+    step costs about the window's width, not the history's length. Model states are interned
+    (one small number per distinct state), so the memo's keys are (lo, rel, state number) and
+    each operation is run on each state at most once.
+
+    Operations that change nothing (reads, writes whose items all failed, writes that applied
+    nothing) are never branched on: whenever one may go next and the current state explains
+    it, it goes next at once (`close`). That loses no order: in any serial order that
+    completes the history from here, the same operation can be moved to the front (it may go
+    next, it is explained here, it changed no state where it was, and moving an operation
+    earlier never breaks the real-time order of the others), so a search state and its
+    closure are both completable or both not. The search branches only on writes that
+    applied something and on unknown ones."""
     ops = sorted(ops, key=lambda o: (o.inv, o.ret))
     n = len(ops)
     pos_of = dict((c, k) for k, c in enumerate(cids))
@@ -369,10 +420,135 @@ def check_component(model, cids, ops, max_steps=2000000):
     inv = [o.inv for o in ops]
     ret = [o.ret for o in ops]
     definite = [o.outcome != "unknown" for o in ops]
-    start_state = tuple(Model.EMPTY for _ in cids)
+    # pure: explained without a change of state or not at all (see Op.light)
+    pure = [o.light for o in ops]
+    is_read = [o.is_read for o in ops]
+    # The parts of the state an operation's answer depends on, and the parts a write may
+    # still change when it goes, as bit masks over (customer, program): bit
+    # pos * len(programs) + k. A write may change its customer's programs whose items
+    # answered 200 (an unknown write: any of its items), and adds at most that many
+    # activities. An item's answer depends on its customer's membership of its program, and
+    # for a link on every customer's (who holds the id). A read depends on its customer.
+    prog_names = sorted(set(it[0] for o in ops for it in o.items if it[0] is not None) | set(model.programs))
+    prog_bit = dict((name, k) for k, name in enumerate(prog_names))
+    width = len(prog_names)
+    every = [sum(1 << (q * width + k) for q in range(len(cids))) for k in range(width)]
+    cust_mask = [((1 << width) - 1) << (q * width) for q in range(len(cids))]
+    eff, nact, deps = [], [], []
+    for o, p in zip(ops, pos):
+        if o.is_read or o.outcome == "noeffect":
+            names = ()
+        elif o.outcome == "ok" and o.codes is not None and len(o.codes) == len(o.items) + 1:
+            names = [it[0] for it, c in zip(o.items, o.codes[1:]) if c == 200]
+        else:
+            names = [it[0] for it in o.items]
+        eff.append(sum(1 << (p * width + prog_bit[x]) for x in set(names) if x in prog_bit))
+        nact.append(len(names))
+        if o.is_read:
+            deps.append(cust_mask[p])
+        else:
+            d = 0
+            for it in o.items:
+                k = prog_bit.get(it[0])
+                if k is not None:
+                    d |= every[k] if o.kind == "link" else 1 << (p * width + k)
+            deps.append(d)
+    hopeless_memo = {}
+    # How many of a customer's newest activities a history read still to go can show:
+    # a read with `limit` that answered `total` sees, of today's newest, the first
+    # limit - (total - count now), older ones pushed out by the activities added before it.
+    # suf[q][x]: the largest limit - total over customer q's history reads at index >= x.
+    suf = []
+    for q in range(len(cids)):
+        row = [-INF] * (n + 1)
+        for x in range(n - 1, -1, -1):
+            row[x] = row[x + 1]
+            o = ops[x]
+            if pos[x] == q and o.kind == "history":
+                lim = o.limit if o.limit is not None else HIST_KEEP
+                row[x] = max(row[x], lim - o.result[0])
+        suf.append(row)
+    canon_memo = {}
+    hreads = [[x for x in range(n) if pos[x] == q and ops[x].kind == "history"] for q in range(len(cids))]
+    states = [tuple(Model.EMPTY for _ in cids)]
+    sid_of = {states[0]: 0}
+    moves = {}             # (i, state number) -> state number after op i, or None: cannot go there
     seen = set()
     steps = 0
-    best = (-1, (0, 0), start_state)
+
+    def intern(state):
+        k = sid_of.get(state)
+        if k is None:
+            k = sid_of[state] = len(states)
+            states.append(state)
+        return k
+
+    def move(i, sid):
+        """The state after op i taken at state sid (for an unknown op: applied), or None when
+        its answer does not match there (an unknown op: when applying it changes nothing)."""
+        key = (i, sid)
+        r = moves.get(key, -1)
+        if r != -1:
+            return r
+        o = ops[i]
+        state = states[sid]
+        r = None
+        if o.is_read:
+            if model.explains(state, pos[i], o):
+                r = sid
+        else:
+            codes, ns = model.apply(state, pos[i], o)
+            if o.outcome == "ok":
+                if codes == o.codes:
+                    r = intern(ns)
+            elif o.outcome == "noeffect":
+                if _codes_match(o.codes, codes, o.wild):
+                    r = sid
+            elif ns is not state and _codes_match(o.codes, codes, o.wild):
+                r = intern(ns)
+        moves[key] = r
+        return r
+
+    def canon(lo, rel, sid):
+        """(True, _) when a history read still to go (anywhere later) can never be
+        explained: it answered fewer activities than the customer has now (counts only
+        grow), or the older of its activities are not the customer's newest now (new ones
+        only go in front). Else (False, sid'): sid' is state sid with each customer's newest
+        activities cut to those a history read still to go can show (of today's newest, a
+        read with `limit` that answered `total` sees limit - (total - count now)): states
+        that differ only in older ones (the order in which concurrent writes were taken)
+        have the same future, and become one state for the memo."""
+        state = states[sid]
+        need = []
+        cut = False
+        for q, (ms, hcount, hlast) in enumerate(state):
+            row = suf[q]
+            k = 0
+            for x in hreads[q][bisect.bisect_left(hreads[q], lo):]:
+                if row[x] + hcount <= k:        # no read from here on sees more
+                    break
+                if (rel >> (x - lo)) & 1:
+                    continue
+                o = ops[x]
+                limit = o.limit if o.limit is not None else HIST_KEEP
+                total, acts = o.result
+                new = total - hcount
+                if new < 0 or (new < limit and acts[new:] != hlast[:limit - new]):
+                    return True, None
+                if limit - new > k:
+                    k = limit - new
+            k = min(k, HIST_KEEP)
+            need.append(k)
+            if len(hlast) > k:
+                cut = True
+        if not cut:
+            return False, sid
+        key = (sid, tuple(need))
+        r = canon_memo.get(key)
+        if r is None:
+            r = canon_memo[key] = intern(tuple((ms, hcount, hlast[:k])
+                                               for (ms, hcount, hlast), k in zip(state, need)))
+        return False, r
 
     def minret_of(lo, rel):
         m = INF
@@ -390,66 +566,141 @@ def check_component(model, cids, ops, max_steps=2000000):
             lo += 1
         return lo, rel
 
-    def children(lo, rel, state, minret):
-        """The states one operation further, in the order the search tries them: unknown
-        operations taken as never applied first (what most of them are: it costs nothing
-        and lets the window move on), then the definite operations by completion time (the
-        one that must take effect soonest first: fewer wrong turns to back out of when
+    def close(lo, rel, sid):
+        """Takes every pure operation that may go next and that state sid explains, until
+        none is left. One pass: taking one changes no state (those that did not fit still do
+        not) and only lets more operations go next (later ones in invocation order)."""
+        minret = minret_of(lo, rel)
+        i = lo
+        while i < n and inv[i] < minret:
+            if pure[i] and (i >= lo and not (rel >> (i - lo)) & 1) and move(i, sid) is not None:
+                lo, rel = add(lo, rel, i)
+                if ret[i] == minret:
+                    minret = minret_of(lo, rel)
+            i += 1
+        return lo, rel, minret
+
+    def hopeless(lo, rel, sid, minret):
+        """True when an operation that must take effect (a read or a definite write) may go
+        next but does not fit state sid, and nothing it depends on can change before it must
+        go: no write still to go that was invoked before it completed changes any part of
+        the state its answer depends on (for a read: nor enough of it, Model.may_explain).
+        Its answer will never fit, so no serial order completes from here: cutting the
+        search state loses nothing. After `close` the pure operations that may go next and
+        are still there are exactly those that do not fit."""
+        cand = []
+        end = -INF
+        i = lo
+        while i < n and inv[i] < minret:
+            if definite[i] and not (rel >> (i - lo)) & 1 and (pure[i] or move(i, sid) is None):
+                cand.append(i)
+                if ret[i] > end:
+                    end = ret[i]
+            i += 1
+        if not cand:
+            return False
+        # the writes still to go invoked before the last candidate completed, in invocation
+        # order, with running unions of what they change and counts of activities per customer
+        js, invs, pre = [], [], [0]
+        pk = [[0] for _ in cids]
+        j = lo
+        while j < n and inv[j] < end:
+            if eff[j] and not (rel >> (j - lo)) & 1:
+                js.append(j)
+                invs.append(inv[j])
+                pre.append(pre[-1] | eff[j])
+                for q, row in enumerate(pk):
+                    row.append(row[-1] + (nact[j] if pos[j] == q else 0))
+            j += 1
+        for i in cand:
+            e = bisect.bisect_left(invs, ret[i])      # js[:e]: invoked before i completed
+            p = pos[i]
+            if eff[i]:
+                t = bisect.bisect_left(js, i)
+                if t < e and js[t] == i:               # not itself
+                    pend = pre[t]
+                    for u in range(t + 1, e):
+                        pend |= eff[js[u]]
+                else:
+                    pend = pre[e]
+            else:
+                pend = pre[e]
+            if not pend & deps[i]:
+                return True
+            if is_read[i]:
+                k = pk[p][e]
+                mine = (pend & cust_mask[p]) >> (p * width)
+                key = (i, sid, mine, k)
+                r = hopeless_memo.get(key)
+                if r is None:
+                    progs = frozenset(x for x, b in prog_bit.items() if (mine >> b) & 1)
+                    r = hopeless_memo[key] = not model.may_explain(states[sid], p, ops[i], progs, k)
+                if r:
+                    return True
+        return False
+
+    def children(lo, rel, sid, minret):
+        """The states one write further (closed), in the order the search tries them:
+        unknown operations taken as never applied first (what most of them are: it costs
+        nothing and lets the window move on), then the definite writes by completion time
+        (the one that must take effect soonest first: fewer wrong turns to back out of when
         an operation with a long interval overlaps short ones), then unknown operations
         applied."""
         never, definite_, applied = [], [], []
         i = lo
         while i < n and inv[i] < minret:
-            if not (rel >> (i - lo)) & 1:
-                o = ops[i]
-                nm = add(lo, rel, i)
-                if o.is_read:
-                    if model.explains(state, pos[i], o):
-                        definite_.append((ret[i], i, (nm, state)))
-                elif o.outcome == "ok":
-                    codes, ns = model.apply(state, pos[i], o)
-                    if codes == o.codes:
-                        definite_.append((ret[i], i, (nm, ns)))
-                elif o.outcome == "noeffect":
-                    codes, _ = model.apply(state, pos[i], o)
-                    if _codes_match(o.codes, codes, o.wild):
-                        definite_.append((ret[i], i, (nm, state)))
+            if not pure[i] and not (rel >> (i - lo)) & 1:
+                nlo, nrel = add(lo, rel, i)
+                ns = move(i, sid)
+                if definite[i]:
+                    if ns is not None:
+                        definite_.append((ret[i], i, (nlo, nrel, ns)))
                 else:
-                    never.append((nm, state))
-                    codes, ns = model.apply(state, pos[i], o)
-                    if ns is not state and _codes_match(o.codes, codes, o.wild):
-                        applied.append((nm, ns))
+                    never.append((nlo, nrel, sid))
+                    if ns is not None:
+                        applied.append((nlo, nrel, ns))
             i += 1
         definite_.sort(key=lambda x: (x[0], x[1]))
         return never + [c for _, _, c in definite_] + applied
 
-    first = ((0, 0), start_state)
-    stack = [first]
-    seen.add(first)
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    gave_up = False
+    first = close(0, 0, 0)
+    dead, sid = canon(first[0], first[1], 0)
+    first = first + (0 if dead else sid,)
+    best = (-1, first)
+    stack = [] if dead else [first]
+    seen.add((first[0], first[1], first[3]))
     while stack:
-        (lo, rel), state = stack.pop()
-        minret = minret_of(lo, rel)
+        lo, rel, minret, sid = node = stack.pop()
         if minret == INF:           # no operation that must take effect is left
             return Result(True, steps)
         steps += 1
-        if steps > max_steps:
-            return Result(None, steps)
         depth = lo + bin(rel).count("1")
         if depth > best[0]:
-            best = (depth, (lo, rel), state)
-        for k in reversed(children(lo, rel, state, minret)):
+            best = (depth, node)
+        if (max_steps is not None and steps > max_steps) or \
+                (deadline is not None and steps & 255 == 1 and time.monotonic() > deadline):
+            gave_up = True
+            break
+        for clo, crel, csid in reversed(children(lo, rel, sid, minret)):
+            clo, crel, cmin = close(clo, crel, csid)
+            dead, csid = canon(clo, crel, csid)
+            if dead:
+                continue
+            k = (clo, crel, csid)
             if k not in seen:
                 seen.add(k)
-                stack.append(k)
-    _, (lo, rel), state = best
+                if not hopeless(clo, crel, csid, cmin):
+                    stack.append((clo, crel, cmin, csid))
+    _, (lo, rel, minret, sid) = best
 
     def lin(i):
         return i < lo or (rel >> (i - lo)) & 1
 
     prefix = [ops[i] for i in range(n) if lin(i)]
-    minret = minret_of(lo, rel)
     stuck = [ops[i] for i in range(n) if not lin(i) and inv[i] < minret]
-    return Result(False, steps, prefix, stuck)
+    return Result(None if gave_up else False, steps, prefix, stuck)
 
 
 class Report:
@@ -461,20 +712,28 @@ class Report:
         self.shrink_seconds = 0.0
         self.violations = []       # [(cids, Result, (kept ops, ghosts), ops in the part)]
         self.inconclusive = []     # [(cids, Result)]
+        self.parts = []            # [(cids, operations, steps, seconds)] per part searched
 
     @property
     def ok(self):
         return not self.violations and not self.inconclusive
 
 
-def check(model, ops, max_steps=2000000, shrink_seconds=30.0):
-    """Checks a whole history (a list of Op), component by component. Returns a Report."""
+def check(model, ops, max_steps=None, shrink_seconds=30.0, max_seconds=300.0):
+    """Checks a whole history (a list of Op), component by component. Returns a Report.
+    The search gives up on a part (INCONCLUSIVE) after max_steps search states in it, or
+    when the whole search (shrinking excluded) has taken max_seconds."""
     t0 = time.monotonic()
     rep = Report()
     for cids, cops in components(ops):
         rep.components += 1
         rep.ops += len(cops)
-        r = check_component(model, cids, cops, max_steps)
+        left = None
+        if max_seconds is not None:
+            left = max(0.0, max_seconds - (time.monotonic() - t0 - rep.shrink_seconds))
+        t1 = time.monotonic()
+        r = check_component(model, cids, cops, max_steps, left)
+        rep.parts.append((cids, len(cops), r.steps, time.monotonic() - t1))
         rep.steps += r.steps
         if r.ok is None:
             rep.inconclusive.append((cids, r))
@@ -489,8 +748,8 @@ def check(model, ops, max_steps=2000000, shrink_seconds=30.0):
 
 # ---------------------------------------------------------------- shrinking
 
-def _fails(model, cids, ops, max_steps):
-    return check_component(model, cids, ops, max_steps).ok is False
+def _fails(model, cids, ops, max_steps, max_seconds=None):
+    return check_component(model, cids, ops, max_steps, max_seconds).ok is False
 
 
 def shrink(model, cids, ops, max_steps=50000, seconds=60.0):
@@ -506,13 +765,14 @@ def shrink(model, cids, ops, max_steps=50000, seconds=60.0):
       2. Reads and writes known to have applied nothing (`Op.light`), removed in chunks of
          halving size (removing them can never make a history fail).
       3. The remaining writes one by one, newest first, each made a ghost.
-    Each search is bounded by max_steps (an inconclusive search refuses the removal); the
-    whole shrink stops after `seconds`."""
+    Each search is bounded by max_steps and by the time left (an inconclusive search refuses
+    the removal); the whole shrink stops after `seconds`."""
     deadline = time.monotonic() + seconds
     cur = sorted(ops, key=lambda o: o.inv)
 
     def fails(keep, ghosts):
-        return _fails(model, cids, list(keep) + list(ghosts), max_steps)
+        return _fails(model, cids, list(keep) + list(ghosts), max_steps,
+                      max(0.01, deadline - time.monotonic()))
 
     def cut(k):
         keep = cur[:k]
@@ -627,7 +887,13 @@ def format_report(rep, t0=None):
            % (rep.ops, rep.components, rep.steps, rep.seconds,
               " (and %.1f s shrinking)" % rep.shrink_seconds if rep.violations else "")]
     for cids, r in rep.inconclusive:
-        out.append("INCONCLUSIVE: customers %s: search gave up after %d steps" % (cids, r.steps))
+        out.append("INCONCLUSIVE: customers %s: search gave up after %d steps (its step or time budget)"
+                   % (cids, r.steps))
+        if r.stuck:
+            first = min(o.inv for o in r.stuck)
+            out.append("  it got no further than %d operations in order; %d could go next there, the first "
+                       "started at %s s" % (len(r.prefix), len(r.stuck),
+                                            _fmt_t(first, t0 if t0 is not None else first).strip()))
     for cids, r, small, total in rep.violations:
         out.append("VIOLATION: customers %s cannot be put in any serial order that respects real time." % (cids,))
         kept, ghosts = small

@@ -3,7 +3,8 @@
     scripts/linearizability [--ops N] [--seconds S] [--seed N] [--threads T] [--partnerds P] [--keep]
                             [--nemesis none|kill-partnerd|pause-partnerd|pause-redis|restart-redis|all]
                             [--nemesis-seed N]
-    scripts/linearizability --check FILE     # check a recorded history (history.jsonl) again
+    scripts/linearizability --check FILE [--stretch S] [--check-seconds S]
+                                             # check a recorded history (history.jsonl) again
 
 Starts one Redis, P partnerd (default 3) behind nginx (tests/integration/harness.py; the
 binaries as the integration tests find them: $PARTNERD_BIN, $PARTNERCTL_BIN or build/src/),
@@ -42,13 +43,23 @@ def main(argv):
     ap.add_argument("--nemesis-seed", type=int, default=None, help="the fault schedule's seed (default: random, printed)")
     ap.add_argument("--out", metavar="FILE", help="write the history there too (default: only the stack's directory)")
     ap.add_argument("--check", metavar="FILE", help="only check a recorded history.jsonl")
+    ap.add_argument("--stretch", type=float, default=0.0, metavar="S",
+                    help="with --check: every answered operation's completion S seconds later (a "
+                    "history as a slower machine would record it: still linearizable if it was, and "
+                    "harder to search); prints each part's steps and time")
+    ap.add_argument("--check-seconds", type=float, default=300.0, metavar="S",
+                    help="the search gives up (INCONCLUSIVE) after S seconds (default 300)")
     a = ap.parse_args(argv)
     if a.check:
         records, t0, seed = recorder.load(a.check)
         ops, counts = recorder.to_ops(records)
         for line in recorder.format_counts(counts):
             print(line)
-        rep = lincheck.check(recorder.model(), ops)
+        if a.stretch:
+            ops = [o if o.ret == lincheck.INF else o.copy(ret=o.ret + a.stretch) for o in ops]
+        rep = lincheck.check(recorder.model(), ops, max_seconds=a.check_seconds)
+        for cids, n, steps, secs in rep.parts:
+            print("part %s: %d operations, %d search steps, %.2f s" % (cids, n, steps, secs))
         print(lincheck.format_report(rep, t0))
         return 0 if rep.ok else 1
     t = time.monotonic()
@@ -58,7 +69,7 @@ def main(argv):
               % (nem.name, nem.seed, nem.seed))
     rep, counts = recorder.record_and_check(ops=a.ops, seconds=a.seconds, seed=a.seed, threads=a.threads,
                                             partnerds=a.partnerds, keep=a.keep, nemesis=nem,
-                                            pace=a.pace, out=a.out)
+                                            pace=a.pace, out=a.out, max_seconds=a.check_seconds)
     if nem is not None:
         print("faults done: %s" % ", ".join("%s %d" % kv for kv in sorted(nem.events.items())))
     print("total %.1f s" % (time.monotonic() - t))

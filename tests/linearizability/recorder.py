@@ -401,7 +401,8 @@ def format_counts(counts, seconds=None):
 
 
 def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3, nemesis=None, pace=0.0,
-                     keep=None, say=print, max_steps=2000000, shrink_seconds=30.0, keep_on_violation=True,
+                     keep=None, say=print, max_steps=None, max_seconds=300.0, shrink_seconds=30.0,
+                     keep_on_violation=True,
                      partnerd_binary=None, partnerd_env=None, out=None):
     """Starts a stack (one Redis, `partnerds` partnerd behind nginx), records, checks.
     Returns (lincheck.Report, counts). partnerd_binary, partnerd_env: another partnerd
@@ -423,7 +424,8 @@ def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3
         opl, counts = to_ops(records)
         for line in format_counts(counts, took):
             say(line)
-        rep = lincheck.check(model(), opl, max_steps=max_steps, shrink_seconds=shrink_seconds)
+        rep = lincheck.check(model(), opl, max_steps=max_steps, shrink_seconds=shrink_seconds,
+                             max_seconds=max_seconds)
         for line in lincheck.format_report(rep, t0).splitlines():
             say(line)
         rc, cout, cerr = st.ctl("check", "--org", ORG)
