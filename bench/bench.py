@@ -154,15 +154,15 @@ class Stack:
             time.sleep(0.02)
 
     def start_redis(self, name="redis"):
-        """partnerd's Redis ("redis") or the peer's ("peer-redis"): the same settings (without
-        an append-only file, or with appendonly everysec under --aof), each in its own dir."""
+        """partnerd's Redis ("redis") or the peer's ("peer-redis"): the same settings, each in
+        its own dir; without an append-only file (--aof turns it on after the loading:
+        aof_on)."""
         port = self.redis_port if name == "redis" else self.peer_redis_port
         d = os.path.join(self.dir, name)
         os.makedirs(d, exist_ok=True)
-        aof = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.args.aof else ["--appendonly", "no"]
         argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                "--save", ""] + aof + ["--daemonize", "no", "--dir", d,
-                                       "--logfile", "", "--protected-mode", "yes"]
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", d,
+                "--logfile", "", "--protected-mode", "yes"]
         self.spawn(name, argv)
         for _ in range(200):
             try:
@@ -176,6 +176,23 @@ class Stack:
             except OSError:
                 time.sleep(0.05)
         raise SystemExit("bench: redis-server did not start")
+
+    def aof_on(self):
+        """--aof: appendonly yes, appendfsync everysec on both Redis servers, once the data is
+        loaded (the loading is not timed), and the first rewrite of the whole data set done."""
+        t0 = time.monotonic()
+        rs = [r for r in (self.r, self.pr) if r is not None]
+        for r in rs:
+            r("CONFIG", "SET", "appendfsync", "everysec")
+            r("CONFIG", "SET", "appendonly", "yes")
+        for r in rs:
+            while True:
+                info = r("INFO", "persistence").decode()
+                if ("aof_enabled:1" in info and "aof_rewrite_in_progress:0" in info
+                        and "aof_rewrite_scheduled:0" in info):
+                    break
+                time.sleep(0.2)
+        log("appendonly everysec on %d Redis server(s), first rewrite done in %.1f s" % (len(rs), time.monotonic() - t0))
 
     def redis_cpu(self, r):
         """used_cpu_sys + used_cpu_user of a Redis (INFO cpu), seconds."""
@@ -1224,7 +1241,8 @@ def main():
                     help="without the equal-work peer (bench/peer/: nginx + Lua); by default its rows "
                          "follow the update rows they compare with")
     ap.add_argument("--aof", action="store_true",
-                    help="both Redis servers (partnerd's and the peer's) with appendonly everysec")
+                    help="both Redis servers (partnerd's and the peer's) with appendonly everysec "
+                         "(turned on after the loading)")
     ap.add_argument("--memory-variants", action="store_true",
                     help="also measure memory with hash-max-listpack-value 256 (one more minute)")
     args = ap.parse_args()
@@ -1247,6 +1265,8 @@ def main():
         if args.peer:
             st.start_peer()
             peer_base = peer_counts(st)
+        if args.aof:
+            st.aof_on()
 
         if args.worker_model:
             worker_model(st, args, report)
