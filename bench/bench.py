@@ -9,6 +9,7 @@ stopped by its own pid at the end.
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import pwd
@@ -48,6 +49,44 @@ CEIL_MODES = ("fcgi", "rt1", "floor", "contract")   # bench/ceiling.c --mode
 CONTRACT_FEED = "pk:{%s}:feed" % ORG   # the contract floor's change feed (ceiling.c)
 
 
+# The peer's per-partition feed bound: partnerd's default --feed-max 100000 over 256
+# partitions (docs/CHANGE-FEED.md), as store_write.c computes it.
+PEER_FEED_MAX = -(-100000 // 256)
+
+
+def luastr(s):
+    """A Lua string literal of s (the peer's config in its nginx.conf)."""
+    return '"' + "".join(c if c.isalnum() or c in " -_./:+=@" else "\\%03d" % ord(c) for c in s) + '"'
+
+
+def write_peer_conf(state_dir, http_port, redis_port, creds):
+    """The peer's nginx.conf in state_dir (bench/peer/nginx.conf.in): its port, its Redis, the
+    credentials it accepts ((username, password, org)*: kept as a salted SHA-1 in the config)."""
+    with open(os.path.join(BENCH, "peer", "nginx.conf.in")) as f:
+        conf = f.read()
+    user_line = ""
+    if os.geteuid() == 0:
+        user_line = "user %s %s;" % (pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name)
+    cl = []
+    for user, secret, org in creds:
+        salt = os.urandom(8).hex()
+        sha = base64.b64encode(hashlib.sha1((salt + secret).encode()).digest()).decode()
+        cl.append("[%s] = { org = %s, salt = %s, sha1 = %s }" % (luastr(user), luastr(org), luastr(salt), luastr(sha)))
+    tags = keys.tags()
+    lua = ("{ redis_port = %d, dir = %s, history_max = 100, feed_max = %d, tags = %s, tags_padded = %s, "
+           "creds = { %s } }" % (redis_port, luastr(os.path.join(BENCH, "peer")), PEER_FEED_MAX,
+                                 luastr(" ".join(tags)), luastr("".join(t.ljust(10) for t in tags)), ", ".join(cl)))
+    for key, val in (("@USER_LINE@", user_line), ("@STATE_DIR@", state_dir),
+                     ("@HTTP_PORT@", str(http_port)), ("@PEER_DIR@", os.path.join(BENCH, "peer")),
+                     ("@PEER_CONFIG@", lua)):
+        conf = "\n".join(ln if ln.lstrip().startswith("#") else ln.replace(key, val)
+                          for ln in conf.split("\n"))
+    path = os.path.join(state_dir, "peer-nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return path
+
+
 def log(msg):
     print("bench: " + msg, file=sys.stderr, flush=True)
 
@@ -67,6 +106,11 @@ class Stack:
         self.procs = {}             # name -> Popen
         self.redis_port = free_port()
         self.http_port = free_port()
+        # the equal-work peer (bench/peer/): its own Redis (a copy of partnerd's data) and nginx
+        self.peer = getattr(args, "peer", False)
+        self.peer_redis_port = free_port()
+        self.peer_http_port = free_port()
+        self.pr = None
         self.nproc = args.processes
         self.workers = args.workers
         self.keepalive = args.keepalive
@@ -93,8 +137,9 @@ class Stack:
             p.wait(5)
 
     def stop_all(self):
-        for name in ["nginx"] + [n for n in list(self.procs) if n != "redis" and n != "nginx"] + ["redis"]:
-            self.stop(name, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
+        last = ("redis", "peer-redis")
+        for name in ["nginx", "peer-nginx"] + [n for n in list(self.procs) if n not in last + ("nginx", "peer-nginx")] + list(last):
+            self.stop(name, signal.SIGQUIT if name.endswith("nginx") else signal.SIGTERM)
         if not self.args.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
@@ -108,19 +153,113 @@ class Stack:
                     name, path, open(os.path.join(self.dir, name + ".log"), errors="replace").read()[-2000:]))
             time.sleep(0.02)
 
-    def start_redis(self):
-        argv = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", self.dir,
+    def start_redis(self, name="redis"):
+        """partnerd's Redis ("redis") or the peer's ("peer-redis"): the same settings, each in
+        its own dir; without an append-only file (--aof turns it on after the loading:
+        aof_on)."""
+        port = self.redis_port if name == "redis" else self.peer_redis_port
+        d = os.path.join(self.dir, name)
+        os.makedirs(d, exist_ok=True)
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", d,
                 "--logfile", "", "--protected-mode", "yes"]
-        self.spawn("redis", argv)
+        self.spawn(name, argv)
         for _ in range(200):
             try:
-                self.r = Redis(self.redis_port, timeout=60)
-                if self.r("PING") == "PONG":
+                r = Redis(port, timeout=60)
+                if r("PING") == "PONG":
+                    if name == "redis":
+                        self.r = r
+                    else:
+                        self.pr = r
                     return
             except OSError:
                 time.sleep(0.05)
         raise SystemExit("bench: redis-server did not start")
+
+    def aof_on(self):
+        """--aof: appendonly yes, appendfsync everysec on both Redis servers, once the data is
+        loaded (the loading is not timed), and the first rewrite of the whole data set done."""
+        t0 = time.monotonic()
+        rs = [r for r in (self.r, self.pr) if r is not None]
+        for r in rs:
+            r("CONFIG", "SET", "appendfsync", "everysec")
+            r("CONFIG", "SET", "appendonly", "yes")
+        for r in rs:
+            while True:
+                info = r("INFO", "persistence").decode()
+                if ("aof_enabled:1" in info and "aof_rewrite_in_progress:0" in info
+                        and "aof_rewrite_scheduled:0" in info):
+                    break
+                time.sleep(0.2)
+        log("appendonly everysec on %d Redis server(s), first rewrite done in %.1f s" % (len(rs), time.monotonic() - t0))
+
+    def redis_cpu(self, r):
+        """used_cpu_sys + used_cpu_user of a Redis (INFO cpu), seconds."""
+        tot = 0.0
+        for line in r("INFO", "cpu").decode().splitlines():
+            if line.startswith(("used_cpu_sys:", "used_cpu_user:")):
+                tot += float(line.split(":")[1])
+        return tot
+
+    def copy_to_peer(self):
+        """The peer's Redis gets partnerd's data as it is after the loading and pre-linking
+        (the same customers, memberships, histories and feeds, byte for byte): a replication
+        (REPLICAOF, then REPLICAOF NO ONE), so both Redis servers hold the same data set."""
+        t0 = time.monotonic()
+        old = self.r("CONFIG", "GET", "repl-diskless-sync-delay")[1]
+        self.r("CONFIG", "SET", "repl-diskless-sync-delay", "0")
+        self.pr("REPLICAOF", "127.0.0.1", str(self.redis_port))
+        deadline = time.monotonic() + 300
+        while True:
+            info = self.pr("INFO", "replication").decode()
+            if "master_link_status:up" in info and "master_sync_in_progress:0" in info:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: the peer's Redis did not sync:\n" + info)
+            time.sleep(0.1)
+        # wait until the replica has everything (offsets equal), then detach it
+        for _ in range(600):
+            mo = re.search(r"master_repl_offset:(\d+)", self.r("INFO", "replication").decode()).group(1)
+            so = re.search(r"slave_repl_offset:(\d+)", self.pr("INFO", "replication").decode())
+            if so and so.group(1) == mo:
+                break
+            time.sleep(0.05)
+        self.pr("REPLICAOF", "NO", "ONE")
+        self.r("CONFIG", "SET", "repl-diskless-sync-delay", old)
+        n1, n2 = self.r("DBSIZE"), self.pr("DBSIZE")
+        if n1 != n2:
+            raise SystemExit("bench: the peer's Redis holds %d keys, partnerd's %d" % (n2, n1))
+        log("peer data: %d keys copied to the peer's Redis in %.1f s" % (n2, time.monotonic() - t0))
+
+    def write_peer_conf(self):
+        return write_peer_conf(self.dir, self.peer_http_port, self.peer_redis_port, [(USER, SECRET, ORG)])
+
+    def start_peer(self):
+        """The peer's Redis (a copy of partnerd's data) and nginx."""
+        self.start_redis("peer-redis")
+        self.copy_to_peer()
+        path = self.write_peer_conf()
+        nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or "nginx"
+        self.spawn("peer-nginx", [nginx, "-c", path, "-p", self.dir + "/", "-e",
+                                  os.path.join(self.dir, "peer-nginx-error.log"), "-g", "daemon off;"])
+        for _ in range(200):
+            try:
+                if self.http("GET", "/v2/partnerProgram/health", auth=False, port=self.peer_http_port)[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.procs["peer-nginx"].poll() is not None:
+                break
+            time.sleep(0.05)
+        raise SystemExit("bench: the peer's nginx did not start; log:\n%s" % open(
+            os.path.join(self.dir, "peer-nginx-error.log"), errors="replace").read()[-2000:])
+
+    def peer_metrics(self):
+        """The peer's item codes and requests so far (GET /peer/metrics)."""
+        st, data = self.http("GET", "/peer/metrics", auth=False, port=self.peer_http_port)
+        d = json.loads(data)
+        return {k: int(v) for k, v in d["items"].items()}, int(d["requests"])
 
     @property
     def redis_url(self):
@@ -223,7 +362,7 @@ class Stack:
         self.start_nginx()
 
     # -- http
-    def http(self, method, path, body=None, auth=True, conn=None):
+    def http(self, method, path, body=None, auth=True, conn=None, port=None):
         h = {}
         if auth:
             h["Authorization"] = AUTH
@@ -232,7 +371,7 @@ class Stack:
             if not isinstance(body, bytes):
                 body = json.dumps(body).encode()
         own = conn is None
-        c = conn or http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=60)
+        c = conn or http.client.HTTPConnection("127.0.0.1", port or self.http_port, timeout=60)
         try:
             c.request(method, path, body=body, headers=h)
             resp = c.getresponse()
@@ -256,11 +395,12 @@ class Stack:
                     reqs += int(m.group(3))
         return items, reqs
 
-    def commandstats(self, usec=False):
-        """Calls per command (or, with usec, (calls, microseconds)) from INFO commandstats.
-        Commands run by scripts count too: their time is also inside evalsha's."""
+    def commandstats(self, usec=False, r=None):
+        """Calls per command (or, with usec, (calls, microseconds)) from INFO commandstats
+        (of partnerd's Redis, or of r). Commands run by scripts count too: their time is
+        also inside evalsha's."""
         out = {}
-        for line in self.r("INFO", "commandstats").decode().splitlines():
+        for line in (r or self.r)("INFO", "commandstats").decode().splitlines():
             m = re.match(r"cmdstat_([^:]+):calls=(\d+),usec=(\d+)", line)
             if m:
                 out[m.group(1)] = (int(m.group(2)), int(m.group(3))) if usec else int(m.group(2))
@@ -280,17 +420,17 @@ class Stack:
         out = {}
         for name, p in self.procs.items():
             key = "partnerd" if name.startswith("partnerd-") and name != "partnerd-cg" else name
-            if name != "nginx":
+            if name not in ("nginx", "peer-nginx"):
                 out[key] = out.get(key, 0.0) + stat(p.pid)[1]
-        if "nginx" in self.procs:
-            master = str(self.procs["nginx"].pid)
-            total = 0.0
+        masters = {str(self.procs[n].pid): n for n in ("nginx", "peer-nginx") if n in self.procs}
+        if masters:
+            for n in masters.values():
+                out[n] = 0.0
             for d in os.listdir("/proc"):
                 if d.isdigit():
                     ppid, t = stat(int(d))
-                    if ppid == master:
-                        total += t
-            out["nginx"] = total
+                    if ppid in masters:
+                        out[masters[ppid]] += t
         return out
 
     def rss_kb(self, name):
@@ -440,12 +580,12 @@ def unit(v):
     return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
 
 
-def wrk(st, script, env, duration, conns, threads=1):
+def wrk(st, script, env, duration, conns, threads=1, port=None):
     e = dict(os.environ)
     e.update({"BENCH_AUTH": AUTH, "BENCH_WRK_DIR": os.path.join(BENCH, "wrk")})
     e.update({k: str(v) for k, v in env.items()})
     argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency", "--timeout", "5s",
-            "-s", os.path.join(BENCH, "wrk", script), "http://127.0.0.1:%d" % st.http_port]
+            "-s", os.path.join(BENCH, "wrk", script), "http://127.0.0.1:%d" % (port or st.http_port)]
     out = subprocess.run(argv, capture_output=True, text=True, env=e, timeout=duration + 60).stdout
     res = {"rps": 0.0, "p50": float("nan"), "p99": float("nan"), "non2xx": 0, "errors": 0, "sent": 0}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -496,6 +636,15 @@ class Targets:
             return wrk(self.st, "update.lua", env, self.args.duration, self.args.connections)
         return run
 
+    def peer_update(self, batch):
+        """The same requests as update(batch), to the peer's nginx."""
+        def run():
+            env = self.env_range(UPD)
+            env.update({"BENCH_BATCH": batch, "BENCH_PROGRAMS": "UpdProg"})
+            return wrk(self.st, "update.lua", env, self.args.duration, self.args.connections,
+                       port=self.st.peer_http_port)
+        return run
+
     def link(self):
         env = self.env_range(FRESH)
         env.update({"BENCH_OFFSET": self.link_off, "BENCH_PROGRAMS": ",".join(L_PROGS)})
@@ -534,7 +683,12 @@ TARGETS = [
     ("delink", 1, "pd", "(4) protocol floor"),
     ("update x50", 50, "pd", "(4b) protocol floor x50"),
     ("mix 70/20/10", 1, "pd", "(4) protocol floor"),
+    # the equal-work peer (bench/peer/): nginx + Lua, one Redis script per customer entry
+    ("peer update", 1, "peer", None),
+    ("peer update x50", 50, "peer", None),
 ]
+# Each peer row and the partnerd row it is compared with (peer_table, check_targets).
+PEER_OF = {"update": "peer update", "update x50": "peer update x50"}
 
 # The contract floor of each protocol floor: partnerd's single-customer targets are also
 # given as a ratio to (4c), update x50 to (4d) (column "x contract"), besides "x floor".
@@ -556,6 +710,8 @@ def target_runs(t):
         "delink": t.delink,
         "update x50": t.update(50),
         "mix 70/20/10": t.mix,
+        "peer update": t.peer_update(1),
+        "peer update x50": t.peer_update(50),
     }
 
 
@@ -569,16 +725,24 @@ def run_rounds(st, args, names, rounds):
             kind = next(k for n, _, k, _ in TARGETS if n == name)
             if kind == "pd":
                 items0, req0 = st.metrics()
+            elif kind == "peer":
+                items0, req0 = st.peer_metrics()
             if name in CONTRACT.values():
                 fa0 = feed_added(st)
-            cs0 = st.commandstats(usec=True)
+            rd = st.pr if kind == "peer" else st.r     # the Redis this row uses
+            cs0 = st.commandstats(usec=True, r=rd)
+            rc0 = st.redis_cpu(rd)
             cpu0 = st.cpu()
             res = runs[name]()
             cpu1 = st.cpu()
+            rc1 = st.redis_cpu(rd)
+            # Redis CPU (INFO cpu, user+system) per customer entry sent: the store's cost of one
+            # customer entry, whatever the front does
+            res["redis_cpu_us_entry"] = 1e6 * (rc1 - rc0) / max(1, res["requests"] * batch)
             # CPU microseconds per request of each component during the run.
             res["cpu_us"] = {k: round(1e6 * (cpu1.get(k, 0) - cpu0.get(k, 0)) / max(1, res["requests"]), 1)
                              for k in cpu1 if cpu1.get(k, 0) - cpu0.get(k, 0) > 0.005}
-            cs1 = st.commandstats(usec=True)
+            cs1 = st.commandstats(usec=True, r=rd)
             # Redis's own time per request by command (scripts' inner commands included,
             # and also inside evalsha's figure): where Redis's CPU goes.
             res["redis_cmd_us"] = {c: round((cs1[c][1] - cs0.get(c, (0, 0))[1]) / max(1, res["requests"]), 2)
@@ -588,6 +752,12 @@ def run_rounds(st, args, names, rounds):
                 res["items"] = {c: items1.get(c, 0) - items0.get(c, 0) for c in items1
                                 if items1.get(c, 0) != items0.get(c, 0)}
                 res["pd_requests"] = req1 - req0 - st.nproc  # minus the metrics calls
+                res["evals"] = sum(cs1.get(c, (0, 0))[0] - cs0.get(c, (0, 0))[0] for c in ("evalsha", "eval"))
+            elif kind == "peer":
+                items1, req1 = st.peer_metrics()
+                res["items"] = {c: items1.get(c, 0) - items0.get(c, 0) for c in items1
+                                if items1.get(c, 0) != items0.get(c, 0)}
+                res["pd_requests"] = req1 - req0
                 res["evals"] = sum(cs1.get(c, (0, 0))[0] - cs0.get(c, (0, 0))[0] for c in ("evalsha", "eval"))
             res["entries"] = res["rps"] * batch
             if name in CONTRACT.values():
@@ -601,8 +771,9 @@ def run_rounds(st, args, names, rounds):
             extra = " cpu us/req %s redis us/req by command %s" % (
                 json.dumps(res["cpu_us"], sort_keys=True),
                 json.dumps(dict(sorted(res["redis_cmd_us"].items(), key=lambda kv: -kv[1])[:8])))
-            if kind == "pd":
+            if kind in ("pd", "peer"):
                 extra += " items %s" % json.dumps(res["items"], sort_keys=True)
+            extra += " redis cpu us/entry %.1f" % res["redis_cpu_us_entry"]
             extra += extra_w
             log("round %d %-24s %9.0f req/s %9.0f entries/s p50 %6.2f ms p99 %7.2f ms non-2xx %d err %d%s"
                 % (rnd + 1, name, res["rps"], res["entries"], res["p50"], res["p99"],
@@ -618,7 +789,7 @@ def med(xs):
 def table(results, names):
     rows = []
     hdr = ("target", "req/s", "entries/s", "p50 ms", "p99 ms", "non-2xx/err",
-           "2010 items", "x (3)", "x floor", "x contract")
+           "2010 items", "x (3)", "x floor", "x contract", "Redis CPU us/entry")
     for name in names:
         rs = results[name]
         _, batch, kind, floor = next(x for x in TARGETS if x[0] == name)
@@ -628,7 +799,7 @@ def table(results, names):
         x3 = med([r["entries"] / r3[i]["rps"] for i, r in enumerate(rs)]) if r3 else None
         xf = med([r["entries"] / fl[i]["entries"] for i, r in enumerate(rs)]) if fl else None
         xc = med([r["entries"] / ct[i]["entries"] for i, r in enumerate(rs)]) if ct else None
-        if kind == "pd":
+        if kind in ("pd", "peer"):
             items = sum(sum(r["items"].values()) for r in rs)
             c2010 = sum(r["items"].get("2010", 0) for r in rs)
             i2010 = "%d/%d" % (c2010, items)
@@ -638,13 +809,33 @@ def table(results, names):
                      "%.2f" % med([r["p50"] for r in rs]), "%.2f" % med([r["p99"] for r in rs]),
                      "%d/%d" % (sum(r["non2xx"] for r in rs), sum(r["errors"] for r in rs)), i2010,
                      "-" if x3 is None else "%.2f" % x3, "-" if xf is None else "%.2f" % xf,
-                     "-" if xc is None else "%.2f" % xc))
+                     "-" if xc is None else "%.2f" % xc,
+                     "%.1f" % med([r["redis_cpu_us_entry"] for r in rs])))
     return fmt_table(hdr, rows)
+
+
+def peer_table(results):
+    """partnerd against the equal-work peer, same run: medians over rounds, ratios per round
+    (partnerd over the peer), then their median."""
+    rows = []
+    for pd, peer in PEER_OF.items():
+        if pd not in results or peer not in results:
+            continue
+        a, b = results[pd], results[peer]
+        what = "single update" if pd == "update" else "50-customer update"
+        for label, key, fmt in (("req/s" if pd == "update" else "customer entries/s", "entries", "%.0f"),
+                                ("Redis CPU per customer entry, us", "redis_cpu_us_entry", "%.1f"),
+                                ("p50 ms", "p50", "%.2f"), ("p99 ms", "p99", "%.2f")):
+            rows.append(("%s, %s" % (what, label), fmt % med([r[key] for r in b]), fmt % med([r[key] for r in a]),
+                         "%.2fx" % med([x[key] / y[key] for x, y in zip(a, b) if y[key]])))
+    if not rows:
+        return ""
+    return fmt_table(("", "the peer (nginx + Lua)", "partnerd", "ratio"), rows)
 
 
 def cpu_table(results, names):
     """Median CPU microseconds per request of each component (all cores together)."""
-    comps = ["nginx"] + ["ceil-" + m for m in CEIL_MODES] + ["partnerd", "redis"]
+    comps = ["nginx"] + ["ceil-" + m for m in CEIL_MODES] + ["partnerd", "redis", "peer-nginx", "peer-redis"]
     hdr = ("target",) + tuple(comps) + ("total",)
     rows = []
     for name in names:
@@ -658,8 +849,9 @@ def redis_table(results, names):
     """Redis's own microseconds per customer entry by command (INFO commandstats, medians
     over rounds) of the floors, the contract floors and the updates: evalsha includes the
     commands its scripts ran, which are also counted by name."""
-    rows_of = [n for n in ("(4) protocol floor", "(4c) contract floor", "update", "(4b) protocol floor x50",
-                           "(4d) contract floor x50", "update x50") if n in names]
+    rows_of = [n for n in ("(4) protocol floor", "(4c) contract floor", "update", "peer update",
+                           "(4b) protocol floor x50", "(4d) contract floor x50", "update x50", "peer update x50")
+               if n in names]
     if not rows_of:
         return ""
     per = {}
@@ -681,6 +873,88 @@ def fmt_table(hdr, rows):
     for row in rows:
         lines.append("| " + " | ".join(str(c).ljust(widths[i]) for i, c in enumerate(row)) + " |")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the peer's check
+
+def peer_counts(st):
+    """Entries ever added to the peer Redis's 256 feed partitions, and its LPUSH calls."""
+    added = 0
+    for fk in keys.feeds(ORG):
+        if st.pr("EXISTS", fk):
+            info = st.pr("XINFO", "STREAM", fk)
+            d = dict(zip(info[0::2], info[1::2]))
+            added += d.get(b"entries-added", d.get("entries-added")) or 0
+    items, _ = st.peer_metrics()
+    return {"feed": added, "lpush": st.commandstats(r=st.pr).get("lpush", 0), "time_ms": int(time.time() * 1000),
+            "items": items}
+
+
+def _shape(v):
+    """The structure of a JSON value: keys in order, value types (not the values)."""
+    if isinstance(v, dict):
+        return [(k, _shape(x)) for k, x in v.items()]
+    return type(v).__name__
+
+
+def verify_peer(st, args, results, base):
+    """After the run: the peer stored what it was timed on. Every item it answered 200 has
+    its feed entry and its history entry (the peer's Redis has no other writer); a sample of
+    the update pool holds tier Silver with the expiry of its newest history entry, in the
+    compact format; the peer's newest activity has the shape of partnerd's (same keys in the
+    same order, same types); partnerctl check passes on the peer's Redis (memberships, indexes,
+    histories and the feed's format 2 and order)."""
+    lines, ok = [], True
+    time.sleep(1)       # the requests still in flight when wrk stopped end
+    now = peer_counts(st)
+    # every item the peer answered since its start (its rows' own counts miss the requests
+    # still in flight when wrk stopped)
+    ok200 = now["items"].get("200", 0) - base["items"].get("200", 0)
+    items = sum(now["items"].values()) - sum(base["items"].values())
+    feed, lpush = now["feed"] - base["feed"], now["lpush"] - base["lpush"]
+    good = feed == ok200 and lpush == ok200 and items == ok200
+    ok &= good
+    lines.append("%d items answered, %d of them 200; feed entries added %d, history pushes %d"
+                 % (items, ok200, feed, lpush))
+    pid = json.loads(st.pr("HGET", keys.progs(ORG), "UpdProg"))["pid"]
+    field = keys.membership_field(pid)
+    checked = bad = 0
+    shape_peer = shape_pd = None
+    for cid in range(UPD[0], UPD[1] + 1, 97):
+        raw = st.pr("HGET", keys.cust(ORG, cid), field)
+        m = harness.decode_membership(raw)
+        if m["up"] is None or m["up"] < base["time_ms"]:
+            continue            # not updated by the peer during the run
+        checked += 1
+        head = json.loads(st.pr("LINDEX", keys.hist(ORG, cid), 0))
+        want = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(m["exp"] // 1000)) + ".%03dZ" % (m["exp"] % 1000)
+        if (m["tier"] != "Silver" or head.get("activityType") != "UPDATE" or head["after"]["partnerTierName"] != "Silver"
+                or head["after"]["partnerTierExpiryDate"] != want or head["after"]["partnerMembershipId"] != m["mid"]
+                or head["customerId"] != cid or not raw.startswith(b"%d:" % len(m["mid"]))):
+            bad += 1
+        if shape_pd is None:
+            # partnerd's newest activity of the same customer, when it is an update too
+            pd_head = st.r("LINDEX", keys.hist(ORG, cid), 0)
+            if pd_head is not None and json.loads(pd_head).get("activityType") == "UPDATE":
+                shape_peer, shape_pd = _shape(head), _shape(json.loads(pd_head))
+    ok &= checked > 0 and bad == 0
+    lines.append("%d sampled customers updated by the peer: %d with tier, expiry and history head that do not agree"
+                 % (checked, bad))
+    if shape_pd is not None:
+        same = shape_pd == shape_peer
+        ok &= same
+        lines.append("the newest activity has partnerd's shape (keys, order, types): %s" % ("yes" if same else "NO"))
+    t0 = time.monotonic()
+    ctl = os.path.join(args.builddir, "src", "partnerctl")
+    p = subprocess.run([ctl, "--redis", "redis://127.0.0.1:%d" % st.peer_redis_port, "check", "--org", ORG],
+                       capture_output=True, text=True)
+    ok &= p.returncode == 0
+    lines.append("partnerctl check --org %s on the peer's Redis: exit %d in %.1f s%s" % (
+        ORG, p.returncode, time.monotonic() - t0,
+        "" if p.returncode == 0 else ": " + (p.stdout + p.stderr)[-600:].replace("\n", " | ")))
+    for ln in lines:
+        log("peer check: " + ln)
+    return {"ok": bool(ok), "lines": lines}
 
 
 # ------------------------------------------------------------------ round trips (MONITOR)
@@ -963,6 +1237,12 @@ def main():
     ap.add_argument("--skip", default="", help="comma-separated: callgrind,memory,roundtrips")
     ap.add_argument("--outdir", default=None, help="where results.json etc. go (default: bench-out/)")
     ap.add_argument("--keep", action="store_true", help="keep the state dir")
+    ap.add_argument("--no-peer", dest="peer", action="store_false",
+                    help="without the equal-work peer (bench/peer/: nginx + Lua); by default its rows "
+                         "follow the update rows they compare with")
+    ap.add_argument("--aof", action="store_true",
+                    help="both Redis servers (partnerd's and the peer's) with appendonly everysec "
+                         "(turned on after the loading)")
     ap.add_argument("--memory-variants", action="store_true",
                     help="also measure memory with hash-max-listpack-value 256 (one more minute)")
     args = ap.parse_args()
@@ -982,16 +1262,32 @@ def main():
         prelink(st)
         ceiling_copies(st)
         contract_copies(st)
+        if args.peer:
+            st.start_peer()
+            peer_base = peer_counts(st)
+        if args.aof:
+            st.aof_on()
 
         if args.worker_model:
             worker_model(st, args, report)
             return 0
 
-        names = [n for n, _, _, _ in TARGETS]
+        names = [n for n, _, k, _ in TARGETS if k != "peer"]
         if args.only:
             want = set(args.only.split(","))
             names = [n for n in names if n in want or n.split()[0] in want]
+        if args.peer:
+            # each peer row right after the partnerd row it is compared with (interleaved)
+            out = []
+            for n in names:
+                out.append(n)
+                if n in PEER_OF:
+                    out.append(PEER_OF[n])
+            names = out
         results = run_rounds(st, args, names, args.rounds)
+        if args.peer and any(n in results for n in PEER_OF.values()):
+            report["peer_check"] = verify_peer(st, args, results, peer_base)
+            report["peer_table"] = peer_table(results)
         report["results"] = results
         tab = table(results, names)
         report["table"] = tab
@@ -1044,6 +1340,19 @@ def print_report(report, args, elapsed):
     print("(x floor: entries/s over the protocol floor's, (4) for single-customer rows, (4b) for x50; x contract: "
           "over the contract floor's, (4c) and (4d) alike)")
     print()
+    if report.get("peer_table"):
+        print("partnerd against the equal-work peer (nginx + Lua, bench/peer/; same run, interleaved rounds; "
+              "Redis CPU from INFO cpu around each run; ratio: partnerd over the peer, per round, median)%s:"
+              % (", both Redis servers with appendonly everysec" if args.aof else ", both Redis servers without AOF"))
+        print()
+        print(report["peer_table"])
+        print()
+    pc = report.get("peer_check")
+    if pc:
+        print("the peer stored what it was timed on: %s" % ("yes" if pc["ok"] else "NO"))
+        for line in pc["lines"]:
+            print("  " + line)
+        print()
     if report.get("cpu_table"):
         print("CPU microseconds per request by process (user+system, from /proc; medians over rounds):")
         print()
@@ -1125,6 +1434,20 @@ def check_targets(report):
     x = per_round("update x50", "update")
     if x is not None:
         out.append(("update x50 >= 4x single update (entries/s)", "%.2fx" % x, x >= 4))
+    for pd, peer in PEER_OF.items():
+        if pd not in res or peer not in res:
+            continue
+        tp = per_round(pd, peer)
+        cpu = per_round(pd, peer, "redis_cpu_us_entry", "redis_cpu_us_entry")
+        if pd == "update x50":
+            out.append(("update x50 >= 2x the peer's entries/s", "%.2fx" % tp, tp >= 2))
+            out.append(("update x50 Redis CPU/entry <= 0.5x the peer's", "%.2fx" % cpu, cpu <= 0.5))
+        else:
+            out.append(("update >= 0.6x the peer's req/s", "%.2fx" % tp, tp >= 0.6))
+            out.append(("update Redis CPU/entry <= 1.2x the peer's", "%.2fx" % cpu, cpu <= 1.2))
+    if report.get("peer_check"):
+        out.append(("the peer stored what it was timed on", "; ".join(report["peer_check"]["lines"][:1]),
+                    report["peer_check"]["ok"]))
     rt = report.get("round_trips")
     if rt:
         worst = max(v[0] for v in rt.values())

@@ -1,0 +1,286 @@
+"""The equal-work peer of scripts/bench (bench/peer/: nginx + Lua) stores what partnerd stores.
+
+Not part of `make check` (the peer needs Debian's libnginx-mod-http-lua, lua-nginx-redis and
+lua-cjson, which only scripts/bench installs): run it by hand after building, e.g.
+    scripts/install-deps libnginx-mod-http-lua lua-nginx-redis lua-cjson
+    PARTNERD_BIN=build/src/partnerd PARTNERCTL_BIN=build/src/partnerctl python3 tests/bench/test_peer.py
+It prints PASS/FAIL per test and, last, `N passed, M failed` (exit 1 when one failed).
+A real stack (redis-server, partnerd, nginx of tests/integration/harness.py) and the peer's
+nginx on the same Redis: two fixture customers get the same link through partnerd, then the
+same update requests, one through partnerd and one through the peer; the answers (codes,
+messages, shape), the stored membership values, the history and feed entries and the version
+bumps must agree, but for what differs by nature (customer, membership id, times, request id).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+sys.path.insert(0, os.path.join(TOP, "bench"))
+import harness  # noqa: E402
+import keys  # noqa: E402
+from harness import ACME, Stack, free_port  # noqa: E402
+from helpers import FUTURE, by_mobile, item, link1  # noqa: E402
+
+import bench  # noqa: E402  (write_peer_conf)
+
+UPDATE = "/v2/partnerProgram/customerPartnerProgramUpdate"
+LATER = "2031-06-30T10:00:00.250Z"
+
+
+class Peer:
+    def __init__(self, stack):
+        self.stack = stack
+        self.port = free_port()
+        path = bench.write_peer_conf(stack.dir, self.port, stack.redis_port, [(ACME[0], ACME[1], "acme")])
+        log = open(os.path.join(stack.dir, "peer-nginx.log"), "ab")
+        self.p = subprocess.Popen(["nginx", "-c", path, "-p", stack.dir + "/", "-e",
+                                   os.path.join(stack.dir, "peer-nginx-error.log"), "-g", "daemon off;"],
+                                  stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        for _ in range(200):
+            try:
+                if self.post_raw("GET", "/v2/partnerProgram/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            assert self.p.poll() is None, self.errlog()
+            time.sleep(0.05)
+        raise AssertionError("the peer's nginx did not answer: " + self.errlog())
+
+    def errlog(self):
+        try:
+            with open(os.path.join(self.stack.dir, "peer-nginx-error.log"), errors="replace") as f:
+                return f.read()[-3000:]
+        except OSError:
+            return ""
+
+    def post_raw(self, method, path, body=None, auth=ACME):
+        import base64
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        h = {"Content-Type": "application/json"}
+        if auth:
+            h["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode()
+        try:
+            c.request(method, path, body=None if body is None else json.dumps(body).encode(), headers=h)
+            r = c.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            c.close()
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGQUIT)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+
+
+def pd_update(stack, entries):
+    st, _, body = stack.post(UPDATE, {"customersPartnerUpdates": entries})
+    assert st == 200, body
+    return body
+
+
+def peer_update(peer, entries):
+    st, _, body = peer.post_raw("POST", UPDATE, {"customersPartnerUpdates": entries})
+    assert st == 200, (body, peer.errlog())
+    return json.loads(body)
+
+
+def linked_pair(stack):
+    """Two fixture customers with the same AcmeAir Silver membership (through partnerd)."""
+    a, b = stack.customers(2)
+    for c in (a, b):
+        _, st = link1(stack, by_mobile(c), item("AcmeAir", stack.uid(), "Silver", FUTURE))
+        assert [s["code"] for s in st] == [200], st
+    return a, b
+
+
+def ident(c, how):
+    return {"mobile": {"mobile": c["mobile"][2:]}, "id": {"id": c["id"]}, "email": {"email": c["email"]},
+            "all": {"id": c["id"], "mobile": c["mobile"], "externalId": c["externalId"]}}[how]
+
+
+def strip_customer(resp):
+    for e in resp["customersPartnerUpdates"]:
+        e["customer"] = e["customer"]["status"]
+    return resp
+
+
+def state(stack, c):
+    r = stack.redis
+    ck, hk = keys.cust("acme", c["id"]), keys.hist("acme", c["id"])
+    pid = stack.pid("AcmeAir")
+    m = harness.decode_membership(r("HGET", ck, keys.membership_field(pid)))
+    v = int(r("HGET", ck, "v"))
+    hist = [json.loads(x) for x in r("LRANGE", hk, 0, -1)]
+    feed = [dict(zip(f[0::2], f[1::2])) for _, f in r("XRANGE", keys.feed_of("acme", c["id"]), "-", "+")]
+    feed = [{k.decode(): x.decode() for k, x in f.items()} for f in feed if f[b"customerId"] == str(c["id"]).encode()]
+    return m, v, hist, feed
+
+
+def neutral_event(ev, c, m):
+    ev = json.loads(json.dumps(ev))
+    assert ev["customerId"] == c["id"]
+    for side in ("before", "after"):
+        if ev[side]:
+            assert ev[side]["partnerMembershipId"] == m["mid"]
+            ev[side]["partnerMembershipId"] = "MID"
+            ev[side]["membershipStartDate"] = "START"
+    for k in ("activityDate", "requestId", "customerId"):
+        ev[k] = k
+    return ev
+
+
+def test_the_same_updates_store_the_same(both):
+    stack, peer = both
+    a, b = linked_pair(stack)
+    _, va0, ha0, fa0 = state(stack, a)
+    _, vb0, hb0, fb0 = state(stack, b)
+    steps = [
+        [{"partnerProgramName": "AcmeAir", "updateType": "UPGRADE",
+          "updateDetails": {"updatedTierName": "Gold", "updatedTierExpiryDate": LATER}}],
+        [{"partnerProgramName": "AcmeAir", "updateType": "RENEW",
+          "updateDetails": {"updatedTierName": "Gold", "updatedTierExpiryDate": "2032-01-01T00:00:00+05:30"}},
+         {"partnerProgramName": "AcmeAir", "updateType": "DOWNGRADE",
+          "updateDetails": {"updatedTierName": "Bronze"}}],
+        [{"partnerProgramName": "AcmeAir", "updateType": "UPGRADE", "updateDetails": {"updatedTierName": "Bronze"}},
+         {"partnerProgramName": "NoSuchProgram", "updateType": "RENEWAL", "updateDetails": {"updatedTierName": "Gold"}},
+         {"partnerProgramName": "AcmeShop", "updateType": "RENEWAL", "updateDetails": {"updatedTierName": "Gold"}},
+         {"partnerProgramName": "AcmeAir", "updateType": "RENEWAL", "updateDetails": {"updatedTierName": "Gold"}}],
+        [{"partnerProgramName": "AcmeAir", "updateType": "SIDEWAYS", "updateDetails": {"updatedTierName": "Gold"}}],
+        [{"partnerProgramName": "AcmeAir", "updateType": "RENEWAL",
+          "updateDetails": {"updatedTierName": "Gold", "updatedTierExpiryDate": "2031-02-30T00:00:00Z"}}],
+        [{"partnerProgramName": "AcmeAir", "updateType": "RENEWAL",
+          "updateDetails": {"updatedTierName": "Gold", "updatedTierExpiryDate": "2020-01-01T00:00:00Z"}}],
+        [{"partnerProgramName": "AcmeAir", "updateType": "RENEWAL", "updateDetails": {"updatedTierName": "Platinum"}}],
+        [{"partnerProgramName": "AcmeAir", "updateType": "RENEWAL", "updateDetails": {}}],
+        [{"partnerProgramName": "AcmeAir", "updateType": "RENEWAL"}],
+        [{"partnerProgramName": "AcmeAir"}],
+        [{"updateType": "RENEWAL"}],
+        [{"partnerProgramName": "AcmeAir", "updateType": "DOWNGRADE", "updateDetails": {"updatedTierName": "Bronze"}}],
+    ]
+    codes = []
+    for k, items in enumerate(steps):
+        how = ("mobile", "id", "email", "all")[k % 4]
+        ra = pd_update(stack, [{"customer": ident(a, how), "partnerProgramUpdates": items}])
+        rb = peer_update(peer, [{"customer": ident(b, how), "partnerProgramUpdates": items}])
+        assert rb["customersPartnerUpdates"][0]["customer"]["id"] == b["id"]
+        assert strip_customer(rb) == strip_customer(ra), (items, rb, ra)
+        codes.append([i["updateStatus"]["code"] for i in ra["customersPartnerUpdates"][0]["partnerProgramUpdates"]])
+    # the steps reach the checks of SPEC 4.2 (a run where everything answered 200 would prove little)
+    assert codes == [[200], [200, 2102], [2104, 2006, 2004, 2102], [2009], [2103], [2003], [2007], [2002],
+                     [2002], [2002], [2002], [200]], codes
+    ma, va, ha, fa = state(stack, a)
+    mb, vb, hb, fb = state(stack, b)
+    assert va - va0 == vb - vb0 == 3
+    assert len(ha) - len(ha0) == len(hb) - len(hb0) == 3
+    assert len(fa) - len(fa0) == len(fb) - len(fb0) == 3
+    for m in (ma, mb):
+        assert m["tier"] == "Bronze" and m["exp"] == 1956508200000, m   # 2032-01-01T00:00:00+05:30
+    assert {k: ma[k] for k in ("tier", "exp", "end", "rl")} == {k: mb[k] for k in ("tier", "exp", "end", "rl")}, (ma, mb)
+    assert (ma["start"] == ma["lk"]) == (mb["start"] == mb["lk"]), (ma, mb)
+    assert mb["lk"] < mb["up"] and ma["lk"] < ma["up"], (ma, mb)
+    # the compact value has the same layout (only the membership id and the times differ)
+    ra_, rb_ = (stack.redis("HGET", keys.cust("acme", c["id"]), keys.membership_field(stack.pid("AcmeAir")))
+                for c in (a, b))
+    assert ra_.count(b",") == rb_.count(b","), (ra_, rb_)
+    for x, y in zip(ha[:3], hb[:3]):
+        assert neutral_event(y, b, mb) == neutral_event(x, a, ma)
+        assert list(x) == list(y)                    # the same keys in the same order
+    for x, y in zip(fa[-3:], fb[-3:]):
+        assert list(x) == list(y)
+        assert x["v"] == y["v"] == "2" and x["type"] == y["type"] == "UPDATE" and x["seq"] == y["seq"]
+        assert int(y["customerVersion"]) - vb0 == int(x["customerVersion"]) - va0
+        assert neutral_event(json.loads(y["event"]), b, mb) == neutral_event(json.loads(x["event"]), a, ma)
+    # the activity JSON is stored alike in the history and the feed
+    assert json.loads(fb[-1]["event"]) == hb[0]
+    rc, out, err = stack.ctl("check", "--org", "acme")
+    assert rc == 0, out + err
+
+
+def test_customer_outcomes_and_batches(both):
+    stack, peer = both
+    a, b = linked_pair(stack)
+    c = stack.customer()
+    renew = [{"partnerProgramName": "AcmeAir", "updateType": "RENEWAL",
+              "updateDetails": {"updatedTierName": "Silver", "updatedTierExpiryDate": LATER}}]
+    for entries_a, entries_b in (
+            ([{"customer": {"mobile": "919999999999"}, "partnerProgramUpdates": renew}],) * 2,
+            ([{"customer": {"mobile": a["mobile"], "email": c["email"]}, "partnerProgramUpdates": renew}],
+             [{"customer": {"mobile": b["mobile"], "email": c["email"]}, "partnerProgramUpdates": renew}]),
+            ([{"customer": {"mobile": "12"}, "partnerProgramUpdates": renew}],) * 2,
+            ([{"customer": {}, "partnerProgramUpdates": renew}],) * 2,
+            # a batch: the same customer twice (the later entry sees the earlier), a stranger
+            ([{"customer": by_mobile(a), "partnerProgramUpdates": renew},
+              {"customer": {"id": 99999999}, "partnerProgramUpdates": renew},
+              {"customer": by_mobile(a), "partnerProgramUpdates": [
+                  {"partnerProgramName": "AcmeAir", "updateType": "UPGRADE", "updateDetails": {"updatedTierName": "Gold"}}]}],
+             [{"customer": by_mobile(b), "partnerProgramUpdates": renew},
+              {"customer": {"id": 99999999}, "partnerProgramUpdates": renew},
+              {"customer": by_mobile(b), "partnerProgramUpdates": [
+                  {"partnerProgramName": "AcmeAir", "updateType": "UPGRADE", "updateDetails": {"updatedTierName": "Gold"}}]}])):
+        ra, rb = pd_update(stack, entries_a), peer_update(peer, entries_b)
+        assert strip_customer(rb) == strip_customer(ra), (rb, ra)
+    assert state(stack, a)[0]["tier"] == state(stack, b)[0]["tier"] == "Gold"
+    # whole-request refusals and authentication
+    st, hdrs, body = peer.post_raw("POST", UPDATE, {"customersPartnerUpdates": []})
+    assert st == 400 and json.loads(body)["errors"][0]["code"] == 400
+    st, hdrs, body = peer.post_raw("POST", UPDATE, {"customersPartnerUpdates": renew}, auth=("acme_api", "wrong"))
+    assert st == 401 and hdrs.get("WWW-Authenticate") == 'Basic realm="partnerProgram"'
+    rc, out, err = stack.ctl("check", "--org", "acme")
+    assert rc == 0, out + err
+
+
+def test_peer_bucket_of_is_layout_bucket_of(both):
+    """The peer's SipHash-2-4 (LuaJIT) finds the index buckets partnerd writes: every
+    fixture mobile, email and externalId resolves through the peer (8015 would say not)."""
+    stack, peer = both
+    fx = [c for o in stack.fixture()["orgs"] if o["id"] == "acme" for c in o["customers"]][:60]
+    entries = []
+    for c in fx:
+        cust = {k: c[k] for k in ("mobile", "email", "externalId") if c.get(k)}
+        entries.append({"customer": cust, "partnerProgramUpdates": [{"partnerProgramName": "NoSuchProgram"}]})
+    got = []
+    for k in range(0, len(entries), 50):
+        r = peer_update(peer, entries[k:k + 50])
+        got += [e["customer"]["status"]["code"] for e in r["customersPartnerUpdates"]]
+    assert got == [1000] * len(entries), got
+
+
+def main():
+    sys.dont_write_bytecode = True
+    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
+    passed = failed = 0
+    with Stack() as stack:
+        peer = Peer(stack)
+        try:
+            for name, f in tests:
+                try:
+                    f((stack, peer))
+                    print("PASS: " + name, flush=True)
+                    passed += 1
+                except Exception:
+                    print("FAIL: " + name, flush=True)
+                    traceback.print_exc()
+                    failed += 1
+            if failed:
+                print("the peer's error log:\n" + peer.errlog())
+        finally:
+            peer.stop()
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
