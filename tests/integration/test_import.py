@@ -350,10 +350,19 @@ def test_killed_import_resumes_to_the_state_of_a_full_import():
     assert p.returncode == -signal.SIGKILL
     at = int(stack.redis("HGET", key, "line"))
     assert 0 < at < 20000, at
-    assert chash(stack, 800000 + at) != {} and chash(stack, 800000 + at + 1) == {}
+    # On a cluster a batch is three rounds, not one transaction (docs/OPERATIONS.md): the
+    # batch the kill cut may be partly written, and those customers resume as unchanged.
+    cluster = stack.cluster is not None
+    assert chash(stack, 800000 + at) != {}
+    assert cluster or chash(stack, 800000 + at + 1) == {}
     rc, counts, out, err = run_import(stack, path, "--resume", "--batch", "50")
     assert rc == 0, out + err
-    assert counts == (20000, 20000, 20000, 0, 0, 0), out
+    if cluster:
+        new, unchanged = counts[2], counts[4]
+        assert counts[:2] == (20000, 20000) and counts[3] == counts[5] == 0, out
+        assert new + unchanged == 20000 and unchanged <= 50, out
+    else:
+        assert counts == (20000, 20000, 20000, 0, 0, 0), out
     assert "resumed after line %d" % at in out, out
     assert_imported(stack, lines)
     assert stack.redis("EXISTS", key) == 0
