@@ -525,6 +525,7 @@ struct job {
 	int load;               /* SCRIPT LOAD its script first (after NOSCRIPT) */
 	int wait;               /* resend after a back-off (TRYAGAIN, CLUSTERDOWN, down) */
 	int redirects, noscripts;
+	int pinned;             /* sent to a master by number (cluster_run_on) */
 	int done;
 	size_t start;           /* offset of its first byte in its node's out */
 };
@@ -994,7 +995,10 @@ read_node(struct cluster *cl, int i, const struct cluster_cmd *cmds, struct job 
 			break;
 		case CLUSTER_MOVED:
 		case CLUSTER_ASK:
-			redirect(cl, nd, &rd, r, jb, j, replies, st);
+			if (jb->pinned)         /* that master's answer: the key is not its */
+				finish(jb, st, replies, j, CLUSTER_OK, r);
+			else
+				redirect(cl, nd, &rd, r, jb, j, replies, st);
 			break;
 		case CLUSTER_TRYAGAIN:
 			cl->stats.tryagain++;
@@ -1178,6 +1182,7 @@ run(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, const size_t *
 	for (j = 0; j < n; j++) {
 		jobs[j].ask = -1;
 		jobs[j].moved = -1;
+		jobs[j].pinned = pins != NULL;
 		st[j] = CLUSTER_UNAVAILABLE;
 		replies[j] = NULL;
 	}

@@ -177,8 +177,8 @@ size_t cluster_masters(struct cluster *cl, int64_t deadline_ms);
  * cluster_run with command j sent to master masters[j] (a number of cluster_masters)
  * rather than to its key's node: commands that have no key (PING, INFO, DBSIZE, SCAN...).
  * Each round finds the master of a number again (after a failover: the promoted replica).
- * A redirection is not followed (the command is redirected at most 8 times, to the same
- * master, then CLUSTER_UNAVAILABLE); the rest is as cluster_run.
+ * A redirection is not followed: a MOVED or ASK is that master's reply (CLUSTER_OK); the
+ * rest is as cluster_run.
  */
 int cluster_run_on(struct cluster *cl, const size_t *masters, const struct cluster_cmd *cmds,
                    size_t n, int64_t deadline_ms, redisReply **replies, enum cluster_status *st);

@@ -706,7 +706,9 @@ store_eval(struct store *s, enum store_script which, struct store_argv *a)
 	if (s->cfg.cluster[0] != '\0') {
 		/* with no KEYS there is no node to send it to: store_run names them */
 		snprintf(s->err, sizeof(s->err), "redis cluster: script %s needs its keys on a "
-		         "cluster (store_run with its KEYS)", script_name[which]);
+		         "cluster (store_run with its KEYS)",
+		         (unsigned)which < STORE_NSCRIPTS && script_name[which] ? script_name[which]
+		                                                                : "?");
 		return NULL;
 	}
 	if (prepare(s) != 0)

@@ -282,6 +282,10 @@ def test_store_on_a_cluster_counts_masters_and_runs_a_command_on_each():
             assert p("@%d DBSIZE" % i) == "OK :%d" % want, (i, m["port"])
             # the master it reached is that one: its own id
             assert p("@%d CLUSTER MYID" % i) == "OK $" + m["id"]
+        # a keyed command on a master that does not serve its key: that master's MOVED
+        k = c.key_on(ms[2]["port"], "sr.on.")
+        ans = p("@0 GET %s" % k)
+        assert ans.startswith("OK -MOVED %d " % clusterlib.key_slot(k)), ans
         ans = p("@3 DBSIZE")
         assert ans.startswith("FAIL 0 ") and "master 3 asked for, the cluster has 3" in ans, ans
 
