@@ -524,7 +524,9 @@ def check_component(model, cids, ops, max_steps=None, max_seconds=None):
         for q, (ms, hcount, hlast) in enumerate(state):
             row = suf[q]
             k = 0
-            for x in hreads[q][bisect.bisect_left(hreads[q], lo):]:
+            hr = hreads[q]
+            for t in range(bisect.bisect_left(hr, lo), len(hr)):
+                x = hr[t]
                 if row[x] + hcount <= k:        # no read from here on sees more
                     break
                 if (rel >> (x - lo)) & 1:
