@@ -90,6 +90,7 @@ CLUSTER_INCOMPATIBLE = {
     "@test_cluster_fake": _NO_STACK,
     "@test_store_cluster": _NO_STACK,
     "@test_cluster_writes": _NO_STACK,
+    "@test_cluster_faults": _NO_STACK,
 }
 
 
