@@ -58,8 +58,10 @@ atexit.register(_stop_all)
 
 
 def _new_stack(**kw):
-    # every history entry kept (the default 100 would trim what the comparison reads)
-    s = harness.Stack(cluster=True, partnerd_args=["--history-max", "100000"], **kw).start()
+    # every history and feed entry kept: the defaults (100 per history; --feed-max 100000,
+    # about 390 per feed partition) trim what the comparison reads
+    s = harness.Stack(cluster=True, partnerd_args=["--history-max", "100000",
+                                                   "--feed-max", "100000000"], **kw).start()
     _STACKS.append(s)
     return s
 
@@ -263,31 +265,39 @@ def test_cluster_one_partition_migrated_key_by_key_during_requests():
         r = call(src["port"], "MIGRATE", "127.0.0.1", dst["port"], "", 0, 5000, "KEYS", *ks)
         assert harness._s(r) in ("OK", "NOKEY"), r
         nkeys += len(ks)
-        time.sleep(0.15)
+        time.sleep(0.05)
     for m in s.cluster.masters():
         call(m["port"], "CLUSTER", "SETSLOT", slot, "NODE", dst["id"])
     secs = time.monotonic() - t0
     time.sleep(0.5)
     recs = load.stop()
     assert s.cluster.master_of_slot(slot)["id"] == dst["id"]
-    bad = [r for r in recs if r["http"] != 200 or r["code"] in (2001, 2011, None)]
-    assert not bad, "%d bad answers, first %r; codes %r" % (len(bad), bad[:5], _codes(recs))
-    slow = [r for r in recs if r["t1"] - r["t0"] > 1.0 + 2.0]   # --lock-wait-ms 1000 + slack
+    # While the slot's keys are split over the two nodes, a script whose keys straddle them
+    # gets TRYAGAIN, resent until --redis-timeout-ms (1000): a request caught longer than
+    # that fails as "nothing applied": item 2001 or a 503 (seen under the full suite's load
+    # with keys moved 150 ms apart). Such failures may only happen during the migration
+    # (plus one timeout), and nothing of them may apply (_compare: no history without a 200).
+    end = t0 + secs + 1.2
+    failed = [r for r in recs if r["http"] != 200 or r["code"] in (2001, 2010, 2011, None)]
+    wrong = [r for r in failed if r["code"] == 2011 or r["http"] not in (200, 503)
+             or not (t0 - 0.2 <= r["t0"] <= end)]
+    assert not wrong, "%d failures outside the migration or not 2001/2010/503: %r; codes %r" % (
+        len(wrong), wrong[:5], _codes(recs))
+    slow = [r for r in recs if r["t1"] - r["t0"] > 1.0 + 2.0]   # timeouts 1000 ms + slack
     assert not slow, "requests over lock-wait-ms: %r" % slow[:5]
     busy = [r for r in recs if r["code"] == 2010]
-    for r in busy:
-        assert t0 - 0.2 <= r["t0"] <= t0 + secs + 0.2, "2010 outside the migration: %r" % r
     lost, extra, fmiss, fextra = _compare(s, custs, recs)
     assert not lost and not extra, "%d 200 items without history %r; history without a 200 %r" % (
         len(lost), lost[:10], extra[:10])
-    assert not fmiss and not fextra, "feed missing %r, extra %r" % (fmiss, fextra)
+    assert not fmiss and not fextra, "feed missing %r, extra %r" % (fmiss[:5], fextra[:5])
     check_passes(s)
     lat = sorted(r["t1"] - r["t0"] for r in recs)
     inside = [r for r in recs if r["t1"] > t0 and r["t0"] < t0 + secs]
     print("    # partition %d (slot %d, %d keys) migrated key by key in %.1f s; %d requests for its %d "
-          "customers, %d of them during the migration: item codes %r (2010: %d), slowest %.0f ms"
-          % (p, slot, nkeys, secs, len(recs), len(custs), len(inside), _codes(recs), len(busy),
-             lat[-1] * 1000))
+          "customers, %d of them during the migration: codes %r (failed, nothing applied: %d; "
+          "2010: %d), slowest %.0f ms"
+          % (p, slot, nkeys, secs, len(recs), len(custs), len(inside), _codes(recs), len(failed),
+             len(busy), lat[-1] * 1000))
     _drop(s)
 
 
