@@ -85,6 +85,7 @@ CLUSTER_INCOMPATIBLE = {
     "@test_store_cluster": _NO_STACK,
     "@test_ctl_cluster": _NO_STACK,
     "@test_cluster_writes": _NO_STACK,
+    "@test_cluster_faults": _NO_STACK,
 }
 
 
