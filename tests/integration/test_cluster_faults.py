@@ -25,6 +25,7 @@ import atexit
 import itertools
 import json
 import os
+import re
 import random
 import subprocess
 import threading
@@ -349,15 +350,25 @@ def test_cluster_master_killed_under_load_replica_promoted_partnerd_serves_again
         assert not unexplained, "history entries of requests not answered 200 nor 2011: %r" % unexplained[:5]
         rc, out, err = s.ctl("check")
         viol = [l for l in (out + err).splitlines() if "VIOLATION" in l]
+        # A link whose commit the kill refused (its master unreachable, or its reply lost and
+        # then found not applied) leaves its claim in the id's bucket, on a master that
+        # lived: an entry naming a customer without that membership (docs/CONSISTENCY.md "On
+        # a Redis Cluster": stale entries; the next claimant of the id takes it over).
+        # partnerctl check reports it; any other violation fails the test.
+        stale = [l for l in viol if re.search(r":mid:acme:\d+ maps .* to customer \d+, which has no such "
+                                              r"membership$", l)]
+        viol = [l for l in viol if l not in stale]
         print("    # kill -9 of master %d: a 200 for its customers again after %.1f s; %d answers "
               "not 200 in the gap %r; %d requests in all; acknowledged writes lost: %d %r; applied "
-              "although answered 2011: %d; feed missing %d; partnerctl check rc %d, %d violations %r"
+              "although answered 2011: %d; feed missing %d; partnerctl check: %d claims left by "
+              "refused commits, %d other violations %r"
               % (victim["port"], gap, len(not200), _codes(not200), len(recs), len(lost), lost,
-                 len(extra), len(fmiss), rc, len(viol), viol[:3]))
+                 len(extra), len(fmiss), len(stale), len(viol), viol[:3]))
         assert gap < 15
         if not lost:
             assert not fmiss and not fextra, (fmiss, fextra)
-            assert rc == 0 and not viol, "partnerctl check after a failover that lost nothing:\n" + out + err
+            assert not viol, "partnerctl check after a failover that lost nothing:\n" + out + err
+            assert rc == 0 or stale, out + err
     finally:
         _drop(s)
 
