@@ -257,6 +257,21 @@ def feed_last_id(stack, org="acme"):
     return tuple(x[0][0].decode() if x else "0-0" for x in r)
 
 
+def feed_added(stack, org="acme"):
+    """Entries ever appended to org's feed (XINFO STREAM's entries-added over its partitions):
+    a count that trimming (MAXLEN ~ per partition, --feed-max) does not lower."""
+    stack.redis("PING")
+    n = 0
+    for k in keys.feeds(org):
+        try:
+            info = stack.redis("XINFO", "STREAM", k)
+        except Exception:           # no such key: nothing appended yet
+            continue
+        f = dict(zip([x.decode() if isinstance(x, bytes) else x for x in info[0::2]], info[1::2]))
+        n += int(f["entries-added"])
+    return n
+
+
 def feed_after(stack, last, org="acme"):
     """The entries of org's feed after position last (feed_last_id), ordered as feed()."""
     got = _feed_entries(stack, keys.feeds(org), ["(" + x for x in last])
