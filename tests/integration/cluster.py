@@ -101,7 +101,12 @@ class Cluster:
         try:
             n = self.n_masters * (1 + self.replicas)
             for _ in range(n):
-                self._start_node(_port_pair_free())
+                # a port picked is free only until its node binds it: the node started just
+                # before may not have yet, so never take one of ours twice
+                port = _port_pair_free()
+                while port in self.ports or port + 10000 in self.ports or port - 10000 in self.ports:
+                    port = _port_pair_free()
+                self._start_node(port)
             for port in self.ports:
                 self._wait_ping(port, t0 + timeout)
             cli = harness._find_tool("REDIS_CLI", "redis-cli")
