@@ -444,7 +444,7 @@ def_pid(const char *def, size_t len)
 
 /* Where an entry's identification stands after round 1. */
 struct cbegin_ent {
-	int state;                      /* 0 found, 1 not found, 2 mismatch */
+	int state;                      /* 0 found, 1 not found, 2 mismatch, 3 unreadable */
 	int64_t cid;
 	char cidtext[24];
 	size_t first_op;                /* round 1: its first lookup */
@@ -452,34 +452,57 @@ struct cbegin_ent {
 	size_t holder_op;               /* round 2: its items' holder lookups start here */
 };
 
-static int
-begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_begin_res *res)
-{
-	struct store_round r1 = { 0 }, r2 = { 0 }, r3 = { 0 };
-	struct cbegin_ent *ce = xcalloc(rq->n ? rq->n : 1, sizeof(*ce));
-	const char **names = NULL;
-	size_t nnames = 0, i, j, k, nitems = 0, rate_op = (size_t)-1, progs_op = (size_t)-1;
-	size_t *name_of = NULL;         /* per item (flattened): its index in names, or -1 */
-	int rc = -1;
+/* One begin on a cluster: the request, its answer, and the rounds' state. */
+struct cbegin {
+	struct store *st;
+	const struct store_begin_req *rq;
+	struct store_begin_res *res;
+	struct store_round r1, r2, r3;
+	struct cbegin_ent *ce;          /* per entry */
+	const char **names;             /* the programs named, each once */
+	size_t nnames, nitems;
+	size_t *name_of;                /* per item (flattened): its index in names, or -1 */
+	size_t rate_op, progs_op;       /* round 1's rate window and program calls, or -1 */
 	char key[160];
+};
 
-	memset(res, 0, sizeof(*res));
-	for (i = 0; i < rq->n; i++)
-		nitems += rq->entries[i]->e->nitems;
-	name_of = xcalloc(nitems ? nitems : 1, sizeof(*name_of));
-	names = xcalloc(nitems ? nitems : 1, sizeof(*names));
+/* The stored definition of item j (flattened) from round 1, or NULL. */
+static const redisReply *
+cb_def(const struct cbegin *b, size_t j)
+{
+	const redisReply *d;
 
-	/* Round 1: the rate window, the programs named, every identifier. */
+	if (b->name_of[j] == (size_t)-1 || b->progs_op == (size_t)-1)
+		return NULL;
+	d = b->r1.rep[b->progs_op]->element[b->name_of[j]];
+	return d->type == REDIS_REPLY_STRING ? d : NULL;
+}
+
+/* Whether item it of entry i (its definition d) has its membership id's holder looked up. */
+static int
+cb_wants_holder(const struct cbegin *b, size_t i, const struct req_item *it, const redisReply *d)
+{
+	return b->ce[i].state == 0 && b->rq->kind == REQ_LINK && it->mid.st == F_OK && d != NULL &&
+	       def_pid(d->str, d->len) >= 0;
+}
+
+/* Round 1's calls: the rate window, the programs named, every identifier. */
+static void
+cb_identify_calls(struct cbegin *b)
+{
+	const struct store_begin_req *rq = b->rq;
+	size_t i, j, k;
+
 	if (rq->rate_limit > 0) {
 		struct store_argv *a;
 
-		snprintf(key, sizeof(key), KEYS_RATE_FMT, layout_tag_of(rq->cred, strlen(rq->cred)), rq->org, rq->cred);
-		rate_op = r1.n;
-		a = store_round_script(&r1, STORE_BEGIN, 1, key);
+		snprintf(b->key, sizeof(b->key), KEYS_RATE_FMT, layout_tag_of(rq->cred, strlen(rq->cred)), rq->org, rq->cred);
+		b->rate_op = b->r1.n;
+		a = store_round_script(&b->r1, STORE_BEGIN, 1, b->key);
 		store_argv_add(a, rq->org, strlen(rq->org));
 		store_argv_add(a, rq->token, strlen(rq->token));
 		store_argv_addf(a, "%d", rq->lock_ttl_ms);
-		store_argv_addcopy(a, key, strlen(key));
+		store_argv_addcopy(a, b->key, strlen(b->key));
 		store_argv_addf(a, "%d", rq->rate_limit);
 		store_argv_add(a, "0", 1);
 	}
@@ -490,85 +513,74 @@ begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_b
 			const struct req_item *it = &e->items[k];
 			size_t m;
 
-			name_of[j] = (size_t)-1;
+			b->name_of[j] = (size_t)-1;
 			if (it->program.st != F_OK)
 				continue;
-			for (m = 0; m < nnames; m++)
-				if (strlen(names[m]) == it->program.s.len &&
-				    memcmp(names[m], it->program.s.p, it->program.s.len) == 0)
+			for (m = 0; m < b->nnames; m++)
+				if (strlen(b->names[m]) == it->program.s.len &&
+				    memcmp(b->names[m], it->program.s.p, it->program.s.len) == 0)
 					break;
-			if (m == nnames)
-				names[nnames++] = xmemdup(it->program.s.p, it->program.s.len);
-			name_of[j] = m;
+			if (m == b->nnames)
+				b->names[b->nnames++] = xmemdup(it->program.s.p, it->program.s.len);
+			b->name_of[j] = m;
 		}
 	}
-	if (nnames > 0) {
+	if (b->nnames > 0) {
 		struct store_argv *a;
 
-		snprintf(key, sizeof(key), KEYS_PROGS_FMT, rq->org);
-		progs_op = r1.n;
-		a = store_round_add(&r1, -1, key);
+		snprintf(b->key, sizeof(b->key), KEYS_PROGS_FMT, rq->org);
+		b->progs_op = b->r1.n;
+		a = store_round_add(&b->r1, -1, b->key);
 		store_argv_add(a, "HMGET", 5);
-		store_argv_addcopy(a, key, strlen(key));
-		for (k = 0; k < nnames; k++)
-			store_argv_add(a, names[k], strlen(names[k]));
+		store_argv_addcopy(a, b->key, strlen(b->key));
+		for (k = 0; k < b->nnames; k++)
+			store_argv_add(a, b->names[k], strlen(b->names[k]));
 	}
 	for (i = 0; i < rq->n; i++) {
 		const struct store_begin_in *in = rq->entries[i];
 
-		ce[i].first_op = r1.n;
+		b->ce[i].first_op = b->r1.n;
 		for (k = 0; k < in->nidents; k++) {
 			struct store_argv *a;
 
 			if (in->kind[k] == STORE_IDENT_ID) {
 				int64_t cid = strtoll(in->val[k], NULL, 10);
 
-				snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(cid), rq->org, (long long)cid);
-				a = store_round_add(&r1, -1, key);
+				snprintf(b->key, sizeof(b->key), KEYS_CUST_FMT, layout_tag_of_cid(cid), rq->org, (long long)cid);
+				a = store_round_add(&b->r1, -1, b->key);
 				store_argv_add(a, "EXISTS", 6);
-				store_argv_addcopy(a, key, strlen(key));
+				store_argv_addcopy(a, b->key, strlen(b->key));
 			} else {
-				snprintf(key, sizeof(key), KEYS_IX_FMT, layout_tag_of(in->val[k], in->len[k]), rq->org,
+				snprintf(b->key, sizeof(b->key), KEYS_IX_FMT, layout_tag_of(in->val[k], in->len[k]), rq->org,
 				         ident_name[in->kind[k]]);
-				a = store_round_add(&r1, -1, key);
+				a = store_round_add(&b->r1, -1, b->key);
 				store_argv_add(a, "HGET", 4);
-				store_argv_addcopy(a, key, strlen(key));
+				store_argv_addcopy(a, b->key, strlen(b->key));
 				store_argv_add(a, in->val[k], in->len[k]);
 			}
 		}
 	}
-	if (store_round_run(st, &r1) != 0)
-		goto out;
-	if (rate_op != (size_t)-1) {
-		const redisReply *x = r1.rep[rate_op];
+}
 
-		if (x->type == REDIS_REPLY_ARRAY && x->elements == 2 && x->element[0]->type == REDIS_REPLY_STRING &&
-		    strcmp(x->element[0]->str, "LIMITED") == 0) {
-			res->limited = atoi(x->element[1]->str);
-			if (res->limited < 1)
-				res->limited = 1;
-			rc = 0;
-			goto out;
-		}
-		if (x->type == REDIS_REPLY_ERROR)
-			goto out;
-	}
-	if (progs_op != (size_t)-1 && (r1.rep[progs_op]->type != REDIS_REPLY_ARRAY ||
-	                               r1.rep[progs_op]->elements != nnames))
-		goto out;
-	/* Each entry's customer, as begin.lua decides it. */
-	for (i = 0; i < rq->n; i++) {
-		const struct store_begin_in *in = rq->entries[i];
+/* Each entry's customer from round 1's replies, as begin.lua decides it. */
+static void
+cb_identified(struct cbegin *b)
+{
+	size_t i, k;
+
+	for (i = 0; i < b->rq->n; i++) {
+		const struct store_begin_in *in = b->rq->entries[i];
+		struct cbegin_ent *ce = &b->ce[i];
 		const char *cid = NULL;
 		int missing = 0, differ = 0;
 
 		for (k = 0; k < in->nidents; k++) {
-			const redisReply *x = r1.rep[ce[i].first_op + k];
+			const redisReply *x = b->r1.rep[ce->first_op + k];
 			const char *c = NULL;
 			char idtext[24];
 
 			if (x->type == REDIS_REPLY_ERROR) {
-				ce[i].state = 3;        /* unreadable: a key of the wrong type */
+				ce->state = 3;          /* unreadable: a key of the wrong type */
 				break;
 			}
 			if (in->kind[k] == STORE_IDENT_ID) {
@@ -582,239 +594,319 @@ begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_b
 			if (c == NULL)
 				missing = 1;
 			else if (cid == NULL)
-				snprintf(ce[i].cidtext, sizeof(ce[i].cidtext), "%s", cid = c);
-			else if (strcmp(ce[i].cidtext, c) != 0)
+				snprintf(ce->cidtext, sizeof(ce->cidtext), "%s", cid = c);
+			else if (strcmp(ce->cidtext, c) != 0)
 				differ = 1;
 		}
-		if (ce[i].state == 3)
+		if (ce->state == 3)
 			continue;
 		if (cid == NULL)
-			ce[i].state = 1;
+			ce->state = 1;
 		else if (missing || differ)
-			ce[i].state = 2;
+			ce->state = 2;
 		else
-			ce[i].cid = strtoll(ce[i].cidtext, NULL, 10);
+			ce->cid = strtoll(ce->cidtext, NULL, 10);
 	}
+}
 
-	/* Round 2: one begin.lua per partition of the customers found, and the items' holders. */
-	for (i = 0; i < rq->n; i++) {
-		size_t m, q, n_in = 0, nk = 0;
-		struct store_argv *a;
-		unsigned part;
+/* Whether entry m is entry q's customer again (q < m, both found). */
+static int
+cb_same_customer_before(const struct cbegin *b, size_t from, size_t m)
+{
+	size_t q;
 
-		if (ce[i].state != 0 || ce[i].lock_op != 0)
-			continue;       /* not found, or in the call of an earlier entry's partition */
-		part = layout_part_of_cid(ce[i].cid);
-		/* this partition's entries, each customer's keys declared once */
-		for (m = i; m < rq->n; m++) {
-			if (ce[m].state != 0 || layout_part_of_cid(ce[m].cid) != part)
-				continue;
-			n_in++;
-			for (q = i; q < m; q++)
-				if (ce[q].state == 0 && ce[q].cid == ce[m].cid)
-					break;
-			if (q == m)
-				nk += 2;
-		}
-		snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(ce[i].cid), rq->org, (long long)ce[i].cid);
-		a = store_round_script(&r2, STORE_BEGIN, nk, key);
-		store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(ce[i].cid), rq->org, (long long)ce[i].cid);
-		for (m = i + 1; m < rq->n; m++) {
-			if (ce[m].state != 0 || layout_part_of_cid(ce[m].cid) != part)
-				continue;
-			for (q = i; q < m; q++)
-				if (ce[q].state == 0 && ce[q].cid == ce[m].cid)
-					break;
-			if (q < m)
-				continue;
-			store_argv_addf(a, KEYS_CUST_FMT, layout_tag_of_cid(ce[m].cid), rq->org, (long long)ce[m].cid);
-			store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(ce[m].cid), rq->org, (long long)ce[m].cid);
-		}
-		store_argv_add(a, rq->org, strlen(rq->org));
-		store_argv_add(a, rq->token, strlen(rq->token));
-		store_argv_addf(a, "%d", rq->lock_ttl_ms);
+	for (q = from; q < m; q++)
+		if (b->ce[q].state == 0 && b->ce[q].cid == b->ce[m].cid)
+			return 1;
+	return 0;
+}
+
+/* Round 2's begin.lua call for the partition of entry i's customer, with every later found
+ * entry of that partition (each customer's keys declared once). */
+static void
+cb_lock_call(struct cbegin *b, size_t i)
+{
+	const struct store_begin_req *rq = b->rq;
+	unsigned part = layout_part_of_cid(b->ce[i].cid);
+	size_t m, n_in = 0, nk = 0;
+	struct store_argv *a;
+
+	for (m = i; m < rq->n; m++) {
+		if (b->ce[m].state != 0 || layout_part_of_cid(b->ce[m].cid) != part)
+			continue;
+		n_in++;
+		if (!cb_same_customer_before(b, i, m))
+			nk += 2;
+	}
+	snprintf(b->key, sizeof(b->key), KEYS_CUST_FMT, layout_tag_of_cid(b->ce[i].cid), rq->org, (long long)b->ce[i].cid);
+	a = store_round_script(&b->r2, STORE_BEGIN, nk, b->key);
+	store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(b->ce[i].cid), rq->org, (long long)b->ce[i].cid);
+	for (m = i + 1; m < rq->n; m++) {
+		if (b->ce[m].state != 0 || layout_part_of_cid(b->ce[m].cid) != part || cb_same_customer_before(b, i, m))
+			continue;
+		store_argv_addf(a, KEYS_CUST_FMT, layout_tag_of_cid(b->ce[m].cid), rq->org, (long long)b->ce[m].cid);
+		store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(b->ce[m].cid), rq->org, (long long)b->ce[m].cid);
+	}
+	store_argv_add(a, rq->org, strlen(rq->org));
+	store_argv_add(a, rq->token, strlen(rq->token));
+	store_argv_addf(a, "%d", rq->lock_ttl_ms);
+	store_argv_add(a, "", 0);
+	store_argv_add(a, "0", 1);
+	store_argv_addf(a, "%zu", n_in);
+	for (m = i, n_in = 0; m < rq->n; m++) {
+		if (b->ce[m].state != 0 || layout_part_of_cid(b->ce[m].cid) != part)
+			continue;
+		b->ce[m].lock_op = b->r2.n;     /* 1-based here: 0 is "no call yet" */
+		b->ce[m].lock_at = n_in++;
+		store_argv_add(a, "1", 1);
+		store_argv_add(a, "id", 2);
+		store_argv_add(a, b->ce[m].cidtext, strlen(b->ce[m].cidtext));
 		store_argv_add(a, "", 0);
 		store_argv_add(a, "0", 1);
-		store_argv_addf(a, "%zu", n_in);
-		for (m = i, n_in = 0; m < rq->n; m++) {
-			if (ce[m].state != 0 || layout_part_of_cid(ce[m].cid) != part)
+	}
+}
+
+/* Round 2's calls: one begin.lua per partition of the customers found, and the items'
+ * membership-id holders. */
+static void
+cb_lock_calls(struct cbegin *b)
+{
+	const struct store_begin_req *rq = b->rq;
+	size_t i, j, k;
+
+	for (i = 0; i < rq->n; i++)
+		if (b->ce[i].state == 0 && b->ce[i].lock_op == 0)
+			cb_lock_call(b, i);     /* else not found, or in an earlier entry's call */
+	for (i = 0, j = 0; i < rq->n; i++) {
+		const struct req_entry *e = rq->entries[i]->e;
+
+		b->ce[i].holder_op = b->r2.n;
+		for (k = 0; k < e->nitems; k++, j++) {
+			const struct req_item *it = &e->items[k];
+			const redisReply *d = cb_def(b, j);
+			struct store_argv *a;
+
+			if (!cb_wants_holder(b, i, it, d))
 				continue;
-			ce[m].lock_op = r2.n;   /* 1-based here: 0 is "no call yet" */
-			ce[m].lock_at = n_in++;
-			store_argv_add(a, "1", 1);
-			store_argv_add(a, "id", 2);
-			store_argv_add(a, ce[m].cidtext, strlen(ce[m].cidtext));
+			snprintf(b->key, sizeof(b->key), KEYS_MID_FMT, layout_tag_of(it->mid.s.p, it->mid.s.len), rq->org,
+			         def_pid(d->str, d->len));
+			a = store_round_add(&b->r2, -1, b->key);
+			store_argv_add(a, "HGET", 4);
+			store_argv_addcopy(a, b->key, strlen(b->key));
+			store_argv_add(a, it->mid.s.p, it->mid.s.len);
+		}
+	}
+}
+
+/*
+ * Entry i locked by round 2: the identifiers were looked up before the lock was taken, so
+ * the customer's own fields, read under it, must still have them (an import may have moved
+ * one meanwhile). If not, the entry is released (round 3 unlocks it) and run again like a
+ * busy one.
+ */
+static void
+cb_recheck(struct cbegin *b, const struct store_begin_in *in, struct store_begin_out *o)
+{
+	struct store_argv *a;
+	size_t k;
+
+	for (k = 0; k < in->nidents; k++) {
+		const char *have = o->ident[in->kind[k]];
+
+		if (in->kind[k] != STORE_IDENT_ID &&
+		    (have == NULL || strlen(have) != in->len[k] || memcmp(have, in->val[k], in->len[k]) != 0))
+			break;
+	}
+	if (k == in->nidents)
+		return;
+	for (k = 0; k < 4; k++) {
+		free(o->ident[k]);
+		o->ident[k] = NULL;
+	}
+	rules_customer_free(&o->cust);
+	memset(&o->cust, 0, sizeof(o->cust));
+	o->status = STORE_BEGIN_BUSY;
+	snprintf(b->key, sizeof(b->key), KEYS_LOCK_FMT, layout_tag_of_cid(o->cid), b->rq->org, (long long)o->cid);
+	a = store_round_script(&b->r3, STORE_UNLOCK, 1, b->key);
+	store_argv_add(a, b->rq->token, strlen(b->rq->token));
+}
+
+/* Entry i's status and snapshot from its partition's begin.lua reply (begin.lua's statuses);
+ * -1 when that reply is unreadable (the entry's items are then left empty). */
+static int
+cb_entry_status(struct cbegin *b, size_t i, struct store_begin_out *o)
+{
+	const struct cbegin_ent *ce = &b->ce[i];
+	const redisReply *g, *x;
+	const char *status;
+
+	if (ce->state != 0) {
+		o->status = ce->state == 1 ? STORE_BEGIN_NOT_FOUND :
+		            ce->state == 2 ? STORE_BEGIN_MISMATCH : STORE_BEGIN_UNREADABLE;
+		return 0;
+	}
+	g = b->r2.rep[ce->lock_op - 1];
+	if (g->type != REDIS_REPLY_ARRAY || ce->lock_at >= g->elements ||
+	    (x = g->element[ce->lock_at])->type != REDIS_REPLY_ARRAY || x->elements < 1 ||
+	    x->element[0]->type != REDIS_REPLY_STRING) {
+		o->status = STORE_BEGIN_UNREADABLE;
+		o->oom = g->type == REDIS_REPLY_ERROR && is_oom(g->str);
+		return -1;
+	}
+	status = x->element[0]->str;
+	o->cid = ce->cid;
+	if (strcmp(status, "OK") == 0) {
+		o->status = STORE_BEGIN_LOCKED;
+		load_snapshot(o, x->element[2]);
+	} else if (strcmp(status, "DUP") == 0) {
+		o->status = STORE_BEGIN_DUP;
+	} else if (strcmp(status, "BUSY") == 0) {
+		o->status = STORE_BEGIN_BUSY;
+	} else if (strcmp(status, "NOTFOUND") == 0) {
+		o->status = STORE_BEGIN_NOT_FOUND;      /* deleted since round 1 */
+	} else {
+		o->status = STORE_BEGIN_UNREADABLE;
+		o->oom = x->elements > 1 && x->element[1]->type == REDIS_REPLY_STRING && is_oom(x->element[1]->str);
+	}
+	if (o->status == STORE_BEGIN_LOCKED && !o->bad_snapshot)
+		cb_recheck(b, b->rq->entries[i], o);
+	return 0;
+}
+
+/* The answers, entry by entry: statuses, snapshots, the items' definitions and holders. */
+static void
+cb_answers(struct cbegin *b)
+{
+	const struct store_begin_req *rq = b->rq;
+	struct store_begin_res *res = b->res;
+	size_t i, j, k, nitems;
+
+	res->e = xcalloc(rq->n ? rq->n : 1, sizeof(*res->e));
+	res->items_block = xcalloc(b->nitems ? b->nitems : 1, sizeof(*res->items_block));
+	for (i = 0, j = 0, nitems = 0; i < rq->n; i++) {
+		const struct req_entry *e = rq->entries[i]->e;
+		struct store_begin_out *o = &res->e[i];
+		size_t hop = b->ce[i].holder_op;
+
+		o->items = &res->items_block[nitems];
+		nitems += e->nitems;
+		if (cb_entry_status(b, i, o) != 0) {
+			j += e->nitems;
+			continue;
+		}
+		for (k = 0; k < e->nitems; k++, j++) {
+			const redisReply *d = cb_def(b, j), *h;
+
+			if (d == NULL)
+				continue;
+			o->items[k].def = d->str;
+			o->items[k].def_len = d->len;
+			if (!cb_wants_holder(b, i, &e->items[k], d))
+				continue;
+			h = b->r2.rep[hop++];
+			if (h->type == REDIS_REPLY_STRING)
+				o->items[k].mid_holder = strtoll(h->str, NULL, 10);
+		}
+	}
+}
+
+/* Round 3, only for holders that are other customers: do they still hold the id? Also
+ * releases the locks cb_recheck gave up. A failed check leaves the holder as it is: the
+ * claim checks it again. */
+static void
+cb_check_holders(struct cbegin *b)
+{
+	const struct store_begin_req *rq = b->rq;
+	struct store_begin_res *res = b->res;
+	size_t first_check = b->r3.n, i, j, k;
+
+	for (i = 0; i < rq->n; i++) {
+		const struct req_entry *e = rq->entries[i]->e;
+
+		for (k = 0; k < e->nitems; k++) {
+			const struct store_item_snap *sn = &res->e[i].items[k];
+			const struct req_item *it = &e->items[k];
+			struct store_argv *a;
+			int64_t h = sn->mid_holder;
+
+			if (h == 0 || h == res->e[i].cid || sn->def == NULL)
+				continue;
+			snprintf(b->key, sizeof(b->key), KEYS_CUST_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
+			a = store_round_script(&b->r3, STORE_HELD, 2, b->key);
+			store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
+			store_argv_add(a, rq->org, strlen(rq->org));
+			store_argv_addf(a, "%lld", (long long)h);
+			store_argv_addf(a, "%d", def_pid(sn->def, sn->def_len));
+			store_argv_add(a, it->mid.s.p, it->mid.s.len);
+			store_argv_add(a, "check", 5);
 			store_argv_add(a, "", 0);
 			store_argv_add(a, "0", 1);
 		}
 	}
-	for (i = 0, j = 0; i < rq->n; i++) {
+	if (b->r3.n == 0)
+		return;
+	(void)store_round_run(b->st, &b->r3);
+	for (i = 0, j = first_check; i < rq->n && b->r3.rep != NULL; i++) {
 		const struct req_entry *e = rq->entries[i]->e;
 
-		ce[i].holder_op = r2.n;
-		for (k = 0; k < e->nitems; k++, j++) {
-			const struct req_item *it = &e->items[k];
-			const redisReply *d;
-			struct store_argv *a;
-			int pid;
+		for (k = 0; k < e->nitems; k++) {
+			struct store_item_snap *sn = &res->e[i].items[k];
 
-			if (ce[i].state != 0 || rq->kind != REQ_LINK || it->mid.st != F_OK || name_of[j] == (size_t)-1)
+			if (sn->mid_holder == 0 || sn->mid_holder == res->e[i].cid || sn->def == NULL)
 				continue;
-			d = r1.rep[progs_op]->element[name_of[j]];
-			if (d->type != REDIS_REPLY_STRING || (pid = def_pid(d->str, d->len)) < 0)
-				continue;
-			snprintf(key, sizeof(key), KEYS_MID_FMT, layout_tag_of(it->mid.s.p, it->mid.s.len), rq->org, pid);
-			a = store_round_add(&r2, -1, key);
-			store_argv_add(a, "HGET", 4);
-			store_argv_addcopy(a, key, strlen(key));
-			store_argv_add(a, it->mid.s.p, it->mid.s.len);
+			if (b->r3.st[j] == STORE_OP_OK && b->r3.rep[j]->type == REDIS_REPLY_INTEGER &&
+			    b->r3.rep[j]->integer == 0)
+				sn->mid_holder = 0;
+			j++;
 		}
 	}
-	if (store_round_run(st, &r2) != 0)
+}
+
+static int
+begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_begin_res *res)
+{
+	struct cbegin b;
+	size_t i, k;
+	int rc = -1;
+
+	memset(&b, 0, sizeof(b));
+	memset(res, 0, sizeof(*res));
+	b.st = st;
+	b.rq = rq;
+	b.res = res;
+	b.rate_op = b.progs_op = (size_t)-1;
+	for (i = 0; i < rq->n; i++)
+		b.nitems += rq->entries[i]->e->nitems;
+	b.ce = xcalloc(rq->n ? rq->n : 1, sizeof(*b.ce));
+	b.name_of = xcalloc(b.nitems ? b.nitems : 1, sizeof(*b.name_of));
+	b.names = xcalloc(b.nitems ? b.nitems : 1, sizeof(*b.names));
+
+	cb_identify_calls(&b);
+	if (store_round_run(st, &b.r1) != 0)
 		goto out;
+	if (b.rate_op != (size_t)-1) {
+		const redisReply *x = b.r1.rep[b.rate_op];
 
-	/* The answers, entry by entry (begin.lua's statuses). */
-	res->e = xcalloc(rq->n ? rq->n : 1, sizeof(*res->e));
-	res->items_block = xcalloc(nitems ? nitems : 1, sizeof(*res->items_block));
-	for (i = 0, j = 0, nitems = 0; i < rq->n; i++) {
-		const struct store_begin_in *in = rq->entries[i];
-		const struct req_entry *e = in->e;
-		struct store_begin_out *o = &res->e[i];
-		size_t hop = ce[i].holder_op;
-
-		o->items = &res->items_block[nitems];
-		nitems += e->nitems;
-		if (ce[i].state == 1) {
-			o->status = STORE_BEGIN_NOT_FOUND;
-		} else if (ce[i].state == 2) {
-			o->status = STORE_BEGIN_MISMATCH;
-		} else if (ce[i].state == 3) {
-			o->status = STORE_BEGIN_UNREADABLE;
-		} else {
-			const redisReply *g = r2.rep[ce[i].lock_op - 1], *x;
-			const char *status;
-
-			if (g->type != REDIS_REPLY_ARRAY || ce[i].lock_at >= g->elements ||
-			    (x = g->element[ce[i].lock_at])->type != REDIS_REPLY_ARRAY || x->elements < 1 ||
-			    x->element[0]->type != REDIS_REPLY_STRING) {
-				o->status = STORE_BEGIN_UNREADABLE;
-				o->oom = g->type == REDIS_REPLY_ERROR && is_oom(g->str);
-				j += e->nitems;
-				continue;
-			}
-			status = x->element[0]->str;
-			o->cid = ce[i].cid;
-			if (strcmp(status, "OK") == 0) {
-				o->status = STORE_BEGIN_LOCKED;
-				load_snapshot(o, x->element[2]);
-			} else if (strcmp(status, "DUP") == 0) {
-				o->status = STORE_BEGIN_DUP;
-			} else if (strcmp(status, "BUSY") == 0) {
-				o->status = STORE_BEGIN_BUSY;
-			} else if (strcmp(status, "NOTFOUND") == 0) {
-				o->status = STORE_BEGIN_NOT_FOUND;  /* deleted since round 1 */
-			} else {
-				o->status = STORE_BEGIN_UNREADABLE;
-				o->oom = x->elements > 1 && x->element[1]->type == REDIS_REPLY_STRING &&
-				         is_oom(x->element[1]->str);
-			}
-			/*
-			 * The identifiers were looked up before the lock was taken: the customer's own
-			 * fields, read under it, must still have them (an import may have moved one
-			 * meanwhile). If not, the entry is released and run again like a busy one.
-			 */
-			if (o->status == STORE_BEGIN_LOCKED && !o->bad_snapshot) {
-				for (k = 0; k < in->nidents; k++) {
-					const char *have = o->ident[in->kind[k]];
-
-					if (in->kind[k] != STORE_IDENT_ID &&
-					    (have == NULL || strlen(have) != in->len[k] || memcmp(have, in->val[k], in->len[k]) != 0))
-						break;
-				}
-				if (k < in->nidents) {
-					struct store_argv *a;
-
-					for (k = 0; k < 4; k++) {
-						free(o->ident[k]);
-						o->ident[k] = NULL;
-					}
-					rules_customer_free(&o->cust);
-					memset(&o->cust, 0, sizeof(o->cust));
-					o->status = STORE_BEGIN_BUSY;
-					snprintf(key, sizeof(key), KEYS_LOCK_FMT, layout_tag_of_cid(o->cid), rq->org, (long long)o->cid);
-					a = store_round_script(&r3, STORE_UNLOCK, 1, key);
-					store_argv_add(a, rq->token, strlen(rq->token));
-				}
-			}
+		if (x->type == REDIS_REPLY_ARRAY && x->elements == 2 && x->element[0]->type == REDIS_REPLY_STRING &&
+		    strcmp(x->element[0]->str, "LIMITED") == 0) {
+			res->limited = atoi(x->element[1]->str);
+			if (res->limited < 1)
+				res->limited = 1;
+			rc = 0;
+			goto out;
 		}
-		for (k = 0; k < e->nitems; k++, j++) {
-			const struct req_item *it = &e->items[k];
-			const redisReply *d;
-
-			if (name_of[j] == (size_t)-1 || progs_op == (size_t)-1)
-				continue;
-			d = r1.rep[progs_op]->element[name_of[j]];
-			if (d->type == REDIS_REPLY_STRING) {
-				o->items[k].def = d->str;
-				o->items[k].def_len = d->len;
-			}
-			if (ce[i].state != 0 || rq->kind != REQ_LINK || it->mid.st != F_OK || d->type != REDIS_REPLY_STRING ||
-			    def_pid(d->str, d->len) < 0)
-				continue;
-			{
-				const redisReply *h = r2.rep[hop++];
-
-				if (h->type == REDIS_REPLY_STRING)
-					o->items[k].mid_holder = strtoll(h->str, NULL, 10);
-			}
-		}
+		if (x->type == REDIS_REPLY_ERROR)
+			goto out;
 	}
-	/* Round 3, only for holders that are other customers: do they still hold the id? */
-	{
-		size_t first_check = r3.n;
-
-		for (i = 0, j = 0; i < rq->n; i++) {
-			const struct req_entry *e = rq->entries[i]->e;
-
-			for (k = 0; k < e->nitems; k++, j++) {
-				struct store_item_snap *sn = &res->e[i].items[k];
-				const struct req_item *it = &e->items[k];
-				struct store_argv *a;
-				int64_t h = sn->mid_holder;
-
-				if (h == 0 || h == res->e[i].cid || sn->def == NULL)
-					continue;
-				snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
-				a = store_round_script(&r3, STORE_HELD, 2, key);
-				store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
-				store_argv_add(a, rq->org, strlen(rq->org));
-				store_argv_addf(a, "%lld", (long long)h);
-				store_argv_addf(a, "%d", def_pid(sn->def, sn->def_len));
-				store_argv_add(a, it->mid.s.p, it->mid.s.len);
-				store_argv_add(a, "check", 5);
-				store_argv_add(a, "", 0);
-				store_argv_add(a, "0", 1);
-			}
-		}
-		if (r3.n > 0) {
-			/* a failed check leaves the holder as it is: the claim checks it again */
-			(void)store_round_run(st, &r3);
-			for (i = 0, j = first_check; i < rq->n && r3.rep != NULL; i++) {
-				const struct req_entry *e = rq->entries[i]->e;
-
-				for (k = 0; k < e->nitems; k++) {
-					struct store_item_snap *sn = &res->e[i].items[k];
-
-					if (sn->mid_holder == 0 || sn->mid_holder == res->e[i].cid || sn->def == NULL)
-						continue;
-					if (r3.st[j] == STORE_OP_OK && r3.rep[j]->type == REDIS_REPLY_INTEGER &&
-					    r3.rep[j]->integer == 0)
-						sn->mid_holder = 0;
-					j++;
-				}
-			}
-		}
-	}
+	if (b.progs_op != (size_t)-1 && (b.r1.rep[b.progs_op]->type != REDIS_REPLY_ARRAY ||
+	                                 b.r1.rep[b.progs_op]->elements != b.nnames))
+		goto out;
+	cb_identified(&b);
+	cb_lock_calls(&b);
+	if (store_round_run(st, &b.r2) != 0)
+		goto out;
+	cb_answers(&b);
+	cb_check_holders(&b);
 	rc = 0;
 out:
 	if (rc != 0 && res->e != NULL) {
@@ -825,14 +917,14 @@ out:
 		}
 		store_begin_res_free(res);
 	}
-	for (k = 0; k < nnames; k++)
-		free((char *)names[k]);
-	free(names);
-	free(name_of);
-	free(ce);
-	store_round_free(&r1);
-	store_round_free(&r2);
-	store_round_free(&r3);
+	for (k = 0; k < b.nnames; k++)
+		free((char *)b.names[k]);
+	free(b.names);
+	free(b.name_of);
+	free(b.ce);
+	store_round_free(&b.r1);
+	store_round_free(&b.r2);
+	store_round_free(&b.r3);
 	return rc;
 }
 
