@@ -1017,261 +1017,340 @@ add_unlock(struct store_round *r, const char *org, const char *token, int64_t ci
 	store_argv_add(a, token, strlen(token));
 }
 
-static void
-commit_cluster(struct store *st, const struct store_commit_req *rq, enum store_commit_status *out,
-               int *maybe_ran)
-{
-	struct store_round ra = { 0 }, ra2 = { 0 }, ra3 = { 0 }, rb = { 0 }, rc = { 0 }, rd = { 0 };
-	size_t ncl = 0, i, k, idem_op = (size_t)-1;
-	struct cclaim *cl = collect_claims(rq, &ncl);
-	int *failed = xcalloc(rq->n ? rq->n : 1, sizeof(*failed));  /* decided before B */
-	size_t *commit_op = xcalloc(rq->n ? rq->n : 1, sizeof(*commit_op));
-	size_t *commit_at = xcalloc(rq->n ? rq->n : 1, sizeof(*commit_at));
-	int *releases = xcalloc(rq->n ? rq->n : 1, sizeof(*releases));  /* commit.lua's keep_locks */
-	int *kept = xcalloc(rq->n ? rq->n : 1, sizeof(*kept));  /* refused in B, lock still ours */
+/* One commit on a cluster: the request, its statuses, and the rounds' state. */
+struct ccommit {
+	struct store *st;
+	const struct store_commit_req *rq;
+	enum store_commit_status *out;
+	struct cclaim *cl;              /* the claims and releases (collect_claims) */
+	size_t ncl;
+	int *failed;                    /* per customer: decided before B */
+	size_t *commit_op, *commit_at;  /* per customer: its commit.lua call + 1, its place in it */
+	int *releases;                  /* per customer: commit.lua's keep_locks */
+	int *kept;                      /* per customer: refused in B, lock still ours */
+	struct store_round ra, ra2, ra3, rb, rc, rd;
 	char key[160];
+};
 
-	*maybe_ran = 0;
-	for (k = 0; k < rq->n; k++)
-		out[k] = STORE_COMMIT_LOST;
+static void
+cc_fail(struct ccommit *c, size_t k, enum store_commit_status why)
+{
+	if (!c->failed[k]) {
+		c->failed[k] = 1;
+		c->out[k] = why;
+	}
+}
 
-	/* Round A: the Idempotency-Key claim renewed, the ids claimed. */
+/* Round A: the Idempotency-Key claim renewed, the ids claimed. -1 when the store failed
+ * before any commit was sent: nothing applied. Claims that went through then name customers
+ * that do not hold the ids: the next claimant finds that out (held.lua) and takes them over. */
+static int
+cc_claim(struct ccommit *c)
+{
+	const struct store_commit_req *rq = c->rq;
+	size_t i, k, idem_op = (size_t)-1;
+
 	if (rq->idem != NULL) {
 		struct store_argv *a;
 
-		idem_op = ra.n;
-		a = store_round_script(&ra, STORE_IDEM, 1, rq->idem->ref);
+		idem_op = c->ra.n;
+		a = store_round_script(&c->ra, STORE_IDEM, 1, rq->idem->ref);
 		store_argv_add(a, "renew", 5);
 		store_argv_add(a, rq->idem->ref, strlen(rq->idem->ref));
 		store_argv_add(a, rq->idem->token, strlen(rq->idem->token));
 		store_argv_addf(a, "%d", rq->idem->ttl_ms);
 	}
-	for (i = 0; i < ncl; i++) {
-		if (cl[i].release) {
-			releases[cl[i].cust] |= 1;
+	for (i = 0; i < c->ncl; i++) {
+		if (c->cl[i].release) {
+			c->releases[c->cl[i].cust] |= 1;
 			continue;
 		}
-		cl[i].op = ra.n;
-		(void)add_claim(&ra, rq->org, &cl[i], rq->c[cl[i].cust].cid, 0);
+		c->cl[i].op = c->ra.n;
+		(void)add_claim(&c->ra, rq->org, &c->cl[i], rq->c[c->cl[i].cust].cid, 0);
 	}
-	if (ra.n > 0) {
-		(void)store_round_run(st, &ra);
-		for (i = 0; i < ra.n; i++)
-			if (ra.st[i] != STORE_OP_OK)
-				break;
-		if (i < ra.n) {
-			/*
-			 * The store failed before any commit was sent: nothing applied. Claims that
-			 * went through name customers that do not hold the ids: the next claimant
-			 * finds that out (held.lua) and takes them over.
-			 */
-			goto out;
-		}
-		if (idem_op != (size_t)-1 && (store_round_str(&ra, idem_op) == NULL || strcmp(store_round_str(&ra, idem_op), "OK") != 0)) {
-			for (k = 0; k < rq->n; k++) {
-				failed[k] = 1;
-				out[k] = STORE_COMMIT_IDEM_FENCED;
-			}
-		}
-		for (i = 0; i < ncl; i++) {
-			const char *s;
+	if (c->ra.n == 0)
+		return 0;
+	(void)store_round_run(c->st, &c->ra);
+	for (i = 0; i < c->ra.n; i++)
+		if (c->ra.st[i] != STORE_OP_OK)
+			return -1;
+	if (idem_op != (size_t)-1 && (store_round_str(&c->ra, idem_op) == NULL ||
+	                              strcmp(store_round_str(&c->ra, idem_op), "OK") != 0))
+		for (k = 0; k < rq->n; k++)
+			cc_fail(c, k, STORE_COMMIT_IDEM_FENCED);
+	for (i = 0; i < c->ncl; i++) {
+		struct cclaim *x = &c->cl[i];
+		const char *s;
 
-			if (cl[i].release)
-				continue;
-			s = store_round_str(&ra, cl[i].op);
-			if (s != NULL && strcmp(s, "OK") == 0) {
-				cl[i].state = 1;
-			} else if (s != NULL && strcmp(s, "BROKEN") != 0 && ra.rep[cl[i].op]->type == REDIS_REPLY_STRING) {
-				cl[i].holder = strtoll(s, NULL, 10);
-			} else {
-				cl[i].state = 3;
-				if (!failed[cl[i].cust]) {
-					failed[cl[i].cust] = 1;
-					out[cl[i].cust] = STORE_COMMIT_BROKEN;
-				}
-			}
+		if (x->release)
+			continue;
+		s = store_round_str(&c->ra, x->op);
+		if (s != NULL && strcmp(s, "OK") == 0) {
+			x->state = 1;
+		} else if (s != NULL && strcmp(s, "BROKEN") != 0 && c->ra.rep[x->op]->type == REDIS_REPLY_STRING) {
+			x->holder = strtoll(s, NULL, 10);
+		} else {
+			x->state = 3;
+			cc_fail(c, x->cust, STORE_COMMIT_BROKEN);
 		}
 	}
+	return 0;
+}
 
-	/* A2, A3: an id met in another customer's entry is taken over when that customer no
-	 * longer holds it, checked and swapped under the holder's lock. */
-	for (i = 0; i < ncl; i++) {
+/* Whether claim x still waits on the customer named in its bucket. */
+static int
+cc_meets_holder(const struct ccommit *c, const struct cclaim *x)
+{
+	return !x->release && x->state == 0 && x->holder != 0 && !c->failed[x->cust];
+}
+
+/* A2, A3: an id met in another customer's entry is taken over when that customer no longer
+ * holds it, checked (held.lua "lock") and swapped (claim.lua's compare-and-set) under the
+ * holder's lock; the holders locked are unlocked in round B. */
+static void
+cc_take_over(struct ccommit *c)
+{
+	const struct store_commit_req *rq = c->rq;
+	size_t i;
+
+	for (i = 0; i < c->ncl; i++) {
+		struct cclaim *x = &c->cl[i];
 		struct store_argv *a;
-		int64_t h = cl[i].holder;
-		int pid;
+		int64_t h = x->holder;
 
-		if (cl[i].release || cl[i].state != 0 || h == 0 || failed[cl[i].cust])
+		if (!cc_meets_holder(c, x))
 			continue;
-		pid = cl[i].pid;
-		snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
-		cl[i].op = ra2.n;
-		a = store_round_script(&ra2, STORE_HELD, 2, key);
+		snprintf(c->key, sizeof(c->key), KEYS_CUST_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
+		x->op = c->ra2.n;
+		a = store_round_script(&c->ra2, STORE_HELD, 2, c->key);
 		store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
 		store_argv_add(a, rq->org, strlen(rq->org));
 		store_argv_addf(a, "%lld", (long long)h);
-		store_argv_addf(a, "%d", pid);
-		store_argv_add(a, cl[i].mid, cl[i].len);
+		store_argv_addf(a, "%d", x->pid);
+		store_argv_add(a, x->mid, x->len);
 		store_argv_add(a, "lock", 4);
 		store_argv_add(a, rq->token, strlen(rq->token));
 		store_argv_addf(a, "%d", rq->lock_ttl_ms > 0 ? rq->lock_ttl_ms : 5000);
 	}
-	if (ra2.n > 0)
-		(void)store_round_run(st, &ra2);
-	for (i = 0; i < ncl; i++) {
+	if (c->ra2.n > 0)
+		(void)store_round_run(c->st, &c->ra2);
+	for (i = 0; i < c->ncl; i++) {
+		struct cclaim *x = &c->cl[i];
 		const char *s;
 
-		if (cl[i].release || cl[i].state != 0 || cl[i].holder == 0 || failed[cl[i].cust])
+		if (!cc_meets_holder(c, x))
 			continue;
-		s = ra2.st[cl[i].op] == STORE_OP_OK ? store_round_str(&ra2, cl[i].op) : NULL;
+		s = c->ra2.st[x->op] == STORE_OP_OK ? store_round_str(&c->ra2, x->op) : NULL;
 		if (s != NULL && strcmp(s, "FREE") == 0) {
-			cl[i].locked_holder = 1;
-			cl[i].op = ra3.n;
-			(void)add_claim(&ra3, rq->org, &cl[i], rq->c[cl[i].cust].cid, cl[i].holder);
+			x->locked_holder = 1;
+			x->op = c->ra3.n;
+			(void)add_claim(&c->ra3, rq->org, x, rq->c[x->cust].cid, x->holder);
 		} else {
 			/* held, or its holder busy (maybe committing it), or the check failed */
-			cl[i].state = 2;
-			if (ra2.st[cl[i].op] == STORE_OP_INDOUBT)
-				cl[i].locked_holder = 1;        /* maybe: unlocked below if so */
+			x->state = 2;
+			if (c->ra2.st[x->op] == STORE_OP_INDOUBT)
+				x->locked_holder = 1;   /* maybe: unlocked in round B if so */
 		}
 	}
-	if (ra3.n > 0)
-		(void)store_round_run(st, &ra3);
-	for (i = 0; i < ncl; i++) {
-		if (cl[i].release || cl[i].state != 0 || failed[cl[i].cust])
-			continue;
-		if (cl[i].locked_holder) {
-			const char *s = ra3.st != NULL ? store_round_str(&ra3, cl[i].op) : NULL;
+	if (c->ra3.n > 0)
+		(void)store_round_run(c->st, &c->ra3);
+	for (i = 0; i < c->ncl; i++) {
+		struct cclaim *x = &c->cl[i];
 
-			cl[i].state = s != NULL && strcmp(s, "OK") == 0 ? 1 : 2;
+		if (x->release || x->state != 0 || c->failed[x->cust])
+			continue;
+		if (x->locked_holder) {
+			const char *s = c->ra3.st != NULL ? store_round_str(&c->ra3, x->op) : NULL;
+
+			x->state = s != NULL && strcmp(s, "OK") == 0 ? 1 : 2;
 		} else {
-			cl[i].state = 2;
+			x->state = 2;
 		}
 	}
-	for (i = 0; i < ncl; i++) {
-		if (!cl[i].release && cl[i].state == 2 && !failed[cl[i].cust]) {
-			failed[cl[i].cust] = 1;
-			out[cl[i].cust] = STORE_COMMIT_CONFLICT;
-		}
-	}
+	for (i = 0; i < c->ncl; i++)
+		if (!c->cl[i].release && c->cl[i].state == 2)
+			cc_fail(c, c->cl[i].cust, STORE_COMMIT_CONFLICT);
+	for (i = 0; i < c->ncl; i++)
+		if (!c->cl[i].release && c->cl[i].state == 1)
+			c->releases[c->cl[i].cust] |= 2;
+}
 
-	for (i = 0; i < ncl; i++)
-		if (!cl[i].release && cl[i].state == 1)
-			releases[cl[i].cust] |= 2;
+/* Whether customer m goes into the commit.lua call of customer k. */
+static int
+cc_same_call(const struct ccommit *c, size_t k, size_t m)
+{
+	return !c->failed[m] && layout_part_of_cid(c->rq->c[m].cid) == layout_part_of_cid(c->rq->c[k].cid) &&
+	       c->releases[m] == c->releases[k];
+}
 
-	/* Round B: each partition's customers committed in one commit.lua; the holders locked
-	 * for a takeover unlocked (their ids are swapped by now); the claims of customers that
-	 * will not be committed released (their locks, still ours, go in round C). */
-	for (k = 0; k < rq->n; k++) {
-		unsigned part = layout_part_of_cid(rq->c[k].cid);
-		size_t m, nin = 0, nk = 0;
-		struct store_argv *a;
+/* Round B's commit.lua call for customer k's partition (and keep_locks), with every later
+ * customer that goes with it. */
+static void
+cc_commit_call(struct ccommit *c, size_t k)
+{
+	const struct store_commit_req *rq = c->rq;
+	size_t m, nin = 0;
+	struct store_argv *a;
 
-		if (failed[k] || commit_op[k] != 0)
+	for (m = k; m < rq->n; m++)
+		nin += cc_same_call(c, k, m);
+	snprintf(c->key, sizeof(c->key), KEYS_CUST_FMT, layout_tag_of_cid(rq->c[k].cid), rq->org, (long long)rq->c[k].cid);
+	a = store_round_script(&c->rb, STORE_COMMIT, 3 * nin + 1, c->key);
+	for (m = k; m < rq->n; m++) {
+		const char *tag = layout_tag_of_cid(rq->c[m].cid);
+
+		if (!cc_same_call(c, k, m))
 			continue;
-		for (m = k; m < rq->n; m++)
-			if (!failed[m] && layout_part_of_cid(rq->c[m].cid) == part && releases[m] == releases[k]) {
-				nin++;
-				nk += 3;
-			}
-		snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(rq->c[k].cid), rq->org, (long long)rq->c[k].cid);
-		a = store_round_script(&rb, STORE_COMMIT, nk + 1, key);
-		for (m = k; m < rq->n; m++) {
-			const char *tag = layout_tag_of_cid(rq->c[m].cid);
-
-			if (failed[m] || layout_part_of_cid(rq->c[m].cid) != part || releases[m] != releases[k])
-				continue;
-			if (m != k)
-				store_argv_addf(a, KEYS_CUST_FMT, tag, rq->org, (long long)rq->c[m].cid);
-			store_argv_addf(a, KEYS_LOCK_FMT, tag, rq->org, (long long)rq->c[m].cid);
-			store_argv_addf(a, KEYS_HIST_FMT, tag, rq->org, (long long)rq->c[m].cid);
-		}
-		store_argv_addf(a, KEYS_FEED_FMT, layout_tag_of_cid(rq->c[k].cid), rq->org);
-		store_argv_add(a, rq->token, strlen(rq->token));
-		store_argv_addf(a, "%zu", nin);
-		store_argv_addf(a, "%d", rq->history_max);
-		store_argv_addf(a, "%d", feed_part_max(rq->feed_max));
-		store_argv_addf(a, "%d", releases[k]);
-		for (m = k, nin = 0; m < rq->n; m++) {
-			if (failed[m] || layout_part_of_cid(rq->c[m].cid) != part || releases[m] != releases[k])
-				continue;
-			commit_op[m] = rb.n;            /* 1-based: 0 is "no call yet" */
-			commit_at[m] = nin++;
-			add_commit_customer(a, rq, &rq->c[m], 0);
-		}
-		store_argv_add(a, "", 0);       /* no idem key: round A renewed the claim */
-		store_argv_add(a, "", 0);
-		store_argv_add(a, "", 0);
+		if (m != k)
+			store_argv_addf(a, KEYS_CUST_FMT, tag, rq->org, (long long)rq->c[m].cid);
+		store_argv_addf(a, KEYS_LOCK_FMT, tag, rq->org, (long long)rq->c[m].cid);
+		store_argv_addf(a, KEYS_HIST_FMT, tag, rq->org, (long long)rq->c[m].cid);
 	}
-	for (i = 0; i < ncl; i++) {
-		if (cl[i].locked_holder)
-			add_unlock(&rb, rq->org, rq->token, cl[i].holder);
-		if (!cl[i].release && cl[i].state == 1 && failed[cl[i].cust])
-			add_release(&rb, rq->org, &cl[i], rq->c[cl[i].cust].cid);
-	}
-	if (rb.n > 0)
-		(void)store_round_run(st, &rb);
-	for (k = 0; k < rq->n; k++) {
-		static const struct { const char *s; enum store_commit_status st; int kept; } statuses[] = {
-			{ "FENCED", STORE_COMMIT_FENCED, 0 }, { "CONFLICT", STORE_COMMIT_CONFLICT, 0 },
-			{ "BROKEN", STORE_COMMIT_BROKEN, 0 }, { "IDEM_FENCED", STORE_COMMIT_IDEM_FENCED, 0 },
-			{ "FENCED_KEPT", STORE_COMMIT_FENCED, 1 }, { "BROKEN_KEPT", STORE_COMMIT_BROKEN, 1 },
-		};
-		const redisReply *g, *e;
-		size_t j;
-
-		if (failed[k])
+	store_argv_addf(a, KEYS_FEED_FMT, layout_tag_of_cid(rq->c[k].cid), rq->org);
+	store_argv_add(a, rq->token, strlen(rq->token));
+	store_argv_addf(a, "%zu", nin);
+	store_argv_addf(a, "%d", rq->history_max);
+	store_argv_addf(a, "%d", feed_part_max(rq->feed_max));
+	store_argv_addf(a, "%d", c->releases[k]);
+	for (m = k, nin = 0; m < rq->n; m++) {
+		if (!cc_same_call(c, k, m))
 			continue;
-		if (rb.st[commit_op[k] - 1] != STORE_OP_OK) {
-			if (rb.st[commit_op[k] - 1] == STORE_OP_INDOUBT)
-				*maybe_ran = 1;
-			continue;               /* LOST */
-		}
-		g = rb.rep[commit_op[k] - 1];
-		if (g->type != REDIS_REPLY_ARRAY || commit_at[k] >= g->elements) {
-			*maybe_ran = 1;         /* an error: it may have written part of it */
-			continue;
-		}
-		e = g->element[commit_at[k]];
-		out[k] = STORE_COMMIT_OK;
-		for (j = 0; e->str != NULL && j < sizeof(statuses) / sizeof(statuses[0]); j++) {
-			if (strcmp(e->str, statuses[j].s) == 0) {
-				out[k] = statuses[j].st;
-				kept[k] = statuses[j].kept;
-			}
+		c->commit_op[m] = c->rb.n;      /* 1-based: 0 is "no call yet" */
+		c->commit_at[m] = nin++;
+		add_commit_customer(a, rq, &rq->c[m], 0);
+	}
+	store_argv_add(a, "", 0);               /* no idem key: round A renewed the claim */
+	store_argv_add(a, "", 0);
+	store_argv_add(a, "", 0);
+}
+
+/* Customer k's status from its commit.lua reply; sets *maybe_ran when it may have run
+ * without an answer. */
+static void
+cc_commit_status(struct ccommit *c, size_t k, int *maybe_ran)
+{
+	static const struct { const char *s; enum store_commit_status st; int kept; } statuses[] = {
+		{ "FENCED", STORE_COMMIT_FENCED, 0 }, { "CONFLICT", STORE_COMMIT_CONFLICT, 0 },
+		{ "BROKEN", STORE_COMMIT_BROKEN, 0 }, { "IDEM_FENCED", STORE_COMMIT_IDEM_FENCED, 0 },
+		{ "FENCED_KEPT", STORE_COMMIT_FENCED, 1 }, { "BROKEN_KEPT", STORE_COMMIT_BROKEN, 1 },
+	};
+	size_t op = c->commit_op[k] - 1, j;
+	const redisReply *g, *e;
+
+	if (c->rb.st[op] != STORE_OP_OK) {
+		if (c->rb.st[op] == STORE_OP_INDOUBT)
+			*maybe_ran = 1;
+		return;                         /* LOST */
+	}
+	g = c->rb.rep[op];
+	if (g->type != REDIS_REPLY_ARRAY || c->commit_at[k] >= g->elements) {
+		*maybe_ran = 1;                 /* an error: it may have written part of it */
+		return;
+	}
+	e = g->element[c->commit_at[k]];
+	c->out[k] = STORE_COMMIT_OK;
+	for (j = 0; e->str != NULL && j < sizeof(statuses) / sizeof(statuses[0]); j++) {
+		if (strcmp(e->str, statuses[j].s) == 0) {
+			c->out[k] = statuses[j].st;
+			c->kept[k] = statuses[j].kept;
 		}
 	}
+}
 
-	/* Round C: what a committed delink gave up released, under its lock; the locks of the
-	 * customers not committed released. Round D: the delinks' locks. */
-	for (i = 0; i < ncl; i++) {
-		if (cl[i].release && out[cl[i].cust] == STORE_COMMIT_OK)
-			add_release(&rc, rq->org, &cl[i], rq->c[cl[i].cust].cid);
-		if (!cl[i].release && cl[i].state == 1 && kept[cl[i].cust])
-			add_release(&rc, rq->org, &cl[i], rq->c[cl[i].cust].cid);
+/* Round B: each partition's customers committed in one commit.lua; the holders locked for a
+ * takeover unlocked (their ids are swapped by now); the claims of customers that will not be
+ * committed released (their locks, still ours, go in round C). */
+static void
+cc_commit(struct ccommit *c, int *maybe_ran)
+{
+	const struct store_commit_req *rq = c->rq;
+	size_t i, k;
+
+	for (k = 0; k < rq->n; k++)
+		if (!c->failed[k] && c->commit_op[k] == 0)
+			cc_commit_call(c, k);
+	for (i = 0; i < c->ncl; i++) {
+		const struct cclaim *x = &c->cl[i];
+
+		if (x->locked_holder)
+			add_unlock(&c->rb, rq->org, rq->token, x->holder);
+		if (!x->release && x->state == 1 && c->failed[x->cust])
+			add_release(&c->rb, rq->org, x, rq->c[x->cust].cid);
+	}
+	if (c->rb.n > 0)
+		(void)store_round_run(c->st, &c->rb);
+	for (k = 0; k < rq->n; k++)
+		if (!c->failed[k])
+			cc_commit_status(c, k, maybe_ran);
+}
+
+/* Round C: what a committed delink gave up released, under its lock; the claims of a
+ * customer refused with its lock kept released under it; the locks of the customers not
+ * committed released. Round D: the locks kept by commit.lua. */
+static void
+cc_release(struct ccommit *c)
+{
+	const struct store_commit_req *rq = c->rq;
+	size_t i, k;
+
+	for (i = 0; i < c->ncl; i++) {
+		const struct cclaim *x = &c->cl[i];
+
+		if (x->release && c->out[x->cust] == STORE_COMMIT_OK)
+			add_release(&c->rc, rq->org, x, rq->c[x->cust].cid);
+		if (!x->release && x->state == 1 && c->kept[x->cust])
+			add_release(&c->rc, rq->org, x, rq->c[x->cust].cid);
 	}
 	for (k = 0; k < rq->n; k++) {
-		if (failed[k])
-			add_unlock(&rc, rq->org, rq->token, rq->c[k].cid);
-		else if (((releases[k] & 1) && out[k] == STORE_COMMIT_OK) || kept[k])
-			add_unlock(&rd, rq->org, rq->token, rq->c[k].cid);
+		if (c->failed[k])
+			add_unlock(&c->rc, rq->org, rq->token, rq->c[k].cid);
+		else if (((c->releases[k] & 1) && c->out[k] == STORE_COMMIT_OK) || c->kept[k])
+			add_unlock(&c->rd, rq->org, rq->token, rq->c[k].cid);
 	}
-	if (rc.n > 0)
-		(void)store_round_run(st, &rc);
-	if (rd.n > 0)
-		(void)store_round_run(st, &rd);
-out:
-	free(cl);
-	free(failed);
-	free(commit_op);
-	free(commit_at);
-	free(releases);
-	free(kept);
-	store_round_free(&ra);
-	store_round_free(&ra2);
-	store_round_free(&ra3);
-	store_round_free(&rb);
-	store_round_free(&rc);
-	store_round_free(&rd);
+	if (c->rc.n > 0)
+		(void)store_round_run(c->st, &c->rc);
+	if (c->rd.n > 0)
+		(void)store_round_run(c->st, &c->rd);
+}
+
+static void
+commit_cluster(struct store *st, const struct store_commit_req *rq, enum store_commit_status *out,
+               int *maybe_ran)
+{
+	struct ccommit c;
+	size_t k, n = rq->n ? rq->n : 1;
+
+	memset(&c, 0, sizeof(c));
+	c.st = st;
+	c.rq = rq;
+	c.out = out;
+	c.cl = collect_claims(rq, &c.ncl);
+	c.failed = xcalloc(n, sizeof(*c.failed));
+	c.commit_op = xcalloc(n, sizeof(*c.commit_op));
+	c.commit_at = xcalloc(n, sizeof(*c.commit_at));
+	c.releases = xcalloc(n, sizeof(*c.releases));
+	c.kept = xcalloc(n, sizeof(*c.kept));
+	*maybe_ran = 0;
+	for (k = 0; k < rq->n; k++)
+		out[k] = STORE_COMMIT_LOST;
+
+	if (cc_claim(&c) == 0) {
+		cc_take_over(&c);
+		cc_commit(&c, maybe_ran);
+		cc_release(&c);
+	}
+	free(c.cl);
+	free(c.failed);
+	free(c.commit_op);
+	free(c.commit_at);
+	free(c.releases);
+	free(c.kept);
+	store_round_free(&c.ra);
+	store_round_free(&c.ra2);
+	store_round_free(&c.ra3);
+	store_round_free(&c.rb);
+	store_round_free(&c.rc);
+	store_round_free(&c.rd);
 }
 
 /* resolve.lua per partition of the customers, in parallel. */
