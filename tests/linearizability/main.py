@@ -65,6 +65,10 @@ def main(argv):
         if a.stretch:
             ops = [o if o.ret == lincheck.INF else o.copy(ret=o.ret + a.stretch) for o in ops]
         rep = lincheck.check(recorder.model(), ops, max_seconds=a.check_seconds)
+        kills = recorder.unsafe_kills(records)
+        if kills:
+            print("failovers without the writes paused: %d; acknowledged writes lost (counted apart): %d"
+                  % (len(kills), lincheck.excuse_lost_acks(recorder.model(), ops, rep, kills)))
         for cids, n, steps, secs in rep.parts:
             print("part %s: %d operations, %d search steps, %.2f s" % (cids, n, steps, secs))
         print(lincheck.format_report(rep, t0))

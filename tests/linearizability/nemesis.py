@@ -45,9 +45,14 @@ On a Redis Cluster (the stack's store is a 3+3 cluster: harness.Stack(cluster=Tr
                    under the load (MIGRATE key by key: partnerd meets ASK and TRYAGAIN).
   cluster-all      a seeded random schedule of kill-partnerd, pause-partnerd, pause-master,
                    failover and reshard, one at a time.
+  failover-unsafe  not in cluster-all: the failover with a plain kill -9 (no pause), which
+                   may lose acknowledged writes. The recorder then has the checker count
+                   them apart (lincheck.excuse_lost_acks: writes acknowledged in the second
+                   before such a kill that the later reads contradict); every other
+                   violation stays one.
 Left out on a cluster: pause-redis and restart-redis act on the one redis-server (a cluster
 has six; pause-master is the first's counterpart, and a restart of a node is what a failover
-ends with); a kill -9 without the pause (it may lose acknowledged writes, see above).
+ends with).
 
 A SIGKILL of Redis is not among them: with the harness's Redis (no persistence) it loses
 everything, and with AOF everysec it may lose acknowledged writes (docs/CONSISTENCY.md,
@@ -228,11 +233,21 @@ class Faults(recorder.Nemesis):
         self.sleep(0.3, 1.2)                    # < the node timeout (2 s): no failover
         self._cont(name, p)
 
-    def failover(self):
+    def failover_unsafe(self):
+        self.failover(paused=False)
+
+    def failover(self, paused=True):
         cl = self.stack.cluster
         victim = self.rng.choice(sorted(cl.masters(), key=lambda n: n["port"]))
         rep = cl.replica_of(victim["id"])
         port, rport = victim["port"], rep["port"]
+        if not paused:
+            pid = cl.procs[port].pid
+            cl.kill9(port)
+            self.nodes_down.append(port)
+            self.log("%s redis-server-%d pid %d (writes not paused)" % (recorder.UNSAFE_KILL, port, pid))
+            self._promoted(rport, port)
+            return
         cl.call(port, "CLIENT", "PAUSE", 20000, "WRITE")
         t = time.monotonic()
         while True:
@@ -249,6 +264,11 @@ class Faults(recorder.Nemesis):
         self.nodes_down.append(port)
         self.log("SIGKILL master redis-server-%d pid %d (writes paused, replica %d at offset %d = master's)"
                  % (port, pid, rport, mo))
+        self._promoted(rport, port)
+
+    def _promoted(self, rport, port):
+        """Waits for replica rport's promotion, then starts the killed node again."""
+        cl = self.stack.cluster
         tk = time.monotonic()
         while "master" not in _myself(cl, rport)["flags"]:
             if time.monotonic() - tk > 30:
@@ -345,6 +365,14 @@ class Failover(Faults):
     gap = (2.0, 5.0)
 
 
+class FailoverUnsafe(Faults):
+    """Not in cluster-all: a plain kill -9 of a master (no pause), which may lose writes it
+    acknowledged (lincheck.excuse_lost_acks counts them apart)."""
+    name = "failover-unsafe"
+    cluster = True
+    gap = (2.0, 5.0)
+
+
 class Reshard(Faults):
     name = "reshard"
     cluster = True
@@ -361,7 +389,7 @@ class ClusterAll(Faults):
 
 
 NEMESES = {c.name: c for c in (KillPartnerd, PausePartnerd, PauseRedis, RestartRedis, All,
-                                PauseMaster, Failover, Reshard, ClusterAll)}
+                                PauseMaster, Failover, FailoverUnsafe, Reshard, ClusterAll)}
 
 
 def _info_int(text, field):
