@@ -131,9 +131,10 @@ class Cluster:
     def __exit__(self, *exc):
         self.stop()
 
-    def _start_node(self, port):
+    def _start_node(self, port, again=False):
         d = os.path.join(self.dir, str(port))
-        os.mkdir(d)
+        if not again:
+            os.mkdir(d)
         argv = [harness._find_tool("REDIS_SERVER", "redis-server"),
                 "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no",
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes-%d.conf" % port,
@@ -151,7 +152,8 @@ class Cluster:
                                  start_new_session=True, preexec_fn=harness._die_with_parent)
         finally:
             log.close()
-        self.ports.append(port)
+        if not again:
+            self.ports.append(port)
         self.procs[port] = p
 
     def _wait_ping(self, port, deadline):
@@ -208,6 +210,15 @@ class Cluster:
         p = self.procs[port]
         p.kill()
         p.wait(5)
+
+    def restart_node(self, port):
+        """Start a node that exited (kill9) again, on its port and directory: its
+        nodes-PORT.conf makes it rejoin the cluster; a master whose replica was promoted
+        meanwhile comes back as that replica's replica and syncs from it (empty: the nodes
+        persist nothing). It is not waited for (wait_ok)."""
+        if self.procs[port].poll() is None:
+            raise harness.StackError("redis-server %d is still running" % port)
+        self._start_node(port, again=True)
 
     def stop(self):
         if self._stopped:

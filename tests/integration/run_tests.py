@@ -67,10 +67,6 @@ CLUSTER_INCOMPATIBLE = {
     "test_idempotency_key_response_of_a_request_stalled_after_its_commit_is_not_stored_over_the_repeat": _PROXY,
     # test_edges.py
     "test_store_out_of_memory_is_said_on_writes_and_reads": _PROXY,
-    # test_linearizability.py
-    "test_linearizable_history_under_faults_partnerd_killed_and_stopped_redis_stopped_and_restarted":
-        "its nemesis SIGSTOPs and restarts the one redis-server (a cluster's faults are failovers: "
-        "test_cluster.py)",
     # test_layout.py
     "test_a_new_connection_to_layout_1_data_answers_503_naming_partnerctl_migrate":
         "a cluster store checks the key layout once, at its first call, not on each node's new "

@@ -25,6 +25,35 @@ Processes are acted on by their own pid (the harness's Popen children), never by
                    after it (partnerd's EVALSHA falls back on NOSCRIPT).
   all              a seeded random schedule of the four above, one at a time.
 
+On a Redis Cluster (the stack's store is a 3+3 cluster: harness.Stack(cluster=True)):
+  pause-master     SIGSTOP of one master for 0.3-1.2 s, then SIGCONT: shorter than the
+                   cluster's node timeout (2 s, cluster.py), so no failover starts; calls to
+                   its slots time out meanwhile (503, 2011), as pause-redis.
+  failover         a master's crash and its replica's promotion: CLIENT PAUSE WRITE on the
+                   master, a wait until its replica has received its whole replication
+                   stream (the replica's offset equals the master's), then SIGKILL of the
+                   master (still paused); its replica is promoted after the node timeout,
+                   and the killed node is started again 0.5-2 s later on its port and
+                   directory, rejoins as the new master's replica and syncs (the next
+                   failover needs a replica). The pause makes the failover lose no
+                   acknowledged write: Redis Cluster replicates asynchronously, and a plain
+                   kill -9 may lose the writes acknowledged in the last moment before it
+                   (docs/SCALING.md counts them) - Redis's loss, not a partnerd bug, which
+                   the checker would report as a violation. docs/CONSISTENCY.md, "On a
+                   Redis Cluster", says why this run fences it off this way.
+  reshard          `redis-cli --cluster reshard` of 100-600 slots from one master to another,
+                   under the load (MIGRATE key by key: partnerd meets ASK and TRYAGAIN).
+  cluster-all      a seeded random schedule of kill-partnerd, pause-partnerd, pause-master,
+                   failover and reshard, one at a time.
+  failover-unsafe  not in cluster-all: the failover with a plain kill -9 (no pause), which
+                   may lose acknowledged writes. The recorder then has the checker count
+                   them apart (lincheck.excuse_lost_acks: writes acknowledged in the second
+                   before such a kill that the later reads contradict); every other
+                   violation stays one.
+Left out on a cluster: pause-redis and restart-redis act on the one redis-server (a cluster
+has six; pause-master is the first's counterpart, and a restart of a node is what a failover
+ends with).
+
 A SIGKILL of Redis is not among them: with the harness's Redis (no persistence) it loses
 everything, and with AOF everysec it may lose acknowledged writes (docs/CONSISTENCY.md,
 "Redis durability is Redis's"), which the checker would rightly report.
@@ -34,7 +63,9 @@ import os
 import queue
 import random
 import signal
+import subprocess
 import threading
+import time
 
 import recorder               # (first: it puts tests/integration on the path)
 import harness  # noqa: E402
@@ -88,10 +119,14 @@ def _partnerds(stack):
 
 
 class Faults(recorder.Nemesis):
-    """Base of the nemeses: a loop of `fault()` calls with a random quiet gap in between."""
+    """Base of the nemeses: a loop of `fault()` calls with a random quiet gap in between.
+    cluster: True for the nemeses that need a Redis Cluster, False for those that need one
+    Redis, None for those that run on either (the partnerd faults)."""
     name = "faults"
+    cluster = None
     partnerd_args = PARTNERD_ARGS
     gap = (1.0, 3.0)            # seconds of quiet between two faults
+    must = ()                   # kinds done first (next_kind)
 
     def __init__(self, seed=None):
         self.seed = random.randrange(1 << 30) if seed is None else seed
@@ -99,13 +134,14 @@ class Faults(recorder.Nemesis):
         self.events = {}        # kind -> count of faults done
         self.stopped = []       # (name, Popen) SIGSTOPped and not yet continued
         self.killed = []        # partnerd indexes killed and not yet restarted
+        self.nodes_down = []    # cluster node ports killed and not yet started again
 
     def run(self, stack, stop, log):
         self.stack, self.stop, self.log = stack, stop, log
         log("nemesis %s seed %d" % (self.name, self.seed))
         try:
             while not stop.wait(self.rng.uniform(*self.gap)):
-                kind = self.pick()
+                kind = self.next_kind()
                 self.events[kind] = self.events.get(kind, 0) + 1
                 getattr(self, kind.replace("-", "_"))()
         finally:
@@ -113,6 +149,14 @@ class Faults(recorder.Nemesis):
 
     def pick(self):
         return self.name
+
+    def next_kind(self):
+        """The next fault: the kinds of `must` (each a run must see at least once) first,
+        in order, then the seeded random schedule (pick)."""
+        for kind in self.must:
+            if not self.events.get(kind):
+                return kind
+        return self.pick()
 
     def sleep(self, lo, hi):
         """Sleeps for a random time; returns early (False) when the run ends."""
@@ -176,6 +220,98 @@ class Faults(recorder.Nemesis):
         self.log("started redis-server pid %d (dump.rdb loaded, %s keys)"
                  % (self.stack.proc("redis-server").pid, self.stack.redis("DBSIZE")))
 
+    # -- on a Redis Cluster -------------------------------------------------------
+
+    def pause_master(self):
+        cl = self.stack.cluster
+        m = self.rng.choice(sorted(cl.masters(), key=lambda n: n["port"]))
+        p = cl.procs[m["port"]]
+        name = "redis-server-%d" % m["port"]
+        os.kill(p.pid, signal.SIGSTOP)
+        self.stopped.append((name, p))
+        self.log("SIGSTOP master %s pid %d" % (name, p.pid))
+        self.sleep(0.3, 1.2)                    # < the node timeout (2 s): no failover
+        self._cont(name, p)
+
+    def failover_unsafe(self):
+        self.failover(paused=False)
+
+    def failover(self, paused=True):
+        cl = self.stack.cluster
+        victim = self.rng.choice(sorted(cl.masters(), key=lambda n: n["port"]))
+        rep = cl.replica_of(victim["id"])
+        port, rport = victim["port"], rep["port"]
+        if not paused:
+            pid = cl.procs[port].pid
+            cl.kill9(port)
+            self.nodes_down.append(port)
+            self.log("%s redis-server-%d pid %d (writes not paused)" % (recorder.UNSAFE_KILL, port, pid))
+            self._promoted(rport, port)
+            return
+        cl.call(port, "CLIENT", "PAUSE", 20000, "WRITE")
+        t = time.monotonic()
+        while True:
+            mo = _info_int(cl.call(port, "INFO", "replication"), "master_repl_offset")
+            ro = _info_int(cl.call(rport, "INFO", "replication"), "slave_repl_offset")
+            if ro is not None and mo is not None and ro >= mo:
+                break
+            if time.monotonic() - t > 10:
+                raise harness.StackError("replica %d did not catch up with master %d (%s < %s)"
+                                         % (rport, port, ro, mo))
+            time.sleep(0.01)
+        pid = cl.procs[port].pid
+        cl.kill9(port)
+        self.nodes_down.append(port)
+        self.log("SIGKILL master redis-server-%d pid %d (writes paused, replica %d at offset %d = master's)"
+                 % (port, pid, rport, mo))
+        self._promoted(rport, port)
+
+    def _promoted(self, rport, port):
+        """Waits for replica rport's promotion, then starts the killed node again."""
+        cl = self.stack.cluster
+        tk = time.monotonic()
+        while "master" not in _myself(cl, rport)["flags"]:
+            if time.monotonic() - tk > 30:
+                raise harness.StackError("replica %d not promoted within 30 s" % rport)
+            time.sleep(0.05)
+        self.log("promoted redis-server-%d to master after %.1f s" % (rport, time.monotonic() - tk))
+        self.sleep(0.5, 2.0)
+        self.restart_node(port)
+
+    def restart_node(self, port):
+        cl = self.stack.cluster
+        spawn(lambda: cl.restart_node(port))
+        self.nodes_down.remove(port)
+        cl.wait_ok(time.monotonic() + 60)
+        self.log("started redis-server-%d pid %d again: a replica, synced" % (port, cl.procs[port].pid))
+
+    def reshard(self):
+        cl = self.stack.cluster
+        ms = sorted(cl.masters(), key=lambda n: n["port"])
+        big = [m for m in ms if sum(hi - lo + 1 for lo, hi in m["slots"]) > 1000]
+        src = self.rng.choice(big)
+        dst = self.rng.choice([m for m in ms if m["id"] != src["id"]])
+        n = self.rng.randint(100, 600)
+        cli = harness._find_tool("REDIS_CLI", "redis-cli")
+        for attempt in range(5):
+            t = time.monotonic()
+            out = subprocess.run([cli, "--cluster", "reshard", "127.0.0.1:%d" % src["port"],
+                                  "--cluster-from", src["id"], "--cluster-to", dst["id"],
+                                  "--cluster-slots", str(n), "--cluster-yes"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, timeout=300)
+            if out.returncode == 0:
+                self.log("resharded %d slots from redis-server-%d to redis-server-%d in %.1f s"
+                         % (n, src["port"], dst["port"], time.monotonic() - t))
+                return
+            # its own check refuses while the nodes' views still differ (just after a
+            # failover): once more a moment later
+            self.log("reshard refused (attempt %d): %s" % (attempt + 1, out.stdout.decode(
+                "utf-8", "replace").strip().splitlines()[-1:]))
+            time.sleep(1.0)
+        raise harness.StackError("redis-cli --cluster reshard failed 5 times:\n%s"
+                                 % out.stdout.decode("utf-8", "replace")[-2000:])
+
     # -- the end ----------------------------------------------------------------
 
     def heal(self):
@@ -183,7 +319,9 @@ class Faults(recorder.Nemesis):
             self._cont(name, p)
         for k in list(self.killed):
             self.restart_partnerd(k)
-        if not any(n == "redis-server" for n, p in self.stack.procs):
+        for port in list(self.nodes_down):
+            self.restart_node(port)
+        if self.stack.cluster is None and not any(n == "redis-server" for n, p in self.stack.procs):
             spawn(self.stack.restart_redis)
             self.log("started redis-server pid %d" % self.stack.proc("redis-server").pid)
 
@@ -198,22 +336,71 @@ class PausePartnerd(Faults):
 
 class PauseRedis(Faults):
     name = "pause-redis"
+    cluster = False
 
 
 class RestartRedis(Faults):
     name = "restart-redis"
+    cluster = False
 
 
 class All(Faults):
     """A seeded random schedule of every single-Redis fault, one at a time."""
     name = "all"
+    cluster = False
     kinds = ("kill-partnerd", "pause-partnerd", "pause-redis", "restart-redis")
 
     def pick(self):
         return self.rng.choice(self.kinds)
 
 
-NEMESES = {c.name: c for c in (KillPartnerd, PausePartnerd, PauseRedis, RestartRedis, All)}
+class PauseMaster(Faults):
+    name = "pause-master"
+    cluster = True
+
+
+class Failover(Faults):
+    name = "failover"
+    cluster = True
+    gap = (2.0, 5.0)
+
+
+class FailoverUnsafe(Faults):
+    """Not in cluster-all: a plain kill -9 of a master (no pause), which may lose writes it
+    acknowledged (lincheck.excuse_lost_acks counts them apart)."""
+    name = "failover-unsafe"
+    cluster = True
+    gap = (2.0, 5.0)
+
+
+class Reshard(Faults):
+    name = "reshard"
+    cluster = True
+
+
+class ClusterAll(Faults):
+    """A seeded random schedule of every fault on a Redis Cluster, one at a time."""
+    name = "cluster-all"
+    cluster = True
+    kinds = ("kill-partnerd", "pause-partnerd", "pause-master", "failover", "reshard")
+
+    def pick(self):
+        return self.rng.choice(self.kinds)
+
+
+NEMESES = {c.name: c for c in (KillPartnerd, PausePartnerd, PauseRedis, RestartRedis, All,
+                                PauseMaster, Failover, FailoverUnsafe, Reshard, ClusterAll)}
+
+
+def _info_int(text, field):
+    for line in harness._s(text).splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split(":", 1)[1])
+    return None
+
+
+def _myself(cl, port):
+    return [n for n in cl.nodes(port) if "myself" in n["flags"]][0]
 
 
 def make(name, seed=None):
