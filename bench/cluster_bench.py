@@ -309,6 +309,23 @@ def start_replica(B, st):
     log("one Redis: a replica on port %d synced" % port)
 
 
+def idle_cpu(one, nodes, seconds=5):
+    """CPU milliseconds per second of each Redis with no request running (cron, the cluster
+    bus, replication pings): what a run's CPU holds besides its entries."""
+    rs = {"one Redis": one.r}
+    if getattr(one, "replica", None) is not None:
+        rs["one Redis's replica"] = one.replica
+    for p in nodes.masters:
+        rs["master %d" % (nodes.masters.index(p) + 1)] = nodes.r[p]
+    for k, p in enumerate(nodes.replicas):
+        rs["replica %d" % (k + 1)] = nodes.r[p]
+    c0 = {k: cpu_s(r) for k, r in rs.items()}
+    time.sleep(seconds)
+    out = {k: 1000 * (cpu_s(r) - c0[k]) / seconds for k, r in rs.items()}
+    log("idle CPU, ms per second: " + ", ".join("%s %.1f" % kv for kv in out.items()))
+    return out
+
+
 def load(B, st, ctl, what):
     t0 = time.monotonic()
     B.load_data(st, ctl)
@@ -342,6 +359,7 @@ def main(args, B, t_start):
         nodes = Nodes(two.cluster)
         report["masters"] = {str(p): nodes.label(p) for p in nodes.masters}
         report["replicas"] = nodes.replicas
+        report["idle"] = idle_cpu(one, nodes)
         t1, t2 = B.Targets(one, args), B.Targets(two, args)
         runs = {"single": B.target_runs(t1), "cluster": B.target_runs(t2)}
         results = {"single": {n: [] for n in names}, "cluster": {n: [] for n in names}}
@@ -402,6 +420,9 @@ def print_report(report, args, elapsed):
         print()
         print(t3)
         print()
+    print("Idle CPU (no request running, %s): %s" % ("5 s", ", ".join("%s %.1f ms/s" % kv
+                                                                 for kv in report["idle"].items())))
+    print()
     if report["targets"]:
         print("Targets of the issue (14):")
         for what, fig, ok in report["targets"]:
