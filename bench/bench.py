@@ -43,6 +43,14 @@ UPD = (1, 40000)          # linked to UpdProg (Silver) and MixProg: update targe
 DEL = (40001, 80000)      # linked to D1..D8 and MixProg: the delink walk (320k pairs)
 FRESH = (80001, 100000)   # linked to nothing: the link walk over L1..L16 (320k pairs)
 MIXR = (1, 100000)        # the mix: MixProg over every customer
+
+
+def set_customers(n):
+    """--customers N: the same ranges scaled to N customers (40 % / 40 % / 20 %; for a quick
+    check such as tests/bench/test_cluster.py: figures of another N are not comparable)."""
+    global N_CUSTOMERS, UPD, DEL, FRESH, MIXR
+    a, b = n * 2 // 5, n * 4 // 5
+    N_CUSTOMERS, UPD, DEL, FRESH, MIXR = n, (1, a), (a + 1, b), (b + 1, n), (1, n)
 L_PROGS = ["L%d" % k for k in range(1, 17)]
 D_PROGS = ["D%d" % k for k in range(1, 9)]
 CEIL_MODES = ("fcgi", "rt1", "floor", "contract")   # bench/ceiling.c --mode
@@ -115,6 +123,9 @@ class Stack:
         self.workers = args.workers
         self.keepalive = args.keepalive
         self.r = None
+        # --cluster: the cluster stack's Redis Cluster (tests/integration/cluster.py), in
+        # place of its one redis-server (bench/cluster_bench.py starts it)
+        self.cluster = None
 
     # -- processes
     def spawn(self, name, argv, env=None):
@@ -265,13 +276,19 @@ class Stack:
     def redis_url(self):
         return "redis://127.0.0.1:%d" % self.redis_port
 
+    def store_args(self):
+        """partnerd's and partnerctl's arguments naming the store: one Redis, or the cluster."""
+        if self.cluster is not None:
+            return ["--redis-cluster", self.cluster.seeds]
+        return ["--redis", self.redis_url]
+
     def sock(self, k):
         return os.path.join(self.dir, "partnerd-%s.sock" % k)
 
     def start_partnerd(self, k, valgrind=None):
         argv = [os.path.join(self.builddir, "src", "partnerd"), "--socket", self.sock(k),
                 "--socket-mode", "0666", "--workers", str(self.workers if valgrind is None else 4),
-                "--redis", self.redis_url, "--log", os.path.join(self.dir, "partnerd-%s.requests" % k)]
+                *self.store_args(), "--log", os.path.join(self.dir, "partnerd-%s.requests" % k)]
         if valgrind:
             # One argon2id verification per thread and hour: not part of the per-request cost.
             argv = valgrind + argv + ["--auth-cache-s", "3600"]
@@ -462,13 +479,13 @@ def load_data(st, ctl):
     if use_import:
         with open(os.path.join(st.dir, "org.json"), "w") as f:
             json.dump(doc, f)
-        subprocess.run([ctl, "--redis", st.redis_url, "load", os.path.join(st.dir, "org.json")], check=True,
+        subprocess.run([ctl, *st.store_args(), "load", os.path.join(st.dir, "org.json")], check=True,
                        stdout=subprocess.DEVNULL)
         path = os.path.join(st.dir, "customers.jsonl")
         with open(path, "w") as f:
             for c in customers:
                 f.write(json.dumps(c) + "\n")
-        subprocess.run([ctl, "--redis", st.redis_url, "import-customers", "--org", ORG, path],
+        subprocess.run([ctl, *st.store_args(), "import-customers", "--org", ORG, path],
                        check=True, stdout=subprocess.DEVNULL)
         how = "partnerctl import-customers"
     else:
@@ -476,7 +493,7 @@ def load_data(st, ctl):
         path = os.path.join(st.dir, "org.json")
         with open(path, "w") as f:
             json.dump(doc, f)
-        subprocess.run([ctl, "--redis", st.redis_url, "load", path], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([ctl, *st.store_args(), "load", path], check=True, stdout=subprocess.DEVNULL)
         how = "partnerctl load"
     log("loaded %d customers with %s in %.1f s" % (N_CUSTOMERS, how, time.monotonic() - t0))
     return how
@@ -989,7 +1006,7 @@ def round_trips(st, n_single=200, n_batch=40):
         del lines[:]
         time.sleep(0.2)
         for i in range(n):
-            entries = [{"customer": {"mobile": "7%09d" % (UPD[0] + (i * 50 + k) * 37 % 40000)},
+            entries = [{"customer": {"mobile": "7%09d" % (UPD[0] + (i * 50 + k) * 37 % (UPD[1] - UPD[0] + 1))},
                         "partnerProgramUpdates": [{"partnerProgramName": "UpdProg", "updateType": "RENEWAL",
                                                    "updateDetails": {"updatedTierName": "Silver",
                                                                      "updatedTierExpiryDate": "2033-01-0%dT00:00:00Z" % (1 + i % 9)}}]}
@@ -1038,7 +1055,7 @@ def callgrind(st, counts=(1000, 3000), what="partnerd", batch=1):
             st.start_ceiling(what, threads=4, wrapper=vg + ["--callgrind-out-file=" + out], timeout=60)
         c = http.client.HTTPConnection("127.0.0.1", st.http_port, timeout=60)
         for i in range(n):
-            cids = [UPD[0] + ((i * batch + j) * 7919) % 40000 for j in range(batch)]
+            cids = [UPD[0] + ((i * batch + j) * 7919) % (UPD[1] - UPD[0] + 1) for j in range(batch)]
             body = {"customersPartnerUpdates": [{"customer": {"mobile": "7%09d" % cid}, "partnerProgramUpdates": [
                 {"partnerProgramName": "UpdProg", "updateType": "RENEWAL", "updateDetails": {
                     "updatedTierName": "Silver", "updatedTierExpiryDate": "2034-02-%02dT10:00:00Z" % (1 + i % 28)}}]}
@@ -1243,6 +1260,14 @@ def main():
     ap.add_argument("--aof", action="store_true",
                     help="both Redis servers (partnerd's and the peer's) with appendonly everysec "
                          "(turned on after the loading)")
+    ap.add_argument("--cluster", action="store_true",
+                    help="one Redis against a Redis Cluster of 3 masters + 3 replicas (bench/cluster_bench.py): "
+                         "the update, update x50 and mix rows on both, rounds interleaved; Redis CPU per "
+                         "customer entry of each master, their balance and their ratio to one Redis")
+    ap.add_argument("--single-replica", action="store_true",
+                    help="with --cluster: the one Redis gets a replica too, as each master has one")
+    ap.add_argument("--customers", type=int, default=N_CUSTOMERS,
+                    help="customers loaded (default %d; fewer only for a quick check)" % N_CUSTOMERS)
     ap.add_argument("--memory-variants", action="store_true",
                     help="also measure memory with hash-max-listpack-value 256 (one more minute)")
     args = ap.parse_args()
@@ -1250,6 +1275,13 @@ def main():
     os.makedirs(args.outdir, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
     t_start = time.monotonic()
+    if args.customers != N_CUSTOMERS:
+        if args.customers < 100:
+            raise SystemExit("bench: --customers: at least 100")
+        set_customers(args.customers)
+    if args.cluster:
+        import cluster_bench
+        return cluster_bench.main(args, sys.modules[__name__], t_start)
 
     st = Stack(args, args.builddir)
     report = {"args": vars(args)}
