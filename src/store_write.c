@@ -12,6 +12,7 @@
 #include "layout.h"
 #include "store_round.h"
 #include "store_write.h"
+#include "testfault.h"
 #include "xmalloc.h"
 
 static const char *const ident_name[] = { "id", "mobile", "email", "externalId" };
@@ -999,6 +1000,15 @@ commit_cluster(struct store *st, const struct store_commit_req *rq, enum store_c
 				}
 			}
 		}
+#ifdef PARTNERD_TEST_FAULTS
+		{
+			size_t claimed = 0;     /* die-after-claim: SIGKILL between claim and commit */
+
+			for (i = 0; i < ncl; i++)
+				claimed += !cl[i].release && cl[i].state == 1;
+			testfault_after_claims(claimed);
+		}
+#endif
 	}
 
 	/* A2, A3: an id met in another customer's entry is taken over when that customer no
