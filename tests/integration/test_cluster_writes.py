@@ -12,6 +12,7 @@ Idempotency-Key replay. The whole suite also runs on a cluster (PARTNERD_TEST_CL
 
 import atexit
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -85,6 +86,58 @@ def test_cluster_a_batch_over_every_master_links_updates_and_delinks():
     check_passes(s)
 
 
+class _ClaimWatch:
+    """MONITOR on every master of s's cluster: which customers' claim.lua calls (EVALSHA of
+    one key, a membership-id bucket, and three arguments: id, cid, expected) named each id
+    starting with prefix. stop() waits for everything sent before it."""
+
+    ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+    def __init__(self, s, prefix):
+        self.prefix = prefix
+        self.by_mid = {}
+        self.lock = threading.Lock()
+        self.ports = [m["port"] for m in s.cluster.masters()]
+        self.conns, self.threads, self.seen = [], [], {}
+        for port in self.ports:
+            r = harness.Redis(port)
+            assert r("MONITOR") == "OK"
+            r.sock.settimeout(60)
+            self.conns.append(r)
+            self.threads.append(threading.Thread(target=self._read, args=(port, r), daemon=True))
+        for t in self.threads:
+            t.start()
+
+    def _read(self, port, r):
+        while True:
+            try:
+                line = r._line().decode("utf-8", "replace")
+            except (OSError, harness.RedisError):
+                return
+            args = self.ARG.findall(line)
+            if args[:1] == ["ECHO"] and args[1:2] == ["claimwatch-end"]:
+                self.seen[port] = True
+                return
+            if (len(args) == 7 and args[0].upper() == "EVALSHA" and args[2] == "1"
+                    and ":mid:" in args[3] and args[4].startswith(self.prefix)):
+                with self.lock:
+                    self.by_mid.setdefault(args[4], set()).add(args[5])
+
+    def stop(self):
+        for port in self.ports:
+            r = harness.Redis(port)
+            try:
+                r("ECHO", "claimwatch-end")
+            finally:
+                r.close()
+        for t in self.threads:
+            t.join(60)
+        for r in self.conns:
+            r.close()
+        assert len(self.seen) == len(self.ports), "MONITOR did not see the end of %r" % self.ports
+        return self.by_mid
+
+
 def test_cluster_one_membership_id_raced_by_customers_on_two_masters_has_one_winner():
     s = _stack()
     a = s.customer()
@@ -94,8 +147,10 @@ def test_cluster_one_membership_id_raced_by_customers_on_two_masters_has_one_win
     wins = {a["id"]: 0, b["id"]: 0}
     lost = {}
     overlapped = 0
+    prefix = s.uid("R") + "-"
+    watch = _ClaimWatch(s, prefix)
     for r in range(ROUNDS):
-        mid = s.uid("R")
+        mid = "%s%d" % (prefix, r)
         got = {}
         spans = []
         barrier = threading.Barrier(2)
@@ -123,10 +178,15 @@ def test_cluster_one_membership_id_raced_by_customers_on_two_masters_has_one_win
         # free the program for the next round
         _, st = delink1(s, {"id": winners[0]}, "AcmeShop")
         assert_codes(st, [200])
-    print("    # %d rounds: wins %r, the loser's code %r, rounds whose two requests overlapped "
-          "in time %d" % (ROUNDS, wins, lost, overlapped))
-    # a race only when the two requests were in flight together: most rounds
+    claims = watch.stop()
+    both = sum(1 for cids in claims.values() if len(cids) == 2)
+    print("    # %d rounds: wins %r, the loser's code %r; rounds whose two requests overlapped "
+          "in time %d, in which both customers sent their claim (claim.lua, seen by MONITOR) %d"
+          % (ROUNDS, wins, lost, overlapped, both))
+    # a race only when the two requests were in flight together: most rounds; and the
+    # claims themselves met (the loser's claim found the winner's entry) in some
     assert overlapped >= ROUNDS // 2, "only %d of %d rounds overlapped" % (overlapped, ROUNDS)
+    assert both > 0, "no round had both customers claim: %d ids claimed" % len(claims)
     check_passes(s)
 
 
