@@ -656,7 +656,7 @@ main(int argc, char **argv)
 
 	load_settings(argc, argv);
 #ifdef PARTNERD_TEST_FAULTS
-	testfault_init();
+	testfault_init(cfg.redis.cluster[0] != '\0');
 #endif
 	if (sodium_init() < 0) {
 		fprintf(stderr, "partnerd: libsodium failed to initialise\n");

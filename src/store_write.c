@@ -12,6 +12,7 @@
 #include "layout.h"
 #include "store_round.h"
 #include "store_write.h"
+#include "testfault.h"
 #include "xmalloc.h"
 
 static const char *const ident_name[] = { "id", "mobile", "email", "externalId" };
@@ -1093,6 +1094,15 @@ cc_claim(struct ccommit *c)
 			x->state = 3;
 			cc_fail(c, x->cust, STORE_COMMIT_BROKEN);
 		}
+#ifdef PARTNERD_TEST_FAULTS
+		{
+			size_t claimed = 0;     /* die-after-claim: SIGKILL between claim and commit */
+
+			for (i = 0; i < ncl; i++)
+				claimed += !cl[i].release && cl[i].state == 1;
+			testfault_after_claims(claimed);
+		}
+#endif
 	}
 	return 0;
 }

@@ -5,24 +5,25 @@
 #ifdef PARTNERD_TEST_FAULTS
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
-#include "handler.h"
 #include "http.h"
 #include "testfault.h"
 #include "xmalloc.h"
 
-enum fault { TF_NONE, TF_ACK_BEFORE_COMMIT, TF_LOST_ACK, TF_STALE_READ };
+enum fault { TF_NONE, TF_ACK_BEFORE_COMMIT, TF_LOST_ACK, TF_STALE_READ, TF_DIE_AFTER_CLAIM };
 
 static enum fault fault = TF_NONE;
 static atomic_uint hits;
 
 void
-testfault_init(void)
+testfault_init(int on_cluster)
 {
 	const char *v = getenv("PARTNERD_TEST_FAULT");
 
@@ -34,8 +35,16 @@ testfault_init(void)
 		fault = TF_LOST_ACK;
 	else if (strcmp(v, "stale-read") == 0)
 		fault = TF_STALE_READ;
+	else if (strcmp(v, "die-after-claim") == 0)
+		fault = TF_DIE_AFTER_CLAIM;
 	else {
-		fprintf(stderr, "partnerd: PARTNERD_TEST_FAULT=%s names no fault (ack-before-commit, lost-ack, stale-read)\n", v);
+		fprintf(stderr, "partnerd: PARTNERD_TEST_FAULT=%s names no fault (ack-before-commit, lost-ack, stale-read, die-after-claim)\n", v);
+		exit(2);
+	}
+	if (fault == TF_DIE_AFTER_CLAIM && !on_cluster) {
+		fprintf(stderr, "partnerd: PARTNERD_TEST_FAULT=die-after-claim needs --redis-cluster: on one "
+		        "Redis the membership-id claim is inside commit.lua, there is no moment between "
+		        "claim and commit to die in\n");
 		exit(2);
 	}
 	fprintf(stderr, "partnerd: BROKEN BUILD FOR TESTS: fault %s is on\n", v);
@@ -52,6 +61,20 @@ int
 testfault_skip_commit(void)
 {
 	return fault == TF_ACK_BEFORE_COMMIT && hit();
+}
+
+void
+testfault_after_claims(size_t claimed)
+{
+	static const char msg[] = "partnerd: BROKEN BUILD FOR TESTS: die-after-claim: SIGKILL after the claims round\n";
+
+	if (fault != TF_DIE_AFTER_CLAIM || claimed == 0)
+		return;
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+		/* nothing to do: the kill below is what matters */
+	}
+	raise(SIGKILL);
+	_exit(137);                     /* not reached */
 }
 
 int
@@ -84,7 +107,7 @@ stale_key(const char *org, int kind, const char *query)
 }
 
 int
-testfault_stale_answer(struct http_req *r, const char *org, int kind, struct routes_outcome *out)
+testfault_stale_answer(struct http_req *r, const char *org, int kind)
 {
 	char *key, *body = NULL;
 	size_t k, len = 0;
@@ -105,7 +128,6 @@ testfault_stale_answer(struct http_req *r, const char *org, int kind, struct rou
 	free(key);
 	if (body == NULL)
 		return 0;
-	out->status = 200;
 	http_respond(r, 200, NULL, body, len);
 	free(body);
 	return 1;

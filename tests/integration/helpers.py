@@ -1,9 +1,18 @@
-"""Request builders and assertions shared by the test modules (SPEC §4)."""
+"""Request builders and assertions shared by the test modules (SPEC §4), and the processes
+some of them drive (a module's cluster, the tests/cluster probes, a partnerctl run killed
+while writes are held)."""
 
 import contextlib
 import datetime
 import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import time
 
+import harness
 import keys
 from harness import ACME, LINK
 
@@ -163,3 +172,142 @@ def _short(v, n=300):
 
 def dumps(obj):
     return json.dumps(obj).encode()
+
+
+# ---------------------------------------------------------------- processes the tests drive
+
+class ModuleCluster:
+    """A Redis Cluster of 3 masters + 3 replicas (cluster.Cluster) shared by the tests of
+    one module: started by the first call, stopped (its nodes by their pids) by stop(),
+    which the module's last test calls."""
+
+    def __init__(self):
+        self.cluster = None
+
+    def __call__(self):
+        if self.cluster is None:
+            import cluster as clusterlib     # (it imports harness)
+            self.cluster = clusterlib.Cluster().start()
+            print("    # cluster of 3 masters + 3 replicas up in %.2f s" % self.cluster.start_secs)
+        return self.cluster
+
+    def stop(self):
+        """Stops the cluster if it runs; returns it (or None)."""
+        c, self.cluster = self.cluster, None
+        if c is not None:
+            c.stop()
+        return c
+
+
+def probe_bin(envname, name):
+    """A test program of build/tests/cluster (router_probe, store_probe): $envname (make
+    check sets it), else the repo's build tree."""
+    return os.environ.get(envname) or os.path.join(
+        harness.srcdir(), "build", "tests", "cluster", name)
+
+
+class LineProbe:
+    """One probe process of tests/cluster (a warm router or store kept across the commands
+    of a test) speaking lines: commands on its stdin, one answer line each on its stdout."""
+
+    def __init__(self, envname, name, argv):
+        binary = probe_bin(envname, name)
+        assert os.access(binary, os.X_OK), \
+            "%s not built: make -C build tests/cluster/%s (make check builds it)" % (binary, name)
+        self.name = name
+        self.p = subprocess.Popen([binary] + list(argv), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  preexec_fn=harness._die_with_parent)
+        self.buf = b""
+
+    def line(self, timeout=30):
+        """The next answer line (without its newline); fails after timeout seconds or when
+        the probe exited."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            assert left > 0, "%s gave no answer in %d s" % (self.name, timeout)
+            r, _, _ = select.select([self.p.stdout], [], [], left)
+            if r:
+                chunk = os.read(self.p.stdout.fileno(), 65536)
+                assert chunk, "%s exited (%s): %s" % (
+                    self.name, self.p.poll(), self.p.stderr.read().decode("utf-8", "replace"))
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def send_lines(self, lines):
+        self.p.stdin.write(("\n".join(lines) + "\n").encode())
+        self.p.stdin.flush()
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait(5)
+        self.p.stdout.close()
+        self.p.stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def killed_while_paused(argv, until, what, pause, unpause, timeout=30, poll_s=0.0, settle_s=0.0):
+    """Runs argv (a partnerctl run: import-customers, migrate) until until() holds (what:
+    how that reads in a message), calls pause() (the store holds writes: CLIENT PAUSE
+    WRITE, so the run's next write waits), SIGKILLs the run there, then unpause(). Asserts
+    it died by that SIGKILL."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert p.poll() is None, "%s ended before %s: %s" % (argv, what, p.communicate())
+            assert time.monotonic() < deadline, "not %s within %d s" % (what, timeout)
+            time.sleep(poll_s)
+        pause()
+        try:
+            time.sleep(settle_s)
+            assert p.poll() is None, "%s finished before it could be killed %s" % (argv, what)
+            p.send_signal(signal.SIGKILL)
+            p.wait(10)
+        finally:
+            unpause()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+        p.stderr.close()
+    assert p.returncode == -signal.SIGKILL, "%s exited with %s" % (argv, p.returncode)
+
+
+def run_on_a_tty(argv, timeout):
+    """Runs argv with its stderr on a pseudo-terminal (stdout a pipe): (CompletedProcess,
+    bytes the terminal got), for a progress bar drawn only on a terminal."""
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=slave, timeout=timeout)
+        os.close(slave)
+        slave = -1
+        tty = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            tty += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    return p, tty

@@ -10,69 +10,26 @@ alone and take no stack; the store layer and partnerd on a cluster are
 test_store_cluster.py's.
 """
 
-import os
-import select
-import subprocess
-import threading
 import time
 
 import cluster as clusterlib
 import harness
+from helpers import LineProbe, ModuleCluster
 
-_CLUSTER = None
-
-
-def _cluster():
-    global _CLUSTER
-    if _CLUSTER is None:
-        _CLUSTER = clusterlib.Cluster().start()
-        print("    # cluster of 3 masters + 3 replicas up in %.2f s" % _CLUSTER.start_secs)
-    return _CLUSTER
+_cluster = ModuleCluster()      # started by the first test that needs it, stopped by the last
 
 
-def _stop_cluster():
-    global _CLUSTER
-    if _CLUSTER is not None:
-        _CLUSTER.stop()
-        _CLUSTER = None
-
-
-def probe_bin():
-    v = os.environ.get("ROUTER_PROBE_BIN")
-    if v:
-        return v
-    return os.path.join(harness.srcdir(), "build", "tests", "cluster", "router_probe")
-
-
-class Probe:
+class Probe(LineProbe):
     """One router_probe process: a warm router kept across the commands of a test."""
 
     def __init__(self, c, *args):
-        binary = probe_bin()
-        assert os.access(binary, os.X_OK), \
-            "%s not built: make -C build tests/cluster/router_probe (make check builds it)" % binary
-        self.p = subprocess.Popen([binary] + list(args) + [c.seeds], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  preexec_fn=harness._die_with_parent)
-        self.buf = b""
+        super().__init__("ROUTER_PROBE_BIN", "router_probe", list(args) + [c.seeds])
 
     def _line(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            assert left > 0, "router_probe gave no answer in %d s" % timeout
-            r, _, _ = select.select([self.p.stdout], [], [], left)
-            if r:
-                chunk = os.read(self.p.stdout.fileno(), 65536)
-                assert chunk, "router_probe exited (%s): %s" % (
-                    self.p.poll(), self.p.stderr.read().decode("utf-8", "replace"))
-                self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.decode("utf-8", "replace")
+        return self.line(timeout)
 
     def send(self, text):
-        self.p.stdin.write(text.encode() + b"\n")
-        self.p.stdin.flush()
+        self.send_lines([text])
 
     def __call__(self, line):
         """Runs one command line; returns its answer line ("OK :1", "UNAVAILABLE ...")."""
@@ -90,25 +47,6 @@ class Probe:
         line = self._line()
         assert line.startswith("STATS "), line
         return dict((k, int(v)) for k, v in (w.split("=") for w in line.split()[1:]))
-
-    def close(self):
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait(5)
-        self.p.stdout.close()
-        self.p.stderr.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def commandstats(c, port):
@@ -455,4 +393,4 @@ def test_cluster_router_serves_again_within_15s_after_a_master_is_killed():
             assert harness._s(c.call(replica["port"], "GET", k)) == "after"
             assert p("%s GET %s" % (k, k)) == "OK $after"
     finally:
-        _stop_cluster()
+        _cluster.stop()

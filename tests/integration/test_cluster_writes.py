@@ -3,24 +3,33 @@ Cluster"): one stack on a real 3+3 cluster (harness.Stack(cluster=True): 3 maste
 replicas, partnerd with --redis-cluster) for the module, started by the first test and
 stopped by the last. What only a cluster has: a batch over customers of every master, the
 membership-id claim in another slot than the customer (a race of two customers on different
-masters for one id: one winner every round; an entry left by a crash taken over; a holder
-that is locked is not), the identifiers looked up apart from the lock, reads, an
+masters for one id: one winner every round, CLUSTER_RACE_ROUNDS, default 1000; an entry
+left by a partnerd SIGKILLed between claim and commit taken over, by another customer and
+by its own retry: tests/faults/partnerd-faulty with PARTNERD_TEST_FAULT=die-after-claim; a
+holder that is locked is not), the identifiers looked up apart from the lock, reads, an
 Idempotency-Key replay. The whole suite also runs on a cluster (PARTNERD_TEST_CLUSTER=1).
 """
 
 import atexit
 import os
+import re
+import signal
+import subprocess
+import tempfile
 import threading
+import time
 
 import cluster as clusterlib
 import harness
 import keys as layout
 from helpers import assert_codes, by_mobile, entry, item, link1, post_link
+from support_indoubt import request as fcgi_request
 from support_model import (check_passes, delink1, history_of, programs_of, read_programs, upd,
                            update1)
 
 _STACK = None
-ROUNDS = int(os.environ.get("CLUSTER_RACE_ROUNDS", "200"))
+ROUNDS = int(os.environ.get("CLUSTER_RACE_ROUNDS", "1000"))
+DYING_LOCK_TTL_MS = 1000
 
 
 def _stack():
@@ -77,6 +86,58 @@ def test_cluster_a_batch_over_every_master_links_updates_and_delinks():
     check_passes(s)
 
 
+class _ClaimWatch:
+    """MONITOR on every master of s's cluster: which customers' claim.lua calls (EVALSHA of
+    one key, a membership-id bucket, and three arguments: id, cid, expected) named each id
+    starting with prefix. stop() waits for everything sent before it."""
+
+    ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+    def __init__(self, s, prefix):
+        self.prefix = prefix
+        self.by_mid = {}
+        self.lock = threading.Lock()
+        self.ports = [m["port"] for m in s.cluster.masters()]
+        self.conns, self.threads, self.seen = [], [], {}
+        for port in self.ports:
+            r = harness.Redis(port)
+            assert r("MONITOR") == "OK"
+            r.sock.settimeout(60)
+            self.conns.append(r)
+            self.threads.append(threading.Thread(target=self._read, args=(port, r), daemon=True))
+        for t in self.threads:
+            t.start()
+
+    def _read(self, port, r):
+        while True:
+            try:
+                line = r._line().decode("utf-8", "replace")
+            except (OSError, harness.RedisError):
+                return
+            args = self.ARG.findall(line)
+            if args[:1] == ["ECHO"] and args[1:2] == ["claimwatch-end"]:
+                self.seen[port] = True
+                return
+            if (len(args) == 7 and args[0].upper() == "EVALSHA" and args[2] == "1"
+                    and ":mid:" in args[3] and args[4].startswith(self.prefix)):
+                with self.lock:
+                    self.by_mid.setdefault(args[4], set()).add(args[5])
+
+    def stop(self):
+        for port in self.ports:
+            r = harness.Redis(port)
+            try:
+                r("ECHO", "claimwatch-end")
+            finally:
+                r.close()
+        for t in self.threads:
+            t.join(60)
+        for r in self.conns:
+            r.close()
+        assert len(self.seen) == len(self.ports), "MONITOR did not see the end of %r" % self.ports
+        return self.by_mid
+
+
 def test_cluster_one_membership_id_raced_by_customers_on_two_masters_has_one_winner():
     s = _stack()
     a = s.customer()
@@ -84,14 +145,21 @@ def test_cluster_one_membership_id_raced_by_customers_on_two_masters_has_one_win
     while _master_of(s, layout.cust("acme", b["id"])) == _master_of(s, layout.cust("acme", a["id"])):
         b = s.customer()
     wins = {a["id"]: 0, b["id"]: 0}
+    lost = {}
+    overlapped = 0
+    prefix = s.uid("R") + "-"
+    watch = _ClaimWatch(s, prefix)
     for r in range(ROUNDS):
-        mid = s.uid("R")
+        mid = "%s%d" % (prefix, r)
         got = {}
+        spans = []
         barrier = threading.Barrier(2)
 
         def go(c):
             barrier.wait()
+            t0 = time.monotonic()
             _, st = link1(s, by_mobile(c), item("AcmeShop", mid))
+            spans.append((t0, time.monotonic()))
             got[c["id"]] = st[0]["code"]
         ts = [threading.Thread(target=go, args=(c,)) for c in (a, b)]
         for t in ts:
@@ -105,24 +173,129 @@ def test_cluster_one_membership_id_raced_by_customers_on_two_masters_has_one_win
         assert s.mid_holder("AcmeShop", mid) == winners[0], "round %d" % r
         assert s.membership(loser, "AcmeShop") is None or s.membership(loser, "AcmeShop")["mid"] != mid
         wins[winners[0]] += 1
+        overlapped += max(t0 for t0, _ in spans) < min(t1 for _, t1 in spans)
+        lost[got[loser]] = lost.get(got[loser], 0) + 1
         # free the program for the next round
         _, st = delink1(s, {"id": winners[0]}, "AcmeShop")
         assert_codes(st, [200])
-    print("    # %d rounds: wins %r" % (ROUNDS, wins))
+    claims = watch.stop()
+    both = sum(1 for cids in claims.values() if len(cids) == 2)
+    print("    # %d rounds: wins %r, the loser's code %r; rounds whose two requests overlapped "
+          "in time %d, in which both customers sent their claim (claim.lua, seen by MONITOR) %d"
+          % (ROUNDS, wins, lost, overlapped, both))
+    # a race only when the two requests were in flight together: most rounds; and the
+    # claims themselves met (the loser's claim found the winner's entry) in some
+    assert overlapped >= ROUNDS // 2, "only %d of %d rounds overlapped" % (overlapped, ROUNDS)
+    assert both > 0, "no round had both customers claim: %d ids claimed" % len(claims)
     check_passes(s)
 
 
-def test_cluster_claim_left_by_a_crash_is_taken_over_by_the_next_claimant():
-    s = _stack()
-    x, y = s.customer(), s.customer()
+def _faulty_bin():
+    """PARTNERD_FAULTY_BIN (make check sets it), else next to PARTNERD_BIN's build tree."""
+    v = os.environ.get("PARTNERD_FAULTY_BIN") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(harness.partnerd_bin()))),
+        "tests", "faults", "partnerd-faulty")
+    assert os.access(v, os.X_OK), "no partnerd-faulty at %s (make check TESTS= builds it)" % v
+    return v
+
+
+def _start_dying(s, name):
+    """One more partnerd on s's cluster, the test build with fault die-after-claim (it
+    raises SIGKILL once a commit's claims are answered: src/testfault.h) and a short lock
+    TTL; talked to over FastCGI directly. Returns (Popen, socket path)."""
+    sock = os.path.join(s.dir, "%s.sock" % name)
+    argv = [_faulty_bin(), "--socket", sock, "--socket-mode", "0666", "--workers", "2",
+            "--lock-ttl-ms", str(DYING_LOCK_TTL_MS)] + s.redis_args()
+    env = dict(os.environ, PARTNERD_TEST_FAULT="die-after-claim")
+    p = s._spawn(name, argv, "%s.log" % name, env=env)
+    deadline = time.monotonic() + 10
+    while True:
+        assert p.poll() is None, "%s exited with %s:\n%s" % (
+            name, p.returncode, harness.tail(os.path.join(s.dir, "%s.log" % name)))
+        try:
+            st, _, _ = fcgi_request(sock, "GET", harness.HEALTH, timeout=5)
+            if st == 200:
+                return p, sock
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "%s: no answer on %s within 10 s" % (name, sock)
+        time.sleep(0.05)
+
+
+def _link_and_die(s, c, program, mid):
+    """c links mid through a die-after-claim partnerd: it dies by SIGKILL between the
+    claim and the commit. Asserts what that leaves: the claim names c, c holds nothing."""
+    name = "partnerd-die-%s" % mid
+    p, sock = _start_dying(s, name)
+    body = {"linkCustomers": [entry(by_mobile(c), item(program, mid))]}
+    try:
+        got = fcgi_request(sock, "POST", "/v2/partnerProgram/linkCustomer", body,
+                           headers={"Authorization": harness.basic(*harness.ACME)}, timeout=15)
+    except OSError as e:
+        got = e
+    try:
+        rc = p.wait(15)
+    finally:
+        s.stop_proc(name)               # (dead by now: only taken off the stack's list)
+    log = harness.tail(os.path.join(s.dir, "%s.log" % name))
+    assert rc == -signal.SIGKILL, "%s exited with %s, not SIGKILL:\n%s" % (name, rc, log)
+    assert "die-after-claim: SIGKILL" in log, log
+    # no answer: the connection closed without a status line
+    assert isinstance(got, OSError) or (got[1] == {} and got[2] == b""), got
+    assert s.mid_holder(program, mid) == c["id"], "the claim of %s does not name %s" % (mid, c["id"])
+    assert s.membership(c["id"], program) is None, "the commit ran: %r" % s.membership(c["id"], program)
+    assert not [a for a in history_of(s, c["id"])["activities"] if a["activityType"] == "LINK"]
+
+
+def _wait_unlocked(s, cid):
+    """Until the lock the killed partnerd left on cid has expired (its TTL is short)."""
+    deadline = time.monotonic() + 10 + DYING_LOCK_TTL_MS / 1000
+    while s.redis("EXISTS", layout.lock("acme", cid)):
+        assert time.monotonic() < deadline, "the lock of %s did not expire" % cid
+        time.sleep(0.05)
+
+
+def _killed_claim_taken(s, x, claimant):
+    """x links a new id through a partnerd killed between claim and commit; once x's lock
+    expired, claimant links the same id: 200, it holds the id, and check is clean."""
     mid = s.uid("S")
-    # what a partnerd killed between its claim and its commit leaves: x named, x not holding it
-    s.redis("HSET", layout.mid("acme", s.pid("AcmeShop"), mid), mid, x["id"])
-    _, st = link1(s, by_mobile(y), item("AcmeShop", mid))
+    _link_and_die(s, x, "AcmeShop", mid)
+    _wait_unlocked(s, x["id"])
+    _, st = link1(s, by_mobile(claimant), item("AcmeShop", mid))
     assert_codes(st, [200])
-    assert s.mid_holder("AcmeShop", mid) == y["id"]
-    assert s.membership(x["id"], "AcmeShop") is None
+    assert s.mid_holder("AcmeShop", mid) == claimant["id"]
+    assert s.membership(claimant["id"], "AcmeShop")["mid"] == mid
     check_passes(s)
+
+
+def test_cluster_claim_left_by_a_sigkill_is_taken_over_by_the_next_claimant():
+    s = _stack()
+    x = s.customer()
+    y = s.customer()
+    while _master_of(s, layout.cust("acme", y["id"])) == _master_of(s, layout.cust("acme", x["id"])):
+        y = s.customer()
+    _killed_claim_taken(s, x, y)
+    assert s.membership(x["id"], "AcmeShop") is None
+
+
+def test_cluster_claim_left_by_a_sigkill_is_taken_again_by_its_own_retry():
+    s = _stack()
+    x = s.customer()
+    _killed_claim_taken(s, x, x)
+
+
+def test_die_after_claim_is_refused_on_one_redis():
+    # on one Redis the claim is inside commit.lua: nothing to die between; the fault is
+    # refused at start (testfault.h), before any socket or connection
+    with tempfile.TemporaryDirectory() as d:
+        sock = os.path.join(d, "p.sock")
+        p = subprocess.run([_faulty_bin(), "--socket", sock, "--redis", "redis://127.0.0.1:1"],
+                           env=dict(os.environ, PARTNERD_TEST_FAULT="die-after-claim"),
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        err = p.stderr.decode("utf-8", "replace")
+        assert p.returncode == 2, (p.returncode, err)
+        assert "die-after-claim needs --redis-cluster" in err, err
+        assert not os.path.exists(sock)
 
 
 def test_cluster_claim_of_an_id_whose_stale_holder_is_locked_waits_for_the_lock():

@@ -15,13 +15,12 @@ tests read the cluster through `Nodes`, a small router (a key's slot -> its mast
 import json
 import os
 import re
-import signal
 import subprocess
-import time
 
 import cluster as clusterlib
 import harness
 import keys
+from helpers import killed_while_paused
 
 _CLUSTER = None
 _NODES = None
@@ -358,33 +357,13 @@ def test_ctl_cluster_import_killed_while_a_master_holds_its_writes_is_finished_b
     # every customer changes its email: old entries leave their buckets, new ones arrive
     moved = [dict(l, email="m-%d@cimp.example" % l["id"]) for l in lines]
     path = write(c, "ci4.jsonl", moved)
-    p = subprocess.Popen(ctl_argv("import-customers", "--org", ORG, "--batch", "10", path),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ckpt = lambda: [k for ks in n.keys_by_master(keys.import_(ORG, "*")).values() for k in ks]
     pause = n.ports[1]
-    try:
-        deadline = time.monotonic() + 30
-        while not ckpt():
-            assert p.poll() is None, "the import ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 30 s"
-            time.sleep(0.01)
-        # One master holds every write: the import waits on it part way through a batch
-        # (the other masters have what it sent them), and is killed there.
-        n.on(pause, "CLIENT", "PAUSE", 10000, "WRITE")
-        try:
-            time.sleep(0.3)
-            assert p.poll() is None, "the import finished before it could be killed"
-            p.send_signal(signal.SIGKILL)
-            p.wait(10)
-        finally:
-            n.on(pause, "CLIENT", "UNPAUSE")
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdout.close()
-        p.stderr.close()
-    assert p.returncode == -signal.SIGKILL
+    # Once it checkpointed, one master holds every write: the import waits on it part way
+    # through a batch (the other masters have what it sent them), and is killed there.
+    killed_while_paused(ctl_argv("import-customers", "--org", ORG, "--batch", "10", path), ckpt,
+                        "its first checkpoint", lambda: n.on(pause, "CLIENT", "PAUSE", 10000, "WRITE"),
+                        lambda: n.on(pause, "CLIENT", "UNPAUSE"), poll_s=0.01, settle_s=0.3)
     key = ckpt()[0]
     at = int(n("HGET", key, "line"))
     assert 0 < at < 1000, at

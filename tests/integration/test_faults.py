@@ -6,6 +6,9 @@ has none). PARTNERD_TEST_FAULT=NAME at start breaks it on purpose:
   lost-ack           one applied commit in 4 answers its items 2001 (nothing applied)
   stale-read         the read routes answer from a copy kept in the process for a second
 
+(A fourth fault, die-after-claim, SIGKILLs a partnerd on a Redis Cluster between a
+commit's membership-id claims and its commit: test_cluster_writes.py, not the checker.)
+
 A short recorded run (tests/linearizability/recorder.py: 3 partnerd on one Redis, 12
 client threads) against each must be reported as a violation by the linearizability
 checker; the same binary with no fault set must give 0 violations (the hooks are inert

@@ -9,15 +9,13 @@ or the other orgs. Files are written to the stack's directory.
 
 import hashlib
 import os
-import pty
 import re
-import signal
 import subprocess
 import time
 
 import keys
 from harness import Stack, partnerctl_bin
-from helpers import assert_codes, item, link1, unchanged
+from helpers import assert_codes, item, killed_while_paused, link1, run_on_a_tty, unchanged
 
 # The imports add tens of thousands of customers: they get a stack of their own, so that
 # the shared stack's key space (compared around every refused request of other modules)
@@ -327,27 +325,10 @@ def test_killed_import_resumes_to_the_state_of_a_full_import():
     key = checkpoint_key(path)
     argv = [partnerctl_bin(), "--redis", stack.redis_url, "import-customers", "--org", ORG,
             "--batch", "50", path]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while stack.redis("HGET", key, "line") is None:
-            assert p.poll() is None, "the import ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 30 s"
-        # Hold every write (the import's next EXEC waits), so the kill lands mid-way.
-        stack.redis("CLIENT", "PAUSE", 10000, "WRITE")
-        try:
-            assert p.poll() is None, "the import finished before it could be killed"
-            p.send_signal(signal.SIGKILL)
-            p.wait(10)
-        finally:
-            stack.redis("CLIENT", "UNPAUSE")
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdout.close()
-        p.stderr.close()
-    assert p.returncode == -signal.SIGKILL
+    # Every write held (the import's next EXEC waits) once it checkpointed: the kill lands mid-way.
+    killed_while_paused(argv, lambda: stack.redis("HGET", key, "line") is not None,
+                        "its first checkpoint", lambda: stack.redis("CLIENT", "PAUSE", 10000, "WRITE"),
+                        lambda: stack.redis("CLIENT", "UNPAUSE"))
     at = int(stack.redis("HGET", key, "line"))
     assert 0 < at < 20000, at
     # On a cluster a batch is three rounds, not one transaction (docs/OPERATIONS.md): the
@@ -391,25 +372,8 @@ def test_imported_customer_is_linked_through_the_api():
 def test_import_progress_bar_only_on_a_terminal():
     stack = _stack()
     path = write(stack, "t11.jsonl", [cust(910000 + i) for i in range(1, 501)])
-    master, slave = pty.openpty()
-    try:
-        p = subprocess.run([partnerctl_bin(), "--redis", stack.redis_url, "import-customers",
-                            "--org", ORG, path], stdout=subprocess.PIPE, stderr=slave, timeout=60)
-        os.close(slave)
-        slave = -1
-        tty = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            tty += chunk
-    finally:
-        os.close(master)
-        if slave >= 0:
-            os.close(slave)
+    p, tty = run_on_a_tty([partnerctl_bin(), "--redis", stack.redis_url, "import-customers",
+                           "--org", ORG, path], timeout=60)
     assert p.returncode == 0, p.stdout
     assert b"\r" in tty and b"lines/s" in tty and b"100%" in tty, tty
 

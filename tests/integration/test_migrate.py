@@ -15,17 +15,14 @@ procedure (docs/OPERATIONS.md) has it, and starts partnerd again when it needs i
 
 import json
 import os
-import pty
 import random
 import re
-import signal
-import subprocess
 import tempfile
 import time
 
 import keys
 from harness import HEALTH, LINK, Stack, partnerctl_bin, srcdir, encode_membership
-from helpers import assert_codes, item
+from helpers import assert_codes, item, killed_while_paused, run_on_a_tty
 from support_model import check_passes, query, upd
 
 # ---------------------------------------------------------------- layout 1 (src/keys_v1.h)
@@ -430,26 +427,8 @@ def _killed_mid_way(stack, cond, what):
     """Runs migrate (small batches) until cond() holds, holds every write (CLIENT PAUSE
     WRITE: migrate's next write waits), SIGKILLs it there and lets writes go again."""
     argv = [partnerctl_bin(), "--redis", stack.redis_url, "migrate", "--batch", "100"]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while not cond():
-            assert p.poll() is None, "migrate ended before %s: %s" % (what, p.communicate())
-            assert time.monotonic() < deadline, "not %s within 60 s" % what
-        stack.redis("CLIENT", "PAUSE", 10000, "WRITE")
-        try:
-            assert p.poll() is None, "migrate finished before it could be killed %s" % what
-            p.send_signal(signal.SIGKILL)
-            p.wait(10)
-        finally:
-            stack.redis("CLIENT", "UNPAUSE")
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdout.close()
-        p.stderr.close()
-    assert p.returncode == -signal.SIGKILL
+    killed_while_paused(argv, cond, what, lambda: stack.redis("CLIENT", "PAUSE", 10000, "WRITE"),
+                        lambda: stack.redis("CLIENT", "UNPAUSE"), timeout=60)
 
 
 def test_killed_migrate_resumes_to_the_state_of_a_full_run():
@@ -491,25 +470,8 @@ def test_migrate_progress_bar_only_on_a_terminal():
     stack = _stack()
     fresh_layout1(stack)
     write_layout1(stack, "mig", range(1, 501))
-    master, slave = pty.openpty()
-    try:
-        p = subprocess.run([partnerctl_bin(), "--redis", stack.redis_url, "migrate", "--batch", "50"],
-                           stdout=subprocess.PIPE, stderr=slave, timeout=120)
-        os.close(slave)
-        slave = -1
-        tty = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            tty += chunk
-    finally:
-        os.close(master)
-        if slave >= 0:
-            os.close(slave)
+    p, tty = run_on_a_tty([partnerctl_bin(), "--redis", stack.redis_url, "migrate", "--batch", "50"],
+                          timeout=120)
     assert p.returncode == 0, p.stdout
     assert b"\r" in tty and b"migrate: keys" in tty and b"migrate: feeds" in tty and b"100%" in tty, tty
     # and not on a pipe

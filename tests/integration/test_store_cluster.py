@@ -14,9 +14,9 @@ through tests/cluster/store_probe (STORE_PROBE_BIN).
 """
 
 import os
-import select
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -25,62 +25,20 @@ import cluster as clusterlib
 import harness
 import keys
 import support_indoubt
+from helpers import LineProbe, ModuleCluster
 
-_CLUSTER = None
 HEALTH = "/v2/partnerProgram/health"
+_cluster = ModuleCluster()      # started by the first test that needs it, stopped by the last
 
 
-def _cluster():
-    global _CLUSTER
-    if _CLUSTER is None:
-        _CLUSTER = clusterlib.Cluster().start()
-        print("    # cluster of 3 masters + 3 replicas up in %.2f s" % _CLUSTER.start_secs)
-    return _CLUSTER
-
-
-def _stop_cluster():
-    global _CLUSTER
-    if _CLUSTER is not None:
-        _CLUSTER.stop()
-        _CLUSTER = None
-
-
-def probe_bin():
-    v = os.environ.get("STORE_PROBE_BIN")
-    if v:
-        return v
-    return os.path.join(harness.srcdir(), "build", "tests", "cluster", "store_probe")
-
-
-class Probe:
+class Probe(LineProbe):
     """One store_probe process: a warm store kept across the commands of a test."""
 
     def __init__(self, target, *args):
-        binary = probe_bin()
-        assert os.access(binary, os.X_OK), \
-            "%s not built: make -C build tests/cluster/store_probe (make check builds it)" % binary
-        self.p = subprocess.Popen([binary] + list(args) + [target], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  preexec_fn=harness._die_with_parent)
-        self.buf = b""
-
-    def line(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            assert left > 0, "store_probe gave no answer in %d s" % timeout
-            r, _, _ = select.select([self.p.stdout], [], [], left)
-            if r:
-                chunk = os.read(self.p.stdout.fileno(), 65536)
-                assert chunk, "store_probe exited (%s): %s" % (
-                    self.p.poll(), self.p.stderr.read().decode("utf-8", "replace"))
-                self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.decode("utf-8", "replace")
+        super().__init__("STORE_PROBE_BIN", "store_probe", list(args) + [target])
 
     def send(self, *lines):
-        self.p.stdin.write(("\n".join(lines) + "\n").encode())
-        self.p.stdin.flush()
+        self.send_lines(lines)
 
     def __call__(self, line):
         self.send(line)
@@ -98,25 +56,6 @@ class Probe:
         ans = self("!trips")
         assert ans.startswith("OK "), ans
         return int(ans.split()[1])
-
-    def close(self):
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait(5)
-        self.p.stdout.close()
-        self.p.stderr.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _masters_in_slot_order(c):
@@ -379,14 +318,24 @@ class Partnerd:
             return None
 
     def wait_socket(self, timeout=10):
+        """Until the socket accepts (it exists from its bind, before its listen: a connect
+        in between is refused)."""
         deadline = time.monotonic() + timeout
-        while not os.path.exists(self.sock):
+        while True:
             assert self.p.poll() is None, "partnerd exited %s:\n%s" % (
                 self.p.returncode, harness.tail(self.log))
+            if os.path.exists(self.sock):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect(self.sock)
+                    return self
+                except OSError:
+                    pass
+                finally:
+                    s.close()
             assert time.monotonic() < deadline, "no socket in %d s:\n%s" % (
                 timeout, harness.tail(self.log))
             time.sleep(0.02)
-        return self
 
     def health(self):
         t0 = time.monotonic()
@@ -521,7 +470,6 @@ def test_store_on_a_cluster_keeps_a_masters_number_across_a_failover():
 
 def test_store_cluster_tests_stop_their_cluster():
     """The last test of the module: the cluster's nodes are stopped by their pids."""
-    c = _CLUSTER
-    _stop_cluster()
+    c = _cluster.stop()
     if c is not None:
         assert not c.alive(), "nodes still running: %s" % c.alive()
