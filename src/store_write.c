@@ -1094,16 +1094,16 @@ cc_claim(struct ccommit *c)
 			x->state = 3;
 			cc_fail(c, x->cust, STORE_COMMIT_BROKEN);
 		}
-#ifdef PARTNERD_TEST_FAULTS
-		{
-			size_t claimed = 0;     /* die-after-claim: SIGKILL between claim and commit */
-
-			for (i = 0; i < ncl; i++)
-				claimed += !cl[i].release && cl[i].state == 1;
-			testfault_after_claims(claimed);
-		}
-#endif
 	}
+#ifdef PARTNERD_TEST_FAULTS
+	{
+		size_t claimed = 0;             /* die-after-claim: SIGKILL between claim and commit */
+
+		for (i = 0; i < c->ncl; i++)
+			claimed += !c->cl[i].release && c->cl[i].state == 1;
+		testfault_after_claims(claimed);
+	}
+#endif
 	return 0;
 }
 
