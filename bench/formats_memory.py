@@ -11,7 +11,8 @@ API to AcmeAir (membership id P1-<cid>, tier Silver, a partnerd-generated X-Requ
 feed partitions and of a sample of history keys, the size of a history entry and of the
 bytes Redis received per link (total_net_input_bytes: every call partnerd makes for it, the
 commit's arguments the largest) and the append-only file's growth per link (appendonly
-switched on after the warm-up: the commit's effects, as Redis logs them), and Redis's CPU
+switched on after the warm-up, without automatic rewrites: the effects of the link's
+calls, as Redis logs them), and Redis's CPU
 time per link (INFO cpu, rough: one run, not interleaved).
 
     python3 bench/formats_memory.py [--n 100000] [--partnerd BUILD/src/partnerd]
@@ -74,13 +75,15 @@ def main():
                         for c in range(lo, min(total, lo + 5000))])
         for lo in range(0, args.warm, 50):
             link_batch(st, BASE + lo, BASE + min(args.warm, lo + 50))
+        st.redis("CONFIG", "SET", "auto-aof-rewrite-percentage", 0)   # no rewrite mid-run
         st.redis("CONFIG", "SET", "appendonly", "yes")
         for _ in range(600):                    # the rewrite that starts the AOF
             if info(st, "persistence").get("aof_rewrite_in_progress") == "0" and \
                     info(st, "persistence").get("aof_rewrite_scheduled") == "0":
                 break
             time.sleep(0.1)
-        aof0 = int(info(st, "persistence")["aof_current_size"])
+        p0 = info(st, "persistence")
+        aof0 = int(p0["aof_current_size"]) - int(p0["aof_base_size"])
         in0 = int(info(st, "stats")["total_net_input_bytes"])
         cpu0 = info(st, "cpu")
         t0 = time.monotonic()
@@ -90,7 +93,10 @@ def main():
         secs = time.monotonic() - t0
         n = total - args.warm - 1
         after = used(st)
-        aof1 = int(info(st, "persistence")["aof_current_size"])
+        p1 = info(st, "persistence")
+        aof1 = int(p1["aof_current_size"]) - int(p1["aof_base_size"])
+        if os.environ.get("FORMATS_MEMORY_DEBUG"):
+            print({k: (p0[k], p1[k]) for k in p0 if k.startswith("aof")}, file=sys.stderr)
         in1 = int(info(st, "stats")["total_net_input_bytes"])
         cpu1 = info(st, "cpu")
         cpu = sum(float(cpu1[k]) - float(cpu0[k]) for k in ("used_cpu_sys", "used_cpu_user"))
