@@ -24,14 +24,16 @@
  * another customer (partnerd's claims check whether the holder still holds an id).
  *
  * History (docs/CHANGE-FEED.md): every pp:{TAG}:h:ORG:CID must belong to an existing customer
- * and be a LIST of activity JSON objects of that customer naming a program of the org. It
+ * and be a LIST of activities of that customer naming a program of the org (compact
+ * records, activity.h, or the JSON objects an older partnerd wrote: both are read). It
  * is read in the same pipelined pass as the customer hash (HGETALL then LRANGE 0 -1, for
  * customers that have a history key), and the newest activity of each program must agree
  * with the membership the customer holds (ck_hist_match). A list of --history-max entries
  * or more (default $PARTNERD_HISTORY_MAX, then 100, as partnerd) may have been trimmed.
  * Each partition of the change feed pp:{TAG}:feed:ORG, when present, must be a STREAM;
- * its newest CK_FEED_COUNT entries are checked (format 1 or 2: ck_feed_why; also for being
- * in their customer's partition), and the entries of format 2 of one customer must be in
+ * its newest CK_FEED_COUNT entries are checked (format 1, 2 or 3: ck_feed_why; also for
+ * being in their customer's partition), and the entries of format 2 or 3 of one customer
+ * must be in
  * (customerVersion, seq) order.
  *
  * Memory: the index tables of one org are held at once (about 100 bytes an entry).
@@ -43,6 +45,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activity.h"
+#include "buf.h"
 #include "ctl.h"
 #include "ident.h"
 #include "layout.h"
@@ -1009,6 +1013,38 @@ static void ck_hist_match(struct ck *ck, int64_t cid, size_t j, const struct ck_
 }
 
 /*
+ * History entry s[0..len) as an activity JSON object: a compact record (activity.h) read
+ * and rendered, a JSON entry (an older partnerd's) parsed. NULL with *why set when it is
+ * neither.
+ */
+static json_object *ck_hist_json(struct ck *ck, int64_t cid, const char *s, size_t len,
+                                 const char **why)
+{
+	struct activity_rec rec;
+	struct buf b;
+	json_object *o = NULL;
+
+	if (!activity_is_record(s, len)) {
+		o = ctl_json_parse_tok(ck->tok, s, len);
+		if (o == NULL || !json_object_is_type(o, json_type_object)) {
+			json_object_put(o);
+			*why = "is not an activity JSON object nor an activity record";
+			return NULL;
+		}
+		return o;
+	}
+	if (activity_decode(s, len, &rec, why) != 0)
+		return NULL;
+	buf_init(&b, (size_t)-1);
+	if (activity_render(&b, &rec, cid) == 0)
+		o = ctl_json_parse_tok(ck->tok, b.p, b.len);
+	buf_free(&b);
+	if (o == NULL)
+		*why = "is an activity record that does not render";
+	return o;
+}
+
+/*
  * History entry i (s[0..len)) parsed into ev: an activity of the customer naming a
  * program of the org. Returns 0, or -1 with the violation reported (ev->o NULL).
  */
@@ -1020,9 +1056,9 @@ static int ck_hist_entry(struct ck *ck, int64_t cid, size_t i, const char *s, si
 
 	ev->o = NULL;
 	ck->activities++;
-	if ((o = ctl_json_parse_tok(ck->tok, s, len)) == NULL ||
-	    !json_object_is_type(o, json_type_object))
-		why = "is not an activity JSON object";
+	if ((o = ck_hist_json(ck, cid, s, len, &why)) == NULL) {
+		/* why says what it is not */
+	}
 	else if ((ev->type = ck_act_parse(ctl_json_member(o, "activityType", &t) ? t : NULL)) < 0)
 		why = "has no valid activityType (LINK, UPDATE, DELINK, RELINK_SCHEDULED, "
 		      "RELINK_CANCELLED)";
@@ -1150,14 +1186,68 @@ static void ck_feed_fields(const struct store_stream_entry *e, struct ck_feed_fi
 	}
 }
 
-/* The entry's format version: 1 or 2, 0 when v is missing, -1 when it is another value. */
+/* The entry's format version: 1, 2 or 3, 0 when v is missing, -1 when it is another value. */
 static int ck_feed_format(const struct ck_feed_fields *ff)
 {
 	if (ff->v == NULL)
 		return 0;
-	if (ff->v->vlen == 1 && (ff->v->v[0] == '1' || ff->v->v[0] == '2'))
+	if (ff->v->vlen == 1 && ff->v->v[0] >= '1' && ff->v->v[0] <= '3')
 		return ff->v->v[0] - '0';
 	return -1;
+}
+
+/* Format 3's fields, in their order (docs/CHANGE-FEED.md, src/lua/commit.lua). */
+static const char *const ck_f3[] = {
+	"v", "type", "customerId", "customerVersion", "seq", "date", "program", "updateType",
+	"requestId", "beforeMembershipId", "beforeTierName", "beforeTierExpiryDate",
+	"beforeStartDate", "beforeEndDate", "afterMembershipId", "afterTierName",
+	"afterTierExpiryDate", "afterStartDate", "afterEndDate",
+};
+#define CK_F3_N (sizeof ck_f3 / sizeof ck_f3[0])
+
+/* A date field of format 3: epoch milliseconds in decimal, in range; empty when may_empty. */
+static int ck_f3_date(const struct store_pair *p, int may_empty)
+{
+	size_t i = p->vlen > 0 && p->v[0] == '-';
+	int64_t ms = 0;
+
+	if (p->vlen == 0)
+		return may_empty ? 0 : -1;
+	if (i == p->vlen || p->vlen - i > 16)
+		return -1;
+	for (; i < p->vlen; i++) {
+		if (p->v[i] < '0' || p->v[i] > '9')
+			return -1;
+		ms = ms * 10 + (p->v[i] - '0');
+	}
+	if (p->v[0] == '-')
+		ms = -ms;
+	return ms < DATES_MIN_MS || ms > DATES_MAX_MS ? -1 : 0;
+}
+
+/* What is wrong with an entry of format 3 beyond ck_feed_why's common checks (NULL: nothing). */
+static const char *ck_feed3_why(const struct store_stream_entry *e)
+{
+	int t = -1;
+
+	if (e->nf != CK_F3_N || e->odd)
+		return "does not have exactly the fields of format 3, in their order";
+	for (size_t k = 0; k < CK_F3_N; k++)
+		if (strcmp(e->f[k].k, ck_f3[k]) != 0)
+			return "does not have exactly the fields of format 3, in their order";
+	for (int k = 0; k < CK_NACT; k++)
+		if (strlen(ck_act_name[k]) == e->f[1].vlen && memcmp(ck_act_name[k], e->f[1].v, e->f[1].vlen) == 0)
+			t = k;
+	if (t < 0)
+		return "has no valid type (LINK, UPDATE, DELINK, RELINK_SCHEDULED, RELINK_CANCELLED)";
+	if (ck_f3_date(&e->f[5], 0) != 0)
+		return "has a date that is not epoch milliseconds in range";
+	if (e->f[6].vlen == 0)
+		return "has an empty program";
+	for (size_t k = 11; k < CK_F3_N; k++)   /* the expiry, start and end of before, after */
+		if (((k >= 11 && k <= 13) || k >= 16) && ck_f3_date(&e->f[k], 1) != 0)
+			return "has a before or after date that is not epoch milliseconds in range";
+	return NULL;
 }
 
 /* What is wrong with a change-feed entry (NULL: nothing); *cid set from its customerId. */
@@ -1168,6 +1258,17 @@ static const char *ck_feed_why(const struct store_stream_entry *e, const struct 
 	int fmt = ck_feed_format(ff);
 	int64_t n;
 
+	if (fmt == 3 && ck_feed3_why(e) != NULL)
+		return ck_feed3_why(e);
+	if (fmt == 3 && (ident_parse_cid(ff->cid->v, ff->cid->vlen, cid) < 0))
+		return "has a customerId that is not a customer id";
+	if (fmt == 3 && ident_parse_cid(ff->cver->v, ff->cver->vlen, &n) < 0)
+		return "has a customerVersion that is not a positive integer";
+	if (fmt == 3 && !(ff->seq->vlen == 1 && ff->seq->v[0] == '0') &&
+	    ident_parse_cid(ff->seq->v, ff->seq->vlen, &n) < 0)
+		return "has a seq that is not an integer 0 or more";
+	if (fmt == 3)
+		return NULL;
 	if (fmt == 2 && (ff->extra || ff->type == NULL || ff->cid == NULL || ff->event == NULL ||
 	                 ff->cver == NULL || ff->seq == NULL || e->odd))
 		return "does not have exactly the fields v, type, customerId, customerVersion, seq, event (format 2)";
@@ -1175,7 +1276,7 @@ static const char *ck_feed_why(const struct store_stream_entry *e, const struct 
 	    ff->event == NULL || e->odd || (fmt == 1 && (ff->cver != NULL || ff->seq != NULL)))
 		return "does not have exactly the fields v, type, customerId, event";
 	if (fmt < 0)
-		return "has a version v that is not 1 or 2";
+		return "has a version v that is not 1, 2 or 3";
 	if (ident_parse_cid(ff->cid->v, ff->cid->vlen, cid) < 0)
 		return "has a customerId that is not a customer id";
 	if (fmt == 2 && ident_parse_cid(ff->cver->v, ff->cver->vlen, &n) < 0)
@@ -1195,7 +1296,7 @@ static const char *ck_feed_why(const struct store_stream_entry *e, const struct 
 	return NULL;
 }
 
-/* A well-formed entry of format 2 of the partition being read, for ck_feed_order. */
+/* A well-formed entry of format 2 or 3 of the partition being read, for ck_feed_order. */
 struct ck_feed_pos {
 	int64_t cid, cver, seq;
 	size_t i;                /* its place in the partition, newest first */
@@ -1221,7 +1322,7 @@ static int ck_feed_pos_cmp(const void *a, const void *b)
 }
 
 /*
- * One customer's entries of format 2 in a partition, in entry-id order, must have strictly
+ * One customer's entries of format 2 or 3 in a partition, in entry-id order, must have strictly
  * increasing (customerVersion, seq) (docs/CHANGE-FEED.md): the partition read last (fr->pos,
  * newest first), sorted by customer then by place.
  */
@@ -1249,14 +1350,14 @@ static void ck_feed_order(struct ck_feed_read *fr)
 	fr->npos = 0;
 }
 
-/* Keeps a well-formed entry of format 2 for ck_feed_order. */
+/* Keeps a well-formed entry of format 2 or 3 for ck_feed_order. */
 static void ck_feed_keep(struct ck_feed_read *fr, size_t i, const struct store_stream_entry *e,
                          const struct ck_feed_fields *ff, int64_t cid)
 {
 	struct ck_feed_pos *p;
 	int64_t seq = 0;
 
-	if (ck_feed_format(ff) != 2 || e->idlen >= sizeof p->id)
+	if (ck_feed_format(ff) < 2 || e->idlen >= sizeof p->id)
 		return;
 	if (fr->npos == fr->cap) {
 		fr->cap = fr->cap ? 2 * fr->cap : 256;
@@ -1308,7 +1409,9 @@ static void ck_on_feed_entry(void *arg, size_t i, const struct store_stream_entr
 		             ev != NULL && ctl_json_member(ev, "partnerProgramName", &pn) &&
 		             json_object_is_type(pn, json_type_string) ?
 		             ctl_quote(json_object_get_string(pn),
-		                       (size_t)json_object_get_string_len(pn)) : "(unknown)",
+		                       (size_t)json_object_get_string_len(pn)) :
+		             ck_feed_format(&ff) == 3 && e->nf == CK_F3_N && strcmp(e->f[6].k, "program") == 0 ?
+		             ctl_quote(e->f[6].v, e->f[6].vlen) : "(unknown)",
 		             fr->key, ctl_quote(e->id, e->idlen), why);
 	else if (layout_part_of_cid(cid) != e->part)
 		/* a consumer reading the customer's partition never sees it */

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activity.h"
+#include "buf.h"
 #include "ctl.h"
 #include "dates.h"
 #include "ident.h"
@@ -187,20 +189,40 @@ static int sh_pid_cmp(const void *a, const void *b)
 /* The newest SH_HISTORY activities of the customer (docs/CHANGE-FEED.md), newest first. */
 #define SH_HISTORY 10
 
+struct sh_hist {
+	json_object *list;
+	int64_t cid;
+};
+
+/* An entry as its activity JSON: a compact record rendered, a JSON entry parsed; as a
+ * string when it reads as neither. */
 static int sh_on_activity(void *arg, const char *s, size_t len)
 {
-	json_object *e = json_tokener_parse(s);
+	struct sh_hist *h = arg;
+	struct activity_rec rec;
+	const char *why;
+	json_object *e = NULL;
 
-	json_object_array_add(arg, e != NULL ? e : json_object_new_string_len(s, (int)len));
+	if (activity_is_record(s, len)) {
+		struct buf b;
+
+		buf_init(&b, (size_t)-1);
+		if (activity_decode(s, len, &rec, &why) == 0 && activity_render(&b, &rec, h->cid) == 0)
+			e = json_tokener_parse(b.p);
+		buf_free(&b);
+	} else {
+		e = json_tokener_parse(s);
+	}
+	json_object_array_add(h->list, e != NULL ? e : json_object_new_string_len(s, (int)len));
 	return 0;
 }
 
 static json_object *sh_history(struct store_admin *st, const char *org, int64_t cid)
 {
-	json_object *list = json_object_new_array();
+	struct sh_hist h = { json_object_new_array(), cid };
 
-	store_admin_list(st, STORE_KEY_HIST, org, cid, 0, SH_HISTORY - 1, sh_on_activity, list);
-	return list;
+	store_admin_list(st, STORE_KEY_HIST, org, cid, 0, SH_HISTORY - 1, sh_on_activity, &h);
+	return h.list;
 }
 
 /* The customer being shown: its fields go into out, its memberships into ms. */

@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include "activity.h"
 #include "dates.h"
 #include "handler.h"
 #include "ident.h"
@@ -138,8 +139,10 @@ put_programs(struct buf *b, struct rules_customer *c, const struct store_read_re
 }
 
 /*
- * The history page: each stored entry as json-c parses and writes it back (an entry that
- * does not parse is left out), so that entries stored by any version read the same.
+ * The history page: each stored entry as the activity JSON. A compact record (activity.h)
+ * is rendered; a JSON entry (an older partnerd's) is parsed and written back by json-c. An
+ * entry that does not read is left out, so that entries stored by any version read the
+ * same.
  */
 static void
 put_history(struct buf *b, const struct store_read_result *res)
@@ -149,13 +152,24 @@ put_history(struct buf *b, const struct store_read_result *res)
 
 	JOUT_LIT(b, "[");
 	for (i = 0; i < res->npage; i++) {
-		struct json_object *a = json_tokener_parse(res->page[i].p);
+		const struct store_text *t = &res->page[i];
+		struct json_object *a = NULL;
+		struct activity_rec rec;
+		const char *why;
 
-		if (a == NULL)
+		if (activity_is_record(t->p, t->len)) {
+			if (activity_decode(t->p, t->len, &rec, &why) != 0)
+				continue;
+		} else if ((a = json_tokener_parse(t->p)) == NULL) {
 			continue;
+		}
 		if (!first)
 			JOUT_LIT(b, ",");
 		first = 0;
+		if (a == NULL) {
+			activity_render(b, &rec, res->customer.cid);
+			continue;
+		}
 		jout_lit(b, json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(a);
 	}

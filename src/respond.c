@@ -1,11 +1,14 @@
 /*
  * respond: the write routes' response body and their events, as JSON text (respond.h).
- * The response is written as text (jout.h): a json-c tree cost more than the rules.
+ * The response is written as text (jout.h): a json-c tree cost more than the rules. The
+ * events are compact records (activity.h).
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include <json-c/json.h>
 
+#include "activity.h"
 #include "jout.h"
 #include "render.h"
 #include "respond.h"
@@ -14,32 +17,13 @@ void
 respond_event(struct buf *out, const struct rules_result *res, const struct req_item *it,
               int64_t cid, const char *rid, int64_t now_ms)
 {
-	JOUT_LIT(out, "{\"activityType\":");
-	jout_cstr(out, rules_event_name[res->event]);
-	JOUT_LIT(out, ",\"activityDate\":");
-	jout_date_or_null(out, now_ms, RULES_NONE);
-	JOUT_LIT(out, ",\"partnerProgramName\":");
-	jout_str(out, it->program.s.p, it->program.s.len);
-	JOUT_LIT(out, ",\"updateType\":");
-	if (res->event == EV_UPDATE && it->update_type.st == F_OK)
-		jout_str(out, it->update_type.s.p, it->update_type.s.len);
-	else
-		JOUT_LIT(out, "null");
-	JOUT_LIT(out, ",\"before\":");
-	if (res->has_before)
-		render_values(out, &res->before);
-	else
-		JOUT_LIT(out, "null");
-	JOUT_LIT(out, ",\"after\":");
-	if (res->has_after)
-		render_values(out, &res->after);
-	else
-		JOUT_LIT(out, "null");
-	JOUT_LIT(out, ",\"requestId\":");
-	jout_cstr(out, rid);
-	JOUT_LIT(out, ",\"customerId\":");
-	jout_i64(out, cid);
-	JOUT_LIT(out, "}");
+	int upd = res->event == EV_UPDATE && it->update_type.st == F_OK;
+
+	(void)cid;   /* the history key and the feed entry name the customer */
+	activity_encode(out, rules_event_name[res->event], now_ms, it->program.s.p, it->program.s.len,
+	                upd ? it->update_type.s.p : NULL, upd ? it->update_type.s.len : 0,
+	                rid, strlen(rid), res->has_before ? &res->before : NULL,
+	                res->has_after ? &res->after : NULL);
 }
 
 /* The customer object of an entry: as stored when found, else as sent. */

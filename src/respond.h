@@ -1,7 +1,7 @@
 /*
  * respond: the JSON texts a write request produces (jout.h, render.h): the response body
  * of the three write routes, and the history entry / change-feed event of an applied
- * item (key order of docs/CHANGE-FEED.md). Pure: no I/O, no counters.
+ * item (its compact record, activity.h). Pure: no I/O, no counters.
  */
 #ifndef PARTNERD_RESPOND_H
 #define PARTNERD_RESPOND_H
@@ -20,7 +20,10 @@
  */
 char *respond_body(enum req_kind kind, const struct write_entry *es, size_t n, size_t *len);
 
-/* Appends the history entry / change-feed event of applied item it (result res) to out. */
+/*
+ * Appends the history entry of applied item it (result res) to out: the activity's compact
+ * record (activity.h), which the commit also makes the change-feed entry's fields of.
+ */
 void respond_event(struct buf *out, const struct rules_result *res, const struct req_item *it,
                    int64_t cid, const char *rid, int64_t now_ms);
 

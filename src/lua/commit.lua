@@ -9,15 +9,18 @@
 --   partition of the org's change feed: key layout 2 gives it the customer's tag),
 --   n_set, (field, value)*, n_del, field*,
 --   n_claim, (mid_index_key, membership_id)*, n_release, (mid_index_key, membership_id)*,
---   n_events, (activity_type, activity_json)*
+--   n_events, (activity_type, activity_record)*
 -- and, always the last three: idem_key, idem_token, idem_ttl_ms (all '' when the request has
 -- no Idempotency-Key).
--- Each event is pushed on the customer's history (newest first, trimmed to history_max)
+-- Each event, the activity's compact record (src/activity.h, docs/CHANGE-FEED.md "History
+-- entries"), is pushed on the customer's history (newest first, trimmed to history_max)
 -- and appended to the customer's partition of the org's change feed (XADD, trimmed to
 -- about feed_max entries: the per-partition bound store_write.c computes from
--- --feed-max), in the same atomic step as the change itself; the feed entry (format 2)
--- carries the customer's version after the commit and the event's place among the
--- customer's events of this commit (customerVersion, seq: docs/CHANGE-FEED.md).
+-- --feed-max), in the same atomic step as the change itself; the feed entry (format 3)
+-- has the record's fields as stream fields, always the same ones in the same order (so
+-- Redis stores their names once per stream node), with the customer's version after the
+-- commit and the event's place among the customer's events of this commit
+-- (customerVersion, seq: docs/CHANGE-FEED.md).
 -- For each customer, atomically: the lock must still hold our token and the version must
 -- be the one read (else "FENCED": nothing written); every key it writes must have the
 -- expected type (else "BROKEN": nothing written, lock released; a write failing half-way
@@ -64,6 +67,17 @@ local function feed_usable(fk)
   return ok
 end
 --#include holds.lua
+-- The record's fields (struct.unpack formats of its variants 1 and 2: one-byte and
+-- four-byte lengths), read before anything is written: a record that does not read is
+-- "BROKEN" like a key of the wrong type (partnerd never sends one).
+local rec_fmt = {['\1'] = '>' .. string.rep('Bc0', 15), ['\2'] = '>' .. string.rep('I4c0', 15)}
+local function rec_fields(ev)
+  local fmt = rec_fmt[string.sub(ev, 1, 1)]
+  if not fmt then return nil end
+  local r = {pcall(struct.unpack, fmt, ev, 2)}
+  if not r[1] or r[17] ~= #ev + 1 then return nil end
+  return r
+end
 local now_ms = nil   -- Redis's clock, read when a holder must be checked
 for c = 1, n do
   local ck, lk, ver, cid, hk, feed = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
@@ -109,6 +123,12 @@ for c = 1, n do
     -- The history key's type is checked by its first LPUSH, made before any other write:
     -- on a key of another type it fails and writes nothing (redis.pcall: no abort).
     local hlen = 0
+    local recs = {}
+    for j = 0, nev - 1 do
+      if broken or not free then break end
+      recs[j] = rec_fields(ARGV[sev + 2 * j + 1])
+      if not recs[j] then broken = true end
+    end
     if not broken and free and nev > 0 then
       hlen = redis.pcall('LPUSH', hk, ARGV[sev + 1])
       if type(hlen) == 'table' then broken = true; hlen = 0 end
@@ -140,14 +160,20 @@ for c = 1, n do
         -- resolve.lua tells whether a commit whose reply was lost applied)
         redis.call('HSET', ck, 'v', nv, 'w', token, unpack(ARGV, sset, sset + 2 * nset - 1))
       end
-      -- feed format 2: each entry carries the customer's version after the commit and its
+      -- feed format 3: each entry carries the customer's version after the commit and its
       -- place among the commit's entries of the customer (seq 0, 1, ...): (customerVersion,
-      -- seq) orders one customer's entries (docs/CHANGE-FEED.md)
+      -- seq) orders one customer's entries (docs/CHANGE-FEED.md); then the record's fields
+      -- (r[2] is its type letter: the entry has the type's name)
       for j = 0, nev - 1 do
-        local typ, ev = ARGV[sev + 2 * j], ARGV[sev + 2 * j + 1]
-        if j > 0 then hlen = redis.call('LPUSH', hk, ev) end
-        redis.call('XADD', feed, 'MAXLEN', '~', fmax, '*', 'v', '2', 'type', typ, 'customerId', cid,
-                   'customerVersion', nv, 'seq', j, 'event', ev)
+        local typ, r = ARGV[sev + 2 * j], recs[j]
+        if j > 0 then hlen = redis.call('LPUSH', hk, ARGV[sev + 2 * j + 1]) end
+        redis.call('XADD', feed, 'MAXLEN', '~', fmax, '*', 'v', '3', 'type', typ, 'customerId', cid,
+                   'customerVersion', nv, 'seq', j, 'date', r[3], 'program', r[4],
+                   'updateType', r[5], 'requestId', r[6],
+                   'beforeMembershipId', r[7], 'beforeTierName', r[8], 'beforeTierExpiryDate', r[9],
+                   'beforeStartDate', r[10], 'beforeEndDate', r[11],
+                   'afterMembershipId', r[12], 'afterTierName', r[13], 'afterTierExpiryDate', r[14],
+                   'afterStartDate', r[15], 'afterEndDate', r[16])
       end
       if hlen > hmax then redis.call('LTRIM', hk, 0, hmax - 1) end
       if not keep then redis.call('DEL', lk) end

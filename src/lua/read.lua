@@ -31,11 +31,18 @@ if not cid then return {} end
 local ctag = tag_of_cid(cid)
 local ck = 'pp:{' .. ctag .. '}:c:' .. org .. ':' .. cid
 
--- The partnerProgramName of an activity (docs/CHANGE-FEED.md), found without decoding
--- the whole entry: the first '"partnerProgramName":' outside a string is the key (inside a
+-- The partnerProgramName of an activity (docs/CHANGE-FEED.md): of a compact record
+-- (src/activity.h: a variant byte 1 or 2, then length-prefixed fields), its third field;
+-- of a JSON entry (an older partnerd's), found without decoding the whole entry: the first '"partnerProgramName":' outside a string is the key (inside a
 -- JSON string every '"' is escaped), then its string value, decoded only when it holds
 -- an escape. nil when there is none.
 local function program_of(e)
+  local b = string.byte(e, 1)
+  if b == 1 or b == 2 then
+    local ok, _, _, p = pcall(struct.unpack, b == 1 and '>Bc0Bc0Bc0' or '>I4c0I4c0I4c0', e, 2)
+    if ok then return p end
+    return nil
+  end
   local _, f = string.find(e, '"partnerProgramName":', 1, true)
   if not f then return nil end
   local p = f + 1

@@ -23,6 +23,7 @@ import traceback
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 sys.path.insert(0, os.path.join(TOP, "bench"))
+import activity  # noqa: E402  (the stored forms of an activity, read back as its JSON)
 import harness  # noqa: E402
 import keys  # noqa: E402
 from harness import ACME, Stack, free_port  # noqa: E402
@@ -123,9 +124,13 @@ def state(stack, c):
     pid = stack.pid("AcmeAir")
     m = harness.decode_membership(r("HGET", ck, keys.membership_field(pid)))
     v = int(r("HGET", ck, "v"))
-    hist = [json.loads(x) for x in r("LRANGE", hk, 0, -1)]
+    hist = [activity.load(x, c["id"]) for x in r("LRANGE", hk, 0, -1)]
     feed = [dict(zip(f[0::2], f[1::2])) for _, f in r("XRANGE", keys.feed_of("acme", c["id"]), "-", "+")]
     feed = [{k.decode(): x.decode() for k, x in f.items()} for f in feed if f[b"customerId"] == str(c["id"]).encode()]
+    # each entry as its format's common part and its activity (format 3: from its fields,
+    # formats 1 and 2: its event JSON; docs/CHANGE-FEED.md)
+    feed = [dict({k: f[k] for k in ("v", "type", "customerId", "customerVersion", "seq") if k in f},
+                 event=activity.from_feed(f)) for f in feed]
     return m, v, hist, feed
 
 
@@ -200,11 +205,13 @@ def test_the_same_updates_store_the_same(both):
         assert list(x) == list(y)                    # the same keys in the same order
     for x, y in zip(fa[-3:], fb[-3:]):
         assert list(x) == list(y)
-        assert x["v"] == y["v"] == "2" and x["type"] == y["type"] == "UPDATE" and x["seq"] == y["seq"]
+        # partnerd writes feed format 3, the peer (bench/peer/) still format 2: the same
+        # activity either way
+        assert x["v"] == "3" and y["v"] == "2" and x["type"] == y["type"] == "UPDATE" and x["seq"] == y["seq"]
         assert int(y["customerVersion"]) - vb0 == int(x["customerVersion"]) - va0
-        assert neutral_event(json.loads(y["event"]), b, mb) == neutral_event(json.loads(x["event"]), a, ma)
-    # the activity JSON is stored alike in the history and the feed
-    assert json.loads(fb[-1]["event"]) == hb[0]
+        assert neutral_event(y["event"], b, mb) == neutral_event(x["event"], a, ma)
+    # the activity is stored alike in the history and the feed
+    assert fb[-1]["event"] == hb[0] and fa[-1]["event"] == ha[0]
     rc, out, err = stack.ctl("check", "--org", "acme")
     assert rc == 0, out + err
 

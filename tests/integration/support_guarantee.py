@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 
+import activity
 import harness
 import keys
 
@@ -584,7 +585,7 @@ def wait_health(client, secs=10.0):
 def history(stack, cid, org=ORG):
     """The customer's activities, OLDEST first."""
     raw = stack.redis("LRANGE", keys.hist(org, cid), 0, -1)
-    return [json.loads(x) for x in reversed(raw)]
+    return [activity.load(x, cid) for x in reversed(raw)]
 
 
 def memberships(stack, cid, org=ORG):

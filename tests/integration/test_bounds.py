@@ -11,6 +11,7 @@ import json
 import os
 import time
 
+import activity
 import keys
 from harness import ACME, HEALTH
 from helpers import assert_code, assert_codes, assert_error, by_mobile, item, link1, unchanged
@@ -224,7 +225,7 @@ def test_bounds_history_read_reads_only_its_page_of_a_huge_history_and_the_worke
     _, st = delink1(stack, by_mobile(c), "AcmeAir")
     assert_codes(st, [200])
     key = keys.hist("acme", c["id"])
-    newest = [json.loads(x) for x in stack.redis("LRANGE", key, 0, -1)]
+    newest = [activity.load(x, c["id"]) for x in stack.redis("LRANGE", key, 0, -1)]
     # Older than the history's trim (--history-max 100): 5000 activities of ~20 KB, as an
     # old partnerd without field limits stored them (~100 MB).
     big = dict(newest[1], partnerProgramName="AcmeShop")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 
+import activity as actrec
 import harness
 import keys
 from helpers import assert_codes, by_mobile, item, link1
@@ -70,7 +71,7 @@ def hkey(cid):
 
 
 def history(stack, cid):
-    return [json.loads(x) for x in stack.redis("LRANGE", hkey(cid), 0, -1)]
+    return [actrec.load(x, cid) for x in stack.redis("LRANGE", hkey(cid), 0, -1)]
 
 
 def enc(obj):
@@ -252,7 +253,7 @@ def test_check_reports_a_membership_without_activity_unless_the_history_may_be_t
         assert_codes(st, [200])
     with planted(stack, hkey(cid)):
         oldest = stack.redis("LINDEX", hkey(cid), -1)
-        assert json.loads(oldest)["partnerProgramName"] == "AcmeAir"
+        assert actrec.load(oldest, cid)["partnerProgramName"] == "AcmeAir"
         stack.redis("LREM", hkey(cid), 1, oldest)
         viol = expect_violation(stack, 'org acme: customer %d: program "AcmeAir": the customer holds a '
                                 'membership but its history (2 entries, not trimmed) has no activity' % cid)
@@ -347,7 +348,7 @@ def test_check_reports_change_feed_entries_that_break_the_format(stack):
     assert stack.redis("TYPE", fkey) == "stream"
     good = ["v", "1", "type", "LINK", "customerId", str(cid), "event", enc(ev)]
     cases = [
-        (["v", "3"] + good[2:], "has a version v that is not 1 or 2"),
+        (["v", "4"] + good[2:], "has a version v that is not 1, 2 or 3"),
         (["v", "2"] + good[2:], "does not have exactly the fields v, type, customerId, customerVersion, seq, event"),
         (good[:6] + ["seq", "0"] + good[6:], "does not have exactly the fields v, type, customerId, event"),
         (good[:2] + ["type", "UPDATE"] + good[4:], "has a type that is not the event's (valid) activityType"),
@@ -364,9 +365,9 @@ def test_check_reports_change_feed_entries_that_break_the_format(stack):
             expect_violation(stack, "org acme: customer", text, "change feed %s entry" % fkey)
         expect_clean(stack)
     with planted(stack, fkey):
-        stack.redis("XADD", fkey, "*", *(["v", "3"] + good[2:]))
+        stack.redis("XADD", fkey, "*", *(["v", "4"] + good[2:]))
         expect_violation(stack, 'org acme: customer %d: program "AcmeShop": change feed' % cid,
-                         "has a version v that is not 1 or 2")
+                         "has a version v that is not 1, 2 or 3")
     expect_clean(stack)
     with planted(stack, fkey):
         stack.redis("DEL", fkey)
@@ -484,6 +485,88 @@ def test_check_reports_each_misplaced_entry_of_a_big_bucket_once(stack):
             hits = [l for l in viol if "%s: entry \"%s\" is in bucket 0," % (bucket, v) in l]
             assert len(hits) == 1, (v, hits)
         assert len([l for l in viol if "%s: entry" % bucket in l]) == len(values)
+def test_check_accepts_feed_entries_of_format_3_and_reports_one_that_breaks_it(stack):
+    # format 3 (docs/CHANGE-FEED.md): the activity's values as fields, always the same
+    # fields in the same order; partnerd writes it
+    c = linked(stack, item("AcmeShop", stack.uid()))
+    cid = c["id"]
+    fkey = keys.feed_of("acme", cid)
+    expect_clean(stack)
+    (_, raw), = stack.redis("XREVRANGE", fkey, "+", "-", "COUNT", 1)
+    f = [x.decode() for x in raw]
+    assert f[0::2] == actrec.FEED3 and f[1] == "3", f
+    ver = int(stack.redis("HGET", ckey(cid), "v"))
+
+    def at(name, value, g=None):
+        g = list(g or f)
+        g[2 * actrec.FEED3.index(name) + 1] = value
+        return g
+    with planted(stack, fkey):
+        stack.redis("XADD", fkey, "*", *at("customerVersion", str(ver + 1)))
+        stack.redis("XADD", fkey, "*", *at("afterEndDate", "-62135596800000",
+                                           at("beforeMembershipId", "m0", at("customerVersion", str(ver + 2)))))
+        expect_clean(stack)
+    swapped = f[:10] + f[12:14] + f[10:12] + f[14:]
+    cases = [
+        (swapped, "does not have exactly the fields of format 3, in their order"),
+        (f[:-2], "does not have exactly the fields of format 3, in their order"),
+        (f + ["event", "{}"], "does not have exactly the fields of format 3, in their order"),
+        (at("type", "LINKED"), "has no valid type"),
+        (at("date", ""), "has a date that is not epoch milliseconds in range"),
+        (at("date", "1e12"), "has a date that is not epoch milliseconds in range"),
+        (at("date", "253402300800000"), "has a date that is not epoch milliseconds in range"),
+        (at("program", ""), "has an empty program"),
+        (at("afterStartDate", "x"), "has a before or after date that is not epoch milliseconds in range"),
+        (at("beforeEndDate", "1.5"), "has a before or after date that is not epoch milliseconds in range"),
+        (at("customerId", "x1"), "has a customerId that is not a customer id"),
+        (at("customerVersion", "0"), "has a customerVersion that is not a positive integer"),
+        (at("seq", "-1"), "has a seq that is not an integer 0 or more"),
+    ]
+    for fields, text in cases:
+        with planted(stack, fkey):
+            stack.redis("XADD", fkey, "*", *fields)
+            expect_violation(stack, "org acme: customer", "change feed %s entry" % fkey, text)
+        expect_clean(stack)
+    # and the order of one customer's entries, as for format 2
+    with planted(stack, fkey):
+        stack.redis("XADD", fkey, "*", *at("customerVersion", str(ver - 1) if ver > 1 else "1"))
+        expect_violation(stack, "org acme: customer %d: change feed %s entry" % (cid, fkey),
+                         "have increasing customerVersion, then seq")
+
+
+def test_check_reports_history_records_that_do_not_read(stack):
+    # a history entry is a compact record (docs/CHANGE-FEED.md "History entries") or the
+    # JSON object of an older partnerd: check reads both, and says what is wrong with a record
+    c = linked(stack, item("AcmeShop", stack.uid()))
+    cid = c["id"]
+    newest = stack.redis("LINDEX", hkey(cid), 0)
+    assert actrec.is_record(newest), newest
+    a = actrec.load(newest, cid)
+    f = actrec.record_fields(newest)
+    good = actrec.record("LINK", int(f[1]), "AcmeShop", "r-1", after=tuple(f[10:15]))
+    assert actrec.load(good, cid) == dict(a, requestId="r-1")
+    with planted(stack, hkey(cid)):
+        stack.redis("LSET", hkey(cid), 0, good)
+        stack.redis("RPUSH", hkey(cid), enc(dict(a, requestId="old-json")))   # an older partnerd's
+        expect_clean(stack)
+    cases = [
+        (good[:-1], "is a truncated activity record"),
+        (good + b"x", "is an activity record with bytes after its fields"),
+        (b"\x01\x01X" + good[3:], "is an activity record of no known type"),
+        (actrec.record("LINK", "x", "AcmeShop", "r-1", after=tuple(f[10:15])),
+         "is an activity record with a date that is not epoch milliseconds in range"),
+        (actrec.record("LINK", int(f[1]), "", "r-1", after=tuple(f[10:15])),
+         "is an activity record without its date or program"),
+        (actrec.record("LINK", int(f[1]), "NoSuchProgram", "r-1", after=tuple(f[10:15])),
+         "names no program of the org"),
+    ]
+    for bad, text in cases:
+        with planted(stack, hkey(cid)):
+            stack.redis("RPUSH", hkey(cid), bad)        # the oldest entry: matching unaffected
+            expect_violation(stack, "org acme: customer %d" % cid, "history entry 1", text)
+        expect_clean(stack)
+
+
 def test_check_accepts_feed_entries_of_format_1_and_2_and_reports_a_malformed_version(stack):
     # format 2 (customerVersion, seq: docs/CHANGE-FEED.md) and format 1, which partnerctl
     # migrate carries over from before, are both valid, side by side

@@ -32,6 +32,7 @@ import threading
 import time
 
 import cluster as clusterlib
+import activity
 import harness
 import keys as layout
 from harness import LINK
@@ -148,7 +149,7 @@ class Load:
 def _history_rids(s, cid):
     out = {}
     for raw in s.redis("LRANGE", layout.hist("acme", cid), 0, -1):
-        a = json.loads(raw)
+        a = activity.load(raw, cid)
         out[a.get("requestId")] = a.get("activityType")
     return out
 
@@ -165,7 +166,7 @@ def _compare(s, custs, recs):
                 hist[rid] = (c["id"], typ)
     fd = {}
     for _, f in feed(s):
-        ev = json.loads(f["event"])
+        ev = activity.from_feed(f)
         if ev.get("requestId") in ours:
             fd[ev["requestId"]] = (int(f["customerId"]), f["type"])
     for rid, (cid, typ) in hist.items():

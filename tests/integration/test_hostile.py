@@ -15,6 +15,7 @@ requests whose fields are of the wrong type or form (HTTP 200; the item codes
 
 import json
 
+import activity
 import harness
 import keys
 from harness import ACME, HEALTH, LINK, Stack
@@ -460,7 +461,7 @@ def _t(stack):
     assert 1 <= len(got) <= 128, "X-Request-Id echoed with %d chars" % len(got)
     assert all(0x20 < ord(ch) < 0x7f for ch in got), repr(got)
     assert got == rid[:len(got)], "echo %r is not a prefix of the sent id" % got[:40]
-    acts = json.loads(stack.redis("LINDEX", keys.hist("acme", c["id"]), 0))
+    acts = activity.load(stack.redis("LINDEX", keys.hist("acme", c["id"]), 0), c["id"])
     assert acts["requestId"] == got, (acts["requestId"], got)
 
 

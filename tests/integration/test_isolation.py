@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 
+import activity
 import harness
 import keys
 from harness import LINK, Stack
@@ -273,7 +274,7 @@ def test_isolation_change_feed_of_org_b_gets_only_org_b_events(stack):
     _, st = link1(stack, {"id": cid}, item("SharedPlain", mid), auth=ISOB)
     assert_codes(st, [200])
     assert feed(stack, "isoa") == a_feed, "org B's link appeared in org A's feed"
-    events = [json.loads(f["event"]) for _, f in feed(stack, "isob")]
+    events = [activity.from_feed(f) for _, f in feed(stack, "isob")]
     assert any(e.get("after") and e["after"]["partnerMembershipId"] == mid for e in events), events[-3:]
 
 

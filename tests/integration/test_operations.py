@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 
+import activity
 import keys
 from harness import ACME, LINK, Stack, basic
 from helpers import assert_error, by_mobile, entry, item
@@ -299,7 +300,7 @@ def _delink_body(c, program):
 def _history(st, cid):
     """The customer's activities, oldest first, as (activityType, requestId)."""
     return [(e["activityType"], e["requestId"]) for e in
-            (json.loads(x) for x in reversed(st.redis("LRANGE", keys.hist("acme", cid), 0, -1)))]
+            (activity.load(x, cid) for x in reversed(st.redis("LRANGE", keys.hist("acme", cid), 0, -1)))]
 
 
 @contextlib.contextmanager
