@@ -30,6 +30,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import harness  # noqa: E402  (b36: the stored membership's time encoding)
 import keys  # noqa: E402  (partnerd's key names, read from src/keys.h)
+import activity  # noqa: E402  (partnerd's stored history records, read back as activity JSON)
 from harness import Redis, free_port  # noqa: E402  (a RESP client and free ports)
 
 BENCH = os.path.join(TOP, "bench")
@@ -952,8 +953,9 @@ def verify_peer(st, args, results, base):
         if shape_pd is None:
             # partnerd's newest activity of the same customer, when it is an update too
             pd_head = st.r("LINDEX", keys.hist(ORG, cid), 0)
-            if pd_head is not None and json.loads(pd_head).get("activityType") == "UPDATE":
-                shape_peer, shape_pd = _shape(head), _shape(json.loads(pd_head))
+            pd_act = activity.load(pd_head, cid) if pd_head is not None else None
+            if pd_act is not None and pd_act.get("activityType") == "UPDATE":
+                shape_peer, shape_pd = _shape(head), _shape(pd_act)
     ok &= checked > 0 and bad == 0
     lines.append("%d sampled customers updated by the peer: %d with tier, expiry and history head that do not agree"
                  % (checked, bad))

@@ -26,6 +26,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import keys  # noqa: E402  (partnerd's key names, read from src/keys.h)
+import activity  # noqa: E402  (the compact activity record partnerd's commit takes)
 from harness import Redis, free_port  # noqa: E402
 
 N = 20000
@@ -58,13 +59,10 @@ def loader_names(lo, hi):
 
 
 PROG = '{"pid":1,"type":"EXTERNAL","tiers":["Bronze","Silver","Gold"],"cycle":null,"expiresAt":null}'
-VALUES = {"partnerMembershipId": "P1-000001", "partnerTierName": "Silver",
-          "partnerTierExpiryDate": "2034-02-01T10:00:00.000Z",
-          "membershipStartDate": "2023-11-14T22:13:20.000Z", "membershipEndDate": None}
-EVENT = json.dumps({"activityType": "UPDATE", "activityDate": "2026-11-23T07:28:26.000Z",
-                    "partnerProgramName": "UpdProg", "updateType": "RENEWAL", "before": VALUES,
-                    "after": VALUES, "requestId": "0123456789abcdef0123456789abcdef", "customerId": 1},
-                   separators=(",", ":"))
+# the activity as partnerd's commit takes it: a compact record (src/activity.h)
+_V = ("P1-000001", "Silver", 2022062400000, 1700000000000, None)
+EVENT = activity.record("UPDATE", 1795000106000, "UpdProg", "0123456789abcdef0123456789abcdef",
+                        update_type="RENEWAL", before=_V, after=_V)
 
 
 def lua_text(lua_dir, name):
