@@ -286,12 +286,18 @@ def _sid(s):
 
 # ---------------------------------------------------------------- partnerctl check
 
-def check_passes(stack, org=None):
+def check_passes(stack, org=None, stale=0):
     """partnerctl check exits 0 and reports no violation (every key it finds, the history
-    :h and change-feed :feed keys included, is in the documented key space)."""
+    :h and change-feed :feed keys included, is in the documented key space), and exactly
+    `stale` stale claims (on a cluster, claims of commits that did not complete: not
+    violations). Returns the STALE CLAIM lines."""
     args = ["check"] + (["--org", org] if org else [])
     rc, out, err = stack.ctl(*args)
     text = out + err
     bad = [l for l in text.splitlines() if "VIOLATION" in l]
     assert not bad, "partnerctl check reports:\n" + "\n".join(bad[:20])
     assert rc == 0, "partnerctl check exited %d:\n%s" % (rc, text)
+    stale_lines = [l for l in text.splitlines() if l.startswith("STALE CLAIM: ")]
+    assert len(stale_lines) == stale, "partnerctl check: %d stale claims, %d expected:\n%s" % (
+        len(stale_lines), stale, text)
+    return stale_lines
