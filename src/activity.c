@@ -34,6 +34,12 @@ enc_date(struct enc *e, int k, int64_t ms)
 		enc_str(e, k, NULL, 0);
 		return;
 	}
+	/* as dates_format shows it: a date out of range (only in data written by other means)
+	 * is clamped, so that the record still reads back */
+	if (ms < DATES_MIN_MS)
+		ms = DATES_MIN_MS;
+	else if (ms > DATES_MAX_MS)
+		ms = DATES_MAX_MS;
 	u = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
 	do {
 		*--d = (char)('0' + u % 10);

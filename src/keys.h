@@ -65,7 +65,8 @@
 /* STRING: the customer's lock token, PX expiry; set by begin.lua, deleted by commit.lua
  * and resolve.lua. TAG: of the CID. */
 #define KEYS_LOCK_FMT       "pp:{%s}:lock:%s:%lld" /* TAG, ORG, CID */
-/* LIST: the customer's history, newest first (activity JSON); commit.lua. TAG: of the CID. */
+/* LIST: the customer's history, newest first (compact activity records, activity.h; JSON
+ * objects of an older partnerd); commit.lua. TAG: of the CID. */
 #define KEYS_HIST_FMT       "pp:{%s}:h:%s:%lld"    /* TAG, ORG, CID */
 /* STREAM: one partition of the org's change feed: the entries of the customers whose
  * layout_part_of_cid has this TAG, in commit order; commit.lua. */

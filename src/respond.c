@@ -1,5 +1,5 @@
 /*
- * respond: the write routes' response body and their events, as JSON text (respond.h).
+ * respond: the write routes' response body, as JSON text, and their events (respond.h).
  * The response is written as text (jout.h): a json-c tree cost more than the rules. The
  * events are compact records (activity.h).
  */

@@ -66,8 +66,8 @@ struct store_read_result {
 	 * arena, or NULL when there are none) */
 	struct store_program_def *programs;
 	size_t nprograms;
-	/* STORE_READ_HISTORY: the page's entries (JSON texts) and the number
-	 * of entries that match (read.lua) */
+	/* STORE_READ_HISTORY: the page's entries (compact records, or JSON of an older
+	 * partnerd) and the number of entries that match (read.lua) */
 	struct store_text *page;
 	size_t npage;
 	int64_t total;

@@ -89,7 +89,8 @@ struct store_idem {
 	int ttl_ms;                     /* the claim's expiry while running, renewed by commits */
 };
 
-/* A history entry / change-feed event: its type and JSON text (at off in event_text). */
+/* A history entry / change-feed event: its type and compact record (activity.h; at off in
+ * event_text). */
 struct store_event {
 	const char *type;
 	size_t off, len;

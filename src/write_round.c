@@ -194,7 +194,7 @@ decide_round(enum req_kind kind, struct round *rd, int64_t now_ms)
 
 /*
  * The history entries / change-feed events of lk's applied items, in request order, as
- * JSON texts appended to text, described in ev (from *nev on).
+ * compact records (activity.h) appended to text, described in ev (from *nev on).
  */
 static size_t
 add_events(struct buf *text, struct store_event *ev, size_t *nev, const struct locked *lk,

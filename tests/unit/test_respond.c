@@ -138,6 +138,22 @@ int main(void)
 		buf_free(&j);
 		buf_free(&b);
 	}
+	TEST("a date out of range (data written by other means) is clamped, so the record still reads back") {
+		char mid[] = "M1";
+		struct rules_result r = { .code = 200, .event = EV_DELINK, .has_before = 1,
+		                          .before = { mid, 2, NULL, 0, INT64_C(-99999999999999999), 0,
+		                                      INT64_C(999999999999999999) } };
+
+		buf_init(&b, (size_t)-1);
+		respond_event(&b, &r, &req.entries[0].items[0], 7, "r", 0);
+		CHECK_EQ_INT(activity_decode(b.p, b.len, &rec_, &why), 0);
+		buf_init(&j, (size_t)-1);
+		CHECK_EQ_INT(activity_render(&j, &rec_, 7), 0);
+		CHECK(strstr(j.p, "\"partnerTierExpiryDate\":\"0001-01-01T00:00:00.000Z\"") != NULL);
+		CHECK(strstr(j.p, "\"membershipEndDate\":\"9999-12-31T23:59:59.999Z\"") != NULL);
+		buf_free(&j);
+		buf_free(&b);
+	}
 	TEST("a value over 255 bytes (stored before the limits) makes a record of 4-byte lengths; control bytes and quotes survive") {
 		char big[300], tier[] = "T\"\x01\\";
 		struct rules_result r = { .code = 200, .event = EV_RELINK_SCHEDULED, .has_before = 1, .has_after = 1,
