@@ -8,8 +8,10 @@
 
 #include <sodium.h>
 
+#include "clock.h"
 #include "keys.h"
 #include "layout.h"
+#include "store_memo.h"
 #include "store_round.h"
 #include "store_write.h"
 #include "testfault.h"
@@ -429,7 +431,8 @@ store_commit_resolve(struct store *st, const char *org, const char *token,
  *              holder no longer holds it, under the holder's lock]  B. commit each slot's
  *              customers (commit.lua, no index or idem work in it)  [C. release the ids a
  *              delink gave up, under the customer's lock kept by B; D. unlock]
- * Updates cost 3 rounds, links 4, delinks 5; single Redis keeps its 2.
+ * Updates cost 3 rounds, links 4, delinks 5 (one fewer when partnerd's memo, store_memo.h,
+ * has every entry's customer and the programs: no round 1); single Redis keeps its 2.
  */
 
 /* The program id of a stored definition ({"pid":N,...}), or -1. */
@@ -451,6 +454,7 @@ struct cbegin_ent {
 	size_t first_op;                /* round 1: its first lookup */
 	size_t lock_op, lock_at;        /* round 2: its partition's begin call + 1, its place in it */
 	size_t holder_op;               /* round 2: its items' holder lookups start here */
+	int memo;                       /* found in partnerd's memo: no lookup in round 1 */
 };
 
 /* One begin on a cluster: the request, its answer, and the rounds' state. */
@@ -464,27 +468,85 @@ struct cbegin {
 	size_t nnames, nitems;
 	size_t *name_of;                /* per item (flattened): its index in names, or -1 */
 	size_t rate_op, progs_op;       /* round 1's rate window and program calls, or -1 */
+	const char **def;               /* per name: its definition (memo's copy or round 1's reply,
+	                                 * both in the reply arena), or NULL */
+	size_t *def_len;
+	struct store_memo *memo;        /* the process's (store_memo.h) */
+	int64_t now_ms;
 	char key[160];
 };
 
-/* The stored definition of item j (flattened) from round 1, or NULL. */
-static const redisReply *
-cb_def(const struct cbegin *b, size_t j)
+/* The stored definition of item j (flattened), or NULL; its length in *len. */
+static const char *
+cb_def(const struct cbegin *b, size_t j, size_t *len)
 {
-	const redisReply *d;
-
-	if (b->name_of[j] == (size_t)-1 || b->progs_op == (size_t)-1)
+	if (b->name_of[j] == (size_t)-1 || b->def[b->name_of[j]] == NULL)
 		return NULL;
-	d = b->r1.rep[b->progs_op]->element[b->name_of[j]];
-	return d->type == REDIS_REPLY_STRING ? d : NULL;
+	*len = b->def_len[b->name_of[j]];
+	return b->def[b->name_of[j]];
 }
 
 /* Whether item it of entry i (its definition d) has its membership id's holder looked up. */
 static int
-cb_wants_holder(const struct cbegin *b, size_t i, const struct req_item *it, const redisReply *d)
+cb_wants_holder(const struct cbegin *b, size_t i, const struct req_item *it, const char *d, size_t dlen)
 {
 	return b->ce[i].state == 0 && b->rq->kind == REQ_LINK && it->mid.st == F_OK && d != NULL &&
-	       def_pid(d->str, d->len) >= 0;
+	       def_pid(d, dlen) >= 0;
+}
+
+/* Entry i's customer from partnerd's memo when every identifier of it is there and they
+ * agree (an id given as such agrees with itself): 1, else 0. */
+static int
+cb_from_memo(struct cbegin *b, size_t i)
+{
+	const struct store_begin_in *in = b->rq->entries[i];
+	int64_t cid = 0, c;
+	size_t k;
+
+	for (k = 0; k < in->nidents; k++) {
+		if (in->kind[k] == STORE_IDENT_ID) {
+			char *end;
+
+			c = strtoll(in->val[k], &end, 10);
+			if (end != in->val[k] + in->len[k])
+				return 0;
+		} else {
+			c = store_memo_cid(b->memo, b->rq->org, in->kind[k], in->val[k], in->len[k]);
+		}
+		if (c <= 0 || (cid != 0 && c != cid))
+			return 0;
+		cid = c;
+	}
+	if (cid == 0)
+		return 0;
+	b->ce[i].memo = 1;
+	b->ce[i].cid = cid;
+	snprintf(b->ce[i].cidtext, sizeof(b->ce[i].cidtext), "%lld", (long long)cid);
+	return 1;
+}
+
+/* Entry i's identifiers into (put 1) or out of (put 0) partnerd's memo. */
+static void
+cb_memo_idents(struct cbegin *b, size_t i, int put)
+{
+	const struct store_begin_in *in = b->rq->entries[i];
+	size_t k;
+
+	for (k = 0; k < in->nidents; k++) {
+		if (in->kind[k] == STORE_IDENT_ID)
+			continue;
+		if (put)
+			store_memo_put_cid(b->memo, b->rq->org, in->kind[k], in->val[k], in->len[k], b->ce[i].cid);
+		else
+			store_memo_drop_cid(b->memo, b->rq->org, in->kind[k], in->val[k], in->len[k]);
+	}
+}
+
+/* store_alloc for store_memo_def: valid as long as the replies (the write round). */
+static void *
+cb_alloc(void *st, size_t n)
+{
+	return store_alloc(st, n);
 }
 
 /* Round 1's calls: the rate window, the programs named, every identifier. */
@@ -526,9 +588,19 @@ cb_identify_calls(struct cbegin *b)
 			b->name_of[j] = m;
 		}
 	}
-	if (b->nnames > 0) {
+	b->def = xcalloc(b->nnames ? b->nnames : 1, sizeof(*b->def));
+	b->def_len = xcalloc(b->nnames ? b->nnames : 1, sizeof(*b->def_len));
+	for (k = 0; k < b->nnames; k++) {
+		b->def[k] = store_memo_def(b->memo, rq->org, b->names[k], strlen(b->names[k]), b->now_ms,
+		                           &b->def_len[k], cb_alloc, b->st);
+		if (b->def[k] == NULL)
+			break;
+	}
+	if (k < b->nnames) {
+		/* one not in the memo, or too old: all of them read again */
 		struct store_argv *a;
 
+		memset(b->def, 0, b->nnames * sizeof(*b->def));
 		snprintf(b->key, sizeof(b->key), KEYS_PROGS_FMT, rq->org);
 		b->progs_op = b->r1.n;
 		a = store_round_add(&b->r1, -1, b->key);
@@ -541,6 +613,8 @@ cb_identify_calls(struct cbegin *b)
 		const struct store_begin_in *in = rq->entries[i];
 
 		b->ce[i].first_op = b->r1.n;
+		if (cb_from_memo(b, i))
+			continue;
 		for (k = 0; k < in->nidents; k++) {
 			struct store_argv *a;
 
@@ -575,6 +649,8 @@ cb_identified(struct cbegin *b)
 		const char *cid = NULL;
 		int missing = 0, differ = 0;
 
+		if (ce->memo)
+			continue;
 		for (k = 0; k < in->nidents; k++) {
 			const redisReply *x = b->r1.rep[ce->first_op + k];
 			const char *c = NULL;
@@ -607,6 +683,8 @@ cb_identified(struct cbegin *b)
 			ce->state = 2;
 		else
 			ce->cid = strtoll(ce->cidtext, NULL, 10);
+		if (ce->state == 0)
+			cb_memo_idents(b, i, 1);
 	}
 }
 
@@ -684,13 +762,14 @@ cb_lock_calls(struct cbegin *b)
 		b->ce[i].holder_op = b->r2.n;
 		for (k = 0; k < e->nitems; k++, j++) {
 			const struct req_item *it = &e->items[k];
-			const redisReply *d = cb_def(b, j);
+			size_t dlen = 0;
+			const char *d = cb_def(b, j, &dlen);
 			struct store_argv *a;
 
-			if (!cb_wants_holder(b, i, it, d))
+			if (!cb_wants_holder(b, i, it, d, dlen))
 				continue;
 			snprintf(b->key, sizeof(b->key), KEYS_MID_FMT, layout_tag_of(it->mid.s.p, it->mid.s.len), rq->org,
-			         def_pid(d->str, d->len));
+			         def_pid(d, dlen));
 			a = store_round_add(&b->r2, -1, b->key);
 			store_argv_add(a, "HGET", 4);
 			store_argv_addcopy(a, b->key, strlen(b->key));
@@ -706,8 +785,9 @@ cb_lock_calls(struct cbegin *b)
  * busy one.
  */
 static void
-cb_recheck(struct cbegin *b, const struct store_begin_in *in, struct store_begin_out *o)
+cb_recheck(struct cbegin *b, size_t i, struct store_begin_out *o)
 {
+	const struct store_begin_in *in = b->rq->entries[i];
 	struct store_argv *a;
 	size_t k;
 
@@ -720,6 +800,7 @@ cb_recheck(struct cbegin *b, const struct store_begin_in *in, struct store_begin
 	}
 	if (k == in->nidents)
 		return;
+	cb_memo_idents(b, i, 0);
 	for (k = 0; k < 4; k++) {
 		free(o->ident[k]);
 		o->ident[k] = NULL;
@@ -764,13 +845,14 @@ cb_entry_status(struct cbegin *b, size_t i, struct store_begin_out *o)
 	} else if (strcmp(status, "BUSY") == 0) {
 		o->status = STORE_BEGIN_BUSY;
 	} else if (strcmp(status, "NOTFOUND") == 0) {
-		o->status = STORE_BEGIN_NOT_FOUND;      /* deleted since round 1 */
+		o->status = STORE_BEGIN_NOT_FOUND;      /* deleted since round 1 (or the memo's) */
+		cb_memo_idents(b, i, 0);
 	} else {
 		o->status = STORE_BEGIN_UNREADABLE;
 		o->oom = x->elements > 1 && x->element[1]->type == REDIS_REPLY_STRING && is_oom(x->element[1]->str);
 	}
 	if (o->status == STORE_BEGIN_LOCKED && !o->bad_snapshot)
-		cb_recheck(b, b->rq->entries[i], o);
+		cb_recheck(b, i, o);
 	return 0;
 }
 
@@ -796,13 +878,15 @@ cb_answers(struct cbegin *b)
 			continue;
 		}
 		for (k = 0; k < e->nitems; k++, j++) {
-			const redisReply *d = cb_def(b, j), *h;
+			size_t dlen = 0;
+			const char *d = cb_def(b, j, &dlen);
+			const redisReply *h;
 
 			if (d == NULL)
 				continue;
-			o->items[k].def = d->str;
-			o->items[k].def_len = d->len;
-			if (!cb_wants_holder(b, i, &e->items[k], d))
+			o->items[k].def = d;
+			o->items[k].def_len = dlen;
+			if (!cb_wants_holder(b, i, &e->items[k], d, dlen))
 				continue;
 			h = b->r2.rep[hop++];
 			if (h->type == REDIS_REPLY_STRING)
@@ -881,6 +965,8 @@ begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_b
 	b.ce = xcalloc(rq->n ? rq->n : 1, sizeof(*b.ce));
 	b.name_of = xcalloc(b.nitems ? b.nitems : 1, sizeof(*b.name_of));
 	b.names = xcalloc(b.nitems ? b.nitems : 1, sizeof(*b.names));
+	b.memo = store_memo_shared();
+	b.now_ms = mono_ms();
 
 	cb_identify_calls(&b);
 	if (store_round_run(st, &b.r1) != 0)
@@ -899,9 +985,20 @@ begin_cluster(struct store *st, const struct store_begin_req *rq, struct store_b
 		if (x->type == REDIS_REPLY_ERROR)
 			goto out;
 	}
-	if (b.progs_op != (size_t)-1 && (b.r1.rep[b.progs_op]->type != REDIS_REPLY_ARRAY ||
-	                                 b.r1.rep[b.progs_op]->elements != b.nnames))
-		goto out;
+	if (b.progs_op != (size_t)-1) {
+		const redisReply *x = b.r1.rep[b.progs_op];
+
+		if (x->type != REDIS_REPLY_ARRAY || x->elements != b.nnames)
+			goto out;
+		for (k = 0; k < b.nnames; k++) {
+			if (x->element[k]->type != REDIS_REPLY_STRING)
+				continue;       /* no such program: looked up again next time */
+			b.def[k] = x->element[k]->str;
+			b.def_len[k] = x->element[k]->len;
+			store_memo_put_def(b.memo, rq->org, b.names[k], strlen(b.names[k]), b.def[k], b.def_len[k],
+			                   b.now_ms);
+		}
+	}
 	cb_identified(&b);
 	cb_lock_calls(&b);
 	if (store_round_run(st, &b.r2) != 0)
@@ -922,6 +1019,8 @@ out:
 		free((char *)b.names[k]);
 	free(b.names);
 	free(b.name_of);
+	free(b.def);
+	free(b.def_len);
 	free(b.ce);
 	store_round_free(&b.r1);
 	store_round_free(&b.r2);

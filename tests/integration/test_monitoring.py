@@ -183,7 +183,7 @@ def _rounds(stack):
 def test_writes_make_their_round_trips_at_any_batch_size(stack):
     """docs/CONSISTENCY.md: an uncontended write makes 2 Redis round trips on one Redis,
     whatever the number of customers in it; on a cluster (PARTNERD_TEST_CLUSTER=1) an
-    update 3, a link 4 and a delink 5 rounds."""
+    update 3, a link 4 and a delink 5 rounds, one fewer when partnerd's memo has them."""
     from support_model import post_delink, post_update, dentry, uentry, upd
     cluster = getattr(stack, "cluster", None) is not None
     want = {"linkCustomer": 4, "customerPartnerProgramUpdate": 3, "deLinkCustomer": 5} if cluster else \
@@ -206,4 +206,7 @@ def test_writes_make_their_round_trips_at_any_batch_size(stack):
             codes = re.findall(r"'code': (\d+)", str(body))
             assert set(codes) <= {"200", "1000"}, "%s: %s" % (route, body)
             got = _rounds(stack).get(route, 0) - before
-            assert got == want[route], "%s of %d customers: %d round trips, want %d" % (route, n, got, want[route])
+            # on a cluster a partnerd that met these customers and read the programs less than
+            # a second ago skips the identify round (docs/CONSISTENCY.md "The memo")
+            ok = (want[route] - 1, want[route]) if cluster else (want[route],)
+            assert got in ok, "%s of %d customers: %d round trips, want %r" % (route, n, got, ok)
