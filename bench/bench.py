@@ -919,9 +919,11 @@ def verify_peer(st, args, results, base):
     """After the run: the peer stored what it was timed on. Every item it answered 200 has
     its feed entry and its history entry (the peer's Redis has no other writer); a sample of
     the update pool holds tier Silver with the expiry of its newest history entry, in the
-    compact format; the peer's newest activity has the shape of partnerd's (same keys in the
-    same order, same types); partnerctl check passes on the peer's Redis (memberships, indexes,
-    histories and the feed's format 2 and order)."""
+    compact format, its history head a compact record (read with activity.py); the newest
+    entry of each feed partition is format 3 with the fields of its customer's newest record;
+    the peer's newest activity has the shape of partnerd's (same keys in the same order, same
+    types); partnerctl check passes on the peer's Redis (memberships, indexes, histories and
+    the feed's format and order)."""
     lines, ok = [], True
     time.sleep(1)       # the requests still in flight when wrk stopped end
     now = peer_counts(st)
@@ -944,7 +946,16 @@ def verify_peer(st, args, results, base):
         if m["up"] is None or m["up"] < base["time_ms"]:
             continue            # not updated by the peer during the run
         checked += 1
-        head = json.loads(st.pr("LINDEX", keys.hist(ORG, cid), 0))
+        head_raw = st.pr("LINDEX", keys.hist(ORG, cid), 0)
+        # the peer stores partnerd's compact record (docs/CHANGE-FEED.md), not activity JSON
+        if head_raw is None or not activity.is_record(head_raw):
+            bad += 1
+            continue
+        try:
+            head = activity.load(head_raw, cid)
+        except (AssertionError, KeyError, ValueError):
+            bad += 1
+            continue
         want = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(m["exp"] // 1000)) + ".%03dZ" % (m["exp"] % 1000)
         if (m["tier"] != "Silver" or head.get("activityType") != "UPDATE" or head["after"]["partnerTierName"] != "Silver"
                 or head["after"]["partnerTierExpiryDate"] != want or head["after"]["partnerMembershipId"] != m["mid"]
@@ -957,8 +968,32 @@ def verify_peer(st, args, results, base):
             if pd_act is not None and pd_act.get("activityType") == "UPDATE":
                 shape_peer, shape_pd = _shape(head), _shape(pd_act)
     ok &= checked > 0 and bad == 0
-    lines.append("%d sampled customers updated by the peer: %d with tier, expiry and history head that do not agree"
-                 % (checked, bad))
+    lines.append("%d sampled customers updated by the peer: %d with tier, expiry and history head (a compact "
+                 "record) that do not agree" % (checked, bad))
+    # the newest entry of each feed partition: format 3's 19 fields in order, and its values
+    # those of its customer's newest history record (the same activity, stored twice)
+    nfeed = fbad = 0
+    for fk in keys.feeds(ORG):
+        ents = st.pr("XREVRANGE", fk, "+", "-", "COUNT", 1)
+        if not ents:
+            continue
+        nfeed += 1
+        f = ents[0][1]
+        names = [k.decode() if isinstance(k, bytes) else k for k in f[0::2]]
+        vals = [v if isinstance(v, bytes) else str(v).encode() for v in f[1::2]]
+        if names != activity.FEED3 or vals[0] != b"3":
+            fbad += 1
+            continue
+        hraw = st.pr("LINDEX", keys.hist(ORG, int(vals[2])), 0)
+        try:
+            same = hraw is not None and activity.record_fields(hraw)[1:] == vals[5:] and \
+                activity.TYPES[activity.record_fields(hraw)[0].decode()] == vals[1].decode()
+        except (AssertionError, KeyError, ValueError):
+            same = False
+        fbad += not same
+    ok &= nfeed > 0 and fbad == 0
+    lines.append("%d feed partitions' newest entries: %d not format 3 or not their customer's newest history record"
+                 % (nfeed, fbad))
     if shape_pd is not None:
         same = shape_pd == shape_peer
         ok &= same

@@ -5,8 +5,8 @@
 -- body parse, the checks that need no stored data, then ONE atomic Redis script per customer
 -- entry (update.redis.lua, EVALSHA; the entries of a request pipelined in one round trip, in
 -- order): identifier lookup in the layout-2 index bucket, the checks that need the
--- membership, the compact membership value, version bump, history LPUSH/LTRIM and feed XADD of
--- the same activity JSON, in partnerd's formats. The response has partnerd's shape.
+-- membership, the compact membership value, version bump, history LPUSH/LTRIM of the
+-- activity's compact record and feed XADD of its fields (format 3), in partnerd's formats. The response has partnerd's shape.
 -- What it does not do (docs/PERFORMANCE.md, "The equal-work peer"): no per-customer lock
 -- protocol (the script is the atomic step), no Idempotency-Key, no rate or failed-login limits,
 -- no MEMBERSHIP_RELINKING_CANCELLED (answered 2009), no relinks that took effect, no

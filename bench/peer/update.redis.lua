@@ -2,7 +2,8 @@
 -- customerPartnerProgramUpdate, atomically, in partnerd's stored formats (docs/DATA-MODEL.md,
 -- docs/CHANGE-FEED.md): the identifier lookup in the layout-2 index buckets, the update checks
 -- of SPEC 4.2 that need the stored membership (2004, 2104), the compact membership value, the
--- version bump, the history LPUSH/LTRIM and the feed XADD of the same activity JSON.
+-- version bump, the history LPUSH/LTRIM of the activity's compact record and the feed XADD
+-- of its fields (feed format 3), as partnerd's commit stores them.
 -- Not partnerd's code: partnerd locks, reads, decides in C and commits (src/lua/); this is what
 -- one would write for nginx + Lua. The peer's nginx side computes the bucket tags (SipHash-2-4
 -- in LuaJIT) and does every check that needs no stored data.
@@ -67,37 +68,10 @@ local function b36(n)
   return neg and ('-' .. s) or s
 end
 
--- ms since the epoch -> "YYYY-MM-DDThh:mm:ss.fffZ" (days to civil date: H. Hinnant's algorithm)
-local function iso(ms)
-  local days = math.floor(ms / 86400000)
-  local rem = ms - days * 86400000
-  local z = days + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local d = doy - math.floor((153 * mp + 2) / 5) + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  if m <= 2 then y = y + 1 end
-  local sec = math.floor(rem / 1000)
-  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, math.floor(sec / 3600),
-    math.floor(sec / 60) % 60, sec % 60, rem % 1000)
-end
-
-local function jstr(s)
-  if s == nil then return 'null' end
-  return '"' .. string.gsub(s, '[%c"\\]', function(c)
-    if c == '"' then return '\\"' elseif c == '\\' then return '\\\\'
-    elseif c == '\n' then return '\\n' elseif c == '\r' then return '\\r' elseif c == '\t' then return '\\t'
-    elseif c == '\b' then return '\\b' elseif c == '\f' then return '\\f' end
-    return string.format('\\u%04x', string.byte(c))
-  end) .. '"'
-end
-local function jdate(t)
-  if t == '' or t == nil then return 'null' end
-  return '"' .. iso(tonumber(t, 36)) .. '"'
+-- a stored date (base 36, '' for none) as the record's: epoch ms in decimal, '' for none
+local function ddate(t)
+  if t == '' or t == nil then return '' end
+  return string.format('%.0f', tonumber(t, 36))
 end
 
 -- the compact membership value: LEN:MID,TIER,EXP,START,END,LK,UP[,relink...]
@@ -126,11 +100,33 @@ local function encode(m)
   return #m.mid .. ':' .. m.mid .. ',' .. tierpart(m.tier) .. ',' .. m.exp .. ',' .. m.start .. ',' ..
     m['end'] .. ',' .. m.lk .. ',' .. m.up .. m.tail
 end
+-- a membership's five fields of the activity record (docs/CHANGE-FEED.md "History
+-- entries"): membership id, tier ('' for none), expiry, start (the link's time when it has
+-- none of its own), end
 local function values(m)
   local start = m.start ~= '' and m.start or m.lk
-  return '{"partnerMembershipId":' .. jstr(m.mid) .. ',"partnerTierName":' .. jstr(m.tier) ..
-    ',"partnerTierExpiryDate":' .. jdate(m.exp) .. ',"membershipStartDate":' .. jdate(start) ..
-    ',"membershipEndDate":' .. jdate(m['end']) .. '}'
+  return {m.mid, m.tier or '', ddate(m.exp), ddate(start), ddate(m['end'])}
+end
+
+-- the compact record of an activity (src/activity.h): a variant byte, then 15 fields, each
+-- its length (one byte; four big-endian bytes each when one field is over 255) and its bytes
+local function record(f)
+  local long = false
+  for k = 1, #f do
+    if #f[k] > 255 then long = true end
+  end
+  local parts = {long and '\2' or '\1'}
+  for k = 1, #f do
+    local n = #f[k]
+    if long then
+      parts[#parts + 1] = string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+                                      math.floor(n / 256) % 256, n % 256)
+    else
+      parts[#parts + 1] = string.char(n)
+    end
+    parts[#parts + 1] = f[k]
+  end
+  return table.concat(parts)
 end
 
 local n = tonumber(ARGV[i]); i = i + 1
@@ -138,7 +134,7 @@ local out = {1000, cust[1] or cid, cust[2] or '', cust[3] or '', cust[4] or ''}
 local mem = {}      -- pid -> parsed membership (changed by earlier items of the entry)
 local sets, events = {}, {}
 local nowb = b36(now)
-local date = iso(now)
+local date = string.format('%.0f', now)
 for k = 1, n do
   local prog, pid, utype, code, tcode = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
   local nt = tonumber(ARGV[i + 5])
@@ -175,9 +171,12 @@ for k = 1, n do
     if exp ~= '' then m.exp = b36(tonumber(exp)) end
     m.up = nowb
     sets[pid] = m
-    events[#events + 1] = '{"activityType":"UPDATE","activityDate":"' .. date .. '","partnerProgramName":' ..
-      jstr(prog) .. ',"updateType":' .. jstr(utype) .. ',"before":' .. before .. ',"after":' .. values(m) ..
-      ',"requestId":' .. jstr(rid) .. ',"customerId":' .. cid .. '}'
+    -- the record's fields: type, date, program, updateType, requestId, before's five,
+    -- after's five
+    local after = values(m)
+    local f = {'U', date, prog, utype, rid, before[1], before[2], before[3], before[4], before[5],
+               after[1], after[2], after[3], after[4], after[5]}
+    events[#events + 1] = f
     code = 200
   end
   out[#out + 1] = code
@@ -192,10 +191,18 @@ if #events > 0 then
   end
   redis.call('HSET', ck, unpack(args))
   local hlen = 0
+  -- feed format 3 (docs/CHANGE-FEED.md): the record's fields as stream fields, after the
+  -- version and the entry's place among the customer's entries of this call
   for j = 1, #events do
-    hlen = redis.call('LPUSH', hk, events[j])
-    redis.call('XADD', fk, 'MAXLEN', '~', fmax, '*', 'v', '2', 'type', 'UPDATE', 'customerId', cid,
-               'customerVersion', nv, 'seq', j - 1, 'event', events[j])
+    local f = events[j]
+    hlen = redis.call('LPUSH', hk, record(f))
+    redis.call('XADD', fk, 'MAXLEN', '~', fmax, '*', 'v', '3', 'type', 'UPDATE', 'customerId', cid,
+               'customerVersion', nv, 'seq', j - 1, 'date', f[2], 'program', f[3],
+               'updateType', f[4], 'requestId', f[5],
+               'beforeMembershipId', f[6], 'beforeTierName', f[7], 'beforeTierExpiryDate', f[8],
+               'beforeStartDate', f[9], 'beforeEndDate', f[10],
+               'afterMembershipId', f[11], 'afterTierName', f[12], 'afterTierExpiryDate', f[13],
+               'afterStartDate', f[14], 'afterEndDate', f[15])
   end
   if hlen > hmax then redis.call('LTRIM', hk, 0, hmax - 1) end
 end

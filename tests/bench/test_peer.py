@@ -147,6 +147,19 @@ def neutral_event(ev, c, m):
     return ev
 
 
+def neutral_record(raw, m):
+    """A history record's 15 fields (bytes), but for what differs by nature: the date, the
+    request id, the membership id and start date of before and after."""
+    f = activity.record_fields(raw)
+    for k in (1, 4):
+        f[k] = b"X"
+    for side in (5, 10):
+        if f[side]:
+            assert f[side] == m["mid"].encode(), (f, m)
+            f[side], f[side + 3] = b"MID", b"START"
+    return f
+
+
 def test_the_same_updates_store_the_same(both):
     stack, peer = both
     a, b = linked_pair(stack)
@@ -203,15 +216,31 @@ def test_the_same_updates_store_the_same(both):
     for x, y in zip(ha[:3], hb[:3]):
         assert neutral_event(y, b, mb) == neutral_event(x, a, ma)
         assert list(x) == list(y)                    # the same keys in the same order
+    # the same stored bytes: both histories' new entries are compact records (not JSON), of
+    # the same variant and fields, but for what differs by nature
+    raws = [stack.redis("LRANGE", keys.hist("acme", c["id"]), 0, 2) for c in (a, b)]
+    for x, y in zip(*raws):
+        assert activity.is_record(x) and activity.is_record(y), (x, y)
+        assert x[:1] == y[:1], (x, y)
+        assert neutral_record(y, mb) == neutral_record(x, ma), (y, x)
     for x, y in zip(fa[-3:], fb[-3:]):
         assert list(x) == list(y)
-        # partnerd writes feed format 3, the peer (bench/peer/) still format 2: the same
-        # activity either way
-        assert x["v"] == "3" and y["v"] == "2" and x["type"] == y["type"] == "UPDATE" and x["seq"] == y["seq"]
+        # both write feed format 3
+        assert x["v"] == y["v"] == "3" and x["type"] == y["type"] == "UPDATE" and x["seq"] == y["seq"]
         assert int(y["customerVersion"]) - vb0 == int(x["customerVersion"]) - va0
         assert neutral_event(y["event"], b, mb) == neutral_event(x["event"], a, ma)
-    # the activity is stored alike in the history and the feed
+    # the feed entries have the same fields in the same order (format 3's 19)
+    raw_feeds = []
+    for c in (a, b):
+        ents = stack.redis("XRANGE", keys.feed_of("acme", c["id"]), "-", "+")
+        raw_feeds.append([f for _, f in ents if dict(zip(f[0::2], f[1::2]))[b"customerId"] == str(c["id"]).encode()][-3:])
+    for x, y in zip(*raw_feeds):
+        assert [k.decode() for k in x[0::2]] == [k.decode() for k in y[0::2]] == activity.FEED3, (x, y)
+    # the activity is stored alike in the history and the feed: the feed entry's fields are
+    # the history record's
     assert fb[-1]["event"] == hb[0] and fa[-1]["event"] == ha[0]
+    for raw, fl in ((raws[0][0], raw_feeds[0][-1]), (raws[1][0], raw_feeds[1][-1])):
+        assert activity.record_fields(raw)[1:] == fl[11::2], (raw, fl)
     rc, out, err = stack.ctl("check", "--org", "acme")
     assert rc == 0, out + err
 
