@@ -5,22 +5,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "xmalloc.h"
 
 #define MEMO_STRIPES 64                 /* mutexes; a slot's is its index mod this */
 
+/* A program definition's slot. */
 struct memo_slot {
-	char *key;                      /* org NUL kind NUL value (owned), NULL when empty */
+	char *key;                      /* org NUL "0" NUL name (owned), NULL when empty */
 	size_t keylen;
-	int64_t cid;                    /* ids */
-	char *def;                      /* defs: owned */
+	char *def;                      /* owned */
 	size_t deflen;
-	int64_t at_ms;                  /* defs: when read */
+	int64_t at_ms;                  /* when read */
+};
+
+/* An identifier's slot: the keyed hash of its key (0: empty) and its customer id. A false
+ * match (two keys of one 64-bit SipHash) would only give begin a customer whose re-check
+ * fails; the process's random key keeps clients from making one on purpose. */
+struct memo_id {
+	uint64_t h;
+	int64_t cid;
 };
 
 struct store_memo {
 	pthread_mutex_t lock[MEMO_STRIPES];
-	struct memo_slot *ids;          /* STORE_MEMO_IDS */
+	unsigned char hkey[crypto_shorthash_KEYBYTES];
+	struct memo_id *ids;            /* STORE_MEMO_IDS */
 	struct memo_slot defs[STORE_MEMO_DEFS];
 };
 
@@ -50,6 +61,37 @@ memo_hash(const char *k, size_t n)
 	while (n-- > 0)
 		h = (h ^ (unsigned char)*k++) * UINT64_C(1099511628211);
 	return h;
+}
+
+/* The keyed hash of (org, kind, val), never 0. */
+static uint64_t
+memo_id_hash(const struct store_memo *m, const char *org, int kind, const char *val, size_t len)
+{
+	char buf[256], *k;
+	size_t klen;
+	unsigned char out[crypto_shorthash_BYTES];
+	uint64_t h;
+
+	k = memo_key(org, kind, val, len, buf, sizeof(buf), &klen);
+	crypto_shorthash(out, (const unsigned char *)k, klen, m->hkey);
+	if (k != buf)
+		free(k);
+	memcpy(&h, out, sizeof(h));
+	return h != 0 ? h : 1;
+}
+
+/* Identifier (org, kind, val)'s slot, locked: its hash in *h. */
+static struct memo_id *
+memo_id_lock(struct store_memo *m, const char *org, int kind, const char *val, size_t len, uint64_t *h,
+             pthread_mutex_t **mu)
+{
+	size_t i;
+
+	*h = memo_id_hash(m, org, kind, val, len);
+	i = (size_t)(*h % STORE_MEMO_IDS);
+	*mu = &m->lock[i % MEMO_STRIPES];
+	pthread_mutex_lock(*mu);
+	return &m->ids[i];
 }
 
 /* A looked-up key: its slot (locked by memo_lock), whether the slot holds it. */
@@ -96,6 +138,9 @@ store_memo_new(void)
 	size_t i;
 
 	m->ids = xcalloc(STORE_MEMO_IDS, sizeof(*m->ids));
+	if (sodium_init() < 0)
+		abort();
+	randombytes_buf(m->hkey, sizeof(m->hkey));
 	for (i = 0; i < MEMO_STRIPES; i++)
 		pthread_mutex_init(&m->lock[i], NULL);
 	return m;
@@ -108,8 +153,6 @@ store_memo_free(struct store_memo *m)
 
 	if (m == NULL)
 		return;
-	for (i = 0; i < STORE_MEMO_IDS; i++)
-		free(m->ids[i].key);
 	for (i = 0; i < STORE_MEMO_DEFS; i++) {
 		free(m->defs[i].key);
 		free(m->defs[i].def);
@@ -139,38 +182,39 @@ store_memo_shared(void)
 int64_t
 store_memo_cid(struct store_memo *m, const char *org, int kind, const char *val, size_t len)
 {
-	struct memo_at at;
-	int64_t cid;
+	pthread_mutex_t *mu;
+	uint64_t h;
+	struct memo_id *s = memo_id_lock(m, org, kind, val, len, &h, &mu);
+	int64_t cid = s->h == h ? s->cid : 0;
 
-	memo_lock(m, m->ids, STORE_MEMO_IDS, org, kind, val, len, &at);
-	cid = at.hit ? at.s->cid : 0;
-	memo_unlock(&at, 0);
+	pthread_mutex_unlock(mu);
 	return cid;
 }
 
 void
 store_memo_put_cid(struct store_memo *m, const char *org, int kind, const char *val, size_t len, int64_t cid)
 {
-	struct memo_at at;
+	pthread_mutex_t *mu;
+	uint64_t h;
+	struct memo_id *s = memo_id_lock(m, org, kind, val, len, &h, &mu);
 
-	memo_lock(m, m->ids, STORE_MEMO_IDS, org, kind, val, len, &at);
-	at.s->cid = cid;
-	memo_unlock(&at, 1);
+	s->h = h;
+	s->cid = cid;
+	pthread_mutex_unlock(mu);
 }
 
 void
 store_memo_drop_cid(struct store_memo *m, const char *org, int kind, const char *val, size_t len)
 {
-	struct memo_at at;
+	pthread_mutex_t *mu;
+	uint64_t h;
+	struct memo_id *s = memo_id_lock(m, org, kind, val, len, &h, &mu);
 
-	memo_lock(m, m->ids, STORE_MEMO_IDS, org, kind, val, len, &at);
-	if (at.hit) {
-		free(at.s->key);
-		at.s->key = NULL;
-		at.s->keylen = 0;
-		at.s->cid = 0;
+	if (s->h == h) {
+		s->h = 0;
+		s->cid = 0;
 	}
-	memo_unlock(&at, 0);
+	pthread_mutex_unlock(mu);
 }
 
 char *

@@ -12,7 +12,9 @@
  * cluster it is read in a round of its own, outside the customer's lock, anyway.
  *
  * Both tables are direct-mapped (a hash picks the one slot an entry may be in; a newer
- * entry replaces an older one): bounded memory, no chains a client could lengthen.
+ * entry replaces an older one): bounded memory, no chains a client could lengthen. An
+ * identifier's slot holds a keyed 64-bit hash of it (SipHash, libsodium's crypto_shorthash,
+ * a random key per process), not the identifier: 4 MB for the table, allocated on first use.
  */
 #ifndef PARTNERD_STORE_MEMO_H
 #define PARTNERD_STORE_MEMO_H
@@ -20,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_MEMO_IDS 65536            /* identifier slots per process */
+#define STORE_MEMO_IDS 262144           /* identifier slots per process (16 bytes each) */
 #define STORE_MEMO_DEFS 256             /* program definition slots per process */
 #define STORE_MEMO_DEF_TTL_MS 1000
 
