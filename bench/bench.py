@@ -401,7 +401,14 @@ class Stack:
 
     def metrics(self):
         """Item codes and request counts summed over the partnerd processes."""
-        items, reqs = {}, 0
+        items, reqs, _ = self.counters()
+        return items, reqs
+
+    def counters(self):
+        """Item codes, requests (but /metrics) and Redis round trips so far, summed over the
+        partnerd processes (partnerd_items_total, partnerd_requests_total,
+        partnerd_redis_round_trips_total)."""
+        items, reqs, rounds = {}, 0, 0
         for k in range(self.nproc):
             st, data = self.http("GET", "/pd/%d/v2/partnerProgram/metrics" % k, auth=False)
             for line in data.decode().splitlines():
@@ -411,7 +418,10 @@ class Stack:
                 m = re.match(r'partnerd_requests_total\{route="([^"]+)",status="([^"]+)"\} (\d+)', line)
                 if m and m.group(1) != "metrics":
                     reqs += int(m.group(3))
-        return items, reqs
+                m = re.match(r'partnerd_redis_round_trips_total\{route="([^"]+)"\} (\d+)', line)
+                if m and m.group(1) != "metrics":
+                    rounds += int(m.group(2))
+        return items, reqs, rounds
 
     def commandstats(self, usec=False, r=None):
         """Calls per command (or, with usec, (calls, microseconds)) from INFO commandstats

@@ -76,22 +76,8 @@ def commandstats(r):
 
 
 def pd_counters(st):
-    """Requests (but /metrics), item codes and Redis round trips so far, summed over partnerd's
-    processes (partnerd_requests_total, partnerd_items_total, partnerd_redis_round_trips_total)."""
-    items, reqs, rounds = {}, 0, 0
-    for k in range(st.nproc):
-        _, data = st.http("GET", "/pd/%d/v2/partnerProgram/metrics" % k, auth=False)
-        for line in data.decode().splitlines():
-            m = re.match(r'partnerd_items_total\{code="([^"]+)"\} (\d+)', line)
-            if m:
-                items[m.group(1)] = items.get(m.group(1), 0) + int(m.group(2))
-            m = re.match(r'partnerd_requests_total\{route="([^"]+)",status="([^"]+)"\} (\d+)', line)
-            if m and m.group(1) != "metrics":
-                reqs += int(m.group(3))
-            m = re.match(r'partnerd_redis_round_trips_total\{route="([^"]+)"\} (\d+)', line)
-            if m and m.group(1) != "metrics":
-                rounds += int(m.group(2))
-    return items, reqs, rounds
+    """Requests (but /metrics), item codes and Redis round trips so far (Stack.counters)."""
+    return st.counters()
 
 
 class Nodes:
