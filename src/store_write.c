@@ -549,26 +549,14 @@ cb_alloc(void *st, size_t n)
 	return store_alloc(st, n);
 }
 
-/* Round 1's calls: the rate window, the programs named, every identifier. */
+/* The programs the items name, each once (b->names, b->name_of): their definitions from the
+ * memo when it has them all, else round 1's HMGET of them all. */
 static void
-cb_identify_calls(struct cbegin *b)
+cb_program_calls(struct cbegin *b)
 {
 	const struct store_begin_req *rq = b->rq;
 	size_t i, j, k;
 
-	if (rq->rate_limit > 0) {
-		struct store_argv *a;
-
-		snprintf(b->key, sizeof(b->key), KEYS_RATE_FMT, layout_tag_of(rq->cred, strlen(rq->cred)), rq->org, rq->cred);
-		b->rate_op = b->r1.n;
-		a = store_round_script(&b->r1, STORE_BEGIN, 1, b->key);
-		store_argv_add(a, rq->org, strlen(rq->org));
-		store_argv_add(a, rq->token, strlen(rq->token));
-		store_argv_addf(a, "%d", rq->lock_ttl_ms);
-		store_argv_addcopy(a, b->key, strlen(b->key));
-		store_argv_addf(a, "%d", rq->rate_limit);
-		store_argv_add(a, "0", 1);
-	}
 	for (i = 0, j = 0; i < rq->n; i++) {
 		const struct req_entry *e = rq->entries[i]->e;
 
@@ -609,6 +597,29 @@ cb_identify_calls(struct cbegin *b)
 		for (k = 0; k < b->nnames; k++)
 			store_argv_add(a, b->names[k], strlen(b->names[k]));
 	}
+}
+
+/* Round 1's calls: the rate window, the programs named, every identifier. */
+static void
+cb_identify_calls(struct cbegin *b)
+{
+	const struct store_begin_req *rq = b->rq;
+	size_t i, k;
+
+	if (rq->rate_limit > 0) {
+		struct store_argv *a;
+
+		snprintf(b->key, sizeof(b->key), KEYS_RATE_FMT, layout_tag_of(rq->cred, strlen(rq->cred)), rq->org, rq->cred);
+		b->rate_op = b->r1.n;
+		a = store_round_script(&b->r1, STORE_BEGIN, 1, b->key);
+		store_argv_add(a, rq->org, strlen(rq->org));
+		store_argv_add(a, rq->token, strlen(rq->token));
+		store_argv_addf(a, "%d", rq->lock_ttl_ms);
+		store_argv_addcopy(a, b->key, strlen(b->key));
+		store_argv_addf(a, "%d", rq->rate_limit);
+		store_argv_add(a, "0", 1);
+	}
+	cb_program_calls(b);
 	for (i = 0; i < rq->n; i++) {
 		const struct store_begin_in *in = rq->entries[i];
 

@@ -344,14 +344,19 @@ class RestartRedis(Faults):
     cluster = False
 
 
-class All(Faults):
-    """A seeded random schedule of every single-Redis fault, one at a time."""
-    name = "all"
-    cluster = False
-    kinds = ("kill-partnerd", "pause-partnerd", "pause-redis", "restart-redis")
+class Schedule(Faults):
+    """A seeded random schedule of the faults of `kinds`, one at a time."""
+    kinds = ()
 
     def pick(self):
         return self.rng.choice(self.kinds)
+
+
+class All(Schedule):
+    """Every single-Redis fault."""
+    name = "all"
+    cluster = False
+    kinds = ("kill-partnerd", "pause-partnerd", "pause-redis", "restart-redis")
 
 
 class PauseMaster(Faults):
@@ -378,14 +383,11 @@ class Reshard(Faults):
     cluster = True
 
 
-class ClusterAll(Faults):
-    """A seeded random schedule of every fault on a Redis Cluster, one at a time."""
+class ClusterAll(Schedule):
+    """Every fault on a Redis Cluster (but failover-unsafe)."""
     name = "cluster-all"
     cluster = True
     kinds = ("kill-partnerd", "pause-partnerd", "pause-master", "failover", "reshard")
-
-    def pick(self):
-        return self.rng.choice(self.kinds)
 
 
 NEMESES = {c.name: c for c in (KillPartnerd, PausePartnerd, PauseRedis, RestartRedis, All,
