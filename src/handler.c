@@ -46,7 +46,10 @@ handler_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
 	char hdr[48];
 
 	if (rc == AUTH_OK) {
-		snprintf(out->org, sizeof(out->org), "%s", org->org);
+		size_t n = strnlen(org->org, sizeof(out->org) - 1);
+
+		memcpy(out->org, org->org, n);  /* cut as snprintf cut it */
+		out->org[n] = '\0';
 		return 0;
 	}
 	if ((size_t)rc >= sizeof(auth_refused) / sizeof(auth_refused[0]) || auth_refused[rc].status == 0) {

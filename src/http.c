@@ -14,10 +14,35 @@
 #include "http.h"
 #include "jout.h"
 
-static const char *
-param(FCGX_Request *f, const char *name)
+/*
+ * The kernel's random bytes, fetched HTTP_RANDOM_POOL at a time per thread: one getrandom
+ * call per 16 requests rather than two per request (each byte is still used once).
+ */
+#define HTTP_RANDOM_POOL 512
+static __thread unsigned char rnd_pool[HTTP_RANDOM_POOL];
+static __thread size_t rnd_left;
+
+void
+http_random_hex(char *out, size_t nbytes)
 {
-	return FCGX_GetParam(name, f->envp);
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	if (nbytes > HTTP_RANDOM_POOL)
+		abort();
+	if (rnd_left < nbytes) {
+		randombytes_buf(rnd_pool, sizeof(rnd_pool));
+		rnd_left = sizeof(rnd_pool);
+	}
+	for (i = 0; i < nbytes; i++) {
+		unsigned char b = rnd_pool[sizeof(rnd_pool) - rnd_left + i];
+
+		out[2 * i] = digits[b >> 4];
+		out[2 * i + 1] = digits[b & 15];
+	}
+	out[2 * nbytes] = '\0';
+	sodium_memzero(rnd_pool + sizeof(rnd_pool) - rnd_left, nbytes);
+	rnd_left -= nbytes;
 }
 
 /* Request ids are echoed in headers and logs: keep printable ASCII without spaces. */
@@ -35,36 +60,67 @@ set_request_id(struct http_req *r, const char *given)
 		}
 	}
 	if (n == 0) {
-		unsigned char rnd[16];
-
-		randombytes_buf(rnd, sizeof(rnd));
-		sodium_bin2hex(r->request_id, sizeof(r->request_id), rnd, sizeof(rnd));
+		http_random_hex(r->request_id, 16);
 		return;
 	}
 	r->request_id[n] = '\0';
 }
 
+/* The params http_req_init reads, found in one pass over the environment. */
+enum { P_METHOD, P_URI, P_SCRIPT, P_QUERY, P_CTYPE, P_CLEN, P_AUTH, P_IDEM, P_RID, P_N };
+static const struct { const char *name; size_t len; } wanted[P_N] = {
+#define W(s) { s "=", sizeof(s) }
+	[P_METHOD] = W("REQUEST_METHOD"), [P_URI] = W("DOCUMENT_URI"),
+	[P_SCRIPT] = W("SCRIPT_NAME"), [P_QUERY] = W("QUERY_STRING"),
+	[P_CTYPE] = W("CONTENT_TYPE"), [P_CLEN] = W("CONTENT_LENGTH"),
+	[P_AUTH] = W("HTTP_AUTHORIZATION"), [P_IDEM] = W("HTTP_IDEMPOTENCY_KEY"),
+	[P_RID] = W("HTTP_X_REQUEST_ID"),
+#undef W
+};
+
+/*
+ * The first value of each wanted param, as FCGX_GetParam would give it (it returns the
+ * first "NAME=" entry), with one pass instead of one per name.
+ */
+static void
+params(FCGX_Request *f, const char **v)
+{
+	char **env;
+	size_t k;
+
+	for (k = 0; k < P_N; k++)
+		v[k] = NULL;
+	if (f == NULL || f->envp == NULL)
+		return;
+	for (env = f->envp; *env != NULL; env++) {
+		const char *e = *env;
+
+		for (k = 0; k < P_N; k++) {
+			if (v[k] == NULL && e[0] == wanted[k].name[0] &&
+			    strncmp(e, wanted[k].name, wanted[k].len) == 0) {
+				v[k] = e + wanted[k].len;
+				break;
+			}
+		}
+	}
+}
+
 void
 http_req_init(struct http_req *r, FCGX_Request *fcgi)
 {
+	const char *v[P_N];
+
 	memset(r, 0, sizeof(*r));
 	r->fcgi = fcgi;
-	r->method = param(fcgi, "REQUEST_METHOD");
-	if (r->method == NULL)
-		r->method = "";
-	r->path = param(fcgi, "DOCUMENT_URI");
-	if (r->path == NULL)
-		r->path = param(fcgi, "SCRIPT_NAME");
-	if (r->path == NULL)
-		r->path = "";
-	r->query = param(fcgi, "QUERY_STRING");
-	if (r->query == NULL)
-		r->query = "";
-	r->content_type = param(fcgi, "CONTENT_TYPE");
-	r->content_length = param(fcgi, "CONTENT_LENGTH");
-	r->authorization = param(fcgi, "HTTP_AUTHORIZATION");
-	r->idempotency_key = param(fcgi, "HTTP_IDEMPOTENCY_KEY");
-	set_request_id(r, param(fcgi, "HTTP_X_REQUEST_ID"));
+	params(fcgi, v);
+	r->method = v[P_METHOD] != NULL ? v[P_METHOD] : "";
+	r->path = v[P_URI] != NULL ? v[P_URI] : v[P_SCRIPT] != NULL ? v[P_SCRIPT] : "";
+	r->query = v[P_QUERY] != NULL ? v[P_QUERY] : "";
+	r->content_type = v[P_CTYPE];
+	r->content_length = v[P_CLEN];
+	r->authorization = v[P_AUTH];
+	r->idempotency_key = v[P_IDEM];
+	set_request_id(r, v[P_RID]);
 }
 
 void
@@ -134,22 +190,65 @@ http_respond(struct http_req *r, int status, const char *extra_headers, const ch
 	http_respond_type(r, status, "application/json", extra_headers, body, len);
 }
 
+/* Appends s (n bytes) to head at *at; aborts past HEAD_MAX (our own headers: a bug). */
+#define HEAD_MAX 1024
+static void
+head_put(char *head, size_t *at, const char *s, size_t n)
+{
+	if (n >= HEAD_MAX - *at)
+		abort();
+	memcpy(head + *at, s, n);
+	*at += n;
+}
+
+static void
+head_cstr(char *head, size_t *at, const char *s)
+{
+	head_put(head, at, s, strlen(s));
+}
+
+/* v in decimal (a minus sign first when negative). */
+static void
+head_num(char *head, size_t *at, long long v)
+{
+	char d[24];
+	size_t i = sizeof(d);
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+	do {
+		d[--i] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		d[--i] = '-';
+	head_put(head, at, d + i, sizeof(d) - i);
+}
+
+#define HEAD_LIT(h, at, lit) head_put((h), (at), (lit), sizeof(lit) - 1)
+
 void
 http_respond_type(struct http_req *r, int status, const char *content_type,
                   const char *extra_headers, const char *body, size_t len)
 {
-	char head[1024];
-	int n;
+	char head[HEAD_MAX];
+	size_t n = 0;
 
-	/* libfcgi's own FCGX_FPrintF knows no %zu: format here, write bytes. */
-	n = snprintf(head, sizeof(head),
-	             "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	             "X-Request-Id: %s\r\n%s\r\n",
-	             status, http_reason(status), content_type, len, r->request_id,
-	             extra_headers ? extra_headers : "");
-	if (n < 0 || (size_t)n >= sizeof(head))
-		abort();
-	FCGX_PutStr(head, n, r->fcgi->out);
+	/* Status, Content-Type, Content-Length, X-Request-Id, the extra lines, a blank line. */
+	HEAD_LIT(head, &n, "Status: ");
+	head_num(head, &n, status);
+	HEAD_LIT(head, &n, " ");
+	head_cstr(head, &n, http_reason(status));
+	HEAD_LIT(head, &n, "\r\nContent-Type: ");
+	head_cstr(head, &n, content_type);
+	HEAD_LIT(head, &n, "\r\nContent-Length: ");
+	head_num(head, &n, (long long)len);
+	HEAD_LIT(head, &n, "\r\nX-Request-Id: ");
+	head_cstr(head, &n, r->request_id);
+	HEAD_LIT(head, &n, "\r\n");
+	if (extra_headers != NULL)
+		head_cstr(head, &n, extra_headers);
+	HEAD_LIT(head, &n, "\r\n");
+	FCGX_PutStr(head, (int)n, r->fcgi->out);
 	FCGX_PutStr(body, (int)len, r->fcgi->out);
 }
 

@@ -65,6 +65,13 @@ int http_is_json(const char *content_type);
 const char *http_reason(int status);
 
 /*
+ * nbytes (at most 512) random bytes as 2 * nbytes lowercase hex digits and a NUL in out
+ * (request ids, write tokens): from a per-thread pool of the kernel's random bytes
+ * (libsodium's randombytes_buf), refilled when it runs short; each byte is used once.
+ */
+void http_random_hex(char *out, size_t nbytes);
+
+/*
  * Finds parameter name in a query string and URL-decodes its value (%XX, '+' as space)
  * into out. Returns the decoded length, or HTTP_QP_ABSENT (-1), HTTP_QP_MALFORMED (-2: a
  * bad escape or a repeated parameter), HTTP_QP_TOO_LONG (-3: longer than outsz - 1

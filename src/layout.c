@@ -117,10 +117,16 @@ layout_part_of_cid_text(const char *s, size_t len)
 unsigned
 layout_part_of_cid(int64_t cid)
 {
+	/* the decimal digits of cid, as layout_part_of_cid_text reads its text (the sign aside) */
 	char d[24];
-	int n = snprintf(d, sizeof d, "%" PRId64, cid);
+	size_t i = sizeof(d);
+	uint64_t u = cid < 0 ? 0 - (uint64_t)cid : (uint64_t)cid;
 
-	return layout_part_of_cid_text(d, (size_t)n);
+	do {
+		d[--i] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	return layout_part_of_cid_text(d + i, sizeof(d) - i);
 }
 
 const char *

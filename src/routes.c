@@ -88,23 +88,24 @@ void
 routes_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
               struct routes_outcome *out)
 {
-	const struct route *match = NULL;
-	char allow[64] = "";
+	const struct route *match = NULL, *same_path = NULL;
+	char allow[64];
 	size_t i;
 
 	out->route = "-";
 	out->status = 0;
-	snprintf(out->org, sizeof(out->org), "-");
+	memcpy(out->org, "-", 2);
 	for (i = 0; i < sizeof(route_table) / sizeof(route_table[0]); i++) {
 		if (strcmp(route_table[i].path, r->path) != 0)
 			continue;
-		snprintf(allow, sizeof(allow), "Allow: %s\r\n", route_table[i].method);
+		same_path = &route_table[i];    /* the last one names the method in Allow */
 		if (strcmp(route_table[i].method, r->method) == 0 ||
 		    (strcmp(route_table[i].method, "GET") == 0 && strcmp(r->method, "HEAD") == 0))
 			match = &route_table[i];
 	}
 	if (match == NULL) {
-		if (allow[0] != '\0') {
+		if (same_path != NULL) {
+			snprintf(allow, sizeof(allow), "Allow: %s\r\n", same_path->method);
 			out->status = 405;
 			http_error(r, 405, 405, "method not allowed on this route", allow);
 		} else {

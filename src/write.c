@@ -186,7 +186,6 @@ write_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	struct req req;
 	struct req_error err;
 	struct idem_claim ic;
-	unsigned char rnd[16];
 	size_t i;
 
 	if (handler_authenticate(st, r, &org, out) != 0 || idem_check_key(r, out) != 0 ||
@@ -212,8 +211,7 @@ write_handle(const struct routes_cfg *cfg, struct store *st, struct http_req *r,
 	w.es = xcalloc(w.n, sizeof(*w.es));
 	for (i = 0; i < w.n; i++)
 		write_entry_init(&w.es[i], &req.entries[i], &org);
-	randombytes_buf(rnd, sizeof(rnd));
-	sodium_bin2hex(w.token, sizeof(w.token), rnd, sizeof(rnd));
+	http_random_hex(w.token, (sizeof(w.token) - 1) / 2);
 
 	if (run_rounds(&w, r, out) == 0)
 		respond(&w, r, out);
