@@ -41,8 +41,7 @@ handler_authenticate(struct store *st, struct http_req *r, struct auth_org *org,
                      struct routes_outcome *out)
 {
 	int retry_after = 0;
-	enum auth_result rc = auth_check(st, r->authorization, FCGX_GetParam("REMOTE_ADDR", r->fcgi->envp),
-	                                 org, &retry_after);
+	enum auth_result rc = auth_check(st, r->authorization, r->remote_addr, org, &retry_after);
 	char hdr[48];
 
 	if (rc == AUTH_OK) {

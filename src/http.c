@@ -67,14 +67,14 @@ set_request_id(struct http_req *r, const char *given)
 }
 
 /* The params http_req_init reads, found in one pass over the environment. */
-enum { P_METHOD, P_URI, P_SCRIPT, P_QUERY, P_CTYPE, P_CLEN, P_AUTH, P_IDEM, P_RID, P_N };
+enum { P_METHOD, P_URI, P_SCRIPT, P_QUERY, P_CTYPE, P_CLEN, P_AUTH, P_IDEM, P_RID, P_ADDR, P_N };
 static const struct { const char *name; size_t len; } wanted[P_N] = {
 #define W(s) { s "=", sizeof(s) }
 	[P_METHOD] = W("REQUEST_METHOD"), [P_URI] = W("DOCUMENT_URI"),
 	[P_SCRIPT] = W("SCRIPT_NAME"), [P_QUERY] = W("QUERY_STRING"),
 	[P_CTYPE] = W("CONTENT_TYPE"), [P_CLEN] = W("CONTENT_LENGTH"),
 	[P_AUTH] = W("HTTP_AUTHORIZATION"), [P_IDEM] = W("HTTP_IDEMPOTENCY_KEY"),
-	[P_RID] = W("HTTP_X_REQUEST_ID"),
+	[P_RID] = W("HTTP_X_REQUEST_ID"), [P_ADDR] = W("REMOTE_ADDR"),
 #undef W
 };
 
@@ -120,6 +120,7 @@ http_req_init(struct http_req *r, FCGX_Request *fcgi)
 	r->content_length = v[P_CLEN];
 	r->authorization = v[P_AUTH];
 	r->idempotency_key = v[P_IDEM];
+	r->remote_addr = v[P_ADDR];
 	set_request_id(r, v[P_RID]);
 }
 

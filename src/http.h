@@ -20,6 +20,7 @@ struct http_req {
 	const char *content_length;     /* or NULL */
 	const char *authorization;      /* or NULL */
 	const char *idempotency_key;    /* Idempotency-Key header, or NULL */
+	const char *remote_addr;        /* REMOTE_ADDR (the client, as nginx saw it), or NULL */
 	char request_id[HTTP_REQUEST_ID_MAX + 1];  /* from X-Request-Id (sanitised) or generated */
 	char *body;                     /* owned, NUL-terminated after len bytes */
 	size_t body_len;
