@@ -59,7 +59,7 @@ void buf_init(struct buf *b, size_t max)
 	b->max = max;
 }
 
-int buf_append(struct buf *b, const void *p, size_t n)
+int buf_append_grow(struct buf *b, const void *p, size_t n)
 {
 	if (n > b->max || b->len > b->max - n)
 		return -1;
