@@ -648,6 +648,7 @@ local function delink_entries(r, org, entries, todo, now_ms, writer, rid, whys, 
     else
       r:cancel_pipeline()
     end
+    if #again > 0 then ngx.shared.peer:incr("retries", #again, 0) end
     todo = again
   end
   for _, k in ipairs(todo) do res[k] = { 2001 } end   -- changed under it 20 times: not applied
@@ -800,7 +801,8 @@ function M.update() return serve(ROUTES.update) end
 function M.link() return serve(ROUTES.link) end
 function M.delink() return serve(ROUTES.delink) end
 
--- GET /peer/metrics: {"requests": N, "items": {"200": N, ...}} since the start.
+-- GET /peer/metrics: {"requests": N, "items": {"200": N, ...}, "retries": N} since the start
+-- (retries: delink entries read again, their memberships changed between the two steps).
 function M.metrics()
   local d = ngx.shared.peer
   local items = {}
@@ -809,7 +811,7 @@ function M.metrics()
     if code then items[code] = d:get(k) end
   end
   ngx.header["Content-Type"] = "application/json"
-  ngx.print(cjson.encode({ requests = d:get("requests") or 0, items = items }))
+  ngx.print(cjson.encode({ requests = d:get("requests") or 0, items = items, retries = d:get("retries") or 0 }))
 end
 
 return M
