@@ -1449,7 +1449,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the state dir")
     ap.add_argument("--no-peer", dest="peer", action="store_false",
                     help="without the equal-work peer (bench/peer/: nginx + Lua); by default its rows "
-                         "follow the update rows they compare with")
+                         "follow the rows they compare with (update, update x50, link, delink, the mix)")
     ap.add_argument("--aof", action="store_true",
                     help="both Redis servers (partnerd's and the peer's) with appendonly everysec "
                          "(turned on after the loading)")
@@ -1672,6 +1672,21 @@ def check_targets(report):
             # own peer rows (the "within 0.8x of the update figures")
             out.append(("%s >= 0.6x the peer's req/s" % pd, "%.2fx" % tp, tp >= 0.6))
             out.append(("%s Redis CPU/entry <= 1.2x the peer's" % pd, "%.2fx" % cpu, cpu <= 1.2))
+    # the link and delink rows of both fronts did real links and delinks: every item 200 (a
+    # walk run out, or a peer that refused, would answer 2005 or 2004 fast)
+    walks = [n for n in ("link", "peer link", "delink", "peer delink") if n in res]
+    if walks:
+        refused = {}
+        for n in walks:
+            for r in res[n]:
+                for c, k in r["items"].items():
+                    if c != "200" and k:
+                        refused["%s %s" % (n, c)] = refused.get("%s %s" % (n, c), 0) + k
+        done = {n: sum(r["items"].get("200", 0) for r in res[n]) for n in walks}
+        out.append(("link and delink rows: every item 200 (both fronts)",
+                    ", ".join("%s %d" % kv for kv in done.items()) +
+                    ("; refused: " + ", ".join("%s x %d" % kv for kv in sorted(refused.items())) if refused else ""),
+                    not refused))
     # link, delink and the mix within 0.8x of the update figures: req/s at least 0.8x the
     # single update's (per round, median); their Redis CPU per entry beside it (figure only)
     for pd in ("link", "delink", "mix 70/20/10"):

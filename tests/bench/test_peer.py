@@ -10,6 +10,8 @@ nginx on the same Redis: two fixture customers get the same link through partner
 same update requests, one through partnerd and one through the peer; the answers (codes,
 messages, shape), the stored membership values, the history and feed entries and the version
 bumps must agree, but for what differs by nature (customer, membership id, times, request id).
+The same for links and delinks (SPEC 4.1 and 4.3): two fresh customers get the same link and
+delink requests, through partnerd and through the peer; the membership-id index entries too.
 """
 
 import json
