@@ -82,6 +82,75 @@ _V = ("P1-000001", "Silver", 2022062400000, 1700000000000, None)
 EVENT = activity.record("UPDATE", 1795000106000, "UpdProg", "0123456789abcdef0123456789abcdef",
                         update_type="RENEWAL", before=_V, after=_V)
 MODES = ("single", "replica", "aof", "cluster")
+SCRIPTS = ("partnerd", "peer", "floor-locked", "floor")
+FEED_NAMES = ("date", "program", "updateType", "requestId", "beforeMembershipId", "beforeTierName",
+              "beforeTierExpiryDate", "beforeStartDate", "beforeEndDate", "afterMembershipId", "afterTierName",
+              "afterTierExpiryDate", "afterStartDate", "afterEndDate")
+# --script floor-locked: partnerd's two calls reduced to the commands of the lock protocol
+# and of the contract, with every key name and value computed by the caller (no tags, no
+# record decoding, no type checks, no holders, no program definitions in the reply).
+# ARGV: token, ttl, n, then per entry: index bucket, mobile, customer hash, lock key.
+FLOOR_BEGIN = """
+local tok, ttl, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+for e = 0, n - 1 do
+  local at = 4 + 4 * e
+  local cid = redis.call('HGET', ARGV[at], ARGV[at + 1])
+  local snap = redis.call('HGETALL', ARGV[at + 2])
+  redis.call('SET', ARGV[at + 3], tok, 'NX', 'PX', ttl)
+  out[e + 1] = {cid, snap}
+end
+return out
+"""
+# ARGV: token, n, feed_max, then per entry: customer hash, lock key, version read, new
+# version, field, value, history key, feed key, cid, record, its 14 feed values.
+FLOOR_COMMIT = """
+local tok, n, fmax = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local out = {}
+for e = 0, n - 1 do
+  local a = 4 + 24 * e
+  if redis.call('GET', ARGV[a + 1]) == tok and redis.call('HGET', ARGV[a], 'v') == ARGV[a + 2] then
+    redis.call('HSET', ARGV[a], 'v', ARGV[a + 3], 'w', tok, ARGV[a + 4], ARGV[a + 5])
+    redis.call('LPUSH', ARGV[a + 6], ARGV[a + 9])
+    redis.call('XADD', ARGV[a + 7], 'MAXLEN', '~', fmax, '*', 'v', '3', 'type', 'UPDATE', 'customerId', ARGV[a + 8],
+      'customerVersion', ARGV[a + 3], 'seq', '0', 'date', ARGV[a + 10], 'program', ARGV[a + 11],
+      'updateType', ARGV[a + 12], 'requestId', ARGV[a + 13], 'beforeMembershipId', ARGV[a + 14],
+      'beforeTierName', ARGV[a + 15], 'beforeTierExpiryDate', ARGV[a + 16], 'beforeStartDate', ARGV[a + 17],
+      'beforeEndDate', ARGV[a + 18], 'afterMembershipId', ARGV[a + 19], 'afterTierName', ARGV[a + 20],
+      'afterTierExpiryDate', ARGV[a + 21], 'afterStartDate', ARGV[a + 22], 'afterEndDate', ARGV[a + 23])
+    redis.call('DEL', ARGV[a + 1])
+    out[e + 1] = 'OK'
+  else
+    out[e + 1] = 'FENCED'
+  end
+end
+return out
+"""
+# --script floor: the contract's commands only, in one call per batch and no lock: find the
+# customer by its mobile, read its version and membership, write them, push the history
+# record, append the feed entry. What any implementation of the update storing these
+# formats must have Redis do. ARGV: n, feed_max, then per entry: index bucket, mobile,
+# customer hash, field, value, history key, feed key, record, its 14 feed values.
+FLOOR_ONE = """
+local n, fmax = tonumber(ARGV[1]), ARGV[2]
+local out = {}
+for e = 0, n - 1 do
+  local a = 3 + 22 * e
+  local cid = redis.call('HGET', ARGV[a], ARGV[a + 1])
+  local cur = redis.call('HMGET', ARGV[a + 2], 'v', ARGV[a + 3])
+  local nv = tostring((tonumber(cur[1]) or 0) + 1)
+  redis.call('HSET', ARGV[a + 2], 'v', nv, ARGV[a + 3], ARGV[a + 4])
+  redis.call('LPUSH', ARGV[a + 5], ARGV[a + 7])
+  redis.call('XADD', ARGV[a + 6], 'MAXLEN', '~', fmax, '*', 'v', '3', 'type', 'UPDATE', 'customerId', cid,
+    'customerVersion', nv, 'seq', '0', 'date', ARGV[a + 8], 'program', ARGV[a + 9],
+    'updateType', ARGV[a + 10], 'requestId', ARGV[a + 11], 'beforeMembershipId', ARGV[a + 12],
+    'beforeTierName', ARGV[a + 13], 'beforeTierExpiryDate', ARGV[a + 14], 'beforeStartDate', ARGV[a + 15],
+    'beforeEndDate', ARGV[a + 16], 'afterMembershipId', ARGV[a + 17], 'afterTierName', ARGV[a + 18],
+    'afterTierExpiryDate', ARGV[a + 19], 'afterStartDate', ARGV[a + 20], 'afterEndDate', ARGV[a + 21])
+  out[e + 1] = 'OK'
+end
+return out
+"""
 
 
 def lua_text(lua_dir, name):
@@ -155,9 +224,77 @@ def commit_entry(c, ver, it):
             "9:P1-%06d,6:Silver,w2jgc1c%d,,,loyw3v28,loyw3v28" % (c, it % 10), 0, 0, 0, 1, "UPDATE", EVENT]
 
 
-def rounds(r, sha, mode, batch, iters, around=None):
+def load_scripts(r, args):
+    """The SHA1s of the scripts --script runs."""
+    if args.script == "partnerd":
+        texts = {k: lua_text(args.lua_dir, k + ".lua") for k in ("begin", "commit")}
+    elif args.script == "peer":
+        with open(os.path.join(TOP, "bench", "peer", "update.redis.lua")) as f:
+            texts = {"peer": f.read().replace("@LAYOUT_TAGS@", "".join(t.ljust(10) for t in keys.tags()))}
+    elif args.script == "floor-locked":
+        texts = {"begin": FLOOR_BEGIN, "commit": FLOOR_COMMIT}
+    else:
+        texts = {"floor": FLOOR_ONE}
+    return {k: r("SCRIPT", "LOAD", v).decode() for k, v in texts.items()}
+
+
+FIELDS = [x.decode() for x in activity.record_fields(EVENT)]   # the record's 15 fields
+
+
+def other_rounds(r, sha, script, batch, iters, around):
+    """ITER batches of B entries of the peer's script (one call per entry, a batch's calls
+    pipelined, as bench/peer/peer.lua sends them) or of the floors (one or two calls per
+    batch); returns the calls made per script."""
+    rng = random.Random(1)
+    calls = {}
+    fmax = 10000 // keys.LAYOUT_PARTS + 1
+    for it in range(iters):
+        cids = rng.sample(range(1, N + 1), batch)
+        tok = "%032x" % it
+        mobs = ["917%09d" % c for c in cids]
+        val = ["9:P1-%06d,6:Silver,w2jgc1c%d,,,loyw3v28,loyw3v28" % (c, it % 10) for c in cids]
+        if script == "peer":
+            cmds = []
+            for c, mob in zip(cids, mobs):   # a RENEWAL of UpdProg to Silver (tiers Bronze, Silver, Gold)
+                cmds.append(["EVALSHA", sha["peer"], 0, ORG, 1795000106000, tok, tok, 100, fmax, 1, "mobile", mob,
+                             keys.ix(ORG, "mobile", mob), 1, "UpdProg", 1, "RENEWAL", 0, 0, 3, "Bronze", "Silver",
+                             "Gold", 2, 0, 1800000000000 + it, 0])
+            reps = around("peer", lambda: r.pipeline(cmds))
+            if not all(isinstance(x, list) and x[0] == 1000 and x[5] == 200 for x in reps):
+                raise SystemExit("peer refused: %r" % (reps[:2],))
+            calls["peer"] = calls.get("peer", 0) + len(cmds)
+            continue
+        if script == "floor":
+            a = ["EVALSHA", sha["floor"], 0, batch, fmax]
+            for c, mob, v in zip(cids, mobs, val):
+                a += [keys.ix(ORG, "mobile", mob), mob, keys.cust(ORG, c), keys.membership_field(1), v,
+                      keys.hist(ORG, c), keys.feed_of(ORG, c), EVENT] + FIELDS[1:]
+            around("floor", lambda: r(*a))
+            calls["floor"] = calls.get("floor", 0) + 1
+            continue
+        a = ["EVALSHA", sha["begin"], 0, tok, 5000, batch]
+        for c, mob in zip(cids, mobs):
+            a += [keys.ix(ORG, "mobile", mob), mob, keys.cust(ORG, c), keys.lock(ORG, c)]
+        rep = around("begin", lambda: r(*a))
+        a = ["EVALSHA", sha["commit"], 0, tok, batch, fmax]
+        for c, v, e in zip(cids, val, rep):
+            h = dict(zip(e[1][::2], e[1][1::2]))
+            ver = h[b"v"].decode()
+            a += [keys.cust(ORG, c), keys.lock(ORG, c), ver, int(ver) + 1, keys.membership_field(1), v,
+                  keys.hist(ORG, c), keys.feed_of(ORG, c), c, EVENT] + FIELDS[1:]
+        rep = around("commit", lambda: r(*a))
+        if not all(x == b"OK" for x in rep):
+            raise SystemExit("floor commit refused: %r" % (rep[:3],))
+        calls["begin"] = calls.get("begin", 0) + 1
+        calls["commit"] = calls.get("commit", 0) + 1
+    return calls
+
+
+def rounds(r, sha, mode, batch, iters, around=None, script="partnerd"):
     """ITER batches of begin + commit; around(name, fn) wraps each round's calls (timing)."""
     around = around or (lambda name, fn: fn())
+    if script != "partnerd":
+        return other_rounds(r, sha, script, batch, iters, around)
     rng = random.Random(1)
     calls = {"begin": 0, "commit": 0}
     for it in range(iters):
@@ -227,8 +364,7 @@ def timed(args, d):
             rep = Server(os.path.join(d, "replica"), "single", replicaof=srv.port)
             while srv.info("replication").get("slave0", "").find("state=online") < 0:
                 time.sleep(0.1)
-        sha = {k: r("SCRIPT", "LOAD", lua_text(args.lua_dir, k + ".lua")).decode()
-               for k in ("begin", "commit")}
+        sha = load_scripts(r, args)
 
         def evalsha_usec():
             for line in r("INFO", "commandstats").decode().splitlines():
@@ -236,27 +372,26 @@ def timed(args, d):
                     return int(line.split("usec=")[1].split(",")[0])
             return 0
 
-        spent = {"begin": 0, "commit": 0}
+        spent = {}
 
         def around(name, fn):
             u0 = evalsha_usec()
             out = fn()
-            spent[name] += evalsha_usec() - u0
+            spent[name] = spent.get(name, 0) + evalsha_usec() - u0
             return out
 
         r("CONFIG", "RESETSTAT")
-        calls = rounds(r, sha, args.mode, args.batch, args.iter, around)
+        calls = rounds(r, sha, args.mode, args.batch, args.iter, around, args.script)
         inner = {}
         for line in r("INFO", "commandstats").decode().splitlines():
             if line.startswith("cmdstat_") and not line.startswith(("cmdstat_evalsha", "cmdstat_info", "cmdstat_config")):
                 name, rest = line[8:].split(":", 1)
                 inner[name] = int(rest.split("usec=")[1].split(",")[0])
         n = args.iter * args.batch
-        tot = spent["begin"] + spent["commit"]
-        print("Redis time per customer entry (%s, batches of %d, %d batches, %.2f begin and %.2f commit calls "
-              "per batch): begin.lua %.2f us, commit.lua %.2f us, total %.2f us" % (
-                  args.mode, args.batch, args.iter, calls["begin"] / args.iter, calls["commit"] / args.iter,
-                  spent["begin"] / n, spent["commit"] / n, tot / n))
+        tot = sum(spent.values())
+        print("Redis time per customer entry (%s, %s, batches of %d, %d batches; calls per batch %s): %s, total %.2f us" % (
+            args.script, args.mode, args.batch, args.iter, calls_text(calls, args.iter),
+            ", ".join("%s %.2f us" % (k, v / n) for k, v in spent.items()), tot / n))
         print("  of which the commands the scripts ran: %.2f us %s" % (
             sum(inner.values()) / n,
             json.dumps({k: round(v / n, 2) for k, v in sorted(inner.items(), key=lambda kv: -kv[1])})))
@@ -407,10 +542,9 @@ def profile(args, d):
             rep = Server(os.path.join(d, "replica"), "single", replicaof=srv.port)
             while srv.info("replication").get("slave0", "").find("state=online") < 0:
                 time.sleep(0.2)
-        sha = {k: r("SCRIPT", "LOAD", lua_text(args.lua_dir, k + ".lua")).decode()
-               for k in ("begin", "commit")}
+        sha = load_scripts(r, args)
         t0 = time.time()
-        calls = rounds(r, sha, args.mode, args.batch, args.iter)
+        calls = rounds(r, sha, args.mode, args.batch, args.iter, None, args.script)
         took = time.time() - t0
         if args.mode == "replica":   # the replica has it all: the stream was written
             want = srv.info("replication")["master_repl_offset"]
@@ -423,13 +557,16 @@ def profile(args, d):
     selfc, arcs, counts = parse_callgrind(out)
     n = args.iter * args.batch
     total, rows, _ = breakdown(selfc, arcs, counts, n)
-    print("redis-server instructions per customer entry (%s, batches of %d, %d batches, %.2f begin and "
-          "%.2f commit calls per batch; %.0f s under callgrind): %.0f" % (
-              args.mode, args.batch, args.iter, calls["begin"] / args.iter, calls["commit"] / args.iter,
-              took, total / n))
+    print("redis-server instructions per customer entry (%s, %s, batches of %d, %d batches; calls per batch %s; "
+          "%.0f s under callgrind): %.0f" % (
+              args.script, args.mode, args.batch, args.iter, calls_text(calls, args.iter), took, total / n))
     for p, v in rows:
         print(("  %-90s %8.2f" if p.endswith("(count)") else "  %-90s %8.0f") % (p, v / n))
     print("  (raw: %s; callgrind_annotate --inclusive=yes %s)" % (out, out))
+
+
+def calls_text(calls, iters):
+    return ", ".join("%s %.2f" % (k, v / iters) for k, v in calls.items())
 
 
 def main():
@@ -438,6 +575,9 @@ def main():
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--iter", type=int, default=None, help="batches (default 200; 20 with --profile)")
     ap.add_argument("--mode", choices=MODES, default="single")
+    ap.add_argument("--script", choices=SCRIPTS, default="partnerd",
+                    help="partnerd's begin.lua + commit.lua (from LUA_DIR), the equal-work peer's "
+                         "bench/peer/update.redis.lua, or a floor (the contract's commands with or without the lock)")
     ap.add_argument("--profile", action="store_true", help="count instructions under callgrind")
     ap.add_argument("--out", default=None, help="--profile's callgrind file")
     args = ap.parse_args()
