@@ -181,8 +181,9 @@ class Server:
             argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + callgrind,
                     "--collect-atstart=no", "--toggle-collect=readQueryFromClient",
                     "--toggle-collect=beforeSleep"] + argv
-        self.p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
+        with open(os.path.join(d, "redis.log"), "ab") as log:
+            self.p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
         for _ in range(1200):
             try:
                 self.r = Redis(self.port, timeout=600)
@@ -190,7 +191,9 @@ class Server:
                 break
             except Exception:
                 if self.p.poll() is not None:
-                    raise SystemExit("redis-server exited: %s" % " ".join(argv))
+                    with open(os.path.join(d, "redis.log"), errors="replace") as f:
+                        tail = "".join(f.readlines()[-5:])
+                    raise SystemExit("redis-server exited: %s\n%s" % (" ".join(argv), tail))
                 time.sleep(0.05)
         else:
             raise SystemExit("redis-server did not answer: %s" % " ".join(argv))
@@ -531,7 +534,15 @@ def profile(args, d):
     out = os.path.abspath(args.out)
     if os.path.exists(out):
         os.unlink(out)
-    srv = Server(d, args.mode, port=srv.port, callgrind=out)
+    port = srv.port
+    for attempt in range(3):   # the port (or a cluster node's bus port, +10000) may be taken
+        try:                   # meanwhile: then a new one (a cluster node announces it anew)
+            srv = Server(d, args.mode, port=port, callgrind=out)
+            break
+        except SystemExit:
+            if attempt == 2:
+                raise
+            port = free_port()
     rep = None
     try:
         r = srv.r
