@@ -29,7 +29,7 @@ instructions per customer entry by part: the Lua VM, ARGV creation, redis.call's
 and reply conversion, each command's own work, call()'s bookkeeping, propagation, the
 per-call checks (cluster, ACL, ...). Deterministic counts: the machine's load does not
 change them. The raw file is kept (--out, default bench-out/callgrind-redis-MODE.out) for
-callgrind_annotate.
+callgrind_annotate. Needs valgrind (`scripts/install-deps valgrind`, as scripts/bench does).
 """
 import argparse
 import json
@@ -524,6 +524,8 @@ def breakdown(selfc, arcs, counts, n):
 
 
 def profile(args, d):
+    if not shutil.which("valgrind"):
+        raise SystemExit("scripts_micro.py --profile needs valgrind: scripts/install-deps valgrind")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     srv = Server(d, args.mode)
     try:
