@@ -18,6 +18,15 @@ row's entries times its share of the range's customers (the slot of each custome
 partition tag, src/layout.c, against the cluster's slot map). The balance is the largest
 master's figure over the smallest's; each master's figure is also given as a ratio to the
 one Redis's CPU per entry of the same round. Medians over rounds of the per-round figures.
+
+A Redis's CPU per entry depends on how busy it is: each wakeup of its event loop costs read
+and write system calls and housekeeping whatever it carries, and a busy server carries more
+entries per wakeup. partnerd and nginx on this machine cannot keep three masters as busy as
+they keep one Redis: each master runs at about a third of the one Redis's rate. So each
+round also runs every row on the one Redis held to a master's load (the cluster's entries/s
+of that round over the number of masters: wrk's delay hook, BENCH_DELAY_MS, set by two
+short calibration runs), and each master's figure is also given as a ratio to that run
+("x one Redis at a master's load").
 The replicas' CPU (they apply every write too) is not in the masters' figures: it is
 reported on its own line (us per entry of the row, the three replicas summed).
 
@@ -153,6 +162,33 @@ def measure(B, st, name, run, batch, nodes=None):
     return res
 
 
+def at_rate(B, args, st, name, run, batch, eps, p50_ms):
+    """The row `run` on the one Redis held to about `eps` customer entries/s: each of wrk's
+    connections waits BENCH_DELAY_MS before its next request (bench/wrk/common.lua); the delay
+    comes from the row's unheld latency and two 2 s calibration runs. Returns measure()'s
+    result of one held run of args.duration seconds, with the delay and the aimed rate."""
+    conns = args.connections
+    rps = max(1e-6, eps / batch)
+    d = max(0.0, 1000.0 * conns / rps - (p50_ms if p50_ms == p50_ms else 0.0))
+    dur = args.duration
+    try:
+        args.duration = 2
+        for _ in range(2):
+            os.environ["BENCH_DELAY_MS"] = "%.3f" % d
+            r = run()
+            if r["rps"] > 0:
+                d = max(0.0, d + 1000.0 * conns * (1.0 / rps - 1.0 / r["rps"]))
+        args.duration = dur
+        os.environ["BENCH_DELAY_MS"] = "%.3f" % d
+        res = measure(B, st, name, run, batch)
+    finally:
+        args.duration = dur
+        os.environ.pop("BENCH_DELAY_MS", None)
+    res["delay_ms"] = d
+    res["aimed_eps"] = eps
+    return res
+
+
 def derive(B, results, nodes, names):
     """Per round: the one Redis's CPU/entry; each master's CPU per entry of its own, its ratio
     to the one Redis's, the balance; then medians over rounds."""
@@ -162,20 +198,23 @@ def derive(B, results, nodes, names):
         rng = B.MIXR if name.startswith("mix") else B.UPD
         share = nodes.share(B.ORG, rng, keys.cust)
         per = []
-        for one, clu in zip(results["single"][name], results["cluster"][name]):
+        for one, clu, held in zip(results["single"][name], results["cluster"][name], results["held"][name]):
             e1, e2 = max(1, one["entries_sent"]), max(1, clu["entries_sent"])
             single = 1e6 * one["cpu_s"]["single"] / e1
+            single_held = 1e6 * held["cpu_s"]["single"] / max(1, held["entries_sent"])
             single_replica = 1e6 * one["cpu_s"]["replica"] / e1 if "replica" in one["cpu_s"] else None
             m = {p: 1e6 * clu["cpu_s"][str(p)] / max(1e-9, e2 * share[p]) for p in nodes.masters}
             cpu_m = sum(clu["cpu_s"][str(p)] for p in nodes.masters)
             per.append({
                 "single": single,
+                "single_held": single_held,
                 "single_replica": single_replica,
                 "masters": m,
                 "masters_total": 1e6 * cpu_m / e2,
                 "cpu_share": {p: clu["cpu_s"][str(p)] / cpu_m if cpu_m else float("nan") for p in nodes.masters},
                 "replicas_total": 1e6 * sum(clu["cpu_s"][str(p)] for p in nodes.replicas) / e2,
                 "ratio": {p: m[p] / single if single else float("nan") for p in nodes.masters},
+                "ratio_held": {p: m[p] / single_held if single_held else float("nan") for p in nodes.masters},
                 "balance": max(m.values()) / min(m.values()) if min(m.values()) > 0 else float("nan"),
             })
         out[name] = {
@@ -183,6 +222,7 @@ def derive(B, results, nodes, names):
             "per_round": [{k: ({str(p): x for p, x in v.items()} if isinstance(v, dict) else v)
                            for k, v in r.items()} for r in per],
             "single": med([r["single"] for r in per]),
+            "single_held": med([r["single_held"] for r in per]),
             "single_replica": (med([r["single_replica"] for r in per])
                                if per and per[0]["single_replica"] is not None else None),
             "masters": {p: med([r["masters"][p] for r in per]) for p in nodes.masters},
@@ -192,6 +232,8 @@ def derive(B, results, nodes, names):
             "ratio": {p: med([r["ratio"][p] for r in per]) for p in nodes.masters},
             "balance": med([r["balance"] for r in per]),
             "worst_ratio": med([max(r["ratio"].values()) for r in per]),
+            "ratio_held": {p: med([r["ratio_held"][p] for r in per]) for p in nodes.masters},
+            "worst_ratio_held": med([max(r["ratio_held"].values()) for r in per]),
         }
     return out
 
@@ -200,21 +242,23 @@ def tables(B, results, der, nodes, names):
     """The three tables (markdown): the rows on both stores; each master's share and CPU per
     entry; the mix's commands per request on each master (where an imbalance would come from)."""
     rows = []
+    label = {"single": "one Redis", "held": "one Redis at a master's load", "cluster": "cluster, 3 masters"}
     for name in names:
-        for store in ("single", "cluster"):
+        for store in ("single", "held", "cluster"):
             rs = results[store][name]
             d = der[name]
             items = sum(sum(r["items"].values()) for r in rs)
             c2010 = sum(r["items"].get("2010", 0) for r in rs)
-            rows.append((name, "one Redis" if store == "single" else "cluster, 3 masters",
+            cpu = {"single": d["single"], "held": d["single_held"], "cluster": d["masters_total"]}[store]
+            rows.append((name, label[store],
                          "%.0f" % med([r["rps"] for r in rs]), "%.0f" % med([r["entries"] for r in rs]),
                          "%.2f" % med([r["p50"] for r in rs]), "%.2f" % med([r["p99"] for r in rs]),
                          "%d/%d" % (sum(r["non2xx"] for r in rs), sum(r["errors"] for r in rs)),
                          "%d/%d" % (c2010, items),
                          "%.2f" % med([r["round_trips"] / r["pd_requests"] for r in rs if r["pd_requests"] > 0]),
-                         "%.1f" % (d["single"] if store == "single" else d["masters_total"]),
+                         "%.1f" % cpu,
                          "%.1f" % d["replicas_total"] if store == "cluster" else
-                         "-" if d["single_replica"] is None else "%.1f" % d["single_replica"]))
+                         "-" if d["single_replica"] is None or store == "held" else "%.1f" % d["single_replica"]))
     t1 = B.fmt_table(("row", "store", "req/s", "entries/s", "p50 ms", "p99 ms", "non-2xx/err", "2010 items",
                       "round trips/req", "Redis CPU us/entry (masters)", "replicas' CPU us/entry"), rows)
     rows = []
@@ -222,11 +266,12 @@ def tables(B, results, der, nodes, names):
         d = der[name]
         for p in nodes.masters:
             rows.append((name, nodes.label(p), "%.1f %%" % (100 * d["share"][str(p)]),
-                         "%.1f %%" % (100 * d["cpu_share"][p]), "%.1f" % d["masters"][p], "%.2fx" % d["ratio"][p]))
+                         "%.1f %%" % (100 * d["cpu_share"][p]), "%.1f" % d["masters"][p], "%.2fx" % d["ratio"][p],
+                         "%.2fx" % d["ratio_held"][p]))
         rows.append((name, "max/min over the masters", "", "", "%.2f" % d["balance"],
-                     "one Redis: %.1f us/entry" % d["single"]))
+                     "one Redis: %.1f us/entry" % d["single"], "held: %.1f us/entry" % d["single_held"]))
     t2 = B.fmt_table(("row", "master", "share of the entries", "share of the masters' CPU",
-                      "CPU us per own entry", "x one Redis"), rows)
+                      "CPU us per own entry", "x one Redis", "x one Redis at a master's load"), rows)
     t3 = ""
     mix = next((n for n in names if n.startswith("mix")), None)
     if mix:
@@ -265,6 +310,11 @@ def targets(der):
                     "worst %.2fx (%s; one Redis %.1f us/entry)" % (
                         d["worst_ratio"], ", ".join("%.2fx" % v for v in d["ratio"].values()), d["single"]),
                     d["worst_ratio"] <= RATIO_MAX))
+        out.append(("mix: the same, the one Redis held to a master's load",
+                    "worst %.2fx (%s; one Redis held %.1f us/entry)" % (
+                        d["worst_ratio_held"], ", ".join("%.2fx" % v for v in d["ratio_held"].values()),
+                        d["single_held"]),
+                    d["worst_ratio_held"] <= RATIO_MAX))
     return out
 
 
@@ -348,7 +398,8 @@ def main(args, B, t_start):
         report["idle"] = idle_cpu(one, nodes)
         t1, t2 = B.Targets(one, args), B.Targets(two, args)
         runs = {"single": B.target_runs(t1), "cluster": B.target_runs(t2)}
-        results = {"single": {n: [] for n in names}, "cluster": {n: [] for n in names}}
+        results = {"single": {n: [] for n in names}, "cluster": {n: [] for n in names},
+                   "held": {n: [] for n in names}}
         for rnd in range(args.rounds):
             for name in names:
                 batch = next(b for n, b, _, _ in B.TARGETS if n == name)
@@ -361,6 +412,15 @@ def main(args, B, t_start):
                         % (rnd + 1, name, store, res["rps"], res["entries"], res["p99"], res["non2xx"],
                            res["errors"], res["round_trips"] / max(1, res["pd_requests"]),
                            json.dumps(res["items"], sort_keys=True), cpu))
+                # the one Redis again, held to a master's load of the cluster's run just made
+                clu, single = results["cluster"][name][-1], results["single"][name][-1]
+                eps = clu["entries"] / len(nodes.masters)
+                res = at_rate(B, args, one, name, runs["single"][name], batch, eps, single["p50"])
+                results["held"][name].append(res)
+                log("round %d %-14s held    %8.0f req/s %8.0f entries/s (aimed at %.0f, delay %.2f ms) "
+                    "non-2xx %d err %d redis cpu %.2f s"
+                    % (rnd + 1, name, res["rps"], res["entries"], eps, res["delay_ms"], res["non2xx"],
+                       res["errors"], res["cpu_s"]["single"]))
         der = derive(B, results, nodes, names)
         report["results"] = results
         report["derived"] = {n: {k: ({str(p): x for p, x in v.items()} if isinstance(v, dict) else v)

@@ -90,6 +90,17 @@ function M.install()
   setup = function(thread)
     threads[#threads + 1] = thread
   end
+  -- BENCH_DELAY_MS (a fraction allowed): each connection waits that long before its next
+  -- request, so a run can be held to a request rate (bench/cluster_bench.py: the one Redis
+  -- at a master's load). wrk takes whole milliseconds: the fraction is drawn at random.
+  local d = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+  if d and d > 0 then
+    local whole, frac = math.floor(d), d - math.floor(d)
+    delay = function()
+      if math.random() < frac then return whole + 1 end
+      return whole
+    end
+  end
   if os.getenv("BENCH_COUNT") == "1" then
     response = function(status, headers, body)
       if status ~= 200 then M.non200 = M.non200 + 1 end

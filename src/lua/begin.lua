@@ -36,11 +36,15 @@ local defcache = {}
 
 local function entry(e, at, ni, items_at, np)
   local cid, missing, differ = nil, false, false
+  -- an id's customer hash, read whole to see whether it exists (one call instead of an
+  -- EXISTS and then the HGETALL below: begin.lua on a cluster names customers by id)
+  local byid, byid_snap = nil, nil
   for k = 0, ni - 1 do
     local kind, val, vtag = ARGV[at + 3 * k], ARGV[at + 3 * k + 1], ARGV[at + 3 * k + 2]
     local c
     if kind == 'id' then
-      if redis.call('EXISTS', 'pp:{' .. tag_of_cid(val) .. '}:c:' .. org .. ':' .. val) == 1 then c = val end
+      local h = redis.call('HGETALL', 'pp:{' .. tag_of_cid(val) .. '}:c:' .. org .. ':' .. val)
+      if #h > 0 then c = val; byid, byid_snap = val, h end
     else
       c = redis.call('HGET', 'pp:{' .. vtag .. '}:ix:' .. org .. ':' .. kind, val)
     end
@@ -76,7 +80,7 @@ local function entry(e, at, ni, items_at, np)
   end
   if locked[cid] then return {'DUP', cid, locked[cid], defs, holders} end
   local ctag = tag_of_cid(cid)
-  local snapshot = redis.call('HGETALL', 'pp:{' .. ctag .. '}:c:' .. org .. ':' .. cid)
+  local snapshot = byid == cid and byid_snap or redis.call('HGETALL', 'pp:{' .. ctag .. '}:c:' .. org .. ':' .. cid)
   if not redis.call('SET', 'pp:{' .. ctag .. '}:lock:' .. org .. ':' .. cid, token, 'NX', 'PX', ttl) then
     return {'BUSY', cid}
   end

@@ -66,11 +66,18 @@ local function feed_usable(fk)
   end
   return ok
 end
+-- A claim bucket's type (the closure made once per call, not once per customer).
+local function hash_usable(key)
+  local t = redis.call('TYPE', key).ok
+  return t == 'none' or t == 'hash'
+end
 --#include holds.lua
 -- The record's fields (struct.unpack formats of its variants 1 and 2: one-byte and
 -- four-byte lengths), read before anything is written: a record that does not read is
 -- "BROKEN" like a key of the wrong type (partnerd never sends one).
-local rec_fmt = {['\1'] = '>' .. string.rep('Bc0', 15), ['\2'] = '>' .. string.rep('I4c0', 15)}
+-- (written out: string.rep would build them again on every call)
+local rec_fmt = {['\1'] = '>Bc0Bc0Bc0Bc0Bc0Bc0Bc0Bc0Bc0Bc0Bc0Bc0Bc0Bc0Bc0',
+                 ['\2'] = '>I4c0I4c0I4c0I4c0I4c0I4c0I4c0I4c0I4c0I4c0I4c0I4c0I4c0I4c0I4c0'}
 local function rec_fields(ev)
   local fmt = rec_fmt[string.sub(ev, 1, 1)]
   if not fmt then return nil end
@@ -79,6 +86,7 @@ local function rec_fields(ev)
   return r
 end
 local now_ms = nil   -- Redis's clock, read when a holder must be checked
+local SEQ = {[0] = '0', '1', '2', '3'}   -- an event's seq as text (most commits have one)
 for c = 1, n do
   local ck, lk, ver, cid, hk, feed = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   i = i + 6
@@ -101,13 +109,9 @@ for c = 1, n do
     end
   else
     local broken = false
-    local function want(key, typ)
-      local t = redis.call('TYPE', key).ok
-      if t ~= 'none' and t ~= typ then broken = true end
-    end
     if nev > 0 and not feed_usable(feed) then broken = true end
-    for j = 0, ncl - 1 do want(ARGV[scl + 2 * j], 'hash') end
-    for j = 0, nrel - 1 do want(ARGV[srel + 2 * j], 'hash') end
+    for j = 0, ncl - 1 do if not hash_usable(ARGV[scl + 2 * j]) then broken = true end end
+    for j = 0, nrel - 1 do if not hash_usable(ARGV[srel + 2 * j]) then broken = true end end
     local free = true
     for j = 0, ncl - 1 do
       if broken then break end
@@ -154,7 +158,8 @@ for c = 1, n do
       end
       -- the customer's version after this commit: every commit that changes something or
       -- has an event bumps it (each success of rules.c sets or deletes a field anyway)
-      local nv = (tonumber(ver) or 0) + 1
+      -- (as text once: Redis would format a Lua number for each command that takes it)
+      local nv = tostring((tonumber(ver) or 0) + 1)
       if nset + ndel + nev > 0 then
         -- one HSET for every field, the new version and the writer's token (`w`: how
         -- resolve.lua tells whether a commit whose reply was lost applied)
@@ -168,7 +173,7 @@ for c = 1, n do
         local typ, r = ARGV[sev + 2 * j], recs[j]
         if j > 0 then hlen = redis.call('LPUSH', hk, ARGV[sev + 2 * j + 1]) end
         redis.call('XADD', feed, 'MAXLEN', '~', fmax, '*', 'v', '3', 'type', typ, 'customerId', cid,
-                   'customerVersion', nv, 'seq', j, 'date', r[3], 'program', r[4],
+                   'customerVersion', nv, 'seq', SEQ[j] or tostring(j), 'date', r[3], 'program', r[4],
                    'updateType', r[5], 'requestId', r[6],
                    'beforeMembershipId', r[7], 'beforeTierName', r[8], 'beforeTierExpiryDate', r[9],
                    'beforeStartDate', r[10], 'beforeEndDate', r[11],

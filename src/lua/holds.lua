@@ -12,74 +12,6 @@
 -- A value it cannot read (neither format, or the hash of the wrong type) counts as holding:
 -- when in doubt the claim is refused (2101), never taken over.
 
--- Base-36 time (DATA-MODEL.md): number, or nil when empty or malformed.
-local function holds_b36(s)
-  local neg = string.sub(s, 1, 1) == '-'
-  if neg then s = string.sub(s, 2) end
-  if not string.find(s, '^[0-9a-z]+$') then return nil end
-  local n = tonumber(s, 36)
-  if n and neg then n = -n end
-  return n
-end
-
--- LEN ":" bytes at p: the bytes and the position after them, or nil.
-local function holds_str(v, p)
-  local _, e, len = string.find(v, '^(%d+):', p)
-  if not e then return nil end
-  len = tonumber(len)
-  if e + len > #v then return nil end
-  return string.sub(v, e + 1, e + len), e + len + 1
-end
-
--- The bytes up to the next ',' and the position after it (#v + 2 when there is none).
-local function holds_field(v, p)
-  local c = string.find(v, ',', p, true)
-  if c then return string.sub(v, p, c - 1), c + 1 end
-  return string.sub(v, p), #v + 2
-end
-
--- values = LEN:MID "," TIER "," EXP "," START "," END at p: mid, START text, next position.
-local function holds_values(v, p)
-  local mid, start, _
-  mid, p = holds_str(v, p)
-  if not mid or string.sub(v, p, p) ~= ',' then return nil end
-  p = p + 1
-  if string.sub(v, p, p) == '-' then
-    p = p + 1
-  else
-    _, p = holds_str(v, p)
-    if not p then return nil end
-  end
-  if string.sub(v, p, p) ~= ',' then return nil end
-  _, p = holds_field(v, p + 1)        -- EXP
-  start, p = holds_field(v, p)        -- START
-  _, p = holds_field(v, p)            -- END
-  return mid, start, p
-end
-
--- A stored membership value: current mid, then the relink's mid and start (or nil);
--- nothing when the value is not readable.
-local function holds_decode(v)
-  if string.sub(v, 1, 1) == '{' then
-    local ok, t = pcall(cjson.decode, v)
-    if not ok or type(t) ~= 'table' or type(t.mid) ~= 'string' then return nil end
-    if type(t.rl) == 'table' then
-      if type(t.rl.mid) ~= 'string' or type(t.rl.start) ~= 'number' then return nil end
-      return t.mid, t.rl.mid, t.rl.start
-    end
-    return t.mid
-  end
-  local mid, _, p = holds_values(v, 1)
-  if not mid then return nil end
-  _, p = holds_field(v, p)            -- LK
-  _, p = holds_field(v, p)            -- UP
-  if p > #v + 1 then return mid end   -- no relink
-  local rmid, rstart = holds_values(v, p)
-  rstart = rmid and holds_b36(rstart)
-  if not rstart then return nil end
-  return mid, rmid, rstart
-end
-
 -- Redis's clock in ms.
 local function holds_now_ms()
   local t = redis.call('TIME')
@@ -87,7 +19,79 @@ local function holds_now_ms()
 end
 
 -- Whether customer cid of org holds membership id mid in program pid at now_ms.
+-- (The decoding helpers are made inside it: a script that includes this file pays for
+-- their closures only when it meets another holder, which is rare; made at the top level,
+-- the seven closures cost every call of begin.lua and commit.lua, bench/scripts_micro.py
+-- --profile.)
 local function mid_holds(org, cid, pid, mid, now_ms)
+  -- Base-36 time (DATA-MODEL.md): number, or nil when empty or malformed.
+  local function holds_b36(s)
+    local neg = string.sub(s, 1, 1) == '-'
+    if neg then s = string.sub(s, 2) end
+    if not string.find(s, '^[0-9a-z]+$') then return nil end
+    local n = tonumber(s, 36)
+    if n and neg then n = -n end
+    return n
+  end
+
+  -- LEN ":" bytes at p: the bytes and the position after them, or nil.
+  local function holds_str(v, p)
+    local _, e, len = string.find(v, '^(%d+):', p)
+    if not e then return nil end
+    len = tonumber(len)
+    if e + len > #v then return nil end
+    return string.sub(v, e + 1, e + len), e + len + 1
+  end
+
+  -- The bytes up to the next ',' and the position after it (#v + 2 when there is none).
+  local function holds_field(v, p)
+    local c = string.find(v, ',', p, true)
+    if c then return string.sub(v, p, c - 1), c + 1 end
+    return string.sub(v, p), #v + 2
+  end
+
+  -- values = LEN:MID "," TIER "," EXP "," START "," END at p: mid, START text, next position.
+  local function holds_values(v, p)
+    local mid, start, _
+    mid, p = holds_str(v, p)
+    if not mid or string.sub(v, p, p) ~= ',' then return nil end
+    p = p + 1
+    if string.sub(v, p, p) == '-' then
+      p = p + 1
+    else
+      _, p = holds_str(v, p)
+      if not p then return nil end
+    end
+    if string.sub(v, p, p) ~= ',' then return nil end
+    _, p = holds_field(v, p + 1)        -- EXP
+    start, p = holds_field(v, p)        -- START
+    _, p = holds_field(v, p)            -- END
+    return mid, start, p
+  end
+
+  -- A stored membership value: current mid, then the relink's mid and start (or nil);
+  -- nothing when the value is not readable.
+  local function holds_decode(v)
+    if string.sub(v, 1, 1) == '{' then
+      local ok, t = pcall(cjson.decode, v)
+      if not ok or type(t) ~= 'table' or type(t.mid) ~= 'string' then return nil end
+      if type(t.rl) == 'table' then
+        if type(t.rl.mid) ~= 'string' or type(t.rl.start) ~= 'number' then return nil end
+        return t.mid, t.rl.mid, t.rl.start
+      end
+      return t.mid
+    end
+    local mid, _, p = holds_values(v, 1)
+    if not mid then return nil end
+    _, p = holds_field(v, p)            -- LK
+    _, p = holds_field(v, p)            -- UP
+    if p > #v + 1 then return mid end   -- no relink
+    local rmid, rstart = holds_values(v, p)
+    rstart = rmid and holds_b36(rstart)
+    if not rstart then return nil end
+    return mid, rmid, rstart
+  end
+
   local v = redis.pcall('HGET', 'pp:{' .. tag_of_cid(cid) .. '}:c:' .. org .. ':' .. cid, 'm:' .. pid)
   if type(v) == 'table' then return true end  -- not a hash: in doubt
   if not v then return false end

@@ -10,6 +10,8 @@ nginx on the same Redis: two fixture customers get the same link through partner
 same update requests, one through partnerd and one through the peer; the answers (codes,
 messages, shape), the stored membership values, the history and feed entries and the version
 bumps must agree, but for what differs by nature (customer, membership id, times, request id).
+The same for links and delinks (SPEC 4.1 and 4.3): two fresh customers get the same link and
+delink requests, through partnerd and through the peer; the membership-id index entries too.
 """
 
 import json
@@ -292,6 +294,175 @@ def test_peer_bucket_of_is_layout_bucket_of(both):
         r = peer_update(peer, entries[k:k + 50])
         got += [e["customer"]["status"]["code"] for e in r["customersPartnerUpdates"]]
     assert got == [1000] * len(entries), got
+
+
+LINK = "/v2/partnerProgram/linkCustomer"
+DELINK = "/v2/partnerProgram/deLinkCustomer"
+
+
+def both_post(stack, peer, path, top, body_a, body_b):
+    """The same request (but for the customer and membership ids) through partnerd (body_a)
+    and the peer (body_b); both answers, their customer objects reduced to their status."""
+    st, _, ra = stack.post(path, {top: body_a})
+    assert st == 200, ra
+    st, _, rb = peer.post_raw("POST", path, {top: body_b})
+    assert st == 200, (rb, peer.errlog())
+    rb = json.loads(rb)
+    for r in (ra, rb):
+        for e in r[top]:
+            e["customer"] = e["customer"]["status"]
+    return ra, rb
+
+
+def history_records(stack, c):
+    return stack.redis("LRANGE", keys.hist("acme", c["id"]), 0, -1)
+
+
+def feed_entries(stack, c):
+    ents = stack.redis("XRANGE", keys.feed_of("acme", c["id"]), "-", "+")
+    return [f for _, f in ents if dict(zip(f[0::2], f[1::2]))[b"customerId"] == str(c["id"]).encode()]
+
+
+def neutral_link_record(raw, t0):
+    """A history record's fields but for what differs by nature between the two customers:
+    the date, the request id, the membership ids (each side has its own), a start that is
+    the link's own time (one since t0, epoch ms)."""
+    f = activity.record_fields(raw)
+    for k in (1, 4, 5, 10):
+        f[k] = b"X" if f[k] else b""
+    for k in (8, 13):
+        if f[k] and t0 <= int(f[k]) <= t0 + 600000:
+            f[k] = b"NOW"
+    return f
+
+
+def test_the_same_links_and_delinks_store_the_same(both):
+    """Links and delinks through partnerd (customer a) and the peer (customer b), item by item
+    through the checks of SPEC 4.1 and 4.3: the same answers (codes, messages, shapes), the
+    same membership values, membership-id index entries, history records and feed entries
+    (format 3), but for what differs by nature; partnerctl check passes."""
+    stack, peer = both
+    t0 = int(time.time() * 1000) - 1000
+    a, b, holder = stack.customers(3)
+    held = stack.uid("H")
+    _, st = link1(stack, by_mobile(holder), item("AcmeAir", held, "Silver", FUTURE))
+    assert [x["code"] for x in st] == [200], st
+    day = 86400
+    recent = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(time.time() - 2 * day))
+    uid = stack.uid("P")
+    long_name = "N" * 129
+
+    def mid(side, k):
+        return "%s-%s-%d" % (uid, side, k)
+
+    # (items with {M} for the side's membership id, the expected codes)
+    steps = [
+        ([item("AcmeAir", held, "Silver", FUTURE)], [2101]),
+        ([item("AcmeAir", "{M}", "Silver", FUTURE), item("AcmeShop", "{M}"),
+          item("AcmeAir", "{M}", "Gold")], [200, 200, 2102]),
+        ([item("AcmeAir", "{M}", "Gold", FUTURE)], [2005]),
+        ([item("NoSuchProgram", "{M}"), item("AcmeOld", "{M}", "Bronze")], [2006, 2006]),
+        ([item("AcmeSpare", ref=False), item("AcmePlus", ref="x")], [2002, 2002]),
+        ([item("AcmeSpare", "{M}", exp="2031-02-30T00:00:00Z"), item("AcmePlus", "{M}", start="yesterday")],
+         [2103, 2103]),
+        ([item("AcmeSpare"), item("AcmePlus", "{M}", tier="Gold")], [2002, 2007]),
+        ([item("AcmeDays", "{M}")], [2002]),
+        ([item("AcmeDays", "{M}", "Nope")], [2007]),
+        ([item("AcmeSpare", "{M}", exp="2020-01-01T00:00:00Z"), item("AcmePlus", "{M}", start="2024-02-29T10:00:00Z")],
+         [2003, 2003]),
+        ([item(long_name, "{M}"), item("AcmeSpare", "M" * 129)], [2002, 2002]),
+        ([item(None, "{M}"), item("AcmePlus", "{M}", start=recent), item("AcmeDays", "{M}", "Premium", FUTURE, recent),
+          item("AcmeLater", "{M}")], [2002, 200, 200, 200]),
+        ([item("AcmeSpare", "{M}", start="2031-01-01T00:00:00+05:30")], [200]),
+    ]
+    n = 0
+    codes = []
+    for items, want in steps:
+        sides = []
+        for side in ("a", "b"):
+            its = json.loads(json.dumps(items))
+            for it in its:
+                ref = it.get("customerPartnerReference")
+                if isinstance(ref, dict) and ref.get("partnerMembershipId") == "{M}":
+                    n += 1
+                    ref["partnerMembershipId"] = mid(side, n)
+            sides.append(its)
+        ra, rb = both_post(stack, peer, LINK, "linkCustomers",
+                           [{"customer": by_mobile(a), "linkToPartnerPrograms": sides[0]}],
+                           [{"customer": by_mobile(b), "linkToPartnerPrograms": sides[1]}])
+        assert rb == ra, (items, rb, ra)
+        got = [i["partnerLinkStatus"]["code"] for i in ra["linkCustomers"][0]["linkToPartnerPrograms"]]
+        codes.append(got)
+        assert got == want, (items, got, want)
+    # the stored memberships: the same values but for the membership ids and the link times
+    for name in ("AcmeAir", "AcmeShop", "AcmePlus", "AcmeDays", "AcmeLater", "AcmeSpare"):
+        pid = stack.pid(name)
+        va, vb = (stack.redis("HGET", keys.cust("acme", c["id"]), keys.membership_field(pid)) for c in (a, b))
+        ma, mb = harness.decode_membership(va), harness.decode_membership(vb)
+        assert {k: ma[k] for k in ("tier", "exp", "end", "rl")} == {k: mb[k] for k in ("tier", "exp", "end", "rl")}, \
+            (name, va, vb)
+        assert (ma["start"] == ma["lk"]) == (mb["start"] == mb["lk"]), (name, va, vb)
+        assert va.count(b",") == vb.count(b","), (va, vb)
+        # the membership-id index names the customer
+        for c, m in ((a, ma), (b, mb)):
+            assert stack.redis("HGET", keys.mid("acme", pid, m["mid"]), m["mid"]) == str(c["id"]).encode(), (name, m)
+    # the history records and feed entries of the links
+    ha, hb = history_records(stack, a), history_records(stack, b)
+    assert len(ha) == len(hb) == 6, (ha, hb)
+    for x, y in zip(ha, hb):
+        assert activity.is_record(x) and activity.is_record(y) and x[:1] == y[:1], (x, y)
+        assert neutral_link_record(x, t0) == neutral_link_record(y, t0), (x, y)
+    fa, fb = feed_entries(stack, a), feed_entries(stack, b)
+    assert len(fa) == len(fb) == 6
+    for x, y, hx, hy in zip(fa, fb, reversed(ha), reversed(hb)):
+        assert [k.decode() for k in x[0::2]] == [k.decode() for k in y[0::2]] == activity.FEED3, (x, y)
+        assert x[1::2][:2] == y[1::2][:2] == [b"3", b"LINK"], (x, y)
+        assert activity.record_fields(hx)[1:] == x[11::2] and activity.record_fields(hy)[1:] == y[11::2]
+        assert x[7::2][:2] == y[7::2][:2], (x, y)      # customerVersion, seq: the same steps
+    mids_a = [activity.record_fields(r)[10] for r in ha]
+    mids_b = [activity.record_fields(r)[10] for r in hb]
+
+    # delinks: the checks of SPEC 4.3, the same customer twice in one request
+    dsteps = [
+        ([{"partnerProgramName": "AcmeAir"}, {"partnerProgramName": "AcmeAir"}], [200, 2102]),
+        ([{"partnerProgramName": "AcmeAir"}], [2004]),
+        ([{"partnerProgramName": "NoSuchProgram"}, {}, {"partnerProgramName": long_name}], [2006, 2002, 2002]),
+        ([{"partnerProgramName": p} for p in ("AcmeShop", "AcmePlus", "AcmeDays", "AcmeLater")], [200] * 4),
+    ]
+    for items, want in dsteps:
+        ra, rb = both_post(stack, peer, DELINK, "deLinkCustomers",
+                           [{"customer": {"id": a["id"]}, "deLinkFromPartnerPrograms": items}],
+                           [{"customer": {"id": b["id"]}, "deLinkFromPartnerPrograms": items}])
+        assert rb == ra, (items, rb, ra)
+        got = [i["partnerDeLinkStatus"]["code"] for i in ra["deLinkCustomers"][0]["deLinkFromPartnerPrograms"]]
+        assert got == want, (items, got, want)
+    # the same customer twice in one request: the later entry sees the earlier's delink
+    twice = [{"partnerProgramName": "AcmeSpare"}]
+    ra, rb = both_post(stack, peer, DELINK, "deLinkCustomers",
+                       [{"customer": by_mobile(a), "deLinkFromPartnerPrograms": twice},
+                        {"customer": {"id": a["id"]}, "deLinkFromPartnerPrograms": twice}],
+                       [{"customer": by_mobile(b), "deLinkFromPartnerPrograms": twice},
+                        {"customer": {"id": b["id"]}, "deLinkFromPartnerPrograms": twice}])
+    assert rb == ra, (rb, ra)
+    assert [e["deLinkFromPartnerPrograms"][0]["partnerDeLinkStatus"]["code"] for e in ra["deLinkCustomers"]] == [200, 2004]
+    for c, mids in ((a, mids_a), (b, mids_b)):
+        h = stack.redis("HGETALL", keys.cust("acme", c["id"]))
+        assert not [k for k in h[0::2] if k.startswith(b"m:")], h
+        for name, m in zip(("AcmeSpare", "AcmeLater", "AcmeDays", "AcmePlus", "AcmeShop", "AcmeAir"), mids):
+            assert stack.redis("HGET", keys.mid("acme", stack.pid(name), m.decode()), m) is None, (name, m)
+    ha2, hb2 = history_records(stack, a), history_records(stack, b)
+    assert len(ha2) == len(hb2) == 12
+    for x, y in zip(ha2[:6], hb2[:6]):
+        assert activity.record_fields(x)[0] == activity.record_fields(y)[0] == b"D", (x, y)
+        assert neutral_link_record(x, t0) == neutral_link_record(y, t0), (x, y)
+    fa, fb = feed_entries(stack, a), feed_entries(stack, b)
+    assert len(fa) == len(fb) == 12
+    for x, y in zip(fa[6:], fb[6:]):
+        assert x[1::2][:2] == y[1::2][:2] == [b"3", b"DELINK"] and x[7::2][:2] == y[7::2][:2], (x, y)
+    va, vb = (int(stack.redis("HGET", keys.cust("acme", c["id"]), "v")) for c in (a, b))
+    assert va == vb, (va, vb)
+    rc, out, err = stack.ctl("check", "--org", "acme")
+    assert rc == 0, out + err
 
 
 def main():

@@ -199,7 +199,9 @@ def test_cluster_router_follows_ask_and_retries_tryagain_during_a_slot_migration
         assert 0.35 <= took < 2.0, took
         assert s3["tryagain"] - s2["tryagain"] >= 3, (s2, s3)   # retried, with back-off
 
-        # ... and served when the migration ends within the deadline (then MOVED to b)
+        # ... and served when the migration ends within the deadline: MOVED to b once the
+        # slot is handed over, or ASK to b when a retry comes after the last key moved but
+        # before a hears of the hand-over (a loaded machine widens that window)
         p.send("!deadline 8000")
         p.send("%s MGET %s %s %s" % (ka, ka, kb, kc))
         time.sleep(0.5)
@@ -208,7 +210,8 @@ def test_cluster_router_follows_ask_and_retries_tryagain_during_a_slot_migration
         ans = p._line()
         s4 = p.stats()
     assert ans == "OK *[$va, $vb, $vc]", ans
-    assert s4["tryagain"] > s3["tryagain"] and s4["moved"] - s3["moved"] == 1, (s3, s4)
+    assert s4["tryagain"] > s3["tryagain"], (s3, s4)
+    assert (s4["moved"] - s3["moved"]) + (s4["ask"] - s3["ask"]) == 1, (s3, s4)   # one redirect
 
 
 def test_cluster_router_loads_the_script_again_on_a_node_that_answers_noscript():
