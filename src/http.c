@@ -15,8 +15,9 @@
 #include "jout.h"
 
 /*
- * The kernel's random bytes, fetched HTTP_RANDOM_POOL at a time per thread: one getrandom
- * call per 16 requests rather than two per request (each byte is still used once).
+ * The kernel's random bytes, fetched HTTP_RANDOM_POOL at a time per thread (libsodium asks
+ * the kernel 256 bytes a call: two getrandom calls a refill, so one per 8 write requests,
+ * which take 32 bytes, rather than two per request; each byte is still used once).
  */
 #define HTTP_RANDOM_POOL 512
 static __thread unsigned char rnd_pool[HTTP_RANDOM_POOL];
