@@ -328,10 +328,12 @@ def rounds(r, sha, mode, batch, iters, around=None, script="partnerd"):
         calls["begin"] += len(begins)
         reps = around("begin", lambda: r.pipeline(begins))
         vers = {}
-        for rep in reps:
+        for g, rep in zip(groups, reps):
             if not isinstance(rep, list):
                 raise SystemExit("begin failed: %r" % (rep,))
-            for e in rep:
+            # an answer per entry (then, since 2026-12-05, the programs' definitions: older
+            # scripts given as LUA_DIR have no such last element)
+            for e in rep[:len(g)]:
                 h = dict(zip(e[2][::2], e[2][1::2]))
                 vers[int(e[1])] = h[b"v"].decode()
         commits = []

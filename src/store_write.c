@@ -154,19 +154,43 @@ load_snapshot(struct store_begin_out *o, const redisReply *h)
 	}
 }
 
-/* The program definitions and membership-id holders of an entry's items. */
+/* In begin.lua's last element, {name, definition or nil, ...}: the definition of program
+ * name (NULL: not named, or no such program). */
+static const redisReply *
+def_named(const redisReply *defs, const struct req_item *it)
+{
+	const char *name = it->program.st == F_OK ? it->program.s.p : "";
+	size_t len = it->program.st == F_OK ? it->program.s.len : 0, k;
+
+	if (defs->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	for (k = 0; k + 1 < defs->elements; k += 2) {
+		const redisReply *nm = defs->element[k], *d = defs->element[k + 1];
+
+		if (nm->type == REDIS_REPLY_STRING && nm->len == len && memcmp(nm->str, name, len) == 0)
+			return d->type == REDIS_REPLY_STRING ? d : NULL;
+	}
+	return NULL;
+}
+
+/* The program definitions and membership-id holders of an entry's items (holders NULL:
+ * begin.lua sent none, as no item of the entry names a membership id). */
 static void
-load_items(struct store_item_snap *items, size_t nitems, const redisReply *defs, const redisReply *holders)
+load_items(struct store_item_snap *items, const struct req_entry *e, const redisReply *defs,
+           const redisReply *holders)
 {
 	size_t it;
 
-	for (it = 0; it < nitems; it++) {
-		const redisReply *d = defs->element[it], *h = holders->element[it];
+	for (it = 0; it < e->nitems; it++) {
+		const redisReply *d = def_named(defs, &e->items[it]), *h;
 
-		if (d->type == REDIS_REPLY_STRING) {
+		if (d != NULL) {
 			items[it].def = d->str;
 			items[it].def_len = d->len;
 		}
+		if (holders == NULL || holders->type != REDIS_REPLY_ARRAY || it >= holders->elements)
+			continue;
+		h = holders->element[it];
 		if (h->type == REDIS_REPLY_STRING)
 			items[it].mid_holder = strtoll(h->str, NULL, 10);
 	}
@@ -201,7 +225,8 @@ store_begin(struct store *st, const struct store_begin_req *rq, struct store_beg
 			res->limited = 1;
 		return 0;
 	}
-	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != rq->n)
+	/* an answer per entry, then the programs' definitions */
+	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != rq->n + 1)
 		return -1;
 
 	for (i = 0; i < rq->n; i++)
@@ -231,11 +256,13 @@ store_begin(struct store *st, const struct store_begin_req *rq, struct store_beg
 			o->status = STORE_BEGIN_LOCKED;
 			o->cid = strtoll(r->element[1]->str, NULL, 10);
 			load_snapshot(o, r->element[2]);
-			load_items(o->items, ni, r->element[3], r->element[4]);
+			load_items(o->items, rq->entries[i]->e, rep->element[rq->n],
+			           r->elements > 3 ? r->element[3] : NULL);
 		} else if (strcmp(status, "DUP") == 0) {
 			o->status = STORE_BEGIN_DUP;
 			o->cid = strtoll(r->element[1]->str, NULL, 10);
-			load_items(o->items, ni, r->element[3], r->element[4]);
+			load_items(o->items, rq->entries[i]->e, rep->element[rq->n],
+			           r->elements > 3 ? r->element[3] : NULL);
 		} else {
 			o->status = STORE_BEGIN_UNREADABLE;
 		}

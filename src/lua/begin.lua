@@ -6,12 +6,16 @@
 --   n_items, (program_name, membership_id_or_empty, its bucket's tag or '')*
 -- Key layout 2 (keys.h): the index entry is in pp:{TAG}:ix:ORG:KIND, the customer's keys
 -- carry the tag of its id (tags.lua), a membership-id claim is in pp:{TAG}:mid:ORG:PID.
--- Returns one array per entry:
---   {"OK", cid, {hgetall of the customer hash}, {program def or false per item},
---    {membership-id holder or false per item}}
---   (a holder other than the customer that no longer holds the id, its relink having taken
---   effect, is reported as false: the claim will take the id over; holds.lua)
---   {"DUP", cid, first_entry_index, defs, holders}   already locked by an earlier entry
+-- Returns one array per entry, then one more element: the definitions of the programs the
+-- items named, once per call whatever the batch, {name, def or false, name, def or false,
+-- ...} in the order first named (Redis converts every table of a reply: a definition per
+-- item would convert the same text again and again). An entry is:
+--   {"OK", cid, {hgetall of the customer hash}[, holders]}
+--   holders: {membership-id holder or false per item}, only when some item of the entry
+--   names a membership id (a holder other than the customer that no longer holds the id,
+--   its relink having taken effect, is reported as false: the claim will take the id over;
+--   holds.lua)
+--   {"DUP", cid, first_entry_index[, holders]}   already locked by an earlier entry
 --   {"BUSY", cid}                    another request holds the customer's lock
 --   {"NOTFOUND"}                     no identifier names a customer (8015)
 --   {"MISMATCH"}                     the identifiers name different customers, or some none (8016)
@@ -32,7 +36,8 @@ local now_ms = nil   -- Redis's clock, read when a holder must be checked
 --#include tags.lua
 --#include holds.lua
 -- Program definitions read once per call: a batch names the same programs again and again.
-local defcache = {}
+-- deflist is the reply's last element: {name, def or false, ...} in the order first named.
+local defcache, deflist = {}, {}
 
 local function entry(e, at, ni, items_at, np)
   local cid, missing, differ = nil, false, false
@@ -58,16 +63,21 @@ local function entry(e, at, ni, items_at, np)
   end
   if cid == nil then return {'NOTFOUND'} end
   if missing or differ then return {'MISMATCH'} end
-  local defs, holders = {}, {}
+  local holders = nil   -- made at the first item naming a membership id
   for k = 0, np - 1 do
     local name, mid, mtag = ARGV[items_at + 3 * k], ARGV[items_at + 3 * k + 1], ARGV[items_at + 3 * k + 2]
     local def = defcache[name]
     if def == nil then
       def = redis.call('HGET', prefix .. 'progs', name)
       defcache[name] = def
+      deflist[#deflist + 1] = name
+      deflist[#deflist + 1] = def
     end
-    defs[k + 1] = def
-    holders[k + 1] = false
+    if mid ~= '' and not holders then
+      holders = {}
+      for j = 1, k do holders[j] = false end
+    end
+    if holders then holders[k + 1] = false end
     if def and mid ~= '' then
       local pid = string.match(def, '^{"pid":(%d+)')
       local h = pid and redis.call('HGET', 'pp:{' .. mtag .. '}:mid:' .. org .. ':' .. pid, mid)
@@ -78,14 +88,18 @@ local function entry(e, at, ni, items_at, np)
       holders[k + 1] = h or false
     end
   end
-  if locked[cid] then return {'DUP', cid, locked[cid], defs, holders} end
+  if locked[cid] then
+    if holders then return {'DUP', cid, locked[cid], holders} end
+    return {'DUP', cid, locked[cid]}
+  end
   local ctag = tag_of_cid(cid)
   local snapshot = byid == cid and byid_snap or redis.call('HGETALL', 'pp:{' .. ctag .. '}:c:' .. org .. ':' .. cid)
   if not redis.call('SET', 'pp:{' .. ctag .. '}:lock:' .. org .. ':' .. cid, token, 'NX', 'PX', ttl) then
     return {'BUSY', cid}
   end
   locked[cid] = e
-  return {'OK', cid, snapshot, defs, holders}
+  if holders then return {'OK', cid, snapshot, holders} end
+  return {'OK', cid, snapshot}
 end
 
 local function over_limit(rk, limit)
@@ -114,4 +128,5 @@ for e = 1, n do
     out[e] = {'ERROR', tostring(res)}
   end
 end
+out[n + 1] = deflist
 return out
