@@ -45,6 +45,27 @@ buf_append(struct buf *b, const void *p, size_t n)
 	return buf_append_grow(b, p, n);
 }
 
+/*
+ * v in decimal (a '-' first when negative), written at the end of d: returns where the text
+ * starts; it runs to d + BUF_DEC_LEN, without a NUL. For hand-built text (answer heads, log
+ * lines) where printf would cost more than the rest of the line.
+ */
+#define BUF_DEC_LEN 24
+static inline const char *
+buf_dec(char d[BUF_DEC_LEN], long long v)
+{
+	char *p = d + BUF_DEC_LEN;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--p = '-';
+	return p;
+}
+
 /* Appends printf-formatted text. Returns 0, or -1 (b unchanged) over the cap. */
 int buf_appendf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -213,17 +213,10 @@ head_cstr(char *head, size_t *at, const char *s)
 static void
 head_num(char *head, size_t *at, long long v)
 {
-	char d[24];
-	size_t i = sizeof(d);
-	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	char d[BUF_DEC_LEN];
+	const char *s = buf_dec(d, v);
 
-	do {
-		d[--i] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
-	if (v < 0)
-		d[--i] = '-';
-	head_put(head, at, d + i, sizeof(d) - i);
+	head_put(head, at, s, (size_t)(d + BUF_DEC_LEN - s));
 }
 
 #define HEAD_LIT(h, at, lit) head_put((h), (at), (lit), sizeof(lit) - 1)

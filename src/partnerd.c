@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "buf.h"
 #include "cluster.h"
 #include "dates.h"
 #include "http.h"
@@ -383,18 +384,10 @@ line_put(char *line, size_t cap, size_t *at, const char *v)
 static int
 line_int(char *line, size_t cap, size_t *at, int v)
 {
-	char d[16];
-	size_t i = sizeof(d) - 1;
-	unsigned u = v < 0 ? 0U - (unsigned)v : (unsigned)v;
+	char d[BUF_DEC_LEN + 1];
 
-	d[i] = '\0';
-	do {
-		d[--i] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
-	if (v < 0)
-		d[--i] = '-';
-	return line_put(line, cap, at, d + i);
+	d[BUF_DEC_LEN] = '\0';
+	return line_put(line, cap, at, buf_dec(d, v));
 }
 
 /*

@@ -30,6 +30,20 @@ int main(void)
 		CHECK_EQ_INT(jout_cstr(&b, "App-1 caf\xc3\xa9 \xe2\x80\xa8/"), 0);
 		CHECK_EQ_STR(b.p, "\"App-1 caf\xc3\xa9 \xe2\x80\xa8/\"");
 	}
+	TEST("buf_dec writes a number in decimal at the end of its buffer") {
+		static const long long v[] = { 0, 7, -7, 10, 1234567890123LL, -2147483648LL,
+		                               9223372036854775807LL, -9223372036854775807LL - 1 };
+		static const char *want[] = { "0", "7", "-7", "10", "1234567890123", "-2147483648",
+		                              "9223372036854775807", "-9223372036854775808" };
+		size_t k;
+
+		for (k = 0; k < sizeof v / sizeof v[0]; k++) {
+			char d[BUF_DEC_LEN + 1];
+
+			d[BUF_DEC_LEN] = '\0';
+			CHECK_EQ_STR(buf_dec(d, v[k]), want[k]);
+		}
+	}
 	TEST("quotes, backslashes and control bytes are escaped and parse back") {
 		static const char s[] = "a\"b\\c\nd\re\tf\bg\fh\x01i\x1fj\x7f";
 		static const char nul[] = { 'x', 0, 'y' };
