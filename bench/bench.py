@@ -1196,10 +1196,13 @@ def round_trips(st, n_single=200, n_batch=40):
     out = {}
     c = http.client.HTTPConnection("127.0.0.1", st.http_port, timeout=30)
     for label, n, batch in (("update", n_single, 1), ("update x50", n_batch, 50)):
-        del lines[:]
-        time.sleep(0.2)
-        for i in range(n):
-            entries = [{"customer": {"mobile": "7%09d" % (UPD[0] + (i * 50 + k) * 37 % (UPD[1] - UPD[0] + 1))},
+        # one request first, not counted: the credential's lookup (HGET, HGETALL, SISMEMBER
+        # on a cold auth cache) is once per credential and cache period, not per request
+        for i in range(-1, n):
+            if i == 0:
+                time.sleep(0.2)
+                del lines[:]
+            entries = [{"customer": {"mobile": "7%09d" % (UPD[0] + ((i % n) * 50 + k) * 37 % (UPD[1] - UPD[0] + 1))},
                         "partnerProgramUpdates": [{"partnerProgramName": "UpdProg", "updateType": "RENEWAL",
                                                    "updateDetails": {"updatedTierName": "Silver",
                                                                      "updatedTierExpiryDate": "2033-01-0%dT00:00:00Z" % (1 + i % 9)}}]}
