@@ -232,8 +232,11 @@ def load_scripts(r, args):
     if args.script == "partnerd":
         texts = {k: lua_text(args.lua_dir, k + ".lua") for k in ("begin", "commit")}
     elif args.script == "peer":
-        with open(os.path.join(TOP, "bench", "peer", "update.redis.lua")) as f:
-            texts = {"peer": f.read().replace("@LAYOUT_TAGS@", "".join(t.ljust(10) for t in keys.tags()))}
+        text = ""
+        for name in ("common.redis.lua", "update.redis.lua"):   # as bench/peer/peer.lua loads it
+            with open(os.path.join(TOP, "bench", "peer", name)) as f:
+                text += f.read()
+        texts = {"peer": text.replace("@LAYOUT_TAGS@", "".join(t.ljust(10) for t in keys.tags()))}
     elif args.script == "floor-locked":
         texts = {"begin": FLOOR_BEGIN, "commit": FLOOR_COMMIT}
     else:

@@ -1,8 +1,7 @@
--- The head of the peer's link and delink scripts (bench/peer/peer.lua prepends it to
--- link.redis.lua and delink.redis.lua before SCRIPT LOAD): the customer lookup and
--- partnerd's stored formats (docs/DATA-MODEL.md, docs/CHANGE-FEED.md), as update.redis.lua
--- has them for the update.
--- ARGV, common to both: org, now_ms, writer (32 hex, stored as the hash's `w` like partnerd's
+-- The head of the peer's scripts (bench/peer/peer.lua prepends it to update.redis.lua,
+-- link.redis.lua, delink_read.redis.lua and delink.redis.lua before SCRIPT LOAD): the
+-- customer lookup and partnerd's stored formats (docs/DATA-MODEL.md, docs/CHANGE-FEED.md).
+-- ARGV, common to all: org, now_ms, writer (32 hex, stored as the hash's `w` like partnerd's
 --   lock token), request_id, history_max, feed_max (per partition), n_idents,
 --   (kind, value, bucket_key)*, then the route's own (n_items, ...).
 local TAGS = '@LAYOUT_TAGS@'

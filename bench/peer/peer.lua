@@ -4,7 +4,7 @@
 -- docs/DATA-MODEL.md). Per request: basic auth (a verified Authorization header is cached
 -- in the worker, like partnerd's auth cache), body parse, the checks that need no stored
 -- data, then ONE atomic Redis script per customer entry (EVALSHA; the entries of a request
--- pipelined in one round trip, in order): update.redis.lua, link.redis.lua (after
+-- pipelined in one round trip, in order): update.redis.lua, link.redis.lua (each after
 -- common.redis.lua): identifier lookup in the layout-2 index bucket, the checks that need
 -- the stored data, the compact membership value, the membership-id index entry (link),
 -- version bump, history LPUSH/LTRIM of the activity's compact record and feed XADD of its
@@ -93,7 +93,7 @@ function M.init(c)
   end
   local common = read("common.redis.lua")
   for _, name in ipairs({ "update", "link", "delink_read", "delink" }) do
-    local t = (name ~= "update" and common or "") .. read(name .. ".redis.lua")
+    local t = common .. read(name .. ".redis.lua")
     -- (a function as the replacement: the tags hold no %, but gsub reads % in a string)
     t = string.gsub(t, "@LAYOUT_TAGS@", function() return c.tags_padded end)
     scripts[name] = { text = t }
