@@ -40,6 +40,16 @@ local function identify()
   return cid, i
 end
 
+-- the customer's hash, history and feed partition keys, its stored identifiers and version
+-- (HMGET id, mobile, email, externalId, v), and the reply's head {1000, identifiers}
+local function customer(cid)
+  local tag = tag_of_cid(cid)
+  local ck = 'pp:{' .. tag .. '}:c:' .. org .. ':' .. cid
+  local cust = redis.call('HMGET', ck, 'id', 'mobile', 'email', 'externalId', 'v')
+  return ck, 'pp:{' .. tag .. '}:h:' .. org .. ':' .. cid, 'pp:{' .. tag .. '}:feed:' .. org, cust,
+         {1000, cust[1] or cid, cust[2] or '', cust[3] or '', cust[4] or ''}
+end
+
 -- base 36 (lowercase, no leading zeros), exact for |ms| < 2^53
 local D36 = '0123456789abcdefghijklmnopqrstuvwxyz'
 local function b36(n)

@@ -17,15 +17,9 @@
 -- Returns {code, id, mobile, email, externalId, item_code*} (code 1000, 8015 or 8016).
 local cid, i = identify()
 if not cid then return {i} end
-
-local tag = tag_of_cid(cid)
-local ck = 'pp:{' .. tag .. '}:c:' .. org .. ':' .. cid
-local hk = 'pp:{' .. tag .. '}:h:' .. org .. ':' .. cid
-local fk = 'pp:{' .. tag .. '}:feed:' .. org
-local cust = redis.call('HMGET', ck, 'id', 'mobile', 'email', 'externalId', 'v')
+local ck, hk, fk, cust, out = customer(cid)
 
 local n = tonumber(ARGV[i]); i = i + 1
-local out = {1000, cust[1] or cid, cust[2] or '', cust[3] or '', cust[4] or ''}
 local mem = {}      -- pid -> parsed membership (changed by earlier items of the entry)
 local sets, events = {}, {}
 local nowb = b36(now)
