@@ -569,10 +569,13 @@ auth_check(struct store *st, const char *header, const char *client_addr, struct
 		*out = a.cached;
 		r = AUTH_OK;
 	} else {
+		uint64_t trips = store_round_trips(st);
+
 		login_keys(a.user, client_addr, &a.k);
 		r = a.v == CACHE_MISS ? fetch_on_miss(st, &a, retry_after) : AUTH_OK;
 		if (r == AUTH_OK)
 			r = check_in_flight(st, &a, out, retry_after);
+		metrics_login_rounds((unsigned long)(store_round_trips(st) - trips));
 	}
 	sodium_memzero(a.pass, sizeof(a.pass));
 	return r;

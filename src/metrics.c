@@ -31,7 +31,7 @@ static atomic_ulong latency[NROUTES][NBUCKETS + 1];
 static atomic_ulong latency_sum_us[NROUTES];
 static atomic_ulong rounds[NROUTES];
 static atomic_ulong items[NCODES + 1];
-static atomic_ulong login_failed, login_limited_user, login_limited_addr, login_busy;
+static atomic_ulong login_failed, login_limited_user, login_limited_addr, login_busy, login_rounds;
 static atomic_ulong redis_errors, lock_waits, lock_timeouts, fenced, redis_reconnects;
 static atomic_ulong in_doubt[MI_N];
 static const char *const in_doubt_names[MI_N] = {
@@ -86,6 +86,12 @@ void metrics_lock_timeout(void) { atomic_fetch_add_explicit(&lock_timeouts, 1, m
 void metrics_fenced(void) { atomic_fetch_add_explicit(&fenced, 1, memory_order_relaxed); }
 void metrics_login_failed(void) { atomic_fetch_add_explicit(&login_failed, 1, memory_order_relaxed); }
 void metrics_login_busy(void) { atomic_fetch_add_explicit(&login_busy, 1, memory_order_relaxed); }
+
+void
+metrics_login_rounds(unsigned long n)
+{
+	atomic_fetch_add_explicit(&login_rounds, n, memory_order_relaxed);
+}
 
 void
 metrics_login_limited(int by_addr)
@@ -226,8 +232,13 @@ render_counters(struct buf *b)
 	               "partnerd_login_limited_total{by=\"address\"} %lu\n"
 	               "# HELP partnerd_login_busy_total Logins answered 503 because no password check could start in time.\n"
 	               "# TYPE partnerd_login_busy_total counter\n"
-	               "partnerd_login_busy_total %lu\n",
-	            get(&login_failed), get(&login_limited_user), get(&login_limited_addr), get(&login_busy));
+	               "partnerd_login_busy_total %lu\n"
+	               "# HELP partnerd_login_redis_round_trips_total Redis round trips of credential checks (cache misses, refreshes, "
+	               "failures counted); each is also in its request's partnerd_redis_round_trips_total.\n"
+	               "# TYPE partnerd_login_redis_round_trips_total counter\n"
+	               "partnerd_login_redis_round_trips_total %lu\n",
+	            get(&login_failed), get(&login_limited_user), get(&login_limited_addr), get(&login_busy),
+	            get(&login_rounds));
 	buf_appendf(b, "# HELP partnerd_redis_reconnects_total Connections found closed before a command was sent, replaced at once.\n"
 	               "# TYPE partnerd_redis_reconnects_total counter\n"
 	               "partnerd_redis_reconnects_total %lu\n"

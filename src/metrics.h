@@ -31,6 +31,8 @@ void metrics_fenced(void);
 void metrics_login_failed(void);
 void metrics_login_limited(int by_addr);
 void metrics_login_busy(void);
+/* n Redis round trips made by one credential check (also in its request's route count). */
+void metrics_login_rounds(unsigned long n);
 /* A connection found closed before a command was sent on it, replaced at once. */
 void metrics_redis_reconnect(void);
 

@@ -170,13 +170,17 @@ def test_dashboard_and_alert_rules_query_only_metrics_partnerd_exports(stack):
 
 
 def _rounds(stack):
-    """partnerd_redis_round_trips_total by route, from the (one) partnerd's /metrics."""
+    """partnerd_redis_round_trips_total by route, from the (one) partnerd's /metrics, with the
+    credential checks' round trips (partnerd_login_redis_round_trips_total) under "login"."""
     st, _, body = stack.get(METRICS)
     assert st == 200, st
     text = body if isinstance(body, str) else body.decode() if isinstance(body, bytes) else str(body)
     out = {}
     for m in re.finditer(r'^partnerd_redis_round_trips_total\{route="(\w+)"\} (\d+)$', text, re.M):
         out[m.group(1)] = int(m.group(2))
+    m = re.search(r'^partnerd_login_redis_round_trips_total (\d+)$', text, re.M)
+    assert m, "no partnerd_login_redis_round_trips_total in /metrics"
+    out["login"] = int(m.group(1))
     return out
 
 
@@ -201,12 +205,32 @@ def test_writes_make_their_round_trips_at_any_batch_size(stack):
              lambda: post_link(stack, [entry(by_mobile(c), item("AcmeAir", stack.uid(), "Gold")) for c in cs])),
         ]
         for route, call in calls:
-            before = _rounds(stack).get(route, 0)
+            before = _rounds(stack)
             body = call()
             codes = re.findall(r"'code': (\d+)", str(body))
             assert set(codes) <= {"200", "1000"}, "%s: %s" % (route, body)
-            got = _rounds(stack).get(route, 0) - before
+            after = _rounds(stack)
+            # a credential check that met Redis (the cache's entry refreshed in the last tenth
+            # of its life, or gone) is the login's, not the write protocol's
+            got = after.get(route, 0) - before.get(route, 0) - (after["login"] - before["login"])
             # on a cluster a partnerd that met these customers and read the programs less than
             # a second ago skips the identify round (docs/CONSISTENCY.md "The memo")
             ok = (want[route] - 1, want[route]) if cluster else (want[route],)
             assert got in ok, "%s of %d customers: %d round trips, want %r" % (route, n, got, ok)
+
+
+def test_credential_checks_that_meet_redis_count_their_round_trips_apart(stack):
+    """partnerd_login_redis_round_trips_total: an unknown username is read (1 round trip) and
+    its failure counted (1 more); both are also in the route's count. A cached credential
+    makes none."""
+    before = _rounds(stack)
+    s, _, _ = stack.post(LINK, {"linkCustomers": []}, auth=("nobody_%s" % stack.uid(), "nope"))
+    assert s == 401, s
+    after = _rounds(stack)
+    assert after["login"] - before["login"] == 2, (before, after)
+    assert after.get("linkCustomer", 0) - before.get("linkCustomer", 0) == 2, (before, after)
+    stack.post(LINK, {"linkCustomers": []})    # the default credential, cached from here on
+    before = _rounds(stack)
+    s, _, _ = stack.post(LINK, {"linkCustomers": []})
+    after = _rounds(stack)
+    assert after["login"] - before["login"] in (0, 2), (before, after)   # 2: the entry's refresh
