@@ -774,6 +774,13 @@ static void ck_cust_field(struct ck_cust *cc, const struct store_pair *fv, int *
 		if (vlen != 32 || strspn(v, "0123456789abcdef") != vlen)
 			ck_violation(ck, "org %s: customer %" PRId64 ": writer token w is %s, not "
 			             "32 hex digits", org, cid, ctl_quote(v, vlen));
+	} else if (strcmp(f, "lock") == 0) {
+		/* the customer's lock, TOKEN:EXPIRY (src/lua/lock.lua; one past its expiry is
+		 * left by a request that died, and free) */
+		if (vlen < 34 || v[32] != ':' || strspn(v, "0123456789abcdef") != 32 ||
+		    strspn(v + 33, "0123456789") != vlen - 33)
+			ck_violation(ck, "org %s: customer %" PRId64 ": lock is %s, not 32 hex digits, "
+			             "':' and an expiry in ms", org, cid, ctl_quote(v, vlen));
 	} else if (kind >= 0) {
 		ck_cust_ident(ck, cid, kind, fv);
 	} else if (flen > 2 && memcmp(f, "m:", 2) == 0 && ck_parse_pid(f + 2, flen - 2, &pid)) {
@@ -1593,9 +1600,10 @@ static void ck_org_unconfirmed(struct ck *ck, struct ck_org *o)
 			             ck_has_cust(o, e->cid) ? "has no such membership" : "does not exist");
 		}
 	for (size_t i = 0; i < o->nlocks; i++)
-		if (!ck_has_cust(o, o->locks[i]))
-			ck_violation(ck, "org %s: lock %s of a customer that does not exist", o->id,
-			             store_key_name(key, sizeof key, STORE_KEY_LOCK, o->id, o->locks[i]));
+		ck_violation(ck, "org %s: %s is a customer lock of key layout 2 (layout 3 keeps the lock "
+		             "in the customer hash's field `lock`): a partnerd of an older release "
+		             "writes to this data; stop it (the key expires by itself)", o->id,
+		             store_key_name(key, sizeof key, STORE_KEY_LOCK, o->id, o->locks[i]));
 }
 
 static int ck_org(struct ck *ck, struct ck_org *o)

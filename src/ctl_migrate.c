@@ -1,17 +1,20 @@
 /*
  * ctl_migrate: `partnerctl migrate [--batch N]`: the data of key layout 1 (every release
- * before layout 2) moved to key layout 2 (issue 14; docs/OPERATIONS.md "Upgrading to key
- * layout 2"), in place, on one Redis. The Redis work is store_migrate.c's; this file holds
- * the policy: when to refuse, the order of the phases, progress and messages.
+ * before layout 2) moved to the current key layout (issue 14; docs/OPERATIONS.md "Upgrading
+ * the key layout"), in place, on one Redis; and data of key layout 2 brought to layout 3
+ * (one Redis or a cluster: layout 3 keeps the customer's lock in its hash, so nothing moves).
+ * The Redis work is store_migrate.c's; this file holds the policy: when to refuse, the order
+ * of the phases, progress and messages.
  *
- * Refuses (and changes nothing) when the data is on layout 2 already ("nothing to do",
- * exit 0), on a layout it does not know (exit 1), on a Redis Cluster holding layout 1
- * (the migration is of one Redis: exit 1), and while layout-1 lock keys exist (a
- * partnerd is serving: exit 1). Then: the customer keys, Idempotency-Keys and rate windows
- * (one SCAN pass), the indexes into buckets, the feeds into partitions; a last SCAN makes
- * sure that no layout-1 key is left, and only then is layout 2 recorded. A run that was
- * killed, or stopped by a problem, is finished by running migrate again: see
- * store_migrate.h for why every point of a crash leaves data a re-run completes.
+ * Refuses (and changes nothing) when the data is on the current layout already ("nothing
+ * to do", exit 0), on a layout it does not know (exit 1), on a Redis Cluster holding
+ * layout 1 (the migration is of one Redis: exit 1), and while lock keys of layout 1 or 2
+ * exist (a partnerd of an older release is serving: exit 1). From layout 1: the customer
+ * keys, Idempotency-Keys and rate windows (one SCAN pass), the indexes into buckets, the
+ * feeds into partitions; a last SCAN makes sure that no layout-1 key is left, and only
+ * then is the layout recorded. A run that was killed, or stopped by a problem, is finished
+ * by running migrate again: see store_migrate.h for why every point of a crash leaves data
+ * a re-run completes.
  *
  * Progress: on stderr, only when stderr is a terminal, redrawn at most every 100 ms. The
  * summary goes to stdout.
@@ -27,6 +30,7 @@
 
 #include "clock.h"
 #include "ctl.h"
+#include "layout.h"
 #include "store_migrate.h"
 
 #define MG_BATCH_DEFAULT 1000
@@ -148,6 +152,33 @@ static int mg_parse_args(struct ctl *ctl, int argc, char **argv, size_t *batch)
 	return -1;
 }
 
+/*
+ * Key layout 2 -> 3: the customer locks moved into the customer hashes (src/lua/lock.lua).
+ * No data moves; a layout-2 lock key left means a partnerd of the older release is serving
+ * (or died less than its lock TTL ago): its locks and the new ones would not exclude each
+ * other, so migrate refuses until every such partnerd is stopped. The exit code.
+ */
+static int mg_from_v2(struct mg *g, struct store_migrate *m)
+{
+	char first[300];
+	uint64_t locks;
+
+	if (store_migrate_v2_locks(m, &locks, first, sizeof(first)) < 0)
+		return CTL_EXIT_USAGE;
+	if (locks > 0) {
+		mg_errf(g, "%" PRIu64 " customer lock(s) of key layout 2 exist (%s): a partnerd of an "
+		        "older release is serving this Redis; stop every such partnerd, wait for its "
+		        "locks to expire (--lock-ttl-ms), then run migrate again (nothing was changed)",
+		        locks, first);
+		return CTL_EXIT_FAIL;
+	}
+	if (store_migrate_v2_finish(m) < 0)
+		return CTL_EXIT_FAIL;
+	printf("migrate: key layout %d recorded (from key layout 2: the customer locks are fields "
+	       "of the customer hashes now; no data moved)\n", LAYOUT_VERSION);
+	return CTL_EXIT_OK;
+}
+
 /* Whether migrate may start: -1 to go on, else the exit code (the message printed). */
 static int mg_may_start(struct mg *g, struct store_migrate *m)
 {
@@ -155,9 +186,11 @@ static int mg_may_start(struct mg *g, struct store_migrate *m)
 	uint64_t locks;
 
 	switch (store_migrate_layout(m, val, sizeof(val))) {
-	case STORE_MIGRATE_V2:
-		printf("migrate: the data is on key layout 2 already: nothing to do\n");
+	case STORE_MIGRATE_CURRENT:
+		printf("migrate: the data is on key layout %d already: nothing to do\n", LAYOUT_VERSION);
 		return CTL_EXIT_OK;
+	case STORE_MIGRATE_V2:
+		return mg_from_v2(g, m);
 	case STORE_MIGRATE_EMPTY:
 		printf("migrate: this Redis holds no org (nothing loaded): nothing to do\n");
 		return CTL_EXIT_OK;
@@ -205,8 +238,8 @@ static int mg_run(struct mg *g, struct store_migrate *m, struct store_migrate_co
 		g->secs[i] = (double)(mono_ns() - t) / 1e9;
 
 		if (rc < 0) {
-			mg_errf(g, "stopped; what moved stays moved: run migrate again to finish (key "
-			        "layout 2 is not recorded yet, so partnerd refuses the data until then)");
+			mg_errf(g, "stopped; what moved stays moved: run migrate again to finish (no key "
+			        "layout is recorded yet, so partnerd refuses the data until then)");
 			return CTL_EXIT_FAIL;
 		}
 		problems |= rc;
@@ -214,8 +247,8 @@ static int mg_run(struct mg *g, struct store_migrate *m, struct store_migrate_co
 	mg_bar_clear(g);
 	if (problems) {
 		mg_errf(g, "%" PRIu64 " problem(s), reported above: what they name is left under its "
-		        "layout-1 name, everything else moved; fix them and run migrate again (key "
-		        "layout 2 is not recorded yet)", c->problems);
+		        "layout-1 name, everything else moved; fix them and run migrate again (no key "
+		        "layout is recorded yet)", c->problems);
 		return CTL_EXIT_FAIL;
 	}
 	if (store_migrate_left(m, &left, first, sizeof(first)) < 0)
@@ -252,7 +285,7 @@ int ctl_migrate_main(struct ctl *ctl, int argc, char **argv)
 	rc = mg_run(&g, m, &c);
 	mg_bar_clear(&g);
 	if (rc == CTL_EXIT_OK)
-		printf("migrate: key layout 2 recorded: ");
+		printf("migrate: key layout %d recorded: ", LAYOUT_VERSION);
 	else
 		printf("migrate: not finished: ");
 	printf("%" PRIu64 " customer(s), %" PRIu64 " history(ies), %" PRIu64 " Idempotency-Key(s), "

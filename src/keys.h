@@ -1,4 +1,4 @@
-/* keys: the Redis key space of docs/DATA-MODEL.md, defined once (key layout 2).
+/* keys: the Redis key space of docs/DATA-MODEL.md, defined once (key layout 3).
  *
  * docs/DATA-MODEL.md's key tables document exactly these keys; tests/integration/keys.py
  * builds the tests' key names from this file, and tests/keys/check (make check) fails when
@@ -27,7 +27,7 @@
 #ifndef PARTNERD_KEYS_H
 #define PARTNERD_KEYS_H
 
-/* STRING: the key layout version of the data ("2", LAYOUT_VERSION); partnerctl load on an
+/* STRING: the key layout version of the data ("3", LAYOUT_VERSION); partnerctl load on an
  * empty Redis, partnerctl migrate. partnerd and partnerctl refuse data of another layout. */
 #define KEYS_LAYOUT "pp:layout"
 /* SET: the ids of the loaded orgs; partnerctl load. */
@@ -59,11 +59,13 @@
  * id holding it, for the ids whose layout_bucket_of(id) has this TAG; commit.lua,
  * settle.lua. */
 #define KEYS_MID_FMT        "pp:{%s}:mid:%s:%d"    /* TAG, ORG, PID */
-/* HASH: the customer (identifiers, version v, last writer's token w, memberships m:PID);
- * commit.lua, settle.lua, partnerctl load and import-customers. TAG: of the CID. */
+/* HASH: the customer (identifiers, version v, last writer's token w, memberships m:PID,
+ * the lock while one is taken: TOKEN:EXPIRY, src/lua/lock.lua); begin.lua, commit.lua,
+ * settle.lua, partnerctl load and import-customers. TAG: of the CID. */
 #define KEYS_CUST_FMT       "pp:{%s}:c:%s:%lld"    /* TAG, ORG, CID */
-/* STRING: the customer's lock token, PX expiry; set by begin.lua, deleted by commit.lua
- * and resolve.lua. TAG: of the CID. */
+/* STRING: key layout 2's customer lock (layout 3 keeps it in the customer hash): none in
+ * layout-3 data; partnerctl migrate and check look for them, the out-of-memory probe
+ * (store_refuses_writes) names one. TAG: of the CID. */
 #define KEYS_LOCK_FMT       "pp:{%s}:lock:%s:%lld" /* TAG, ORG, CID */
 /* LIST: the customer's history, newest first (compact activity records, activity.h; JSON
  * objects of an older partnerd); commit.lua. TAG: of the CID. */

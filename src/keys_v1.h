@@ -8,7 +8,7 @@
  * tests/integration/keys.py's parse_header reads it (test_migrate.py writes layout-1 data
  * with it). In layout 1 an org's index, membership-id index, feed, rate windows and
  * Idempotency-Keys carry the tag {ORG}, and a customer's keys the tag {ORG:CID}.
- * What moves where: docs/OPERATIONS.md "Upgrading to key layout 2".
+ * What moves where: docs/OPERATIONS.md "Upgrading the key layout".
  */
 #ifndef PARTNERD_KEYS_V1_H
 #define PARTNERD_KEYS_V1_H

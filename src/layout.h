@@ -22,7 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LAYOUT_VERSION 2        /* the layout these partitions belong to */
+#define LAYOUT_VERSION 3        /* the layout these partitions belong to (3: layout 2 with the
+                                 * customer's lock in its hash, src/lua/lock.lua) */
 #define LAYOUT_PARTS 256        /* partitions (tags) of layout 2: 64 slots each */
 #define LAYOUT_TAG_MAX 16       /* a tag's bytes, its NUL included ("p1023.65535" at most) */
 #define LAYOUT_TAG_WIDTH 10     /* a tag's slice of layout_tags_text ("p255.65535" at most) */

@@ -36,13 +36,13 @@ store_layout_read(struct store *st, char *msg, size_t sz)
 		if (strcmp(rep[0]->str, VERSION_TEXT) == 0)
 			return STORE_LAYOUT_CURRENT;
 		snprintf(msg, sz, "the data in Redis is of key layout \"%.20s\" (%s), this release reads "
-		         "key layout " VERSION_TEXT " only: `partnerctl migrate` converts layout 1 data; "
-		         "data of a later layout needs the release that wrote it", rep[0]->str, KEYS_LAYOUT);
+		         "key layout " VERSION_TEXT " only: `partnerctl migrate` converts layout 1 and 2 "
+		         "data (docs/OPERATIONS.md); data of a later layout needs the release that wrote it", rep[0]->str, KEYS_LAYOUT);
 		res = STORE_LAYOUT_REFUSED;
 	} else if (rep[0]->type != REDIS_REPLY_NIL) {
 		snprintf(msg, sz, "%s in Redis is not a string (%.100s): the data's key layout is "
 		         "unknown; this release reads key layout " VERSION_TEXT " only (`partnerctl "
-		         "migrate` converts layout 1 data)", KEYS_LAYOUT,
+		         "migrate` converts layout 1 and 2 data)", KEYS_LAYOUT,
 		         rep[0]->type == REDIS_REPLY_ERROR ? rep[0]->str : "another reply");
 		res = STORE_LAYOUT_REFUSED;
 	} else if (rep[1]->type == REDIS_REPLY_INTEGER && rep[1]->integer == 0) {

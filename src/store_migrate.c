@@ -1,7 +1,8 @@
 /*
- * store_migrate: key layout 1 -> 2 for `partnerctl migrate` (see store_migrate.h): the
- * layout-1 key names (keys_v1.h) taken apart, their layout-2 names (keys.h, layout.h),
- * and the pipelined commands that move the data.
+ * store_migrate: key layouts 1 and 2 -> 3 for `partnerctl migrate` (see store_migrate.h):
+ * the layout-1 key names (keys_v1.h) taken apart, their names since layout 2 (keys.h,
+ * layout.h), and the pipelined commands that move the data; layout 2 -> 3 (the customer
+ * locks moved into the customer hashes) moves nothing: no layout-2 lock may be left.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -624,8 +625,9 @@ store_migrate_layout(struct store_migrate *m, char *val, size_t valsz)
 				o += (size_t)snprintf(val + o, valsz - o, "\\x%02x", ch);
 		}
 		val[o] = '\0';
-		return strlen(want) == r->len && memcmp(r->str, want, r->len) == 0 ?
-		       STORE_MIGRATE_V2 : STORE_MIGRATE_OTHER;
+		if (strlen(want) == r->len && memcmp(r->str, want, r->len) == 0)
+			return STORE_MIGRATE_CURRENT;
+		return r->len == 1 && r->str[0] == '2' ? STORE_MIGRATE_V2 : STORE_MIGRATE_OTHER;
 	}
 	add_str(cmd_start(m, "EXISTS"), KEYS_ORGS);
 	if ((r = run(m)) == NULL)
@@ -686,6 +688,79 @@ store_migrate_locks(struct store_migrate *m, uint64_t *n, char *first, size_t fi
 	m->err[0] = '\0';
 	v1_glob(KEYS_V1_LOCK_FMT, glob, sizeof(glob));
 	return scan_count(m, glob, 1u << V1_LOCK, MG_SCAN_MAX, n, first, firstsz);
+}
+
+/* ---- key layout 2 -> 3 ---------------------------------------------------------------- */
+
+int
+store_migrate_v2_locks(struct store_migrate *m, uint64_t *n, char *first, size_t firstsz)
+{
+	size_t master, nm;
+	char glob[64];
+
+	m->err[0] = '\0';
+	*n = 0;
+	first[0] = '\0';
+	/* the layout-2 lock keys: pp:{TAG}:lock:ORG:CID (keys.h), on every master */
+	snprintf(glob, sizeof(glob), KEYS_LOCK_FMT, "*", "*", 0LL);
+	glob[strlen(glob) - 1] = '*';
+	if ((nm = store_masters(m->s)) == 0)
+		return fail(m, "%s", store_error(m->s));
+	for (master = 0; master < nm; master++) {
+		char cursor[32] = "0";
+
+		do {
+			struct store_argv *c = cmd_start(m, "SCAN");
+			const redisReply *r, *keys;
+			size_t i;
+
+			add_str(c, cursor);
+			add_str(c, "MATCH");
+			add_str(c, glob);
+			add_str(c, "COUNT");
+			store_argv_addf(c, "%d", MG_SCAN_MAX);
+			store_replies_release(m->s);
+			if ((r = store_command_on(m->s, master, &m->cmd)) == NULL)
+				return fail(m, "%s", store_error(m->s));
+			if ((keys = scan_reply(r, cursor)) == NULL)
+				return fail(m, "SCAN: unexpected reply");
+			for (i = 0; i < keys->elements; i++) {
+				const redisReply *e = keys->element[i];
+				struct store_key_parts kp;
+
+				if (e->type != REDIS_REPLY_STRING ||
+				    store_key_classify(e->str, e->len, &kp) != STORE_KEY_LOCK)
+					continue;
+				if ((*n)++ == 0)
+					snprintf(first, firstsz, "%.*s", (int)e->len, e->str);
+			}
+		} while (strcmp(cursor, "0") != 0);
+	}
+	return 0;
+}
+
+int
+store_migrate_v2_finish(struct store_migrate *m)
+{
+	struct store_argv *c = cmd_start(m, "SET");
+	const redisReply *r;
+	char v[64];
+
+	m->err[0] = '\0';
+	add_str(c, KEYS_LAYOUT);
+	store_argv_addf(c, "%d", LAYOUT_VERSION);
+	add_str(c, "XX");
+	add_str(c, "GET");
+	if ((r = run(m)) == NULL)
+		return -1;
+	if (r->type == REDIS_REPLY_ERROR)
+		return fail(m, "SET %s: %s", KEYS_LAYOUT, r->str);
+	if (r->type == REDIS_REPLY_STRING && r->len == 1 && r->str[0] == '2')
+		return 0;
+	/* another migrate ran meanwhile (or pp:layout went away): say what it holds now */
+	snprintf(v, sizeof(v), "%s", r->type == REDIS_REPLY_STRING ? "another value" : "nothing");
+	return fail(m, "%s held %s instead of \"2\" when layout %d was recorded", KEYS_LAYOUT, v,
+	            LAYOUT_VERSION);
 }
 
 int
@@ -1325,7 +1400,7 @@ store_migrate_finish(struct store_migrate *m)
 		return 0;
 	if (r->type == REDIS_REPLY_ERROR)
 		return fail(m, "SET %s: %s", KEYS_LAYOUT, r->str);
-	if (store_migrate_layout(m, v, sizeof(v)) == STORE_MIGRATE_V2)
+	if (store_migrate_layout(m, v, sizeof(v)) == STORE_MIGRATE_CURRENT)
 		return 0;
 	return fail(m, "%s holds \"%s\" already: not changed", KEYS_LAYOUT, v);
 }

@@ -1,9 +1,14 @@
 /*
  * store_migrate: the Redis side of `partnerctl migrate` (ctl_migrate.c): key layout 1
- * (keys_v1.h) to key layout 2 (keys.h, layout.h), in place, on one Redis. The verb never
- * sees a key name, a command or a redisReply; this file is the only reader of keys_v1.h.
+ * (keys_v1.h) to the current key layout (keys.h, layout.h), in place, on one Redis; and
+ * key layout 2 to 3 (one Redis or a cluster), which only moved the customer locks into the
+ * customer hashes: no data moves, the step checks that no layout-2 lock key is left and
+ * records layout 3. The verb never sees a key name, a command or a redisReply; this file
+ * is the only reader of keys_v1.h.
  *
- * What moves where (docs/OPERATIONS.md "Upgrading to key layout 2"):
+ * Layout 1 -> 3 moves the data as layout 2 did (layout 3 names every key as layout 2) and
+ * records LAYOUT_VERSION:
+ * What moves where (docs/OPERATIONS.md "Upgrading the key layout"):
  * - a customer's hash and history, an Idempotency-Key and a rate window: RENAMENX to their
  *   layout-2 name (the value, its encoding and its expiry go with it, in one step; a name
  *   taken already is reported and the key left as it is);
@@ -11,7 +16,8 @@
  * - an org's change feed: each entry to the partition of its customerId, with its stream
  *   id (XADD with the id, in id order, so each partition keeps the feed's order);
  * - keys of the org's reference data, credentials, failed-login counters and import
- *   checkpoints keep their names; pp:layout = "2" is written last (store_migrate_finish).
+ *   checkpoints keep their names; pp:layout = LAYOUT_VERSION is written last
+ *   (store_migrate_finish).
  *
  * Crashes: a batch of index fields or feed entries is copied and deleted from the old key
  * in one MULTI/EXEC, and a rename is one command, so at every point of a crash each value
@@ -20,7 +26,7 @@
  * by hand, or by a release that copied before deleting): an index field is copied again
  * with the same value; a feed entry at or below its partition's last id is looked up
  * there and only deleted from the old feed when it is there (else reported and left).
- * Until pp:layout is "2", partnerd and the other partnerctl verbs refuse the data.
+ * Until pp:layout is recorded, partnerd and the other partnerctl verbs refuse the data.
  *
  * Each phase is pipelined: SCAN/HSCAN/XRANGE take `batch` items a round trip and the writes
  * of a batch go in one pipeline.
@@ -81,13 +87,24 @@ const char *store_migrate_error(const struct store_migrate *m);
 enum store_migrate_layout {
 	STORE_MIGRATE_EMPTY,     /* no pp:layout and no pp:orgs: no partnerd data */
 	STORE_MIGRATE_V1,        /* no pp:layout, pp:orgs: layout 1, or a migration under way */
-	STORE_MIGRATE_V2,        /* pp:layout is "2": nothing to do */
+	STORE_MIGRATE_V2,        /* pp:layout is "2": the locks move into the customer hashes */
+	STORE_MIGRATE_CURRENT,   /* pp:layout is LAYOUT_VERSION: nothing to do */
 	STORE_MIGRATE_OTHER,     /* pp:layout holds something else (its text in val) */
 	STORE_MIGRATE_CLUSTER    /* layout 1 on a Redis Cluster: migrate works on one Redis */
 };
 
 /* The layout of the data (val: pp:layout's value, quoted for a message). -1 on an error. */
 int store_migrate_layout(struct store_migrate *m, char *val, size_t valsz);
+
+/*
+ * Key layout 2 -> 3: counts the layout-2 lock keys (pp:{TAG}:lock:ORG:CID, a partnerd of an
+ * older release holds a customer) on every master: *n, and the first's name in first. 0,
+ * or -1 on an error.
+ */
+int store_migrate_v2_locks(struct store_migrate *m, uint64_t *n, char *first, size_t firstsz);
+
+/* Records layout LAYOUT_VERSION over "2" (SET XX GET). 0, or -1 (reported). */
+int store_migrate_v2_finish(struct store_migrate *m);
 
 /*
  * Counts the layout-1 lock keys (a partnerd holds a customer): *n, and the name of the

@@ -354,9 +354,8 @@ settle_cluster(struct store *st, const char *org, const struct rules_customer *c
 
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(token, sizeof(token), rnd, sizeof(rnd));
-	snprintf(key, sizeof(key), KEYS_LOCK_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
-	k = store_round_script(&r1, STORE_SETTLE, 2, key);
-	store_argv_addf(k, KEYS_CUST_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
+	snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
+	k = store_round_script(&r1, STORE_SETTLE, 1, key);
 	for (i = 0; i < a->n; i++)
 		store_argv_addcopy(k, store_round_arg(a, i), a->len[i]);
 	store_argv_add(k, "0", 1);      /* no release, no claim in the script */
@@ -380,7 +379,7 @@ settle_cluster(struct store *st, const char *org, const struct rules_customer *c
 			store_argv_add(k, "", 0);
 		}
 		(void)store_round_run(st, &r2);
-		snprintf(key, sizeof(key), KEYS_LOCK_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
+		snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
 		k = store_round_script(&r3, STORE_UNLOCK, 1, key);
 		store_argv_add(k, token, strlen(token));
 		(void)store_round_run(st, &r3);
@@ -398,7 +397,6 @@ store_settle(struct store *st, const char *org, const struct rules_customer *c,
 	size_t i, n = 0;
 
 	store_argv_init(&a);
-	store_argv_addf(&a, KEYS_LOCK_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
 	store_argv_addf(&a, KEYS_CUST_FMT, layout_tag_of_cid(c->cid), org, (long long)c->cid);
 	store_argv_add(&a, version.p, version.len);
 	store_argv_addf(&a, "%lld", (long long)c->cid);

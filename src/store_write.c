@@ -57,7 +57,8 @@ store_out_of_memory(const struct store *st)
 /*
  * The probe is a write command Redis checks against maxmemory (denyoom) that changes
  * nothing: SETRANGE of an empty value leaves a missing key missing and an existing string
- * as it is. The key is the customer's lock key (a string or none), in the customer's slot.
+ * as it is. The key is the customer's layout-2 lock key (keys.h: none in layout-3 data), a
+ * name in the customer's slot that holds nothing.
  */
 int
 store_refuses_writes(struct store *st, const char *org, int64_t cid)
@@ -304,7 +305,6 @@ add_commit_customer(struct store_argv *a, const struct store_commit_req *rq,
 	const char *tag = layout_tag_of_cid(cc->cid);
 
 	store_argv_addf(a, KEYS_CUST_FMT, tag, rq->org, (long long)cc->cid);
-	store_argv_addf(a, KEYS_LOCK_FMT, tag, rq->org, (long long)cc->cid);
 	store_argv_add(a, cc->version, strlen(cc->version));
 	store_argv_addf(a, "%lld", (long long)cc->cid);
 	store_argv_addf(a, KEYS_HIST_FMT, tag, rq->org, (long long)cc->cid);
@@ -412,14 +412,13 @@ store_commit_resolve(struct store *st, const char *org, const char *token,
 		return;
 	}
 	store_argv_init(&a);
-	store_argv_presize(&a, 2 + 3 * n, 32 + 64 * n);
+	store_argv_presize(&a, 2 + 2 * n, 32 + 48 * n);
 	store_argv_add(&a, token, strlen(token));
 	store_argv_addf(&a, "%zu", n);
 	for (k = 0; k < n; k++) {
 		const char *tag = layout_tag_of_cid(c[k].cid);
 
 		store_argv_addf(&a, KEYS_CUST_FMT, tag, org, (long long)c[k].cid);
-		store_argv_addf(&a, KEYS_LOCK_FMT, tag, org, (long long)c[k].cid);
 		store_argv_add(&a, c[k].version, strlen(c[k].version));
 	}
 	r = store_resolve(st, &a);
@@ -753,16 +752,14 @@ cb_lock_call(struct cbegin *b, size_t i)
 			continue;
 		n_in++;
 		if (!cb_same_customer_before(b, i, m))
-			nk += 2;
+			nk++;
 	}
 	snprintf(b->key, sizeof(b->key), KEYS_CUST_FMT, layout_tag_of_cid(b->ce[i].cid), rq->org, (long long)b->ce[i].cid);
 	a = store_round_script(&b->r2, STORE_BEGIN, nk, b->key);
-	store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(b->ce[i].cid), rq->org, (long long)b->ce[i].cid);
 	for (m = i + 1; m < rq->n; m++) {
 		if (b->ce[m].state != 0 || layout_part_of_cid(b->ce[m].cid) != part || cb_same_customer_before(b, i, m))
 			continue;
 		store_argv_addf(a, KEYS_CUST_FMT, layout_tag_of_cid(b->ce[m].cid), rq->org, (long long)b->ce[m].cid);
-		store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(b->ce[m].cid), rq->org, (long long)b->ce[m].cid);
 	}
 	store_argv_add(a, rq->org, strlen(rq->org));
 	store_argv_add(a, rq->token, strlen(rq->token));
@@ -846,7 +843,7 @@ cb_recheck(struct cbegin *b, size_t i, struct store_begin_out *o)
 	rules_customer_free(&o->cust);
 	memset(&o->cust, 0, sizeof(o->cust));
 	o->status = STORE_BEGIN_BUSY;
-	snprintf(b->key, sizeof(b->key), KEYS_LOCK_FMT, layout_tag_of_cid(o->cid), b->rq->org, (long long)o->cid);
+	snprintf(b->key, sizeof(b->key), KEYS_CUST_FMT, layout_tag_of_cid(o->cid), b->rq->org, (long long)o->cid);
 	a = store_round_script(&b->r3, STORE_UNLOCK, 1, b->key);
 	store_argv_add(a, b->rq->token, strlen(b->rq->token));
 }
@@ -955,8 +952,7 @@ cb_check_holders(struct cbegin *b)
 			if (h == 0 || h == res->e[i].cid || sn->def == NULL)
 				continue;
 			snprintf(b->key, sizeof(b->key), KEYS_CUST_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
-			a = store_round_script(&b->r3, STORE_HELD, 2, b->key);
-			store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
+			a = store_round_script(&b->r3, STORE_HELD, 1, b->key);
 			store_argv_add(a, rq->org, strlen(rq->org));
 			store_argv_addf(a, "%lld", (long long)h);
 			store_argv_addf(a, "%d", def_pid(sn->def, sn->def_len));
@@ -1150,7 +1146,7 @@ add_unlock(struct store_round *r, const char *org, const char *token, int64_t ci
 	struct store_argv *a;
 	char key[160];
 
-	snprintf(key, sizeof(key), KEYS_LOCK_FMT, layout_tag_of_cid(cid), org, (long long)cid);
+	snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(cid), org, (long long)cid);
 	a = store_round_script(r, STORE_UNLOCK, 1, key);
 	store_argv_add(a, token, strlen(token));
 }
@@ -1269,8 +1265,7 @@ cc_take_over(struct ccommit *c)
 			continue;
 		snprintf(c->key, sizeof(c->key), KEYS_CUST_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
 		x->op = c->ra2.n;
-		a = store_round_script(&c->ra2, STORE_HELD, 2, c->key);
-		store_argv_addf(a, KEYS_LOCK_FMT, layout_tag_of_cid(h), rq->org, (long long)h);
+		a = store_round_script(&c->ra2, STORE_HELD, 1, c->key);
 		store_argv_add(a, rq->org, strlen(rq->org));
 		store_argv_addf(a, "%lld", (long long)h);
 		store_argv_addf(a, "%d", x->pid);
@@ -1342,7 +1337,7 @@ cc_commit_call(struct ccommit *c, size_t k)
 	for (m = k; m < rq->n; m++)
 		nin += cc_same_call(c, k, m);
 	snprintf(c->key, sizeof(c->key), KEYS_CUST_FMT, layout_tag_of_cid(rq->c[k].cid), rq->org, (long long)rq->c[k].cid);
-	a = store_round_script(&c->rb, STORE_COMMIT, 3 * nin + 1, c->key);
+	a = store_round_script(&c->rb, STORE_COMMIT, 2 * nin + 1, c->key);
 	for (m = k; m < rq->n; m++) {
 		const char *tag = layout_tag_of_cid(rq->c[m].cid);
 
@@ -1350,7 +1345,6 @@ cc_commit_call(struct ccommit *c, size_t k)
 			continue;
 		if (m != k)
 			store_argv_addf(a, KEYS_CUST_FMT, tag, rq->org, (long long)rq->c[m].cid);
-		store_argv_addf(a, KEYS_LOCK_FMT, tag, rq->org, (long long)rq->c[m].cid);
 		store_argv_addf(a, KEYS_HIST_FMT, tag, rq->org, (long long)rq->c[m].cid);
 	}
 	store_argv_addf(a, KEYS_FEED_FMT, layout_tag_of_cid(rq->c[k].cid), rq->org);
@@ -1521,7 +1515,7 @@ resolve_cluster(struct store *st, const char *org, const char *token, const stru
 			if (layout_part_of_cid(c[m].cid) == part)
 				nin++;
 		snprintf(key, sizeof(key), KEYS_CUST_FMT, layout_tag_of_cid(c[k].cid), org, (long long)c[k].cid);
-		a = store_round_script(&r, STORE_RESOLVE, 2 * nin, key);
+		a = store_round_script(&r, STORE_RESOLVE, nin, key);
 		for (m = k; m < n; m++) {
 			const char *tag = layout_tag_of_cid(c[m].cid);
 
@@ -1529,7 +1523,6 @@ resolve_cluster(struct store *st, const char *org, const char *token, const stru
 				continue;
 			if (m != k)
 				store_argv_addf(a, KEYS_CUST_FMT, tag, org, (long long)c[m].cid);
-			store_argv_addf(a, KEYS_LOCK_FMT, tag, org, (long long)c[m].cid);
 		}
 		store_argv_add(a, token, strlen(token));
 		store_argv_addf(a, "%zu", nin);
@@ -1541,7 +1534,6 @@ resolve_cluster(struct store *st, const char *org, const char *token, const stru
 			op[m] = r.n;
 			at[m] = nin++;
 			store_argv_addf(a, KEYS_CUST_FMT, tag, org, (long long)c[m].cid);
-			store_argv_addf(a, KEYS_LOCK_FMT, tag, org, (long long)c[m].cid);
 			store_argv_add(a, c[m].version, strlen(c[m].version));
 		}
 	}

@@ -4,8 +4,9 @@
 --     normalised); tag: the partition tag of the value's index bucket (layout_bucket_of,
 --     computed by store_write.c: Lua has no SipHash), '' for id
 --   n_items, (program_name, membership_id_or_empty, its bucket's tag or '')*
--- Key layout 2 (keys.h): the index entry is in pp:{TAG}:ix:ORG:KIND, the customer's keys
--- carry the tag of its id (tags.lua), a membership-id claim is in pp:{TAG}:mid:ORG:PID.
+-- Key layout 3 (keys.h): the index entry is in pp:{TAG}:ix:ORG:KIND, the customer's keys
+-- carry the tag of its id (tags.lua), a membership-id claim is in pp:{TAG}:mid:ORG:PID, the
+-- customer's lock is the field `lock` of its hash (lock.lua).
 -- Returns one array per entry, then one more element: the definitions of the programs the
 -- items named, once per call whatever the batch, {name, def or false, name, def or false,
 -- ...} in the order first named (Redis converts every table of a reply: a definition per
@@ -32,8 +33,10 @@ local i = 7
 local out = {}
 local locked = {}
 local prefix = 'pp:{' .. org .. '}:'
-local now_ms = nil   -- Redis's clock, read when a holder must be checked
+local now_ms = nil   -- Redis's clock, read at the first lock taken or holder checked
+local lockval = nil  -- the lock's value: the same for every customer of the call (lock.lua)
 --#include tags.lua
+--#include lock.lua
 --#include holds.lua
 -- Program definitions read once per call: a batch names the same programs again and again.
 -- deflist is the reply's last element: {name, def or false, ...} in the order first named.
@@ -82,7 +85,7 @@ local function entry(e, at, ni, items_at, np)
       local pid = string.match(def, '^{"pid":(%d+)')
       local h = pid and redis.call('HGET', 'pp:{' .. mtag .. '}:mid:' .. org .. ':' .. pid, mid)
       if h and h ~= cid then
-        now_ms = now_ms or holds_now_ms()
+        now_ms = now_ms or lock_now()
         if not mid_holds(org, h, pid, mid, now_ms) then h = false end
       end
       holders[k + 1] = h or false
@@ -92,10 +95,23 @@ local function entry(e, at, ni, items_at, np)
     if holders then return {'DUP', cid, locked[cid], holders} end
     return {'DUP', cid, locked[cid]}
   end
-  local ctag = tag_of_cid(cid)
-  local snapshot = byid == cid and byid_snap or redis.call('HGETALL', 'pp:{' .. ctag .. '}:c:' .. org .. ':' .. cid)
-  if not redis.call('SET', 'pp:{' .. ctag .. '}:lock:' .. org .. ':' .. cid, token, 'NX', 'PX', ttl) then
-    return {'BUSY', cid}
+  local ck = 'pp:{' .. tag_of_cid(cid) .. '}:c:' .. org .. ':' .. cid
+  local snapshot = byid == cid and byid_snap or redis.call('HGETALL', ck)
+  now_ms = now_ms or lock_now()
+  lockval = lockval or token .. LOCK_SEP .. (now_ms + ttl)
+  -- HSET answers 1 when the field is new: the usual case, no lock to look at. Else the
+  -- snapshot has the value it replaced: one that is still taken is put back (nothing of
+  -- this script is seen in between) and the customer is BUSY.
+  if redis.call('HSET', ck, LOCK_FIELD, lockval) == 0 then
+    for k = 1, #snapshot, 2 do
+      if snapshot[k] == LOCK_FIELD then
+        if lock_taken(snapshot[k + 1], now_ms) then
+          redis.call('HSET', ck, LOCK_FIELD, snapshot[k + 1])
+          return {'BUSY', cid}
+        end
+        break
+      end
+    end
   end
   locked[cid] = e
   if holders then return {'OK', cid, snapshot, holders} end

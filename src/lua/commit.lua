@@ -5,7 +5,7 @@
 --   lock; '2' or '3': a customer refused for its version or a key's type keeps its lock too,
 --   and the status says so ("FENCED_KEPT", "BROKEN_KEPT"): a claimant, whose claims made
 --   before the commit are taken back under the lock), then per customer:
---   customer_key, lock_key, version_read, cid, history_key, feed_key (the customer's
+--   customer_key, version_read, cid, history_key, feed_key (the customer's
 --   partition of the org's change feed: key layout 2 gives it the customer's tag),
 --   n_set, (field, value)*, n_del, field*,
 --   n_claim, (mid_index_key, membership_id)*, n_release, (mid_index_key, membership_id)*,
@@ -21,8 +21,9 @@
 -- Redis stores their names once per stream node), with the customer's version after the
 -- commit and the event's place among the customer's events of this commit
 -- (customerVersion, seq: docs/CHANGE-FEED.md).
--- For each customer, atomically: the lock must still hold our token and the version must
--- be the one read (else "FENCED": nothing written); every key it writes must have the
+-- For each customer, atomically: the lock (the hash's field `lock`, lock.lua) must still
+-- hold our token and not have expired, and the version must be the one read (else
+-- "FENCED": nothing written); every key it writes must have the
 -- expected type (else "BROKEN": nothing written, lock released; a write failing half-way
 -- would break the customer's atomicity, as Redis does not undo a script's writes);
 -- every claimed membership id must be free or already ours (else "CONFLICT": nothing
@@ -37,6 +38,9 @@
 -- rounds keeps its claim).
 local token = ARGV[1]
 --#include tags.lua
+--#include lock.lua
+local mine = token .. LOCK_SEP      -- how a lock value of ours starts (lock.lua)
+local alive = {}                     -- lock value of ours -> not expired (lock_taken)
 local idem_key, idem_token = ARGV[#ARGV - 2], ARGV[#ARGV - 1]
 local idem_fenced = false
 if idem_key ~= '' then
@@ -55,7 +59,7 @@ local i = 6
 local out = {}
 -- A feed partition's type is checked once per call (customers of one call may share a
 -- partition); the customer hash's type was checked by the HGETALL of begin.lua under the
--- same lock (and the HGET of v below fails before any write).
+-- same lock (and the HMGET of the lock and v below fails before any write).
 local feed_ok = {}
 local function feed_usable(fk)
   local ok = feed_ok[fk]
@@ -85,26 +89,43 @@ local function rec_fields(ev)
   if not r[1] or r[17] ~= #ev + 1 then return nil end
   return r
 end
-local now_ms = nil   -- Redis's clock, read when a holder must be checked
+local now_ms = nil   -- Redis's clock, read at the first lock checked
 local SEQ = {[0] = '0', '1', '2', '3'}   -- an event's seq as text (most commits have one)
 for c = 1, n do
-  local ck, lk, ver, cid, hk, feed = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  i = i + 6
+  local ck, ver, cid, hk, feed = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  i = i + 5
   local nset = tonumber(ARGV[i]); local sset = i + 1; i = sset + 2 * nset
   local ndel = tonumber(ARGV[i]); local sdel = i + 1; i = sdel + ndel
   local ncl = tonumber(ARGV[i]); local scl = i + 1; i = scl + 2 * ncl
   local nrel = tonumber(ARGV[i]); local srel = i + 1; i = srel + 2 * nrel
   local nev = tonumber(ARGV[i]); local sev = i + 1; i = sev + 2 * nev
+  -- the lock and the version in one call; a lock of ours past its expiry is no lock
+  -- (SPEC §3: a stalled holder never writes after it), gone as if it had expired as a key
+  local cur = redis.call('HMGET', ck, LOCK_FIELD, 'v')
+  local ours = cur[1] and string.sub(cur[1], 1, #mine) == mine
+  if ours then
+    -- (a call's customers share one lock value, or a few: each is read once)
+    local live = alive[cur[1]]
+    if live == nil then
+      now_ms = now_ms or lock_now()
+      live = lock_taken(cur[1], now_ms)
+      alive[cur[1]] = live
+    end
+    if not live then
+      redis.call('HDEL', ck, LOCK_FIELD)
+      ours = false
+    end
+  end
   if idem_fenced then
-    if redis.call('GET', lk) == token then redis.call('DEL', lk) end
+    if ours then redis.call('HDEL', ck, LOCK_FIELD) end
     out[c] = 'IDEM_FENCED'
-  elseif redis.call('GET', lk) ~= token then
+  elseif not ours then
     out[c] = 'FENCED'
-  elseif (redis.call('HGET', ck, 'v') or '') ~= ver then
+  elseif (cur[2] or '') ~= ver then
     if keep_failed then
       out[c] = 'FENCED_KEPT'
     else
-      redis.call('DEL', lk)
+      redis.call('HDEL', ck, LOCK_FIELD)
       out[c] = 'FENCED'
     end
   else
@@ -120,7 +141,7 @@ for c = 1, n do
       if h and h ~= cid then
         -- the org and the pid are in the claim bucket's name: pp:{TAG}:mid:ORG:PID (keys.h)
         local org, pid = string.match(key, '^pp:{[^}]*}:mid:([^:]*):(%d+)$')
-        now_ms = now_ms or holds_now_ms()
+        now_ms = now_ms or lock_now()
         if not org or mid_holds(org, h, pid, mid, now_ms) then free = false; break end
       end
     end
@@ -140,10 +161,10 @@ for c = 1, n do
     if broken and keep_failed then
       out[c] = 'BROKEN_KEPT'
     elseif broken then
-      redis.call('DEL', lk)
+      redis.call('HDEL', ck, LOCK_FIELD)
       out[c] = 'BROKEN'
     elseif not free then
-      redis.call('DEL', lk)
+      redis.call('HDEL', ck, LOCK_FIELD)
       out[c] = 'CONFLICT'
     else
       for j = 0, nrel - 1 do
@@ -153,7 +174,10 @@ for c = 1, n do
       for j = 0, ncl - 1 do
         redis.call('HSET', ARGV[scl + 2 * j], ARGV[scl + 2 * j + 1], cid)
       end
-      if ndel > 0 then
+      -- the fields deleted and, unless the caller keeps it, the lock: one HDEL
+      if not keep then
+        redis.call('HDEL', ck, LOCK_FIELD, unpack(ARGV, sdel, sdel + ndel - 1))
+      elseif ndel > 0 then
         redis.call('HDEL', ck, unpack(ARGV, sdel, sdel + ndel - 1))
       end
       -- the customer's version after this commit: every commit that changes something or
@@ -181,7 +205,6 @@ for c = 1, n do
                    'afterStartDate', r[15], 'afterEndDate', r[16])
       end
       if hlen > hmax then redis.call('LTRIM', hk, 0, hmax - 1) end
-      if not keep then redis.call('DEL', lk) end
       out[c] = 'OK'
     end
   end

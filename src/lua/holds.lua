@@ -1,7 +1,8 @@
 -- holds: does a customer still hold a membership id? Shared by begin.lua and commit.lua
 -- (scripts/embed-lua puts this file where a script says "--#include holds.lua").
 --
--- (It uses tag_of_cid: a script includes tags.lua before it.)
+-- (It uses tag_of_cid: a script includes tags.lua before it; callers pass now_ms from
+-- lock_now, lock.lua.)
 --
 -- An entry of pp:{TAG}:mid:ORG:PID (membership id -> customer) can outlive the holding: a
 -- pending relink that took effect at its start (docs/DATA-MODEL.md) leaves the old id there
@@ -11,12 +12,6 @@
 --   - as its current id, unless a relink is due (start <= now_ms, Redis's clock).
 -- A value it cannot read (neither format, or the hash of the wrong type) counts as holding:
 -- when in doubt the claim is refused (2101), never taken over.
-
--- Redis's clock in ms.
-local function holds_now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 
 -- Whether customer cid of org holds membership id mid in program pid at now_ms.
 -- (The decoding helpers are made inside it: a script that includes this file pays for

@@ -23,6 +23,37 @@ CUSTOMER_OK = {"status": True, "message": "Customer successfully retrieved", "co
 SUCCESS = {"status": True, "message": "Success", "code": 200}
 
 
+# A customer's lock is the field `lock` of its hash: TOKEN:EXPIRY, EXPIRY in ms on Redis's
+# clock (src/lua/lock.lua; the tests' servers share this machine's clock).
+LOCK_FIELD = "lock"
+
+
+def take_lock(st, org, cid, token="0123456789abcdef0123456789abcdef", for_ms=30000):
+    """Takes customer cid's lock for token for for_ms, as another request would."""
+    st.redis("HSET", keys.cust(org, cid), LOCK_FIELD, "%s:%d" % (token, int(time.time() * 1000) + for_ms))
+
+
+def lock_of(st, org, cid):
+    """(token, ms left) of customer cid's lock field, or None when it has none (ms left <= 0:
+    expired, free for the next request)."""
+    v = st.redis("HGET", keys.cust(org, cid), LOCK_FIELD)
+    if v is None:
+        return None
+    v = v.decode() if isinstance(v, bytes) else v
+    token, _, exp = v.rpartition(":")
+    return token, int(exp) - int(time.time() * 1000)
+
+
+def locked(st, org, cid):
+    """Whether customer cid's lock is taken (its field there and not expired)."""
+    lk = lock_of(st, org, cid)
+    return lk is not None and lk[1] > 0
+
+
+def drop_lock(st, org, cid):
+    st.redis("HDEL", keys.cust(org, cid), LOCK_FIELD)
+
+
 def ms(iso):
     """Milliseconds since the epoch of an ISO date-time Python can read (test side)."""
     return int(datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)

@@ -164,6 +164,18 @@ def _layout_constants():
 
 
 LAYOUT_PARTS, _HASH_KEY, CID_MOD = _layout_constants()   # CID_MOD: part_of_cid's prime
+
+
+def _layout_version():
+    """LAYOUT_VERSION of layout.h: what pp:layout holds for the data this tree writes."""
+    with open(path("layout.h"), encoding="utf-8") as f:
+        m = re.search(r"^#define\s+LAYOUT_VERSION\s+([0-9]+)", f.read(), re.M)
+    if not m:
+        raise ValueError("%s: no `#define LAYOUT_VERSION N`" % path("layout.h"))
+    return m.group(1)
+
+
+LAYOUT_VERSION = _layout_version()      # text, as pp:layout holds it ("3")
 CLUSTER_SLOTS = 16384
 _M64 = (1 << 64) - 1
 

@@ -444,17 +444,18 @@ class _Gone(Exception):
 
 
 def commit_of(org, cid):
-    """Predicate: the commit script call of customer cid (it names the lock key)."""
-    key = keys.lock(org, cid).encode()
+    """Predicate: the commit script call of customer cid (the only script call that names
+    the customer's history key)."""
+    key = keys.hist(org, cid).encode()
     return lambda args: args and args[0].upper() in (b"EVALSHA", b"EVAL") and key in args
 
 
 def any_commit(org):
-    def lock_of_org(a):
-        m = keys.match("LOCK", a)
+    def hist_of_org(a):
+        m = keys.match("HIST", a)
         return m is not None and m["org"] == org
     return lambda args: (args and args[0].upper() in (b"EVALSHA", b"EVAL") and
-                         any(lock_of_org(a) for a in args))
+                         any(hist_of_org(a) for a in args))
 
 
 # ---------------------------------------------------------------- extra processes

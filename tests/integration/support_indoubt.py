@@ -14,6 +14,7 @@ Python standard library only; everything on 127.0.0.1 or the Stack's unix socket
 """
 
 import json
+import re
 import socket
 import struct
 import threading
@@ -176,15 +177,27 @@ def script_call_naming(key):
 
 def commit_call(org, cid):
     """Predicate: the commit script call of customer cid (it names the customer's history
-    key; the resolve script's call names its lock key but not its history)."""
+    key; the resolve script's call names its hash but not its history)."""
     return script_call_naming(keys.hist(org, cid))
 
 
+def _resolve_shaped(args):
+    """Whether a script call's arguments hold resolve.lua's head: a lock token (32 hex
+    digits), the number of customers, then a customer hash's name (src/lua/resolve.lua)."""
+    for i in range(len(args) - 2):
+        if (re.fullmatch(rb"[0-9a-f]{32}", args[i]) and args[i + 1].isdigit()
+                and keys.match("CUST", args[i + 2]) is not None):
+            return True
+    return False
+
+
 def resolve_call(org, cid):
-    lock = keys.lock(org, cid).encode()
+    """Predicate: the resolve script call of customer cid (it names the customer's hash, and
+    not its history as the commit does)."""
+    cust = keys.cust(org, cid).encode()
     hist = keys.hist(org, cid).encode()
     return lambda args: (bool(args) and args[0].upper() in (b"EVALSHA", b"EVAL") and
-                         lock in args and hist not in args)
+                         cust in args and hist not in args and _resolve_shaped(args))
 
 
 def ping_call(args):

@@ -16,7 +16,7 @@ import time
 import activity as actrec
 import harness
 import keys
-from helpers import assert_codes, by_mobile, item, link1
+from helpers import assert_codes, by_mobile, item, link1, take_lock
 from support_model import FUT1, cancel, delink1, iso, update1, upd
 
 
@@ -403,6 +403,29 @@ def test_check_reports_customer_keys_outside_their_customers_partition(stack):
         stack.redis("SET", lock, "0" * 32, "PX", 60000)
         expect_violation(stack, "org acme: customer %d: key %s is in partition %d" % (cid, lock, wrong),
                          "expected %s" % keys.lock("acme", cid))
+    expect_clean(stack)
+
+
+def test_check_reads_the_lock_field_and_reports_a_bad_one_or_a_layout_2_lock_key(stack):
+    """Key layout 3: a customer's lock is its hash's field `lock`, TOKEN:EXPIRY (src/lua/lock.lua).
+    A taken or expired one is fine; one that does not read is reported, and so is a lock key
+    of key layout 2 (a partnerd of an older release writing to this data)."""
+    c = linked(stack, item("AcmeShop", stack.uid()))
+    cid = c["id"]
+    with planted(stack, ckey(cid)):
+        take_lock(stack, "acme", cid)                    # taken, 30 s left
+        expect_clean(stack)
+        take_lock(stack, "acme", cid, for_ms=-60000)     # left by a request that died
+        expect_clean(stack)
+        stack.redis("HSET", ckey(cid), "lock", "not-a-lock")
+        expect_violation(stack, "org acme: customer %d: lock is \"not-a-lock\"" % cid,
+                         "not 32 hex digits, ':' and an expiry in ms")
+    expect_clean(stack)
+    lock = keys.lock("acme", cid)
+    with planted(stack, lock):
+        stack.redis("SET", lock, "0" * 32, "PX", 60000)
+        expect_violation(stack, "org acme: %s is a customer lock of key layout 2" % lock,
+                         "a partnerd of an older release writes to this data")
     expect_clean(stack)
 
 

@@ -23,7 +23,7 @@ import time
 import cluster as clusterlib
 import harness
 import keys as layout
-from helpers import assert_codes, by_mobile, entry, item, link1, post_link
+from helpers import assert_codes, by_mobile, drop_lock, entry, item, link1, locked, post_link, take_lock
 from support_indoubt import request as fcgi_request
 from support_model import (check_passes, delink1, uentry, history_of, programs_of, read_programs, upd,
                            update1)
@@ -259,7 +259,7 @@ def _link_and_die(s, c, program, mid):
 def _wait_unlocked(s, cid):
     """Until the lock the killed partnerd left on cid has expired (its TTL is short)."""
     deadline = time.monotonic() + 10 + DYING_LOCK_TTL_MS / 1000
-    while s.redis("EXISTS", layout.lock("acme", cid)):
+    while locked(s, "acme", cid):
         assert time.monotonic() < deadline, "the lock of %s did not expire" % cid
         time.sleep(0.05)
 
@@ -312,14 +312,14 @@ def test_cluster_claim_of_an_id_whose_stale_holder_is_locked_waits_for_the_lock(
     x, y = s.customer(), s.customer()
     mid = s.uid("L")
     s.redis("HSET", layout.mid("acme", s.pid("AcmeShop"), mid), mid, x["id"])
-    s.redis("SET", layout.lock("acme", x["id"]), "someone-else", "PX", 60000)
+    take_lock(s, "acme", x["id"], for_ms=60000)
     try:
         _, st = link1(s, by_mobile(y), item("AcmeShop", mid))
         assert_codes(st, [2010])
         assert s.mid_holder("AcmeShop", mid) == x["id"], "taken over while its holder was locked"
         assert s.membership(y["id"], "AcmeShop") is None
     finally:
-        s.redis("DEL", layout.lock("acme", x["id"]))
+        drop_lock(s, "acme", x["id"])
     _, st = link1(s, by_mobile(y), item("AcmeShop", mid))
     assert_codes(st, [200])
     assert s.mid_holder("AcmeShop", mid) == y["id"]

@@ -209,7 +209,7 @@ def test_ctl_cluster_load_puts_each_key_on_the_master_of_its_slot_and_spreads_an
             s = keys.key_slot(k)
             assert any(lo <= s <= hi for lo, hi in slots[port]), (port, k, s)
     where = {k: port for port, ks in by.items() for k in ks}
-    assert harness._s(n("GET", keys.LAYOUT)) == "2"
+    assert harness._s(n("GET", keys.LAYOUT)) == keys.LAYOUT_VERSION
     for org in fixtures():
         members = n("SISMEMBER", keys.ORGS, org["id"])
         assert members == 1, org["id"]
@@ -399,7 +399,7 @@ def test_ctl_cluster_that_cannot_be_reached_exits_2_naming_the_seed():
 def test_ctl_cluster_migrate_is_refused_with_the_reason():
     try:
         c, n = _cluster()
-        # layout 2 already: nothing to do, as on one Redis
+        # the current layout already: nothing to do, as on one Redis
         rc, out, err = ctl("migrate")
         assert rc == 0 and "nothing to do" in out, (rc, out, err)
         # layout 1 (pp:orgs without pp:layout) on a cluster: refused, nothing changed
@@ -412,7 +412,23 @@ def test_ctl_cluster_migrate_is_refused_with_the_reason():
             assert "Migrate the data on one Redis first" in err and "nothing was changed" in err, err
             assert n.writes() == before
         finally:
-            n("SET", keys.LAYOUT, "2")
+            n("SET", keys.LAYOUT, keys.LAYOUT_VERSION)
+        expect_clean()
+        # layout 2 (the same keys, the locks as keys of their own): refused while a layout-2
+        # lock is left on any master, naming it; then layout 3 recorded, nothing else written
+        n("SET", keys.LAYOUT, "2")
+        lock = keys.lock("acme", 1001)
+        n("SET", lock, "ab" * 16, "PX", 60000)
+        try:
+            before = n.writes()
+            rc, out, err = ctl("migrate")
+            assert rc == 1 and "key layout 2" in err and lock in err and "nothing was changed" in err, (rc, out, err)
+            assert n.writes() == before
+        finally:
+            n("DEL", lock)
+        rc, out, err = ctl("migrate")
+        assert rc == 0 and "key layout %s recorded (from key layout 2" % keys.LAYOUT_VERSION in out, (rc, out, err)
+        assert harness._s(n("GET", keys.LAYOUT)) == keys.LAYOUT_VERSION
         expect_clean()
     finally:
         _stop_cluster()

@@ -29,6 +29,7 @@ from support_guarantee import (DELINK, FENCED_MSG, HEALTH, LINK, ORG, TIERS, UPD
                                history, items_of, link_item, logged_rids, memberships, metrics,
                                new_rid, pick_metrics, restart_partnerd, run_threads,
                                update_item, wait_health)
+from helpers import LOCK_FIELD, lock_of, locked
 
 WORKERS = int(os.environ.get("GUARANTEE_WORKERS", "40"))       # >= nginx workers (2) x keepalive (16) + client threads: no pinned-thread starvation
 
@@ -279,10 +280,11 @@ def _stalled_update(proxy, client, cid, items, on_close="drop"):
 
 
 def _wait_lock_gone(st, cid, secs=5.0):
-    key = keys.lock(ORG, cid)
+    """Until customer cid's lock has expired (or is gone)."""
     deadline = time.monotonic() + secs
-    while st.redis("EXISTS", key):
-        assert time.monotonic() < deadline, "%s still exists after %.1f s" % (key, secs)
+    while locked(st, ORG, cid):
+        assert time.monotonic() < deadline, "customer %d still locked after %.1f s: %r" % (
+            cid, secs, lock_of(st, ORG, cid))
         time.sleep(0.01)
 
 
@@ -310,9 +312,8 @@ def test_guarantee_stalled_lock_holder_cannot_commit_after_its_lock_expired():
 
             # (a) A stalls between begin and commit; its lock expires; B upgrades to Silver; A resumes.
             t, out = _stalled_update(proxy, A, c1, a_items)
-            lock = st.redis("GET", keys.lock(ORG, c1))
-            pttl = st.redis("PTTL", keys.lock(ORG, c1))
-            assert lock is not None and 0 < pttl <= ttl, "A should hold the lock now: %r pttl %r" % (lock, pttl)
+            lock = lock_of(st, ORG, c1)
+            assert lock is not None and 0 < lock[1] <= ttl, "A should hold the lock now: %r" % (lock,)
             _wait_lock_gone(st, c1)
             rb = direct.post(UPDATE, body_of(UPDATE, [(c1, [update_item("Tiered", "UPGRADE", "Silver")])]))
             assert rb.status == 200 and items_of(rb)[0][2] == 200, "B's upgrade: %r" % rb
@@ -463,7 +464,28 @@ def _pairs_whole(st, cids, nthreads):
 
 
 def _locks(st):
-    return [k for k in st.keys(keys.lock(ORG, "*"))]
+    """The customers of ORG whose lock is taken (not expired): their hashes' lock fields."""
+    cks = st.keys(keys.cust(ORG, "*"))
+    if not cks:
+        return []
+    st.redis("PING")                            # (re)connects if needed
+    now = int(time.time() * 1000)
+    out = []
+    for k, v in zip(cks, st._redis.pipeline([("HGET", k, LOCK_FIELD) for k in cks])):
+        v = v.decode() if isinstance(v, bytes) else v
+        if isinstance(v, str) and int(v.rpartition(":")[2] or 0) > now:
+            out.append(k)
+    return out
+
+
+def _without_lock(snap):
+    """A customer's snapshot without its hash's lock field (a killed request leaves it)."""
+    out = {}
+    for k, (t, v) in snap.items():
+        if t == "hash":
+            v = tuple((f, x) for f, x in v if f != LOCK_FIELD)
+        out[k] = (t, v)
+    return out
 
 
 def _until_writable(client, cids, program, deadline_s, t0=None):
@@ -515,8 +537,7 @@ def test_guarantee_sigkilled_worker_leaves_no_partial_customer_and_locks_clear_w
             while proxy.outcome is None and time.monotonic() - t_kill < 5:
                 time.sleep(0.01)
             after = dict((c, st.snapshot(keys.of_customer(ORG, c))) for c in held)
-            changed = [c for c in held
-                       if dict((k, v) for k, v in after[c].items() if keys.match("LOCK", k) is None) != before[c]]
+            changed = [c for c in held if _without_lock(after[c]) != _without_lock(before[c])]
             when, first = _until_writable(cl, held, "Plain", ttl / 1000.0 + 5, t0=t_kill)
             first_codes = dict(collections.Counter(i[2] for i in items_of(first))) \
                 if first and first.status == 200 else first

@@ -1,8 +1,9 @@
 """The key layout version of the stored data (issue 14; src/store_layout.h): partnerd and
-partnerctl read key layout 2 only. Data of layout 1 (the org set without the layout
-record, as releases before layout 2 left it) or of another version is refused with a
-message that names `partnerctl migrate`, and changes nothing; `partnerctl load` on an empty
-Redis records layout 2.
+partnerctl read the current key layout only (keys.LAYOUT_VERSION, 3). Data of layout 1 (the
+org set without the layout record, as releases before layout 2 left it), of layout 2 (the
+customer locks as keys of their own) or of another version is refused with a message that
+names `partnerctl migrate`, and changes nothing; `partnerctl load` on an empty Redis records
+the current layout.
 
 Each test builds its own stack: they change or empty the whole key space. The refusals at
 start-up are those of another partnerd started beside the stack's."""
@@ -56,27 +57,29 @@ def test_partnerd_refuses_to_start_on_layout_1_data_naming_partnerctl_migrate():
 
 def test_partnerd_refuses_to_start_on_another_layout_version():
     with Stack() as st:
-        st.redis("SET", keys.LAYOUT, "3")
-        rc, log = _start_partnerd(st)
-        assert rc == 1, "partnerd on layout \"3\": exit %r, expected 1\n%s" % (rc, log)
-        assert 'key layout "3"' in log and MIGRATE in log, "no clear refusal in the log:\n" + log
+        for other in ("2", "9"):
+            st.redis("SET", keys.LAYOUT, other)
+            rc, log = _start_partnerd(st)
+            assert rc == 1, "partnerd on layout \"%s\": exit %r, expected 1\n%s" % (other, rc, log)
+            assert 'key layout "%s"' % other in log and MIGRATE in log, "no clear refusal in the log:\n" + log
+        st.redis("SET", keys.LAYOUT, keys.LAYOUT_VERSION)
 
 
-def test_partnerd_starts_on_an_empty_redis_and_on_layout_2():
+def test_partnerd_starts_on_an_empty_redis_and_on_the_current_layout():
     with Stack(load=False) as st:
         assert st.keys() == []
         rc, log = _start_partnerd(st)
         assert rc is None, "partnerd on an empty Redis exited %r:\n%s" % (rc, log)
         st.load(st.fixtures)
-        assert st.redis("GET", keys.LAYOUT) == b"2"
+        assert st.redis("GET", keys.LAYOUT) == keys.LAYOUT_VERSION.encode()
         rc, log = _start_partnerd(st)
-        assert rc is None, "partnerd on layout-2 data exited %r:\n%s" % (rc, log)
+        assert rc is None, "partnerd on current-layout data exited %r:\n%s" % (rc, log)
 
 
 def test_a_new_connection_to_layout_1_data_answers_503_naming_partnerctl_migrate():
     """partnerd checks every new Redis connection: data replaced by layout-1 data behind a
     running partnerd (a Redis restarted on an old dump, here: the record deleted and the
-    connections killed) is refused with 503, and served again once it is layout 2."""
+    connections killed) is refused with 503, and served again once it is the current layout."""
     with Stack() as st:
         c = st.customer()
         body = {"linkCustomers": [entry({"id": c["id"]}, item("AcmeShop", st.uid()))]}
@@ -93,30 +96,30 @@ def test_a_new_connection_to_layout_1_data_answers_503_naming_partnerctl_migrate
         assert headers.get("Retry-After"), "503 without Retry-After"
         assert st.get(HEALTH, auth=None)[0] == 503
         assert st.snapshot() == before, "a refused request changed the data"
-        st.redis("SET", keys.LAYOUT, "2")
+        st.redis("SET", keys.LAYOUT, keys.LAYOUT_VERSION)
         deadline = time.monotonic() + 5
         while True:
             status, _, resp = st.post(LINK, body)
             if status == 200 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        assert status == 200, "not served again on layout 2: %s %r" % (status, resp)
+        assert status == 200, "not served again on the current layout: %s %r" % (status, resp)
 
 
-def test_partnerctl_load_records_layout_2_on_an_empty_redis():
+def test_partnerctl_load_records_the_current_layout_on_an_empty_redis():
     with Stack(load=False) as st:
         path = os.path.join(st.dir, "empty.json")
         with open(path, "w") as f:
             json.dump({"orgs": []}, f)
         rc, out, err = st.ctl("load", path)
         assert rc == 0, (rc, out, err)
-        assert st.redis("GET", keys.LAYOUT) == b"2"
+        assert st.redis("GET", keys.LAYOUT) == keys.LAYOUT_VERSION.encode()
         # loading again leaves it as it was; a full load keeps it
         st.load(st.fixtures)
         before = st.snapshot()
         st.load(st.fixtures)
         assert st.snapshot() == before
-        assert st.redis("GET", keys.LAYOUT) == b"2"
+        assert st.redis("GET", keys.LAYOUT) == keys.LAYOUT_VERSION.encode()
 
 
 def test_partnerctl_verbs_refuse_layout_1_data_and_change_nothing():

@@ -10,8 +10,8 @@ import time
 
 import keys
 from harness import DEMO, LINK
-from helpers import (FUTURE, PAST, assert_code, assert_codes, assert_error, by_mobile,
-                     entry, item, link1, ms, post_link, stored_view, unchanged)
+from helpers import (FUTURE, PAST, assert_code, assert_codes, assert_error, by_mobile, drop_lock,
+                     entry, item, link1, lock_of, ms, post_link, stored_view, take_lock, unchanged)
 
 
 # ---------------------------------------------------------------- customer identification
@@ -670,8 +670,7 @@ def test_relink_to_a_membership_id_held_by_another_customer_is_2101(stack):
 
 def test_customer_locked_by_another_change_answers_2010_in_bounded_time(stack):
     c = stack.customer()
-    lock = keys.lock("acme", c["id"])
-    stack.redis("SET", lock, "0123456789abcdef0123456789abcdef", "PX", 30000)
+    take_lock(stack, "acme", c["id"], "0123456789abcdef0123456789abcdef", 30000)
     try:
         with unchanged(stack, keys.cust("acme", c["id"])):
             t0 = time.monotonic()
@@ -679,9 +678,10 @@ def test_customer_locked_by_another_change_answers_2010_in_bounded_time(stack):
             took = time.monotonic() - t0
         assert_codes(st, [2010, 2010])
         assert took < 5, "lock wait took %.1f s (lock-wait default 1 s)" % took
-        assert stack.redis("GET", lock) == b"0123456789abcdef0123456789abcdef", "another owner's lock was touched"
+        assert lock_of(stack, "acme", c["id"])[0] == "0123456789abcdef0123456789abcdef", \
+            "another owner's lock was touched"
     finally:
-        stack.redis("DEL", lock)
+        drop_lock(stack, "acme", c["id"])
     _, st = link1(stack, by_mobile(c), item("AcmeShop", stack.uid()))
     assert_codes(st, [200])
 
@@ -711,7 +711,7 @@ def test_store_failure_during_an_item_reports_2001_and_applies_nothing(stack):
     finally:
         stack.redis("DEL", idx)
     assert stack.membership(a["id"], "AcmeSpare") is None
-    assert stack.redis("EXISTS", keys.lock("acme", a["id"])) == 0, "lock left behind after a store failure"
+    assert lock_of(stack, "acme", a["id"]) is None, "lock left behind after a store failure"
     _, st = link1(stack, by_mobile(a), item("AcmeSpare", stack.uid()))
     assert_codes(st, [200])
 
@@ -728,7 +728,7 @@ def test_store_failure_releases_every_customer_lock_the_request_took(stack):
         st, _, body = stack.post(LINK, {"linkCustomers": [entry(by_mobile(a), item("AcmeShop", stack.uid())),
                                                           entry(by_mobile(b), item("AcmeSpare", mid))]})
         assert st in (200, 503), "HTTP %s %r" % (st, body)
-        left = [c["id"] for c in (a, b) if stack.redis("EXISTS", keys.lock("acme", c["id"]))]
+        left = [c["id"] for c in (a, b) if lock_of(stack, "acme", c["id"]) is not None]
     finally:
         stack.redis("DEL", idx)
         if saved is not None:
@@ -755,7 +755,7 @@ def test_history_key_of_another_type_fails_the_item_and_writes_nothing(stack):
         stack.redis("DEL", hist)
     assert stack.membership(c["id"], "AcmeShop") is None
     assert stack.mid_holder("AcmeShop", mid) is None
-    assert stack.redis("EXISTS", keys.lock("acme", c["id"])) == 0, "lock left behind"
+    assert lock_of(stack, "acme", c["id"]) is None, "lock left behind"
     _, st = link1(stack, by_mobile(c), item("AcmeShop", mid))
     assert_codes(st, [200])
     assert stack.redis("LLEN", hist) == 1

@@ -257,7 +257,7 @@ def expect_v2(before):
         else:
             assert name in (None, "ORGS", "CREDS", "ORG", "PROGS", "PSEQ", "IMPORT"), k
             out[k] = (t, v, ttl)
-    out[keys.LAYOUT] = ("string", "2", False)
+    out[keys.LAYOUT] = ("string", keys.LAYOUT_VERSION, False)
     return out
 
 
@@ -292,7 +292,7 @@ def test_migrate_moves_every_key_where_layout_2_puts_it_and_partnerd_serves_it()
     before = dump(stack)
     rc, out, err = migrate(stack)
     assert rc == 0, out + err
-    assert "key layout 2 recorded" in out, out
+    assert "key layout %s recorded" % keys.LAYOUT_VERSION in out, out
     # customers, histories, idem, rate; ix, mid; feed, again
     n_hist = sum(1 for c in range(1, 301) if c % 2 == 0 or c % 3 == 0) + \
         sum(1 for c in range(1, 51) if c % 2 == 0 or c % 3 == 0)
@@ -345,10 +345,10 @@ def test_migrate_refuses_while_a_layout_1_lock_exists_and_on_an_unknown_layout()
     assert rc == 1, out + err
     assert "a partnerd is serving" in err and v1("LOCK", "mig", 7) in err and "nothing was changed" in err, err
     assert stack.digest()[1] == digest
-    stack.redis("SET", keys.LAYOUT, "3")
+    stack.redis("SET", keys.LAYOUT, "7")
     _, digest = stack.digest()
     rc, out, err = migrate(stack)
-    assert rc == 1 and 'key layout "3"' in err and "nothing was changed" in err, out + err
+    assert rc == 1 and 'key layout "7"' in err and "nothing was changed" in err, out + err
     assert stack.digest()[1] == digest
     stack.redis("DEL", keys.LAYOUT, v1("LOCK", "mig", 7))
     rc, out, err = migrate(stack)
@@ -358,6 +358,46 @@ def test_migrate_refuses_while_a_layout_1_lock_exists_and_on_an_unknown_layout()
     rc, out, err = migrate(stack)
     assert rc == 0 and "nothing to do" in out, out + err
     assert stack.redis("DBSIZE") == 0
+
+
+def test_migrate_brings_layout_2_to_3_once_no_layout_2_lock_is_left():
+    """Layout 3 keeps a customer's lock in its hash (src/lua/lock.lua): from layout 2 no data
+    moves, but a layout-2 lock key (a partnerd of the older release holding a customer)
+    refuses the step, naming it, and changes nothing; once it is gone, layout 3 is recorded
+    and partnerd serves the data."""
+    stack = _stack()
+    fresh_layout1(stack)
+    write_layout1(stack, "mig", range(1, 21))
+    rc, out, err = migrate(stack)
+    assert rc == 0, out + err
+    stack.redis("SET", keys.LAYOUT, "2")        # layout 2 named every key as layout 3 does
+    lock = keys.lock("mig", 7)
+    stack.redis("SET", lock, "ab" * 16, "PX", 60000)
+    _, digest = stack.digest()
+    rc, out, err = migrate(stack)
+    assert rc == 1, out + err
+    assert "key layout 2" in err and lock in err and "stop every such partnerd" in err and \
+        "nothing was changed" in err, err
+    assert stack.digest()[1] == digest
+    stack.redis("DEL", lock)
+    _, digest = stack.digest()
+    rc, out, err = migrate(stack)
+    assert rc == 0, out + err
+    assert "key layout %s recorded (from key layout 2" % keys.LAYOUT_VERSION in out, out
+    assert stack.redis("GET", keys.LAYOUT) == keys.LAYOUT_VERSION.encode()
+    after = stack.digest()[1]
+    assert set(k for k in set(after) | set(digest) if after.get(k) != digest.get(k)) == {keys.LAYOUT}
+    check_passes(stack)
+    rc, out, err = migrate(stack)
+    assert rc == 0 and "nothing to do" in out, out + err
+    serve(stack)
+    st, _, body = stack.post("/v2/partnerProgram/customerPartnerProgramUpdate",
+                             {"customersPartnerUpdates": [{"customer": {"id": 12},
+                              "partnerProgramUpdates": [upd("Tiered", "UPGRADE", "Gold")]}]}, auth=AUTH)
+    assert st == 200, body
+    assert_codes([body["customersPartnerUpdates"][0]["partnerProgramUpdates"][0]["updateStatus"]], [200])
+    assert stack.redis("HGET", keys.cust("mig", 12), "lock") is None, "the update left its lock"
+    check_passes(stack)
 
 
 def test_migrate_leaves_a_feed_entry_without_customer_and_finishes_once_it_is_gone():

@@ -16,7 +16,7 @@ import time
 import activity
 import keys
 from harness import ACME, LINK, Stack, basic
-from helpers import assert_error, by_mobile, entry, item
+from helpers import assert_error, by_mobile, drop_lock, entry, item, lock_of, take_lock
 from support_guarantee import RedisProxy, add_front, add_partnerd, any_commit
 
 DELINK = "/v2/partnerProgram/deLinkCustomer"
@@ -323,9 +323,9 @@ def _lock_waiting_partnerd():
 
 
 def _stop_while_waiting_for(st, lock, stopped, port, body, headers):
-    """Holds `lock` by hand, POSTs the link `body` through `port` in the background and
+    """Holds `lock` (org, customer id) by hand, POSTs the link `body` through `port` in the background and
     SIGSTOPs partnerd-stall once it waits for the lock. Returns _in_background's (thread, box)."""
-    assert st.redis("SET", lock, "held-by-the-test", "PX", "20000") == "OK"
+    take_lock(st, *lock, token="feedfacefeedfacefeedfacefeedface", for_ms=20000)
     t, first = _in_background(lambda: _call_via(port, "POST", LINK, body, headers))
     _wait_lock_waiting(port)
     os.kill(stopped.pid, signal.SIGSTOP)
@@ -358,12 +358,12 @@ def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_appli
         body = _link_body(st, c, mid)
         key = "op-fence-%s" % st.uid()
         claim = _idem_key("acme", key)
-        lock = keys.lock("acme", c["id"])
+        lock = ("acme", c["id"])
         t, first = _stop_while_waiting_for(st, lock, stopped, port, body, {
             "Idempotency-Key": key, "X-Request-Id": "op-fence-stalled"})
         assert st.redis("HGET", claim, "s") == b"running", st.redis("HGETALL", claim)
         _expire(st, claim)
-        st.redis("DEL", lock)
+        drop_lock(st, *lock)
         s2, h2, b2 = st.post(LINK, body, headers={"Idempotency-Key": key, "X-Request-Id": "op-fence-retry"})
         assert s2 == 200 and h2.get("Idempotent-Replayed") is None and _codes(b2) == [200], (s2, b2)
         _delink_and_resume(st, c, "op-fence-delink", stopped, t)
@@ -380,7 +380,7 @@ def test_idempotency_key_whose_claim_expired_while_its_request_was_stopped_appli
         assert_error(first["r"], 409)
         assert "claim expired" in first["r"][2]["errors"][0]["message"], first["r"]
         assert (first["r"][1].get("Retry-After") or "").isdigit(), dict(first["r"][1])
-        assert not st.redis("EXISTS", lock)
+        assert lock_of(st, *lock) is None
 
 
 def test_idempotency_key_fenced_after_an_earlier_round_applied_answers_those_200_and_the_rest_2001():
@@ -395,12 +395,12 @@ def test_idempotency_key_fenced_after_an_earlier_round_applied_answers_those_200
                                   entry(by_mobile(y), item("AcmeShop", st.uid("IFY")))]}
         key = "op-fence-mixed-%s" % st.uid()
         claim = _idem_key("acme", key)
-        lock = keys.lock("acme", y["id"])
+        lock = ("acme", y["id"])
         t, first = _stop_while_waiting_for(st, lock, stopped, port, body, {
             "Idempotency-Key": key, "X-Request-Id": "op-fence-mixed-stalled"})
         assert st.membership(x["id"], "AcmeShop") is not None, "X was not committed in the first round"
         _expire(st, claim)
-        st.redis("DEL", lock)
+        drop_lock(st, *lock)
         s2, _, b2 = st.post(LINK, body, headers={"Idempotency-Key": key, "X-Request-Id": "op-fence-mixed-retry"})
         assert s2 == 200 and _codes(b2) == [2005, 200], (s2, b2)
         _delink_and_resume(st, y, "op-fence-mixed-delink", stopped, t)

@@ -7,7 +7,7 @@ import re
 import time
 
 import keys
-from helpers import assert_codes, by_mobile, item, link1, ms, unchanged
+from helpers import assert_codes, by_mobile, drop_lock, item, link1, ms, take_lock, unchanged
 from support_model import (CANCEL, FUT1, add_months, cancel, check_passes, delink1, history_of, iso,
                            iso_ms, now_ms, programs_of, read_programs, update1, upd)
 
@@ -335,14 +335,13 @@ def test_a_read_does_not_settle_while_the_customer_is_locked(stack):
     x = stack.customer()
     a, b, start_ms = _relink_soon(stack, x, "AcmePlus")
     _wait_past(start_ms)
-    lock = keys.lock("acme", x["id"])
-    stack.redis("SET", lock, "0123456789abcdef0123456789abcdef", "PX", 10000)
+    take_lock(stack, "acme", x["id"], for_ms=10000)
     try:
         with unchanged(stack):
             # the read shows the relink in effect, but a writer holds the customer: no write
             assert programs_of(stack, x["id"])["AcmePlus"]["partnerMembershipId"] == b
     finally:
-        stack.redis("DEL", lock)
+        drop_lock(stack, "acme", x["id"])
     assert stack.mid_holder("AcmePlus", a) == x["id"]
     assert programs_of(stack, x["id"])["AcmePlus"]["partnerMembershipId"] == b
     assert stack.mid_holder("AcmePlus", a) is None, "the read after the lock went did not release the old id"
