@@ -18,7 +18,8 @@
 --   holds.lua)
 --   {"DUP", cid, first_entry_index[, holders]}   already locked by an earlier entry
 --   {"BUSY", cid}                    another request holds the customer's lock
---   {"NOTFOUND"}                     no identifier names a customer (8015)
+--   {"NOTFOUND"}                     no identifier names a customer, or the customer an
+--                                    index entry names has no hash (8015)
 --   {"MISMATCH"}                     the identifiers name different customers, or some none (8016)
 --   {"ERROR", message}               this entry's stored data could not be read (a key of
 --                                    the wrong type): nothing is locked for it
@@ -97,21 +98,22 @@ local function entry(e, at, ni, items_at, np)
   end
   local ck = 'pp:{' .. tag_of_cid(cid) .. '}:c:' .. org .. ':' .. cid
   local snapshot = byid == cid and byid_snap or redis.call('HGETALL', ck)
+  -- an index entry naming a customer whose hash is gone: no customer (a lock field would
+  -- make a hash of it, left behind for good if the request died)
+  if #snapshot == 0 then return {'NOTFOUND'} end
   now_ms = now_ms or lock_now()
   lockval = lockval or token .. LOCK_SEP .. (now_ms + ttl)
-  -- HSET answers 1 when the field is new: the usual case, no lock to look at. Else the
-  -- snapshot has the value it replaced: one that is still taken is put back (nothing of
-  -- this script is seen in between) and the customer is BUSY.
-  if redis.call('HSET', ck, LOCK_FIELD, lockval) == 0 then
+  -- HSETNX answers 1 when there was no lock field: the usual case, nothing to look at. Else
+  -- the snapshot has the field's value: one still taken makes the customer BUSY (nothing
+  -- written), one that expired is overwritten.
+  if redis.call('HSETNX', ck, LOCK_FIELD, lockval) == 0 then
     for k = 1, #snapshot, 2 do
       if snapshot[k] == LOCK_FIELD then
-        if lock_taken(snapshot[k + 1], now_ms) then
-          redis.call('HSET', ck, LOCK_FIELD, snapshot[k + 1])
-          return {'BUSY', cid}
-        end
+        if lock_taken(snapshot[k + 1], now_ms) then return {'BUSY', cid} end
         break
       end
     end
+    redis.call('HSET', ck, LOCK_FIELD, lockval)
   end
   locked[cid] = e
   if holders then return {'OK', cid, snapshot, holders} end

@@ -2,8 +2,9 @@
 -- docs/DATA-MODEL.md, docs/CONSISTENCY.md): the field `lock` holds TOKEN:EXPIRY, the token
 -- (32 hex chars) of the request that holds it and when it ends (ms on Redis's clock). It
 -- exists only while the lock is taken or was left behind by a request that died; one past
--- its expiry is free, and the next request to lock the customer overwrites it. The token is
--- the fence: a holder whose lock expired still commits while nobody has taken it over.
+-- its expiry is free, and the next request to lock the customer overwrites it. The token and
+-- the expiry are the fence: commit.lua refuses a lock of its own once it has expired (and
+-- deletes it), even when nobody has taken it over since.
 -- In the hash (not a key of its own) so that taking the lock is one more field of the
 -- customer's slot: a slot migration of a Redis Cluster moves it with the customer (a
 -- separate key would make every begin of a migrating slot TRYAGAIN), and reading it costs
