@@ -46,6 +46,7 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import keys  # noqa: E402  (partnerd's key names, read from src/keys.h)
 import activity  # noqa: E402  (the compact activity record partnerd's commit takes)
 from harness import Redis, free_port  # noqa: E402
+from cluster import _port_pair_free  # noqa: E402
 
 N = 20000
 ORG = "mb"
@@ -168,7 +169,8 @@ class Server:
     """A redis-server of its own (port, directory), optionally under callgrind."""
 
     def __init__(self, d, mode, port=None, callgrind=None, replicaof=None):
-        self.port, self.d = port or free_port(), d
+        # a cluster node also listens on port + 10000 (its bus): cluster.py's pair
+        self.port, self.d = port or (_port_pair_free() if mode == "cluster" else free_port()), d
         os.makedirs(d, exist_ok=True)
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "yes" if mode == "aof" else "no", "--appendfsync", "everysec",
