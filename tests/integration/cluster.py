@@ -13,7 +13,10 @@ knows all six. Processes are Popen children, stopped by their own pid (SIGTERM, 
 SIGKILL), never by name; `kill9(port)` SIGKILLs one node (a failover test).
 
 Environment: REDIS_SERVER, REDIS_CLI (default: looked up in PATH), PARTNERD_TEST_KEEP=1
-keeps the directory (node logs, nodes-P.conf).
+keeps the directory (node logs redis-P.log, P/nodes-P.conf). When a wait for the cluster
+fails (wait_ok), its message has every node's CLUSTER INFO, CLUSTER NODES and log tail
+(report()), and the directory is kept (a Stack's cluster: copied at stop() to a
+partnerd-cluster-kept-* directory in TMPDIR, named in the message).
 
 Run `python3 tests/integration/cluster.py` to start one, print its seeds and the time it
 took, and stop it (Ctrl-C) -- or `--once` to stop at once.
@@ -86,6 +89,7 @@ class Cluster:
         self.dir = None
         self.keep = os.environ.get("PARTNERD_TEST_KEEP") == "1"
         self.start_secs = None
+        self.kept_dir = None     # set by report(): the directory kept for a failure
         self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -199,8 +203,46 @@ class Cluster:
             if not bad:
                 return
             if time.monotonic() > deadline:
-                raise harness.StackError("cluster not ok in time: %s" % ", ".join(bad))
+                raise harness.StackError("cluster not ok in time (waited for every running node "
+                                         "to say cluster_state:ok, know all %d nodes, see %d "
+                                         "replicas, and every replica to have synced): %s\n%s"
+                                         % (len(self.ports), self.n_masters * self.replicas,
+                                            ", ".join(bad), self.report()))
             time.sleep(0.05)
+
+    def report(self, lines=40):
+        """Every node's view, for a failure message: its CLUSTER INFO (cluster_state,
+        epochs, known nodes, slot states), CLUSTER NODES and the last `lines` lines of its
+        log; the cluster's directory is kept (self.keep, and self.kept_dir says where: a
+        Stack keeps its own directory when it sees kept_dir set)."""
+        if self.kept_dir is None:
+            self.keep = True
+            # a Stack's cluster lives in the Stack's directory, which its stop() removes:
+            # stop() moves it to a directory of its own first
+            self.kept_dir = tempfile.mkdtemp(prefix="partnerd-cluster-kept-") if self.parent else self.dir
+        out = ["cluster directory kept: %s (redis-PORT.log, PORT/nodes-PORT.conf; copied there "
+               "when the cluster stops)" % self.kept_dir if self.parent else
+               "cluster directory kept: %s (redis-PORT.log, PORT/nodes-PORT.conf)" % self.kept_dir]
+        for port in self.ports:
+            p = self.procs.get(port)
+            state = "not started" if p is None else (
+                "running pid %d" % p.pid if p.poll() is None else "exited %s" % p.returncode)
+            out.append("---- node %d (%s)" % (port, state))
+            if p is not None and p.poll() is None:
+                try:
+                    info = self.cluster_info(port)
+                    out.append("CLUSTER INFO: " + " ".join(
+                        "%s:%s" % (k, info.get(k)) for k in (
+                            "cluster_state", "cluster_current_epoch", "cluster_my_epoch",
+                            "cluster_known_nodes", "cluster_size", "cluster_slots_assigned",
+                            "cluster_slots_ok", "cluster_slots_pfail", "cluster_slots_fail")))
+                    out.append("CLUSTER NODES:\n" + harness._s(
+                        self.call(port, "CLUSTER", "NODES")).rstrip())
+                except (OSError, harness.RedisError) as e:
+                    out.append("(no answer: %s)" % e)
+            out.append("log (last %d lines):\n%s" % (
+                lines, harness.tail(os.path.join(self.dir, "redis-%d.log" % port), lines)))
+        return "\n".join(out)
 
     def alive(self):
         return [p for p in self.ports if self.procs[p].poll() is None]
@@ -232,6 +274,9 @@ class Cluster:
                     pass
         for port in self.ports:
             harness._terminate(self.procs[port], 5.0)
+        if self.dir and self.parent and self.kept_dir and self.kept_dir != self.dir:
+            shutil.copytree(self.dir, self.kept_dir, dirs_exist_ok=True, symlinks=True)
+            sys.stderr.write("cluster directory kept: %s\n" % self.kept_dir)
         if self.dir and not self.keep and not self.parent:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -272,7 +272,8 @@ class Faults(recorder.Nemesis):
         tk = time.monotonic()
         while "master" not in _myself(cl, rport)["flags"]:
             if time.monotonic() - tk > 30:
-                raise harness.StackError("replica %d not promoted within 30 s" % rport)
+                raise harness.StackError("replica %d not promoted within 30 s after master %d's "
+                                         "kill:\n%s" % (rport, port, cl.report()))
             time.sleep(0.05)
         self.log("promoted redis-server-%d to master after %.1f s" % (rport, time.monotonic() - tk))
         self.sleep(0.5, 2.0)
