@@ -149,7 +149,11 @@ class Cluster:
                 "--enable-debug-command", "local",
                 # a replica's first sync at once (diskless sync waits 5 s by default for more
                 # replicas): a replica that never synced cannot be promoted
-                "--repl-diskless-sync-delay", "0"]
+                "--repl-diskless-sync-delay", "0",
+                # any replica may be promoted, however long since it heard from its master
+                # (the default, 10, refuses a replica whose link was down longer than
+                # node timeout x 10 + 10 s: a loaded machine's restarted replica can be one)
+                "--cluster-replica-validity-factor", "0"]
         log = open(os.path.join(self.dir, "redis-%d.log" % port), "ab")
         try:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=d,
@@ -181,10 +185,15 @@ class Cluster:
 
     def wait_ok(self, deadline):
         """Until every running node says cluster_state:ok, knows every node and sees every
-        master with its replicas, and every replica has synced with its master (only a
-        replica that synced can be promoted)."""
+        master with its replicas, every replica has synced with its master (only a replica
+        that synced can be promoted), and the nodes agree (_view): which master serves which
+        slot with which config epoch, which replica follows which master, no running node
+        marked failed. A fault started before the views agree acts on a cluster still
+        settling from the last one (a replica promoted with a stale view of its master's
+        slots claims only those)."""
         while True:
             bad = []
+            views = {}
             for port in self.alive():
                 try:
                     info = self.cluster_info(port)
@@ -200,6 +209,17 @@ class Cluster:
                     bad.append("%d: not every replica known as one yet" % port)
                 elif "role:slave" in repl and "master_link_status:up" not in repl:
                     bad.append("%d: replica not synced yet" % port)
+                else:
+                    views[port] = self._view(nodes)
+            if not bad:
+                first = None
+                for port, v in views.items():
+                    if first is None:
+                        first = (port, v)
+                    elif v != first[1]:
+                        bad.append("%d and %d: their views of the slots, epochs and replicas "
+                                   "differ" % (first[0], port))
+                        break
             if not bad:
                 return
             if time.monotonic() > deadline:
@@ -209,6 +229,16 @@ class Cluster:
                                          % (len(self.ports), self.n_masters * self.replicas,
                                             ", ".join(bad), self.report()))
             time.sleep(0.05)
+
+    def _view(self, nodes):
+        """What every node of a settled cluster says alike: the masters serving slots (id,
+        config epoch, slots), the replicas (id, master id), the running nodes marked
+        failed (fail, not the passing fail?)."""
+        alive = set(self.alive())
+        return (sorted((n["id"], n["epoch"], tuple(n["slots"])) for n in nodes
+                       if "master" in n["flags"] and n["slots"]),
+                sorted((n["id"], n["master_id"]) for n in nodes if "slave" in n["flags"]),
+                sorted(n["id"] for n in nodes if "fail" in n["flags"] and n["port"] in alive))
 
     def report(self, lines=40):
         """Every node's view, for a failure message: its CLUSTER INFO (cluster_state,
@@ -256,11 +286,55 @@ class Cluster:
     def restart_node(self, port):
         """Start a node that exited (kill9) again, on its port and directory: its
         nodes-PORT.conf makes it rejoin the cluster; a master whose replica was promoted
-        meanwhile comes back as that replica's replica and syncs from it (empty: the nodes
-        persist nothing). It is not waited for (wait_ok)."""
+        meanwhile comes back as that replica's replica and syncs from it. It comes back
+        empty: the dump.rdb a replica's sync left in its directory is removed first, so
+        that it never serves old keys as the master it was. It is not waited for
+        (wait_ok)."""
         if self.procs[port].poll() is None:
             raise harness.StackError("redis-server %d is still running" % port)
+        try:
+            os.unlink(os.path.join(self.dir, str(port), "dump.rdb"))
+        except FileNotFoundError:
+            pass
         self._start_node(port, again=True)
+
+    def wait_taken_over(self, port, deadline):
+        """Until every running node has marked the exited node on port failed and none
+        has it serve a slot (its slots are its promoted replica's everywhere), and the
+        running nodes agree on which master serves which slot: a node restarted before
+        then meets nodes that still see it as a master and its nodes-PORT.conf's slots
+        may stay its own."""
+        node_id = None
+        while True:
+            bad = []
+            maps = {}
+            for p in self.alive():
+                try:
+                    nodes = self.nodes(p)
+                except (OSError, harness.RedisError) as e:
+                    bad.append("%d: %s" % (p, e))
+                    continue
+                me = [n for n in nodes if n["port"] == port]
+                if not me:
+                    bad.append("%d: does not know %d" % (p, port))
+                    continue
+                node_id = me[0]["id"]
+                if "fail" not in me[0]["flags"]:
+                    bad.append("%d: %d not marked failed (%s)" % (p, port, ",".join(me[0]["flags"])))
+                elif me[0]["slots"]:
+                    bad.append("%d: %d still serves %s" % (p, port, me[0]["slots"]))
+                maps[p] = sorted((n["id"], tuple(n["slots"])) for n in nodes
+                                 if "master" in n["flags"] and n["slots"])
+            if not bad and len(set(map(repr, maps.values()))) > 1:
+                bad.append("the running nodes disagree on the slots' masters")
+            if not bad:
+                return node_id
+            if time.monotonic() > deadline:
+                raise harness.StackError("node %d not taken over in time (waited for every running "
+                                         "node to mark it failed, give its slots to another master "
+                                         "and agree on the slots' masters): %s\n%s"
+                                         % (port, ", ".join(bad), self.report()))
+            time.sleep(0.05)
 
     def stop(self):
         if self._stopped:
@@ -322,7 +396,8 @@ class Cluster:
                 lo, _, hi = s.partition("-")
                 slots.append((int(lo), int(hi or lo)))
             out.append({"id": f[0], "port": int(f[1].split(":")[1].split("@")[0]),
-                        "flags": f[2].split(","), "master_id": f[3], "slots": slots})
+                        "flags": f[2].split(","), "master_id": f[3], "epoch": int(f[6]),
+                        "slots": slots})
         return out
 
     def masters(self, port=None):
