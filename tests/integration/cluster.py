@@ -190,7 +190,8 @@ class Cluster:
         slot with which config epoch, which replica follows which master, no running node
         marked failed. A fault started before the views agree acts on a cluster still
         settling from the last one (a replica promoted with a stale view of its master's
-        slots claims only those)."""
+        slots claims only the slots of that view: Redis's failover takes over the slots the
+        replica believes its master has)."""
         while True:
             bad = []
             views = {}
@@ -302,8 +303,8 @@ class Cluster:
         """Until every running node has marked the exited node on port failed and none
         has it serve a slot (its slots are its promoted replica's everywhere), and the
         running nodes agree on which master serves which slot: a node restarted before
-        then meets nodes that still see it as a master and its nodes-PORT.conf's slots
-        may stay its own."""
+        then meets nodes that still see it as its slots' master, and its nodes-PORT.conf's
+        claim on them races the promoted replica's. Returns the node's id."""
         node_id = None
         while True:
             bad = []

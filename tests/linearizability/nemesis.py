@@ -40,11 +40,12 @@ On a Redis Cluster (the stack's store is a 3+3 cluster: harness.Stack(cluster=Tr
                    and the killed node is started again 0.5-2 s after every other node
                    has seen the promotion (Cluster.wait_taken_over), on its port and
                    directory (its dump.rdb removed: it comes back empty), rejoins as the
-                   new master's replica and syncs (the next failover needs a replica). The pause makes the failover lose no
-                   acknowledged write: Redis Cluster replicates asynchronously, and a plain
-                   kill -9 may lose the writes acknowledged in the last moment before it
-                   (docs/SCALING.md counts them) - Redis's loss, not a partnerd bug, which
-                   the checker would report as a violation. docs/CONSISTENCY.md, "On a
+                   new master's replica and syncs (the next failover needs a replica).
+                   The pause makes the failover lose no acknowledged write: Redis Cluster
+                   replicates asynchronously, and a plain kill -9 may lose the writes
+                   acknowledged in the last moment before it (docs/SCALING.md counts them)
+                   - Redis's loss, not a partnerd bug, which the checker would report as a
+                   violation. docs/CONSISTENCY.md, "On a
                    Redis Cluster", says why this run fences it off this way.
   reshard          `redis-cli --cluster reshard` of 100-600 slots from one master to another,
                    under the load (MIGRATE key by key: partnerd meets ASK and TRYAGAIN).
@@ -297,8 +298,9 @@ class Faults(recorder.Nemesis):
                                          "kill:\n%s" % (rport, port, cl.report()))
             time.sleep(0.05)
         self.log("promoted redis-server-%d to master after %.1f s" % (rport, time.monotonic() - tk))
-        # the node comes back only once every other node knows of the promotion: one still
-        # seeing it as its slots' master when it rejoins keeps it a master there
+        # the node comes back only once every other node knows of the promotion: restarted
+        # earlier, its nodes-PORT.conf's claim on its old slots meets nodes that still agree
+        # with it (a race the views must settle, slower the more loaded the machine)
         tw = time.monotonic()
         cl.wait_taken_over(port, tw + 30)
         if time.monotonic() - tw > 1.0:
