@@ -183,7 +183,7 @@ class Cluster:
                 raise harness.StackError("redis-server %d did not answer PING" % port)
             time.sleep(0.02)
 
-    def wait_ok(self, deadline):
+    def wait_ok(self, deadline, waited=None):
         """Until every running node says cluster_state:ok, knows every node and sees every
         master with its replicas, every replica has synced with its master (only a replica
         that synced can be promoted), and the nodes agree (_view): which master serves which
@@ -191,7 +191,8 @@ class Cluster:
         marked failed. A fault started before the views agree acts on a cluster still
         settling from the last one (a replica promoted with a stale view of its master's
         slots claims only the slots of that view: Redis's failover takes over the slots the
-        replica believes its master has)."""
+        replica believes its master has). waited: a list that gets what was not so yet
+        the last time it was looked at (empty when all was at once)."""
         while True:
             bad = []
             views = {}
@@ -223,10 +224,13 @@ class Cluster:
                         break
             if not bad:
                 return
+            if waited is not None:
+                waited[:] = bad
             if time.monotonic() > deadline:
                 raise harness.StackError("cluster not ok in time (waited for every running node "
                                          "to say cluster_state:ok, know all %d nodes, see %d "
-                                         "replicas, and every replica to have synced): %s\n%s"
+                                         "replicas, every replica to have synced, and the "
+                                         "nodes' views to agree): %s\n%s"
                                          % (len(self.ports), self.n_masters * self.replicas,
                                             ", ".join(bad), self.report()))
             time.sleep(0.05)

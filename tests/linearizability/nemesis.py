@@ -235,12 +235,14 @@ class Faults(recorder.Nemesis):
         agree after a reshard or a failover, and a replica promoted with a stale view of
         its master claims only the slots that view has."""
         t = time.monotonic()
+        waited = []
         try:
-            self.stack.cluster.wait_ok(t + 60)
+            self.stack.cluster.wait_ok(t + 60, waited)
         except harness.StackError as e:
             raise harness.StackError("before %s: %s" % (what, e)) from None
         if time.monotonic() - t > 1.0:
-            self.log("cluster settled after %.1f s before %s" % (time.monotonic() - t, what))
+            self.log("cluster settled after %.1f s before %s (last unsettled: %s)"
+                     % (time.monotonic() - t, what, "; ".join(waited)))
 
     def pause_master(self):
         cl = self.stack.cluster
