@@ -13,7 +13,10 @@ knows all six. Processes are Popen children, stopped by their own pid (SIGTERM, 
 SIGKILL), never by name; `kill9(port)` SIGKILLs one node (a failover test).
 
 Environment: REDIS_SERVER, REDIS_CLI (default: looked up in PATH), PARTNERD_TEST_KEEP=1
-keeps the directory (node logs, nodes-P.conf).
+keeps the directory (node logs redis-P.log, P/nodes-P.conf). When a wait for the cluster
+fails (wait_ok), its message has every node's CLUSTER INFO, CLUSTER NODES and log tail
+(report()), and the directory is kept (a Stack's cluster: copied at stop() to a
+partnerd-cluster-kept-* directory in TMPDIR, named in the message).
 
 Run `python3 tests/integration/cluster.py` to start one, print its seeds and the time it
 took, and stop it (Ctrl-C) -- or `--once` to stop at once.
@@ -86,6 +89,7 @@ class Cluster:
         self.dir = None
         self.keep = os.environ.get("PARTNERD_TEST_KEEP") == "1"
         self.start_secs = None
+        self.kept_dir = None     # set by report(): the directory kept for a failure
         self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -145,7 +149,11 @@ class Cluster:
                 "--enable-debug-command", "local",
                 # a replica's first sync at once (diskless sync waits 5 s by default for more
                 # replicas): a replica that never synced cannot be promoted
-                "--repl-diskless-sync-delay", "0"]
+                "--repl-diskless-sync-delay", "0",
+                # any replica may be promoted, however long since it heard from its master
+                # (the default, 10, refuses a replica whose link was down longer than
+                # node timeout x 10 + 10 s: a loaded machine's restarted replica can be one)
+                "--cluster-replica-validity-factor", "0"]
         log = open(os.path.join(self.dir, "redis-%d.log" % port), "ab")
         try:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=d,
@@ -175,12 +183,19 @@ class Cluster:
                 raise harness.StackError("redis-server %d did not answer PING" % port)
             time.sleep(0.02)
 
-    def wait_ok(self, deadline):
+    def wait_ok(self, deadline, waited=None):
         """Until every running node says cluster_state:ok, knows every node and sees every
-        master with its replicas, and every replica has synced with its master (only a
-        replica that synced can be promoted)."""
+        master with its replicas, every replica has synced with its master (only a replica
+        that synced can be promoted), and the nodes agree (_view): which master serves which
+        slot with which config epoch, which replica follows which master, no running node
+        marked failed. A fault started before the views agree acts on a cluster still
+        settling from the last one (a replica promoted with a stale view of its master's
+        slots claims only the slots of that view: Redis's failover takes over the slots the
+        replica believes its master has). waited: a list that gets what was not so yet
+        the last time it was looked at (empty when all was at once)."""
         while True:
             bad = []
+            views = {}
             for port in self.alive():
                 try:
                     info = self.cluster_info(port)
@@ -196,11 +211,73 @@ class Cluster:
                     bad.append("%d: not every replica known as one yet" % port)
                 elif "role:slave" in repl and "master_link_status:up" not in repl:
                     bad.append("%d: replica not synced yet" % port)
+                else:
+                    views[port] = self._view(nodes)
+            if not bad:
+                first = None
+                for port, v in views.items():
+                    if first is None:
+                        first = (port, v)
+                    elif v != first[1]:
+                        bad.append("%d and %d: their views of the slots, epochs and replicas "
+                                   "differ" % (first[0], port))
+                        break
             if not bad:
                 return
+            if waited is not None:
+                waited[:] = bad
             if time.monotonic() > deadline:
-                raise harness.StackError("cluster not ok in time: %s" % ", ".join(bad))
+                raise harness.StackError("cluster not ok in time (waited for every running node "
+                                         "to say cluster_state:ok, know all %d nodes, see %d "
+                                         "replicas, every replica to have synced, and the "
+                                         "nodes' views to agree): %s\n%s"
+                                         % (len(self.ports), self.n_masters * self.replicas,
+                                            ", ".join(bad), self.report()))
             time.sleep(0.05)
+
+    def _view(self, nodes):
+        """What every node of a settled cluster says alike: the masters serving slots (id,
+        config epoch, slots), the replicas (id, master id), the running nodes marked
+        failed (fail, not the passing fail?)."""
+        alive = set(self.alive())
+        return (sorted((n["id"], n["epoch"], tuple(n["slots"])) for n in nodes
+                       if "master" in n["flags"] and n["slots"]),
+                sorted((n["id"], n["master_id"]) for n in nodes if "slave" in n["flags"]),
+                sorted(n["id"] for n in nodes if "fail" in n["flags"] and n["port"] in alive))
+
+    def report(self, lines=40):
+        """Every node's view, for a failure message: its CLUSTER INFO (cluster_state,
+        epochs, known nodes, slot states), CLUSTER NODES and the last `lines` lines of its
+        log; the cluster's directory is kept (self.keep, and self.kept_dir says where: a
+        Stack keeps its own directory when it sees kept_dir set)."""
+        if self.kept_dir is None:
+            self.keep = True
+            # a Stack's cluster lives in the Stack's directory, which its stop() removes:
+            # stop() moves it to a directory of its own first
+            self.kept_dir = tempfile.mkdtemp(prefix="partnerd-cluster-kept-") if self.parent else self.dir
+        out = ["cluster directory kept: %s (redis-PORT.log, PORT/nodes-PORT.conf; copied there "
+               "when the cluster stops)" % self.kept_dir if self.parent else
+               "cluster directory kept: %s (redis-PORT.log, PORT/nodes-PORT.conf)" % self.kept_dir]
+        for port in self.ports:
+            p = self.procs.get(port)
+            state = "not started" if p is None else (
+                "running pid %d" % p.pid if p.poll() is None else "exited %s" % p.returncode)
+            out.append("---- node %d (%s)" % (port, state))
+            if p is not None and p.poll() is None:
+                try:
+                    info = self.cluster_info(port)
+                    out.append("CLUSTER INFO: " + " ".join(
+                        "%s:%s" % (k, info.get(k)) for k in (
+                            "cluster_state", "cluster_current_epoch", "cluster_my_epoch",
+                            "cluster_known_nodes", "cluster_size", "cluster_slots_assigned",
+                            "cluster_slots_ok", "cluster_slots_pfail", "cluster_slots_fail")))
+                    out.append("CLUSTER NODES:\n" + harness._s(
+                        self.call(port, "CLUSTER", "NODES")).rstrip())
+                except (OSError, harness.RedisError) as e:
+                    out.append("(no answer: %s)" % e)
+            out.append("log (last %d lines):\n%s" % (
+                lines, harness.tail(os.path.join(self.dir, "redis-%d.log" % port), lines)))
+        return "\n".join(out)
 
     def alive(self):
         return [p for p in self.ports if self.procs[p].poll() is None]
@@ -214,11 +291,55 @@ class Cluster:
     def restart_node(self, port):
         """Start a node that exited (kill9) again, on its port and directory: its
         nodes-PORT.conf makes it rejoin the cluster; a master whose replica was promoted
-        meanwhile comes back as that replica's replica and syncs from it (empty: the nodes
-        persist nothing). It is not waited for (wait_ok)."""
+        meanwhile comes back as that replica's replica and syncs from it. It comes back
+        empty: the dump.rdb a replica's sync left in its directory is removed first, so
+        that it never serves old keys as the master it was. It is not waited for
+        (wait_ok)."""
         if self.procs[port].poll() is None:
             raise harness.StackError("redis-server %d is still running" % port)
+        try:
+            os.unlink(os.path.join(self.dir, str(port), "dump.rdb"))
+        except FileNotFoundError:
+            pass
         self._start_node(port, again=True)
+
+    def wait_taken_over(self, port, deadline):
+        """Until every running node has marked the exited node on port failed and none
+        has it serve a slot (its slots are its promoted replica's everywhere), and the
+        running nodes agree on which master serves which slot: a node restarted before
+        then meets nodes that still see it as its slots' master, and its nodes-PORT.conf's
+        claim on them races the promoted replica's. Returns the node's id."""
+        node_id = None
+        while True:
+            bad = []
+            maps = {}
+            for p in self.alive():
+                try:
+                    nodes = self.nodes(p)
+                except (OSError, harness.RedisError) as e:
+                    bad.append("%d: %s" % (p, e))
+                    continue
+                me = [n for n in nodes if n["port"] == port]
+                if not me:
+                    bad.append("%d: does not know %d" % (p, port))
+                    continue
+                node_id = me[0]["id"]
+                if "fail" not in me[0]["flags"]:
+                    bad.append("%d: %d not marked failed (%s)" % (p, port, ",".join(me[0]["flags"])))
+                elif me[0]["slots"]:
+                    bad.append("%d: %d still serves %s" % (p, port, me[0]["slots"]))
+                maps[p] = sorted((n["id"], tuple(n["slots"])) for n in nodes
+                                 if "master" in n["flags"] and n["slots"])
+            if not bad and len(set(map(repr, maps.values()))) > 1:
+                bad.append("the running nodes disagree on the slots' masters")
+            if not bad:
+                return node_id
+            if time.monotonic() > deadline:
+                raise harness.StackError("node %d not taken over in time (waited for every running "
+                                         "node to mark it failed, give its slots to another master "
+                                         "and agree on the slots' masters): %s\n%s"
+                                         % (port, ", ".join(bad), self.report()))
+            time.sleep(0.05)
 
     def stop(self):
         if self._stopped:
@@ -232,6 +353,9 @@ class Cluster:
                     pass
         for port in self.ports:
             harness._terminate(self.procs[port], 5.0)
+        if self.dir and self.parent and self.kept_dir and self.kept_dir != self.dir:
+            shutil.copytree(self.dir, self.kept_dir, dirs_exist_ok=True, symlinks=True)
+            sys.stderr.write("cluster directory kept: %s\n" % self.kept_dir)
         if self.dir and not self.keep and not self.parent:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -277,7 +401,8 @@ class Cluster:
                 lo, _, hi = s.partition("-")
                 slots.append((int(lo), int(hi or lo)))
             out.append({"id": f[0], "port": int(f[1].split(":")[1].split("@")[0]),
-                        "flags": f[2].split(","), "master_id": f[3], "slots": slots})
+                        "flags": f[2].split(","), "master_id": f[3], "epoch": int(f[6]),
+                        "slots": slots})
         return out
 
     def masters(self, port=None):

@@ -6,6 +6,10 @@ history through log(text). Before it returns it heals the stack (every stopped p
 continued, every killed one restarted), so the run's last reads see a working stack.
 
 Processes are acted on by their own pid (the harness's Popen children), never by name.
+On a cluster every fault starts on a settled cluster (Faults.settled: every node ok, every
+replica synced, the nodes' views of slots, epochs and replicas alike), at most 60 s after
+the last one; a wait that runs out fails the run, saying what it waited for and each
+node's view and log (Cluster.report; the directory is kept).
 
   kill-partnerd    SIGKILL of one partnerd process, restarted 0.5-2 s later (same socket).
                    Its requests in flight answer 502 (unknown); its locks stay until
@@ -33,13 +37,15 @@ On a Redis Cluster (the stack's store is a 3+3 cluster: harness.Stack(cluster=Tr
                    master, a wait until its replica has received its whole replication
                    stream (the replica's offset equals the master's), then SIGKILL of the
                    master (still paused); its replica is promoted after the node timeout,
-                   and the killed node is started again 0.5-2 s later on its port and
-                   directory, rejoins as the new master's replica and syncs (the next
-                   failover needs a replica). The pause makes the failover lose no
-                   acknowledged write: Redis Cluster replicates asynchronously, and a plain
-                   kill -9 may lose the writes acknowledged in the last moment before it
-                   (docs/SCALING.md counts them) - Redis's loss, not a partnerd bug, which
-                   the checker would report as a violation. docs/CONSISTENCY.md, "On a
+                   and the killed node is started again 0.5-2 s after every other node
+                   has seen the promotion (Cluster.wait_taken_over), on its port and
+                   directory (its dump.rdb removed: it comes back empty), rejoins as the
+                   new master's replica and syncs (the next failover needs a replica).
+                   The pause makes the failover lose no acknowledged write: Redis Cluster
+                   replicates asynchronously, and a plain kill -9 may lose the writes
+                   acknowledged in the last moment before it (docs/SCALING.md counts them)
+                   - Redis's loss, not a partnerd bug, which the checker would report as a
+                   violation. docs/CONSISTENCY.md, "On a
                    Redis Cluster", says why this run fences it off this way.
   reshard          `redis-cli --cluster reshard` of 100-600 slots from one master to another,
                    under the load (MIGRATE key by key: partnerd meets ASK and TRYAGAIN).
@@ -222,8 +228,25 @@ class Faults(recorder.Nemesis):
 
     # -- on a Redis Cluster -------------------------------------------------------
 
+    def settled(self, what):
+        """Before a fault on the cluster: waits (60 s at most) until it has settled from
+        the last one (Cluster.wait_ok: every node ok, every replica synced, the nodes'
+        views of slots, epochs and replicas alike). Under load the views take a while to
+        agree after a reshard or a failover, and a replica promoted with a stale view of
+        its master claims only the slots that view has."""
+        t = time.monotonic()
+        waited = []
+        try:
+            self.stack.cluster.wait_ok(t + 60, waited)
+        except harness.StackError as e:
+            raise harness.StackError("before %s: %s" % (what, e)) from None
+        if time.monotonic() - t > 1.0:
+            self.log("cluster settled after %.1f s before %s (last unsettled: %s)"
+                     % (time.monotonic() - t, what, "; ".join(waited)))
+
     def pause_master(self):
         cl = self.stack.cluster
+        self.settled("pause-master")
         m = self.rng.choice(sorted(cl.masters(), key=lambda n: n["port"]))
         p = cl.procs[m["port"]]
         name = "redis-server-%d" % m["port"]
@@ -238,6 +261,7 @@ class Faults(recorder.Nemesis):
 
     def failover(self, paused=True):
         cl = self.stack.cluster
+        self.settled("failover")
         victim = self.rng.choice(sorted(cl.masters(), key=lambda n: n["port"]))
         rep = cl.replica_of(victim["id"])
         port, rport = victim["port"], rep["port"]
@@ -272,9 +296,17 @@ class Faults(recorder.Nemesis):
         tk = time.monotonic()
         while "master" not in _myself(cl, rport)["flags"]:
             if time.monotonic() - tk > 30:
-                raise harness.StackError("replica %d not promoted within 30 s" % rport)
+                raise harness.StackError("replica %d not promoted within 30 s after master %d's "
+                                         "kill:\n%s" % (rport, port, cl.report()))
             time.sleep(0.05)
         self.log("promoted redis-server-%d to master after %.1f s" % (rport, time.monotonic() - tk))
+        # the node comes back only once every other node knows of the promotion: restarted
+        # earlier, its nodes-PORT.conf's claim on its old slots meets nodes that still agree
+        # with it (a race the views must settle, slower the more loaded the machine)
+        tw = time.monotonic()
+        cl.wait_taken_over(port, tw + 30)
+        if time.monotonic() - tw > 1.0:
+            self.log("every node saw the promotion %.1f s later" % (time.monotonic() - tw))
         self.sleep(0.5, 2.0)
         self.restart_node(port)
 
@@ -282,11 +314,14 @@ class Faults(recorder.Nemesis):
         cl = self.stack.cluster
         spawn(lambda: cl.restart_node(port))
         self.nodes_down.remove(port)
-        cl.wait_ok(time.monotonic() + 60)
-        self.log("started redis-server-%d pid %d again: a replica, synced" % (port, cl.procs[port].pid))
+        t = time.monotonic()
+        cl.wait_ok(t + 60)
+        self.log("started redis-server-%d pid %d again: a replica, synced, cluster ok after %.1f s"
+                 % (port, cl.procs[port].pid, time.monotonic() - t))
 
     def reshard(self):
         cl = self.stack.cluster
+        self.settled("reshard")
         ms = sorted(cl.masters(), key=lambda n: n["port"])
         big = [m for m in ms if sum(hi - lo + 1 for lo, hi in m["slots"]) > 1000]
         src = self.rng.choice(big)

@@ -475,11 +475,11 @@ def record_and_check(ops=2000, seconds=120.0, seed=None, threads=12, partnerds=3
         if stale:
             say("partnerctl check: %d stale claim entries (refused commits on a cluster), %d other "
                 "violations" % (len(stale), counts["partnerctl_check_other"]))
-        if not rep.ok:
+        if not rep.ok or getattr(nemesis, "error", None):
             for r in records:
                 if "nemesis" in r:
                     say("nemesis at %6.3f: %s" % (r["t"] - t0, r["nemesis"]))
-        if (not rep.ok and keep_on_violation) or keep:
+        if (not rep.ok and keep_on_violation) or keep or getattr(nemesis, "error", None):
             st.keep = True
             say("stack directory kept: %s" % st.dir)
         return rep, counts
