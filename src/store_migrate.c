@@ -739,22 +739,38 @@ store_migrate_v2_locks(struct store_migrate *m, uint64_t *n, char *first, size_t
 	return 0;
 }
 
-int
-store_migrate_v2_finish(struct store_migrate *m)
+/* SET pp:layout LAYOUT_VERSION with its condition (NX, XX) and GET when get: the reply, or
+ * NULL when it failed (reported; an error reply too). */
+static const redisReply *
+layout_set(struct store_migrate *m, const char *cond, int get)
 {
 	struct store_argv *c = cmd_start(m, "SET");
 	const redisReply *r;
-	char v[64];
 
 	m->err[0] = '\0';
 	add_str(c, KEYS_LAYOUT);
 	store_argv_addf(c, "%d", LAYOUT_VERSION);
-	add_str(c, "XX");
-	add_str(c, "GET");
+	add_str(c, cond);
+	if (get)
+		add_str(c, "GET");
 	if ((r = run(m)) == NULL)
+		return NULL;
+	if (r->type == REDIS_REPLY_ERROR) {
+		fail(m, "SET %s: %s", KEYS_LAYOUT, r->str);
+		return NULL;
+	}
+	return r;
+}
+
+int
+store_migrate_v2_finish(struct store_migrate *m)
+{
+	struct store_argv *c;
+	const redisReply *r;
+	char v[64];
+
+	if ((r = layout_set(m, "XX", 1)) == NULL)
 		return -1;
-	if (r->type == REDIS_REPLY_ERROR)
-		return fail(m, "SET %s: %s", KEYS_LAYOUT, r->str);
 	if (r->type == REDIS_REPLY_STRING && r->len == 1 && r->str[0] == '2')
 		return 0;
 	if (r->type != REDIS_REPLY_STRING)     /* XX: pp:layout went away meanwhile, nothing set */
@@ -1393,20 +1409,13 @@ store_migrate_feeds(struct store_migrate *m, struct store_migrate_counts *c)
 int
 store_migrate_finish(struct store_migrate *m)
 {
-	struct store_argv *c = cmd_start(m, "SET");
 	const redisReply *r;
 	char v[64];
 
-	m->err[0] = '\0';
-	add_str(c, KEYS_LAYOUT);
-	store_argv_addf(c, "%d", LAYOUT_VERSION);
-	add_str(c, "NX");
-	if ((r = run(m)) == NULL)
+	if ((r = layout_set(m, "NX", 0)) == NULL)
 		return -1;
 	if (r->type == REDIS_REPLY_STATUS)
 		return 0;
-	if (r->type == REDIS_REPLY_ERROR)
-		return fail(m, "SET %s: %s", KEYS_LAYOUT, r->str);
 	if (store_migrate_layout(m, v, sizeof(v)) == STORE_MIGRATE_CURRENT)
 		return 0;
 	return fail(m, "%s holds \"%s\" already: not changed", KEYS_LAYOUT, v);
