@@ -640,19 +640,41 @@ store_migrate_layout(struct store_migrate *m, char *val, size_t valsz)
 	return store_is_cluster(m->s) ? STORE_MIGRATE_CLUSTER : STORE_MIGRATE_V1;
 }
 
-/*
- * SCANs the key space (MATCH glob) and counts the keys whose kind is in want (a bit per
- * V1_ kind): *n, the first one's name in first.
- */
+/* What scan_count counts: a key name SCAN found, and the caller's want. */
+typedef int (*scan_want_fn)(const char *k, size_t len, unsigned want);
+
+/* A layout-1 key whose kind is in want (a bit per V1_ kind). */
 static int
-scan_count(struct store_migrate *m, const char *glob, unsigned want, size_t count, uint64_t *n,
-           char *first, size_t firstsz)
+want_v1(const char *k, size_t len, unsigned want)
+{
+	struct v1_key key;
+	int kind = v1_classify(k, len, &key);
+
+	return kind >= 0 && (want & (1u << kind)) != 0;
+}
+
+/* A layout-2 customer lock key (keys.h's KEYS_LOCK_FMT). */
+static int
+want_v2_lock(const char *k, size_t len, unsigned want)
+{
+	struct store_key_parts kp;
+
+	(void)want;
+	return store_key_classify(k, len, &kp) == STORE_KEY_LOCK;
+}
+
+/*
+ * SCANs the key space (MATCH glob) of master (SCAN_ONE: the one Redis migrate works on)
+ * and counts the keys fn wants: *n grows, the first one's name goes in first (when empty).
+ */
+#define SCAN_ONE ((size_t)-1)
+
+static int
+scan_count(struct store_migrate *m, size_t master, const char *glob, scan_want_fn fn, unsigned want,
+           uint64_t *n, char *first, size_t firstsz)
 {
 	char cursor[32] = "0";
-	struct v1_key k;
 
-	*n = 0;
-	first[0] = '\0';
 	do {
 		struct store_argv *c = cmd_start(m, "SCAN");
 		const redisReply *r, *keys;
@@ -662,16 +684,21 @@ scan_count(struct store_migrate *m, const char *glob, unsigned want, size_t coun
 		add_str(c, "MATCH");
 		add_str(c, glob);
 		add_str(c, "COUNT");
-		store_argv_addf(c, "%zu", count);
-		if ((r = run(m)) == NULL)
-			return -1;
+		store_argv_addf(c, "%d", MG_SCAN_MAX);
+		if (master == SCAN_ONE) {
+			if ((r = run(m)) == NULL)
+				return -1;
+		} else {
+			store_replies_release(m->s);
+			if ((r = store_command_on(m->s, master, &m->cmd)) == NULL)
+				return fail(m, "%s", store_error(m->s));
+		}
 		if ((keys = scan_reply(r, cursor)) == NULL)
 			return fail(m, "SCAN: unexpected reply");
 		for (i = 0; i < keys->elements; i++) {
 			const redisReply *e = keys->element[i];
-			int kind = v1_classify(e->str, e->len, &k);
 
-			if (kind < 0 || !(want & (1u << kind)))
+			if (e->type != REDIS_REPLY_STRING || !fn(e->str, e->len, want))
 				continue;
 			if ((*n)++ == 0)
 				snprintf(first, firstsz, "%.*s", (int)e->len, e->str);
@@ -686,8 +713,10 @@ store_migrate_locks(struct store_migrate *m, uint64_t *n, char *first, size_t fi
 	char glob[64];
 
 	m->err[0] = '\0';
+	*n = 0;
+	first[0] = '\0';
 	v1_glob(KEYS_V1_LOCK_FMT, glob, sizeof(glob));
-	return scan_count(m, glob, 1u << V1_LOCK, MG_SCAN_MAX, n, first, firstsz);
+	return scan_count(m, SCAN_ONE, glob, want_v1, 1u << V1_LOCK, n, first, firstsz);
 }
 
 /* ---- key layout 2 -> 3 ---------------------------------------------------------------- */
@@ -706,36 +735,9 @@ store_migrate_v2_locks(struct store_migrate *m, uint64_t *n, char *first, size_t
 	glob[strlen(glob) - 1] = '*';
 	if ((nm = store_masters(m->s)) == 0)
 		return fail(m, "%s", store_error(m->s));
-	for (master = 0; master < nm; master++) {
-		char cursor[32] = "0";
-
-		do {
-			struct store_argv *c = cmd_start(m, "SCAN");
-			const redisReply *r, *keys;
-			size_t i;
-
-			add_str(c, cursor);
-			add_str(c, "MATCH");
-			add_str(c, glob);
-			add_str(c, "COUNT");
-			store_argv_addf(c, "%d", MG_SCAN_MAX);
-			store_replies_release(m->s);
-			if ((r = store_command_on(m->s, master, &m->cmd)) == NULL)
-				return fail(m, "%s", store_error(m->s));
-			if ((keys = scan_reply(r, cursor)) == NULL)
-				return fail(m, "SCAN: unexpected reply");
-			for (i = 0; i < keys->elements; i++) {
-				const redisReply *e = keys->element[i];
-				struct store_key_parts kp;
-
-				if (e->type != REDIS_REPLY_STRING ||
-				    store_key_classify(e->str, e->len, &kp) != STORE_KEY_LOCK)
-					continue;
-				if ((*n)++ == 0)
-					snprintf(first, firstsz, "%.*s", (int)e->len, e->str);
-			}
-		} while (strcmp(cursor, "0") != 0);
-	}
+	for (master = 0; master < nm; master++)
+		if (scan_count(m, master, glob, want_v2_lock, 0, n, first, firstsz) < 0)
+			return -1;
 	return 0;
 }
 
@@ -795,7 +797,9 @@ store_migrate_left(struct store_migrate *m, uint64_t *n, char *first, size_t fir
 	/* every layout-1 key migrate moves has a hash tag: "pp:{" */
 	v1_glob(KEYS_V1_ORG_FMT, glob, sizeof(glob));
 	glob[strcspn(glob, "*") + 1] = '\0';
-	return scan_count(m, glob, (1u << V1_NKINDS) - 1, MG_SCAN_MAX, n, first, firstsz);
+	*n = 0;
+	first[0] = '\0';
+	return scan_count(m, SCAN_ONE, glob, want_v1, (1u << V1_NKINDS) - 1, n, first, firstsz);
 }
 
 static int64_t
