@@ -41,6 +41,7 @@ struct locked {
 	size_t nentries;
 	enum lock_outcome outcome;
 	int lost;                       /* LOST_*: what became of a commit whose reply was lost */
+	int waits;                      /* an entry waits for the next round: so do the later ones */
 };
 
 /* round_init and decide_entry put arrays of these types one after the other in one block. */
@@ -138,14 +139,22 @@ _Static_assert(sizeof(struct rules_program) % _Alignof(struct rules_item_ctx) ==
  * Applies the rules to entry e of customer lk, with the program definitions and id holders
  * the store read for its items. Membership ids claimed or given up by earlier entries of
  * the round (claims) override the holders, and the entry's own are added.
+ *
+ * Returns 1, deciding nothing, when an item names a membership id that an earlier entry of
+ * another customer claimed in this round: the entry waits for the next round. Decided now,
+ * its answer (2101, held by that customer) would lean on a commit that has not run yet and
+ * may fail (FENCED, the store lost), leaving a 2101 for an id nobody holds. In the next
+ * round the store says who holds it. (An id an earlier entry gave up needs no wait: the
+ * commit's claim finds out when the release did not happen, CONFLICT, and runs it again.)
  */
-static void
+static int
 decide_entry(enum req_kind kind, struct write_entry *e, struct locked *lk,
              const struct store_item_snap *items, struct rules_claims *claims, int64_t now_ms)
 {
 	struct rules_program *progs;
 	struct rules_item_ctx *ctx;
 	size_t it;
+	int waits = 0;
 
 	/* one allocation: the programs, then their contexts */
 	progs = xcalloc(e->e->nitems, sizeof(*progs) + sizeof(*ctx));
@@ -156,20 +165,30 @@ decide_entry(enum req_kind kind, struct write_entry *e, struct locked *lk,
 		if (items[it].def != NULL && progcache_parse(items[it].def, items[it].def_len, &progs[it]) != 0)
 			progs[it].found = 0;
 		ctx[it].mid_holder = items[it].mid_holder;
-		if (progs[it].found && item->mid.st == F_OK)
+		if (progs[it].found && item->mid.st == F_OK) {
 			rules_claims_lookup(claims, progs[it].pid, item->mid.s.p, item->mid.s.len,
 			                    &ctx[it].mid_holder);
+			waits |= ctx[it].mid_holder != items[it].mid_holder && ctx[it].mid_holder != 0 &&
+			         ctx[it].mid_holder != lk->cid;
+		}
 		ctx[it].prog = &progs[it];
 	}
-	rules_apply(kind, &lk->cust, e->e, ctx, now_ms, e->results);
-	for (it = 0; it < e->e->nitems; it++) {
-		rules_claims_note(claims, progs[it].pid, &e->results[it], lk->cid);
-		rules_program_free(&progs[it]);
+	if (!waits) {
+		rules_apply(kind, &lk->cust, e->e, ctx, now_ms, e->results);
+		for (it = 0; it < e->e->nitems; it++)
+			rules_claims_note(claims, progs[it].pid, &e->results[it], lk->cid);
 	}
+	for (it = 0; it < e->e->nitems; it++)
+		rules_program_free(&progs[it]);
 	free(progs);
+	return waits;
 }
 
-/* Decides every entry whose customer this round locked, in request order (also across customers). */
+/*
+ * Decides every entry whose customer this round locked, in request order (also across
+ * customers). An entry that waits (decide_entry) stays pending, with every later entry of
+ * its customer: its lock is released unchanged by the commit, and the next round runs it.
+ */
 static void
 decide_round(enum req_kind kind, struct round *rd, int64_t now_ms)
 {
@@ -180,12 +199,14 @@ decide_round(enum req_kind kind, struct round *rd, int64_t now_ms)
 		struct write_entry *e = rd->pend[i];
 		struct locked *lk = rd->lock_of[i];
 
-		if (lk == NULL)
+		if (lk == NULL || lk->waits)
 			continue;
+		if (lk->outcome == LOCK_OK && decide_entry(kind, e, lk, rd->br.e[i].items, &claims, now_ms)) {
+			lk->waits = 1;
+			continue;
+		}
 		e->decided = 1;
 		e->cust_code = 1000;
-		if (lk->outcome == LOCK_OK)
-			decide_entry(kind, e, lk, rd->br.e[i].items, &claims, now_ms);
 	}
 	rules_claims_free(&claims);
 }
@@ -205,6 +226,8 @@ add_events(struct buf *text, struct store_event *ev, size_t *nev, const struct l
 	for (j = 0; j < lk->nentries; j++) {
 		const struct write_entry *e = lk->entries[j];
 
+		if (!e->decided)
+			continue;               /* waits for the next round (decide_round) */
 		for (k = 0; k < e->e->nitems; k++) {
 			if (e->results[k].code != 200)
 				continue;

@@ -378,6 +378,62 @@ def test_guarantee_stalled_lock_holder_cannot_commit_after_its_lock_expired():
             proxy.close()
 
 
+def test_guarantee_a_later_entry_is_not_2101_for_an_id_whose_earlier_claimant_was_fenced():
+    """One request links customers X and Y to one membership id, X first. Y must not be told
+    2101 (held by another customer) on the strength of X's claim before X's commit is known:
+    here X's commit is held past its lock's expiry and refused (FENCED), so nobody holds the
+    id and Y's link is due (200), or 2010 if it ran out of time. (Seen in the cluster
+    nemesis: Y answered 2101 while X answered 2001, which no serial order explains.)"""
+    ttl = 500
+    with own_stack(partnerds=1, args=["--lock-ttl-ms", str(ttl)]) as st:
+        proxy = RedisProxy(st.redis_port)
+        try:
+            slow = add_partnerd(st, "partnerd-stall", ["--lock-ttl-ms", str(ttl), "--lock-wait-ms", "8000",
+                                                 "--redis-timeout-ms", "5000"],
+                                redis_url=proxy.url)
+            A = HttpClient(add_front(st, "nginx-stall", [slow]))
+            wait_health(A)
+            x, y = 7026, 7027
+            mid = "DEP-%d" % os.getpid()
+            proxy.arm(commit_of(ORG, x))
+            out = {}
+
+            def go():
+                out["r"] = A.post(LINK, body_of(LINK, [(x, [link_item("Tiered", mid, "Bronze")]),
+                                                       (y, [link_item("Tiered", mid, "Silver")])]))
+
+            t = threading.Thread(target=go, daemon=True)
+            t.start()
+            assert proxy.held.wait(10), "the commit of customer %d never reached the proxy: %r" % (x, out)
+            _wait_lock_gone(st, x)
+            proxy.release()
+            t.join(15)
+            r = out.get("r")
+            assert r is not None and r.status == 200, "the request: %r" % r
+            codes = {cid: code for cid, _, code, *_ in items_of(r)}
+            say("earlier claimant fenced: X %d answered %r, Y %d answered %r",
+                x, codes.get(x), y, codes.get(y))
+            problems = []
+            if codes.get(x) not in (2010, 2001):
+                problems.append("X's commit was held past its lock: want 2010 or 2001, got %r" % r)
+            mx, my = memberships(st, x), memberships(st, y)
+            if "Tiered" in mx:
+                problems.append("X holds Tiered although its commit was fenced: %r" % mx)
+            if codes.get(y) == 200:
+                if my.get("Tiered", {}).get("mid") != mid:
+                    problems.append("Y answered 200 but does not hold %s: %r" % (mid, my))
+            elif codes.get(y) == 2010:
+                if "Tiered" in my:
+                    problems.append("Y answered 2010 but holds Tiered: %r" % my)
+            else:
+                problems.append("Y: want 200 (the id is free: X's commit was refused) or 2010, got %r"
+                                % codes.get(y))
+            ctl_check(st, problems)
+            assert not problems, "\n".join(problems)
+        finally:
+            proxy.close()
+
+
 def test_guarantee_writer_stalled_across_a_relinks_start_never_leaves_the_old_id_held_twice():
     """A writer reads customer X while its relink (id A -> B) is pending and stalls (its
     commit held) until after the relink's start; meanwhile customer Y claims A, which the
