@@ -41,7 +41,7 @@ struct locked {
 	size_t nentries;
 	enum lock_outcome outcome;
 	int lost;                       /* LOST_*: what became of a commit whose reply was lost */
-	int waits;                      /* an entry waits for the next round: so do the later ones */
+	int waits;                      /* its entries wait for the next round (mark_waiting) */
 };
 
 /* round_init and decide_entry put arrays of these types one after the other in one block. */
@@ -139,22 +139,14 @@ _Static_assert(sizeof(struct rules_program) % _Alignof(struct rules_item_ctx) ==
  * Applies the rules to entry e of customer lk, with the program definitions and id holders
  * the store read for its items. Membership ids claimed or given up by earlier entries of
  * the round (claims) override the holders, and the entry's own are added.
- *
- * Returns 1, deciding nothing, when an item names a membership id that an earlier entry of
- * another customer claimed in this round: the entry waits for the next round. Decided now,
- * its answer (2101, held by that customer) would lean on a commit that has not run yet and
- * may fail (FENCED, the store lost), leaving a 2101 for an id nobody holds. In the next
- * round the store says who holds it. (An id an earlier entry gave up needs no wait: the
- * commit's claim finds out when the release did not happen, CONFLICT, and runs it again.)
  */
-static int
+static void
 decide_entry(enum req_kind kind, struct write_entry *e, struct locked *lk,
              const struct store_item_snap *items, struct rules_claims *claims, int64_t now_ms)
 {
 	struct rules_program *progs;
 	struct rules_item_ctx *ctx;
 	size_t it;
-	int waits = 0;
 
 	/* one allocation: the programs, then their contexts */
 	progs = xcalloc(e->e->nitems, sizeof(*progs) + sizeof(*ctx));
@@ -165,29 +157,75 @@ decide_entry(enum req_kind kind, struct write_entry *e, struct locked *lk,
 		if (items[it].def != NULL && progcache_parse(items[it].def, items[it].def_len, &progs[it]) != 0)
 			progs[it].found = 0;
 		ctx[it].mid_holder = items[it].mid_holder;
-		if (progs[it].found && item->mid.st == F_OK) {
+		if (progs[it].found && item->mid.st == F_OK)
 			rules_claims_lookup(claims, progs[it].pid, item->mid.s.p, item->mid.s.len,
 			                    &ctx[it].mid_holder);
-			waits |= ctx[it].mid_holder != items[it].mid_holder && ctx[it].mid_holder != 0 &&
-			         ctx[it].mid_holder != lk->cid;
-		}
 		ctx[it].prog = &progs[it];
 	}
-	if (!waits) {
-		rules_apply(kind, &lk->cust, e->e, ctx, now_ms, e->results);
-		for (it = 0; it < e->e->nitems; it++)
-			rules_claims_note(claims, progs[it].pid, &e->results[it], lk->cid);
-	}
-	for (it = 0; it < e->e->nitems; it++)
+	rules_apply(kind, &lk->cust, e->e, ctx, now_ms, e->results);
+	for (it = 0; it < e->e->nitems; it++) {
+		rules_claims_note(claims, progs[it].pid, &e->results[it], lk->cid);
 		rules_program_free(&progs[it]);
+	}
 	free(progs);
-	return waits;
+}
+
+/* Whether items a and b name the same membership id of the same program. */
+static int
+same_mid(const struct req_item *a, const struct req_item *b)
+{
+	return b->mid.st == F_OK && b->program.st == F_OK && a->mid.s.len == b->mid.s.len &&
+	       a->program.s.len == b->program.s.len &&
+	       memcmp(a->mid.s.p, b->mid.s.p, a->mid.s.len) == 0 &&
+	       memcmp(a->program.s.p, b->program.s.p, a->program.s.len) == 0;
+}
+
+/*
+ * Marks the customers that wait for the next round: those with an entry naming a membership
+ * id (program and id) that an earlier entry of another customer in this round names too.
+ * Decided now, such an entry would lean on the earlier entry's claim, whose commit has not
+ * run yet and may be refused (FENCED, the store lost): a 2101 for an id that nobody holds
+ * then, which no serial order explains (found by the cluster nemesis run). In the next round
+ * the store says who holds the id. The whole customer waits, not only that entry, so that
+ * its part of the request is still committed in one step, by one commit (a second commit
+ * would split it, and would confuse resolve.lua, which reads the request's token in `w` as
+ * "applied"). The first customer of a round never waits, so every round decides one. (An
+ * id an earlier entry gives up, a delink, needs no wait: the commit's claim finds the
+ * release not done, CONFLICT, and the entry runs again.)
+ */
+static void
+mark_waiting(struct round *rd)
+{
+	size_t i, j, a, b;
+
+	for (i = 1; i < rd->np; i++) {
+		struct locked *lk = rd->lock_of[i];
+		const struct req_entry *e = rd->pend[i]->e;
+
+		if (lk == NULL || lk->outcome != LOCK_OK)
+			continue;
+		for (a = 0; a < e->nitems && !lk->waits; a++) {
+			const struct req_item *x = &e->items[a];
+
+			if (x->mid.st != F_OK || x->program.st != F_OK)
+				continue;
+			for (j = 0; j < i && !lk->waits; j++) {
+				const struct locked *other = rd->lock_of[j];
+				const struct req_entry *f = rd->pend[j]->e;
+
+				if (other == NULL || other == lk || other->outcome != LOCK_OK)
+					continue;
+				for (b = 0; b < f->nitems && !lk->waits; b++)
+					lk->waits = same_mid(x, &f->items[b]);
+			}
+		}
+	}
 }
 
 /*
  * Decides every entry whose customer this round locked, in request order (also across
- * customers). An entry that waits (decide_entry) stays pending, with every later entry of
- * its customer: its lock is released unchanged by the commit, and the next round runs it.
+ * customers); the entries of a customer that waits (mark_waiting) stay pending: its lock is
+ * released unchanged by the commit, and the next round runs them.
  */
 static void
 decide_round(enum req_kind kind, struct round *rd, int64_t now_ms)
@@ -195,18 +233,17 @@ decide_round(enum req_kind kind, struct round *rd, int64_t now_ms)
 	struct rules_claims claims = { 0 };
 	size_t i;
 
+	mark_waiting(rd);
 	for (i = 0; i < rd->np; i++) {
 		struct write_entry *e = rd->pend[i];
 		struct locked *lk = rd->lock_of[i];
 
 		if (lk == NULL || lk->waits)
 			continue;
-		if (lk->outcome == LOCK_OK && decide_entry(kind, e, lk, rd->br.e[i].items, &claims, now_ms)) {
-			lk->waits = 1;
-			continue;
-		}
 		e->decided = 1;
 		e->cust_code = 1000;
+		if (lk->outcome == LOCK_OK)
+			decide_entry(kind, e, lk, rd->br.e[i].items, &claims, now_ms);
 	}
 	rules_claims_free(&claims);
 }

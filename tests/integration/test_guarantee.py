@@ -379,11 +379,12 @@ def test_guarantee_stalled_lock_holder_cannot_commit_after_its_lock_expired():
 
 
 def test_guarantee_a_later_entry_is_not_2101_for_an_id_whose_earlier_claimant_was_fenced():
-    """One request links customers X and Y to one membership id, X first. Y must not be told
-    2101 (held by another customer) on the strength of X's claim before X's commit is known:
-    here X's commit is held past its lock's expiry and refused (FENCED), so nobody holds the
-    id and Y's link is due (200), or 2010 if it ran out of time. (Seen in the cluster
-    nemesis: Y answered 2101 while X answered 2001, which no serial order explains.)"""
+    """One request: customer Y links Plain, customer X links Tiered id M, Y links Tiered M.
+    Y must not be told 2101 (held by another customer) on the strength of X's claim before
+    X's commit is known: here X's commit is held past its lock's expiry and refused
+    (FENCED), so nobody holds M and Y's link of it is due. (Seen in the cluster nemesis: Y
+    answered 2101 while X answered 2001, which no serial order explains.) Y waits a round,
+    both its entries together: its part of the request is still one commit (version + 1)."""
     ttl = 500
     with own_stack(partnerds=1, args=["--lock-ttl-ms", str(ttl)]) as st:
         proxy = RedisProxy(st.redis_port)
@@ -394,12 +395,14 @@ def test_guarantee_a_later_entry_is_not_2101_for_an_id_whose_earlier_claimant_wa
             A = HttpClient(add_front(st, "nginx-stall", [slow]))
             wait_health(A)
             x, y = 7026, 7027
-            mid = "DEP-%d" % os.getpid()
+            mid, plain = "DEP-%d" % os.getpid(), "DEP-%d-P" % os.getpid()
+            v_before = int(st.redis("HGET", keys.cust(ORG, y), "v") or 0)
             proxy.arm(commit_of(ORG, x))
             out = {}
 
             def go():
-                out["r"] = A.post(LINK, body_of(LINK, [(x, [link_item("Tiered", mid, "Bronze")]),
+                out["r"] = A.post(LINK, body_of(LINK, [(y, [link_item("Plain", plain)]),
+                                                       (x, [link_item("Tiered", mid, "Bronze")]),
                                                        (y, [link_item("Tiered", mid, "Silver")])]))
 
             t = threading.Thread(target=go, daemon=True)
@@ -410,24 +413,22 @@ def test_guarantee_a_later_entry_is_not_2101_for_an_id_whose_earlier_claimant_wa
             t.join(15)
             r = out.get("r")
             assert r is not None and r.status == 200, "the request: %r" % r
-            codes = {cid: code for cid, _, code, *_ in items_of(r)}
-            say("earlier claimant fenced: X %d answered %r, Y %d answered %r",
-                x, codes.get(x), y, codes.get(y))
+            codes = [(cid, prog, code) for cid, prog, code, *_ in items_of(r)]
+            say("earlier claimant fenced: %r", codes)
             problems = []
-            if codes.get(x) not in (2010, 2001):
-                problems.append("X's commit was held past its lock: want 2010 or 2001, got %r" % r)
+            if codes[1][2] not in (2010, 2001):
+                problems.append("X's commit was held past its lock: want 2010 or 2001, got %r" % (codes[1],))
+            if [codes[0][2], codes[2][2]] != [200, 200]:
+                problems.append("Y: want [200, 200] (M is free: X's commit was refused), got %r"
+                                % ([codes[0], codes[2]],))
             mx, my = memberships(st, x), memberships(st, y)
             if "Tiered" in mx:
                 problems.append("X holds Tiered although its commit was fenced: %r" % mx)
-            if codes.get(y) == 200:
-                if my.get("Tiered", {}).get("mid") != mid:
-                    problems.append("Y answered 200 but does not hold %s: %r" % (mid, my))
-            elif codes.get(y) == 2010:
-                if "Tiered" in my:
-                    problems.append("Y answered 2010 but holds Tiered: %r" % my)
-            else:
-                problems.append("Y: want 200 (the id is free: X's commit was refused) or 2010, got %r"
-                                % codes.get(y))
+            if my.get("Tiered", {}).get("mid") != mid or my.get("Plain", {}).get("mid") != plain:
+                problems.append("Y does not hold what it was answered 200 for: %r" % my)
+            v_after = int(st.redis("HGET", keys.cust(ORG, y), "v") or 0)
+            if v_after != v_before + 1:
+                problems.append("Y's two entries were not one commit: version %d -> %d" % (v_before, v_after))
             ctl_check(st, problems)
             assert not problems, "\n".join(problems)
         finally:

@@ -346,6 +346,25 @@ def test_membership_id_taken_by_an_earlier_entry_of_the_same_request_is_2101(sta
     assert stack.mid_holder("AcmeShop", mid) == a["id"]
 
 
+def test_a_customer_whose_entry_names_an_earlier_entrys_id_is_committed_whole_after_it(stack):
+    # b's second entry names the id a's entry claims: b waits a round (write_round.c
+    # mark_waiting), both its entries together, and is answered from the stored state then
+    a, b = stack.customers(2)
+    mid, other, plus = stack.uid(), stack.uid(), stack.uid()
+    v = lambda c: int(stack.redis("HGET", keys.cust("acme", c["id"]), "v") or 0)
+    vb = v(b)
+    body = post_link(stack, [entry(by_mobile(b), item("AcmeAir", other, "Bronze")),
+                             entry(by_mobile(a), item("AcmeShop", mid)),
+                             entry(by_mobile(b), item("AcmeShop", mid), item("AcmePlus", plus))])
+    got = [[i["partnerLinkStatus"]["code"] for i in e["linkToPartnerPrograms"]] for e in body["linkCustomers"]]
+    assert got == [[200], [200], [2101, 200]], got
+    assert stack.mid_holder("AcmeShop", mid) == a["id"]
+    assert stack.membership(b["id"], "AcmeAir")["mid"] == other
+    assert stack.membership(b["id"], "AcmePlus")["mid"] == plus
+    assert stack.membership(b["id"], "AcmeShop") is None
+    assert v(b) == vb + 1, "b's entries were not one commit"
+
+
 # ---------------------------------------------------------------- 2102 duplicates
 
 def test_same_program_twice_in_one_entry_fails_the_later_with_2102(stack):
