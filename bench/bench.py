@@ -1746,4 +1746,7 @@ def worker_model(st, args, report):
 
 
 if __name__ == "__main__":
+    # SIGTERM (a timeout, `kill`) unwinds like Ctrl-C: the finally blocks stop every server
+    # this run started, instead of leaving them running
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(main())
