@@ -378,6 +378,17 @@ def test_guarantee_stalled_lock_holder_cannot_commit_after_its_lock_expired():
             proxy.close()
 
 
+def _front_through(st, proxy, ttl_ms, wait_ms, timeout_ms):
+    """A partnerd whose Redis traffic goes through proxy (--lock-ttl-ms, --lock-wait-ms and
+    --redis-timeout-ms as given) behind an nginx of its own: a client for it, once healthy."""
+    slow = add_partnerd(st, "partnerd-stall", ["--lock-ttl-ms", str(ttl_ms), "--lock-wait-ms", str(wait_ms),
+                                               "--redis-timeout-ms", str(timeout_ms)],
+                        redis_url=proxy.url)
+    A = HttpClient(add_front(st, "nginx-stall", [slow]))
+    wait_health(A)
+    return A
+
+
 def test_guarantee_a_later_entry_is_not_2101_for_an_id_whose_earlier_claimant_was_fenced():
     """One request: customer Y links Plain, customer X links Tiered id M, Y links Tiered M.
     Y must not be told 2101 (held by another customer) on the strength of X's claim before
@@ -389,11 +400,7 @@ def test_guarantee_a_later_entry_is_not_2101_for_an_id_whose_earlier_claimant_wa
     with own_stack(partnerds=1, args=["--lock-ttl-ms", str(ttl)]) as st:
         proxy = RedisProxy(st.redis_port)
         try:
-            slow = add_partnerd(st, "partnerd-stall", ["--lock-ttl-ms", str(ttl), "--lock-wait-ms", "8000",
-                                                 "--redis-timeout-ms", "5000"],
-                                redis_url=proxy.url)
-            A = HttpClient(add_front(st, "nginx-stall", [slow]))
-            wait_health(A)
+            A = _front_through(st, proxy, ttl, 8000, 5000)
             x, y = 7026, 7027
             mid, plain = "DEP-%d" % os.getpid(), "DEP-%d-P" % os.getpid()
             v_before = int(st.redis("HGET", keys.cust(ORG, y), "v") or 0)
@@ -445,11 +452,7 @@ def test_guarantee_writer_stalled_across_a_relinks_start_never_leaves_the_old_id
         direct = HttpClient(st.http_port)
         proxy = RedisProxy(st.redis_port)
         try:
-            slow = add_partnerd(st, "partnerd-stall", ["--lock-ttl-ms", "10000", "--lock-wait-ms", "10000",
-                                                 "--redis-timeout-ms", "8000"],
-                                redis_url=proxy.url)
-            A = HttpClient(add_front(st, "nginx-stall", [slow]))
-            wait_health(A)
+            A = _front_through(st, proxy, 10000, 10000, 8000)
             x, y = 7031, 7032
             a, b = "RS-%d-A" % os.getpid(), "RS-%d-B" % os.getpid()
             r = direct.post(LINK, body_of(LINK, [(x, [link_item("Supp", a, "Basic")])]))
