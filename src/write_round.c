@@ -16,6 +16,9 @@
 
 #define COMMIT_CONFLICT_RETRIES 5
 
+/* settle_deps: an item's 2101 leaned on a claim of this request that did not apply */
+#define CLAIMANT_NOT_APPLIED_MESSAGE "an earlier entry of this request claimed this membership id, and its change did not apply; nothing of this item was applied: retry"
+
 /*
  * When Redis refuses a write for memory (maxmemory), the answers say so, instead of a read
  * error or a broken key: nothing was applied, the client can only retry later, and an
@@ -41,7 +44,6 @@ struct locked {
 	size_t nentries;
 	enum lock_outcome outcome;
 	int lost;                       /* LOST_*: what became of a commit whose reply was lost */
-	int waits;                      /* its entries wait for the next round (mark_waiting) */
 };
 
 /* round_init and decide_entry put arrays of these types one after the other in one block. */
@@ -56,6 +58,19 @@ struct round {
 	struct locked *locks;           /* the customers locked this round */
 	size_t nl;
 	struct store_begin_res br;      /* begin's answer, one per pending entry */
+	struct claim_dep *deps;         /* items answered 2101 for an id claimed in this round */
+	size_t ndeps, capdeps;
+};
+
+/*
+ * An item decided 2101 because an earlier entry of another customer claims its membership id
+ * in this round: the answer holds only if that customer's commit applies (decide_entry,
+ * settle_deps).
+ */
+struct claim_dep {
+	struct write_entry *e;
+	size_t item;
+	int64_t claimant;
 };
 
 /* ---- begin: identify, lock and read ------------------------------------------------------ */
@@ -138,10 +153,11 @@ _Static_assert(sizeof(struct rules_program) % _Alignof(struct rules_item_ctx) ==
 /*
  * Applies the rules to entry e of customer lk, with the program definitions and id holders
  * the store read for its items. Membership ids claimed or given up by earlier entries of
- * the round (claims) override the holders, and the entry's own are added.
+ * the round (claims) override the holders, and the entry's own are added. An item answered
+ * 2101 because of another customer's claim in this round is noted in rd's deps.
  */
 static void
-decide_entry(enum req_kind kind, struct write_entry *e, struct locked *lk,
+decide_entry(enum req_kind kind, struct round *rd, struct write_entry *e, struct locked *lk,
              const struct store_item_snap *items, struct rules_claims *claims, int64_t now_ms)
 {
 	struct rules_program *progs;
@@ -164,86 +180,37 @@ decide_entry(enum req_kind kind, struct write_entry *e, struct locked *lk,
 	}
 	rules_apply(kind, &lk->cust, e->e, ctx, now_ms, e->results);
 	for (it = 0; it < e->e->nitems; it++) {
+		if (e->results[it].code == 2101 && ctx[it].mid_holder != items[it].mid_holder &&
+		    ctx[it].mid_holder != 0 && ctx[it].mid_holder != lk->cid) {
+			if (rd->ndeps == rd->capdeps) {
+				rd->capdeps = rd->capdeps ? 2 * rd->capdeps : 4;
+				rd->deps = xrealloc(rd->deps, rd->capdeps * sizeof(*rd->deps));
+			}
+			rd->deps[rd->ndeps++] = (struct claim_dep){ e, it, ctx[it].mid_holder };
+		}
 		rules_claims_note(claims, progs[it].pid, &e->results[it], lk->cid);
 		rules_program_free(&progs[it]);
 	}
 	free(progs);
 }
 
-/* Whether items a and b name the same membership id of the same program. */
-static int
-same_mid(const struct req_item *a, const struct req_item *b)
-{
-	return b->mid.st == F_OK && b->program.st == F_OK && a->mid.s.len == b->mid.s.len &&
-	       a->program.s.len == b->program.s.len &&
-	       memcmp(a->mid.s.p, b->mid.s.p, a->mid.s.len) == 0 &&
-	       memcmp(a->program.s.p, b->program.s.p, a->program.s.len) == 0;
-}
-
-/*
- * Marks the customers that wait for the next round: those with an entry naming a membership
- * id (program and id) that an earlier entry of another customer in this round names too.
- * Decided now, such an entry would lean on the earlier entry's claim, whose commit has not
- * run yet and may be refused (FENCED, the store lost): a 2101 for an id that nobody holds
- * then, which no serial order explains (found by the cluster nemesis run). In the next round
- * the store says who holds the id. The whole customer waits, not only that entry, so that
- * its part of the request is still committed in one step, by one commit (a second commit
- * would split it, and would confuse resolve.lua, which reads the request's token in `w` as
- * "applied"). The first customer of a round never waits, so every round decides one. (An
- * id an earlier entry gives up, a delink, needs no wait: the commit's claim finds the
- * release not done, CONFLICT, and the entry runs again.)
- */
-static void
-mark_waiting(struct round *rd)
-{
-	size_t i, j, a, b;
-
-	for (i = 1; i < rd->np; i++) {
-		struct locked *lk = rd->lock_of[i];
-		const struct req_entry *e = rd->pend[i]->e;
-
-		if (lk == NULL || lk->outcome != LOCK_OK)
-			continue;
-		for (a = 0; a < e->nitems && !lk->waits; a++) {
-			const struct req_item *x = &e->items[a];
-
-			if (x->mid.st != F_OK || x->program.st != F_OK)
-				continue;
-			for (j = 0; j < i && !lk->waits; j++) {
-				const struct locked *other = rd->lock_of[j];
-				const struct req_entry *f = rd->pend[j]->e;
-
-				if (other == NULL || other == lk || other->outcome != LOCK_OK)
-					continue;
-				for (b = 0; b < f->nitems && !lk->waits; b++)
-					lk->waits = same_mid(x, &f->items[b]);
-			}
-		}
-	}
-}
-
-/*
- * Decides every entry whose customer this round locked, in request order (also across
- * customers); the entries of a customer that waits (mark_waiting) stay pending: its lock is
- * released unchanged by the commit, and the next round runs them.
- */
+/* Decides every entry whose customer this round locked, in request order (also across customers). */
 static void
 decide_round(enum req_kind kind, struct round *rd, int64_t now_ms)
 {
 	struct rules_claims claims = { 0 };
 	size_t i;
 
-	mark_waiting(rd);
 	for (i = 0; i < rd->np; i++) {
 		struct write_entry *e = rd->pend[i];
 		struct locked *lk = rd->lock_of[i];
 
-		if (lk == NULL || lk->waits)
+		if (lk == NULL)
 			continue;
 		e->decided = 1;
 		e->cust_code = 1000;
 		if (lk->outcome == LOCK_OK)
-			decide_entry(kind, e, lk, rd->br.e[i].items, &claims, now_ms);
+			decide_entry(kind, rd, e, lk, rd->br.e[i].items, &claims, now_ms);
 	}
 	rules_claims_free(&claims);
 }
@@ -264,7 +231,7 @@ add_events(struct buf *text, struct store_event *ev, size_t *nev, const struct l
 		const struct write_entry *e = lk->entries[j];
 
 		if (!e->decided)
-			continue;               /* waits for the next round (decide_round) */
+			continue;
 		for (k = 0; k < e->e->nitems; k++) {
 			if (e->results[k].code != 200)
 				continue;
@@ -367,6 +334,38 @@ take_commit(struct write_request *w, struct locked *lk, size_t j, enum store_com
 }
 
 /*
+ * An item answered 2101 for an id that another customer of the round claims (claim_dep) keeps
+ * that answer only when the claimant's commit applied. Otherwise nobody may hold the id, and
+ * the item answers 2010: nothing of it was applied (a 2101 writes nothing either way), retry.
+ * (Found by the cluster nemesis: a 2101 while the claimant's commit failed, 2001, which no
+ * serial order explains. Deciding the item only after the claimant's commit would need a
+ * round of its own and could not keep request order when two customers name each other's
+ * ids.)
+ */
+static void
+settle_deps(struct round *rd, const enum store_commit_status *cst)
+{
+	size_t d, k;
+
+	for (d = 0; d < rd->ndeps; d++) {
+		const struct claim_dep *x = &rd->deps[d];
+		int applied = 0;
+
+		if (!x->e->decided || x->e->results[x->item].code != 2101)
+			continue;               /* runs again (CONFLICT), or answered otherwise since */
+		for (k = 0; k < rd->nl; k++)
+			if (rd->locks[k].cid == x->claimant)
+				applied = rd->locks[k].lost == LOST_APPLIED ||
+				          (rd->locks[k].lost == LOST_NO && cst[k] == STORE_COMMIT_OK);
+		if (!applied) {
+			rules_result_free(&x->e->results[x->item]);
+			x->e->results[x->item].code = 2010;
+			x->e->results[x->item].message = CLAIMANT_NOT_APPLIED_MESSAGE;
+		}
+	}
+}
+
+/*
  * Commits the customers locked this round and takes the answers: the items of a customer
  * whose commit failed answer why.
  */
@@ -435,6 +434,7 @@ commit_round(struct write_request *w, struct round *rd, int64_t now_ms)
 		for (j = 0; j < locks[k].nentries; j++)
 			if (locks[k].entries[j]->decided)
 				take_commit(w, &locks[k], j, cst[k], &oom_probe);
+	settle_deps(rd, cst);
 	free(cc);
 	free(cst);
 	free(ev);
@@ -472,6 +472,7 @@ round_free(struct round *rd)
 		free(rd->locks[k].entries);
 	}
 	store_begin_res_free(&rd->br);
+	free(rd->deps);
 	free(rd->locks);                /* and the other arrays: round_init */
 }
 

@@ -346,9 +346,10 @@ def test_membership_id_taken_by_an_earlier_entry_of_the_same_request_is_2101(sta
     assert stack.mid_holder("AcmeShop", mid) == a["id"]
 
 
-def test_a_customer_whose_entry_names_an_earlier_entrys_id_is_committed_whole_after_it(stack):
-    # b's second entry names the id a's entry claims: b waits a round (write_round.c
-    # mark_waiting), both its entries together, and is answered from the stored state then
+def test_an_id_an_earlier_entry_claims_is_2101_for_a_customer_with_entries_around_it(stack):
+    # b's second entry names the id that a's entry, between b's two, claims: request order
+    # gives it to a and b's item 2101 (kept: a's commit applied, write_round.c settle_deps);
+    # b's two entries are one commit (its version + 1)
     a, b = stack.customers(2)
     mid, other, plus = stack.uid(), stack.uid(), stack.uid()
     v = lambda c: int(stack.redis("HGET", keys.cust("acme", c["id"]), "v") or 0)
