@@ -17,7 +17,7 @@
 #define COMMIT_CONFLICT_RETRIES 5
 
 /* settle_deps: an item's 2101 leaned on a claim of this request that did not apply */
-#define CLAIMANT_NOT_APPLIED_MESSAGE "an earlier entry of this request claimed this membership id, and its change did not apply; nothing of this item was applied: retry"
+#define CLAIMANT_NOT_APPLIED_MESSAGE "an earlier entry of this request claims this membership id, and its change had not surely applied when this item was decided; nothing of this item was applied: retry"
 
 /*
  * When Redis refuses a write for memory (maxmemory), the answers say so, instead of a read

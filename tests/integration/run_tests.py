@@ -52,6 +52,7 @@ CLUSTER_INCOMPATIBLE = {
     "test_guarantee_stalled_lock_holder_cannot_commit_after_its_lock_expired": _PROXY,
     "test_guarantee_writer_stalled_across_a_relinks_start_never_leaves_the_old_id_held_twice": _PROXY,
     "test_guarantee_a_later_entry_is_not_2101_for_an_id_whose_earlier_claimant_was_fenced": _PROXY,
+    "test_guarantee_an_item_is_2010_beside_applied_ones_when_the_claim_it_leaned_on_did_not_commit": _PROXY,
     "test_guarantee_sigkilled_worker_leaves_no_partial_customer_and_locks_clear_within_ttl": _PROXY,
     "test_guarantee_contended_customer_gets_200_or_2010_within_lock_wait_and_others_are_not_slowed": _PROXY,
     "test_guarantee_sigterm_lets_a_request_held_between_begin_and_commit_finish_then_exits_0": _PROXY,

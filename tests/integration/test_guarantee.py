@@ -264,19 +264,25 @@ def test_guarantee_two_customers_racing_for_one_membership_id_exactly_one_wins()
 
 # ---------------------------------------------------------------- 3. stale lock holder
 
-def _stalled_update(proxy, client, cid, items, on_close="drop"):
-    """Posts an update via `client` with the commit of `cid` held by the proxy. Returns
-    (thread, result dict); the commit is held when this returns."""
+def _held_post(proxy, client, cid, path, entries, on_close="drop"):
+    """Posts the entries [(cid, items)] to path via `client` with the commit naming customer
+    `cid` held by the proxy. Returns (thread, result dict); the commit is held when this
+    returns."""
     proxy.arm(commit_of(ORG, cid), on_close=on_close)
     out = {}
 
     def go():
-        out["r"] = client.post(UPDATE, body_of(UPDATE, [(cid, items)]))
+        out["r"] = client.post(path, body_of(path, entries))
 
     t = threading.Thread(target=go, daemon=True)
     t.start()
     assert proxy.held.wait(10), "the commit of customer %d never reached the proxy: %r" % (cid, out)
     return t, out
+
+
+def _stalled_update(proxy, client, cid, items, on_close="drop"):
+    """An update of customer cid via `client`, its commit held by the proxy (_held_post)."""
+    return _held_post(proxy, client, cid, UPDATE, [(cid, items)], on_close)
 
 
 def _wait_lock_gone(st, cid, secs=5.0):
@@ -403,16 +409,8 @@ def test_guarantee_a_later_entry_is_not_2101_for_an_id_whose_earlier_claimant_wa
             x, y = 7026, 7027
             mid = "DEP-%d" % os.getpid()
             before = {c: st.snapshot(keys.of_customer(ORG, c)) for c in (x, y)}
-            proxy.arm(commit_of(ORG, x))
-            out = {}
-
-            def go():
-                out["r"] = A.post(LINK, body_of(LINK, [(x, [link_item("Tiered", mid, "Bronze")]),
-                                                       (y, [link_item("Tiered", mid, "Silver")])]))
-
-            t = threading.Thread(target=go, daemon=True)
-            t.start()
-            assert proxy.held.wait(10), "the commit of customer %d never reached the proxy: %r" % (x, out)
+            t, out = _held_post(proxy, A, x, LINK, [(x, [link_item("Tiered", mid, "Bronze")]),
+                                                    (y, [link_item("Tiered", mid, "Silver")])])
             _wait_lock_gone(st, x)
             proxy.release()
             t.join(15)
@@ -423,12 +421,51 @@ def test_guarantee_a_later_entry_is_not_2101_for_an_id_whose_earlier_claimant_wa
             problems = []
             if got[0][1] not in (2010, 2001):
                 problems.append("X's commit was held past its lock: want 2010 or 2001, got %r" % (got[0],))
-            if got[1][1] != 2010 or "claimed this membership id" not in got[1][2]:
+            if got[1][1] != 2010 or "claims this membership id" not in got[1][2]:
                 problems.append("Y: want 2010 saying the earlier claim did not apply (M is free), got %r"
                                 % (got[1],))
             for c in (x, y):
                 if st.snapshot(keys.of_customer(ORG, c)) != before[c]:
                     problems.append("customer %d changed although nothing of the request applied" % c)
+            ctl_check(st, problems)
+            assert not problems, "\n".join(problems)
+        finally:
+            proxy.close()
+
+
+def test_guarantee_an_item_is_2010_beside_applied_ones_when_the_claim_it_leaned_on_did_not_commit():
+    """One request: X links Tiered M; Y links Tiered M and Plain P. While the request's commit
+    is held, customer Z takes M (through another partnerd). X's commit meets Z's claim
+    (CONFLICT) and runs again: 2101. Y's Tiered was decided 2101 on X's claim, which did not
+    commit: it answers 2010 (nothing of that item applied), beside Plain's 200, which applied:
+    an entry whose 200 items applied next to a 2010 item (the linearizability checker's
+    convention, docs/CONSISTENCY.md)."""
+    with own_stack(partnerds=1, args=["--lock-ttl-ms", "10000"]) as st:
+        direct = HttpClient(st.http_port)
+        proxy = RedisProxy(st.redis_port)
+        try:
+            A = _front_through(st, proxy, 10000, 10000, 8000)
+            x, y, z = 7028, 7029, 7030
+            mid, plain = "MIX-%d" % os.getpid(), "MIX-%d-P" % os.getpid()
+            t, out = _held_post(proxy, A, x, LINK, [(x, [link_item("Tiered", mid, "Bronze")]),
+                                                    (y, [link_item("Tiered", mid, "Silver"),
+                                                         link_item("Plain", plain)])])
+            rz = direct.post(LINK, body_of(LINK, [(z, [link_item("Tiered", mid, "Gold")])]))
+            assert rz.status == 200 and [i[2] for i in items_of(rz)] == [200], "Z's link: %r" % rz
+            proxy.release()
+            t.join(15)
+            r = out.get("r")
+            assert r is not None and r.status == 200, "the request: %r" % r
+            got = [(cid, prog, code) for cid, prog, code, *_ in items_of(r)]
+            say("claim taken meanwhile: %r", got)
+            problems = []
+            if [c for _, _, c in got] != [2101, 2010, 200]:
+                problems.append("want X 2101 (Z holds M), Y [2010, 200], got %r" % (got,))
+            mx, my, mz = memberships(st, x), memberships(st, y), memberships(st, z)
+            if "Tiered" in mx or "Tiered" in my or mz.get("Tiered", {}).get("mid") != mid:
+                problems.append("M must be Z's alone: X %r, Y %r, Z %r" % (mx, my, mz))
+            if my.get("Plain", {}).get("mid") != plain:
+                problems.append("Y's Plain answered 200 but is not stored: %r" % my)
             ctl_check(st, problems)
             assert not problems, "\n".join(problems)
         finally:

@@ -7,8 +7,11 @@ hands them here.
 An operation (`Op`) touches one customer: a write (link / update / delink, its items in
 order) or a read (customerPartnerPrograms, customerActivityHistory). Its outcome is
   - "ok":       the answer came and every item's code is known; the effect (the items the
-                model says succeed) applied at one instant between invocation and completion;
-  - "noeffect": some item answered 2010 or 2001 (nothing of the entry applied): nothing
+                model says succeed) applied at one instant between invocation and completion.
+                An item answered 2010 or 2001 beside 200 items (the codes in `wild`) did
+                nothing on its own: the model skips it (partnerd answers a 2101 that leaned on
+                another customer's claim of the request, whose commit did not apply, so);
+  - "noeffect": some item answered 2010 or 2001 and none 200 (nothing of the entry applied): nothing
                 changed; the other items' codes must match the rules at one instant of the
                 interval (an entry that never got its customer's lock answers 2010 for every
                 item, a fenced commit 2010 for the items that would have succeeded);
@@ -180,7 +183,7 @@ class Model:
         acts = []
         codes = [1000]
         seen = set()
-        for it in op.items:
+        for k, it in enumerate(op.items):
             name = it[0]
             if name in seen:
                 codes.append(2102)
@@ -190,6 +193,9 @@ class Model:
                 codes.append(2006)
                 continue
             seen.add(name)
+            if op.outcome == "ok" and op.codes is not None and op.codes[1 + k] in op.wild:
+                codes.append(op.codes[1 + k])       # answered on its own: applied nothing
+                continue
             fn = {"link": self._link, "update": self._update, "delink": self._delink}[op.kind]
             code, act = fn(state, pos, mem, P, it)
             codes.append(code)

@@ -380,6 +380,11 @@ def to_ops(records):
                 counts["codes"][c] = counts["codes"].get(c, 0) + 1
             if 2011 in codes[1:]:
                 outcome, wild = "unknown", {2011}
+            elif 200 in codes[1:] and (2010 in codes[1:] or 2001 in codes[1:]):
+                # the entry applied its 200 items; its 2010 item did nothing on its own (a 2101
+                # that leaned on another customer's claim of the request, whose commit did not
+                # apply: write_round.c settle_deps), and the model skips it (lincheck.Model.apply)
+                outcome, wild = "ok", {2010, 2001}
             elif 2010 in codes[1:] or 2001 in codes[1:]:
                 outcome, wild = "noeffect", {2010, 2001}
             else:

@@ -118,6 +118,22 @@ def test_fenced_item_applies_nothing():
     assert good, format_report(rep)
 
 
+def test_an_item_answered_2010_beside_200_items_applies_nothing_while_they_apply():
+    # write_round.c settle_deps: a 2101 that leaned on another customer's claim of the
+    # request, whose commit did not apply, answers 2010 while the entry's other items applied
+    w = Op(next(_ids), 1, "link", 0, 1, "ok", items=[("Tiered", "M", "Bronze", None, None),
+                                                    ("Plain", "P", None, None, None)],
+           codes=(1000, 2010, 200), wild={2010, 2001})
+    good, rep = ok([w, programs(1, 2, 3, ("Plain", "P", None))])
+    assert good, format_report(rep)
+    w2 = w.copy(id=next(_ids))
+    good, rep = ok([w2, programs(1, 2, 3, ("Plain", "P", None), ("Tiered", "M", "Bronze"))])
+    assert not good, format_report(rep)
+    w3 = w.copy(id=next(_ids))
+    good, rep = ok([w3, programs(1, 2, 3)])
+    assert not good, format_report(rep)
+
+
 def test_components_follow_membership_ids():
     h = [link(1, 0, 1, "Plain", "A"), link(2, 0, 1, "Plain", "A", codes=(2101,)),
          link(3, 0, 1, "Plain", "B"), link(4, 0, 1, "Tiered", "A", "Gold"),
