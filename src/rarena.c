@@ -269,3 +269,31 @@ rarena_attach(redisReader *reader, struct rarena *a)
 	reader->fn = &reply_functions;
 	reader->privdata = a;
 }
+
+redisReply *
+rarena_copy_reply(struct rarena *a, const redisReply *r)
+{
+	redisReply *o = rarena_alloc(a, sizeof(*o));
+	size_t i;
+
+	if (o == NULL)
+		return NULL;
+	*o = *r;
+	if (r->str != NULL) {
+		if ((o->str = rarena_alloc(a, r->len + 1)) == NULL)
+			return NULL;
+		memcpy(o->str, r->str, r->len);
+		o->str[r->len] = '\0';
+	}
+	if (r->element != NULL) {
+		if ((o->element = rarena_alloc(a, (r->elements ? r->elements : 1) * sizeof(*o->element))) == NULL)
+			return NULL;
+		for (i = 0; i < r->elements; i++) {
+			o->element[i] = NULL;
+			if (r->element[i] != NULL &&
+			    (o->element[i] = rarena_copy_reply(a, r->element[i])) == NULL)
+				return NULL;
+		}
+	}
+	return o;
+}

@@ -67,4 +67,10 @@ size_t rarena_held(const struct rarena *a);
  */
 void rarena_attach(redisReader *reader, struct rarena *a);
 
+/*
+ * A deep copy of reply r (built by any reader: hiredis's, or an arena's) in a, laid out as
+ * rarena_attach's replies are. NULL when out of memory.
+ */
+redisReply *rarena_copy_reply(struct rarena *a, const redisReply *r);
+
 #endif

@@ -235,6 +235,31 @@ int main(void)
 		rarena_reset(&a);
 	}
 
+	TEST("a copied reply equals its original and outlives the original's arena") {
+		static const char s[] = "*4\r\n$5\r\nhe\0lo\r\n:-42\r\n*2\r\n+OK\r\n$-1\r\n*0\r\n";
+		redisReader *rd = redisReaderCreate();
+		struct rarena b;
+		void *orig = NULL;
+		redisReply *copy = NULL, *want = NULL;
+
+		rarena_init(&b, CHUNK);
+		rarena_attach(rd, &a);
+		CHECK(redisReaderFeed(rd, s, sizeof s - 1) == REDIS_OK);
+		CHECK(redisReaderGetReply(rd, &orig) == REDIS_OK && orig != NULL);
+		if (orig != NULL)
+			copy = rarena_copy_reply(&b, orig);
+		CHECK(copy != NULL && copy != orig);
+		rarena_reset(&a);       /* the original's memory is gone (freed, in ASan builds) */
+		CHECK(parses_as_hiredis(&a, s, sizeof s - 1, 3, &want));
+		CHECK(copy != NULL && same_reply(copy, want));
+		CHECK(copy != NULL && copy->element[0]->len == 5 && copy->element[0]->str[2] == '\0');
+		CHECK(copy != NULL && copy->element[3]->type == REDIS_REPLY_ARRAY &&
+		      copy->element[3]->elements == 0);
+		redisReaderFree(rd);
+		rarena_reset(&a);
+		rarena_free(&b);
+	}
+
 	TEST("rarena_free releases every chunk") {
 		CHECK(rarena_alloc(&a, 10) != NULL);
 		CHECK(rarena_alloc(&a, 2 * CHUNK) != NULL);
