@@ -53,6 +53,7 @@ struct settings {
 	int workers;
 	const char *redis_url;
 	int redis_timeout_ms;
+	int redis_pipes;                /* connections shared by the workers; 0: one each */
 	int auth_cache_s;
 	int login_fail_limit;           /* failed logins per username per window; 0: off */
 	int login_fail_limit_addr;      /* failed logins per client address per window; 0: off */
@@ -62,6 +63,7 @@ struct settings {
 };
 
 static struct settings cfg;
+static struct store_pipe **pipes;       /* cfg.redis_pipes shared connections, or NULL */
 static char cluster_name[320];  /* the log's name of a cluster (cluster_setting) */
 static int listen_fd;
 static atomic_int stopping;
@@ -97,6 +99,9 @@ static struct setting settings[] = {
 	  .help = "redis://[user:pw@]host[:port][/db] or unix:///path" },
 	{ .name = "redis-cluster", .env = "PARTNERD_REDIS_CLUSTER", .dflt = NULL, .arg = "SEEDS",
 	  .help = "a Redis Cluster: HOST:PORT[,HOST:PORT...] or redis-cluster://[[user]:pw@]HOST:PORT[,...]" },
+	{ .name = "redis-pipes", .env = "PARTNERD_REDIS_PIPES", .dflt = "0", .arg = "N",
+	  .help = "share N Redis connections among the workers, their concurrent calls written "
+	          "and read together (0: each worker its own; one Redis only)" },
 	{ .name = "redis-timeout-ms", .env = "PARTNERD_REDIS_TIMEOUT_MS", .dflt = "1000", .arg = "N",
 	  .help = "connect and read/write timeout of every Redis call" },
 	{ .name = "max-body", .env = "PARTNERD_MAX_BODY", .dflt = "1048576", .arg = "BYTES",
@@ -253,6 +258,12 @@ cluster_setting(void)
 	}
 	if (cfg.redis.cluster[0] == '\0')
 		return;
+	if (cfg.redis_pipes > 0) {
+		fprintf(stderr, "partnerd: --redis-pipes shares connections to one Redis; on a "
+		        "cluster each worker keeps its own connection per master: leave "
+		        "--redis-pipes (PARTNERD_REDIS_PIPES) unset or 0\n");
+		exit(2);
+	}
 	if (cluster_parse_seeds(cfg.redis.cluster, &parsed, err, sizeof(err)) != 0) {
 		fprintf(stderr, "partnerd: --redis-cluster: %s\n", err);
 		exit(2);
@@ -322,6 +333,7 @@ load_settings(int argc, char **argv)
 	cfg.workers = parse_int("workers", get("workers"), 10, 1, 1024);
 	cfg.redis_url = get("redis");
 	cfg.redis_timeout_ms = parse_int("redis-timeout-ms", get("redis-timeout-ms"), 10, 10, 60000);
+	cfg.redis_pipes = parse_int("redis-pipes", get("redis-pipes"), 10, 0, 1024);
 	cfg.routes.max_body = (size_t)parse_int("max-body", get("max-body"), 10, 1024, 64 << 20);
 	cfg.routes.lock_ttl_ms = parse_int("lock-ttl-ms", get("lock-ttl-ms"), 10, 100, 600000);
 	cfg.routes.lock_wait_ms = parse_int("lock-wait-ms", get("lock-wait-ms"), 10, 0, 60000);
@@ -480,6 +492,9 @@ worker(void *arg)
 	struct store *st = store_new(&cfg.redis);
 	atomic_int *held = arg;
 	FCGX_Request fr;
+
+	if (pipes != NULL)
+		store_share(st, pipes[(held - holding) % cfg.redis_pipes]);
 
 	store_set_connect_check(st, store_layout_connect_check);
 	store_warm(st);         /* a Redis that is down now is retried at the first request */
@@ -677,6 +692,13 @@ start_workers(void)
 	holding = calloc((size_t)cfg.workers, sizeof(*holding));
 	if (threads == NULL || holding == NULL)
 		abort();
+	if (cfg.redis_pipes > 0 && cfg.redis.cluster[0] == '\0') {
+		pipes = calloc((size_t)cfg.redis_pipes, sizeof(*pipes));
+		if (pipes == NULL)
+			abort();
+		for (i = 0; i < cfg.redis_pipes; i++)
+			pipes[i] = store_share_new(&cfg.redis);
+	}
 	for (i = 0; i < cfg.workers; i++) {
 		if (pthread_create(&threads[i], NULL, worker, &holding[i]) != 0) {
 			fprintf(stderr, "partnerd: cannot start worker %d\n", i);

@@ -16,6 +16,7 @@
 #include "lua_scripts.h"
 #include "metrics.h"
 #include "rarena.h"
+#include "store_pipe.h"
 #include "resp.h"
 #include "store.h"
 
@@ -74,6 +75,7 @@ struct store {
 	uint64_t cl_fails;      /* cluster calls that failed (the check's round tells by it) */
 	char check_msg[256];    /* the check's refusal, given again during the back-off */
 	struct cq cq;           /* the queue's commands (store_queue on a cluster) */
+	struct store_pipe *pipe;        /* shared with other stores (store_share), or NULL */
 };
 
 /* A queued command's reply callback. */
@@ -542,6 +544,19 @@ ensure(struct store *s)
 	return 0;
 }
 
+struct store_pipe *
+store_share_new(const struct rconn_cfg *cfg)
+{
+	return store_pipe_new(cfg);
+}
+
+void
+store_share(struct store *s, struct store_pipe *p)
+{
+	if (s->cfg.cluster[0] == '\0')
+		s->pipe = p;
+}
+
 void
 store_set_connect_check(struct store *s, store_check_fn fn)
 {
@@ -639,12 +654,42 @@ read_replies(struct store *s, size_t n, redisReply **out)
 }
 
 /*
+ * s->out (n commands) over the shared pipe (store_share): their n replies into out, *got
+ * of them read when it fails. Returns 0, or -1 with s->maybe_ran telling whether any of it
+ * was sent (the pipe replaced its connection if that was at fault).
+ */
+static int
+pipe_trip(struct store *s, size_t n, redisReply **out, size_t *got)
+{
+	struct store_pipe_result res;
+	int64_t deadline = mono_ms() + (s->cfg.timeout_ms > 0 ? s->cfg.timeout_ms : 1000);
+
+	if (s->deadline != 0 && s->deadline < deadline)
+		deadline = s->deadline;
+	s->trips++;
+	if (store_pipe_trip(s->pipe, s->out.p, s->out.len, n, out, &s->replies, deadline, 1, &res) == 0) {
+		*got = n;
+		s->maybe_ran = 0;
+		return 0;
+	}
+	*got = res.got;
+	s->maybe_ran = res.sent;
+	metrics_redis_error();
+	snprintf(s->err, sizeof(s->err), "%s", res.err);
+	return -1;      /* the worker's own connection had no part in it: it is kept */
+}
+
+/*
  * Sends s->out (n commands) on a prepared connection and reads their n replies into out
- * (see send_all). Returns 0, or -1 with the connection dropped.
+ * (see send_all), or over the shared pipe. Returns 0, or -1 with the connection dropped.
  */
 static int
 round_trip(struct store *s, size_t n, redisReply **out)
 {
+	size_t got;
+
+	if (s->pipe != NULL)
+		return pipe_trip(s, n, out, &got);
 	if (send_all(s, 1) != 0)
 		return -1;
 	return read_replies(s, n, out);
@@ -1059,6 +1104,24 @@ run_one_trip(struct store *s, const size_t *idx, size_t m, redisReply **replies,
 {
 	size_t k;
 
+	if (s->pipe != NULL) {
+		redisReply **got_r = rarena_alloc(&s->replies, (m ? m : 1) * sizeof(*got_r));
+		size_t got = 0;
+		int rc;
+
+		if (got_r == NULL)
+			abort();
+		rc = pipe_trip(s, m, got_r, &got);
+		for (k = 0; k < m; k++) {
+			if (k < got) {
+				replies[idx[k]] = got_r[k];
+				st[idx[k]] = STORE_OP_OK;
+			} else {
+				st[idx[k]] = s->maybe_ran ? STORE_OP_INDOUBT : STORE_OP_UNAVAILABLE;
+			}
+		}
+		return rc;
+	}
 	if (send_all(s, 1) != 0) {
 		for (k = 0; k < m; k++)
 			st[idx[k]] = s->maybe_ran ? STORE_OP_INDOUBT : STORE_OP_UNAVAILABLE;

@@ -390,6 +390,11 @@ class Stack:
         # A Redis Cluster (cluster.Cluster) instead of one redis-server; None: the
         # environment's choice (cluster_mode()).
         self.use_cluster = cluster_mode() if cluster is None else bool(cluster)
+        # PARTNERD_TEST_REDIS_PIPES=N: every partnerd of a one-Redis stack shares N Redis
+        # connections among its workers (--redis-pipes; a test's own flags come after it)
+        pipes = os.environ.get("PARTNERD_TEST_REDIS_PIPES", "")
+        if pipes not in ("", "0") and not self.use_cluster:
+            self.partnerd_args = ["--redis-pipes", pipes] + self.partnerd_args
         self.cluster = None
         self.http_port = None
         self._redis = None

@@ -1,0 +1,181 @@
+"""--redis-pipes N: the workers' Redis calls share N connections per process (src/store_pipe.c),
+concurrent callers' commands written and read together. One Redis only (partnerd refuses it
+with --redis-cluster).
+
+What must hold: every caller gets its own replies (never another's, also after a caller gave
+up at its deadline), a lost reply is resolved as on a worker's own connection (SPEC §4), a
+Redis restart or a connection that stops answering is replaced without failing the requests
+that come after (SPEC §6). Org `stress` of data/orgs.json; partnerd talked to over FastCGI
+directly where a test needs its own partnerd.
+"""
+
+import contextlib
+import os
+import subprocess
+import tempfile
+import threading
+import time
+
+import harness
+from support_guarantee import (AUTH, HEALTH, LINK, ORG, UPDATE, HttpClient, add_partnerd, body_of,
+                               check_ctl, history, items_of, link_item, memberships, update_item)
+from support_indoubt import FaultProxy, commit_call, ping_call, request
+
+PIPE_NAME = "partnerd-pipe"
+READ = "/v2/partnerProgram/customerPartnerPrograms"
+
+
+def _fcgi(sock, method, path, body=None, timeout=15.0):
+    return request(sock, method, path, body, headers={"Authorization": harness.basic(*AUTH)},
+                   timeout=timeout)
+
+
+def _codes(sock, path, entries):
+    status, _, body = _fcgi(sock, "POST", path, body_of(path, entries))
+    assert status == 200, "HTTP %s: %r" % (status, body)
+    top, items, st = {LINK: ("linkCustomers", "linkToPartnerPrograms", "partnerLinkStatus"),
+                      UPDATE: ("customersPartnerUpdates", "partnerProgramUpdates", "updateStatus")}[path]
+    return [i[st]["code"] for e in body[top] for i in e[items]]
+
+
+def _pipe_clients(st):
+    """CLIENT LIST's lines of the shared connections, as dicts."""
+    out = []
+    for line in st.redis("CLIENT", "LIST").decode().splitlines():
+        f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+        if f.get("name") == PIPE_NAME:
+            out.append(f)
+    return out
+
+
+def test_pipes_carry_the_workers_calls_and_concurrent_writes_all_apply():
+    # workers above the clients: nginx keeps up to 16 FastCGI connections open, each pinning a worker
+    st = harness.Stack(partnerds=1, workers=40, partnerd_args=["--redis-pipes", "2"], cluster=False)
+    st.start()
+    try:
+        n, rounds = 20, 6
+        tiers = ["Bronze", "Silver", "Gold"]
+        errors = []
+
+        def customer(k):
+            cid = 7040 + k
+            c = HttpClient(st.http_port)
+            try:
+                r = c.post(LINK, body_of(LINK, [(cid, [link_item("Tiered", "PIPE-%d" % k, "Bronze"),
+                                                       link_item("Plain", "PIPEP-%d" % k)])]))
+                if r.status != 200 or [i[2] for i in items_of(r)] != [200, 200]:
+                    errors.append((cid, "link", r.status, items_of(r) if r.status == 200 else r.resp))
+                    return
+                for j in range(rounds):
+                    tier = tiers[(j + 1) % 3]
+                    r = c.post(UPDATE, body_of(UPDATE, [(cid, [update_item(
+                        "Tiered", "UPGRADE" if tier != "Bronze" else "DOWNGRADE", tier)])]))
+                    if r.status != 200 or [i[2] for i in items_of(r)] != [200]:
+                        errors.append((cid, "update %d" % j, r.status, items_of(r) if r.status == 200 else r.resp))
+                        return
+            except Exception as e:         # noqa: BLE001 (reported below, with the customer)
+                errors.append((cid, "exception", repr(e)))
+
+        # one request first: the credential is verified once (argon2id), then cached
+        r = HttpClient(st.http_port).get(READ + "?identifierName=id&identifierValue=7040")
+        assert r.status == 200, r.resp
+        ths = [threading.Thread(target=customer, args=(k,)) for k in range(n)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(120)
+        assert not errors, errors[:5]
+        for k in range(n):
+            cid = 7040 + k
+            m = memberships(st, cid)
+            # each customer's own answers: its own ids and the tier of its last update
+            assert m["Tiered"]["mid"] == "PIPE-%d" % k and m["Plain"]["mid"] == "PIPEP-%d" % k, m
+            assert m["Tiered"]["tier"] == tiers[rounds % 3], (cid, m)
+            assert len(history(st, cid)) == 2 + rounds, (cid, history(st, cid))
+        pipes = _pipe_clients(st)
+        assert len(pipes) == 2, "want 2 shared connections, CLIENT LIST has %r" % pipes
+        # the requests' scripts ran on them (the last command of each: a script call)
+        assert all(p["cmd"] in ("evalsha", "eval") for p in pipes), pipes
+        rc, report = check_ctl(st)
+        assert rc == 0, report
+    finally:
+        st.stop()
+
+
+@contextlib.contextmanager
+def _proxied(args, workers=2):
+    """A Stack plus partnerd-px sharing one pipe whose connection goes through a FaultProxy:
+    yields (stack, proxy, FastCGI socket)."""
+    st = harness.Stack(partnerds=1, cluster=False)
+    st.start()
+    proxy = FaultProxy(st.redis_port)
+    try:
+        sock = add_partnerd(st, "partnerd-px", ["--redis-pipes", "1"] + list(args),
+                            redis_url=proxy.url, workers=workers)
+        status, _, body = _fcgi(sock, "GET", HEALTH)
+        assert status == 200, (status, body)
+        yield st, proxy, sock
+    finally:
+        proxy.close()
+        st.stop()
+
+
+def test_pipes_a_reply_that_never_comes_fails_its_call_then_the_pipe_is_replaced():
+    with _proxied(["--redis-timeout-ms", "300"]) as (st, proxy, sock):
+        proxy.add_rule(ping_call, "hold")           # the health check's PING: no reply, ever
+        status, _, body = _fcgi(sock, "GET", HEALTH)
+        assert status == 503, (status, body)
+        # the stuck connection is not reused: the next calls get their own replies
+        status, _, body = _fcgi(sock, "GET", HEALTH)
+        assert status == 200, "health after a timeout on the pipe: %s %r" % (status, body)
+        assert _codes(sock, LINK, [(7064, [link_item("Plain", "PT-1")])]) == [200]
+        assert _codes(sock, LINK, [(7065, [link_item("Plain", "PT-1")])]) == [2101]
+        assert memberships(st, 7064)["Plain"]["mid"] == "PT-1" and "Plain" not in memberships(st, 7065)
+
+
+def test_pipes_a_commit_whose_reply_is_lost_is_resolved_as_applied():
+    with _proxied(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
+        cid = 7066
+        proxy.add_rule(commit_call(ORG, cid), "mute")   # it runs in Redis; its reply is lost
+        assert _codes(sock, LINK, [(cid, [link_item("Tiered", "PL-1", "Bronze")])]) == [200]
+        assert proxy.fired and proxy.fired[0][0] == "mute", proxy.fired
+        assert memberships(st, cid)["Tiered"]["mid"] == "PL-1"
+        # and the pipe serves again
+        assert _codes(sock, UPDATE, [(cid, [update_item("Tiered", "UPGRADE", "Silver")])]) == [200]
+        assert memberships(st, cid)["Tiered"]["tier"] == "Silver"
+
+
+def test_pipes_redis_restart_does_not_fail_the_requests_after_it():
+    st = harness.Stack(partnerds=1, cluster=False)
+    st.start()
+    try:
+        sock = add_partnerd(st, "partnerd-rs", ["--redis-pipes", "1", "--redis-timeout-ms", "1000"],
+                            workers=4)
+        cid = 7067
+        assert _codes(sock, LINK, [(cid, [link_item("Plain", "PR-0")])]) == [200]
+        try:
+            st.redis("SHUTDOWN", "SAVE")
+        except (OSError, harness.RedisError):
+            pass
+        st.stop_proc("redis-server")
+        st.restart_redis()
+        time.sleep(0.2)
+        statuses = []
+        for k in range(12):
+            status, _, body = _fcgi(sock, "GET", HEALTH if k % 2 else
+                                    READ + "?identifierName=id&identifierValue=%d" % cid)
+            statuses.append(status)
+        assert set(statuses) == {200}, "answers after the restart, one request at a time: %r" % statuses
+        assert _codes(sock, LINK, [(cid, [link_item("Tiered", "PR-1", "Bronze")])]) == [200]
+    finally:
+        st.stop()
+
+
+def test_partnerd_refuses_redis_pipes_with_a_cluster():
+    with tempfile.TemporaryDirectory() as d:
+        p = subprocess.run([harness.partnerd_bin(), "--redis-cluster", "127.0.0.1:7000", "--redis-pipes", "2",
+                            "--socket", os.path.join(d, "refused.sock")],
+                           capture_output=True, text=True, timeout=30)
+        assert not os.path.exists(os.path.join(d, "refused.sock"))
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "--redis-pipes" in p.stderr and "cluster" in p.stderr, p.stderr
