@@ -588,6 +588,23 @@ prepare(struct store *s)
 }
 
 /*
+ * ensure() for a send that is retried on a new connection: the connect check sends its own
+ * commands through s->out, so the commands to retry are kept aside meanwhile.
+ */
+static int
+reconnect_keeping_out(struct store *s)
+{
+	struct resp_out kept = s->out;
+	int rc;
+
+	memset(&s->out, 0, sizeof(s->out));
+	rc = ensure(s);
+	resp_free(&s->out);
+	s->out = kept;
+	return rc;
+}
+
+/*
  * Writes s->out on a prepared connection. A send that fails before its first byte left
  * because the peer is gone (EPIPE, ECONNRESET) is sent once more on a new connection when
  * retry allows it (nothing else awaits a reply on the old one); once a byte went out,
@@ -624,7 +641,7 @@ send_all(struct store *s, int retry)
 		if (sent > 0)
 			s->maybe_ran = 1;
 		drop(s, strerror(e));
-		if (sent > 0 || !again || (e != EPIPE && e != ECONNRESET) || ensure(s) != 0)
+		if (sent > 0 || !again || (e != EPIPE && e != ECONNRESET) || reconnect_keeping_out(s) != 0)
 			return -1;
 		again = 0;
 		metrics_redis_reconnect();
