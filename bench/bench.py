@@ -122,6 +122,7 @@ class Stack:
         self.pr = None
         self.nproc = args.processes
         self.workers = args.workers
+        self.pipes = getattr(args, "redis_pipes", 0)
         self.keepalive = args.keepalive
         self.r = None
         # --cluster: the cluster stack's Redis Cluster (tests/integration/cluster.py), in
@@ -291,6 +292,8 @@ class Stack:
         argv = [os.path.join(self.builddir, "src", "partnerd"), "--socket", self.sock(k),
                 "--socket-mode", "0666", "--workers", str(self.workers if valgrind is None else 4),
                 *self.store_args(), "--log", os.path.join(self.dir, "partnerd-%s.requests" % k)]
+        if self.pipes and self.cluster is None:
+            argv += ["--redis-pipes", str(self.pipes)]
         if valgrind:
             # One argon2id verification per thread and hour: not part of the per-request cost.
             argv = valgrind + argv + ["--auth-cache-s", "3600"]
@@ -1442,6 +1445,8 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--workers", type=int, default=64, help="partnerd threads per process")
     ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--redis-pipes", type=int, default=0,
+                    help="partnerd's --redis-pipes (shared Redis connections per process; 0: one per worker)")
     ap.add_argument("--no-keepalive", dest="keepalive", action="store_false")
     ap.add_argument("--soak", type=int, default=0, help="seconds of the mix for the RSS check (e.g. 300)")
     ap.add_argument("--worker-model", action="store_true", help="compare worker models instead")
@@ -1559,9 +1564,10 @@ def main():
 
 def print_report(report, args, elapsed):
     print()
-    print("partnerd bench: %d rounds x %d s per target, wrk -t1 -c%d, %d partnerd process(es) x %d threads, "
+    print("partnerd bench: %d rounds x %d s per target, wrk -t1 -c%d, %d partnerd process(es) x %d threads%s, "
           "keepalive %s; medians over rounds; ratios per round, then the median"
           % (args.rounds, args.duration, args.connections, args.processes, args.workers,
+             " sharing %d Redis connection(s) each" % args.redis_pipes if getattr(args, "redis_pipes", 0) else "",
              "16" if args.keepalive else "off"))
     print()
     print(report.get("table", ""))
