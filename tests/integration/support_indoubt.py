@@ -10,17 +10,21 @@ after a timeout):
     after the command ran); "hold" keeps the command from Redis (it has not run), and
     forward_held() sends it later on a connection of its own (it reaches Redis late, as
     bytes in a dead connection's buffers could).
+  - stack_with_proxy(): a started Stack plus one more partnerd whose Redis connection goes
+    through a FaultProxy.
 Python standard library only; everything on 127.0.0.1 or the Stack's unix sockets.
 """
 
+import contextlib
 import json
 import re
 import socket
 import struct
 import threading
 
+import harness
 import keys
-from support_guarantee import TcpProxy, _client_commands
+from support_guarantee import AUTH, HEALTH, TcpProxy, _client_commands, add_partnerd
 
 FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT = 1, 3, 4, 5, 6
 FCGI_RESPONDER = 1
@@ -202,3 +206,21 @@ def resolve_call(org, cid):
 
 def ping_call(args):
     return bool(args) and args[0].upper() == b"PING"
+
+
+@contextlib.contextmanager
+def stack_with_proxy(args, workers=1):
+    """A started one-Redis Stack plus partnerd-px (its args, answering /health) whose Redis
+    connection goes through a FaultProxy: yields (stack, proxy, partnerd-px's FastCGI
+    socket). After the with block the proxy is closed and the stack stopped."""
+    st = harness.Stack(partnerds=1, cluster=False)
+    st.start()
+    proxy = FaultProxy(st.redis_port)
+    try:
+        sock = add_partnerd(st, "partnerd-px", args, redis_url=proxy.url, workers=workers)
+        status, _, body = request(sock, "GET", HEALTH, headers={"Authorization": harness.basic(*AUTH)})
+        assert status == 200, (status, body)
+        yield st, proxy, sock
+    finally:
+        proxy.close()
+        st.stop()

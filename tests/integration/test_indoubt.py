@@ -8,7 +8,6 @@ connection goes through support_indoubt.FaultProxy, talked to over FastCGI direc
 nginx: its kept connections would pin the only worker). Org `stress` of data/orgs.json.
 """
 
-import contextlib
 import os
 import signal
 import threading
@@ -20,7 +19,7 @@ from helpers import LOCK_FIELD, lock_of, locked
 from support_guarantee import (AUTH, DELINK, HEALTH, LINK, METRICS, ORG, UPDATE, HttpClient,
                                add_partnerd, body_of, delink_item, history, items_of, link_item,
                                memberships, update_item)
-from support_indoubt import FaultProxy, commit_call, ping_call, request, resolve_call
+from support_indoubt import FaultProxy, commit_call, ping_call, request, resolve_call, stack_with_proxy
 
 ROUTE_PARTS = {LINK: ("linkCustomers", "linkToPartnerPrograms", "partnerLinkStatus"),
                UPDATE: ("customersPartnerUpdates", "partnerProgramUpdates", "updateStatus"),
@@ -65,26 +64,8 @@ def _customer_state(st, cid):
                 for k, (t, v) in snap.items())
 
 
-@contextlib.contextmanager
-def _stack_with_proxy(args, workers=1):
-    """A started Stack plus partnerd-px (its args, answering /health) whose Redis connection
-    goes through a FaultProxy: yields (stack, proxy, partnerd-px's FastCGI socket). After
-    the with block the proxy is closed and the stack stopped."""
-    st = harness.Stack(partnerds=1)
-    st.start()
-    proxy = FaultProxy(st.redis_port)
-    try:
-        sock = add_partnerd(st, "partnerd-px", args, redis_url=proxy.url, workers=workers)
-        status, _, body = _fcgi(sock, "GET", HEALTH)
-        assert status == 200, (status, body)
-        yield st, proxy, sock
-    finally:
-        proxy.close()
-        st.stop()
-
-
 def test_indoubt_commit_applied_but_reply_lost_answers_200_and_the_change_is_stored():
-    with _stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
+    with stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
         c1, c2 = 7001, 7002
         # one commit for both customers; its reply never comes back (it ran in Redis)
         proxy.add_rule(commit_call(ORG, c1), "mute")
@@ -106,7 +87,7 @@ def test_indoubt_commit_applied_but_reply_lost_answers_200_and_the_change_is_sto
 
 
 def test_indoubt_commit_that_never_ran_answers_2001_and_is_fenced_when_it_reaches_redis_late():
-    with _stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
+    with stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
         cid = 7003
         before = _customer_state(st, cid)
         # the commit stays in the proxy (as in a dead connection's buffers); the resolution passes
@@ -125,7 +106,7 @@ def test_indoubt_commit_that_never_ran_answers_2001_and_is_fenced_when_it_reache
 
 
 def test_indoubt_commit_whose_resolution_cannot_reach_redis_in_time_answers_2011():
-    with _stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
+    with stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
         cid = 7004
         before = _customer_state(st, cid)
         proxy.add_rule(commit_call(ORG, cid), "hold")
@@ -146,7 +127,7 @@ def test_indoubt_redis_stopped_while_a_commit_is_in_flight_answers_what_happened
     # read times out; Redis resumes while partnerd resolves, and runs the old commit and the
     # resolution in some order. Whatever the order, the answer must be true: 200 only when
     # stored, 2001 only when not (and never later), 2011 either way.
-    with _stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
+    with stack_with_proxy(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
         redis_pid = st.proc("redis-server").pid
         try:
             seen = []
@@ -184,7 +165,7 @@ def test_indoubt_redis_stopped_while_a_commit_is_in_flight_answers_what_happened
 def test_indoubt_lock_expired_and_others_wrote_is_2001_after_one_write_and_2011_after_two_never_200():
     # The version alone cannot tell: one write by another request after our lock expired
     # bumps it to exactly what our commit would have written. The writer token `w` can.
-    with _stack_with_proxy(["--redis-timeout-ms", "1500", "--lock-ttl-ms", "300"]) as (st, proxy, sock):
+    with stack_with_proxy(["--redis-timeout-ms", "1500", "--lock-ttl-ms", "300"]) as (st, proxy, sock):
         other = HttpClient(st.http_port)
         for cid, writes, want in ((7005, 1, 2001), (7006, 2, 2011)):
             r = other.post(LINK, body_of(LINK, [(cid, [link_item("Tiered", "IDE-%d" % cid, "Bronze")])]))
@@ -255,7 +236,7 @@ def test_redis_restart_does_not_fail_the_first_request_of_each_worker_with_503()
 
 
 def test_connection_that_timed_out_is_replaced_and_the_next_request_succeeds():
-    with _stack_with_proxy(["--redis-timeout-ms", "300"]) as (st, proxy, sock):
+    with stack_with_proxy(["--redis-timeout-ms", "300"]) as (st, proxy, sock):
         proxy.add_rule(ping_call, "hold")          # a reply that never comes: a read timeout
         status, _, body = _fcgi(sock, "GET", HEALTH)
         assert status == 503, (status, body)

@@ -9,7 +9,6 @@ that come after (SPEC §6). Org `stress` of data/orgs.json; partnerd talked to o
 directly where a test needs its own partnerd.
 """
 
-import contextlib
 import os
 import subprocess
 import tempfile
@@ -19,7 +18,7 @@ import time
 import harness
 from support_guarantee import (AUTH, HEALTH, LINK, ORG, UPDATE, HttpClient, add_partnerd, body_of,
                                check_ctl, history, items_of, link_item, memberships, update_item)
-from support_indoubt import FaultProxy, commit_call, ping_call, request
+from support_indoubt import commit_call, ping_call, request, stack_with_proxy
 
 PIPE_NAME = "partnerd-pipe"
 READ = "/v2/partnerProgram/customerPartnerPrograms"
@@ -102,26 +101,8 @@ def test_pipes_carry_the_workers_calls_and_concurrent_writes_all_apply():
         st.stop()
 
 
-@contextlib.contextmanager
-def _proxied(args, workers=2):
-    """A Stack plus partnerd-px sharing one pipe whose connection goes through a FaultProxy:
-    yields (stack, proxy, FastCGI socket)."""
-    st = harness.Stack(partnerds=1, cluster=False)
-    st.start()
-    proxy = FaultProxy(st.redis_port)
-    try:
-        sock = add_partnerd(st, "partnerd-px", ["--redis-pipes", "1"] + list(args),
-                            redis_url=proxy.url, workers=workers)
-        status, _, body = _fcgi(sock, "GET", HEALTH)
-        assert status == 200, (status, body)
-        yield st, proxy, sock
-    finally:
-        proxy.close()
-        st.stop()
-
-
 def test_pipes_a_reply_that_never_comes_fails_its_call_then_the_pipe_is_replaced():
-    with _proxied(["--redis-timeout-ms", "300"]) as (st, proxy, sock):
+    with stack_with_proxy(["--redis-pipes", "1", "--redis-timeout-ms", "300"], workers=2) as (st, proxy, sock):
         proxy.add_rule(ping_call, "hold")           # the health check's PING: no reply, ever
         status, _, body = _fcgi(sock, "GET", HEALTH)
         assert status == 503, (status, body)
@@ -134,7 +115,7 @@ def test_pipes_a_reply_that_never_comes_fails_its_call_then_the_pipe_is_replaced
 
 
 def test_pipes_a_commit_whose_reply_is_lost_is_resolved_as_applied():
-    with _proxied(["--redis-timeout-ms", "500"]) as (st, proxy, sock):
+    with stack_with_proxy(["--redis-pipes", "1", "--redis-timeout-ms", "500"], workers=2) as (st, proxy, sock):
         cid = 7066
         proxy.add_rule(commit_call(ORG, cid), "mute")   # it runs in Redis; its reply is lost
         assert _codes(sock, LINK, [(cid, [link_item("Tiered", "PL-1", "Bronze")])]) == [200]
