@@ -680,11 +680,15 @@ pipe_trip(struct store *s, size_t n, redisReply **out, size_t *got)
 {
 	struct store_pipe_result res;
 	int64_t deadline = mono_ms() + (s->cfg.timeout_ms > 0 ? s->cfg.timeout_ms : 1000);
+	int rc;
 
 	if (s->deadline != 0 && s->deadline < deadline)
 		deadline = s->deadline;
 	s->trips++;
-	if (store_pipe_trip(s->pipe, s->out.p, s->out.len, n, out, &s->replies, deadline, 1, &res) == 0) {
+	rc = store_pipe_trip(s->pipe, s->out.p, s->out.len, n, out, &s->replies, deadline, &res);
+	while (res.reconnects-- > 0)
+		metrics_redis_reconnect();
+	if (rc == 0) {
 		*got = n;
 		s->maybe_ran = 0;
 		return 0;

@@ -363,48 +363,94 @@ connect_pipe(struct store_pipe *p, int64_t deadline_ms, struct store_pipe_result
 	return 0;
 }
 
-int
-store_pipe_trip(struct store_pipe *p, const char *text, size_t len, size_t n, redisReply **out,
-                struct rarena *arena, int64_t deadline_ms, int retry, struct store_pipe_result *res)
+/*
+ * Writes text on the connection, connecting first when there is none (mutex held): an
+ * idle connection found closed (a Redis restart) is replaced before anything is written
+ * on it, as a worker's own connection is (SPEC §6), and a write that fails before its
+ * first byte left because the connection was gone is made once more on a new one. A busy
+ * connection is watched by its reader. Returns 0, or -1 with res->err and res->sent.
+ */
+static int
+write_locked(struct store_pipe *p, const char *text, size_t len, int64_t deadline_ms,
+             struct store_pipe_result *res)
 {
-	struct waiter me = { .n = n, .out = out, .arena = arena };
-	int rc = -1;
+	int retry = 1;
 
-	res->got = 0;
-	res->sent = 0;
-	res->err[0] = '\0';
-	pthread_cond_init(&me.cv, &p->cattr);
-	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		size_t sent;
 		int e;
 
-		/*
-		 * An idle connection found closed (a Redis restart) is replaced before anything
-		 * is written on it, as a worker's own connection is (SPEC §6). A busy one is
-		 * watched by its reader.
-		 */
-		if (p->c != NULL && !p->reading && idle_and_closed(p))
+		if (p->c != NULL && !p->reading && idle_and_closed(p)) {
 			pipe_break(p, "the connection was closed");
+			res->reconnects++;
+		}
 		if (p->c == NULL && connect_pipe(p, deadline_ms, res) != 0)
-			goto out;
+			return -1;
 		if (mono_ms() >= deadline_ms) {
 			snprintf(res->err, sizeof(res->err), "redis: no time left");
-			goto out;       /* nothing was written: it did not run */
+			return -1;      /* nothing was written: it did not run */
 		}
 		sent = resp_write(p->c->fd, text, len);
-		if (sent == len)
-			break;
+		if (sent == len) {
+			res->sent = 1;
+			return 0;
+		}
 		e = errno;
-		snprintf(res->err, sizeof(res->err), "redis: %s", strerror(e));
-		pipe_break(p, res->err);
+		pipe_break(p, strerror(e));
+		snprintf(res->err, sizeof(res->err), "redis: %s", p->why);
 		if (sent > 0 || !retry || (e != EPIPE && e != ECONNRESET)) {
 			res->sent = sent > 0;
-			goto out;
+			return -1;
 		}
 		retry = 0;
+		res->reconnects++;
 	}
-	res->sent = 1;
+}
+
+/*
+ * me (queued) waits until its replies are in, reading for everyone when nobody else does,
+ * or until its deadline (mutex held on entry and on return).
+ */
+static void
+wait_replies(struct store_pipe *p, struct waiter *me, int64_t deadline_ms)
+{
+	while (!me->done) {
+		struct timespec ts;
+
+		if (!p->reading) {
+			read_for_all(p, me, deadline_ms);
+			if (!me->done)
+				leave(p, me);
+			hand_over(p);
+			return;
+		}
+		ts = abs_time(deadline_ms);
+		if (pthread_cond_timedwait(&me->cv, &p->mu, &ts) == ETIMEDOUT && !me->done &&
+		    mono_ms() >= deadline_ms) {
+			if (at_head(p, me)) {
+				pipe_break(p, "no reply in time");      /* me fails with them */
+				return;
+			}
+			leave(p, me);
+			if (!p->reading)
+				hand_over(p);
+			return;
+		}
+	}
+}
+
+int
+store_pipe_trip(struct store_pipe *p, const char *text, size_t len, size_t n, redisReply **out,
+                struct rarena *arena, int64_t deadline_ms, struct store_pipe_result *res)
+{
+	struct waiter me = { .n = n, .out = out, .arena = arena };
+	int rc = -1;
+
+	memset(res, 0, sizeof(*res));
+	pthread_cond_init(&me.cv, &p->cattr);
+	pthread_mutex_lock(&p->mu);
+	if (write_locked(p, text, len, deadline_ms, res) != 0)
+		goto out;
 	if (n == 0) {
 		rc = 0;
 		goto out;
@@ -414,40 +460,14 @@ store_pipe_trip(struct store_pipe *p, const char *text, size_t len, size_t n, re
 	else
 		p->head = &me;
 	p->tail = &me;
-	for (;;) {
-		if (me.done)
-			break;
-		if (!p->reading) {
-			read_for_all(p, &me, deadline_ms);
-			if (!me.done)
-				leave(p, &me);
-			hand_over(p);
-			break;
-		}
-		{
-			struct timespec ts = abs_time(deadline_ms);
-
-			if (pthread_cond_timedwait(&me.cv, &p->mu, &ts) == ETIMEDOUT && !me.done &&
-			    mono_ms() >= deadline_ms) {
-				if (at_head(p, &me)) {
-					pipe_break(p, "no reply in time");      /* me fails with them */
-					break;
-				}
-				leave(p, &me);
-				if (!p->reading)
-					hand_over(p);
-				break;
-			}
-		}
-	}
+	wait_replies(p, &me, deadline_ms);
 	res->got = me.got;
-	if (me.done && !me.failed) {
+	if (me.done && !me.failed)
 		rc = 0;
-	} else if (me.failed) {
+	else if (me.failed)
 		snprintf(res->err, sizeof(res->err), "redis: %s", p->why[0] ? p->why : "I/O error");
-	} else {
+	else
 		snprintf(res->err, sizeof(res->err), "redis: no reply in time");
-	}
 out:
 	pthread_mutex_unlock(&p->mu);
 	pthread_cond_destroy(&me.cv);

@@ -34,16 +34,17 @@ void store_pipe_free(struct store_pipe *p);
 struct store_pipe_result {
 	size_t got;             /* replies read into out[0..got) */
 	int sent;               /* some of the commands' bytes were written (they may have run) */
+	int reconnects;         /* connections found closed before a write (a new one is made) */
 	char err[200];          /* why it failed */
 };
 
 /*
  * Writes the n commands of text[0..len) and reads their n replies into out, built in
- * arena. Gives up at deadline_ms (monotonic ms). retry: a write that fails before its
- * first byte left because the connection was gone is made once more on a new one.
- * Returns 0, or -1 with res telling how far it got.
+ * arena. Gives up at deadline_ms (monotonic ms). A write that fails before its first byte
+ * left because the connection was gone is made once more on a new one. Returns 0, or -1
+ * with res telling how far it got.
  */
 int store_pipe_trip(struct store_pipe *p, const char *text, size_t len, size_t n, redisReply **out,
-                    struct rarena *arena, int64_t deadline_ms, int retry, struct store_pipe_result *res);
+                    struct rarena *arena, int64_t deadline_ms, struct store_pipe_result *res);
 
 #endif

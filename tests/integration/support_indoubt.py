@@ -88,6 +88,17 @@ def request(sock_path, method, uri, body=None, headers=None, timeout=10.0):
         s.close()
 
 
+def metric(sock_path, name, headers=None):
+    """One sample of partnerd's metrics route (over FastCGI), 0.0 when it is not there."""
+    status, _, body = request(sock_path, "GET", "/v2/partnerProgram/metrics", headers=headers)
+    assert status == 200, status
+    text = body.decode() if isinstance(body, bytes) else str(body)
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def _parse(raw):
     head, _, body = raw.partition(b"\r\n\r\n")
     status, hdrs = 200, {}

@@ -16,10 +16,10 @@ import time
 import harness
 import keys
 from helpers import LOCK_FIELD, lock_of, locked
-from support_guarantee import (AUTH, DELINK, HEALTH, LINK, METRICS, ORG, UPDATE, HttpClient,
+from support_guarantee import (AUTH, DELINK, HEALTH, LINK, ORG, UPDATE, HttpClient,
                                add_partnerd, body_of, delink_item, history, items_of, link_item,
                                memberships, update_item)
-from support_indoubt import FaultProxy, commit_call, ping_call, request, resolve_call, stack_with_proxy
+from support_indoubt import FaultProxy, commit_call, metric, ping_call, request, resolve_call, stack_with_proxy
 
 ROUTE_PARTS = {LINK: ("linkCustomers", "linkToPartnerPrograms", "partnerLinkStatus"),
                UPDATE: ("customersPartnerUpdates", "partnerProgramUpdates", "updateStatus"),
@@ -47,13 +47,7 @@ def _write(sock, path, entries, rid=None, timeout=15.0):
 
 
 def _metric(sock, name):
-    status, _, body = _fcgi(sock, "GET", METRICS)
-    assert status == 200, status
-    text = body.decode() if isinstance(body, bytes) else str(body)
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0.0
+    return metric(sock, name, headers={"Authorization": harness.basic(*AUTH)})
 
 
 def _customer_state(st, cid):
