@@ -122,7 +122,7 @@ class Stack:
         self.pr = None
         self.nproc = args.processes
         self.workers = args.workers
-        self.pipes = getattr(args, "redis_pipes", 0)
+        self.pipes = getattr(args, "redis_pipes", None)   # None: partnerd's default
         self.keepalive = args.keepalive
         self.r = None
         # --cluster: the cluster stack's Redis Cluster (tests/integration/cluster.py), in
@@ -292,7 +292,7 @@ class Stack:
         argv = [os.path.join(self.builddir, "src", "partnerd"), "--socket", self.sock(k),
                 "--socket-mode", "0666", "--workers", str(self.workers if valgrind is None else 4),
                 *self.store_args(), "--log", os.path.join(self.dir, "partnerd-%s.requests" % k)]
-        if self.pipes and self.cluster is None:
+        if self.pipes is not None and self.cluster is None:
             argv += ["--redis-pipes", str(self.pipes)]
         if valgrind:
             # One argon2id verification per thread and hour: not part of the per-request cost.
@@ -1445,8 +1445,9 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--workers", type=int, default=64, help="partnerd threads per process")
     ap.add_argument("--processes", type=int, default=1)
-    ap.add_argument("--redis-pipes", type=int, default=0,
-                    help="partnerd's --redis-pipes (shared Redis connections per process; 0: one per worker)")
+    ap.add_argument("--redis-pipes", type=int, default=None,
+                    help="partnerd's --redis-pipes (shared Redis connections per process; 0: one per worker; "
+                         "default: partnerd's, 4 on one Redis)")
     ap.add_argument("--no-keepalive", dest="keepalive", action="store_false")
     ap.add_argument("--soak", type=int, default=0, help="seconds of the mix for the RSS check (e.g. 300)")
     ap.add_argument("--worker-model", action="store_true", help="compare worker models instead")
@@ -1562,12 +1563,22 @@ def main():
     return 0
 
 
+def pipes_phrase(args):
+    """How the report names the partnerds' Redis connections (--redis-pipes)."""
+    if getattr(args, "cluster", None):
+        return ", one Redis connection per worker and master"
+    pipes = getattr(args, "redis_pipes", None)
+    if pipes == 0:
+        return ", one Redis connection per worker"
+    return " sharing %s Redis connection(s) each" % (pipes if pipes is not None else "4 (the default)")
+
+
 def print_report(report, args, elapsed):
     print()
     print("partnerd bench: %d rounds x %d s per target, wrk -t1 -c%d, %d partnerd process(es) x %d threads%s, "
           "keepalive %s; medians over rounds; ratios per round, then the median"
           % (args.rounds, args.duration, args.connections, args.processes, args.workers,
-             " sharing %d Redis connection(s) each" % args.redis_pipes if getattr(args, "redis_pipes", 0) else "",
+             pipes_phrase(args),
              "16" if args.keepalive else "off"))
     print()
     print(report.get("table", ""))

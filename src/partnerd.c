@@ -43,7 +43,8 @@
 #endif
 
 #define DRAIN_SECONDS 10         /* hard bound on the drain after SIGTERM */
-#define DRAIN_GRACE_MS 2000       /* keep serving kept-alive connections this long */
+#define DRAIN_GRACE_MS 2000      /* keep serving kept-alive connections this long */
+#define DEFAULT_PIPES 4          /* --redis-pipes on one Redis (docs/PERFORMANCE.md) */
 
 struct settings {
 	const char *socket_path;        /* NULL: serve fd 0 */
@@ -94,14 +95,15 @@ static struct setting settings[] = {
 	{ .name = "user", .env = "PARTNERD_USER", .dflt = NULL, .arg = "USER",
 	  .help = "when started as root: run as this user (and its group)" },
 	{ .name = "workers", .env = "PARTNERD_WORKERS", .dflt = "64", .arg = "N",
-	  .help = "worker threads, each with its own Redis connection" },
+	  .help = "worker threads (each keeps a Redis connection of its own; see --redis-pipes)" },
 	{ .name = "redis", .env = "PARTNERD_REDIS_URL", .dflt = "redis://127.0.0.1:6379", .arg = "URL",
 	  .help = "redis://[user:pw@]host[:port][/db] or unix:///path" },
 	{ .name = "redis-cluster", .env = "PARTNERD_REDIS_CLUSTER", .dflt = NULL, .arg = "SEEDS",
 	  .help = "a Redis Cluster: HOST:PORT[,HOST:PORT...] or redis-cluster://[[user]:pw@]HOST:PORT[,...]" },
-	{ .name = "redis-pipes", .env = "PARTNERD_REDIS_PIPES", .dflt = "0", .arg = "N",
+	{ .name = "redis-pipes", .env = "PARTNERD_REDIS_PIPES", .dflt = NULL, .arg = "N",
 	  .help = "share N Redis connections among the workers, their concurrent calls written "
-	          "and read together (0: each worker its own; one Redis only)" },
+	          "and read together (default 4 on one Redis, 0 on a cluster; 0: each worker "
+	          "its own; one Redis only)" },
 	{ .name = "redis-timeout-ms", .env = "PARTNERD_REDIS_TIMEOUT_MS", .dflt = "1000", .arg = "N",
 	  .help = "connect and read/write timeout of every Redis call" },
 	{ .name = "max-body", .env = "PARTNERD_MAX_BODY", .dflt = "1048576", .arg = "BYTES",
@@ -333,7 +335,8 @@ load_settings(int argc, char **argv)
 	cfg.workers = parse_int("workers", get("workers"), 10, 1, 1024);
 	cfg.redis_url = get("redis");
 	cfg.redis_timeout_ms = parse_int("redis-timeout-ms", get("redis-timeout-ms"), 10, 10, 60000);
-	cfg.redis_pipes = parse_int("redis-pipes", get("redis-pipes"), 10, 0, 1024);
+	cfg.redis_pipes = get("redis-pipes") == NULL ? -1         /* the default, below */
+	                  : parse_int("redis-pipes", get("redis-pipes"), 10, 0, 1024);
 	cfg.routes.max_body = (size_t)parse_int("max-body", get("max-body"), 10, 1024, 64 << 20);
 	cfg.routes.lock_ttl_ms = parse_int("lock-ttl-ms", get("lock-ttl-ms"), 10, 100, 600000);
 	cfg.routes.lock_wait_ms = parse_int("lock-wait-ms", get("lock-wait-ms"), 10, 0, 60000);
@@ -350,6 +353,10 @@ load_settings(int argc, char **argv)
 	}
 	cluster_setting();
 	cfg.redis.timeout_ms = cfg.redis_timeout_ms;
+	if (cfg.redis_pipes < 0)
+		cfg.redis_pipes = cfg.redis.cluster[0] != '\0' ? 0 : DEFAULT_PIPES;
+	if (cfg.redis_pipes > cfg.workers)
+		cfg.redis_pipes = cfg.workers;  /* a worker uses one; more would stay idle */
 }
 
 static void
@@ -774,8 +781,9 @@ main(int argc, char **argv)
 
 	if (start_workers() != 0)
 		return 1;
-	fprintf(log_file, "partnerd %s: %d workers on %s, redis %s\n", PACKAGE_VERSION, cfg.workers,
-	        cfg.socket_path ? cfg.socket_path : "fd 0", cfg.redis_url);
+	fprintf(log_file, "partnerd %s: %d workers on %s, redis %s, %d shared Redis connection%s\n",
+	        PACKAGE_VERSION, cfg.workers, cfg.socket_path ? cfg.socket_path : "fd 0", cfg.redis_url,
+	        cfg.redis_pipes, cfg.redis_pipes == 1 ? "" : "s");
 	pthread_create(&sigthr, NULL, signal_thread, &set);
 	pthread_join(sigthr, NULL);
 

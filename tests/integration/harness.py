@@ -391,9 +391,10 @@ class Stack:
         # environment's choice (cluster_mode()).
         self.use_cluster = cluster_mode() if cluster is None else bool(cluster)
         # PARTNERD_TEST_REDIS_PIPES=N: every partnerd of a one-Redis stack shares N Redis
-        # connections among its workers (--redis-pipes; a test's own flags come after it)
+        # connections among its workers (--redis-pipes; a test's own flags come after it);
+        # 0: each worker calls over its own connection. Unset: partnerd's default (4).
         pipes = os.environ.get("PARTNERD_TEST_REDIS_PIPES", "")
-        if pipes not in ("", "0") and not self.use_cluster:
+        if pipes != "" and not self.use_cluster:
             self.partnerd_args = ["--redis-pipes", pipes] + self.partnerd_args
         self.cluster = None
         self.http_port = None

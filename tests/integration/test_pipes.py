@@ -17,8 +17,9 @@ import time
 
 import harness
 from support_guarantee import (AUTH, HEALTH, LINK, ORG, UPDATE, HttpClient, add_partnerd, body_of,
-                               check_ctl, history, items_of, link_item, memberships, update_item)
-from support_indoubt import commit_call, ping_call, request, stack_with_proxy
+                               check_ctl, history, items_of, link_item, log_lines, memberships,
+                               update_item)
+from support_indoubt import commit_call, metric, ping_call, request, stack_with_proxy
 
 PIPE_NAME = "partnerd-pipe"
 READ = "/v2/partnerProgram/customerPartnerPrograms"
@@ -97,6 +98,92 @@ def test_pipes_carry_the_workers_calls_and_concurrent_writes_all_apply():
         assert all(p["cmd"] in ("evalsha", "eval") for p in pipes), pipes
         rc, report = check_ctl(st)
         assert rc == 0, report
+    finally:
+        st.stop()
+
+
+def _load(sock, threads=8, each=6):
+    """Concurrent reads over FastCGI straight to one partnerd's socket; all must be 200."""
+    # one request first: the credential is verified once (argon2id, a few at a time), then cached
+    assert _fcgi(sock, "GET", READ + "?identifierName=id&identifierValue=7040")[0] == 200
+    statuses = []
+
+    def one():
+        for _ in range(each):
+            statuses.append(_fcgi(sock, "GET", READ + "?identifierName=id&identifierValue=7040")[0])
+
+    ths = [threading.Thread(target=one) for _ in range(threads)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(60)
+    assert statuses == [200] * (threads * each), statuses
+
+
+def _shared_line(st, name):
+    """What partnerd's start line says of its shared connections ("4 shared Redis connections");
+    it is written just after the socket accepts."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for line in log_lines(st, name):
+            if " workers on " in line:
+                return line.rsplit(", ", 1)[-1]
+        time.sleep(0.05)
+    raise AssertionError("no start line in %s.log" % name)
+
+
+def _wait_pipe_clients(st, want, timeout=10.0):
+    """CLIENT LIST's shared connections once there are `want` of them (or the last count seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = len(_pipe_clients(st))
+        if n == want or time.monotonic() > deadline:
+            return n
+        time.sleep(0.05)
+
+
+def test_pipes_default_is_4_per_process_at_most_one_per_worker_and_0_turns_them_off():
+    # the stack's own partnerd makes none, so CLIENT LIST's shared connections are the ones below
+    st = harness.Stack(partnerds=1, cluster=False, partnerd_args=["--redis-pipes", "0"])
+    st.start()
+    try:
+        assert _pipe_clients(st) == []
+        st.partnerd_args = []   # the partnerds below: no flag of the stack's or the environment's
+        sock = add_partnerd(st, "partnerd-default", workers=8)
+        assert _shared_line(st, "partnerd-default") == "4 shared Redis connections"
+        _load(sock)
+        # each worker's start-up check goes over its shared connection: all four are open
+        assert _wait_pipe_clients(st, 4) == 4, _pipe_clients(st)
+        sock = add_partnerd(st, "partnerd-own", ["--redis-pipes", "0"], workers=8)
+        assert _shared_line(st, "partnerd-own") == "0 shared Redis connections"
+        _load(sock)
+        assert len(_pipe_clients(st)) == 4, "--redis-pipes 0 made shared connections"
+        sock = add_partnerd(st, "partnerd-capped", ["--redis-pipes", "8"], workers=2)
+        assert _shared_line(st, "partnerd-capped") == "2 shared Redis connections"
+        _load(sock, threads=4)
+        assert _wait_pipe_clients(st, 6) == 6, _pipe_clients(st)
+    finally:
+        st.stop()
+
+
+def test_pipes_a_connection_killed_while_idle_is_replaced_and_counted():
+    # the stack's own partnerd makes none: the one shared connection is this test's partnerd's
+    st = harness.Stack(partnerds=1, cluster=False, partnerd_args=["--redis-pipes", "0"])
+    st.start()
+    try:
+        sock = add_partnerd(st, "partnerd-kill", ["--redis-pipes", "1"], workers=4)
+        auth = {"Authorization": harness.basic(*AUTH)}
+        _load(sock, threads=2, each=2)
+        pipes = _pipe_clients(st)
+        assert len(pipes) == 1, pipes
+        before = metric(sock, "partnerd_redis_reconnects_total", headers=auth)
+        st.redis("CLIENT", "KILL", "ID", pipes[0]["id"])
+        assert _fcgi(sock, "GET", READ + "?identifierName=id&identifierValue=7040")[0] == 200
+        # found closed before the next write and replaced, and counted once (the workers'
+        # own connections were not touched)
+        assert metric(sock, "partnerd_redis_reconnects_total", headers=auth) - before == 1
+        now = _pipe_clients(st)
+        assert len(now) == 1 and now[0]["id"] != pipes[0]["id"], (pipes, now)
     finally:
         st.stop()
 
