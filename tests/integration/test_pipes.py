@@ -247,3 +247,49 @@ def test_partnerd_refuses_redis_pipes_with_a_cluster():
         assert not os.path.exists(os.path.join(d, "refused.sock"))
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "--redis-pipes" in p.stderr and "cluster" in p.stderr, p.stderr
+
+
+def test_a_password_and_acl_users_reach_the_shared_connections_and_the_workers_own():
+    """--redis with a password (the default user's, or an ACL user's) and a db: every
+    connection authenticates, the shared ones too; a user not allowed CLIENT still works
+    (the shared connections are then unnamed); a wrong password serves 503, not data."""
+    st = harness.Stack(partnerds=1, cluster=False, partnerd_args=["--redis-pipes", "0"])
+    st.start()
+    try:
+        st.partnerd_args = []
+        st.redis("ACL", "SETUSER", "app", "on", ">app-pw", "~*", "&*", "+@all")
+        st.redis("ACL", "SETUSER", "nocl", "on", ">nocl-pw", "~*", "&*", "+@all", "-client")
+        st.redis("CONFIG", "SET", "requirepass", "s3cret")   # st.redis's connection stays in
+        port = st.redis_port
+        auth = {"Authorization": harness.basic(*AUTH)}
+
+        def users(name):
+            lines = st.redis("CLIENT", "LIST").decode().splitlines()
+            return [dict(kv.split("=", 1) for kv in l.split() if "=" in kv) for l in lines
+                    if (" user=%s " % name) in " %s " % l]
+
+        for who, url in (("default", "redis://:s3cret@127.0.0.1:%d/0" % port),
+                         ("app", "redis://app:app-pw@127.0.0.1:%d" % port),
+                         ("nocl", "redis://nocl:nocl-pw@127.0.0.1:%d/0" % port)):
+            sock = add_partnerd(st, "partnerd-" + who, redis_url=url, workers=4)
+            _load(sock, threads=4, each=3)
+            cid = {"default": 7051, "app": 7052, "nocl": 7053}[who]
+            assert _codes(sock, LINK, [(cid, [link_item("Plain", "AUTH-%d" % cid)])]) == [200], who
+            assert memberships(st, cid)["Plain"]["mid"] == "AUTH-%d" % cid
+            if who != "default":
+                conns = users(who)
+                named = [c for c in conns if c.get("name") == PIPE_NAME]
+                # 4 workers' own connections and their 4 shared ones (capped at the workers)
+                assert len(conns) == 8, (who, conns)
+                assert len(named) == (4 if who == "app" else 0), (who, conns)
+        sock = add_partnerd(st, "partnerd-wrong", redis_url="redis://:wrong@127.0.0.1:%d" % port, workers=2)
+        status, _, body = _fcgi(sock, "GET", HEALTH)
+        assert status == 503, (status, body)
+        status, _, body = _fcgi(sock, "GET", READ + "?identifierName=id&identifierValue=7040")
+        assert status == 503, (status, body)
+    finally:
+        try:
+            st.redis("CONFIG", "SET", "requirepass", "")
+        except Exception:          # noqa: BLE001 (the stack goes away anyway)
+            pass
+        st.stop()
