@@ -24,7 +24,7 @@ import threading
 
 import harness
 import keys
-from support_guarantee import AUTH, HEALTH, TcpProxy, _client_commands, add_partnerd
+from support_guarantee import AUTH, HEALTH, METRICS, TcpProxy, _client_commands, add_partnerd
 
 FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT = 1, 3, 4, 5, 6
 FCGI_RESPONDER = 1
@@ -90,7 +90,7 @@ def request(sock_path, method, uri, body=None, headers=None, timeout=10.0):
 
 def metric(sock_path, name, headers=None):
     """One sample of partnerd's metrics route (over FastCGI), 0.0 when it is not there."""
-    status, _, body = request(sock_path, "GET", "/v2/partnerProgram/metrics", headers=headers)
+    status, _, body = request(sock_path, "GET", METRICS, headers=headers)
     assert status == 200, status
     text = body.decode() if isinstance(body, bytes) else str(body)
     for line in text.splitlines():

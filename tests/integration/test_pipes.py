@@ -38,14 +38,19 @@ def _codes(sock, path, entries):
     return [i[st]["code"] for e in body[top] for i in e[items]]
 
 
-def _pipe_clients(st):
-    """CLIENT LIST's lines of the shared connections, as dicts."""
+def _clients(st, field, value):
+    """CLIENT LIST's lines whose `field` is `value`, as dicts."""
     out = []
     for line in st.redis("CLIENT", "LIST").decode().splitlines():
         f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
-        if f.get("name") == PIPE_NAME:
+        if f.get(field) == value:
             out.append(f)
     return out
+
+
+def _pipe_clients(st):
+    """CLIENT LIST's lines of the shared connections, as dicts."""
+    return _clients(st, "name", PIPE_NAME)
 
 
 def test_pipes_carry_the_workers_calls_and_concurrent_writes_all_apply():
@@ -261,12 +266,6 @@ def test_a_password_and_acl_users_reach_the_shared_connections_and_the_workers_o
         st.redis("ACL", "SETUSER", "nocl", "on", ">nocl-pw", "~*", "&*", "+@all", "-client")
         st.redis("CONFIG", "SET", "requirepass", "s3cret")   # st.redis's connection stays in
         port = st.redis_port
-        auth = {"Authorization": harness.basic(*AUTH)}
-
-        def users(name):
-            lines = st.redis("CLIENT", "LIST").decode().splitlines()
-            return [dict(kv.split("=", 1) for kv in l.split() if "=" in kv) for l in lines
-                    if (" user=%s " % name) in " %s " % l]
 
         for who, url in (("default", "redis://:s3cret@127.0.0.1:%d/0" % port),
                          ("app", "redis://app:app-pw@127.0.0.1:%d" % port),
@@ -277,7 +276,7 @@ def test_a_password_and_acl_users_reach_the_shared_connections_and_the_workers_o
             assert _codes(sock, LINK, [(cid, [link_item("Plain", "AUTH-%d" % cid)])]) == [200], who
             assert memberships(st, cid)["Plain"]["mid"] == "AUTH-%d" % cid
             if who != "default":
-                conns = users(who)
+                conns = _clients(st, "user", who)
                 named = [c for c in conns if c.get("name") == PIPE_NAME]
                 # 4 workers' own connections and their 4 shared ones (capped at the workers)
                 assert len(conns) == 8, (who, conns)
@@ -288,8 +287,4 @@ def test_a_password_and_acl_users_reach_the_shared_connections_and_the_workers_o
         status, _, body = _fcgi(sock, "GET", READ + "?identifierName=id&identifierValue=7040")
         assert status == 503, (status, body)
     finally:
-        try:
-            st.redis("CONFIG", "SET", "requirepass", "")
-        except Exception:          # noqa: BLE001 (the stack goes away anyway)
-            pass
         st.stop()
