@@ -123,6 +123,7 @@ class Stack:
         self.nproc = args.processes
         self.workers = args.workers
         self.pipes = getattr(args, "redis_pipes", None)   # None: partnerd's default
+        self.connections = None     # the start line's "N shared Redis connections"
         self.keepalive = args.keepalive
         self.r = None
         # --cluster: the cluster stack's Redis Cluster (tests/integration/cluster.py), in
@@ -300,6 +301,25 @@ class Stack:
         name = "partnerd-%s" % k
         self.spawn(name, argv)
         self.wait_socket(self.sock(k), name, timeout=60)
+        if valgrind is None:
+            self.connections = self.start_line_connections(k)
+
+    def start_line_connections(self, k):
+        """What partnerd k's start line says of its shared Redis connections ("4 shared Redis
+        connections"): partnerd's own default and its cap at --workers, not repeated here. The
+        line is written to its --log just after the socket accepts."""
+        path = os.path.join(self.dir, "partnerd-%s.requests" % k)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with open(path, errors="replace") as f:
+                    for line in f:
+                        if " workers on " in line:
+                            return line.strip().rsplit(", ", 1)[-1]
+            except FileNotFoundError:
+                pass
+            time.sleep(0.05)
+        raise SystemExit("bench: no start line in %s" % path)
 
     def start_partnerds(self):
         for k in range(self.nproc):
@@ -1491,6 +1511,7 @@ def main():
         st.start_redis()
         report["load"] = load_data(st, os.path.join(args.builddir, "src", "partnerctl"))
         st.start_partnerds()
+        report["connections"] = st.connections
         st.start_ceilings()
         st.start_nginx()
         prelink(st)
@@ -1563,14 +1584,16 @@ def main():
     return 0
 
 
-def pipes_phrase(args):
-    """How the report names the partnerds' Redis connections (--redis-pipes)."""
+def pipes_phrase(args, report):
+    """How the report names the partnerds' Redis connections: what partnerd's start line said
+    (--redis-pipes, or partnerd's default when unset)."""
     if getattr(args, "cluster", None):
         return ", one Redis connection per worker and master"
-    pipes = getattr(args, "redis_pipes", None)
-    if pipes == 0:
+    said = report.get("connections") or "? shared Redis connections"
+    if said.startswith("0 "):
         return ", one Redis connection per worker"
-    return " sharing %s Redis connection(s) each" % (pipes if pipes is not None else "4 (the default)")
+    return ", %s each%s" % (said, "" if getattr(args, "redis_pipes", None) is not None
+                            else " (partnerd's default)")
 
 
 def print_report(report, args, elapsed):
@@ -1578,7 +1601,7 @@ def print_report(report, args, elapsed):
     print("partnerd bench: %d rounds x %d s per target, wrk -t1 -c%d, %d partnerd process(es) x %d threads%s, "
           "keepalive %s; medians over rounds; ratios per round, then the median"
           % (args.rounds, args.duration, args.connections, args.processes, args.workers,
-             pipes_phrase(args),
+             pipes_phrase(args, report),
              "16" if args.keepalive else "off"))
     print()
     print(report.get("table", ""))
