@@ -26,15 +26,6 @@
 
 #define SCRATCH_CHUNK (64 * 1024)
 
-struct waiter {
-	size_t n, got;          /* replies owed, read */
-	redisReply **out;
-	struct rarena *arena;   /* NULL: a ghost (its caller left): replies are dropped */
-	int done, failed;
-	pthread_cond_t cv;
-	struct waiter *next;
-};
-
 struct store_pipe {
 	pthread_mutex_t mu;
 	pthread_condattr_t cattr;
@@ -42,7 +33,7 @@ struct store_pipe {
 	redisContext *c;        /* NULL until connected, and after a break */
 	redisContext *reader_c; /* the connection the reader reads (while reading) */
 	redisContext *old;      /* a broken connection the reader still reads: it frees it */
-	struct waiter *head, *tail;
+	struct store_pipe_call *head, *tail;
 	int reading;            /* a caller reads for everyone */
 	struct rarena scratch;  /* replies as parsed, before their copy (the reader's) */
 	char why[160];          /* what broke the last connection */
@@ -73,7 +64,7 @@ store_pipe_free(struct store_pipe *p)
 	if (p->old != NULL)
 		redisFree(p->old);
 	while (p->head != NULL) {       /* ghosts only: nobody may be calling */
-		struct waiter *g = p->head;
+		struct store_pipe_call *g = p->head;
 
 		p->head = g->next;
 		if (g->arena == NULL)
@@ -89,7 +80,7 @@ store_pipe_free(struct store_pipe *p)
 static void
 hand_over(struct store_pipe *p)
 {
-	struct waiter *w;
+	struct store_pipe_call *w;
 
 	for (w = p->head; w != NULL; w = w->next)
 		if (w->arena != NULL) {
@@ -102,7 +93,7 @@ hand_over(struct store_pipe *p)
 static void
 fail_all(struct store_pipe *p)
 {
-	struct waiter *w = p->head, *next;
+	struct store_pipe_call *w = p->head, *next;
 
 	for (; w != NULL; w = next) {
 		next = w->next;
@@ -195,9 +186,9 @@ next_reply(redisContext *c, void **r, int64_t deadline_ms)
  * fail too (their replies would come after the stuck one).
  */
 static int
-at_head(const struct store_pipe *p, const struct waiter *me)
+at_head(const struct store_pipe *p, const struct store_pipe_call *me)
 {
-	const struct waiter *w;
+	const struct store_pipe_call *w;
 
 	for (w = p->head; w != NULL && w != me; w = w->next)
 		if (w->arena != NULL)
@@ -210,7 +201,7 @@ at_head(const struct store_pipe *p, const struct waiter *me)
  * comes (mutex held on entry and on return).
  */
 static void
-read_for_all(struct store_pipe *p, struct waiter *me, int64_t deadline_ms)
+read_for_all(struct store_pipe *p, struct store_pipe_call *me, int64_t deadline_ms)
 {
 	p->reading = 1;
 	while (!me->done) {
@@ -250,7 +241,7 @@ read_for_all(struct store_pipe *p, struct waiter *me, int64_t deadline_ms)
 			break;
 		}
 		{
-			struct waiter *w = p->head;     /* me is in the list and not done: not NULL */
+			struct store_pipe_call *w = p->head;     /* me is in the list and not done: not NULL */
 
 			if (w->arena != NULL) {
 				w->out[w->got] = rarena_copy_reply(w->arena, r);
@@ -277,9 +268,9 @@ read_for_all(struct store_pipe *p, struct waiter *me, int64_t deadline_ms)
 
 /* me leaves before its replies are in: a ghost takes its place in the list. */
 static void
-leave(struct store_pipe *p, struct waiter *me)
+leave(struct store_pipe *p, struct store_pipe_call *me)
 {
-	struct waiter **at, *g;
+	struct store_pipe_call **at, *g;
 
 	for (at = &p->head; *at != NULL && *at != me; at = &(*at)->next)
 		;
@@ -304,7 +295,7 @@ leave(struct store_pipe *p, struct waiter *me)
 static int
 idle_and_closed(const struct store_pipe *p)
 {
-	const struct waiter *w;
+	const struct store_pipe_call *w;
 	struct pollfd pf = { .fd = p->c->fd, .events = POLLRDHUP };
 
 	if (p->head == NULL)
@@ -391,8 +382,9 @@ write_locked(struct store_pipe *p, const char *text, size_t len, int64_t deadlin
 			return -1;      /* nothing was written: it did not run */
 		}
 		sent = resp_write(p->c->fd, text, len);
+		res->written = sent;
 		if (sent == len) {
-			res->sent = 1;
+			res->sent = len > 0;
 			return 0;
 		}
 		e = errno;
@@ -412,7 +404,7 @@ write_locked(struct store_pipe *p, const char *text, size_t len, int64_t deadlin
  * or until its deadline (mutex held on entry and on return).
  */
 static void
-wait_replies(struct store_pipe *p, struct waiter *me, int64_t deadline_ms)
+wait_replies(struct store_pipe *p, struct store_pipe_call *me, int64_t deadline_ms)
 {
 	while (!me->done) {
 		struct timespec ts;
@@ -440,36 +432,62 @@ wait_replies(struct store_pipe *p, struct waiter *me, int64_t deadline_ms)
 }
 
 int
-store_pipe_trip(struct store_pipe *p, const char *text, size_t len, size_t n, redisReply **out,
-                struct rarena *arena, int64_t deadline_ms, struct store_pipe_result *res)
+store_pipe_send(struct store_pipe *p, const char *text, size_t len, size_t n, redisReply **out,
+                struct rarena *arena, int64_t deadline_ms, struct store_pipe_call *call,
+                struct store_pipe_result *res)
 {
-	struct waiter me = { .n = n, .out = out, .arena = arena };
+	memset(res, 0, sizeof(*res));
+	memset(call, 0, sizeof(*call));
+	call->n = n;
+	call->out = out;
+	call->arena = arena;
+	pthread_mutex_lock(&p->mu);
+	if (write_locked(p, text, len, deadline_ms, res) != 0) {
+		pthread_mutex_unlock(&p->mu);
+		return -1;
+	}
+	pthread_cond_init(&call->cv, &p->cattr);
+	if (n == 0) {
+		call->done = 1;
+	} else {
+		if (p->tail != NULL)
+			p->tail->next = call;
+		else
+			p->head = call;
+		p->tail = call;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+int
+store_pipe_wait(struct store_pipe *p, struct store_pipe_call *call, int64_t deadline_ms,
+                struct store_pipe_result *res)
+{
 	int rc = -1;
 
-	memset(res, 0, sizeof(*res));
-	pthread_cond_init(&me.cv, &p->cattr);
 	pthread_mutex_lock(&p->mu);
-	if (write_locked(p, text, len, deadline_ms, res) != 0)
-		goto out;
-	if (n == 0) {
+	if (!call->done)
+		wait_replies(p, call, deadline_ms);
+	res->got = call->got;
+	if (call->done && !call->failed)
 		rc = 0;
-		goto out;
-	}
-	if (p->tail != NULL)
-		p->tail->next = &me;
-	else
-		p->head = &me;
-	p->tail = &me;
-	wait_replies(p, &me, deadline_ms);
-	res->got = me.got;
-	if (me.done && !me.failed)
-		rc = 0;
-	else if (me.failed)
+	else if (call->failed)
 		snprintf(res->err, sizeof(res->err), "redis: %s", p->why[0] ? p->why : "I/O error");
 	else
 		snprintf(res->err, sizeof(res->err), "redis: no reply in time");
-out:
 	pthread_mutex_unlock(&p->mu);
-	pthread_cond_destroy(&me.cv);
+	pthread_cond_destroy(&call->cv);
 	return rc;
+}
+
+int
+store_pipe_trip(struct store_pipe *p, const char *text, size_t len, size_t n, redisReply **out,
+                struct rarena *arena, int64_t deadline_ms, struct store_pipe_result *res)
+{
+	struct store_pipe_call call;
+
+	if (store_pipe_send(p, text, len, n, out, arena, deadline_ms, &call, res) != 0)
+		return -1;
+	return store_pipe_wait(p, &call, deadline_ms, res);
 }

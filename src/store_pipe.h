@@ -14,6 +14,7 @@
 #ifndef PARTNERD_STORE_PIPE_H
 #define PARTNERD_STORE_PIPE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,10 +31,12 @@ struct store_pipe *store_pipe_new(const struct rconn_cfg *cfg);
 /* Closes it; nobody may be using it. */
 void store_pipe_free(struct store_pipe *p);
 
-/* What a call did (store_pipe_trip). */
+/* What a call did (store_pipe_trip, store_pipe_send, store_pipe_wait). */
 struct store_pipe_result {
 	size_t got;             /* replies read into out[0..got) */
 	int sent;               /* some of the commands' bytes were written (they may have run) */
+	size_t written;         /* how many of them: a command that begins at or after this */
+	                        /* offset did not reach Redis */
 	int reconnects;         /* connections found closed before a write (a new one is made) */
 	char err[200];          /* why it failed */
 };
@@ -46,5 +49,35 @@ struct store_pipe_result {
  */
 int store_pipe_trip(struct store_pipe *p, const char *text, size_t len, size_t n, redisReply **out,
                     struct rarena *arena, int64_t deadline_ms, struct store_pipe_result *res);
+
+/*
+ * A caller's place among the pipe's waiters, from store_pipe_send to store_pipe_wait. The
+ * caller provides it and keeps it alive in between; its fields are the pipe's.
+ */
+struct store_pipe_call {
+	size_t n, got;          /* replies owed, read */
+	redisReply **out;
+	struct rarena *arena;   /* NULL: a ghost (its caller left): replies are dropped */
+	int done, failed;
+	pthread_cond_t cv;
+	struct store_pipe_call *next;
+};
+
+/*
+ * store_pipe_trip in two halves, so that a caller can send to several pipes before it
+ * waits on any (the cluster router sends a round to every node, then reads each).
+ * store_pipe_send writes the n commands of text[0..len) and queues call for their replies;
+ * 0: written, and store_pipe_wait(call) must follow, even after the deadline (it is what
+ * lets go of call); -1: call is not queued (res tells how much was written). Replies may
+ * be copied into arena by another caller of the pipe until store_pipe_wait returns: an
+ * arena is given to one call in flight at a time.
+ */
+int store_pipe_send(struct store_pipe *p, const char *text, size_t len, size_t n, redisReply **out,
+                    struct rarena *arena, int64_t deadline_ms, struct store_pipe_call *call,
+                    struct store_pipe_result *res);
+
+/* Waits for call's replies until deadline_ms: 0 when all are in, else -1 (res->got, res->err). */
+int store_pipe_wait(struct store_pipe *p, struct store_pipe_call *call, int64_t deadline_ms,
+                    struct store_pipe_result *res);
 
 #endif
