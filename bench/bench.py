@@ -293,7 +293,7 @@ class Stack:
         argv = [os.path.join(self.builddir, "src", "partnerd"), "--socket", self.sock(k),
                 "--socket-mode", "0666", "--workers", str(self.workers if valgrind is None else 4),
                 *self.store_args(), "--log", os.path.join(self.dir, "partnerd-%s.requests" % k)]
-        if self.pipes is not None and self.cluster is None:
+        if self.pipes is not None:
             argv += ["--redis-pipes", str(self.pipes)]
         if valgrind:
             # One argon2id verification per thread and hour: not part of the per-request cost.
@@ -1466,8 +1466,8 @@ def main():
     ap.add_argument("--workers", type=int, default=64, help="partnerd threads per process")
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--redis-pipes", type=int, default=None,
-                    help="partnerd's --redis-pipes (shared Redis connections per process; 0: one per worker; "
-                         "default: partnerd's, 4 on one Redis)")
+                    help="partnerd's --redis-pipes (shared Redis connections per process, per node on a "
+                         "cluster; 0: one per worker; default: partnerd's, 4 on one Redis, 0 on a cluster)")
     ap.add_argument("--no-keepalive", dest="keepalive", action="store_false")
     ap.add_argument("--soak", type=int, default=0, help="seconds of the mix for the RSS check (e.g. 300)")
     ap.add_argument("--worker-model", action="store_true", help="compare worker models instead")
@@ -1587,9 +1587,9 @@ def main():
 def pipes_phrase(args, report):
     """How the report names the partnerds' Redis connections: what partnerd's start line said
     (--redis-pipes, or partnerd's default when unset)."""
-    if getattr(args, "cluster", None):
-        return ", one Redis connection per worker and master"
     said = report.get("connections") or "? shared Redis connections"
+    if getattr(args, "cluster", None) and (said.startswith("0 ") or not getattr(args, "redis_pipes", None)):
+        return ", one Redis connection per worker and master"
     if said.startswith("0 "):
         return ", one Redis connection per worker"
     return ", %s each%s" % (said, "" if getattr(args, "redis_pipes", None) is not None

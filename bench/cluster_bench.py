@@ -427,6 +427,7 @@ def main(args, B, t_start):
                                  for k, v in d.items()} for n, d in der.items()}
         report["tables"] = tables(B, results, der, nodes, names)
         report["targets"] = targets(der)
+        report["connections"] = {"single": one.connections, "cluster": two.connections}
     finally:
         if nodes is not None:
             nodes.close()
@@ -447,6 +448,10 @@ def print_report(report, args, elapsed):
           "%d customers, %d rounds x %d s per row and store, interleaved; wrk -t1 -c%d, %d partnerd process(es) "
           "x %d threads per store; medians over rounds" % (args.customers, args.rounds, args.duration,
                                                           args.connections, args.processes, args.workers))
+    conns = report.get("connections") or {}
+    print("Each partnerd's Redis connections, as its start line says: one Redis %s; cluster %s "
+          "(0: one per worker, and on the cluster per worker and master; --redis-pipes)"
+          % (conns.get("single") or "?", conns.get("cluster") or "?"))
     print()
     print(t1)
     print("(Redis CPU: INFO cpu used_cpu_sys + used_cpu_user around each run, per customer entry sent; on the "

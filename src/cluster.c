@@ -6,6 +6,7 @@
  * project on hiredis 0.14 (no code taken from them).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +19,10 @@
 #include "rarena.h"
 #include "rconn.h"
 #include "resp.h"
+#include "store_pipe.h"
 
 #define REPLY_CHUNK (64 * 1024)
+#define PIPE_REPLY_CHUNK (16 * 1024)    /* a node's, over a share's pipe */
 #define MAX_NODES 256           /* addresses a router keeps (seeds, primaries, redirects) */
 #define MAX_REDIRECTS 8         /* MOVED + ASK followed for one command in one call */
 #define NODE_BACKOFF_MIN_MS 50  /* a node whose connect failed is not tried again for... */
@@ -488,7 +491,10 @@ cluster_classify(const char *err, size_t len, struct cluster_redirect *rd)
 
 struct node {
 	struct cluster_addr addr;
-	redisContext *c;        /* NULL while not connected */
+	redisContext *c;        /* NULL while not connected (always, over a share's pipe) */
+	struct store_pipe *pipe;        /* the share's connection to it, or NULL: c is ours */
+	int loaded;             /* the scripts were loaded through pipe */
+	struct rarena arena;    /* where pipe puts the replies meant for this router */
 	int64_t retry_at;       /* monotonic ms before which no connect is tried */
 	int backoff_ms;
 	int primary;            /* owns slots in the current map */
@@ -497,6 +503,27 @@ struct node {
 	struct resp_out out;    /* their RESP text */
 	size_t *q;              /* job indices, in the order sent */
 	size_t nq, qcap;
+	size_t nrep;            /* replies they get (ASKING and SCRIPT LOAD ones included) */
+	/* over pipe: their place among its callers, and the replies as they came */
+	struct store_pipe_call call;
+	int calling;            /* call is queued: store_pipe_wait must follow */
+	redisReply **in;
+	size_t incap, nin, inpos;
+};
+
+/* One node's shared connections (struct cluster_share). */
+struct share_node {
+	struct cluster_addr addr;
+	struct store_pipe **p;  /* npipes of them */
+};
+
+struct cluster_share {
+	pthread_mutex_t mu;
+	char user[256], password[256];
+	int timeout_ms;
+	int npipes;
+	struct share_node *nodes;       /* MAX_NODES of them */
+	size_t n;
 };
 
 struct cluster {
@@ -513,6 +540,8 @@ struct cluster {
 	int64_t refreshed_at;   /* monotonic ms of the last load tried */
 	int refresh_min_ms;     /* no load sooner than this after the last */
 	struct rarena replies;
+	struct cluster_share *share;    /* the connections this router uses, or NULL: its own */
+	int share_k;
 	struct cluster_stats stats;
 	char err[300];
 };
@@ -558,6 +587,7 @@ node_index(struct cluster *cl, const struct cluster_addr *a)
 		abort();
 	nd->addr = *a;
 	nd->backoff_ms = NODE_BACKOFF_MIN_MS;
+	rarena_init(&nd->arena, PIPE_REPLY_CHUNK);      /* allocated at its first use */
 	cl->nodes[cl->nnodes] = nd;
 	return (int)cl->nnodes++;
 }
@@ -604,6 +634,8 @@ cluster_free(struct cluster *cl)
 			redisFree(cl->nodes[i]->c);
 		resp_free(&cl->nodes[i]->out);
 		free(cl->nodes[i]->q);
+		free(cl->nodes[i]->in);
+		rarena_free(&cl->nodes[i]->arena);
 		free(cl->nodes[i]);
 	}
 	for (i = 0; i < cl->nscripts; i++)
@@ -630,7 +662,89 @@ cluster_get_stats(const struct cluster *cl, struct cluster_stats *out)
 void
 cluster_replies_release(struct cluster *cl)
 {
+	size_t i;
+
 	rarena_reset(&cl->replies);
+	if (cl->share != NULL)
+		for (i = 0; i < cl->nnodes; i++)
+			rarena_reset(&cl->nodes[i]->arena);
+}
+
+/* ==== shared connections =============================================================== */
+
+struct cluster_share *
+cluster_share_new(const struct cluster_seeds *seeds, int timeout_ms, int npipes)
+{
+	struct cluster_share *sh = calloc(1, sizeof *sh);
+
+	if (sh == NULL || (sh->nodes = calloc(MAX_NODES, sizeof *sh->nodes)) == NULL)
+		abort();
+	pthread_mutex_init(&sh->mu, NULL);
+	memcpy(sh->user, seeds->user, sizeof sh->user);
+	memcpy(sh->password, seeds->password, sizeof sh->password);
+	sh->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+	sh->npipes = npipes > 0 ? npipes : 1;
+	return sh;
+}
+
+void
+cluster_share_free(struct cluster_share *sh)
+{
+	size_t i;
+	int k;
+
+	if (sh == NULL)
+		return;
+	for (i = 0; i < sh->n; i++) {
+		for (k = 0; k < sh->npipes; k++)
+			store_pipe_free(sh->nodes[i].p[k]);
+		free(sh->nodes[i].p);
+	}
+	free(sh->nodes);
+	pthread_mutex_destroy(&sh->mu);
+	free(sh);
+}
+
+void
+cluster_use_share(struct cluster *cl, struct cluster_share *sh, int k)
+{
+	cl->share = sh;
+	cl->share_k = k < 0 ? 0 : k % sh->npipes;
+}
+
+/* The share's connection k to the node at a (made now when it is the first), or NULL. */
+static struct store_pipe *
+share_pipe(struct cluster_share *sh, const struct cluster_addr *a, int k)
+{
+	struct store_pipe *p = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&sh->mu);
+	for (i = 0; i < sh->n; i++)
+		if (sh->nodes[i].addr.port == a->port && strcmp(sh->nodes[i].addr.host, a->host) == 0)
+			break;
+	if (i == sh->n && sh->n < MAX_NODES) {
+		struct share_node *sn = &sh->nodes[sh->n];
+		struct rconn_cfg cfg;
+		int j;
+
+		memset(&cfg, 0, sizeof cfg);
+		memcpy(cfg.host, a->host, sizeof cfg.host);
+		cfg.port = a->port;
+		memcpy(cfg.user, sh->user, sizeof cfg.user);
+		memcpy(cfg.password, sh->password, sizeof cfg.password);
+		cfg.timeout_ms = sh->timeout_ms;
+		sn->addr = *a;
+		if ((sn->p = calloc((size_t)sh->npipes, sizeof *sn->p)) == NULL)
+			abort();
+		for (j = 0; j < sh->npipes; j++)
+			sn->p[j] = store_pipe_new(&cfg);
+		sh->n++;
+	}
+	if (i < sh->n)
+		p = sh->nodes[i].p[k];
+	pthread_mutex_unlock(&sh->mu);
+	return p;
 }
 
 /* Throws a connection away (after an I/O error or a timeout it is unusable). */
@@ -659,32 +773,116 @@ set_timeout(struct cluster *cl, redisContext *c, int64_t deadline)
 	return redisSetTimeout(c, tv) == REDIS_OK ? 0 : -1;
 }
 
-/* Loads every script on a new connection (one pipelined round trip) and keeps the SHA1s. */
+/* A connect to nd failed: none is tried again before a back-off, doubling up to a cap. */
+static void
+node_backoff(struct node *nd)
+{
+	nd->retry_at = mono_ms() + nd->backoff_ms;
+	nd->backoff_ms = nd->backoff_ms * 2 > NODE_BACKOFF_MAX_MS ? NODE_BACKOFF_MAX_MS
+	                                                          : nd->backoff_ms * 2;
+}
+
+/*
+ * Sends the n commands of text (RESP) to nd and reads their n replies into r: built in
+ * cl->replies over nd's own connection, in nd->arena over a pipe. -1 after an I/O error
+ * or at the deadline (over its own connection the caller drops it then; over a pipe that
+ * could not connect, the node is backed off).
+ */
 static int
-load_scripts(struct cluster *cl, struct node *nd)
+node_trip(struct cluster *cl, struct node *nd, const struct resp_out *text, size_t n,
+          redisReply **r, int64_t deadline)
 {
 	size_t k;
 
+	cl->stats.rounds++;
+	if (nd->pipe != NULL) {
+		struct store_pipe_result res;
+
+		if (store_pipe_trip(nd->pipe, text->p, text->len, n, r, &nd->arena, deadline, &res) == 0)
+			return 0;
+		if (res.unreachable)
+			node_backoff(nd);
+		return -1;
+	}
+	if (resp_write(nd->c->fd, text->p, text->len) != text->len)
+		return -1;
+	for (k = 0; k < n; k++) {
+		r[k] = NULL;
+		if (redisGetReply(nd->c, (void **)&r[k]) != REDIS_OK || r[k] == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Loads every script on node nd (one pipelined round trip: at its first connection, or
+ * the first use of a share's pipe to it) and keeps the SHA1s.
+ */
+static int
+load_scripts(struct cluster *cl, struct node *nd, int64_t deadline)
+{
+	struct resp_out o = { 0 };
+	redisReply **r;
+	size_t k;
+	int rc = 0;
+
 	if (cl->nscripts == 0)
 		return 0;
-	for (k = 0; k < cl->nscripts; k++)
-		if (redisAppendCommand(nd->c, "SCRIPT LOAD %s", cl->scripts[k]) != REDIS_OK)
-			return -1;
-	cl->stats.rounds++;
+	if ((r = calloc(cl->nscripts, sizeof *r)) == NULL)
+		abort();
 	for (k = 0; k < cl->nscripts; k++) {
-		redisReply *r = NULL;
-
-		if (redisGetReply(nd->c, (void **)&r) != REDIS_OK || r == NULL) {
-			seterr(cl, "cluster: SCRIPT LOAD on %s:%d failed", nd->addr.host, nd->addr.port);
-			return -1;
-		}
-		if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+		resp_count(&o, '*', 3);
+		resp_arg(&o, "SCRIPT", 6);
+		resp_arg(&o, "LOAD", 4);
+		resp_arg(&o, cl->scripts[k], strlen(cl->scripts[k]));
+	}
+	if (node_trip(cl, nd, &o, cl->nscripts, r, deadline) != 0) {
+		seterr(cl, "cluster: SCRIPT LOAD on %s:%d failed", nd->addr.host, nd->addr.port);
+		rc = -1;
+	}
+	for (k = 0; rc == 0 && k < cl->nscripts; k++) {
+		if (r[k]->type != REDIS_REPLY_STRING || r[k]->len != 40) {
 			seterr(cl, "cluster: SCRIPT LOAD refused by %s:%d", nd->addr.host, nd->addr.port);
-			return -1;
+			rc = -1;
+			break;
 		}
-		memcpy(cl->sha[k], r->str, 40);
+		memcpy(cl->sha[k], r[k]->str, 40);
 		cl->sha[k][40] = '\0';
 	}
+	resp_free(&o);
+	free(r);
+	return rc;
+}
+
+/* Whether nd is connected (over a pipe: it has been used; the pipe reconnects itself). */
+static int
+node_connected(const struct node *nd)
+{
+	return nd->c != NULL || nd->loaded;
+}
+
+/*
+ * Node i over a share's pipe: ready once the scripts are loaded on it (the pipe connects,
+ * and replaces a connection found closed, by itself).
+ */
+static int
+pipe_ready(struct cluster *cl, struct node *nd, int64_t deadline)
+{
+	if (nd->pipe == NULL && (nd->pipe = share_pipe(cl->share, &nd->addr, cl->share_k)) == NULL) {
+		seterr(cl, "cluster: more than %d node addresses", MAX_NODES);
+		return -1;
+	}
+	if (mono_ms() < nd->retry_at) {
+		seterr(cl, "cluster: %s:%d is down (connect failed a moment ago)", nd->addr.host,
+		       nd->addr.port);
+		return -1;
+	}
+	if (nd->loaded)
+		return 0;
+	if (load_scripts(cl, nd, deadline) != 0)
+		return -1;      /* node_trip backed it off if it could not connect */
+	nd->loaded = 1;
+	nd->backoff_ms = NODE_BACKOFF_MIN_MS;
 	return 0;
 }
 
@@ -700,6 +898,8 @@ node_ready(struct cluster *cl, int i, int64_t deadline)
 	char why[200];
 	int64_t left;
 
+	if (cl->share != NULL)
+		return pipe_ready(cl, nd, deadline);
 	if (nd->c != NULL && !rconn_gone(nd->c))
 		return set_timeout(cl, nd->c, deadline) == 0 ? 0 : (node_drop(nd), -1);
 	node_drop(nd);
@@ -724,7 +924,7 @@ node_ready(struct cluster *cl, int i, int64_t deadline)
 		cl->stats.connects++;
 		/* every reply read on it from here on is built in the arena */
 		rarena_attach(nd->c->reader, &cl->replies);
-		if (load_scripts(cl, nd) == 0 && set_timeout(cl, nd->c, deadline) == 0) {
+		if (set_timeout(cl, nd->c, deadline) == 0 && load_scripts(cl, nd, deadline) == 0) {
 			nd->backoff_ms = NODE_BACKOFF_MIN_MS;
 			return 0;
 		}
@@ -732,9 +932,7 @@ node_ready(struct cluster *cl, int i, int64_t deadline)
 	} else {
 		snprintf(cl->err, sizeof cl->err, "cluster: %s", why);
 	}
-	nd->retry_at = mono_ms() + nd->backoff_ms;
-	nd->backoff_ms = nd->backoff_ms * 2 > NODE_BACKOFF_MAX_MS ? NODE_BACKOFF_MAX_MS
-	                                                          : nd->backoff_ms * 2;
+	node_backoff(nd);
 	return -1;
 }
 
@@ -742,19 +940,22 @@ node_ready(struct cluster *cl, int i, int64_t deadline)
 
 /* One CLUSTER subcommand to node i; its reply, or NULL after an I/O error (node dropped). */
 static redisReply *
-ask_node(struct cluster *cl, int i, const char *sub)
+ask_node(struct cluster *cl, int i, int64_t deadline, const char *sub)
 {
 	struct node *nd = cl->nodes[i];
+	struct resp_out o = { 0 };
 	redisReply *r = NULL;
 
-	cl->stats.rounds++;
-	if (redisAppendCommand(nd->c, "CLUSTER %s", sub) != REDIS_OK ||
-	    redisGetReply(nd->c, (void **)&r) != REDIS_OK || r == NULL) {
+	resp_count(&o, '*', 2);
+	resp_arg(&o, "CLUSTER", 7);
+	resp_arg(&o, sub, strlen(sub));
+	if (node_trip(cl, nd, &o, 1, &r, deadline) != 0) {
 		seterr(cl, "cluster: CLUSTER %s on %s:%d: I/O error", sub, nd->addr.host,
 		       nd->addr.port);
 		node_drop(nd);
-		return NULL;
+		r = NULL;
 	}
+	resp_free(&o);
 	return r;
 }
 
@@ -776,14 +977,14 @@ refresh_from(struct cluster *cl, int i, int64_t deadline)
 	if (node_ready(cl, i, deadline) != 0)
 		return -1;
 	if (!nd->no_shards) {
-		if ((r = ask_node(cl, i, "SHARDS")) == NULL)
+		if ((r = ask_node(cl, i, deadline, "SHARDS")) == NULL)
 			return -1;
 		if (r->type == REDIS_REPLY_ERROR)
 			nd->no_shards = 1;
 		else
 			shards = 1;
 	}
-	if (!shards && (r = ask_node(cl, i, "SLOTS")) == NULL)
+	if (!shards && (r = ask_node(cl, i, deadline, "SLOTS")) == NULL)
 		return -1;
 	if ((shards ? cluster_parse_shards : cluster_parse_slots)(r, &nd->addr, &rs, &n, why,
 	                                                          sizeof why) != 0) {
@@ -825,7 +1026,7 @@ cluster_refresh(struct cluster *cl, int64_t deadline_ms)
 	/* connected primaries first (no connect), then every other address, seeds included */
 	for (pass = 0; pass < 2; pass++)
 		for (i = 0; i < cl->nnodes; i++) {
-			int connected = cl->nodes[i]->c != NULL && cl->nodes[i]->primary;
+			int connected = node_connected(cl->nodes[i]) && cl->nodes[i]->primary;
 
 			if ((pass == 0) != connected)
 				continue;
@@ -898,6 +1099,7 @@ queue_job(struct cluster *cl, struct node *nd, const struct cluster_cmd *cmd, st
 			abort();
 	}
 	nd->q[nd->nq++] = j;
+	nd->nrep += 1 + (jb->load != 0) + (jb->ask >= 0);
 	cl->stats.sends++;
 }
 
@@ -946,18 +1148,39 @@ redirect(struct cluster *cl, const struct node *nd, struct cluster_redirect *rd,
 	}
 }
 
+/* nd's next reply of this round, or NULL when it was lost (an I/O error, the deadline). */
+static redisReply *
+next_reply(struct node *nd)
+{
+	redisReply *r = NULL;
+
+	if (nd->pipe != NULL)
+		return nd->inpos < nd->nin ? nd->in[nd->inpos++] : NULL;
+	if (redisGetReply(nd->c, (void **)&r) != REDIS_OK)
+		return NULL;
+	return r;
+}
+
 /*
  * Reads node i's replies for this round and decides each job. Returns 1 when a job must
  * wait before it is sent again, 0 otherwise.
  */
 static int
 read_node(struct cluster *cl, int i, const struct cluster_cmd *cmds, struct job *jobs,
-          redisReply **replies, enum cluster_status *st)
+          int64_t deadline, redisReply **replies, enum cluster_status *st)
 {
 	struct node *nd = cl->nodes[i];
 	int wait = 0;
 	size_t k;
 
+	if (nd->calling) {
+		struct store_pipe_result res;
+
+		store_pipe_wait(nd->pipe, &nd->call, deadline, &res);
+		nd->calling = 0;
+		nd->nin = res.got;
+		nd->inpos = 0;
+	}
 	for (k = 0; k < nd->nq; k++) {
 		size_t j = nd->q[k];
 		struct job *jb = &jobs[j];
@@ -966,11 +1189,9 @@ read_node(struct cluster *cl, int i, const struct cluster_cmd *cmds, struct job 
 		enum cluster_kind kind;
 		redisReply *r = NULL;
 
-		for (e = 0; e <= extra; e++) {
-			r = NULL;
-			if (redisGetReply(nd->c, (void **)&r) != REDIS_OK || r == NULL)
+		for (e = 0; e <= extra; e++)
+			if ((r = next_reply(nd)) == NULL)
 				break;
-		}
 		if (r == NULL || e <= extra) {
 			/* sent, reply lost: this one and the rest of the node's are in doubt */
 			seterr(cl, "cluster: %s:%d: I/O error after the command was sent (it may have "
@@ -1056,6 +1277,34 @@ master_list(const struct cluster *cl, int *out)
 }
 
 /*
+ * Sends nd's commands of this round over its pipe and queues for their replies
+ * (read_node waits for them). 0, or -1 with *sent the bytes of them that went out (a
+ * connect that failed backs the node off).
+ */
+static int
+pipe_send(struct cluster *cl, struct node *nd, int64_t deadline, size_t *sent)
+{
+	struct store_pipe_result res;
+
+	if (nd->incap < nd->nrep) {
+		nd->incap = nd->nrep * 2;
+		if ((nd->in = realloc(nd->in, nd->incap * sizeof *nd->in)) == NULL)
+			abort();
+	}
+	if (store_pipe_send(nd->pipe, nd->out.p, nd->out.len, nd->nrep, nd->in, &nd->arena,
+	                    deadline, &nd->call, &res) == 0) {
+		nd->calling = 1;
+		nd->backoff_ms = NODE_BACKOFF_MIN_MS;
+		return 0;
+	}
+	*sent = res.written;
+	seterr(cl, "cluster: %s:%d: cannot send: %.200s", nd->addr.host, nd->addr.port, res.err);
+	if (res.unreachable)
+		node_backoff(nd);
+	return -1;
+}
+
+/*
  * One round: routes every pending job (by its key's slot, or to master pins[j] when pins
  * is given), sends each node its commands, then reads every node's replies. Returns 1
  * when some job waits for a back-off.
@@ -1075,6 +1324,7 @@ round_once(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, const s
 	for (i = 0; i < nn; i++) {
 		cl->nodes[i]->out.len = 0;
 		cl->nodes[i]->nq = 0;
+		cl->nodes[i]->nrep = 0;
 	}
 	for (j = 0; j < n; j++) {
 		struct job *jb = &jobs[j];
@@ -1127,11 +1377,16 @@ round_once(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, const s
 		if (used[i] <= 0 || nd->nq == 0)
 			continue;
 		sending = 1;
-		sent = resp_write(nd->c->fd, nd->out.p, nd->out.len);
-		if (sent == nd->out.len)
-			continue;
-		seterr(cl, "cluster: %s:%d: cannot send", nd->addr.host, nd->addr.port);
-		node_drop(nd);
+		if (nd->pipe != NULL) {
+			if (pipe_send(cl, nd, deadline, &sent) == 0)
+				continue;
+		} else {
+			sent = resp_write(nd->c->fd, nd->out.p, nd->out.len);
+			if (sent == nd->out.len)
+				continue;
+			seterr(cl, "cluster: %s:%d: cannot send", nd->addr.host, nd->addr.port);
+			node_drop(nd);
+		}
 		cl->stale = 1;
 		used[i] = -1;
 		for (k = 0; k < nd->nq; k++) {
@@ -1152,7 +1407,7 @@ round_once(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, const s
 		cl->stats.rounds++;
 	for (i = 0; i < nn; i++)
 		if (used[i] > 0 && cl->nodes[i]->nq > 0)
-			wait |= read_node(cl, (int)i, cmds, jobs, replies, st);
+			wait |= read_node(cl, (int)i, cmds, jobs, deadline, replies, st);
 	free(used);
 	return wait;
 }

@@ -7,7 +7,8 @@
  * node down). Nothing above the store layer knows a slot exists. docs/CLUSTER.md says
  * what the router does on each reply and what it guarantees.
  *
- * Threads: one struct cluster per worker thread; nothing in it is shared or locked.
+ * Threads: one struct cluster per worker thread; nothing in it is shared or locked, except
+ * the connections of a cluster_share (partnerd --redis-pipes), which are store_pipes.
  *
  * Replies: every reply the router returns is built in its reply arena (rarena.h) and stays
  * valid until cluster_replies_release; never give one to freeReplyObject.
@@ -127,6 +128,23 @@ struct cluster *cluster_new(const struct cluster_seeds *seeds, int timeout_ms,
                             const char *const *scripts, size_t nscripts);
 void cluster_free(struct cluster *cl);
 
+/*
+ * Connections to each node shared by the routers of a process (partnerd --redis-pipes on a
+ * cluster): npipes per node, made as routers first send to the node (keyed by its
+ * address) and kept until cluster_share_free. Each is a store_pipe (store_pipe.h): the
+ * commands of concurrent routers reach a node together. Thread-safe.
+ */
+struct cluster_share;
+struct cluster_share *cluster_share_new(const struct cluster_seeds *seeds, int timeout_ms,
+                                        int npipes);
+void cluster_share_free(struct cluster_share *sh);      /* no router may use it any more */
+
+/*
+ * From now on cl talks to every node over sh's connection k (mod npipes) to it, not over
+ * a connection of its own. Before cl's first call; sh must outlive cl.
+ */
+void cluster_use_share(struct cluster *cl, struct cluster_share *sh, int k);
+
 /* Last error text (valid until the next call). */
 const char *cluster_error(const struct cluster *cl);
 
@@ -206,7 +224,7 @@ struct cluster_stats {
 	uint64_t down;          /* sends given up because a node could not be reached */
 	uint64_t refreshes;     /* slot maps loaded */
 	uint64_t refresh_skips; /* reloads due but put off: the last was < the interval ago */
-	uint64_t connects;      /* node connections opened */
+	uint64_t connects;      /* node connections opened (not counted for a share's) */
 };
 
 void cluster_get_stats(const struct cluster *cl, struct cluster_stats *out);

@@ -64,7 +64,7 @@ struct settings {
 };
 
 static struct settings cfg;
-static struct store_pipe **pipes;       /* cfg.redis_pipes shared connections, or NULL */
+static struct store_share *pipes;       /* cfg.redis_pipes shared connections, or NULL */
 static char cluster_name[320];  /* the log's name of a cluster (cluster_setting) */
 static int listen_fd;
 static atomic_int stopping;
@@ -101,9 +101,9 @@ static struct setting settings[] = {
 	{ .name = "redis-cluster", .env = "PARTNERD_REDIS_CLUSTER", .dflt = NULL, .arg = "SEEDS",
 	  .help = "a Redis Cluster: HOST:PORT[,HOST:PORT...] or redis-cluster://[[user]:pw@]HOST:PORT[,...]" },
 	{ .name = "redis-pipes", .env = "PARTNERD_REDIS_PIPES", .dflt = NULL, .arg = "N",
-	  .help = "share N Redis connections among the workers, their concurrent calls written "
-	          "and read together (default 4 on one Redis, 0 on a cluster; 0: each worker "
-	          "its own; one Redis only)" },
+	  .help = "share N Redis connections (on a cluster, N to each node) among the workers, "
+	          "their concurrent calls written and read together (default 4 on one Redis, 0 "
+	          "on a cluster; 0: each worker its own)" },
 	{ .name = "redis-timeout-ms", .env = "PARTNERD_REDIS_TIMEOUT_MS", .dflt = "1000", .arg = "N",
 	  .help = "connect and read/write timeout of every Redis call" },
 	{ .name = "max-body", .env = "PARTNERD_MAX_BODY", .dflt = "1048576", .arg = "BYTES",
@@ -260,12 +260,6 @@ cluster_setting(void)
 	}
 	if (cfg.redis.cluster[0] == '\0')
 		return;
-	if (cfg.redis_pipes > 0) {
-		fprintf(stderr, "partnerd: --redis-pipes shares connections to one Redis; on a "
-		        "cluster each worker keeps its own connection per master: leave "
-		        "--redis-pipes (PARTNERD_REDIS_PIPES) unset or 0\n");
-		exit(2);
-	}
 	if (cluster_parse_seeds(cfg.redis.cluster, &parsed, err, sizeof(err)) != 0) {
 		fprintf(stderr, "partnerd: --redis-cluster: %s\n", err);
 		exit(2);
@@ -501,7 +495,7 @@ worker(void *arg)
 	FCGX_Request fr;
 
 	if (pipes != NULL)
-		store_share(st, pipes[(held - holding) % cfg.redis_pipes]);
+		store_share(st, pipes, (int)(held - holding));
 
 	store_set_connect_check(st, store_layout_connect_check);
 	store_warm(st);         /* a Redis that is down now is retried at the first request */
@@ -699,13 +693,8 @@ start_workers(void)
 	holding = calloc((size_t)cfg.workers, sizeof(*holding));
 	if (threads == NULL || holding == NULL)
 		abort();
-	if (cfg.redis_pipes > 0 && cfg.redis.cluster[0] == '\0') {
-		pipes = calloc((size_t)cfg.redis_pipes, sizeof(*pipes));
-		if (pipes == NULL)
-			abort();
-		for (i = 0; i < cfg.redis_pipes; i++)
-			pipes[i] = store_share_new(&cfg.redis);
-	}
+	if (cfg.redis_pipes > 0)
+		pipes = store_share_new(&cfg.redis, cfg.redis_pipes);
 	for (i = 0; i < cfg.workers; i++) {
 		if (pthread_create(&threads[i], NULL, worker, &holding[i]) != 0) {
 			fprintf(stderr, "partnerd: cannot start worker %d\n", i);
@@ -781,9 +770,10 @@ main(int argc, char **argv)
 
 	if (start_workers() != 0)
 		return 1;
-	fprintf(log_file, "partnerd %s: %d workers on %s, redis %s, %d shared Redis connection%s\n",
+	fprintf(log_file, "partnerd %s: %d workers on %s, redis %s, %d shared Redis connection%s%s\n",
 	        PACKAGE_VERSION, cfg.workers, cfg.socket_path ? cfg.socket_path : "fd 0", cfg.redis_url,
-	        cfg.redis_pipes, cfg.redis_pipes == 1 ? "" : "s");
+	        cfg.redis_pipes, cfg.redis_pipes == 1 ? "" : "s",
+	        cfg.redis.cluster[0] != '\0' && cfg.redis_pipes > 0 ? " per node" : "");
 	pthread_create(&sigthr, NULL, signal_thread, &set);
 	pthread_join(sigthr, NULL);
 

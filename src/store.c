@@ -544,17 +544,45 @@ ensure(struct store *s)
 	return 0;
 }
 
-struct store_pipe *
-store_share_new(const struct rconn_cfg *cfg)
+struct store_share {
+	struct store_pipe **pipes;      /* n, to one Redis */
+	int n;
+	struct cluster_share *cl;       /* or n to each node of a cluster */
+};
+
+struct store_share *
+store_share_new(const struct rconn_cfg *cfg, int n)
 {
-	return store_pipe_new(cfg);
+	struct store_share *sh = calloc(1, sizeof(*sh));
+	int i;
+
+	if (sh == NULL)
+		abort();
+	sh->n = n > 0 ? n : 1;
+	if (cfg->cluster[0] != '\0') {
+		struct cluster_seeds seeds;
+		char err[200];
+
+		/* a bad list: nothing is shared, and every call fails with its message */
+		if (cluster_parse_seeds(cfg->cluster, &seeds, err, sizeof(err)) == 0)
+			sh->cl = cluster_share_new(&seeds, cfg->timeout_ms, sh->n);
+		return sh;
+	}
+	if ((sh->pipes = calloc((size_t)sh->n, sizeof(*sh->pipes))) == NULL)
+		abort();
+	for (i = 0; i < sh->n; i++)
+		sh->pipes[i] = store_pipe_new(cfg);
+	return sh;
 }
 
 void
-store_share(struct store *s, struct store_pipe *p)
+store_share(struct store *s, struct store_share *sh, int k)
 {
-	if (s->cfg.cluster[0] == '\0')
-		s->pipe = p;
+	k = (k < 0 ? 0 : k) % sh->n;
+	if (s->cl != NULL && sh->cl != NULL)
+		cluster_use_share(s->cl, sh->cl, k);
+	else if (s->cfg.cluster[0] == '\0' && sh->pipes != NULL)
+		s->pipe = sh->pipes[k];
 }
 
 void

@@ -169,16 +169,18 @@ void *store_alloc(struct store *s, size_t n);
 typedef int (*store_check_fn)(struct store *s, char *msg, size_t sz);
 
 /*
- * From now on s's round trips to one Redis (store_eval, store_pipeline, store_run,
- * store_command) go over p, a connection shared with other stores of the process
- * (store_pipe.h: concurrent callers' commands reach Redis together). s's own connection
- * is still made (it loads the scripts, and its making runs the connect check, whose
- * commands go over p like every other call) and carries the queue (store_queue). Ignored
- * on a cluster. p must outlive s.
+ * Redis connections shared by the stores of a process (partnerd --redis-pipes N): N to the
+ * one Redis of cfg (store_pipe.h), or N to each node of its cluster (cluster_share in
+ * cluster.h); each connects at its first use. From store_share on, s's round trips
+ * (store_eval, store_pipeline, store_run, store_command) go over connection k (mod N):
+ * concurrent callers' commands reach Redis together. On one Redis, s's own connection is
+ * still made (it loads the scripts, and its making runs the connect check, whose commands
+ * go over the shared one like every other call) and carries the queue (store_queue); on a
+ * cluster every call goes over the shared ones. sh must outlive s.
  */
-struct store_pipe;
-struct store_pipe *store_share_new(const struct rconn_cfg *cfg);        /* connects at first use */
-void store_share(struct store *s, struct store_pipe *p);
+struct store_share;
+struct store_share *store_share_new(const struct rconn_cfg *cfg, int n);
+void store_share(struct store *s, struct store_share *sh, int k);
 void store_set_connect_check(struct store *s, store_check_fn fn);
 int store_check_refused(const struct store *s);
 

@@ -25,6 +25,7 @@
 #include "store_pipe.h"
 
 #define SCRATCH_CHUNK (64 * 1024)
+#define LATE_READS_MAX 16       /* reads of what had come, after the reader's deadline */
 
 struct store_pipe {
 	pthread_mutex_t mu;
@@ -76,14 +77,19 @@ store_pipe_free(struct store_pipe *p)
 	free(p);
 }
 
-/* Wakes the first waiter that has a thread (not a ghost), so that it becomes the reader. */
+/*
+ * Wakes the first caller asleep on the pipe, so that it becomes the reader. Not the first
+ * that has a thread: that one may not wait yet (a cluster router waits on its nodes one
+ * after the other), and a signal to nobody would leave every sleeper behind it asleep
+ * until its deadline. A caller that comes to wait later reads itself when nobody does.
+ */
 static void
 hand_over(struct store_pipe *p)
 {
 	struct store_pipe_call *w;
 
 	for (w = p->head; w != NULL; w = w->next)
-		if (w->arena != NULL) {
+		if (w->arena != NULL && w->waiting) {
 			pthread_cond_signal(&w->cv);
 			return;
 		}
@@ -148,10 +154,11 @@ abs_time(int64_t deadline_ms)
 
 /*
  * The next reply on c, parsed in the pipe's scratch arena (called without the mutex, by
- * the reader only). 1: a reply; 0: the deadline came first; -1: an I/O or protocol error.
+ * the reader only). 1: a reply; 0: the deadline came first (and nothing more had come, or
+ * *late reached its bound); -1: an I/O or protocol error.
  */
 static int
-next_reply(redisContext *c, void **r, int64_t deadline_ms)
+next_reply(redisContext *c, void **r, int64_t deadline_ms, int *late)
 {
 	for (;;) {
 		struct pollfd pf = { .fd = c->fd, .events = POLLIN };
@@ -164,13 +171,23 @@ next_reply(redisContext *c, void **r, int64_t deadline_ms)
 		if (*r != NULL)
 			return 1;
 		left = deadline_ms - mono_ms();
-		if (left <= 0)
-			return 0;
+		if (left <= 0) {
+			/*
+			 * Past the deadline what has come is still read (a caller that comes to
+			 * wait late, after waiting on other nodes' pipes, finds its replies there),
+			 * a bounded number of reads: a busy connection does not keep it reading.
+			 */
+			left = 0;
+			if ((*late)++ >= LATE_READS_MAX)
+				return 0;
+		}
 		rc = poll(&pf, 1, left > 60000 ? 60000 : (int)left);
 		if (rc < 0 && errno == EINTR)
 			continue;
 		if (rc < 0)
 			return -1;
+		if (rc == 0 && left == 0)
+			return 0;
 		if (rc == 0)
 			continue;       /* the deadline is checked again */
 		if (redisBufferRead(c) != REDIS_OK)
@@ -203,6 +220,8 @@ at_head(const struct store_pipe *p, const struct store_pipe_call *me)
 static void
 read_for_all(struct store_pipe *p, struct store_pipe_call *me, int64_t deadline_ms)
 {
+	int late = 0;
+
 	p->reading = 1;
 	while (!me->done) {
 		redisContext *c = p->c;
@@ -211,7 +230,7 @@ read_for_all(struct store_pipe *p, struct store_pipe_call *me, int64_t deadline_
 
 		p->reader_c = c;
 		pthread_mutex_unlock(&p->mu);
-		rc = next_reply(c, &r, deadline_ms);
+		rc = next_reply(c, &r, deadline_ms, &late);
 		pthread_mutex_lock(&p->mu);
 		if (c != p->c) {
 			/* a writer broke it meanwhile: every waiter of it has failed */
@@ -325,6 +344,7 @@ connect_pipe(struct store_pipe *p, int64_t deadline_ms, struct store_pipe_result
 	p->c = rconn_connect(&cfg, err, sizeof(err));
 	if (p->c == NULL) {
 		snprintf(res->err, sizeof(res->err), "redis: %.180s", err);
+		res->unreachable = 1;
 		return -1;
 	}
 	if (cfg.timeout_ms != p->cfg.timeout_ms && p->cfg.timeout_ms > 0) {
@@ -408,6 +428,7 @@ wait_replies(struct store_pipe *p, struct store_pipe_call *me, int64_t deadline_
 {
 	while (!me->done) {
 		struct timespec ts;
+		int rc;
 
 		if (!p->reading) {
 			read_for_all(p, me, deadline_ms);
@@ -417,8 +438,10 @@ wait_replies(struct store_pipe *p, struct store_pipe_call *me, int64_t deadline_
 			return;
 		}
 		ts = abs_time(deadline_ms);
-		if (pthread_cond_timedwait(&me->cv, &p->mu, &ts) == ETIMEDOUT && !me->done &&
-		    mono_ms() >= deadline_ms) {
+		me->waiting = 1;
+		rc = pthread_cond_timedwait(&me->cv, &p->mu, &ts);
+		me->waiting = 0;
+		if (rc == ETIMEDOUT && !me->done && mono_ms() >= deadline_ms) {
 			if (at_head(p, me)) {
 				pipe_break(p, "no reply in time");      /* me fails with them */
 				return;

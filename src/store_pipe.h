@@ -1,6 +1,6 @@
 /*
- * store_pipe: one Redis connection shared by several threads (store layer; only store.c
- * uses it). Each caller writes its commands under the pipe's mutex and waits for its
+ * store_pipe: one Redis connection shared by several threads (store layer: store.c's on
+ * one Redis, cluster.c's to each node of a cluster). Each caller writes its commands under the pipe's mutex and waits for its
  * replies; one caller at a time reads for all of them, in the order they were written, so
  * the commands of concurrent callers reach Redis together and Redis reads and answers
  * several per event instead of one per connection (docs/PERFORMANCE.md: auto-pipelining).
@@ -37,6 +37,7 @@ struct store_pipe_result {
 	int sent;               /* some of the commands' bytes were written (they may have run) */
 	size_t written;         /* how many of them: a command that begins at or after this */
 	                        /* offset did not reach Redis */
+	int unreachable;        /* no connection could be made (nothing was written) */
 	int reconnects;         /* connections found closed before a write (a new one is made) */
 	char err[200];          /* why it failed */
 };
@@ -59,6 +60,7 @@ struct store_pipe_call {
 	redisReply **out;
 	struct rarena *arena;   /* NULL: a ghost (its caller left): replies are dropped */
 	int done, failed;
+	int waiting;            /* its thread sleeps on cv (a hand-over may wake it) */
 	pthread_cond_t cv;
 	struct store_pipe_call *next;
 };

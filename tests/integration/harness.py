@@ -390,11 +390,12 @@ class Stack:
         # A Redis Cluster (cluster.Cluster) instead of one redis-server; None: the
         # environment's choice (cluster_mode()).
         self.use_cluster = cluster_mode() if cluster is None else bool(cluster)
-        # PARTNERD_TEST_REDIS_PIPES=N: every partnerd of a one-Redis stack shares N Redis
-        # connections among its workers (--redis-pipes; a test's own flags come after it);
-        # 0: each worker calls over its own connection. Unset: partnerd's default (4).
+        # PARTNERD_TEST_REDIS_PIPES=N: every partnerd of the stack shares N Redis
+        # connections (on a cluster, N to each node) among its workers (--redis-pipes; a
+        # test's own flags come after it); 0: each worker calls over its own connection.
+        # Unset: partnerd's default (4 on one Redis, 0 on a cluster).
         pipes = os.environ.get("PARTNERD_TEST_REDIS_PIPES", "")
-        if pipes != "" and not self.use_cluster:
+        if pipes != "":
             self.partnerd_args = ["--redis-pipes", pipes] + self.partnerd_args
         self.cluster = None
         self.http_port = None

@@ -84,9 +84,10 @@ CLUSTER_INCOMPATIBLE = {
     "@test_ctl_cluster": _NO_STACK,
     "@test_cluster_writes": _NO_STACK,
     "@test_cluster_faults": _NO_STACK,
+    "@test_cluster_pipes": _NO_STACK,
     # test_pipes.py: every test
-    "@test_pipes": "--redis-pipes shares connections to one Redis; partnerd refuses it on a cluster "
-                   "(tested in the single-Redis pass)",
+    "@test_pipes": "its stacks are one Redis (on a cluster: test_cluster_pipes.py, and the whole "
+                   "suite with PARTNERD_TEST_REDIS_PIPES=N)",
 }
 
 

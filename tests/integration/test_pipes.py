@@ -1,6 +1,6 @@
 """--redis-pipes N: the workers' Redis calls share N connections per process (src/store_pipe.c),
-concurrent callers' commands written and read together. One Redis only (partnerd refuses it
-with --redis-cluster).
+concurrent callers' commands written and read together. On one Redis here; on a cluster (N to
+each node): test_cluster_pipes.py.
 
 What must hold: every caller gets its own replies (never another's, also after a caller gave
 up at its deadline), a lost reply is resolved as on a worker's own connection (SPEC §4), a
@@ -10,12 +10,14 @@ directly where a test needs its own partnerd.
 """
 
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
 import time
 
 import harness
+from helpers import probe_bin
 from support_guarantee import (AUTH, HEALTH, LINK, ORG, UPDATE, HttpClient, add_partnerd, body_of,
                                check_ctl, history, items_of, link_item, log_lines, memberships,
                                update_item)
@@ -244,16 +246,6 @@ def test_pipes_redis_restart_does_not_fail_the_requests_after_it():
         st.stop()
 
 
-def test_partnerd_refuses_redis_pipes_with_a_cluster():
-    with tempfile.TemporaryDirectory() as d:
-        p = subprocess.run([harness.partnerd_bin(), "--redis-cluster", "127.0.0.1:7000", "--redis-pipes", "2",
-                            "--socket", os.path.join(d, "refused.sock")],
-                           capture_output=True, text=True, timeout=30)
-        assert not os.path.exists(os.path.join(d, "refused.sock"))
-    assert p.returncode == 2, (p.returncode, p.stderr)
-    assert "--redis-pipes" in p.stderr and "cluster" in p.stderr, p.stderr
-
-
 def test_a_password_and_acl_users_reach_the_shared_connections_and_the_workers_own():
     """--redis with a password (the default user's, or an ACL user's) and a db: every
     connection authenticates, the shared ones too; a user not allowed CLIENT still works
@@ -288,3 +280,68 @@ def test_a_password_and_acl_users_reach_the_shared_connections_and_the_workers_o
         assert status == 503, (status, body)
     finally:
         st.stop()
+
+
+def _private_redis(d, name):
+    """A redis-server of its own on a free loopback port (stopped by the caller by its pid)."""
+    port = harness.free_port()
+    log = open(os.path.join(d, "%s.log" % name), "ab")
+    try:
+        rp = subprocess.Popen([harness._find_tool("REDIS_SERVER", "redis-server"), "--port", str(port),
+                               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", d],
+                              stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                              preexec_fn=harness._die_with_parent)
+    finally:
+        log.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            r = harness.Redis(port)
+            r("PING")
+            r.close()
+            return rp, port
+        except OSError:
+            assert time.monotonic() < deadline, "redis-server on %d did not answer" % port
+            time.sleep(0.05)
+
+
+def _probe(*args):
+    """tests/cluster/pipe_probe's lines, {name: (rc, ms, err)}."""
+    p = subprocess.run([probe_bin("PIPE_PROBE_BIN", "pipe_probe")] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    out = {}
+    for line in p.stdout.splitlines():
+        name, rc, ms, err = (line.split(" ", 3) + [""])[:4]
+        out[name] = (int(rc[3:]), int(ms[3:]), err)
+    return out
+
+
+def test_pipes_callers_that_wait_late_neither_stall_the_others_nor_lose_replies_that_came():
+    """store_pipe_send then store_pipe_wait later, as the cluster router does (a round sent to
+    every node's shared connection, then waited on node by node): tests/cluster/pipe_probe
+    on two private redis-servers. A caller queued on a connection but not waiting yet (busy
+    on another) must not keep the callers behind it asleep once the reader leaves; a caller
+    that comes to wait after its deadline (spent on another node) still gets the replies that
+    have come, rather than taking the connection for stuck and failing the others on it."""
+    d = tempfile.mkdtemp(prefix="partnerd-pp-")
+    servers = []
+    try:
+        servers = [_private_redis(d, "a"), _private_redis(d, "b")]
+        a, b = servers[0][1], servers[1][1]
+        got = _probe("late-waiter", a)
+        assert set(got) == {"first", "late", "third"}, got
+        # first: BLPOP 0.5 s, answered (nil); third: PING behind it, deadline 2 s; late: 2.5 s late
+        assert got["first"][0] == 0 and got["late"][0] == 0, got
+        assert got["third"][0] == 0, "the caller behind a late one slept to its deadline: %r" % (got,)
+        got = _probe("late-node", a, b)
+        # x's BLPOP of 1.5 s on A outlives its 1 s deadline (it fails there); its PING on B
+        # came at once and is read although x waits on B after its deadline; y, behind it
+        # on B, is served
+        assert got["x-on-a"][0] == -1 and "no reply in time" in got["x-on-a"][2], got
+        assert got["x-on-b"][0] == 0, "a reply that had come was not read after the deadline: %r" % (got,)
+        assert got["y-on-b"][0] == 0, "another caller failed with the late one: %r" % (got,)
+    finally:
+        for rp, _ in servers:
+            harness._terminate(rp, 5)
+        shutil.rmtree(d, ignore_errors=True)
