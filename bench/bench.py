@@ -1467,7 +1467,7 @@ def main():
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--redis-pipes", type=int, default=None,
                     help="partnerd's --redis-pipes (shared Redis connections per process, per node on a "
-                         "cluster; 0: one per worker; default: partnerd's, 4 on one Redis, 0 on a cluster)")
+                         "cluster; 0: one per worker; default: partnerd's, 4 on one Redis, 2 on a cluster)")
     ap.add_argument("--no-keepalive", dest="keepalive", action="store_false")
     ap.add_argument("--soak", type=int, default=0, help="seconds of the mix for the RSS check (e.g. 300)")
     ap.add_argument("--worker-model", action="store_true", help="compare worker models instead")
@@ -1588,7 +1588,7 @@ def pipes_phrase(args, report):
     """How the report names the partnerds' Redis connections: what partnerd's start line said
     (--redis-pipes, or partnerd's default when unset)."""
     said = report.get("connections") or "? shared Redis connections"
-    if getattr(args, "cluster", None) and (said.startswith("0 ") or not getattr(args, "redis_pipes", None)):
+    if getattr(args, "cluster", None) and said.startswith("0 "):
         return ", one Redis connection per worker and master"
     if said.startswith("0 "):
         return ", one Redis connection per worker"

@@ -45,6 +45,7 @@
 #define DRAIN_SECONDS 10         /* hard bound on the drain after SIGTERM */
 #define DRAIN_GRACE_MS 2000      /* keep serving kept-alive connections this long */
 #define DEFAULT_PIPES 4          /* --redis-pipes on one Redis (docs/PERFORMANCE.md) */
+#define DEFAULT_CLUSTER_PIPES 2  /* --redis-pipes on a cluster, to each node (the same) */
 
 struct settings {
 	const char *socket_path;        /* NULL: serve fd 0 */
@@ -102,7 +103,7 @@ static struct setting settings[] = {
 	  .help = "a Redis Cluster: HOST:PORT[,HOST:PORT...] or redis-cluster://[[user]:pw@]HOST:PORT[,...]" },
 	{ .name = "redis-pipes", .env = "PARTNERD_REDIS_PIPES", .dflt = NULL, .arg = "N",
 	  .help = "share N Redis connections (on a cluster, N to each node) among the workers, "
-	          "their concurrent calls written and read together (default 4 on one Redis, 0 "
+	          "their concurrent calls written and read together (default 4 on one Redis, 2 "
 	          "on a cluster; 0: each worker its own)" },
 	{ .name = "redis-timeout-ms", .env = "PARTNERD_REDIS_TIMEOUT_MS", .dflt = "1000", .arg = "N",
 	  .help = "connect and read/write timeout of every Redis call" },
@@ -348,7 +349,7 @@ load_settings(int argc, char **argv)
 	cluster_setting();
 	cfg.redis.timeout_ms = cfg.redis_timeout_ms;
 	if (cfg.redis_pipes < 0)
-		cfg.redis_pipes = cfg.redis.cluster[0] != '\0' ? 0 : DEFAULT_PIPES;
+		cfg.redis_pipes = cfg.redis.cluster[0] != '\0' ? DEFAULT_CLUSTER_PIPES : DEFAULT_PIPES;
 	if (cfg.redis_pipes > cfg.workers)
 		cfg.redis_pipes = cfg.workers;  /* a worker uses one; more would stay idle */
 }

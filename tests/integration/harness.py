@@ -393,7 +393,7 @@ class Stack:
         # PARTNERD_TEST_REDIS_PIPES=N: every partnerd of the stack shares N Redis
         # connections (on a cluster, N to each node) among its workers (--redis-pipes; a
         # test's own flags come after it); 0: each worker calls over its own connection.
-        # Unset: partnerd's default (4 on one Redis, 0 on a cluster).
+        # Unset: partnerd's default (4 on one Redis, 2 to each node of a cluster).
         pipes = os.environ.get("PARTNERD_TEST_REDIS_PIPES", "")
         if pipes != "":
             self.partnerd_args = ["--redis-pipes", pipes] + self.partnerd_args
