@@ -122,7 +122,8 @@ struct cluster;
  * A router for the given seeds. timeout_ms bounds each connect and each read or write (as
  * rconn's), within a call's own deadline. scripts[0..nscripts) are the Lua scripts
  * commands may run by index (struct cluster_cmd.script): each node loads them on its first
- * connection, and again on NOSCRIPT. Connects nothing yet.
+ * connection (over a cluster_share: the router's first use of it), and again on NOSCRIPT.
+ * Connects nothing yet.
  */
 struct cluster *cluster_new(const struct cluster_seeds *seeds, int timeout_ms,
                             const char *const *scripts, size_t nscripts);

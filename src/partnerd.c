@@ -1,6 +1,7 @@
 /*
  * partnerd: the FastCGI responder. main() reads the settings, opens the listening socket,
- * starts the worker threads (each with its own Redis connection) and a signal thread.
+ * starts the worker threads (on one Redis each with its own Redis connection; their calls
+ * go over the --redis-pipes shared ones, on a cluster N to each node) and a signal thread.
  *
  * Signals: every thread blocks them; the signal thread takes SIGTERM/SIGINT (stop: no
  * new requests, in-flight ones finish, then exit) and SIGHUP (reopen the log file).
@@ -96,7 +97,7 @@ static struct setting settings[] = {
 	{ .name = "user", .env = "PARTNERD_USER", .dflt = NULL, .arg = "USER",
 	  .help = "when started as root: run as this user (and its group)" },
 	{ .name = "workers", .env = "PARTNERD_WORKERS", .dflt = "64", .arg = "N",
-	  .help = "worker threads (each keeps a Redis connection of its own; see --redis-pipes)" },
+	  .help = "worker threads (on one Redis each keeps a Redis connection of its own; see --redis-pipes)" },
 	{ .name = "redis", .env = "PARTNERD_REDIS_URL", .dflt = "redis://127.0.0.1:6379", .arg = "URL",
 	  .help = "redis://[user:pw@]host[:port][/db] or unix:///path" },
 	{ .name = "redis-cluster", .env = "PARTNERD_REDIS_CLUSTER", .dflt = NULL, .arg = "SEEDS",
