@@ -1148,6 +1148,20 @@ redirect(struct cluster *cl, const struct node *nd, struct cluster_redirect *rd,
 	}
 }
 
+/* Over a pipe: waits until nd's replies of this round are in (next_reply hands them out). */
+static void
+node_wait(struct node *nd, int64_t deadline)
+{
+	struct store_pipe_result res;
+
+	if (!nd->calling)
+		return;
+	store_pipe_wait(nd->pipe, &nd->call, deadline, &res);
+	nd->calling = 0;
+	nd->nin = res.got;
+	nd->inpos = 0;
+}
+
 /* nd's next reply of this round, or NULL when it was lost (an I/O error, the deadline). */
 static redisReply *
 next_reply(struct node *nd)
@@ -1173,14 +1187,7 @@ read_node(struct cluster *cl, int i, const struct cluster_cmd *cmds, struct job 
 	int wait = 0;
 	size_t k;
 
-	if (nd->calling) {
-		struct store_pipe_result res;
-
-		store_pipe_wait(nd->pipe, &nd->call, deadline, &res);
-		nd->calling = 0;
-		nd->nin = res.got;
-		nd->inpos = 0;
-	}
+	node_wait(nd, deadline);
 	for (k = 0; k < nd->nq; k++) {
 		size_t j = nd->q[k];
 		struct job *jb = &jobs[j];
@@ -1277,15 +1284,23 @@ master_list(const struct cluster *cl, int *out)
 }
 
 /*
- * Sends nd's commands of this round over its pipe and queues for their replies
- * (read_node waits for them). 0, or -1 with *sent the bytes of them that went out (a
- * connect that failed backs the node off).
+ * Sends nd's commands of this round: on its own connection (dropped when the write fails),
+ * or over its pipe, queued for their replies (read_node waits for them). 0, or -1 with
+ * *sent the bytes of them that went out (a pipe that could not connect backs the node off).
  */
 static int
-pipe_send(struct cluster *cl, struct node *nd, int64_t deadline, size_t *sent)
+node_send(struct cluster *cl, struct node *nd, int64_t deadline, size_t *sent)
 {
 	struct store_pipe_result res;
 
+	if (nd->pipe == NULL) {
+		*sent = resp_write(nd->c->fd, nd->out.p, nd->out.len);
+		if (*sent == nd->out.len)
+			return 0;
+		seterr(cl, "cluster: %s:%d: cannot send", nd->addr.host, nd->addr.port);
+		node_drop(nd);
+		return -1;
+	}
 	if (nd->incap < nd->nrep) {
 		nd->incap = nd->nrep * 2;
 		if ((nd->in = realloc(nd->in, nd->incap * sizeof *nd->in)) == NULL)
@@ -1377,16 +1392,8 @@ round_once(struct cluster *cl, const struct cluster_cmd *cmds, size_t n, const s
 		if (used[i] <= 0 || nd->nq == 0)
 			continue;
 		sending = 1;
-		if (nd->pipe != NULL) {
-			if (pipe_send(cl, nd, deadline, &sent) == 0)
-				continue;
-		} else {
-			sent = resp_write(nd->c->fd, nd->out.p, nd->out.len);
-			if (sent == nd->out.len)
-				continue;
-			seterr(cl, "cluster: %s:%d: cannot send", nd->addr.host, nd->addr.port);
-			node_drop(nd);
-		}
+		if (node_send(cl, nd, deadline, &sent) == 0)
+			continue;
 		cl->stale = 1;
 		used[i] = -1;
 		for (k = 0; k < nd->nq; k++) {
